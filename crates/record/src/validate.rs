@@ -1,0 +1,386 @@
+//! Validation with field-level answers a person can act on, in Arabic and English.
+//! A violation names the field and the rule, never the offending value: values are
+//! personal data and must not travel into error messages or logs.
+
+use std::fmt;
+
+use chrono::{Datelike, NaiveDate};
+
+use crate::record::{ConcernKind, ReferralDetails, SourceKind};
+
+/// What is wrong with one field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    Required,
+    TooLong { max: usize },
+    ControlCharacters,
+    NotLatinScript,
+    NoLetters,
+    InvalidDate,
+    DateInFuture,
+    NotAChild,
+    AgeOutOfRange,
+    BothBirthDateAndAge,
+    NeitherBirthDateNorAge,
+    NotChosen { choices: String },
+    AtLeastOne,
+    LabourCriteriaRequired,
+    LabourCriteriaOnlyForLabour,
+    InvalidPhone,
+    InvalidCode { expected: &'static str },
+    TooMany { max: usize },
+    SourceMismatch,
+    OutOfRange { min: i64, max: i64 },
+}
+
+impl Problem {
+    /// A stable machine-readable code for clients.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Problem::Required => "required",
+            Problem::TooLong { .. } => "too_long",
+            Problem::ControlCharacters => "control_characters",
+            Problem::NotLatinScript => "not_latin_script",
+            Problem::NoLetters => "no_letters",
+            Problem::InvalidDate => "invalid_date",
+            Problem::DateInFuture => "date_in_future",
+            Problem::NotAChild => "not_a_child",
+            Problem::AgeOutOfRange => "age_out_of_range",
+            Problem::BothBirthDateAndAge => "both_birth_date_and_age",
+            Problem::NeitherBirthDateNorAge => "neither_birth_date_nor_age",
+            Problem::NotChosen { .. } => "not_chosen",
+            Problem::AtLeastOne => "at_least_one",
+            Problem::LabourCriteriaRequired => "labour_criteria_required",
+            Problem::LabourCriteriaOnlyForLabour => "labour_criteria_only_for_labour",
+            Problem::InvalidPhone => "invalid_phone",
+            Problem::InvalidCode { .. } => "invalid_code",
+            Problem::TooMany { .. } => "too_many",
+            Problem::SourceMismatch => "source_mismatch",
+            Problem::OutOfRange { .. } => "out_of_range",
+        }
+    }
+
+    pub fn english(&self) -> String {
+        match self {
+            Problem::Required => "is required".into(),
+            Problem::TooLong { max } => format!("is longer than {max} characters"),
+            Problem::ControlCharacters => "contains control characters".into(),
+            Problem::NotLatinScript => "must be written in Latin letters (a transliteration)".into(),
+            Problem::NoLetters => "must contain at least one letter".into(),
+            Problem::InvalidDate => "is not a date in the form YYYY-MM-DD".into(),
+            Problem::DateInFuture => "is in the future".into(),
+            Problem::NotAChild => "makes the person 18 or older: case management is for children".into(),
+            Problem::AgeOutOfRange => "must be between 0 and 17 years".into(),
+            Problem::BothBirthDateAndAge => "give either the date of birth or the estimated age, not both".into(),
+            Problem::NeitherBirthDateNorAge => "give the date of birth or, without documents, an estimated age".into(),
+            Problem::NotChosen { choices } => format!("must be chosen; one of: {choices}"),
+            Problem::AtLeastOne => "needs at least one entry".into(),
+            Problem::LabourCriteriaRequired => "exploitative labour needs at least one criterion (denies education or play, physical harm, underpaid for being a child, or a worst form)".into(),
+            Problem::LabourCriteriaOnlyForLabour => "labour criteria apply only to an exploitative_labour concern".into(),
+            Problem::InvalidPhone => "is not a phone number (digits, optionally starting with +, 6 to 20 digits)".into(),
+            Problem::InvalidCode { expected } => format!("is not valid: expected {expected}"),
+            Problem::TooMany { max } => format!("has more than {max} entries"),
+            Problem::SourceMismatch => "does not match the way this referral was submitted".into(),
+            Problem::OutOfRange { min, max } => format!("must be between {min} and {max}"),
+        }
+    }
+
+    pub fn arabic(&self) -> String {
+        match self {
+            Problem::Required => "حقل مطلوب".into(),
+            Problem::TooLong { max } => format!("أطول من {max} حرفًا"),
+            Problem::ControlCharacters => "يحتوي على رموز تحكم غير مسموح بها".into(),
+            Problem::NotLatinScript => "يجب أن يُكتب بالحروف اللاتينية (نقحرة)".into(),
+            Problem::NoLetters => "يجب أن يحتوي على حرف واحد على الأقل".into(),
+            Problem::InvalidDate => "ليس تاريخًا بالصيغة YYYY-MM-DD".into(),
+            Problem::DateInFuture => "تاريخ في المستقبل".into(),
+            Problem::NotAChild => "يجعل عمر الشخص 18 سنة أو أكثر: إدارة الحالة مخصصة للأطفال".into(),
+            Problem::AgeOutOfRange => "يجب أن يكون العمر بين 0 و17 سنة".into(),
+            Problem::BothBirthDateAndAge => "أدخل تاريخ الميلاد أو العمر التقديري، وليس كليهما".into(),
+            Problem::NeitherBirthDateNorAge => "أدخل تاريخ الميلاد، أو العمر التقديري عند غياب الوثائق".into(),
+            Problem::NotChosen { choices } => format!("يجب الاختيار من: {choices}"),
+            Problem::AtLeastOne => "يجب إدخال عنصر واحد على الأقل".into(),
+            Problem::LabourCriteriaRequired => "عمل الأطفال الاستغلالي يتطلب معيارًا واحدًا على الأقل (حرمان من التعليم أو اللعب، أذى جسدي، أجر أقل لكونه طفلًا، أو أحد أسوأ الأشكال)".into(),
+            Problem::LabourCriteriaOnlyForLabour => "معايير العمل تخص فقط حالة عمل الأطفال الاستغلالي".into(),
+            Problem::InvalidPhone => "ليس رقم هاتف صالحًا (من 6 إلى 20 رقمًا، ويمكن أن يبدأ بـ +)".into(),
+            Problem::InvalidCode { expected } => format!("قيمة غير صالحة: المتوقع {expected}"),
+            Problem::TooMany { max } => format!("يحتوي على أكثر من {max} عنصرًا"),
+            Problem::SourceMismatch => "لا يطابق طريقة تقديم هذه الإحالة".into(),
+            Problem::OutOfRange { min, max } => format!("يجب أن يكون بين {min} و{max}"),
+        }
+    }
+}
+
+/// One field's violation. `field` is a dotted path in the request (`referral.child.sex`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub problem: Problem,
+}
+
+/// Every violation found in one request; validation never stops at the first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, field: impl Into<String>, problem: Problem) {
+        self.0.push(FieldViolation {
+            field: field.into(),
+            problem,
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &FieldViolation> {
+        self.0.iter()
+    }
+
+    pub fn extend(&mut self, other: Violations) {
+        self.0.extend(other.0);
+    }
+
+    /// `Ok(value)` when nothing was found, else the violations.
+    pub fn into_result<T>(self, value: T) -> Result<T, Violations> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
+    }
+
+    pub fn has(&self, field: &str, code: &str) -> bool {
+        self.0
+            .iter()
+            .any(|v| v.field == field && v.problem.code() == code)
+    }
+}
+
+impl fmt::Display for Violations {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|v| format!("{}: {}", v.field, v.problem.english()))
+            .collect();
+        write!(f, "{}", parts.join("; "))
+    }
+}
+
+impl std::error::Error for Violations {}
+
+/// Limits on free text; generous for real use, small enough that nobody stores a file.
+pub const MAX_NAME: usize = 200;
+pub const MAX_SHORT_TEXT: usize = 200;
+pub const MAX_NARRATIVE: usize = 4000;
+pub const MAX_LIST: usize = 20;
+
+/// Checks a free-text field; `required` decides whether empty is a violation.
+pub fn check_text(v: &mut Violations, field: &str, text: &str, max: usize) {
+    if text.chars().count() > max {
+        v.push(field, Problem::TooLong { max });
+    }
+    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        v.push(field, Problem::ControlCharacters);
+    }
+}
+
+fn check_required(v: &mut Violations, field: &str, text: &str, max: usize) {
+    if text.trim().is_empty() {
+        v.push(field, Problem::Required);
+    } else {
+        check_text(v, field, text, max);
+    }
+}
+
+fn check_optional(v: &mut Violations, field: &str, text: Option<&str>, max: usize) {
+    if let Some(t) = text {
+        check_text(v, field, t, max);
+    }
+}
+
+fn check_name(v: &mut Violations, field: &str, name: &crate::record::PersonName) {
+    let given = format!("{field}.as_given");
+    check_required(v, &given, &name.as_given, MAX_NAME);
+    if !name.as_given.trim().is_empty() && !name.as_given.chars().any(char::is_alphabetic) {
+        v.push(given, Problem::NoLetters);
+    }
+    if let Some(t) = &name.transliteration {
+        let f = format!("{field}.transliteration");
+        check_text(v, &f, t, MAX_NAME);
+        let latin = t
+            .chars()
+            .all(|c| c.is_ascii_alphabetic() || matches!(c, ' ' | '-' | '\'' | '.'));
+        if !latin {
+            v.push(f, Problem::NotLatinScript);
+        }
+    }
+}
+
+fn check_phone(v: &mut Violations, field: &str, phone: &str) {
+    let digits = phone.strip_prefix('+').unwrap_or(phone);
+    let ok = digits
+        .chars()
+        .all(|c| c.is_ascii_digit() || c == ' ' || c == '-');
+    let count = digits.chars().filter(char::is_ascii_digit).count();
+    if !ok || !(6..=20).contains(&count) {
+        v.push(field, Problem::InvalidPhone);
+    }
+}
+
+fn check_list_len<T>(v: &mut Violations, field: &str, list: &[T]) {
+    if list.len() > MAX_LIST {
+        v.push(field, Problem::TooMany { max: MAX_LIST });
+    }
+}
+
+/// Age in whole years on `today`.
+pub fn age_on(birth: NaiveDate, today: NaiveDate) -> i32 {
+    let mut years = today.year() - birth.year();
+    if (today.month(), today.day()) < (birth.month(), birth.day()) {
+        years -= 1;
+    }
+    years
+}
+
+/// Validates a referral's details. `prefix` is where the details sit in the request
+/// (`referral`), so paths in violations match what the caller sent.
+pub fn validate_details(details: &ReferralDetails, today: NaiveDate, prefix: &str) -> Violations {
+    let mut v = Violations::new();
+    let c = &details.child;
+    let p = |f: &str| format!("{prefix}.{f}");
+    check_name(&mut v, &p("child.name"), &c.name);
+    match (c.date_of_birth, c.estimated_age_years) {
+        (Some(_), Some(_)) => v.push(p("child.date_of_birth"), Problem::BothBirthDateAndAge),
+        (None, None) => v.push(p("child.date_of_birth"), Problem::NeitherBirthDateNorAge),
+        (Some(dob), None) => {
+            if dob > today {
+                v.push(p("child.date_of_birth"), Problem::DateInFuture);
+            } else if age_on(dob, today) >= 18 {
+                v.push(p("child.date_of_birth"), Problem::NotAChild);
+            }
+        }
+        (None, Some(age)) => {
+            if age > 17 {
+                v.push(p("child.estimated_age_years"), Problem::AgeOutOfRange);
+            }
+        }
+    }
+    if let Some(n) = &c.nationality {
+        if n.len() != 3 || !n.chars().all(|ch| ch.is_ascii_uppercase()) {
+            v.push(
+                p("child.nationality"),
+                Problem::InvalidCode {
+                    expected: "an ISO 3166-1 alpha-3 code such as EGY or SYR",
+                },
+            );
+        }
+    }
+    check_list_len(&mut v, &p("child.identity_documents"), &c.identity_documents);
+    for (i, d) in c.identity_documents.iter().enumerate() {
+        let f = p(&format!("child.identity_documents[{i}].number"));
+        check_required(&mut v, &f, &d.number, 64);
+        check_optional(
+            &mut v,
+            &p(&format!("child.identity_documents[{i}].issuer")),
+            d.issuer.as_deref(),
+            MAX_SHORT_TEXT,
+        );
+    }
+    check_required(&mut v, &p("child.governorate"), &c.governorate, 100);
+    check_optional(&mut v, &p("child.district"), c.district.as_deref(), 100);
+    check_optional(&mut v, &p("child.address"), c.address.as_deref(), 500);
+    check_optional(&mut v, &p("child.disability"), c.disability.as_deref(), 500);
+    if let Some(s) = &c.school {
+        check_required(&mut v, &p("child.school.name"), &s.name, MAX_SHORT_TEXT);
+        check_optional(&mut v, &p("child.school.grade"), s.grade.as_deref(), 50);
+    }
+    check_list_len(&mut v, &p("caregivers"), &details.caregivers);
+    for (i, cg) in details.caregivers.iter().enumerate() {
+        check_name(&mut v, &p(&format!("caregivers[{i}].name")), &cg.name);
+        if let Some(phone) = &cg.phone {
+            check_phone(&mut v, &p(&format!("caregivers[{i}].phone")), phone);
+        }
+        check_optional(
+            &mut v,
+            &p(&format!("caregivers[{i}].address")),
+            cg.address.as_deref(),
+            500,
+        );
+    }
+    if let Some(size) = details.household.size {
+        if !(1..=50).contains(&size) {
+            v.push(
+                p("household.size"),
+                Problem::OutOfRange { min: 1, max: 50 },
+            );
+        }
+    }
+    check_optional(
+        &mut v,
+        &p("household.income_source"),
+        details.household.income_source.as_deref(),
+        MAX_SHORT_TEXT,
+    );
+    if details.concerns.is_empty() {
+        v.push(p("concerns"), Problem::AtLeastOne);
+    }
+    check_list_len(&mut v, &p("concerns"), &details.concerns);
+    for (i, concern) in details.concerns.iter().enumerate() {
+        let f = p(&format!("concerns[{i}].labour_criteria"));
+        match (concern.kind, concern.labour_criteria.is_empty()) {
+            (ConcernKind::ExploitativeLabour, true) => v.push(f, Problem::LabourCriteriaRequired),
+            (ConcernKind::ExploitativeLabour, false) | (_, true) => {}
+            (_, false) => v.push(f, Problem::LabourCriteriaOnlyForLabour),
+        }
+    }
+    if details.requested_services.is_empty() {
+        v.push(p("requested_services"), Problem::AtLeastOne);
+    }
+    check_list_len(&mut v, &p("requested_services"), &details.requested_services);
+    check_list_len(&mut v, &p("consent_refs"), &details.consent_refs);
+    for (i, c) in details.consent_refs.iter().enumerate() {
+        check_required(
+            &mut v,
+            &p(&format!("consent_refs[{i}].consent_id")),
+            &c.consent_id,
+            128,
+        );
+    }
+    check_optional(&mut v, &p("narrative"), details.narrative.as_deref(), MAX_NARRATIVE);
+    v
+}
+
+/// Checks a submission's envelope: the idempotency key and the referrer's references
+/// (each a `(field, value)` pair that must be present).
+pub fn validate_envelope(v: &mut Violations, submission_id: &str, refs: &[(&str, &str)]) {
+    if submission_id.trim().is_empty() {
+        v.push("submission_id", Problem::Required);
+    } else if submission_id.len() > 128
+        || !submission_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+    {
+        v.push(
+            "submission_id",
+            Problem::InvalidCode {
+                expected: "1 to 128 characters of A-Z, a-z, 0-9, - _ . :",
+            },
+        );
+    }
+    for (field, value) in refs {
+        check_required(v, field, value, 128);
+    }
+}
+
+/// Source kinds an agency may name in `SubmitAgencyReferral`; schools and the hotline have
+/// their own RPCs so their rules (officer, priority) cannot be bypassed.
+pub fn agency_source_allowed(kind: SourceKind) -> bool {
+    !matches!(kind, SourceKind::School | SourceKind::Hotline)
+}
