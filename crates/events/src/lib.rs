@@ -1,1 +1,290 @@
+//! Bus events as Avro single-object encoding: `C3 01`, the schema's 8-byte little-endian
+//! CRC-64-AVRO (Rabin) fingerprint, then the Avro binary body. The schemas live in
+//! `proto/avro/`; a reader finds the schema by fingerprint, so an unknown fingerprint or a
+//! truncated body is a clean, classified error rather than garbage.
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use apache_avro::rabin::Rabin;
+use apache_avro::Schema;
+use himaya_record::{CaseRecord, MessageId};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+const MAGIC: [u8; 2] = [0xC3, 0x01];
+const HEADER_LEN: usize = 10;
+
+/// Why bytes could not become an event (or an event bytes). Decode errors are permanent:
+/// the same bytes will never decode, so the consumer parks the message with this reason.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("message is {len} bytes, shorter than the 10-byte single-object header")]
+    Truncated { len: usize },
+    #[error("message does not start with the Avro single-object marker C3 01")]
+    NotSingleObject,
+    #[error("no known schema has fingerprint {0}")]
+    UnknownFingerprint(String),
+    #[error("expected a {expected} event, got a {found} event")]
+    WrongEvent {
+        expected: &'static str,
+        found: &'static str,
+    },
+    /// The library's own error text is dropped on purpose: it can quote field values.
+    #[error("the {event} body does not match its schema")]
+    Body { event: &'static str },
+    #[error("the {event} body has {extra} trailing bytes")]
+    TrailingBytes { event: &'static str, extra: usize },
+    /// As for `Body`, the library's text (which can quote values) is dropped.
+    #[error("could not encode a {event} event: it does not fit its schema")]
+    Encode { event: &'static str },
+    #[error("the built-in Avro schema {0} does not parse: {1}")]
+    Schema(&'static str, String),
+}
+
+/// A bus event: its name, routing key and schema.
+pub trait Event: Serialize + DeserializeOwned {
+    /// The Avro full name.
+    const NAME: &'static str;
+    /// The schema text (from `proto/avro/`).
+    const SCHEMA: &'static str;
+    /// The message id consumers deduplicate on.
+    fn message_id(&self) -> &str;
+}
+
+/// `referral.created`: a case was opened by a referral. Carries the full record and so
+/// never leaves the hub; the router reads it and discloses through the redactor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReferralCreated {
+    pub message_id: String,
+    pub occurred_at: String,
+    pub case: CaseRecord,
+}
+
+/// A redacted referral for one agency's connector.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryRequested {
+    pub message_id: String,
+    pub occurred_at: String,
+    pub agency_id: String,
+    pub case_id: String,
+    pub referral_id: String,
+    pub purpose: String,
+    pub priority: String,
+    pub idempotency_key: String,
+    pub categories: Vec<String>,
+    pub document_json: String,
+}
+
+/// `referral.delivery.recorded`: what the agency answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryRecorded {
+    pub message_id: String,
+    pub occurred_at: String,
+    pub agency_id: String,
+    pub case_id: String,
+    pub referral_id: String,
+    pub delivery_message_id: String,
+    pub outcome: String,
+    pub http_status: i32,
+    pub agency_reference: Option<String>,
+}
+
+macro_rules! event {
+    ($t:ty, $name:literal, $file:literal) => {
+        impl Event for $t {
+            const NAME: &'static str = $name;
+            const SCHEMA: &'static str = include_str!(concat!("../../../proto/avro/", $file));
+            fn message_id(&self) -> &str {
+                &self.message_id
+            }
+        }
+    };
+}
+
+event!(ReferralCreated, "himaya.v1.ReferralCreated", "referral_created.avsc");
+event!(DeliveryRequested, "himaya.v1.DeliveryRequested", "delivery_requested.avsc");
+event!(DeliveryRecorded, "himaya.v1.DeliveryRecorded", "delivery_recorded.avsc");
+
+/// Routing keys on the events exchange.
+pub mod keys {
+    pub const REFERRAL_CREATED: &str = "referral.created";
+    pub const DELIVERY_RECORDED: &str = "referral.delivery.recorded";
+}
+
+struct Known {
+    name: &'static str,
+    schema: Schema,
+    fingerprint: [u8; 8],
+}
+
+fn parse(name: &'static str, text: &'static str) -> Result<Known, CodecError> {
+    let schema = Schema::parse_str(text).map_err(|e| CodecError::Schema(name, e.to_string()))?;
+    let fp = schema.fingerprint::<Rabin>().bytes;
+    let mut fingerprint = [0u8; 8];
+    fingerprint.copy_from_slice(&fp[..8]);
+    Ok(Known {
+        name,
+        schema,
+        fingerprint,
+    })
+}
+
+fn registry() -> Result<&'static HashMap<&'static str, Known>, CodecError> {
+    static REGISTRY: OnceLock<Result<HashMap<&'static str, Known>, (&'static str, String)>> =
+        OnceLock::new();
+    REGISTRY
+        .get_or_init(|| {
+            [
+                (ReferralCreated::NAME, ReferralCreated::SCHEMA),
+                (DeliveryRequested::NAME, DeliveryRequested::SCHEMA),
+                (DeliveryRecorded::NAME, DeliveryRecorded::SCHEMA),
+            ]
+            .into_iter()
+            .map(|(n, s)| match parse(n, s) {
+                Ok(k) => Ok((n, k)),
+                Err(e) => Err((n, e.to_string())),
+            })
+            .collect()
+        })
+        .as_ref()
+        .map_err(|(n, e)| CodecError::Schema(n, e.clone()))
+}
+
+/// Checks every built-in schema parses; call at start-up to fail fast.
+pub fn check_schemas() -> Result<(), CodecError> {
+    registry().map(|_| ())
+}
+
+fn known<E: Event>() -> Result<&'static Known, CodecError> {
+    registry()?
+        .get(E::NAME)
+        .ok_or(CodecError::UnknownFingerprint(E::NAME.into()))
+}
+
+/// Encodes an event as Avro single-object encoding.
+pub fn encode<E: Event>(event: &E) -> Result<Vec<u8>, CodecError> {
+    let k = known::<E>()?;
+    let err = |_| CodecError::Encode { event: E::NAME };
+    let value = apache_avro::to_value(event)
+        .and_then(|v| v.resolve(&k.schema))
+        .map_err(err)?;
+    let body = apache_avro::to_avro_datum(&k.schema, value).map_err(err)?;
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&k.fingerprint);
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// The event name a message carries, from its fingerprint alone.
+pub fn event_name(bytes: &[u8]) -> Result<&'static str, CodecError> {
+    if bytes.len() < HEADER_LEN {
+        return Err(CodecError::Truncated { len: bytes.len() });
+    }
+    if bytes[..2] != MAGIC {
+        return Err(CodecError::NotSingleObject);
+    }
+    let fp = &bytes[2..HEADER_LEN];
+    registry()?
+        .values()
+        .find(|k| k.fingerprint == fp)
+        .map(|k| k.name)
+        .ok_or_else(|| {
+            CodecError::UnknownFingerprint(fp.iter().map(|b| format!("{b:02x}")).collect())
+        })
+}
+
+/// Decodes a message that must be an `E`.
+pub fn decode<E: Event>(bytes: &[u8]) -> Result<E, CodecError> {
+    let found = event_name(bytes)?;
+    if found != E::NAME {
+        return Err(CodecError::WrongEvent {
+            expected: E::NAME,
+            found,
+        });
+    }
+    let k = known::<E>()?;
+    let err = |_| CodecError::Body { event: E::NAME };
+    let mut body = &bytes[HEADER_LEN..];
+    let value = apache_avro::from_avro_datum(&k.schema, &mut body, None).map_err(err)?;
+    if !body.is_empty() {
+        return Err(CodecError::TrailingBytes {
+            event: E::NAME,
+            extra: body.len(),
+        });
+    }
+    apache_avro::from_value::<E>(&value).map_err(err)
+}
+
+/// A new message id for an event.
+pub fn new_message_id() -> String {
+    MessageId::new().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use himaya_record::fixtures;
+
+    use super::*;
+
+    fn created() -> ReferralCreated {
+        ReferralCreated {
+            message_id: new_message_id(),
+            occurred_at: "2026-11-22T09:30:00Z".into(),
+            case: fixtures::record(),
+        }
+    }
+
+    #[test]
+    fn schemas_parse() {
+        check_schemas().unwrap();
+    }
+
+    #[test]
+    fn arabic_record_round_trips_through_avro() {
+        let e = created();
+        let bytes = encode(&e).unwrap();
+        assert_eq!(&bytes[..2], &MAGIC);
+        assert_eq!(event_name(&bytes).unwrap(), ReferralCreated::NAME);
+        assert_eq!(decode::<ReferralCreated>(&bytes).unwrap(), e);
+        let mut undocumented = created();
+        undocumented.case.child.date_of_birth = None;
+        undocumented.case.child.estimated_age_years = Some(11);
+        undocumented.case.child.school = None;
+        let bytes = encode(&undocumented).unwrap();
+        assert_eq!(decode::<ReferralCreated>(&bytes).unwrap(), undocumented);
+    }
+
+    #[test]
+    fn fingerprint_is_the_spec_rabin_of_the_canonical_form() {
+        // The spec's published fingerprint of the schema "int".
+        let s = Schema::parse_str("\"int\"").unwrap();
+        let fp = s.fingerprint::<Rabin>().bytes;
+        assert_eq!(u64::from_le_bytes(fp[..8].try_into().unwrap()), 0x7275_d51a_3f39_5c8f);
+    }
+
+    #[test]
+    fn bad_bytes_are_classified() {
+        let bytes = encode(&created()).unwrap();
+        assert!(matches!(decode::<ReferralCreated>(&bytes[..5]), Err(CodecError::Truncated { len: 5 })));
+        assert!(matches!(decode::<ReferralCreated>(&bytes[..40]), Err(CodecError::Body { .. })));
+        let mut other = bytes.clone();
+        other[3] ^= 0xFF;
+        assert!(matches!(decode::<ReferralCreated>(&other), Err(CodecError::UnknownFingerprint(_))));
+        let mut plain = bytes.clone();
+        plain[0] = b'{';
+        assert!(matches!(decode::<ReferralCreated>(&plain), Err(CodecError::NotSingleObject)));
+        assert!(matches!(decode::<DeliveryRequested>(&bytes), Err(CodecError::WrongEvent { .. })));
+        let mut long = bytes;
+        long.push(0);
+        assert!(matches!(decode::<ReferralCreated>(&long), Err(CodecError::TrailingBytes { extra: 1, .. })));
+    }
+
+    #[test]
+    fn errors_never_carry_values() {
+        let bytes = encode(&created()).unwrap();
+        let e = decode::<ReferralCreated>(&bytes[..60]).unwrap_err();
+        assert!(!format!("{e} {e:?}").contains("مريم"));
+    }
+}

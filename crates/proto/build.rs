@@ -1,0 +1,20 @@
+//! Compiles `proto/` with protox (pure Rust), so a bare machine needs no system `protoc`.
+//! The descriptor set is kept for gRPC reflection.
+
+use std::path::PathBuf;
+
+use prost::Message;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
+    let files = ["himaya/v1/record.proto", "himaya/v1/intake.proto", "himaya/v1/cases.proto", "himaya/v1/directory.proto"];
+    let fds = protox::compile(files, [&root])?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?).join("himaya_descriptor.bin");
+    std::fs::write(&out, fds.encode_to_vec())?;
+    tonic_build::configure()
+        .skip_protoc_run()
+        .file_descriptor_set_path(&out)
+        .compile_protos(&files, &[&root])?;
+    println!("cargo:rerun-if-changed={}", root.display());
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! Validation failures as gRPC statuses with `google.rpc.BadRequest` field violations and
+//! a localized message, in Arabic when the caller asks for it (`accept-language: ar`).
+
+use himaya_record::Violations;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The language of text meant for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Arabic,
+    English,
+}
+
+impl Lang {
+    /// From the request's `accept-language` metadata; Arabic when it comes first.
+    pub fn of<T>(req: &tonic::Request<T>) -> Lang {
+        let header = req
+            .metadata()
+            .get("accept-language")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if header.trim_start().to_ascii_lowercase().starts_with("ar") {
+            Lang::Arabic
+        } else {
+            Lang::English
+        }
+    }
+
+    pub fn tag(self) -> &'static str {
+        match self {
+            Lang::Arabic => "ar",
+            Lang::English => "en",
+        }
+    }
+}
+
+/// `INVALID_ARGUMENT` listing every field and what to do about it. Carries rule
+/// descriptions only, never the values sent.
+pub fn invalid_argument(v: &Violations, lang: Lang) -> Status {
+    let mut details = ErrorDetails::new();
+    let mut lines = Vec::new();
+    for fv in v.iter() {
+        let text = match lang {
+            Lang::Arabic => fv.problem.arabic(),
+            Lang::English => fv.problem.english(),
+        };
+        lines.push(format!("{}: {}", fv.field, text));
+        details.add_bad_request_violation(fv.field.clone(), format!("[{}] {}", fv.problem.code(), text));
+    }
+    let message = match lang {
+        Lang::Arabic => format!("الطلب غير مكتمل أو غير صالح ({} مشكلة): {}", lines.len(), lines.join("؛ ")),
+        Lang::English => format!("the request is incomplete or invalid ({} problem(s)): {}", lines.len(), lines.join("; ")),
+    };
+    details.set_localized_message(lang.tag(), message.clone());
+    Status::with_error_details(Code::InvalidArgument, message, details)
+}
