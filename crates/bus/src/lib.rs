@@ -1,1 +1,202 @@
+//! The only crate that touches the broker. Publishing always waits for the broker's
+//! confirm with `mandatory` set; consumers acknowledge only after their handler's effect
+//! is committed; a message that can never be processed is parked with its reason; a lost
+//! connection is re-established with backoff.
 
+mod consume;
+mod topology;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::publisher_confirm::Confirmation;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use tokio::sync::Mutex;
+
+pub use consume::{consume, HandleError, Handler, Incoming};
+pub use topology::{Exchange, Topology};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("cannot connect to the broker")]
+    Connect(#[source] lapin::Error),
+    #[error("cannot declare the bus topology")]
+    Declare(#[source] lapin::Error),
+    #[error("publishing failed")]
+    Publish(#[source] lapin::Error),
+    #[error("the broker refused the message (nack)")]
+    Nacked,
+    #[error("no queue is bound for routing key `{0}`: the message came back")]
+    Unroutable(String),
+    #[error("consuming failed")]
+    Consume(#[source] lapin::Error),
+}
+
+impl BusError {
+    /// Whether trying again later may succeed (every broker error is, in our use: the
+    /// topology is declared by us, so an unroutable message means a queue is missing).
+    pub fn is_retryable(&self) -> bool {
+        true
+    }
+}
+
+/// One message to publish.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub exchange: Exchange,
+    pub routing_key: String,
+    pub payload: Vec<u8>,
+    /// The idempotency id consumers deduplicate on.
+    pub message_id: String,
+    /// The Avro event name (`himaya.v1.ReferralCreated`), as the AMQP `type`.
+    pub event_type: String,
+    /// 0–9; urgent referrals are published with a higher priority.
+    pub priority: u8,
+    /// String headers: `traceparent`, `x-correlation-id`, a parking reason.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A connection to the broker that heals itself: every operation asks for a channel and
+/// gets a fresh connection when the old one died.
+pub struct Bus {
+    url: String,
+    topology: Topology,
+    conn: Mutex<Option<Arc<Connection>>>,
+    publisher: Mutex<Option<Channel>>,
+}
+
+impl Bus {
+    /// Connects and declares the base topology; fails fast when the broker is unreachable.
+    pub async fn connect(url: impl Into<String>, topology: Topology) -> Result<Arc<Bus>, BusError> {
+        let bus = Arc::new(Bus {
+            url: url.into(),
+            topology,
+            conn: Mutex::new(None),
+            publisher: Mutex::new(None),
+        });
+        let ch = bus.channel().await?;
+        bus.topology.declare_base(&ch).await?;
+        let _ = ch.close(200, "declared").await;
+        Ok(bus)
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// A new channel on a live connection, reconnecting if needed.
+    pub async fn channel(&self) -> Result<Channel, BusError> {
+        let mut guard = self.conn.lock().await;
+        if let Some(c) = guard.as_ref() {
+            if c.status().connected() {
+                match c.create_channel().await {
+                    Ok(ch) => return Ok(ch),
+                    Err(e) => tracing::warn!(error = %e, "channel creation failed; reconnecting"),
+                }
+            }
+        }
+        let props = ConnectionProperties::default().with_connection_name("himaya".into());
+        let conn = Connection::connect(&self.url, props)
+            .await
+            .map_err(BusError::Connect)?;
+        let ch = conn.create_channel().await.map_err(BusError::Connect)?;
+        *guard = Some(Arc::new(conn));
+        Ok(ch)
+    }
+
+    async fn publisher(&self) -> Result<Channel, BusError> {
+        let mut guard = self.publisher.lock().await;
+        if let Some(ch) = guard.as_ref() {
+            if ch.status().connected() {
+                return Ok(ch.clone());
+            }
+        }
+        let ch = self.channel().await?;
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(BusError::Publish)?;
+        *guard = Some(ch.clone());
+        Ok(ch)
+    }
+
+    /// Publishes and waits for the broker's confirm.
+    pub async fn publish(&self, msg: &Outgoing) -> Result<(), BusError> {
+        self.publish_batch(std::slice::from_ref(msg))
+            .await?
+            .pop()
+            .unwrap_or(Ok(()))
+    }
+
+    /// Publishes every message, then waits for all the confirms: one round trip of
+    /// latency for the batch instead of one per message. The outer error means nothing
+    /// was sent; otherwise there is one result per message.
+    pub async fn publish_batch(
+        &self,
+        msgs: &[Outgoing],
+    ) -> Result<Vec<Result<(), BusError>>, BusError> {
+        let ch = self.publisher().await?;
+        let mut pending = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            let exchange = self.topology.exchange(m.exchange);
+            let opts = BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            };
+            pending.push(
+                ch.basic_publish(&exchange, &m.routing_key, opts, &m.payload, properties(m))
+                    .await,
+            );
+        }
+        let mut out = Vec::with_capacity(msgs.len());
+        for (p, m) in pending.into_iter().zip(msgs) {
+            out.push(match p {
+                Err(e) => Err(BusError::Publish(e)),
+                Ok(confirm) => match confirm.await {
+                    Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => Ok(()),
+                    Ok(Confirmation::Ack(Some(_))) | Ok(Confirmation::Nack(Some(_))) => {
+                        Err(BusError::Unroutable(m.routing_key.clone()))
+                    }
+                    Ok(Confirmation::Nack(None)) => Err(BusError::Nacked),
+                    Err(e) => Err(BusError::Publish(e)),
+                },
+            });
+        }
+        if out.iter().any(Result::is_err) {
+            // Start the next batch on a fresh channel: a failed one may be closed.
+            *self.publisher.lock().await = None;
+        }
+        Ok(out)
+    }
+
+    /// Closes the connection (best effort) on shutdown.
+    pub async fn close(&self) {
+        if let Some(c) = self.conn.lock().await.take() {
+            let _ = c.close(200, "shutdown").await;
+        }
+    }
+}
+
+fn properties(m: &Outgoing) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    for (k, v) in &m.headers {
+        headers.insert(
+            ShortString::from(k.as_str()),
+            AMQPValue::LongString(LongString::from(v.as_str())),
+        );
+    }
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type(ShortString::from("application/vnd.apache.avro+binary"))
+        .with_message_id(ShortString::from(m.message_id.as_str()))
+        .with_type(ShortString::from(m.event_type.as_str()))
+        .with_priority(m.priority)
+        .with_headers(headers)
+}
+
+/// Backoff for reconnect loops: 100 ms doubling to 10 s.
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(100u64.saturating_mul(1 << attempt.min(7))).min(Duration::from_secs(10))
+}

@@ -1,1 +1,239 @@
+//! Typed configuration, layered: `config/base.toml` → `config/<HIMAYA_ENV>.toml` (optional)
+//! → an explicit file → `HIMAYA__SECTION__KEY` environment variables. Validated at start-up;
+//! a bad value stops the hub with a message naming the key.
 
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use himaya_record::{AgencyType, ServiceType};
+use himaya_sharing::SharingPolicy;
+use serde::Deserialize;
+
+/// A value that must never be printed (URLs with passwords, tokens).
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub grpc: GrpcSettings,
+    pub database: DatabaseSettings,
+    pub bus: BusSettings,
+    pub relay: RelaySettings,
+    pub connectors: ConnectorSettings,
+    pub telemetry: TelemetrySettings,
+    /// Every agency connected to the hub, by directory id.
+    pub agencies: BTreeMap<String, AgencySettings>,
+    /// Which agency types may receive which data categories, for which purpose.
+    #[serde(default)]
+    pub sharing: SharingPolicy,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcSettings {
+    /// Where the gRPC server listens; port 0 picks a free port (tests).
+    pub listen: SocketAddr,
+    /// Largest request accepted, in bytes; larger ones are refused before decoding.
+    pub max_message_bytes: usize,
+    /// Accept the caller's agency from `x-himaya-agency` metadata. Development only:
+    /// production identifies agencies by their certificates.
+    pub dev_identity: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://user@host:port/database`.
+    pub url: Secret,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusSettings {
+    /// `amqp://user:password@host:port/vhost`.
+    pub url: Secret,
+    /// Prefix of every exchange and queue name, so hubs can share a broker.
+    pub prefix: String,
+    /// Unacknowledged messages a consumer holds at once.
+    pub prefetch: u16,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelaySettings {
+    /// Fallback poll of the outbox; normally a database notification wakes the relay.
+    pub poll_interval_ms: u64,
+    /// Outbox rows published per round trip of confirms.
+    pub batch_size: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorSettings {
+    /// Timeout of one outbound HTTP call to an agency.
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// `pretty` for people, `json` for log collectors.
+    pub format: LogFormat,
+    /// `tracing` filter, e.g. `info,himaya=debug`.
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgencySettings {
+    pub agency_type: AgencyType,
+    pub name_ar: String,
+    pub name_en: String,
+    #[serde(default)]
+    pub services: Vec<ServiceType>,
+    /// Governorates served; `*` for everywhere.
+    #[serde(default)]
+    pub governorates: Vec<String>,
+    /// Where the agency's system receives deliveries (HTTP POST); none: not yet connected.
+    pub endpoint: Option<String>,
+}
+
+impl AgencySettings {
+    pub fn covers(&self, governorate: &str) -> bool {
+        self.governorates.iter().any(|g| g == "*" || g == governorate)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration could not be read: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration key `{key}`: {problem}")]
+    Invalid { key: String, problem: String },
+}
+
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> SettingsError {
+    SettingsError::Invalid {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+impl Settings {
+    /// Loads the layers from `config_dir` (and `extra`, a file given on the command line).
+    pub fn load(config_dir: &Path, extra: Option<&Path>) -> Result<Settings, SettingsError> {
+        let env = std::env::var("HIMAYA_ENV").unwrap_or_else(|_| "local".into());
+        let mut b = config::Config::builder()
+            .add_source(config::File::from(config_dir.join("base.toml")))
+            .add_source(config::File::from(config_dir.join(format!("{env}.toml"))).required(false));
+        if let Some(path) = extra {
+            b = b.add_source(config::File::from(PathBuf::from(path)));
+        }
+        let settings: Settings = b
+            .add_source(
+                config::Environment::with_prefix("HIMAYA")
+                    .prefix_separator("__")
+                    .separator("__"),
+            )
+            .build()?
+            .try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what serde cannot: names, URLs, limits.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.grpc.max_message_bytes < 1024 {
+            return Err(invalid("grpc.max_message_bytes", "must be at least 1024"));
+        }
+        if self.bus.prefetch == 0 {
+            return Err(invalid("bus.prefetch", "must be at least 1"));
+        }
+        if self.relay.batch_size < 1 {
+            return Err(invalid("relay.batch_size", "must be at least 1"));
+        }
+        if self.agencies.is_empty() {
+            return Err(invalid("agencies", "at least one agency must be configured"));
+        }
+        for (id, a) in &self.agencies {
+            let key = |f: &str| format!("agencies.{id}.{f}");
+            if id.is_empty()
+                || id.len() > 64
+                || !id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            {
+                return Err(invalid(format!("agencies.{id}"), "agency ids are 1-64 characters of a-z, 0-9 and -"));
+            }
+            if a.name_ar.trim().is_empty() || a.name_en.trim().is_empty() {
+                return Err(invalid(key("name_ar"), "both name_ar and name_en are required"));
+            }
+            if a.governorates.is_empty() {
+                return Err(invalid(key("governorates"), "list the governorates served, or \"*\""));
+            }
+            if let Some(e) = &a.endpoint {
+                if !(e.starts_with("http://") || e.starts_with("https://")) {
+                    return Err(invalid(key("endpoint"), "must be an http:// or https:// URL"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The path of the project's `config/` directory: `HIMAYA_CONFIG_DIR`, else `./config`.
+    pub fn default_dir() -> PathBuf {
+        std::env::var_os("HIMAYA_CONFIG_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("config"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config")
+    }
+
+    #[test]
+    fn the_shipped_configuration_loads() {
+        let s = Settings::load(&dir(), None).unwrap();
+        assert!(s.agencies.values().any(|a| a.agency_type == AgencyType::Health));
+        assert!(!format!("{s:?}").contains("guest:guest"));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let mut s = Settings::load(&dir(), None).unwrap();
+        s.agencies.values_mut().for_each(|a| a.endpoint = Some("ftp://x".into()));
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("agencies.") && e.contains("endpoint"), "{e}");
+    }
+}

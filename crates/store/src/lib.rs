@@ -1,1 +1,161 @@
+//! PostgreSQL plumbing shared by every service: one pool per service confined to the
+//! service's own schema, the transactional outbox and its relay, and the inbox.
+//!
+//! The outbox is how "the row and its event are committed together": a service writes its
+//! rows and [`outbox::enqueue`]s the event in one transaction; the relay publishes with
+//! publisher confirms and marks the row sent only after the broker's ack. The inbox is
+//! how "exactly-once effect" follows from at-least-once delivery: a consumer claims the
+//! message id in the same transaction as its effect.
 
+pub mod inbox;
+pub mod outbox;
+pub mod relay;
+
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+
+pub use relay::run_relay;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the database URL is not valid")]
+    Url(#[source] sqlx::Error),
+    #[error("`{0}` is not a valid schema or database name (a-z, 0-9, _)")]
+    Name(String),
+    #[error("a stored value is malformed: {0}")]
+    Corrupt(&'static str),
+}
+
+impl StoreError {
+    /// Transient failures (connection lost, serialization conflict) may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Database(e) => !matches!(
+                e,
+                sqlx::Error::RowNotFound
+                    | sqlx::Error::ColumnNotFound(_)
+                    | sqlx::Error::ColumnDecode { .. }
+                    | sqlx::Error::TypeNotFound { .. }
+                    | sqlx::Error::Decode(_)
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// Checks a name we splice into DDL (schemas, databases): only `[a-z0-9_]`.
+pub fn check_name(name: &str) -> Result<&str, StoreError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(name)
+    } else {
+        Err(StoreError::Name(name.to_owned()))
+    }
+}
+
+/// Creates the database named in `url` when it does not exist yet (first start).
+pub async fn ensure_database(url: &str) -> Result<(), StoreError> {
+    let opts = PgConnectOptions::from_str(url).map_err(StoreError::Url)?;
+    let name = opts
+        .get_database()
+        .unwrap_or("postgres")
+        .to_owned();
+    let mut admin = opts.clone().database("postgres").connect().await?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&name)
+        .fetch_one(&mut admin)
+        .await?;
+    if !exists {
+        let name = check_name(&name)?;
+        // Two processes starting at once may both try; the loser's error is harmless.
+        if let Err(e) = sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await {
+            tracing::debug!(error = %e, "database creation raced; continuing");
+        }
+    }
+    admin.close().await?;
+    Ok(())
+}
+
+/// A pool whose connections see only `schema` (its `search_path`), with the schema, the
+/// outbox and the inbox created if missing. The service then runs its own migrations.
+pub async fn connect(url: &str, schema: &str, max_connections: u32) -> Result<PgPool, StoreError> {
+    let schema = check_name(schema)?;
+    let opts = PgConnectOptions::from_str(url)
+        .map_err(StoreError::Url)?
+        .options([("search_path", schema)]);
+    let mut conn = PgConnection::connect_with(&opts).await?;
+    prepare_schema(&mut conn, schema).await?;
+    conn.close().await?;
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(std::time::Duration::from_secs(10))
+        .connect_with(opts)
+        .await?;
+    Ok(pool)
+}
+
+async fn prepare_schema(conn: &mut PgConnection, schema: &str) -> Result<(), StoreError> {
+    let mut tx = conn.begin().await?;
+    // Serialise DDL across processes starting together.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('himaya.prepare_schema'))")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(&format!(
+        "CREATE TABLE IF NOT EXISTS {schema}.outbox (
+            id BIGSERIAL PRIMARY KEY,
+            message_id TEXT NOT NULL UNIQUE,
+            exchange TEXT NOT NULL,
+            routing_key TEXT NOT NULL,
+            event_type TEXT NOT NULL,
+            priority SMALLINT NOT NULL DEFAULT 0,
+            headers JSONB NOT NULL DEFAULT '{{}}',
+            payload BYTEA NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            attempts INT NOT NULL DEFAULT 0,
+            next_attempt_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            last_error TEXT,
+            sent_at TIMESTAMPTZ
+        )"
+    ))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(&format!(
+        "CREATE INDEX IF NOT EXISTS outbox_unsent ON {schema}.outbox (next_attempt_at, id) WHERE sent_at IS NULL"
+    ))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(&format!(
+        "CREATE TABLE IF NOT EXISTS {schema}.inbox (
+            consumer TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            processed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            PRIMARY KEY (consumer, message_id)
+        )"
+    ))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The notification channel that wakes a schema's relay.
+pub(crate) fn channel_of(schema: &str) -> String {
+    format!("himaya_outbox_{schema}")
+}
+
+/// The schema a pool was connected to (its `search_path`).
+pub async fn current_schema(pool: &PgPool) -> Result<String, StoreError> {
+    let s: Option<String> = sqlx::query_scalar("SELECT current_schema()").fetch_one(pool).await?;
+    s.ok_or(StoreError::Corrupt("no current schema"))
+}

@@ -1,0 +1,213 @@
+//! The consumer loop: prefetch-bounded, manual acks after the handler returns (the handler
+//! commits its effect, inbox row included, before returning `Ok`), bounded in-process
+//! retries, then a requeue that the quorum queue's delivery limit turns into parking;
+//! permanent failures and panics are parked at once with their reason.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures_util::{FutureExt, StreamExt};
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use tokio_util::sync::CancellationToken;
+
+use crate::{backoff, Bus, BusError, Exchange, Outgoing};
+
+/// In-process retries of a retryable failure before the message is requeued.
+const LOCAL_RETRIES: u32 = 3;
+
+/// A received message.
+pub struct Incoming {
+    delivery: Delivery,
+}
+
+impl Incoming {
+    pub fn payload(&self) -> &[u8] {
+        &self.delivery.data
+    }
+
+    pub fn message_id(&self) -> Option<&str> {
+        self.delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|s| s.as_str())
+    }
+
+    pub fn routing_key(&self) -> &str {
+        self.delivery.routing_key.as_str()
+    }
+
+    /// A string header, if present.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.string_headers().remove(name)
+    }
+
+    fn string_headers(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        if let Some(h) = self.delivery.properties.headers() {
+            for (k, v) in h.inner() {
+                let text = match v {
+                    AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+                    AMQPValue::ShortString(s) => s.to_string(),
+                    _ => continue,
+                };
+                out.insert(k.to_string(), text);
+            }
+        }
+        out
+    }
+}
+
+/// Why a handler did not finish. Reasons are operator-facing: ids and rule names only,
+/// never personal data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandleError {
+    /// A transient failure (database, broker, an agency's 5xx): try again.
+    Retry { reason: String },
+    /// The message can never be processed (undecodable, invalid): park it.
+    Park { reason: String },
+}
+
+pub trait Handler: Send + Sync + 'static {
+    /// Processes one message and commits its effect before returning `Ok`.
+    fn handle(&self, msg: &Incoming) -> impl Future<Output = Result<(), HandleError>> + Send;
+}
+
+/// Consumes `queue` until `shutdown`, reconnecting after broker failures.
+pub async fn consume<H: Handler>(
+    bus: Arc<Bus>,
+    queue: String,
+    prefetch: u16,
+    handler: Arc<H>,
+    shutdown: CancellationToken,
+) {
+    let mut attempt = 0u32;
+    while !shutdown.is_cancelled() {
+        match consume_once(&bus, &queue, prefetch, &*handler, &shutdown, &mut attempt).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(queue = %queue, error = %e, attempt, "consumer lost its channel; reconnecting");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(backoff(attempt)) => {}
+                }
+                attempt = attempt.saturating_add(1);
+            }
+        }
+    }
+    tracing::debug!(queue = %queue, "consumer stopped");
+}
+
+async fn consume_once<H: Handler>(
+    bus: &Bus,
+    queue: &str,
+    prefetch: u16,
+    handler: &H,
+    shutdown: &CancellationToken,
+    attempt: &mut u32,
+) -> Result<(), BusError> {
+    let ch = bus.channel().await?;
+    ch.basic_qos(prefetch, BasicQosOptions::default())
+        .await
+        .map_err(BusError::Consume)?;
+    let mut consumer = ch
+        .basic_consume(queue, "", BasicConsumeOptions::default(), FieldTable::default())
+        .await
+        .map_err(BusError::Consume)?;
+    *attempt = 0;
+    loop {
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => {
+                let _ = ch.close(200, "shutdown").await;
+                return Ok(());
+            }
+            next = consumer.next() => next,
+        };
+        match next {
+            None => return Err(BusError::Consume(lapin::Error::InvalidChannelState(lapin::ChannelState::Closed))),
+            Some(Err(e)) => return Err(BusError::Consume(e)),
+            Some(Ok(delivery)) => process(bus, queue, handler, Incoming { delivery }).await?,
+        }
+    }
+}
+
+async fn process<H: Handler>(bus: &Bus, queue: &str, handler: &H, msg: Incoming) -> Result<(), BusError> {
+    let id = msg.message_id().unwrap_or("-").to_owned();
+    let mut tries = 0u32;
+    loop {
+        let outcome = AssertUnwindSafe(handler.handle(&msg))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                Err(HandleError::Park {
+                    reason: "the handler panicked".into(),
+                })
+            });
+        match outcome {
+            Ok(()) => {
+                return msg
+                    .delivery
+                    .ack(BasicAckOptions::default())
+                    .await
+                    .map_err(BusError::Consume)
+            }
+            Err(HandleError::Park { reason }) => return park(bus, queue, msg, &id, &reason).await,
+            Err(HandleError::Retry { reason }) if tries < LOCAL_RETRIES => {
+                tracing::warn!(queue, message_id = %id, reason = %reason, tries, "retrying");
+                tokio::time::sleep(backoff(tries + 1)).await;
+                tries += 1;
+            }
+            Err(HandleError::Retry { reason }) => {
+                tracing::warn!(queue, message_id = %id, reason = %reason, "still failing; requeued");
+                let opts = BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                };
+                return msg.delivery.nack(opts).await.map_err(BusError::Consume);
+            }
+        }
+    }
+}
+
+/// Copies the message to parking with the reason, and acks it only once parking confirmed.
+async fn park(bus: &Bus, queue: &str, msg: Incoming, id: &str, reason: &str) -> Result<(), BusError> {
+    let mut headers = msg.string_headers();
+    headers.insert("x-himaya-park-reason".into(), reason.to_owned());
+    headers.insert("x-himaya-parked-from".into(), queue.to_owned());
+    let out = Outgoing {
+        exchange: Exchange::Parking,
+        routing_key: msg.routing_key().to_owned(),
+        payload: msg.payload().to_vec(),
+        message_id: id.to_owned(),
+        event_type: msg
+            .delivery
+            .properties
+            .kind()
+            .as_ref()
+            .map(|k| k.to_string())
+            .unwrap_or_default(),
+        priority: 0,
+        headers,
+    };
+    match bus.publish(&out).await {
+        Ok(()) => {
+            tracing::error!(queue, message_id = %id, reason, "message parked; an operator must look at it");
+            msg.delivery
+                .ack(BasicAckOptions::default())
+                .await
+                .map_err(BusError::Consume)
+        }
+        Err(e) => {
+            tracing::warn!(queue, message_id = %id, error = %e, "parking failed; requeued");
+            let opts = BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            };
+            msg.delivery.nack(opts).await.map_err(BusError::Consume)
+        }
+    }
+}

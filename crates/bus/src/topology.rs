@@ -1,0 +1,159 @@
+//! Names and declarations. Every name carries the configured prefix, so several hubs (or
+//! parallel tests) can share one broker without touching each other's queues.
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{Channel, ExchangeKind};
+
+use crate::BusError;
+
+/// Deliveries a quorum queue hands out before it dead-letters a message to parking: the
+/// backstop against a message that crashes its consumer every time.
+const DELIVERY_LIMIT: i64 = 20;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    prefix: String,
+}
+
+/// The exchanges a message can be published to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exchange {
+    /// Topic exchange of domain events (`referral.created`, ...).
+    Events,
+    /// Direct exchange feeding per-agency delivery queues; only the router publishes here.
+    Delivery,
+    /// Fanout to the parking queue: messages no consumer could process, with the reason.
+    Parking,
+}
+
+impl Exchange {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Exchange::Events => "events",
+            Exchange::Delivery => "delivery",
+            Exchange::Parking => "parking",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Exchange> {
+        [Exchange::Events, Exchange::Delivery, Exchange::Parking]
+            .into_iter()
+            .find(|e| e.as_str() == s)
+    }
+}
+
+impl Topology {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn exchange(&self, e: Exchange) -> String {
+        format!("{}himaya.{}", self.prefix, e.as_str())
+    }
+
+    fn unrouted(&self) -> String {
+        format!("{}himaya.unrouted", self.prefix)
+    }
+
+    pub fn parking_queue(&self) -> String {
+        format!("{}himaya.parking", self.prefix)
+    }
+
+    pub fn unrouted_queue(&self) -> String {
+        self.unrouted()
+    }
+
+    /// A consumer's queue (`router.referral-created`).
+    pub fn queue(&self, name: &str) -> String {
+        format!("{}{}", self.prefix, name)
+    }
+
+    /// The delivery queue of one agency.
+    pub fn delivery_queue(&self, agency_id: &str) -> String {
+        format!("{}deliver.{}", self.prefix, agency_id)
+    }
+
+    /// Exchanges, the parking queue and the unrouted queue. Idempotent.
+    pub async fn declare_base(&self, ch: &Channel) -> Result<(), BusError> {
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        let err = |e| BusError::Declare(e);
+        ch.exchange_declare(&self.unrouted(), ExchangeKind::Fanout, durable, FieldTable::default())
+            .await
+            .map_err(err)?;
+        let mut alt = FieldTable::default();
+        alt.insert(
+            ShortString::from("alternate-exchange"),
+            AMQPValue::LongString(LongString::from(self.unrouted())),
+        );
+        ch.exchange_declare(&self.exchange(Exchange::Events), ExchangeKind::Topic, durable, alt.clone())
+            .await
+            .map_err(err)?;
+        ch.exchange_declare(&self.exchange(Exchange::Delivery), ExchangeKind::Direct, durable, alt)
+            .await
+            .map_err(err)?;
+        ch.exchange_declare(&self.exchange(Exchange::Parking), ExchangeKind::Fanout, durable, FieldTable::default())
+            .await
+            .map_err(err)?;
+        self.declare_plain(ch, &self.parking_queue(), &self.exchange(Exchange::Parking), "")
+            .await?;
+        self.declare_plain(ch, &self.unrouted(), &self.unrouted(), "").await
+    }
+
+    /// A durable quorum queue for a consumer, bound to `exchange` with each key. Messages
+    /// redelivered past the delivery limit go to parking.
+    pub async fn declare_queue(
+        &self,
+        ch: &Channel,
+        queue: &str,
+        exchange: Exchange,
+        keys: &[&str],
+    ) -> Result<(), BusError> {
+        let mut args = quorum_args();
+        args.insert(ShortString::from("x-delivery-limit"), AMQPValue::LongLongInt(DELIVERY_LIMIT));
+        args.insert(
+            ShortString::from("x-dead-letter-exchange"),
+            AMQPValue::LongString(LongString::from(self.exchange(Exchange::Parking))),
+        );
+        ch.queue_declare(queue, durable_queue(), args)
+            .await
+            .map_err(BusError::Declare)?;
+        for key in keys {
+            ch.queue_bind(queue, &self.exchange(exchange), key, QueueBindOptions::default(), FieldTable::default())
+                .await
+                .map_err(BusError::Declare)?;
+        }
+        Ok(())
+    }
+
+    async fn declare_plain(&self, ch: &Channel, queue: &str, exchange: &str, key: &str) -> Result<(), BusError> {
+        ch.queue_declare(queue, durable_queue(), quorum_args())
+            .await
+            .map_err(BusError::Declare)?;
+        ch.queue_bind(queue, exchange, key, QueueBindOptions::default(), FieldTable::default())
+            .await
+            .map_err(BusError::Declare)
+    }
+}
+
+fn durable_queue() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    }
+}
+
+fn quorum_args() -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert(ShortString::from("x-queue-type"), AMQPValue::LongString(LongString::from("quorum")));
+    args
+}
