@@ -131,8 +131,8 @@ fn parse(name: &'static str, text: &'static str) -> Result<Known, CodecError> {
 }
 
 fn registry() -> Result<&'static HashMap<&'static str, Known>, CodecError> {
-    static REGISTRY: OnceLock<Result<HashMap<&'static str, Known>, (&'static str, String)>> =
-        OnceLock::new();
+    type Loaded = Result<HashMap<&'static str, Known>, (&'static str, String)>;
+    static REGISTRY: OnceLock<Loaded> = OnceLock::new();
     REGISTRY
         .get_or_init(|| {
             [
@@ -166,9 +166,8 @@ fn known<E: Event>() -> Result<&'static Known, CodecError> {
 pub fn encode<E: Event>(event: &E) -> Result<Vec<u8>, CodecError> {
     let k = known::<E>()?;
     let err = |_| CodecError::Encode { event: E::NAME };
-    let value = apache_avro::to_value(event)
-        .and_then(|v| v.resolve(&k.schema))
-        .map_err(err)?;
+    let value = apache_avro::to_value(event).map_err(err)?;
+    let value = value.resolve(&k.schema).map_err(err)?;
     let body = apache_avro::to_avro_datum(&k.schema, value).map_err(err)?;
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.extend_from_slice(&MAGIC);

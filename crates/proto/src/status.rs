@@ -14,9 +14,8 @@ pub enum Lang {
 
 impl Lang {
     /// From the request's `accept-language` metadata; Arabic when it comes first.
-    pub fn of<T>(req: &tonic::Request<T>) -> Lang {
-        let header = req
-            .metadata()
+    pub fn of(meta: &tonic::metadata::MetadataMap) -> Lang {
+        let header = meta
             .get("accept-language")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");

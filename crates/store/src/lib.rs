@@ -159,3 +159,21 @@ pub async fn current_schema(pool: &PgPool) -> Result<String, StoreError> {
     let s: Option<String> = sqlx::query_scalar("SELECT current_schema()").fetch_one(pool).await?;
     s.ok_or(StoreError::Corrupt("no current schema"))
 }
+
+/// A service's pool from settings: database created if missing, schema prepared.
+pub async fn connect_service(
+    db: &himaya_settings::DatabaseSettings,
+    schema: &str,
+) -> Result<PgPool, StoreError> {
+    ensure_database(db.url.expose()).await?;
+    connect(db.url.expose(), schema, db.max_connections).await
+}
+
+impl From<&himaya_settings::RelaySettings> for relay::RelayConfig {
+    fn from(s: &himaya_settings::RelaySettings) -> Self {
+        relay::RelayConfig {
+            poll_interval: std::time::Duration::from_millis(s.poll_interval_ms),
+            batch_size: s.batch_size,
+        }
+    }
+}

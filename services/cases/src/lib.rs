@@ -1,1 +1,89 @@
+//! The cases service: owns the normalized case record (schema `cases`). Serves
+//! `himaya.v1.Intake` (referrals in) and `himaya.v1.Cases` (a case as the calling agency
+//! may see it), and records what agencies answered to deliveries.
+//!
+//! Intake lives here rather than in a service of its own: accepting a referral *is*
+//! writing the case row, and splitting them would need a second copy of the record or a
+//! cross-service read (see docs/decisions.md).
 
+mod db;
+mod error;
+mod intake;
+mod outcomes;
+mod read;
+
+use std::sync::Arc;
+
+use himaya_bus::Bus;
+use himaya_proto::v1::cases_server::CasesServer;
+use himaya_proto::v1::intake_server::IntakeServer;
+use himaya_settings::Settings;
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use error::CasesError;
+
+/// The database schema this service owns.
+pub const SCHEMA: &str = "cases";
+/// The queue of agencies' answers.
+pub const OUTCOMES_QUEUE: &str = "cases.delivery-recorded";
+
+/// A started cases service: its gRPC APIs and its background tasks.
+pub struct CasesService {
+    state: Arc<State>,
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+pub(crate) struct State {
+    pub pool: PgPool,
+    pub settings: Arc<Settings>,
+}
+
+impl CasesService {
+    /// Connects, migrates, declares its queue and starts the outbox relay and the
+    /// consumer of agencies' answers.
+    pub async fn start(
+        settings: Arc<Settings>,
+        bus: Arc<Bus>,
+        shutdown: CancellationToken,
+    ) -> Result<CasesService, CasesError> {
+        let pool = himaya_store::connect_service(&settings.database, SCHEMA).await?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(himaya_store::StoreError::from)?;
+        let state = Arc::new(State {
+            pool: pool.clone(),
+            settings: settings.clone(),
+        });
+        let queue = outcomes::declare(&bus).await?;
+        let relay = tokio::spawn(himaya_store::run_relay(
+            pool.clone(),
+            bus.clone(),
+            (&settings.relay).into(),
+            shutdown.clone(),
+        ));
+        let consumer = tokio::spawn(himaya_bus::consume(
+            bus,
+            queue,
+            settings.bus.prefetch,
+            Arc::new(outcomes::Outcomes::new(pool)),
+            shutdown,
+        ));
+        Ok(CasesService {
+            state,
+            tasks: vec![relay, consumer],
+        })
+    }
+
+    pub fn intake(&self) -> IntakeServer<intake::IntakeApi> {
+        IntakeServer::new(intake::IntakeApi(self.state.clone()))
+            .max_decoding_message_size(self.state.settings.grpc.max_message_bytes)
+    }
+
+    pub fn cases(&self) -> CasesServer<read::CasesApi> {
+        CasesServer::new(read::CasesApi(self.state.clone()))
+            .max_decoding_message_size(self.state.settings.grpc.max_message_bytes)
+    }
+}

@@ -1,1 +1,176 @@
+//! The router (the "exchange" of the design): for each new referral, decides which
+//! agencies should receive it, asks the sharing layer what each may see, and queues a
+//! redacted delivery per agency through its outbox. It is the only publisher to the
+//! delivery exchange, so no data reaches an agency's queue without a decision.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+use himaya_bus::{Bus, Exchange, HandleError, Handler, Incoming, Outgoing};
+use himaya_events::{decode, encode, keys, new_message_id, DeliveryRequested, Event, ReferralCreated};
+use himaya_record::{CaseRecord, Purpose};
+use himaya_settings::{AgencySettings, Settings};
+use himaya_sharing::{disclose, Decision};
+use sqlx::{PgConnection, PgPool};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const SCHEMA: &str = "router";
+pub const QUEUE: &str = "router.referral-created";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error("storage failed")]
+    Store(#[from] himaya_store::StoreError),
+    #[error("the bus failed")]
+    Bus(#[from] himaya_bus::BusError),
+    #[error("an event could not be encoded")]
+    Codec(#[from] himaya_events::CodecError),
+    #[error("the record could not be redacted")]
+    Redact(#[from] himaya_sharing::RedactError),
+}
+
+impl From<sqlx::Error> for RouterError {
+    fn from(e: sqlx::Error) -> Self {
+        RouterError::Store(e.into())
+    }
+}
+
+/// Starts the router: schema, queues (its own and every connected agency's delivery
+/// queue, so deliveries wait safely for a connector that is not up yet), relay, consumer.
+pub async fn start(settings: Arc<Settings>, bus: Arc<Bus>, shutdown: CancellationToken) -> Result<Vec<JoinHandle<()>>, RouterError> {
+    let pool = himaya_store::connect_service(&settings.database, SCHEMA).await?;
+    sqlx::migrate!("./migrations")
+        .run(&pool)
+        .await
+        .map_err(himaya_store::StoreError::from)?;
+    let topo = bus.topology();
+    let ch = bus.channel().await?;
+    let queue = topo.queue(QUEUE);
+    topo.declare_queue(&ch, &queue, Exchange::Events, &[keys::REFERRAL_CREATED]).await?;
+    for (id, _) in connected(&settings) {
+        topo.declare_queue(&ch, &topo.delivery_queue(id), Exchange::Delivery, &[id]).await?;
+    }
+    let _ = ch.close(200, "declared").await;
+    let relay = tokio::spawn(himaya_store::run_relay(pool.clone(), bus.clone(), (&settings.relay).into(), shutdown.clone()));
+    let router = Arc::new(Router { pool, settings: settings.clone() });
+    let consumer = tokio::spawn(himaya_bus::consume(bus, queue, settings.bus.prefetch, router, shutdown));
+    Ok(vec![relay, consumer])
+}
+
+/// Agencies with an endpoint: the only ones a delivery can reach.
+fn connected(settings: &Settings) -> impl Iterator<Item = (&String, &AgencySettings)> {
+    settings.agencies.iter().filter(|(_, a)| a.endpoint.is_some())
+}
+
+/// The agencies that should receive a referral: connected, offering a requested service,
+/// covering the child's governorate, and not the referrer itself.
+pub fn targets<'a>(settings: &'a Settings, record: &CaseRecord) -> Vec<(&'a String, &'a AgencySettings)> {
+    connected(settings)
+        .filter(|(id, a)| {
+            record.referral.source.agency_id.as_deref() != Some(id.as_str())
+                && a.covers(&record.child.governorate)
+                && a.services.iter().any(|s| record.referral.requested_services.contains(s))
+        })
+        .collect()
+}
+
+struct Router {
+    pool: PgPool,
+    settings: Arc<Settings>,
+}
+
+impl Router {
+    async fn route(&self, event: &ReferralCreated, traceparent: Option<String>) -> Result<(), RouterError> {
+        let record = &event.case;
+        let mut tx = self.pool.begin().await?;
+        if !himaya_store::inbox::claim(&mut tx, QUEUE, &event.message_id).await? {
+            tx.rollback().await?;
+            tracing::debug!(message_id = %event.message_id, "duplicate referral.created dropped");
+            return Ok(());
+        }
+        let purpose = Purpose::ServiceProvision;
+        let targets = targets(&self.settings, record);
+        if targets.is_empty() {
+            tracing::warn!(case_id = %record.case_id, "no connected agency offers the requested services here");
+        }
+        for (agency_id, agency) in targets {
+            match disclose(&self.settings.sharing, record, agency.agency_type, purpose)? {
+                Decision::Permit(d) => {
+                    let delivery = DeliveryRequested {
+                        message_id: new_message_id(),
+                        occurred_at: Utc::now().to_rfc3339(),
+                        agency_id: agency_id.clone(),
+                        case_id: record.case_id.to_string(),
+                        referral_id: record.referral.referral_id.to_string(),
+                        purpose: purpose.as_str().into(),
+                        priority: record.referral.priority.as_str().into(),
+                        idempotency_key: format!("{}:{}", record.referral.referral_id, agency_id),
+                        categories: d.categories.iter().map(|c| c.as_str().to_owned()).collect(),
+                        document_json: d.document.to_string(),
+                    };
+                    let mut headers = BTreeMap::new();
+                    headers.insert("x-correlation-id".to_owned(), delivery.referral_id.clone());
+                    if let Some(tp) = &traceparent {
+                        headers.insert("traceparent".to_owned(), tp.clone());
+                    }
+                    let msg = Outgoing {
+                        exchange: Exchange::Delivery,
+                        routing_key: agency_id.clone(),
+                        payload: encode(&delivery)?,
+                        message_id: delivery.message_id.clone(),
+                        event_type: DeliveryRequested::NAME.into(),
+                        priority: record.referral.priority.amqp_priority(),
+                        headers,
+                    };
+                    himaya_store::outbox::enqueue(&mut tx, &msg).await?;
+                    log_decision(&mut tx, record, agency_id, purpose, None, &delivery.categories, Some(&delivery.message_id)).await?;
+                    tracing::info!(case_id = %record.case_id, agency = %agency_id, categories = delivery.categories.len(), "delivery queued");
+                }
+                Decision::Deny { reason } => {
+                    log_decision(&mut tx, record, agency_id, purpose, Some(reason.as_str()), &[], None).await?;
+                    tracing::info!(case_id = %record.case_id, agency = %agency_id, reason = reason.as_str(), "disclosure denied");
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn log_decision(
+    conn: &mut PgConnection,
+    record: &CaseRecord,
+    agency_id: &str,
+    purpose: Purpose,
+    deny_reason: Option<&str>,
+    categories: &[String],
+    message_id: Option<&str>,
+) -> Result<(), RouterError> {
+    sqlx::query(
+        "INSERT INTO disclosures (case_id, referral_id, agency_id, purpose, decision, reason, categories, message_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(record.case_id.to_string())
+    .bind(record.referral.referral_id.to_string())
+    .bind(agency_id)
+    .bind(purpose.as_str())
+    .bind(if deny_reason.is_some() { "deny" } else { "permit" })
+    .bind(deny_reason)
+    .bind(categories)
+    .bind(message_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+impl Handler for Router {
+    async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
+        let event = decode::<ReferralCreated>(msg.payload()).map_err(|e| HandleError::Park { reason: e.to_string() })?;
+        self.route(&event, msg.header("traceparent")).await.map_err(|e| match e {
+            RouterError::Codec(_) | RouterError::Redact(_) => HandleError::Park { reason: e.to_string() },
+            other => HandleError::Retry { reason: other.to_string() },
+        })
+    }
+}

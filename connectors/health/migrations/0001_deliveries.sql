@@ -1,0 +1,14 @@
+-- What the health connector delivered and what each agency answered (schema: connector_health).
+CREATE TABLE deliveries (
+    message_id       TEXT PRIMARY KEY,
+    agency_id        TEXT NOT NULL,
+    case_id          TEXT NOT NULL,
+    referral_id      TEXT NOT NULL,
+    idempotency_key  TEXT NOT NULL,
+    outcome          TEXT NOT NULL CHECK (outcome IN ('delivered', 'rejected')),
+    http_status      INT NOT NULL,
+    agency_reference TEXT,
+    latency_ms       INT NOT NULL,
+    recorded_at      TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX deliveries_referral ON deliveries (referral_id);

@@ -1,0 +1,181 @@
+//! The cases service's queries. Every write that must be announced enqueues its event
+//! in the same transaction.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use himaya_bus::{Exchange, Outgoing};
+use himaya_events::{encode, keys, new_message_id, Event, ReferralCreated};
+use himaya_record::{CaseId, CaseRecord};
+use himaya_store::StoreError;
+use sqlx::{PgConnection, PgPool, Row};
+
+use crate::CasesError;
+
+/// The answer to a submission (first time or replayed).
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    pub case_id: String,
+    pub referral_id: String,
+    pub version: i64,
+    pub priority: String,
+    pub replayed: bool,
+}
+
+/// Stores a new case, its history entry and its `referral.created` event atomically,
+/// unless this (submitter, submission id) was seen before: then the first answer is
+/// returned and nothing is written.
+pub async fn open_case(
+    pool: &PgPool,
+    record: &CaseRecord,
+    submitter: &str,
+    submission_id: &str,
+    traceparent: Option<String>,
+) -> Result<Submitted, CasesError> {
+    let mut tx = pool.begin().await?;
+    // Concurrent retries of one submission queue up here instead of racing.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(format!("{submitter}\u{1f}{submission_id}"))
+        .execute(&mut *tx)
+        .await?;
+    if let Some(existing) = find_submission(&mut tx, submitter, submission_id).await? {
+        tx.rollback().await?;
+        return Ok(existing);
+    }
+    let case_id = record.case_id.to_string();
+    let referral_id = record.referral.referral_id.to_string();
+    let json = serde_json::to_value(record).map_err(|_| StoreError::Corrupt("case record"))?;
+    sqlx::query(
+        "INSERT INTO cases (case_id, version, status, risk_level, priority, governorate, record, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+    )
+    .bind(&case_id)
+    .bind(record.version)
+    .bind(record.status.as_str())
+    .bind(record.risk_level.as_str())
+    .bind(record.referral.priority.as_str())
+    .bind(&record.child.governorate)
+    .bind(&json)
+    .bind(record.created_at)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("INSERT INTO submissions (submitter, submission_id, case_id, referral_id) VALUES ($1, $2, $3, $4)")
+        .bind(submitter)
+        .bind(submission_id)
+        .bind(&case_id)
+        .bind(&referral_id)
+        .execute(&mut *tx)
+        .await?;
+    history(&mut tx, &case_id, record.version, submitter, &format!("opened by referral {referral_id}")).await?;
+    let event = ReferralCreated {
+        message_id: new_message_id(),
+        occurred_at: record.created_at.to_rfc3339(),
+        case: record.clone(),
+    };
+    let mut headers = BTreeMap::new();
+    headers.insert("x-correlation-id".to_owned(), referral_id.clone());
+    if let Some(tp) = traceparent {
+        headers.insert("traceparent".to_owned(), tp);
+    }
+    let msg = Outgoing {
+        exchange: Exchange::Events,
+        routing_key: keys::REFERRAL_CREATED.into(),
+        payload: encode(&event)?,
+        message_id: event.message_id.clone(),
+        event_type: ReferralCreated::NAME.into(),
+        priority: record.referral.priority.amqp_priority(),
+        headers,
+    };
+    himaya_store::outbox::enqueue(&mut tx, &msg).await?;
+    tx.commit().await?;
+    Ok(Submitted {
+        case_id,
+        referral_id,
+        version: record.version,
+        priority: record.referral.priority.as_str().into(),
+        replayed: false,
+    })
+}
+
+async fn find_submission(
+    conn: &mut PgConnection,
+    submitter: &str,
+    submission_id: &str,
+) -> Result<Option<Submitted>, CasesError> {
+    let row = sqlx::query(
+        "SELECT s.case_id, s.referral_id, c.version, c.priority
+           FROM submissions s JOIN cases c USING (case_id)
+          WHERE s.submitter = $1 AND s.submission_id = $2",
+    )
+    .bind(submitter)
+    .bind(submission_id)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| {
+        Ok(Submitted {
+            case_id: r.try_get("case_id")?,
+            referral_id: r.try_get("referral_id")?,
+            version: r.try_get("version")?,
+            priority: r.try_get("priority")?,
+            replayed: true,
+        })
+    })
+    .transpose()
+    .map_err(|e: sqlx::Error| e.into())
+}
+
+pub async fn history(
+    conn: &mut PgConnection,
+    case_id: &str,
+    version: i64,
+    actor: &str,
+    change: &str,
+) -> Result<(), CasesError> {
+    sqlx::query("INSERT INTO case_history (case_id, version, actor, change) VALUES ($1, $2, $3, $4)")
+        .bind(case_id)
+        .bind(version)
+        .bind(actor)
+        .bind(change)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn load_case(pool: &PgPool, case_id: &CaseId) -> Result<Option<CaseRecord>, CasesError> {
+    let json: Option<serde_json::Value> = sqlx::query_scalar("SELECT record FROM cases WHERE case_id = $1")
+        .bind(case_id.to_string())
+        .fetch_optional(pool)
+        .await?;
+    json.map(|j| serde_json::from_value(j).map_err(|_| StoreError::Corrupt("cases.record").into()))
+        .transpose()
+}
+
+/// One agency's answer to a delivery, as recorded.
+#[derive(Debug, Clone)]
+pub struct DeliveryRow {
+    pub agency_id: String,
+    pub outcome: String,
+    pub http_status: i32,
+    pub recorded_at: DateTime<Utc>,
+}
+
+pub async fn deliveries(pool: &PgPool, case_id: &CaseId) -> Result<Vec<DeliveryRow>, CasesError> {
+    let rows = sqlx::query(
+        "SELECT agency_id, outcome, http_status, recorded_at FROM referral_deliveries
+          WHERE case_id = $1 ORDER BY recorded_at, agency_id",
+    )
+    .bind(case_id.to_string())
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(DeliveryRow {
+                agency_id: r.try_get("agency_id")?,
+                outcome: r.try_get("outcome")?,
+                http_status: r.try_get("http_status")?,
+                recorded_at: r.try_get("recorded_at")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(Into::into)
+}

@@ -1,0 +1,52 @@
+use himaya_proto::status::{invalid_argument, Lang};
+use himaya_record::Violations;
+use tonic::Status;
+
+/// Everything that can go wrong in the cases service, mapped once to a gRPC status.
+#[derive(Debug, thiserror::Error)]
+pub enum CasesError {
+    #[error("invalid request: {0}")]
+    Invalid(Violations, Lang),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("storage failed")]
+    Store(#[from] himaya_store::StoreError),
+    #[error("the bus failed")]
+    Bus(#[from] himaya_bus::BusError),
+    #[error("an event could not be encoded")]
+    Codec(#[from] himaya_events::CodecError),
+    #[error("a record could not be disclosed")]
+    Redact(#[from] himaya_sharing::RedactError),
+}
+
+impl From<sqlx::Error> for CasesError {
+    fn from(e: sqlx::Error) -> Self {
+        CasesError::Store(e.into())
+    }
+}
+
+impl From<CasesError> for Status {
+    fn from(e: CasesError) -> Status {
+        match e {
+            CasesError::Invalid(v, lang) => invalid_argument(&v, lang),
+            CasesError::NotFound(m) => Status::not_found(m),
+            CasesError::Unauthenticated(m) => Status::unauthenticated(m),
+            CasesError::PermissionDenied(m) => Status::permission_denied(m),
+            CasesError::Store(ref s) if s.is_retryable() => {
+                tracing::warn!(error = %s, "storage unavailable");
+                Status::unavailable("storage is unavailable; retry with the same submission_id")
+            }
+            CasesError::Bus(_) => Status::unavailable("the message bus is unavailable; retry"),
+            other => {
+                // Internal: the cause is logged (it holds no personal data: ids and
+                // library error kinds only), never sent.
+                tracing::error!(error = %other, source = ?std::error::Error::source(&other).map(|s| s.to_string()), "internal error");
+                Status::internal("internal error; the operators have been told")
+            }
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! `himaya.v1.Intake`: thin handlers: wire message → validated domain referral → stored
+//! case with its event.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use himaya_proto::convert::{referral_details, source_from};
+use himaya_proto::status::Lang;
+use himaya_proto::v1 as pb;
+use himaya_record::validate::{agency_source_allowed, validate_envelope};
+use himaya_record::{AgencyType, CaseRecord, Problem, ReferralSource, SourceKind, Violations};
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status};
+
+use crate::db::{open_case, Submitted};
+use crate::{CasesError, State};
+
+pub struct IntakeApi(pub(crate) Arc<State>);
+
+/// What every path in has in common once its envelope is read.
+struct Submission {
+    submission_id: String,
+    source: ReferralSource,
+    body: Option<pb::ReferralDetails>,
+}
+
+impl IntakeApi {
+    /// Checks that `id` names a configured agency of one of `types`.
+    fn check_agency(&self, v: &mut Violations, field: &str, id: &str, types: &[AgencyType], expected: &'static str) {
+        if id.is_empty() {
+            return; // reported as required by the envelope check
+        }
+        match self.0.settings.agencies.get(id) {
+            Some(a) if types.contains(&a.agency_type) => {}
+            _ => v.push(field, Problem::InvalidCode { expected }),
+        }
+    }
+
+    async fn submit(&self, meta: &MetadataMap, mut v: Violations, s: Submission) -> Result<pb::SubmitReferralResponse, CasesError> {
+        let lang = Lang::of(meta);
+        let submitter = s.source.agency_id.clone().unwrap_or_default();
+        if let Some(caller) = caller(meta) {
+            if caller != submitter {
+                return Err(CasesError::PermissionDenied(format!(
+                    "the caller `{caller}` may not submit on behalf of another agency"
+                )));
+            }
+        }
+        let now = Utc::now();
+        let details = referral_details(s.body, now.date_naive(), "referral");
+        let details = match details {
+            Ok(d) if v.is_empty() => d,
+            Ok(_) => return Err(CasesError::Invalid(v, lang)),
+            Err(more) => {
+                v.extend(more);
+                return Err(CasesError::Invalid(v, lang));
+            }
+        };
+        let record = CaseRecord::open(details, s.source, now);
+        let traceparent = meta
+            .get("traceparent")
+            .and_then(|t| t.to_str().ok())
+            .map(str::to_owned);
+        let out: Submitted = open_case(&self.0.pool, &record, &submitter, &s.submission_id, traceparent).await?;
+        tracing::info!(
+            case_id = %out.case_id,
+            referral_id = %out.referral_id,
+            submitter = %submitter,
+            replayed = out.replayed,
+            priority = %out.priority,
+            "referral accepted"
+        );
+        let priority = match out.priority.as_str() {
+            "urgent" => pb::Priority::Urgent,
+            _ => pb::Priority::Routine,
+        };
+        Ok(pb::SubmitReferralResponse {
+            case_id: out.case_id,
+            referral_id: out.referral_id,
+            version: out.version,
+            replayed: out.replayed,
+            priority: priority.into(),
+        })
+    }
+}
+
+/// The calling agency, when the call says (development identity).
+pub(crate) fn caller(meta: &MetadataMap) -> Option<String> {
+    meta.get("x-himaya-agency")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+#[tonic::async_trait]
+impl pb::intake_server::Intake for IntakeApi {
+    #[tracing::instrument(skip_all, fields(path = "school"))]
+    async fn submit_school_referral(
+        &self,
+        req: Request<pb::SchoolReferralRequest>,
+    ) -> Result<Response<pb::SubmitReferralResponse>, Status> {
+        let (meta, _, r) = req.into_parts();
+        let mut v = Violations::new();
+        validate_envelope(&mut v, &r.submission_id, &[("school_agency_id", &r.school_agency_id), ("officer_ref", &r.officer_ref)]);
+        self.check_agency(&mut v, "school_agency_id", &r.school_agency_id, &[AgencyType::School], "the id of a school in the agency directory");
+        let s = Submission {
+            submission_id: r.submission_id,
+            source: ReferralSource {
+                kind: SourceKind::School,
+                agency_id: Some(r.school_agency_id),
+                staff_ref: Some(r.officer_ref),
+            },
+            body: r.referral,
+        };
+        Ok(Response::new(self.submit(&meta, v, s).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(path = "hotline"))]
+    async fn escalate_hotline_call(
+        &self,
+        req: Request<pb::HotlineEscalationRequest>,
+    ) -> Result<Response<pb::SubmitReferralResponse>, Status> {
+        let (meta, _, r) = req.into_parts();
+        let mut v = Violations::new();
+        validate_envelope(
+            &mut v,
+            &r.submission_id,
+            &[("hotline_agency_id", &r.hotline_agency_id), ("call_ref", &r.call_ref), ("operator_ref", &r.operator_ref)],
+        );
+        self.check_agency(&mut v, "hotline_agency_id", &r.hotline_agency_id, &[AgencyType::EmergencyLine], "the id of an emergency line in the agency directory");
+        let s = Submission {
+            submission_id: r.submission_id,
+            source: ReferralSource {
+                kind: SourceKind::Hotline,
+                agency_id: Some(r.hotline_agency_id),
+                staff_ref: Some(format!("{}/{}", r.call_ref, r.operator_ref)),
+            },
+            body: r.referral,
+        };
+        Ok(Response::new(self.submit(&meta, v, s).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(path = "agency"))]
+    async fn submit_agency_referral(
+        &self,
+        req: Request<pb::AgencyReferralRequest>,
+    ) -> Result<Response<pb::SubmitReferralResponse>, Status> {
+        let (meta, _, r) = req.into_parts();
+        let mut v = Violations::new();
+        validate_envelope(&mut v, &r.submission_id, &[("agency_id", &r.agency_id)]);
+        let others = [
+            AgencyType::SocialAffairs,
+            AgencyType::Health,
+            AgencyType::Justice,
+            AgencyType::CashAssistance,
+            AgencyType::Community,
+        ];
+        self.check_agency(&mut v, "agency_id", &r.agency_id, &others, "the id of an agency in the directory (schools and the hotline have their own calls)");
+        let kind = source_from(r.source_kind).filter(|k| agency_source_allowed(*k));
+        if kind.is_none() {
+            v.push(
+                "source_kind",
+                Problem::NotChosen {
+                    choices: "self_referral, community_committee, health, justice, cash_assistance, other_agency".into(),
+                },
+            );
+        }
+        let s = Submission {
+            submission_id: r.submission_id,
+            source: ReferralSource {
+                kind: kind.unwrap_or(SourceKind::OtherAgency),
+                agency_id: Some(r.agency_id),
+                staff_ref: None,
+            },
+            body: r.referral,
+        };
+        Ok(Response::new(self.submit(&meta, v, s).await?))
+    }
+}
