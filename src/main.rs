@@ -1,1 +1,19 @@
-fn main() {}
+//! The `himaya` binary: a thin entry over the library (see `src/lib.rs`).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = himaya::cli::Cli::parse();
+    match himaya::cli::run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The chain explains the failure; it never holds personal data (errors are
+            // built from ids, keys and rule names only).
+            eprintln!("himaya: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

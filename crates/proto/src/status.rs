@@ -47,10 +47,13 @@ pub fn invalid_argument(v: &Violations, lang: Lang) -> Status {
         lines.push(format!("{}: {}", fv.field, text));
         details.add_bad_request_violation(fv.field.clone(), format!("[{}] {}", fv.problem.code(), text));
     }
-    let message = match lang {
-        Lang::Arabic => format!("الطلب غير مكتمل أو غير صالح ({} مشكلة): {}", lines.len(), lines.join("؛ ")),
-        Lang::English => format!("the request is incomplete or invalid ({} problem(s)): {}", lines.len(), lines.join("; ")),
+    let (summary, joined) = match lang {
+        Lang::Arabic => (format!("الطلب غير مكتمل أو غير صالح (عدد المشكلات: {})", lines.len()), lines.join("؛ ")),
+        Lang::English => (format!("the request is incomplete or invalid ({} problem(s))", lines.len()), lines.join("; ")),
     };
-    details.set_localized_message(lang.tag(), message.clone());
+    // The status message lists everything for clients that show only the message; the
+    // localized message is the short summary shown above the field list.
+    let message = format!("{summary}: {joined}");
+    details.set_localized_message(lang.tag(), summary);
     Status::with_error_details(Code::InvalidArgument, message, details)
 }

@@ -186,6 +186,7 @@ pub struct Child {
     pub estimated_age_years: Option<u8>,
     /// ISO 3166-1 alpha-3.
     pub nationality: Option<String>,
+    #[serde(default)]
     pub identity_documents: Vec<IdentityDocument>,
     pub governorate: String,
     pub district: Option<String>,
@@ -200,12 +201,14 @@ pub struct Caregiver {
     pub relationship: Relationship,
     pub phone: Option<String>,
     pub address: Option<String>,
+    #[serde(default)]
     pub primary: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Household {
     pub size: Option<u16>,
+    #[serde(default)]
     pub cash_transfer_beneficiary: bool,
     pub income_source: Option<String>,
 }
@@ -213,6 +216,7 @@ pub struct Household {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Concern {
     pub kind: ConcernKind,
+    #[serde(default)]
     pub labour_criteria: Vec<LabourCriterion>,
 }
 
@@ -236,12 +240,16 @@ pub struct ReferralSource {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReferralDetails {
     pub child: Child,
+    #[serde(default)]
     pub caregivers: Vec<Caregiver>,
+    #[serde(default)]
     pub household: Household,
     pub concerns: Vec<Concern>,
     pub risk_level: RiskLevel,
     pub requested_services: Vec<ServiceType>,
+    #[serde(default)]
     pub target_groups: Vec<TargetGroup>,
+    #[serde(default)]
     pub consent_refs: Vec<ConsentRef>,
     pub narrative: Option<String>,
 }

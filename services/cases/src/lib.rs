@@ -8,9 +8,9 @@
 
 mod db;
 mod error;
-mod intake;
+pub mod intake;
 mod outcomes;
-mod read;
+pub mod read;
 
 use std::sync::Arc;
 
@@ -23,6 +23,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use error::CasesError;
+pub use intake::IntakeApi;
+pub use read::CasesApi;
 
 /// The database schema this service owns.
 pub const SCHEMA: &str = "cases";

@@ -1,0 +1,157 @@
+//! The command line: run the hub or a component, and a person's commands against it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use himaya_record::Purpose;
+use himaya_settings::Settings;
+
+use crate::client::{self, Lang, ReferralFile};
+use crate::hub::{Component, Hub};
+
+#[derive(Debug, Parser)]
+#[command(name = "himaya", version, about = "Himaya (حماية): the interagency child-protection integration hub")]
+pub struct Cli {
+    /// An extra configuration file layered over config/base.toml.
+    #[arg(long, global = true, env = "HIMAYA_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every component in one process (the single-machine default).
+    Up,
+    /// Run one component.
+    Serve {
+        #[arg(value_enum)]
+        component: Component,
+    },
+    /// Referrals into the hub.
+    Referral {
+        #[command(subcommand)]
+        command: ReferralCommand,
+    },
+    /// Cases as an agency sees them.
+    Case {
+        #[command(subcommand)]
+        command: CaseCommand,
+    },
+    /// List the agencies in the directory.
+    Agencies {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// A simulated agency system that receives deliveries over HTTP (for the demo).
+    DemoAgency {
+        #[arg(long, default_value = "127.0.0.1:8088")]
+        listen: SocketAddr,
+        /// Print each redacted document as received (fictional demo data only).
+        #[arg(long)]
+        print_documents: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ClientArgs {
+    /// The hub's gRPC address.
+    #[arg(long, env = "HIMAYA_SERVER", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    /// Language of messages: ar (العربية) or en.
+    #[arg(long, value_enum, default_value = "en")]
+    pub lang: Lang,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReferralCommand {
+    /// Submit a referral from a JSON file (see examples/).
+    Submit {
+        #[arg(long)]
+        file: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaseCommand {
+    /// Show a case as an agency may see it (only the fields its policy permits).
+    Show {
+        case_id: String,
+        /// The agency asking, by directory id.
+        #[arg(long = "as")]
+        agency: String,
+        #[arg(long, default_value = "service_provision", value_parser = parse_purpose)]
+        purpose: Purpose,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+fn parse_purpose(s: &str) -> Result<Purpose, String> {
+    Purpose::parse(s).ok_or_else(|| "one of: service_provision, emergency_response, legal_proceedings, statistics".into())
+}
+
+fn settings(cli_config: Option<&PathBuf>) -> anyhow::Result<Settings> {
+    let dir = Settings::default_dir();
+    Settings::load(&dir, cli_config.map(PathBuf::as_path))
+        .with_context(|| format!("loading configuration from {} (set HIMAYA_CONFIG_DIR to the project's config/)", dir.display()))
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Up => serve(cli.config.as_ref(), &Component::ALL).await,
+        Command::Serve { component } => serve(cli.config.as_ref(), &[component]).await,
+        Command::Referral { command: ReferralCommand::Submit { file, client: c } } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let parsed: ReferralFile = serde_json::from_str(&text).with_context(|| format!("{} is not a referral file (see examples/)", file.display()))?;
+            let channel = client::connect(&c.server).await?;
+            let (r, id) = client::submit(channel, parsed, c.lang).await?;
+            let l = c.lang;
+            println!("{}", l.pick("referral accepted", "تم استلام الإحالة"));
+            println!("  {} {}", l.pick("case:         ", "الحالة:       "), r.case_id);
+            println!("  {} {}", l.pick("referral:     ", "الإحالة:      "), r.referral_id);
+            println!("  {} {}", l.pick("submission id:", "رقم التقديم:  "), id);
+            let urgent = r.priority == himaya_proto::v1::Priority::Urgent as i32;
+            println!("  {} {}", l.pick("priority:     ", "الأولوية:     "), if urgent { l.pick("urgent", "عاجلة") } else { l.pick("routine", "عادية") });
+            if r.replayed {
+                println!("  {}", l.pick("(already submitted before: nothing new was created)", "(سبق تقديمها: لم يُنشأ شيء جديد)"));
+            }
+            Ok(())
+        }
+        Command::Case { command: CaseCommand::Show { case_id, agency, purpose, client: c } } => {
+            let channel = client::connect(&c.server).await?;
+            let shared = client::show_case(channel, &case_id, &agency, purpose, c.lang).await?;
+            let doc: serde_json::Value = serde_json::from_str(&shared.document_json).context("the hub sent a malformed document")?;
+            let l = c.lang;
+            println!("{} {} (v{}) — {} {}", l.pick("case", "الحالة"), shared.case_id, shared.version, l.pick("as seen by", "كما تراها"), agency);
+            println!("{} {}", l.pick("categories disclosed:", "الفئات المُفصح عنها:"), shared.categories.join(", "));
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+            if !shared.deliveries.is_empty() {
+                println!("{}", l.pick("deliveries:", "التسليمات:"));
+                for d in shared.deliveries {
+                    println!("  {} {} (HTTP {}) {}", d.agency_id, d.outcome, d.http_status, d.recorded_at);
+                }
+            }
+            Ok(())
+        }
+        Command::Agencies { client: c } => {
+            let channel = client::connect(&c.server).await?;
+            for a in client::list_agencies(channel).await? {
+                println!("{:<24} {:<16} {} / {}", a.agency_id, a.agency_type, a.name_ar, a.name_en);
+            }
+            Ok(())
+        }
+        Command::DemoAgency { listen, print_documents } => crate::demo_agency::run(listen, print_documents).await,
+    }
+}
+
+async fn serve(config: Option<&PathBuf>, components: &[Component]) -> anyhow::Result<()> {
+    let settings = settings(config)?;
+    crate::telemetry::init(&settings.telemetry);
+    let hub = Hub::start(settings, components).await?;
+    hub.run_until_signal().await
+}

@@ -1,0 +1,148 @@
+//! Starting and stopping components. Components talk only through gRPC and the bus, so
+//! running them in one process (`himaya up`) or apart (`himaya serve <component>`) is
+//! the same code.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use himaya_bus::{Bus, Topology};
+use himaya_cases::CasesService;
+use himaya_directory::DirectoryApi;
+use himaya_settings::Settings;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+
+/// The components of the hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Component {
+    /// Intake and case reads (gRPC), agencies' answers (bus).
+    Cases,
+    /// The agency directory (gRPC).
+    Directory,
+    /// Routing, consent decision and redaction of deliveries (bus).
+    Router,
+    /// Delivery to health agencies' HTTP endpoints (bus → HTTP).
+    ConnectorHealth,
+}
+
+impl Component {
+    pub const ALL: [Component; 4] = [Component::Cases, Component::Directory, Component::Router, Component::ConnectorHealth];
+}
+
+/// A running hub (or part of one).
+pub struct Hub {
+    /// Where the gRPC server listens (the real port when configured with port 0).
+    pub grpc_addr: SocketAddr,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    bus: Arc<Bus>,
+}
+
+impl Hub {
+    /// Starts `components`; returns once every one is ready to serve.
+    pub async fn start(settings: Settings, components: &[Component]) -> anyhow::Result<Hub> {
+        himaya_events::check_schemas().context("built-in Avro schemas")?;
+        let settings = Arc::new(settings);
+        let shutdown = CancellationToken::new();
+        let bus = Bus::connect(settings.bus.url.expose(), Topology::new(settings.bus.prefix.clone()))
+            .await
+            .context("connecting to RabbitMQ (is it running? `scripts/setup` starts it)")?;
+        let mut tasks = Vec::new();
+        let (reporter, health) = tonic_health::server::health_reporter();
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(himaya_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .context("building gRPC reflection")?;
+        let mut router = Server::builder().add_service(health).add_service(reflection);
+        if components.contains(&Component::Cases) {
+            let cases = CasesService::start(settings.clone(), bus.clone(), shutdown.clone())
+                .await
+                .context("starting the cases service (is PostgreSQL running?)")?;
+            let mut reporter = reporter.clone();
+            reporter.set_serving::<himaya_proto::v1::intake_server::IntakeServer<himaya_cases::IntakeApi>>().await;
+            reporter.set_serving::<himaya_proto::v1::cases_server::CasesServer<himaya_cases::CasesApi>>().await;
+            router = router.add_service(cases.intake()).add_service(cases.cases());
+            tasks.extend(cases.tasks);
+        }
+        if components.contains(&Component::Directory) {
+            let mut reporter = reporter.clone();
+            reporter.set_serving::<himaya_proto::v1::directory_server::DirectoryServer<DirectoryApi>>().await;
+            router = router.add_service(DirectoryApi::server(settings.clone()));
+        }
+        if components.contains(&Component::Router) {
+            tasks.extend(himaya_router::start(settings.clone(), bus.clone(), shutdown.clone()).await.context("starting the router")?);
+        }
+        if components.contains(&Component::ConnectorHealth) {
+            tasks.extend(
+                himaya_connector_health::start(settings.clone(), bus.clone(), shutdown.clone())
+                    .await
+                    .context("starting the health connector")?,
+            );
+        }
+        let listener = tokio::net::TcpListener::bind(settings.grpc.listen)
+            .await
+            .with_context(|| format!("binding the gRPC port {} (grpc.listen)", settings.grpc.listen))?;
+        let grpc_addr = listener.local_addr()?;
+        let incoming = TcpIncoming::from_listener(listener, true, Some(Duration::from_secs(60)))
+            .map_err(|e| anyhow::anyhow!("gRPC listener: {e}"))?;
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop.cancelled()).await {
+                tracing::error!(error = %e, "gRPC server stopped");
+            }
+        }));
+        tracing::info!(%grpc_addr, components = ?components, "himaya is up");
+        Ok(Hub { grpc_addr, shutdown, tasks, bus })
+    }
+
+    /// A token that stops the hub when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting, lets in-flight messages finish (up to 10 s), closes the broker
+    /// connection. Unacknowledged messages return to their queues.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let all = futures_util::future::join_all(self.tasks);
+        if tokio::time::timeout(Duration::from_secs(10), all).await.is_err() {
+            tracing::warn!("some tasks did not stop within 10 s");
+        }
+        self.bus.close().await;
+    }
+
+    /// Runs until Ctrl-C or SIGTERM, then stops cleanly.
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        wait_for_signal().await;
+        tracing::info!("stopping");
+        self.stop().await;
+        Ok(())
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+        match term {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,8 @@
+//! Himaya in one process or one component at a time: [`hub::Hub`] starts any set of
+//! components against real PostgreSQL and RabbitMQ; [`cli`] is the command line.
+
+pub mod cli;
+pub mod client;
+pub mod demo_agency;
+pub mod hub;
+pub mod telemetry;
