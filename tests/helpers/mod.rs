@@ -1,0 +1,199 @@
+//! Starts the real hub against real PostgreSQL and RabbitMQ, each test in its own
+//! database and vhost (created here, dropped when the test ends, even on panic), with
+//! agencies simulated as real HTTP servers.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use himaya::hub::{Component, Hub};
+use himaya_proto::v1 as pb;
+use himaya_settings::{Secret, Settings};
+use sqlx::{Connection, PgConnection, PgPool};
+use tonic::transport::Channel;
+
+pub fn env_or(key: &str, default: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| default.to_owned())
+}
+
+fn pg_admin() -> String {
+    env_or("HIMAYA_TEST_PG", "postgres://postgres@127.0.0.1:5432/postgres")
+}
+
+fn rabbit_api() -> String {
+    env_or("HIMAYA_TEST_RABBIT_API", "http://127.0.0.1:15672")
+}
+
+fn amqp_base() -> String {
+    env_or("HIMAYA_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672")
+}
+
+/// One request as the simulated agency saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub idempotency_key: Option<String>,
+    pub traceparent: Option<String>,
+    pub body: serde_json::Value,
+}
+
+/// A simulated agency system: a real HTTP server on a free port that records what it
+/// receives and answers with scripted statuses (then 201).
+#[derive(Clone, Default)]
+pub struct FakeAgency {
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    script: Arc<Mutex<VecDeque<u16>>>,
+}
+
+impl FakeAgency {
+    pub async fn start(script: &[u16]) -> (FakeAgency, SocketAddr) {
+        let agency = FakeAgency {
+            seen: Arc::default(),
+            script: Arc::new(Mutex::new(script.iter().copied().collect())),
+        };
+        let app = Router::new()
+            .route("/referrals", post(receive))
+            .with_state(agency.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (agency, addr)
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+async fn receive(State(a): State<FakeAgency>, headers: HeaderMap, Json(body): Json<serde_json::Value>) -> (StatusCode, Json<serde_json::Value>) {
+    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    a.seen.lock().unwrap().push(Seen {
+        idempotency_key: h("idempotency-key"),
+        traceparent: h("traceparent"),
+        body,
+    });
+    let status = a.script.lock().unwrap().pop_front().unwrap_or(201);
+    let code = StatusCode::from_u16(status).unwrap();
+    (code, Json(serde_json::json!({"reference": "SIM-1"})))
+}
+
+/// The isolated environment of one test.
+pub struct TestEnv {
+    pub db_name: String,
+    pub vhost: String,
+    pub db_url: String,
+    pub settings: Settings,
+}
+
+impl TestEnv {
+    /// A fresh database and vhost; `health_endpoint` is where health-cairo delivers.
+    pub async fn new(health_endpoint: Option<SocketAddr>) -> TestEnv {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let db_name = format!("himaya_t_{}", &id[..16]);
+        let vhost = format!("himaya_t_{}", &id[..16]);
+        let mut admin = PgConnection::connect(&pg_admin()).await.expect("PostgreSQL must run (scripts/setup starts it)");
+        sqlx::query(&format!("CREATE DATABASE {db_name}")).execute(&mut admin).await.unwrap();
+        let api = rabbit_api();
+        let http = reqwest::Client::new();
+        let put = http.put(format!("{api}/api/vhosts/{vhost}")).basic_auth("guest", Some("guest")).send().await;
+        assert!(put.map(|r| r.status().is_success()).unwrap_or(false), "the RabbitMQ management API must be on (scripts/setup enables it)");
+        let perm = http
+            .put(format!("{api}/api/permissions/{vhost}/guest"))
+            .basic_auth("guest", Some("guest"))
+            .json(&serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(perm.status().is_success());
+        let config_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut settings = Settings::load(&config_dir, None).unwrap();
+        let db_url = pg_admin().rsplit_once('/').map(|(base, _)| format!("{base}/{db_name}")).unwrap();
+        settings.database.url = Secret::new(db_url.clone());
+        settings.bus.url = Secret::new(format!("{}/{vhost}", amqp_base()));
+        settings.grpc.listen = "127.0.0.1:0".parse().unwrap();
+        settings.relay.poll_interval_ms = 200;
+        settings.connectors.timeout_ms = 2000;
+        if let Some(a) = settings.agencies.get_mut("health-cairo") {
+            a.endpoint = health_endpoint.map(|addr| format!("http://{addr}/referrals"));
+        }
+        TestEnv { db_name, vhost, db_url, settings }
+    }
+
+    pub async fn start(&self) -> Hub {
+        Hub::start(self.settings.clone(), &Component::ALL).await.expect("hub starts")
+    }
+
+    pub async fn pool(&self) -> PgPool {
+        PgPool::connect(&self.db_url).await.unwrap()
+    }
+
+    pub fn amqp_url(&self) -> String {
+        format!("{}/{}", amqp_base(), self.vhost)
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let db = self.db_name.clone();
+        let vhost = self.vhost.clone();
+        // Cleanup must happen even when the test panicked, and Drop cannot await: a
+        // short-lived runtime on its own thread does the work.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async move {
+                let http = reqwest::Client::new();
+                let _ = http.delete(format!("{}/api/vhosts/{vhost}", rabbit_api())).basic_auth("guest", Some("guest")).send().await;
+                if let Ok(mut admin) = PgConnection::connect(&pg_admin()).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).execute(&mut admin).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub async fn channel(hub: &Hub) -> Channel {
+    Channel::from_shared(format!("http://{}", hub.grpc_addr)).unwrap().connect().await.unwrap()
+}
+
+/// Polls `check` until it returns `Some`, or fails after `secs` seconds.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+pub fn school_request(submission_id: &str) -> pb::SchoolReferralRequest {
+    pb::SchoolReferralRequest {
+        submission_id: submission_id.into(),
+        school_agency_id: "school-cairo-alnour".into(),
+        officer_ref: "officer-17".into(),
+        referral: Some(himaya_proto::convert::referral_details_to_pb(&himaya_record::fixtures::details())),
+    }
+}
+
+pub async fn count(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+}
