@@ -53,12 +53,16 @@ impl Hub {
             .context("connecting to RabbitMQ (is it running? `scripts/setup` starts it)")?;
         let mut tasks = Vec::new();
         let (reporter, health) = tonic_health::server::health_reporter();
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(himaya_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()
-            .context("building gRPC reflection")?;
-        let mut router = Server::builder().add_service(health).add_service(reflection);
+        // Both reflection versions: newer grpcurl asks v1, older tools v1alpha.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(himaya_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let mut router = Server::builder()
+            .add_service(health)
+            .add_service(reflection().build_v1().context("building gRPC reflection")?)
+            .add_service(reflection().build_v1alpha().context("building gRPC reflection")?);
         if components.contains(&Component::Cases) {
             let cases = CasesService::start(settings.clone(), bus.clone(), shutdown.clone())
                 .await
