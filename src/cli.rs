@@ -12,7 +12,11 @@ use crate::client::{self, Lang, ReferralFile};
 use crate::hub::{Component, Hub};
 
 #[derive(Debug, Parser)]
-#[command(name = "himaya", version, about = "Himaya (حماية): the interagency child-protection integration hub")]
+#[command(
+    name = "himaya",
+    version,
+    about = "Himaya (حماية): the interagency child-protection integration hub"
+)]
 pub struct Cli {
     /// An extra configuration file layered over config/base.toml.
     #[arg(long, global = true, env = "HIMAYA_CONFIG")]
@@ -92,48 +96,104 @@ pub enum CaseCommand {
 }
 
 fn parse_purpose(s: &str) -> Result<Purpose, String> {
-    Purpose::parse(s).ok_or_else(|| "one of: service_provision, emergency_response, legal_proceedings, statistics".into())
+    Purpose::parse(s).ok_or_else(|| {
+        "one of: service_provision, emergency_response, legal_proceedings, statistics".into()
+    })
 }
 
 fn settings(cli_config: Option<&PathBuf>) -> anyhow::Result<Settings> {
     let dir = Settings::default_dir();
-    Settings::load(&dir, cli_config.map(PathBuf::as_path))
-        .with_context(|| format!("loading configuration from {} (set HIMAYA_CONFIG_DIR to the project's config/)", dir.display()))
+    Settings::load(&dir, cli_config.map(PathBuf::as_path)).with_context(|| {
+        format!(
+            "loading configuration from {} (set HIMAYA_CONFIG_DIR to the project's config/)",
+            dir.display()
+        )
+    })
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up => serve(cli.config.as_ref(), &Component::ALL).await,
         Command::Serve { component } => serve(cli.config.as_ref(), &[component]).await,
-        Command::Referral { command: ReferralCommand::Submit { file, client: c } } => {
-            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-            let parsed: ReferralFile = serde_json::from_str(&text).with_context(|| format!("{} is not a referral file (see examples/)", file.display()))?;
+        Command::Referral {
+            command: ReferralCommand::Submit { file, client: c },
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let parsed: ReferralFile = serde_json::from_str(&text).with_context(|| {
+                format!("{} is not a referral file (see examples/)", file.display())
+            })?;
             let channel = client::connect(&c.server).await?;
             let (r, id) = client::submit(channel, parsed, c.lang).await?;
             let l = c.lang;
             println!("{}", l.pick("referral accepted", "تم استلام الإحالة"));
-            println!("  {} {}", l.pick("case:         ", "الحالة:       "), r.case_id);
-            println!("  {} {}", l.pick("referral:     ", "الإحالة:      "), r.referral_id);
+            println!(
+                "  {} {}",
+                l.pick("case:         ", "الحالة:       "),
+                r.case_id
+            );
+            println!(
+                "  {} {}",
+                l.pick("referral:     ", "الإحالة:      "),
+                r.referral_id
+            );
             println!("  {} {}", l.pick("submission id:", "رقم التقديم:  "), id);
             let urgent = r.priority == himaya_proto::v1::Priority::Urgent as i32;
-            println!("  {} {}", l.pick("priority:     ", "الأولوية:     "), if urgent { l.pick("urgent", "عاجلة") } else { l.pick("routine", "عادية") });
+            println!(
+                "  {} {}",
+                l.pick("priority:     ", "الأولوية:     "),
+                if urgent {
+                    l.pick("urgent", "عاجلة")
+                } else {
+                    l.pick("routine", "عادية")
+                }
+            );
             if r.replayed {
-                println!("  {}", l.pick("(already submitted before: nothing new was created)", "(سبق تقديمها: لم يُنشأ شيء جديد)"));
+                println!(
+                    "  {}",
+                    l.pick(
+                        "(already submitted before: nothing new was created)",
+                        "(سبق تقديمها: لم يُنشأ شيء جديد)"
+                    )
+                );
             }
             Ok(())
         }
-        Command::Case { command: CaseCommand::Show { case_id, agency, purpose, client: c } } => {
+        Command::Case {
+            command:
+                CaseCommand::Show {
+                    case_id,
+                    agency,
+                    purpose,
+                    client: c,
+                },
+        } => {
             let channel = client::connect(&c.server).await?;
             let shared = client::show_case(channel, &case_id, &agency, purpose, c.lang).await?;
-            let doc: serde_json::Value = serde_json::from_str(&shared.document_json).context("the hub sent a malformed document")?;
+            let doc: serde_json::Value = serde_json::from_str(&shared.document_json)
+                .context("the hub sent a malformed document")?;
             let l = c.lang;
-            println!("{} {} (v{}) — {} {}", l.pick("case", "الحالة"), shared.case_id, shared.version, l.pick("as seen by", "كما تراها"), agency);
-            println!("{} {}", l.pick("categories disclosed:", "الفئات المُفصح عنها:"), shared.categories.join(", "));
+            println!(
+                "{} {} (v{}) — {} {}",
+                l.pick("case", "الحالة"),
+                shared.case_id,
+                shared.version,
+                l.pick("as seen by", "كما تراها"),
+                agency
+            );
+            println!(
+                "{} {}",
+                l.pick("categories disclosed:", "الفئات المُفصح عنها:"),
+                shared.categories.join(", ")
+            );
             println!("{}", serde_json::to_string_pretty(&doc)?);
             if !shared.deliveries.is_empty() {
                 println!("{}", l.pick("deliveries:", "التسليمات:"));
                 for d in shared.deliveries {
-                    println!("  {} {} (HTTP {}) {}", d.agency_id, d.outcome, d.http_status, d.recorded_at);
+                    println!(
+                        "  {} {} (HTTP {}) {}",
+                        d.agency_id, d.outcome, d.http_status, d.recorded_at
+                    );
                 }
             }
             Ok(())
@@ -141,11 +201,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agencies { client: c } => {
             let channel = client::connect(&c.server).await?;
             for a in client::list_agencies(channel).await? {
-                println!("{:<24} {:<16} {} / {}", a.agency_id, a.agency_type, a.name_ar, a.name_en);
+                println!(
+                    "{:<24} {:<16} {} / {}",
+                    a.agency_id, a.agency_type, a.name_ar, a.name_en
+                );
             }
             Ok(())
         }
-        Command::DemoAgency { listen, print_documents } => crate::demo_agency::run(listen, print_documents).await,
+        Command::DemoAgency {
+            listen,
+            print_documents,
+        } => crate::demo_agency::run(listen, print_documents).await,
     }
 }
 

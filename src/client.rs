@@ -71,9 +71,11 @@ fn request<T>(msg: T, lang: Lang, agency: Option<&str>) -> anyhow::Result<Reques
         Lang::Ar => "ar",
         Lang::En => "en",
     };
-    req.metadata_mut().insert("accept-language", MetadataValue::from_static(tag));
+    req.metadata_mut()
+        .insert("accept-language", MetadataValue::from_static(tag));
     if let Some(a) = agency {
-        let v = MetadataValue::try_from(a).context("the agency id has characters that cannot be sent")?;
+        let v = MetadataValue::try_from(a)
+            .context("the agency id has characters that cannot be sent")?;
         req.metadata_mut().insert("x-himaya-agency", v);
     }
     Ok(req)
@@ -109,7 +111,11 @@ impl ReferralFile {
 
 /// Submits a referral file. The submission id is fixed before the first attempt, so a
 /// retry after a transient failure can never open a second case.
-pub async fn submit(channel: Channel, file: ReferralFile, lang: Lang) -> anyhow::Result<(pb::SubmitReferralResponse, String)> {
+pub async fn submit(
+    channel: Channel,
+    file: ReferralFile,
+    lang: Lang,
+) -> anyhow::Result<(pb::SubmitReferralResponse, String)> {
     let mut client = pb::intake_client::IntakeClient::new(channel);
     let id = file
         .submission_id()
@@ -119,16 +125,29 @@ pub async fn submit(channel: Channel, file: ReferralFile, lang: Lang) -> anyhow:
     loop {
         attempt += 1;
         let result = match &file {
-            ReferralFile::School { school_agency_id, officer_ref, referral, .. } => {
+            ReferralFile::School {
+                school_agency_id,
+                officer_ref,
+                referral,
+                ..
+            } => {
                 let msg = pb::SchoolReferralRequest {
                     submission_id: id.clone(),
                     school_agency_id: school_agency_id.clone(),
                     officer_ref: officer_ref.clone(),
                     referral: Some(referral_details_to_pb(referral)),
                 };
-                client.submit_school_referral(request(msg, lang, Some(school_agency_id))?).await
+                client
+                    .submit_school_referral(request(msg, lang, Some(school_agency_id))?)
+                    .await
             }
-            ReferralFile::Hotline { hotline_agency_id, call_ref, operator_ref, referral, .. } => {
+            ReferralFile::Hotline {
+                hotline_agency_id,
+                call_ref,
+                operator_ref,
+                referral,
+                ..
+            } => {
                 let msg = pb::HotlineEscalationRequest {
                     submission_id: id.clone(),
                     hotline_agency_id: hotline_agency_id.clone(),
@@ -136,16 +155,25 @@ pub async fn submit(channel: Channel, file: ReferralFile, lang: Lang) -> anyhow:
                     operator_ref: operator_ref.clone(),
                     referral: Some(referral_details_to_pb(referral)),
                 };
-                client.escalate_hotline_call(request(msg, lang, Some(hotline_agency_id))?).await
+                client
+                    .escalate_hotline_call(request(msg, lang, Some(hotline_agency_id))?)
+                    .await
             }
-            ReferralFile::Agency { agency_id, source_kind, referral, .. } => {
+            ReferralFile::Agency {
+                agency_id,
+                source_kind,
+                referral,
+                ..
+            } => {
                 let msg = pb::AgencyReferralRequest {
                     submission_id: id.clone(),
                     agency_id: agency_id.clone(),
                     source_kind: source_to(*source_kind).into(),
                     referral: Some(referral_details_to_pb(referral)),
                 };
-                client.submit_agency_referral(request(msg, lang, Some(agency_id))?).await
+                client
+                    .submit_agency_referral(request(msg, lang, Some(agency_id))?)
+                    .await
             }
         };
         match result {
@@ -158,7 +186,13 @@ pub async fn submit(channel: Channel, file: ReferralFile, lang: Lang) -> anyhow:
     }
 }
 
-pub async fn show_case(channel: Channel, case_id: &str, agency: &str, purpose: Purpose, lang: Lang) -> anyhow::Result<pb::SharedCase> {
+pub async fn show_case(
+    channel: Channel,
+    case_id: &str,
+    agency: &str,
+    purpose: Purpose,
+    lang: Lang,
+) -> anyhow::Result<pb::SharedCase> {
     let mut client = pb::cases_client::CasesClient::new(channel);
     let msg = pb::GetCaseRequest {
         case_id: case_id.to_owned(),

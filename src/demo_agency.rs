@@ -37,34 +37,65 @@ pub async fn run(listen: SocketAddr, print_documents: bool) -> anyhow::Result<()
         .await
         .with_context(|| format!("binding {listen}"))?;
     println!("demo agency listening on http://{listen}/referrals");
-    axum::serve(listener, app).await.context("demo agency server")
+    axum::serve(listener, app)
+        .await
+        .context("demo agency server")
 }
 
-async fn receive(State(s): State<AppState>, headers: HeaderMap, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
-    let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned) else {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": "Idempotency-Key header required"})));
+async fn receive(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    let Some(key) = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "Idempotency-Key header required"})),
+        );
     };
-    let referral = body.get("referral_id").and_then(Value::as_str).unwrap_or("?").to_owned();
+    let referral = body
+        .get("referral_id")
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+        .to_owned();
     let categories: Vec<String> = body
         .get("categories")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     let Ok(mut r) = s.received.lock() else {
-        return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "state poisoned"})));
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": "state poisoned"})),
+        );
     };
     if let Some((reference, _, _)) = r.by_key.get(&key) {
         println!("duplicate delivery of {referral} dropped (Idempotency-Key {key})");
-        return (StatusCode::OK, Json(json!({"reference": reference, "duplicate": true})));
+        return (
+            StatusCode::OK,
+            Json(json!({"reference": reference, "duplicate": true})),
+        );
     }
     let reference = format!("AGENCY-{:05}", r.by_key.len() + 1);
-    println!("referral {referral} arrived: categories [{}], our reference {reference}", categories.join(", "));
+    println!(
+        "referral {referral} arrived: categories [{}], our reference {reference}",
+        categories.join(", ")
+    );
     if s.print_documents {
         if let Some(case) = body.get("case") {
             println!("{}", serde_json::to_string_pretty(case).unwrap_or_default());
         }
     }
-    r.by_key.insert(key, (reference.clone(), referral, categories));
+    r.by_key
+        .insert(key, (reference.clone(), referral, categories));
     (StatusCode::CREATED, Json(json!({"reference": reference})))
 }
 

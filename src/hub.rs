@@ -30,7 +30,12 @@ pub enum Component {
 }
 
 impl Component {
-    pub const ALL: [Component; 4] = [Component::Cases, Component::Directory, Component::Router, Component::ConnectorHealth];
+    pub const ALL: [Component; 4] = [
+        Component::Cases,
+        Component::Directory,
+        Component::Router,
+        Component::ConnectorHealth,
+    ];
 }
 
 /// A running hub (or part of one).
@@ -48,9 +53,12 @@ impl Hub {
         himaya_events::check_schemas().context("built-in Avro schemas")?;
         let settings = Arc::new(settings);
         let shutdown = CancellationToken::new();
-        let bus = Bus::connect(settings.bus.url.expose(), Topology::new(settings.bus.prefix.clone()))
-            .await
-            .context("connecting to RabbitMQ (is it running? `scripts/setup` starts it)")?;
+        let bus = Bus::connect(
+            settings.bus.url.expose(),
+            Topology::new(settings.bus.prefix.clone()),
+        )
+        .await
+        .context("connecting to RabbitMQ (is it running? `scripts/setup` starts it)")?;
         let mut tasks = Vec::new();
         let (reporter, health) = tonic_health::server::health_reporter();
         // Both reflection versions: newer grpcurl asks v1, older tools v1alpha.
@@ -61,25 +69,44 @@ impl Hub {
         };
         let mut router = Server::builder()
             .add_service(health)
-            .add_service(reflection().build_v1().context("building gRPC reflection")?)
-            .add_service(reflection().build_v1alpha().context("building gRPC reflection")?);
+            .add_service(
+                reflection()
+                    .build_v1()
+                    .context("building gRPC reflection")?,
+            )
+            .add_service(
+                reflection()
+                    .build_v1alpha()
+                    .context("building gRPC reflection")?,
+            );
         if components.contains(&Component::Cases) {
             let cases = CasesService::start(settings.clone(), bus.clone(), shutdown.clone())
                 .await
                 .context("starting the cases service (is PostgreSQL running?)")?;
             let mut reporter = reporter.clone();
             reporter.set_serving::<himaya_proto::v1::intake_server::IntakeServer<himaya_cases::IntakeApi>>().await;
-            reporter.set_serving::<himaya_proto::v1::cases_server::CasesServer<himaya_cases::CasesApi>>().await;
-            router = router.add_service(cases.intake()).add_service(cases.cases());
+            reporter
+                .set_serving::<himaya_proto::v1::cases_server::CasesServer<himaya_cases::CasesApi>>(
+                )
+                .await;
+            router = router
+                .add_service(cases.intake())
+                .add_service(cases.cases());
             tasks.extend(cases.tasks);
         }
         if components.contains(&Component::Directory) {
             let mut reporter = reporter.clone();
-            reporter.set_serving::<himaya_proto::v1::directory_server::DirectoryServer<DirectoryApi>>().await;
+            reporter
+                .set_serving::<himaya_proto::v1::directory_server::DirectoryServer<DirectoryApi>>()
+                .await;
             router = router.add_service(DirectoryApi::server(settings.clone()));
         }
         if components.contains(&Component::Router) {
-            tasks.extend(himaya_router::start(settings.clone(), bus.clone(), shutdown.clone()).await.context("starting the router")?);
+            tasks.extend(
+                himaya_router::start(settings.clone(), bus.clone(), shutdown.clone())
+                    .await
+                    .context("starting the router")?,
+            );
         }
         if components.contains(&Component::ConnectorHealth) {
             tasks.extend(
@@ -90,18 +117,31 @@ impl Hub {
         }
         let listener = tokio::net::TcpListener::bind(settings.grpc.listen)
             .await
-            .with_context(|| format!("binding the gRPC port {} (grpc.listen)", settings.grpc.listen))?;
+            .with_context(|| {
+                format!(
+                    "binding the gRPC port {} (grpc.listen)",
+                    settings.grpc.listen
+                )
+            })?;
         let grpc_addr = listener.local_addr()?;
         let incoming = TcpIncoming::from_listener(listener, true, Some(Duration::from_secs(60)))
             .map_err(|e| anyhow::anyhow!("gRPC listener: {e}"))?;
         let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop.cancelled()).await {
+            if let Err(e) = router
+                .serve_with_incoming_shutdown(incoming, stop.cancelled())
+                .await
+            {
                 tracing::error!(error = %e, "gRPC server stopped");
             }
         }));
         tracing::info!(%grpc_addr, components = ?components, "himaya is up");
-        Ok(Hub { grpc_addr, shutdown, tasks, bus })
+        Ok(Hub {
+            grpc_addr,
+            shutdown,
+            tasks,
+            bus,
+        })
     }
 
     /// A token that stops the hub when cancelled.
@@ -114,7 +154,10 @@ impl Hub {
     pub async fn stop(self) {
         self.shutdown.cancel();
         let all = futures_util::future::join_all(self.tasks);
-        if tokio::time::timeout(Duration::from_secs(10), all).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), all)
+            .await
+            .is_err()
+        {
             tracing::warn!("some tasks did not stop within 10 s");
         }
         self.bus.close().await;

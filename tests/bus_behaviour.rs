@@ -43,27 +43,59 @@ async fn poison_is_parked_with_its_reason_and_duplicates_have_one_effect() {
     let (agency, addr) = FakeAgency::start(&[]).await;
     let env = TestEnv::new(Some(addr)).await;
     let hub = env.start().await;
-    let bus = Bus::connect(env.amqp_url(), Topology::new("")).await.unwrap();
+    let bus = Bus::connect(env.amqp_url(), Topology::new(""))
+        .await
+        .unwrap();
 
     // Garbage, a truncated body, then the same event twice, then a sentinel. The router
     // consumes in order, so when the sentinel's delivery arrives everything before it
     // has been handled.
-    bus.publish(&raw(keys::REFERRAL_CREATED, b"{\"not\": \"avro\"}".to_vec(), "msg_poison")).await.unwrap();
+    bus.publish(&raw(
+        keys::REFERRAL_CREATED,
+        b"{\"not\": \"avro\"}".to_vec(),
+        "msg_poison",
+    ))
+    .await
+    .unwrap();
     let twice = created("msg_twice");
     let bytes = encode(&twice).unwrap();
-    bus.publish(&raw(keys::REFERRAL_CREATED, bytes[..30].to_vec(), "msg_truncated")).await.unwrap();
-    bus.publish(&raw(keys::REFERRAL_CREATED, bytes.clone(), "msg_twice")).await.unwrap();
-    bus.publish(&raw(keys::REFERRAL_CREATED, bytes, "msg_twice")).await.unwrap();
+    bus.publish(&raw(
+        keys::REFERRAL_CREATED,
+        bytes[..30].to_vec(),
+        "msg_truncated",
+    ))
+    .await
+    .unwrap();
+    bus.publish(&raw(keys::REFERRAL_CREATED, bytes.clone(), "msg_twice"))
+        .await
+        .unwrap();
+    bus.publish(&raw(keys::REFERRAL_CREATED, bytes, "msg_twice"))
+        .await
+        .unwrap();
     let sentinel = created("msg_sentinel");
-    bus.publish(&raw(keys::REFERRAL_CREATED, encode(&sentinel).unwrap(), "msg_sentinel")).await.unwrap();
+    bus.publish(&raw(
+        keys::REFERRAL_CREATED,
+        encode(&sentinel).unwrap(),
+        "msg_sentinel",
+    ))
+    .await
+    .unwrap();
 
     let sentinel_ref = sentinel.case.referral.referral_id.to_string();
     eventually(30, "the sentinel delivered", || async {
-        agency.requests().iter().any(|s| s.body["referral_id"] == sentinel_ref).then_some(())
+        agency
+            .requests()
+            .iter()
+            .any(|s| s.body["referral_id"] == sentinel_ref)
+            .then_some(())
     })
     .await;
     let twice_ref = twice.case.referral.referral_id.to_string();
-    let deliveries_of_twice = agency.requests().iter().filter(|s| s.body["referral_id"] == twice_ref).count();
+    let deliveries_of_twice = agency
+        .requests()
+        .iter()
+        .filter(|s| s.body["referral_id"] == twice_ref)
+        .count();
     assert_eq!(deliveries_of_twice, 1, "a redelivered event has one effect");
 
     // Both bad messages are in parking, each with a reason an operator can read.
@@ -73,21 +105,37 @@ async fn poison_is_parked_with_its_reason_and_duplicates_have_one_effect() {
         if reasons.len() == 2 {
             break;
         }
-        match ch.basic_get("himaya.parking", BasicGetOptions { no_ack: true }).await.unwrap() {
+        match ch
+            .basic_get("himaya.parking", BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
             Some(m) => {
                 let headers = m.delivery.properties.headers().clone().unwrap_or_default();
                 let reason = match headers.inner().get("x-himaya-park-reason") {
                     Some(AMQPValue::LongString(s)) => s.to_string(),
                     other => panic!("no reason: {other:?}"),
                 };
-                let id = m.delivery.properties.message_id().clone().map(|s| s.to_string()).unwrap_or_default();
+                let id = m
+                    .delivery
+                    .properties
+                    .message_id()
+                    .clone()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
                 reasons.insert(id, reason);
             }
             None => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
         }
     }
-    assert!(reasons["msg_poison"].contains("single-object"), "{reasons:?}");
-    assert!(reasons["msg_truncated"].contains("does not match its schema"), "{reasons:?}");
+    assert!(
+        reasons["msg_poison"].contains("single-object"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons["msg_truncated"].contains("does not match its schema"),
+        "{reasons:?}"
+    );
     bus.close().await;
     hub.stop().await;
 }
@@ -98,8 +146,14 @@ async fn the_hub_heals_after_the_broker_drops_its_connections() {
     let env = TestEnv::new(Some(addr)).await;
     let hub = env.start().await;
     let mut intake = IntakeClient::new(channel(&hub).await);
-    intake.submit_school_referral(Request::new(school_request("sub-before"))).await.unwrap();
-    eventually(30, "the first delivery", || async { (agency.count() == 1).then_some(()) }).await;
+    intake
+        .submit_school_referral(Request::new(school_request("sub-before")))
+        .await
+        .unwrap();
+    eventually(30, "the first delivery", || async {
+        (agency.count() == 1).then_some(())
+    })
+    .await;
 
     // Close every connection of this test's vhost, as a broker restart would.
     let api = env_or("HIMAYA_TEST_RABBIT_API", "http://127.0.0.1:15672");
@@ -114,18 +168,37 @@ async fn the_hub_heals_after_the_broker_drops_its_connections() {
             .json()
             .await
             .ok()?;
-        let names: Vec<String> = list.as_array()?.iter().filter_map(|c| c["name"].as_str().map(str::to_owned)).collect();
+        let names: Vec<String> = list
+            .as_array()?
+            .iter()
+            .filter_map(|c| c["name"].as_str().map(str::to_owned))
+            .collect();
         (!names.is_empty()).then_some(names)
     })
     .await;
     for n in &names {
-        let url = reqwest::Url::parse(&format!("{api}/api/connections/")).unwrap().join(&urlencode(n)).unwrap();
-        http.delete(url).basic_auth("guest", Some("guest")).send().await.unwrap();
+        let url = reqwest::Url::parse(&format!("{api}/api/connections/"))
+            .unwrap()
+            .join(&urlencode(n))
+            .unwrap();
+        http.delete(url)
+            .basic_auth("guest", Some("guest"))
+            .send()
+            .await
+            .unwrap();
     }
 
-    let r = intake.submit_school_referral(Request::new(school_request("sub-after"))).await.unwrap().into_inner();
+    let r = intake
+        .submit_school_referral(Request::new(school_request("sub-after")))
+        .await
+        .unwrap()
+        .into_inner();
     eventually(60, "a delivery after the connections dropped", || async {
-        agency.requests().iter().any(|s| s.body["referral_id"] == r.referral_id).then_some(())
+        agency
+            .requests()
+            .iter()
+            .any(|s| s.body["referral_id"] == r.referral_id)
+            .then_some(())
     })
     .await;
     hub.stop().await;
@@ -134,7 +207,9 @@ async fn the_hub_heals_after_the_broker_drops_its_connections() {
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -148,20 +223,35 @@ async fn health_and_reflection_are_served() {
     let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
     for service in ["himaya.v1.Intake", "himaya.v1.Cases", "himaya.v1.Directory"] {
         let r = health
-            .check(tonic_health::pb::HealthCheckRequest { service: service.into() })
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(r.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32, "{service}");
+        assert_eq!(
+            r.status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+            "{service}"
+        );
     }
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
     use tonic_reflection::pb::v1::ServerReflectionRequest;
     let mut reflection = ServerReflectionClient::new(ch);
-    let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
-    let mut stream = reflection.server_reflection_info(tokio_stream::iter(vec![req])).await.unwrap().into_inner();
-    let Some(MessageResponse::ListServicesResponse(list)) = stream.message().await.unwrap().unwrap().message_response else {
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = reflection
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        stream.message().await.unwrap().unwrap().message_response
+    else {
         panic!("no service list");
     };
     let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();

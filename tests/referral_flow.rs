@@ -32,57 +32,124 @@ async fn a_school_referral_arrives_at_the_health_agency_exactly_once() {
     let hub = env.start().await;
     let mut intake = IntakeClient::new(channel(&hub).await);
     let mut req = Request::new(school_request("sub-exactly-once"));
-    req.metadata_mut().insert("traceparent", TRACEPARENT.parse().unwrap());
+    req.metadata_mut()
+        .insert("traceparent", TRACEPARENT.parse().unwrap());
 
     let started = Instant::now();
-    let r = intake.submit_school_referral(req).await.unwrap().into_inner();
+    let r = intake
+        .submit_school_referral(req)
+        .await
+        .unwrap()
+        .into_inner();
     assert!(!r.replayed);
-    assert_eq!(r.priority, pb::Priority::Urgent as i32, "high risk is urgent");
-    eventually(30, "the delivery at the agency", || async { (agency.count() > 0).then_some(()) }).await;
-    println!("end-to-end latency (gRPC submit -> agency HTTP receipt): {:?}", started.elapsed());
+    assert_eq!(
+        r.priority,
+        pb::Priority::Urgent as i32,
+        "high risk is urgent"
+    );
+    eventually(30, "the delivery at the agency", || async {
+        (agency.count() > 0).then_some(())
+    })
+    .await;
+    println!(
+        "end-to-end latency (gRPC submit -> agency HTTP receipt): {:?}",
+        started.elapsed()
+    );
 
     let pool = env.pool().await;
     eventually(30, "the agency's answer recorded on the case", || async {
-        (count(&pool, "SELECT count(*) FROM cases.referral_deliveries WHERE outcome = 'delivered'").await == 1).then_some(())
+        (count(
+            &pool,
+            "SELECT count(*) FROM cases.referral_deliveries WHERE outcome = 'delivered'",
+        )
+        .await
+            == 1)
+            .then_some(())
     })
     .await;
 
     // A retried submission creates nothing new.
-    let again = intake.submit_school_referral(Request::new(school_request("sub-exactly-once"))).await.unwrap().into_inner();
+    let again = intake
+        .submit_school_referral(Request::new(school_request("sub-exactly-once")))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(again.replayed);
-    assert_eq!((again.case_id.as_str(), again.referral_id.as_str()), (r.case_id.as_str(), r.referral_id.as_str()));
+    assert_eq!(
+        (again.case_id.as_str(), again.referral_id.as_str()),
+        (r.case_id.as_str(), r.referral_id.as_str())
+    );
 
     // Quiescent: every outbox drained, every answer recorded. Then count.
-    eventually(30, "every outbox drained", || async { (unsent(&pool).await == 0).then_some(()) }).await;
+    eventually(30, "every outbox drained", || async {
+        (unsent(&pool).await == 0).then_some(())
+    })
+    .await;
     let seen = agency.requests();
     assert_eq!(seen.len(), 1, "exactly one delivery");
     let d = &seen[0];
-    assert_eq!(d.idempotency_key.as_deref(), Some(format!("{}:health-cairo", r.referral_id).as_str()));
+    assert_eq!(
+        d.idempotency_key.as_deref(),
+        Some(format!("{}:health-cairo", r.referral_id).as_str())
+    );
     assert_eq!(d.traceparent.as_deref(), Some(TRACEPARENT));
     assert_eq!(d.body["referral_id"], r.referral_id);
     // Redacted for health: identity and health present (Arabic intact), notes and economics absent.
-    assert_eq!(d.body["case"]["child"]["name"]["as_given"], "مريم أحمد عبد الله");
+    assert_eq!(
+        d.body["case"]["child"]["name"]["as_given"],
+        "مريم أحمد عبد الله"
+    );
     assert_eq!(d.body["case"]["child"]["disability"], "ضعف سمع");
     assert!(d.body["case"].get("household").is_none());
     assert!(d.body["case"]["referral"].get("narrative").is_none());
-    assert!(d.body["case"]["referral"].get("source").is_some(), "protection concern: who referred");
+    assert!(
+        d.body["case"]["referral"].get("source").is_some(),
+        "protection concern: who referred"
+    );
     let leaked: Vec<_> = himaya_sharing::leaf_paths(&d.body["case"])
         .into_iter()
         .filter(|p| {
-            let c = himaya_record::category_of(p).map(|c| c.as_str()).unwrap_or("uncategorised");
-            !["reference", "identity", "contact", "location", "protection_concern", "health"].contains(&c)
+            let c = himaya_record::category_of(p)
+                .map(|c| c.as_str())
+                .unwrap_or("uncategorised");
+            ![
+                "reference",
+                "identity",
+                "contact",
+                "location",
+                "protection_concern",
+                "health",
+            ]
+            .contains(&c)
         })
         .collect();
-    assert!(leaked.is_empty(), "fields outside the health policy: {leaked:?}");
+    assert!(
+        leaked.is_empty(),
+        "fields outside the health policy: {leaked:?}"
+    );
 
     assert_eq!(count(&pool, "SELECT count(*) FROM cases.cases").await, 1);
-    assert_eq!(count(&pool, "SELECT count(*) FROM router.disclosures WHERE decision = 'permit'").await, 1);
-    assert_eq!(count(&pool, "SELECT count(*) FROM connector_health.deliveries").await, 1);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM router.disclosures WHERE decision = 'permit'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM connector_health.deliveries").await,
+        1
+    );
 
     // The case as the health agency sees it now lists the answer.
     let mut cases = CasesClient::new(channel(&hub).await);
-    let mut get = Request::new(pb::GetCaseRequest { case_id: r.case_id.clone(), purpose: pb::Purpose::ServiceProvision.into() });
-    get.metadata_mut().insert("x-himaya-agency", "health-cairo".parse().unwrap());
+    let mut get = Request::new(pb::GetCaseRequest {
+        case_id: r.case_id.clone(),
+        purpose: pb::Purpose::ServiceProvision.into(),
+    });
+    get.metadata_mut()
+        .insert("x-himaya-agency", "health-cairo".parse().unwrap());
     let shared = cases.get_case(get).await.unwrap().into_inner();
     assert_eq!(shared.deliveries.len(), 1);
     assert_eq!(shared.deliveries[0].outcome, "delivered");
@@ -101,21 +168,44 @@ async fn an_invalid_referral_gets_field_violations_and_writes_nothing() {
     child.name = None;
     bad.school_agency_id = "health-cairo".into();
     let mut req = Request::new(bad);
-    req.metadata_mut().insert("accept-language", "ar".parse().unwrap());
+    req.metadata_mut()
+        .insert("accept-language", "ar".parse().unwrap());
     let status = intake.submit_school_referral(req).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
-    let fields: Vec<String> = status.get_details_bad_request().unwrap().field_violations.into_iter().map(|v| v.field).collect();
-    for f in ["submission_id", "school_agency_id", "referral.child.sex", "referral.child.date_of_birth", "referral.child.name.as_given"] {
+    let fields: Vec<String> = status
+        .get_details_bad_request()
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    for f in [
+        "submission_id",
+        "school_agency_id",
+        "referral.child.sex",
+        "referral.child.date_of_birth",
+        "referral.child.name.as_given",
+    ] {
         assert!(fields.iter().any(|x| x == f), "{f} missing from {fields:?}");
     }
-    assert!(status.message().contains("حقل مطلوب"), "Arabic when asked: {}", status.message());
+    assert!(
+        status.message().contains("حقل مطلوب"),
+        "Arabic when asked: {}",
+        status.message()
+    );
     assert!(!status.message().contains("2030"), "values never echoed");
 
     // Oversized: refused before decoding.
     let mut big = school_request("sub-big");
     big.referral.as_mut().unwrap().narrative = Some("أ".repeat(200_000));
-    let status = intake.submit_school_referral(Request::new(big)).await.unwrap_err();
-    assert!(matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted), "{status:?}");
+    let status = intake
+        .submit_school_referral(Request::new(big))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted),
+        "{status:?}"
+    );
 
     let pool = env.pool().await;
     assert_eq!(count(&pool, "SELECT count(*) FROM cases.cases").await, 0);
@@ -129,16 +219,30 @@ async fn an_agency_5xx_is_retried_with_the_same_key_and_a_4xx_is_recorded_as_rej
     let env = TestEnv::new(Some(addr)).await;
     let hub = env.start().await;
     let mut intake = IntakeClient::new(channel(&hub).await);
-    intake.submit_school_referral(Request::new(school_request("sub-retry"))).await.unwrap();
+    intake
+        .submit_school_referral(Request::new(school_request("sub-retry")))
+        .await
+        .unwrap();
     let pool = env.pool().await;
     eventually(30, "delivered after two 5xx", || async {
-        (count(&pool, "SELECT count(*) FROM cases.referral_deliveries WHERE outcome = 'delivered'").await == 1).then_some(())
+        (count(
+            &pool,
+            "SELECT count(*) FROM cases.referral_deliveries WHERE outcome = 'delivered'",
+        )
+        .await
+            == 1)
+            .then_some(())
     })
     .await;
     let seen = agency.requests();
     assert_eq!(seen.len(), 3, "two failures then one success");
-    assert!(seen.iter().all(|s| s.idempotency_key == seen[0].idempotency_key));
-    assert_eq!(count(&pool, "SELECT count(*) FROM connector_health.deliveries").await, 1);
+    assert!(seen
+        .iter()
+        .all(|s| s.idempotency_key == seen[0].idempotency_key));
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM connector_health.deliveries").await,
+        1
+    );
     hub.stop().await;
 
     // A 4xx is the agency saying no: recorded once, never retried.
@@ -146,13 +250,19 @@ async fn an_agency_5xx_is_retried_with_the_same_key_and_a_4xx_is_recorded_as_rej
     let env = TestEnv::new(Some(addr)).await;
     let hub = env.start().await;
     let mut intake = IntakeClient::new(channel(&hub).await);
-    intake.submit_school_referral(Request::new(school_request("sub-reject"))).await.unwrap();
+    intake
+        .submit_school_referral(Request::new(school_request("sub-reject")))
+        .await
+        .unwrap();
     let pool = env.pool().await;
     eventually(30, "the rejection recorded", || async {
         (count(&pool, "SELECT count(*) FROM cases.referral_deliveries WHERE outcome = 'rejected' AND http_status = 422").await == 1).then_some(())
     })
     .await;
-    eventually(30, "every outbox drained", || async { (unsent(&pool).await == 0).then_some(()) }).await;
+    eventually(30, "every outbox drained", || async {
+        (unsent(&pool).await == 0).then_some(())
+    })
+    .await;
     assert_eq!(agency.count(), 1);
     hub.stop().await;
 }
@@ -163,31 +273,96 @@ async fn reads_are_authorized_per_agency_and_per_case() {
     let env = TestEnv::new(Some(addr)).await;
     let hub = env.start().await;
     let mut intake = IntakeClient::new(channel(&hub).await);
-    let r = intake.submit_school_referral(Request::new(school_request("sub-authz"))).await.unwrap().into_inner();
+    let r = intake
+        .submit_school_referral(Request::new(school_request("sub-authz")))
+        .await
+        .unwrap()
+        .into_inner();
     let mut cases = CasesClient::new(channel(&hub).await);
     let get = |case_id: &str, agency: Option<&str>, purpose: pb::Purpose| {
-        let mut req = Request::new(pb::GetCaseRequest { case_id: case_id.into(), purpose: purpose.into() });
+        let mut req = Request::new(pb::GetCaseRequest {
+            case_id: case_id.into(),
+            purpose: purpose.into(),
+        });
         if let Some(a) = agency {
-            req.metadata_mut().insert("x-himaya-agency", a.parse().unwrap());
+            req.metadata_mut()
+                .insert("x-himaya-agency", a.parse().unwrap());
         }
         req
     };
     let sp = pb::Purpose::ServiceProvision;
-    assert_eq!(cases.get_case(get(&r.case_id, None, sp)).await.unwrap_err().code(), Code::Unauthenticated);
-    assert_eq!(cases.get_case(get(&r.case_id, Some("nobody"), sp)).await.unwrap_err().code(), Code::PermissionDenied);
-    assert_eq!(cases.get_case(get(&r.case_id, Some("hotline-16000"), sp)).await.unwrap_err().code(), Code::PermissionDenied);
-    assert_eq!(cases.get_case(get("case_x", Some("mosa-cairo"), sp)).await.unwrap_err().code(), Code::InvalidArgument);
-    assert_eq!(cases.get_case(get(&r.case_id, Some("mosa-cairo"), pb::Purpose::Unspecified)).await.unwrap_err().code(), Code::InvalidArgument);
+    assert_eq!(
+        cases
+            .get_case(get(&r.case_id, None, sp))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        cases
+            .get_case(get(&r.case_id, Some("nobody"), sp))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        cases
+            .get_case(get(&r.case_id, Some("hotline-16000"), sp))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        cases
+            .get_case(get("case_x", Some("mosa-cairo"), sp))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        cases
+            .get_case(get(
+                &r.case_id,
+                Some("mosa-cairo"),
+                pb::Purpose::Unspecified
+            ))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::InvalidArgument
+    );
     let missing = himaya_record::CaseId::new().to_string();
-    assert_eq!(cases.get_case(get(&missing, Some("mosa-cairo"), sp)).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(
+        cases
+            .get_case(get(&missing, Some("mosa-cairo"), sp))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
     // The referring school sees only references and location; never the child's name.
-    let school = cases.get_case(get(&r.case_id, Some("school-cairo-alnour"), sp)).await.unwrap().into_inner();
+    let school = cases
+        .get_case(get(&r.case_id, Some("school-cairo-alnour"), sp))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(school.categories, vec!["reference", "location"]);
     assert!(!school.document_json.contains("مريم"));
     // The ministry owning the case sees the narrative; statistics gets nothing by default.
-    let mosa = cases.get_case(get(&r.case_id, Some("mosa-cairo"), sp)).await.unwrap().into_inner();
+    let mosa = cases
+        .get_case(get(&r.case_id, Some("mosa-cairo"), sp))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(mosa.categories.contains(&"case_notes".to_owned()));
-    let stats = cases.get_case(get(&r.case_id, Some("mosa-cairo"), pb::Purpose::Statistics)).await.unwrap_err();
+    let stats = cases
+        .get_case(get(&r.case_id, Some("mosa-cairo"), pb::Purpose::Statistics))
+        .await
+        .unwrap_err();
     assert_eq!(stats.code(), Code::PermissionDenied);
     hub.stop().await;
 }

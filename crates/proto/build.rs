@@ -7,7 +7,12 @@ use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let files = ["himaya/v1/record.proto", "himaya/v1/intake.proto", "himaya/v1/cases.proto", "himaya/v1/directory.proto"];
+    let files = [
+        "himaya/v1/record.proto",
+        "himaya/v1/intake.proto",
+        "himaya/v1/cases.proto",
+        "himaya/v1/directory.proto",
+    ];
     let fds = protox::compile(files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?).join("himaya_descriptor.bin");
     std::fs::write(&out, fds.encode_to_vec())?;

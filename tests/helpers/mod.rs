@@ -25,7 +25,10 @@ pub fn env_or(key: &str, default: &str) -> String {
 }
 
 fn pg_admin() -> String {
-    env_or("HIMAYA_TEST_PG", "postgres://postgres@127.0.0.1:5432/postgres")
+    env_or(
+        "HIMAYA_TEST_PG",
+        "postgres://postgres:postgres@127.0.0.1:5432/postgres",
+    )
 }
 
 fn rabbit_api() -> String {
@@ -78,8 +81,17 @@ impl FakeAgency {
     }
 }
 
-async fn receive(State(a): State<FakeAgency>, headers: HeaderMap, Json(body): Json<serde_json::Value>) -> (StatusCode, Json<serde_json::Value>) {
-    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+async fn receive(
+    State(a): State<FakeAgency>,
+    headers: HeaderMap,
+    Json(body): Json<serde_json::Value>,
+) -> (StatusCode, Json<serde_json::Value>) {
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     a.seen.lock().unwrap().push(Seen {
         idempotency_key: h("idempotency-key"),
         traceparent: h("traceparent"),
@@ -104,12 +116,24 @@ impl TestEnv {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let db_name = format!("himaya_t_{}", &id[..16]);
         let vhost = format!("himaya_t_{}", &id[..16]);
-        let mut admin = PgConnection::connect(&pg_admin()).await.expect("PostgreSQL must run (scripts/setup starts it)");
-        sqlx::query(&format!("CREATE DATABASE {db_name}")).execute(&mut admin).await.unwrap();
+        let mut admin = PgConnection::connect(&pg_admin())
+            .await
+            .expect("PostgreSQL must run (scripts/setup starts it)");
+        sqlx::query(&format!("CREATE DATABASE {db_name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
         let api = rabbit_api();
         let http = reqwest::Client::new();
-        let put = http.put(format!("{api}/api/vhosts/{vhost}")).basic_auth("guest", Some("guest")).send().await;
-        assert!(put.map(|r| r.status().is_success()).unwrap_or(false), "the RabbitMQ management API must be on (scripts/setup enables it)");
+        let put = http
+            .put(format!("{api}/api/vhosts/{vhost}"))
+            .basic_auth("guest", Some("guest"))
+            .send()
+            .await;
+        assert!(
+            put.map(|r| r.status().is_success()).unwrap_or(false),
+            "the RabbitMQ management API must be on (scripts/setup enables it)"
+        );
         let perm = http
             .put(format!("{api}/api/permissions/{vhost}/guest"))
             .basic_auth("guest", Some("guest"))
@@ -120,7 +144,10 @@ impl TestEnv {
         assert!(perm.status().is_success());
         let config_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
         let mut settings = Settings::load(&config_dir, None).unwrap();
-        let db_url = pg_admin().rsplit_once('/').map(|(base, _)| format!("{base}/{db_name}")).unwrap();
+        let db_url = pg_admin()
+            .rsplit_once('/')
+            .map(|(base, _)| format!("{base}/{db_name}"))
+            .unwrap();
         settings.database.url = Secret::new(db_url.clone());
         settings.bus.url = Secret::new(format!("{}/{vhost}", amqp_base()));
         settings.grpc.listen = "127.0.0.1:0".parse().unwrap();
@@ -129,11 +156,18 @@ impl TestEnv {
         if let Some(a) = settings.agencies.get_mut("health-cairo") {
             a.endpoint = health_endpoint.map(|addr| format!("http://{addr}/referrals"));
         }
-        TestEnv { db_name, vhost, db_url, settings }
+        TestEnv {
+            db_name,
+            vhost,
+            db_url,
+            settings,
+        }
     }
 
     pub async fn start(&self) -> Hub {
-        Hub::start(self.settings.clone(), &Component::ALL).await.expect("hub starts")
+        Hub::start(self.settings.clone(), &Component::ALL)
+            .await
+            .expect("hub starts")
     }
 
     pub async fn pool(&self) -> PgPool {
@@ -152,12 +186,23 @@ impl Drop for TestEnv {
         // Cleanup must happen even when the test panicked, and Drop cannot await: a
         // short-lived runtime on its own thread does the work.
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
             rt.block_on(async move {
                 let http = reqwest::Client::new();
-                let _ = http.delete(format!("{}/api/vhosts/{vhost}", rabbit_api())).basic_auth("guest", Some("guest")).send().await;
+                let _ = http
+                    .delete(format!("{}/api/vhosts/{vhost}", rabbit_api()))
+                    .basic_auth("guest", Some("guest"))
+                    .send()
+                    .await;
                 if let Ok(mut admin) = PgConnection::connect(&pg_admin()).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).execute(&mut admin).await;
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .await;
                 }
             });
         })
@@ -166,7 +211,11 @@ impl Drop for TestEnv {
 }
 
 pub async fn channel(hub: &Hub) -> Channel {
-    Channel::from_shared(format!("http://{}", hub.grpc_addr)).unwrap().connect().await.unwrap()
+    Channel::from_shared(format!("http://{}", hub.grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
 }
 
 /// Polls `check` until it returns `Some`, or fails after `secs` seconds.
@@ -190,7 +239,9 @@ pub fn school_request(submission_id: &str) -> pb::SchoolReferralRequest {
         submission_id: submission_id.into(),
         school_agency_id: "school-cairo-alnour".into(),
         officer_ref: "officer-17".into(),
-        referral: Some(himaya_proto::convert::referral_details_to_pb(&himaya_record::fixtures::details())),
+        referral: Some(himaya_proto::convert::referral_details_to_pb(
+            &himaya_record::fixtures::details(),
+        )),
     }
 }
 

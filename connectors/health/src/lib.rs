@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use himaya_bus::{Bus, Exchange, HandleError, Handler, Incoming, Outgoing};
-use himaya_events::{decode, encode, keys, new_message_id, DeliveryRecorded, DeliveryRequested, Event};
+use himaya_events::{
+    decode, encode, keys, new_message_id, DeliveryRecorded, DeliveryRequested, Event,
+};
 use himaya_record::AgencyType;
 use himaya_settings::Settings;
 use sqlx::PgPool;
@@ -46,21 +48,34 @@ impl From<sqlx::Error> for ConnectorError {
 }
 
 /// Starts one consumer per connected health agency, and the relay of recorded outcomes.
-pub async fn start(settings: Arc<Settings>, bus: Arc<Bus>, shutdown: CancellationToken) -> Result<Vec<JoinHandle<()>>, ConnectorError> {
+pub async fn start(
+    settings: Arc<Settings>,
+    bus: Arc<Bus>,
+    shutdown: CancellationToken,
+) -> Result<Vec<JoinHandle<()>>, ConnectorError> {
     let pool = himaya_store::connect_service(&settings.database, SCHEMA).await?;
     sqlx::migrate!("./migrations")
         .run(&pool)
         .await
         .map_err(himaya_store::StoreError::from)?;
-    let executor = Arc::new(Executor::new(Duration::from_millis(settings.connectors.timeout_ms))?);
-    let mut tasks = vec![tokio::spawn(himaya_store::run_relay(pool.clone(), bus.clone(), (&settings.relay).into(), shutdown.clone()))];
+    let executor = Arc::new(Executor::new(Duration::from_millis(
+        settings.connectors.timeout_ms,
+    ))?);
+    let mut tasks = vec![tokio::spawn(himaya_store::run_relay(
+        pool.clone(),
+        bus.clone(),
+        (&settings.relay).into(),
+        shutdown.clone(),
+    ))];
     let ch = bus.channel().await?;
     for (id, agency) in &settings.agencies {
         let (AgencyType::Health, Some(endpoint)) = (agency.agency_type, &agency.endpoint) else {
             continue;
         };
         let queue = bus.topology().delivery_queue(id);
-        bus.topology().declare_queue(&ch, &queue, Exchange::Delivery, &[id]).await?;
+        bus.topology()
+            .declare_queue(&ch, &queue, Exchange::Delivery, &[id])
+            .await?;
         let handler = Arc::new(HealthConnector {
             pool: pool.clone(),
             executor: executor.clone(),
@@ -68,7 +83,13 @@ pub async fn start(settings: Arc<Settings>, bus: Arc<Bus>, shutdown: Cancellatio
             endpoint: endpoint.clone(),
         });
         tracing::info!(agency = %id, "health connector consuming");
-        tasks.push(tokio::spawn(himaya_bus::consume(bus.clone(), queue, settings.bus.prefetch, handler, shutdown.clone())));
+        tasks.push(tokio::spawn(himaya_bus::consume(
+            bus.clone(),
+            queue,
+            settings.bus.prefetch,
+            handler,
+            shutdown.clone(),
+        )));
     }
     let _ = ch.close(200, "declared").await;
     Ok(tasks)
@@ -83,15 +104,22 @@ struct HealthConnector {
 
 impl HealthConnector {
     async fn already_recorded(&self, message_id: &str) -> Result<bool, ConnectorError> {
-        let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM deliveries WHERE message_id = $1")
-            .bind(message_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let found: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM deliveries WHERE message_id = $1")
+                .bind(message_id)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(found.is_some())
     }
 
     /// Stores the agency's answer and its event in one transaction.
-    async fn record(&self, d: &DeliveryRequested, outcome: &Outcome, latency: Duration, traceparent: Option<String>) -> Result<(), ConnectorError> {
+    async fn record(
+        &self,
+        d: &DeliveryRequested,
+        outcome: &Outcome,
+        latency: Duration,
+        traceparent: Option<String>,
+    ) -> Result<(), ConnectorError> {
         let (label, status, reference) = match outcome {
             Outcome::Delivered { status, reference } => ("delivered", *status, reference.clone()),
             Outcome::Rejected { status } => ("rejected", *status, None),
@@ -150,10 +178,15 @@ impl HealthConnector {
 impl Handler for HealthConnector {
     async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
         let park = |reason: String| HandleError::Park { reason };
-        let retry = |e: ConnectorError| HandleError::Retry { reason: e.to_string() };
+        let retry = |e: ConnectorError| HandleError::Retry {
+            reason: e.to_string(),
+        };
         let d = decode::<DeliveryRequested>(msg.payload()).map_err(|e| park(e.to_string()))?;
         if d.agency_id != self.agency_id {
-            return Err(park(format!("delivery for `{}` arrived on the queue of `{}`", d.agency_id, self.agency_id)));
+            return Err(park(format!(
+                "delivery for `{}` arrived on the queue of `{}`",
+                d.agency_id, self.agency_id
+            )));
         }
         if self.already_recorded(&d.message_id).await.map_err(retry)? {
             return Ok(());
@@ -169,10 +202,14 @@ impl Handler for HealthConnector {
             .executor
             .post(&self.agency_id, &self.endpoint, &headers, &body)
             .await
-            .map_err(|e| HandleError::Retry { reason: format!("{}: {e}", self.agency_id) })?;
+            .map_err(|e| HandleError::Retry {
+                reason: format!("{}: {e}", self.agency_id),
+            })?;
         if let Outcome::Rejected { status } = outcome {
             tracing::warn!(agency = %self.agency_id, referral_id = %d.referral_id, status, "agency rejected the referral");
         }
-        self.record(&d, &outcome, latency, traceparent).await.map_err(retry)
+        self.record(&d, &outcome, latency, traceparent)
+            .await
+            .map_err(retry)
     }
 }

@@ -61,7 +61,10 @@ mod tests {
 
     #[test]
     fn golden_message() {
-        let m = ReferralMessage::try_from(&delivery(r#"{"child":{"name":{"as_given":"مريم"},"disability":"ضعف سمع"}}"#)).unwrap();
+        let m = ReferralMessage::try_from(&delivery(
+            r#"{"child":{"name":{"as_given":"مريم"},"disability":"ضعف سمع"}}"#,
+        ))
+        .unwrap();
         let golden = serde_json::json!({
             "idempotency_key": "ref_1:health-cairo",
             "referral_id": "ref_1",
@@ -76,6 +79,9 @@ mod tests {
 
     #[test]
     fn a_corrupt_document_is_refused() {
-        assert_eq!(ReferralMessage::try_from(&delivery("{not json")), Err(MappingError));
+        assert_eq!(
+            ReferralMessage::try_from(&delivery("{not json")),
+            Err(MappingError)
+        );
     }
 }

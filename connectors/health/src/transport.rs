@@ -12,7 +12,10 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// 2xx, or 409 (the agency already has this idempotency key).
-    Delivered { status: u16, reference: Option<String> },
+    Delivered {
+        status: u16,
+        reference: Option<String>,
+    },
     /// Any other 4xx: the agency refuses; retrying the same request cannot help.
     Rejected { status: u16 },
 }
@@ -68,7 +71,11 @@ impl Executor {
             req = req.header("traceparent", tp);
         }
         let resp = req.send().await.map_err(|e| {
-            tracing::warn!(agency = agency_id, timeout = e.is_timeout(), "agency call failed");
+            tracing::warn!(
+                agency = agency_id,
+                timeout = e.is_timeout(),
+                "agency call failed"
+            );
             if e.is_timeout() {
                 TransientError::Timeout
             } else {
@@ -77,17 +84,22 @@ impl Executor {
         })?;
         let status = resp.status();
         let elapsed = started.elapsed();
-        tracing::info!(agency = agency_id, status = status.as_u16(), latency_ms = elapsed.as_millis() as u64, "agency answered");
+        tracing::info!(
+            agency = agency_id,
+            status = status.as_u16(),
+            latency_ms = elapsed.as_millis() as u64,
+            "agency answered"
+        );
         let outcome = classify(status)?;
         let outcome = match outcome {
             Outcome::Delivered { status, .. } => {
                 // The agency's own reference, if its answer is JSON with one; anything
                 // else in the answer is ignored (and never logged).
-                let reference = resp
-                    .json::<serde_json::Value>()
-                    .await
-                    .ok()
-                    .and_then(|v| v.get("reference").and_then(|r| r.as_str()).map(|s| s.chars().take(128).collect()));
+                let reference = resp.json::<serde_json::Value>().await.ok().and_then(|v| {
+                    v.get("reference")
+                        .and_then(|r| r.as_str())
+                        .map(|s| s.chars().take(128).collect())
+                });
                 Outcome::Delivered { status, reference }
             }
             other => other,
@@ -100,8 +112,14 @@ impl Executor {
 pub fn classify(status: StatusCode) -> Result<Outcome, TransientError> {
     let code = status.as_u16();
     if status.is_success() || status == StatusCode::CONFLICT {
-        Ok(Outcome::Delivered { status: code, reference: None })
-    } else if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT {
+        Ok(Outcome::Delivered {
+            status: code,
+            reference: None,
+        })
+    } else if status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+    {
         Err(TransientError::Status(code))
     } else {
         Ok(Outcome::Rejected { status: code })
@@ -114,10 +132,25 @@ mod tests {
 
     #[test]
     fn statuses_are_classified() {
-        assert!(matches!(classify(StatusCode::OK), Ok(Outcome::Delivered { status: 200, .. })));
-        assert!(matches!(classify(StatusCode::CONFLICT), Ok(Outcome::Delivered { status: 409, .. })));
-        assert_eq!(classify(StatusCode::UNPROCESSABLE_ENTITY).ok(), Some(Outcome::Rejected { status: 422 }));
-        assert!(matches!(classify(StatusCode::SERVICE_UNAVAILABLE), Err(TransientError::Status(503))));
-        assert!(matches!(classify(StatusCode::TOO_MANY_REQUESTS), Err(TransientError::Status(429))));
+        assert!(matches!(
+            classify(StatusCode::OK),
+            Ok(Outcome::Delivered { status: 200, .. })
+        ));
+        assert!(matches!(
+            classify(StatusCode::CONFLICT),
+            Ok(Outcome::Delivered { status: 409, .. })
+        ));
+        assert_eq!(
+            classify(StatusCode::UNPROCESSABLE_ENTITY).ok(),
+            Some(Outcome::Rejected { status: 422 })
+        );
+        assert!(matches!(
+            classify(StatusCode::SERVICE_UNAVAILABLE),
+            Err(TransientError::Status(503))
+        ));
+        assert!(matches!(
+            classify(StatusCode::TOO_MANY_REQUESTS),
+            Err(TransientError::Status(429))
+        ));
     }
 }

@@ -115,7 +115,12 @@ async fn consume_once<H: Handler>(
         .await
         .map_err(BusError::Consume)?;
     let mut consumer = ch
-        .basic_consume(queue, "", BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            queue,
+            "",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .map_err(BusError::Consume)?;
     *attempt = 0;
@@ -128,14 +133,23 @@ async fn consume_once<H: Handler>(
             next = consumer.next() => next,
         };
         match next {
-            None => return Err(BusError::Consume(lapin::Error::InvalidChannelState(lapin::ChannelState::Closed))),
+            None => {
+                return Err(BusError::Consume(lapin::Error::InvalidChannelState(
+                    lapin::ChannelState::Closed,
+                )))
+            }
             Some(Err(e)) => return Err(BusError::Consume(e)),
             Some(Ok(delivery)) => process(bus, queue, handler, Incoming { delivery }).await?,
         }
     }
 }
 
-async fn process<H: Handler>(bus: &Bus, queue: &str, handler: &H, msg: Incoming) -> Result<(), BusError> {
+async fn process<H: Handler>(
+    bus: &Bus,
+    queue: &str,
+    handler: &H,
+    msg: Incoming,
+) -> Result<(), BusError> {
     let id = msg.message_id().unwrap_or("-").to_owned();
     let mut tries = 0u32;
     loop {
@@ -174,7 +188,13 @@ async fn process<H: Handler>(bus: &Bus, queue: &str, handler: &H, msg: Incoming)
 }
 
 /// Copies the message to parking with the reason, and acks it only once parking confirmed.
-async fn park(bus: &Bus, queue: &str, msg: Incoming, id: &str, reason: &str) -> Result<(), BusError> {
+async fn park(
+    bus: &Bus,
+    queue: &str,
+    msg: Incoming,
+    id: &str,
+    reason: &str,
+) -> Result<(), BusError> {
     let mut headers = msg.string_headers();
     headers.insert("x-himaya-park-reason".into(), reason.to_owned());
     headers.insert("x-himaya-parked-from".into(), queue.to_owned());

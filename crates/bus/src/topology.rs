@@ -87,26 +87,52 @@ impl Topology {
             ..Default::default()
         };
         let err = |e| BusError::Declare(e);
-        ch.exchange_declare(&self.unrouted(), ExchangeKind::Fanout, durable, FieldTable::default())
-            .await
-            .map_err(err)?;
+        ch.exchange_declare(
+            &self.unrouted(),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(err)?;
         let mut alt = FieldTable::default();
         alt.insert(
             ShortString::from("alternate-exchange"),
             AMQPValue::LongString(LongString::from(self.unrouted())),
         );
-        ch.exchange_declare(&self.exchange(Exchange::Events), ExchangeKind::Topic, durable, alt.clone())
+        ch.exchange_declare(
+            &self.exchange(Exchange::Events),
+            ExchangeKind::Topic,
+            durable,
+            alt.clone(),
+        )
+        .await
+        .map_err(err)?;
+        ch.exchange_declare(
+            &self.exchange(Exchange::Delivery),
+            ExchangeKind::Direct,
+            durable,
+            alt,
+        )
+        .await
+        .map_err(err)?;
+        ch.exchange_declare(
+            &self.exchange(Exchange::Parking),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(err)?;
+        self.declare_plain(
+            ch,
+            &self.parking_queue(),
+            &self.exchange(Exchange::Parking),
+            "",
+        )
+        .await?;
+        self.declare_plain(ch, &self.unrouted(), &self.unrouted(), "")
             .await
-            .map_err(err)?;
-        ch.exchange_declare(&self.exchange(Exchange::Delivery), ExchangeKind::Direct, durable, alt)
-            .await
-            .map_err(err)?;
-        ch.exchange_declare(&self.exchange(Exchange::Parking), ExchangeKind::Fanout, durable, FieldTable::default())
-            .await
-            .map_err(err)?;
-        self.declare_plain(ch, &self.parking_queue(), &self.exchange(Exchange::Parking), "")
-            .await?;
-        self.declare_plain(ch, &self.unrouted(), &self.unrouted(), "").await
     }
 
     /// A durable quorum queue for a consumer, bound to `exchange` with each key. Messages
@@ -119,7 +145,10 @@ impl Topology {
         keys: &[&str],
     ) -> Result<(), BusError> {
         let mut args = quorum_args();
-        args.insert(ShortString::from("x-delivery-limit"), AMQPValue::LongLongInt(DELIVERY_LIMIT));
+        args.insert(
+            ShortString::from("x-delivery-limit"),
+            AMQPValue::LongLongInt(DELIVERY_LIMIT),
+        );
         args.insert(
             ShortString::from("x-dead-letter-exchange"),
             AMQPValue::LongString(LongString::from(self.exchange(Exchange::Parking))),
@@ -128,20 +157,38 @@ impl Topology {
             .await
             .map_err(BusError::Declare)?;
         for key in keys {
-            ch.queue_bind(queue, &self.exchange(exchange), key, QueueBindOptions::default(), FieldTable::default())
-                .await
-                .map_err(BusError::Declare)?;
+            ch.queue_bind(
+                queue,
+                &self.exchange(exchange),
+                key,
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(BusError::Declare)?;
         }
         Ok(())
     }
 
-    async fn declare_plain(&self, ch: &Channel, queue: &str, exchange: &str, key: &str) -> Result<(), BusError> {
+    async fn declare_plain(
+        &self,
+        ch: &Channel,
+        queue: &str,
+        exchange: &str,
+        key: &str,
+    ) -> Result<(), BusError> {
         ch.queue_declare(queue, durable_queue(), quorum_args())
             .await
             .map_err(BusError::Declare)?;
-        ch.queue_bind(queue, exchange, key, QueueBindOptions::default(), FieldTable::default())
-            .await
-            .map_err(BusError::Declare)
+        ch.queue_bind(
+            queue,
+            exchange,
+            key,
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(BusError::Declare)
     }
 }
 
@@ -154,6 +201,9 @@ fn durable_queue() -> QueueDeclareOptions {
 
 fn quorum_args() -> FieldTable {
     let mut args = FieldTable::default();
-    args.insert(ShortString::from("x-queue-type"), AMQPValue::LongString(LongString::from("quorum")));
+    args.insert(
+        ShortString::from("x-queue-type"),
+        AMQPValue::LongString(LongString::from("quorum")),
+    );
     args
 }

@@ -102,9 +102,21 @@ macro_rules! event {
     };
 }
 
-event!(ReferralCreated, "himaya.v1.ReferralCreated", "referral_created.avsc");
-event!(DeliveryRequested, "himaya.v1.DeliveryRequested", "delivery_requested.avsc");
-event!(DeliveryRecorded, "himaya.v1.DeliveryRecorded", "delivery_recorded.avsc");
+event!(
+    ReferralCreated,
+    "himaya.v1.ReferralCreated",
+    "referral_created.avsc"
+);
+event!(
+    DeliveryRequested,
+    "himaya.v1.DeliveryRequested",
+    "delivery_requested.avsc"
+);
+event!(
+    DeliveryRecorded,
+    "himaya.v1.DeliveryRecorded",
+    "delivery_recorded.avsc"
+);
 
 /// Routing keys on the events exchange.
 pub mod keys {
@@ -260,24 +272,45 @@ mod tests {
         // The spec's published fingerprint of the schema "int".
         let s = Schema::parse_str("\"int\"").unwrap();
         let fp = s.fingerprint::<Rabin>().bytes;
-        assert_eq!(u64::from_le_bytes(fp[..8].try_into().unwrap()), 0x7275_d51a_3f39_5c8f);
+        assert_eq!(
+            u64::from_le_bytes(fp[..8].try_into().unwrap()),
+            0x7275_d51a_3f39_5c8f
+        );
     }
 
     #[test]
     fn bad_bytes_are_classified() {
         let bytes = encode(&created()).unwrap();
-        assert!(matches!(decode::<ReferralCreated>(&bytes[..5]), Err(CodecError::Truncated { len: 5 })));
-        assert!(matches!(decode::<ReferralCreated>(&bytes[..40]), Err(CodecError::Body { .. })));
+        assert!(matches!(
+            decode::<ReferralCreated>(&bytes[..5]),
+            Err(CodecError::Truncated { len: 5 })
+        ));
+        assert!(matches!(
+            decode::<ReferralCreated>(&bytes[..40]),
+            Err(CodecError::Body { .. })
+        ));
         let mut other = bytes.clone();
         other[3] ^= 0xFF;
-        assert!(matches!(decode::<ReferralCreated>(&other), Err(CodecError::UnknownFingerprint(_))));
+        assert!(matches!(
+            decode::<ReferralCreated>(&other),
+            Err(CodecError::UnknownFingerprint(_))
+        ));
         let mut plain = bytes.clone();
         plain[0] = b'{';
-        assert!(matches!(decode::<ReferralCreated>(&plain), Err(CodecError::NotSingleObject)));
-        assert!(matches!(decode::<DeliveryRequested>(&bytes), Err(CodecError::WrongEvent { .. })));
+        assert!(matches!(
+            decode::<ReferralCreated>(&plain),
+            Err(CodecError::NotSingleObject)
+        ));
+        assert!(matches!(
+            decode::<DeliveryRequested>(&bytes),
+            Err(CodecError::WrongEvent { .. })
+        ));
         let mut long = bytes;
         long.push(0);
-        assert!(matches!(decode::<ReferralCreated>(&long), Err(CodecError::TrailingBytes { extra: 1, .. })));
+        assert!(matches!(
+            decode::<ReferralCreated>(&long),
+            Err(CodecError::TrailingBytes { extra: 1, .. })
+        ));
     }
 
     #[test]

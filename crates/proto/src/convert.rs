@@ -23,37 +23,147 @@ macro_rules! enum_map {
     };
 }
 
-enum_map!(sex_from, sex_to, Sex, Sex { Female, Male, NotStated });
-enum_map!(document_from, document_to, DocumentKind, DocumentKind {
-    NationalId, BirthCertificate, Passport, RefugeeCard, FamilyBook, Other
-});
-enum_map!(relationship_from, relationship_to, Relationship, Relationship {
-    Mother, Father, Grandparent, Sibling, OtherRelative, FosterCarer, InstitutionStaff, Other
-});
-enum_map!(source_from, source_to, SourceKind, SourceKind {
-    SelfReferral, School, CommunityCommittee, Hotline, Health, Justice, CashAssistance, OtherAgency
-});
-enum_map!(concern_from, concern_to, ConcernKind, ConcernKind {
-    PhysicalAbuse, SexualAbuse, EmotionalAbuse, Neglect, ExploitativeLabour, ChildMarriage,
-    SeparatedOrUnaccompanied, SchoolDropout, FamilyViolence, ConflictWithLaw,
-    PsychosocialDistress, Other
-});
-enum_map!(labour_from, labour_to, LabourCriterion, LabourCriterion {
-    DeniesEducationOrPlay, PhysicalHarm, UnderpaidForBeingAChild, WorstFormRecruitment,
-    WorstFormTrafficking, WorstFormSexualExploitation
-});
-enum_map!(risk_from, risk_to, RiskLevel, RiskLevel { Low, Medium, High });
-enum_map!(service_from, service_to, ServiceType, ServiceType {
-    Health, Psychosocial, Education, Legal, Economic, CaseManagement
-});
-enum_map!(target_from, target_to, TargetGroup, TargetGroup {
-    CareInstitution, FosterFamily, CashTransferHousehold, FamilyAffectedByViolence
-});
-enum_map!(giver_from, giver_to, ConsentGiver, ConsentGiver { Caregiver, ChildAssent });
-enum_map!(priority_from, priority_to, Priority, Priority { Routine, Urgent });
-enum_map!(purpose_from, purpose_to, Purpose, Purpose {
-    ServiceProvision, EmergencyResponse, LegalProceedings, Statistics
-});
+enum_map!(
+    sex_from,
+    sex_to,
+    Sex,
+    Sex {
+        Female,
+        Male,
+        NotStated
+    }
+);
+enum_map!(
+    document_from,
+    document_to,
+    DocumentKind,
+    DocumentKind {
+        NationalId,
+        BirthCertificate,
+        Passport,
+        RefugeeCard,
+        FamilyBook,
+        Other
+    }
+);
+enum_map!(
+    relationship_from,
+    relationship_to,
+    Relationship,
+    Relationship {
+        Mother,
+        Father,
+        Grandparent,
+        Sibling,
+        OtherRelative,
+        FosterCarer,
+        InstitutionStaff,
+        Other
+    }
+);
+enum_map!(
+    source_from,
+    source_to,
+    SourceKind,
+    SourceKind {
+        SelfReferral,
+        School,
+        CommunityCommittee,
+        Hotline,
+        Health,
+        Justice,
+        CashAssistance,
+        OtherAgency
+    }
+);
+enum_map!(
+    concern_from,
+    concern_to,
+    ConcernKind,
+    ConcernKind {
+        PhysicalAbuse,
+        SexualAbuse,
+        EmotionalAbuse,
+        Neglect,
+        ExploitativeLabour,
+        ChildMarriage,
+        SeparatedOrUnaccompanied,
+        SchoolDropout,
+        FamilyViolence,
+        ConflictWithLaw,
+        PsychosocialDistress,
+        Other
+    }
+);
+enum_map!(
+    labour_from,
+    labour_to,
+    LabourCriterion,
+    LabourCriterion {
+        DeniesEducationOrPlay,
+        PhysicalHarm,
+        UnderpaidForBeingAChild,
+        WorstFormRecruitment,
+        WorstFormTrafficking,
+        WorstFormSexualExploitation
+    }
+);
+enum_map!(
+    risk_from,
+    risk_to,
+    RiskLevel,
+    RiskLevel { Low, Medium, High }
+);
+enum_map!(
+    service_from,
+    service_to,
+    ServiceType,
+    ServiceType {
+        Health,
+        Psychosocial,
+        Education,
+        Legal,
+        Economic,
+        CaseManagement
+    }
+);
+enum_map!(
+    target_from,
+    target_to,
+    TargetGroup,
+    TargetGroup {
+        CareInstitution,
+        FosterFamily,
+        CashTransferHousehold,
+        FamilyAffectedByViolence
+    }
+);
+enum_map!(
+    giver_from,
+    giver_to,
+    ConsentGiver,
+    ConsentGiver {
+        Caregiver,
+        ChildAssent
+    }
+);
+enum_map!(
+    priority_from,
+    priority_to,
+    Priority,
+    Priority { Routine, Urgent }
+);
+enum_map!(
+    purpose_from,
+    purpose_to,
+    Purpose,
+    Purpose {
+        ServiceProvision,
+        EmergencyResponse,
+        LegalProceedings,
+        Statistics
+    }
+);
 
 fn choices<T: std::fmt::Display>(all: &[T]) -> Problem {
     let names: Vec<String> = all.iter().map(ToString::to_string).collect();
@@ -344,12 +454,24 @@ pub fn referral_details_to_pb(d: &rec::ReferralDetails) -> pb::ReferralDetails {
             .iter()
             .map(|c| pb::Concern {
                 kind: concern_to(c.kind).into(),
-                labour_criteria: c.labour_criteria.iter().map(|l| labour_to(*l).into()).collect(),
+                labour_criteria: c
+                    .labour_criteria
+                    .iter()
+                    .map(|l| labour_to(*l).into())
+                    .collect(),
             })
             .collect(),
         risk_level: risk_to(d.risk_level).into(),
-        requested_services: d.requested_services.iter().map(|s| service_to(*s).into()).collect(),
-        target_groups: d.target_groups.iter().map(|t| target_to(*t).into()).collect(),
+        requested_services: d
+            .requested_services
+            .iter()
+            .map(|s| service_to(*s).into())
+            .collect(),
+        target_groups: d
+            .target_groups
+            .iter()
+            .map(|t| target_to(*t).into())
+            .collect(),
         consent_refs: d
             .consent_refs
             .iter()
@@ -378,7 +500,10 @@ mod tests {
         let d = fixtures::details();
         let bytes = referral_details_to_pb(&d).encode_to_vec();
         let back = pb::ReferralDetails::decode(bytes.as_slice()).unwrap();
-        assert_eq!(referral_details(Some(back), today(), "referral").unwrap(), d);
+        assert_eq!(
+            referral_details(Some(back), today(), "referral").unwrap(),
+            d
+        );
     }
 
     #[test]

@@ -7,7 +7,8 @@ pub mod v1 {
 }
 
 /// The encoded descriptor set, served by gRPC reflection so `grpcurl` works unaided.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/himaya_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/himaya_descriptor.bin"));
 
 pub mod convert;
 pub mod status;

@@ -45,11 +45,23 @@ pub fn invalid_argument(v: &Violations, lang: Lang) -> Status {
             Lang::English => fv.problem.english(),
         };
         lines.push(format!("{}: {}", fv.field, text));
-        details.add_bad_request_violation(fv.field.clone(), format!("[{}] {}", fv.problem.code(), text));
+        details.add_bad_request_violation(
+            fv.field.clone(),
+            format!("[{}] {}", fv.problem.code(), text),
+        );
     }
     let (summary, joined) = match lang {
-        Lang::Arabic => (format!("الطلب غير مكتمل أو غير صالح (عدد المشكلات: {})", lines.len()), lines.join("؛ ")),
-        Lang::English => (format!("the request is incomplete or invalid ({} problem(s))", lines.len()), lines.join("; ")),
+        Lang::Arabic => (
+            format!("الطلب غير مكتمل أو غير صالح (عدد المشكلات: {})", lines.len()),
+            lines.join("؛ "),
+        ),
+        Lang::English => (
+            format!(
+                "the request is incomplete or invalid ({} problem(s))",
+                lines.len()
+            ),
+            lines.join("; "),
+        ),
     };
     // The status message lists everything for clients that show only the message; the
     // localized message is the short summary shown above the field list.

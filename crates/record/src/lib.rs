@@ -137,12 +137,21 @@ mod tests {
         assert!(v.has("referral.child.name.transliteration", "not_latin_script"));
         assert!(v.has("referral.child.date_of_birth", "both_birth_date_and_age"));
         assert!(v.has("referral.caregivers[0].phone", "invalid_phone"));
-        assert!(v.has("referral.concerns[0].labour_criteria", "labour_criteria_required"));
-        assert!(v.has("referral.concerns[1].labour_criteria", "labour_criteria_only_for_labour"));
+        assert!(v.has(
+            "referral.concerns[0].labour_criteria",
+            "labour_criteria_required"
+        ));
+        assert!(v.has(
+            "referral.concerns[1].labour_criteria",
+            "labour_criteria_only_for_labour"
+        ));
         assert!(v.has("referral.requested_services", "at_least_one"));
         assert!(v.has("referral.child.nationality", "invalid_code"));
         let text = v.to_string();
-        assert!(!text.contains("call me") && !text.contains("egypt"), "{text}");
+        assert!(
+            !text.contains("call me") && !text.contains("egypt"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -174,7 +183,10 @@ mod tests {
             },
         ];
         for p in all {
-            assert!(p.arabic().chars().any(|c| ('\u{0600}'..='\u{06FF}').contains(&c)));
+            assert!(p
+                .arabic()
+                .chars()
+                .any(|c| ('\u{0600}'..='\u{06FF}').contains(&c)));
             assert!(p.english().is_ascii());
         }
     }

@@ -292,12 +292,12 @@ impl CaseRecord {
         source: ReferralSource,
         now: DateTime<Utc>,
     ) -> CaseRecord {
-        let priority = if source.kind == SourceKind::Hotline || details.risk_level == RiskLevel::High
-        {
-            Priority::Urgent
-        } else {
-            Priority::Routine
-        };
+        let priority =
+            if source.kind == SourceKind::Hotline || details.risk_level == RiskLevel::High {
+                Priority::Urgent
+            } else {
+                Priority::Routine
+            };
         CaseRecord {
             case_id: CaseId::new(),
             version: 1,

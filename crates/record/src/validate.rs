@@ -186,7 +186,10 @@ pub fn check_text(v: &mut Violations, field: &str, text: &str, max: usize) {
     if text.chars().count() > max {
         v.push(field, Problem::TooLong { max });
     }
-    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
         v.push(field, Problem::ControlCharacters);
     }
 }
@@ -282,7 +285,11 @@ pub fn validate_details(details: &ReferralDetails, today: NaiveDate, prefix: &st
             );
         }
     }
-    check_list_len(&mut v, &p("child.identity_documents"), &c.identity_documents);
+    check_list_len(
+        &mut v,
+        &p("child.identity_documents"),
+        &c.identity_documents,
+    );
     for (i, d) in c.identity_documents.iter().enumerate() {
         let f = p(&format!("child.identity_documents[{i}].number"));
         check_required(&mut v, &f, &d.number, 64);
@@ -316,10 +323,7 @@ pub fn validate_details(details: &ReferralDetails, today: NaiveDate, prefix: &st
     }
     if let Some(size) = details.household.size {
         if !(1..=50).contains(&size) {
-            v.push(
-                p("household.size"),
-                Problem::OutOfRange { min: 1, max: 50 },
-            );
+            v.push(p("household.size"), Problem::OutOfRange { min: 1, max: 50 });
         }
     }
     check_optional(
@@ -343,7 +347,11 @@ pub fn validate_details(details: &ReferralDetails, today: NaiveDate, prefix: &st
     if details.requested_services.is_empty() {
         v.push(p("requested_services"), Problem::AtLeastOne);
     }
-    check_list_len(&mut v, &p("requested_services"), &details.requested_services);
+    check_list_len(
+        &mut v,
+        &p("requested_services"),
+        &details.requested_services,
+    );
     check_list_len(&mut v, &p("consent_refs"), &details.consent_refs);
     for (i, c) in details.consent_refs.iter().enumerate() {
         check_required(
@@ -353,7 +361,12 @@ pub fn validate_details(details: &ReferralDetails, today: NaiveDate, prefix: &st
             128,
         );
     }
-    check_optional(&mut v, &p("narrative"), details.narrative.as_deref(), MAX_NARRATIVE);
+    check_optional(
+        &mut v,
+        &p("narrative"),
+        details.narrative.as_deref(),
+        MAX_NARRATIVE,
+    );
     v
 }
 

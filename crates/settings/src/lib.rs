@@ -128,7 +128,9 @@ pub struct AgencySettings {
 
 impl AgencySettings {
     pub fn covers(&self, governorate: &str) -> bool {
-        self.governorates.iter().any(|g| g == "*" || g == governorate)
+        self.governorates
+            .iter()
+            .any(|g| g == "*" || g == governorate)
     }
 }
 
@@ -181,25 +183,42 @@ impl Settings {
             return Err(invalid("relay.batch_size", "must be at least 1"));
         }
         if self.agencies.is_empty() {
-            return Err(invalid("agencies", "at least one agency must be configured"));
+            return Err(invalid(
+                "agencies",
+                "at least one agency must be configured",
+            ));
         }
         for (id, a) in &self.agencies {
             let key = |f: &str| format!("agencies.{id}.{f}");
             if id.is_empty()
                 || id.len() > 64
-                || !id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
             {
-                return Err(invalid(format!("agencies.{id}"), "agency ids are 1-64 characters of a-z, 0-9 and -"));
+                return Err(invalid(
+                    format!("agencies.{id}"),
+                    "agency ids are 1-64 characters of a-z, 0-9 and -",
+                ));
             }
             if a.name_ar.trim().is_empty() || a.name_en.trim().is_empty() {
-                return Err(invalid(key("name_ar"), "both name_ar and name_en are required"));
+                return Err(invalid(
+                    key("name_ar"),
+                    "both name_ar and name_en are required",
+                ));
             }
             if a.governorates.is_empty() {
-                return Err(invalid(key("governorates"), "list the governorates served, or \"*\""));
+                return Err(invalid(
+                    key("governorates"),
+                    "list the governorates served, or \"*\"",
+                ));
             }
             if let Some(e) = &a.endpoint {
                 if !(e.starts_with("http://") || e.starts_with("https://")) {
-                    return Err(invalid(key("endpoint"), "must be an http:// or https:// URL"));
+                    return Err(invalid(
+                        key("endpoint"),
+                        "must be an http:// or https:// URL",
+                    ));
                 }
             }
         }
@@ -225,14 +244,19 @@ mod tests {
     #[test]
     fn the_shipped_configuration_loads() {
         let s = Settings::load(&dir(), None).unwrap();
-        assert!(s.agencies.values().any(|a| a.agency_type == AgencyType::Health));
+        assert!(s
+            .agencies
+            .values()
+            .any(|a| a.agency_type == AgencyType::Health));
         assert!(!format!("{s:?}").contains("guest:guest"));
     }
 
     #[test]
     fn bad_values_name_their_key() {
         let mut s = Settings::load(&dir(), None).unwrap();
-        s.agencies.values_mut().for_each(|a| a.endpoint = Some("ftp://x".into()));
+        s.agencies
+            .values_mut()
+            .for_each(|a| a.endpoint = Some("ftp://x".into()));
         let e = s.validate().unwrap_err().to_string();
         assert!(e.contains("agencies.") && e.contains("endpoint"), "{e}");
     }

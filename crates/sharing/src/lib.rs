@@ -159,7 +159,9 @@ pub fn leaf_paths(value: &Value) -> BTreeSet<String> {
                     walk(v, &child, out);
                 }
             }
-            Value::Array(items) => items.iter().for_each(|v| walk(v, &format!("{path}[]"), out)),
+            Value::Array(items) => items
+                .iter()
+                .for_each(|v| walk(v, &format!("{path}[]"), out)),
             Value::Null => {}
             _ => {
                 out.insert(path.to_owned());
@@ -184,7 +186,10 @@ mod tests {
             .into_iter()
             .filter(|p| category_of(p).is_none())
             .collect();
-        assert!(uncategorised.is_empty(), "add to FIELD_CATEGORIES: {uncategorised:?}");
+        assert!(
+            uncategorised.is_empty(),
+            "add to FIELD_CATEGORIES: {uncategorised:?}"
+        );
         // The fixture has a birth date; its twin without documents has an estimated age.
         let mut undocumented = fixtures::record();
         undocumented.child.date_of_birth = None;
@@ -195,7 +200,10 @@ mod tests {
             .iter()
             .filter(|(p, _)| !paths.contains(*p))
             .collect();
-        assert!(stale.is_empty(), "table names fields the record lacks: {stale:?}");
+        assert!(
+            stale.is_empty(),
+            "table names fields the record lacks: {stale:?}"
+        );
     }
 
     /// Exhaustive over every subset of categories: nothing outside the permitted set is
@@ -229,7 +237,13 @@ mod tests {
     fn default_deny_and_policy_union() {
         let record = fixtures::record();
         let empty = SharingPolicy::default();
-        let d = disclose(&empty, &record, AgencyType::Health, Purpose::ServiceProvision).unwrap();
+        let d = disclose(
+            &empty,
+            &record,
+            AgencyType::Health,
+            Purpose::ServiceProvision,
+        )
+        .unwrap();
         assert_eq!(
             d,
             Decision::Deny {
@@ -242,20 +256,35 @@ mod tests {
             {"agency_type": "justice", "purpose": "service_provision", "categories": ["case_notes"]}
         ]}))
         .unwrap();
-        let Decision::Permit(d) =
-            disclose(&policy, &record, AgencyType::Health, Purpose::ServiceProvision).unwrap()
-        else {
+        let Decision::Permit(d) = disclose(
+            &policy,
+            &record,
+            AgencyType::Health,
+            Purpose::ServiceProvision,
+        )
+        .unwrap() else {
             panic!("expected a permit");
         };
         assert_eq!(d.document["child"]["disability"], "ضعف سمع");
-        assert!(d.document.get("referral").unwrap().get("narrative").is_none());
+        assert!(d
+            .document
+            .get("referral")
+            .unwrap()
+            .get("narrative")
+            .is_none());
         assert!(d.document["child"].get("address").is_none());
         let only_refs: SharingPolicy = serde_json::from_value(serde_json::json!({"rules": [
             {"agency_type": "school", "purpose": "service_provision", "categories": ["reference"]}
         ]}))
         .unwrap();
         assert!(matches!(
-            disclose(&only_refs, &record, AgencyType::School, Purpose::ServiceProvision).unwrap(),
+            disclose(
+                &only_refs,
+                &record,
+                AgencyType::School,
+                Purpose::ServiceProvision
+            )
+            .unwrap(),
             Decision::Deny { .. }
         ));
     }

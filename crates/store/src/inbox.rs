@@ -6,7 +6,11 @@ use crate::StoreError;
 
 /// Claims `message_id` for `consumer` inside the caller's transaction. `false` means it
 /// was processed before: the caller commits nothing new and acknowledges the duplicate.
-pub async fn claim(conn: &mut PgConnection, consumer: &str, message_id: &str) -> Result<bool, StoreError> {
+pub async fn claim(
+    conn: &mut PgConnection,
+    consumer: &str,
+    message_id: &str,
+) -> Result<bool, StoreError> {
     let inserted = sqlx::query(
         "INSERT INTO inbox (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
     )

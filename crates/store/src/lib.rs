@@ -53,7 +53,9 @@ impl StoreError {
 pub fn check_name(name: &str) -> Result<&str, StoreError> {
     let ok = !name.is_empty()
         && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if ok {
         Ok(name)
     } else {
@@ -64,19 +66,20 @@ pub fn check_name(name: &str) -> Result<&str, StoreError> {
 /// Creates the database named in `url` when it does not exist yet (first start).
 pub async fn ensure_database(url: &str) -> Result<(), StoreError> {
     let opts = PgConnectOptions::from_str(url).map_err(StoreError::Url)?;
-    let name = opts
-        .get_database()
-        .unwrap_or("postgres")
-        .to_owned();
+    let name = opts.get_database().unwrap_or("postgres").to_owned();
     let mut admin = opts.clone().database("postgres").connect().await?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(&name)
-        .fetch_one(&mut admin)
-        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await?;
     if !exists {
         let name = check_name(&name)?;
         // Two processes starting at once may both try; the loser's error is harmless.
-        if let Err(e) = sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await {
+        if let Err(e) = sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+        {
             tracing::debug!(error = %e, "database creation raced; continuing");
         }
     }
@@ -156,7 +159,9 @@ pub(crate) fn channel_of(schema: &str) -> String {
 
 /// The schema a pool was connected to (its `search_path`).
 pub async fn current_schema(pool: &PgPool) -> Result<String, StoreError> {
-    let s: Option<String> = sqlx::query_scalar("SELECT current_schema()").fetch_one(pool).await?;
+    let s: Option<String> = sqlx::query_scalar("SELECT current_schema()")
+        .fetch_one(pool)
+        .await?;
     s.ok_or(StoreError::Corrupt("no current schema"))
 }
 

@@ -38,7 +38,8 @@ pub async fn run_relay(pool: PgPool, bus: Arc<Bus>, cfg: RelayConfig, shutdown: 
             }
         }
         let wait = if failures > 0 {
-            Duration::from_millis(200u64 << failures.min(6)).min(cfg.poll_interval.max(Duration::from_secs(5)))
+            Duration::from_millis(200u64 << failures.min(6))
+                .min(cfg.poll_interval.max(Duration::from_secs(5)))
         } else {
             cfg.poll_interval
         };

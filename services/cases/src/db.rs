@@ -66,7 +66,14 @@ pub async fn open_case(
         .bind(&referral_id)
         .execute(&mut *tx)
         .await?;
-    history(&mut tx, &case_id, record.version, submitter, &format!("opened by referral {referral_id}")).await?;
+    history(
+        &mut tx,
+        &case_id,
+        record.version,
+        submitter,
+        &format!("opened by referral {referral_id}"),
+    )
+    .await?;
     let event = ReferralCreated {
         message_id: new_message_id(),
         occurred_at: record.created_at.to_rfc3339(),
@@ -131,21 +138,24 @@ pub async fn history(
     actor: &str,
     change: &str,
 ) -> Result<(), CasesError> {
-    sqlx::query("INSERT INTO case_history (case_id, version, actor, change) VALUES ($1, $2, $3, $4)")
-        .bind(case_id)
-        .bind(version)
-        .bind(actor)
-        .bind(change)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO case_history (case_id, version, actor, change) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(case_id)
+    .bind(version)
+    .bind(actor)
+    .bind(change)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
 pub async fn load_case(pool: &PgPool, case_id: &CaseId) -> Result<Option<CaseRecord>, CasesError> {
-    let json: Option<serde_json::Value> = sqlx::query_scalar("SELECT record FROM cases WHERE case_id = $1")
-        .bind(case_id.to_string())
-        .fetch_optional(pool)
-        .await?;
+    let json: Option<serde_json::Value> =
+        sqlx::query_scalar("SELECT record FROM cases WHERE case_id = $1")
+            .bind(case_id.to_string())
+            .fetch_optional(pool)
+            .await?;
     json.map(|j| serde_json::from_value(j).map_err(|_| StoreError::Corrupt("cases.record").into()))
         .transpose()
 }

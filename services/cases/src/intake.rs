@@ -26,7 +26,14 @@ struct Submission {
 
 impl IntakeApi {
     /// Checks that `id` names a configured agency of one of `types`.
-    fn check_agency(&self, v: &mut Violations, field: &str, id: &str, types: &[AgencyType], expected: &'static str) {
+    fn check_agency(
+        &self,
+        v: &mut Violations,
+        field: &str,
+        id: &str,
+        types: &[AgencyType],
+        expected: &'static str,
+    ) {
         if id.is_empty() {
             return; // reported as required by the envelope check
         }
@@ -36,7 +43,12 @@ impl IntakeApi {
         }
     }
 
-    async fn submit(&self, meta: &MetadataMap, mut v: Violations, s: Submission) -> Result<pb::SubmitReferralResponse, CasesError> {
+    async fn submit(
+        &self,
+        meta: &MetadataMap,
+        mut v: Violations,
+        s: Submission,
+    ) -> Result<pb::SubmitReferralResponse, CasesError> {
         let lang = Lang::of(meta);
         let submitter = s.source.agency_id.clone().unwrap_or_default();
         if let Some(caller) = caller(meta) {
@@ -61,7 +73,14 @@ impl IntakeApi {
             .get("traceparent")
             .and_then(|t| t.to_str().ok())
             .map(str::to_owned);
-        let out: Submitted = open_case(&self.0.pool, &record, &submitter, &s.submission_id, traceparent).await?;
+        let out: Submitted = open_case(
+            &self.0.pool,
+            &record,
+            &submitter,
+            &s.submission_id,
+            traceparent,
+        )
+        .await?;
         tracing::info!(
             case_id = %out.case_id,
             referral_id = %out.referral_id,
@@ -100,8 +119,21 @@ impl pb::intake_server::Intake for IntakeApi {
     ) -> Result<Response<pb::SubmitReferralResponse>, Status> {
         let (meta, _, r) = req.into_parts();
         let mut v = Violations::new();
-        validate_envelope(&mut v, &r.submission_id, &[("school_agency_id", &r.school_agency_id), ("officer_ref", &r.officer_ref)]);
-        self.check_agency(&mut v, "school_agency_id", &r.school_agency_id, &[AgencyType::School], "the id of a school in the agency directory");
+        validate_envelope(
+            &mut v,
+            &r.submission_id,
+            &[
+                ("school_agency_id", &r.school_agency_id),
+                ("officer_ref", &r.officer_ref),
+            ],
+        );
+        self.check_agency(
+            &mut v,
+            "school_agency_id",
+            &r.school_agency_id,
+            &[AgencyType::School],
+            "the id of a school in the agency directory",
+        );
         let s = Submission {
             submission_id: r.submission_id,
             source: ReferralSource {
@@ -124,9 +156,19 @@ impl pb::intake_server::Intake for IntakeApi {
         validate_envelope(
             &mut v,
             &r.submission_id,
-            &[("hotline_agency_id", &r.hotline_agency_id), ("call_ref", &r.call_ref), ("operator_ref", &r.operator_ref)],
+            &[
+                ("hotline_agency_id", &r.hotline_agency_id),
+                ("call_ref", &r.call_ref),
+                ("operator_ref", &r.operator_ref),
+            ],
         );
-        self.check_agency(&mut v, "hotline_agency_id", &r.hotline_agency_id, &[AgencyType::EmergencyLine], "the id of an emergency line in the agency directory");
+        self.check_agency(
+            &mut v,
+            "hotline_agency_id",
+            &r.hotline_agency_id,
+            &[AgencyType::EmergencyLine],
+            "the id of an emergency line in the agency directory",
+        );
         let s = Submission {
             submission_id: r.submission_id,
             source: ReferralSource {
@@ -154,7 +196,13 @@ impl pb::intake_server::Intake for IntakeApi {
             AgencyType::CashAssistance,
             AgencyType::Community,
         ];
-        self.check_agency(&mut v, "agency_id", &r.agency_id, &others, "the id of an agency in the directory (schools and the hotline have their own calls)");
+        self.check_agency(
+            &mut v,
+            "agency_id",
+            &r.agency_id,
+            &others,
+            "the id of an agency in the directory (schools and the hotline have their own calls)",
+        );
         let kind = source_from(r.source_kind).filter(|k| agency_source_allowed(*k));
         if kind.is_none() {
             v.push(

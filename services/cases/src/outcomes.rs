@@ -49,15 +49,23 @@ impl Outcomes {
         .bind(&e.agency_reference)
         .execute(&mut *tx)
         .await?;
-        let version: Option<i64> = sqlx::query_scalar("SELECT version FROM cases WHERE case_id = $1")
-            .bind(&e.case_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM cases WHERE case_id = $1")
+                .bind(&e.case_id)
+                .fetch_optional(&mut *tx)
+                .await?;
         let Some(version) = version else {
             tx.rollback().await?;
             return Err(CasesError::NotFound(format!("no case {}", e.case_id)));
         };
-        history(&mut tx, &e.case_id, version, &e.agency_id, &format!("delivery of {}: {}", e.referral_id, e.outcome)).await?;
+        history(
+            &mut tx,
+            &e.case_id,
+            version,
+            &e.agency_id,
+            &format!("delivery of {}: {}", e.referral_id, e.outcome),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -65,11 +73,15 @@ impl Outcomes {
 
 impl Handler for Outcomes {
     async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
-        let event = decode::<DeliveryRecorded>(msg.payload()).map_err(|e| HandleError::Park { reason: e.to_string() })?;
+        let event = decode::<DeliveryRecorded>(msg.payload()).map_err(|e| HandleError::Park {
+            reason: e.to_string(),
+        })?;
         match self.record(&event).await {
             Ok(()) => Ok(()),
             Err(CasesError::NotFound(m)) => Err(HandleError::Park { reason: m }),
-            Err(e) => Err(HandleError::Retry { reason: e.to_string() }),
+            Err(e) => Err(HandleError::Retry {
+                reason: e.to_string(),
+            }),
         }
     }
 }

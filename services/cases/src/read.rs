@@ -18,24 +18,40 @@ pub struct CasesApi(pub(crate) Arc<State>);
 #[tonic::async_trait]
 impl pb::cases_server::Cases for CasesApi {
     #[tracing::instrument(skip_all, fields(case_id, agency))]
-    async fn get_case(&self, req: Request<pb::GetCaseRequest>) -> Result<Response<pb::SharedCase>, Status> {
+    async fn get_case(
+        &self,
+        req: Request<pb::GetCaseRequest>,
+    ) -> Result<Response<pb::SharedCase>, Status> {
         let (meta, _, r) = req.into_parts();
         let lang = Lang::of(&meta);
         let agency_id = caller(&meta).ok_or_else(|| {
-            CasesError::Unauthenticated("say which agency is asking (x-himaya-agency metadata, or `--as` on the CLI)".into())
+            CasesError::Unauthenticated(
+                "say which agency is asking (x-himaya-agency metadata, or `--as` on the CLI)"
+                    .into(),
+            )
         })?;
         tracing::Span::current().record("agency", agency_id.as_str());
-        let agency = self
-            .0
-            .settings
-            .agencies
-            .get(&agency_id)
-            .ok_or_else(|| CasesError::PermissionDenied(format!("`{agency_id}` is not an agency in the directory")))?;
+        let agency = self.0.settings.agencies.get(&agency_id).ok_or_else(|| {
+            CasesError::PermissionDenied(format!("`{agency_id}` is not an agency in the directory"))
+        })?;
         let mut v = Violations::new();
-        let case_id = CaseId::parse(&r.case_id).map_err(|_| v.push("case_id", Problem::InvalidCode { expected: "a case id such as case_0190f1b2c3d47e8f9a0b1c2d3e4f5a6b" }));
+        let case_id = CaseId::parse(&r.case_id).map_err(|_| {
+            v.push(
+                "case_id",
+                Problem::InvalidCode {
+                    expected: "a case id such as case_0190f1b2c3d47e8f9a0b1c2d3e4f5a6b",
+                },
+            )
+        });
         let purpose = purpose_from(r.purpose);
         if purpose.is_none() {
-            v.push("purpose", Problem::NotChosen { choices: "service_provision, emergency_response, legal_proceedings, statistics".into() });
+            v.push(
+                "purpose",
+                Problem::NotChosen {
+                    choices: "service_provision, emergency_response, legal_proceedings, statistics"
+                        .into(),
+                },
+            );
         }
         let (Ok(case_id), Some(purpose)) = (case_id, purpose) else {
             return Err(CasesError::Invalid(v, lang).into());
@@ -45,11 +61,26 @@ impl pb::cases_server::Cases for CasesApi {
             .await?
             .ok_or_else(|| CasesError::NotFound(format!("no case {case_id}")))?;
         let delivered = deliveries(&self.0.pool, &case_id).await?;
-        if !may_read(&record, &agency_id, agency.agency_type, delivered.iter().map(|d| d.agency_id.as_str())) {
+        if !may_read(
+            &record,
+            &agency_id,
+            agency.agency_type,
+            delivered.iter().map(|d| d.agency_id.as_str()),
+        ) {
             tracing::warn!(case_id = %case_id, agency = %agency_id, "read refused: the agency has no part in this case");
-            return Err(CasesError::PermissionDenied(format!("agency `{agency_id}` has no part in case {case_id}")).into());
+            return Err(CasesError::PermissionDenied(format!(
+                "agency `{agency_id}` has no part in case {case_id}"
+            ))
+            .into());
         }
-        let shared = match disclose(&self.0.settings.sharing, &record, agency.agency_type, purpose).map_err(CasesError::from)? {
+        let shared = match disclose(
+            &self.0.settings.sharing,
+            &record,
+            agency.agency_type,
+            purpose,
+        )
+        .map_err(CasesError::from)?
+        {
             Decision::Permit(d) => d,
             Decision::Deny { reason } => {
                 tracing::info!(case_id = %case_id, agency = %agency_id, purpose = %purpose, reason = reason.as_str(), "disclosure denied");
@@ -65,7 +96,11 @@ impl pb::cases_server::Cases for CasesApi {
             case_id: case_id.to_string(),
             version: record.version,
             document_json: shared.document.to_string(),
-            categories: shared.categories.iter().map(|c| c.as_str().to_owned()).collect(),
+            categories: shared
+                .categories
+                .iter()
+                .map(|c| c.as_str().to_owned())
+                .collect(),
             deliveries: delivered
                 .into_iter()
                 .map(|d| pb::DeliveryStatus {
@@ -81,7 +116,12 @@ impl pb::cases_server::Cases for CasesApi {
 
 /// Object-level authorization: the case-owning ministry, the referring agency and the
 /// agencies the referral was delivered to may read; nobody else.
-fn may_read<'a>(record: &CaseRecord, agency_id: &str, agency_type: AgencyType, mut delivered_to: impl Iterator<Item = &'a str>) -> bool {
+fn may_read<'a>(
+    record: &CaseRecord,
+    agency_id: &str,
+    agency_type: AgencyType,
+    mut delivered_to: impl Iterator<Item = &'a str>,
+) -> bool {
     agency_type == AgencyType::SocialAffairs
         || record.referral.source.agency_id.as_deref() == Some(agency_id)
         || delivered_to.any(|a| a == agency_id)

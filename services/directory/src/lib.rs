@@ -31,11 +31,17 @@ fn to_pb(id: &str, a: &AgencySettings) -> pb::Agency {
 
 #[tonic::async_trait]
 impl pb::directory_server::Directory for DirectoryApi {
-    async fn list_agencies(&self, req: Request<pb::ListAgenciesRequest>) -> Result<Response<pb::ListAgenciesResponse>, Status> {
+    async fn list_agencies(
+        &self,
+        req: Request<pb::ListAgenciesRequest>,
+    ) -> Result<Response<pb::ListAgenciesResponse>, Status> {
         let r = req.into_inner();
         let service = match r.service {
             0 => None,
-            n => Some(service_from(n).ok_or_else(|| Status::invalid_argument("service: unknown service type"))?),
+            n => Some(
+                service_from(n)
+                    .ok_or_else(|| Status::invalid_argument("service: unknown service type"))?,
+            ),
         };
         let governorate = r.governorate.trim();
         let agencies = self
@@ -49,7 +55,10 @@ impl pb::directory_server::Directory for DirectoryApi {
         Ok(Response::new(pb::ListAgenciesResponse { agencies }))
     }
 
-    async fn get_agency(&self, req: Request<pb::GetAgencyRequest>) -> Result<Response<pb::Agency>, Status> {
+    async fn get_agency(
+        &self,
+        req: Request<pb::GetAgencyRequest>,
+    ) -> Result<Response<pb::Agency>, Status> {
         let id = req.into_inner().agency_id;
         self.settings
             .agencies

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use himaya_bus::{Bus, Exchange, HandleError, Handler, Incoming, Outgoing};
-use himaya_events::{decode, encode, keys, new_message_id, DeliveryRequested, Event, ReferralCreated};
+use himaya_events::{
+    decode, encode, keys, new_message_id, DeliveryRequested, Event, ReferralCreated,
+};
 use himaya_record::{CaseRecord, Purpose};
 use himaya_settings::{AgencySettings, Settings};
 use himaya_sharing::{disclose, Decision};
@@ -39,7 +41,11 @@ impl From<sqlx::Error> for RouterError {
 
 /// Starts the router: schema, queues (its own and every connected agency's delivery
 /// queue, so deliveries wait safely for a connector that is not up yet), relay, consumer.
-pub async fn start(settings: Arc<Settings>, bus: Arc<Bus>, shutdown: CancellationToken) -> Result<Vec<JoinHandle<()>>, RouterError> {
+pub async fn start(
+    settings: Arc<Settings>,
+    bus: Arc<Bus>,
+    shutdown: CancellationToken,
+) -> Result<Vec<JoinHandle<()>>, RouterError> {
     let pool = himaya_store::connect_service(&settings.database, SCHEMA).await?;
     sqlx::migrate!("./migrations")
         .run(&pool)
@@ -48,30 +54,54 @@ pub async fn start(settings: Arc<Settings>, bus: Arc<Bus>, shutdown: Cancellatio
     let topo = bus.topology();
     let ch = bus.channel().await?;
     let queue = topo.queue(QUEUE);
-    topo.declare_queue(&ch, &queue, Exchange::Events, &[keys::REFERRAL_CREATED]).await?;
+    topo.declare_queue(&ch, &queue, Exchange::Events, &[keys::REFERRAL_CREATED])
+        .await?;
     for (id, _) in connected(&settings) {
-        topo.declare_queue(&ch, &topo.delivery_queue(id), Exchange::Delivery, &[id]).await?;
+        topo.declare_queue(&ch, &topo.delivery_queue(id), Exchange::Delivery, &[id])
+            .await?;
     }
     let _ = ch.close(200, "declared").await;
-    let relay = tokio::spawn(himaya_store::run_relay(pool.clone(), bus.clone(), (&settings.relay).into(), shutdown.clone()));
-    let router = Arc::new(Router { pool, settings: settings.clone() });
-    let consumer = tokio::spawn(himaya_bus::consume(bus, queue, settings.bus.prefetch, router, shutdown));
+    let relay = tokio::spawn(himaya_store::run_relay(
+        pool.clone(),
+        bus.clone(),
+        (&settings.relay).into(),
+        shutdown.clone(),
+    ));
+    let router = Arc::new(Router {
+        pool,
+        settings: settings.clone(),
+    });
+    let consumer = tokio::spawn(himaya_bus::consume(
+        bus,
+        queue,
+        settings.bus.prefetch,
+        router,
+        shutdown,
+    ));
     Ok(vec![relay, consumer])
 }
 
 /// Agencies with an endpoint: the only ones a delivery can reach.
 fn connected(settings: &Settings) -> impl Iterator<Item = (&String, &AgencySettings)> {
-    settings.agencies.iter().filter(|(_, a)| a.endpoint.is_some())
+    settings
+        .agencies
+        .iter()
+        .filter(|(_, a)| a.endpoint.is_some())
 }
 
 /// The agencies that should receive a referral: connected, offering a requested service,
 /// covering the child's governorate, and not the referrer itself.
-pub fn targets<'a>(settings: &'a Settings, record: &CaseRecord) -> Vec<(&'a String, &'a AgencySettings)> {
+pub fn targets<'a>(
+    settings: &'a Settings,
+    record: &CaseRecord,
+) -> Vec<(&'a String, &'a AgencySettings)> {
     connected(settings)
         .filter(|(id, a)| {
             record.referral.source.agency_id.as_deref() != Some(id.as_str())
                 && a.covers(&record.child.governorate)
-                && a.services.iter().any(|s| record.referral.requested_services.contains(s))
+                && a.services
+                    .iter()
+                    .any(|s| record.referral.requested_services.contains(s))
         })
         .collect()
 }
@@ -82,7 +112,11 @@ struct Router {
 }
 
 impl Router {
-    async fn route(&self, event: &ReferralCreated, traceparent: Option<String>) -> Result<(), RouterError> {
+    async fn route(
+        &self,
+        event: &ReferralCreated,
+        traceparent: Option<String>,
+    ) -> Result<(), RouterError> {
         let record = &event.case;
         let mut tx = self.pool.begin().await?;
         if !himaya_store::inbox::claim(&mut tx, QUEUE, &event.message_id).await? {
@@ -125,11 +159,29 @@ impl Router {
                         headers,
                     };
                     himaya_store::outbox::enqueue(&mut tx, &msg).await?;
-                    log_decision(&mut tx, record, agency_id, purpose, None, &delivery.categories, Some(&delivery.message_id)).await?;
+                    log_decision(
+                        &mut tx,
+                        record,
+                        agency_id,
+                        purpose,
+                        None,
+                        &delivery.categories,
+                        Some(&delivery.message_id),
+                    )
+                    .await?;
                     tracing::info!(case_id = %record.case_id, agency = %agency_id, categories = delivery.categories.len(), "delivery queued");
                 }
                 Decision::Deny { reason } => {
-                    log_decision(&mut tx, record, agency_id, purpose, Some(reason.as_str()), &[], None).await?;
+                    log_decision(
+                        &mut tx,
+                        record,
+                        agency_id,
+                        purpose,
+                        Some(reason.as_str()),
+                        &[],
+                        None,
+                    )
+                    .await?;
                     tracing::info!(case_id = %record.case_id, agency = %agency_id, reason = reason.as_str(), "disclosure denied");
                 }
             }
@@ -167,10 +219,18 @@ async fn log_decision(
 
 impl Handler for Router {
     async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
-        let event = decode::<ReferralCreated>(msg.payload()).map_err(|e| HandleError::Park { reason: e.to_string() })?;
-        self.route(&event, msg.header("traceparent")).await.map_err(|e| match e {
-            RouterError::Codec(_) | RouterError::Redact(_) => HandleError::Park { reason: e.to_string() },
-            other => HandleError::Retry { reason: other.to_string() },
-        })
+        let event = decode::<ReferralCreated>(msg.payload()).map_err(|e| HandleError::Park {
+            reason: e.to_string(),
+        })?;
+        self.route(&event, msg.header("traceparent"))
+            .await
+            .map_err(|e| match e {
+                RouterError::Codec(_) | RouterError::Redact(_) => HandleError::Park {
+                    reason: e.to_string(),
+                },
+                other => HandleError::Retry {
+                    reason: other.to_string(),
+                },
+            })
     }
 }
