@@ -45,6 +45,8 @@ pub struct Seen {
     pub idempotency_key: Option<String>,
     pub traceparent: Option<String>,
     pub body: serde_json::Value,
+    /// When it arrived, for latency figures.
+    pub at: Instant,
 }
 
 /// A simulated agency system: a real HTTP server on a free port that records what it
@@ -96,6 +98,7 @@ async fn receive(
         idempotency_key: h("idempotency-key"),
         traceparent: h("traceparent"),
         body,
+        at: Instant::now(),
     });
     let status = a.script.lock().unwrap().pop_front().unwrap_or(201);
     let code = StatusCode::from_u16(status).unwrap();

@@ -182,3 +182,22 @@ impl From<&himaya_settings::RelaySettings> for relay::RelayConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_names_reach_ddl() {
+        assert!(check_name("cases").is_ok());
+        assert!(check_name("connector_health").is_ok());
+        for bad in ["", "Cases", "cases; DROP TABLE x", "a-b", &"x".repeat(64)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_relay_channel_is_per_schema() {
+        assert_eq!(channel_of("router"), "himaya_outbox_router");
+    }
+}

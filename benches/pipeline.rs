@@ -1,0 +1,262 @@
+//! `cargo bench --bench pipeline`: how fast a referral crosses the hub, printed next to
+//! what the broker alone does on the same machine in the same run.
+//!
+//! Baseline: persistent messages to a quorum queue with publisher confirms, consumed with
+//! manual acks (lapin directly). Hub: a school referral submitted over gRPC until the
+//! simulated health agency receives it over HTTP: three broker hops (each through an
+//! outbox), four PostgreSQL transactions, one redaction and one HTTP call.
+//! Sizes: HIMAYA_BENCH_RAW (default 5000 messages), HIMAYA_BENCH_REFERRALS (default 400).
+
+#[path = "../tests/helpers/mod.rs"]
+mod helpers;
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use helpers::*;
+use himaya_proto::v1::intake_client::IntakeClient;
+use lapin::options::*;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use tonic::Request;
+
+fn size(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+struct Figures {
+    what: &'static str,
+    per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+async fn raw_broker(amqp: &str, n: usize, payload_len: usize) -> Vec<Figures> {
+    let conn = Connection::connect(amqp, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let mut args = FieldTable::default();
+    args.insert(
+        ShortString::from("x-queue-type"),
+        AMQPValue::LongString(LongString::from("quorum")),
+    );
+    ch.queue_declare(
+        "bench.raw",
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        args,
+    )
+    .await
+    .unwrap();
+    let payload = vec![7u8; payload_len];
+    let props = BasicProperties::default().with_delivery_mode(2);
+
+    // Throughput: batches of 100 publishes, then their confirms (as the outbox relay does).
+    let started = Instant::now();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
+        let mut confirms = Vec::with_capacity(chunk.len());
+        for _ in chunk {
+            confirms.push(
+                ch.basic_publish(
+                    "",
+                    "bench.raw",
+                    BasicPublishOptions::default(),
+                    &payload,
+                    props.clone(),
+                )
+                .await
+                .unwrap(),
+            );
+        }
+        for c in confirms {
+            c.await.unwrap();
+        }
+    }
+    let publish = n as f64 / started.elapsed().as_secs_f64();
+    ch.basic_qos(32, BasicQosOptions::default()).await.unwrap();
+    let mut consumer = ch
+        .basic_consume(
+            "bench.raw",
+            "bench",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    for _ in 0..n {
+        let d = consumer.next().await.unwrap().unwrap();
+        d.ack(BasicAckOptions::default()).await.unwrap();
+    }
+    let consume = n as f64 / started.elapsed().as_secs_f64();
+
+    // Latency: one message at a time, publish → confirm → delivered → acked.
+    let mut lat = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        ch.basic_publish(
+            "",
+            "bench.raw",
+            BasicPublishOptions::default(),
+            &payload,
+            props.clone(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+        let d = consumer.next().await.unwrap().unwrap();
+        d.ack(BasicAckOptions::default()).await.unwrap();
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    let _ = conn.close(200, "bench done").await;
+    vec![
+        Figures {
+            what: "raw broker: publish + confirm (batches of 100)",
+            per_sec: publish,
+            p50_ms: f64::NAN,
+            p99_ms: f64::NAN,
+        },
+        Figures {
+            what: "raw broker: consume + manual ack",
+            per_sec: consume,
+            p50_ms: f64::NAN,
+            p99_ms: f64::NAN,
+        },
+        Figures {
+            what: "raw broker: one message publish→confirm→consume→ack",
+            per_sec: 1.0 / (lat.iter().sum::<Duration>().as_secs_f64() / lat.len() as f64),
+            p50_ms: percentile(&lat, 0.5),
+            p99_ms: percentile(&lat, 0.99),
+        },
+    ]
+}
+
+async fn hub_pipeline(
+    env: &TestEnv,
+    agency: &FakeAgency,
+    n: usize,
+    concurrency: usize,
+) -> Vec<Figures> {
+    let hub = env.start().await;
+    let ch = channel(&hub).await;
+
+    // One referral at a time: the latency a school officer sees end to end.
+    let mut lat = Vec::new();
+    for i in 0..50 {
+        let before = agency.count();
+        let t = Instant::now();
+        IntakeClient::new(ch.clone())
+            .submit_school_referral(Request::new(school_request(&format!("seq-{i}"))))
+            .await
+            .unwrap();
+        eventually(30, "sequential delivery", || async {
+            (agency.count() > before).then_some(())
+        })
+        .await;
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    let single = Figures {
+        what: "hub: one referral gRPC submit → agency HTTP receipt",
+        per_sec: 1.0 / (lat.iter().sum::<Duration>().as_secs_f64() / lat.len() as f64),
+        p50_ms: percentile(&lat, 0.5),
+        p99_ms: percentile(&lat, 0.99),
+    };
+
+    // Many submitters at once: throughput and latency under load.
+    let before = agency.count();
+    let started = Instant::now();
+    let submits = futures_util::stream::iter(0..n)
+        .map(|i| {
+            let ch = ch.clone();
+            async move {
+                let t = Instant::now();
+                let r = IntakeClient::new(ch)
+                    .submit_school_referral(Request::new(school_request(&format!("load-{i}"))))
+                    .await
+                    .unwrap();
+                (r.into_inner().referral_id, t)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await;
+    eventually(300, "every delivery", || async {
+        (agency.count() >= before + n).then_some(())
+    })
+    .await;
+    let total = started.elapsed();
+    let arrivals: std::collections::HashMap<String, Instant> = agency
+        .requests()
+        .into_iter()
+        .filter_map(|s| s.body["referral_id"].as_str().map(|r| (r.to_owned(), s.at)))
+        .collect();
+    let mut lat: Vec<Duration> = submits
+        .iter()
+        .filter_map(|(r, t)| arrivals.get(r).map(|a| a.duration_since(*t)))
+        .collect();
+    lat.sort();
+    hub.stop().await;
+    vec![
+        single,
+        Figures {
+            what: "hub: referrals end to end, 16 concurrent submitters",
+            per_sec: n as f64 / total.as_secs_f64(),
+            p50_ms: percentile(&lat, 0.5),
+            p99_ms: percentile(&lat, 0.99),
+        },
+    ]
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (agency, addr) = FakeAgency::start(&[]).await;
+        let env = TestEnv::new(Some(addr)).await;
+        let payload_len = himaya_events::encode(&himaya_events::ReferralCreated {
+            message_id: "msg_x".into(),
+            occurred_at: "2026-11-22T00:00:00Z".into(),
+            case: himaya_record::fixtures::record(),
+        })
+        .map(|b| b.len())
+        .unwrap_or(1500);
+        let mut figures =
+            raw_broker(&env.amqp_url(), size("HIMAYA_BENCH_RAW", 5000), payload_len).await;
+        figures.extend(hub_pipeline(&env, &agency, size("HIMAYA_BENCH_REFERRALS", 400), 16).await);
+        println!(
+            "\nHimaya pipeline benchmark ({payload_len}-byte events; 2-core machine, same run)"
+        );
+        println!(
+            "{:<58} {:>10} {:>9} {:>9}",
+            "measure", "per sec", "p50 ms", "p99 ms"
+        );
+        for f in figures {
+            println!(
+                "{:<58} {:>10.0} {:>9.1} {:>9.1}",
+                f.what, f.per_sec, f.p50_ms, f.p99_ms
+            );
+        }
+    });
+}
