@@ -41,14 +41,16 @@ fn created(message_id: &str) -> ReferralCreated {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_is_parked_with_its_reason_and_duplicates_have_one_effect() {
     let (agency, addr) = FakeAgency::start(&[]).await;
-    let env = TestEnv::new(Some(addr)).await;
+    let mut env = TestEnv::new(Some(addr)).await;
+    // Prefetch 1: each queue is consumed strictly in order, which the sentinel relies on.
+    env.settings.bus.prefetch = 1;
     let hub = env.start().await;
     let bus = Bus::connect(env.amqp_url(), Topology::new(""))
         .await
         .unwrap();
 
-    // Garbage, a truncated body, then the same event twice, then a sentinel. The router
-    // consumes in order, so when the sentinel's delivery arrives everything before it
+    // Garbage, a truncated body, then the same event twice, then a sentinel. With
+    // prefetch 1 the router consumes in order, so when the sentinel's delivery arrives everything before it
     // has been handled.
     bus.publish(&raw(
         keys::REFERRAL_CREATED,

@@ -47,13 +47,13 @@ async fn a_school_referral_arrives_at_the_health_agency_exactly_once() {
         pb::Priority::Urgent as i32,
         "high risk is urgent"
     );
-    eventually(30, "the delivery at the agency", || async {
-        (agency.count() > 0).then_some(())
+    let arrived = eventually(30, "the delivery at the agency", || async {
+        agency.requests().first().map(|s| s.at)
     })
     .await;
     println!(
         "end-to-end latency (gRPC submit -> agency HTTP receipt): {:?}",
-        started.elapsed()
+        arrived.duration_since(started)
     );
 
     let pool = env.pool().await;

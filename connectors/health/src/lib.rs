@@ -53,29 +53,24 @@ pub async fn start(
     bus: Arc<Bus>,
     shutdown: CancellationToken,
 ) -> Result<Vec<JoinHandle<()>>, ConnectorError> {
-    let pool = himaya_store::connect_service(&settings.database, SCHEMA).await?;
-    sqlx::migrate!("./migrations")
-        .run(&pool)
-        .await
-        .map_err(himaya_store::StoreError::from)?;
+    let (pool, relay) = himaya_store::start_service(
+        &settings,
+        SCHEMA,
+        &sqlx::migrate!("./migrations"),
+        bus.clone(),
+        shutdown.clone(),
+    )
+    .await?;
     let executor = Arc::new(Executor::new(Duration::from_millis(
         settings.connectors.timeout_ms,
     ))?);
-    let mut tasks = vec![tokio::spawn(himaya_store::run_relay(
-        pool.clone(),
-        bus.clone(),
-        (&settings.relay).into(),
-        shutdown.clone(),
-    ))];
-    let ch = bus.channel().await?;
+    let mut tasks = vec![relay];
     for (id, agency) in &settings.agencies {
         let (AgencyType::Health, Some(endpoint)) = (agency.agency_type, &agency.endpoint) else {
             continue;
         };
         let queue = bus.topology().delivery_queue(id);
-        bus.topology()
-            .declare_queue(&ch, &queue, Exchange::Delivery, &[id])
-            .await?;
+        bus.declare_queue(&queue, Exchange::Delivery, &[id]).await?;
         let handler = Arc::new(HealthConnector {
             pool: pool.clone(),
             executor: executor.clone(),
@@ -91,7 +86,6 @@ pub async fn start(
             shutdown.clone(),
         )));
     }
-    let _ = ch.close(200, "declared").await;
     Ok(tasks)
 }
 

@@ -1,4 +1,4 @@
-//! The consumer loop: prefetch-bounded, manual acks after the handler returns (the handler
+//! The consumer loop: prefetch-bounded and concurrent up to the prefetch, manual acks after the handler returns (the handler
 //! commits its effect, inbox row included, before returning `Ok`), bounded in-process
 //! retries, then a requeue that the quorum queue's delivery limit turns into parking;
 //! permanent failures and panics are parked at once with their reason.
@@ -8,6 +8,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
@@ -124,22 +125,25 @@ async fn consume_once<H: Handler>(
         .await
         .map_err(BusError::Consume)?;
     *attempt = 0;
+    // Up to `prefetch` messages are handled at once (each acks its own delivery); with
+    // prefetch 1 the queue is consumed strictly in order.
+    let mut inflight = FuturesUnordered::new();
+    let limit = usize::from(prefetch.max(1));
     loop {
-        let next = tokio::select! {
+        tokio::select! {
             _ = shutdown.cancelled() => {
+                while let Some(done) = inflight.next().await {
+                    let _ = done;
+                }
                 let _ = ch.close(200, "shutdown").await;
                 return Ok(());
             }
-            next = consumer.next() => next,
-        };
-        match next {
-            None => {
-                return Err(BusError::Consume(lapin::Error::InvalidChannelState(
-                    lapin::ChannelState::Closed,
-                )))
-            }
-            Some(Err(e)) => return Err(BusError::Consume(e)),
-            Some(Ok(delivery)) => process(bus, queue, handler, Incoming { delivery }).await?,
+            Some(done) = inflight.next(), if !inflight.is_empty() => done?,
+            next = consumer.next(), if inflight.len() < limit => match next {
+                None => return Err(BusError::Consume(lapin::Error::InvalidChannelState(lapin::ChannelState::Closed))),
+                Some(Err(e)) => return Err(BusError::Consume(e)),
+                Some(Ok(delivery)) => inflight.push(process(bus, queue, handler, Incoming { delivery })),
+            },
         }
     }
 }
@@ -151,6 +155,7 @@ async fn process<H: Handler>(
     msg: Incoming,
 ) -> Result<(), BusError> {
     let id = msg.message_id().unwrap_or("-").to_owned();
+    let started = std::time::Instant::now();
     let mut tries = 0u32;
     loop {
         let outcome = AssertUnwindSafe(handler.handle(&msg))
@@ -163,11 +168,14 @@ async fn process<H: Handler>(
             });
         match outcome {
             Ok(()) => {
-                return msg
+                let handled = started.elapsed();
+                let acked = msg
                     .delivery
                     .ack(BasicAckOptions::default())
                     .await
-                    .map_err(BusError::Consume)
+                    .map_err(BusError::Consume);
+                tracing::debug!(queue, message_id = %id, handled_us = handled.as_micros() as u64, acked_us = started.elapsed().as_micros() as u64, "message handled");
+                return acked;
             }
             Err(HandleError::Park { reason }) => return park(bus, queue, msg, &id, &reason).await,
             Err(HandleError::Retry { reason }) if tries < LOCAL_RETRIES => {

@@ -35,14 +35,6 @@ pub enum BusError {
     Consume(#[source] lapin::Error),
 }
 
-impl BusError {
-    /// Whether trying again later may succeed (every broker error is, in our use: the
-    /// topology is declared by us, so an unroutable message means a queue is missing).
-    pub fn is_retryable(&self) -> bool {
-        true
-    }
-}
-
 /// One message to publish.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
@@ -85,6 +77,21 @@ impl Bus {
 
     pub fn topology(&self) -> &Topology {
         &self.topology
+    }
+
+    /// Declares a consumer's quorum queue bound to `exchange` with `keys` (idempotent).
+    pub async fn declare_queue(
+        &self,
+        queue: &str,
+        exchange: Exchange,
+        keys: &[&str],
+    ) -> Result<(), BusError> {
+        let ch = self.channel().await?;
+        self.topology
+            .declare_queue(&ch, queue, exchange, keys)
+            .await?;
+        let _ = ch.close(200, "declared").await;
+        Ok(())
     }
 
     /// A new channel on a live connection, reconnecting if needed.

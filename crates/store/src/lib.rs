@@ -165,6 +165,26 @@ pub async fn current_schema(pool: &PgPool) -> Result<String, StoreError> {
     s.ok_or(StoreError::Corrupt("no current schema"))
 }
 
+/// What every service does first: its pool (database created if missing, schema
+/// prepared), its migrations, and its outbox relay running until `shutdown`.
+pub async fn start_service(
+    settings: &himaya_settings::Settings,
+    schema: &str,
+    migrator: &sqlx::migrate::Migrator,
+    bus: std::sync::Arc<himaya_bus::Bus>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<(PgPool, tokio::task::JoinHandle<()>), StoreError> {
+    let pool = connect_service(&settings.database, schema).await?;
+    migrator.run(&pool).await?;
+    let relay = tokio::spawn(run_relay(
+        pool.clone(),
+        bus,
+        (&settings.relay).into(),
+        shutdown,
+    ));
+    Ok((pool, relay))
+}
+
 /// A service's pool from settings: database created if missing, schema prepared.
 pub async fn connect_service(
     db: &himaya_settings::DatabaseSettings,

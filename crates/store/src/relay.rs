@@ -75,6 +75,7 @@ async fn wait_notification(listener: &mut Option<PgListener>) -> bool {
 
 /// One round: up to `batch` rows. Returns how many were published.
 pub async fn relay_once(pool: &PgPool, bus: &Bus, batch: i64) -> Result<usize, RelayError> {
+    let started = std::time::Instant::now();
     let mut tx = pool.begin().await.map_err(StoreError::from)?;
     let rows = sqlx::query(
         "SELECT id, message_id, exchange, routing_key, event_type, priority, headers, payload
@@ -97,7 +98,9 @@ pub async fn relay_once(pool: &PgPool, bus: &Bus, batch: i64) -> Result<usize, R
         ids.push(r.try_get::<i64, _>("id").map_err(StoreError::from)?);
         msgs.push(outgoing(r)?);
     }
+    let claimed = started.elapsed();
     let results = bus.publish_batch(&msgs).await.map_err(RelayError::Bus)?;
+    let confirmed = started.elapsed();
     let mut sent = Vec::new();
     for ((id, result), m) in ids.iter().zip(&results).zip(&msgs) {
         match result {
@@ -123,6 +126,14 @@ pub async fn relay_once(pool: &PgPool, bus: &Bus, batch: i64) -> Result<usize, R
         .await
         .map_err(StoreError::from)?;
     tx.commit().await.map_err(StoreError::from)?;
+    tracing::debug!(
+        rows = msgs.len(),
+        sent = sent.len(),
+        claimed_us = claimed.as_micros() as u64,
+        confirmed_us = confirmed.as_micros() as u64,
+        committed_us = started.elapsed().as_micros() as u64,
+        "outbox relayed"
+    );
     Ok(sent.len())
 }
 

@@ -51,7 +51,7 @@ impl IntakeApi {
     ) -> Result<pb::SubmitReferralResponse, CasesError> {
         let lang = Lang::of(meta);
         let submitter = s.source.agency_id.clone().unwrap_or_default();
-        if let Some(caller) = caller(meta) {
+        if let Some(caller) = caller(meta, self.0.settings.grpc.dev_identity) {
             if caller != submitter {
                 return Err(CasesError::PermissionDenied(format!(
                     "the caller `{caller}` may not submit on behalf of another agency"
@@ -103,8 +103,13 @@ impl IntakeApi {
     }
 }
 
-/// The calling agency, when the call says (development identity).
-pub(crate) fn caller(meta: &MetadataMap) -> Option<String> {
+/// The calling agency, from the `x-himaya-agency` metadata when development identity is
+/// on (`grpc.dev_identity`); with it off nobody is identified until per-agency
+/// certificates arrive, so reads are refused as unauthenticated.
+pub(crate) fn caller(meta: &MetadataMap, dev_identity: bool) -> Option<String> {
+    if !dev_identity {
+        return None;
+    }
     meta.get("x-himaya-agency")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)

@@ -14,7 +14,8 @@ pub mod read;
 
 use std::sync::Arc;
 
-use himaya_bus::Bus;
+use himaya_bus::{Bus, Exchange};
+use himaya_events::keys;
 use himaya_proto::v1::cases_server::CasesServer;
 use himaya_proto::v1::intake_server::IntakeServer;
 use himaya_settings::Settings;
@@ -50,22 +51,21 @@ impl CasesService {
         bus: Arc<Bus>,
         shutdown: CancellationToken,
     ) -> Result<CasesService, CasesError> {
-        let pool = himaya_store::connect_service(&settings.database, SCHEMA).await?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .map_err(himaya_store::StoreError::from)?;
+        let (pool, relay) = himaya_store::start_service(
+            &settings,
+            SCHEMA,
+            &sqlx::migrate!("./migrations"),
+            bus.clone(),
+            shutdown.clone(),
+        )
+        .await?;
         let state = Arc::new(State {
             pool: pool.clone(),
             settings: settings.clone(),
         });
-        let queue = outcomes::declare(&bus).await?;
-        let relay = tokio::spawn(himaya_store::run_relay(
-            pool.clone(),
-            bus.clone(),
-            (&settings.relay).into(),
-            shutdown.clone(),
-        ));
+        let queue = bus.topology().queue(OUTCOMES_QUEUE);
+        bus.declare_queue(&queue, Exchange::Events, &[keys::DELIVERY_RECORDED])
+            .await?;
         let consumer = tokio::spawn(himaya_bus::consume(
             bus,
             queue,

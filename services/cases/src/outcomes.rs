@@ -1,23 +1,11 @@
 //! Records what agencies answered to deliveries (`referral.delivery.recorded`).
 
-use std::sync::Arc;
-
-use himaya_bus::{Bus, Exchange, HandleError, Handler, Incoming};
-use himaya_events::{decode, keys, DeliveryRecorded};
+use himaya_bus::{HandleError, Handler, Incoming};
+use himaya_events::{decode, DeliveryRecorded};
 use sqlx::PgPool;
 
 use crate::db::history;
 use crate::{CasesError, OUTCOMES_QUEUE};
-
-pub async fn declare(bus: &Arc<Bus>) -> Result<String, CasesError> {
-    let queue = bus.topology().queue(OUTCOMES_QUEUE);
-    let ch = bus.channel().await?;
-    bus.topology()
-        .declare_queue(&ch, &queue, Exchange::Events, &[keys::DELIVERY_RECORDED])
-        .await?;
-    let _ = ch.close(200, "declared").await;
-    Ok(queue)
-}
 
 pub struct Outcomes {
     pool: PgPool,

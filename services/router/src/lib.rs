@@ -46,27 +46,22 @@ pub async fn start(
     bus: Arc<Bus>,
     shutdown: CancellationToken,
 ) -> Result<Vec<JoinHandle<()>>, RouterError> {
-    let pool = himaya_store::connect_service(&settings.database, SCHEMA).await?;
-    sqlx::migrate!("./migrations")
-        .run(&pool)
-        .await
-        .map_err(himaya_store::StoreError::from)?;
+    let (pool, relay) = himaya_store::start_service(
+        &settings,
+        SCHEMA,
+        &sqlx::migrate!("./migrations"),
+        bus.clone(),
+        shutdown.clone(),
+    )
+    .await?;
     let topo = bus.topology();
-    let ch = bus.channel().await?;
     let queue = topo.queue(QUEUE);
-    topo.declare_queue(&ch, &queue, Exchange::Events, &[keys::REFERRAL_CREATED])
+    bus.declare_queue(&queue, Exchange::Events, &[keys::REFERRAL_CREATED])
         .await?;
     for (id, _) in connected(&settings) {
-        topo.declare_queue(&ch, &topo.delivery_queue(id), Exchange::Delivery, &[id])
+        bus.declare_queue(&topo.delivery_queue(id), Exchange::Delivery, &[id])
             .await?;
     }
-    let _ = ch.close(200, "declared").await;
-    let relay = tokio::spawn(himaya_store::run_relay(
-        pool.clone(),
-        bus.clone(),
-        (&settings.relay).into(),
-        shutdown.clone(),
-    ));
     let router = Arc::new(Router {
         pool,
         settings: settings.clone(),
