@@ -264,10 +264,20 @@ fn main() {
             "{:<58} {:>10} {:>9} {:>9}",
             "measure", "per sec", "p50 ms", "p99 ms"
         );
+        let ms = |x: f64| {
+            if x.is_nan() {
+                "-".to_owned()
+            } else {
+                format!("{x:.1}")
+            }
+        };
         for f in figures {
             println!(
-                "{:<58} {:>10.0} {:>9.1} {:>9.1}",
-                f.what, f.per_sec, f.p50_ms, f.p99_ms
+                "{:<58} {:>10.0} {:>9} {:>9}",
+                f.what,
+                f.per_sec,
+                ms(f.p50_ms),
+                ms(f.p99_ms)
             );
         }
     });
