@@ -89,9 +89,13 @@ impl Hub {
                 .set_serving::<himaya_proto::v1::cases_server::CasesServer<himaya_cases::CasesApi>>(
                 )
                 .await;
+            reporter
+                .set_serving::<himaya_proto::v1::case_work_server::CaseWorkServer<himaya_cases::CaseWorkApi>>()
+                .await;
             router = router
                 .add_service(cases.intake())
-                .add_service(cases.cases());
+                .add_service(cases.cases())
+                .add_service(cases.case_work());
             tasks.extend(cases.tasks);
         }
         if components.contains(&Component::Directory) {

@@ -90,6 +90,29 @@ pub struct DeliveryRecorded {
     pub agency_reference: Option<String>,
 }
 
+/// `case.updated`: a change of a case's lifecycle (ids and kinds only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseUpdated {
+    pub message_id: String,
+    pub occurred_at: String,
+    pub case_id: String,
+    pub version: i64,
+    pub status: String,
+    pub change: String,
+    pub actor: String,
+}
+
+/// `case.deadline.missed`: an escalation to the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadlineMissed {
+    pub message_id: String,
+    pub occurred_at: String,
+    pub case_id: String,
+    pub kind: String,
+    pub due_at: String,
+    pub supervisor_id: Option<String>,
+}
+
 macro_rules! event {
     ($t:ty, $name:literal, $file:literal) => {
         impl Event for $t {
@@ -117,11 +140,19 @@ event!(
     "himaya.v1.DeliveryRecorded",
     "delivery_recorded.avsc"
 );
+event!(CaseUpdated, "himaya.v1.CaseUpdated", "case_updated.avsc");
+event!(
+    DeadlineMissed,
+    "himaya.v1.DeadlineMissed",
+    "deadline_missed.avsc"
+);
 
 /// Routing keys on the events exchange.
 pub mod keys {
     pub const REFERRAL_CREATED: &str = "referral.created";
     pub const DELIVERY_RECORDED: &str = "referral.delivery.recorded";
+    pub const CASE_UPDATED: &str = "case.updated";
+    pub const DEADLINE_MISSED: &str = "case.deadline.missed";
 }
 
 struct Known {
@@ -151,6 +182,8 @@ fn registry() -> Result<&'static HashMap<&'static str, Known>, CodecError> {
                 (ReferralCreated::NAME, ReferralCreated::SCHEMA),
                 (DeliveryRequested::NAME, DeliveryRequested::SCHEMA),
                 (DeliveryRecorded::NAME, DeliveryRecorded::SCHEMA),
+                (CaseUpdated::NAME, CaseUpdated::SCHEMA),
+                (DeadlineMissed::NAME, DeadlineMissed::SCHEMA),
             ]
             .into_iter()
             .map(|(n, s)| match parse(n, s) {
@@ -253,6 +286,29 @@ mod tests {
     }
 
     #[test]
+    fn lifecycle_events_round_trip() {
+        let u = CaseUpdated {
+            message_id: new_message_id(),
+            occurred_at: "2026-11-22T09:30:00Z".into(),
+            case_id: "case_1".into(),
+            version: 3,
+            status: "registered".into(),
+            change: "assigned".into(),
+            actor: "sw-1".into(),
+        };
+        assert_eq!(decode::<CaseUpdated>(&encode(&u).unwrap()).unwrap(), u);
+        let m = DeadlineMissed {
+            message_id: new_message_id(),
+            occurred_at: "2026-11-22T09:30:00Z".into(),
+            case_id: "case_1".into(),
+            kind: "assignment".into(),
+            due_at: "2026-11-22T10:30:00Z".into(),
+            supervisor_id: None,
+        };
+        assert_eq!(decode::<DeadlineMissed>(&encode(&m).unwrap()).unwrap(), m);
+    }
+
+    #[test]
     fn arabic_record_round_trips_through_avro() {
         let e = created();
         let bytes = encode(&e).unwrap();
@@ -265,6 +321,14 @@ mod tests {
         undocumented.case.child.school = None;
         let bytes = encode(&undocumented).unwrap();
         assert_eq!(decode::<ReferralCreated>(&bytes).unwrap(), undocumented);
+        let closed = ReferralCreated {
+            case: fixtures::closed_record(),
+            ..created()
+        };
+        assert_eq!(
+            decode::<ReferralCreated>(&encode(&closed).unwrap()).unwrap(),
+            closed
+        );
     }
 
     #[test]

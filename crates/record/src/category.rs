@@ -128,6 +128,22 @@ pub const FIELD_CATEGORIES: &[(&str, DataCategory)] = &[
     ("target_groups[]", ProtectionConcern),
     ("consent_refs[].consent_id", Reference),
     ("consent_refs[].given_by", Reference),
+    ("acceptance.decision", Reference),
+    ("acceptance.vulnerability_criteria[]", ProtectionConcern),
+    ("acceptance.reason", CaseNotes),
+    ("acceptance.referred_on_to", Reference),
+    ("acceptance.decided_by", Reference),
+    ("acceptance.decided_at", Reference),
+    ("assignment.caseworker_id", Reference),
+    ("assignment.supervisor_id", Reference),
+    ("assignment.assigned_at", Reference),
+    // The reason can be the child's death: protection concern, not reference.
+    ("closure.reason", ProtectionConcern),
+    ("closure.parents_consulted", CaseNotes),
+    ("closure.final_evaluation", CaseNotes),
+    ("closure.recommendations", CaseNotes),
+    ("closure.closed_by", Reference),
+    ("closure.closed_at", Reference),
 ];
 
 /// The category of a field path, or `None` for a path nobody categorised (never disclosed).

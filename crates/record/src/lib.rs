@@ -3,7 +3,9 @@
 
 pub mod category;
 pub mod id;
+#[macro_use]
 pub mod record;
+pub mod lifecycle;
 pub mod validate;
 
 pub use category::{category_of, DataCategory, FIELD_CATEGORIES};
@@ -93,6 +95,36 @@ pub mod fixtures {
     pub fn record() -> CaseRecord {
         let now = Utc.with_ymd_and_hms(2026, 11, 22, 9, 30, 0).single();
         CaseRecord::open(details(), school_source(), now.unwrap_or_default())
+    }
+
+    /// A record that has been through the whole lifecycle: every optional part set.
+    pub fn closed_record() -> CaseRecord {
+        use crate::lifecycle::*;
+        let mut r = record();
+        let at = r.created_at;
+        r.status = CaseStatus::Closed;
+        r.acceptance = Some(Acceptance {
+            decision: AcceptanceDecision::Register,
+            vulnerability_criteria: vec!["child_labour".into()],
+            reason: Some("تعمل الطفلة في ورشة".into()),
+            referred_on_to: Some("mosa-cairo".into()),
+            decided_by: "sw-1".into(),
+            decided_at: at,
+        });
+        r.assignment = Some(Assignment {
+            caseworker_id: "sw-1".into(),
+            supervisor_id: "sup-1".into(),
+            assigned_at: at,
+        });
+        r.closure = Some(Closure {
+            reason: ClosureReason::NeedEnded,
+            parents_consulted: true,
+            final_evaluation: "عادت إلى المدرسة".into(),
+            recommendations: "متابعة مع المدرسة".into(),
+            closed_by: "sw-1".into(),
+            closed_at: at,
+        });
+        r
     }
 }
 

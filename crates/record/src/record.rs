@@ -282,6 +282,15 @@ pub struct CaseRecord {
     pub risk_level: RiskLevel,
     pub target_groups: Vec<TargetGroup>,
     pub consent_refs: Vec<ConsentRef>,
+    /// The first assessment's decision, once made.
+    #[serde(default)]
+    pub acceptance: Option<crate::lifecycle::Acceptance>,
+    /// The caseworker and supervisor, once assigned.
+    #[serde(default)]
+    pub assignment: Option<crate::lifecycle::Assignment>,
+    /// How the case ended, while it is closed.
+    #[serde(default)]
+    pub closure: Option<crate::lifecycle::Closure>,
 }
 
 impl CaseRecord {
@@ -319,6 +328,9 @@ impl CaseRecord {
             risk_level: details.risk_level,
             target_groups: details.target_groups,
             consent_refs: details.consent_refs,
+            acceptance: None,
+            assignment: None,
+            closure: None,
         }
     }
 }

@@ -41,6 +41,7 @@ pub struct Settings {
     pub relay: RelaySettings,
     pub connectors: ConnectorSettings,
     pub telemetry: TelemetrySettings,
+    pub lifecycle: LifecycleSettings,
     /// Every agency connected to the hub, by directory id.
     pub agencies: BTreeMap<String, AgencySettings>,
     /// Which agency types may receive which data categories, for which purpose.
@@ -93,6 +94,45 @@ pub struct RelaySettings {
 pub struct ConnectorSettings {
     /// Timeout of one outbound HTTP call to an agency.
     pub timeout_ms: u64,
+}
+
+/// The case lifecycle's rules from the field (DOMAIN.md), as configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleSettings {
+    /// Open cases one caseworker may hold (the seeds: 25).
+    pub max_cases_per_caseworker: i64,
+    /// Caseworkers one supervisor may oversee (the seeds: 5).
+    pub max_caseworkers_per_supervisor: i64,
+    /// How often the deadline engine looks for missed deadlines.
+    pub deadline_check_interval_ms: u64,
+    /// Vulnerability criteria an assessment may record.
+    pub vulnerability_criteria: Vec<String>,
+    /// Criteria that are material need only: alone they never qualify for registration.
+    pub material_need_criteria: Vec<String>,
+    /// Where material-need-only referrals are referred on to (a cash-assistance agency).
+    pub relief_agency: String,
+    pub deadlines: RiskDeadlineSettings,
+}
+
+/// Deadlines per risk level.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RiskDeadlineSettings {
+    pub high: DeadlineSettings,
+    pub medium: DeadlineSettings,
+    pub low: DeadlineSettings,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadlineSettings {
+    /// From registration to a caseworker assigned.
+    pub assign_within_secs: i64,
+    /// From assignment to the child seen.
+    pub first_contact_within_secs: i64,
+    /// Between reviews.
+    pub review_every_secs: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -181,6 +221,53 @@ impl Settings {
         }
         if self.relay.batch_size < 1 {
             return Err(invalid("relay.batch_size", "must be at least 1"));
+        }
+        let l = &self.lifecycle;
+        if l.max_cases_per_caseworker < 1 || l.max_caseworkers_per_supervisor < 1 {
+            return Err(invalid(
+                "lifecycle.max_cases_per_caseworker",
+                "caseload limits must be at least 1",
+            ));
+        }
+        if l.vulnerability_criteria.is_empty() {
+            return Err(invalid(
+                "lifecycle.vulnerability_criteria",
+                "list at least one criterion",
+            ));
+        }
+        if let Some(dup) = l
+            .material_need_criteria
+            .iter()
+            .find(|c| l.vulnerability_criteria.contains(c))
+        {
+            return Err(invalid(
+                "lifecycle.material_need_criteria",
+                format!("`{dup}` is also a vulnerability criterion"),
+            ));
+        }
+        match self.agencies.get(&l.relief_agency) {
+            Some(a) if a.agency_type == AgencyType::CashAssistance => {}
+            _ => {
+                return Err(invalid(
+                    "lifecycle.relief_agency",
+                    "must name a cash_assistance agency in [agencies]",
+                ))
+            }
+        }
+        for (risk, d) in [
+            ("high", &l.deadlines.high),
+            ("medium", &l.deadlines.medium),
+            ("low", &l.deadlines.low),
+        ] {
+            if d.assign_within_secs < 1
+                || d.first_contact_within_secs < 1
+                || d.review_every_secs < 1
+            {
+                return Err(invalid(
+                    format!("lifecycle.deadlines.{risk}"),
+                    "every deadline must be at least 1 second",
+                ));
+            }
         }
         if self.agencies.is_empty() {
             return Err(invalid(

@@ -33,16 +33,25 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Transient failures (connection lost, serialization conflict) may succeed later.
+    /// Transient failures (connection lost, pool exhausted, serialization conflict,
+    /// deadlock, server shutting down) may succeed later; bad data and broken
+    /// constraints never will.
     pub fn is_retryable(&self) -> bool {
         match self {
-            StoreError::Database(e) => !matches!(
+            StoreError::Database(sqlx::Error::Database(db)) => {
+                // SQLSTATE classes: 08 connection, 40 rollback (serialization, deadlock),
+                // 53 insufficient resources, 57 operator intervention, 58 system error.
+                let code = db.code();
+                let class = code.as_deref().map(|c| &c[..c.len().min(2)]);
+                matches!(class, Some("08" | "40" | "53" | "57" | "58"))
+            }
+            StoreError::Database(e) => matches!(
                 e,
-                sqlx::Error::RowNotFound
-                    | sqlx::Error::ColumnNotFound(_)
-                    | sqlx::Error::ColumnDecode { .. }
-                    | sqlx::Error::TypeNotFound { .. }
-                    | sqlx::Error::Decode(_)
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+                    | sqlx::Error::Tls(_)
             ),
             _ => false,
         }

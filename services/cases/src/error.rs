@@ -13,6 +13,15 @@ pub enum CasesError {
     Unauthenticated(String),
     #[error("{0}")]
     PermissionDenied(String),
+    /// A move the case's status does not allow, or a rule (caseload, closure) not met.
+    #[error("{0}")]
+    Precondition(String),
+    #[error("case {case_id} is at version {current}, not {expected}: reload it and try again")]
+    Stale {
+        case_id: String,
+        current: i64,
+        expected: i64,
+    },
     #[error("storage failed")]
     Store(#[from] himaya_store::StoreError),
     #[error("the bus failed")]
@@ -36,6 +45,8 @@ impl From<CasesError> for Status {
             CasesError::NotFound(m) => Status::not_found(m),
             CasesError::Unauthenticated(m) => Status::unauthenticated(m),
             CasesError::PermissionDenied(m) => Status::permission_denied(m),
+            CasesError::Precondition(m) => Status::failed_precondition(m),
+            e @ CasesError::Stale { .. } => Status::aborted(e.to_string()),
             CasesError::Store(ref s) if s.is_retryable() => {
                 tracing::warn!(error = %s, "storage unavailable");
                 Status::unavailable("storage is unavailable; retry with the same submission_id")

@@ -1,16 +1,20 @@
 //! The cases service: owns the normalized case record (schema `cases`). Serves
-//! `himaya.v1.Intake` (referrals in) and `himaya.v1.Cases` (a case as the calling agency
-//! may see it), and records what agencies answered to deliveries.
+//! `himaya.v1.Intake` (referrals in), `himaya.v1.Cases` (a case as the calling agency may
+//! see it) and `himaya.v1.CaseWork` (acceptance, caseloads, reviews, closure); records
+//! what agencies answered to deliveries; runs the deadline engine.
 //!
 //! Intake lives here rather than in a service of its own: accepting a referral *is*
 //! writing the case row, and splitting them would need a second copy of the record or a
 //! cross-service read (see docs/decisions.md).
 
+mod change;
 mod db;
+mod deadlines;
 mod error;
 pub mod intake;
 mod outcomes;
 pub mod read;
+pub mod work;
 
 use std::sync::Arc;
 
@@ -26,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 pub use error::CasesError;
 pub use intake::IntakeApi;
 pub use read::CasesApi;
+pub use work::CaseWorkApi;
 
 /// The database schema this service owns.
 pub const SCHEMA: &str = "cases";
@@ -70,18 +75,30 @@ impl CasesService {
             bus,
             queue,
             settings.bus.prefetch,
-            Arc::new(outcomes::Outcomes::new(pool)),
-            shutdown,
+            Arc::new(outcomes::Outcomes::new(pool.clone())),
+            shutdown.clone(),
         ));
+        let interval =
+            std::time::Duration::from_millis(settings.lifecycle.deadline_check_interval_ms);
+        let engine = tokio::spawn(deadlines::run(pool, interval, shutdown));
         Ok(CasesService {
             state,
-            tasks: vec![relay, consumer],
+            tasks: vec![relay, consumer, engine],
         })
     }
 
     pub fn intake(&self) -> IntakeServer<intake::IntakeApi> {
         IntakeServer::new(intake::IntakeApi(self.state.clone()))
             .max_decoding_message_size(self.state.settings.grpc.max_message_bytes)
+    }
+
+    pub fn case_work(
+        &self,
+    ) -> himaya_proto::v1::case_work_server::CaseWorkServer<work::CaseWorkApi> {
+        himaya_proto::v1::case_work_server::CaseWorkServer::new(work::CaseWorkApi(
+            self.state.clone(),
+        ))
+        .max_decoding_message_size(self.state.settings.grpc.max_message_bytes)
     }
 
     pub fn cases(&self) -> CasesServer<read::CasesApi> {

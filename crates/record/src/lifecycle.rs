@@ -1,0 +1,238 @@
+//! The case lifecycle's rules (DOMAIN.md, workflow steps 2–5), without I/O: which moves
+//! a case may make from where it stands, what closure needs, and when things fall due.
+
+use chrono::{DateTime, Duration, Months, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::record::{CaseStatus, RiskLevel};
+
+vocabulary!(
+    /// The first assessment's decision (step 2).
+    AcceptanceDecision {
+        Register => "register",
+        ReferOn => "refer_on",
+        Decline => "decline",
+    }
+);
+
+vocabulary!(
+    /// The only reasons a case may close (step 5).
+    ClosureReason {
+        NeedEnded => "need_ended",
+        Death => "death",
+        TurnedEighteen => "turned_18",
+        MovedOutOfReach => "moved_out_of_reach",
+        ContactLost => "contact_lost",
+    }
+);
+
+vocabulary!(
+    /// How a review saw the child and family (step 4).
+    ReviewKind {
+        HomeVisit => "home_visit",
+        MeetingWithChild => "meeting_with_child",
+        Phone => "phone",
+    }
+);
+
+vocabulary!(
+    /// What a deadline watches; a missed one escalates to the supervisor.
+    DeadlineKind {
+        Assignment => "assignment",
+        FirstContact => "first_contact",
+        Review => "review",
+        TurnsEighteen => "turns_18",
+    }
+);
+
+/// A move in the lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Move {
+    Register,
+    ReferOn,
+    Decline,
+    Assign,
+    Review,
+    Close,
+    Reopen,
+}
+
+impl Move {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Move::Register => "register",
+            Move::ReferOn => "refer on",
+            Move::Decline => "decline",
+            Move::Assign => "assign",
+            Move::Review => "review",
+            Move::Close => "close",
+            Move::Reopen => "reopen",
+        }
+    }
+}
+
+impl From<AcceptanceDecision> for Move {
+    fn from(d: AcceptanceDecision) -> Move {
+        match d {
+            AcceptanceDecision::Register => Move::Register,
+            AcceptanceDecision::ReferOn => Move::ReferOn,
+            AcceptanceDecision::Decline => Move::Decline,
+        }
+    }
+}
+
+/// The moves allowed from each status.
+pub fn allowed(status: CaseStatus) -> &'static [Move] {
+    match status {
+        CaseStatus::Referred => &[Move::Register, Move::ReferOn, Move::Decline],
+        CaseStatus::Registered => &[Move::Assign, Move::Review, Move::Close],
+        CaseStatus::ReferredOn | CaseStatus::Declined | CaseStatus::Closed => &[Move::Reopen],
+    }
+}
+
+/// A move the current status does not allow; says what is allowed instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a case that is `{from}` cannot {attempted}; allowed: {}", allowed_list(*.from))]
+pub struct IllegalMove {
+    pub from: CaseStatus,
+    pub attempted: &'static str,
+}
+
+fn allowed_list(s: CaseStatus) -> String {
+    allowed(s)
+        .iter()
+        .map(|m| m.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The status after `m`, or why `m` is not allowed now.
+pub fn apply(from: CaseStatus, m: Move) -> Result<CaseStatus, IllegalMove> {
+    if !allowed(from).contains(&m) {
+        return Err(IllegalMove {
+            from,
+            attempted: m.as_str(),
+        });
+    }
+    Ok(match m {
+        Move::Register | Move::Reopen => CaseStatus::Registered,
+        Move::ReferOn => CaseStatus::ReferredOn,
+        Move::Decline => CaseStatus::Declined,
+        Move::Assign | Move::Review => from,
+        Move::Close => CaseStatus::Closed,
+    })
+}
+
+/// The first assessment's outcome, kept on the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Acceptance {
+    pub decision: AcceptanceDecision,
+    /// Criteria from the configured vocabulary that the assessment found.
+    pub vulnerability_criteria: Vec<String>,
+    /// Why: required to refer on or decline; set by the hub when it routes a
+    /// material-need-only case to relief.
+    pub reason: Option<String>,
+    /// The agency a referred-on case went to.
+    pub referred_on_to: Option<String>,
+    pub decided_by: String,
+    pub decided_at: DateTime<Utc>,
+}
+
+/// Who works the case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub caseworker_id: String,
+    pub supervisor_id: String,
+    pub assigned_at: DateTime<Utc>,
+}
+
+/// How the case ended, with what the seeds require.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Closure {
+    pub reason: ClosureReason,
+    pub parents_consulted: bool,
+    pub final_evaluation: String,
+    pub recommendations: String,
+    pub closed_by: String,
+    pub closed_at: DateTime<Utc>,
+}
+
+/// The outcome when only material need was found: not a child-protection case.
+pub const MATERIAL_NEED_ONLY: &str =
+    "poverty or material need alone is not a child-protection vulnerability criterion; the family is referred to relief / cash-assistance support";
+
+/// Deadline settings for one risk level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RiskDeadlines {
+    pub assign_within: Duration,
+    pub first_contact_within: Duration,
+    pub review_every: Duration,
+}
+
+/// When a child turns 18, from the date of birth.
+pub fn eighteenth_birthday(dob: NaiveDate) -> Option<DateTime<Utc>> {
+    dob.checked_add_months(Months::new(18 * 12))
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|d| d.and_utc())
+}
+
+/// The deadlines a newly registered case starts with.
+pub fn on_registration(
+    now: DateTime<Utc>,
+    d: &RiskDeadlines,
+    dob: Option<NaiveDate>,
+) -> Vec<(DeadlineKind, DateTime<Utc>)> {
+    let mut out = vec![(DeadlineKind::Assignment, now + d.assign_within)];
+    if let Some(at) = dob.and_then(eighteenth_birthday) {
+        out.push((DeadlineKind::TurnsEighteen, at));
+    }
+    out
+}
+
+/// Risk level → index into configuration tables.
+pub fn risk_index(r: RiskLevel) -> usize {
+    match r {
+        RiskLevel::High => 0,
+        RiskLevel::Medium => 1,
+        RiskLevel::Low => 2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_says_what_it_allows() {
+        assert_eq!(
+            apply(CaseStatus::Referred, Move::Register),
+            Ok(CaseStatus::Registered)
+        );
+        assert_eq!(
+            apply(CaseStatus::Registered, Move::Close),
+            Ok(CaseStatus::Closed)
+        );
+        assert_eq!(
+            apply(CaseStatus::Closed, Move::Reopen),
+            Ok(CaseStatus::Registered)
+        );
+        let e = apply(CaseStatus::Closed, Move::Review).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "a case that is `closed` cannot review; allowed: reopen"
+        );
+        let e = apply(CaseStatus::Referred, Move::Close).unwrap_err();
+        assert!(e
+            .to_string()
+            .contains("allowed: register, refer on, decline"));
+    }
+
+    #[test]
+    fn the_eighteenth_birthday_handles_leap_days() {
+        let d = NaiveDate::from_ymd_opt(2008, 2, 29).unwrap();
+        assert_eq!(
+            eighteenth_birthday(d).unwrap().date_naive(),
+            NaiveDate::from_ymd_opt(2026, 2, 28).unwrap()
+        );
+    }
+}

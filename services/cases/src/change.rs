@@ -1,0 +1,128 @@
+//! Changing a case safely: load it locked at the version the caller expects, change it,
+//! save it with the next version, its history entry and its `case.updated` event, all in
+//! one transaction. A stale version is refused (ABORTED), never last-write-wins.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use himaya_bus::{Exchange, Outgoing};
+use himaya_events::{encode, keys, new_message_id, CaseUpdated, Event};
+use himaya_record::lifecycle::DeadlineKind;
+use himaya_record::{CaseId, CaseRecord};
+use himaya_store::StoreError;
+use sqlx::{PgConnection, Row};
+
+use crate::db::history;
+use crate::CasesError;
+
+/// Loads `case_id` for update; refuses when its version is not `expected`.
+pub async fn load_for_update(
+    conn: &mut PgConnection,
+    case_id: &CaseId,
+    expected: i64,
+) -> Result<CaseRecord, CasesError> {
+    let row = sqlx::query("SELECT record FROM cases WHERE case_id = $1 FOR UPDATE")
+        .bind(case_id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| CasesError::NotFound(format!("no case {case_id}")))?;
+    let json: serde_json::Value = row.try_get("record")?;
+    let record: CaseRecord =
+        serde_json::from_value(json).map_err(|_| StoreError::Corrupt("cases.record"))?;
+    if record.version != expected {
+        return Err(CasesError::Stale {
+            case_id: case_id.to_string(),
+            current: record.version,
+            expected,
+        });
+    }
+    Ok(record)
+}
+
+/// Saves the changed record as the next version, with history and event.
+pub async fn save(
+    conn: &mut PgConnection,
+    record: &mut CaseRecord,
+    actor: &str,
+    change: &str,
+    now: DateTime<Utc>,
+) -> Result<(), CasesError> {
+    record.version += 1;
+    record.updated_at = now;
+    let case_id = record.case_id.to_string();
+    let json = serde_json::to_value(&*record).map_err(|_| StoreError::Corrupt("case record"))?;
+    sqlx::query(
+        "UPDATE cases SET version = $2, status = $3, risk_level = $4, record = $5, updated_at = $6,
+                caseworker_id = $7
+          WHERE case_id = $1",
+    )
+    .bind(&case_id)
+    .bind(record.version)
+    .bind(record.status.as_str())
+    .bind(record.risk_level.as_str())
+    .bind(&json)
+    .bind(now)
+    .bind(record.assignment.as_ref().map(|a| a.caseworker_id.as_str()))
+    .execute(&mut *conn)
+    .await?;
+    history(&mut *conn, &case_id, record.version, actor, change).await?;
+    let event = CaseUpdated {
+        message_id: new_message_id(),
+        occurred_at: now.to_rfc3339(),
+        case_id: case_id.clone(),
+        version: record.version,
+        status: record.status.as_str().into(),
+        change: change.split(':').next().unwrap_or(change).into(),
+        actor: actor.into(),
+    };
+    let mut headers = BTreeMap::new();
+    headers.insert("x-correlation-id".to_owned(), case_id);
+    let msg = Outgoing {
+        exchange: Exchange::Events,
+        routing_key: keys::CASE_UPDATED.into(),
+        payload: encode(&event)?,
+        message_id: event.message_id.clone(),
+        event_type: CaseUpdated::NAME.into(),
+        priority: record.referral.priority.amqp_priority(),
+        headers,
+    };
+    himaya_store::outbox::enqueue(conn, &msg).await?;
+    Ok(())
+}
+
+/// Opens a deadline (replacing an open one of the same kind).
+pub async fn open_deadline(
+    conn: &mut PgConnection,
+    case_id: &CaseId,
+    kind: DeadlineKind,
+    due_at: DateTime<Utc>,
+) -> Result<(), CasesError> {
+    close_deadlines(&mut *conn, case_id, &[kind], "cancelled").await?;
+    sqlx::query("INSERT INTO deadlines (case_id, kind, due_at) VALUES ($1, $2, $3)")
+        .bind(case_id.to_string())
+        .bind(kind.as_str())
+        .bind(due_at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Marks open deadlines of `kinds` as `state` (`met` or `cancelled`); empty `kinds`: all.
+pub async fn close_deadlines(
+    conn: &mut PgConnection,
+    case_id: &CaseId,
+    kinds: &[DeadlineKind],
+    state: &str,
+) -> Result<(), CasesError> {
+    let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+    sqlx::query(
+        "UPDATE deadlines SET state = $3, closed_at = now()
+          WHERE case_id = $1 AND state = 'open' AND (cardinality($2::text[]) = 0 OR kind = ANY($2))",
+    )
+    .bind(case_id.to_string())
+    .bind(&kinds)
+    .bind(state)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,92 @@
+//! The deadline engine. Deadlines are rows; every `interval` the engine claims the open
+//! ones that have passed (`FOR UPDATE SKIP LOCKED`, so several processes share the work),
+//! marks each fired, records the escalation and enqueues `case.deadline.missed` in the
+//! same transaction: each fires exactly once, and a restart loses none.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use himaya_bus::{Exchange, Outgoing};
+use himaya_events::{encode, keys, new_message_id, DeadlineMissed, Event};
+use sqlx::{PgPool, Row};
+use tokio_util::sync::CancellationToken;
+
+use crate::CasesError;
+
+/// Deadlines fired per transaction; a full batch means more may be waiting.
+const BATCH: usize = 100;
+
+pub async fn run(pool: PgPool, interval: Duration, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        match fire_due(&pool, BATCH as i64).await {
+            Ok(BATCH) => continue,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "deadline check failed; will retry"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// Fires up to `batch` passed deadlines; returns how many.
+pub async fn fire_due(pool: &PgPool, batch: i64) -> Result<usize, CasesError> {
+    let mut tx = pool.begin().await?;
+    let rows = sqlx::query(
+        "SELECT d.id, d.case_id, d.kind, d.due_at, s.supervisor_id
+           FROM deadlines d
+           JOIN cases c ON c.case_id = d.case_id
+           LEFT JOIN staff s ON s.staff_id = c.caseworker_id
+          WHERE d.state = 'open' AND d.due_at <= now()
+          ORDER BY d.due_at
+          LIMIT $1
+          FOR UPDATE OF d SKIP LOCKED",
+    )
+    .bind(batch)
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in &rows {
+        let id: i64 = row.try_get("id")?;
+        let case_id: String = row.try_get("case_id")?;
+        let kind: String = row.try_get("kind")?;
+        let due_at: DateTime<Utc> = row.try_get("due_at")?;
+        let supervisor_id: Option<String> = row.try_get("supervisor_id")?;
+        sqlx::query("UPDATE deadlines SET state = 'fired', closed_at = now() WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO escalations (deadline_id, case_id, kind, due_at, supervisor_id) VALUES ($1, $2, $3, $4, $5)")
+            .bind(id)
+            .bind(&case_id)
+            .bind(&kind)
+            .bind(due_at)
+            .bind(&supervisor_id)
+            .execute(&mut *tx)
+            .await?;
+        let event = DeadlineMissed {
+            message_id: new_message_id(),
+            occurred_at: Utc::now().to_rfc3339(),
+            case_id: case_id.clone(),
+            kind: kind.clone(),
+            due_at: due_at.to_rfc3339(),
+            supervisor_id,
+        };
+        let mut headers = BTreeMap::new();
+        headers.insert("x-correlation-id".to_owned(), case_id.clone());
+        let msg = Outgoing {
+            exchange: Exchange::Events,
+            routing_key: keys::DEADLINE_MISSED.into(),
+            payload: encode(&event)?,
+            message_id: event.message_id.clone(),
+            event_type: DeadlineMissed::NAME.into(),
+            priority: 9,
+            headers,
+        };
+        himaya_store::outbox::enqueue(&mut tx, &msg).await?;
+        tracing::warn!(case_id = %case_id, kind = %kind, "deadline missed: escalated to the supervisor");
+    }
+    tx.commit().await?;
+    Ok(rows.len())
+}

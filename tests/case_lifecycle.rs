@@ -1,0 +1,515 @@
+//! The case lifecycle from DOMAIN.md against the real database and broker: acceptance,
+//! caseloads, reviews, every closure reason and its rules, reopening, refusals that write
+//! nothing, and a deadline that fires once, after a restart.
+
+mod helpers;
+
+use helpers::*;
+use himaya_proto::v1 as pb;
+use pb::case_work_client::CaseWorkClient;
+use pb::intake_client::IntakeClient;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+const OWNER: &str = "mosa-cairo";
+
+fn owned<T>(msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut()
+        .insert("x-himaya-agency", OWNER.parse().unwrap());
+    r
+}
+
+struct Work {
+    client: CaseWorkClient<Channel>,
+    intake: IntakeClient<Channel>,
+}
+
+impl Work {
+    async fn new(ch: Channel) -> Work {
+        Work {
+            client: CaseWorkClient::new(ch.clone()),
+            intake: IntakeClient::new(ch),
+        }
+    }
+
+    /// A new referred case (version 1). `dob` overrides the fixture's date of birth.
+    async fn referral(&mut self, tag: &str, dob: Option<&str>) -> String {
+        let mut req = school_request(tag);
+        if let Some(d) = dob {
+            req.referral
+                .as_mut()
+                .unwrap()
+                .child
+                .as_mut()
+                .unwrap()
+                .date_of_birth = Some(d.into());
+        }
+        self.intake
+            .submit_school_referral(Request::new(req))
+            .await
+            .unwrap()
+            .into_inner()
+            .case_id
+    }
+
+    async fn decide(
+        &mut self,
+        case_id: &str,
+        version: i64,
+        decision: &str,
+        criteria: &[&str],
+        reason: Option<&str>,
+    ) -> Result<pb::CaseChange, Status> {
+        let msg = pb::DecideAcceptanceRequest {
+            case_id: case_id.into(),
+            expected_version: version,
+            actor: "sw-lead".into(),
+            decision: decision.into(),
+            vulnerability_criteria: criteria.iter().map(|c| c.to_string()).collect(),
+            reason: reason.map(str::to_owned),
+            referred_on_to: None,
+        };
+        self.client
+            .decide_acceptance(owned(msg))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    async fn register(&mut self, case_id: &str) -> pb::CaseChange {
+        self.decide(case_id, 1, "register", &["exploitative_labour"], None)
+            .await
+            .unwrap()
+    }
+
+    async fn staff(
+        &mut self,
+        id: &str,
+        role: &str,
+        supervisor: Option<&str>,
+    ) -> Result<pb::StaffMember, Status> {
+        let msg = pb::AddStaffRequest {
+            staff_id: id.into(),
+            role: role.into(),
+            supervisor_id: supervisor.map(str::to_owned),
+        };
+        self.client
+            .add_staff(owned(msg))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    async fn assign(
+        &mut self,
+        case_id: &str,
+        version: i64,
+        caseworker: &str,
+    ) -> Result<pb::CaseChange, Status> {
+        let msg = pb::AssignCaseRequest {
+            case_id: case_id.into(),
+            expected_version: version,
+            actor: "sup-1".into(),
+            caseworker_id: caseworker.into(),
+        };
+        self.client
+            .assign_case(owned(msg))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    async fn review(&mut self, case_id: &str, version: i64) -> Result<pb::CaseChange, Status> {
+        let msg = pb::RecordReviewRequest {
+            case_id: case_id.into(),
+            expected_version: version,
+            actor: "sw-1".into(),
+            kind: "home_visit".into(),
+            child_seen: true,
+            findings: "زيارة منزلية: الطفلة بخير".into(),
+        };
+        self.client
+            .record_review(owned(msg))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    async fn close(
+        &mut self,
+        case_id: &str,
+        version: i64,
+        reason: &str,
+        consulted: Option<bool>,
+    ) -> Result<pb::CaseChange, Status> {
+        let msg = pb::CloseCaseRequest {
+            case_id: case_id.into(),
+            expected_version: version,
+            actor: "sw-1".into(),
+            reason: reason.into(),
+            parents_consulted: consulted,
+            final_evaluation: "عادت إلى المدرسة".into(),
+            recommendations: "متابعة مع المدرسة".into(),
+        };
+        self.client
+            .close_case(owned(msg))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    async fn reopen(&mut self, case_id: &str, version: i64) -> Result<pb::CaseChange, Status> {
+        let msg = pb::ReopenCaseRequest {
+            case_id: case_id.into(),
+            expected_version: version,
+            actor: "sw-1".into(),
+            reason: "انقطعت عن المدرسة مجددًا".into(),
+        };
+        self.client
+            .reopen_case(owned(msg))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    async fn team(&mut self) {
+        self.staff("sup-1", "supervisor", None).await.unwrap();
+        self.staff("sw-1", "caseworker", Some("sup-1"))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_case_walks_from_referral_to_closure_and_back() {
+    let env = TestEnv::new(None).await;
+    let hub = env.start().await;
+    let mut w = Work::new(channel(&hub).await).await;
+    w.team().await;
+    let case = w.referral("walk", None).await;
+    let c = w.register(&case).await;
+    assert_eq!((c.status.as_str(), c.version), ("registered", 2));
+    let pool = env.pool().await;
+    let open = |kind: &'static str| {
+        let pool = pool.clone();
+        let case = case.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM cases.deadlines WHERE case_id = $1 AND kind = $2 AND state = 'open'")
+                .bind(case)
+                .bind(kind)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(open("assignment").await, 1);
+    assert_eq!(
+        open("turns_18").await,
+        1,
+        "the 18th birthday is watched from the date of birth"
+    );
+    let c = w.assign(&case, 2, "sw-1").await.unwrap();
+    assert_eq!(c.version, 3);
+    assert_eq!(
+        (open("assignment").await, open("first_contact").await),
+        (0, 1)
+    );
+    let c = w.review(&case, 3).await.unwrap();
+    assert!(c.note.unwrap().starts_with("next review due"));
+    assert_eq!((open("first_contact").await, open("review").await), (0, 1));
+    let c = w.close(&case, 4, "need_ended", Some(true)).await.unwrap();
+    assert_eq!((c.status.as_str(), c.version), ("closed", 5));
+    assert_eq!(
+        count(
+            &pool,
+            &format!(
+                "SELECT count(*) FROM cases.deadlines WHERE case_id = '{case}' AND state = 'open'"
+            )
+        )
+        .await,
+        0
+    );
+    let c = w.reopen(&case, 5).await.unwrap();
+    assert_eq!((c.status.as_str(), c.version), ("registered", 6));
+    let c = w
+        .close(&case, 6, "contact_lost", Some(false))
+        .await
+        .unwrap();
+    assert_eq!(c.status, "closed");
+
+    let history = w
+        .client
+        .get_history(owned(pb::GetHistoryRequest {
+            case_id: case.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let expected = [
+        "opened by referral",
+        "registered",
+        "assigned",
+        "reviewed",
+        "closed",
+        "reopened",
+        "closed",
+    ];
+    assert_eq!(history.entries.len(), expected.len());
+    for (entry, prefix) in history.entries.iter().zip(expected) {
+        assert!(
+            entry.change.starts_with(prefix),
+            "{} should start with {prefix}",
+            entry.change
+        );
+    }
+    assert_eq!(
+        history
+            .entries
+            .iter()
+            .map(|e| e.version)
+            .collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6, 7]
+    );
+    // Every change was announced on the bus through the outbox.
+    eventually(30, "case.updated events sent", || async {
+        (count(&pool, "SELECT count(*) FROM cases.outbox WHERE routing_key = 'case.updated' AND sent_at IS NOT NULL").await == 6).then_some(())
+    })
+    .await;
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_closure_reason_has_its_rules() {
+    let env = TestEnv::new(None).await;
+    let hub = env.start().await;
+    let mut w = Work::new(channel(&hub).await).await;
+    w.team().await;
+    let reasons = [
+        "need_ended",
+        "death",
+        "turned_18",
+        "moved_out_of_reach",
+        "contact_lost",
+    ];
+    for reason in reasons {
+        // Turned 18: a child known only by an estimated age (intake refuses a birth date
+        // that already makes them 18, and the test cannot wait a year).
+        let case = if reason == "turned_18" {
+            let mut req = school_request("close-turned-18");
+            let child = req.referral.as_mut().unwrap().child.as_mut().unwrap();
+            child.date_of_birth = None;
+            child.estimated_age_years = Some(17);
+            w.intake
+                .submit_school_referral(Request::new(req))
+                .await
+                .unwrap()
+                .into_inner()
+                .case_id
+        } else {
+            w.referral(&format!("close-{reason}"), None).await
+        };
+        w.register(&case).await;
+        w.assign(&case, 2, "sw-1").await.unwrap();
+        let mut version = 3;
+        if reason == "need_ended" {
+            // Not before a review, and not without the parents.
+            assert_eq!(
+                w.close(&case, 3, reason, Some(true))
+                    .await
+                    .unwrap_err()
+                    .code(),
+                Code::FailedPrecondition
+            );
+            w.review(&case, 3).await.unwrap();
+            version = 4;
+            assert_eq!(
+                w.close(&case, version, reason, Some(false))
+                    .await
+                    .unwrap_err()
+                    .code(),
+                Code::FailedPrecondition
+            );
+        }
+        let missing = w.close(&case, version, reason, None).await.unwrap_err();
+        assert_eq!(
+            missing.code(),
+            Code::InvalidArgument,
+            "parents_consulted must be said"
+        );
+        let c = w.close(&case, version, reason, Some(true)).await.unwrap();
+        assert_eq!(c.status, "closed", "{reason}");
+    }
+    // A 12-year-old cannot be closed as turned 18; an unknown reason is named.
+    let case = w.referral("too-young", None).await;
+    w.register(&case).await;
+    let e = w
+        .close(&case, 2, "turned_18", Some(true))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    let e = w.close(&case, 2, "bored", Some(true)).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message()
+            .contains("need_ended, death, turned_18, moved_out_of_reach, contact_lost"),
+        "{}",
+        e.message()
+    );
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poverty_alone_goes_to_relief_and_bad_moves_write_nothing() {
+    let env = TestEnv::new(None).await;
+    let hub = env.start().await;
+    let mut w = Work::new(channel(&hub).await).await;
+    let case = w.referral("poverty", None).await;
+    let c = w
+        .decide(&case, 1, "register", &["poverty", "housing_need"], None)
+        .await
+        .unwrap();
+    assert_eq!(c.status, "referred_on");
+    let note = c.note.unwrap();
+    assert!(
+        note.contains("material need alone") && note.contains("takaful-cairo"),
+        "{note}"
+    );
+
+    let case = w.referral("illegal", None).await;
+    // Closing a case that was never registered: refused, saying what is allowed.
+    let e = w.close(&case, 1, "death", Some(true)).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(
+        e.message().contains("allowed: register, refer on, decline"),
+        "{}",
+        e.message()
+    );
+    // A stale version: aborted, never last-write-wins.
+    let e = w
+        .decide(&case, 7, "register", &["neglect"], None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Aborted);
+    assert!(e.message().contains("version 1, not 7"), "{}", e.message());
+    // Declining needs a reason; unknown criteria are named.
+    let e = w.decide(&case, 1, "decline", &[], None).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let e = w
+        .decide(&case, 1, "register", &["wealth"], None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    // Only the case-owning ministry does case work.
+    let mut r = Request::new(pb::GetHistoryRequest {
+        case_id: case.clone(),
+    });
+    r.metadata_mut()
+        .insert("x-himaya-agency", "health-cairo".parse().unwrap());
+    assert_eq!(
+        w.client.get_history(r).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+    let pool = env.pool().await;
+    assert_eq!(
+        count(
+            &pool,
+            &format!("SELECT version FROM cases.cases WHERE case_id = '{case}'")
+        )
+        .await,
+        1,
+        "nothing half-written"
+    );
+    let c = w
+        .decide(&case, 1, "decline", &[], Some("ليست حالة حماية"))
+        .await
+        .unwrap();
+    assert_eq!(c.status, "declined");
+    assert_eq!(
+        w.review(&case, 2).await.unwrap_err().code(),
+        Code::FailedPrecondition
+    );
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caseload_caps_name_who_has_room() {
+    let mut env = TestEnv::new(None).await;
+    env.settings.lifecycle.max_cases_per_caseworker = 2;
+    env.settings.lifecycle.max_caseworkers_per_supervisor = 2;
+    let hub = env.start().await;
+    let mut w = Work::new(channel(&hub).await).await;
+    w.staff("sup-1", "supervisor", None).await.unwrap();
+    w.staff("sup-2", "supervisor", None).await.unwrap();
+    w.staff("sw-1", "caseworker", Some("sup-1")).await.unwrap();
+    w.staff("sw-2", "caseworker", Some("sup-1")).await.unwrap();
+    let e = w
+        .staff("sw-3", "caseworker", Some("sup-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains("sup-2 (0)"), "{}", e.message());
+    let mut cases = Vec::new();
+    for i in 0..3 {
+        let case = w.referral(&format!("load-{i}"), None).await;
+        w.register(&case).await;
+        cases.push(case);
+    }
+    w.assign(&cases[0], 2, "sw-1").await.unwrap();
+    w.assign(&cases[1], 2, "sw-1").await.unwrap();
+    let e = w.assign(&cases[2], 2, "sw-1").await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(
+        e.message().contains("the limit is 2") && e.message().contains("sw-2 (0)"),
+        "{}",
+        e.message()
+    );
+    w.assign(&cases[2], 2, "sw-2").await.unwrap();
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_fires_once_even_across_a_restart() {
+    let mut env = TestEnv::new(None).await;
+    env.settings.lifecycle.deadlines.high.assign_within_secs = 1;
+    // The first hub checks once at start, then not for an hour.
+    env.settings.lifecycle.deadline_check_interval_ms = 3_600_000;
+    let hub = env.start().await;
+    let mut w = Work::new(channel(&hub).await).await;
+    let case = w.referral("deadline", None).await;
+    w.register(&case).await;
+    hub.stop().await;
+
+    // A new process finds the stored deadline and escalates it, once.
+    env.settings.lifecycle.deadline_check_interval_ms = 50;
+    let hub = env.start().await;
+    let pool = env.pool().await;
+    eventually(30, "the escalation", || async {
+        (count(
+            &pool,
+            "SELECT count(*) FROM cases.escalations WHERE kind = 'assignment'",
+        )
+        .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    eventually(30, "case.deadline.missed published", || async {
+        (count(&pool, "SELECT count(*) FROM cases.outbox WHERE routing_key = 'case.deadline.missed' AND sent_at IS NOT NULL").await == 1).then_some(())
+    })
+    .await;
+    // Many more engine rounds later, still exactly one.
+    let rounds_later = std::time::Instant::now() + std::time::Duration::from_millis(500);
+    eventually(5, "engine rounds to pass", || async {
+        (std::time::Instant::now() > rounds_later).then_some(())
+    })
+    .await;
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM cases.escalations").await,
+        1
+    );
+    let mut w = Work::new(channel(&hub).await).await;
+    let list = w
+        .client
+        .list_escalations(owned(pb::ListEscalationsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.escalations.len(), 1);
+    assert_eq!(list.escalations[0].case_id, case);
+    hub.stop().await;
+}
