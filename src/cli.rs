@@ -44,6 +44,16 @@ pub enum Command {
         #[command(subcommand)]
         command: CaseCommand,
     },
+    /// Staff of the case-owning ministry.
+    Staff {
+        #[command(subcommand)]
+        command: crate::casework_cli::StaffCommand,
+    },
+    /// Missed deadlines escalated to supervisors.
+    Escalations {
+        #[command(flatten)]
+        who: crate::casework_cli::Who,
+    },
     /// List the agencies in the directory.
     Agencies {
         #[command(flatten)]
@@ -82,6 +92,8 @@ pub enum ReferralCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum CaseCommand {
+    #[command(flatten)]
+    Work(crate::casework_cli::WorkCommand),
     /// Show a case as an agency may see it (only the fields its policy permits).
     Show {
         case_id: String,
@@ -198,6 +210,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Case {
+            command: CaseCommand::Work(w),
+        } => crate::casework_cli::run_work(w).await,
+        Command::Staff { command } => crate::casework_cli::run_staff(command).await,
+        Command::Escalations { who } => crate::casework_cli::run_escalations(who).await,
         Command::Agencies { client: c } => {
             let channel = client::connect(&c.server).await?;
             for a in client::list_agencies(channel).await? {

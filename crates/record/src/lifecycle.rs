@@ -58,6 +58,18 @@ pub enum Move {
 }
 
 impl Move {
+    pub fn arabic(self) -> &'static str {
+        match self {
+            Move::Register => "تسجيل",
+            Move::ReferOn => "إحالة إلى جهة أخرى",
+            Move::Decline => "رفض",
+            Move::Assign => "إسناد",
+            Move::Review => "مراجعة",
+            Move::Close => "إغلاق",
+            Move::Reopen => "إعادة فتح",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Move::Register => "register",
@@ -92,27 +104,36 @@ pub fn allowed(status: CaseStatus) -> &'static [Move] {
 
 /// A move the current status does not allow; says what is allowed instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a case that is `{from}` cannot {attempted}; allowed: {}", allowed_list(*.from))]
+#[error("a case that is `{from}` cannot {}; allowed: {}", .attempted.as_str(), allowed_list(*.from, Move::as_str, ", "))]
 pub struct IllegalMove {
     pub from: CaseStatus,
-    pub attempted: &'static str,
+    pub attempted: Move,
 }
 
-fn allowed_list(s: CaseStatus) -> String {
+impl IllegalMove {
+    /// The same refusal in Arabic.
+    pub fn arabic(&self) -> String {
+        format!(
+            "لا يمكن {} حالة وضعها `{}`؛ المسموح: {}",
+            self.attempted.arabic(),
+            self.from,
+            allowed_list(self.from, Move::arabic, "، ")
+        )
+    }
+}
+
+fn allowed_list(s: CaseStatus, name: fn(Move) -> &'static str, sep: &str) -> String {
     allowed(s)
         .iter()
-        .map(|m| m.as_str())
+        .map(|m| name(*m))
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(sep)
 }
 
 /// The status after `m`, or why `m` is not allowed now.
 pub fn apply(from: CaseStatus, m: Move) -> Result<CaseStatus, IllegalMove> {
     if !allowed(from).contains(&m) {
-        return Err(IllegalMove {
-            from,
-            attempted: m.as_str(),
-        });
+        return Err(IllegalMove { from, attempted: m });
     }
     Ok(match m {
         Move::Register | Move::Reopen => CaseStatus::Registered,
@@ -225,6 +246,10 @@ mod tests {
         assert!(e
             .to_string()
             .contains("allowed: register, refer on, decline"));
+        assert_eq!(
+            e.arabic(),
+            "لا يمكن إغلاق حالة وضعها `referred`؛ المسموح: تسجيل، إحالة إلى جهة أخرى، رفض"
+        );
     }
 
     #[test]

@@ -14,9 +14,10 @@ pub enum CasesError {
     #[error("{0}")]
     PermissionDenied(String),
     /// A move the case's status does not allow, or a rule (caseload, closure) not met.
+    /// The text is bilingual (English — Arabic): build it with [`CasesError::precondition`].
     #[error("{0}")]
     Precondition(String),
-    #[error("case {case_id} is at version {current}, not {expected}: reload it and try again")]
+    #[error("case {case_id} is at version {current}, not {expected}: reload it and try again — الحالة {case_id} في الإصدار {current} وليس {expected}: أعد تحميلها ثم حاول مجددًا")]
     Stale {
         case_id: String,
         current: i64,
@@ -59,5 +60,12 @@ impl From<CasesError> for Status {
                 Status::internal("internal error; the operators have been told")
             }
         }
+    }
+}
+
+impl CasesError {
+    /// A refusal people can read in English and Arabic.
+    pub fn precondition(en: impl std::fmt::Display, ar: impl std::fmt::Display) -> CasesError {
+        CasesError::Precondition(format!("{en} — {ar}"))
     }
 }

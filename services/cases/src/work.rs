@@ -91,7 +91,7 @@ fn required_text(v: &mut Violations, field: &str, text: &str) {
 }
 
 fn illegal(e: lifecycle::IllegalMove) -> CasesError {
-    CasesError::Precondition(e.to_string())
+    CasesError::precondition(&e, e.arabic())
 }
 
 fn deadlines(s: &DeadlineSettings) -> RiskDeadlines {
@@ -303,9 +303,10 @@ impl CaseWorkApi {
             .fetch_optional(&mut *tx)
             .await?;
             if found.as_deref() != Some(agency.as_str()) {
-                return Err(CasesError::Precondition(format!(
-                    "`{sup}` is not a supervisor of {agency}"
-                )));
+                return Err(CasesError::precondition(
+                    format!("`{sup}` is not a supervisor of {agency}"),
+                    format!("`{sup}` ليس مشرفًا في {agency}"),
+                ));
             }
             let max = self.0.settings.lifecycle.max_caseworkers_per_supervisor;
             let team: i64 =
@@ -315,9 +316,10 @@ impl CaseWorkApi {
                     .await?;
             if team >= max {
                 let room = with_room(&mut tx, &agency, "supervisor", max).await?;
-                return Err(CasesError::Precondition(format!(
-                    "supervisor {sup} already oversees {team} caseworkers (the limit is {max}); supervisors with room: {room}"
-                )));
+                return Err(CasesError::precondition(
+                    format!("supervisor {sup} already oversees {team} caseworkers (the limit is {max}); supervisors with room: {room}"),
+                    format!("المشرف {sup} يشرف على {team} أخصائيين (الحد الأقصى {max})؛ مشرفون لديهم متسع: {room}"),
+                ));
             }
         }
         let inserted = sqlx::query("INSERT INTO staff (staff_id, agency_id, role, supervisor_id) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
@@ -329,10 +331,10 @@ impl CaseWorkApi {
             .await?
             .rows_affected();
         if inserted == 0 {
-            return Err(CasesError::Precondition(format!(
-                "staff member `{}` already exists",
-                r.staff_id
-            )));
+            return Err(CasesError::precondition(
+                format!("staff member `{}` already exists", r.staff_id),
+                format!("الموظف `{}` مسجل من قبل", r.staff_id),
+            ));
         }
         tx.commit().await?;
         Ok(Response::new(pb::StaffMember {
@@ -368,10 +370,10 @@ impl CaseWorkApi {
                 .fetch_optional(&mut *tx)
                 .await?;
         let Some(Some(supervisor_id)) = sup else {
-            return Err(CasesError::Precondition(format!(
-                "`{}` is not a caseworker of {agency}",
-                r.caseworker_id
-            )));
+            return Err(CasesError::precondition(
+                format!("`{}` is not a caseworker of {agency}", r.caseworker_id),
+                format!("`{}` ليس أخصائي حالة في {agency}", r.caseworker_id),
+            ));
         };
         let max = self.0.settings.lifecycle.max_cases_per_caseworker;
         let open: i64 = sqlx::query_scalar("SELECT count(*) FROM cases WHERE caseworker_id = $1 AND status = 'registered' AND case_id <> $2")
@@ -381,10 +383,16 @@ impl CaseWorkApi {
             .await?;
         if open >= max {
             let room = with_room(&mut tx, &agency, "caseworker", max).await?;
-            return Err(CasesError::Precondition(format!(
-                "caseworker {} already has {open} open cases (the limit is {max}); caseworkers with room: {room}",
-                r.caseworker_id
-            )));
+            return Err(CasesError::precondition(
+                format!(
+                    "caseworker {} already has {open} open cases (the limit is {max}); caseworkers with room: {room}",
+                    r.caseworker_id
+                ),
+                format!(
+                    "لدى الأخصائي {} {open} حالات مفتوحة (الحد الأقصى {max})؛ أخصائيون لديهم متسع: {room}",
+                    r.caseworker_id
+                ),
+            ));
         }
         let mut rec = load_for_update(&mut tx, &case_id, r.expected_version).await?;
         apply(rec.status, Move::Assign).map_err(illegal)?;
@@ -433,8 +441,9 @@ impl CaseWorkApi {
         let mut rec = load_for_update(&mut tx, &case_id, r.expected_version).await?;
         apply(rec.status, Move::Review).map_err(illegal)?;
         if rec.assignment.is_none() {
-            return Err(CasesError::Precondition(
-                "assign a caseworker before recording reviews".into(),
+            return Err(CasesError::precondition(
+                "assign a caseworker before recording reviews",
+                "أسند الحالة إلى أخصائي قبل تسجيل المراجعات",
             ));
         }
         sqlx::query("INSERT INTO reviews (case_id, kind, child_seen, findings, reviewed_by) VALUES ($1, $2, $3, $4, $5)")
@@ -572,9 +581,9 @@ async fn closure_rules(
     match reason {
         ClosureReason::NeedEnded => {
             if !consulted {
-                return Err(CasesError::Precondition(
-                    "closing because the need has ended requires consulting the parents first"
-                        .into(),
+                return Err(CasesError::precondition(
+                    "closing because the need has ended requires consulting the parents first",
+                    "الإغلاق لانتهاء الحاجة يتطلب استشارة الوالدين أولًا",
                 ));
             }
             let reviews: i64 =
@@ -583,16 +592,18 @@ async fn closure_rules(
                     .fetch_one(&mut *tx)
                     .await?;
             if reviews == 0 {
-                return Err(CasesError::Precondition(
-                    "the need can only be found ended after at least one review".into(),
+                return Err(CasesError::precondition(
+                    "the need can only be found ended after at least one review",
+                    "لا يمكن تقرير انتهاء الحاجة إلا بعد مراجعة واحدة على الأقل",
                 ));
             }
         }
         ClosureReason::TurnedEighteen => {
             if let Some(dob) = rec.child.date_of_birth {
                 if age_on(dob, now.date_naive()) < 18 {
-                    return Err(CasesError::Precondition(
-                        "the child's date of birth says they are not 18 yet".into(),
+                    return Err(CasesError::precondition(
+                        "the child's date of birth says they are not 18 yet",
+                        "تاريخ ميلاد الطفل يدل على أنه لم يبلغ 18 سنة بعد",
                     ));
                 }
             }

@@ -1,0 +1,328 @@
+//! `himaya case decide|assign|review|close|reopen|history`, `himaya staff add` and
+//! `himaya escalations`: the case-owning ministry's work from the command line.
+
+use clap::Subcommand;
+use himaya_proto::v1 as pb;
+use pb::case_work_client::CaseWorkClient;
+use tonic::metadata::MetadataValue;
+use tonic::Request;
+
+use crate::cli::ClientArgs;
+use crate::client::{connect, explain, Lang};
+
+#[derive(Debug, Subcommand)]
+pub enum WorkCommand {
+    /// Decide a referral after the first assessment: register, refer_on or decline.
+    Decide {
+        case_id: String,
+        /// The version you last saw (`case show`); a stale one is refused.
+        #[arg(long)]
+        version: i64,
+        #[arg(long)]
+        decision: String,
+        /// Comma-separated criteria from lifecycle.vulnerability_criteria.
+        #[arg(long, value_delimiter = ',')]
+        criteria: Vec<String>,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        referred_on_to: Option<String>,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Assign a registered case to a caseworker (within the caseload limit).
+    Assign {
+        case_id: String,
+        #[arg(long)]
+        version: i64,
+        #[arg(long)]
+        caseworker: String,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Record a review: home_visit, meeting_with_child or phone.
+    Review {
+        case_id: String,
+        #[arg(long)]
+        version: i64,
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        child_seen: bool,
+        #[arg(long)]
+        findings: String,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Close a case: need_ended, death, turned_18, moved_out_of_reach or contact_lost.
+    Close {
+        case_id: String,
+        #[arg(long)]
+        version: i64,
+        #[arg(long)]
+        reason: String,
+        /// Whether the parents were consulted: true or false (must be said).
+        #[arg(long)]
+        parents_consulted: bool,
+        #[arg(long)]
+        final_evaluation: String,
+        #[arg(long)]
+        recommendations: String,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Reopen a closed, referred-on or declined case.
+    Reopen {
+        case_id: String,
+        #[arg(long)]
+        version: i64,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Every change of a case: who, when, what.
+    History {
+        case_id: String,
+        #[command(flatten)]
+        who: Who,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StaffCommand {
+    /// Add a caseworker (with --supervisor) or a supervisor.
+    Add {
+        staff_id: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        supervisor: Option<String>,
+        #[command(flatten)]
+        who: Who,
+    },
+}
+
+/// Who is acting: the agency (the case-owning ministry) and the staff member.
+#[derive(Debug, clap::Args)]
+pub struct Who {
+    /// The agency calling, by directory id.
+    #[arg(long = "as", default_value = "mosa-cairo")]
+    pub agency: String,
+    /// The staff member acting (a staff reference, not a name).
+    #[arg(long, default_value = "operator")]
+    pub actor: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+fn req<T>(msg: T, who: &Who) -> anyhow::Result<Request<T>> {
+    let mut r = Request::new(msg);
+    r.metadata_mut().insert(
+        "x-himaya-agency",
+        MetadataValue::try_from(who.agency.as_str())?,
+    );
+    let lang = if who.client.lang == Lang::Ar {
+        "ar"
+    } else {
+        "en"
+    };
+    r.metadata_mut()
+        .insert("accept-language", MetadataValue::from_static(lang));
+    Ok(r)
+}
+
+async fn client(who: &Who) -> anyhow::Result<CaseWorkClient<tonic::transport::Channel>> {
+    Ok(CaseWorkClient::new(connect(&who.client.server).await?))
+}
+
+fn print_change(c: pb::CaseChange, lang: Lang) {
+    println!(
+        "{} {} → {} (v{})",
+        lang.pick("case", "الحالة"),
+        c.case_id,
+        c.status,
+        c.version
+    );
+    if let Some(n) = c.note {
+        println!("  {n}");
+    }
+}
+
+pub async fn run_work(cmd: WorkCommand) -> anyhow::Result<()> {
+    let fail = |lang: Lang| move |s: tonic::Status| anyhow::anyhow!("{}", explain(&s, lang));
+    match cmd {
+        WorkCommand::Decide {
+            case_id,
+            version,
+            decision,
+            criteria,
+            reason,
+            referred_on_to,
+            who,
+        } => {
+            let msg = pb::DecideAcceptanceRequest {
+                case_id,
+                expected_version: version,
+                actor: who.actor.clone(),
+                decision,
+                vulnerability_criteria: criteria,
+                reason,
+                referred_on_to,
+            };
+            let c = client(&who)
+                .await?
+                .decide_acceptance(req(msg, &who)?)
+                .await
+                .map_err(fail(who.client.lang))?;
+            print_change(c.into_inner(), who.client.lang);
+        }
+        WorkCommand::Assign {
+            case_id,
+            version,
+            caseworker,
+            who,
+        } => {
+            let msg = pb::AssignCaseRequest {
+                case_id,
+                expected_version: version,
+                actor: who.actor.clone(),
+                caseworker_id: caseworker,
+            };
+            let c = client(&who)
+                .await?
+                .assign_case(req(msg, &who)?)
+                .await
+                .map_err(fail(who.client.lang))?;
+            print_change(c.into_inner(), who.client.lang);
+        }
+        WorkCommand::Review {
+            case_id,
+            version,
+            kind,
+            child_seen,
+            findings,
+            who,
+        } => {
+            let msg = pb::RecordReviewRequest {
+                case_id,
+                expected_version: version,
+                actor: who.actor.clone(),
+                kind,
+                child_seen,
+                findings,
+            };
+            let c = client(&who)
+                .await?
+                .record_review(req(msg, &who)?)
+                .await
+                .map_err(fail(who.client.lang))?;
+            print_change(c.into_inner(), who.client.lang);
+        }
+        WorkCommand::Close {
+            case_id,
+            version,
+            reason,
+            parents_consulted,
+            final_evaluation,
+            recommendations,
+            who,
+        } => {
+            let msg = pb::CloseCaseRequest {
+                case_id,
+                expected_version: version,
+                actor: who.actor.clone(),
+                reason,
+                parents_consulted: Some(parents_consulted),
+                final_evaluation,
+                recommendations,
+            };
+            let c = client(&who)
+                .await?
+                .close_case(req(msg, &who)?)
+                .await
+                .map_err(fail(who.client.lang))?;
+            print_change(c.into_inner(), who.client.lang);
+        }
+        WorkCommand::Reopen {
+            case_id,
+            version,
+            reason,
+            who,
+        } => {
+            let msg = pb::ReopenCaseRequest {
+                case_id,
+                expected_version: version,
+                actor: who.actor.clone(),
+                reason,
+            };
+            let c = client(&who)
+                .await?
+                .reopen_case(req(msg, &who)?)
+                .await
+                .map_err(fail(who.client.lang))?;
+            print_change(c.into_inner(), who.client.lang);
+        }
+        WorkCommand::History { case_id, who } => {
+            let h = client(&who)
+                .await?
+                .get_history(req(pb::GetHistoryRequest { case_id }, &who)?)
+                .await
+                .map_err(fail(who.client.lang))?;
+            for e in h.into_inner().entries {
+                println!("v{:<3} {}  {:<16} {}", e.version, e.at, e.actor, e.change);
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn run_staff(cmd: StaffCommand) -> anyhow::Result<()> {
+    let StaffCommand::Add {
+        staff_id,
+        role,
+        supervisor,
+        who,
+    } = cmd;
+    let msg = pb::AddStaffRequest {
+        staff_id,
+        role,
+        supervisor_id: supervisor,
+    };
+    let s = client(&who)
+        .await?
+        .add_staff(req(msg, &who)?)
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", explain(&s, who.client.lang)))?
+        .into_inner();
+    println!(
+        "{} {} ({}){}",
+        s.agency_id,
+        s.staff_id,
+        s.role,
+        s.supervisor_id
+            .map(|x| format!(", supervised by {x}"))
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
+pub async fn run_escalations(who: Who) -> anyhow::Result<()> {
+    let list = client(&who)
+        .await?
+        .list_escalations(req(pb::ListEscalationsRequest::default(), &who)?)
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", explain(&s, who.client.lang)))?
+        .into_inner();
+    for e in list.escalations {
+        println!(
+            "{}  {:<14} due {}  raised {}  supervisor {}",
+            e.case_id,
+            e.kind,
+            e.due_at,
+            e.raised_at,
+            e.supervisor_id.unwrap_or_else(|| "-".into())
+        );
+    }
+    Ok(())
+}
