@@ -81,6 +81,36 @@ pub enum WorkCommand {
         #[command(flatten)]
         who: Who,
     },
+    /// Children in other cases who may be the same child, with scores.
+    Duplicates {
+        case_id: String,
+        /// Lowest score shown (0-1).
+        #[arg(long, default_value_t = 0.6)]
+        min_score: f64,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Record that two cases concern the same child or siblings, keeping both.
+    Link {
+        case_id: String,
+        other_case_id: String,
+        /// same_child or sibling
+        #[arg(long)]
+        kind: String,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Fold one case into another; both histories are kept.
+    Merge {
+        keep_case_id: String,
+        #[arg(long)]
+        keep_version: i64,
+        merge_case_id: String,
+        #[arg(long)]
+        merge_version: i64,
+        #[command(flatten)]
+        who: Who,
+    },
     /// Every change of a case: who, when, what.
     History {
         case_id: String,
@@ -259,6 +289,78 @@ pub async fn run_work(cmd: WorkCommand) -> anyhow::Result<()> {
             let c = client(&who)
                 .await?
                 .reopen_case(req(msg, &who)?)
+                .await
+                .map_err(fail(who.client.lang))?;
+            print_change(c.into_inner(), who.client.lang);
+        }
+        WorkCommand::Duplicates {
+            case_id,
+            min_score,
+            who,
+        } => {
+            let msg = pb::FindDuplicatesRequest { case_id, min_score };
+            let found = client(&who)
+                .await?
+                .find_duplicates(req(msg, &who)?)
+                .await
+                .map_err(fail(who.client.lang))?;
+            let found = found.into_inner().candidates;
+            if found.is_empty() {
+                println!(
+                    "{}",
+                    who.client
+                        .lang
+                        .pick("no likely duplicates", "لا توجد حالات مكررة محتملة")
+                );
+            }
+            for c in found {
+                println!("{}  {:.2}  {}", c.case_id, c.score, c.status);
+            }
+        }
+        WorkCommand::Link {
+            case_id,
+            other_case_id,
+            kind,
+            who,
+        } => {
+            let msg = pb::LinkCasesRequest {
+                case_id,
+                other_case_id,
+                kind,
+                actor: who.actor.clone(),
+            };
+            let r = client(&who)
+                .await?
+                .link_cases(req(msg, &who)?)
+                .await
+                .map_err(fail(who.client.lang))?;
+            let created = r.into_inner().created;
+            println!(
+                "{}",
+                if created {
+                    who.client.lang.pick("linked", "تم الربط")
+                } else {
+                    who.client.lang.pick("already linked", "مرتبطتان من قبل")
+                }
+            );
+        }
+        WorkCommand::Merge {
+            keep_case_id,
+            keep_version,
+            merge_case_id,
+            merge_version,
+            who,
+        } => {
+            let msg = pb::MergeCasesRequest {
+                keep_case_id,
+                keep_version,
+                merge_case_id,
+                merge_version,
+                actor: who.actor.clone(),
+            };
+            let c = client(&who)
+                .await?
+                .merge_cases(req(msg, &who)?)
                 .await
                 .map_err(fail(who.client.lang))?;
             print_change(c.into_inner(), who.client.lang);

@@ -375,7 +375,8 @@ async fn poverty_alone_goes_to_relief_and_bad_moves_write_nothing() {
     let e = w.close(&case, 1, "death", Some(true)).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
     assert!(
-        e.message().contains("allowed: register, refer on, decline"),
+        e.message()
+            .contains("allowed: register, refer on, decline, merge"),
         "{}",
         e.message()
     );
@@ -511,5 +512,140 @@ async fn a_deadline_fires_once_even_across_a_restart() {
         .into_inner();
     assert_eq!(list.escalations.len(), 1);
     assert_eq!(list.escalations[0].case_id, case);
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_are_found_linked_and_merged_keeping_both_histories() {
+    let env = TestEnv::new(None).await;
+    let hub = env.start().await;
+    let mut w = Work::new(channel(&hub).await).await;
+    let a = w.referral("dup-a", None).await;
+    // The same girl, referred again by someone who spelled her name differently and
+    // could only estimate her age.
+    let mut again = school_request("dup-b");
+    let child = again.referral.as_mut().unwrap().child.as_mut().unwrap();
+    child.name.as_mut().unwrap().as_given = "مَرْيَم احمد عبدالله".into();
+    child.name.as_mut().unwrap().transliteration = Some("Mariam Ahmed Abdallah".into());
+    child.date_of_birth = None;
+    child.estimated_age_years = Some(12);
+    let b = w
+        .intake
+        .submit_school_referral(Request::new(again))
+        .await
+        .unwrap()
+        .into_inner()
+        .case_id;
+    let mut stranger = school_request("dup-c");
+    let child = stranger.referral.as_mut().unwrap().child.as_mut().unwrap();
+    child.name.as_mut().unwrap().as_given = "خالد يوسف".into();
+    child.name.as_mut().unwrap().transliteration = Some("Khaled Youssef".into());
+    child.sex = pb::Sex::Male.into();
+    child.date_of_birth = Some("2016-05-01".into());
+    let c = w
+        .intake
+        .submit_school_referral(Request::new(stranger))
+        .await
+        .unwrap()
+        .into_inner()
+        .case_id;
+
+    let found = w
+        .client
+        .find_duplicates(owned(pb::FindDuplicatesRequest {
+            case_id: b.clone(),
+            min_score: 0.0,
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .candidates;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].case_id, a);
+    assert!(found[0].score > 0.8, "{}", found[0].score);
+
+    let link = |x: &str, y: &str| pb::LinkCasesRequest {
+        case_id: x.into(),
+        other_case_id: y.into(),
+        kind: "sibling".into(),
+        actor: "sw-1".into(),
+    };
+    assert!(
+        w.client
+            .link_cases(owned(link(&a, &c)))
+            .await
+            .unwrap()
+            .into_inner()
+            .created
+    );
+    assert!(
+        !w.client
+            .link_cases(owned(link(&c, &a)))
+            .await
+            .unwrap()
+            .into_inner()
+            .created,
+        "one link, either way round"
+    );
+
+    let merge = |keep: &str, kv: i64, gone: &str, gv: i64| pb::MergeCasesRequest {
+        keep_case_id: keep.into(),
+        keep_version: kv,
+        merge_case_id: gone.into(),
+        merge_version: gv,
+        actor: "sup-1".into(),
+    };
+    let kept = w
+        .client
+        .merge_cases(owned(merge(&a, 1, &b, 1)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((kept.case_id.as_str(), kept.version), (a.as_str(), 2));
+    let again = w
+        .client
+        .merge_cases(owned(merge(&c, 1, &b, 2)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        again.code(),
+        Code::FailedPrecondition,
+        "a merged case cannot be merged again"
+    );
+    let history = w
+        .client
+        .get_history(owned(pb::GetHistoryRequest { case_id: a.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(history.entries.iter().any(|e| e
+        .change
+        .starts_with(&format!("from merged {b} v1: opened by referral"))));
+    let merged_history = w
+        .client
+        .get_history(owned(pb::GetHistoryRequest { case_id: b.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(merged_history
+        .entries
+        .last()
+        .unwrap()
+        .change
+        .starts_with("merged into"));
+    let found = w
+        .client
+        .find_duplicates(owned(pb::FindDuplicatesRequest {
+            case_id: a.clone(),
+            min_score: 0.0,
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .candidates;
+    assert!(
+        found.iter().all(|f| f.case_id != b),
+        "a merged child is no longer a candidate"
+    );
     hub.stop().await;
 }

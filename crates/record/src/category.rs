@@ -144,6 +144,7 @@ pub const FIELD_CATEGORIES: &[(&str, DataCategory)] = &[
     ("closure.recommendations", CaseNotes),
     ("closure.closed_by", Reference),
     ("closure.closed_at", Reference),
+    ("merged_into", Reference),
 ];
 
 /// The category of a field path, or `None` for a path nobody categorised (never disclosed).

@@ -6,6 +6,7 @@ pub mod id;
 #[macro_use]
 pub mod record;
 pub mod lifecycle;
+pub mod matching;
 pub mod validate;
 
 pub use category::{category_of, DataCategory, FIELD_CATEGORIES};
@@ -124,6 +125,7 @@ pub mod fixtures {
             closed_by: "sw-1".into(),
             closed_at: at,
         });
+        r.merged_into = Some(crate::CaseId::new().to_string());
         r
     }
 }

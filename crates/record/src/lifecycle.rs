@@ -55,6 +55,7 @@ pub enum Move {
     Review,
     Close,
     Reopen,
+    Merge,
 }
 
 impl Move {
@@ -67,6 +68,7 @@ impl Move {
             Move::Review => "مراجعة",
             Move::Close => "إغلاق",
             Move::Reopen => "إعادة فتح",
+            Move::Merge => "دمج",
         }
     }
 
@@ -79,6 +81,7 @@ impl Move {
             Move::Review => "review",
             Move::Close => "close",
             Move::Reopen => "reopen",
+            Move::Merge => "merge",
         }
     }
 }
@@ -96,9 +99,13 @@ impl From<AcceptanceDecision> for Move {
 /// The moves allowed from each status.
 pub fn allowed(status: CaseStatus) -> &'static [Move] {
     match status {
-        CaseStatus::Referred => &[Move::Register, Move::ReferOn, Move::Decline],
-        CaseStatus::Registered => &[Move::Assign, Move::Review, Move::Close],
-        CaseStatus::ReferredOn | CaseStatus::Declined | CaseStatus::Closed => &[Move::Reopen],
+        CaseStatus::Referred => &[Move::Register, Move::ReferOn, Move::Decline, Move::Merge],
+        CaseStatus::Registered => &[Move::Assign, Move::Review, Move::Close, Move::Merge],
+        CaseStatus::ReferredOn | CaseStatus::Declined | CaseStatus::Closed => {
+            &[Move::Reopen, Move::Merge]
+        }
+        // A merged case lives on in the case it was merged into.
+        CaseStatus::Merged => &[],
     }
 }
 
@@ -123,11 +130,12 @@ impl IllegalMove {
 }
 
 fn allowed_list(s: CaseStatus, name: fn(Move) -> &'static str, sep: &str) -> String {
-    allowed(s)
-        .iter()
-        .map(|m| name(*m))
-        .collect::<Vec<_>>()
-        .join(sep)
+    let moves: Vec<&str> = allowed(s).iter().map(|m| name(*m)).collect();
+    if moves.is_empty() {
+        "nothing (the case was merged into another) / لا شيء (دُمجت الحالة في حالة أخرى)".into()
+    } else {
+        moves.join(sep)
+    }
 }
 
 /// The status after `m`, or why `m` is not allowed now.
@@ -141,6 +149,7 @@ pub fn apply(from: CaseStatus, m: Move) -> Result<CaseStatus, IllegalMove> {
         Move::Decline => CaseStatus::Declined,
         Move::Assign | Move::Review => from,
         Move::Close => CaseStatus::Closed,
+        Move::Merge => CaseStatus::Merged,
     })
 }
 
@@ -240,15 +249,15 @@ mod tests {
         let e = apply(CaseStatus::Closed, Move::Review).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "a case that is `closed` cannot review; allowed: reopen"
+            "a case that is `closed` cannot review; allowed: reopen, merge"
         );
         let e = apply(CaseStatus::Referred, Move::Close).unwrap_err();
         assert!(e
             .to_string()
-            .contains("allowed: register, refer on, decline"));
+            .contains("allowed: register, refer on, decline, merge"));
         assert_eq!(
             e.arabic(),
-            "لا يمكن إغلاق حالة وضعها `referred`؛ المسموح: تسجيل، إحالة إلى جهة أخرى، رفض"
+            "لا يمكن إغلاق حالة وضعها `referred`؛ المسموح: تسجيل، إحالة إلى جهة أخرى، رفض، دمج"
         );
     }
 

@@ -143,8 +143,9 @@ vocabulary!(
         Referred => "referred",
         Registered => "registered",
         ReferredOn => "referred_on",
-        Declined => "declined",
+                Declined => "declined",
         Closed => "closed",
+        Merged => "merged",
     }
 );
 
@@ -291,6 +292,9 @@ pub struct CaseRecord {
     /// How the case ended, while it is closed.
     #[serde(default)]
     pub closure: Option<crate::lifecycle::Closure>,
+    /// The case this one was merged into (status `merged`).
+    #[serde(default)]
+    pub merged_into: Option<String>,
 }
 
 impl CaseRecord {
@@ -331,6 +335,7 @@ impl CaseRecord {
             acceptance: None,
             assignment: None,
             closure: None,
+            merged_into: None,
         }
     }
 }

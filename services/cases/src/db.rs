@@ -74,6 +74,7 @@ pub async fn open_case(
         &format!("opened by referral {referral_id}"),
     )
     .await?;
+    crate::duplicates::index_child(&mut tx, record).await?;
     let event = ReferralCreated {
         message_id: new_message_id(),
         occurred_at: record.created_at.to_rfc3339(),

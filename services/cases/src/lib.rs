@@ -10,6 +10,7 @@
 mod change;
 mod db;
 mod deadlines;
+pub mod duplicates;
 mod error;
 pub mod intake;
 mod outcomes;

@@ -1,0 +1,135 @@
+//! Finding, linking and merging duplicate children. A nearest-neighbour walk of the
+//! trigram index narrows a million children to the 50 closest names within the birth-year
+//! window; `himaya_record::matching::score` ranks those.
+
+use chrono::NaiveDate;
+use himaya_record::matching::{score, MatchKey};
+use himaya_record::{CaseId, CaseRecord, Sex};
+use sqlx::{PgConnection, PgPool, Row};
+
+use crate::CasesError;
+
+/// Candidates fetched by name similarity before scoring.
+const SHORTLIST: i64 = 50;
+
+/// Stores (or refreshes) a case's match key, in the caller's transaction.
+pub async fn index_child(conn: &mut PgConnection, record: &CaseRecord) -> Result<(), CasesError> {
+    let key = MatchKey::of(&record.child, record.created_at.date_naive());
+    sqlx::query(
+        "INSERT INTO children (case_id, name_norm, latin_skeleton, sex, birth_year_min, birth_year_max, date_of_birth, governorate_norm, district_norm)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (case_id) DO UPDATE SET name_norm = EXCLUDED.name_norm, latin_skeleton = EXCLUDED.latin_skeleton,
+           sex = EXCLUDED.sex, birth_year_min = EXCLUDED.birth_year_min, birth_year_max = EXCLUDED.birth_year_max,
+           date_of_birth = EXCLUDED.date_of_birth, governorate_norm = EXCLUDED.governorate_norm, district_norm = EXCLUDED.district_norm",
+    )
+    .bind(record.case_id.to_string())
+    .bind(&key.name)
+    .bind(&key.latin)
+    .bind(key.sex.as_str())
+    .bind(key.birth_years.0)
+    .bind(key.birth_years.1)
+    .bind(key.date_of_birth)
+    .bind(&key.governorate)
+    .bind(&key.district)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The children most like `key` (excluding `exclude`), best first, scoring at least `min`.
+pub async fn candidates(
+    pool: &PgPool,
+    key: &MatchKey,
+    exclude: Option<&str>,
+    min: f64,
+    limit: usize,
+) -> Result<Vec<(String, f64)>, CasesError> {
+    let rows = sqlx::query(
+        "SELECT case_id, name_norm, latin_skeleton, sex, birth_year_min, birth_year_max, date_of_birth, governorate_norm, district_norm
+           FROM children
+                    WHERE birth_year_max >= $2 - 2 AND birth_year_min <= $3 + 2
+            AND ($4::text IS NULL OR case_id <> $4)
+          ORDER BY name_norm <-> $1
+          LIMIT $5",
+    )
+    .bind(&key.name)
+    .bind(key.birth_years.0)
+    .bind(key.birth_years.1)
+    .bind(exclude)
+        .bind(SHORTLIST)
+    .fetch_all(pool)
+    .await?;
+    let mut scored = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let other = MatchKey {
+            name: r.try_get("name_norm")?,
+            latin: r.try_get("latin_skeleton")?,
+            sex: Sex::parse(&r.try_get::<String, _>("sex")?).unwrap_or(Sex::NotStated),
+            birth_years: (r.try_get("birth_year_min")?, r.try_get("birth_year_max")?),
+            date_of_birth: r.try_get::<Option<NaiveDate>, _>("date_of_birth")?,
+            governorate: r.try_get("governorate_norm")?,
+            district: r.try_get("district_norm")?,
+        };
+        let s = score(key, &other);
+        if s >= min {
+            scored.push((r.try_get::<String, _>("case_id")?, s));
+        }
+    }
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    scored.truncate(limit);
+    Ok(scored)
+}
+
+/// The match key of a stored case.
+pub fn key_of(record: &CaseRecord) -> MatchKey {
+    MatchKey::of(&record.child, record.created_at.date_naive())
+}
+
+/// Records a link between two cases (stored once, smaller id first).
+pub async fn link(
+    conn: &mut PgConnection,
+    a: &CaseId,
+    b: &CaseId,
+    kind: &str,
+    actor: &str,
+) -> Result<bool, CasesError> {
+    let (x, y) = if a.to_string() < b.to_string() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let n = sqlx::query("INSERT INTO case_links (case_id, linked_case_id, kind, linked_by) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+        .bind(x.to_string())
+        .bind(y.to_string())
+        .bind(kind)
+        .bind(actor)
+        .execute(conn)
+        .await?
+        .rows_affected();
+    Ok(n == 1)
+}
+
+/// Copies the merged case's history onto the kept case (both keep their own), and
+/// removes the merged child from the match index.
+pub async fn fold_history(
+    conn: &mut PgConnection,
+    keep: &CaseId,
+    merged: &CaseId,
+    keep_version: i64,
+) -> Result<(), CasesError> {
+    sqlx::query(
+        "INSERT INTO case_history (case_id, version, actor, change, at)
+         SELECT $1, $3, actor, 'from merged ' || case_id || ' v' || version || ': ' || change, at
+           FROM case_history WHERE case_id = $2 ORDER BY id",
+    )
+    .bind(keep.to_string())
+    .bind(merged.to_string())
+    .bind(keep_version)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM children WHERE case_id = $1")
+        .bind(merged.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
