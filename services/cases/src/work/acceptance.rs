@@ -1,0 +1,119 @@
+//! The first assessment's decision: register, refer on (material need alone goes to
+//! relief), or decline.
+
+use super::*;
+
+impl CaseWorkApi {
+    pub(super) async fn decide(
+        &self,
+        meta: &MetadataMap,
+        r: pb::DecideAcceptanceRequest,
+    ) -> Result<Response<pb::CaseChange>, CasesError> {
+        self.owner(meta)?;
+        let l = &self.0.settings.lifecycle;
+        let mut e = envelope(meta, &r.case_id, &r.actor);
+        let decision = choose(
+            &mut e.v,
+            "decision",
+            &r.decision,
+            AcceptanceDecision::ALL,
+            AcceptanceDecision::parse,
+        );
+        let known = |c: &String| {
+            l.vulnerability_criteria.contains(c) || l.material_need_criteria.contains(c)
+        };
+        for (i, c) in r.vulnerability_criteria.iter().enumerate() {
+            if !known(c) {
+                let all: Vec<&str> = l
+                    .vulnerability_criteria
+                    .iter()
+                    .chain(&l.material_need_criteria)
+                    .map(String::as_str)
+                    .collect();
+                e.v.push(
+                    format!("vulnerability_criteria[{i}]"),
+                    Problem::NotChosen {
+                        choices: all.join(", "),
+                    },
+                );
+            }
+        }
+        let reason = r.reason.as_deref().map(str::trim).filter(|s| !s.is_empty());
+        match decision {
+            Some(AcceptanceDecision::Register) if r.vulnerability_criteria.is_empty() => {
+                e.v.push("vulnerability_criteria", Problem::AtLeastOne)
+            }
+            Some(AcceptanceDecision::ReferOn | AcceptanceDecision::Decline) if reason.is_none() => {
+                e.v.push("reason", Problem::Required)
+            }
+            _ => {}
+        }
+        if decision == Some(AcceptanceDecision::ReferOn)
+            && !r
+                .referred_on_to
+                .as_ref()
+                .is_some_and(|a| self.0.settings.agencies.contains_key(a))
+        {
+            e.v.push(
+                "referred_on_to",
+                Problem::InvalidCode {
+                    expected: "an agency id from the directory",
+                },
+            );
+        }
+        if let Some(text) = reason {
+            check_text(&mut e.v, "reason", text, MAX_NARRATIVE);
+        }
+        let case_id = e.finish()?;
+        let Some(mut decision) = decision else {
+            return Err(CasesError::Precondition("no decision".into()));
+        };
+        let now = Utc::now();
+        let mut tx = self.0.pool.begin().await?;
+        let mut rec = load_for_update(&mut tx, &case_id, r.expected_version).await?;
+        let (mut reason, mut to, mut note) =
+            (reason.map(str::to_owned), r.referred_on_to.clone(), None);
+        // Poverty or material need alone never registers a case: refer to relief instead.
+        if decision == AcceptanceDecision::Register
+            && r.vulnerability_criteria
+                .iter()
+                .all(|c| l.material_need_criteria.contains(c))
+        {
+            decision = AcceptanceDecision::ReferOn;
+            reason = Some(lifecycle::MATERIAL_NEED_ONLY.into());
+            to = Some(l.relief_agency.clone());
+            note = Some(format!(
+                "not registered: {}; referred on to {}",
+                lifecycle::MATERIAL_NEED_ONLY,
+                l.relief_agency
+            ));
+        }
+        rec.status = apply(rec.status, decision.into()).map_err(illegal)?;
+        rec.acceptance = Some(lifecycle::Acceptance {
+            decision,
+            vulnerability_criteria: r.vulnerability_criteria.clone(),
+            reason,
+            referred_on_to: if decision == AcceptanceDecision::ReferOn {
+                to
+            } else {
+                None
+            },
+            decided_by: r.actor.clone(),
+            decided_at: now,
+        });
+        if rec.status == CaseStatus::Registered {
+            for (kind, due) in on_registration(
+                now,
+                &self.risk_deadlines(rec.risk_level),
+                rec.child.date_of_birth,
+            ) {
+                open_deadline(&mut tx, &case_id, kind, due).await?;
+            }
+        }
+        let change = rec.status.as_str();
+        save(&mut tx, &mut rec, &r.actor, change, now).await?;
+        tx.commit().await?;
+        tracing::info!(case_id = %case_id, status = %rec.status, "acceptance decided");
+        Ok(change_reply(&rec, note))
+    }
+}

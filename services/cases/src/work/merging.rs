@@ -1,0 +1,161 @@
+//! Duplicates: find, link, merge.
+
+use super::*;
+
+impl CaseWorkApi {
+    pub(crate) async fn find_duplicates(
+        &self,
+        meta: &MetadataMap,
+        r: pb::FindDuplicatesRequest,
+    ) -> Result<pb::Duplicates, CasesError> {
+        self.owner(meta)?;
+        let e = envelope(meta, &r.case_id, "finder");
+        let case_id = e.finish()?;
+        let rec = crate::db::load_case(&self.0.pool, &case_id)
+            .await?
+            .ok_or_else(|| CasesError::NotFound(format!("no case {case_id}")))?;
+        let min = if r.min_score > 0.0 {
+            r.min_score.min(1.0)
+        } else {
+            0.6
+        };
+        let found = crate::duplicates::candidates(
+            &self.0.pool,
+            &crate::duplicates::key_of(&rec),
+            Some(&case_id.to_string()),
+            min,
+            10,
+        )
+        .await?;
+        let mut candidates = Vec::with_capacity(found.len());
+        for (id, score) in found {
+            let status: Option<String> =
+                sqlx::query_scalar("SELECT status FROM cases WHERE case_id = $1")
+                    .bind(&id)
+                    .fetch_optional(&self.0.pool)
+                    .await?;
+            candidates.push(pb::DuplicateCandidate {
+                case_id: id,
+                score,
+                status: status.unwrap_or_default(),
+            });
+        }
+        tracing::info!(case_id = %case_id, candidates = candidates.len(), "duplicates searched");
+        Ok(pb::Duplicates { candidates })
+    }
+
+    pub(crate) async fn link_cases(
+        &self,
+        meta: &MetadataMap,
+        r: pb::LinkCasesRequest,
+    ) -> Result<pb::LinkCasesResponse, CasesError> {
+        self.owner(meta)?;
+        let mut e = envelope(meta, &r.case_id, &r.actor);
+        let other = CaseId::parse(&r.other_case_id).ok();
+        if other.is_none() || r.other_case_id == r.case_id {
+            e.v.push(
+                "other_case_id",
+                Problem::InvalidCode {
+                    expected: "the id of another case",
+                },
+            );
+        }
+        if !["same_child", "sibling"].contains(&r.kind.as_str()) {
+            e.v.push(
+                "kind",
+                Problem::NotChosen {
+                    choices: "same_child, sibling".into(),
+                },
+            );
+        }
+        let case_id = e.finish()?;
+        let Some(other) = other else {
+            return Err(CasesError::NotFound("no other case".into()));
+        };
+        let mut tx = self.0.pool.begin().await?;
+        for id in [&case_id, &other] {
+            let exists: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM cases WHERE case_id = $1")
+                    .bind(id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if exists.is_none() {
+                return Err(CasesError::NotFound(format!("no case {id}")));
+            }
+        }
+        let created = crate::duplicates::link(&mut tx, &case_id, &other, &r.kind, &r.actor).await?;
+        tx.commit().await?;
+        Ok(pb::LinkCasesResponse { created })
+    }
+
+    pub(crate) async fn merge_cases(
+        &self,
+        meta: &MetadataMap,
+        r: pb::MergeCasesRequest,
+    ) -> Result<Response<pb::CaseChange>, CasesError> {
+        self.owner(meta)?;
+        let mut e = envelope(meta, &r.keep_case_id, &r.actor);
+        let merged_id = CaseId::parse(&r.merge_case_id).ok();
+        if merged_id.is_none() || r.merge_case_id == r.keep_case_id {
+            e.v.push(
+                "merge_case_id",
+                Problem::InvalidCode {
+                    expected: "the id of another case",
+                },
+            );
+        }
+        let keep_id = e.finish()?;
+        let Some(merged_id) = merged_id else {
+            return Err(CasesError::NotFound("no case to merge".into()));
+        };
+        let now = Utc::now();
+        let mut tx = self.0.pool.begin().await?;
+        // Lock in id order so two opposite merges cannot deadlock.
+        let (keep, mut merged) = if keep_id.to_string() < merged_id.to_string() {
+            let k = load_for_update(&mut tx, &keep_id, r.keep_version).await?;
+            (
+                k,
+                load_for_update(&mut tx, &merged_id, r.merge_version).await?,
+            )
+        } else {
+            let m = load_for_update(&mut tx, &merged_id, r.merge_version).await?;
+            (load_for_update(&mut tx, &keep_id, r.keep_version).await?, m)
+        };
+        let mut keep = keep;
+        if keep.status == CaseStatus::Merged {
+            return Err(CasesError::precondition(
+                format!(
+                    "case {keep_id} was itself merged into {}",
+                    keep.merged_into.as_deref().unwrap_or("another case")
+                ),
+                format!("الحالة {keep_id} مدموجة بالفعل في حالة أخرى"),
+            ));
+        }
+        merged.status = apply(merged.status, Move::Merge).map_err(illegal)?;
+        merged.merged_into = Some(keep_id.to_string());
+        close_deadlines(&mut tx, &merged_id, &[], "cancelled").await?;
+        save(
+            &mut tx,
+            &mut merged,
+            &r.actor,
+            &format!("merged into {keep_id}"),
+            now,
+        )
+        .await?;
+        save(
+            &mut tx,
+            &mut keep,
+            &r.actor,
+            &format!("merged: {merged_id} folded into this case"),
+            now,
+        )
+        .await?;
+        crate::duplicates::fold_history(&mut tx, &keep_id, &merged_id, keep.version).await?;
+        tx.commit().await?;
+        tracing::info!(keep = %keep_id, merged = %merged_id, "cases merged");
+        Ok(change_reply(
+            &keep,
+            Some(format!("{merged_id} merged into this case")),
+        ))
+    }
+}

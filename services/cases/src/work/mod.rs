@@ -1,0 +1,237 @@
+//! `himaya.v1.CaseWork`: the case-owning ministry's moves on a case. Handlers are thin:
+//! request → checked values (all violations at once) → one locked, versioned change.
+
+mod acceptance;
+mod closure;
+mod merging;
+mod reads;
+mod staff;
+
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use himaya_proto::status::Lang;
+use himaya_proto::v1 as pb;
+use himaya_record::lifecycle::{
+    self, apply, on_registration, AcceptanceDecision, ClosureReason, DeadlineKind, Move,
+    ReviewKind, RiskDeadlines,
+};
+use himaya_record::validate::{age_on, check_text, MAX_NARRATIVE};
+use himaya_record::{AgencyType, CaseId, CaseRecord, CaseStatus, Problem, RiskLevel, Violations};
+use himaya_settings::DeadlineSettings;
+use sqlx::{PgConnection, Row};
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status};
+
+use crate::change::{close_deadlines, load_for_update, open_deadline, save};
+use crate::intake::caller;
+use crate::{CasesError, State};
+
+pub struct CaseWorkApi(pub(crate) Arc<State>);
+
+/// The common envelope of every change: who asks, which case, which version.
+struct Envelope {
+    lang: Lang,
+    case_id: Option<CaseId>,
+    v: Violations,
+}
+
+fn envelope(meta: &MetadataMap, case_id: &str, actor: &str) -> Envelope {
+    let mut v = Violations::new();
+    let case_id = CaseId::parse(case_id)
+        .map_err(|_| {
+            v.push(
+                "case_id",
+                Problem::InvalidCode {
+                    expected: "a case id such as case_0190f1b2c3d47e8f9a0b1c2d3e4f5a6b",
+                },
+            )
+        })
+        .ok();
+    if actor.trim().is_empty() {
+        v.push("actor", Problem::Required);
+    }
+    check_text(&mut v, "actor", actor, 64);
+    Envelope {
+        lang: Lang::of(meta),
+        case_id,
+        v,
+    }
+}
+
+impl Envelope {
+    /// The case id once every violation is known to be absent.
+    fn finish(self) -> Result<CaseId, CasesError> {
+        match (self.case_id, self.v.is_empty()) {
+            (Some(id), true) => Ok(id),
+            _ => Err(CasesError::Invalid(self.v, self.lang)),
+        }
+    }
+}
+
+fn choose<T: Copy + std::fmt::Display>(
+    v: &mut Violations,
+    field: &str,
+    raw: &str,
+    all: &[T],
+    parse: fn(&str) -> Option<T>,
+) -> Option<T> {
+    let out = parse(raw.trim());
+    if out.is_none() {
+        let names: Vec<String> = all.iter().map(ToString::to_string).collect();
+        v.push(
+            field,
+            Problem::NotChosen {
+                choices: names.join(", "),
+            },
+        );
+    }
+    out
+}
+
+fn required_text(v: &mut Violations, field: &str, text: &str) {
+    if text.trim().is_empty() {
+        v.push(field, Problem::Required);
+    }
+    check_text(v, field, text, MAX_NARRATIVE);
+}
+
+fn illegal(e: lifecycle::IllegalMove) -> CasesError {
+    CasesError::precondition(&e, e.arabic())
+}
+
+fn deadlines(s: &DeadlineSettings) -> RiskDeadlines {
+    RiskDeadlines {
+        assign_within: Duration::seconds(s.assign_within_secs),
+        first_contact_within: Duration::seconds(s.first_contact_within_secs),
+        review_every: Duration::seconds(s.review_every_secs),
+    }
+}
+
+fn change_reply(r: &CaseRecord, note: Option<String>) -> Response<pb::CaseChange> {
+    Response::new(pb::CaseChange {
+        case_id: r.case_id.to_string(),
+        version: r.version,
+        status: r.status.as_str().into(),
+        note,
+    })
+}
+
+impl CaseWorkApi {
+    /// The calling agency, which must own cases (social affairs).
+    fn owner(&self, meta: &MetadataMap) -> Result<String, CasesError> {
+        let id = caller(meta, self.0.settings.grpc.dev_identity).ok_or_else(|| {
+            CasesError::Unauthenticated(
+                "say which agency is calling (x-himaya-agency, or --as)".into(),
+            )
+        })?;
+        match self.0.settings.agencies.get(&id) {
+            Some(a) if a.agency_type == AgencyType::SocialAffairs => Ok(id),
+            _ => Err(CasesError::PermissionDenied(format!(
+                "`{id}` is not a case-owning (social affairs) agency"
+            ))),
+        }
+    }
+
+    fn risk_deadlines(&self, risk: RiskLevel) -> RiskDeadlines {
+        let d = &self.0.settings.lifecycle.deadlines;
+        deadlines(match risk {
+            RiskLevel::High => &d.high,
+            RiskLevel::Medium => &d.medium,
+            RiskLevel::Low => &d.low,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl pb::case_work_server::CaseWork for CaseWorkApi {
+    async fn find_duplicates(
+        &self,
+        req: Request<pb::FindDuplicatesRequest>,
+    ) -> Result<Response<pb::Duplicates>, Status> {
+        let (meta, _, r) = req.into_parts();
+        Ok(Response::new(
+            CaseWorkApi::find_duplicates(self, &meta, r).await?,
+        ))
+    }
+
+    async fn link_cases(
+        &self,
+        req: Request<pb::LinkCasesRequest>,
+    ) -> Result<Response<pb::LinkCasesResponse>, Status> {
+        let (meta, _, r) = req.into_parts();
+        Ok(Response::new(
+            CaseWorkApi::link_cases(self, &meta, r).await?,
+        ))
+    }
+
+    async fn merge_cases(
+        &self,
+        req: Request<pb::MergeCasesRequest>,
+    ) -> Result<Response<pb::CaseChange>, Status> {
+        let (meta, _, r) = req.into_parts();
+        Ok(self.merge_cases(&meta, r).await?)
+    }
+
+    async fn decide_acceptance(
+        &self,
+        req: Request<pb::DecideAcceptanceRequest>,
+    ) -> Result<Response<pb::CaseChange>, Status> {
+        let (meta, _, r) = req.into_parts();
+        Ok(self.decide(&meta, r).await?)
+    }
+
+    async fn add_staff(
+        &self,
+        req: Request<pb::AddStaffRequest>,
+    ) -> Result<Response<pb::StaffMember>, Status> {
+        let (meta, _, r) = req.into_parts();
+        Ok(CaseWorkApi::add_staff(self, &meta, r).await?)
+    }
+
+    async fn assign_case(
+        &self,
+        req: Request<pb::AssignCaseRequest>,
+    ) -> Result<Response<pb::CaseChange>, Status> {
+        let (meta, _, r) = req.into_parts();
+        Ok(self.assign(&meta, r).await?)
+    }
+
+    async fn record_review(
+        &self,
+        req: Request<pb::RecordReviewRequest>,
+    ) -> Result<Response<pb::CaseChange>, Status> {
+        let (meta, _, r) = req.into_parts();
+        Ok(self.review(&meta, r).await?)
+    }
+
+    async fn close_case(
+        &self,
+        req: Request<pb::CloseCaseRequest>,
+    ) -> Result<Response<pb::CaseChange>, Status> {
+        let (meta, _, r) = req.into_parts();
+        Ok(self.close(&meta, r).await?)
+    }
+
+    async fn reopen_case(
+        &self,
+        req: Request<pb::ReopenCaseRequest>,
+    ) -> Result<Response<pb::CaseChange>, Status> {
+        let (meta, _, r) = req.into_parts();
+        Ok(self.reopen(&meta, r).await?)
+    }
+
+    async fn get_history(
+        &self,
+        req: Request<pb::GetHistoryRequest>,
+    ) -> Result<Response<pb::History>, Status> {
+        self.history(req).await
+    }
+
+    async fn list_escalations(
+        &self,
+        req: Request<pb::ListEscalationsRequest>,
+    ) -> Result<Response<pb::Escalations>, Status> {
+        self.escalations(req).await
+    }
+}

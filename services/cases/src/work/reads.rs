@@ -1,0 +1,80 @@
+//! Reading a case's history and the escalations raised.
+
+use super::*;
+
+impl CaseWorkApi {
+    pub(super) async fn history(
+        &self,
+        req: Request<pb::GetHistoryRequest>,
+    ) -> Result<Response<pb::History>, Status> {
+        let (meta, _, r) = req.into_parts();
+        self.owner(&meta)?;
+        let case_id = CaseId::parse(&r.case_id)
+            .map_err(|e| Status::invalid_argument(format!("case_id: {e}")))?;
+        let rows = sqlx::query(
+            "SELECT version, actor, change, at FROM case_history WHERE case_id = $1 ORDER BY id",
+        )
+        .bind(case_id.to_string())
+        .fetch_all(&self.0.pool)
+        .await
+        .map_err(CasesError::from)?;
+        if rows.is_empty() {
+            return Err(CasesError::NotFound(format!("no case {case_id}")).into());
+        }
+        let entries = rows
+            .iter()
+            .map(|row| {
+                Ok(pb::HistoryEntry {
+                    version: row.try_get("version")?,
+                    actor: row.try_get("actor")?,
+                    change: row.try_get("change")?,
+                    at: row.try_get::<chrono::DateTime<Utc>, _>("at")?.to_rfc3339(),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(CasesError::from)?;
+        Ok(Response::new(pb::History { entries }))
+    }
+
+    pub(super) async fn escalations(
+        &self,
+        req: Request<pb::ListEscalationsRequest>,
+    ) -> Result<Response<pb::Escalations>, Status> {
+        let (meta, _, r) = req.into_parts();
+        self.owner(&meta)?;
+        let since = if r.since.is_empty() {
+            None
+        } else {
+            let t = chrono::DateTime::parse_from_rfc3339(&r.since).map_err(|_| {
+                Status::invalid_argument("since: not an RFC 3339 time such as 2026-11-22T09:00:00Z")
+            })?;
+            Some(t.with_timezone(&Utc))
+        };
+        let rows = sqlx::query(
+            "SELECT case_id, kind, due_at, raised_at, supervisor_id FROM escalations
+              WHERE $1::timestamptz IS NULL OR raised_at > $1 ORDER BY id LIMIT 1000",
+        )
+        .bind(since)
+        .fetch_all(&self.0.pool)
+        .await
+        .map_err(CasesError::from)?;
+        let escalations = rows
+            .iter()
+            .map(|row| {
+                Ok(pb::Escalation {
+                    case_id: row.try_get("case_id")?,
+                    kind: row.try_get("kind")?,
+                    due_at: row
+                        .try_get::<chrono::DateTime<Utc>, _>("due_at")?
+                        .to_rfc3339(),
+                    raised_at: row
+                        .try_get::<chrono::DateTime<Utc>, _>("raised_at")?
+                        .to_rfc3339(),
+                    supervisor_id: row.try_get("supervisor_id")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(CasesError::from)?;
+        Ok(Response::new(pb::Escalations { escalations }))
+    }
+}

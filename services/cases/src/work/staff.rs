@@ -1,0 +1,216 @@
+//! Staff within the seeds' caps, and assignment within the caseload limit.
+
+use super::*;
+
+impl CaseWorkApi {
+    pub(super) async fn add_staff(
+        &self,
+        meta: &MetadataMap,
+        r: pb::AddStaffRequest,
+    ) -> Result<Response<pb::StaffMember>, CasesError> {
+        let agency = self.owner(meta)?;
+        let lang = Lang::of(meta);
+        let mut v = Violations::new();
+        let id_ok = !r.staff_id.is_empty()
+            && r.staff_id.len() <= 64
+            && r.staff_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !id_ok {
+            v.push(
+                "staff_id",
+                Problem::InvalidCode {
+                    expected: "1-64 characters of letters, digits and -",
+                },
+            );
+        }
+        let role = r.role.trim();
+        if !["caseworker", "supervisor"].contains(&role) {
+            v.push(
+                "role",
+                Problem::NotChosen {
+                    choices: "caseworker, supervisor".into(),
+                },
+            );
+        }
+        if role == "caseworker" && r.supervisor_id.is_none() {
+            v.push("supervisor_id", Problem::Required);
+        }
+        if !v.is_empty() {
+            return Err(CasesError::Invalid(v, lang));
+        }
+        let supervisor = if role == "caseworker" {
+            r.supervisor_id.clone()
+        } else {
+            None
+        };
+        let mut tx = self.0.pool.begin().await?;
+        if let Some(sup) = &supervisor {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(sup)
+                .execute(&mut *tx)
+                .await?;
+            let found: Option<String> = sqlx::query_scalar(
+                "SELECT agency_id FROM staff WHERE staff_id = $1 AND role = 'supervisor'",
+            )
+            .bind(sup)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if found.as_deref() != Some(agency.as_str()) {
+                return Err(CasesError::precondition(
+                    format!("`{sup}` is not a supervisor of {agency}"),
+                    format!("`{sup}` ليس مشرفًا في {agency}"),
+                ));
+            }
+            let max = self.0.settings.lifecycle.max_caseworkers_per_supervisor;
+            let team: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM staff WHERE supervisor_id = $1")
+                    .bind(sup)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if team >= max {
+                let room = with_room(&mut tx, &agency, "supervisor", max).await?;
+                return Err(CasesError::precondition(
+                    format!("supervisor {sup} already oversees {team} caseworkers (the limit is {max}); supervisors with room: {room}"),
+                    format!("المشرف {sup} يشرف على {team} أخصائيين (الحد الأقصى {max})؛ مشرفون لديهم متسع: {room}"),
+                ));
+            }
+        }
+        let inserted = sqlx::query("INSERT INTO staff (staff_id, agency_id, role, supervisor_id) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+            .bind(&r.staff_id)
+            .bind(&agency)
+            .bind(role)
+            .bind(&supervisor)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if inserted == 0 {
+            return Err(CasesError::precondition(
+                format!("staff member `{}` already exists", r.staff_id),
+                format!("الموظف `{}` مسجل من قبل", r.staff_id),
+            ));
+        }
+        tx.commit().await?;
+        Ok(Response::new(pb::StaffMember {
+            staff_id: r.staff_id,
+            agency_id: agency,
+            role: role.into(),
+            supervisor_id: supervisor,
+        }))
+    }
+
+    pub(super) async fn assign(
+        &self,
+        meta: &MetadataMap,
+        r: pb::AssignCaseRequest,
+    ) -> Result<Response<pb::CaseChange>, CasesError> {
+        let agency = self.owner(meta)?;
+        let mut e = envelope(meta, &r.case_id, &r.actor);
+        if r.caseworker_id.trim().is_empty() {
+            e.v.push("caseworker_id", Problem::Required);
+        }
+        let case_id = e.finish()?;
+        let now = Utc::now();
+        let mut tx = self.0.pool.begin().await?;
+        // Serialise assignments to one caseworker so two cannot both take the last place.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(&r.caseworker_id)
+            .execute(&mut *tx)
+            .await?;
+        let sup: Option<Option<String>> =
+            sqlx::query_scalar("SELECT supervisor_id FROM staff WHERE staff_id = $1 AND agency_id = $2 AND role = 'caseworker'")
+                .bind(&r.caseworker_id)
+                .bind(&agency)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(Some(supervisor_id)) = sup else {
+            return Err(CasesError::precondition(
+                format!("`{}` is not a caseworker of {agency}", r.caseworker_id),
+                format!("`{}` ليس أخصائي حالة في {agency}", r.caseworker_id),
+            ));
+        };
+        let max = self.0.settings.lifecycle.max_cases_per_caseworker;
+        let open: i64 = sqlx::query_scalar("SELECT count(*) FROM cases WHERE caseworker_id = $1 AND status = 'registered' AND case_id <> $2")
+            .bind(&r.caseworker_id)
+            .bind(case_id.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+        if open >= max {
+            let room = with_room(&mut tx, &agency, "caseworker", max).await?;
+            return Err(CasesError::precondition(
+                format!(
+                    "caseworker {} already has {open} open cases (the limit is {max}); caseworkers with room: {room}",
+                    r.caseworker_id
+                ),
+                format!(
+                    "لدى الأخصائي {} {open} حالات مفتوحة (الحد الأقصى {max})؛ أخصائيون لديهم متسع: {room}",
+                    r.caseworker_id
+                ),
+            ));
+        }
+        let mut rec = load_for_update(&mut tx, &case_id, r.expected_version).await?;
+        apply(rec.status, Move::Assign).map_err(illegal)?;
+        let first = rec.assignment.is_none();
+        rec.assignment = Some(lifecycle::Assignment {
+            caseworker_id: r.caseworker_id.clone(),
+            supervisor_id,
+            assigned_at: now,
+        });
+        close_deadlines(&mut tx, &case_id, &[DeadlineKind::Assignment], "met").await?;
+        if first {
+            let within = self.risk_deadlines(rec.risk_level).first_contact_within;
+            open_deadline(&mut tx, &case_id, DeadlineKind::FirstContact, now + within).await?;
+        }
+        save(
+            &mut tx,
+            &mut rec,
+            &r.actor,
+            &format!("assigned: {}", r.caseworker_id),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(change_reply(&rec, None))
+    }
+}
+
+/// Staff of `role` in `agency` with fewer than `max` open cases (caseworkers) or team
+/// members (supervisors): "sw-2 (3), sw-5 (10)", or "none".
+async fn with_room(
+    tx: &mut PgConnection,
+    agency: &str,
+    role: &str,
+    max: i64,
+) -> Result<String, CasesError> {
+    let sql = if role == "caseworker" {
+        "SELECT s.staff_id, count(c.case_id) AS n FROM staff s
+           LEFT JOIN cases c ON c.caseworker_id = s.staff_id AND c.status = 'registered'
+          WHERE s.agency_id = $1 AND s.role = 'caseworker'
+          GROUP BY s.staff_id HAVING count(c.case_id) < $2 ORDER BY n, s.staff_id LIMIT 5"
+    } else {
+        "SELECT s.staff_id, count(w.staff_id) AS n FROM staff s
+           LEFT JOIN staff w ON w.supervisor_id = s.staff_id
+          WHERE s.agency_id = $1 AND s.role = 'supervisor'
+          GROUP BY s.staff_id HAVING count(w.staff_id) < $2 ORDER BY n, s.staff_id LIMIT 5"
+    };
+    let rows = sqlx::query(sql)
+        .bind(agency)
+        .bind(max)
+        .fetch_all(&mut *tx)
+        .await?;
+    let names: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            Ok(format!(
+                "{} ({})",
+                r.try_get::<String, _>("staff_id")?,
+                r.try_get::<i64, _>("n")?
+            ))
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    Ok(if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    })
+}
