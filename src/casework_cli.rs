@@ -428,3 +428,59 @@ pub async fn run_escalations(who: Who) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+pub async fn run_indicators(governorate: String, who: Who) -> anyhow::Result<()> {
+    let i = client(&who)
+        .await?
+        .get_indicators(req(pb::GetIndicatorsRequest { governorate }, &who)?)
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", explain(&s, who.client.lang)))?
+        .into_inner();
+    let l = who.client.lang;
+    println!(
+        "{} ({})",
+        l.pick(
+            "cases by governorate, status and risk",
+            "الحالات حسب المحافظة والوضع ودرجة الخطورة"
+        ),
+        i.computed_at
+    );
+    for c in &i.cases {
+        println!(
+            "  {:<16} {:<12} {:<7} {}",
+            c.governorate, c.status, c.risk_level, c.count
+        );
+    }
+    println!("{}", l.pick("caseloads", "أعباء الأخصائيين"));
+    for c in &i.caseloads {
+        println!("  {:<16} {}/{}", c.caseworker_id, c.open_cases, c.limit);
+    }
+    println!(
+        "{}",
+        l.pick(
+            "deadlines (past due and open / escalated)",
+            "المواعيد (متأخرة ومفتوحة / مصعّدة)"
+        )
+    );
+    for o in &i.overdue {
+        println!("  {:<16} {} / {}", o.kind, o.open_past_due, o.escalated);
+    }
+    println!(
+        "{}",
+        l.pick(
+            "agency answers (delivered / rejected, acceptance, median response)",
+            "ردود الجهات (مستلمة / مرفوضة، نسبة القبول، الزمن الوسيط للرد)"
+        )
+    );
+    for a in &i.agencies {
+        println!(
+            "  {:<20} {} / {}  {:.0}%  {:.0} ms",
+            a.agency_id,
+            a.delivered,
+            a.rejected,
+            a.acceptance_rate * 100.0,
+            a.median_response_ms
+        );
+    }
+    Ok(())
+}

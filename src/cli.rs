@@ -54,6 +54,13 @@ pub enum Command {
         #[command(flatten)]
         who: crate::casework_cli::Who,
     },
+    /// The indicators a ministry reports, optionally for one governorate.
+    Indicators {
+        #[arg(long, default_value = "")]
+        governorate: String,
+        #[command(flatten)]
+        who: crate::casework_cli::Who,
+    },
     /// List the agencies in the directory.
     Agencies {
         #[command(flatten)]
@@ -215,6 +222,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => crate::casework_cli::run_work(w).await,
         Command::Staff { command } => crate::casework_cli::run_staff(command).await,
         Command::Escalations { who } => crate::casework_cli::run_escalations(who).await,
+        Command::Indicators { governorate, who } => {
+            crate::casework_cli::run_indicators(governorate, who).await
+        }
         Command::Agencies { client: c } => {
             let channel = client::connect(&c.server).await?;
             for a in client::list_agencies(channel).await? {

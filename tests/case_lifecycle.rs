@@ -649,3 +649,73 @@ async fn duplicates_are_found_linked_and_merged_keeping_both_histories() {
     );
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indicators_count_cases_caseloads_deadlines_and_agency_answers() {
+    let (_agency, addr) = FakeAgency::start(&[201, 422]).await;
+    let env = TestEnv::new(Some(addr)).await;
+    let hub = env.start().await;
+    let mut w = Work::new(channel(&hub).await).await;
+    w.team().await;
+    let a = w.referral("ind-a", None).await;
+    let pool = env.pool().await;
+    eventually(30, "the first answer", || async {
+        (count(&pool, "SELECT count(*) FROM cases.referral_deliveries").await == 1).then_some(())
+    })
+    .await;
+    let _b = w.referral("ind-b", None).await;
+    eventually(30, "the second answer", || async {
+        (count(&pool, "SELECT count(*) FROM cases.referral_deliveries").await == 2).then_some(())
+    })
+    .await;
+    w.register(&a).await;
+    w.assign(&a, 2, "sw-1").await.unwrap();
+
+    let i = w
+        .client
+        .get_indicators(owned(pb::GetIndicatorsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    let n = |status: &str| {
+        i.cases
+            .iter()
+            .filter(|c| c.status == status)
+            .map(|c| c.count)
+            .sum::<i64>()
+    };
+    assert_eq!((n("registered"), n("referred")), (1, 1));
+    assert!(i
+        .cases
+        .iter()
+        .all(|c| c.governorate == "القاهرة" && c.risk_level == "high"));
+    let sw1 = i
+        .caseloads
+        .iter()
+        .find(|c| c.caseworker_id == "sw-1")
+        .unwrap();
+    assert_eq!((sw1.open_cases, sw1.limit), (1, 25));
+    let health = i
+        .agencies
+        .iter()
+        .find(|x| x.agency_id == "health-cairo")
+        .unwrap();
+    assert_eq!((health.delivered, health.rejected), (1, 1));
+    assert!((health.acceptance_rate - 0.5).abs() < 1e-9);
+    assert!(health.median_response_ms > 0.0);
+    assert!(
+        i.overdue.iter().any(|o| o.kind == "first_contact"),
+        "{:?}",
+        i.overdue
+    );
+    let elsewhere = w
+        .client
+        .get_indicators(owned(pb::GetIndicatorsRequest {
+            governorate: "حلب".into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(elsewhere.cases.is_empty() && elsewhere.agencies.is_empty());
+    hub.stop().await;
+}

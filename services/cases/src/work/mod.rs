@@ -3,6 +3,7 @@
 
 mod acceptance;
 mod closure;
+mod indicators;
 mod merging;
 mod reads;
 mod staff;
@@ -226,6 +227,13 @@ impl pb::case_work_server::CaseWork for CaseWorkApi {
         req: Request<pb::GetHistoryRequest>,
     ) -> Result<Response<pb::History>, Status> {
         self.history(req).await
+    }
+
+    async fn get_indicators(
+        &self,
+        req: Request<pb::GetIndicatorsRequest>,
+    ) -> Result<Response<pb::Indicators>, Status> {
+        self.indicators(req).await
     }
 
     async fn list_escalations(

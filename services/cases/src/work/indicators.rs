@@ -1,0 +1,114 @@
+//! The numbers a ministry reports (DOMAIN.md: 19,000 cases across 14 governorates need
+//! more than rows). Aggregates only: ids of children never appear here.
+
+use super::*;
+
+impl CaseWorkApi {
+    pub(super) async fn indicators(
+        &self,
+        req: Request<pb::GetIndicatorsRequest>,
+    ) -> Result<Response<pb::Indicators>, Status> {
+        let (meta, _, r) = req.into_parts();
+        self.owner(&meta)?;
+        let gov = Some(r.governorate.trim()).filter(|g| !g.is_empty());
+        let pool = &self.0.pool;
+        let max = self.0.settings.lifecycle.max_cases_per_caseworker;
+        let cases = sqlx::query(
+            "SELECT governorate, status, risk_level, count(*) AS n FROM cases
+              WHERE status <> 'merged' AND ($1::text IS NULL OR governorate = $1)
+              GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        )
+        .bind(gov)
+        .fetch_all(pool)
+        .await
+        .map_err(CasesError::from)?
+        .iter()
+        .map(|row| {
+            Ok(pb::CaseCount {
+                governorate: row.try_get("governorate")?,
+                status: row.try_get("status")?,
+                risk_level: row.try_get("risk_level")?,
+                count: row.try_get("n")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(CasesError::from)?;
+        let caseloads = sqlx::query(
+            "SELECT s.staff_id, count(c.case_id) AS n FROM staff s
+               LEFT JOIN cases c ON c.caseworker_id = s.staff_id AND c.status = 'registered'
+                                AND ($1::text IS NULL OR c.governorate = $1)
+              WHERE s.role = 'caseworker' GROUP BY 1 ORDER BY 2 DESC, 1",
+        )
+        .bind(gov)
+        .fetch_all(pool)
+        .await
+        .map_err(CasesError::from)?
+        .iter()
+        .map(|row| {
+            Ok(pb::Caseload {
+                caseworker_id: row.try_get("staff_id")?,
+                open_cases: row.try_get("n")?,
+                limit: max,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(CasesError::from)?;
+        let overdue = sqlx::query(
+            "SELECT d.kind,
+                    count(*) FILTER (WHERE d.state = 'open' AND d.due_at < now()) AS open_past_due,
+                    count(*) FILTER (WHERE d.state = 'fired') AS escalated
+               FROM deadlines d JOIN cases c USING (case_id)
+              WHERE ($1::text IS NULL OR c.governorate = $1)
+              GROUP BY 1 ORDER BY 1",
+        )
+        .bind(gov)
+        .fetch_all(pool)
+        .await
+        .map_err(CasesError::from)?
+        .iter()
+        .map(|row| {
+            Ok(pb::OverdueCount {
+                kind: row.try_get("kind")?,
+                open_past_due: row.try_get("open_past_due")?,
+                escalated: row.try_get("escalated")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(CasesError::from)?;
+        let agencies = sqlx::query(
+            "SELECT d.agency_id,
+                    count(*) FILTER (WHERE d.outcome = 'delivered') AS delivered,
+                    count(*) FILTER (WHERE d.outcome = 'rejected') AS rejected,
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM d.recorded_at - c.created_at) * 1000) AS median_ms
+               FROM referral_deliveries d JOIN cases c USING (case_id)
+              WHERE ($1::text IS NULL OR c.governorate = $1)
+              GROUP BY 1 ORDER BY 1",
+        )
+        .bind(gov)
+        .fetch_all(pool)
+        .await
+        .map_err(CasesError::from)?
+        .iter()
+        .map(|row| {
+            let delivered: i64 = row.try_get("delivered")?;
+            let rejected: i64 = row.try_get("rejected")?;
+            let answered = delivered + rejected;
+            Ok(pb::AgencyResponse {
+                agency_id: row.try_get("agency_id")?,
+                delivered,
+                rejected,
+                acceptance_rate: if answered == 0 { 0.0 } else { delivered as f64 / answered as f64 },
+                median_response_ms: row.try_get::<Option<f64>, _>("median_ms")?.unwrap_or(0.0),
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(CasesError::from)?;
+        Ok(Response::new(pb::Indicators {
+            cases,
+            caseloads,
+            overdue,
+            agencies,
+            computed_at: Utc::now().to_rfc3339(),
+        }))
+    }
+}
