@@ -10,6 +10,7 @@ use pb::case_work_client::CaseWorkClient;
 use pb::intake_client::IntakeClient;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
+use tonic_types::StatusExt;
 
 const OWNER: &str = "mosa-cairo";
 
@@ -717,5 +718,138 @@ async fn indicators_count_cases_caseloads_deadlines_and_agency_answers() {
         .unwrap()
         .into_inner();
     assert!(elsewhere.cases.is_empty() && elsewhere.agencies.is_empty());
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_follows_the_assessment_and_each_action_has_a_deadline() {
+    let env = TestEnv::new(None).await;
+    let hub = env.start().await;
+    let mut w = Work::new(channel(&hub).await).await;
+    w.team().await;
+    let case = w.referral("plan", None).await;
+    w.register(&case).await;
+    w.assign(&case, 2, "sw-1").await.unwrap();
+    let today = chrono::Utc::now().date_naive();
+    let action = |agency: &str, service: &str, due: chrono::NaiveDate| pb::ActionInput {
+        description: "إجراء".into(),
+        responsible_agency: agency.into(),
+        service_type: service.into(),
+        due_on: due.format("%Y-%m-%d").to_string(),
+    };
+    let plan = |version: i64, actions: Vec<pb::ActionInput>| pb::SetPlanRequest {
+        case_id: case.clone(),
+        expected_version: version,
+        actor: "sw-1".into(),
+        goals: vec![pb::GoalInput {
+            description: "العودة إلى المدرسة والعلاج".into(),
+            actions,
+        }],
+    };
+    let e = w
+        .client
+        .set_plan(owned(plan(
+            3,
+            vec![action("health-cairo", "health", today)],
+        )))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.code(),
+        Code::FailedPrecondition,
+        "assessment first: {}",
+        e.message()
+    );
+
+    let assess = |domain: &str| pb::RecordAssessmentRequest {
+        case_id: case.clone(),
+        expected_version: 3,
+        actor: "sw-1".into(),
+        risk_factors: vec!["عمل في ورشة".into()],
+        protective_factors: vec!["أم داعمة".into()],
+        needs: vec![pb::NeedInput {
+            domain: domain.into(),
+            description: "العودة إلى المدرسة".into(),
+        }],
+    };
+    assert_eq!(
+        w.client
+            .record_assessment(owned(assess("cosmic")))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::InvalidArgument
+    );
+    let c = w
+        .client
+        .record_assessment(owned(assess("education")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(c.version, 4);
+
+    // The agency must offer the service; the due date cannot be past.
+    let bad = plan(
+        4,
+        vec![
+            action("health-cairo", "education", today),
+            action("health-cairo", "health", today.pred_opt().unwrap()),
+        ],
+    );
+    let e = w.client.set_plan(owned(bad)).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let fields: Vec<String> = e
+        .get_details_bad_request()
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert!(
+        fields.contains(&"goals[0].actions[0].service_type".to_owned())
+            && fields.contains(&"goals[0].actions[1].due_on".to_owned()),
+        "{fields:?}"
+    );
+
+    let good = plan(
+        4,
+        vec![
+            action("health-cairo", "health", today),
+            action(
+                "school-cairo-alnour",
+                "education",
+                today + chrono::Duration::days(30),
+            ),
+        ],
+    );
+    let c = w.client.set_plan(owned(good)).await.unwrap().into_inner();
+    assert_eq!(c.version, 5);
+    let pool = env.pool().await;
+    assert_eq!(count(&pool, &format!("SELECT count(*) FROM cases.deadlines WHERE case_id = '{case}' AND kind = 'plan_action' AND state = 'open'")).await, 2);
+
+    let done = |version: i64| pb::CompleteActionRequest {
+        case_id: case.clone(),
+        expected_version: version,
+        actor: "sw-1".into(),
+        action_id: "a1".into(),
+    };
+    assert_eq!(
+        w.client
+            .complete_action(owned(done(5)))
+            .await
+            .unwrap()
+            .into_inner()
+            .version,
+        6
+    );
+    assert_eq!(
+        w.client
+            .complete_action(owned(done(6)))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::FailedPrecondition
+    );
+    assert_eq!(count(&pool, &format!("SELECT count(*) FROM cases.deadlines WHERE case_id = '{case}' AND ref_id = 'a1' AND state = 'met'")).await, 1);
     hub.stop().await;
 }

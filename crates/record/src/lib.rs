@@ -125,6 +125,31 @@ pub mod fixtures {
             closed_by: "sw-1".into(),
             closed_at: at,
         });
+        r.assessment = Some(Assessment {
+            risk_factors: vec!["عمل في ورشة".into()],
+            protective_factors: vec!["أم داعمة".into()],
+            needs: vec![Need {
+                domain: NeedDomain::Education,
+                description: "العودة إلى المدرسة".into(),
+            }],
+            assessed_by: "sw-1".into(),
+            assessed_at: at,
+        });
+        r.plan = Some(Plan {
+            goals: vec![Goal {
+                description: "العودة إلى المدرسة".into(),
+                actions: vec![PlanAction {
+                    action_id: "a1".into(),
+                    description: "تسجيل في مدرسة".into(),
+                    responsible_agency: "school-cairo-alnour".into(),
+                    service_type: ServiceType::Education,
+                    due_on: at.date_naive(),
+                    done: false,
+                }],
+            }],
+            set_by: "sw-1".into(),
+            set_at: at,
+        });
         r.merged_into = Some(crate::CaseId::new().to_string());
         r
     }

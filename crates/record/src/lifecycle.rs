@@ -41,7 +41,20 @@ vocabulary!(
         Assignment => "assignment",
         FirstContact => "first_contact",
         Review => "review",
-        TurnsEighteen => "turns_18",
+                TurnsEighteen => "turns_18",
+        PlanAction => "plan_action",
+    }
+);
+
+vocabulary!(
+    /// Domains of need in the comprehensive assessment (step 3).
+    NeedDomain {
+        Safety => "safety",
+        Health => "health",
+        Education => "education",
+        Psychosocial => "psychosocial",
+        Legal => "legal",
+        Economic => "economic",
     }
 );
 
@@ -52,6 +65,8 @@ pub enum Move {
     ReferOn,
     Decline,
     Assign,
+    Assess,
+    Plan,
     Review,
     Close,
     Reopen,
@@ -65,6 +80,8 @@ impl Move {
             Move::ReferOn => "إحالة إلى جهة أخرى",
             Move::Decline => "رفض",
             Move::Assign => "إسناد",
+            Move::Assess => "تقييم",
+            Move::Plan => "وضع خطة",
             Move::Review => "مراجعة",
             Move::Close => "إغلاق",
             Move::Reopen => "إعادة فتح",
@@ -78,6 +95,8 @@ impl Move {
             Move::ReferOn => "refer on",
             Move::Decline => "decline",
             Move::Assign => "assign",
+            Move::Assess => "assess",
+            Move::Plan => "plan",
             Move::Review => "review",
             Move::Close => "close",
             Move::Reopen => "reopen",
@@ -100,7 +119,14 @@ impl From<AcceptanceDecision> for Move {
 pub fn allowed(status: CaseStatus) -> &'static [Move] {
     match status {
         CaseStatus::Referred => &[Move::Register, Move::ReferOn, Move::Decline, Move::Merge],
-        CaseStatus::Registered => &[Move::Assign, Move::Review, Move::Close, Move::Merge],
+        CaseStatus::Registered => &[
+            Move::Assign,
+            Move::Assess,
+            Move::Plan,
+            Move::Review,
+            Move::Close,
+            Move::Merge,
+        ],
         CaseStatus::ReferredOn | CaseStatus::Declined | CaseStatus::Closed => {
             &[Move::Reopen, Move::Merge]
         }
@@ -147,7 +173,7 @@ pub fn apply(from: CaseStatus, m: Move) -> Result<CaseStatus, IllegalMove> {
         Move::Register | Move::Reopen => CaseStatus::Registered,
         Move::ReferOn => CaseStatus::ReferredOn,
         Move::Decline => CaseStatus::Declined,
-        Move::Assign | Move::Review => from,
+        Move::Assign | Move::Assess | Move::Plan | Move::Review => from,
         Move::Close => CaseStatus::Closed,
         Move::Merge => CaseStatus::Merged,
     })
@@ -185,6 +211,55 @@ pub struct Closure {
     pub recommendations: String,
     pub closed_by: String,
     pub closed_at: DateTime<Utc>,
+}
+
+/// One need found by the comprehensive assessment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Need {
+    pub domain: NeedDomain,
+    pub description: String,
+}
+
+/// The comprehensive assessment (step 3): risks, protective factors, needs by domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assessment {
+    pub risk_factors: Vec<String>,
+    pub protective_factors: Vec<String>,
+    pub needs: Vec<Need>,
+    pub assessed_by: String,
+    pub assessed_at: DateTime<Utc>,
+}
+
+/// An action of the plan: who does what, by when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanAction {
+    /// `a1`, `a2`, … within the plan.
+    pub action_id: String,
+    pub description: String,
+    /// The agency responsible (directory id).
+    pub responsible_agency: String,
+    pub service_type: crate::record::ServiceType,
+    pub due_on: NaiveDate,
+    pub done: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Goal {
+    pub description: String,
+    pub actions: Vec<PlanAction>,
+}
+
+/// The individual protection plan (step 3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub goals: Vec<Goal>,
+    pub set_by: String,
+    pub set_at: DateTime<Utc>,
+}
+
+/// When a plan action falls due: the end of its due day (UTC).
+pub fn action_due(due_on: NaiveDate) -> Option<DateTime<Utc>> {
+    due_on.and_hms_opt(23, 59, 59).map(|d| d.and_utc())
 }
 
 /// The outcome when only material need was found: not a child-protection case.

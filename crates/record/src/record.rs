@@ -289,6 +289,12 @@ pub struct CaseRecord {
     /// The caseworker and supervisor, once assigned.
     #[serde(default)]
     pub assignment: Option<crate::lifecycle::Assignment>,
+    /// The comprehensive assessment, once made.
+    #[serde(default)]
+    pub assessment: Option<crate::lifecycle::Assessment>,
+    /// The individual protection plan, once set.
+    #[serde(default)]
+    pub plan: Option<crate::lifecycle::Plan>,
     /// How the case ended, while it is closed.
     #[serde(default)]
     pub closure: Option<crate::lifecycle::Closure>,
@@ -334,6 +340,8 @@ impl CaseRecord {
             consent_refs: details.consent_refs,
             acceptance: None,
             assignment: None,
+            assessment: None,
+            plan: None,
             closure: None,
             merged_into: None,
         }

@@ -90,20 +90,61 @@ pub async fn save(
     Ok(())
 }
 
-/// Opens a deadline (replacing an open one of the same kind).
+/// Opens a deadline (replacing an open one of the same kind and reference).
 pub async fn open_deadline(
     conn: &mut PgConnection,
     case_id: &CaseId,
     kind: DeadlineKind,
     due_at: DateTime<Utc>,
 ) -> Result<(), CasesError> {
-    close_deadlines(&mut *conn, case_id, &[kind], "cancelled").await?;
-    sqlx::query("INSERT INTO deadlines (case_id, kind, due_at) VALUES ($1, $2, $3)")
+    open_deadline_for(conn, case_id, kind, None, due_at).await
+}
+
+/// Opens a deadline watching one thing of a case (a plan action: `ref_id` = its id).
+pub async fn open_deadline_for(
+    conn: &mut PgConnection,
+    case_id: &CaseId,
+    kind: DeadlineKind,
+    ref_id: Option<&str>,
+    due_at: DateTime<Utc>,
+) -> Result<(), CasesError> {
+    sqlx::query(
+        "UPDATE deadlines SET state = 'cancelled', closed_at = now()
+          WHERE case_id = $1 AND kind = $2 AND ref_id IS NOT DISTINCT FROM $3 AND state = 'open'",
+    )
+    .bind(case_id.to_string())
+    .bind(kind.as_str())
+    .bind(ref_id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("INSERT INTO deadlines (case_id, kind, ref_id, due_at) VALUES ($1, $2, $3, $4)")
         .bind(case_id.to_string())
         .bind(kind.as_str())
+        .bind(ref_id)
         .bind(due_at)
         .execute(conn)
         .await?;
+    Ok(())
+}
+
+/// Marks the open deadline watching `ref_id` as `state`.
+pub async fn close_deadline_for(
+    conn: &mut PgConnection,
+    case_id: &CaseId,
+    kind: DeadlineKind,
+    ref_id: &str,
+    state: &str,
+) -> Result<(), CasesError> {
+    sqlx::query(
+        "UPDATE deadlines SET state = $4, closed_at = now()
+          WHERE case_id = $1 AND kind = $2 AND ref_id = $3 AND state = 'open'",
+    )
+    .bind(case_id.to_string())
+    .bind(kind.as_str())
+    .bind(ref_id)
+    .bind(state)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

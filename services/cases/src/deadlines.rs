@@ -35,7 +35,7 @@ pub async fn run(pool: PgPool, interval: Duration, shutdown: CancellationToken) 
 pub async fn fire_due(pool: &PgPool, batch: i64) -> Result<usize, CasesError> {
     let mut tx = pool.begin().await?;
     let rows = sqlx::query(
-        "SELECT d.id, d.case_id, d.kind, d.due_at, s.supervisor_id
+        "SELECT d.id, d.case_id, d.kind, d.ref_id, d.due_at, s.supervisor_id
            FROM deadlines d
            JOIN cases c ON c.case_id = d.case_id
            LEFT JOIN staff s ON s.staff_id = c.caseworker_id
@@ -51,18 +51,20 @@ pub async fn fire_due(pool: &PgPool, batch: i64) -> Result<usize, CasesError> {
         let id: i64 = row.try_get("id")?;
         let case_id: String = row.try_get("case_id")?;
         let kind: String = row.try_get("kind")?;
+        let ref_id: Option<String> = row.try_get("ref_id")?;
         let due_at: DateTime<Utc> = row.try_get("due_at")?;
         let supervisor_id: Option<String> = row.try_get("supervisor_id")?;
         sqlx::query("UPDATE deadlines SET state = 'fired', closed_at = now() WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO escalations (deadline_id, case_id, kind, due_at, supervisor_id) VALUES ($1, $2, $3, $4, $5)")
+        sqlx::query("INSERT INTO escalations (deadline_id, case_id, kind, due_at, supervisor_id, ref_id) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(id)
             .bind(&case_id)
             .bind(&kind)
             .bind(due_at)
-            .bind(&supervisor_id)
+                        .bind(&supervisor_id)
+            .bind(&ref_id)
             .execute(&mut *tx)
             .await?;
         let event = DeadlineMissed {

@@ -5,6 +5,7 @@ mod acceptance;
 mod closure;
 mod indicators;
 mod merging;
+mod plan;
 mod reads;
 mod staff;
 
@@ -227,6 +228,30 @@ impl pb::case_work_server::CaseWork for CaseWorkApi {
         req: Request<pb::GetHistoryRequest>,
     ) -> Result<Response<pb::History>, Status> {
         self.history(req).await
+    }
+
+    async fn record_assessment(
+        &self,
+        req: Request<pb::RecordAssessmentRequest>,
+    ) -> Result<Response<pb::CaseChange>, Status> {
+        let (meta, _, r) = req.into_parts();
+        Ok(self.assess(&meta, r).await?)
+    }
+
+    async fn set_plan(
+        &self,
+        req: Request<pb::SetPlanRequest>,
+    ) -> Result<Response<pb::CaseChange>, Status> {
+        let (meta, _, r) = req.into_parts();
+        Ok(CaseWorkApi::set_plan(self, &meta, r).await?)
+    }
+
+    async fn complete_action(
+        &self,
+        req: Request<pb::CompleteActionRequest>,
+    ) -> Result<Response<pb::CaseChange>, Status> {
+        let (meta, _, r) = req.into_parts();
+        Ok(CaseWorkApi::complete_action(self, &meta, r).await?)
     }
 
     async fn get_indicators(
