@@ -251,6 +251,7 @@ fn main() {
             message_id: "msg_x".into(),
             occurred_at: "2026-11-22T00:00:00Z".into(),
             case: himaya_record::fixtures::record(),
+            service_request: None,
         })
         .map(|b| b.len())
         .unwrap_or(1500);

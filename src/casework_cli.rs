@@ -146,7 +146,7 @@ pub struct Who {
     pub client: ClientArgs,
 }
 
-fn req<T>(msg: T, who: &Who) -> anyhow::Result<Request<T>> {
+pub(crate) fn req<T>(msg: T, who: &Who) -> anyhow::Result<Request<T>> {
     let mut r = Request::new(msg);
     r.metadata_mut().insert(
         "x-himaya-agency",
@@ -162,11 +162,11 @@ fn req<T>(msg: T, who: &Who) -> anyhow::Result<Request<T>> {
     Ok(r)
 }
 
-async fn client(who: &Who) -> anyhow::Result<CaseWorkClient<tonic::transport::Channel>> {
+pub(crate) async fn client(who: &Who) -> anyhow::Result<CaseWorkClient<tonic::transport::Channel>> {
     Ok(CaseWorkClient::new(connect(&who.client.server).await?))
 }
 
-fn print_change(c: pb::CaseChange, lang: Lang) {
+pub(crate) fn print_change(c: pb::CaseChange, lang: Lang) {
     println!(
         "{} {} → {} (v{})",
         lang.pick("case", "الحالة"),

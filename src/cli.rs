@@ -44,6 +44,11 @@ pub enum Command {
         #[command(subcommand)]
         command: CaseCommand,
     },
+    /// Service referrals between agencies: answer, follow, list.
+    ServiceReferral {
+        #[command(subcommand)]
+        command: crate::plan_cli::ServiceReferralCommand,
+    },
     /// Staff of the case-owning ministry.
     Staff {
         #[command(subcommand)]
@@ -101,6 +106,8 @@ pub enum ReferralCommand {
 pub enum CaseCommand {
     #[command(flatten)]
     Work(crate::casework_cli::WorkCommand),
+    #[command(flatten)]
+    Plan(crate::plan_cli::PlanCommand),
     /// Show a case as an agency may see it (only the fields its policy permits).
     Show {
         case_id: String,
@@ -220,6 +227,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Case {
             command: CaseCommand::Work(w),
         } => crate::casework_cli::run_work(w).await,
+        Command::Case {
+            command: CaseCommand::Plan(p),
+        } => crate::plan_cli::run_plan(p).await,
+        Command::ServiceReferral { command } => {
+            crate::plan_cli::run_service_referral(command).await
+        }
         Command::Staff { command } => crate::casework_cli::run_staff(command).await,
         Command::Escalations { who } => crate::casework_cli::run_escalations(who).await,
         Command::Indicators { governorate, who } => {

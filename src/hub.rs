@@ -92,10 +92,16 @@ impl Hub {
             reporter
                 .set_serving::<himaya_proto::v1::case_work_server::CaseWorkServer<himaya_cases::CaseWorkApi>>()
                 .await;
+            reporter
+                .set_serving::<himaya_proto::v1::service_referrals_server::ServiceReferralsServer<
+                    himaya_cases::ServiceReferralsApi,
+                >>()
+                .await;
             router = router
                 .add_service(cases.intake())
                 .add_service(cases.cases())
-                .add_service(cases.case_work());
+                .add_service(cases.case_work())
+                .add_service(cases.service_referrals());
             tasks.extend(cases.tasks);
         }
         if components.contains(&Component::Directory) {

@@ -6,4 +6,5 @@ pub mod cli;
 pub mod client;
 pub mod demo_agency;
 pub mod hub;
+pub mod plan_cli;
 pub mod telemetry;

@@ -35,6 +35,7 @@ fn created(message_id: &str) -> ReferralCreated {
         message_id: message_id.into(),
         occurred_at: "2026-11-22T09:30:00Z".into(),
         case,
+        service_request: None,
     }
 }
 

@@ -853,3 +853,337 @@ async fn a_plan_follows_the_assessment_and_each_action_has_a_deadline() {
     assert_eq!(count(&pool, &format!("SELECT count(*) FROM cases.deadlines WHERE case_id = '{case}' AND ref_id = 'a1' AND state = 'met'")).await, 1);
     hub.stop().await;
 }
+
+fn as_agency<T>(agency: &str, msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut()
+        .insert("x-himaya-agency", agency.parse().unwrap());
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_referrals_follow_task_states_and_escalate_when_unanswered() {
+    use pb::service_referrals_client::ServiceReferralsClient;
+    let (agency, addr) = FakeAgency::start(&[]).await;
+    let env = TestEnv::new(Some(addr)).await;
+    let hub = env.start().await;
+    let ch = channel(&hub).await;
+    let mut w = Work::new(ch.clone()).await;
+    let mut sr = ServiceReferralsClient::new(ch);
+    w.team().await;
+    let case = w.referral("service-referrals", None).await;
+    w.register(&case).await;
+    w.assign(&case, 2, "sw-1").await.unwrap();
+    let c = w
+        .client
+        .record_assessment(owned(pb::RecordAssessmentRequest {
+            case_id: case.clone(),
+            expected_version: 3,
+            actor: "sw-1".into(),
+            risk_factors: vec!["عمل في ورشة".into()],
+            protective_factors: vec![],
+            needs: vec![pb::NeedInput {
+                domain: "health".into(),
+                description: "فحص السمع".into(),
+            }],
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let due = (chrono::Utc::now().date_naive() + chrono::Duration::days(14))
+        .format("%Y-%m-%d")
+        .to_string();
+    let action = |agency: &str, service: &str| pb::ActionInput {
+        description: "إجراء".into(),
+        responsible_agency: agency.into(),
+        service_type: service.into(),
+        due_on: due.clone(),
+    };
+    w.client
+        .set_plan(owned(pb::SetPlanRequest {
+            case_id: case.clone(),
+            expected_version: c.version,
+            actor: "sw-1".into(),
+            goals: vec![pb::GoalInput {
+                description: "الصحة والتعليم".into(),
+                actions: vec![
+                    action("health-cairo", "health"),
+                    action("school-cairo-alnour", "education"),
+                    action("mosa-cairo", "case_management"),
+                ],
+            }],
+        }))
+        .await
+        .unwrap();
+    let create = |action_id: &str| pb::CreateServiceReferralRequest {
+        case_id: case.clone(),
+        action_id: action_id.into(),
+        actor: "sw-1".into(),
+    };
+
+    // a1 goes to the health agency's system through its connector: received.
+    let health = sr
+        .create_service_referral(owned(create("a1")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            health.state.as_str(),
+            health.to_agency.as_str(),
+            health.service_type.as_str()
+        ),
+        ("requested", "health-cairo", "health")
+    );
+    assert!(!health.answer_due_at.is_empty());
+    let id = health.service_referral_id.clone();
+    let seen = eventually(20, "the service referral reaches the agency", || {
+        let agency = agency.clone();
+        let id = id.clone();
+        async move {
+            agency
+                .requests()
+                .into_iter()
+                .find(|s| s.body["referral_id"] == id.as_str())
+        }
+    })
+    .await;
+    assert_eq!(seen.body["service_type"], "health");
+    assert_eq!(seen.idempotency_key, Some(format!("{id}:health-cairo")));
+    let get = pb::GetServiceReferralRequest {
+        service_referral_id: id.clone(),
+    };
+    let received = eventually(20, "the delivery marks it received", || {
+        let mut sr = sr.clone();
+        let get = get.clone();
+        async move {
+            let r = sr
+                .get_service_referral(owned(get))
+                .await
+                .unwrap()
+                .into_inner();
+            (r.state == "received").then_some(r)
+        }
+    })
+    .await;
+    assert_eq!(received.agency_reference.as_deref(), Some("SIM-1"));
+
+    // Refusals: a second live referral, the agency's own action, an unknown action.
+    for (a, code) in [
+        ("a1", Code::FailedPrecondition),
+        ("a3", Code::FailedPrecondition),
+        ("a9", Code::NotFound),
+    ] {
+        let e = sr
+            .create_service_referral(owned(create(a)))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), code, "{a}: {}", e.message());
+    }
+    let update =
+        |version: i64, state: &str, reason: Option<&str>| pb::UpdateServiceReferralRequest {
+            service_referral_id: id.clone(),
+            expected_version: version,
+            state: state.into(),
+            reason: reason.map(str::to_owned),
+            actor: "dr-7".into(),
+        };
+    let v = received.version;
+    let e = sr
+        .update_service_referral(as_agency("health-cairo", update(v - 1, "accepted", None)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Aborted);
+    let e = sr
+        .update_service_referral(as_agency("health-cairo", update(v, "completed", None)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(
+        e.message().contains("allowed: accepted, rejected"),
+        "{}",
+        e.message()
+    );
+    let e = sr
+        .update_service_referral(owned(update(v, "accepted", None)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.code(),
+        Code::FailedPrecondition,
+        "the referrer may only cancel"
+    );
+    let e = sr
+        .get_service_referral(as_agency("school-cairo-alnour", get.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    let mut v = v;
+    for state in ["accepted", "in_progress", "completed"] {
+        let r = sr
+            .update_service_referral(as_agency("health-cairo", update(v, state, None)))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.state, state);
+        v = r.version;
+    }
+    let done = sr
+        .get_service_referral(owned(get.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let states: Vec<&str> = done.changes.iter().map(|c| c.state.as_str()).collect();
+    assert_eq!(
+        states,
+        [
+            "requested",
+            "received",
+            "accepted",
+            "in_progress",
+            "completed"
+        ]
+    );
+    assert!(done.answer_due_at.is_empty());
+    let pool = env.pool().await;
+    assert_eq!(
+        count(
+            &pool,
+            &format!(
+                "SELECT count(*) FROM cases.deadlines WHERE ref_id = '{id}' AND state = 'met'"
+            )
+        )
+        .await,
+        1
+    );
+
+    // a2 goes to a school without a connector: it answers through the API, or not at
+    // all, and the unanswered referral escalates to the supervisor.
+    let school = sr
+        .create_service_referral(owned(create("a2")))
+        .await
+        .unwrap()
+        .into_inner();
+    let sid = school.service_referral_id.clone();
+    sqlx::query(
+        "UPDATE cases.deadlines SET due_at = now() - interval '1 second' WHERE ref_id = $1",
+    )
+    .bind(&sid)
+    .execute(&pool)
+    .await
+    .unwrap();
+    eventually(20, "the unanswered referral escalates", || {
+        let pool = pool.clone();
+        let sid = sid.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM cases.escalations WHERE kind = 'service_referral' AND ref_id = $1 AND supervisor_id = 'sup-1'")
+                .bind(&sid)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            (n == 1).then_some(())
+        }
+    })
+    .await;
+    let reject = |reason: Option<&str>| pb::UpdateServiceReferralRequest {
+        service_referral_id: sid.clone(),
+        expected_version: 1,
+        state: "rejected".into(),
+        reason: reason.map(str::to_owned),
+        actor: "officer-17".into(),
+    };
+    let e = sr
+        .update_service_referral(as_agency("school-cairo-alnour", reject(None)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let r = sr
+        .update_service_referral(as_agency(
+            "school-cairo-alnour",
+            reject(Some("لا توجد أماكن في الفصل")),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (r.state.as_str(), r.reason.as_deref()),
+        ("rejected", Some("لا توجد أماكن في الفصل"))
+    );
+
+    // Rejected, it may be referred again; the referrer cancels, with a reason.
+    let again = sr
+        .create_service_referral(owned(create("a2")))
+        .await
+        .unwrap()
+        .into_inner();
+    let cancel = |reason: Option<&str>| pb::UpdateServiceReferralRequest {
+        service_referral_id: again.service_referral_id.clone(),
+        expected_version: 1,
+        state: "cancelled".into(),
+        reason: reason.map(str::to_owned),
+        actor: "sw-1".into(),
+    };
+    assert_eq!(
+        sr.update_service_referral(owned(cancel(None)))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::InvalidArgument
+    );
+    let r = sr
+        .update_service_referral(owned(cancel(Some("نُقل الطفل إلى مدرسة أخرى"))))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.state, "cancelled");
+    assert_eq!(
+        count(
+            &pool,
+            &format!(
+                "SELECT count(*) FROM cases.deadlines WHERE ref_id = '{}' AND state = 'cancelled'",
+                again.service_referral_id
+            )
+        )
+        .await,
+        1
+    );
+
+    // Each agency lists its own side; the case history has every change.
+    let list = |agency: &str| {
+        let mut sr = sr.clone();
+        let req = as_agency(
+            agency,
+            pb::ListServiceReferralsRequest {
+                case_id: case.clone(),
+                state: String::new(),
+            },
+        );
+        async move {
+            sr.list_service_referrals(req)
+                .await
+                .unwrap()
+                .into_inner()
+                .referrals
+                .len()
+        }
+    };
+    assert_eq!(list(OWNER).await, 3);
+    assert_eq!(list("health-cairo").await, 1);
+    assert_eq!(list("school-cairo-alnour").await, 2);
+    let history = w
+        .client
+        .get_history(owned(pb::GetHistoryRequest {
+            case_id: case.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let lines = history
+        .entries
+        .iter()
+        .filter(|e| e.change.starts_with("service referral"))
+        .count();
+    assert_eq!(lines, 5 + 2 + 2);
+    assert_eq!(count(&pool, "SELECT count(*) FROM cases.outbox WHERE event_type = 'himaya.v1.ServiceReferralChanged'").await, 9);
+    hub.stop().await;
+}

@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "himaya/v1/cases.proto",
         "himaya/v1/directory.proto",
         "himaya/v1/casework.proto",
+        "himaya/v1/referrals.proto",
     ];
     let fds = protox::compile(files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?).join("himaya_descriptor.bin");

@@ -18,6 +18,10 @@ pub struct ReferralMessage {
     pub categories: Vec<String>,
     /// The case as redacted for this agency: only permitted fields are present.
     pub case: serde_json::Value,
+    /// For a service referral between agencies: the service asked for. The agency
+    /// answers it through `himaya.v1.ServiceReferrals` with `referral_id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_type: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -36,6 +40,7 @@ impl TryFrom<&DeliveryRequested> for ReferralMessage {
             purpose: d.purpose.clone(),
             categories: d.categories.clone(),
             case: serde_json::from_str(&d.document_json).map_err(|_| MappingError)?,
+            service_type: d.service_type.clone(),
         })
     }
 }
@@ -56,6 +61,7 @@ mod tests {
             idempotency_key: "ref_1:health-cairo".into(),
             categories: vec!["identity".into(), "health".into()],
             document_json: doc.into(),
+            service_type: None,
         }
     }
 

@@ -59,6 +59,18 @@ pub struct ReferralCreated {
     pub message_id: String,
     pub occurred_at: String,
     pub case: CaseRecord,
+    /// Set for a service referral from a plan action: only this agency may receive it.
+    #[serde(default)]
+    pub service_request: Option<ServiceRequest>,
+}
+
+/// A service referral between agencies, carried by [`ReferralCreated`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRequest {
+    pub service_referral_id: String,
+    pub agency_id: String,
+    pub service_type: String,
+    pub action_id: String,
 }
 
 /// A redacted referral for one agency's connector.
@@ -74,6 +86,9 @@ pub struct DeliveryRequested {
     pub idempotency_key: String,
     pub categories: Vec<String>,
     pub document_json: String,
+    /// Set for a service referral (`referral_id` is then a `srv_` id): the service asked for.
+    #[serde(default)]
+    pub service_type: Option<String>,
 }
 
 /// `referral.delivery.recorded`: what the agency answered.
@@ -100,6 +115,21 @@ pub struct CaseUpdated {
     pub status: String,
     pub change: String,
     pub actor: String,
+}
+
+/// `service.referral.changed`: a service referral moved (ids and states only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceReferralChanged {
+    pub message_id: String,
+    pub occurred_at: String,
+    pub service_referral_id: String,
+    pub case_id: String,
+    pub action_id: String,
+    pub from_agency: String,
+    pub to_agency: String,
+    pub state: String,
+    pub version: i64,
+    pub changed_by: String,
 }
 
 /// `case.deadline.missed`: an escalation to the supervisor.
@@ -142,6 +172,11 @@ event!(
 );
 event!(CaseUpdated, "himaya.v1.CaseUpdated", "case_updated.avsc");
 event!(
+    ServiceReferralChanged,
+    "himaya.v1.ServiceReferralChanged",
+    "service_referral_changed.avsc"
+);
+event!(
     DeadlineMissed,
     "himaya.v1.DeadlineMissed",
     "deadline_missed.avsc"
@@ -150,6 +185,8 @@ event!(
 /// Routing keys on the events exchange.
 pub mod keys {
     pub const REFERRAL_CREATED: &str = "referral.created";
+    pub const SERVICE_REFERRAL_REQUESTED: &str = "service.referral.requested";
+    pub const SERVICE_REFERRAL_CHANGED: &str = "service.referral.changed";
     pub const DELIVERY_RECORDED: &str = "referral.delivery.recorded";
     pub const CASE_UPDATED: &str = "case.updated";
     pub const DEADLINE_MISSED: &str = "case.deadline.missed";
@@ -184,6 +221,7 @@ fn registry() -> Result<&'static HashMap<&'static str, Known>, CodecError> {
                 (DeliveryRecorded::NAME, DeliveryRecorded::SCHEMA),
                 (CaseUpdated::NAME, CaseUpdated::SCHEMA),
                 (DeadlineMissed::NAME, DeadlineMissed::SCHEMA),
+                (ServiceReferralChanged::NAME, ServiceReferralChanged::SCHEMA),
             ]
             .into_iter()
             .map(|(n, s)| match parse(n, s) {
@@ -277,6 +315,7 @@ mod tests {
             message_id: new_message_id(),
             occurred_at: "2026-11-22T09:30:00Z".into(),
             case: fixtures::record(),
+            service_request: None,
         }
     }
 
@@ -297,6 +336,22 @@ mod tests {
             actor: "sw-1".into(),
         };
         assert_eq!(decode::<CaseUpdated>(&encode(&u).unwrap()).unwrap(), u);
+        let s = ServiceReferralChanged {
+            message_id: new_message_id(),
+            occurred_at: "2026-11-22T09:30:00Z".into(),
+            service_referral_id: "srv_1".into(),
+            case_id: "case_1".into(),
+            action_id: "a1".into(),
+            from_agency: "mosa-cairo".into(),
+            to_agency: "health-cairo".into(),
+            state: "accepted".into(),
+            version: 2,
+            changed_by: "health-cairo".into(),
+        };
+        assert_eq!(
+            decode::<ServiceReferralChanged>(&encode(&s).unwrap()).unwrap(),
+            s
+        );
         let m = DeadlineMissed {
             message_id: new_message_id(),
             occurred_at: "2026-11-22T09:30:00Z".into(),
@@ -323,6 +378,12 @@ mod tests {
         assert_eq!(decode::<ReferralCreated>(&bytes).unwrap(), undocumented);
         let closed = ReferralCreated {
             case: fixtures::closed_record(),
+            service_request: Some(ServiceRequest {
+                service_referral_id: "sr_1".into(),
+                agency_id: "health-cairo".into(),
+                service_type: "health".into(),
+                action_id: "a1".into(),
+            }),
             ..created()
         };
         assert_eq!(

@@ -91,6 +91,10 @@ prefixed_id!(
     ReferralId, "ref_", "referral"
 );
 prefixed_id!(
+    /// A service referral from one agency to another, for one plan action.
+    ServiceReferralId, "srv_", "service referral"
+);
+prefixed_id!(
     /// One message on the bus; consumers deduplicate on it.
     MessageId, "msg_", "message"
 );

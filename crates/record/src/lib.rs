@@ -7,10 +7,11 @@ pub mod id;
 pub mod record;
 pub mod lifecycle;
 pub mod matching;
+pub mod service_referral;
 pub mod validate;
 
 pub use category::{category_of, DataCategory, FIELD_CATEGORIES};
-pub use id::{CaseId, IdError, MessageId, ReferralId};
+pub use id::{CaseId, IdError, MessageId, ReferralId, ServiceReferralId};
 pub use record::*;
 pub use validate::{FieldViolation, Problem, Violations};
 

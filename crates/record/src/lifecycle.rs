@@ -41,8 +41,9 @@ vocabulary!(
         Assignment => "assignment",
         FirstContact => "first_contact",
         Review => "review",
-                TurnsEighteen => "turns_18",
+        TurnsEighteen => "turns_18",
         PlanAction => "plan_action",
+        ServiceReferral => "service_referral",
     }
 );
 

@@ -133,6 +133,8 @@ pub struct DeadlineSettings {
     pub first_contact_within_secs: i64,
     /// Between reviews.
     pub review_every_secs: i64,
+    /// From a service referral sent to the receiving agency accepting or rejecting it.
+    pub service_referral_answer_within_secs: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -262,6 +264,7 @@ impl Settings {
             if d.assign_within_secs < 1
                 || d.first_contact_within_secs < 1
                 || d.review_every_secs < 1
+                || d.service_referral_answer_within_secs < 1
             {
                 return Err(invalid(
                     format!("lifecycle.deadlines.{risk}"),

@@ -21,14 +21,7 @@ pub async fn load_for_update(
     case_id: &CaseId,
     expected: i64,
 ) -> Result<CaseRecord, CasesError> {
-    let row = sqlx::query("SELECT record FROM cases WHERE case_id = $1 FOR UPDATE")
-        .bind(case_id.to_string())
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or_else(|| CasesError::NotFound(format!("no case {case_id}")))?;
-    let json: serde_json::Value = row.try_get("record")?;
-    let record: CaseRecord =
-        serde_json::from_value(json).map_err(|_| StoreError::Corrupt("cases.record"))?;
+    let record = load_locked(conn, case_id).await?;
     if record.version != expected {
         return Err(CasesError::Stale {
             case_id: case_id.to_string(),
@@ -37,6 +30,21 @@ pub async fn load_for_update(
         });
     }
     Ok(record)
+}
+
+/// Loads `case_id` locked for update, whatever its version (for changes that hang off
+/// the case without changing its record, such as a service referral).
+pub async fn load_locked(
+    conn: &mut PgConnection,
+    case_id: &CaseId,
+) -> Result<CaseRecord, CasesError> {
+    let row = sqlx::query("SELECT record FROM cases WHERE case_id = $1 FOR UPDATE")
+        .bind(case_id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| CasesError::NotFound(format!("no case {case_id}")))?;
+    let json: serde_json::Value = row.try_get("record")?;
+    serde_json::from_value(json).map_err(|_| StoreError::Corrupt("cases.record").into())
 }
 
 /// Saves the changed record as the next version, with history and event.

@@ -79,6 +79,7 @@ pub async fn open_case(
         message_id: new_message_id(),
         occurred_at: record.created_at.to_rfc3339(),
         case: record.clone(),
+        service_request: None,
     };
     let mut headers = BTreeMap::new();
     headers.insert("x-correlation-id".to_owned(), referral_id.clone());

@@ -23,6 +23,12 @@ pub enum CasesError {
         current: i64,
         expected: i64,
     },
+    #[error("service referral {id} is at version {current}, not {expected}: reload it and try again — إحالة الخدمة {id} في الإصدار {current} وليس {expected}: أعد تحميلها ثم حاول مجددًا")]
+    StaleReferral {
+        id: String,
+        current: i64,
+        expected: i64,
+    },
     #[error("storage failed")]
     Store(#[from] himaya_store::StoreError),
     #[error("the bus failed")]
@@ -47,7 +53,9 @@ impl From<CasesError> for Status {
             CasesError::Unauthenticated(m) => Status::unauthenticated(m),
             CasesError::PermissionDenied(m) => Status::permission_denied(m),
             CasesError::Precondition(m) => Status::failed_precondition(m),
-            e @ CasesError::Stale { .. } => Status::aborted(e.to_string()),
+            e @ (CasesError::Stale { .. } | CasesError::StaleReferral { .. }) => {
+                Status::aborted(e.to_string())
+            }
             CasesError::Store(ref s) if s.is_retryable() => {
                 tracing::warn!(error = %s, "storage unavailable");
                 Status::unavailable("storage is unavailable; retry with the same submission_id")

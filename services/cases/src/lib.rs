@@ -15,6 +15,7 @@ mod error;
 pub mod intake;
 mod outcomes;
 pub mod read;
+mod service_referrals;
 pub mod work;
 
 use std::sync::Arc;
@@ -31,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 pub use error::CasesError;
 pub use intake::IntakeApi;
 pub use read::CasesApi;
-pub use work::CaseWorkApi;
+pub use work::{CaseWorkApi, ServiceReferralsApi};
 
 /// The database schema this service owns.
 pub const SCHEMA: &str = "cases";
@@ -99,6 +100,16 @@ impl CasesService {
         himaya_proto::v1::case_work_server::CaseWorkServer::new(work::CaseWorkApi(
             self.state.clone(),
         ))
+        .max_decoding_message_size(self.state.settings.grpc.max_message_bytes)
+    }
+
+    pub fn service_referrals(
+        &self,
+    ) -> himaya_proto::v1::service_referrals_server::ServiceReferralsServer<ServiceReferralsApi>
+    {
+        himaya_proto::v1::service_referrals_server::ServiceReferralsServer::new(
+            ServiceReferralsApi(self.state.clone()),
+        )
         .max_decoding_message_size(self.state.settings.grpc.max_message_bytes)
     }
 

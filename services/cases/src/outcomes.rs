@@ -2,9 +2,12 @@
 
 use himaya_bus::{HandleError, Handler, Incoming};
 use himaya_events::{decode, DeliveryRecorded};
-use sqlx::PgPool;
+use himaya_record::service_referral::{Side, TaskState};
+use himaya_record::ServiceReferralId;
+use sqlx::{PgConnection, PgPool};
 
 use crate::db::history;
+use crate::service_referrals;
 use crate::{CasesError, OUTCOMES_QUEUE};
 
 pub struct Outcomes {
@@ -54,9 +57,52 @@ impl Outcomes {
             &format!("delivery of {}: {}", e.referral_id, e.outcome),
         )
         .await?;
+        if e.referral_id.starts_with(ServiceReferralId::PREFIX) {
+            service_referral_answered(&mut tx, e).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// A service referral's delivery reached the agency's system (received) or was refused
+/// by it (rejected). Answers already given through the API win: a late delivery outcome
+/// never moves a referral backwards.
+async fn service_referral_answered(
+    conn: &mut PgConnection,
+    e: &DeliveryRecorded,
+) -> Result<(), CasesError> {
+    let Some(mut sr) = service_referrals::load_for_update(conn, &e.referral_id).await? else {
+        return Err(CasesError::NotFound(format!(
+            "no service referral {}",
+            e.referral_id
+        )));
+    };
+    let (to, reason) = match e.outcome.as_str() {
+        "delivered" => (TaskState::Received, None),
+        "rejected" => (
+            TaskState::Rejected,
+            Some(format!(
+                "the agency's system refused the delivery (HTTP {})",
+                e.http_status
+            )),
+        ),
+        _ => return Ok(()),
+    };
+    if !sr.state.next(Side::Receiver).contains(&to) {
+        return Ok(());
+    }
+    service_referrals::move_to(
+        conn,
+        &mut sr,
+        to,
+        Side::Receiver,
+        &e.agency_id,
+        "connector",
+        reason,
+        e.agency_reference.clone(),
+    )
+    .await
 }
 
 impl Handler for Outcomes {

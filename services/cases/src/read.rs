@@ -61,11 +61,15 @@ impl pb::cases_server::Cases for CasesApi {
             .await?
             .ok_or_else(|| CasesError::NotFound(format!("no case {case_id}")))?;
         let delivered = deliveries(&self.0.pool, &case_id).await?;
+        let referred = crate::service_referrals::recipients(&self.0.pool, &case_id).await?;
         if !may_read(
             &record,
             &agency_id,
             agency.agency_type,
-            delivered.iter().map(|d| d.agency_id.as_str()),
+            delivered
+                .iter()
+                .map(|d| d.agency_id.as_str())
+                .chain(referred.iter().map(String::as_str)),
         ) {
             tracing::warn!(case_id = %case_id, agency = %agency_id, "read refused: the agency has no part in this case");
             return Err(CasesError::PermissionDenied(format!(
@@ -114,8 +118,9 @@ impl pb::cases_server::Cases for CasesApi {
     }
 }
 
-/// Object-level authorization: the case-owning ministry, the referring agency and the
-/// agencies the referral was delivered to may read; nobody else.
+/// Object-level authorization: the case-owning ministry, the referring agency, the
+/// agencies the referral was delivered to and those sent a live service referral may
+/// read; nobody else.
 fn may_read<'a>(
     record: &CaseRecord,
     agency_id: &str,

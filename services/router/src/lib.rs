@@ -56,8 +56,12 @@ pub async fn start(
     .await?;
     let topo = bus.topology();
     let queue = topo.queue(QUEUE);
-    bus.declare_queue(&queue, Exchange::Events, &[keys::REFERRAL_CREATED])
-        .await?;
+    bus.declare_queue(
+        &queue,
+        Exchange::Events,
+        &[keys::REFERRAL_CREATED, keys::SERVICE_REFERRAL_REQUESTED],
+    )
+    .await?;
     for (id, _) in connected(&settings) {
         bus.declare_queue(&topo.delivery_queue(id), Exchange::Delivery, &[id])
             .await?;
@@ -120,9 +124,30 @@ impl Router {
             return Ok(());
         }
         let purpose = Purpose::ServiceProvision;
-        let targets = targets(&self.settings, record);
+        let service = event.service_request.as_ref();
+        // A case referral goes to every agency offering a requested service; a service
+        // referral between agencies only to the agency it names.
+        let (targets, referral_id) = match service {
+            None => (
+                targets(&self.settings, record),
+                record.referral.referral_id.to_string(),
+            ),
+            Some(s) => (
+                connected(&self.settings)
+                    .filter(|(id, _)| **id == s.agency_id)
+                    .collect(),
+                s.service_referral_id.clone(),
+            ),
+        };
         if targets.is_empty() {
-            tracing::warn!(case_id = %record.case_id, "no connected agency offers the requested services here");
+            match service {
+                None => {
+                    tracing::warn!(case_id = %record.case_id, "no connected agency offers the requested services here")
+                }
+                Some(s) => {
+                    tracing::info!(case_id = %record.case_id, agency = %s.agency_id, service_referral_id = %s.service_referral_id, "the agency has no connector: it answers the service referral through the API")
+                }
+            }
         }
         for (agency_id, agency) in targets {
             match disclose(&self.settings.sharing, record, agency.agency_type, purpose)? {
@@ -132,12 +157,13 @@ impl Router {
                         occurred_at: Utc::now().to_rfc3339(),
                         agency_id: agency_id.clone(),
                         case_id: record.case_id.to_string(),
-                        referral_id: record.referral.referral_id.to_string(),
+                        referral_id: referral_id.clone(),
                         purpose: purpose.as_str().into(),
                         priority: record.referral.priority.as_str().into(),
-                        idempotency_key: format!("{}:{}", record.referral.referral_id, agency_id),
+                        idempotency_key: format!("{referral_id}:{agency_id}"),
                         categories: d.categories.iter().map(|c| c.as_str().to_owned()).collect(),
                         document_json: d.document.to_string(),
+                        service_type: service.map(|s| s.service_type.clone()),
                     };
                     let mut headers = BTreeMap::new();
                     headers.insert("x-correlation-id".to_owned(), delivery.referral_id.clone());
@@ -157,6 +183,7 @@ impl Router {
                     log_decision(
                         &mut tx,
                         record,
+                        &referral_id,
                         agency_id,
                         purpose,
                         None,
@@ -170,6 +197,7 @@ impl Router {
                     log_decision(
                         &mut tx,
                         record,
+                        &referral_id,
                         agency_id,
                         purpose,
                         Some(reason.as_str()),
@@ -186,9 +214,11 @@ impl Router {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // one argument per column of the disclosure row
 async fn log_decision(
     conn: &mut PgConnection,
     record: &CaseRecord,
+    referral_id: &str,
     agency_id: &str,
     purpose: Purpose,
     deny_reason: Option<&str>,
@@ -200,7 +230,7 @@ async fn log_decision(
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(record.case_id.to_string())
-    .bind(record.referral.referral_id.to_string())
+    .bind(referral_id)
     .bind(agency_id)
     .bind(purpose.as_str())
     .bind(if deny_reason.is_some() { "deny" } else { "permit" })

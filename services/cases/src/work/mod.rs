@@ -7,6 +7,7 @@ mod indicators;
 mod merging;
 mod plan;
 mod reads;
+mod referrals;
 mod staff;
 
 use std::sync::Arc;
@@ -28,6 +29,8 @@ use tonic::{Request, Response, Status};
 use crate::change::{close_deadlines, load_for_update, open_deadline, save};
 use crate::intake::caller;
 use crate::{CasesError, State};
+
+pub use referrals::ServiceReferralsApi;
 
 pub struct CaseWorkApi(pub(crate) Arc<State>);
 

@@ -1,0 +1,176 @@
+//! Service referrals between agencies (DOMAIN.md step 3, "referrals between agencies"),
+//! modelled on the FHIR Task state machine: who may move a referral from where to where.
+
+use serde::{Deserialize, Serialize};
+
+vocabulary!(
+    /// The states of a service referral (a subset of FHIR `TaskStatus`).
+    TaskState {
+        Requested => "requested",
+        Received => "received",
+        Accepted => "accepted",
+        Rejected => "rejected",
+        InProgress => "in_progress",
+        Completed => "completed",
+        Failed => "failed",
+        Cancelled => "cancelled",
+    }
+);
+
+/// Which side of the referral is acting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The case-owning agency that made the referral.
+    Referrer,
+    /// The agency asked to provide the service.
+    Receiver,
+}
+
+impl TaskState {
+    /// The states the given side may move a referral to from `self`. The receiver
+    /// answers and reports progress; the referrer may only cancel, until the end.
+    pub fn next(self, side: Side) -> &'static [TaskState] {
+        use TaskState::*;
+        match (self, side) {
+            (Requested, Side::Receiver) => &[Received, Accepted, Rejected],
+            (Received, Side::Receiver) => &[Accepted, Rejected],
+            (Accepted, Side::Receiver) => &[InProgress, Completed, Failed],
+            (InProgress, Side::Receiver) => &[Completed, Failed],
+            (Requested | Received | Accepted | InProgress, Side::Referrer) => &[Cancelled],
+            _ => &[],
+        }
+    }
+
+    /// Ended: nothing more can happen to it.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            TaskState::Rejected | TaskState::Completed | TaskState::Failed | TaskState::Cancelled
+        )
+    }
+
+    /// The receiving agency has answered (the referral's deadline is met).
+    pub fn is_answered(self) -> bool {
+        !matches!(self, TaskState::Requested | TaskState::Received)
+    }
+
+    /// Moving there needs a reason (a refusal, a failure, a cancellation).
+    pub fn needs_reason(self) -> bool {
+        matches!(
+            self,
+            TaskState::Rejected | TaskState::Failed | TaskState::Cancelled
+        )
+    }
+
+    pub fn arabic(self) -> &'static str {
+        match self {
+            TaskState::Requested => "مطلوبة",
+            TaskState::Received => "مستلمة",
+            TaskState::Accepted => "مقبولة",
+            TaskState::Rejected => "مرفوضة",
+            TaskState::InProgress => "قيد التنفيذ",
+            TaskState::Completed => "مكتملة",
+            TaskState::Failed => "متعذرة",
+            TaskState::Cancelled => "ملغاة",
+        }
+    }
+}
+
+/// A move the state machine does not allow; says what is allowed instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "a service referral that is `{from}` cannot become `{to}` by the {side}; allowed: {allowed}"
+)]
+pub struct IllegalTransition {
+    pub from: TaskState,
+    pub to: TaskState,
+    side: &'static str,
+    allowed: String,
+}
+
+impl IllegalTransition {
+    pub fn arabic(&self) -> String {
+        format!(
+            "لا يمكن نقل إحالة خدمة من `{}` ({}) إلى `{}` ({})؛ المسموح: {}",
+            self.from,
+            self.from.arabic(),
+            self.to,
+            self.to.arabic(),
+            self.allowed
+        )
+    }
+}
+
+/// Checks a move; returns the new state or why not.
+pub fn transition(
+    from: TaskState,
+    to: TaskState,
+    side: Side,
+) -> Result<TaskState, IllegalTransition> {
+    let next = from.next(side);
+    if next.contains(&to) {
+        return Ok(to);
+    }
+    let allowed = if next.is_empty() {
+        "nothing (it has ended, or only the other agency may move it now) / لا شيء".to_owned()
+    } else {
+        next.iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Err(IllegalTransition {
+        from,
+        to,
+        side: match side {
+            Side::Referrer => "referring agency",
+            Side::Receiver => "receiving agency",
+        },
+        allowed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use TaskState::*;
+
+    #[test]
+    fn the_happy_path_and_its_ends() {
+        let mut s = Requested;
+        for to in [Received, Accepted, InProgress, Completed] {
+            s = transition(s, to, Side::Receiver).unwrap();
+        }
+        assert!(s.is_final());
+        for end in [Rejected, Completed, Failed, Cancelled] {
+            for side in [Side::Referrer, Side::Receiver] {
+                assert!(end.next(side).is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn each_side_only_makes_its_own_moves() {
+        assert!(transition(Requested, Accepted, Side::Referrer).is_err());
+        assert!(transition(Accepted, Cancelled, Side::Receiver).is_err());
+        assert_eq!(
+            transition(InProgress, Cancelled, Side::Referrer).unwrap(),
+            Cancelled
+        );
+        let e = transition(Completed, Accepted, Side::Receiver).unwrap_err();
+        assert!(e.to_string().contains("allowed: nothing"), "{e}");
+        let e = transition(Received, Completed, Side::Receiver).unwrap_err();
+        assert!(
+            e.to_string().ends_with("allowed: accepted, rejected"),
+            "{e}"
+        );
+        assert!(e.arabic().contains("مستلمة"));
+    }
+
+    #[test]
+    fn answered_means_accepted_or_rejected_or_later() {
+        assert!(!Requested.is_answered() && !Received.is_answered());
+        assert!(Accepted.is_answered() && Rejected.is_answered() && Cancelled.is_answered());
+        assert!(Rejected.needs_reason() && !Accepted.needs_reason());
+    }
+}

@@ -1,0 +1,276 @@
+//! Service referrals between agencies, stored: each change moves the row, appends an
+//! event row and a line of the case's history, meets or cancels the answer deadline and
+//! enqueues `service.referral.changed`, all in the caller's transaction. Both the API
+//! (`work::referrals`) and the connectors' answers (`outcomes`) change referrals here.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use himaya_bus::{Exchange, Outgoing};
+use himaya_events::{encode, keys, new_message_id, Event, ServiceReferralChanged};
+use himaya_record::lifecycle::DeadlineKind;
+use himaya_record::service_referral::{transition, Side, TaskState};
+use himaya_record::CaseId;
+use himaya_store::StoreError;
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, PgPool, Row};
+
+use crate::change::close_deadline_for;
+use crate::db::history;
+use crate::CasesError;
+
+/// One service referral as stored.
+#[derive(Debug, Clone)]
+pub struct ServiceReferralRow {
+    pub id: String,
+    pub case_id: String,
+    pub action_id: String,
+    pub from_agency: String,
+    pub to_agency: String,
+    pub service_type: String,
+    pub state: TaskState,
+    pub reason: Option<String>,
+    pub agency_reference: Option<String>,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "service_referral_id, case_id, action_id, from_agency, to_agency, service_type, state, reason, agency_reference, version, created_at, updated_at";
+
+fn from_row(r: &PgRow) -> Result<ServiceReferralRow, CasesError> {
+    let state: String = r.try_get("state")?;
+    Ok(ServiceReferralRow {
+        id: r.try_get("service_referral_id")?,
+        case_id: r.try_get("case_id")?,
+        action_id: r.try_get("action_id")?,
+        from_agency: r.try_get("from_agency")?,
+        to_agency: r.try_get("to_agency")?,
+        service_type: r.try_get("service_type")?,
+        state: TaskState::parse(&state).ok_or(StoreError::Corrupt("service_referrals.state"))?,
+        reason: r.try_get("reason")?,
+        agency_reference: r.try_get("agency_reference")?,
+        version: r.try_get("version")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+/// Loads one referral locked for a change.
+pub async fn load_for_update(
+    conn: &mut PgConnection,
+    id: &str,
+) -> Result<Option<ServiceReferralRow>, CasesError> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM service_referrals WHERE service_referral_id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+pub async fn load(pool: &PgPool, id: &str) -> Result<Option<ServiceReferralRow>, CasesError> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM service_referrals WHERE service_referral_id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// The referrals an agency made or was sent, optionally of one case and in one state.
+pub async fn list(
+    pool: &PgPool,
+    agency_id: &str,
+    case_id: Option<&str>,
+    state: Option<TaskState>,
+) -> Result<Vec<ServiceReferralRow>, CasesError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM service_referrals
+          WHERE (from_agency = $1 OR to_agency = $1)
+            AND ($2::text IS NULL OR case_id = $2)
+            AND ($3::text IS NULL OR state = $3)
+          ORDER BY created_at DESC, service_referral_id DESC
+          LIMIT 500"
+    ))
+    .bind(agency_id)
+    .bind(case_id)
+    .bind(state.map(TaskState::as_str))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// One change of a referral, for its history.
+pub struct ChangeRow {
+    pub state: String,
+    pub agency_id: String,
+    pub actor: String,
+    pub reason: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+pub async fn changes(pool: &PgPool, id: &str) -> Result<Vec<ChangeRow>, CasesError> {
+    let rows = sqlx::query(
+        "SELECT state, agency_id, actor, reason, at FROM service_referral_events
+          WHERE service_referral_id = $1 ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ChangeRow {
+                state: r.try_get("state")?,
+                agency_id: r.try_get("agency_id")?,
+                actor: r.try_get("actor")?,
+                reason: r.try_get("reason")?,
+                at: r.try_get("at")?,
+            })
+        })
+        .collect()
+}
+
+/// When the receiving agency must answer by: the open deadline, if any.
+pub async fn answer_due(pool: &PgPool, id: &str) -> Result<Option<DateTime<Utc>>, CasesError> {
+    Ok(sqlx::query_scalar(
+        "SELECT due_at FROM deadlines WHERE kind = $1 AND ref_id = $2 AND state = 'open'",
+    )
+    .bind(DeadlineKind::ServiceReferral.as_str())
+    .bind(id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Agencies sent a live (not rejected or cancelled) referral of a case: they may read it.
+pub async fn recipients(pool: &PgPool, case_id: &CaseId) -> Result<Vec<String>, CasesError> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT to_agency FROM service_referrals
+          WHERE case_id = $1 AND state NOT IN ('rejected', 'cancelled')",
+    )
+    .bind(case_id.to_string())
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Records a state the referral has reached (its creation included): event row, case
+/// history line at the case's current version, and the `service.referral.changed` event.
+pub async fn record_change(
+    conn: &mut PgConnection,
+    r: &ServiceReferralRow,
+    agency_id: &str,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<(), CasesError> {
+    sqlx::query(
+        "INSERT INTO service_referral_events (service_referral_id, state, agency_id, actor, reason, at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&r.id)
+    .bind(r.state.as_str())
+    .bind(agency_id)
+    .bind(actor)
+    .bind(&r.reason)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    let case_version: i64 = sqlx::query_scalar("SELECT version FROM cases WHERE case_id = $1")
+        .bind(&r.case_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    history(
+        &mut *conn,
+        &r.case_id,
+        case_version,
+        actor,
+        &format!(
+            "service referral {} ({} for {}, to {}): {} by {agency_id}",
+            r.id, r.service_type, r.action_id, r.to_agency, r.state
+        ),
+    )
+    .await?;
+    let event = ServiceReferralChanged {
+        message_id: new_message_id(),
+        occurred_at: now.to_rfc3339(),
+        service_referral_id: r.id.clone(),
+        case_id: r.case_id.clone(),
+        action_id: r.action_id.clone(),
+        from_agency: r.from_agency.clone(),
+        to_agency: r.to_agency.clone(),
+        state: r.state.as_str().into(),
+        version: r.version,
+        changed_by: agency_id.into(),
+    };
+    let mut headers = BTreeMap::new();
+    headers.insert("x-correlation-id".to_owned(), r.case_id.clone());
+    let msg = Outgoing {
+        exchange: Exchange::Events,
+        routing_key: keys::SERVICE_REFERRAL_CHANGED.into(),
+        payload: encode(&event)?,
+        message_id: event.message_id.clone(),
+        event_type: ServiceReferralChanged::NAME.into(),
+        priority: 5,
+        headers,
+    };
+    himaya_store::outbox::enqueue(conn, &msg).await?;
+    Ok(())
+}
+
+/// Moves a locked referral to `to` on behalf of `side`, or says what is allowed.
+#[allow(clippy::too_many_arguments)]
+pub async fn move_to(
+    conn: &mut PgConnection,
+    r: &mut ServiceReferralRow,
+    to: TaskState,
+    side: Side,
+    agency_id: &str,
+    actor: &str,
+    reason: Option<String>,
+    agency_reference: Option<String>,
+) -> Result<(), CasesError> {
+    let next =
+        transition(r.state, to, side).map_err(|e| CasesError::precondition(&e, e.arabic()))?;
+    let now = Utc::now();
+    r.state = next;
+    r.reason = if next.needs_reason() { reason } else { None };
+    r.version += 1;
+    r.updated_at = now;
+    if agency_reference.is_some() {
+        r.agency_reference = agency_reference;
+    }
+    sqlx::query(
+        "UPDATE service_referrals
+            SET state = $2, reason = $3, version = $4, updated_at = $5, agency_reference = $6,
+                answered_at = CASE WHEN $7 THEN coalesce(answered_at, $5) ELSE answered_at END
+          WHERE service_referral_id = $1",
+    )
+    .bind(&r.id)
+    .bind(next.as_str())
+    .bind(&r.reason)
+    .bind(r.version)
+    .bind(now)
+    .bind(&r.agency_reference)
+    .bind(next.is_answered() && next != TaskState::Cancelled)
+    .execute(&mut *conn)
+    .await?;
+    if next.is_answered() {
+        let case_id = CaseId::parse(&r.case_id)
+            .map_err(|_| StoreError::Corrupt("service_referrals.case_id"))?;
+        let state = if next == TaskState::Cancelled {
+            "cancelled"
+        } else {
+            "met"
+        };
+        close_deadline_for(
+            &mut *conn,
+            &case_id,
+            DeadlineKind::ServiceReferral,
+            &r.id,
+            state,
+        )
+        .await?;
+    }
+    record_change(conn, r, agency_id, actor, now).await
+}

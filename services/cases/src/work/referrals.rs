@@ -1,0 +1,389 @@
+//! `himaya.v1.ServiceReferrals`: a plan action referred to the agency responsible for it,
+//! answered by that agency (FHIR Task states). The case-owning agency creates and may
+//! cancel; the receiving agency answers and reports progress; nobody else sees it.
+
+use chrono::Duration;
+use himaya_bus::{Exchange, Outgoing};
+use himaya_events::{encode, keys, new_message_id, Event, ReferralCreated, ServiceRequest};
+use himaya_record::service_referral::{Side, TaskState};
+use himaya_record::ServiceReferralId;
+
+use super::*;
+use crate::change::{load_locked, open_deadline_for};
+use crate::service_referrals::{self as store, ServiceReferralRow};
+
+pub struct ServiceReferralsApi(pub(crate) Arc<State>);
+
+impl ServiceReferralsApi {
+    /// The calling agency, which must be in the directory.
+    fn agency(&self, meta: &MetadataMap) -> Result<String, CasesError> {
+        let id = caller(meta, self.0.settings.grpc.dev_identity).ok_or_else(|| {
+            CasesError::Unauthenticated(
+                "say which agency is calling (x-himaya-agency, or --as)".into(),
+            )
+        })?;
+        if !self.0.settings.agencies.contains_key(&id) {
+            return Err(CasesError::PermissionDenied(format!(
+                "`{id}` is not an agency in the directory"
+            )));
+        }
+        Ok(id)
+    }
+
+    fn referral_id(v: &mut Violations, raw: &str) -> Option<String> {
+        match ServiceReferralId::parse(raw.trim()) {
+            Ok(id) => Some(id.to_string()),
+            Err(_) => {
+                v.push(
+                    "service_referral_id",
+                    Problem::InvalidCode {
+                        expected:
+                            "a service referral id such as srv_0190f1b2c3d47e8f9a0b1c2d3e4f5a6b",
+                    },
+                );
+                None
+            }
+        }
+    }
+
+    /// Loads a referral the caller is party to; which side it is on.
+    fn side(r: &ServiceReferralRow, agency: &str) -> Result<Side, CasesError> {
+        if r.to_agency == agency {
+            Ok(Side::Receiver)
+        } else if r.from_agency == agency {
+            Ok(Side::Referrer)
+        } else {
+            tracing::warn!(service_referral_id = %r.id, agency = %agency, "service referral refused: the agency is not party to it");
+            Err(CasesError::PermissionDenied(format!(
+                "agency `{agency}` is not party to service referral {}",
+                r.id
+            )))
+        }
+    }
+
+    async fn create(
+        &self,
+        meta: &MetadataMap,
+        r: pb::CreateServiceReferralRequest,
+    ) -> Result<pb::ServiceReferral, CasesError> {
+        let from = CaseWorkApi(self.0.clone()).owner(meta)?;
+        let mut e = envelope(meta, &r.case_id, &r.actor);
+        let action_id = r.action_id.trim();
+        if action_id.is_empty() {
+            e.v.push("action_id", Problem::Required);
+        }
+        check_text(&mut e.v, "action_id", action_id, 16);
+        let case_id = e.finish()?;
+        let now = Utc::now();
+        let mut tx = self.0.pool.begin().await?;
+        // The case lock serializes referrals of one case: no two live ones per action.
+        let rec = load_locked(&mut tx, &case_id).await?;
+        if rec.status != CaseStatus::Registered {
+            return Err(CasesError::precondition(
+                format_args!(
+                    "service referrals are made for registered cases; this one is `{}`",
+                    rec.status
+                ),
+                format_args!(
+                    "تُنشأ إحالات الخدمة للحالات المسجلة فقط؛ هذه الحالة `{}`",
+                    rec.status
+                ),
+            ));
+        }
+        let actions: Vec<_> = rec
+            .plan
+            .iter()
+            .flat_map(|p| &p.goals)
+            .flat_map(|g| &g.actions)
+            .collect();
+        let Some(action) = actions.iter().find(|a| a.action_id == action_id) else {
+            let ids: Vec<&str> = actions.iter().map(|a| a.action_id.as_str()).collect();
+            return Err(CasesError::NotFound(format!(
+                "the plan of case {case_id} has no action `{action_id}`; its actions: {}",
+                if ids.is_empty() {
+                    "none (set a plan first)".to_owned()
+                } else {
+                    ids.join(", ")
+                }
+            )));
+        };
+        if action.done {
+            return Err(CasesError::precondition(
+                format_args!("action {action_id} is already done; nothing to refer"),
+                format_args!("الإجراء {action_id} منجز بالفعل؛ لا شيء لإحالته"),
+            ));
+        }
+        if action.responsible_agency == from {
+            return Err(CasesError::precondition(
+                format_args!("action {action_id} is your own agency's; a service referral goes to another agency"),
+                format_args!("الإجراء {action_id} من مسؤولية جهتك؛ إحالة الخدمة تكون إلى جهة أخرى"),
+            ));
+        }
+        let live: Option<String> = sqlx::query_scalar(
+            "SELECT service_referral_id FROM service_referrals
+              WHERE case_id = $1 AND action_id = $2
+                AND state NOT IN ('rejected', 'completed', 'failed', 'cancelled')",
+        )
+        .bind(case_id.to_string())
+        .bind(action_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(live) = live {
+            return Err(CasesError::precondition(
+                format_args!("action {action_id} already has a live service referral, {live}; cancel it first to refer again"),
+                format_args!("للإجراء {action_id} إحالة خدمة قائمة ({live})؛ ألغها أولًا لإعادة الإحالة"),
+            ));
+        }
+        let sr = ServiceReferralRow {
+            id: ServiceReferralId::new().to_string(),
+            case_id: case_id.to_string(),
+            action_id: action_id.to_owned(),
+            from_agency: from.clone(),
+            to_agency: action.responsible_agency.clone(),
+            service_type: action.service_type.as_str().to_owned(),
+            state: TaskState::Requested,
+            reason: None,
+            agency_reference: None,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        sqlx::query(
+            "INSERT INTO service_referrals (service_referral_id, case_id, action_id, from_agency, to_agency,
+                                            service_type, state, requested_by, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+        )
+        .bind(&sr.id)
+        .bind(&sr.case_id)
+        .bind(&sr.action_id)
+        .bind(&sr.from_agency)
+        .bind(&sr.to_agency)
+        .bind(&sr.service_type)
+        .bind(sr.state.as_str())
+        .bind(r.actor.trim())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let answer_within = {
+            let d = &self.0.settings.lifecycle.deadlines;
+            match rec.risk_level {
+                RiskLevel::High => &d.high,
+                RiskLevel::Medium => &d.medium,
+                RiskLevel::Low => &d.low,
+            }
+            .service_referral_answer_within_secs
+        };
+        open_deadline_for(
+            &mut tx,
+            &case_id,
+            DeadlineKind::ServiceReferral,
+            Some(&sr.id),
+            now + Duration::seconds(answer_within),
+        )
+        .await?;
+        store::record_change(&mut tx, &sr, &from, r.actor.trim(), now).await?;
+        // The record goes to the router, which alone decides what the agency may see.
+        let event = ReferralCreated {
+            message_id: new_message_id(),
+            occurred_at: now.to_rfc3339(),
+            case: rec.clone(),
+            service_request: Some(ServiceRequest {
+                service_referral_id: sr.id.clone(),
+                agency_id: sr.to_agency.clone(),
+                service_type: sr.service_type.clone(),
+                action_id: sr.action_id.clone(),
+            }),
+        };
+        let mut headers = std::collections::BTreeMap::new();
+        headers.insert("x-correlation-id".to_owned(), sr.id.clone());
+        let msg = Outgoing {
+            exchange: Exchange::Events,
+            routing_key: keys::SERVICE_REFERRAL_REQUESTED.into(),
+            payload: encode(&event)?,
+            message_id: event.message_id.clone(),
+            event_type: ReferralCreated::NAME.into(),
+            priority: rec.referral.priority.amqp_priority(),
+            headers,
+        };
+        himaya_store::outbox::enqueue(&mut tx, &msg).await?;
+        tx.commit().await?;
+        tracing::info!(case_id = %case_id, service_referral_id = %sr.id, to = %sr.to_agency, "service referral requested");
+        self.reply(sr).await
+    }
+
+    async fn update(
+        &self,
+        meta: &MetadataMap,
+        r: pb::UpdateServiceReferralRequest,
+    ) -> Result<pb::ServiceReferral, CasesError> {
+        let agency = self.agency(meta)?;
+        let lang = Lang::of(meta);
+        let mut v = Violations::new();
+        let id = Self::referral_id(&mut v, &r.service_referral_id);
+        let to = choose(&mut v, "state", &r.state, &TaskState::ALL[1..], |s| {
+            TaskState::parse(s).filter(|t| *t != TaskState::Requested)
+        });
+        if r.actor.trim().is_empty() {
+            v.push("actor", Problem::Required);
+        }
+        check_text(&mut v, "actor", &r.actor, 64);
+        let reason = r.reason.as_deref().map(str::trim).filter(|s| !s.is_empty());
+        match (to, reason) {
+            (Some(t), None) if t.needs_reason() => v.push("reason", Problem::Required),
+            (_, Some(text)) => check_text(&mut v, "reason", text, MAX_NARRATIVE),
+            _ => {}
+        }
+        let (Some(id), Some(to), true) = (id, to, v.is_empty()) else {
+            return Err(CasesError::Invalid(v, lang));
+        };
+        let mut tx = self.0.pool.begin().await?;
+        let mut sr = store::load_for_update(&mut tx, &id)
+            .await?
+            .ok_or_else(|| CasesError::NotFound(format!("no service referral {id}")))?;
+        let side = Self::side(&sr, &agency)?;
+        if sr.version != r.expected_version {
+            return Err(CasesError::StaleReferral {
+                id,
+                current: sr.version,
+                expected: r.expected_version,
+            });
+        }
+        store::move_to(
+            &mut tx,
+            &mut sr,
+            to,
+            side,
+            &agency,
+            r.actor.trim(),
+            reason.map(str::to_owned),
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(service_referral_id = %sr.id, agency = %agency, state = %sr.state, "service referral changed");
+        self.reply(sr).await
+    }
+
+    async fn get(
+        &self,
+        meta: &MetadataMap,
+        r: pb::GetServiceReferralRequest,
+    ) -> Result<pb::ServiceReferral, CasesError> {
+        let agency = self.agency(meta)?;
+        let mut v = Violations::new();
+        let Some(id) = Self::referral_id(&mut v, &r.service_referral_id) else {
+            return Err(CasesError::Invalid(v, Lang::of(meta)));
+        };
+        let sr = store::load(&self.0.pool, &id)
+            .await?
+            .ok_or_else(|| CasesError::NotFound(format!("no service referral {id}")))?;
+        Self::side(&sr, &agency)?;
+        self.reply(sr).await
+    }
+
+    async fn list(
+        &self,
+        meta: &MetadataMap,
+        r: pb::ListServiceReferralsRequest,
+    ) -> Result<pb::ServiceReferralList, CasesError> {
+        let agency = self.agency(meta)?;
+        let mut v = Violations::new();
+        let case_id = (!r.case_id.trim().is_empty())
+            .then(|| {
+                CaseId::parse(r.case_id.trim())
+                    .map_err(|_| {
+                        v.push(
+                            "case_id",
+                            Problem::InvalidCode {
+                                expected: "a case id such as case_0190f1b2c3d47e8f9a0b1c2d3e4f5a6b",
+                            },
+                        )
+                    })
+                    .ok()
+            })
+            .flatten();
+        let state = (!r.state.trim().is_empty())
+            .then(|| choose(&mut v, "state", &r.state, TaskState::ALL, TaskState::parse))
+            .flatten();
+        if !v.is_empty() {
+            return Err(CasesError::Invalid(v, Lang::of(meta)));
+        }
+        let rows = store::list(
+            &self.0.pool,
+            &agency,
+            case_id.map(|c| c.to_string()).as_deref(),
+            state,
+        )
+        .await?;
+        let mut referrals = Vec::with_capacity(rows.len());
+        for sr in rows {
+            referrals.push(self.reply(sr).await?);
+        }
+        Ok(pb::ServiceReferralList { referrals })
+    }
+
+    async fn reply(&self, sr: ServiceReferralRow) -> Result<pb::ServiceReferral, CasesError> {
+        let changes = store::changes(&self.0.pool, &sr.id).await?;
+        let due = store::answer_due(&self.0.pool, &sr.id).await?;
+        Ok(pb::ServiceReferral {
+            service_referral_id: sr.id,
+            case_id: sr.case_id,
+            action_id: sr.action_id,
+            from_agency: sr.from_agency,
+            to_agency: sr.to_agency,
+            service_type: sr.service_type,
+            state: sr.state.as_str().into(),
+            reason: sr.reason,
+            version: sr.version,
+            created_at: sr.created_at.to_rfc3339(),
+            updated_at: sr.updated_at.to_rfc3339(),
+            answer_due_at: due.map(|d| d.to_rfc3339()).unwrap_or_default(),
+            agency_reference: sr.agency_reference,
+            changes: changes
+                .into_iter()
+                .map(|c| pb::ServiceReferralChange {
+                    state: c.state,
+                    agency_id: c.agency_id,
+                    actor: c.actor,
+                    reason: c.reason,
+                    at: c.at.to_rfc3339(),
+                })
+                .collect(),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl pb::service_referrals_server::ServiceReferrals for ServiceReferralsApi {
+    async fn create_service_referral(
+        &self,
+        req: Request<pb::CreateServiceReferralRequest>,
+    ) -> Result<Response<pb::ServiceReferral>, Status> {
+        let (meta, _, r) = req.into_parts();
+        Ok(Response::new(self.create(&meta, r).await?))
+    }
+
+    async fn update_service_referral(
+        &self,
+        req: Request<pb::UpdateServiceReferralRequest>,
+    ) -> Result<Response<pb::ServiceReferral>, Status> {
+        let (meta, _, r) = req.into_parts();
+        Ok(Response::new(self.update(&meta, r).await?))
+    }
+
+    async fn get_service_referral(
+        &self,
+        req: Request<pb::GetServiceReferralRequest>,
+    ) -> Result<Response<pb::ServiceReferral>, Status> {
+        let (meta, _, r) = req.into_parts();
+        Ok(Response::new(self.get(&meta, r).await?))
+    }
+
+    async fn list_service_referrals(
+        &self,
+        req: Request<pb::ListServiceReferralsRequest>,
+    ) -> Result<Response<pb::ServiceReferralList>, Status> {
+        let (meta, _, r) = req.into_parts();
+        Ok(Response::new(self.list(&meta, r).await?))
+    }
+}

@@ -1,0 +1,352 @@
+//! `himaya case assess|plan|action-done|refer` and `himaya service-referral …`: the
+//! assessment, the protection plan and the service referrals that carry it out.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Subcommand;
+use himaya_proto::v1 as pb;
+use pb::service_referrals_client::ServiceReferralsClient;
+use serde::Deserialize;
+
+use crate::casework_cli::{client, print_change, req, Who};
+use crate::client::{connect, explain, Lang};
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Record the comprehensive assessment: risk and protective factors, needs by domain.
+    Assess {
+        case_id: String,
+        #[arg(long)]
+        version: i64,
+        /// A risk factor (repeat the flag for more).
+        #[arg(long = "risk")]
+        risks: Vec<String>,
+        /// A protective factor (repeat the flag for more).
+        #[arg(long = "protective")]
+        protective: Vec<String>,
+        /// A need as `domain:description`; domains: safety, health, education,
+        /// psychosocial, legal, economic (repeat the flag for more).
+        #[arg(long = "need", required = true)]
+        needs: Vec<String>,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Set the protection plan from a JSON file of goals and actions (see examples/plan.json).
+    Plan {
+        case_id: String,
+        #[arg(long)]
+        version: i64,
+        #[arg(long)]
+        file: PathBuf,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Mark a plan action done (a1, a2, … as `case plan` numbered them).
+    ActionDone {
+        case_id: String,
+        #[arg(long)]
+        version: i64,
+        action_id: String,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Refer a plan action to the agency responsible for it (a service referral).
+    Refer {
+        case_id: String,
+        action_id: String,
+        #[command(flatten)]
+        who: Who,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceReferralCommand {
+    /// Answer or move a service referral: received, accepted, rejected, in_progress,
+    /// completed, failed (the receiving agency) or cancelled (the referring one).
+    Update {
+        service_referral_id: String,
+        #[arg(long)]
+        version: i64,
+        #[arg(long)]
+        state: String,
+        /// Required to reject, fail or cancel.
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// One service referral with every change.
+    Show {
+        service_referral_id: String,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// The calling agency's service referrals, made or received.
+    List {
+        /// Only this case's.
+        #[arg(long, default_value = "")]
+        case: String,
+        /// Only those in this state.
+        #[arg(long, default_value = "")]
+        state: String,
+        #[command(flatten)]
+        who: Who,
+    },
+}
+
+/// The plan file: goals, each with its actions.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanFile {
+    goals: Vec<GoalFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GoalFile {
+    description: String,
+    actions: Vec<ActionFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionFile {
+    description: String,
+    responsible_agency: String,
+    service_type: String,
+    /// YYYY-MM-DD
+    due_on: String,
+}
+
+fn fail(lang: Lang) -> impl Fn(tonic::Status) -> anyhow::Error {
+    move |s| anyhow::anyhow!("{}", explain(&s, lang))
+}
+
+pub async fn run_plan(cmd: PlanCommand) -> anyhow::Result<()> {
+    match cmd {
+        PlanCommand::Assess {
+            case_id,
+            version,
+            risks,
+            protective,
+            needs,
+            who,
+        } => {
+            let mut parsed = Vec::new();
+            for n in needs {
+                let (domain, description) = n.split_once(':').with_context(|| {
+                    "each --need is `domain:description`, e.g. --need 'education:العودة إلى المدرسة'"
+                })?;
+                parsed.push(pb::NeedInput {
+                    domain: domain.trim().into(),
+                    description: description.trim().into(),
+                });
+            }
+            let msg = pb::RecordAssessmentRequest {
+                case_id,
+                expected_version: version,
+                actor: who.actor.clone(),
+                risk_factors: risks,
+                protective_factors: protective,
+                needs: parsed,
+            };
+            let c = client(&who)
+                .await?
+                .record_assessment(req(msg, &who)?)
+                .await
+                .map_err(fail(who.client.lang))?;
+            print_change(c.into_inner(), who.client.lang);
+        }
+        PlanCommand::Plan {
+            case_id,
+            version,
+            file,
+            who,
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let plan: PlanFile = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{} is not a plan file (see examples/plan.json)",
+                    file.display()
+                )
+            })?;
+            let msg = pb::SetPlanRequest {
+                case_id,
+                expected_version: version,
+                actor: who.actor.clone(),
+                goals: plan
+                    .goals
+                    .into_iter()
+                    .map(|g| pb::GoalInput {
+                        description: g.description,
+                        actions: g
+                            .actions
+                            .into_iter()
+                            .map(|a| pb::ActionInput {
+                                description: a.description,
+                                responsible_agency: a.responsible_agency,
+                                service_type: a.service_type,
+                                due_on: a.due_on,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            };
+            let c = client(&who)
+                .await?
+                .set_plan(req(msg, &who)?)
+                .await
+                .map_err(fail(who.client.lang))?;
+            print_change(c.into_inner(), who.client.lang);
+        }
+        PlanCommand::ActionDone {
+            case_id,
+            version,
+            action_id,
+            who,
+        } => {
+            let msg = pb::CompleteActionRequest {
+                case_id,
+                expected_version: version,
+                actor: who.actor.clone(),
+                action_id,
+            };
+            let c = client(&who)
+                .await?
+                .complete_action(req(msg, &who)?)
+                .await
+                .map_err(fail(who.client.lang))?;
+            print_change(c.into_inner(), who.client.lang);
+        }
+        PlanCommand::Refer {
+            case_id,
+            action_id,
+            who,
+        } => {
+            let msg = pb::CreateServiceReferralRequest {
+                case_id,
+                action_id,
+                actor: who.actor.clone(),
+            };
+            let r = referrals(&who)
+                .await?
+                .create_service_referral(req(msg, &who)?)
+                .await
+                .map_err(fail(who.client.lang))?;
+            print_referral(&r.into_inner(), who.client.lang, false);
+        }
+    }
+    Ok(())
+}
+
+async fn referrals(who: &Who) -> anyhow::Result<ServiceReferralsClient<tonic::transport::Channel>> {
+    Ok(ServiceReferralsClient::new(
+        connect(&who.client.server).await?,
+    ))
+}
+
+fn print_referral(r: &pb::ServiceReferral, lang: Lang, changes: bool) {
+    println!(
+        "{} {} (v{})  {} {} → {}  {} {}  [{}]",
+        lang.pick("service referral", "إحالة خدمة"),
+        r.service_referral_id,
+        r.version,
+        r.case_id,
+        r.from_agency,
+        r.to_agency,
+        r.service_type,
+        r.action_id,
+        r.state
+    );
+    if !r.answer_due_at.is_empty() {
+        println!(
+            "  {} {}",
+            lang.pick("answer due by", "موعد الرد"),
+            r.answer_due_at
+        );
+    }
+    if let Some(reason) = &r.reason {
+        println!("  {} {reason}", lang.pick("reason:", "السبب:"));
+    }
+    if changes {
+        for c in &r.changes {
+            println!(
+                "  {}  {:<12} {:<20} {}{}",
+                c.at,
+                c.state,
+                c.agency_id,
+                c.actor,
+                c.reason
+                    .as_deref()
+                    .map(|r| format!(" — {r}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+}
+
+pub async fn run_service_referral(cmd: ServiceReferralCommand) -> anyhow::Result<()> {
+    match cmd {
+        ServiceReferralCommand::Update {
+            service_referral_id,
+            version,
+            state,
+            reason,
+            who,
+        } => {
+            let msg = pb::UpdateServiceReferralRequest {
+                service_referral_id,
+                expected_version: version,
+                state,
+                reason,
+                actor: who.actor.clone(),
+            };
+            let r = referrals(&who)
+                .await?
+                .update_service_referral(req(msg, &who)?)
+                .await
+                .map_err(fail(who.client.lang))?;
+            print_referral(&r.into_inner(), who.client.lang, false);
+        }
+        ServiceReferralCommand::Show {
+            service_referral_id,
+            who,
+        } => {
+            let msg = pb::GetServiceReferralRequest {
+                service_referral_id,
+            };
+            let r = referrals(&who)
+                .await?
+                .get_service_referral(req(msg, &who)?)
+                .await
+                .map_err(fail(who.client.lang))?;
+            print_referral(&r.into_inner(), who.client.lang, true);
+        }
+        ServiceReferralCommand::List { case, state, who } => {
+            let msg = pb::ListServiceReferralsRequest {
+                case_id: case,
+                state,
+            };
+            let list = referrals(&who)
+                .await?
+                .list_service_referrals(req(msg, &who)?)
+                .await
+                .map_err(fail(who.client.lang))?
+                .into_inner();
+            if list.referrals.is_empty() {
+                println!(
+                    "{}",
+                    who.client
+                        .lang
+                        .pick("no service referrals", "لا توجد إحالات خدمة")
+                );
+            }
+            for r in &list.referrals {
+                print_referral(r, who.client.lang, false);
+            }
+        }
+    }
+    Ok(())
+}
