@@ -418,9 +418,11 @@ pub async fn run_escalations(who: Who) -> anyhow::Result<()> {
         .into_inner();
     for e in list.escalations {
         println!(
-            "{}  {:<14} due {}  raised {}  supervisor {}",
+            "{}  {:<7} {:<16} {:<36} due {}  raised {}  supervisor {}",
             e.case_id,
+            e.priority,
             e.kind,
+            e.ref_id.as_deref().unwrap_or("-"),
             e.due_at,
             e.raised_at,
             e.supervisor_id.unwrap_or_else(|| "-".into())

@@ -261,3 +261,66 @@ async fn health_and_reflection_are_served() {
     assert!(names.contains(&"himaya.v1.Intake".to_owned()), "{names:?}");
     hub.stop().await;
 }
+
+/// Records the order messages were handled in, slowly, as a busy consumer would.
+struct Recorder {
+    seen: std::sync::Mutex<Vec<String>>,
+}
+
+impl himaya_bus::Handler for Recorder {
+    async fn handle(&self, msg: &himaya_bus::Incoming) -> Result<(), himaya_bus::HandleError> {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        self.seen
+            .lock()
+            .unwrap()
+            .push(msg.message_id().unwrap_or("-").to_owned());
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_urgent_message_jumps_the_routine_backlog() {
+    let env = TestEnv::new(None).await;
+    let bus = Bus::connect(env.amqp_url(), Topology::new(""))
+        .await
+        .unwrap();
+    bus.declare_queue("lanes", Exchange::Events, &["lane.test"])
+        .await
+        .unwrap();
+    let routine: Vec<Outgoing> = (0..300)
+        .map(|i| raw("lane.test", vec![0], &format!("msg_routine_{i}")))
+        .collect();
+    for r in bus.publish_batch(&routine).await.unwrap() {
+        r.unwrap();
+    }
+    let mut urgent = raw("lane.test", vec![0], "msg_urgent");
+    urgent.priority = himaya_bus::URGENT_PRIORITY;
+    bus.publish(&urgent).await.unwrap();
+
+    let recorder = std::sync::Arc::new(Recorder {
+        seen: std::sync::Mutex::new(Vec::new()),
+    });
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let consumer = tokio::spawn(himaya_bus::consume(
+        bus.clone(),
+        "lanes".into(),
+        1,
+        recorder.clone(),
+        shutdown.clone(),
+    ));
+    let position = eventually(30, "the urgent message handled", || {
+        let recorder = recorder.clone();
+        async move {
+            let seen = recorder.seen.lock().unwrap();
+            seen.iter().position(|m| m == "msg_urgent")
+        }
+    })
+    .await;
+    assert!(
+        position < 10,
+        "published after 300 routine messages, handled at position {position}"
+    );
+    shutdown.cancel();
+    consumer.await.unwrap();
+    bus.close().await;
+}

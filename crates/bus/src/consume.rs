@@ -78,7 +78,9 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(&self, msg: &Incoming) -> impl Future<Output = Result<(), HandleError>> + Send;
 }
 
-/// Consumes `queue` until `shutdown`, reconnecting after broker failures.
+/// Consumes `queue` and its urgent lane side by side until `shutdown`, reconnecting
+/// after broker failures. An urgent message is handled as soon as it arrives, whatever
+/// the routine backlog.
 pub async fn consume<H: Handler>(
     bus: Arc<Bus>,
     queue: String,
@@ -86,9 +88,23 @@ pub async fn consume<H: Handler>(
     handler: Arc<H>,
     shutdown: CancellationToken,
 ) {
+    let urgent = crate::urgent_queue(&queue);
+    tokio::join!(
+        lane(&bus, urgent, prefetch, &*handler, &shutdown),
+        lane(&bus, queue, prefetch, &*handler, &shutdown),
+    );
+}
+
+async fn lane<H: Handler>(
+    bus: &Bus,
+    queue: String,
+    prefetch: u16,
+    handler: &H,
+    shutdown: &CancellationToken,
+) {
     let mut attempt = 0u32;
     while !shutdown.is_cancelled() {
-        match consume_once(&bus, &queue, prefetch, &*handler, &shutdown, &mut attempt).await {
+        match consume_once(bus, &queue, prefetch, handler, shutdown, &mut attempt).await {
             Ok(()) => break,
             Err(e) => {
                 tracing::warn!(queue = %queue, error = %e, attempt, "consumer lost its channel; reconnecting");

@@ -17,7 +17,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
 
 pub use consume::{consume, HandleError, Handler, Incoming};
-pub use topology::{Exchange, Topology};
+pub use topology::{lane_key, urgent_queue, Exchange, Topology, URGENT_PRIORITY};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -152,8 +152,9 @@ impl Bus {
                 mandatory: true,
                 ..Default::default()
             };
+            let key = topology::lane_key(m.exchange, &m.routing_key, m.priority);
             pending.push(
-                ch.basic_publish(&exchange, &m.routing_key, opts, &m.payload, properties(m))
+                ch.basic_publish(&exchange, &key, opts, &m.payload, properties(m))
                     .await,
             );
         }

@@ -11,6 +11,27 @@ use crate::BusError;
 /// backstop against a message that crashes its consumer every time.
 const DELIVERY_LIMIT: i64 = 20;
 
+/// Priority at and above which a message takes its queue's urgent lane (urgent referrals,
+/// high-risk hotline escalations, missed deadlines).
+pub const URGENT_PRIORITY: u8 = 9;
+
+/// The routing key of a message: urgent messages are published under `urgent.<key>`, so
+/// they land in each consumer's urgent lane (`<queue>.urgent`), which is consumed beside
+/// the routine queue and so never waits behind its backlog. RabbitMQ 3.10's quorum queues
+/// ignore message priority; two queues do not.
+pub fn lane_key(exchange: Exchange, key: &str, priority: u8) -> std::borrow::Cow<'_, str> {
+    if priority >= URGENT_PRIORITY && exchange != Exchange::Parking && !key.starts_with("urgent.") {
+        format!("urgent.{key}").into()
+    } else {
+        key.into()
+    }
+}
+
+/// The urgent lane of a consumer's queue.
+pub fn urgent_queue(queue: &str) -> String {
+    format!("{queue}.urgent")
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
     prefix: String,
@@ -135,14 +156,29 @@ impl Topology {
             .await
     }
 
-    /// A durable quorum queue for a consumer, bound to `exchange` with each key. Messages
-    /// redelivered past the delivery limit go to parking.
+    /// A consumer's durable quorum queue bound to `exchange` with each key, and its
+    /// urgent lane bound with `urgent.<key>`. Messages redelivered past the delivery limit
+    /// go to parking.
     pub async fn declare_queue(
         &self,
         ch: &Channel,
         queue: &str,
         exchange: Exchange,
         keys: &[&str],
+    ) -> Result<(), BusError> {
+        self.declare_lane(ch, queue, exchange, keys.iter().map(|k| (*k).to_owned()))
+            .await?;
+        let urgent = keys.iter().map(|k| format!("urgent.{k}"));
+        self.declare_lane(ch, &urgent_queue(queue), exchange, urgent)
+            .await
+    }
+
+    async fn declare_lane(
+        &self,
+        ch: &Channel,
+        queue: &str,
+        exchange: Exchange,
+        keys: impl Iterator<Item = String>,
     ) -> Result<(), BusError> {
         let mut args = quorum_args();
         args.insert(
@@ -160,7 +196,7 @@ impl Topology {
             ch.queue_bind(
                 queue,
                 &self.exchange(exchange),
-                key,
+                &key,
                 QueueBindOptions::default(),
                 FieldTable::default(),
             )

@@ -51,8 +51,11 @@ impl CaseWorkApi {
             Some(t.with_timezone(&Utc))
         };
         let rows = sqlx::query(
-            "SELECT case_id, kind, due_at, raised_at, supervisor_id FROM escalations
-              WHERE $1::timestamptz IS NULL OR raised_at > $1 ORDER BY id LIMIT 1000",
+            "SELECT e.case_id, e.kind, e.due_at, e.raised_at, e.supervisor_id, e.ref_id,
+                    coalesce(c.record->'referral'->>'priority', 'routine') AS priority
+               FROM escalations e JOIN cases c ON c.case_id = e.case_id
+              WHERE $1::timestamptz IS NULL OR e.raised_at > $1
+              ORDER BY (c.record->'referral'->>'priority' = 'urgent') DESC, e.id LIMIT 1000",
         )
         .bind(since)
         .fetch_all(&self.0.pool)
@@ -71,6 +74,8 @@ impl CaseWorkApi {
                         .try_get::<chrono::DateTime<Utc>, _>("raised_at")?
                         .to_rfc3339(),
                     supervisor_id: row.try_get("supervisor_id")?,
+                    priority: row.try_get("priority")?,
+                    ref_id: row.try_get("ref_id")?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
