@@ -49,6 +49,12 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::plan_cli::ServiceReferralCommand,
     },
+    /// The service map: each agency's services, where, with how many places, in which
+    /// languages.
+    Services {
+        #[command(subcommand)]
+        command: crate::services_cli::ServicesCommand,
+    },
     /// Staff of the case-owning ministry.
     Staff {
         #[command(subcommand)]
@@ -174,6 +180,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     l.pick("routine", "عادية")
                 }
             );
+            if !r.proposed_services.is_empty() {
+                println!(
+                    "{}",
+                    l.pick(
+                        "matching services on the map (a proposal):",
+                        "خدمات مطابقة على الخريطة (اقتراح):"
+                    )
+                );
+                for s in &r.proposed_services {
+                    crate::services_cli::print_service(s, l);
+                }
+            }
             if r.replayed {
                 println!(
                     "  {}",
@@ -233,6 +251,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ServiceReferral { command } => {
             crate::plan_cli::run_service_referral(command).await
         }
+        Command::Services { command } => crate::services_cli::run(command).await,
         Command::Staff { command } => crate::casework_cli::run_staff(command).await,
         Command::Escalations { who } => crate::casework_cli::run_escalations(who).await,
         Command::Indicators { governorate, who } => {

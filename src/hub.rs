@@ -109,7 +109,12 @@ impl Hub {
             reporter
                 .set_serving::<himaya_proto::v1::directory_server::DirectoryServer<DirectoryApi>>()
                 .await;
-            router = router.add_service(DirectoryApi::server(settings.clone()));
+            let (directory, relay) =
+                DirectoryApi::start(settings.clone(), bus.clone(), shutdown.clone())
+                    .await
+                    .context("starting the directory (is PostgreSQL running?)")?;
+            router = router.add_service(directory);
+            tasks.push(relay);
         }
         if components.contains(&Component::Router) {
             tasks.extend(

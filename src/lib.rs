@@ -7,4 +7,5 @@ pub mod client;
 pub mod demo_agency;
 pub mod hub;
 pub mod plan_cli;
+pub mod services_cli;
 pub mod telemetry;

@@ -1187,3 +1187,155 @@ async fn service_referrals_follow_task_states_and_escalate_when_unanswered() {
     assert_eq!(count(&pool, "SELECT count(*) FROM cases.outbox WHERE event_type = 'himaya.v1.ServiceReferralChanged'").await, 9);
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_map_is_kept_by_agencies_and_proposed_for_referrals() {
+    use pb::directory_client::DirectoryClient;
+    let env = TestEnv::new(None).await;
+    let hub = env.start().await;
+    let ch = channel(&hub).await;
+    let mut dir = DirectoryClient::new(ch.clone());
+    let mut w = Work::new(ch).await;
+    let service =
+        |id: &str, version: i64, kind: pb::ServiceType, capacity: i32| pb::UpsertServiceRequest {
+            service_id: id.into(),
+            expected_version: version,
+            service_type: kind.into(),
+            name_ar: "عيادة السمع للأطفال".into(),
+            name_en: "Children's hearing clinic".into(),
+            governorate: "القاهرة".into(),
+            districts: vec!["شبرا".into()],
+            capacity,
+            languages: vec!["ar".into(), "en".into()],
+            accepting: true,
+        };
+    let clinic = dir
+        .upsert_service(as_agency(
+            "health-cairo",
+            service("", 0, pb::ServiceType::Health, 10),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((clinic.version, clinic.removed), (1, false));
+    assert!(clinic.service_id.starts_with("svc_"));
+    // Full: on the map, never proposed.
+    dir.upsert_service(as_agency(
+        "health-cairo",
+        service("", 0, pb::ServiceType::Psychosocial, 0),
+    ))
+    .await
+    .unwrap();
+
+    // Refusals: a service the agency does not offer, a governorate it does not cover, a
+    // language that is not a code; another agency's service; a stale version.
+    let mut bad = service("", 0, pb::ServiceType::Education, 5);
+    bad.governorate = "أسوان".into();
+    bad.languages = vec!["Arabic".into()];
+    let e = dir
+        .upsert_service(as_agency("health-cairo", bad))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let fields: Vec<String> = e
+        .get_details_bad_request()
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert_eq!(fields, ["service_type", "governorate", "languages[0]"]);
+    let update = service(&clinic.service_id, 1, pb::ServiceType::Health, 8);
+    let e = dir
+        .upsert_service(as_agency("school-cairo-alnour", update.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    let mut stale = update.clone();
+    stale.expected_version = 7;
+    let e = dir
+        .upsert_service(as_agency("health-cairo", stale))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Aborted);
+    let clinic = dir
+        .upsert_service(as_agency("health-cairo", update))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((clinic.version, clinic.capacity), (2, 8));
+
+    let find = |language: &str| pb::FindServicesRequest {
+        service_types: vec![
+            pb::ServiceType::Health.into(),
+            pb::ServiceType::Psychosocial.into(),
+        ],
+        governorate: "القاهرة".into(),
+        district: "شبرا".into(),
+        language: language.into(),
+        include_unavailable: false,
+    };
+    let found = dir.find_services(find("ar")).await.unwrap().into_inner();
+    let ids: Vec<&str> = found
+        .services
+        .iter()
+        .map(|s| s.service_id.as_str())
+        .collect();
+    assert_eq!(ids, [clinic.service_id.as_str()]);
+    assert!(dir
+        .find_services(find("fr"))
+        .await
+        .unwrap()
+        .into_inner()
+        .services
+        .is_empty());
+
+    // The cases service keeps a copy from the bus and proposes the clinic with a referral.
+    let pool = env.pool().await;
+    eventually(20, "the service map reaches the cases service", || {
+        let pool = pool.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM cases.service_map WHERE version = 2 OR capacity = 0",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            (n == 2).then_some(())
+        }
+    })
+    .await;
+    let submitted = w
+        .intake
+        .submit_school_referral(Request::new(school_request("with-proposals")))
+        .await
+        .unwrap()
+        .into_inner();
+    let proposed: Vec<&str> = submitted
+        .proposed_services
+        .iter()
+        .map(|s| s.service_id.as_str())
+        .collect();
+    assert_eq!(proposed, [clinic.service_id.as_str()]);
+
+    let removed = dir
+        .remove_service(as_agency(
+            "health-cairo",
+            pb::RemoveServiceRequest {
+                service_id: clinic.service_id.clone(),
+                expected_version: 2,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(removed.removed);
+    assert!(dir
+        .find_services(find(""))
+        .await
+        .unwrap()
+        .into_inner()
+        .services
+        .is_empty());
+    hub.stop().await;
+}

@@ -132,6 +132,26 @@ pub struct ServiceReferralChanged {
     pub changed_by: String,
 }
 
+/// `directory.service.changed`: one service-map entry, whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceMapChanged {
+    pub message_id: String,
+    pub occurred_at: String,
+    pub service_id: String,
+    pub agency_id: String,
+    pub service_type: String,
+    pub name_ar: String,
+    pub name_en: String,
+    pub governorate: String,
+    pub districts: Vec<String>,
+    pub capacity: i32,
+    pub languages: Vec<String>,
+    pub accepting: bool,
+    pub removed: bool,
+    pub version: i64,
+    pub updated_at: String,
+}
+
 /// `case.deadline.missed`: an escalation to the supervisor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadlineMissed {
@@ -177,6 +197,11 @@ event!(
     "service_referral_changed.avsc"
 );
 event!(
+    ServiceMapChanged,
+    "himaya.v1.ServiceMapChanged",
+    "service_map_changed.avsc"
+);
+event!(
     DeadlineMissed,
     "himaya.v1.DeadlineMissed",
     "deadline_missed.avsc"
@@ -187,6 +212,7 @@ pub mod keys {
     pub const REFERRAL_CREATED: &str = "referral.created";
     pub const SERVICE_REFERRAL_REQUESTED: &str = "service.referral.requested";
     pub const SERVICE_REFERRAL_CHANGED: &str = "service.referral.changed";
+    pub const SERVICE_MAP_CHANGED: &str = "directory.service.changed";
     pub const DELIVERY_RECORDED: &str = "referral.delivery.recorded";
     pub const CASE_UPDATED: &str = "case.updated";
     pub const DEADLINE_MISSED: &str = "case.deadline.missed";
@@ -222,6 +248,7 @@ fn registry() -> Result<&'static HashMap<&'static str, Known>, CodecError> {
                 (CaseUpdated::NAME, CaseUpdated::SCHEMA),
                 (DeadlineMissed::NAME, DeadlineMissed::SCHEMA),
                 (ServiceReferralChanged::NAME, ServiceReferralChanged::SCHEMA),
+                (ServiceMapChanged::NAME, ServiceMapChanged::SCHEMA),
             ]
             .into_iter()
             .map(|(n, s)| match parse(n, s) {
@@ -351,6 +378,27 @@ mod tests {
         assert_eq!(
             decode::<ServiceReferralChanged>(&encode(&s).unwrap()).unwrap(),
             s
+        );
+        let m = ServiceMapChanged {
+            message_id: new_message_id(),
+            occurred_at: "2026-11-22T09:30:00Z".into(),
+            service_id: "svc_1".into(),
+            agency_id: "health-cairo".into(),
+            service_type: "health".into(),
+            name_ar: "عيادة السمع".into(),
+            name_en: String::new(),
+            governorate: "القاهرة".into(),
+            districts: vec!["شبرا".into()],
+            capacity: 12,
+            languages: vec!["ar".into()],
+            accepting: true,
+            removed: false,
+            version: 1,
+            updated_at: "2026-11-22T09:30:00Z".into(),
+        };
+        assert_eq!(
+            decode::<ServiceMapChanged>(&encode(&m).unwrap()).unwrap(),
+            m
         );
         let m = DeadlineMissed {
             message_id: new_message_id(),

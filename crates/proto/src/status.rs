@@ -69,3 +69,15 @@ pub fn invalid_argument(v: &Violations, lang: Lang) -> Status {
     details.set_localized_message(lang.tag(), summary);
     Status::with_error_details(Code::InvalidArgument, message, details)
 }
+
+/// The calling agency, from the `x-himaya-agency` metadata when development identity is
+/// on (`grpc.dev_identity`); with it off nobody is identified until per-agency
+/// certificates arrive, so calls needing an identity are refused as unauthenticated.
+pub fn caller(meta: &tonic::metadata::MetadataMap, dev_identity: bool) -> Option<String> {
+    if !dev_identity {
+        return None;
+    }
+    meta.get("x-himaya-agency")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}

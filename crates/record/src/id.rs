@@ -95,6 +95,10 @@ prefixed_id!(
     ServiceReferralId, "srv_", "service referral"
 );
 prefixed_id!(
+    /// A service on the service map.
+    ServiceId, "svc_", "service"
+);
+prefixed_id!(
     /// One message on the bus; consumers deduplicate on it.
     MessageId, "msg_", "message"
 );

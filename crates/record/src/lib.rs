@@ -11,7 +11,7 @@ pub mod service_referral;
 pub mod validate;
 
 pub use category::{category_of, DataCategory, FIELD_CATEGORIES};
-pub use id::{CaseId, IdError, MessageId, ReferralId, ServiceReferralId};
+pub use id::{CaseId, IdError, MessageId, ReferralId, ServiceId, ServiceReferralId};
 pub use record::*;
 pub use validate::{FieldViolation, Problem, Violations};
 

@@ -89,6 +89,13 @@ impl IntakeApi {
             priority = %out.priority,
             "referral accepted"
         );
+        // A proposal only: a failure to read the map never fails the referral.
+        let proposed_services = crate::service_map::propose(&self.0.pool, &record)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "no service proposals: the service map could not be read");
+                Vec::new()
+            });
         let priority = match out.priority.as_str() {
             "urgent" => pb::Priority::Urgent,
             _ => pb::Priority::Routine,
@@ -99,21 +106,12 @@ impl IntakeApi {
             version: out.version,
             replayed: out.replayed,
             priority: priority.into(),
+            proposed_services,
         })
     }
 }
 
-/// The calling agency, from the `x-himaya-agency` metadata when development identity is
-/// on (`grpc.dev_identity`); with it off nobody is identified until per-agency
-/// certificates arrive, so reads are refused as unauthenticated.
-pub(crate) fn caller(meta: &MetadataMap, dev_identity: bool) -> Option<String> {
-    if !dev_identity {
-        return None;
-    }
-    meta.get("x-himaya-agency")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-}
+pub(crate) use himaya_proto::status::caller;
 
 #[tonic::async_trait]
 impl pb::intake_server::Intake for IntakeApi {

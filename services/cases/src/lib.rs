@@ -15,6 +15,7 @@ mod error;
 pub mod intake;
 mod outcomes;
 pub mod read;
+mod service_map;
 mod service_referrals;
 pub mod work;
 
@@ -38,6 +39,8 @@ pub use work::{CaseWorkApi, ServiceReferralsApi};
 pub const SCHEMA: &str = "cases";
 /// The queue of agencies' answers.
 pub const OUTCOMES_QUEUE: &str = "cases.delivery-recorded";
+/// The queue of service-map changes (the copy referral proposals are made from).
+pub const SERVICE_MAP_QUEUE: &str = "cases.service-map";
 
 /// A started cases service: its gRPC APIs and its background tasks.
 pub struct CasesService {
@@ -74,10 +77,20 @@ impl CasesService {
         bus.declare_queue(&queue, Exchange::Events, &[keys::DELIVERY_RECORDED])
             .await?;
         let consumer = tokio::spawn(himaya_bus::consume(
-            bus,
+            bus.clone(),
             queue,
             settings.bus.prefetch,
             Arc::new(outcomes::Outcomes::new(pool.clone())),
+            shutdown.clone(),
+        ));
+        let map_queue = bus.topology().queue(SERVICE_MAP_QUEUE);
+        bus.declare_queue(&map_queue, Exchange::Events, &[keys::SERVICE_MAP_CHANGED])
+            .await?;
+        let map = tokio::spawn(himaya_bus::consume(
+            bus,
+            map_queue,
+            settings.bus.prefetch,
+            Arc::new(service_map::ServiceMap::new(pool.clone())),
             shutdown.clone(),
         ));
         let interval =
@@ -85,7 +98,7 @@ impl CasesService {
         let engine = tokio::spawn(deadlines::run(pool, interval, shutdown));
         Ok(CasesService {
             state,
-            tasks: vec![relay, consumer, engine],
+            tasks: vec![relay, consumer, map, engine],
         })
     }
 

@@ -1,21 +1,310 @@
-//! `himaya.v1.Directory`: the agencies connected to the hub and their services, from
-//! configuration. (The service map of the lifecycle issue will make it editable.)
+//! `himaya.v1.Directory`: the agencies connected to the hub (from configuration) and the
+//! service map (schema `directory`): each agency's concrete services, where they are
+//! offered, how many places are free and in which languages, kept current by the agency
+//! over the API. Every change is published whole as `directory.service.changed`, so other
+//! services (the cases service's referral proposals) keep a copy without reading here.
 
+// The helpers return `tonic::Status` like the handlers they serve (which must); boxing it
+// for clippy's size lint would only move the allocation.
+#![allow(clippy::result_large_err)]
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+use himaya_bus::{Bus, Exchange, Outgoing};
+use himaya_events::{encode, keys, new_message_id, Event, ServiceMapChanged};
 use himaya_proto::convert::{service_from, service_to};
+use himaya_proto::status::{caller, invalid_argument, Lang};
 use himaya_proto::v1 as pb;
+use himaya_record::validate::check_text;
+use himaya_record::{Problem, ServiceId, ServiceType, Violations};
 use himaya_settings::{AgencySettings, Settings};
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
+
+pub const SCHEMA: &str = "directory";
+
+/// Most districts one service may list.
+const MAX_DISTRICTS: usize = 50;
+/// Most results of one search.
+const MAX_FOUND: i64 = 50;
 
 pub struct DirectoryApi {
     settings: Arc<Settings>,
+    pool: PgPool,
 }
 
 impl DirectoryApi {
-    pub fn server(settings: Arc<Settings>) -> pb::directory_server::DirectoryServer<DirectoryApi> {
-        pb::directory_server::DirectoryServer::new(DirectoryApi { settings })
+    /// Connects, migrates the service map and starts its outbox relay.
+    pub async fn start(
+        settings: Arc<Settings>,
+        bus: Arc<Bus>,
+        shutdown: CancellationToken,
+    ) -> Result<
+        (
+            pb::directory_server::DirectoryServer<DirectoryApi>,
+            JoinHandle<()>,
+        ),
+        himaya_store::StoreError,
+    > {
+        let (pool, relay) = himaya_store::start_service(
+            &settings,
+            SCHEMA,
+            &sqlx::migrate!("./migrations"),
+            bus,
+            shutdown,
+        )
+        .await?;
+        let max = settings.grpc.max_message_bytes;
+        let api = DirectoryApi { settings, pool };
+        Ok((
+            pb::directory_server::DirectoryServer::new(api).max_decoding_message_size(max),
+            relay,
+        ))
     }
+
+    fn agency(&self, meta: &MetadataMap) -> Result<(String, &AgencySettings), Status> {
+        let id = caller(meta, self.settings.grpc.dev_identity).ok_or_else(|| {
+            Status::unauthenticated("say which agency is calling (x-himaya-agency, or --as)")
+        })?;
+        match self.settings.agencies.get(&id) {
+            Some(a) => Ok((id, a)),
+            None => Err(Status::permission_denied(format!(
+                "`{id}` is not an agency in the directory"
+            ))),
+        }
+    }
+
+    async fn load(&self, id: &str) -> Result<Option<pb::MappedService>, Status> {
+        let row = sqlx::query("SELECT * FROM services WHERE service_id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(storage)?;
+        row.as_ref().map(to_service).transpose().map_err(storage)
+    }
+
+    /// Writes the entry and its event in one transaction.
+    async fn save(&self, s: &pb::MappedService, by: &str) -> Result<(), Status> {
+        let mut tx = self.pool.begin().await.map_err(storage)?;
+        let kind = service_kind(s.service_type);
+        let updated_at: DateTime<Utc> = sqlx::query_scalar(
+            "INSERT INTO services (service_id, agency_id, service_type, name_ar, name_en, governorate,
+                                   districts, capacity, languages, accepting, removed, version, updated_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+             ON CONFLICT (service_id) DO UPDATE SET
+                service_type = EXCLUDED.service_type, name_ar = EXCLUDED.name_ar,
+                name_en = EXCLUDED.name_en, governorate = EXCLUDED.governorate,
+                districts = EXCLUDED.districts, capacity = EXCLUDED.capacity,
+                languages = EXCLUDED.languages, accepting = EXCLUDED.accepting,
+                removed = EXCLUDED.removed, version = EXCLUDED.version,
+                updated_by = EXCLUDED.updated_by, updated_at = now()
+              WHERE services.version = EXCLUDED.version - 1
+             RETURNING updated_at",
+        )
+        .bind(&s.service_id)
+        .bind(&s.agency_id)
+        .bind(kind)
+        .bind(&s.name_ar)
+        .bind(&s.name_en)
+        .bind(&s.governorate)
+        .bind(&s.districts)
+        .bind(s.capacity)
+        .bind(&s.languages)
+        .bind(s.accepting)
+        .bind(s.removed)
+        .bind(s.version)
+        .bind(by)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(storage)?
+        .ok_or_else(|| {
+            Status::aborted(format!(
+                "service {} changed meanwhile: reload it and try again — تغيّرت الخدمة {} في الأثناء: أعد تحميلها ثم حاول مجددًا",
+                s.service_id, s.service_id
+            ))
+        })?;
+        let event = ServiceMapChanged {
+            message_id: new_message_id(),
+            occurred_at: Utc::now().to_rfc3339(),
+            service_id: s.service_id.clone(),
+            agency_id: s.agency_id.clone(),
+            service_type: kind.into(),
+            name_ar: s.name_ar.clone(),
+            name_en: s.name_en.clone(),
+            governorate: s.governorate.clone(),
+            districts: s.districts.clone(),
+            capacity: s.capacity,
+            languages: s.languages.clone(),
+            accepting: s.accepting,
+            removed: s.removed,
+            version: s.version,
+            updated_at: updated_at.to_rfc3339(),
+        };
+        let mut headers = BTreeMap::new();
+        headers.insert("x-correlation-id".to_owned(), s.service_id.clone());
+        let msg = Outgoing {
+            exchange: Exchange::Events,
+            routing_key: keys::SERVICE_MAP_CHANGED.into(),
+            payload: encode(&event)
+                .map_err(|_| Status::internal("the change could not be encoded"))?,
+            message_id: event.message_id.clone(),
+            event_type: ServiceMapChanged::NAME.into(),
+            priority: 1,
+            headers,
+        };
+        himaya_store::outbox::enqueue(&mut tx, &msg)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "service map outbox failed");
+                Status::unavailable("storage is unavailable; retry")
+            })?;
+        tx.commit().await.map_err(storage)?;
+        tracing::info!(service_id = %s.service_id, agency = %s.agency_id, version = s.version, "service map changed");
+        Ok(())
+    }
+
+    /// The stored entry the caller may change at `expected` version.
+    async fn owned(
+        &self,
+        id: &str,
+        agency: &str,
+        expected: i64,
+    ) -> Result<pb::MappedService, Status> {
+        let s = self
+            .load(id)
+            .await?
+            .ok_or_else(|| Status::not_found(format!("no service {id} on the map")))?;
+        if s.agency_id != agency {
+            tracing::warn!(service_id = %id, agency = %agency, "service map change refused: another agency's service");
+            return Err(Status::permission_denied(format!(
+                "service {id} belongs to `{}`; an agency changes only its own services",
+                s.agency_id
+            )));
+        }
+        if s.version != expected {
+            return Err(Status::aborted(format!(
+                "service {id} is at version {}, not {expected}: reload it and try again — الخدمة {id} في الإصدار {} وليس {expected}: أعد تحميلها ثم حاول مجددًا",
+                s.version, s.version
+            )));
+        }
+        Ok(s)
+    }
+}
+
+fn storage(e: sqlx::Error) -> Status {
+    tracing::warn!(error = %e, "service map storage failed");
+    Status::unavailable("storage is unavailable; retry")
+}
+
+fn service_kind(n: i32) -> &'static str {
+    service_from(n)
+        .map(ServiceType::as_str)
+        .unwrap_or("unspecified")
+}
+
+fn to_service(r: &PgRow) -> Result<pb::MappedService, sqlx::Error> {
+    let kind: String = r.try_get("service_type")?;
+    Ok(pb::MappedService {
+        service_id: r.try_get("service_id")?,
+        agency_id: r.try_get("agency_id")?,
+        service_type: ServiceType::parse(&kind)
+            .map(service_to)
+            .unwrap_or_default()
+            .into(),
+        name_ar: r.try_get("name_ar")?,
+        name_en: r.try_get("name_en")?,
+        governorate: r.try_get("governorate")?,
+        districts: r.try_get("districts")?,
+        capacity: r.try_get("capacity")?,
+        languages: r.try_get("languages")?,
+        accepting: r.try_get("accepting")?,
+        removed: r.try_get("removed")?,
+        version: r.try_get("version")?,
+        updated_at: r.try_get::<DateTime<Utc>, _>("updated_at")?.to_rfc3339(),
+    })
+}
+
+fn is_language(code: &str) -> bool {
+    (2..=3).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_lowercase())
+}
+
+/// Checks an upsert against the calling agency's mandate; every violation at once.
+fn check(r: &pb::UpsertServiceRequest, agency: &AgencySettings) -> Violations {
+    let mut v = Violations::new();
+    match service_from(r.service_type) {
+        None => v.push(
+            "service_type",
+            Problem::NotChosen {
+                choices: ServiceType::ALL
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            },
+        ),
+        Some(s) if !agency.services.contains(&s) => v.push(
+            "service_type",
+            Problem::InvalidCode {
+                expected: "a service your agency offers (himaya agencies)",
+            },
+        ),
+        Some(_) => {}
+    }
+    if r.name_ar.trim().is_empty() {
+        v.push("name_ar", Problem::Required);
+    }
+    check_text(&mut v, "name_ar", &r.name_ar, 200);
+    check_text(&mut v, "name_en", &r.name_en, 200);
+    let g = r.governorate.trim();
+    if g.is_empty() {
+        v.push("governorate", Problem::Required);
+    } else if !agency.covers(g) {
+        v.push(
+            "governorate",
+            Problem::InvalidCode {
+                expected: "a governorate your agency covers",
+            },
+        );
+    }
+    check_text(&mut v, "governorate", g, 100);
+    if r.districts.len() > MAX_DISTRICTS {
+        v.push("districts", Problem::TooMany { max: MAX_DISTRICTS });
+    }
+    for (i, d) in r.districts.iter().enumerate() {
+        if d.trim().is_empty() {
+            v.push(format!("districts[{i}]"), Problem::Required);
+        }
+        check_text(&mut v, &format!("districts[{i}]"), d, 100);
+    }
+    if !(0..=100_000).contains(&r.capacity) {
+        v.push(
+            "capacity",
+            Problem::OutOfRange {
+                min: 0,
+                max: 100_000,
+            },
+        );
+    }
+    if r.languages.is_empty() {
+        v.push("languages", Problem::AtLeastOne);
+    }
+    for (i, l) in r.languages.iter().enumerate() {
+        if !is_language(l) {
+            v.push(
+                format!("languages[{i}]"),
+                Problem::InvalidCode {
+                    expected: "an ISO 639-1 code in lower case, such as ar or en",
+                },
+            );
+        }
+    }
+    v
 }
 
 fn to_pb(id: &str, a: &AgencySettings) -> pb::Agency {
@@ -65,5 +354,118 @@ impl pb::directory_server::Directory for DirectoryApi {
             .get(&id)
             .map(|a| Response::new(to_pb(&id, a)))
             .ok_or_else(|| Status::not_found(format!("no agency `{id}` in the directory")))
+    }
+
+    async fn upsert_service(
+        &self,
+        req: Request<pb::UpsertServiceRequest>,
+    ) -> Result<Response<pb::MappedService>, Status> {
+        let (meta, _, r) = req.into_parts();
+        let (agency_id, agency) = self.agency(&meta)?;
+        let (service_id, version) = if r.service_id.trim().is_empty() {
+            if r.expected_version != 0 {
+                return Err(Status::invalid_argument(
+                    "expected_version: 0 when adding a service (no service_id)",
+                ));
+            }
+            (ServiceId::new().to_string(), 1)
+        } else {
+            let id = ServiceId::parse(r.service_id.trim())
+                .map_err(|e| Status::invalid_argument(format!("service_id: {e}")))?
+                .to_string();
+            let old = self.owned(&id, &agency_id, r.expected_version).await?;
+            (id, old.version + 1)
+        };
+        let v = check(&r, agency);
+        if !v.is_empty() {
+            return Err(invalid_argument(&v, Lang::of(&meta)));
+        }
+        let s = pb::MappedService {
+            service_id,
+            agency_id: agency_id.clone(),
+            service_type: r.service_type,
+            name_ar: r.name_ar.trim().into(),
+            name_en: r.name_en.trim().into(),
+            governorate: r.governorate.trim().into(),
+            districts: r.districts.iter().map(|d| d.trim().to_owned()).collect(),
+            capacity: r.capacity,
+            languages: r.languages,
+            accepting: r.accepting,
+            removed: false,
+            version,
+            updated_at: String::new(),
+        };
+        // Two writers racing past the version check: the conditional upsert refuses the
+        // second (ABORTED).
+        self.save(&s, &agency_id).await?;
+        Ok(Response::new(self.load(&s.service_id).await?.unwrap_or(s)))
+    }
+
+    async fn remove_service(
+        &self,
+        req: Request<pb::RemoveServiceRequest>,
+    ) -> Result<Response<pb::MappedService>, Status> {
+        let (meta, _, r) = req.into_parts();
+        let (agency_id, _) = self.agency(&meta)?;
+        let id = ServiceId::parse(r.service_id.trim())
+            .map_err(|e| Status::invalid_argument(format!("service_id: {e}")))?
+            .to_string();
+        let mut s = self.owned(&id, &agency_id, r.expected_version).await?;
+        if s.removed {
+            return Err(Status::failed_precondition(format!(
+                "service {id} is already off the map — الخدمة {id} محذوفة من الخريطة بالفعل"
+            )));
+        }
+        s.removed = true;
+        s.version += 1;
+        self.save(&s, &agency_id).await?;
+        Ok(Response::new(self.load(&id).await?.unwrap_or(s)))
+    }
+
+    async fn find_services(
+        &self,
+        req: Request<pb::FindServicesRequest>,
+    ) -> Result<Response<pb::FindServicesResponse>, Status> {
+        let r = req.into_inner();
+        let mut types = Vec::new();
+        for (i, t) in r.service_types.iter().enumerate() {
+            let s = service_from(*t).ok_or_else(|| {
+                Status::invalid_argument(format!("service_types[{i}]: unknown service type"))
+            })?;
+            types.push(s.as_str());
+        }
+        let language = r.language.trim();
+        if !language.is_empty() && !is_language(language) {
+            return Err(Status::invalid_argument(
+                "language: an ISO 639-1 code in lower case, such as ar or en",
+            ));
+        }
+        let rows = sqlx::query(
+            "SELECT * FROM services
+              WHERE NOT removed
+                AND (cardinality($1::text[]) = 0 OR service_type = ANY($1))
+                AND ($2 = '' OR governorate = $2 OR governorate = '*')
+                AND ($3 = '' OR $3 = ANY(languages))
+                AND ($5 OR (accepting AND capacity > 0))
+              ORDER BY ($4 <> '' AND $4 = ANY(districts)) DESC,
+                       (governorate = $2) DESC,
+                       capacity DESC, service_id
+              LIMIT $6",
+        )
+        .bind(&types)
+        .bind(r.governorate.trim())
+        .bind(language)
+        .bind(r.district.trim())
+        .bind(r.include_unavailable)
+        .bind(MAX_FOUND)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(storage)?;
+        let services = rows
+            .iter()
+            .map(to_service)
+            .collect::<Result<_, _>>()
+            .map_err(storage)?;
+        Ok(Response::new(pb::FindServicesResponse { services }))
     }
 }
