@@ -23,6 +23,10 @@ pub enum WorkCommand {
         /// Comma-separated criteria from lifecycle.vulnerability_criteria.
         #[arg(long, value_delimiter = ',')]
         criteria: Vec<String>,
+        /// Comma-separated target groups from lifecycle.target_groups (default: those
+        /// the referral named).
+        #[arg(long, value_delimiter = ',')]
+        target_groups: Vec<String>,
         #[arg(long)]
         reason: Option<String>,
         #[arg(long)]
@@ -187,6 +191,7 @@ pub async fn run_work(cmd: WorkCommand) -> anyhow::Result<()> {
             version,
             decision,
             criteria,
+            target_groups,
             reason,
             referred_on_to,
             who,
@@ -199,6 +204,7 @@ pub async fn run_work(cmd: WorkCommand) -> anyhow::Result<()> {
                 vulnerability_criteria: criteria,
                 reason,
                 referred_on_to,
+                target_groups,
             };
             let c = client(&who)
                 .await?

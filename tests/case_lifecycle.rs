@@ -70,6 +70,7 @@ impl Work {
             vulnerability_criteria: criteria.iter().map(|c| c.to_string()).collect(),
             reason: reason.map(str::to_owned),
             referred_on_to: None,
+            target_groups: vec![],
         };
         self.client
             .decide_acceptance(owned(msg))
@@ -396,6 +397,30 @@ async fn poverty_alone_goes_to_relief_and_bad_moves_write_nothing() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
+    // Target groups come from the configured vocabulary too.
+    let mut msg = pb::DecideAcceptanceRequest {
+        case_id: case.clone(),
+        expected_version: 1,
+        actor: "sw-lead".into(),
+        decision: "register".into(),
+        vulnerability_criteria: vec!["neglect".into()],
+        reason: None,
+        referred_on_to: None,
+        target_groups: vec!["street_children".into()],
+    };
+    let e = w
+        .client
+        .decide_acceptance(owned(msg.clone()))
+        .await
+        .unwrap_err();
+    let fields: Vec<String> = e
+        .get_details_bad_request()
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert_eq!(fields, ["target_groups[0]"]);
     // Only the case-owning ministry does case work.
     let mut r = Request::new(pb::GetHistoryRequest {
         case_id: case.clone(),
@@ -424,6 +449,30 @@ async fn poverty_alone_goes_to_relief_and_bad_moves_write_nothing() {
     assert_eq!(
         w.review(&case, 2).await.unwrap_err().code(),
         Code::FailedPrecondition
+    );
+    // Registered: the groups given are kept; none given keeps the referral's.
+    let groups = |case: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, serde_json::Value>(
+                "SELECT record->'acceptance'->'target_groups' FROM cases.cases WHERE case_id = $1",
+            )
+            .bind(case)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let case = w.referral("groups", None).await;
+    msg.case_id = case.clone();
+    msg.target_groups = vec!["foster_family".into()];
+    w.client.decide_acceptance(owned(msg)).await.unwrap();
+    assert_eq!(groups(case).await, serde_json::json!(["foster_family"]));
+    let case = w.referral("groups-default", None).await;
+    w.register(&case).await;
+    assert_eq!(
+        groups(case).await,
+        serde_json::json!(["cash_transfer_household"])
     );
     hub.stop().await;
 }
@@ -475,11 +524,18 @@ async fn a_deadline_fires_once_even_across_a_restart() {
     let case = w.referral("deadline", None).await;
     w.register(&case).await;
     hub.stop().await;
+    // As if the case predated the children index: the next start indexes it.
+    let pool = env.pool().await;
+    let indexed = format!("SELECT count(*) FROM cases.children WHERE case_id = '{case}'");
+    sqlx::query("DELETE FROM cases.children")
+        .execute(&pool)
+        .await
+        .unwrap();
 
     // A new process finds the stored deadline and escalates it, once.
     env.settings.lifecycle.deadline_check_interval_ms = 50;
     let hub = env.start().await;
-    let pool = env.pool().await;
+    assert_eq!(count(&pool, &indexed).await, 1, "children index backfilled");
     eventually(30, "the escalation", || async {
         (count(
             &pool,

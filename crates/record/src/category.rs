@@ -130,6 +130,7 @@ pub const FIELD_CATEGORIES: &[(&str, DataCategory)] = &[
     ("consent_refs[].given_by", Reference),
     ("acceptance.decision", Reference),
     ("acceptance.vulnerability_criteria[]", ProtectionConcern),
+    ("acceptance.target_groups[]", ProtectionConcern),
     ("acceptance.reason", CaseNotes),
     ("acceptance.referred_on_to", Reference),
     ("acceptance.decided_by", Reference),

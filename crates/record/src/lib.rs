@@ -108,6 +108,7 @@ pub mod fixtures {
         r.acceptance = Some(Acceptance {
             decision: AcceptanceDecision::Register,
             vulnerability_criteria: vec!["child_labour".into()],
+            target_groups: vec!["cash_transfer_household".into()],
             reason: Some("تعمل الطفلة في ورشة".into()),
             referred_on_to: Some("mosa-cairo".into()),
             decided_by: "sw-1".into(),

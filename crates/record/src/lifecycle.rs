@@ -186,6 +186,9 @@ pub struct Acceptance {
     pub decision: AcceptanceDecision,
     /// Criteria from the configured vocabulary that the assessment found.
     pub vulnerability_criteria: Vec<String>,
+    /// Target groups from the configured vocabulary (`lifecycle.target_groups`).
+    #[serde(default)]
+    pub target_groups: Vec<String>,
     /// Why: required to refer on or decline; set by the hub when it routes a
     /// material-need-only case to relief.
     pub reason: Option<String>,

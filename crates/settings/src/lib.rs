@@ -108,6 +108,9 @@ pub struct LifecycleSettings {
     pub deadline_check_interval_ms: u64,
     /// Vulnerability criteria an assessment may record.
     pub vulnerability_criteria: Vec<String>,
+    /// Target groups a case may be classed in (the field: care institution, foster
+    /// family, cash-transfer household, family affected by violence).
+    pub target_groups: Vec<String>,
     /// Criteria that are material need only: alone they never qualify for registration.
     pub material_need_criteria: Vec<String>,
     /// Where material-need-only referrals are referred on to (a cash-assistance agency).
@@ -229,6 +232,16 @@ impl Settings {
             return Err(invalid(
                 "lifecycle.max_cases_per_caseworker",
                 "caseload limits must be at least 1",
+            ));
+        }
+        if let Some(bad) = l
+            .target_groups
+            .iter()
+            .find(|g| g.is_empty() || !g.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+        {
+            return Err(invalid(
+                "lifecycle.target_groups",
+                format!("`{bad}` is not a code (lower case letters and _)"),
             ));
         }
         if l.vulnerability_criteria.is_empty() {

@@ -133,3 +133,33 @@ pub async fn fold_history(
         .await?;
     Ok(())
 }
+
+/// Indexes cases that have no match key yet (opened before the index existed, or by an
+/// older version), in batches; returns how many. Run at start: cheap when none are missing.
+pub async fn backfill(pool: &PgPool) -> Result<usize, CasesError> {
+    const BATCH: i64 = 500;
+    let mut total = 0;
+    loop {
+        let mut tx = pool.begin().await?;
+        let rows: Vec<serde_json::Value> = sqlx::query_scalar(
+            "SELECT c.record FROM cases c
+              WHERE c.status <> 'merged'
+                AND NOT EXISTS (SELECT 1 FROM children ch WHERE ch.case_id = c.case_id)
+              LIMIT $1",
+        )
+        .bind(BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        let n = rows.len();
+        for json in rows {
+            let record: CaseRecord = serde_json::from_value(json)
+                .map_err(|_| himaya_store::StoreError::Corrupt("cases.record"))?;
+            index_child(&mut tx, &record).await?;
+        }
+        tx.commit().await?;
+        total += n;
+        if n < BATCH as usize {
+            return Ok(total);
+        }
+    }
+}

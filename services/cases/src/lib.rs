@@ -69,6 +69,10 @@ impl CasesService {
             shutdown.clone(),
         )
         .await?;
+        let indexed = duplicates::backfill(&pool).await?;
+        if indexed > 0 {
+            tracing::info!(cases = indexed, "children index backfilled");
+        }
         let state = Arc::new(State {
             pool: pool.clone(),
             settings: settings.clone(),

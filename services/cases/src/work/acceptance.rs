@@ -38,6 +38,16 @@ impl CaseWorkApi {
                 );
             }
         }
+        for (i, g) in r.target_groups.iter().enumerate() {
+            if !l.target_groups.contains(g) {
+                e.v.push(
+                    format!("target_groups[{i}]"),
+                    Problem::NotChosen {
+                        choices: l.target_groups.join(", "),
+                    },
+                );
+            }
+        }
         let reason = r.reason.as_deref().map(str::trim).filter(|s| !s.is_empty());
         match decision {
             Some(AcceptanceDecision::Register) if r.vulnerability_criteria.is_empty() => {
@@ -92,6 +102,15 @@ impl CaseWorkApi {
         rec.acceptance = Some(lifecycle::Acceptance {
             decision,
             vulnerability_criteria: r.vulnerability_criteria.clone(),
+            target_groups: if r.target_groups.is_empty() {
+                rec.target_groups
+                    .iter()
+                    .map(|g| g.as_str().to_owned())
+                    .filter(|g| l.target_groups.contains(g))
+                    .collect()
+            } else {
+                r.target_groups.clone()
+            },
             reason,
             referred_on_to: if decision == AcceptanceDecision::ReferOn {
                 to
