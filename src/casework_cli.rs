@@ -490,5 +490,24 @@ pub async fn run_indicators(governorate: String, who: Who) -> anyhow::Result<()>
             a.median_response_ms
         );
     }
+    println!(
+        "{}",
+        l.pick(
+            "service referrals (sent: accepted / rejected / unanswered, acceptance, median answer)",
+            "إحالات الخدمات (المرسلة: مقبولة / مرفوضة / بلا رد، نسبة القبول، الزمن الوسيط للرد)"
+        )
+    );
+    for s in &i.service_referrals {
+        println!(
+            "  {:<20} {}: {} / {} / {}  {:.0}%  {:.1} h",
+            s.agency_id,
+            s.sent,
+            s.accepted,
+            s.rejected,
+            s.unanswered,
+            s.acceptance_rate * 100.0,
+            s.median_answer_hours
+        );
+    }
     Ok(())
 }

@@ -1241,6 +1241,33 @@ async fn service_referrals_follow_task_states_and_escalate_when_unanswered() {
         .count();
     assert_eq!(lines, 5 + 2 + 2);
     assert_eq!(count(&pool, "SELECT count(*) FROM cases.outbox WHERE event_type = 'himaya.v1.ServiceReferralChanged'").await, 9);
+    let ind = w
+        .client
+        .get_indicators(owned(pb::GetIndicatorsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    let per: Vec<(&str, i64, i64, i64, i64, f64)> = ind
+        .service_referrals
+        .iter()
+        .map(|s| {
+            (
+                s.agency_id.as_str(),
+                s.sent,
+                s.accepted,
+                s.rejected,
+                s.unanswered,
+                s.acceptance_rate,
+            )
+        })
+        .collect();
+    assert_eq!(
+        per,
+        [
+            ("health-cairo", 1, 1, 0, 0, 1.0),
+            ("school-cairo-alnour", 2, 0, 1, 0, 0.0)
+        ]
+    );
     hub.stop().await;
 }
 

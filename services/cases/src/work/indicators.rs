@@ -103,11 +103,45 @@ impl CaseWorkApi {
         })
         .collect::<Result<_, sqlx::Error>>()
         .map_err(CasesError::from)?;
+        let service_referrals = sqlx::query(
+            "SELECT s.to_agency,
+                    count(*) AS sent,
+                    count(*) FILTER (WHERE s.state IN ('accepted', 'in_progress', 'completed', 'failed')) AS accepted,
+                    count(*) FILTER (WHERE s.state = 'rejected') AS rejected,
+                    count(*) FILTER (WHERE s.state IN ('requested', 'received')) AS unanswered,
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM s.answered_at - s.created_at) / 3600.0)
+                      FILTER (WHERE s.answered_at IS NOT NULL) AS median_hours
+               FROM service_referrals s JOIN cases c USING (case_id)
+              WHERE ($1::text IS NULL OR c.governorate = $1)
+              GROUP BY 1 ORDER BY 1",
+        )
+        .bind(gov)
+        .fetch_all(pool)
+        .await
+        .map_err(CasesError::from)?
+        .iter()
+        .map(|row| {
+            let accepted: i64 = row.try_get("accepted")?;
+            let rejected: i64 = row.try_get("rejected")?;
+            let answered = accepted + rejected;
+            Ok(pb::ServiceReferralResponse {
+                agency_id: row.try_get("to_agency")?,
+                sent: row.try_get("sent")?,
+                accepted,
+                rejected,
+                unanswered: row.try_get("unanswered")?,
+                acceptance_rate: if answered == 0 { 0.0 } else { accepted as f64 / answered as f64 },
+                median_answer_hours: row.try_get::<Option<f64>, _>("median_hours")?.unwrap_or(0.0),
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(CasesError::from)?;
         Ok(Response::new(pb::Indicators {
             cases,
             caseloads,
             overdue,
             agencies,
+            service_referrals,
             computed_at: Utc::now().to_rfc3339(),
         }))
     }
