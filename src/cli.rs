@@ -55,6 +55,12 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::services_cli::ServicesCommand,
     },
+    /// Consents and legal bases on a case: data leaves only where one of them and the
+    /// sharing policy allow it.
+    Consent {
+        #[command(subcommand)]
+        command: crate::consent_cli::ConsentCommand,
+    },
     /// Staff of the case-owning ministry.
     Staff {
         #[command(subcommand)]
@@ -252,6 +258,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::plan_cli::run_service_referral(command).await
         }
         Command::Services { command } => crate::services_cli::run(command).await,
+        Command::Consent { command } => crate::consent_cli::run(command).await,
         Command::Staff { command } => crate::casework_cli::run_staff(command).await,
         Command::Escalations { who } => crate::casework_cli::run_escalations(who).await,
         Command::Indicators { governorate, who } => {

@@ -4,6 +4,7 @@
 pub mod casework_cli;
 pub mod cli;
 pub mod client;
+pub mod consent_cli;
 pub mod demo_agency;
 pub mod hub;
 pub mod plan_cli;

@@ -1422,3 +1422,173 @@ async fn the_service_map_is_kept_by_agencies_and_proposed_for_referrals() {
         .is_empty());
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_and_assent_gate_every_disclosure_and_withdrawal_stops_them() {
+    use pb::cases_client::CasesClient;
+    let (agency, addr) = FakeAgency::start(&[]).await;
+    let env = TestEnv::new(Some(addr)).await;
+    let hub = env.start().await;
+    let ch = channel(&hub).await;
+    let mut w = Work::new(ch.clone()).await;
+    let mut cases = CasesClient::new(ch);
+    // The child is 12: the caregiver's consent alone is not enough.
+    let mut req = school_request("no-assent");
+    req.referral
+        .as_mut()
+        .unwrap()
+        .consent_refs
+        .retain(|c| c.given_by == pb::ConsentGiver::Caregiver as i32);
+    let case = w
+        .intake
+        .submit_school_referral(Request::new(req))
+        .await
+        .unwrap()
+        .into_inner()
+        .case_id;
+    let pool = env.pool().await;
+    let denial = format!("SELECT count(*) FROM router.disclosures WHERE case_id = '{case}' AND agency_id = 'health-cairo' AND decision = 'deny' AND reason = 'no_assent'");
+    eventually(20, "the delivery denied for want of assent", || {
+        let pool = pool.clone();
+        let denial = denial.clone();
+        async move { (count(&pool, &denial).await == 1).then_some(()) }
+    })
+    .await;
+    assert_eq!(agency.count(), 0, "nothing reached the agency");
+    let read = |case: String| pb::GetCaseRequest {
+        case_id: case,
+        purpose: pb::Purpose::ServiceProvision.into(),
+    };
+    let e = cases.get_case(owned(read(case.clone()))).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert!(e.message().contains("assent"), "{}", e.message());
+
+    // Refusals, each naming its field: consent and legal basis at once, provisions that
+    // contradict each other, an unknown category, a period already over.
+    let permit = |categories: &[&str]| pb::Provision {
+        kind: "permit".into(),
+        recipient_agency: None,
+        recipient_type: None,
+        purposes: vec!["service_provision".into()],
+        categories: categories.iter().map(|c| c.to_string()).collect(),
+    };
+    let grant = |provisions: Vec<pb::Provision>| pb::GrantConsentRequest {
+        case_id: case.clone(),
+        expected_version: 1,
+        actor: "sw-1".into(),
+        given_by: Some("child_assent".into()),
+        method: Some("verbal".into()),
+        legal_basis: None,
+        legal_reference: None,
+        provisions,
+        valid_from: String::new(),
+        valid_until: String::new(),
+    };
+    let mut both = grant(vec![permit(&[])]);
+    both.legal_basis = Some("court_order".into());
+    let mut deny = permit(&["health"]);
+    deny.kind = "deny".into();
+    let mut past = grant(vec![permit(&["cosmic"])]);
+    past.valid_until = "2020-01-01T00:00:00Z".into();
+    for (bad, expected) in [
+        (both, vec!["legal_basis"]),
+        (grant(vec![permit(&[]), deny]), vec!["provisions[1]"]),
+        (past, vec!["provisions[0].categories[0]", "valid_until"]),
+    ] {
+        let e = w.client.grant_consent(owned(bad)).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        let fields: Vec<String> = e
+            .get_details_bad_request()
+            .unwrap()
+            .field_violations
+            .into_iter()
+            .map(|v| v.field)
+            .collect();
+        assert_eq!(fields, expected);
+    }
+
+    // The child's assent: now the case may be read.
+    let c = w
+        .client
+        .grant_consent(owned(grant(vec![permit(&[])])))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(c.version, 2);
+    let shared = cases
+        .get_case(owned(read(case.clone())))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(shared.categories.contains(&"identity".to_owned()));
+    let list = w
+        .client
+        .list_consents(owned(pb::ListConsentsRequest {
+            case_id: case.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .consents;
+    assert_eq!(list.len(), 2);
+    assert!(list.iter().all(|c| c.active));
+    let caregiver = list
+        .iter()
+        .find(|c| c.given_by.as_deref() == Some("caregiver"))
+        .unwrap()
+        .consent_id
+        .clone();
+
+    // Withdrawn: the next read is refused; a second withdrawal too.
+    let withdraw = |version: i64| pb::WithdrawConsentRequest {
+        case_id: case.clone(),
+        expected_version: version,
+        actor: "sw-1".into(),
+        consent_id: caregiver.clone(),
+    };
+    w.client.withdraw_consent(owned(withdraw(2))).await.unwrap();
+    let e = cases.get_case(owned(read(case.clone()))).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert_eq!(
+        w.client
+            .withdraw_consent(owned(withdraw(3)))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::FailedPrecondition
+    );
+
+    // A legal basis stands without consent, limited to what it names.
+    let mut order = grant(vec![pb::Provision {
+        recipient_type: Some("social_affairs".into()),
+        ..permit(&["identity", "protection_concern"])
+    }]);
+    order.expected_version = 3;
+    order.given_by = None;
+    order.method = None;
+    order.legal_basis = Some("vital_interests".into());
+    order.legal_reference = Some("قرار لجنة حماية الطفل ٤/٢٠٢٦".into());
+    w.client.grant_consent(owned(order)).await.unwrap();
+    let shared = cases
+        .get_case(owned(read(case.clone())))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        shared.categories,
+        ["reference", "identity", "protection_concern"]
+    );
+    let history = w
+        .client
+        .get_history(owned(pb::GetHistoryRequest { case_id: case }))
+        .await
+        .unwrap()
+        .into_inner();
+    let consent_lines = history
+        .entries
+        .iter()
+        .filter(|e| e.change.starts_with("consent"))
+        .count();
+    assert_eq!(consent_lines, 3);
+    hub.stop().await;
+}

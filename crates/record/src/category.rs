@@ -58,6 +58,10 @@ impl DataCategory {
             Self::CaseNotes => "case_notes",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
 }
 
 impl fmt::Display for DataCategory {
@@ -162,6 +166,24 @@ pub const FIELD_CATEGORIES: &[(&str, DataCategory)] = &[
     ("closure.closed_by", Reference),
     ("closure.closed_at", Reference),
     ("merged_into", Reference),
+    // Consents travel with the data they govern, so a recipient knows its limits; the
+    // court order or statute behind a legal basis is justice data.
+    ("consents[].consent_id", Reference),
+    ("consents[].given_by", Reference),
+    ("consents[].method", Reference),
+    ("consents[].legal_basis", Reference),
+    ("consents[].legal_reference", Justice),
+    ("consents[].provisions[].kind", Reference),
+    ("consents[].provisions[].recipient_agency", Reference),
+    ("consents[].provisions[].recipient_type", Reference),
+    ("consents[].provisions[].purposes[]", Reference),
+    ("consents[].provisions[].categories[]", Reference),
+    ("consents[].valid_from", Reference),
+    ("consents[].valid_until", Reference),
+    ("consents[].recorded_by", Reference),
+    ("consents[].recorded_at", Reference),
+    ("consents[].withdrawn_at", Reference),
+    ("consents[].revision", Reference),
 ];
 
 /// The category of a field path, or `None` for a path nobody categorised (never disclosed).

@@ -5,6 +5,7 @@ pub mod category;
 pub mod id;
 #[macro_use]
 pub mod record;
+pub mod consent;
 pub mod lifecycle;
 pub mod matching;
 pub mod service_referral;
@@ -78,10 +79,16 @@ pub mod fixtures {
             risk_level: RiskLevel::High,
             requested_services: vec![ServiceType::Health, ServiceType::Psychosocial],
             target_groups: vec![TargetGroup::CashTransferHousehold],
-            consent_refs: vec![ConsentRef {
-                consent_id: "cns_demo".into(),
-                given_by: ConsentGiver::Caregiver,
-            }],
+            consent_refs: vec![
+                ConsentRef {
+                    consent_id: "cns_demo".into(),
+                    given_by: ConsentGiver::Caregiver,
+                },
+                ConsentRef {
+                    consent_id: "cns_demo_assent".into(),
+                    given_by: ConsentGiver::ChildAssent,
+                },
+            ],
             narrative: Some("تغيبت الطفلة عن المدرسة ثلاثة أسابيع وتعمل في ورشة.".into()),
         }
     }
@@ -153,6 +160,26 @@ pub mod fixtures {
             set_at: at,
         });
         r.merged_into = Some(crate::CaseId::new().to_string());
+        r.consents.push(crate::consent::Consent {
+            consent_id: "cns_court".into(),
+            given_by: None,
+            method: Some(crate::consent::ConsentMethod::Written),
+            legal_basis: Some(crate::consent::LegalBasis::CourtOrder),
+            legal_reference: Some("محكمة الأسرة بشبرا، قرار ١٢/٢٠٢٦".into()),
+            provisions: vec![crate::consent::Provision {
+                kind: crate::consent::ProvisionKind::Permit,
+                recipient_agency: Some("justice-cairo".into()),
+                recipient_type: Some(AgencyType::Justice),
+                purposes: vec![Purpose::LegalProceedings],
+                categories: vec![crate::DataCategory::Identity],
+            }],
+            valid_from: at,
+            valid_until: Some(at),
+            recorded_by: "sw-1".into(),
+            recorded_at: at,
+            withdrawn_at: Some(at),
+            revision: 2,
+        });
         r
     }
 }

@@ -301,6 +301,9 @@ pub struct CaseRecord {
     /// The case this one was merged into (status `merged`).
     #[serde(default)]
     pub merged_into: Option<String>,
+    /// Consents and legal bases for sharing, with their history (withdrawn ones kept).
+    #[serde(default)]
+    pub consents: Vec<crate::consent::Consent>,
 }
 
 impl CaseRecord {
@@ -317,6 +320,11 @@ impl CaseRecord {
             } else {
                 Priority::Routine
             };
+        let recorded_by = source
+            .agency_id
+            .clone()
+            .unwrap_or_else(|| "referral".into());
+        let consents = crate::consent::from_referral(&details.consent_refs, &recorded_by, now);
         CaseRecord {
             case_id: CaseId::new(),
             version: 1,
@@ -344,6 +352,7 @@ impl CaseRecord {
             plan: None,
             closure: None,
             merged_into: None,
+            consents,
         }
     }
 }

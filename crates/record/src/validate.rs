@@ -12,7 +12,9 @@ use crate::record::{ConcernKind, ReferralDetails, SourceKind};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
     Required,
-    TooLong { max: usize },
+    TooLong {
+        max: usize,
+    },
     ControlCharacters,
     NotLatinScript,
     NoLetters,
@@ -22,15 +24,34 @@ pub enum Problem {
     AgeOutOfRange,
     BothBirthDateAndAge,
     NeitherBirthDateNorAge,
-    NotChosen { choices: String },
+    NotChosen {
+        choices: String,
+    },
     AtLeastOne,
     LabourCriteriaRequired,
     LabourCriteriaOnlyForLabour,
     InvalidPhone,
-    InvalidCode { expected: &'static str },
-    TooMany { max: usize },
+    InvalidCode {
+        expected: &'static str,
+    },
+    TooMany {
+        max: usize,
+    },
     SourceMismatch,
-    OutOfRange { min: i64, max: i64 },
+    OutOfRange {
+        min: i64,
+        max: i64,
+    },
+    /// Says the opposite of another part of the same request.
+    Contradicts {
+        other: String,
+    },
+    /// A period that has already ended (or ends before it starts).
+    Expired,
+    /// Only one of this and `other` may be given.
+    NotBoth {
+        other: &'static str,
+    },
 }
 
 impl Problem {
@@ -57,6 +78,9 @@ impl Problem {
             Problem::TooMany { .. } => "too_many",
             Problem::SourceMismatch => "source_mismatch",
             Problem::OutOfRange { .. } => "out_of_range",
+            Problem::Contradicts { .. } => "contradicts",
+            Problem::Expired => "expired",
+            Problem::NotBoth { .. } => "not_both",
         }
     }
 
@@ -82,6 +106,11 @@ impl Problem {
             Problem::TooMany { max } => format!("has more than {max} entries"),
             Problem::SourceMismatch => "does not match the way this referral was submitted".into(),
             Problem::OutOfRange { min, max } => format!("must be between {min} and {max}"),
+            Problem::Contradicts { other } => {
+                format!("permits and denies the same recipient, purpose and data as {other}")
+            }
+            Problem::Expired => "has already ended, or ends before it starts".into(),
+            Problem::NotBoth { other } => format!("give this or {other}, not both"),
         }
     }
 
@@ -107,6 +136,11 @@ impl Problem {
             Problem::TooMany { max } => format!("يحتوي على أكثر من {max} عنصرًا"),
             Problem::SourceMismatch => "لا يطابق طريقة تقديم هذه الإحالة".into(),
             Problem::OutOfRange { min, max } => format!("يجب أن يكون بين {min} و{max}"),
+            Problem::Contradicts { other } => {
+                format!("يسمح ويمنع الجهة والغرض والبيانات نفسها التي في {other}")
+            }
+            Problem::Expired => "انتهت مدته بالفعل، أو تنتهي قبل أن تبدأ".into(),
+            Problem::NotBoth { other } => format!("أدخل هذا أو {other}، لا كليهما"),
         }
     }
 }

@@ -47,6 +47,8 @@ pub struct Settings {
     /// Which agency types may receive which data categories, for which purpose.
     #[serde(default)]
     pub sharing: SharingPolicy,
+    /// Age rules for consent and assent.
+    pub consent: himaya_record::consent::ConsentRules,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -284,6 +286,15 @@ impl Settings {
                     "every deadline must be at least 1 second",
                 ));
             }
+        }
+        let c = &self.consent;
+        if !(0..=18).contains(&c.assent_from_age)
+            || !(c.assent_from_age..=18).contains(&c.own_consent_from_age)
+        {
+            return Err(invalid(
+                "consent",
+                "ages must satisfy 0 <= assent_from_age <= own_consent_from_age <= 18",
+            ));
         }
         if self.agencies.is_empty() {
             return Err(invalid(

@@ -3,12 +3,15 @@
 //! [`disclose`]; nothing else serializes a case record for a recipient.
 //!
 //! Default deny: a category is disclosed only when a policy rule names the recipient's
-//! agency type, the purpose and the category. Fields are dropped, not blanked: what is not
-//! permitted is absent from the document. Consent records (the other half of the
-//! decision) arrive with the consent service; until then the policy alone decides.
+//! agency type, the purpose and the category, **and** an active consent (with the child's
+//! assent where the child is old enough) or a recorded legal basis on the case covers the
+//! recipient, the purpose and the category. Fields are dropped, not blanked: what is not
+//! permitted is absent from the document.
 
 use std::collections::BTreeSet;
 
+use chrono::{DateTime, Utc};
+use himaya_record::consent::{consented, ConsentGap, ConsentRules};
 use himaya_record::{category_of, AgencyType, CaseRecord, DataCategory, Purpose};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -55,14 +58,30 @@ pub enum Decision {
 pub enum DenyReason {
     /// No policy rule gives this agency type anything beyond references for this purpose.
     NoPolicyRule,
+    /// No active consent or legal basis covers this recipient and purpose.
+    NoConsent,
+    /// The caregiver consented; the child, old enough to assent, did not.
+    NoAssent,
+    /// Policy and consent each allow something, but nothing beyond references in common.
+    NothingInCommon,
 }
 
 impl DenyReason {
     pub fn as_str(self) -> &'static str {
         match self {
             DenyReason::NoPolicyRule => "no_policy_rule",
+            DenyReason::NoConsent => "no_consent",
+            DenyReason::NoAssent => "no_assent",
+            DenyReason::NothingInCommon => "policy_and_consent_share_nothing",
         }
     }
+}
+
+/// Who would receive the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recipient<'a> {
+    pub agency_id: &'a str,
+    pub agency_type: AgencyType,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -77,18 +96,36 @@ pub struct Disclosure {
 #[error("the case record could not be serialized for disclosure")]
 pub struct RedactError(#[source] serde_json::Error);
 
-/// Decides and redacts in one step, so no caller can disclose without deciding.
+/// Decides and redacts in one step, so no caller can disclose without deciding: the
+/// categories the policy allows the recipient's type for the purpose, intersected with
+/// those the case's consents and legal bases allow the recipient at `now`.
 pub fn disclose(
     policy: &SharingPolicy,
+    rules: &ConsentRules,
     record: &CaseRecord,
-    agency_type: AgencyType,
+    to: Recipient<'_>,
     purpose: Purpose,
+    now: DateTime<Utc>,
 ) -> Result<Decision, RedactError> {
-    let allowed = policy.allowed(agency_type, purpose);
+    let deny = |reason| Ok(Decision::Deny { reason });
+    let by_policy = policy.allowed(to.agency_type, purpose);
+    if by_policy.iter().all(|c| *c == DataCategory::Reference) {
+        return deny(DenyReason::NoPolicyRule);
+    }
+    let by_consent = match consented(record, to.agency_id, to.agency_type, purpose, rules, now) {
+        Ok(c) => c,
+        Err(ConsentGap::NoConsent) => return deny(DenyReason::NoConsent),
+        Err(ConsentGap::NoAssent) => return deny(DenyReason::NoAssent),
+    };
+    let mut allowed: BTreeSet<DataCategory> =
+        by_policy.intersection(&by_consent).copied().collect();
     if allowed.iter().all(|c| *c == DataCategory::Reference) {
-        return Ok(Decision::Deny {
-            reason: DenyReason::NoPolicyRule,
-        });
+        return deny(DenyReason::NothingInCommon);
+    }
+    // References are what lets a recipient act on what it may see: with any consented
+    // category, the policy's references come too.
+    if by_policy.contains(&DataCategory::Reference) {
+        allowed.insert(DataCategory::Reference);
     }
     redact(record, &allowed).map(Decision::Permit)
 }
@@ -175,9 +212,26 @@ pub fn leaf_paths(value: &Value) -> BTreeSet<String> {
 
 #[cfg(test)]
 mod tests {
-    use himaya_record::{fixtures, FIELD_CATEGORIES};
+    use himaya_record::consent::{Consent, Provision, ProvisionKind};
+    use himaya_record::{fixtures, ConsentGiver, FIELD_CATEGORIES};
 
     use super::*;
+
+    const RULES: ConsentRules = ConsentRules {
+        assent_from_age: 12,
+        own_consent_from_age: 18,
+    };
+
+    fn now() -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    fn to(agency_type: AgencyType) -> Recipient<'static> {
+        Recipient {
+            agency_id: "an-agency",
+            agency_type,
+        }
+    }
 
     #[test]
     fn every_field_of_the_record_has_a_category() {
@@ -249,9 +303,11 @@ mod tests {
         let empty = SharingPolicy::default();
         let d = disclose(
             &empty,
+            &RULES,
             &record,
-            AgencyType::Health,
+            to(AgencyType::Health),
             Purpose::ServiceProvision,
+            now(),
         )
         .unwrap();
         assert_eq!(
@@ -268,9 +324,11 @@ mod tests {
         .unwrap();
         let Decision::Permit(d) = disclose(
             &policy,
+            &RULES,
             &record,
-            AgencyType::Health,
+            to(AgencyType::Health),
             Purpose::ServiceProvision,
+            now(),
         )
         .unwrap() else {
             panic!("expected a permit");
@@ -290,13 +348,232 @@ mod tests {
         assert!(matches!(
             disclose(
                 &only_refs,
+                &RULES,
                 &record,
-                AgencyType::School,
-                Purpose::ServiceProvision
+                to(AgencyType::School),
+                Purpose::ServiceProvision,
+                now()
             )
             .unwrap(),
             Decision::Deny { .. }
         ));
+    }
+
+    fn health_policy() -> SharingPolicy {
+        serde_json::from_value(serde_json::json!({"rules": [
+            {"agency_type": "health", "purpose": "service_provision",
+             "categories": ["reference", "identity", "location", "health"]},
+            {"agency_type": "justice", "purpose": "legal_proceedings",
+             "categories": ["reference", "identity", "justice"]}
+        ]}))
+        .unwrap()
+    }
+
+    fn consent(by: ConsentGiver, kind: ProvisionKind, cats: &[DataCategory]) -> Consent {
+        let mut c = fixtures::record().consents.remove(0);
+        c.consent_id = format!("cns_{by}_{kind}");
+        c.given_by = Some(by);
+        c.provisions = vec![Provision {
+            kind,
+            recipient_agency: None,
+            recipient_type: None,
+            purposes: vec![Purpose::ServiceProvision],
+            categories: cats.to_vec(),
+        }];
+        c
+    }
+
+    fn decide(record: &CaseRecord, t: AgencyType, purpose: Purpose) -> Decision {
+        disclose(&health_policy(), &RULES, record, to(t), purpose, now()).unwrap()
+    }
+
+    #[test]
+    fn consent_and_the_childs_assent_both_needed_from_the_assent_age() {
+        let record = fixtures::record();
+        assert_eq!(
+            record.consents.len(),
+            2,
+            "the form's caregiver consent and assent"
+        );
+        assert!(matches!(
+            decide(&record, AgencyType::Health, Purpose::ServiceProvision),
+            Decision::Permit(_)
+        ));
+        let mut no_assent = record.clone();
+        no_assent
+            .consents
+            .retain(|c| c.given_by == Some(ConsentGiver::Caregiver));
+        assert_eq!(
+            decide(&no_assent, AgencyType::Health, Purpose::ServiceProvision),
+            Decision::Deny {
+                reason: DenyReason::NoAssent
+            }
+        );
+        // Younger than the assent age: the caregiver's consent suffices.
+        no_assent.child.date_of_birth = chrono::NaiveDate::from_ymd_opt(2020, 1, 1);
+        assert!(matches!(
+            decide(&no_assent, AgencyType::Health, Purpose::ServiceProvision),
+            Decision::Permit(_)
+        ));
+        let mut withdrawn = record.clone();
+        withdrawn.consents[0].withdrawn_at = Some(now());
+        assert_eq!(
+            decide(&withdrawn, AgencyType::Health, Purpose::ServiceProvision),
+            Decision::Deny {
+                reason: DenyReason::NoConsent
+            }
+        );
+        let mut expired = record.clone();
+        for c in &mut expired.consents {
+            c.valid_until = Some(now() - chrono::Duration::days(1));
+        }
+        assert!(matches!(
+            decide(&expired, AgencyType::Health, Purpose::ServiceProvision),
+            Decision::Deny { .. }
+        ));
+        // Consent for service provision says nothing about legal proceedings.
+        assert_eq!(
+            decide(&record, AgencyType::Justice, Purpose::LegalProceedings),
+            Decision::Deny {
+                reason: DenyReason::NoConsent
+            }
+        );
+    }
+
+    #[test]
+    fn a_deny_provision_removes_its_categories_and_a_legal_basis_stands_alone() {
+        let mut record = fixtures::record();
+        record.consents.push(consent(
+            ConsentGiver::Caregiver,
+            ProvisionKind::Deny,
+            &[DataCategory::Health],
+        ));
+        let Decision::Permit(d) = decide(&record, AgencyType::Health, Purpose::ServiceProvision)
+        else {
+            panic!("identity and location are still consented");
+        };
+        assert!(!d.categories.contains(&DataCategory::Health));
+        assert!(d.document["child"].get("disability").is_none());
+        assert!(d.categories.contains(&DataCategory::Identity));
+
+        let mut court = fixtures::closed_record().consents.pop().unwrap();
+        court.withdrawn_at = None;
+        court.valid_until = None;
+        court.provisions[0].recipient_agency = None;
+        record.consents = vec![court];
+        let Decision::Permit(d) = decide(&record, AgencyType::Justice, Purpose::LegalProceedings)
+        else {
+            panic!("a court order permits without consent");
+        };
+        assert_eq!(
+            d.categories,
+            [DataCategory::Reference, DataCategory::Identity].into()
+        );
+    }
+
+    /// A small deterministic generator (xorshift), so the property test needs no crate.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+            items[(self.next() % items.len() as u64) as usize]
+        }
+        fn subset<T: Copy>(&mut self, items: &[T]) -> Vec<T> {
+            items
+                .iter()
+                .copied()
+                .filter(|_| self.next().is_multiple_of(2))
+                .collect()
+        }
+    }
+
+    /// Random policies, consents (permits, denies, legal bases, withdrawn, expired),
+    /// recipients and purposes: nothing outside what policy and consent both permit leaves.
+    #[test]
+    fn property_nothing_leaves_outside_policy_and_consent() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let base = fixtures::closed_record();
+        let now = now();
+        let mut permits = 0;
+        for _ in 0..3000 {
+            let rules = (0..rng.next() % 24)
+                .map(|_| PolicyRule {
+                    agency_type: rng.pick(AgencyType::ALL),
+                    purpose: rng.pick(Purpose::ALL),
+                    categories: rng.subset(&DataCategory::ALL).into_iter().collect(),
+                })
+                .collect();
+            let policy = SharingPolicy { rules };
+            let mut record = base.clone();
+            // Half the children are younger than the assent age.
+            if rng.next().is_multiple_of(2) {
+                record.child.date_of_birth = chrono::NaiveDate::from_ymd_opt(2021, 5, 1);
+            }
+            record.consents = (0..rng.next() % 6)
+                .map(|i| {
+                    let mut c = consent(
+                        rng.pick(ConsentGiver::ALL),
+                        rng.pick(ProvisionKind::ALL),
+                        &rng.subset(&DataCategory::ALL),
+                    );
+                    c.consent_id = format!("cns_{i}");
+                    c.provisions[0].purposes = rng.subset(Purpose::ALL);
+                    c.provisions[0].recipient_type = rng
+                        .next()
+                        .is_multiple_of(2)
+                        .then(|| rng.pick(AgencyType::ALL));
+                    if rng.next().is_multiple_of(5) {
+                        c.given_by = None;
+                        c.legal_basis = Some(himaya_record::consent::LegalBasis::CourtOrder);
+                    }
+                    match rng.next() % 6 {
+                        0 => c.withdrawn_at = Some(now),
+                        1 => c.valid_until = Some(now - chrono::Duration::seconds(1)),
+                        _ => {}
+                    }
+                    c
+                })
+                .collect();
+            let recipient = to(rng.pick(AgencyType::ALL));
+            let purpose = rng.pick(Purpose::ALL);
+            let Decision::Permit(d) =
+                disclose(&policy, &RULES, &record, recipient, purpose, now).unwrap()
+            else {
+                continue;
+            };
+            permits += 1;
+            let by_policy = policy.allowed(recipient.agency_type, purpose);
+            let active: Vec<&Consent> = record
+                .consents
+                .iter()
+                .filter(|c| c.is_active(now))
+                .collect();
+            for path in leaf_paths(&d.document) {
+                let c = category_of(&path).unwrap();
+                assert!(by_policy.contains(&c), "{path} ({c:?}) beyond the policy");
+                if c == DataCategory::Reference {
+                    continue;
+                }
+                let permitted = active.iter().any(|k| {
+                    k.provisions.iter().any(|p| {
+                        p.kind == ProvisionKind::Permit
+                            && p.recipient_type.is_none_or(|t| t == recipient.agency_type)
+                            && (p.purposes.is_empty() || p.purposes.contains(&purpose))
+                            && (p.categories.is_empty() || p.categories.contains(&c))
+                    })
+                });
+                assert!(permitted, "{path} ({c:?}) without an active permit");
+            }
+        }
+        assert!(
+            permits > 50,
+            "the generator must reach permits too: {permits}"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use himaya_proto::convert::purpose_from;
 use himaya_proto::status::Lang;
 use himaya_proto::v1 as pb;
 use himaya_record::{AgencyType, CaseId, CaseRecord, Problem, Violations};
-use himaya_sharing::{disclose, Decision};
+use himaya_sharing::{disclose, Decision, DenyReason, Recipient};
 use tonic::{Request, Response, Status};
 
 use crate::db::{deliveries, load_case};
@@ -77,21 +77,38 @@ impl pb::cases_server::Cases for CasesApi {
             ))
             .into());
         }
+        let to = Recipient {
+            agency_id: &agency_id,
+            agency_type: agency.agency_type,
+        };
         let shared = match disclose(
             &self.0.settings.sharing,
+            &self.0.settings.consent,
             &record,
-            agency.agency_type,
+            to,
             purpose,
+            chrono::Utc::now(),
         )
         .map_err(CasesError::from)?
         {
             Decision::Permit(d) => d,
             Decision::Deny { reason } => {
                 tracing::info!(case_id = %case_id, agency = %agency_id, purpose = %purpose, reason = reason.as_str(), "disclosure denied");
-                return Err(CasesError::PermissionDenied(format!(
-                    "the sharing policy gives {} agencies nothing for {purpose}",
-                    agency.agency_type
-                ))
+                let t = agency.agency_type;
+                return Err(CasesError::PermissionDenied(match reason {
+                    DenyReason::NoPolicyRule => format!(
+                        "the sharing policy gives {t} agencies nothing for {purpose} — لا تسمح سياسة المشاركة لجهات {t} بشيء لغرض {purpose}"
+                    ),
+                    DenyReason::NoConsent => format!(
+                        "no active consent or legal basis on case {case_id} covers `{agency_id}` for {purpose} — لا توجد موافقة سارية أو سند قانوني يسمح بذلك"
+                    ),
+                    DenyReason::NoAssent => format!(
+                        "the caregiver consented, but the child is old enough to assent and has not, for case {case_id} — وافق ولي الأمر لكن الطفل في سن الموافقة ولم يوافق"
+                    ),
+                    DenyReason::NothingInCommon => format!(
+                        "what the policy allows {t} agencies and what consent allows `{agency_id}` for {purpose} do not overlap — لا تقاطع بين ما تسمح به السياسة وما تسمح به الموافقة"
+                    ),
+                })
                 .into());
             }
         };

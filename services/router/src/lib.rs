@@ -13,7 +13,7 @@ use himaya_events::{
 };
 use himaya_record::{CaseRecord, Purpose};
 use himaya_settings::{AgencySettings, Settings};
-use himaya_sharing::{disclose, Decision};
+use himaya_sharing::{disclose, Decision, Recipient};
 use sqlx::{PgConnection, PgPool};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -150,7 +150,18 @@ impl Router {
             }
         }
         for (agency_id, agency) in targets {
-            match disclose(&self.settings.sharing, record, agency.agency_type, purpose)? {
+            let to = Recipient {
+                agency_id,
+                agency_type: agency.agency_type,
+            };
+            match disclose(
+                &self.settings.sharing,
+                &self.settings.consent,
+                record,
+                to,
+                purpose,
+                Utc::now(),
+            )? {
                 Decision::Permit(d) => {
                     let delivery = DeliveryRequested {
                         message_id: new_message_id(),

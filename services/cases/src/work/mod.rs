@@ -3,6 +3,7 @@
 
 mod acceptance;
 mod closure;
+mod consent;
 mod indicators;
 mod merging;
 mod plan;
@@ -255,6 +256,40 @@ impl pb::case_work_server::CaseWork for CaseWorkApi {
     ) -> Result<Response<pb::CaseChange>, Status> {
         let (meta, _, r) = req.into_parts();
         Ok(CaseWorkApi::complete_action(self, &meta, r).await?)
+    }
+
+    async fn grant_consent(
+        &self,
+        req: Request<pb::GrantConsentRequest>,
+    ) -> Result<Response<pb::CaseChange>, Status> {
+        let (meta, _, r) = req.into_parts();
+        Ok(CaseWorkApi::grant_consent(self, &meta, r).await?)
+    }
+
+    async fn amend_consent(
+        &self,
+        req: Request<pb::AmendConsentRequest>,
+    ) -> Result<Response<pb::CaseChange>, Status> {
+        let (meta, _, r) = req.into_parts();
+        Ok(CaseWorkApi::amend_consent(self, &meta, r).await?)
+    }
+
+    async fn withdraw_consent(
+        &self,
+        req: Request<pb::WithdrawConsentRequest>,
+    ) -> Result<Response<pb::CaseChange>, Status> {
+        let (meta, _, r) = req.into_parts();
+        Ok(CaseWorkApi::withdraw_consent(self, &meta, r).await?)
+    }
+
+    async fn list_consents(
+        &self,
+        req: Request<pb::ListConsentsRequest>,
+    ) -> Result<Response<pb::ConsentList>, Status> {
+        let (meta, _, r) = req.into_parts();
+        Ok(Response::new(
+            CaseWorkApi::list_consents(self, &meta, r).await?,
+        ))
     }
 
     async fn get_indicators(

@@ -1,0 +1,337 @@
+//! Consents and legal bases on a case (FHIR Consent-like): grant, amend, withdraw, list.
+//! The sharing layer reads them from the record at every disclosure, so a change takes
+//! effect on the next one: a withdrawal stops disclosures at once.
+
+use chrono::DateTime;
+use himaya_record::consent::{
+    contradictions, Consent, ConsentMethod, LegalBasis, Provision, ProvisionKind,
+};
+use himaya_record::validate::MAX_LIST;
+use himaya_record::{ConsentGiver, DataCategory, Purpose};
+
+use super::*;
+
+fn time(v: &mut Violations, field: &str, raw: &str) -> Option<DateTime<Utc>> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return None;
+    }
+    match DateTime::parse_from_rfc3339(raw) {
+        Ok(t) => Some(t.with_timezone(&Utc)),
+        Err(_) => {
+            v.push(field, Problem::InvalidDate);
+            None
+        }
+    }
+}
+
+impl CaseWorkApi {
+    /// Checks provisions against the directory and the vocabularies, and against each
+    /// other (a consent that both permits and denies the same thing contradicts itself).
+    fn provisions(&self, v: &mut Violations, list: &[pb::Provision]) -> Vec<Provision> {
+        if list.is_empty() {
+            v.push("provisions", Problem::AtLeastOne);
+        }
+        if list.len() > MAX_LIST {
+            v.push("provisions", Problem::TooMany { max: MAX_LIST });
+        }
+        let mut out = Vec::new();
+        for (i, p) in list.iter().enumerate() {
+            let f = |name: &str| format!("provisions[{i}].{name}");
+            let kind = choose(
+                v,
+                &f("kind"),
+                &p.kind,
+                ProvisionKind::ALL,
+                ProvisionKind::parse,
+            );
+            if let Some(a) = &p.recipient_agency {
+                if !self.0.settings.agencies.contains_key(a) {
+                    v.push(
+                        f("recipient_agency"),
+                        Problem::InvalidCode {
+                            expected: "an agency id from the directory",
+                        },
+                    );
+                }
+            }
+            let recipient_type = p.recipient_type.as_deref().and_then(|t| {
+                choose(
+                    v,
+                    &f("recipient_type"),
+                    t,
+                    AgencyType::ALL,
+                    AgencyType::parse,
+                )
+            });
+            let purposes: Vec<Purpose> = p
+                .purposes
+                .iter()
+                .enumerate()
+                .filter_map(|(j, s)| {
+                    choose(
+                        v,
+                        &f(&format!("purposes[{j}]")),
+                        s,
+                        Purpose::ALL,
+                        Purpose::parse,
+                    )
+                })
+                .collect();
+            let categories: Vec<DataCategory> = p
+                .categories
+                .iter()
+                .enumerate()
+                .filter_map(|(j, s)| {
+                    choose(
+                        v,
+                        &f(&format!("categories[{j}]")),
+                        s,
+                        &DataCategory::ALL,
+                        DataCategory::parse,
+                    )
+                })
+                .collect();
+            if let Some(kind) = kind {
+                out.push(Provision {
+                    kind,
+                    recipient_agency: p.recipient_agency.clone(),
+                    recipient_type,
+                    purposes,
+                    categories,
+                });
+            }
+        }
+        if out.len() == list.len() {
+            for (i, j) in contradictions(&out) {
+                v.push(
+                    format!("provisions[{j}]"),
+                    Problem::Contradicts {
+                        other: format!("provisions[{i}]"),
+                    },
+                );
+            }
+        }
+        out
+    }
+
+    pub(super) async fn grant_consent(
+        &self,
+        meta: &MetadataMap,
+        r: pb::GrantConsentRequest,
+    ) -> Result<Response<pb::CaseChange>, CasesError> {
+        self.owner(meta)?;
+        let mut e = envelope(meta, &r.case_id, &r.actor);
+        let now = Utc::now();
+        let given_by = r.given_by.as_deref().and_then(|g| {
+            choose(
+                &mut e.v,
+                "given_by",
+                g,
+                ConsentGiver::ALL,
+                ConsentGiver::parse,
+            )
+        });
+        let method = r.method.as_deref().and_then(|m| {
+            choose(
+                &mut e.v,
+                "method",
+                m,
+                ConsentMethod::ALL,
+                ConsentMethod::parse,
+            )
+        });
+        let legal_basis = r.legal_basis.as_deref().and_then(|b| {
+            choose(
+                &mut e.v,
+                "legal_basis",
+                b,
+                LegalBasis::ALL,
+                LegalBasis::parse,
+            )
+        });
+        let legal_reference = r
+            .legal_reference
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
+        match (&r.given_by, &r.legal_basis) {
+            (Some(_), Some(_)) => {
+                e.v.push("legal_basis", Problem::NotBoth { other: "given_by" })
+            }
+            (None, None) => e.v.push("given_by", Problem::Required),
+            (Some(_), None) if r.method.is_none() => e.v.push("method", Problem::Required),
+            (None, Some(_)) if legal_reference.is_none() => {
+                e.v.push("legal_reference", Problem::Required)
+            }
+            _ => {}
+        }
+        if let Some(text) = legal_reference {
+            check_text(&mut e.v, "legal_reference", text, 200);
+        }
+        let provisions = self.provisions(&mut e.v, &r.provisions);
+        let valid_from = time(&mut e.v, "valid_from", &r.valid_from).unwrap_or(now);
+        let valid_until = time(&mut e.v, "valid_until", &r.valid_until);
+        if valid_until.is_some_and(|u| u <= valid_from || u <= now) {
+            e.v.push("valid_until", Problem::Expired);
+        }
+        let case_id = e.finish()?;
+        let mut tx = self.0.pool.begin().await?;
+        let mut rec = load_for_update(&mut tx, &case_id, r.expected_version).await?;
+        not_merged(&rec)?;
+        let consent_id = format!("cns_{}", himaya_record::MessageId::new().uuid().simple());
+        rec.consents.push(Consent {
+            consent_id: consent_id.clone(),
+            given_by,
+            method,
+            legal_basis,
+            legal_reference: legal_reference.map(str::to_owned),
+            provisions,
+            valid_from,
+            valid_until,
+            recorded_by: r.actor.clone(),
+            recorded_at: now,
+            withdrawn_at: None,
+            revision: 1,
+        });
+        save(
+            &mut tx,
+            &mut rec,
+            &r.actor,
+            &format!("consent granted: {consent_id}"),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(change_reply(&rec, Some(consent_id)))
+    }
+
+    pub(super) async fn amend_consent(
+        &self,
+        meta: &MetadataMap,
+        r: pb::AmendConsentRequest,
+    ) -> Result<Response<pb::CaseChange>, CasesError> {
+        self.owner(meta)?;
+        let mut e = envelope(meta, &r.case_id, &r.actor);
+        let now = Utc::now();
+        let provisions = self.provisions(&mut e.v, &r.provisions);
+        let valid_until = time(&mut e.v, "valid_until", &r.valid_until);
+        if valid_until.is_some_and(|u| u <= now) {
+            e.v.push("valid_until", Problem::Expired);
+        }
+        let case_id = e.finish()?;
+        let mut tx = self.0.pool.begin().await?;
+        let mut rec = load_for_update(&mut tx, &case_id, r.expected_version).await?;
+        not_merged(&rec)?;
+        let c = live_consent(&mut rec, &r.consent_id)?;
+        c.provisions = provisions;
+        c.valid_until = valid_until;
+        c.revision += 1;
+        let change = format!(
+            "consent amended: {} (revision {})",
+            c.consent_id, c.revision
+        );
+        save(&mut tx, &mut rec, &r.actor, &change, now).await?;
+        tx.commit().await?;
+        Ok(change_reply(&rec, None))
+    }
+
+    pub(super) async fn withdraw_consent(
+        &self,
+        meta: &MetadataMap,
+        r: pb::WithdrawConsentRequest,
+    ) -> Result<Response<pb::CaseChange>, CasesError> {
+        self.owner(meta)?;
+        let case_id = envelope(meta, &r.case_id, &r.actor).finish()?;
+        let now = Utc::now();
+        let mut tx = self.0.pool.begin().await?;
+        let mut rec = load_for_update(&mut tx, &case_id, r.expected_version).await?;
+        not_merged(&rec)?;
+        let c = live_consent(&mut rec, &r.consent_id)?;
+        c.withdrawn_at = Some(now);
+        let change = format!("consent withdrawn: {}", c.consent_id);
+        save(&mut tx, &mut rec, &r.actor, &change, now).await?;
+        tx.commit().await?;
+        tracing::info!(case_id = %case_id, "consent withdrawn: further disclosures under it stop");
+        Ok(change_reply(&rec, None))
+    }
+
+    pub(super) async fn list_consents(
+        &self,
+        meta: &MetadataMap,
+        r: pb::ListConsentsRequest,
+    ) -> Result<pb::ConsentList, CasesError> {
+        self.owner(meta)?;
+        let case_id = envelope(meta, &r.case_id, "reader").finish()?;
+        let rec = crate::db::load_case(&self.0.pool, &case_id)
+            .await?
+            .ok_or_else(|| CasesError::NotFound(format!("no case {case_id}")))?;
+        let now = Utc::now();
+        let opt = |s: Option<&str>| s.map(str::to_owned);
+        Ok(pb::ConsentList {
+            consents: rec
+                .consents
+                .iter()
+                .map(|c| pb::ConsentView {
+                    consent_id: c.consent_id.clone(),
+                    given_by: opt(c.given_by.map(ConsentGiver::as_str)),
+                    method: opt(c.method.map(ConsentMethod::as_str)),
+                    legal_basis: opt(c.legal_basis.map(LegalBasis::as_str)),
+                    legal_reference: c.legal_reference.clone(),
+                    provisions: c
+                        .provisions
+                        .iter()
+                        .map(|p| pb::Provision {
+                            kind: p.kind.as_str().into(),
+                            recipient_agency: p.recipient_agency.clone(),
+                            recipient_type: opt(p.recipient_type.map(AgencyType::as_str)),
+                            purposes: p.purposes.iter().map(|x| x.as_str().into()).collect(),
+                            categories: p.categories.iter().map(|x| x.as_str().into()).collect(),
+                        })
+                        .collect(),
+                    valid_from: c.valid_from.to_rfc3339(),
+                    valid_until: c.valid_until.map(|t| t.to_rfc3339()),
+                    recorded_by: c.recorded_by.clone(),
+                    recorded_at: c.recorded_at.to_rfc3339(),
+                    withdrawn_at: c.withdrawn_at.map(|t| t.to_rfc3339()),
+                    revision: c.revision,
+                    active: c.is_active(now),
+                })
+                .collect(),
+        })
+    }
+}
+
+fn not_merged(rec: &CaseRecord) -> Result<(), CasesError> {
+    if rec.status == CaseStatus::Merged {
+        return Err(CasesError::precondition(
+            "this case was merged into another: record consent there",
+            "دُمجت هذه الحالة في حالة أخرى: سجّل الموافقة هناك",
+        ));
+    }
+    Ok(())
+}
+
+/// The consent `id`, which must not be withdrawn.
+fn live_consent<'a>(rec: &'a mut CaseRecord, id: &str) -> Result<&'a mut Consent, CasesError> {
+    let case_id = rec.case_id;
+    let known: Vec<String> = rec.consents.iter().map(|c| c.consent_id.clone()).collect();
+    let Some(c) = rec.consents.iter_mut().find(|c| c.consent_id == id.trim()) else {
+        return Err(CasesError::NotFound(format!(
+            "case {case_id} has no consent `{}`; its consents: {}",
+            id.trim(),
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        )));
+    };
+    if c.withdrawn_at.is_some() {
+        return Err(CasesError::precondition(
+            format_args!("consent {id} was withdrawn; grant a new one instead"),
+            format_args!("سُحبت الموافقة {id}؛ سجّل موافقة جديدة بدلًا منها"),
+        ));
+    }
+    Ok(c)
+}
