@@ -61,6 +61,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::consent_cli::ConsentCommand,
     },
+    /// The disclosure log: verify it, sign its head, export the signed checkpoints.
+    Audit {
+        #[command(subcommand)]
+        command: crate::audit_cli::AuditCommand,
+    },
     /// Staff of the case-owning ministry.
     Staff {
         #[command(subcommand)]
@@ -259,6 +264,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Services { command } => crate::services_cli::run(command).await,
         Command::Consent { command } => crate::consent_cli::run(command).await,
+        Command::Audit { command } => {
+            crate::audit_cli::run(command, settings(cli.config.as_ref())?).await
+        }
         Command::Staff { command } => crate::casework_cli::run_staff(command).await,
         Command::Escalations { who } => crate::casework_cli::run_escalations(who).await,
         Command::Indicators { governorate, who } => {

@@ -27,14 +27,17 @@ pub enum Component {
     Router,
     /// Delivery to health agencies' HTTP endpoints (bus → HTTP).
     ConnectorHealth,
+    /// The hash-chained disclosure log and its signed checkpoints (bus).
+    Audit,
 }
 
 impl Component {
-    pub const ALL: [Component; 4] = [
+    pub const ALL: [Component; 5] = [
         Component::Cases,
         Component::Directory,
         Component::Router,
         Component::ConnectorHealth,
+        Component::Audit,
     ];
 }
 
@@ -121,6 +124,13 @@ impl Hub {
                 himaya_router::start(settings.clone(), bus.clone(), shutdown.clone())
                     .await
                     .context("starting the router")?,
+            );
+        }
+        if components.contains(&Component::Audit) {
+            tasks.extend(
+                himaya_audit::start(settings.clone(), bus.clone(), shutdown.clone())
+                    .await
+                    .context("starting the disclosure log")?,
             );
         }
         if components.contains(&Component::ConnectorHealth) {

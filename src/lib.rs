@@ -1,6 +1,7 @@
 //! Himaya in one process or one component at a time: [`hub::Hub`] starts any set of
 //! components against real PostgreSQL and RabbitMQ; [`cli`] is the command line.
 
+pub mod audit_cli;
 pub mod casework_cli;
 pub mod cli;
 pub mod client;

@@ -156,6 +156,7 @@ impl TestEnv {
         settings.grpc.listen = "127.0.0.1:0".parse().unwrap();
         settings.relay.poll_interval_ms = 200;
         settings.connectors.timeout_ms = 2000;
+        settings.audit.signing_key_file = std::env::temp_dir().join(format!("{db_name}.key"));
         if let Some(a) = settings.agencies.get_mut("health-cairo") {
             a.endpoint = health_endpoint.map(|addr| format!("http://{addr}/referrals"));
         }
@@ -184,6 +185,7 @@ impl TestEnv {
 
 impl Drop for TestEnv {
     fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.settings.audit.signing_key_file);
         let db = self.db_name.clone();
         let vhost = self.vhost.clone();
         // Cleanup must happen even when the test panicked, and Drop cannot await: a

@@ -152,6 +152,24 @@ pub struct ServiceMapChanged {
     pub updated_at: String,
 }
 
+/// `audit.disclosure.recorded`: one disclosure decision, for the disclosure log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DisclosureRecorded {
+    pub message_id: String,
+    pub occurred_at: String,
+    pub source: String,
+    pub channel: String,
+    pub case_id: String,
+    pub referral_id: Option<String>,
+    pub recipient: String,
+    pub purpose: String,
+    pub decision: String,
+    pub reason: Option<String>,
+    pub categories: Vec<String>,
+    pub basis: Vec<String>,
+    pub delivery_message_id: Option<String>,
+}
+
 /// `case.deadline.missed`: an escalation to the supervisor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadlineMissed {
@@ -202,6 +220,11 @@ event!(
     "service_map_changed.avsc"
 );
 event!(
+    DisclosureRecorded,
+    "himaya.v1.DisclosureRecorded",
+    "disclosure_recorded.avsc"
+);
+event!(
     DeadlineMissed,
     "himaya.v1.DeadlineMissed",
     "deadline_missed.avsc"
@@ -213,6 +236,7 @@ pub mod keys {
     pub const SERVICE_REFERRAL_REQUESTED: &str = "service.referral.requested";
     pub const SERVICE_REFERRAL_CHANGED: &str = "service.referral.changed";
     pub const SERVICE_MAP_CHANGED: &str = "directory.service.changed";
+    pub const DISCLOSURE_RECORDED: &str = "audit.disclosure.recorded";
     pub const DELIVERY_RECORDED: &str = "referral.delivery.recorded";
     pub const CASE_UPDATED: &str = "case.updated";
     pub const DEADLINE_MISSED: &str = "case.deadline.missed";
@@ -249,6 +273,7 @@ fn registry() -> Result<&'static HashMap<&'static str, Known>, CodecError> {
                 (DeadlineMissed::NAME, DeadlineMissed::SCHEMA),
                 (ServiceReferralChanged::NAME, ServiceReferralChanged::SCHEMA),
                 (ServiceMapChanged::NAME, ServiceMapChanged::SCHEMA),
+                (DisclosureRecorded::NAME, DisclosureRecorded::SCHEMA),
             ]
             .into_iter()
             .map(|(n, s)| match parse(n, s) {
@@ -399,6 +424,25 @@ mod tests {
         assert_eq!(
             decode::<ServiceMapChanged>(&encode(&m).unwrap()).unwrap(),
             m
+        );
+        let d = DisclosureRecorded {
+            message_id: new_message_id(),
+            occurred_at: "2026-11-22T09:30:00Z".into(),
+            source: "router".into(),
+            channel: "bus_delivery".into(),
+            case_id: "case_1".into(),
+            referral_id: Some("ref_1".into()),
+            recipient: "health-cairo".into(),
+            purpose: "service_provision".into(),
+            decision: "permit".into(),
+            reason: None,
+            categories: vec!["reference".into(), "health".into()],
+            basis: vec!["cns_1".into()],
+            delivery_message_id: Some("msg_1".into()),
+        };
+        assert_eq!(
+            decode::<DisclosureRecorded>(&encode(&d).unwrap()).unwrap(),
+            d
         );
         let m = DeadlineMissed {
             message_id: new_message_id(),

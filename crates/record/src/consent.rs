@@ -172,6 +172,33 @@ pub fn consented(
     }
 }
 
+/// The consents and legal bases a disclosure of `categories` rests on: active ones with
+/// a permit provision for this recipient and purpose covering one of them.
+pub fn basis(
+    record: &CaseRecord,
+    agency_id: &str,
+    agency_type: AgencyType,
+    purpose: Purpose,
+    categories: &BTreeSet<DataCategory>,
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    record
+        .consents
+        .iter()
+        .filter(|c| c.is_active(now))
+        .filter(|c| {
+            c.provisions.iter().any(|p| {
+                p.kind == ProvisionKind::Permit
+                    && p.applies(agency_id, agency_type, purpose)
+                    && p.covers()
+                        .iter()
+                        .any(|k| *k != DataCategory::Reference && categories.contains(k))
+            })
+        })
+        .map(|c| c.consent_id.clone())
+        .collect()
+}
+
 /// The child's age today: from the birth date, or the estimate given at referral.
 pub fn age_years(record: &CaseRecord, today: NaiveDate) -> Option<i32> {
     match (record.child.date_of_birth, record.child.estimated_age_years) {

@@ -49,6 +49,17 @@ pub struct Settings {
     pub sharing: SharingPolicy,
     /// Age rules for consent and assent.
     pub consent: himaya_record::consent::ConsentRules,
+    pub audit: AuditSettings,
+}
+
+/// The disclosure log's signed checkpoints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// The hub's ed25519 signing key (64 hex digits); created if missing (development).
+    pub signing_key_file: std::path::PathBuf,
+    /// How often the head of the chain is signed (if it moved).
+    pub checkpoint_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use himaya_record::consent::{consented, ConsentGap, ConsentRules};
+use himaya_record::consent::{basis, consented, ConsentGap, ConsentRules};
 use himaya_record::{category_of, AgencyType, CaseRecord, DataCategory, Purpose};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -90,6 +90,8 @@ pub struct Disclosure {
     pub document: Value,
     /// The categories actually present in `document`.
     pub categories: BTreeSet<DataCategory>,
+    /// The consents and legal bases (ids) the disclosure rests on, for the log.
+    pub basis: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,7 +129,9 @@ pub fn disclose(
     if by_policy.contains(&DataCategory::Reference) {
         allowed.insert(DataCategory::Reference);
     }
-    redact(record, &allowed).map(Decision::Permit)
+    let mut d = redact(record, &allowed)?;
+    d.basis = basis(record, to.agency_id, to.agency_type, purpose, &allowed, now);
+    Ok(Decision::Permit(d))
 }
 
 /// Keeps only the fields whose category is in `allowed`.
@@ -148,6 +152,7 @@ pub fn redact(
     Ok(Disclosure {
         document,
         categories,
+        basis: Vec::new(),
     })
 }
 

@@ -9,6 +9,9 @@ use himaya_record::{AgencyType, CaseId, CaseRecord, Problem, Violations};
 use himaya_sharing::{disclose, Decision, DenyReason, Recipient};
 use tonic::{Request, Response, Status};
 
+use himaya_bus::{Exchange, Outgoing};
+use himaya_events::{encode, keys, new_message_id, DisclosureRecorded, Event};
+
 use crate::db::{deliveries, load_case};
 use crate::intake::caller;
 use crate::{CasesError, State};
@@ -72,6 +75,14 @@ impl pb::cases_server::Cases for CasesApi {
                 .chain(referred.iter().map(String::as_str)),
         ) {
             tracing::warn!(case_id = %case_id, agency = %agency_id, "read refused: the agency has no part in this case");
+            log_read(
+                &self.0.pool,
+                &case_id,
+                &agency_id,
+                purpose,
+                Err("no_part_in_case"),
+            )
+            .await?;
             return Err(CasesError::PermissionDenied(format!(
                 "agency `{agency_id}` has no part in case {case_id}"
             ))
@@ -94,6 +105,14 @@ impl pb::cases_server::Cases for CasesApi {
             Decision::Permit(d) => d,
             Decision::Deny { reason } => {
                 tracing::info!(case_id = %case_id, agency = %agency_id, purpose = %purpose, reason = reason.as_str(), "disclosure denied");
+                log_read(
+                    &self.0.pool,
+                    &case_id,
+                    &agency_id,
+                    purpose,
+                    Err(reason.as_str()),
+                )
+                .await?;
                 let t = agency.agency_type;
                 return Err(CasesError::PermissionDenied(match reason {
                     DenyReason::NoPolicyRule => format!(
@@ -113,6 +132,7 @@ impl pb::cases_server::Cases for CasesApi {
             }
         };
         tracing::info!(case_id = %case_id, agency = %agency_id, purpose = %purpose, categories = shared.categories.len(), "case disclosed");
+        log_read(&self.0.pool, &case_id, &agency_id, purpose, Ok(&shared)).await?;
         Ok(Response::new(pb::SharedCase {
             case_id: case_id.to_string(),
             version: record.version,
@@ -133,6 +153,49 @@ impl pb::cases_server::Cases for CasesApi {
                 .collect(),
         }))
     }
+}
+
+/// Records a read's decision in the hub's disclosure log (through the outbox): the
+/// disclosure, or the refusal with its reason.
+async fn log_read(
+    pool: &sqlx::PgPool,
+    case_id: &CaseId,
+    agency_id: &str,
+    purpose: himaya_record::Purpose,
+    outcome: Result<&himaya_sharing::Disclosure, &str>,
+) -> Result<(), CasesError> {
+    let event = DisclosureRecorded {
+        message_id: new_message_id(),
+        occurred_at: chrono::Utc::now().to_rfc3339(),
+        source: "cases".into(),
+        channel: "grpc_read".into(),
+        case_id: case_id.to_string(),
+        referral_id: None,
+        recipient: agency_id.to_owned(),
+        purpose: purpose.as_str().into(),
+        decision: if outcome.is_ok() { "permit" } else { "deny" }.into(),
+        reason: outcome.err().map(str::to_owned),
+        categories: outcome
+            .map(|d| d.categories.iter().map(|c| c.as_str().to_owned()).collect())
+            .unwrap_or_default(),
+        basis: outcome.map(|d| d.basis.clone()).unwrap_or_default(),
+        delivery_message_id: None,
+    };
+    let mut headers = std::collections::BTreeMap::new();
+    headers.insert("x-correlation-id".to_owned(), event.case_id.clone());
+    let msg = Outgoing {
+        exchange: Exchange::Events,
+        routing_key: keys::DISCLOSURE_RECORDED.into(),
+        payload: encode(&event)?,
+        message_id: event.message_id.clone(),
+        event_type: DisclosureRecorded::NAME.into(),
+        priority: 1,
+        headers,
+    };
+    let mut tx = pool.begin().await?;
+    himaya_store::outbox::enqueue(&mut tx, &msg).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Object-level authorization: the case-owning ministry, the referring agency, the

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use chrono::Utc;
 use himaya_bus::{Bus, Exchange, HandleError, Handler, Incoming, Outgoing};
 use himaya_events::{
-    decode, encode, keys, new_message_id, DeliveryRequested, Event, ReferralCreated,
+    decode, encode, keys, new_message_id, DeliveryRequested, DisclosureRecorded, Event,
+    ReferralCreated,
 };
 use himaya_record::{CaseRecord, Purpose};
 use himaya_settings::{AgencySettings, Settings};
@@ -191,31 +192,24 @@ impl Router {
                         headers,
                     };
                     himaya_store::outbox::enqueue(&mut tx, &msg).await?;
-                    log_decision(
-                        &mut tx,
-                        record,
-                        &referral_id,
-                        agency_id,
-                        purpose,
-                        None,
-                        &delivery.categories,
-                        Some(&delivery.message_id),
-                    )
-                    .await?;
+                    let logged = DisclosureRecorded {
+                        categories: delivery.categories.clone(),
+                        basis: d.basis.clone(),
+                        delivery_message_id: Some(delivery.message_id.clone()),
+                        ..decision(record, &referral_id, agency_id, purpose, None)
+                    };
+                    log_decision(&mut tx, &logged).await?;
                     tracing::info!(case_id = %record.case_id, agency = %agency_id, categories = delivery.categories.len(), "delivery queued");
                 }
                 Decision::Deny { reason } => {
-                    log_decision(
-                        &mut tx,
+                    let logged = decision(
                         record,
                         &referral_id,
                         agency_id,
                         purpose,
                         Some(reason.as_str()),
-                        &[],
-                        None,
-                    )
-                    .await?;
+                    );
+                    log_decision(&mut tx, &logged).await?;
                     tracing::info!(case_id = %record.case_id, agency = %agency_id, reason = reason.as_str(), "disclosure denied");
                 }
             }
@@ -225,31 +219,65 @@ impl Router {
     }
 }
 
-#[allow(clippy::too_many_arguments)] // one argument per column of the disclosure row
-async fn log_decision(
-    conn: &mut PgConnection,
+/// A disclosure decision, for the router's own table and the hub's disclosure log.
+fn decision(
     record: &CaseRecord,
     referral_id: &str,
     agency_id: &str,
     purpose: Purpose,
     deny_reason: Option<&str>,
-    categories: &[String],
-    message_id: Option<&str>,
-) -> Result<(), RouterError> {
+) -> DisclosureRecorded {
+    DisclosureRecorded {
+        message_id: new_message_id(),
+        occurred_at: Utc::now().to_rfc3339(),
+        source: "router".into(),
+        channel: "bus_delivery".into(),
+        case_id: record.case_id.to_string(),
+        referral_id: Some(referral_id.to_owned()),
+        recipient: agency_id.to_owned(),
+        purpose: purpose.as_str().into(),
+        decision: if deny_reason.is_some() {
+            "deny"
+        } else {
+            "permit"
+        }
+        .into(),
+        reason: deny_reason.map(str::to_owned),
+        categories: Vec::new(),
+        basis: Vec::new(),
+        delivery_message_id: None,
+    }
+}
+
+/// Records the decision in the router's table and, through the outbox in the same
+/// transaction, in the hub's hash-chained disclosure log.
+async fn log_decision(conn: &mut PgConnection, e: &DisclosureRecorded) -> Result<(), RouterError> {
     sqlx::query(
         "INSERT INTO disclosures (case_id, referral_id, agency_id, purpose, decision, reason, categories, message_id)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
-    .bind(record.case_id.to_string())
-    .bind(referral_id)
-    .bind(agency_id)
-    .bind(purpose.as_str())
-    .bind(if deny_reason.is_some() { "deny" } else { "permit" })
-    .bind(deny_reason)
-    .bind(categories)
-    .bind(message_id)
-    .execute(conn)
+    .bind(&e.case_id)
+    .bind(&e.referral_id)
+    .bind(&e.recipient)
+    .bind(&e.purpose)
+    .bind(&e.decision)
+    .bind(&e.reason)
+    .bind(&e.categories)
+    .bind(&e.delivery_message_id)
+    .execute(&mut *conn)
     .await?;
+    let mut headers = BTreeMap::new();
+    headers.insert("x-correlation-id".to_owned(), e.case_id.clone());
+    let msg = Outgoing {
+        exchange: Exchange::Events,
+        routing_key: keys::DISCLOSURE_RECORDED.into(),
+        payload: encode(e)?,
+        message_id: e.message_id.clone(),
+        event_type: DisclosureRecorded::NAME.into(),
+        priority: 1,
+        headers,
+    };
+    himaya_store::outbox::enqueue(conn, &msg).await?;
     Ok(())
 }
 

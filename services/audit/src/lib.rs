@@ -1,0 +1,315 @@
+//! The disclosure log (schema `audit`): every disclosure decision made anywhere in the hub
+//! (`audit.disclosure.recorded`, enqueued by the router and the cases service in the
+//! transaction of the decision) appended to one hash chain, with periodic ed25519-signed
+//! checkpoints. `himaya audit verify` checks the chain; exported checkpoints reveal a
+//! truncated tail too.
+
+pub mod chain;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chain::{
+    checkpoint_message, entry_hash, Checkpoint, Entry, EntryBody, Tamper, Verifier, GENESIS,
+};
+use ed25519_dalek::{Signer, SigningKey};
+use himaya_bus::{Bus, Exchange, HandleError, Handler, Incoming};
+use himaya_events::{decode, keys, DisclosureRecorded};
+use himaya_settings::Settings;
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const SCHEMA: &str = "audit";
+pub const QUEUE: &str = "audit.disclosure-recorded";
+/// Entries read per round trip while verifying.
+const PAGE: i64 = 5000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("storage failed")]
+    Store(#[from] himaya_store::StoreError),
+    #[error("the bus failed")]
+    Bus(#[from] himaya_bus::BusError),
+    #[error("the signing key at {path} could not be read or created: {why}")]
+    Key { path: String, why: String },
+    #[error(transparent)]
+    Tamper(#[from] Tamper),
+}
+
+impl From<sqlx::Error> for AuditError {
+    fn from(e: sqlx::Error) -> Self {
+        AuditError::Store(e.into())
+    }
+}
+
+/// Starts the log's consumer and its checkpointer.
+pub async fn start(
+    settings: Arc<Settings>,
+    bus: Arc<Bus>,
+    shutdown: CancellationToken,
+) -> Result<Vec<JoinHandle<()>>, AuditError> {
+    let key = signing_key(&settings.audit.signing_key_file)?;
+    let (pool, relay) = himaya_store::start_service(
+        &settings,
+        SCHEMA,
+        &sqlx::migrate!("./migrations"),
+        bus.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    let queue = bus.topology().queue(QUEUE);
+    bus.declare_queue(&queue, Exchange::Events, &[keys::DISCLOSURE_RECORDED])
+        .await?;
+    let consumer = tokio::spawn(himaya_bus::consume(
+        bus,
+        queue,
+        settings.bus.prefetch,
+        Arc::new(Appender { pool: pool.clone() }),
+        shutdown.clone(),
+    ));
+    let every = Duration::from_secs(settings.audit.checkpoint_interval_secs.max(1));
+    let checkpointer = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(every) => {}
+            }
+            if let Err(e) = checkpoint(&pool, &key).await {
+                tracing::warn!(error = %e, "checkpoint failed; will retry");
+            }
+        }
+    });
+    Ok(vec![relay, consumer, checkpointer])
+}
+
+/// Reads the hub's ed25519 key (hex, 32 bytes), creating one (mode 0600) if the file does
+/// not exist: convenient in development; in production, provision the file.
+pub fn signing_key(path: &Path) -> Result<SigningKey, AuditError> {
+    let err = |why: String| AuditError::Key {
+        path: path.display().to_string(),
+        why,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let bytes = hex::decode(text.trim()).map_err(|_| err("not hex".into()))?;
+            let bytes: [u8; 32] = bytes.try_into().map_err(|_| err("not 32 bytes".into()))?;
+            Ok(SigningKey::from_bytes(&bytes))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 32];
+            getrandom::getrandom(&mut bytes).map_err(|e| err(e.to_string()))?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+            }
+            match write_private(path, &hex::encode(bytes)) {
+                Ok(()) => {
+                    tracing::warn!(path = %path.display(), "generated a new disclosure-log signing key; provision your own in production");
+                    Ok(SigningKey::from_bytes(&bytes))
+                }
+                // Another process created it first: use theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => signing_key(path),
+                Err(e) => Err(err(e.to_string())),
+            }
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, text)
+}
+
+struct Appender {
+    pool: PgPool,
+}
+
+impl Appender {
+    /// Appends one decision at the head of the chain. Appends are serialized by an
+    /// advisory lock; a redelivered event (same message id) is appended once.
+    async fn append(&self, e: &DisclosureRecorded) -> Result<(), AuditError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('himaya.audit.chain'))")
+            .execute(&mut *tx)
+            .await?;
+        let seen: Option<i64> = sqlx::query_scalar("SELECT seq FROM log WHERE message_id = $1")
+            .bind(&e.message_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if seen.is_some() {
+            tx.rollback().await?;
+            return Ok(());
+        }
+        let head: Option<(i64, String)> =
+            sqlx::query_as("SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (last, prev_hash) = head.unwrap_or((0, GENESIS.to_owned()));
+        let body = EntryBody {
+            seq: last + 1,
+            message_id: e.message_id.clone(),
+            at: e.occurred_at.clone(),
+            source: e.source.clone(),
+            channel: e.channel.clone(),
+            case_id: e.case_id.clone(),
+            referral_id: e.referral_id.clone(),
+            recipient: e.recipient.clone(),
+            purpose: e.purpose.clone(),
+            decision: e.decision.clone(),
+            reason: e.reason.clone(),
+            categories: e.categories.clone(),
+            basis: e.basis.clone(),
+            delivery_message_id: e.delivery_message_id.clone(),
+        };
+        let hash = entry_hash(&prev_hash, &body);
+        sqlx::query(
+            "INSERT INTO log (seq, message_id, at, source, channel, case_id, referral_id, recipient, purpose,
+                              decision, reason, categories, basis, delivery_message_id, prev_hash, hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        )
+        .bind(body.seq)
+        .bind(&body.message_id)
+        .bind(&body.at)
+        .bind(&body.source)
+        .bind(&body.channel)
+        .bind(&body.case_id)
+        .bind(&body.referral_id)
+        .bind(&body.recipient)
+        .bind(&body.purpose)
+        .bind(&body.decision)
+        .bind(&body.reason)
+        .bind(&body.categories)
+        .bind(&body.basis)
+        .bind(&body.delivery_message_id)
+        .bind(&prev_hash)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl Handler for Appender {
+    async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
+        let event = decode::<DisclosureRecorded>(msg.payload()).map_err(|e| HandleError::Park {
+            reason: e.to_string(),
+        })?;
+        self.append(&event).await.map_err(|e| HandleError::Retry {
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// Signs the head of the chain if it moved since the last checkpoint; returns its seq.
+pub async fn checkpoint(pool: &PgPool, key: &SigningKey) -> Result<Option<i64>, AuditError> {
+    let head: Option<(i64, String)> =
+        sqlx::query_as("SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(pool)
+            .await?;
+    let Some((seq, hash)) = head else {
+        return Ok(None);
+    };
+    let signature = key.sign(&checkpoint_message(seq, &hash));
+    let done = sqlx::query(
+        "INSERT INTO checkpoints (seq, hash, signed_at, public_key, signature)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING",
+    )
+    .bind(seq)
+    .bind(&hash)
+    .bind(chrono::Utc::now().to_rfc3339())
+    .bind(hex::encode(key.verifying_key().to_bytes()))
+    .bind(hex::encode(signature.to_bytes()))
+    .execute(pool)
+    .await?;
+    if done.rows_affected() == 1 {
+        tracing::info!(seq, "disclosure log checkpoint signed");
+    }
+    Ok(Some(seq))
+}
+
+/// Every checkpoint, for export.
+pub async fn checkpoints(pool: &PgPool) -> Result<Vec<Checkpoint>, AuditError> {
+    let rows = sqlx::query("SELECT * FROM checkpoints ORDER BY seq")
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Checkpoint {
+                seq: r.try_get("seq")?,
+                hash: r.try_get("hash")?,
+                signed_at: r.try_get("signed_at")?,
+                public_key: r.try_get("public_key")?,
+                signature: r.try_get("signature")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(Into::into)
+}
+
+fn entry(r: &PgRow) -> Result<Entry, sqlx::Error> {
+    Ok(Entry {
+        body: EntryBody {
+            seq: r.try_get("seq")?,
+            message_id: r.try_get("message_id")?,
+            at: r.try_get("at")?,
+            source: r.try_get("source")?,
+            channel: r.try_get("channel")?,
+            case_id: r.try_get("case_id")?,
+            referral_id: r.try_get("referral_id")?,
+            recipient: r.try_get("recipient")?,
+            purpose: r.try_get("purpose")?,
+            decision: r.try_get("decision")?,
+            reason: r.try_get("reason")?,
+            categories: r.try_get("categories")?,
+            basis: r.try_get("basis")?,
+            delivery_message_id: r.try_get("delivery_message_id")?,
+        },
+        prev_hash: r.try_get("prev_hash")?,
+        hash: r.try_get("hash")?,
+    })
+}
+
+/// Verifies the whole log in `seq` order, page by page, against `exported` checkpoints
+/// (and the stored ones); returns how many entries it holds, or the first tampering.
+pub async fn verify(pool: &PgPool, exported: &[Checkpoint]) -> Result<i64, AuditError> {
+    let mut all = checkpoints(pool).await?;
+    all.extend(exported.iter().cloned());
+    let mut v = Verifier::new(&all)?;
+    let mut after = i64::MIN;
+    loop {
+        let rows = sqlx::query("SELECT * FROM log WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(after)
+            .bind(PAGE)
+            .fetch_all(pool)
+            .await?;
+        for r in &rows {
+            let e = entry(r)?;
+            after = e.body.seq;
+            v.push(&e)?;
+        }
+        if (rows.len() as i64) < PAGE {
+            return Ok(v.finish()?);
+        }
+    }
+}
+
+/// A pool on the log for the operator's commands (no migrations, no bus).
+pub async fn connect(settings: &Settings) -> Result<PgPool, AuditError> {
+    Ok(himaya_store::connect_service(&settings.database, SCHEMA).await?)
+}

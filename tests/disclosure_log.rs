@@ -1,0 +1,196 @@
+//! The disclosure log against the real broker and database: every decision (a delivery,
+//! a read, a refused read) lands in one hash chain, and `verify` names the first entry of
+//! each kind of tampering: modified, deleted, inserted, reordered, and a truncated tail
+//! caught by an exported signed checkpoint.
+
+mod helpers;
+
+use helpers::*;
+use himaya_audit::chain::{entry_hash, Entry, EntryBody, Tamper};
+use himaya_audit::AuditError;
+use himaya_proto::v1 as pb;
+use pb::cases_client::CasesClient;
+use pb::intake_client::IntakeClient;
+use sqlx::PgPool;
+use tonic::{Code, Request};
+
+fn read_as(agency: &str, case_id: &str) -> Request<pb::GetCaseRequest> {
+    let mut r = Request::new(pb::GetCaseRequest {
+        case_id: case_id.into(),
+        purpose: pb::Purpose::ServiceProvision.into(),
+    });
+    r.metadata_mut()
+        .insert("x-himaya-agency", agency.parse().unwrap());
+    r
+}
+
+async fn exec(pool: &PgPool, sql: &str) {
+    sqlx::query(sql).execute(pool).await.unwrap();
+}
+
+async fn tamper_kind(pool: &PgPool, exported: &[himaya_audit::chain::Checkpoint]) -> Tamper {
+    match himaya_audit::verify(pool, exported).await {
+        Err(AuditError::Tamper(t)) => t,
+        other => panic!("tampering not detected: {other:?}"),
+    }
+}
+
+/// Puts the log back as it was (as a DBA could, trigger off).
+async fn restore(pool: &PgPool) {
+    exec(pool, "DELETE FROM audit.log").await;
+    exec(pool, "INSERT INTO audit.log SELECT * FROM audit.log_copy").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_decision_is_chained_and_every_kind_of_tampering_is_caught() {
+    let (agency, addr) = FakeAgency::start(&[]).await;
+    let env = TestEnv::new(Some(addr)).await;
+    let hub = env.start().await;
+    let ch = channel(&hub).await;
+    let case = IntakeClient::new(ch.clone())
+        .submit_school_referral(Request::new(school_request("audited")))
+        .await
+        .unwrap()
+        .into_inner()
+        .case_id;
+    eventually(20, "the delivery", || async {
+        (agency.count() == 1).then_some(())
+    })
+    .await;
+    let mut cases = CasesClient::new(ch);
+    let e = cases
+        .get_case(read_as("hotline-16000", &case))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    cases.get_case(read_as("mosa-cairo", &case)).await.unwrap();
+
+    let db = env.pool().await;
+    eventually(20, "three decisions in the log", || async {
+        (count(&db, "SELECT count(*) FROM audit.log").await == 3).then_some(())
+    })
+    .await;
+    let rows: Vec<(String, String, String, Option<String>, Vec<String>)> = sqlx::query_as(
+        "SELECT channel, recipient, decision, reason, basis FROM audit.log ORDER BY seq",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    let delivery = rows
+        .iter()
+        .find(|r| r.0 == "bus_delivery")
+        .expect("the delivery is logged");
+    assert_eq!(
+        (delivery.1.as_str(), delivery.2.as_str()),
+        ("health-cairo", "permit")
+    );
+    assert_eq!(
+        delivery.4,
+        ["cns_demo", "cns_demo_assent"],
+        "the consents it rests on"
+    );
+    assert!(rows.iter().any(|r| r.1 == "hotline-16000"
+        && r.2 == "deny"
+        && r.3.as_deref() == Some("no_part_in_case")));
+    assert!(rows.iter().any(|r| r.1 == "mosa-cairo" && r.2 == "permit"));
+
+    let audit = himaya_audit::connect(&env.settings).await.unwrap();
+    assert_eq!(himaya_audit::verify(&audit, &[]).await.unwrap(), 3);
+    let key = himaya_audit::signing_key(&env.settings.audit.signing_key_file).unwrap();
+    assert_eq!(
+        himaya_audit::checkpoint(&audit, &key).await.unwrap(),
+        Some(3)
+    );
+    let exported = himaya_audit::checkpoints(&audit).await.unwrap();
+    hub.stop().await;
+
+    // From here on we are the attacker with database rights: the trigger goes first.
+    exec(&db, "ALTER TABLE audit.log DISABLE TRIGGER log_append_only").await;
+    exec(
+        &db,
+        "CREATE TABLE audit.log_copy AS SELECT * FROM audit.log",
+    )
+    .await;
+
+    exec(
+        &db,
+        "UPDATE audit.log SET recipient = 'justice-cairo' WHERE seq = 2",
+    )
+    .await;
+    assert_eq!(tamper_kind(&audit, &[]).await, Tamper::Modified { seq: 2 });
+    restore(&db).await;
+
+    exec(&db, "DELETE FROM audit.log WHERE seq = 2").await;
+    assert_eq!(tamper_kind(&audit, &[]).await.seq(), 2);
+    restore(&db).await;
+
+    // Inserted: a validly hashed forged entry at 2, the rest renumbered.
+    exec(&db, "UPDATE audit.log SET seq = seq + 100 WHERE seq >= 2").await;
+    exec(&db, "UPDATE audit.log SET seq = seq - 99 WHERE seq >= 100").await;
+    let prev: String = sqlx::query_scalar("SELECT hash FROM audit.log WHERE seq = 1")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let forged = EntryBody {
+        seq: 2,
+        message_id: "msg_forged".into(),
+        at: "2026-11-22T10:00:00+00:00".into(),
+        source: "cases".into(),
+        channel: "grpc_read".into(),
+        case_id: case.clone(),
+        referral_id: None,
+        recipient: "justice-cairo".into(),
+        purpose: "legal_proceedings".into(),
+        decision: "permit".into(),
+        reason: None,
+        categories: vec!["identity".into()],
+        basis: vec![],
+        delivery_message_id: None,
+    };
+    let forged = Entry {
+        hash: entry_hash(&prev, &forged),
+        prev_hash: prev,
+        body: forged,
+    };
+    sqlx::query("INSERT INTO audit.log (seq, message_id, at, source, channel, case_id, recipient, purpose, decision, categories, basis, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
+        .bind(2i64)
+        .bind(&forged.body.message_id)
+        .bind(&forged.body.at)
+        .bind(&forged.body.source)
+        .bind(&forged.body.channel)
+        .bind(&forged.body.case_id)
+        .bind(&forged.body.recipient)
+        .bind(&forged.body.purpose)
+        .bind(&forged.body.decision)
+        .bind(&forged.body.categories)
+        .bind(&forged.body.basis)
+        .bind(&forged.prev_hash)
+        .bind(&forged.hash)
+        .execute(&db)
+        .await
+        .unwrap();
+    assert_eq!(
+        tamper_kind(&audit, &[]).await.seq(),
+        3,
+        "the entry after the insertion"
+    );
+    restore(&db).await;
+
+    // Reordered: entries 2 and 3 swapped.
+    exec(&db, "UPDATE audit.log SET seq = 100 WHERE seq = 2").await;
+    exec(&db, "UPDATE audit.log SET seq = 2 WHERE seq = 3").await;
+    exec(&db, "UPDATE audit.log SET seq = 3 WHERE seq = 100").await;
+    assert_eq!(tamper_kind(&audit, &[]).await.seq(), 2);
+    restore(&db).await;
+    assert_eq!(himaya_audit::verify(&audit, &exported).await.unwrap(), 3);
+
+    // A truncated tail, its stored checkpoint removed too: the chain alone looks whole,
+    // the exported checkpoint does not.
+    exec(&db, "DELETE FROM audit.log WHERE seq = 3").await;
+    exec(&db, "DELETE FROM audit.checkpoints").await;
+    assert_eq!(himaya_audit::verify(&audit, &[]).await.unwrap(), 2);
+    assert_eq!(
+        tamper_kind(&audit, &exported).await,
+        Tamper::Truncated { seq: 3, last: 2 }
+    );
+}
