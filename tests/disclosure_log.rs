@@ -14,6 +14,9 @@ use pb::intake_client::IntakeClient;
 use sqlx::PgPool;
 use tonic::{Code, Request};
 
+/// channel, recipient, decision, reason, basis
+type LogRow = (String, String, String, Option<String>, Vec<String>);
+
 fn read_as(agency: &str, case_id: &str) -> Request<pb::GetCaseRequest> {
     let mut r = Request::new(pb::GetCaseRequest {
         case_id: case_id.into(),
@@ -70,7 +73,7 @@ async fn every_decision_is_chained_and_every_kind_of_tampering_is_caught() {
         (count(&db, "SELECT count(*) FROM audit.log").await == 3).then_some(())
     })
     .await;
-    let rows: Vec<(String, String, String, Option<String>, Vec<String>)> = sqlx::query_as(
+    let rows: Vec<LogRow> = sqlx::query_as(
         "SELECT channel, recipient, decision, reason, basis FROM audit.log ORDER BY seq",
     )
     .fetch_all(&db)
