@@ -197,3 +197,93 @@ async fn every_decision_is_chained_and_every_kind_of_tampering_is_caught() {
         Tamper::Truncated { seq: 3, last: 2 }
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawal_notice_reaches_every_earlier_recipient() {
+    use pb::case_work_client::CaseWorkClient;
+    let (agency, addr) = FakeAgency::start(&[]).await;
+    let env = TestEnv::new(Some(addr)).await;
+    let hub = env.start().await;
+    let ch = channel(&hub).await;
+    let case = IntakeClient::new(ch.clone())
+        .submit_school_referral(Request::new(school_request("withdrawn")))
+        .await
+        .unwrap()
+        .into_inner()
+        .case_id;
+    eventually(20, "the delivery", || async {
+        (agency.count() == 1).then_some(())
+    })
+    .await;
+    let mut cases = CasesClient::new(ch.clone());
+    cases.get_case(read_as("mosa-cairo", &case)).await.unwrap();
+    let db = env.pool().await;
+    eventually(20, "both disclosures logged", || async {
+        (count(
+            &db,
+            "SELECT count(*) FROM audit.log WHERE decision = 'permit'",
+        )
+        .await
+            == 2)
+            .then_some(())
+    })
+    .await;
+
+    let mut withdraw = Request::new(pb::WithdrawConsentRequest {
+        case_id: case.clone(),
+        expected_version: 1,
+        actor: "sw-1".into(),
+        consent_id: "cns_demo".into(),
+    });
+    withdraw
+        .metadata_mut()
+        .insert("x-himaya-agency", "mosa-cairo".parse().unwrap());
+    CaseWorkClient::new(ch)
+        .withdraw_consent(withdraw)
+        .await
+        .unwrap();
+
+    let notice = eventually(20, "the notice at the health agency", || async {
+        agency
+            .requests()
+            .into_iter()
+            .find(|s| s.body["kind"] == "withdrawal_notice")
+    })
+    .await;
+    assert_eq!(notice.body["case"]["case_id"], case.as_str());
+    assert_eq!(notice.body["case"]["consent_id"], "cns_demo");
+    assert!(notice.body["case"]["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c == "health"));
+    let id = notice.body["referral_id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("wdn_"));
+    assert_eq!(notice.idempotency_key.as_deref(), Some(id.as_str()));
+    assert!(
+        notice.body.get("child").is_none() && notice.body["case"].get("child").is_none(),
+        "a notice carries no case data"
+    );
+    // Both earlier recipients were found in the log: the health agency (delivered) and
+    // the ministry that read it (no connector: the notice waits in the log).
+    assert_eq!(
+        count(&db, &format!("SELECT count(*) FROM audit.notices WHERE case_id = '{case}' AND consent_id = 'cns_demo'")).await,
+        2
+    );
+    eventually(20, "the notice's delivery in the case history", || async {
+        (count(&db, &format!("SELECT count(*) FROM cases.case_history WHERE case_id = '{case}' AND change LIKE 'withdrawal notice % delivered'")).await == 1).then_some(())
+    })
+    .await;
+    // And from now on nothing more leaves under it.
+    let e = cases
+        .get_case(read_as("mosa-cairo", &case))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert_eq!(
+        agency.count(),
+        2,
+        "the referral and its notice, nothing else"
+    );
+    hub.stop().await;
+}

@@ -22,6 +22,11 @@ pub struct ReferralMessage {
     /// answers it through `himaya.v1.ServiceReferrals` with `referral_id`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_type: Option<String>,
+    /// Absent for a referral; `withdrawal_notice` when a consent behind an earlier
+    /// delivery was withdrawn (`case` then holds the notice: which case, which
+    /// categories, from when).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -41,6 +46,7 @@ impl TryFrom<&DeliveryRequested> for ReferralMessage {
             categories: d.categories.clone(),
             case: serde_json::from_str(&d.document_json).map_err(|_| MappingError)?,
             service_type: d.service_type.clone(),
+            kind: (d.kind != "referral").then(|| d.kind.clone()),
         })
     }
 }
@@ -62,6 +68,7 @@ mod tests {
             categories: vec!["identity".into(), "health".into()],
             document_json: doc.into(),
             service_type: None,
+            kind: "referral".into(),
         }
     }
 

@@ -89,6 +89,14 @@ pub struct DeliveryRequested {
     /// Set for a service referral (`referral_id` is then a `srv_` id): the service asked for.
     #[serde(default)]
     pub service_type: Option<String>,
+    /// `referral`, or `withdrawal_notice` (`referral_id` is then the `wdn_` notice id and
+    /// `document_json` the notice).
+    #[serde(default = "referral_kind")]
+    pub kind: String,
+}
+
+fn referral_kind() -> String {
+    "referral".into()
 }
 
 /// `referral.delivery.recorded`: what the agency answered.
@@ -170,6 +178,30 @@ pub struct DisclosureRecorded {
     pub delivery_message_id: Option<String>,
 }
 
+/// `consent.withdrawn`: a consent or legal basis on a case was withdrawn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentWithdrawn {
+    pub message_id: String,
+    pub occurred_at: String,
+    pub case_id: String,
+    pub consent_id: String,
+    pub categories: Vec<String>,
+    pub withdrawn_at: String,
+}
+
+/// `consent.withdrawal.notice`: tell one earlier recipient of a withdrawal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WithdrawalNotice {
+    pub message_id: String,
+    pub occurred_at: String,
+    pub notice_id: String,
+    pub agency_id: String,
+    pub case_id: String,
+    pub consent_id: String,
+    pub categories: Vec<String>,
+    pub withdrawn_at: String,
+}
+
 /// `case.deadline.missed`: an escalation to the supervisor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadlineMissed {
@@ -225,6 +257,16 @@ event!(
     "disclosure_recorded.avsc"
 );
 event!(
+    ConsentWithdrawn,
+    "himaya.v1.ConsentWithdrawn",
+    "consent_withdrawn.avsc"
+);
+event!(
+    WithdrawalNotice,
+    "himaya.v1.WithdrawalNotice",
+    "withdrawal_notice.avsc"
+);
+event!(
     DeadlineMissed,
     "himaya.v1.DeadlineMissed",
     "deadline_missed.avsc"
@@ -237,6 +279,8 @@ pub mod keys {
     pub const SERVICE_REFERRAL_CHANGED: &str = "service.referral.changed";
     pub const SERVICE_MAP_CHANGED: &str = "directory.service.changed";
     pub const DISCLOSURE_RECORDED: &str = "audit.disclosure.recorded";
+    pub const CONSENT_WITHDRAWN: &str = "consent.withdrawn";
+    pub const WITHDRAWAL_NOTICE: &str = "consent.withdrawal.notice";
     pub const DELIVERY_RECORDED: &str = "referral.delivery.recorded";
     pub const CASE_UPDATED: &str = "case.updated";
     pub const DEADLINE_MISSED: &str = "case.deadline.missed";
@@ -274,6 +318,8 @@ fn registry() -> Result<&'static HashMap<&'static str, Known>, CodecError> {
                 (ServiceReferralChanged::NAME, ServiceReferralChanged::SCHEMA),
                 (ServiceMapChanged::NAME, ServiceMapChanged::SCHEMA),
                 (DisclosureRecorded::NAME, DisclosureRecorded::SCHEMA),
+                (ConsentWithdrawn::NAME, ConsentWithdrawn::SCHEMA),
+                (WithdrawalNotice::NAME, WithdrawalNotice::SCHEMA),
             ]
             .into_iter()
             .map(|(n, s)| match parse(n, s) {
@@ -444,6 +490,17 @@ mod tests {
             decode::<DisclosureRecorded>(&encode(&d).unwrap()).unwrap(),
             d
         );
+        let n = WithdrawalNotice {
+            message_id: new_message_id(),
+            occurred_at: "2026-11-22T09:30:00Z".into(),
+            notice_id: "wdn_1".into(),
+            agency_id: "health-cairo".into(),
+            case_id: "case_1".into(),
+            consent_id: "cns_1".into(),
+            categories: vec!["health".into()],
+            withdrawn_at: "2026-11-22T09:30:00Z".into(),
+        };
+        assert_eq!(decode::<WithdrawalNotice>(&encode(&n).unwrap()).unwrap(), n);
         let m = DeadlineMissed {
             message_id: new_message_id(),
             occurred_at: "2026-11-22T09:30:00Z".into(),

@@ -14,8 +14,10 @@ use chain::{
     checkpoint_message, entry_hash, Checkpoint, Entry, EntryBody, Tamper, Verifier, GENESIS,
 };
 use ed25519_dalek::{Signer, SigningKey};
-use himaya_bus::{Bus, Exchange, HandleError, Handler, Incoming};
-use himaya_events::{decode, keys, DisclosureRecorded};
+use himaya_bus::{Bus, Exchange, HandleError, Handler, Incoming, Outgoing};
+use himaya_events::{
+    decode, encode, keys, ConsentWithdrawn, DisclosureRecorded, Event, WithdrawalNotice,
+};
 use himaya_settings::Settings;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
@@ -24,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 pub const SCHEMA: &str = "audit";
 pub const QUEUE: &str = "audit.disclosure-recorded";
+pub const WITHDRAWALS_QUEUE: &str = "audit.consent-withdrawn";
 /// Entries read per round trip while verifying.
 const PAGE: i64 = 5000;
 
@@ -37,6 +40,8 @@ pub enum AuditError {
     Key { path: String, why: String },
     #[error(transparent)]
     Tamper(#[from] Tamper),
+    #[error("an event could not be encoded: {0}")]
+    Codec(String),
 }
 
 impl From<sqlx::Error> for AuditError {
@@ -64,10 +69,20 @@ pub async fn start(
     bus.declare_queue(&queue, Exchange::Events, &[keys::DISCLOSURE_RECORDED])
         .await?;
     let consumer = tokio::spawn(himaya_bus::consume(
-        bus,
+        bus.clone(),
         queue,
         settings.bus.prefetch,
         Arc::new(Appender { pool: pool.clone() }),
+        shutdown.clone(),
+    ));
+    let wq = bus.topology().queue(WITHDRAWALS_QUEUE);
+    bus.declare_queue(&wq, Exchange::Events, &[keys::CONSENT_WITHDRAWN])
+        .await?;
+    let withdrawals = tokio::spawn(himaya_bus::consume(
+        bus,
+        wq,
+        settings.bus.prefetch,
+        Arc::new(Withdrawals { pool: pool.clone() }),
         shutdown.clone(),
     ));
     let every = Duration::from_secs(settings.audit.checkpoint_interval_secs.max(1));
@@ -82,7 +97,7 @@ pub async fn start(
             }
         }
     });
-    Ok(vec![relay, consumer, checkpointer])
+    Ok(vec![relay, consumer, withdrawals, checkpointer])
 }
 
 /// Reads the hub's ed25519 key (hex, 32 bytes), creating one (mode 0600) if the file does
@@ -200,8 +215,147 @@ impl Appender {
         .bind(&hash)
         .execute(&mut *tx)
         .await?;
+        // Decided just before a withdrawal, logged just after: notify this one too.
+        if body.decision == "permit" {
+            let withdrawn: Vec<(String, Vec<String>, String)> = sqlx::query_as(
+                "SELECT consent_id, categories, withdrawn_at FROM withdrawals
+                  WHERE case_id = $1 AND consent_id = ANY($2)",
+            )
+            .bind(&body.case_id)
+            .bind(&body.basis)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (consent_id, categories, at) in withdrawn {
+                let w = Withdrawn {
+                    case_id: &body.case_id,
+                    consent_id: &consent_id,
+                    categories: &categories,
+                    withdrawn_at: &at,
+                };
+                notify(&mut tx, &w, &body.recipient).await?;
+            }
+        }
         tx.commit().await?;
         Ok(())
+    }
+}
+
+/// A withdrawn consent, as the notices describe it.
+struct Withdrawn<'a> {
+    case_id: &'a str,
+    consent_id: &'a str,
+    categories: &'a [String],
+    withdrawn_at: &'a str,
+}
+
+/// Queues one notice to `agency` (once per consent and agency) through the outbox.
+async fn notify(
+    conn: &mut sqlx::PgConnection,
+    w: &Withdrawn<'_>,
+    agency: &str,
+) -> Result<(), AuditError> {
+    let notice_id = format!(
+        "wdn_{}",
+        himaya_events::new_message_id().trim_start_matches("msg_")
+    );
+    let fresh = sqlx::query(
+        "INSERT INTO notices (notice_id, case_id, consent_id, agency_id) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (case_id, consent_id, agency_id) DO NOTHING",
+    )
+    .bind(&notice_id)
+    .bind(w.case_id)
+    .bind(w.consent_id)
+    .bind(agency)
+    .execute(&mut *conn)
+    .await?;
+    if fresh.rows_affected() == 0 {
+        return Ok(());
+    }
+    let notice = WithdrawalNotice {
+        message_id: himaya_events::new_message_id(),
+        occurred_at: chrono::Utc::now().to_rfc3339(),
+        notice_id,
+        agency_id: agency.to_owned(),
+        case_id: w.case_id.to_owned(),
+        consent_id: w.consent_id.to_owned(),
+        categories: w.categories.to_vec(),
+        withdrawn_at: w.withdrawn_at.to_owned(),
+    };
+    let mut headers = std::collections::BTreeMap::new();
+    headers.insert("x-correlation-id".to_owned(), notice.case_id.clone());
+    let msg = Outgoing {
+        exchange: Exchange::Events,
+        routing_key: keys::WITHDRAWAL_NOTICE.into(),
+        payload: encode(&notice).map_err(|e| AuditError::Codec(e.to_string()))?,
+        message_id: notice.message_id.clone(),
+        event_type: WithdrawalNotice::NAME.into(),
+        priority: 9,
+        headers,
+    };
+    himaya_store::outbox::enqueue(conn, &msg).await?;
+    tracing::info!(case_id = %notice.case_id, agency = %agency, notice_id = %notice.notice_id, "withdrawal notice queued");
+    Ok(())
+}
+
+/// Consumes `consent.withdrawn`: every agency whose logged disclosure rested on the
+/// consent gets a notice.
+struct Withdrawals {
+    pool: PgPool,
+}
+
+impl Withdrawals {
+    async fn withdraw(&self, e: &ConsentWithdrawn) -> Result<(), AuditError> {
+        let mut tx = self.pool.begin().await?;
+        // Same lock as appends: no permit slips between the lookup and the record.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('himaya.audit.chain'))")
+            .execute(&mut *tx)
+            .await?;
+        let fresh = sqlx::query(
+            "INSERT INTO withdrawals (case_id, consent_id, categories, withdrawn_at)
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(&e.case_id)
+        .bind(&e.consent_id)
+        .bind(&e.categories)
+        .bind(&e.withdrawn_at)
+        .execute(&mut *tx)
+        .await?;
+        if fresh.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(());
+        }
+        let recipients: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT recipient FROM log
+              WHERE case_id = $1 AND decision = 'permit' AND $2 = ANY(basis)
+              ORDER BY recipient",
+        )
+        .bind(&e.case_id)
+        .bind(&e.consent_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let w = Withdrawn {
+            case_id: &e.case_id,
+            consent_id: &e.consent_id,
+            categories: &e.categories,
+            withdrawn_at: &e.withdrawn_at,
+        };
+        for agency in &recipients {
+            notify(&mut tx, &w, agency).await?;
+        }
+        tx.commit().await?;
+        tracing::info!(case_id = %e.case_id, recipients = recipients.len(), "consent withdrawal: earlier recipients notified");
+        Ok(())
+    }
+}
+
+impl Handler for Withdrawals {
+    async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
+        let event = decode::<ConsentWithdrawn>(msg.payload()).map_err(|e| HandleError::Park {
+            reason: e.to_string(),
+        })?;
+        self.withdraw(&event).await.map_err(|e| HandleError::Retry {
+            reason: e.to_string(),
+        })
     }
 }
 

@@ -25,6 +25,21 @@ impl Outcomes {
             tx.rollback().await?;
             return Ok(());
         }
+        if e.referral_id.starts_with(NOTICE_PREFIX) {
+            // A withdrawal notice: not a referral; kept in the case history only.
+            let version: i64 = sqlx::query_scalar("SELECT version FROM cases WHERE case_id = $1")
+                .bind(&e.case_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| CasesError::NotFound(format!("no case {}", e.case_id)))?;
+            let change = format!(
+                "withdrawal notice {} to {}: {}",
+                e.referral_id, e.agency_id, e.outcome
+            );
+            history(&mut tx, &e.case_id, version, &e.agency_id, &change).await?;
+            tx.commit().await?;
+            return Ok(());
+        }
         sqlx::query(
             "INSERT INTO referral_deliveries (referral_id, agency_id, case_id, outcome, http_status, agency_reference)
              VALUES ($1, $2, $3, $4, $5, $6)
@@ -104,6 +119,9 @@ async fn service_referral_answered(
     )
     .await
 }
+
+/// Ids of withdrawal notices (set by the audit component).
+pub const NOTICE_PREFIX: &str = "wdn_";
 
 impl Handler for Outcomes {
     async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {

@@ -10,7 +10,7 @@ use chrono::Utc;
 use himaya_bus::{Bus, Exchange, HandleError, Handler, Incoming, Outgoing};
 use himaya_events::{
     decode, encode, keys, new_message_id, DeliveryRequested, DisclosureRecorded, Event,
-    ReferralCreated,
+    ReferralCreated, WithdrawalNotice,
 };
 use himaya_record::{CaseRecord, Purpose};
 use himaya_settings::{AgencySettings, Settings};
@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 pub const SCHEMA: &str = "router";
 pub const QUEUE: &str = "router.referral-created";
+pub const NOTICE_QUEUE: &str = "router.withdrawal-notice";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
@@ -71,6 +72,16 @@ pub async fn start(
         pool,
         settings: settings.clone(),
     });
+    let notice_queue = topo.queue(NOTICE_QUEUE);
+    bus.declare_queue(&notice_queue, Exchange::Events, &[keys::WITHDRAWAL_NOTICE])
+        .await?;
+    let notices = tokio::spawn(himaya_bus::consume(
+        bus.clone(),
+        notice_queue,
+        settings.bus.prefetch,
+        Arc::new(Notices(router.clone())),
+        shutdown.clone(),
+    ));
     let consumer = tokio::spawn(himaya_bus::consume(
         bus,
         queue,
@@ -78,7 +89,7 @@ pub async fn start(
         router,
         shutdown,
     ));
-    Ok(vec![relay, consumer])
+    Ok(vec![relay, consumer, notices])
 }
 
 /// Agencies with an endpoint: the only ones a delivery can reach.
@@ -176,6 +187,7 @@ impl Router {
                         categories: d.categories.iter().map(|c| c.as_str().to_owned()).collect(),
                         document_json: d.document.to_string(),
                         service_type: service.map(|s| s.service_type.clone()),
+                        kind: "referral".into(),
                     };
                     let mut headers = BTreeMap::new();
                     headers.insert("x-correlation-id".to_owned(), delivery.referral_id.clone());
@@ -279,6 +291,82 @@ async fn log_decision(conn: &mut PgConnection, e: &DisclosureRecorded) -> Result
     };
     himaya_store::outbox::enqueue(conn, &msg).await?;
     Ok(())
+}
+
+/// Withdrawal notices (from the disclosure log) to the agencies' delivery queues: no
+/// case data, only which case, which consent, which categories and from when.
+struct Notices(Arc<Router>);
+
+impl Notices {
+    async fn deliver(&self, n: &WithdrawalNotice) -> Result<(), RouterError> {
+        let r = &self.0;
+        let mut tx = r.pool.begin().await?;
+        if !himaya_store::inbox::claim(&mut tx, NOTICE_QUEUE, &n.message_id).await? {
+            tx.rollback().await?;
+            return Ok(());
+        }
+        let connected = r
+            .settings
+            .agencies
+            .get(&n.agency_id)
+            .is_some_and(|a| a.endpoint.is_some());
+        if !connected {
+            // The notice stays in the disclosure log (audit.notices) for the agency's
+            // API, which the connectors issue brings.
+            tracing::warn!(case_id = %n.case_id, agency = %n.agency_id, notice_id = %n.notice_id, "the agency has no connector: withdrawal notice not delivered");
+            tx.commit().await?;
+            return Ok(());
+        }
+        let document = serde_json::json!({
+            "notice_id": n.notice_id,
+            "case_id": n.case_id,
+            "consent_id": n.consent_id,
+            "categories": n.categories,
+            "withdrawn_at": n.withdrawn_at,
+            "message_en": "Consent behind data you received about this case was withdrawn: stop using and sharing those categories from the time given.",
+            "message_ar": "سُحبت الموافقة التي استندت إليها بيانات تلقيتموها عن هذه الحالة: أوقفوا استخدام هذه الفئات ومشاركتها اعتبارًا من الوقت المذكور.",
+        });
+        let delivery = DeliveryRequested {
+            message_id: new_message_id(),
+            occurred_at: Utc::now().to_rfc3339(),
+            agency_id: n.agency_id.clone(),
+            case_id: n.case_id.clone(),
+            referral_id: n.notice_id.clone(),
+            purpose: "consent_withdrawal".into(),
+            priority: "urgent".into(),
+            idempotency_key: n.notice_id.clone(),
+            categories: vec!["reference".into()],
+            document_json: document.to_string(),
+            service_type: None,
+            kind: "withdrawal_notice".into(),
+        };
+        let mut headers = BTreeMap::new();
+        headers.insert("x-correlation-id".to_owned(), n.case_id.clone());
+        let msg = Outgoing {
+            exchange: Exchange::Delivery,
+            routing_key: n.agency_id.clone(),
+            payload: encode(&delivery)?,
+            message_id: delivery.message_id.clone(),
+            event_type: DeliveryRequested::NAME.into(),
+            priority: 9,
+            headers,
+        };
+        himaya_store::outbox::enqueue(&mut tx, &msg).await?;
+        tx.commit().await?;
+        tracing::info!(case_id = %n.case_id, agency = %n.agency_id, "withdrawal notice queued for delivery");
+        Ok(())
+    }
+}
+
+impl Handler for Notices {
+    async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
+        let n = decode::<WithdrawalNotice>(msg.payload()).map_err(|e| HandleError::Park {
+            reason: e.to_string(),
+        })?;
+        self.deliver(&n).await.map_err(|e| HandleError::Retry {
+            reason: e.to_string(),
+        })
+    }
 }
 
 impl Handler for Router {

@@ -3,6 +3,8 @@
 //! effect on the next one: a withdrawal stops disclosures at once.
 
 use chrono::DateTime;
+use himaya_bus::{Exchange, Outgoing};
+use himaya_events::{encode, keys, ConsentWithdrawn, Event};
 use himaya_record::consent::{
     contradictions, Consent, ConsentMethod, LegalBasis, Provision, ProvisionKind,
 };
@@ -249,8 +251,29 @@ impl CaseWorkApi {
         not_merged(&rec)?;
         let c = live_consent(&mut rec, &r.consent_id)?;
         c.withdrawn_at = Some(now);
+        // Earlier recipients are told through the disclosure log (the audit component).
+        let event = ConsentWithdrawn {
+            message_id: himaya_events::new_message_id(),
+            occurred_at: now.to_rfc3339(),
+            case_id: case_id.to_string(),
+            consent_id: c.consent_id.clone(),
+            categories: permitted_categories(c),
+            withdrawn_at: now.to_rfc3339(),
+        };
         let change = format!("consent withdrawn: {}", c.consent_id);
         save(&mut tx, &mut rec, &r.actor, &change, now).await?;
+        let mut headers = std::collections::BTreeMap::new();
+        headers.insert("x-correlation-id".to_owned(), event.case_id.clone());
+        let msg = Outgoing {
+            exchange: Exchange::Events,
+            routing_key: keys::CONSENT_WITHDRAWN.into(),
+            payload: encode(&event)?,
+            message_id: event.message_id.clone(),
+            event_type: ConsentWithdrawn::NAME.into(),
+            priority: 9,
+            headers,
+        };
+        himaya_store::outbox::enqueue(&mut tx, &msg).await?;
         tx.commit().await?;
         tracing::info!(case_id = %case_id, "consent withdrawn: further disclosures under it stop");
         Ok(change_reply(&rec, None))
@@ -300,6 +323,23 @@ impl CaseWorkApi {
                 .collect(),
         })
     }
+}
+
+/// The categories a consent's permits named (every category when one named none).
+fn permitted_categories(c: &Consent) -> Vec<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for p in c
+        .provisions
+        .iter()
+        .filter(|p| p.kind == ProvisionKind::Permit)
+    {
+        if p.categories.is_empty() {
+            out.extend(DataCategory::ALL);
+        } else {
+            out.extend(p.categories.iter().copied());
+        }
+    }
+    out.into_iter().map(|c| c.as_str().to_owned()).collect()
 }
 
 fn not_merged(rec: &CaseRecord) -> Result<(), CasesError> {
