@@ -1,0 +1,176 @@
+//! Canary values (a unique name, identity number, address and case note) go through the
+//! whole hub — intake, routing, a delivery that fails once and is retried, reads allowed
+//! and refused, a refused submission that names the bad field, a decision with a note —
+//! with every component logging at trace level; the test fails if a canary appears in
+//! any captured log line, error message or panic.
+
+mod helpers;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use helpers::*;
+use himaya_proto::v1 as pb;
+use pb::case_work_client::CaseWorkClient;
+use pb::cases_client::CasesClient;
+use pb::intake_client::IntakeClient;
+use tonic::Request;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut b) = self.0.lock() {
+            b.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+const NAME: &str = "زمردة قنطرة الكناري";
+const LATIN: &str = "Zumurruda Qantara Alkanari";
+const ID_NUMBER: &str = "99887766554433";
+const ADDRESS: &str = "٧٧ درب الكناري العتيق";
+const NOTE: &str = "ملاحظة كناري سرية";
+
+fn as_agency<T>(agency: &str, msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut()
+        .insert("x-himaya-agency", agency.parse().unwrap());
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_canary_reaches_a_log_an_error_or_a_panic() {
+    let logs = Captured::default();
+    let filter = "info,himaya=trace,himaya_cases=trace,himaya_router=trace,himaya_bus=trace,\
+                  himaya_store=trace,himaya_audit=trace,himaya_directory=trace,\
+                  himaya_connector_health=trace";
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .init();
+    let panics = Captured::default();
+    let sink = panics.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = writeln!(sink.clone(), "{info}");
+        eprintln!("{info}");
+    }));
+
+    // The agency fails once (5xx) so the retry path logs too.
+    let (agency, addr) = FakeAgency::start(&[503]).await;
+    let env = TestEnv::new(Some(addr)).await;
+    let hub = env.start().await;
+    let ch = channel(&hub).await;
+    let mut errors: Vec<String> = Vec::new();
+
+    let mut req = school_request("canary");
+    {
+        let child = req.referral.as_mut().unwrap().child.as_mut().unwrap();
+        let name = child.name.as_mut().unwrap();
+        name.as_given = NAME.into();
+        name.transliteration = Some(LATIN.into());
+        child.identity_documents[0].number = ID_NUMBER.into();
+        child.address = Some(ADDRESS.into());
+    }
+    let mut intake = IntakeClient::new(ch.clone());
+    let case = intake
+        .submit_school_referral(Request::new(req.clone()))
+        .await
+        .unwrap()
+        .into_inner()
+        .case_id;
+    eventually(30, "the delivery after one 503", || async {
+        (agency.count() == 2).then_some(())
+    })
+    .await;
+
+    // Refused input that contains the canaries: the error names fields, never values.
+    let mut bad = req.clone();
+    bad.submission_id = "canary-bad".into();
+    {
+        let child = bad.referral.as_mut().unwrap().child.as_mut().unwrap();
+        child.name.as_mut().unwrap().transliteration = Some(NAME.into());
+        child.identity_documents[0].kind = 99;
+    }
+    let e = intake
+        .submit_school_referral(Request::new(bad))
+        .await
+        .unwrap_err();
+    errors.push(format!("{e:?}"));
+
+    // Reads: allowed, refused for having no part, refused for a malformed id.
+    let mut cases = CasesClient::new(ch.clone());
+    let read = |agency: &str, id: &str| {
+        as_agency(
+            agency,
+            pb::GetCaseRequest {
+                case_id: id.into(),
+                purpose: pb::Purpose::ServiceProvision.into(),
+            },
+        )
+    };
+    cases.get_case(read("mosa-cairo", &case)).await.unwrap();
+    for r in [read("hotline-16000", &case), read("mosa-cairo", NAME)] {
+        errors.push(format!("{:?}", cases.get_case(r).await.unwrap_err()));
+    }
+
+    // A decision whose reason is a case note; then a move that is refused.
+    let mut work = CaseWorkClient::new(ch);
+    let decline = |version: i64| pb::DecideAcceptanceRequest {
+        case_id: case.clone(),
+        expected_version: version,
+        actor: "sw-lead".into(),
+        decision: "decline".into(),
+        vulnerability_criteria: vec![],
+        reason: Some(NOTE.into()),
+        referred_on_to: None,
+        target_groups: vec![],
+    };
+    work.decide_acceptance(as_agency("mosa-cairo", decline(1)))
+        .await
+        .unwrap();
+    errors.push(format!(
+        "{:?}",
+        work.decide_acceptance(as_agency("mosa-cairo", decline(2)))
+            .await
+            .unwrap_err()
+    ));
+    let db = env.pool().await;
+    eventually(20, "the decisions in the disclosure log", || async {
+        (count(&db, "SELECT count(*) FROM audit.log").await >= 3).then_some(())
+    })
+    .await;
+    hub.stop().await;
+
+    let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let panics = String::from_utf8_lossy(&panics.0.lock().unwrap()).into_owned();
+    assert!(
+        logs.lines().count() > 20,
+        "the capture must see the hub's logs: {} lines",
+        logs.lines().count()
+    );
+    assert!(logs.contains(&case), "ids are logged, so the capture works");
+    for canary in [NAME, LATIN, ID_NUMBER, ADDRESS, NOTE, "قنطرة", "Qantara"] {
+        for (what, text) in [("logs", &logs), ("panics", &panics)] {
+            if let Some(line) = text.lines().find(|l| l.contains(canary)) {
+                panic!("canary in {what}: {line}");
+            }
+        }
+        for e in &errors {
+            assert!(!e.contains(canary), "canary in an error: {e}");
+        }
+    }
+}
