@@ -511,3 +511,35 @@ pub async fn run_indicators(governorate: String, who: Who) -> anyhow::Result<()>
     }
     Ok(())
 }
+
+pub async fn run_statistics(governorate: String, who: Who) -> anyhow::Result<()> {
+    let mut cases = pb::cases_client::CasesClient::new(connect(&who.client.server).await?);
+    let s = cases
+        .get_statistics(req(pb::GetStatisticsRequest { governorate }, &who)?)
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", explain(&s, who.client.lang)))?
+        .into_inner();
+    let l = who.client.lang;
+    println!(
+        "{} ({}; {} {})",
+        l.pick(
+            "open cases by governorate, status and risk",
+            "الحالات حسب المحافظة والوضع ودرجة الخطورة"
+        ),
+        s.computed_at,
+        l.pick("counts below", "يُحجب ما دون"),
+        s.min_count
+    );
+    for c in s.cells {
+        println!(
+            "  {:<16} {:<12} {:<7} {}",
+            c.governorate,
+            c.status,
+            c.risk_level,
+            c.count
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| format!("<{}", s.min_count))
+        );
+    }
+    Ok(())
+}

@@ -83,6 +83,13 @@ pub enum Command {
         #[command(flatten)]
         who: crate::casework_cli::Who,
     },
+    /// Statistics for the statistics purpose: aggregates only, small counts suppressed.
+    Statistics {
+        #[arg(long, default_value = "")]
+        governorate: String,
+        #[command(flatten)]
+        who: crate::casework_cli::Who,
+    },
     /// List the agencies in the directory.
     Agencies {
         #[command(flatten)]
@@ -271,6 +278,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Escalations { who } => crate::casework_cli::run_escalations(who).await,
         Command::Indicators { governorate, who } => {
             crate::casework_cli::run_indicators(governorate, who).await
+        }
+        Command::Statistics { governorate, who } => {
+            crate::casework_cli::run_statistics(governorate, who).await
         }
         Command::Agencies { client: c } => {
             let channel = client::connect(&c.server).await?;

@@ -287,3 +287,59 @@ async fn a_withdrawal_notice_reaches_every_earlier_recipient() {
     );
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statistics_are_aggregates_with_small_counts_suppressed() {
+    let env = TestEnv::new(None).await;
+    let hub = env.start().await;
+    let ch = channel(&hub).await;
+    let mut intake = IntakeClient::new(ch.clone());
+    for i in 0..7 {
+        let mut req = school_request(&format!("stats-{i}"));
+        if i == 6 {
+            let child = req.referral.as_mut().unwrap().child.as_mut().unwrap();
+            child.governorate = "الجيزة".into();
+            child.district = None;
+        }
+        intake
+            .submit_school_referral(Request::new(req))
+            .await
+            .unwrap();
+    }
+    let mut cases = CasesClient::new(ch);
+    let stats = |agency: &str| {
+        let mut r = Request::new(pb::GetStatisticsRequest::default());
+        r.metadata_mut()
+            .insert("x-himaya-agency", agency.parse().unwrap());
+        r
+    };
+    let s = cases
+        .get_statistics(stats("takaful-cairo"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(s.min_count, 5);
+    let cells: Vec<(&str, Option<i64>, bool)> = s
+        .cells
+        .iter()
+        .map(|c| (c.governorate.as_str(), c.count, c.suppressed))
+        .collect();
+    assert_eq!(cells, [("الجيزة", None, true), ("القاهرة", Some(6), false)]);
+    let e = cases
+        .get_statistics(stats("health-cairo"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+
+    // A case is never given out for statistics, whoever asks.
+    let case: String = sqlx::query_scalar("SELECT case_id FROM cases.cases LIMIT 1")
+        .fetch_one(&env.pool().await)
+        .await
+        .unwrap();
+    let mut r = read_as("mosa-cairo", &case);
+    r.get_mut().purpose = pb::Purpose::Statistics.into();
+    let e = cases.get_case(r).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert!(e.message().contains("aggregates"), "{}", e.message());
+    hub.stop().await;
+}

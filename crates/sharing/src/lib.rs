@@ -27,14 +27,43 @@ pub struct PolicyRule {
 }
 
 /// The sharing policy (`config/base.toml`, `[[sharing.rules]]`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SharingPolicy {
     #[serde(default)]
     pub rules: Vec<PolicyRule>,
+    /// Statistics never carry a count below this: smaller cells are suppressed, so a
+    /// rare combination cannot point at a child.
+    #[serde(default = "default_min_count")]
+    pub statistics_min_count: i64,
+}
+
+fn default_min_count() -> i64 {
+    5
+}
+
+impl Default for SharingPolicy {
+    fn default() -> Self {
+        SharingPolicy {
+            rules: Vec::new(),
+            statistics_min_count: default_min_count(),
+        }
+    }
 }
 
 impl SharingPolicy {
+    /// Whether this agency type may receive statistics at all.
+    pub fn allows_statistics(&self, agency_type: AgencyType) -> bool {
+        self.allowed(agency_type, Purpose::Statistics)
+            .iter()
+            .any(|c| *c != DataCategory::Reference)
+    }
+
+    /// A count as statistics may show it: `None` (suppressed) below the threshold.
+    pub fn statistic(&self, count: i64) -> Option<i64> {
+        (count >= self.statistics_min_count.max(1)).then_some(count)
+    }
+
     /// The categories this recipient may receive for this purpose (empty: deny).
     pub fn allowed(&self, agency_type: AgencyType, purpose: Purpose) -> BTreeSet<DataCategory> {
         self.rules
@@ -64,6 +93,8 @@ pub enum DenyReason {
     NoAssent,
     /// Policy and consent each allow something, but nothing beyond references in common.
     NothingInCommon,
+    /// The statistics purpose gets aggregates only, never a case.
+    StatisticsAreAggregates,
 }
 
 impl DenyReason {
@@ -73,6 +104,7 @@ impl DenyReason {
             DenyReason::NoConsent => "no_consent",
             DenyReason::NoAssent => "no_assent",
             DenyReason::NothingInCommon => "policy_and_consent_share_nothing",
+            DenyReason::StatisticsAreAggregates => "statistics_only_as_aggregates",
         }
     }
 }
@@ -110,6 +142,9 @@ pub fn disclose(
     now: DateTime<Utc>,
 ) -> Result<Decision, RedactError> {
     let deny = |reason| Ok(Decision::Deny { reason });
+    if purpose == Purpose::Statistics {
+        return deny(DenyReason::StatisticsAreAggregates);
+    }
     let by_policy = policy.allowed(to.agency_type, purpose);
     if by_policy.iter().all(|c| *c == DataCategory::Reference) {
         return deny(DenyReason::NoPolicyRule);
@@ -513,7 +548,10 @@ mod tests {
                     categories: rng.subset(&DataCategory::ALL).into_iter().collect(),
                 })
                 .collect();
-            let policy = SharingPolicy { rules };
+            let policy = SharingPolicy {
+                rules,
+                ..Default::default()
+            };
             let mut record = base.clone();
             // Half the children are younger than the assent age.
             if rng.next().is_multiple_of(2) {

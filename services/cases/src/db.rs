@@ -191,3 +191,29 @@ pub async fn deliveries(pool: &PgPool, case_id: &CaseId) -> Result<Vec<DeliveryR
         .collect::<Result<_, sqlx::Error>>()
         .map_err(Into::into)
 }
+
+/// Cases (merged ones excepted) by governorate, status and risk.
+pub async fn case_counts(
+    pool: &PgPool,
+    governorate: Option<&str>,
+) -> Result<Vec<himaya_proto::v1::CaseCount>, CasesError> {
+    let rows = sqlx::query(
+        "SELECT governorate, status, risk_level, count(*) AS n FROM cases
+          WHERE status <> 'merged' AND ($1::text IS NULL OR governorate = $1)
+          GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+    )
+    .bind(governorate)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(himaya_proto::v1::CaseCount {
+                governorate: row.try_get("governorate")?,
+                status: row.try_get("status")?,
+                risk_level: row.try_get("risk_level")?,
+                count: row.try_get("n")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(Into::into)
+}

@@ -124,6 +124,7 @@ impl pb::cases_server::Cases for CasesApi {
                     DenyReason::NoAssent => format!(
                         "the caregiver consented, but the child is old enough to assent and has not, for case {case_id} — وافق ولي الأمر لكن الطفل في سن الموافقة ولم يوافق"
                     ),
+                    DenyReason::StatisticsAreAggregates => "the statistics purpose gets aggregates, never a case: use GetStatistics — غرض الإحصاء يحصل على أرقام مجمّعة فقط، لا على حالة".to_owned(),
                     DenyReason::NothingInCommon => format!(
                         "what the policy allows {t} agencies and what consent allows `{agency_id}` for {purpose} do not overlap — لا تقاطع بين ما تسمح به السياسة وما تسمح به الموافقة"
                     ),
@@ -151,6 +152,54 @@ impl pb::cases_server::Cases for CasesApi {
                     recorded_at: d.recorded_at.to_rfc3339(),
                 })
                 .collect(),
+        }))
+    }
+
+    async fn get_statistics(
+        &self,
+        req: Request<pb::GetStatisticsRequest>,
+    ) -> Result<Response<pb::Statistics>, Status> {
+        let (meta, _, r) = req.into_parts();
+        let agency_id = caller(&meta, self.0.settings.grpc.dev_identity).ok_or_else(|| {
+            CasesError::Unauthenticated(
+                "say which agency is asking (x-himaya-agency metadata, or `--as` on the CLI)"
+                    .into(),
+            )
+        })?;
+        let policy = &self.0.settings.sharing;
+        let allowed = self
+            .0
+            .settings
+            .agencies
+            .get(&agency_id)
+            .is_some_and(|a| policy.allows_statistics(a.agency_type));
+        if !allowed {
+            tracing::info!(agency = %agency_id, "statistics refused: no policy rule");
+            return Err(CasesError::PermissionDenied(format!(
+                "the sharing policy gives `{agency_id}` no statistics — لا تسمح سياسة المشاركة لهذه الجهة بالإحصاءات"
+            ))
+            .into());
+        }
+        let gov = Some(r.governorate.trim()).filter(|g| !g.is_empty());
+        let cells = crate::db::case_counts(&self.0.pool, gov)
+            .await?
+            .into_iter()
+            .map(|c| {
+                let count = policy.statistic(c.count);
+                pb::StatisticsCell {
+                    governorate: c.governorate,
+                    risk_level: c.risk_level,
+                    status: c.status,
+                    suppressed: count.is_none(),
+                    count,
+                }
+            })
+            .collect();
+        tracing::info!(agency = %agency_id, "statistics disclosed (aggregates)");
+        Ok(Response::new(pb::Statistics {
+            cells,
+            min_count: policy.statistics_min_count,
+            computed_at: chrono::Utc::now().to_rfc3339(),
         }))
     }
 }

@@ -13,26 +13,7 @@ impl CaseWorkApi {
         let gov = Some(r.governorate.trim()).filter(|g| !g.is_empty());
         let pool = &self.0.pool;
         let max = self.0.settings.lifecycle.max_cases_per_caseworker;
-        let cases = sqlx::query(
-            "SELECT governorate, status, risk_level, count(*) AS n FROM cases
-              WHERE status <> 'merged' AND ($1::text IS NULL OR governorate = $1)
-              GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-        )
-        .bind(gov)
-        .fetch_all(pool)
-        .await
-        .map_err(CasesError::from)?
-        .iter()
-        .map(|row| {
-            Ok(pb::CaseCount {
-                governorate: row.try_get("governorate")?,
-                status: row.try_get("status")?,
-                risk_level: row.try_get("risk_level")?,
-                count: row.try_get("n")?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(CasesError::from)?;
+        let cases = crate::db::case_counts(pool, gov).await?;
         let caseloads = sqlx::query(
             "SELECT s.staff_id, count(c.case_id) AS n FROM staff s
                LEFT JOIN cases c ON c.caseworker_id = s.staff_id AND c.status = 'registered'
