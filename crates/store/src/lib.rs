@@ -30,6 +30,8 @@ pub enum StoreError {
     Name(String),
     #[error("a stored value is malformed: {0}")]
     Corrupt(&'static str),
+    #[error("the event {0} could not be encoded")]
+    Encode(&'static str),
 }
 
 impl StoreError {

@@ -1,9 +1,36 @@
 //! Writing to the outbox inside the caller's transaction.
 
-use himaya_bus::Outgoing;
+use std::collections::BTreeMap;
+
+use himaya_bus::{Exchange, Outgoing};
+use himaya_events::{encode, Event};
 use sqlx::PgConnection;
 
 use crate::StoreError;
+
+/// Encodes `event` and adds it to the outbox, under `routing_key` on `exchange`, with
+/// its correlation id (the case, referral or service it concerns) as a header.
+pub async fn enqueue_event<E: Event>(
+    conn: &mut PgConnection,
+    exchange: Exchange,
+    routing_key: &str,
+    event: &E,
+    priority: u8,
+    correlation_id: &str,
+) -> Result<(), StoreError> {
+    let mut headers = BTreeMap::new();
+    headers.insert("x-correlation-id".to_owned(), correlation_id.to_owned());
+    let msg = Outgoing {
+        exchange,
+        routing_key: routing_key.to_owned(),
+        payload: encode(event).map_err(|_| StoreError::Encode(E::NAME))?,
+        message_id: event.message_id().to_owned(),
+        event_type: E::NAME.into(),
+        priority,
+        headers,
+    };
+    enqueue(conn, &msg).await
+}
 
 /// Adds `msg` to the outbox of the connection's schema and wakes the relay at commit.
 pub async fn enqueue(conn: &mut PgConnection, msg: &Outgoing) -> Result<(), StoreError> {

@@ -14,10 +14,8 @@ use chain::{
     checkpoint_message, entry_hash, Checkpoint, Entry, EntryBody, Tamper, Verifier, GENESIS,
 };
 use ed25519_dalek::{Signer, SigningKey};
-use himaya_bus::{Bus, Exchange, HandleError, Handler, Incoming, Outgoing};
-use himaya_events::{
-    decode, encode, keys, ConsentWithdrawn, DisclosureRecorded, Event, WithdrawalNotice,
-};
+use himaya_bus::{Bus, Exchange, HandleError, Handler, Incoming};
+use himaya_events::{decode, keys, ConsentWithdrawn, DisclosureRecorded, WithdrawalNotice};
 use himaya_settings::Settings;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
@@ -40,8 +38,6 @@ pub enum AuditError {
     Key { path: String, why: String },
     #[error(transparent)]
     Tamper(#[from] Tamper),
-    #[error("an event could not be encoded: {0}")]
-    Codec(String),
 }
 
 impl From<sqlx::Error> for AuditError {
@@ -281,18 +277,15 @@ async fn notify(
         categories: w.categories.to_vec(),
         withdrawn_at: w.withdrawn_at.to_owned(),
     };
-    let mut headers = std::collections::BTreeMap::new();
-    headers.insert("x-correlation-id".to_owned(), notice.case_id.clone());
-    let msg = Outgoing {
-        exchange: Exchange::Events,
-        routing_key: keys::WITHDRAWAL_NOTICE.into(),
-        payload: encode(&notice).map_err(|e| AuditError::Codec(e.to_string()))?,
-        message_id: notice.message_id.clone(),
-        event_type: WithdrawalNotice::NAME.into(),
-        priority: 9,
-        headers,
-    };
-    himaya_store::outbox::enqueue(conn, &msg).await?;
+    himaya_store::outbox::enqueue_event(
+        conn,
+        Exchange::Events,
+        keys::WITHDRAWAL_NOTICE,
+        &notice,
+        9,
+        &notice.case_id,
+    )
+    .await?;
     tracing::info!(case_id = %notice.case_id, agency = %agency, notice_id = %notice.notice_id, "withdrawal notice queued");
     Ok(())
 }

@@ -2,11 +2,9 @@
 //! save it with the next version, its history entry and its `case.updated` event, all in
 //! one transaction. A stale version is refused (ABORTED), never last-write-wins.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
-use himaya_bus::{Exchange, Outgoing};
-use himaya_events::{encode, keys, new_message_id, CaseUpdated, Event};
+use himaya_bus::Exchange;
+use himaya_events::{keys, new_message_id, CaseUpdated};
 use himaya_record::lifecycle::DeadlineKind;
 use himaya_record::{CaseId, CaseRecord};
 use himaya_store::StoreError;
@@ -83,18 +81,15 @@ pub async fn save(
         change: change.split(':').next().unwrap_or(change).into(),
         actor: actor.into(),
     };
-    let mut headers = BTreeMap::new();
-    headers.insert("x-correlation-id".to_owned(), case_id);
-    let msg = Outgoing {
-        exchange: Exchange::Events,
-        routing_key: keys::CASE_UPDATED.into(),
-        payload: encode(&event)?,
-        message_id: event.message_id.clone(),
-        event_type: CaseUpdated::NAME.into(),
-        priority: record.referral.priority.amqp_priority(),
-        headers,
-    };
-    himaya_store::outbox::enqueue(conn, &msg).await?;
+    himaya_store::outbox::enqueue_event(
+        conn,
+        Exchange::Events,
+        keys::CASE_UPDATED,
+        &event,
+        record.referral.priority.amqp_priority(),
+        &case_id,
+    )
+    .await?;
     Ok(())
 }
 

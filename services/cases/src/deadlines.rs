@@ -3,12 +3,11 @@
 //! marks each fired, records the escalation and enqueues `case.deadline.missed` in the
 //! same transaction: each fires exactly once, and a restart loses none.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use himaya_bus::{Exchange, Outgoing};
-use himaya_events::{encode, keys, new_message_id, DeadlineMissed, Event};
+use himaya_bus::Exchange;
+use himaya_events::{keys, new_message_id, DeadlineMissed};
 use sqlx::{PgPool, Row};
 use tokio_util::sync::CancellationToken;
 
@@ -75,18 +74,15 @@ pub async fn fire_due(pool: &PgPool, batch: i64) -> Result<usize, CasesError> {
             due_at: due_at.to_rfc3339(),
             supervisor_id,
         };
-        let mut headers = BTreeMap::new();
-        headers.insert("x-correlation-id".to_owned(), case_id.clone());
-        let msg = Outgoing {
-            exchange: Exchange::Events,
-            routing_key: keys::DEADLINE_MISSED.into(),
-            payload: encode(&event)?,
-            message_id: event.message_id.clone(),
-            event_type: DeadlineMissed::NAME.into(),
-            priority: 9,
-            headers,
-        };
-        himaya_store::outbox::enqueue(&mut tx, &msg).await?;
+        himaya_store::outbox::enqueue_event(
+            &mut tx,
+            Exchange::Events,
+            keys::DEADLINE_MISSED,
+            &event,
+            9,
+            &case_id,
+        )
+        .await?;
         tracing::warn!(case_id = %case_id, kind = %kind, "deadline missed: escalated to the supervisor");
     }
     tx.commit().await?;

@@ -9,8 +9,8 @@ use himaya_record::{AgencyType, CaseId, CaseRecord, Problem, Violations};
 use himaya_sharing::{disclose, Decision, DenyReason, Recipient};
 use tonic::{Request, Response, Status};
 
-use himaya_bus::{Exchange, Outgoing};
-use himaya_events::{encode, keys, new_message_id, DisclosureRecorded, Event};
+use himaya_bus::Exchange;
+use himaya_events::{keys, new_message_id, DisclosureRecorded};
 
 use crate::db::{deliveries, load_case};
 use crate::intake::caller;
@@ -230,19 +230,16 @@ async fn log_read(
         basis: outcome.map(|d| d.basis.clone()).unwrap_or_default(),
         delivery_message_id: None,
     };
-    let mut headers = std::collections::BTreeMap::new();
-    headers.insert("x-correlation-id".to_owned(), event.case_id.clone());
-    let msg = Outgoing {
-        exchange: Exchange::Events,
-        routing_key: keys::DISCLOSURE_RECORDED.into(),
-        payload: encode(&event)?,
-        message_id: event.message_id.clone(),
-        event_type: DisclosureRecorded::NAME.into(),
-        priority: 1,
-        headers,
-    };
     let mut tx = pool.begin().await?;
-    himaya_store::outbox::enqueue(&mut tx, &msg).await?;
+    himaya_store::outbox::enqueue_event(
+        &mut tx,
+        Exchange::Events,
+        keys::DISCLOSURE_RECORDED,
+        &event,
+        1,
+        &event.case_id,
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

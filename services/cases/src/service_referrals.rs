@@ -3,11 +3,9 @@
 //! enqueues `service.referral.changed`, all in the caller's transaction. Both the API
 //! (`work::referrals`) and the connectors' answers (`outcomes`) change referrals here.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
-use himaya_bus::{Exchange, Outgoing};
-use himaya_events::{encode, keys, new_message_id, Event, ServiceReferralChanged};
+use himaya_bus::Exchange;
+use himaya_events::{keys, new_message_id, ServiceReferralChanged};
 use himaya_record::lifecycle::DeadlineKind;
 use himaya_record::service_referral::{transition, Side, TaskState};
 use himaya_record::CaseId;
@@ -203,18 +201,15 @@ pub async fn record_change(
         version: r.version,
         changed_by: agency_id.into(),
     };
-    let mut headers = BTreeMap::new();
-    headers.insert("x-correlation-id".to_owned(), r.case_id.clone());
-    let msg = Outgoing {
-        exchange: Exchange::Events,
-        routing_key: keys::SERVICE_REFERRAL_CHANGED.into(),
-        payload: encode(&event)?,
-        message_id: event.message_id.clone(),
-        event_type: ServiceReferralChanged::NAME.into(),
-        priority: 5,
-        headers,
-    };
-    himaya_store::outbox::enqueue(conn, &msg).await?;
+    himaya_store::outbox::enqueue_event(
+        conn,
+        Exchange::Events,
+        keys::SERVICE_REFERRAL_CHANGED,
+        &event,
+        5,
+        &r.case_id,
+    )
+    .await?;
     Ok(())
 }
 

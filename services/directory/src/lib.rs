@@ -8,12 +8,11 @@
 // for clippy's size lint would only move the allocation.
 #![allow(clippy::result_large_err)]
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use himaya_bus::{Bus, Exchange, Outgoing};
-use himaya_events::{encode, keys, new_message_id, Event, ServiceMapChanged};
+use himaya_bus::{Bus, Exchange};
+use himaya_events::{keys, new_message_id, ServiceMapChanged};
 use himaya_proto::convert::{service_from, service_to};
 use himaya_proto::status::{caller, invalid_argument, Lang};
 use himaya_proto::v1 as pb;
@@ -146,24 +145,19 @@ impl DirectoryApi {
             version: s.version,
             updated_at: updated_at.to_rfc3339(),
         };
-        let mut headers = BTreeMap::new();
-        headers.insert("x-correlation-id".to_owned(), s.service_id.clone());
-        let msg = Outgoing {
-            exchange: Exchange::Events,
-            routing_key: keys::SERVICE_MAP_CHANGED.into(),
-            payload: encode(&event)
-                .map_err(|_| Status::internal("the change could not be encoded"))?,
-            message_id: event.message_id.clone(),
-            event_type: ServiceMapChanged::NAME.into(),
-            priority: 1,
-            headers,
-        };
-        himaya_store::outbox::enqueue(&mut tx, &msg)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "service map outbox failed");
-                Status::unavailable("storage is unavailable; retry")
-            })?;
+        himaya_store::outbox::enqueue_event(
+            &mut tx,
+            Exchange::Events,
+            keys::SERVICE_MAP_CHANGED,
+            &event,
+            1,
+            &s.service_id,
+        )
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "service map outbox failed");
+            Status::unavailable("storage is unavailable; retry")
+        })?;
         tx.commit().await.map_err(storage)?;
         tracing::info!(service_id = %s.service_id, agency = %s.agency_id, version = s.version, "service map changed");
         Ok(())

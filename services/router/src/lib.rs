@@ -278,18 +278,15 @@ async fn log_decision(conn: &mut PgConnection, e: &DisclosureRecorded) -> Result
     .bind(&e.delivery_message_id)
     .execute(&mut *conn)
     .await?;
-    let mut headers = BTreeMap::new();
-    headers.insert("x-correlation-id".to_owned(), e.case_id.clone());
-    let msg = Outgoing {
-        exchange: Exchange::Events,
-        routing_key: keys::DISCLOSURE_RECORDED.into(),
-        payload: encode(e)?,
-        message_id: e.message_id.clone(),
-        event_type: DisclosureRecorded::NAME.into(),
-        priority: 1,
-        headers,
-    };
-    himaya_store::outbox::enqueue(conn, &msg).await?;
+    himaya_store::outbox::enqueue_event(
+        conn,
+        Exchange::Events,
+        keys::DISCLOSURE_RECORDED,
+        e,
+        1,
+        &e.case_id,
+    )
+    .await?;
     Ok(())
 }
 
@@ -340,18 +337,15 @@ impl Notices {
             service_type: None,
             kind: "withdrawal_notice".into(),
         };
-        let mut headers = BTreeMap::new();
-        headers.insert("x-correlation-id".to_owned(), n.case_id.clone());
-        let msg = Outgoing {
-            exchange: Exchange::Delivery,
-            routing_key: n.agency_id.clone(),
-            payload: encode(&delivery)?,
-            message_id: delivery.message_id.clone(),
-            event_type: DeliveryRequested::NAME.into(),
-            priority: 9,
-            headers,
-        };
-        himaya_store::outbox::enqueue(&mut tx, &msg).await?;
+        himaya_store::outbox::enqueue_event(
+            &mut tx,
+            Exchange::Delivery,
+            &n.agency_id,
+            &delivery,
+            9,
+            &n.case_id,
+        )
+        .await?;
         tx.commit().await?;
         tracing::info!(case_id = %n.case_id, agency = %n.agency_id, "withdrawal notice queued for delivery");
         Ok(())

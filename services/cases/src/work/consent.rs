@@ -3,8 +3,8 @@
 //! effect on the next one: a withdrawal stops disclosures at once.
 
 use chrono::DateTime;
-use himaya_bus::{Exchange, Outgoing};
-use himaya_events::{encode, keys, ConsentWithdrawn, Event};
+use himaya_bus::Exchange;
+use himaya_events::{keys, ConsentWithdrawn};
 use himaya_record::consent::{
     contradictions, Consent, ConsentMethod, LegalBasis, Provision, ProvisionKind,
 };
@@ -262,18 +262,15 @@ impl CaseWorkApi {
         };
         let change = format!("consent withdrawn: {}", c.consent_id);
         save(&mut tx, &mut rec, &r.actor, &change, now).await?;
-        let mut headers = std::collections::BTreeMap::new();
-        headers.insert("x-correlation-id".to_owned(), event.case_id.clone());
-        let msg = Outgoing {
-            exchange: Exchange::Events,
-            routing_key: keys::CONSENT_WITHDRAWN.into(),
-            payload: encode(&event)?,
-            message_id: event.message_id.clone(),
-            event_type: ConsentWithdrawn::NAME.into(),
-            priority: 9,
-            headers,
-        };
-        himaya_store::outbox::enqueue(&mut tx, &msg).await?;
+        himaya_store::outbox::enqueue_event(
+            &mut tx,
+            Exchange::Events,
+            keys::CONSENT_WITHDRAWN,
+            &event,
+            9,
+            &event.case_id,
+        )
+        .await?;
         tx.commit().await?;
         tracing::info!(case_id = %case_id, "consent withdrawn: further disclosures under it stop");
         Ok(change_reply(&rec, None))

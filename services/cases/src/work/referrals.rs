@@ -3,8 +3,8 @@
 //! cancel; the receiving agency answers and reports progress; nobody else sees it.
 
 use chrono::Duration;
-use himaya_bus::{Exchange, Outgoing};
-use himaya_events::{encode, keys, new_message_id, Event, ReferralCreated, ServiceRequest};
+use himaya_bus::Exchange;
+use himaya_events::{keys, new_message_id, ReferralCreated, ServiceRequest};
 use himaya_record::service_referral::{Side, TaskState};
 use himaya_record::ServiceReferralId;
 
@@ -194,18 +194,15 @@ impl ServiceReferralsApi {
                 action_id: sr.action_id.clone(),
             }),
         };
-        let mut headers = std::collections::BTreeMap::new();
-        headers.insert("x-correlation-id".to_owned(), sr.id.clone());
-        let msg = Outgoing {
-            exchange: Exchange::Events,
-            routing_key: keys::SERVICE_REFERRAL_REQUESTED.into(),
-            payload: encode(&event)?,
-            message_id: event.message_id.clone(),
-            event_type: ReferralCreated::NAME.into(),
-            priority: rec.referral.priority.amqp_priority(),
-            headers,
-        };
-        himaya_store::outbox::enqueue(&mut tx, &msg).await?;
+        himaya_store::outbox::enqueue_event(
+            &mut tx,
+            Exchange::Events,
+            keys::SERVICE_REFERRAL_REQUESTED,
+            &event,
+            rec.referral.priority.amqp_priority(),
+            &sr.id,
+        )
+        .await?;
         tx.commit().await?;
         tracing::info!(case_id = %case_id, service_referral_id = %sr.id, to = %sr.to_agency, "service referral requested");
         self.reply(sr).await
