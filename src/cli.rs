@@ -66,6 +66,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::audit_cli::AuditCommand,
     },
+    /// Break-glass: emergency access without consent, and its supervisor review.
+    BreakGlass {
+        #[command(subcommand)]
+        command: crate::consent_cli::BreakGlassCommand,
+    },
     /// Staff of the case-owning ministry.
     Staff {
         #[command(subcommand)]
@@ -274,6 +279,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit { command } => {
             crate::audit_cli::run(command, settings(cli.config.as_ref())?).await
         }
+        Command::BreakGlass { command } => crate::consent_cli::run_break_glass(command).await,
         Command::Staff { command } => crate::casework_cli::run_staff(command).await,
         Command::Escalations { who } => crate::casework_cli::run_escalations(who).await,
         Command::Indicators { governorate, who } => {

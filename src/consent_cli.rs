@@ -233,3 +233,122 @@ pub async fn run(cmd: ConsentCommand) -> anyhow::Result<()> {
     print_change(change, who.client.lang);
     Ok(())
 }
+
+#[derive(Debug, Subcommand)]
+pub enum BreakGlassCommand {
+    /// Emergency access to a case's minimal data set, without consent (the emergency
+    /// line; other listed agencies on high-risk cases). Audited and reviewed.
+    Open {
+        case_id: String,
+        /// A reason code from break_glass.reason_codes.
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        justification: String,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Accesses awaiting supervisor review (--all: reviewed ones too).
+    List {
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Review an access: justified or unjustified.
+    Review {
+        break_glass_id: String,
+        #[arg(long)]
+        outcome: String,
+        #[arg(long, default_value = "")]
+        notes: String,
+        #[command(flatten)]
+        who: Who,
+    },
+}
+
+fn print_access(a: &pb::BreakGlassAccess) {
+    println!(
+        "{}  {}  {}/{}  {}  {} → {}  reads {}  {}",
+        a.break_glass_id,
+        a.case_id,
+        a.agency_id,
+        a.actor,
+        a.reason_code,
+        a.granted_at,
+        a.expires_at,
+        a.reads,
+        a.outcome.as_deref().unwrap_or("awaiting review")
+    );
+}
+
+pub async fn run_break_glass(cmd: BreakGlassCommand) -> anyhow::Result<()> {
+    let fail = |lang: Lang| move |s: tonic::Status| anyhow::anyhow!("{}", explain(&s, lang));
+    match cmd {
+        BreakGlassCommand::Open {
+            case_id,
+            reason,
+            justification,
+            who,
+        } => {
+            let mut cases = pb::cases_client::CasesClient::new(
+                crate::client::connect(&who.client.server).await?,
+            );
+            let msg = pb::BreakGlassRequest {
+                case_id,
+                reason_code: reason,
+                justification,
+                actor: who.actor.clone(),
+            };
+            let s = cases
+                .break_glass(req(msg, &who)?)
+                .await
+                .map_err(fail(who.client.lang))?
+                .into_inner();
+            let l = who.client.lang;
+            println!(
+                "{} {} ({} {})",
+                l.pick("break-glass", "وصول طارئ"),
+                s.break_glass_id.unwrap_or_default(),
+                l.pick("until", "حتى"),
+                s.break_glass_expires_at.unwrap_or_default()
+            );
+            println!("{}", s.categories.join(", "));
+            let doc: serde_json::Value = serde_json::from_str(&s.document_json)
+                .context("the hub sent a malformed document")?;
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+        BreakGlassCommand::List { all, who } => {
+            let list = client(&who)
+                .await?
+                .list_break_glass(req(pb::ListBreakGlassRequest { all }, &who)?)
+                .await
+                .map_err(fail(who.client.lang))?
+                .into_inner();
+            for a in &list.accesses {
+                print_access(a);
+            }
+        }
+        BreakGlassCommand::Review {
+            break_glass_id,
+            outcome,
+            notes,
+            who,
+        } => {
+            let msg = pb::ReviewBreakGlassRequest {
+                break_glass_id,
+                actor: who.actor.clone(),
+                outcome,
+                notes,
+            };
+            let a = client(&who)
+                .await?
+                .review_break_glass(req(msg, &who)?)
+                .await
+                .map_err(fail(who.client.lang))?
+                .into_inner();
+            print_access(&a);
+        }
+    }
+    Ok(())
+}

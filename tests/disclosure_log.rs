@@ -343,3 +343,169 @@ async fn statistics_are_aggregates_with_small_counts_suppressed() {
     assert!(e.message().contains("aggregates"), "{}", e.message());
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn break_glass_is_minimal_time_boxed_audited_and_reviewed() {
+    use pb::case_work_client::CaseWorkClient;
+    let env = TestEnv::new(None).await;
+    let hub = env.start().await;
+    let ch = channel(&hub).await;
+    let mut intake = IntakeClient::new(ch.clone());
+    let high = intake
+        .submit_school_referral(Request::new(school_request("glass-high")))
+        .await
+        .unwrap()
+        .into_inner()
+        .case_id;
+    let mut low = school_request("glass-low");
+    low.referral.as_mut().unwrap().risk_level = pb::RiskLevel::Low.into();
+    let low = intake
+        .submit_school_referral(Request::new(low))
+        .await
+        .unwrap()
+        .into_inner()
+        .case_id;
+    let mut cases = CasesClient::new(ch.clone());
+    let glass = |agency: &str, case: &str, reason: &str, why: &str| {
+        let mut r = Request::new(pb::BreakGlassRequest {
+            case_id: case.into(),
+            reason_code: reason.into(),
+            justification: why.into(),
+            actor: "operator-3".into(),
+        });
+        r.metadata_mut()
+            .insert("x-himaya-agency", agency.parse().unwrap());
+        r
+    };
+    let why = "الطفلة في خطر داهم بحسب اتصال الجيران";
+
+    // No reason code, no justification: refused, naming both.
+    let e = cases
+        .break_glass(glass("hotline-16000", &high, "", ""))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let fields: Vec<String> = tonic_types::StatusExt::get_details_bad_request(&e)
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert_eq!(fields, ["reason_code", "justification"]);
+
+    // The emergency line: the minimal data set, no consent needed, one window.
+    let first = cases
+        .break_glass(glass("hotline-16000", &high, "imminent_danger", why))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        first.categories,
+        [
+            "reference",
+            "identity",
+            "contact",
+            "location",
+            "protection_concern"
+        ]
+    );
+    let doc: serde_json::Value = serde_json::from_str(&first.document_json).unwrap();
+    assert!(doc["child"].get("disability").is_none(), "no health data");
+    assert!(doc["referral"].get("narrative").is_none(), "no case notes");
+    let again = cases
+        .break_glass(glass("hotline-16000", &high, "imminent_danger", why))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.break_glass_id, first.break_glass_id, "same window");
+
+    // Not for every agency, and not for a case that is not high risk.
+    for (agency, case) in [("school-cairo-alnour", &high), ("health-cairo", &low)] {
+        let e = cases
+            .break_glass(glass(agency, case, "medical_emergency", why))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{agency}");
+    }
+
+    let db = env.pool().await;
+    eventually(
+        20,
+        "two break-glass reads and two refusals in the log",
+        || async {
+            let glass = count(
+                &db,
+                "SELECT count(*) FROM audit.log WHERE decision = 'break_glass'",
+            )
+            .await;
+            let denied = count(
+                &db,
+                "SELECT count(*) FROM audit.log WHERE reason LIKE 'break_glass_not%'",
+            )
+            .await;
+            (glass == 2 && denied == 2).then_some(())
+        },
+    )
+    .await;
+
+    // Queued for review; reviewed once.
+    let mut work = CaseWorkClient::new(ch);
+    let owner = |msg| {
+        let mut r = Request::new(msg);
+        r.metadata_mut()
+            .insert("x-himaya-agency", "mosa-cairo".parse().unwrap());
+        r
+    };
+    let queue = work
+        .list_break_glass(owner(pb::ListBreakGlassRequest { all: false }))
+        .await
+        .unwrap()
+        .into_inner()
+        .accesses;
+    assert_eq!(queue.len(), 1);
+    assert_eq!(
+        (queue[0].reads, queue[0].reason_code.as_str()),
+        (2, "imminent_danger")
+    );
+    let review = || pb::ReviewBreakGlassRequest {
+        break_glass_id: queue[0].break_glass_id.clone(),
+        actor: "sup-1".into(),
+        outcome: "justified".into(),
+        notes: "اتصال موثق".into(),
+    };
+    let mut w2 = work.clone();
+    let reviewed = w2.review_break_glass(Request::new(review())).await;
+    assert_eq!(
+        reviewed.unwrap_err().code(),
+        Code::Unauthenticated,
+        "only the case-owning ministry reviews"
+    );
+    let done = work
+        .review_break_glass(owner_review(review()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(done.outcome.as_deref(), Some("justified"));
+    assert_eq!(
+        work.review_break_glass(owner_review(review()))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::FailedPrecondition
+    );
+    assert!(work
+        .list_break_glass(owner(pb::ListBreakGlassRequest { all: false }))
+        .await
+        .unwrap()
+        .into_inner()
+        .accesses
+        .is_empty());
+    hub.stop().await;
+}
+
+fn owner_review(msg: pb::ReviewBreakGlassRequest) -> Request<pb::ReviewBreakGlassRequest> {
+    let mut r = Request::new(msg);
+    r.metadata_mut()
+        .insert("x-himaya-agency", "mosa-cairo".parse().unwrap());
+    r
+}

@@ -50,6 +50,22 @@ pub struct Settings {
     /// Age rules for consent and assent.
     pub consent: himaya_record::consent::ConsentRules,
     pub audit: AuditSettings,
+    pub break_glass: BreakGlassSettings,
+}
+
+/// Emergency access without consent (break-glass).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakGlassSettings {
+    /// Agency types that may break the glass: the emergency line on any case, the
+    /// others on high-risk cases only.
+    pub agency_types: Vec<AgencyType>,
+    /// The reasons a caller must choose from.
+    pub reason_codes: Vec<String>,
+    /// How long one access lasts.
+    pub window_minutes: i64,
+    /// The minimal emergency data set, as data categories.
+    pub categories: std::collections::BTreeSet<himaya_record::DataCategory>,
 }
 
 /// The disclosure log's signed checkpoints.
@@ -297,6 +313,13 @@ impl Settings {
                     "every deadline must be at least 1 second",
                 ));
             }
+        }
+        let b = &self.break_glass;
+        if b.reason_codes.is_empty() || !(1..=1440).contains(&b.window_minutes) {
+            return Err(invalid(
+                "break_glass",
+                "list at least one reason code; window_minutes must be 1 to 1440",
+            ));
         }
         let c = &self.consent;
         if !(0..=18).contains(&c.assent_from_age)

@@ -7,6 +7,7 @@
 //! writing the case row, and splitting them would need a second copy of the record or a
 //! cross-service read (see docs/decisions.md).
 
+mod break_glass;
 mod change;
 mod db;
 mod deadlines;

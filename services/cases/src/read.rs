@@ -152,7 +152,20 @@ impl pb::cases_server::Cases for CasesApi {
                     recorded_at: d.recorded_at.to_rfc3339(),
                 })
                 .collect(),
+            break_glass_id: None,
+            break_glass_expires_at: None,
         }))
+    }
+
+    #[tracing::instrument(skip_all, fields(case_id, agency))]
+    async fn break_glass(
+        &self,
+        req: Request<pb::BreakGlassRequest>,
+    ) -> Result<Response<pb::SharedCase>, Status> {
+        let (meta, _, r) = req.into_parts();
+        Ok(Response::new(
+            crate::break_glass::open(&self.0, &meta, r).await?,
+        ))
     }
 
     async fn get_statistics(
@@ -206,7 +219,7 @@ impl pb::cases_server::Cases for CasesApi {
 
 /// Records a read's decision in the hub's disclosure log (through the outbox): the
 /// disclosure, or the refusal with its reason.
-async fn log_read(
+pub(crate) async fn log_read(
     pool: &sqlx::PgPool,
     case_id: &CaseId,
     agency_id: &str,

@@ -292,6 +292,27 @@ impl pb::case_work_server::CaseWork for CaseWorkApi {
         ))
     }
 
+    async fn list_break_glass(
+        &self,
+        req: Request<pb::ListBreakGlassRequest>,
+    ) -> Result<Response<pb::BreakGlassList>, Status> {
+        let (meta, _, r) = req.into_parts();
+        self.owner(&meta)?;
+        let accesses = crate::break_glass::list(&self.0, r.all).await?;
+        Ok(Response::new(pb::BreakGlassList { accesses }))
+    }
+
+    async fn review_break_glass(
+        &self,
+        req: Request<pb::ReviewBreakGlassRequest>,
+    ) -> Result<Response<pb::BreakGlassAccess>, Status> {
+        let (meta, _, r) = req.into_parts();
+        self.owner(&meta)?;
+        Ok(Response::new(
+            crate::break_glass::review(&self.0, &meta, r).await?,
+        ))
+    }
+
     async fn get_indicators(
         &self,
         req: Request<pb::GetIndicatorsRequest>,

@@ -1,0 +1,275 @@
+//! Break-glass: emergency access to the minimal emergency data set without consent. Only
+//! listed agency types (the emergency line on any case, the others on high-risk cases),
+//! with a reason code and a justification; time-boxed; every access in the disclosure log
+//! (decision `break_glass`); every grant queued for the case-owning ministry's review.
+
+use chrono::{Duration, Utc};
+use himaya_bus::Exchange;
+use himaya_events::{keys, new_message_id, DisclosureRecorded};
+use himaya_proto::status::{caller, Lang};
+use himaya_proto::v1 as pb;
+use himaya_record::validate::{check_text, MAX_NARRATIVE};
+use himaya_record::{AgencyType, CaseId, Problem, RiskLevel, Violations};
+use sqlx::Row;
+use tonic::metadata::MetadataMap;
+
+use crate::db::load_case;
+use crate::{CasesError, State};
+
+pub(crate) async fn open(
+    state: &State,
+    meta: &MetadataMap,
+    r: pb::BreakGlassRequest,
+) -> Result<pb::SharedCase, CasesError> {
+    let s = &state.settings.break_glass;
+    let agency_id = caller(meta, state.settings.grpc.dev_identity).ok_or_else(|| {
+        CasesError::Unauthenticated("say which agency is calling (x-himaya-agency, or --as)".into())
+    })?;
+    let agency_type = state
+        .settings
+        .agencies
+        .get(&agency_id)
+        .map(|a| a.agency_type)
+        .ok_or_else(|| {
+            CasesError::PermissionDenied(format!("`{agency_id}` is not an agency in the directory"))
+        })?;
+    let mut v = Violations::new();
+    let case_id = CaseId::parse(r.case_id.trim())
+        .map_err(|_| {
+            v.push(
+                "case_id",
+                Problem::InvalidCode {
+                    expected: "a case id such as case_0190f1b2c3d47e8f9a0b1c2d3e4f5a6b",
+                },
+            )
+        })
+        .ok();
+    if !s.reason_codes.iter().any(|c| c == r.reason_code.trim()) {
+        v.push(
+            "reason_code",
+            Problem::NotChosen {
+                choices: s.reason_codes.join(", "),
+            },
+        );
+    }
+    if r.justification.trim().chars().count() < 10 {
+        v.push("justification", Problem::Required);
+    }
+    check_text(&mut v, "justification", &r.justification, MAX_NARRATIVE);
+    if r.actor.trim().is_empty() {
+        v.push("actor", Problem::Required);
+    }
+    check_text(&mut v, "actor", &r.actor, 64);
+    let (Some(case_id), true) = (case_id, v.is_empty()) else {
+        return Err(CasesError::Invalid(v, Lang::of(meta)));
+    };
+    let record = load_case(&state.pool, &case_id)
+        .await?
+        .ok_or_else(|| CasesError::NotFound(format!("no case {case_id}")))?;
+    let purpose = himaya_record::Purpose::EmergencyResponse;
+    let refusal = if !s.agency_types.contains(&agency_type) {
+        Some((
+            "break_glass_not_for_agency_type",
+            format!(
+                "{agency_type} agencies may not break the glass — لا يحق لهذه الجهة الوصول الطارئ"
+            ),
+        ))
+    } else if agency_type != AgencyType::EmergencyLine && record.risk_level != RiskLevel::High {
+        Some((
+            "break_glass_not_high_risk",
+            format!("case {case_id} is not high risk: only the emergency line may break the glass on it — الحالة ليست عالية الخطورة"),
+        ))
+    } else {
+        None
+    };
+    if let Some((reason, message)) = refusal {
+        tracing::warn!(case_id = %case_id, agency = %agency_id, reason, "break-glass refused");
+        crate::read::log_read(&state.pool, &case_id, &agency_id, purpose, Err(reason)).await?;
+        return Err(CasesError::PermissionDenied(message));
+    }
+    let now = Utc::now();
+    let mut tx = state.pool.begin().await?;
+    // Within the window the same agency reuses its access; after it, a new one.
+    let open: Option<(String, chrono::DateTime<Utc>)> = sqlx::query_as(
+        "SELECT break_glass_id, expires_at FROM break_glass
+          WHERE case_id = $1 AND agency_id = $2 AND expires_at > $3
+          ORDER BY expires_at DESC LIMIT 1 FOR UPDATE",
+    )
+    .bind(case_id.to_string())
+    .bind(&agency_id)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (id, expires_at) = match open {
+        Some(o) => o,
+        None => {
+            let id = format!("bkg_{}", new_message_id().trim_start_matches("msg_"));
+            let expires_at = now + Duration::minutes(s.window_minutes);
+            sqlx::query(
+                "INSERT INTO break_glass (break_glass_id, case_id, agency_id, actor, reason_code, justification, granted_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&id)
+            .bind(case_id.to_string())
+            .bind(&agency_id)
+            .bind(r.actor.trim())
+            .bind(r.reason_code.trim())
+            .bind(r.justification.trim())
+            .bind(now)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await?;
+            let version: i64 = sqlx::query_scalar("SELECT version FROM cases WHERE case_id = $1")
+                .bind(case_id.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+            crate::db::history(
+                &mut tx,
+                &case_id.to_string(),
+                version,
+                r.actor.trim(),
+                &format!(
+                    "break-glass {id} by {agency_id} ({}), until {expires_at}",
+                    r.reason_code.trim()
+                ),
+            )
+            .await?;
+            (id, expires_at)
+        }
+    };
+    sqlx::query("UPDATE break_glass SET reads = reads + 1 WHERE break_glass_id = $1")
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    let d = himaya_sharing::redact(&record, &s.categories)?;
+    let event = DisclosureRecorded {
+        message_id: new_message_id(),
+        occurred_at: now.to_rfc3339(),
+        source: "cases".into(),
+        channel: "break_glass".into(),
+        case_id: case_id.to_string(),
+        referral_id: None,
+        recipient: agency_id.clone(),
+        purpose: purpose.as_str().into(),
+        decision: "break_glass".into(),
+        reason: Some(r.reason_code.trim().to_owned()),
+        categories: d.categories.iter().map(|c| c.as_str().to_owned()).collect(),
+        basis: vec![id.clone()],
+        delivery_message_id: None,
+    };
+    himaya_store::outbox::enqueue_event(
+        &mut tx,
+        Exchange::Events,
+        keys::DISCLOSURE_RECORDED,
+        &event,
+        9,
+        &event.case_id,
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::warn!(case_id = %case_id, agency = %agency_id, break_glass_id = %id, "break-glass access: queued for supervisor review");
+    Ok(pb::SharedCase {
+        case_id: case_id.to_string(),
+        version: record.version,
+        document_json: d.document.to_string(),
+        categories: d.categories.iter().map(|c| c.as_str().to_owned()).collect(),
+        deliveries: vec![],
+        break_glass_id: Some(id),
+        break_glass_expires_at: Some(expires_at.to_rfc3339()),
+    })
+}
+
+/// The accesses awaiting review (or all).
+pub(crate) async fn list(
+    state: &State,
+    all: bool,
+) -> Result<Vec<pb::BreakGlassAccess>, CasesError> {
+    let rows = sqlx::query(
+        "SELECT * FROM break_glass WHERE $1 OR reviewed_at IS NULL ORDER BY granted_at LIMIT 1000",
+    )
+    .bind(all)
+    .fetch_all(&state.pool)
+    .await?;
+    rows.iter()
+        .map(access)
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(Into::into)
+}
+
+fn access(r: &sqlx::postgres::PgRow) -> Result<pb::BreakGlassAccess, sqlx::Error> {
+    let t = |c: &str| -> Result<String, sqlx::Error> {
+        Ok(r.try_get::<chrono::DateTime<Utc>, _>(c)?.to_rfc3339())
+    };
+    Ok(pb::BreakGlassAccess {
+        break_glass_id: r.try_get("break_glass_id")?,
+        case_id: r.try_get("case_id")?,
+        agency_id: r.try_get("agency_id")?,
+        actor: r.try_get("actor")?,
+        reason_code: r.try_get("reason_code")?,
+        justification: r.try_get("justification")?,
+        granted_at: t("granted_at")?,
+        expires_at: t("expires_at")?,
+        reads: r.try_get("reads")?,
+        reviewed_by: r.try_get("reviewed_by")?,
+        reviewed_at: r
+            .try_get::<Option<chrono::DateTime<Utc>>, _>("reviewed_at")?
+            .map(|t| t.to_rfc3339()),
+        outcome: r.try_get("outcome")?,
+        review_notes: r.try_get("review_notes")?,
+    })
+}
+
+/// Records a supervisor's review, once.
+pub(crate) async fn review(
+    state: &State,
+    meta: &MetadataMap,
+    r: pb::ReviewBreakGlassRequest,
+) -> Result<pb::BreakGlassAccess, CasesError> {
+    let mut v = Violations::new();
+    if !matches!(r.outcome.as_str(), "justified" | "unjustified") {
+        v.push(
+            "outcome",
+            Problem::NotChosen {
+                choices: "justified, unjustified".into(),
+            },
+        );
+    }
+    if r.actor.trim().is_empty() {
+        v.push("actor", Problem::Required);
+    }
+    check_text(&mut v, "actor", &r.actor, 64);
+    check_text(&mut v, "notes", &r.notes, MAX_NARRATIVE);
+    if !v.is_empty() {
+        return Err(CasesError::Invalid(v, Lang::of(meta)));
+    }
+    let row = sqlx::query(
+        "UPDATE break_glass SET reviewed_by = $2, reviewed_at = now(), outcome = $3, review_notes = $4
+          WHERE break_glass_id = $1 AND reviewed_at IS NULL RETURNING *",
+    )
+    .bind(r.break_glass_id.trim())
+    .bind(r.actor.trim())
+    .bind(&r.outcome)
+    .bind(Some(r.notes.trim()).filter(|n| !n.is_empty()))
+    .fetch_optional(&state.pool)
+    .await?;
+    match row {
+        Some(row) => Ok(access(&row)?),
+        None => {
+            let exists: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM break_glass WHERE break_glass_id = $1")
+                    .bind(r.break_glass_id.trim())
+                    .fetch_optional(&state.pool)
+                    .await?;
+            Err(match exists {
+                Some(_) => CasesError::precondition(
+                    "this break-glass access was already reviewed",
+                    "رُوجع هذا الوصول الطارئ من قبل",
+                ),
+                None => CasesError::NotFound(format!(
+                    "no break-glass access {}",
+                    r.break_glass_id.trim()
+                )),
+            })
+        }
+    }
+}
