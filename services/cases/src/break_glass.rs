@@ -6,7 +6,7 @@
 use chrono::{Duration, Utc};
 use himaya_bus::Exchange;
 use himaya_events::{keys, new_message_id, DisclosureRecorded};
-use himaya_proto::status::{caller, Lang};
+use himaya_proto::status::Lang;
 use himaya_proto::v1 as pb;
 use himaya_record::validate::{check_text, MAX_NARRATIVE};
 use himaya_record::{AgencyType, CaseId, Problem, RiskLevel, Violations};
@@ -22,17 +22,8 @@ pub(crate) async fn open(
     r: pb::BreakGlassRequest,
 ) -> Result<pb::SharedCase, CasesError> {
     let s = &state.settings.break_glass;
-    let agency_id = caller(meta, state.settings.grpc.dev_identity).ok_or_else(|| {
-        CasesError::Unauthenticated("say which agency is calling (x-himaya-agency, or --as)".into())
-    })?;
-    let agency_type = state
-        .settings
-        .agencies
-        .get(&agency_id)
-        .map(|a| a.agency_type)
-        .ok_or_else(|| {
-            CasesError::PermissionDenied(format!("`{agency_id}` is not an agency in the directory"))
-        })?;
+    let (agency_id, agency) = state.calling_agency(meta)?;
+    let agency_type = agency.agency_type;
     let mut v = Violations::new();
     let case_id = CaseId::parse(r.case_id.trim())
         .map_err(|_| {

@@ -54,6 +54,28 @@ pub(crate) struct State {
     pub settings: Arc<Settings>,
 }
 
+impl State {
+    /// The agency making the call, which must be in the directory: unidentified calls are
+    /// UNAUTHENTICATED, unknown agencies PERMISSION_DENIED.
+    pub(crate) fn calling_agency(
+        &self,
+        meta: &tonic::metadata::MetadataMap,
+    ) -> Result<(String, &himaya_settings::AgencySettings), CasesError> {
+        let id = intake::caller(meta, self.settings.grpc.dev_identity).ok_or_else(|| {
+            CasesError::Unauthenticated(
+                "say which agency is calling (x-himaya-agency metadata, or `--as` on the CLI)"
+                    .into(),
+            )
+        })?;
+        match self.settings.agencies.get(&id) {
+            Some(a) => Ok((id, a)),
+            None => Err(CasesError::PermissionDenied(format!(
+                "`{id}` is not an agency in the directory"
+            ))),
+        }
+    }
+}
+
 impl CasesService {
     /// Connects, migrates, declares its queue and starts the outbox relay and the
     /// consumer of agencies' answers.

@@ -13,7 +13,6 @@ use himaya_bus::Exchange;
 use himaya_events::{keys, new_message_id, DisclosureRecorded};
 
 use crate::db::{deliveries, load_case};
-use crate::intake::caller;
 use crate::{CasesError, State};
 
 pub struct CasesApi(pub(crate) Arc<State>);
@@ -27,16 +26,8 @@ impl pb::cases_server::Cases for CasesApi {
     ) -> Result<Response<pb::SharedCase>, Status> {
         let (meta, _, r) = req.into_parts();
         let lang = Lang::of(&meta);
-        let agency_id = caller(&meta, self.0.settings.grpc.dev_identity).ok_or_else(|| {
-            CasesError::Unauthenticated(
-                "say which agency is asking (x-himaya-agency metadata, or `--as` on the CLI)"
-                    .into(),
-            )
-        })?;
+        let (agency_id, agency) = self.0.calling_agency(&meta)?;
         tracing::Span::current().record("agency", agency_id.as_str());
-        let agency = self.0.settings.agencies.get(&agency_id).ok_or_else(|| {
-            CasesError::PermissionDenied(format!("`{agency_id}` is not an agency in the directory"))
-        })?;
         let mut v = Violations::new();
         let case_id = CaseId::parse(&r.case_id).map_err(|_| {
             v.push(
@@ -173,20 +164,9 @@ impl pb::cases_server::Cases for CasesApi {
         req: Request<pb::GetStatisticsRequest>,
     ) -> Result<Response<pb::Statistics>, Status> {
         let (meta, _, r) = req.into_parts();
-        let agency_id = caller(&meta, self.0.settings.grpc.dev_identity).ok_or_else(|| {
-            CasesError::Unauthenticated(
-                "say which agency is asking (x-himaya-agency metadata, or `--as` on the CLI)"
-                    .into(),
-            )
-        })?;
+        let (agency_id, agency) = self.0.calling_agency(&meta)?;
         let policy = &self.0.settings.sharing;
-        let allowed = self
-            .0
-            .settings
-            .agencies
-            .get(&agency_id)
-            .is_some_and(|a| policy.allows_statistics(a.agency_type));
-        if !allowed {
+        if !policy.allows_statistics(agency.agency_type) {
             tracing::info!(agency = %agency_id, "statistics refused: no policy rule");
             return Err(CasesError::PermissionDenied(format!(
                 "the sharing policy gives `{agency_id}` no statistics — لا تسمح سياسة المشاركة لهذه الجهة بالإحصاءات"

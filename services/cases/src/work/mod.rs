@@ -28,7 +28,6 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use crate::change::{close_deadlines, load_for_update, open_deadline, save};
-use crate::intake::caller;
 use crate::{CasesError, State};
 
 pub use referrals::ServiceReferralsApi;
@@ -126,16 +125,13 @@ fn change_reply(r: &CaseRecord, note: Option<String>) -> Response<pb::CaseChange
 impl CaseWorkApi {
     /// The calling agency, which must own cases (social affairs).
     fn owner(&self, meta: &MetadataMap) -> Result<String, CasesError> {
-        let id = caller(meta, self.0.settings.grpc.dev_identity).ok_or_else(|| {
-            CasesError::Unauthenticated(
-                "say which agency is calling (x-himaya-agency, or --as)".into(),
-            )
-        })?;
-        match self.0.settings.agencies.get(&id) {
-            Some(a) if a.agency_type == AgencyType::SocialAffairs => Ok(id),
-            _ => Err(CasesError::PermissionDenied(format!(
+        let (id, agency) = self.0.calling_agency(meta)?;
+        if agency.agency_type == AgencyType::SocialAffairs {
+            Ok(id)
+        } else {
+            Err(CasesError::PermissionDenied(format!(
                 "`{id}` is not a case-owning (social affairs) agency"
-            ))),
+            )))
         }
     }
 

@@ -17,17 +17,7 @@ pub struct ServiceReferralsApi(pub(crate) Arc<State>);
 impl ServiceReferralsApi {
     /// The calling agency, which must be in the directory.
     fn agency(&self, meta: &MetadataMap) -> Result<String, CasesError> {
-        let id = caller(meta, self.0.settings.grpc.dev_identity).ok_or_else(|| {
-            CasesError::Unauthenticated(
-                "say which agency is calling (x-himaya-agency, or --as)".into(),
-            )
-        })?;
-        if !self.0.settings.agencies.contains_key(&id) {
-            return Err(CasesError::PermissionDenied(format!(
-                "`{id}` is not an agency in the directory"
-            )));
-        }
-        Ok(id)
+        self.0.calling_agency(meta).map(|(id, _)| id)
     }
 
     fn referral_id(v: &mut Violations, raw: &str) -> Option<String> {
