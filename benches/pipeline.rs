@@ -18,7 +18,6 @@ use himaya_proto::v1::intake_client::IntakeClient;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
-use tonic::Request;
 
 fn size(var: &str, default: usize) -> usize {
     std::env::var(var)
@@ -168,7 +167,7 @@ async fn hub_pipeline(
         let before = agency.count();
         let t = Instant::now();
         client
-            .submit_school_referral(Request::new(school_request(&format!("seq-{i}"))))
+            .submit_school_referral(from_school(school_request(&format!("seq-{i}"))))
             .await
             .unwrap();
         answered.push(t.elapsed());
@@ -202,7 +201,7 @@ async fn hub_pipeline(
             async move {
                 let t = Instant::now();
                 let r = IntakeClient::new(ch)
-                    .submit_school_referral(Request::new(school_request(&format!("load-{i}"))))
+                    .submit_school_referral(from_school(school_request(&format!("load-{i}"))))
                     .await
                     .unwrap();
                 (r.into_inner().referral_id, t)

@@ -167,7 +167,7 @@ pub(crate) fn req<T>(msg: T, who: &Who) -> anyhow::Result<Request<T>> {
 }
 
 pub(crate) async fn client(who: &Who) -> anyhow::Result<CaseWorkClient<tonic::transport::Channel>> {
-    Ok(CaseWorkClient::new(connect(&who.client.server).await?))
+    Ok(CaseWorkClient::new(connect(&who.client, &who.agency).await?))
 }
 
 pub(crate) fn print_change(c: pb::CaseChange, lang: Lang) {
@@ -513,7 +513,7 @@ pub async fn run_indicators(governorate: String, who: Who) -> anyhow::Result<()>
 }
 
 pub async fn run_statistics(governorate: String, who: Who) -> anyhow::Result<()> {
-    let mut cases = pb::cases_client::CasesClient::new(connect(&who.client.server).await?);
+    let mut cases = pb::cases_client::CasesClient::new(connect(&who.client, &who.agency).await?);
     let s = cases
         .get_statistics(req(pb::GetStatisticsRequest { governorate }, &who)?)
         .await

@@ -98,7 +98,17 @@ pub enum Command {
     /// List the agencies in the directory.
     Agencies {
         #[command(flatten)]
-        client: ClientArgs,
+        who: crate::casework_cli::Who,
+    },
+    /// Development certificates for mutual TLS: a throw-away CA, the hub's certificate
+    /// and one per agency in the directory. Never for production.
+    DevCerts {
+        /// The folder to write (`ca.pem`, `hub.pem`, `hub.key`, `<agency>.pem`, `<agency>.key`).
+        #[arg(long, default_value = ".himaya/certs")]
+        out: PathBuf,
+        /// How long the certificates are valid, in days.
+        #[arg(long, default_value_t = 30)]
+        days: i64,
     },
     /// A simulated agency system that receives deliveries over HTTP (for the demo).
     DemoAgency {
@@ -118,6 +128,10 @@ pub struct ClientArgs {
     /// Language of messages: ar (العربية) or en.
     #[arg(long, value_enum, default_value = "en")]
     pub lang: Lang,
+    /// With an https:// server (mutual TLS): the folder holding `ca.pem` and each
+    /// agency's `<id>.pem` and `<id>.key` (`himaya dev-certs` makes a development set).
+    #[arg(long, env = "HIMAYA_CERTS", default_value = ".himaya/certs")]
+    pub certs: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,7 +192,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let parsed: ReferralFile = serde_json::from_str(&text).with_context(|| {
                 format!("{} is not a referral file (see examples/)", file.display())
             })?;
-            let channel = client::connect(&c.server).await?;
+            let channel = client::connect(&c, parsed.agency()).await?;
             let (r, id) = client::submit(channel, parsed, c.lang).await?;
             let l = c.lang;
             println!("{}", l.pick("referral accepted", "تم استلام الإحالة"));
@@ -235,7 +249,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     client: c,
                 },
         } => {
-            let channel = client::connect(&c.server).await?;
+            let channel = client::connect(&c, &agency).await?;
             let shared = client::show_case(channel, &case_id, &agency, purpose, c.lang).await?;
             let doc: serde_json::Value = serde_json::from_str(&shared.document_json)
                 .context("the hub sent a malformed document")?;
@@ -288,14 +302,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Statistics { governorate, who } => {
             crate::casework_cli::run_statistics(governorate, who).await
         }
-        Command::Agencies { client: c } => {
-            let channel = client::connect(&c.server).await?;
-            for a in client::list_agencies(channel).await? {
+        Command::Agencies { who } => {
+            let channel = client::connect(&who.client, &who.agency).await?;
+            for a in client::list_agencies(channel, &who.agency).await? {
                 println!(
                     "{:<24} {:<16} {} / {}",
                     a.agency_id, a.agency_type, a.name_ar, a.name_en
                 );
             }
+            Ok(())
+        }
+        Command::DevCerts { out, days } => {
+            let settings = settings(cli.config.as_ref())?;
+            let set =
+                crate::dev_certs::generate(&out, settings.agencies.keys().map(String::as_str), days)?;
+            println!(
+                "development certificates in {} (CA: {}); not for production",
+                set.dir.display(),
+                set.ca().display()
+            );
             Ok(())
         }
         Command::DemoAgency {

@@ -8,7 +8,7 @@ use himaya_proto::v1 as pb;
 use himaya_record::{Purpose, ReferralDetails, SourceKind};
 use serde::Deserialize;
 use tonic::metadata::MetadataValue;
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
 
@@ -55,11 +55,37 @@ impl Lang {
     }
 }
 
-pub async fn connect(server: &str) -> anyhow::Result<Channel> {
-    Channel::from_shared(server.to_owned())
+/// A channel to the hub as `agency`. With an `https://` server the call is made under
+/// mutual TLS with the agency's certificate from `--certs` (`ca.pem`, `<agency>.pem`,
+/// `<agency>.key`); the hub takes the caller's identity from that certificate.
+pub async fn connect(args: &crate::cli::ClientArgs, agency: &str) -> anyhow::Result<Channel> {
+    let server = &args.server;
+    let mut endpoint = Channel::from_shared(server.clone())
         .context("the --server address is not a URL (e.g. http://127.0.0.1:50051)")?
         .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(30))
+        .timeout(Duration::from_secs(30));
+    if server.starts_with("https://") {
+        let read = |name: String| {
+            let path = args.certs.join(name);
+            std::fs::read(&path).with_context(|| {
+                format!(
+                    "reading {} for `--as {agency}` (set --certs or HIMAYA_CERTS to the folder of \
+                     certificates; `himaya dev-certs` makes a development set)",
+                    path.display()
+                )
+            })
+        };
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read("ca.pem".into())?))
+            .identity(Identity::from_pem(
+                read(format!("{agency}.pem"))?,
+                read(format!("{agency}.key"))?,
+            ));
+        endpoint = endpoint
+            .tls_config(tls)
+            .context("the certificate files are not valid PEM")?;
+    }
+    endpoint
         .connect()
         .await
         .with_context(|| format!("cannot reach the hub at {server}; is `himaya up` running?"))
@@ -100,6 +126,21 @@ pub fn explain(status: &Status, lang: Lang) -> String {
 }
 
 impl ReferralFile {
+    /// The submitting agency, which the call is made as.
+    pub fn agency(&self) -> &str {
+        match self {
+            ReferralFile::School {
+                school_agency_id: a,
+                ..
+            }
+            | ReferralFile::Hotline {
+                hotline_agency_id: a,
+                ..
+            }
+            | ReferralFile::Agency { agency_id: a, .. } => a,
+        }
+    }
+
     fn submission_id(&self) -> Option<&str> {
         match self {
             ReferralFile::School { submission_id, .. }
@@ -205,10 +246,14 @@ pub async fn show_case(
         .map_err(|s| anyhow::anyhow!("{}", explain(&s, lang)))
 }
 
-pub async fn list_agencies(channel: Channel) -> anyhow::Result<Vec<pb::Agency>> {
+pub async fn list_agencies(channel: Channel, agency: &str) -> anyhow::Result<Vec<pb::Agency>> {
     let mut client = pb::directory_client::DirectoryClient::new(channel);
     Ok(client
-        .list_agencies(pb::ListAgenciesRequest::default())
+        .list_agencies(request(
+            pb::ListAgenciesRequest::default(),
+            Lang::En,
+            Some(agency),
+        )?)
         .await
         .map_err(|s| anyhow::anyhow!("{}", explain(&s, Lang::En)))?
         .into_inner()

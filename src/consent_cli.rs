@@ -292,7 +292,7 @@ pub async fn run_break_glass(cmd: BreakGlassCommand) -> anyhow::Result<()> {
             who,
         } => {
             let mut cases = pb::cases_client::CasesClient::new(
-                crate::client::connect(&who.client.server).await?,
+                crate::client::connect(&who.client, &who.agency).await?,
             );
             let msg = pb::BreakGlassRequest {
                 case_id,

@@ -14,7 +14,7 @@ use himaya_settings::Settings;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::Server;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 /// The components of the hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -70,7 +70,8 @@ impl Hub {
                 .register_encoded_file_descriptor_set(himaya_proto::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         };
-        let mut router = Server::builder()
+        let mut router = server(&settings)?
+            .layer(crate::gateway::GatewayLayer::new(settings.clone()))
             .add_service(health)
             .add_service(
                 reflection()
@@ -160,7 +161,7 @@ impl Hub {
                 tracing::error!(error = %e, "gRPC server stopped");
             }
         }));
-        tracing::info!(%grpc_addr, components = ?components, "himaya is up");
+        tracing::info!(%grpc_addr, components = ?components, mutual_tls = settings.grpc.tls.is_some(), "himaya is up");
         Ok(Hub {
             grpc_addr,
             shutdown,
@@ -195,6 +196,37 @@ impl Hub {
         self.stop().await;
         Ok(())
     }
+}
+
+/// The gRPC server, with mutual TLS when `grpc.tls` is set: a client presenting no
+/// certificate still reaches health and reflection, never a `himaya.v1` RPC (the gateway
+/// refuses it).
+fn server(settings: &Settings) -> anyhow::Result<Server> {
+    let Some(tls) = &settings.grpc.tls else {
+        return Ok(Server::builder());
+    };
+    let read = |path: &std::path::Path, key: &str| {
+        std::fs::read(path).with_context(|| {
+            format!(
+                "reading grpc.tls.{key} ({}); `himaya dev-certs` makes a development set",
+                path.display()
+            )
+        })
+    };
+    let identity = Identity::from_pem(
+        read(&tls.cert_file, "cert_file")?,
+        read(&tls.key_file, "key_file")?,
+    );
+    let config = ServerTlsConfig::new()
+        .identity(identity)
+        .client_ca_root(Certificate::from_pem(read(
+            &tls.client_ca_file,
+            "client_ca_file",
+        )?))
+        .client_auth_optional(true);
+    Server::builder()
+        .tls_config(config)
+        .context("grpc.tls: the certificate, key or CA file is not valid PEM")
 }
 
 async fn wait_for_signal() {

@@ -7,6 +7,8 @@ pub mod cli;
 pub mod client;
 pub mod consent_cli;
 pub mod demo_agency;
+pub mod dev_certs;
+pub mod gateway;
 pub mod hub;
 pub mod plan_cli;
 pub mod services_cli;

@@ -243,7 +243,7 @@ pub async fn run_plan(cmd: PlanCommand) -> anyhow::Result<()> {
 
 async fn referrals(who: &Who) -> anyhow::Result<ServiceReferralsClient<tonic::transport::Channel>> {
     Ok(ServiceReferralsClient::new(
-        connect(&who.client.server).await?,
+        connect(&who.client, &who.agency).await?,
     ))
 }
 

@@ -147,7 +147,7 @@ pub async fn run(cmd: ServicesCommand) -> anyhow::Result<()> {
         | ServicesCommand::Find { who, .. } => who,
     };
     let lang = who.client.lang;
-    let mut dir = DirectoryClient::new(connect(&who.client.server).await?);
+    let mut dir = DirectoryClient::new(connect(&who.client, &who.agency).await?);
     let fail = |s: tonic::Status| anyhow::anyhow!("{}", explain(&s, lang));
     let changed = match cmd {
         ServicesCommand::Add { service, who } => dir

@@ -13,7 +13,6 @@ use himaya_proto::v1 as pb;
 use lapin::options::BasicGetOptions;
 use lapin::types::AMQPValue;
 use pb::intake_client::IntakeClient;
-use tonic::Request;
 
 fn raw(routing_key: &str, payload: Vec<u8>, message_id: &str) -> Outgoing {
     Outgoing {
@@ -150,7 +149,7 @@ async fn the_hub_heals_after_the_broker_drops_its_connections() {
     let hub = env.start().await;
     let mut intake = IntakeClient::new(channel(&hub).await);
     intake
-        .submit_school_referral(Request::new(school_request("sub-before")))
+        .submit_school_referral(from_school(school_request("sub-before")))
         .await
         .unwrap();
     eventually(30, "the first delivery", || async {
@@ -192,7 +191,7 @@ async fn the_hub_heals_after_the_broker_drops_its_connections() {
     }
 
     let r = intake
-        .submit_school_referral(Request::new(school_request("sub-after")))
+        .submit_school_referral(from_school(school_request("sub-after")))
         .await
         .unwrap()
         .into_inner();

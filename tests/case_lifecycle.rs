@@ -47,7 +47,7 @@ impl Work {
                 .date_of_birth = Some(d.into());
         }
         self.intake
-            .submit_school_referral(Request::new(req))
+            .submit_school_referral(from_school(req))
             .await
             .unwrap()
             .into_inner()
@@ -297,7 +297,7 @@ async fn each_closure_reason_has_its_rules() {
             child.date_of_birth = None;
             child.estimated_age_years = Some(17);
             w.intake
-                .submit_school_referral(Request::new(req))
+                .submit_school_referral(from_school(req))
                 .await
                 .unwrap()
                 .into_inner()
@@ -588,7 +588,7 @@ async fn duplicates_are_found_linked_and_merged_keeping_both_histories() {
     child.estimated_age_years = Some(12);
     let b = w
         .intake
-        .submit_school_referral(Request::new(again))
+        .submit_school_referral(from_school(again))
         .await
         .unwrap()
         .into_inner()
@@ -601,7 +601,7 @@ async fn duplicates_are_found_linked_and_merged_keeping_both_histories() {
     child.date_of_birth = Some("2016-05-01".into());
     let c = w
         .intake
-        .submit_school_referral(Request::new(stranger))
+        .submit_school_referral(from_school(stranger))
         .await
         .unwrap()
         .into_inner()
@@ -908,13 +908,6 @@ async fn a_plan_follows_the_assessment_and_each_action_has_a_deadline() {
     );
     assert_eq!(count(&pool, &format!("SELECT count(*) FROM cases.deadlines WHERE case_id = '{case}' AND ref_id = 'a1' AND state = 'met'")).await, 1);
     hub.stop().await;
-}
-
-fn as_agency<T>(agency: &str, msg: T) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut()
-        .insert("x-himaya-agency", agency.parse().unwrap());
-    r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1358,7 +1351,7 @@ async fn the_service_map_is_kept_by_agencies_and_proposed_for_referrals() {
         language: language.into(),
         include_unavailable: false,
     };
-    let found = dir.find_services(find("ar")).await.unwrap().into_inner();
+    let found = dir.find_services(as_agency("school-cairo-alnour", find("ar"))).await.unwrap().into_inner();
     let ids: Vec<&str> = found
         .services
         .iter()
@@ -1366,7 +1359,7 @@ async fn the_service_map_is_kept_by_agencies_and_proposed_for_referrals() {
         .collect();
     assert_eq!(ids, [clinic.service_id.as_str()]);
     assert!(dir
-        .find_services(find("fr"))
+        .find_services(as_agency("school-cairo-alnour", find("fr")))
         .await
         .unwrap()
         .into_inner()
@@ -1390,7 +1383,7 @@ async fn the_service_map_is_kept_by_agencies_and_proposed_for_referrals() {
     .await;
     let submitted = w
         .intake
-        .submit_school_referral(Request::new(school_request("with-proposals")))
+        .submit_school_referral(from_school(school_request("with-proposals")))
         .await
         .unwrap()
         .into_inner();
@@ -1414,7 +1407,7 @@ async fn the_service_map_is_kept_by_agencies_and_proposed_for_referrals() {
         .into_inner();
     assert!(removed.removed);
     assert!(dir
-        .find_services(find(""))
+        .find_services(as_agency("school-cairo-alnour", find("")))
         .await
         .unwrap()
         .into_inner()
@@ -1441,7 +1434,7 @@ async fn consent_and_assent_gate_every_disclosure_and_withdrawal_stops_them() {
         .retain(|c| c.given_by == pb::ConsentGiver::Caregiver as i32);
     let case = w
         .intake
-        .submit_school_referral(Request::new(req))
+        .submit_school_referral(from_school(req))
         .await
         .unwrap()
         .into_inner()

@@ -51,7 +51,7 @@ async fn every_decision_is_chained_and_every_kind_of_tampering_is_caught() {
     let hub = env.start().await;
     let ch = channel(&hub).await;
     let case = IntakeClient::new(ch.clone())
-        .submit_school_referral(Request::new(school_request("audited")))
+        .submit_school_referral(from_school(school_request("audited")))
         .await
         .unwrap()
         .into_inner()
@@ -206,7 +206,7 @@ async fn a_withdrawal_notice_reaches_every_earlier_recipient() {
     let hub = env.start().await;
     let ch = channel(&hub).await;
     let case = IntakeClient::new(ch.clone())
-        .submit_school_referral(Request::new(school_request("withdrawn")))
+        .submit_school_referral(from_school(school_request("withdrawn")))
         .await
         .unwrap()
         .into_inner()
@@ -302,7 +302,7 @@ async fn statistics_are_aggregates_with_small_counts_suppressed() {
             child.district = None;
         }
         intake
-            .submit_school_referral(Request::new(req))
+            .submit_school_referral(from_school(req))
             .await
             .unwrap();
     }
@@ -352,7 +352,7 @@ async fn break_glass_is_minimal_time_boxed_audited_and_reviewed() {
     let ch = channel(&hub).await;
     let mut intake = IntakeClient::new(ch.clone());
     let high = intake
-        .submit_school_referral(Request::new(school_request("glass-high")))
+        .submit_school_referral(from_school(school_request("glass-high")))
         .await
         .unwrap()
         .into_inner()
@@ -360,7 +360,7 @@ async fn break_glass_is_minimal_time_boxed_audited_and_reviewed() {
     let mut low = school_request("glass-low");
     low.referral.as_mut().unwrap().risk_level = pb::RiskLevel::Low.into();
     let low = intake
-        .submit_school_referral(Request::new(low))
+        .submit_school_referral(from_school(low))
         .await
         .unwrap()
         .into_inner()

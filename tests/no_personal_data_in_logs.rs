@@ -87,7 +87,7 @@ async fn no_canary_reaches_a_log_an_error_or_a_panic() {
     }
     let mut intake = IntakeClient::new(ch.clone());
     let case = intake
-        .submit_school_referral(Request::new(req.clone()))
+        .submit_school_referral(from_school(req.clone()))
         .await
         .unwrap()
         .into_inner()
@@ -106,7 +106,7 @@ async fn no_canary_reaches_a_log_an_error_or_a_panic() {
         child.identity_documents[0].kind = 99;
     }
     let e = intake
-        .submit_school_referral(Request::new(bad))
+        .submit_school_referral(from_school(bad))
         .await
         .unwrap_err();
     errors.push(format!("{e:?}"));

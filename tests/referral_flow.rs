@@ -31,7 +31,7 @@ async fn a_school_referral_arrives_at_the_health_agency_exactly_once() {
     let env = TestEnv::new(Some(addr)).await;
     let hub = env.start().await;
     let mut intake = IntakeClient::new(channel(&hub).await);
-    let mut req = Request::new(school_request("sub-exactly-once"));
+    let mut req = from_school(school_request("sub-exactly-once"));
     req.metadata_mut()
         .insert("traceparent", TRACEPARENT.parse().unwrap());
 
@@ -70,7 +70,7 @@ async fn a_school_referral_arrives_at_the_health_agency_exactly_once() {
 
     // A retried submission creates nothing new.
     let again = intake
-        .submit_school_referral(Request::new(school_request("sub-exactly-once")))
+        .submit_school_referral(from_school(school_request("sub-exactly-once")))
         .await
         .unwrap()
         .into_inner();
@@ -167,7 +167,7 @@ async fn an_invalid_referral_gets_field_violations_and_writes_nothing() {
     child.date_of_birth = Some("2030-01-01".into());
     child.name = None;
     bad.school_agency_id = "health-cairo".into();
-    let mut req = Request::new(bad);
+    let mut req = from_school(bad);
     req.metadata_mut()
         .insert("accept-language", "ar".parse().unwrap());
     let status = intake.submit_school_referral(req).await.unwrap_err();
@@ -199,7 +199,7 @@ async fn an_invalid_referral_gets_field_violations_and_writes_nothing() {
     let mut big = school_request("sub-big");
     big.referral.as_mut().unwrap().narrative = Some("أ".repeat(200_000));
     let status = intake
-        .submit_school_referral(Request::new(big))
+        .submit_school_referral(from_school(big))
         .await
         .unwrap_err();
     assert!(
@@ -220,7 +220,7 @@ async fn an_agency_5xx_is_retried_with_the_same_key_and_a_4xx_is_recorded_as_rej
     let hub = env.start().await;
     let mut intake = IntakeClient::new(channel(&hub).await);
     intake
-        .submit_school_referral(Request::new(school_request("sub-retry")))
+        .submit_school_referral(from_school(school_request("sub-retry")))
         .await
         .unwrap();
     let pool = env.pool().await;
@@ -251,7 +251,7 @@ async fn an_agency_5xx_is_retried_with_the_same_key_and_a_4xx_is_recorded_as_rej
     let hub = env.start().await;
     let mut intake = IntakeClient::new(channel(&hub).await);
     intake
-        .submit_school_referral(Request::new(school_request("sub-reject")))
+        .submit_school_referral(from_school(school_request("sub-reject")))
         .await
         .unwrap();
     let pool = env.pool().await;
@@ -274,7 +274,7 @@ async fn reads_are_authorized_per_agency_and_per_case() {
     let hub = env.start().await;
     let mut intake = IntakeClient::new(channel(&hub).await);
     let r = intake
-        .submit_school_referral(Request::new(school_request("sub-authz")))
+        .submit_school_referral(from_school(school_request("sub-authz")))
         .await
         .unwrap()
         .into_inner();

@@ -250,6 +250,20 @@ pub fn school_request(submission_id: &str) -> pb::SchoolReferralRequest {
     }
 }
 
+/// A request made as the fixture's school (`school-cairo-alnour`), in development
+/// identity mode.
+pub fn from_school<T>(msg: T) -> tonic::Request<T> {
+    as_agency("school-cairo-alnour", msg)
+}
+
+/// A request made as `agency`, in development identity mode.
+pub fn as_agency<T>(agency: &str, msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut()
+        .insert("x-himaya-agency", agency.parse().unwrap());
+    r
+}
+
 pub async fn count(pool: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }

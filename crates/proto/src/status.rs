@@ -70,13 +70,11 @@ pub fn invalid_argument(v: &Violations, lang: Lang) -> Status {
     Status::with_error_details(Code::InvalidArgument, message, details)
 }
 
-/// The calling agency, from the `x-himaya-agency` metadata when development identity is
-/// on (`grpc.dev_identity`); with it off nobody is identified until per-agency
-/// certificates arrive, so calls needing an identity are refused as unauthenticated.
-pub fn caller(meta: &tonic::metadata::MetadataMap, dev_identity: bool) -> Option<String> {
-    if !dev_identity {
-        return None;
-    }
+/// The calling agency as the hub's gateway established it (`src/gateway.rs`): proven by
+/// the agency's certificate under mutual TLS, or as sent in development identity mode.
+/// The gateway refuses every `himaya.v1` call without one, and replaces whatever the
+/// client put in this header, so handlers may trust it.
+pub fn caller(meta: &tonic::metadata::MetadataMap) -> Option<String> {
     meta.get("x-himaya-agency")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)

@@ -85,9 +85,32 @@ pub struct GrpcSettings {
     pub listen: SocketAddr,
     /// Largest request accepted, in bytes; larger ones are refused before decoding.
     pub max_message_bytes: usize,
-    /// Accept the caller's agency from `x-himaya-agency` metadata. Development only:
-    /// production identifies agencies by their certificates.
+    /// Accept the caller's agency from `x-himaya-agency` metadata without proof.
+    /// Development only, and only on a loopback address: with `tls` set, the agency's
+    /// certificate proves who calls.
     pub dev_identity: bool,
+    /// Mutual TLS: every call presents an agency certificate issued by `client_ca_file`.
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
+}
+
+/// The hub's TLS identity and the authority that issues agencies' certificates. An
+/// agency's certificate names it as `<agency id>.agency.himaya` (a DNS subject
+/// alternative name); `himaya dev-certs` makes a development set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// The hub's certificate chain (PEM).
+    pub cert_file: PathBuf,
+    /// The hub's private key (PEM); keep it mode 0600, never in the repository.
+    pub key_file: PathBuf,
+    /// The certificate authority whose certificates identify agencies (PEM).
+    pub client_ca_file: PathBuf,
+}
+
+/// The name an agency's certificate must carry.
+pub fn agency_certificate_name(agency_id: &str) -> String {
+    format!("{agency_id}.agency.himaya")
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -250,6 +273,29 @@ impl Settings {
         if self.grpc.max_message_bytes < 1024 {
             return Err(invalid("grpc.max_message_bytes", "must be at least 1024"));
         }
+        match (&self.grpc.tls, self.grpc.dev_identity) {
+            (Some(_), true) => {
+                return Err(invalid(
+                    "grpc.dev_identity",
+                    "must be false when grpc.tls is set: the agency's certificate is its identity",
+                ))
+            }
+            (None, true) if !self.grpc.listen.ip().is_loopback() => {
+                return Err(invalid(
+                    "grpc.dev_identity",
+                    "trusts an unproven header, so it is allowed only on a loopback grpc.listen; \
+                     set grpc.tls (mutual TLS with agency certificates) to listen elsewhere",
+                ))
+            }
+            (None, false) => {
+                return Err(invalid(
+                    "grpc.tls",
+                    "no agency could be identified: set grpc.tls (agency certificates), \
+                     or grpc.dev_identity = true on a development machine",
+                ))
+            }
+            _ => {}
+        }
         if self.bus.prefetch == 0 {
             return Err(invalid("bus.prefetch", "must be at least 1"));
         }
@@ -338,15 +384,18 @@ impl Settings {
         }
         for (id, a) in &self.agencies {
             let key = |f: &str| format!("agencies.{id}.{f}");
+            // An agency id is a DNS label: its certificate names it `<id>.agency.himaya`.
             if id.is_empty()
-                || id.len() > 64
+                || id.len() > 63
+                || id.starts_with('-')
+                || id.ends_with('-')
                 || !id
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
             {
                 return Err(invalid(
                     format!("agencies.{id}"),
-                    "agency ids are 1-64 characters of a-z, 0-9 and -",
+                    "agency ids are 1-63 characters of a-z, 0-9 and -, not starting or ending with -",
                 ));
             }
             if a.name_ar.trim().is_empty() || a.name_en.trim().is_empty() {
@@ -407,5 +456,25 @@ mod tests {
             .for_each(|a| a.endpoint = Some("ftp://x".into()));
         let e = s.validate().unwrap_err().to_string();
         assert!(e.contains("agencies.") && e.contains("endpoint"), "{e}");
+    }
+
+    #[test]
+    fn an_unproven_identity_is_refused_off_loopback_and_beside_tls() {
+        let mut s = Settings::load(&dir(), None).unwrap();
+        s.grpc.listen = "0.0.0.0:50051".parse().unwrap();
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("grpc.dev_identity") && e.contains("loopback"), "{e}");
+        s.grpc.tls = Some(TlsSettings {
+            cert_file: "hub.pem".into(),
+            key_file: "hub.key".into(),
+            client_ca_file: "ca.pem".into(),
+        });
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("must be false when grpc.tls"), "{e}");
+        s.grpc.dev_identity = false;
+        s.validate().unwrap();
+        s.grpc.tls = None;
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("no agency could be identified"), "{e}");
     }
 }

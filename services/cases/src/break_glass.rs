@@ -51,32 +51,48 @@ pub(crate) async fn open(
         v.push("actor", Problem::Required);
     }
     check_text(&mut v, "actor", &r.actor, 64);
-    let (Some(case_id), true) = (case_id, v.is_empty()) else {
-        return Err(CasesError::Invalid(v, Lang::of(meta)));
+    let purpose = himaya_record::Purpose::EmergencyResponse;
+    let caller = agency_id.as_str();
+    let refuse = |case_id: CaseId, reason: &'static str| async move {
+        tracing::warn!(case_id = %case_id, agency = %caller, reason, "break-glass refused");
+        crate::read::log_decision(
+            &state.pool,
+            "break_glass",
+            &case_id,
+            caller,
+            purpose,
+            Err(reason),
+        )
+        .await
+    };
+    // The agency type is checked before anything else of the request: a caller that may
+    // never break the glass learns nothing about the case.
+    if !s.agency_types.contains(&agency_type) {
+        if let Some(case_id) = case_id {
+            refuse(case_id, "break_glass_not_for_agency_type").await?;
+        }
+        return Err(CasesError::PermissionDenied(format!(
+            "{agency_type} agencies may not break the glass — لا يحق لهذه الجهة الوصول الطارئ"
+        )));
+    }
+    let case_id = match (case_id, v.is_empty()) {
+        (Some(case_id), true) => case_id,
+        (Some(case_id), false) => {
+            // Without a reason code or justification nothing is disclosed, and the
+            // attempt is in the disclosure log.
+            refuse(case_id, "break_glass_without_reason").await?;
+            return Err(CasesError::Invalid(v, Lang::of(meta)));
+        }
+        (None, _) => return Err(CasesError::Invalid(v, Lang::of(meta))),
     };
     let record = load_case(&state.pool, &case_id)
         .await?
         .ok_or_else(|| CasesError::NotFound(format!("no case {case_id}")))?;
-    let purpose = himaya_record::Purpose::EmergencyResponse;
-    let refusal = if !s.agency_types.contains(&agency_type) {
-        Some((
-            "break_glass_not_for_agency_type",
-            format!(
-                "{agency_type} agencies may not break the glass — لا يحق لهذه الجهة الوصول الطارئ"
-            ),
-        ))
-    } else if agency_type != AgencyType::EmergencyLine && record.risk_level != RiskLevel::High {
-        Some((
-            "break_glass_not_high_risk",
-            format!("case {case_id} is not high risk: only the emergency line may break the glass on it — الحالة ليست عالية الخطورة"),
-        ))
-    } else {
-        None
-    };
-    if let Some((reason, message)) = refusal {
-        tracing::warn!(case_id = %case_id, agency = %agency_id, reason, "break-glass refused");
-        crate::read::log_read(&state.pool, &case_id, &agency_id, purpose, Err(reason)).await?;
-        return Err(CasesError::PermissionDenied(message));
+    if agency_type != AgencyType::EmergencyLine && record.risk_level != RiskLevel::High {
+        refuse(case_id, "break_glass_not_high_risk").await?;
+        return Err(CasesError::PermissionDenied(format!(
+            "case {case_id} is not high risk: only the emergency line may break the glass on it — الحالة ليست عالية الخطورة"
+        )));
     }
     let now = Utc::now();
     let mut tx = state.pool.begin().await?;
@@ -170,15 +186,21 @@ pub(crate) async fn open(
     })
 }
 
-/// The accesses awaiting review (or all).
+/// The accesses awaiting review (or all), on cases in the reviewing agency's area.
 pub(crate) async fn list(
     state: &State,
     all: bool,
+    reviewer: &himaya_settings::AgencySettings,
 ) -> Result<Vec<pb::BreakGlassAccess>, CasesError> {
+    let everywhere = reviewer.governorates.iter().any(|g| g == "*");
     let rows = sqlx::query(
-        "SELECT * FROM break_glass WHERE $1 OR reviewed_at IS NULL ORDER BY granted_at LIMIT 1000",
+        "SELECT b.* FROM break_glass b JOIN cases c USING (case_id)
+          WHERE ($1 OR b.reviewed_at IS NULL) AND ($2 OR c.governorate = ANY($3))
+          ORDER BY b.granted_at LIMIT 1000",
     )
     .bind(all)
+    .bind(everywhere)
+    .bind(&reviewer.governorates)
     .fetch_all(&state.pool)
     .await?;
     rows.iter()
@@ -208,6 +230,19 @@ fn access(r: &sqlx::postgres::PgRow) -> Result<pb::BreakGlassAccess, sqlx::Error
         outcome: r.try_get("outcome")?,
         review_notes: r.try_get("review_notes")?,
     })
+}
+
+/// The case an access was granted on (`None`: no such access).
+pub(crate) async fn case_of(
+    state: &State,
+    break_glass_id: &str,
+) -> Result<Option<String>, CasesError> {
+    Ok(
+        sqlx::query_scalar("SELECT case_id FROM break_glass WHERE break_glass_id = $1")
+            .bind(break_glass_id.trim())
+            .fetch_optional(&state.pool)
+            .await?,
+    )
 }
 
 /// Records a supervisor's review, once.

@@ -51,12 +51,13 @@ impl IntakeApi {
     ) -> Result<pb::SubmitReferralResponse, CasesError> {
         let lang = Lang::of(meta);
         let submitter = s.source.agency_id.clone().unwrap_or_default();
-        if let Some(caller) = caller(meta, self.0.settings.grpc.dev_identity) {
-            if caller != submitter {
-                return Err(CasesError::PermissionDenied(format!(
-                    "the caller `{caller}` may not submit on behalf of another agency"
-                )));
-            }
+        // The gateway established the caller. A well-formed envelope naming another
+        // agency is refused; a malformed one is reported field by field below.
+        let caller = caller(meta).unwrap_or_default();
+        if v.is_empty() && caller != submitter {
+            return Err(CasesError::PermissionDenied(format!(
+                "the caller `{caller}` may not submit on behalf of another agency — لا يجوز التقديم نيابة عن جهة أخرى"
+            )));
         }
         let now = Utc::now();
         let details = referral_details(s.body, now.date_naive(), "referral");

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use himaya_proto::convert::purpose_from;
 use himaya_proto::status::Lang;
 use himaya_proto::v1 as pb;
-use himaya_record::{AgencyType, CaseId, CaseRecord, Problem, Violations};
+use himaya_record::{CaseId, Problem, Violations};
 use himaya_sharing::{disclose, Decision, DenyReason, Recipient};
 use tonic::{Request, Response, Status};
 
@@ -13,6 +13,7 @@ use himaya_bus::Exchange;
 use himaya_events::{keys, new_message_id, DisclosureRecorded};
 
 use crate::db::{deliveries, load_case};
+use crate::access::{CaseParties, Need};
 use crate::{CasesError, State};
 
 pub struct CasesApi(pub(crate) Arc<State>);
@@ -55,29 +56,19 @@ impl pb::cases_server::Cases for CasesApi {
             .await?
             .ok_or_else(|| CasesError::NotFound(format!("no case {case_id}")))?;
         let delivered = deliveries(&self.0.pool, &case_id).await?;
-        let referred = crate::service_referrals::recipients(&self.0.pool, &case_id).await?;
-        if !may_read(
-            &record,
-            &agency_id,
-            agency.agency_type,
-            delivered
+        let parties = CaseParties {
+            governorate: record.child.governorate.clone(),
+            source_agency: record.referral.source.agency_id.clone(),
+            recipients: delivered
                 .iter()
-                .map(|d| d.agency_id.as_str())
-                .chain(referred.iter().map(String::as_str)),
-        ) {
-            tracing::warn!(case_id = %case_id, agency = %agency_id, "read refused: the agency has no part in this case");
-            log_read(
-                &self.0.pool,
-                &case_id,
-                &agency_id,
-                purpose,
-                Err("no_part_in_case"),
-            )
-            .await?;
-            return Err(CasesError::PermissionDenied(format!(
-                "agency `{agency_id}` has no part in case {case_id}"
-            ))
-            .into());
+                .map(|d| d.agency_id.clone())
+                .chain(crate::service_referrals::recipients(&self.0.pool, &case_id).await?)
+                .collect(),
+        };
+        if !parties.allows(&agency_id, agency, Need::Part) {
+            self.0
+                .refuse_case(&agency_id, &case_id, Need::Part, "grpc_read", purpose)
+                .await?;
         }
         let to = Recipient {
             agency_id: &agency_id,
@@ -96,8 +87,9 @@ impl pb::cases_server::Cases for CasesApi {
             Decision::Permit(d) => d,
             Decision::Deny { reason } => {
                 tracing::info!(case_id = %case_id, agency = %agency_id, purpose = %purpose, reason = reason.as_str(), "disclosure denied");
-                log_read(
+                log_decision(
                     &self.0.pool,
+                    "grpc_read",
                     &case_id,
                     &agency_id,
                     purpose,
@@ -124,7 +116,15 @@ impl pb::cases_server::Cases for CasesApi {
             }
         };
         tracing::info!(case_id = %case_id, agency = %agency_id, purpose = %purpose, categories = shared.categories.len(), "case disclosed");
-        log_read(&self.0.pool, &case_id, &agency_id, purpose, Ok(&shared)).await?;
+        log_decision(
+            &self.0.pool,
+            "grpc_read",
+            &case_id,
+            &agency_id,
+            purpose,
+            Ok(&shared),
+        )
+        .await?;
         Ok(Response::new(pb::SharedCase {
             case_id: case_id.to_string(),
             version: record.version,
@@ -197,10 +197,12 @@ impl pb::cases_server::Cases for CasesApi {
     }
 }
 
-/// Records a read's decision in the hub's disclosure log (through the outbox): the
-/// disclosure, or the refusal with its reason.
-pub(crate) async fn log_read(
+/// Records a decision on case data in the hub's disclosure log (through the outbox): the
+/// disclosure, or the refusal with its reason. `channel` says which path asked
+/// (`grpc_read`, `grpc_call`, `break_glass`, `export`).
+pub(crate) async fn log_decision(
     pool: &sqlx::PgPool,
+    channel: &str,
     case_id: &CaseId,
     agency_id: &str,
     purpose: himaya_record::Purpose,
@@ -210,7 +212,7 @@ pub(crate) async fn log_read(
         message_id: new_message_id(),
         occurred_at: chrono::Utc::now().to_rfc3339(),
         source: "cases".into(),
-        channel: "grpc_read".into(),
+        channel: channel.into(),
         case_id: case_id.to_string(),
         referral_id: None,
         recipient: agency_id.to_owned(),
@@ -235,18 +237,4 @@ pub(crate) async fn log_read(
     .await?;
     tx.commit().await?;
     Ok(())
-}
-
-/// Object-level authorization: the case-owning ministry, the referring agency, the
-/// agencies the referral was delivered to and those sent a live service referral may
-/// read; nobody else.
-fn may_read<'a>(
-    record: &CaseRecord,
-    agency_id: &str,
-    agency_type: AgencyType,
-    mut delivered_to: impl Iterator<Item = &'a str>,
-) -> bool {
-    agency_type == AgencyType::SocialAffairs
-        || record.referral.source.agency_id.as_deref() == Some(agency_id)
-        || delivered_to.any(|a| a == agency_id)
 }

@@ -68,7 +68,7 @@ impl DirectoryApi {
     }
 
     fn agency(&self, meta: &MetadataMap) -> Result<(String, &AgencySettings), Status> {
-        let id = caller(meta, self.settings.grpc.dev_identity).ok_or_else(|| {
+        let id = caller(meta).ok_or_else(|| {
             Status::unauthenticated("say which agency is calling (x-himaya-agency, or --as)")
         })?;
         match self.settings.agencies.get(&id) {

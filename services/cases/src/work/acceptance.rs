@@ -9,7 +9,7 @@ impl CaseWorkApi {
         meta: &MetadataMap,
         r: pb::DecideAcceptanceRequest,
     ) -> Result<Response<pb::CaseChange>, CasesError> {
-        self.owner(meta)?;
+        self.owner_of(meta, &[&r.case_id]).await?;
         let l = &self.0.settings.lifecycle;
         let mut e = envelope(meta, &r.case_id, &r.actor);
         let decision = choose(

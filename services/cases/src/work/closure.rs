@@ -8,7 +8,7 @@ impl CaseWorkApi {
         meta: &MetadataMap,
         r: pb::RecordReviewRequest,
     ) -> Result<Response<pb::CaseChange>, CasesError> {
-        self.owner(meta)?;
+        self.owner_of(meta, &[&r.case_id]).await?;
         let mut e = envelope(meta, &r.case_id, &r.actor);
         let kind = choose(
             &mut e.v,
@@ -64,7 +64,7 @@ impl CaseWorkApi {
         meta: &MetadataMap,
         r: pb::CloseCaseRequest,
     ) -> Result<Response<pb::CaseChange>, CasesError> {
-        self.owner(meta)?;
+        self.owner_of(meta, &[&r.case_id]).await?;
         let mut e = envelope(meta, &r.case_id, &r.actor);
         let reason = choose(
             &mut e.v,
@@ -113,7 +113,7 @@ impl CaseWorkApi {
         meta: &MetadataMap,
         r: pb::ReopenCaseRequest,
     ) -> Result<Response<pb::CaseChange>, CasesError> {
-        self.owner(meta)?;
+        self.owner_of(meta, &[&r.case_id]).await?;
         let mut e = envelope(meta, &r.case_id, &r.actor);
         required_text(&mut e.v, "reason", &r.reason);
         let case_id = e.finish()?;

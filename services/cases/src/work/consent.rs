@@ -122,7 +122,7 @@ impl CaseWorkApi {
         meta: &MetadataMap,
         r: pb::GrantConsentRequest,
     ) -> Result<Response<pb::CaseChange>, CasesError> {
-        self.owner(meta)?;
+        self.owner_of(meta, &[&r.case_id]).await?;
         let mut e = envelope(meta, &r.case_id, &r.actor);
         let now = Utc::now();
         let given_by = r.given_by.as_deref().and_then(|g| {
@@ -213,7 +213,7 @@ impl CaseWorkApi {
         meta: &MetadataMap,
         r: pb::AmendConsentRequest,
     ) -> Result<Response<pb::CaseChange>, CasesError> {
-        self.owner(meta)?;
+        self.owner_of(meta, &[&r.case_id]).await?;
         let mut e = envelope(meta, &r.case_id, &r.actor);
         let now = Utc::now();
         let provisions = self.provisions(&mut e.v, &r.provisions);
@@ -243,7 +243,7 @@ impl CaseWorkApi {
         meta: &MetadataMap,
         r: pb::WithdrawConsentRequest,
     ) -> Result<Response<pb::CaseChange>, CasesError> {
-        self.owner(meta)?;
+        self.owner_of(meta, &[&r.case_id]).await?;
         let case_id = envelope(meta, &r.case_id, &r.actor).finish()?;
         let now = Utc::now();
         let mut tx = self.0.pool.begin().await?;
@@ -281,7 +281,7 @@ impl CaseWorkApi {
         meta: &MetadataMap,
         r: pb::ListConsentsRequest,
     ) -> Result<pb::ConsentList, CasesError> {
-        self.owner(meta)?;
+        self.owner_of(meta, &[&r.case_id]).await?;
         let case_id = envelope(meta, &r.case_id, "reader").finish()?;
         let rec = crate::db::load_case(&self.0.pool, &case_id)
             .await?

@@ -8,7 +8,7 @@ impl CaseWorkApi {
         meta: &MetadataMap,
         r: pb::FindDuplicatesRequest,
     ) -> Result<pb::Duplicates, CasesError> {
-        self.owner(meta)?;
+        self.owner_of(meta, &[&r.case_id]).await?;
         let e = envelope(meta, &r.case_id, "finder");
         let case_id = e.finish()?;
         let rec = crate::db::load_case(&self.0.pool, &case_id)
@@ -49,7 +49,7 @@ impl CaseWorkApi {
         meta: &MetadataMap,
         r: pb::LinkCasesRequest,
     ) -> Result<pb::LinkCasesResponse, CasesError> {
-        self.owner(meta)?;
+        self.owner_of(meta, &[&r.case_id, &r.other_case_id]).await?;
         let mut e = envelope(meta, &r.case_id, &r.actor);
         let other = CaseId::parse(&r.other_case_id).ok();
         if other.is_none() || r.other_case_id == r.case_id {
@@ -93,7 +93,8 @@ impl CaseWorkApi {
         meta: &MetadataMap,
         r: pb::MergeCasesRequest,
     ) -> Result<Response<pb::CaseChange>, CasesError> {
-        self.owner(meta)?;
+        self.owner_of(meta, &[&r.keep_case_id, &r.merge_case_id])
+            .await?;
         let mut e = envelope(meta, &r.keep_case_id, &r.actor);
         let merged_id = CaseId::parse(&r.merge_case_id).ok();
         if merged_id.is_none() || r.merge_case_id == r.keep_case_id {

@@ -28,6 +28,7 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use crate::change::{close_deadlines, load_for_update, open_deadline, save};
+use crate::access::Need;
 use crate::{CasesError, State};
 
 pub use referrals::ServiceReferralsApi;
@@ -133,6 +134,23 @@ impl CaseWorkApi {
                 "`{id}` is not a case-owning (social affairs) agency"
             )))
         }
+    }
+
+    /// The calling agency, which must own every case named (a social affairs agency whose
+    /// area the case is in: `crate::access`). Checked before the request's other fields,
+    /// so a caller learns nothing about a case that is not its own; an id that does not
+    /// parse is left to the handler's validation.
+    async fn owner_of(&self, meta: &MetadataMap, case_ids: &[&str]) -> Result<String, CasesError> {
+        let id = self.owner(meta)?;
+        let (_, agency) = self.0.calling_agency(meta)?;
+        for raw in case_ids {
+            if let Ok(case_id) = CaseId::parse(raw.trim()) {
+                self.0
+                    .require_case(&id, agency, &case_id, Need::Owner, "grpc_call")
+                    .await?;
+            }
+        }
+        Ok(id)
     }
 
     fn risk_deadlines(&self, risk: RiskLevel) -> RiskDeadlines {
@@ -294,7 +312,8 @@ impl pb::case_work_server::CaseWork for CaseWorkApi {
     ) -> Result<Response<pb::BreakGlassList>, Status> {
         let (meta, _, r) = req.into_parts();
         self.owner(&meta)?;
-        let accesses = crate::break_glass::list(&self.0, r.all).await?;
+        let (_, reviewer) = self.0.calling_agency(&meta)?;
+        let accesses = crate::break_glass::list(&self.0, r.all, reviewer).await?;
         Ok(Response::new(pb::BreakGlassList { accesses }))
     }
 
@@ -303,7 +322,9 @@ impl pb::case_work_server::CaseWork for CaseWorkApi {
         req: Request<pb::ReviewBreakGlassRequest>,
     ) -> Result<Response<pb::BreakGlassAccess>, Status> {
         let (meta, _, r) = req.into_parts();
-        self.owner(&meta)?;
+        let case_id = crate::break_glass::case_of(&self.0, &r.break_glass_id).await?;
+        self.owner_of(&meta, &[case_id.as_deref().unwrap_or_default()])
+            .await?;
         Ok(Response::new(
             crate::break_glass::review(&self.0, &meta, r).await?,
         ))

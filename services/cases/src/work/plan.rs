@@ -25,7 +25,7 @@ impl CaseWorkApi {
         meta: &MetadataMap,
         r: pb::RecordAssessmentRequest,
     ) -> Result<Response<pb::CaseChange>, CasesError> {
-        self.owner(meta)?;
+        self.owner_of(meta, &[&r.case_id]).await?;
         let mut e = envelope(meta, &r.case_id, &r.actor);
         let risk_factors = texts(&mut e.v, "risk_factors", &r.risk_factors);
         let protective_factors = texts(&mut e.v, "protective_factors", &r.protective_factors);
@@ -126,7 +126,7 @@ impl CaseWorkApi {
         meta: &MetadataMap,
         r: pb::SetPlanRequest,
     ) -> Result<Response<pb::CaseChange>, CasesError> {
-        self.owner(meta)?;
+        self.owner_of(meta, &[&r.case_id]).await?;
         let mut e = envelope(meta, &r.case_id, &r.actor);
         if r.goals.is_empty() {
             e.v.push("goals", Problem::AtLeastOne);
@@ -205,7 +205,7 @@ impl CaseWorkApi {
         meta: &MetadataMap,
         r: pb::CompleteActionRequest,
     ) -> Result<Response<pb::CaseChange>, CasesError> {
-        self.owner(meta)?;
+        self.owner_of(meta, &[&r.case_id]).await?;
         let mut e = envelope(meta, &r.case_id, &r.actor);
         if r.action_id.trim().is_empty() {
             e.v.push("action_id", Problem::Required);

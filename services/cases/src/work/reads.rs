@@ -8,7 +8,7 @@ impl CaseWorkApi {
         req: Request<pb::GetHistoryRequest>,
     ) -> Result<Response<pb::History>, Status> {
         let (meta, _, r) = req.into_parts();
-        self.owner(&meta)?;
+        self.owner_of(&meta, &[&r.case_id]).await?;
         let case_id = CaseId::parse(&r.case_id)
             .map_err(|e| Status::invalid_argument(format!("case_id: {e}")))?;
         let rows = sqlx::query(

@@ -36,6 +36,32 @@ impl ServiceReferralsApi {
         }
     }
 
+    /// Refuses (and logs) a caller who is not party to the referral `raw` names, before
+    /// anything else of the request is looked at. An id that does not parse, or names no
+    /// referral, is left to the handler.
+    async fn require_party(&self, agency_id: &str, raw: &str) -> Result<(), CasesError> {
+        let Ok(id) = ServiceReferralId::parse(raw.trim()) else {
+            return Ok(());
+        };
+        let Some(sr) = store::load(&self.0.pool, &id.to_string()).await? else {
+            return Ok(());
+        };
+        if Self::side(&sr, agency_id).is_ok() {
+            return Ok(());
+        }
+        let case_id = CaseId::parse(&sr.case_id)
+            .map_err(|_| himaya_store::StoreError::Corrupt("service_referrals.case_id"))?;
+        self.0
+            .refuse_case(
+                agency_id,
+                &case_id,
+                Need::Part,
+                "grpc_call",
+                himaya_record::Purpose::ServiceProvision,
+            )
+            .await
+    }
+
     /// Loads a referral the caller is party to; which side it is on.
     fn side(r: &ServiceReferralRow, agency: &str) -> Result<Side, CasesError> {
         if r.to_agency == agency {
@@ -56,7 +82,9 @@ impl ServiceReferralsApi {
         meta: &MetadataMap,
         r: pb::CreateServiceReferralRequest,
     ) -> Result<pb::ServiceReferral, CasesError> {
-        let from = CaseWorkApi(self.0.clone()).owner(meta)?;
+        let from = CaseWorkApi(self.0.clone())
+            .owner_of(meta, &[&r.case_id])
+            .await?;
         let mut e = envelope(meta, &r.case_id, &r.actor);
         let action_id = r.action_id.trim();
         if action_id.is_empty() {
@@ -204,6 +232,7 @@ impl ServiceReferralsApi {
         r: pb::UpdateServiceReferralRequest,
     ) -> Result<pb::ServiceReferral, CasesError> {
         let agency = self.agency(meta)?;
+        self.require_party(&agency, &r.service_referral_id).await?;
         let lang = Lang::of(meta);
         let mut v = Violations::new();
         let id = Self::referral_id(&mut v, &r.service_referral_id);
@@ -257,6 +286,7 @@ impl ServiceReferralsApi {
         r: pb::GetServiceReferralRequest,
     ) -> Result<pb::ServiceReferral, CasesError> {
         let agency = self.agency(meta)?;
+        self.require_party(&agency, &r.service_referral_id).await?;
         let mut v = Violations::new();
         let Some(id) = Self::referral_id(&mut v, &r.service_referral_id) else {
             return Err(CasesError::Invalid(v, Lang::of(meta)));
@@ -294,6 +324,12 @@ impl ServiceReferralsApi {
             .flatten();
         if !v.is_empty() {
             return Err(CasesError::Invalid(v, Lang::of(meta)));
+        }
+        if let Some(case_id) = &case_id {
+            let (_, a) = self.0.calling_agency(meta)?;
+            self.0
+                .require_case(&agency, a, case_id, Need::Part, "grpc_call")
+                .await?;
         }
         let rows = store::list(
             &self.0.pool,

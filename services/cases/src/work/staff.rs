@@ -104,7 +104,7 @@ impl CaseWorkApi {
         meta: &MetadataMap,
         r: pb::AssignCaseRequest,
     ) -> Result<Response<pb::CaseChange>, CasesError> {
-        let agency = self.owner(meta)?;
+        let agency = self.owner_of(meta, &[&r.case_id]).await?;
         let mut e = envelope(meta, &r.case_id, &r.actor);
         if r.caseworker_id.trim().is_empty() {
             e.v.push("caseworker_id", Problem::Required);

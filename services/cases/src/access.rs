@@ -1,0 +1,132 @@
+//! Object-level authorization: which cases an agency may touch. The gateway has already
+//! proven who calls and that its kind may call the RPC; here the question is this one
+//! case. A social affairs agency owns the cases of the governorates it covers; the
+//! referring agency, the agencies a referral was delivered to and those sent a live
+//! service referral have a part in the case (they may read it through the redactor).
+//! Everyone else is refused PERMISSION_DENIED, and the refusal is written to the
+//! disclosure log.
+
+use himaya_record::{AgencyType, CaseId, Purpose};
+use himaya_settings::AgencySettings;
+use sqlx::Row;
+
+use crate::{CasesError, State};
+
+/// What a call needs of the case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// Working the case: only the ministry directorate whose area it is.
+    Owner,
+    /// Reading it (through the redactor): the owner or an agency with a part in it.
+    Part,
+}
+
+/// A social affairs agency owns the cases of the governorates it covers.
+pub(crate) fn owns(agency: &AgencySettings, governorate: &str) -> bool {
+    agency.agency_type == AgencyType::SocialAffairs && agency.covers(governorate)
+}
+
+/// What decides an agency's part in one case.
+pub(crate) struct CaseParties {
+    pub governorate: String,
+    /// The agency that referred the case.
+    pub source_agency: Option<String>,
+    /// Agencies the referral was delivered to, and those sent a live service referral.
+    pub recipients: Vec<String>,
+}
+
+impl CaseParties {
+    pub(crate) fn allows(&self, agency_id: &str, agency: &AgencySettings, need: Need) -> bool {
+        owns(agency, &self.governorate)
+            || (need == Need::Part
+                && (self.source_agency.as_deref() == Some(agency_id)
+                    || self.recipients.iter().any(|a| a == agency_id)))
+    }
+
+    /// The parties of `case_id`; `None` when there is no such case.
+    pub(crate) async fn load(
+        pool: &sqlx::PgPool,
+        case_id: &CaseId,
+        need: Need,
+    ) -> Result<Option<CaseParties>, CasesError> {
+        let Some(row) = sqlx::query(
+            "SELECT governorate, record #>> '{referral,source,agency_id}' AS source
+               FROM cases WHERE case_id = $1",
+        )
+        .bind(case_id.to_string())
+        .fetch_optional(pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let mut recipients = Vec::new();
+        if need == Need::Part {
+            recipients.extend(
+                crate::db::deliveries(pool, case_id)
+                    .await?
+                    .into_iter()
+                    .map(|d| d.agency_id),
+            );
+            recipients.extend(crate::service_referrals::recipients(pool, case_id).await?);
+        }
+        Ok(Some(CaseParties {
+            governorate: row.try_get("governorate")?,
+            source_agency: row.try_get("source")?,
+            recipients,
+        }))
+    }
+}
+
+impl State {
+    /// Refuses `agency_id` on `case_id` unless it has what `need` asks, logging the
+    /// refusal. A case that does not exist passes: the handler answers NOT_FOUND.
+    pub(crate) async fn require_case(
+        &self,
+        agency_id: &str,
+        agency: &AgencySettings,
+        case_id: &CaseId,
+        need: Need,
+        channel: &str,
+    ) -> Result<(), CasesError> {
+        let purpose = Purpose::ServiceProvision;
+        match CaseParties::load(&self.pool, case_id, need).await? {
+            Some(p) if !p.allows(agency_id, agency, need) => {
+                self.refuse_case(agency_id, case_id, need, channel, purpose).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Logs the refusal of `case_id` to `agency_id` and returns the error to answer.
+    pub(crate) async fn refuse_case(
+        &self,
+        agency_id: &str,
+        case_id: &CaseId,
+        need: Need,
+        channel: &str,
+        purpose: Purpose,
+    ) -> Result<(), CasesError> {
+        let reason = match need {
+            Need::Owner => "not_case_owner",
+            Need::Part => "no_part_in_case",
+        };
+        tracing::warn!(case_id = %case_id, agency = %agency_id, reason, channel, "call refused: object-level authorization");
+        crate::read::log_decision(
+            &self.pool,
+            channel,
+            case_id,
+            agency_id,
+            purpose,
+            Err(reason),
+        )
+        .await?;
+        Err(CasesError::PermissionDenied(match need {
+            Need::Owner => format!(
+                "case {case_id} is not in the area of `{agency_id}` — الحالة ليست ضمن نطاق هذه الجهة"
+            ),
+            Need::Part => format!(
+                "agency `{agency_id}` has no part in case {case_id} — لا علاقة لهذه الجهة بالحالة"
+            ),
+        }))
+    }
+}

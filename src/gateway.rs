@@ -1,0 +1,238 @@
+//! The one door of every gRPC call: who is calling (authentication) and whether that
+//! kind of agency may call this RPC at all (authorization per RPC). Which case or
+//! referral a caller may touch (object-level authorization) is decided by the handlers,
+//! which know the objects; they read the caller this door established.
+//!
+//! With `grpc.tls` set, the caller is the agency named by its client certificate (chain
+//! verified by rustls against `grpc.tls.client_ca_file`; name `<agency>.agency.himaya`
+//! checked here). A claim in `x-himaya-agency` must match the certificate; without a
+//! claim the certificate alone decides. Whatever the client sent in that header is
+//! replaced by the proven identity before any handler runs. With `grpc.dev_identity`
+//! (loopback only) the header is trusted as sent.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::future::{self, Either, Ready};
+use himaya_record::AgencyType;
+use himaya_settings::{agency_certificate_name, Settings};
+use http::{HeaderValue, Request, Response};
+use rustls_pki_types::{CertificateDer, ServerName};
+use tonic::body::BoxBody;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tonic::Status;
+
+/// The metadata key carrying the calling agency (after this door: the proven one).
+pub const AGENCY_HEADER: &str = "x-himaya-agency";
+
+/// Which kinds of agency may call an RPC.
+#[derive(Debug, Clone, Copy)]
+pub enum Callers {
+    /// Any agency in the directory (the handler checks the objects).
+    AnyAgency,
+    /// Only these agency types.
+    Only(&'static [AgencyType]),
+}
+
+use AgencyType::*;
+use Callers::*;
+
+/// Every RPC of `himaya.v1`, by path; `Service/*` covers a whole service. An RPC missing
+/// here is refused to everyone (default deny); a test checks that every RPC of the
+/// contracts has its rule.
+pub const RULES: &[(&str, Callers)] = &[
+    ("/himaya.v1.Intake/SubmitSchoolReferral", Only(&[School])),
+    ("/himaya.v1.Intake/EscalateHotlineCall", Only(&[EmergencyLine])),
+    // Which source kinds each agency type may claim is checked by the handler.
+    ("/himaya.v1.Intake/SubmitAgencyReferral", AnyAgency),
+    // A case as the caller may see it: the handler checks the caller's part in the case.
+    ("/himaya.v1.Cases/GetCase", AnyAgency),
+    // Aggregates, where the sharing policy has a statistics rule for the caller's type.
+    ("/himaya.v1.Cases/GetStatistics", AnyAgency),
+    // Refusals of break-glass are logged in the disclosure log, so they reach the handler.
+    ("/himaya.v1.Cases/BreakGlass", AnyAgency),
+    // The case-owning ministry's work; the handler checks the case is in its area.
+    ("/himaya.v1.CaseWork/*", Only(&[SocialAffairs])),
+    (
+        "/himaya.v1.ServiceReferrals/CreateServiceReferral",
+        Only(&[SocialAffairs]),
+    ),
+    // Party to the referral (either side): checked by the handler.
+    ("/himaya.v1.ServiceReferrals/UpdateServiceReferral", AnyAgency),
+    ("/himaya.v1.ServiceReferrals/GetServiceReferral", AnyAgency),
+    ("/himaya.v1.ServiceReferrals/ListServiceReferrals", AnyAgency),
+    // The directory and the service map are public to agencies; a service is changed
+    // only by its own agency (checked by the handler).
+    ("/himaya.v1.Directory/*", AnyAgency),
+];
+
+/// The rule for a request path; `None` for a `himaya.v1` path without one.
+pub fn rule_for(path: &str) -> Option<Callers> {
+    RULES.iter().find_map(|(pattern, callers)| {
+        let hit = match pattern.strip_suffix('*') {
+            Some(service) => path.starts_with(service),
+            None => *pattern == path,
+        };
+        hit.then_some(*callers)
+    })
+}
+
+/// A tower layer putting [`Door`] in front of every gRPC service.
+#[derive(Clone)]
+pub struct GatewayLayer {
+    settings: Arc<Settings>,
+}
+
+impl GatewayLayer {
+    pub fn new(settings: Arc<Settings>) -> Self {
+        GatewayLayer { settings }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for GatewayLayer {
+    type Service = Door<S>;
+
+    fn layer(&self, inner: S) -> Door<S> {
+        Door {
+            inner,
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+/// The service wrapping the hub's gRPC routes.
+#[derive(Clone)]
+pub struct Door<S> {
+    inner: S,
+    settings: Arc<Settings>,
+}
+
+impl<S, B> tower_service::Service<Request<B>> for Door<S>
+where
+    S: tower_service::Service<Request<B>, Response = Response<BoxBody>>,
+{
+    type Response = Response<BoxBody>;
+    type Error = S::Error;
+    type Future = Either<S::Future, Ready<Result<Response<BoxBody>, S::Error>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        match admit(&self.settings, &mut req) {
+            Ok(()) => Either::Left(self.inner.call(req)),
+            Err(status) => Either::Right(future::ready(Ok(status.into_http()))),
+        }
+    }
+}
+
+/// Authenticates the caller and checks the RPC's rule; on success the request carries
+/// the proven agency in [`AGENCY_HEADER`].
+fn admit<B>(settings: &Settings, req: &mut Request<B>) -> Result<(), Status> {
+    let path = req.uri().path().to_owned();
+    // Health checks and reflection are open (probes, grpcurl); unknown services fall
+    // through to the router's UNIMPLEMENTED.
+    if !path.starts_with("/himaya.v1.") {
+        req.headers_mut().remove(AGENCY_HEADER);
+        return Ok(());
+    }
+    let claimed = req
+        .headers()
+        .get(AGENCY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let agency_id = if settings.grpc.tls.is_some() {
+        let certs = req
+            .extensions()
+            .get::<TlsConnectInfo<TcpConnectInfo>>()
+            .and_then(|i| i.peer_certs());
+        let Some(leaf) = certs.as_ref().and_then(|c| c.first()) else {
+            tracing::info!(rpc = %path, "call refused: no client certificate");
+            return Err(Status::unauthenticated(
+                "present your agency's certificate (mutual TLS; `--certs` on the CLI) — قدّم شهادة جهتك",
+            ));
+        };
+        certified_agency(settings, leaf, claimed.as_deref()).map_err(|e| {
+            tracing::warn!(rpc = %path, "call refused: {e}");
+            Status::unauthenticated(format!("{e} — الشهادة المقدّمة لا تثبت هوية الجهة"))
+        })?
+    } else {
+        // Development identity (validated at start: loopback only).
+        claimed.ok_or_else(|| {
+            Status::unauthenticated(
+                "say which agency is calling (x-himaya-agency metadata, or `--as` on the CLI) — حدّد الجهة المتصلة",
+            )
+        })?
+    };
+    let Some(agency) = settings.agencies.get(&agency_id) else {
+        tracing::warn!(rpc = %path, agency = %agency_id, "call refused: not in the directory");
+        return Err(Status::permission_denied(format!(
+            "`{agency_id}` is not an agency in the directory — الجهة غير مسجلة في الدليل"
+        )));
+    };
+    let allowed = match rule_for(&path) {
+        Some(AnyAgency) => true,
+        Some(Only(types)) => types.contains(&agency.agency_type),
+        None => false,
+    };
+    if !allowed {
+        tracing::warn!(rpc = %path, agency = %agency_id, agency_type = %agency.agency_type, "call refused: not allowed for this agency type");
+        return Err(Status::permission_denied(format!(
+            "{} agencies may not call {path} — لا يحق لجهات {} استدعاء هذه العملية",
+            agency.agency_type, agency.agency_type
+        )));
+    }
+    let value = HeaderValue::from_str(&agency_id)
+        .map_err(|_| Status::internal("agency id is not a header value"))?;
+    req.headers_mut().insert(AGENCY_HEADER, value);
+    Ok(())
+}
+
+/// The directory agency that `leaf` certifies: the claimed one if it does, else
+/// (without a claim) the one whose name it carries.
+fn certified_agency(
+    settings: &Settings,
+    leaf: &CertificateDer<'_>,
+    claimed: Option<&str>,
+) -> Result<String, String> {
+    let cert = webpki::EndEntityCert::try_from(leaf)
+        .map_err(|_| "the client certificate cannot be read".to_owned())?;
+    let names = |id: &str| {
+        ServerName::try_from(agency_certificate_name(id))
+            .map(|n| cert.verify_is_valid_for_subject_name(&n).is_ok())
+            .unwrap_or(false)
+    };
+    match claimed {
+        Some(id) if names(id) => Ok(id.to_owned()),
+        Some(id) => Err(format!(
+            "the certificate presented is not `{id}`'s (it must name {})",
+            agency_certificate_name(id)
+        )),
+        None => settings
+            .agencies
+            .keys()
+            .find(|id| names(id))
+            .cloned()
+            .ok_or_else(|| "the certificate names no agency in the directory".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_match_whole_services_and_single_rpcs() {
+        assert!(matches!(
+            rule_for("/himaya.v1.CaseWork/CloseCase"),
+            Some(Only(&[SocialAffairs]))
+        ));
+        assert!(matches!(
+            rule_for("/himaya.v1.Intake/SubmitSchoolReferral"),
+            Some(Only(&[School]))
+        ));
+        assert!(rule_for("/himaya.v1.Cases/Unknown").is_none());
+        assert!(rule_for("/himaya.v1.CaseWorkX/CloseCase").is_none());
+    }
+}
