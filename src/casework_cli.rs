@@ -167,7 +167,9 @@ pub(crate) fn req<T>(msg: T, who: &Who) -> anyhow::Result<Request<T>> {
 }
 
 pub(crate) async fn client(who: &Who) -> anyhow::Result<CaseWorkClient<tonic::transport::Channel>> {
-    Ok(CaseWorkClient::new(connect(&who.client, &who.agency).await?))
+    Ok(CaseWorkClient::new(
+        connect(&who.client, &who.agency).await?,
+    ))
 }
 
 pub(crate) fn print_change(c: pb::CaseChange, lang: Lang) {

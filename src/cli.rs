@@ -123,7 +123,9 @@ pub enum Command {
 #[derive(Debug, clap::Args)]
 pub struct ClientArgs {
     /// The hub's gRPC address.
-    #[arg(long, env = "HIMAYA_SERVER", default_value = "http://127.0.0.1:50051")]
+    /// `https://`: mutual TLS with the agency's certificate from `--certs` (the default);
+    /// `http://`: a hub in development identity mode.
+    #[arg(long, env = "HIMAYA_SERVER", default_value = "https://127.0.0.1:50051")]
     pub server: String,
     /// Language of messages: ar (العربية) or en.
     #[arg(long, value_enum, default_value = "en")]
@@ -314,8 +316,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::DevCerts { out, days } => {
             let settings = settings(cli.config.as_ref())?;
-            let set =
-                crate::dev_certs::generate(&out, settings.agencies.keys().map(String::as_str), days)?;
+            let set = crate::dev_certs::generate(
+                &out,
+                settings.agencies.keys().map(String::as_str),
+                days,
+            )?;
             println!(
                 "development certificates in {} (CA: {}); not for production",
                 set.dir.display(),

@@ -115,6 +115,12 @@ pub fn explain(status: &Status, lang: Lang) -> String {
         .map(|m| m.message.clone())
         .unwrap_or_else(|| status.message().to_owned());
     let mut out = format!("{summary} ({:?})", status.code());
+    if status.code() == Code::Unknown && summary.contains("h2 protocol error") {
+        out.push_str(lang.pick(
+            "\n(the hub speaks mutual TLS: use an https:// --server with your agency's certificate)",
+            "\n(الخادم يستخدم TLS المتبادل: استخدم عنوان https:// مع شهادة جهتك)",
+        ));
+    }
     if let Some(bad) = details.bad_request() {
         out.push('\n');
         out.push_str(lang.pick("fields to fix:", "الحقول المطلوب تصحيحها:"));

@@ -63,8 +63,10 @@ pub fn generate<'a>(
     let ca_key = KeyPair::generate().context("generating the CA key")?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca.distinguished_name
-        .push(DnType::CommonName, "Himaya development CA (not for production)");
+    ca.distinguished_name.push(
+        DnType::CommonName,
+        "Himaya development CA (not for production)",
+    );
     ca.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::CrlSign,
@@ -78,7 +80,8 @@ pub fn generate<'a>(
         let key = KeyPair::generate().context("generating a key")?;
         let mut p = CertificateParams::new(names.clone())
             .with_context(|| format!("certificate names {names:?}"))?;
-        p.distinguished_name.push(DnType::CommonName, names[0].clone());
+        p.distinguished_name
+            .push(DnType::CommonName, names[0].clone());
         p.extended_key_usages = vec![usage];
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         validity(&mut p, days);

@@ -42,7 +42,10 @@ use Callers::*;
 /// contracts has its rule.
 pub const RULES: &[(&str, Callers)] = &[
     ("/himaya.v1.Intake/SubmitSchoolReferral", Only(&[School])),
-    ("/himaya.v1.Intake/EscalateHotlineCall", Only(&[EmergencyLine])),
+    (
+        "/himaya.v1.Intake/EscalateHotlineCall",
+        Only(&[EmergencyLine]),
+    ),
     // Which source kinds each agency type may claim is checked by the handler.
     ("/himaya.v1.Intake/SubmitAgencyReferral", AnyAgency),
     // A case as the caller may see it: the handler checks the caller's part in the case.
@@ -58,9 +61,15 @@ pub const RULES: &[(&str, Callers)] = &[
         Only(&[SocialAffairs]),
     ),
     // Party to the referral (either side): checked by the handler.
-    ("/himaya.v1.ServiceReferrals/UpdateServiceReferral", AnyAgency),
+    (
+        "/himaya.v1.ServiceReferrals/UpdateServiceReferral",
+        AnyAgency,
+    ),
     ("/himaya.v1.ServiceReferrals/GetServiceReferral", AnyAgency),
-    ("/himaya.v1.ServiceReferrals/ListServiceReferrals", AnyAgency),
+    (
+        "/himaya.v1.ServiceReferrals/ListServiceReferrals",
+        AnyAgency,
+    ),
     // The directory and the service map are public to agencies; a service is changed
     // only by its own agency (checked by the handler).
     ("/himaya.v1.Directory/*", AnyAgency),
@@ -129,6 +138,8 @@ where
 
 /// Authenticates the caller and checks the RPC's rule; on success the request carries
 /// the proven agency in [`AGENCY_HEADER`].
+// A refusal is answered at once as this very Status; boxing it would buy nothing.
+#[allow(clippy::result_large_err)]
 fn admit<B>(settings: &Settings, req: &mut Request<B>) -> Result<(), Status> {
     let path = req.uri().path().to_owned();
     // Health checks and reflection are open (probes, grpcurl); unknown services fall

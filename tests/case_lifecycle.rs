@@ -1351,7 +1351,11 @@ async fn the_service_map_is_kept_by_agencies_and_proposed_for_referrals() {
         language: language.into(),
         include_unavailable: false,
     };
-    let found = dir.find_services(as_agency("school-cairo-alnour", find("ar"))).await.unwrap().into_inner();
+    let found = dir
+        .find_services(as_agency("school-cairo-alnour", find("ar")))
+        .await
+        .unwrap()
+        .into_inner();
     let ids: Vec<&str> = found
         .services
         .iter()

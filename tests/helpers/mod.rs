@@ -154,6 +154,9 @@ impl TestEnv {
         settings.database.url = Secret::new(db_url.clone());
         settings.bus.url = Secret::new(format!("{}/{vhost}", amqp_base()));
         settings.grpc.listen = "127.0.0.1:0".parse().unwrap();
+        // Development identity on loopback; tests/identity.rs runs mutual TLS instead.
+        settings.grpc.tls = None;
+        settings.grpc.dev_identity = true;
         settings.relay.poll_interval_ms = 200;
         settings.connectors.timeout_ms = 2000;
         settings.audit.signing_key_file = std::env::temp_dir().join(format!("{db_name}.key"));

@@ -461,19 +461,22 @@ mod tests {
     #[test]
     fn an_unproven_identity_is_refused_off_loopback_and_beside_tls() {
         let mut s = Settings::load(&dir(), None).unwrap();
-        s.grpc.listen = "0.0.0.0:50051".parse().unwrap();
-        let e = s.validate().unwrap_err().to_string();
-        assert!(e.contains("grpc.dev_identity") && e.contains("loopback"), "{e}");
-        s.grpc.tls = Some(TlsSettings {
-            cert_file: "hub.pem".into(),
-            key_file: "hub.key".into(),
-            client_ca_file: "ca.pem".into(),
-        });
+        assert!(
+            s.grpc.tls.is_some() && !s.grpc.dev_identity,
+            "mutual TLS by default"
+        );
+        s.grpc.dev_identity = true;
         let e = s.validate().unwrap_err().to_string();
         assert!(e.contains("must be false when grpc.tls"), "{e}");
-        s.grpc.dev_identity = false;
-        s.validate().unwrap();
         s.grpc.tls = None;
+        s.validate().unwrap();
+        s.grpc.listen = "0.0.0.0:50051".parse().unwrap();
+        let e = s.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("grpc.dev_identity") && e.contains("loopback"),
+            "{e}"
+        );
+        s.grpc.dev_identity = false;
         let e = s.validate().unwrap_err().to_string();
         assert!(e.contains("no agency could be identified"), "{e}");
     }

@@ -91,7 +91,8 @@ impl State {
         let purpose = Purpose::ServiceProvision;
         match CaseParties::load(&self.pool, case_id, need).await? {
             Some(p) if !p.allows(agency_id, agency, need) => {
-                self.refuse_case(agency_id, case_id, need, channel, purpose).await
+                self.refuse_case(agency_id, case_id, need, channel, purpose)
+                    .await
             }
             _ => Ok(()),
         }

@@ -12,8 +12,8 @@ use tonic::{Request, Response, Status};
 use himaya_bus::Exchange;
 use himaya_events::{keys, new_message_id, DisclosureRecorded};
 
-use crate::db::{deliveries, load_case};
 use crate::access::{CaseParties, Need};
+use crate::db::{deliveries, load_case};
 use crate::{CasesError, State};
 
 pub struct CasesApi(pub(crate) Arc<State>);
@@ -29,32 +29,21 @@ impl pb::cases_server::Cases for CasesApi {
         let lang = Lang::of(&meta);
         let (agency_id, agency) = self.0.calling_agency(&meta)?;
         tracing::Span::current().record("agency", agency_id.as_str());
-        let mut v = Violations::new();
-        let case_id = CaseId::parse(&r.case_id).map_err(|_| {
+        let Ok(case_id) = CaseId::parse(&r.case_id) else {
+            let mut v = Violations::new();
             v.push(
                 "case_id",
                 Problem::InvalidCode {
                     expected: "a case id such as case_0190f1b2c3d47e8f9a0b1c2d3e4f5a6b",
                 },
-            )
-        });
-        let purpose = purpose_from(r.purpose);
-        if purpose.is_none() {
-            v.push(
-                "purpose",
-                Problem::NotChosen {
-                    choices: "service_provision, emergency_response, legal_proceedings, statistics"
-                        .into(),
-                },
             );
-        }
-        let (Ok(case_id), Some(purpose)) = (case_id, purpose) else {
             return Err(CasesError::Invalid(v, lang).into());
         };
         tracing::Span::current().record("case_id", case_id.to_string());
         let record = load_case(&self.0.pool, &case_id)
             .await?
             .ok_or_else(|| CasesError::NotFound(format!("no case {case_id}")))?;
+        let purpose = purpose_from(r.purpose);
         let delivered = deliveries(&self.0.pool, &case_id).await?;
         let parties = CaseParties {
             governorate: record.child.governorate.clone(),
@@ -65,11 +54,24 @@ impl pb::cases_server::Cases for CasesApi {
                 .chain(crate::service_referrals::recipients(&self.0.pool, &case_id).await?)
                 .collect(),
         };
+        // Object-level authorization comes before the rest of the request is looked at.
         if !parties.allows(&agency_id, agency, Need::Part) {
+            let logged = purpose.unwrap_or(himaya_record::Purpose::ServiceProvision);
             self.0
-                .refuse_case(&agency_id, &case_id, Need::Part, "grpc_read", purpose)
+                .refuse_case(&agency_id, &case_id, Need::Part, "grpc_read", logged)
                 .await?;
         }
+        let Some(purpose) = purpose else {
+            let mut v = Violations::new();
+            v.push(
+                "purpose",
+                Problem::NotChosen {
+                    choices: "service_provision, emergency_response, legal_proceedings, statistics"
+                        .into(),
+                },
+            );
+            return Err(CasesError::Invalid(v, lang).into());
+        };
         let to = Recipient {
             agency_id: &agency_id,
             agency_type: agency.agency_type,

@@ -27,8 +27,8 @@ use sqlx::{PgConnection, Row};
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
-use crate::change::{close_deadlines, load_for_update, open_deadline, save};
 use crate::access::Need;
+use crate::change::{close_deadlines, load_for_update, open_deadline, save};
 use crate::{CasesError, State};
 
 pub use referrals::ServiceReferralsApi;

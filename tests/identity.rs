@@ -1,0 +1,513 @@
+//! Per-agency identity and authorization, over real mutual TLS with certificates made
+//! for the test: who may connect, who a certificate proves, which agency types may call
+//! each RPC of the contracts, and a sweep of every RPC that takes a case, referral or
+//! break-glass id with another agency's id: PERMISSION_DENIED every time, each refusal
+//! in the disclosure log. The RPCs are read from the compiled contracts, so an RPC added
+//! later is swept without editing this file.
+
+mod helpers;
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use bytes::{Buf, BufMut};
+use helpers::*;
+use himaya::dev_certs::{self, DevCerts};
+use himaya::gateway::{rule_for, Callers};
+use himaya::hub::Hub;
+use himaya_proto::v1 as pb;
+use himaya_record::AgencyType;
+use himaya_settings::AgencySettings;
+use prost::Message;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::{Code, Request, Status};
+
+/// Agencies added for the test: one of each type the base configuration lacks, a school
+/// with no part in any case, and a social affairs directorate of another governorate.
+fn extra_agencies() -> Vec<(&'static str, AgencyType, &'static str)> {
+    vec![
+        ("mosa-alex", AgencyType::SocialAffairs, "الإسكندرية"),
+        ("school-giza-alamal", AgencyType::School, "الجيزة"),
+        ("justice-cairo", AgencyType::Justice, "القاهرة"),
+        ("ngo-cairo", AgencyType::Community, "القاهرة"),
+    ]
+}
+
+struct Secured {
+    env: TestEnv,
+    hub: Hub,
+    certs: DevCerts,
+    _cleanup: RemoveDir,
+}
+
+/// Removes the test's certificates at the end, even after a panic.
+struct RemoveDir(std::path::PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn secured() -> Secured {
+    let mut env = TestEnv::new(None).await;
+    for (id, t, gov) in extra_agencies() {
+        env.settings.agencies.insert(
+            id.into(),
+            AgencySettings {
+                agency_type: t,
+                name_ar: "جهة للاختبار".into(),
+                name_en: "Test agency".into(),
+                services: vec![],
+                governorates: vec![gov.into()],
+                endpoint: None,
+            },
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("{}-certs", env.db_name));
+    let certs = dev_certs::generate(&dir, env.settings.agencies.keys().map(String::as_str), 1)
+        .expect("development certificates");
+    env.settings.grpc.tls = Some(certs.hub_tls());
+    env.settings.grpc.dev_identity = false;
+    env.settings
+        .validate()
+        .expect("a valid mutual TLS configuration");
+    let hub = env.start().await;
+    Secured {
+        env,
+        hub,
+        certs,
+        _cleanup: RemoveDir(dir),
+    }
+}
+
+fn read(path: std::path::PathBuf) -> Vec<u8> {
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A channel to the hub presenting `agency`'s certificate from `certs` (none: no client
+/// certificate).
+async fn tls(
+    s: &Secured,
+    certs: &DevCerts,
+    agency: Option<&str>,
+) -> Result<Channel, tonic::transport::Error> {
+    let mut config = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read(s.certs.ca())))
+        .domain_name("localhost");
+    if let Some(a) = agency {
+        let (cert, key) = certs.pair(a);
+        config = config.identity(Identity::from_pem(read(cert), read(key)));
+    }
+    Channel::from_shared(format!("https://{}", s.hub.grpc_addr))
+        .unwrap()
+        .tls_config(config)?
+        .connect()
+        .await
+}
+
+async fn as_cert(s: &Secured, agency: &str) -> Channel {
+    tls(s, &s.certs, Some(agency)).await.expect("TLS channel")
+}
+
+fn read_case(case_id: &str) -> pb::GetCaseRequest {
+    pb::GetCaseRequest {
+        case_id: case_id.into(),
+        purpose: pb::Purpose::ServiceProvision.into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_proves_the_calling_agency() {
+    let s = secured().await;
+    let school = as_cert(&s, "school-cairo-alnour").await;
+
+    // The certificate alone identifies the school: no header needed.
+    let submitted = pb::intake_client::IntakeClient::new(school.clone())
+        .submit_school_referral(school_request("by-certificate"))
+        .await
+        .expect("a school's certificate submits a school referral")
+        .into_inner();
+
+    // A header claiming another agency does not beat the certificate.
+    let claim = as_agency(
+        "mosa-cairo",
+        pb::ListConsentsRequest {
+            case_id: submitted.case_id.clone(),
+        },
+    );
+    let e = pb::case_work_client::CaseWorkClient::new(school.clone())
+        .list_consents(claim)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    assert!(
+        e.message().contains("not `mosa-cairo`'s"),
+        "{}",
+        e.message()
+    );
+
+    // No client certificate: health answers (probes), the contracts do not.
+    let anonymous = tls(&s, &s.certs, None)
+        .await
+        .expect("TLS without a client certificate");
+    let e = pb::cases_client::CasesClient::new(anonymous.clone())
+        .get_case(as_agency("mosa-cairo", read_case(&submitted.case_id)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    let health = tonic_health::pb::health_client::HealthClient::new(anonymous)
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .expect("health is open without a certificate");
+    assert_eq!(health.into_inner().status, 1, "SERVING");
+
+    // A certificate for mosa-cairo from another authority is refused by TLS itself.
+    let rogue_dir = s.certs.dir.join("rogue");
+    let rogue = dev_certs::generate(&rogue_dir, ["mosa-cairo"], 1).unwrap();
+    let refused = match tls(&s, &rogue, Some("mosa-cairo")).await {
+        Err(_) => true,
+        Ok(ch) => pb::cases_client::CasesClient::new(ch)
+            .get_case(read_case(&submitted.case_id))
+            .await
+            .is_err(),
+    };
+    assert!(
+        refused,
+        "a certificate from a foreign CA must not reach the hub"
+    );
+
+    // Plain text reaches nothing.
+    let plain = Channel::from_shared(format!("http://{}", s.hub.grpc_addr))
+        .unwrap()
+        .connect()
+        .await;
+    if let Ok(ch) = plain {
+        let r = pb::cases_client::CasesClient::new(ch)
+            .get_case(as_agency("mosa-cairo", read_case(&submitted.case_id)))
+            .await;
+        assert!(r.is_err(), "plain text must not reach the contracts");
+    }
+
+    // The proven owner reads the case (the door let it through to the redactor).
+    let owner = as_cert(&s, "mosa-cairo").await;
+    let shared = pb::cases_client::CasesClient::new(owner)
+        .get_case(read_case(&submitted.case_id))
+        .await
+        .expect("the case-owning ministry reads its case")
+        .into_inner();
+    assert_eq!(shared.case_id, submitted.case_id);
+    let Secured { hub, .. } = s;
+    hub.stop().await;
+}
+
+/// Every method of the compiled contracts: (path, request message descriptor).
+fn methods() -> Vec<(String, prost_types::DescriptorProto)> {
+    let set = prost_types::FileDescriptorSet::decode(himaya_proto::FILE_DESCRIPTOR_SET)
+        .expect("the compiled contracts decode");
+    let mut messages = BTreeMap::new();
+    for f in &set.file {
+        for m in &f.message_type {
+            messages.insert(format!(".{}.{}", f.package(), m.name()), m.clone());
+        }
+    }
+    let mut out = Vec::new();
+    for f in &set.file {
+        for svc in &f.service {
+            for m in &svc.method {
+                let path = format!("/{}.{}/{}", f.package(), svc.name(), m.name());
+                let input = messages[m.input_type()].clone();
+                out.push((path, input));
+            }
+        }
+    }
+    assert!(out.len() >= 35, "found only {} RPCs", out.len());
+    out
+}
+
+/// Sends raw protobuf bytes to any RPC.
+#[derive(Debug, Clone, Default)]
+struct Raw;
+
+impl Codec for Raw {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = Raw;
+    type Decoder = Raw;
+    fn encoder(&mut self) -> Raw {
+        Raw
+    }
+    fn decoder(&mut self) -> Raw {
+        Raw
+    }
+}
+
+impl Encoder for Raw {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for Raw {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        let mut out = vec![0; src.remaining()];
+        src.copy_to_slice(&mut out);
+        Ok(Some(out))
+    }
+}
+
+async fn call(ch: &Channel, path: &str, body: Vec<u8>) -> Result<Vec<u8>, Status> {
+    let mut grpc = tonic::client::Grpc::new(ch.clone());
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    let path = http::uri::PathAndQuery::from_str(path).unwrap();
+    grpc.unary(Request::new(body), path, Raw)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_refuses_the_agency_types_it_is_not_for() {
+    let s = secured().await;
+    // One agency of every type.
+    let mut of_type: BTreeMap<&str, String> = BTreeMap::new();
+    for (id, a) in &s.env.settings.agencies {
+        of_type.entry(a.agency_type.as_str()).or_insert(id.clone());
+    }
+    assert_eq!(of_type.len(), AgencyType::ALL.len(), "{of_type:?}");
+    let mut channels = BTreeMap::new();
+    for id in of_type.values() {
+        channels.insert(id.clone(), as_cert(&s, id).await);
+    }
+    let mut refused = 0;
+    for (path, _) in methods() {
+        let rule = rule_for(&path).unwrap_or_else(|| panic!("{path} has no rule in the gateway"));
+        let Callers::Only(allowed) = rule else {
+            continue;
+        };
+        for t in AgencyType::ALL.iter().filter(|t| !allowed.contains(t)) {
+            let e = call(&channels[&of_type[t.as_str()]], &path, Vec::new())
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), Code::PermissionDenied, "{path} as {t}: {e:?}");
+            assert!(e.message().contains(t.as_str()), "{}", e.message());
+            refused += 1;
+        }
+    }
+    // CaseWork (21 RPCs), school and hotline intake and referral creation: each refused
+    // to the six other agency types.
+    assert!(refused >= (21 + 3) * 6, "only {refused} refusals");
+    let Secured { hub, .. } = s;
+    hub.stop().await;
+}
+
+/// Which id a request field carries, by name.
+fn foreign_value<'a>(field: &str, ids: &'a BTreeMap<&str, String>) -> Option<&'a String> {
+    match field {
+        "case_id" | "keep_case_id" => ids.get("case"),
+        "other_case_id" | "merge_case_id" => ids.get("other_case"),
+        "service_referral_id" => ids.get("service_referral"),
+        "break_glass_id" => ids.get("break_glass"),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_taking_an_id_refuses_another_agencys_and_logs_it() {
+    let s = secured().await;
+    let owner = as_cert(&s, "mosa-cairo").await;
+    let school = as_cert(&s, "school-cairo-alnour").await;
+    let hotline = as_cert(&s, "hotline-16000").await;
+    let mut intake = pb::intake_client::IntakeClient::new(school);
+    let mut work = pb::case_work_client::CaseWorkClient::new(owner.clone());
+
+    // A Cairo case with everything hanging off it: a service referral and a break-glass.
+    let case = intake
+        .submit_school_referral(school_request("sweep"))
+        .await
+        .unwrap()
+        .into_inner()
+        .case_id;
+    let other_case = intake
+        .submit_school_referral(school_request("sweep-other"))
+        .await
+        .unwrap()
+        .into_inner()
+        .case_id;
+    for (id, role, sup) in [
+        ("sup-1", "supervisor", None),
+        ("sw-1", "caseworker", Some("sup-1")),
+    ] {
+        work.add_staff(pb::AddStaffRequest {
+            staff_id: id.into(),
+            role: role.into(),
+            supervisor_id: sup.map(str::to_owned),
+        })
+        .await
+        .unwrap();
+    }
+    work.decide_acceptance(pb::DecideAcceptanceRequest {
+        case_id: case.clone(),
+        expected_version: 1,
+        actor: "sw-lead".into(),
+        decision: "register".into(),
+        vulnerability_criteria: vec!["exploitative_labour".into()],
+        reason: None,
+        referred_on_to: None,
+        target_groups: vec![],
+    })
+    .await
+    .unwrap();
+    work.assign_case(pb::AssignCaseRequest {
+        case_id: case.clone(),
+        expected_version: 2,
+        actor: "sup-1".into(),
+        caseworker_id: "sw-1".into(),
+    })
+    .await
+    .unwrap();
+    work.record_assessment(pb::RecordAssessmentRequest {
+        case_id: case.clone(),
+        expected_version: 3,
+        actor: "sw-1".into(),
+        risk_factors: vec!["عمل في ورشة".into()],
+        protective_factors: vec![],
+        needs: vec![pb::NeedInput {
+            domain: "health".into(),
+            description: "فحص السمع".into(),
+        }],
+    })
+    .await
+    .unwrap();
+    let due = (chrono::Utc::now().date_naive() + chrono::Duration::days(14))
+        .format("%Y-%m-%d")
+        .to_string();
+    work.set_plan(pb::SetPlanRequest {
+        case_id: case.clone(),
+        expected_version: 4,
+        actor: "sw-1".into(),
+        goals: vec![pb::GoalInput {
+            description: "الصحة".into(),
+            actions: vec![pb::ActionInput {
+                description: "فحص".into(),
+                responsible_agency: "health-cairo".into(),
+                service_type: "health".into(),
+                due_on: due,
+            }],
+        }],
+    })
+    .await
+    .unwrap();
+    let service_referral = pb::service_referrals_client::ServiceReferralsClient::new(owner)
+        .create_service_referral(pb::CreateServiceReferralRequest {
+            case_id: case.clone(),
+            action_id: "a1".into(),
+            actor: "sw-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .service_referral_id;
+    let break_glass = pb::cases_client::CasesClient::new(hotline)
+        .break_glass(pb::BreakGlassRequest {
+            case_id: case.clone(),
+            reason_code: "imminent_danger".into(),
+            justification: "بلاغ عن خطر داهم على الطفلة".into(),
+            actor: "op-3".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .break_glass_id
+        .expect("a break-glass id");
+    let ids: BTreeMap<&str, String> = [
+        ("case", case.clone()),
+        ("other_case", other_case),
+        ("service_referral", service_referral),
+        ("break_glass", break_glass),
+    ]
+    .into_iter()
+    .collect();
+
+    // Foreign callers the gateway lets through to the handler: a social affairs
+    // directorate of another governorate, and a school with no part in the case.
+    let foreign_owner = as_cert(&s, "mosa-alex").await;
+    let stranger = as_cert(&s, "school-giza-alamal").await;
+    let mut swept = Vec::new();
+    for (path, input) in methods() {
+        let mut body = Vec::new();
+        for f in &input.field {
+            if f.r#type() != prost_types::field_descriptor_proto::Type::String {
+                continue;
+            }
+            if let Some(v) = foreign_value(f.name(), &ids) {
+                prost::encoding::string::encode(f.number() as u32, v, &mut body);
+            }
+        }
+        if body.is_empty() {
+            continue;
+        }
+        let ch = match rule_for(&path).unwrap() {
+            Callers::Only(t) if t.contains(&AgencyType::SocialAffairs) => &foreign_owner,
+            Callers::Only(t) => panic!("{path} takes an id but is only for {t:?}"),
+            Callers::AnyAgency => &stranger,
+        };
+        let e = call(ch, &path, body).await.unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{path}: {e:?}");
+        swept.push(path);
+    }
+    // Every RPC of CaseWork but staff, escalations, indicators and the review list, and
+    // the case reads, break-glass and service referrals.
+    for expected in [
+        "/himaya.v1.CaseWork/DecideAcceptance",
+        "/himaya.v1.CaseWork/MergeCases",
+        "/himaya.v1.CaseWork/ReviewBreakGlass",
+        "/himaya.v1.CaseWork/WithdrawConsent",
+        "/himaya.v1.Cases/GetCase",
+        "/himaya.v1.Cases/BreakGlass",
+        "/himaya.v1.ServiceReferrals/UpdateServiceReferral",
+        "/himaya.v1.ServiceReferrals/ListServiceReferrals",
+    ] {
+        assert!(swept.iter().any(|p| p == expected), "{expected} not swept");
+    }
+    assert!(swept.len() >= 23, "swept only {}: {swept:?}", swept.len());
+
+    // Every refusal is a denial in the disclosure log, and nothing was disclosed to them.
+    let pool = s.env.pool().await;
+    let denials = eventually(20, "the refusals in the disclosure log", || async {
+        let n = count(
+            &pool,
+            &format!(
+                "SELECT count(*) FROM audit.log WHERE case_id = '{case}' AND decision = 'deny'
+                   AND recipient IN ('mosa-alex', 'school-giza-alamal')"
+            ),
+        )
+        .await;
+        (n >= swept.len() as i64).then_some(n)
+    })
+    .await;
+    assert_eq!(denials, swept.len() as i64, "one denial per refused call");
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM audit.log WHERE decision <> 'deny'
+               AND recipient IN ('mosa-alex', 'school-giza-alamal')"
+        )
+        .await,
+        0
+    );
+    let audit = himaya_audit::connect(&s.env.settings).await.unwrap();
+    assert!(
+        himaya_audit::verify(&audit, &[]).await.unwrap() > 0,
+        "the chain verifies"
+    );
+    let Secured { hub, .. } = s;
+    hub.stop().await;
+}
