@@ -61,6 +61,13 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::consent_cli::ConsentCommand,
     },
+    /// Export the cases an agency has a part in, each redacted for it (JSON Lines).
+    Export(crate::notices_cli::ExportArgs),
+    /// Withdrawal notices addressed to an agency: list and acknowledge.
+    Notices {
+        #[command(subcommand)]
+        command: crate::notices_cli::NoticesCommand,
+    },
     /// The disclosure log: verify it, sign its head, export the signed checkpoints.
     Audit {
         #[command(subcommand)]
@@ -166,7 +173,7 @@ pub enum CaseCommand {
     },
 }
 
-fn parse_purpose(s: &str) -> Result<Purpose, String> {
+pub(crate) fn parse_purpose(s: &str) -> Result<Purpose, String> {
     Purpose::parse(s).ok_or_else(|| {
         "one of: service_provision, emergency_response, legal_proceedings, statistics".into()
     })
@@ -292,6 +299,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Services { command } => crate::services_cli::run(command).await,
         Command::Consent { command } => crate::consent_cli::run(command).await,
+        Command::Export(args) => crate::notices_cli::run_export(args).await,
+        Command::Notices { command } => crate::notices_cli::run_notices(command).await,
         Command::Audit { command } => {
             crate::audit_cli::run(command, settings(cli.config.as_ref())?).await
         }

@@ -54,6 +54,11 @@ pub const RULES: &[(&str, Callers)] = &[
     ("/himaya.v1.Cases/GetStatistics", AnyAgency),
     // Refusals of break-glass are logged in the disclosure log, so they reach the handler.
     ("/himaya.v1.Cases/BreakGlass", AnyAgency),
+    // The cases the caller has a part in, each through the redactor.
+    ("/himaya.v1.Cases/ExportCases", AnyAgency),
+    // The caller's own withdrawal notices.
+    ("/himaya.v1.Cases/ListNotices", AnyAgency),
+    ("/himaya.v1.Cases/AcknowledgeNotice", AnyAgency),
     // The case-owning ministry's work; the handler checks the case is in its area.
     ("/himaya.v1.CaseWork/*", Only(&[SocialAffairs])),
     (

@@ -10,6 +10,7 @@ pub mod demo_agency;
 pub mod dev_certs;
 pub mod gateway;
 pub mod hub;
+pub mod notices_cli;
 pub mod plan_cli;
 pub mod services_cli;
 pub mod telemetry;

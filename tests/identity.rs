@@ -308,13 +308,15 @@ async fn every_rpc_refuses_the_agency_types_it_is_not_for() {
     hub.stop().await;
 }
 
-/// Which id a request field carries, by name.
+/// Which id a request field carries, by name. `after_case_id` (an export's cursor) is
+/// not an access: an export only ever walks the caller's own cases.
 fn foreign_value<'a>(field: &str, ids: &'a BTreeMap<&str, String>) -> Option<&'a String> {
     match field {
         "case_id" | "keep_case_id" => ids.get("case"),
         "other_case_id" | "merge_case_id" => ids.get("other_case"),
         "service_referral_id" => ids.get("service_referral"),
         "break_glass_id" => ids.get("break_glass"),
+        "notice_id" => ids.get("notice"),
         _ => None,
     }
 }
@@ -389,22 +391,25 @@ async fn every_rpc_taking_an_id_refuses_another_agencys_and_logs_it() {
     let due = (chrono::Utc::now().date_naive() + chrono::Duration::days(14))
         .format("%Y-%m-%d")
         .to_string();
-    work.set_plan(pb::SetPlanRequest {
-        case_id: case.clone(),
-        expected_version: 4,
-        actor: "sw-1".into(),
-        goals: vec![pb::GoalInput {
-            description: "الصحة".into(),
-            actions: vec![pb::ActionInput {
-                description: "فحص".into(),
-                responsible_agency: "health-cairo".into(),
-                service_type: "health".into(),
-                due_on: due,
+    let planned = work
+        .set_plan(pb::SetPlanRequest {
+            case_id: case.clone(),
+            expected_version: 4,
+            actor: "sw-1".into(),
+            goals: vec![pb::GoalInput {
+                description: "الصحة".into(),
+                actions: vec![pb::ActionInput {
+                    description: "فحص".into(),
+                    responsible_agency: "health-cairo".into(),
+                    service_type: "health".into(),
+                    due_on: due,
+                }],
             }],
-        }],
-    })
-    .await
-    .unwrap();
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let owner_reads = owner.clone();
     let service_referral = pb::service_referrals_client::ServiceReferralsClient::new(owner)
         .create_service_referral(pb::CreateServiceReferralRequest {
             case_id: case.clone(),
@@ -427,7 +432,29 @@ async fn every_rpc_taking_an_id_refuses_another_agencys_and_logs_it() {
         .into_inner()
         .break_glass_id
         .expect("a break-glass id");
+    // The owner reads the case, then a withdrawal sends it a notice.
+    pb::cases_client::CasesClient::new(owner_reads)
+        .get_case(read_case(&case))
+        .await
+        .unwrap();
+    work.withdraw_consent(pb::WithdrawConsentRequest {
+        case_id: case.clone(),
+        expected_version: planned.version,
+        actor: "sw-1".into(),
+        consent_id: "cns_demo".into(),
+    })
+    .await
+    .unwrap();
+    let pool = s.env.pool().await;
+    let notice: String = eventually(20, "a withdrawal notice", || async {
+        sqlx::query_scalar("SELECT notice_id FROM cases.agency_notices LIMIT 1")
+            .fetch_optional(&pool)
+            .await
+            .unwrap()
+    })
+    .await;
     let ids: BTreeMap<&str, String> = [
+        ("notice", notice),
         ("case", case.clone()),
         ("other_case", other_case),
         ("service_referral", service_referral),
@@ -472,15 +499,15 @@ async fn every_rpc_taking_an_id_refuses_another_agencys_and_logs_it() {
         "/himaya.v1.CaseWork/WithdrawConsent",
         "/himaya.v1.Cases/GetCase",
         "/himaya.v1.Cases/BreakGlass",
+        "/himaya.v1.Cases/AcknowledgeNotice",
         "/himaya.v1.ServiceReferrals/UpdateServiceReferral",
         "/himaya.v1.ServiceReferrals/ListServiceReferrals",
     ] {
         assert!(swept.iter().any(|p| p == expected), "{expected} not swept");
     }
-    assert!(swept.len() >= 23, "swept only {}: {swept:?}", swept.len());
+    assert!(swept.len() >= 24, "swept only {}: {swept:?}", swept.len());
 
     // Every refusal is a denial in the disclosure log, and nothing was disclosed to them.
-    let pool = s.env.pool().await;
     let denials = eventually(20, "the refusals in the disclosure log", || async {
         let n = count(
             &pool,

@@ -127,6 +127,34 @@ async fn no_canary_reaches_a_log_an_error_or_a_panic() {
         errors.push(format!("{:?}", cases.get_case(r).await.unwrap_err()));
     }
 
+    // The bulk exit: an export as the ministry, and one refused for its purpose.
+    let mut exported = cases
+        .export_cases(as_agency(
+            "mosa-cairo",
+            pb::ExportCasesRequest {
+                purpose: pb::Purpose::ServiceProvision.into(),
+                after_case_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut n = 0;
+    while exported.message().await.unwrap().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 1, "the canary case, exported");
+    let refused = cases
+        .export_cases(as_agency(
+            "mosa-cairo",
+            pb::ExportCasesRequest {
+                purpose: pb::Purpose::Statistics.into(),
+                after_case_id: NAME.into(),
+            },
+        ))
+        .await;
+    errors.push(format!("{:?}", refused.map(|_| ()).unwrap_err()));
+
     // A decision whose reason is a case note; then a move that is refused.
     let mut work = CaseWorkClient::new(ch);
     let decline = |version: i64| pb::DecideAcceptanceRequest {

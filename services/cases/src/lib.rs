@@ -14,7 +14,9 @@ mod db;
 mod deadlines;
 pub mod duplicates;
 mod error;
+mod export;
 pub mod intake;
+mod notices;
 mod outcomes;
 pub mod read;
 mod service_map;
@@ -41,6 +43,8 @@ pub use work::{CaseWorkApi, ServiceReferralsApi};
 pub const SCHEMA: &str = "cases";
 /// The queue of agencies' answers.
 pub const OUTCOMES_QUEUE: &str = "cases.delivery-recorded";
+/// The queue of withdrawal notices addressed to agencies (collected with ListNotices).
+pub const NOTICES_QUEUE: &str = "cases.withdrawal-notices";
 /// The queue of service-map changes (the copy referral proposals are made from).
 pub const SERVICE_MAP_QUEUE: &str = "cases.service-map";
 
@@ -115,10 +119,20 @@ impl CasesService {
         bus.declare_queue(&map_queue, Exchange::Events, &[keys::SERVICE_MAP_CHANGED])
             .await?;
         let map = tokio::spawn(himaya_bus::consume(
-            bus,
+            bus.clone(),
             map_queue,
             settings.bus.prefetch,
             Arc::new(service_map::ServiceMap::new(pool.clone())),
+            shutdown.clone(),
+        ));
+        let notices_queue = bus.topology().queue(NOTICES_QUEUE);
+        bus.declare_queue(&notices_queue, Exchange::Events, &[keys::WITHDRAWAL_NOTICE])
+            .await?;
+        let notices = tokio::spawn(himaya_bus::consume(
+            bus,
+            notices_queue,
+            settings.bus.prefetch,
+            Arc::new(notices::Notices::new(pool.clone())),
             shutdown.clone(),
         ));
         let interval =
@@ -126,7 +140,7 @@ impl CasesService {
         let engine = tokio::spawn(deadlines::run(pool, interval, shutdown));
         Ok(CasesService {
             state,
-            tasks: vec![relay, consumer, map, engine],
+            tasks: vec![relay, consumer, map, notices, engine],
         })
     }
 

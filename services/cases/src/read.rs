@@ -5,7 +5,8 @@ use std::sync::Arc;
 use himaya_proto::convert::purpose_from;
 use himaya_proto::status::Lang;
 use himaya_proto::v1 as pb;
-use himaya_record::{CaseId, Problem, Violations};
+use himaya_record::{CaseId, CaseRecord, Problem, Purpose, Violations};
+use himaya_settings::AgencySettings;
 use himaya_sharing::{disclose, Decision, DenyReason, Recipient};
 use tonic::{Request, Response, Status};
 
@@ -13,7 +14,7 @@ use himaya_bus::Exchange;
 use himaya_events::{keys, new_message_id, DisclosureRecorded};
 
 use crate::access::{CaseParties, Need};
-use crate::db::{deliveries, load_case};
+use crate::db::{deliveries, load_case, DeliveryRow};
 use crate::{CasesError, State};
 
 pub struct CasesApi(pub(crate) Arc<State>);
@@ -72,82 +73,18 @@ impl pb::cases_server::Cases for CasesApi {
             );
             return Err(CasesError::Invalid(v, lang).into());
         };
-        let to = Recipient {
-            agency_id: &agency_id,
-            agency_type: agency.agency_type,
-        };
-        let shared = match disclose(
-            &self.0.settings.sharing,
-            &self.0.settings.consent,
-            &record,
-            to,
-            purpose,
-            chrono::Utc::now(),
-        )
-        .map_err(CasesError::from)?
-        {
-            Decision::Permit(d) => d,
-            Decision::Deny { reason } => {
-                tracing::info!(case_id = %case_id, agency = %agency_id, purpose = %purpose, reason = reason.as_str(), "disclosure denied");
-                log_decision(
-                    &self.0.pool,
-                    "grpc_read",
-                    &case_id,
-                    &agency_id,
-                    purpose,
-                    Err(reason.as_str()),
-                )
-                .await?;
-                let t = agency.agency_type;
-                return Err(CasesError::PermissionDenied(match reason {
-                    DenyReason::NoPolicyRule => format!(
-                        "the sharing policy gives {t} agencies nothing for {purpose} — لا تسمح سياسة المشاركة لجهات {t} بشيء لغرض {purpose}"
-                    ),
-                    DenyReason::NoConsent => format!(
-                        "no active consent or legal basis on case {case_id} covers `{agency_id}` for {purpose} — لا توجد موافقة سارية أو سند قانوني يسمح بذلك"
-                    ),
-                    DenyReason::NoAssent => format!(
-                        "the caregiver consented, but the child is old enough to assent and has not, for case {case_id} — وافق ولي الأمر لكن الطفل في سن الموافقة ولم يوافق"
-                    ),
-                    DenyReason::StatisticsAreAggregates => "the statistics purpose gets aggregates, never a case: use GetStatistics — غرض الإحصاء يحصل على أرقام مجمّعة فقط، لا على حالة".to_owned(),
-                    DenyReason::NothingInCommon => format!(
-                        "what the policy allows {t} agencies and what consent allows `{agency_id}` for {purpose} do not overlap — لا تقاطع بين ما تسمح به السياسة وما تسمح به الموافقة"
-                    ),
-                })
-                .into());
-            }
-        };
-        tracing::info!(case_id = %case_id, agency = %agency_id, purpose = %purpose, categories = shared.categories.len(), "case disclosed");
-        log_decision(
-            &self.0.pool,
-            "grpc_read",
-            &case_id,
-            &agency_id,
-            purpose,
-            Ok(&shared),
-        )
-        .await?;
-        Ok(Response::new(pb::SharedCase {
-            case_id: case_id.to_string(),
-            version: record.version,
-            document_json: shared.document.to_string(),
-            categories: shared
-                .categories
-                .iter()
-                .map(|c| c.as_str().to_owned())
-                .collect(),
-            deliveries: delivered
-                .into_iter()
-                .map(|d| pb::DeliveryStatus {
-                    agency_id: d.agency_id,
-                    outcome: d.outcome,
-                    http_status: d.http_status,
-                    recorded_at: d.recorded_at.to_rfc3339(),
-                })
-                .collect(),
-            break_glass_id: None,
-            break_glass_expires_at: None,
-        }))
+        Ok(Response::new(
+            share(
+                &self.0,
+                "grpc_read",
+                &agency_id,
+                agency,
+                &record,
+                purpose,
+                delivered,
+            )
+            .await?,
+        ))
     }
 
     #[tracing::instrument(skip_all, fields(case_id, agency))]
@@ -158,6 +95,51 @@ impl pb::cases_server::Cases for CasesApi {
         let (meta, _, r) = req.into_parts();
         Ok(Response::new(
             crate::break_glass::open(&self.0, &meta, r).await?,
+        ))
+    }
+
+    type ExportCasesStream = tokio_stream::wrappers::ReceiverStream<Result<pb::SharedCase, Status>>;
+
+    #[tracing::instrument(skip_all, fields(agency))]
+    async fn export_cases(
+        &self,
+        req: Request<pb::ExportCasesRequest>,
+    ) -> Result<Response<Self::ExportCasesStream>, Status> {
+        let (meta, _, r) = req.into_parts();
+        let (agency_id, agency) = self.0.calling_agency(&meta)?;
+        tracing::Span::current().record("agency", agency_id.as_str());
+        let checked = crate::export::ExportRequest::check(agency_id, &r, Lang::of(&meta))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(crate::export::run(
+            self.0.clone(),
+            agency.clone(),
+            checked,
+            tx,
+        ));
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+
+    async fn list_notices(
+        &self,
+        req: Request<pb::ListNoticesRequest>,
+    ) -> Result<Response<pb::NoticeList>, Status> {
+        let (meta, _, r) = req.into_parts();
+        let (agency_id, _) = self.0.calling_agency(&meta)?;
+        Ok(Response::new(
+            crate::notices::list(&self.0, &agency_id, r.include_acknowledged).await?,
+        ))
+    }
+
+    async fn acknowledge_notice(
+        &self,
+        req: Request<pb::AcknowledgeNoticeRequest>,
+    ) -> Result<Response<pb::Notice>, Status> {
+        let (meta, _, r) = req.into_parts();
+        let (agency_id, _) = self.0.calling_agency(&meta)?;
+        Ok(Response::new(
+            crate::notices::acknowledge(&self.0, &agency_id, &r, Lang::of(&meta)).await?,
         ))
     }
 
@@ -239,4 +221,95 @@ pub(crate) async fn log_decision(
     .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// The one decision on a case leaving through a read (`GetCase`, `ExportCases`): the
+/// sharing policy and the case's consents through the redactor (`disclose`), the decision
+/// written to the disclosure log on `channel`. A refusal is PERMISSION_DENIED saying which
+/// half refused, in English and Arabic.
+pub(crate) async fn share(
+    state: &State,
+    channel: &str,
+    agency_id: &str,
+    agency: &AgencySettings,
+    record: &CaseRecord,
+    purpose: Purpose,
+    delivered: Vec<DeliveryRow>,
+) -> Result<pb::SharedCase, CasesError> {
+    let case_id = &record.case_id;
+    let to = Recipient {
+        agency_id,
+        agency_type: agency.agency_type,
+    };
+    let shared = match disclose(
+        &state.settings.sharing,
+        &state.settings.consent,
+        record,
+        to,
+        purpose,
+        chrono::Utc::now(),
+    )
+    .map_err(CasesError::from)?
+    {
+        Decision::Permit(d) => d,
+        Decision::Deny { reason } => {
+            tracing::info!(case_id = %case_id, agency = %agency_id, purpose = %purpose, reason = reason.as_str(), "disclosure denied");
+            log_decision(
+                &state.pool,
+                channel,
+                case_id,
+                agency_id,
+                purpose,
+                Err(reason.as_str()),
+            )
+            .await?;
+            let t = agency.agency_type;
+            return Err(CasesError::PermissionDenied(match reason {
+                    DenyReason::NoPolicyRule => format!(
+                        "the sharing policy gives {t} agencies nothing for {purpose} — لا تسمح سياسة المشاركة لجهات {t} بشيء لغرض {purpose}"
+                    ),
+                    DenyReason::NoConsent => format!(
+                        "no active consent or legal basis on case {case_id} covers `{agency_id}` for {purpose} — لا توجد موافقة سارية أو سند قانوني يسمح بذلك"
+                    ),
+                    DenyReason::NoAssent => format!(
+                        "the caregiver consented, but the child is old enough to assent and has not, for case {case_id} — وافق ولي الأمر لكن الطفل في سن الموافقة ولم يوافق"
+                    ),
+                    DenyReason::StatisticsAreAggregates => "the statistics purpose gets aggregates, never a case: use GetStatistics — غرض الإحصاء يحصل على أرقام مجمّعة فقط، لا على حالة".to_owned(),
+                    DenyReason::NothingInCommon => format!(
+                        "what the policy allows {t} agencies and what consent allows `{agency_id}` for {purpose} do not overlap — لا تقاطع بين ما تسمح به السياسة وما تسمح به الموافقة"
+                    ),
+                }));
+        }
+    };
+    tracing::info!(case_id = %case_id, agency = %agency_id, purpose = %purpose, categories = shared.categories.len(), "case disclosed");
+    log_decision(
+        &state.pool,
+        channel,
+        case_id,
+        agency_id,
+        purpose,
+        Ok(&shared),
+    )
+    .await?;
+    Ok(pb::SharedCase {
+        case_id: case_id.to_string(),
+        version: record.version,
+        document_json: shared.document.to_string(),
+        categories: shared
+            .categories
+            .iter()
+            .map(|c| c.as_str().to_owned())
+            .collect(),
+        deliveries: delivered
+            .into_iter()
+            .map(|d| pb::DeliveryStatus {
+                agency_id: d.agency_id,
+                outcome: d.outcome,
+                http_status: d.http_status,
+                recorded_at: d.recorded_at.to_rfc3339(),
+            })
+            .collect(),
+        break_glass_id: None,
+        break_glass_expires_at: None,
+    })
 }

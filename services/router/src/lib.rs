@@ -308,9 +308,9 @@ impl Notices {
             .get(&n.agency_id)
             .is_some_and(|a| a.endpoint.is_some());
         if !connected {
-            // The notice stays in the disclosure log (audit.notices) for the agency's
-            // API, which the connectors issue brings.
-            tracing::warn!(case_id = %n.case_id, agency = %n.agency_id, notice_id = %n.notice_id, "the agency has no connector: withdrawal notice not delivered");
+            // Nothing to push to: the agency collects the notice with Cases.ListNotices
+            // (the cases service keeps every notice for its addressee).
+            tracing::info!(case_id = %n.case_id, agency = %n.agency_id, notice_id = %n.notice_id, "the agency has no connector: the notice waits for it in ListNotices");
             tx.commit().await?;
             return Ok(());
         }

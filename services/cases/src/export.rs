@@ -1,0 +1,152 @@
+//! `Cases.ExportCases`: the bulk path out of the hub, through the same redactor and
+//! disclosure log as a single read. The cases an agency may export are exactly those it
+//! has a part in (see `crate::access`); each is decided on its own, so a case whose
+//! consent does not cover the agency is left out and its refusal is logged.
+
+use himaya_proto::convert::purpose_from;
+use himaya_proto::status::Lang;
+use himaya_proto::v1 as pb;
+use himaya_record::{AgencyType, CaseId, Problem, Purpose, Violations};
+use himaya_settings::AgencySettings;
+use tokio::sync::mpsc;
+
+use crate::db::{deliveries, load_case};
+use crate::read::share;
+use crate::{CasesError, State};
+
+/// Cases looked up per query: memory stays flat however many cases are exported.
+const PAGE: i64 = 200;
+
+/// What one export asks for, checked.
+pub(crate) struct ExportRequest {
+    pub agency_id: String,
+    pub purpose: Purpose,
+    pub after: String,
+}
+
+impl ExportRequest {
+    pub(crate) fn check(
+        agency_id: String,
+        r: &pb::ExportCasesRequest,
+        lang: Lang,
+    ) -> Result<ExportRequest, CasesError> {
+        let mut v = Violations::new();
+        let purpose = purpose_from(r.purpose);
+        if purpose.is_none() {
+            v.push(
+                "purpose",
+                Problem::NotChosen {
+                    choices: "service_provision, emergency_response, legal_proceedings".into(),
+                },
+            );
+        }
+        let after = r.after_case_id.trim();
+        if !after.is_empty() && CaseId::parse(after).is_err() {
+            v.push(
+                "after_case_id",
+                Problem::InvalidCode {
+                    expected: "the id of the last case received, or empty",
+                },
+            );
+        }
+        let Some(purpose) = purpose.filter(|_| v.is_empty()) else {
+            return Err(CasesError::Invalid(v, lang));
+        };
+        if purpose == Purpose::Statistics {
+            return Err(CasesError::PermissionDenied(
+                "the statistics purpose gets aggregates, never a case: use GetStatistics — غرض الإحصاء يحصل على أرقام مجمّعة فقط".into(),
+            ));
+        }
+        Ok(ExportRequest {
+            agency_id,
+            purpose,
+            after: after.to_owned(),
+        })
+    }
+}
+
+/// Streams the export into `tx` until the cases run out, the receiver goes away, or a
+/// storage error (sent as the stream's last item).
+pub(crate) async fn run(
+    state: std::sync::Arc<State>,
+    agency: AgencySettings,
+    req: ExportRequest,
+    tx: mpsc::Sender<Result<pb::SharedCase, tonic::Status>>,
+) {
+    let (mut sent, mut refused) = (0u64, 0u64);
+    let outcome = async {
+        let mut after = req.after.clone();
+        loop {
+            let page = candidates(&state.pool, &req.agency_id, &agency, &after).await?;
+            let Some(last) = page.last() else {
+                return Ok::<(), CasesError>(());
+            };
+            after = last.clone();
+            for id in page {
+                let Ok(case_id) = CaseId::parse(&id) else {
+                    continue;
+                };
+                let Some(record) = load_case(&state.pool, &case_id).await? else {
+                    continue;
+                };
+                let delivered = deliveries(&state.pool, &case_id).await?;
+                match share(
+                    &state,
+                    "export",
+                    &req.agency_id,
+                    &agency,
+                    &record,
+                    req.purpose,
+                    delivered,
+                )
+                .await
+                {
+                    Ok(shared) => {
+                        if tx.send(Ok(shared)).await.is_err() {
+                            return Ok(()); // the caller went away
+                        }
+                        sent += 1;
+                    }
+                    // Refused by policy or consent: left out, the refusal logged.
+                    Err(CasesError::PermissionDenied(_)) => refused += 1,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    .await;
+    tracing::info!(agency = %req.agency_id, purpose = %req.purpose, sent, refused, "export finished");
+    if let Err(e) = outcome {
+        let _ = tx.send(Err(e.into())).await;
+    }
+}
+
+/// The next page of cases `agency_id` has a part in, after `after` in id order (ids are
+/// time-ordered, so this is oldest first).
+async fn candidates(
+    pool: &sqlx::PgPool,
+    agency_id: &str,
+    agency: &AgencySettings,
+    after: &str,
+) -> Result<Vec<String>, CasesError> {
+    let owner = agency.agency_type == AgencyType::SocialAffairs;
+    let everywhere = agency.governorates.iter().any(|g| g == "*");
+    Ok(sqlx::query_scalar(
+        "SELECT case_id FROM cases
+          WHERE case_id > $2
+            AND (($3 AND ($4 OR governorate = ANY($5)))
+                 OR record #>> '{referral,source,agency_id}' = $1
+                 OR case_id IN (SELECT case_id FROM referral_deliveries WHERE agency_id = $1)
+                 OR case_id IN (SELECT case_id FROM service_referrals
+                                 WHERE to_agency = $1 AND state NOT IN ('rejected', 'cancelled')))
+          ORDER BY case_id LIMIT $6",
+    )
+    .bind(agency_id)
+    .bind(after)
+    .bind(owner)
+    .bind(everywhere)
+    .bind(&agency.governorates)
+    .bind(PAGE)
+    .fetch_all(pool)
+    .await?)
+}

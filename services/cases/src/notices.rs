@@ -1,0 +1,162 @@
+//! Withdrawal notices addressed to agencies: kept from the disclosure log's
+//! `consent.withdrawal.notice` events so every agency, with or without a connector, can
+//! collect its own (`Cases.ListNotices`) and acknowledge them (`AcknowledgeNotice`).
+//! A notice carries ids, categories and dates, never case data.
+
+use chrono::{DateTime, Utc};
+use himaya_bus::{HandleError, Handler, Incoming};
+use himaya_events::{decode, WithdrawalNotice};
+use himaya_proto::status::Lang;
+use himaya_proto::v1 as pb;
+use himaya_record::validate::check_text;
+use himaya_record::{CaseId, Problem, Purpose, Violations};
+use sqlx::{PgPool, Row};
+
+use crate::access::Need;
+use crate::{CasesError, State};
+
+/// Notices listed per call, at most (oldest first; acknowledge to see the next ones).
+const LIST_LIMIT: i64 = 1000;
+
+/// The consumer of `consent.withdrawal.notice`.
+pub struct Notices {
+    pool: PgPool,
+}
+
+impl Notices {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Keeps one notice; a redelivery changes nothing (the notice id is the key).
+    async fn keep(&self, n: &WithdrawalNotice) -> Result<(), CasesError> {
+        let issued_at = DateTime::parse_from_rfc3339(&n.occurred_at)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_else(|_| Utc::now());
+        sqlx::query(
+            "INSERT INTO agency_notices (notice_id, agency_id, case_id, consent_id, categories, withdrawn_at, issued_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (notice_id) DO NOTHING",
+        )
+        .bind(&n.notice_id)
+        .bind(&n.agency_id)
+        .bind(&n.case_id)
+        .bind(&n.consent_id)
+        .bind(&n.categories)
+        .bind(&n.withdrawn_at)
+        .bind(issued_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+impl Handler for Notices {
+    async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
+        let notice = decode::<WithdrawalNotice>(msg.payload()).map_err(|e| HandleError::Park {
+            reason: e.to_string(),
+        })?;
+        self.keep(&notice).await.map_err(|e| HandleError::Retry {
+            reason: e.to_string(),
+        })
+    }
+}
+
+fn notice(r: &sqlx::postgres::PgRow) -> Result<pb::Notice, sqlx::Error> {
+    let at = |c: &str| -> Result<Option<String>, sqlx::Error> {
+        Ok(r.try_get::<Option<DateTime<Utc>>, _>(c)?
+            .map(|t| t.to_rfc3339()))
+    };
+    Ok(pb::Notice {
+        notice_id: r.try_get("notice_id")?,
+        case_id: r.try_get("case_id")?,
+        consent_id: r.try_get("consent_id")?,
+        categories: r.try_get("categories")?,
+        withdrawn_at: r.try_get("withdrawn_at")?,
+        issued_at: at("issued_at")?.unwrap_or_default(),
+        acknowledged_at: at("acknowledged_at")?,
+        acknowledged_by: r.try_get("acknowledged_by")?,
+    })
+}
+
+/// The calling agency's notices, oldest first.
+pub(crate) async fn list(
+    state: &State,
+    agency_id: &str,
+    include_acknowledged: bool,
+) -> Result<pb::NoticeList, CasesError> {
+    let rows = sqlx::query(
+        "SELECT * FROM agency_notices
+          WHERE agency_id = $1 AND ($2 OR acknowledged_at IS NULL)
+          ORDER BY issued_at, notice_id LIMIT $3",
+    )
+    .bind(agency_id)
+    .bind(include_acknowledged)
+    .bind(LIST_LIMIT)
+    .fetch_all(&state.pool)
+    .await?;
+    let notices = rows
+        .iter()
+        .map(notice)
+        .collect::<Result<_, sqlx::Error>>()?;
+    Ok(pb::NoticeList { notices })
+}
+
+/// Acknowledges one of the caller's notices (the first acknowledgement stands). Another
+/// agency's notice is refused, and the refusal logged, before the request is checked.
+pub(crate) async fn acknowledge(
+    state: &State,
+    agency_id: &str,
+    r: &pb::AcknowledgeNoticeRequest,
+    lang: Lang,
+) -> Result<pb::Notice, CasesError> {
+    let id = r.notice_id.trim();
+    let owner: Option<(String, String)> =
+        sqlx::query_as("SELECT agency_id, case_id FROM agency_notices WHERE notice_id = $1")
+            .bind(id)
+            .fetch_optional(&state.pool)
+            .await?;
+    if let Some((addressee, case_id)) = &owner {
+        if addressee != agency_id {
+            if let Ok(case_id) = CaseId::parse(case_id) {
+                state
+                    .refuse_case(
+                        agency_id,
+                        &case_id,
+                        Need::Part,
+                        "grpc_call",
+                        Purpose::ServiceProvision,
+                    )
+                    .await?;
+            }
+            return Err(CasesError::PermissionDenied(format!(
+                "notice {id} is not addressed to `{agency_id}` — الإشعار ليس موجهًا لهذه الجهة"
+            )));
+        }
+    }
+    let mut v = Violations::new();
+    if id.is_empty() {
+        v.push("notice_id", Problem::Required);
+    }
+    if r.actor.trim().is_empty() {
+        v.push("actor", Problem::Required);
+    }
+    check_text(&mut v, "actor", &r.actor, 64);
+    if !v.is_empty() {
+        return Err(CasesError::Invalid(v, lang));
+    }
+    if owner.is_none() {
+        return Err(CasesError::NotFound(format!("no notice {id}")));
+    }
+    let row = sqlx::query(
+        "UPDATE agency_notices
+            SET acknowledged_at = COALESCE(acknowledged_at, now()),
+                acknowledged_by = COALESCE(acknowledged_by, $2)
+          WHERE notice_id = $1 RETURNING *",
+    )
+    .bind(id)
+    .bind(r.actor.trim())
+    .fetch_one(&state.pool)
+    .await?;
+    tracing::info!(notice_id = %id, agency = %agency_id, "withdrawal notice acknowledged");
+    Ok(notice(&row)?)
+}
