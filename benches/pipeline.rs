@@ -5,6 +5,9 @@
 //! manual acks (lapin directly). Hub: a school referral submitted over gRPC until the
 //! simulated health agency receives it over HTTP: three broker hops (each through an
 //! outbox), four PostgreSQL transactions, one redaction and one HTTP call.
+//! Exits: a case read by an agency (through the gateway, the redactor and the disclosure
+//! log) over plain development identity and over mutual TLS, next to PostgreSQL reading
+//! the same record; a bulk export next to a raw scan of the same records.
 //! Sizes: HIMAYA_BENCH_RAW (default 5000 messages), HIMAYA_BENCH_REFERRALS (default 400).
 
 #[path = "../tests/helpers/mod.rs"]
@@ -238,6 +241,152 @@ async fn hub_pipeline(
     ]
 }
 
+/// Reads of one case by the health agency: p50/p99 and reads per second.
+async fn reads(
+    ch: &tonic::transport::Channel,
+    case_id: &str,
+    n: usize,
+    what: &'static str,
+) -> Figures {
+    let mut client = himaya_proto::v1::cases_client::CasesClient::new(ch.clone());
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        client
+            .get_case(as_agency(
+                "health-cairo",
+                himaya_proto::v1::GetCaseRequest {
+                    case_id: case_id.into(),
+                    purpose: himaya_proto::v1::Purpose::ServiceProvision.into(),
+                },
+            ))
+            .await
+            .unwrap();
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    Figures {
+        what,
+        per_sec: 1.0 / (lat.iter().sum::<Duration>().as_secs_f64() / lat.len() as f64),
+        p50_ms: percentile(&lat, 0.5),
+        p99_ms: percentile(&lat, 0.99),
+    }
+}
+
+/// The exits, on the cases the pipeline left behind (all delivered to health-cairo).
+async fn exits(env: &TestEnv) -> Vec<Figures> {
+    let pool = env.pool().await;
+    let hub = env.start().await;
+    let ch = channel(&hub).await;
+    let cases = count(&pool, "SELECT count(*) FROM cases.cases").await;
+    eventually(60, "every delivery's answer recorded", || async {
+        (count(&pool, "SELECT count(*) FROM cases.referral_deliveries").await >= cases)
+            .then_some(())
+    })
+    .await;
+    let ids: Vec<String> = sqlx::query_scalar("SELECT case_id FROM cases.cases ORDER BY case_id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let case_id = ids[0].clone();
+
+    // Raw baseline: PostgreSQL returning and parsing the record, nothing else.
+    let mut lat = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        let json: serde_json::Value =
+            sqlx::query_scalar("SELECT record FROM cases.cases WHERE case_id = $1")
+                .bind(&case_id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        std::hint::black_box(serde_json::from_value::<himaya_record::CaseRecord>(json).unwrap());
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    let mut out = vec![Figures {
+        what: "raw PostgreSQL: one case record read and parsed",
+        per_sec: 1.0 / (lat.iter().sum::<Duration>().as_secs_f64() / lat.len() as f64),
+        p50_ms: percentile(&lat, 0.5),
+        p99_ms: percentile(&lat, 0.99),
+    }];
+    let started = Instant::now();
+    let rows: Vec<serde_json::Value> =
+        sqlx::query_scalar("SELECT record FROM cases.cases ORDER BY case_id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    for r in rows {
+        std::hint::black_box(serde_json::from_value::<himaya_record::CaseRecord>(r).unwrap());
+    }
+    out.push(Figures {
+        what: "raw PostgreSQL: every case record scanned and parsed",
+        per_sec: ids.len() as f64 / started.elapsed().as_secs_f64(),
+        p50_ms: f64::NAN,
+        p99_ms: f64::NAN,
+    });
+
+    out.push(
+        reads(
+            &ch,
+            &case_id,
+            200,
+            "hub: case read by an agency (dev identity)",
+        )
+        .await,
+    );
+    let started = Instant::now();
+    let mut stream = himaya_proto::v1::cases_client::CasesClient::new(ch)
+        .export_cases(as_agency(
+            "health-cairo",
+            himaya_proto::v1::ExportCasesRequest {
+                purpose: himaya_proto::v1::Purpose::ServiceProvision.into(),
+                after_case_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut exported = 0;
+    while stream.message().await.unwrap().is_some() {
+        exported += 1;
+    }
+    assert_eq!(
+        exported,
+        ids.len(),
+        "every case was delivered to health-cairo"
+    );
+    out.push(Figures {
+        what: "hub: export, each case redacted and logged",
+        per_sec: exported as f64 / started.elapsed().as_secs_f64(),
+        p50_ms: f64::NAN,
+        p99_ms: f64::NAN,
+    });
+    hub.stop().await;
+
+    let mut settings = env.settings.clone();
+    let dir = std::env::temp_dir().join(format!("{}-bench-certs", env.db_name));
+    let certs = secure(&mut settings, &dir);
+    let hub = himaya::hub::Hub::start(settings, &himaya::hub::Component::ALL)
+        .await
+        .unwrap();
+    let ch = tls_channel(hub.grpc_addr, &certs, &certs, Some("health-cairo"))
+        .await
+        .unwrap();
+    out.push(
+        reads(
+            &ch,
+            &case_id,
+            200,
+            "hub: case read by an agency (mutual TLS)",
+        )
+        .await,
+    );
+    hub.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -257,6 +406,7 @@ fn main() {
         let mut figures =
             raw_broker(&env.amqp_url(), size("HIMAYA_BENCH_RAW", 5000), payload_len).await;
         figures.extend(hub_pipeline(&env, &agency, size("HIMAYA_BENCH_REFERRALS", 400), 16).await);
+        figures.extend(exits(&env).await);
         println!(
             "\nHimaya pipeline benchmark ({payload_len}-byte events; 2-core machine, same run)"
         );

@@ -20,7 +20,7 @@ use himaya_record::AgencyType;
 use himaya_settings::AgencySettings;
 use prost::Message;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
 /// Agencies added for the test: one of each type the base configuration lacks, a school
@@ -66,13 +66,7 @@ async fn secured() -> Secured {
         );
     }
     let dir = std::env::temp_dir().join(format!("{}-certs", env.db_name));
-    let certs = dev_certs::generate(&dir, env.settings.agencies.keys().map(String::as_str), 1)
-        .expect("development certificates");
-    env.settings.grpc.tls = Some(certs.hub_tls());
-    env.settings.grpc.dev_identity = false;
-    env.settings
-        .validate()
-        .expect("a valid mutual TLS configuration");
+    let certs = secure(&mut env.settings, &dir);
     let hub = env.start().await;
     Secured {
         env,
@@ -82,10 +76,6 @@ async fn secured() -> Secured {
     }
 }
 
-fn read(path: std::path::PathBuf) -> Vec<u8> {
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
 /// A channel to the hub presenting `agency`'s certificate from `certs` (none: no client
 /// certificate).
 async fn tls(
@@ -93,18 +83,7 @@ async fn tls(
     certs: &DevCerts,
     agency: Option<&str>,
 ) -> Result<Channel, tonic::transport::Error> {
-    let mut config = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(read(s.certs.ca())))
-        .domain_name("localhost");
-    if let Some(a) = agency {
-        let (cert, key) = certs.pair(a);
-        config = config.identity(Identity::from_pem(read(cert), read(key)));
-    }
-    Channel::from_shared(format!("https://{}", s.hub.grpc_addr))
-        .unwrap()
-        .tls_config(config)?
-        .connect()
-        .await
+    tls_channel(s.hub.grpc_addr, &s.certs, certs, agency).await
 }
 
 async fn as_cert(s: &Secured, agency: &str) -> Channel {

@@ -226,6 +226,43 @@ pub async fn channel(hub: &Hub) -> Channel {
         .unwrap()
 }
 
+/// Development certificates for every agency of `settings`, in `dir`, and the hub
+/// switched to mutual TLS with them.
+pub fn secure(settings: &mut Settings, dir: &std::path::Path) -> himaya::dev_certs::DevCerts {
+    let certs = himaya::dev_certs::generate(dir, settings.agencies.keys().map(String::as_str), 1)
+        .expect("development certificates");
+    settings.grpc.tls = Some(certs.hub_tls());
+    settings.grpc.dev_identity = false;
+    settings
+        .validate()
+        .expect("a valid mutual TLS configuration");
+    certs
+}
+
+/// A mutual TLS channel to `addr` trusting `trusted`'s CA and presenting `agency`'s
+/// certificate from `client` (none: no client certificate).
+pub async fn tls_channel(
+    addr: SocketAddr,
+    trusted: &himaya::dev_certs::DevCerts,
+    client: &himaya::dev_certs::DevCerts,
+    agency: Option<&str>,
+) -> Result<Channel, tonic::transport::Error> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let read = |p: PathBuf| std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let mut config = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read(trusted.ca())))
+        .domain_name("localhost");
+    if let Some(a) = agency {
+        let (cert, key) = client.pair(a);
+        config = config.identity(Identity::from_pem(read(cert), read(key)));
+    }
+    Channel::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(config)?
+        .connect()
+        .await
+}
+
 /// Polls `check` until it returns `Some`, or fails after `secs` seconds.
 pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
 where

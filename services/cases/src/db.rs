@@ -180,16 +180,39 @@ pub async fn deliveries(pool: &PgPool, case_id: &CaseId) -> Result<Vec<DeliveryR
     .fetch_all(pool)
     .await?;
     rows.iter()
-        .map(|r| {
-            Ok(DeliveryRow {
-                agency_id: r.try_get("agency_id")?,
-                outcome: r.try_get("outcome")?,
-                http_status: r.try_get("http_status")?,
-                recorded_at: r.try_get("recorded_at")?,
-            })
-        })
+        .map(delivery_row)
         .collect::<Result<_, sqlx::Error>>()
         .map_err(Into::into)
+}
+
+/// The answers recorded for each of `case_ids`, by case.
+pub async fn deliveries_of(
+    pool: &PgPool,
+    case_ids: &[String],
+) -> Result<BTreeMap<String, Vec<DeliveryRow>>, CasesError> {
+    let rows = sqlx::query(
+        "SELECT case_id, agency_id, outcome, http_status, recorded_at FROM referral_deliveries
+          WHERE case_id = ANY($1) ORDER BY recorded_at, agency_id",
+    )
+    .bind(case_ids)
+    .fetch_all(pool)
+    .await?;
+    let mut out: BTreeMap<String, Vec<DeliveryRow>> = BTreeMap::new();
+    for r in &rows {
+        out.entry(r.try_get("case_id")?)
+            .or_default()
+            .push(delivery_row(r)?);
+    }
+    Ok(out)
+}
+
+fn delivery_row(r: &sqlx::postgres::PgRow) -> Result<DeliveryRow, sqlx::Error> {
+    Ok(DeliveryRow {
+        agency_id: r.try_get("agency_id")?,
+        outcome: r.try_get("outcome")?,
+        http_status: r.try_get("http_status")?,
+        recorded_at: r.try_get("recorded_at")?,
+    })
 }
 
 /// Cases (merged ones excepted) by governorate, status and risk.

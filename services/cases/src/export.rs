@@ -10,8 +10,11 @@ use himaya_record::{AgencyType, CaseId, Problem, Purpose, Violations};
 use himaya_settings::AgencySettings;
 use tokio::sync::mpsc;
 
-use crate::db::{deliveries, load_case};
-use crate::read::share;
+use himaya_record::CaseRecord;
+use himaya_store::StoreError;
+
+use crate::db::deliveries_of;
+use crate::read::{decide, log_events};
 use crate::{CasesError, State};
 
 /// Cases looked up per query: memory stays flat however many cases are exported.
@@ -78,29 +81,35 @@ pub(crate) async fn run(
         let mut after = req.after.clone();
         loop {
             let page = candidates(&state.pool, &req.agency_id, &agency, &after).await?;
-            let Some(last) = page.last() else {
+            let Some((last, _)) = page.last() else {
                 return Ok::<(), CasesError>(());
             };
             after = last.clone();
-            for id in page {
-                let Ok(case_id) = CaseId::parse(&id) else {
-                    continue;
-                };
-                let Some(record) = load_case(&state.pool, &case_id).await? else {
-                    continue;
-                };
-                let delivered = deliveries(&state.pool, &case_id).await?;
-                match share(
+            let ids: Vec<String> = page.iter().map(|(id, _)| id.clone()).collect();
+            let mut delivered = deliveries_of(&state.pool, &ids).await?;
+            // Decide the whole page, commit its disclosure-log entries together, and only
+            // then let the cases leave.
+            let mut answers = Vec::with_capacity(page.len());
+            let mut events = Vec::with_capacity(page.len());
+            for (id, json) in page {
+                let record: CaseRecord = serde_json::from_value(json)
+                    .map_err(|_| StoreError::Corrupt("cases.record"))?;
+                let rows = delivered.remove(&id).unwrap_or_default();
+                let (answer, event) = decide(
                     &state,
                     "export",
                     &req.agency_id,
                     &agency,
                     &record,
                     req.purpose,
-                    delivered,
-                )
-                .await
-                {
+                    rows,
+                )?;
+                answers.push(answer);
+                events.push(event);
+            }
+            log_events(&state.pool, &events).await?;
+            for answer in answers {
+                match answer {
                     Ok(shared) => {
                         if tx.send(Ok(shared)).await.is_err() {
                             return Ok(()); // the caller went away
@@ -121,18 +130,18 @@ pub(crate) async fn run(
     }
 }
 
-/// The next page of cases `agency_id` has a part in, after `after` in id order (ids are
-/// time-ordered, so this is oldest first).
+/// The next page of cases `agency_id` has a part in, with their records, after `after`
+/// in id order (ids are time-ordered, so this is oldest first).
 async fn candidates(
     pool: &sqlx::PgPool,
     agency_id: &str,
     agency: &AgencySettings,
     after: &str,
-) -> Result<Vec<String>, CasesError> {
+) -> Result<Vec<(String, serde_json::Value)>, CasesError> {
     let owner = agency.agency_type == AgencyType::SocialAffairs;
     let everywhere = agency.governorates.iter().any(|g| g == "*");
-    Ok(sqlx::query_scalar(
-        "SELECT case_id FROM cases
+    Ok(sqlx::query_as(
+        "SELECT case_id, record FROM cases
           WHERE case_id > $2
             AND (($3 AND ($4 OR governorate = ANY($5)))
                  OR record #>> '{referral,source,agency_id}' = $1

@@ -192,7 +192,24 @@ pub(crate) async fn log_decision(
     purpose: himaya_record::Purpose,
     outcome: Result<&himaya_sharing::Disclosure, &str>,
 ) -> Result<(), CasesError> {
-    let event = DisclosureRecorded {
+    log_events(
+        pool,
+        &[decision_event(
+            channel, case_id, agency_id, purpose, outcome,
+        )],
+    )
+    .await
+}
+
+/// The disclosure-log entry of one decision on case data.
+pub(crate) fn decision_event(
+    channel: &str,
+    case_id: &CaseId,
+    agency_id: &str,
+    purpose: himaya_record::Purpose,
+    outcome: Result<&himaya_sharing::Disclosure, &str>,
+) -> DisclosureRecorded {
+    DisclosureRecorded {
         message_id: new_message_id(),
         occurred_at: chrono::Utc::now().to_rfc3339(),
         source: "cases".into(),
@@ -208,25 +225,35 @@ pub(crate) async fn log_decision(
             .unwrap_or_default(),
         basis: outcome.map(|d| d.basis.clone()).unwrap_or_default(),
         delivery_message_id: None,
-    };
+    }
+}
+
+/// Enqueues disclosure-log entries in one transaction: committed before the data they
+/// record leaves the hub.
+pub(crate) async fn log_events(
+    pool: &sqlx::PgPool,
+    events: &[DisclosureRecorded],
+) -> Result<(), CasesError> {
     let mut tx = pool.begin().await?;
-    himaya_store::outbox::enqueue_event(
-        &mut tx,
-        Exchange::Events,
-        keys::DISCLOSURE_RECORDED,
-        &event,
-        1,
-        &event.case_id,
-    )
-    .await?;
+    for event in events {
+        himaya_store::outbox::enqueue_event(
+            &mut tx,
+            Exchange::Events,
+            keys::DISCLOSURE_RECORDED,
+            event,
+            1,
+            &event.case_id,
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(())
 }
 
 /// The one decision on a case leaving through a read (`GetCase`, `ExportCases`): the
 /// sharing policy and the case's consents through the redactor (`disclose`), the decision
-/// written to the disclosure log on `channel`. A refusal is PERMISSION_DENIED saying which
-/// half refused, in English and Arabic.
+/// written to the disclosure log on `channel` before the answer leaves. A refusal is
+/// PERMISSION_DENIED saying which half refused, in English and Arabic.
 pub(crate) async fn share(
     state: &State,
     channel: &str,
@@ -236,6 +263,27 @@ pub(crate) async fn share(
     purpose: Purpose,
     delivered: Vec<DeliveryRow>,
 ) -> Result<pb::SharedCase, CasesError> {
+    let (answer, event) = decide(
+        state, channel, agency_id, agency, record, purpose, delivered,
+    )?;
+    log_events(&state.pool, &[event]).await?;
+    answer
+}
+
+/// What [`share`] answers, and the disclosure-log entry that must be committed before the
+/// answer leaves (callers deciding many cases commit their entries together).
+pub(crate) type Decided = (Result<pb::SharedCase, CasesError>, DisclosureRecorded);
+
+/// [`share`]'s decision, without its I/O.
+pub(crate) fn decide(
+    state: &State,
+    channel: &str,
+    agency_id: &str,
+    agency: &AgencySettings,
+    record: &CaseRecord,
+    purpose: Purpose,
+    delivered: Vec<DeliveryRow>,
+) -> Result<Decided, CasesError> {
     let case_id = &record.case_id;
     let to = Recipient {
         agency_id,
@@ -254,17 +302,9 @@ pub(crate) async fn share(
         Decision::Permit(d) => d,
         Decision::Deny { reason } => {
             tracing::info!(case_id = %case_id, agency = %agency_id, purpose = %purpose, reason = reason.as_str(), "disclosure denied");
-            log_decision(
-                &state.pool,
-                channel,
-                case_id,
-                agency_id,
-                purpose,
-                Err(reason.as_str()),
-            )
-            .await?;
+            let event = decision_event(channel, case_id, agency_id, purpose, Err(reason.as_str()));
             let t = agency.agency_type;
-            return Err(CasesError::PermissionDenied(match reason {
+            return Ok((Err(CasesError::PermissionDenied(match reason {
                     DenyReason::NoPolicyRule => format!(
                         "the sharing policy gives {t} agencies nothing for {purpose} — لا تسمح سياسة المشاركة لجهات {t} بشيء لغرض {purpose}"
                     ),
@@ -278,20 +318,12 @@ pub(crate) async fn share(
                     DenyReason::NothingInCommon => format!(
                         "what the policy allows {t} agencies and what consent allows `{agency_id}` for {purpose} do not overlap — لا تقاطع بين ما تسمح به السياسة وما تسمح به الموافقة"
                     ),
-                }));
+                })), event));
         }
     };
     tracing::info!(case_id = %case_id, agency = %agency_id, purpose = %purpose, categories = shared.categories.len(), "case disclosed");
-    log_decision(
-        &state.pool,
-        channel,
-        case_id,
-        agency_id,
-        purpose,
-        Ok(&shared),
-    )
-    .await?;
-    Ok(pb::SharedCase {
+    let event = decision_event(channel, case_id, agency_id, purpose, Ok(&shared));
+    let answer = pb::SharedCase {
         case_id: case_id.to_string(),
         version: record.version,
         document_json: shared.document.to_string(),
@@ -311,5 +343,6 @@ pub(crate) async fn share(
             .collect(),
         break_glass_id: None,
         break_glass_expires_at: None,
-    })
+    };
+    Ok((Ok(answer), event))
 }
