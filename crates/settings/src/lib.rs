@@ -108,6 +108,74 @@ pub struct TlsSettings {
     pub client_ca_file: PathBuf,
 }
 
+/// A sharing rule as written, before its words are known to be vocabulary.
+#[derive(Debug, Deserialize)]
+struct RawRule {
+    agency_type: Option<String>,
+    purpose: Option<String>,
+    categories: Option<Vec<String>>,
+}
+
+/// Names the first rule of `[[sharing.rules]]` that is not right, and where: an unknown
+/// agency type, purpose or category, a missing field, or a second rule for the same
+/// agency type and purpose (two rules would leave the effective policy to their order).
+fn check_policy(rules: Option<Vec<RawRule>>) -> Result<(), SettingsError> {
+    let mut seen: Vec<(String, String, usize)> = Vec::new();
+    for (i, r) in rules.unwrap_or_default().iter().enumerate() {
+        let key = |f: &str| format!("sharing.rules[{i}].{f}");
+        let words = |v: &[&'static str]| v.join(", ");
+        let Some(t) = &r.agency_type else {
+            return Err(invalid(key("agency_type"), "missing"));
+        };
+        if AgencyType::parse(t).is_none() {
+            let all: Vec<_> = AgencyType::ALL.iter().map(|a| a.as_str()).collect();
+            return Err(invalid(
+                key("agency_type"),
+                format!("`{t}` is not an agency type; one of: {}", words(&all)),
+            ));
+        }
+        let Some(p) = &r.purpose else {
+            return Err(invalid(key("purpose"), "missing"));
+        };
+        if himaya_record::Purpose::parse(p).is_none() {
+            let all: Vec<_> = himaya_record::Purpose::ALL
+                .iter()
+                .map(|a| a.as_str())
+                .collect();
+            return Err(invalid(
+                key("purpose"),
+                format!("`{p}` is not a purpose; one of: {}", words(&all)),
+            ));
+        }
+        let Some(categories) = &r.categories else {
+            return Err(invalid(
+                key("categories"),
+                "missing (list the data categories allowed)",
+            ));
+        };
+        for (j, c) in categories.iter().enumerate() {
+            if himaya_record::DataCategory::parse(c).is_none() {
+                let all: Vec<_> = himaya_record::DataCategory::ALL
+                    .iter()
+                    .map(|a| a.as_str())
+                    .collect();
+                return Err(invalid(
+                    format!("sharing.rules[{i}].categories[{j}]"),
+                    format!("`{c}` is not a data category; one of: {}", words(&all)),
+                ));
+            }
+        }
+        if let Some((_, _, first)) = seen.iter().find(|(st, sp, _)| st == t && sp == p) {
+            return Err(invalid(
+                format!("sharing.rules[{i}]"),
+                format!("repeats agency type `{t}` × purpose `{p}` of sharing.rules[{first}]; merge them into one rule"),
+            ));
+        }
+        seen.push((t.clone(), p.clone(), i));
+    }
+    Ok(())
+}
+
 /// The name an agency's certificate must carry.
 pub fn agency_certificate_name(agency_id: &str) -> String {
     format!("{agency_id}.agency.himaya")
@@ -256,14 +324,22 @@ impl Settings {
         if let Some(path) = extra {
             b = b.add_source(config::File::from(PathBuf::from(path)));
         }
-        let settings: Settings = b
+        let layered = b
             .add_source(
                 config::Environment::with_prefix("HIMAYA")
                     .prefix_separator("__")
                     .separator("__"),
             )
-            .build()?
-            .try_deserialize()?;
+            .build()?;
+        // The sharing policy is checked rule by rule first, so a mistake is named by its
+        // place (`sharing.rules[2].categories`), not only by the bad word.
+        check_policy(
+            layered
+                .get::<Option<Vec<RawRule>>>("sharing.rules")
+                .ok()
+                .flatten(),
+        )?;
+        let settings: Settings = layered.try_deserialize()?;
         settings.validate()?;
         Ok(settings)
     }
@@ -456,6 +532,48 @@ mod tests {
             .for_each(|a| a.endpoint = Some("ftp://x".into()));
         let e = s.validate().unwrap_err().to_string();
         assert!(e.contains("agencies.") && e.contains("endpoint"), "{e}");
+    }
+
+    fn policy(text: &str) -> String {
+        let extra = std::env::temp_dir().join(format!("himaya-policy-{}.toml", uuid_like()));
+        std::fs::write(&extra, text).unwrap();
+        let e = Settings::load(&dir(), Some(&extra))
+            .unwrap_err()
+            .to_string();
+        let _ = std::fs::remove_file(&extra);
+        e
+    }
+
+    fn uuid_like() -> String {
+        format!("{:?}", std::time::SystemTime::now())
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect()
+    }
+
+    #[test]
+    fn a_bad_policy_is_refused_naming_its_place() {
+        let e = policy("[[sharing.rules]]\nagency_type = \"health\"\npurpose = \"statistics\"\ncategories = [\"reference\", \"medical_secrets\"]\n");
+        assert!(
+            e.contains("sharing.rules[")
+                && e.contains("].categories[1]")
+                && e.contains("medical_secrets"),
+            "{e}"
+        );
+        let e = policy("[[sharing.rules]]\nagency_type = \"healthy\"\npurpose = \"statistics\"\ncategories = []\n");
+        assert!(
+            e.contains("].agency_type") && e.contains("`healthy` is not an agency type"),
+            "{e}"
+        );
+        // A layer's rules replace the base's whole policy; two for one pair are refused.
+        let rule = "[[sharing.rules]]\nagency_type = \"health\"\npurpose = \"service_provision\"\ncategories = [\"reference\"]\n";
+        let e = policy(&format!("{rule}{rule}"));
+        assert!(
+            e.contains("sharing.rules[1]")
+                && e.contains("repeats agency type `health`")
+                && e.contains("sharing.rules[0]"),
+            "{e}"
+        );
     }
 
     #[test]
