@@ -48,10 +48,22 @@ impl From<sqlx::Error> for CasesError {
 impl From<CasesError> for Status {
     fn from(e: CasesError) -> Status {
         match e {
-            CasesError::Invalid(v, lang) => invalid_argument(&v, lang),
+            CasesError::Invalid(v, lang) => {
+                // Every refusal is logged: the fields and rule codes, never the values.
+                let fields: Vec<String> = v
+                    .iter()
+                    .map(|f| format!("{}:{}", f.field, f.problem.code()))
+                    .collect();
+                tracing::info!(fields = ?fields, "request refused: invalid fields");
+                invalid_argument(&v, lang)
+            }
             CasesError::NotFound(m) => Status::not_found(m),
             CasesError::Unauthenticated(m) => Status::unauthenticated(m),
-            CasesError::PermissionDenied(m) => Status::permission_denied(m),
+            CasesError::PermissionDenied(m) => {
+                // Messages are built from ids, agency types and purposes only.
+                tracing::info!(reason = %m, "request refused: permission denied");
+                Status::permission_denied(m)
+            }
             CasesError::Precondition(m) => Status::failed_precondition(m),
             e @ (CasesError::Stale { .. } | CasesError::StaleReferral { .. }) => {
                 Status::aborted(e.to_string())
