@@ -1,17 +1,17 @@
 //! `Cases.ExportCases`: the bulk path out of the hub, through the same redactor and
 //! disclosure log as a single read. The cases an agency may export are exactly those it
 //! has a part in (see `crate::access`); each is decided on its own, so a case whose
-//! consent does not cover the agency is left out and its refusal is logged.
+//! consent does not cover the agency is left out and its refusal is logged. A page's
+//! entries are committed before any of its cases is sent, so a caller who stops reading
+//! mid-page leaves entries for cases it never received: the log errs toward disclosure.
 
 use himaya_proto::convert::purpose_from;
 use himaya_proto::status::Lang;
 use himaya_proto::v1 as pb;
-use himaya_record::{AgencyType, CaseId, Problem, Purpose, Violations};
+use himaya_record::{AgencyType, CaseId, CaseRecord, Problem, Purpose, Violations};
 use himaya_settings::AgencySettings;
-use tokio::sync::mpsc;
-
-use himaya_record::CaseRecord;
 use himaya_store::StoreError;
+use tokio::sync::mpsc;
 
 use crate::db::deliveries_of;
 use crate::read::{decide, log_events};
