@@ -56,6 +56,17 @@ pub fn generate<'a>(
     agencies: impl IntoIterator<Item = &'a str>,
     days: i64,
 ) -> anyhow::Result<DevCerts> {
+    generate_with(dir, agencies, days, &[])
+}
+
+/// [`generate`], plus client certificates carrying arbitrary names (`(file, names)`), for
+/// tests of certificates an authority should never issue (wildcards, two agencies).
+pub fn generate_with<'a>(
+    dir: &Path,
+    agencies: impl IntoIterator<Item = &'a str>,
+    days: i64,
+    extra: &[(&str, &[&str])],
+) -> anyhow::Result<DevCerts> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let set = DevCerts {
         dir: dir.to_owned(),
@@ -102,6 +113,13 @@ pub fn generate<'a>(
             vec![agency_certificate_name(id)],
             ExtendedKeyUsagePurpose::ClientAuth,
             id,
+        )?;
+    }
+    for (file, names) in extra {
+        leaf(
+            names.iter().map(|n| (*n).to_owned()).collect(),
+            ExtendedKeyUsagePurpose::ClientAuth,
+            file,
         )?;
     }
     Ok(set)

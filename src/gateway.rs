@@ -205,8 +205,9 @@ fn admit<B>(settings: &Settings, req: &mut Request<B>) -> Result<(), Status> {
     Ok(())
 }
 
-/// The directory agency that `leaf` certifies: the claimed one if it does, else
-/// (without a claim) the one whose name it carries.
+/// The directory agency that `leaf` certifies. The certificate must name exactly one
+/// agency of the directory and no wildcard (a wildcard or a second name would let one key
+/// act as several agencies); a claim must be that agency.
 fn certified_agency(
     settings: &Settings,
     leaf: &CertificateDer<'_>,
@@ -219,20 +220,32 @@ fn certified_agency(
             .map(|n| cert.verify_is_valid_for_subject_name(&n).is_ok())
             .unwrap_or(false)
     };
+    // No agency is called this (ids are validated, and this one is not configured), so
+    // only a wildcard name can match it.
+    if names(WILDCARD_PROBE) && !settings.agencies.contains_key(WILDCARD_PROBE) {
+        return Err("the certificate names agencies by wildcard; it must name exactly one".into());
+    }
+    let mut named = settings.agencies.keys().filter(|id| names(id));
+    let (Some(one), None) = (named.next(), named.next()) else {
+        return Err(match claimed {
+            Some(id) if !names(id) => format!(
+                "the certificate presented is not `{id}`'s (it must name {})",
+                agency_certificate_name(id)
+            ),
+            _ => "the certificate must name exactly one agency of the directory".to_owned(),
+        });
+    };
     match claimed {
-        Some(id) if names(id) => Ok(id.to_owned()),
-        Some(id) => Err(format!(
+        Some(id) if id != one => Err(format!(
             "the certificate presented is not `{id}`'s (it must name {})",
             agency_certificate_name(id)
         )),
-        None => settings
-            .agencies
-            .keys()
-            .find(|id| names(id))
-            .cloned()
-            .ok_or_else(|| "the certificate names no agency in the directory".to_owned()),
+        _ => Ok(one.clone()),
     }
 }
+
+/// A name that can only be matched by a wildcard certificate.
+const WILDCARD_PROBE: &str = "wildcard-probe-7f3a9c2e51d84b06";
 
 #[cfg(test)]
 mod tests {

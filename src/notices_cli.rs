@@ -35,6 +35,9 @@ pub enum NoticesCommand {
     List {
         #[arg(long)]
         all: bool,
+        /// The next page: notices after this notice id (1000 per page).
+        #[arg(long, default_value = "")]
+        after: String,
         #[command(flatten)]
         who: Who,
     },
@@ -117,11 +120,12 @@ pub async fn run_notices(cmd: NoticesCommand) -> anyhow::Result<()> {
     let fail = |s: tonic::Status| anyhow::anyhow!("{}", explain(&s, lang));
     let mut cases = pb::cases_client::CasesClient::new(connect(&who.client, &who.agency).await?);
     match &cmd {
-        NoticesCommand::List { all, .. } => {
+        NoticesCommand::List { all, after, .. } => {
             let list = cases
                 .list_notices(req(
                     pb::ListNoticesRequest {
                         include_acknowledged: *all,
+                        after_notice_id: after.clone(),
                     },
                     who,
                 )?)

@@ -225,6 +225,7 @@ async fn an_agency_without_a_connector_collects_and_acknowledges_its_notice() {
                     agency,
                     pb::ListNoticesRequest {
                         include_acknowledged: all,
+                        after_notice_id: String::new(),
                     },
                 ))
                 .await
@@ -291,5 +292,127 @@ async fn an_agency_without_a_connector_collects_and_acknowledges_its_notice() {
             .then_some(())
     })
     .await;
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_delivery_or_an_ended_service_referral_gives_no_part() {
+    use pb::service_referrals_client::ServiceReferralsClient;
+    // The health agency's system refuses the case referral (422): no part in the case.
+    let (agency, addr) = FakeAgency::start(&[422]).await;
+    let env = TestEnv::new(Some(addr)).await;
+    let hub = env.start().await;
+    let ch = channel(&hub).await;
+    let case = IntakeClient::new(ch.clone())
+        .submit_school_referral(from_school(school_request("refused")))
+        .await
+        .unwrap()
+        .into_inner()
+        .case_id;
+    let db = env.pool().await;
+    eventually(20, "the refusal recorded", || async {
+        (count(
+            &db,
+            "SELECT count(*) FROM cases.referral_deliveries WHERE outcome = 'rejected'",
+        )
+        .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    let read = |ch: &Channel| {
+        let mut cases = CasesClient::new(ch.clone());
+        let case = case.clone();
+        async move {
+            cases
+                .get_case(as_agency(
+                    "health-cairo",
+                    pb::GetCaseRequest {
+                        case_id: case,
+                        purpose: pb::Purpose::ServiceProvision.into(),
+                    },
+                ))
+                .await
+        }
+    };
+    assert_eq!(read(&ch).await.unwrap_err().code(), Code::PermissionDenied);
+    assert!(
+        export(&ch, "health-cairo", pb::Purpose::ServiceProvision, "")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A service referral to health, delivered (201): a part while it lives...
+    plan_health_action(&ch, &case).await;
+    let mut sr = ServiceReferralsClient::new(ch.clone());
+    let referral = sr
+        .create_service_referral(as_agency(
+            "mosa-cairo",
+            pb::CreateServiceReferralRequest {
+                case_id: case.clone(),
+                action_id: "a1".into(),
+                actor: "sw-1".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    eventually(20, "the service referral delivered", || async {
+        (agency.count() == 2
+            && count(
+                &db,
+                "SELECT count(*) FROM cases.referral_deliveries WHERE outcome = 'delivered'",
+            )
+            .await
+                == 1)
+            .then_some(())
+    })
+    .await;
+    read(&ch)
+        .await
+        .expect("a live service referral gives a part");
+    assert_eq!(
+        export(&ch, "health-cairo", pb::Purpose::ServiceProvision, "")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // ...and none once the referrer cancels it, though its delivery row stays.
+    let version = eventually(20, "the referral received", || async {
+        let r = sr
+            .clone()
+            .get_service_referral(as_agency(
+                "mosa-cairo",
+                pb::GetServiceReferralRequest {
+                    service_referral_id: referral.service_referral_id.clone(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        (r.state == "received").then_some(r.version)
+    })
+    .await;
+    sr.update_service_referral(as_agency(
+        "mosa-cairo",
+        pb::UpdateServiceReferralRequest {
+            service_referral_id: referral.service_referral_id.clone(),
+            expected_version: version,
+            state: "cancelled".into(),
+            reason: Some("نُقل الطفل إلى محافظة أخرى".into()),
+            actor: "sw-1".into(),
+        },
+    ))
+    .await
+    .unwrap();
+    assert_eq!(read(&ch).await.unwrap_err().code(), Code::PermissionDenied);
+    assert!(
+        export(&ch, "health-cairo", pb::Purpose::ServiceProvision, "")
+            .await
+            .unwrap()
+            .is_empty()
+    );
     hub.stop().await;
 }

@@ -157,6 +157,25 @@ async fn a_certificate_proves_the_calling_agency() {
         "a certificate from a foreign CA must not reach the hub"
     );
 
+    // One key never acts as several agencies: a wildcard or a second agency's name is
+    // refused, with or without a claim.
+    for (file, said) in [("wildcard", "wildcard"), ("twin", "exactly one agency")] {
+        let ch = tls(&s, &s.certs, Some(file)).await.expect("TLS channel");
+        for claim in [None, Some("health-cairo")] {
+            let mut req = Request::new(read_case(&submitted.case_id));
+            if let Some(c) = claim {
+                req.metadata_mut()
+                    .insert("x-himaya-agency", c.parse().unwrap());
+            }
+            let e = pb::cases_client::CasesClient::new(ch.clone())
+                .get_case(req)
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), Code::Unauthenticated, "{file} {claim:?}: {e:?}");
+            assert!(e.message().contains(said), "{file}: {}", e.message());
+        }
+    }
+
     // Plain text reaches nothing.
     let plain = Channel::from_shared(format!("http://{}", s.hub.grpc_addr))
         .unwrap()
@@ -322,72 +341,7 @@ async fn every_rpc_taking_an_id_refuses_another_agencys_and_logs_it() {
         .unwrap()
         .into_inner()
         .case_id;
-    for (id, role, sup) in [
-        ("sup-1", "supervisor", None),
-        ("sw-1", "caseworker", Some("sup-1")),
-    ] {
-        work.add_staff(pb::AddStaffRequest {
-            staff_id: id.into(),
-            role: role.into(),
-            supervisor_id: sup.map(str::to_owned),
-        })
-        .await
-        .unwrap();
-    }
-    work.decide_acceptance(pb::DecideAcceptanceRequest {
-        case_id: case.clone(),
-        expected_version: 1,
-        actor: "sw-lead".into(),
-        decision: "register".into(),
-        vulnerability_criteria: vec!["exploitative_labour".into()],
-        reason: None,
-        referred_on_to: None,
-        target_groups: vec![],
-    })
-    .await
-    .unwrap();
-    work.assign_case(pb::AssignCaseRequest {
-        case_id: case.clone(),
-        expected_version: 2,
-        actor: "sup-1".into(),
-        caseworker_id: "sw-1".into(),
-    })
-    .await
-    .unwrap();
-    work.record_assessment(pb::RecordAssessmentRequest {
-        case_id: case.clone(),
-        expected_version: 3,
-        actor: "sw-1".into(),
-        risk_factors: vec!["عمل في ورشة".into()],
-        protective_factors: vec![],
-        needs: vec![pb::NeedInput {
-            domain: "health".into(),
-            description: "فحص السمع".into(),
-        }],
-    })
-    .await
-    .unwrap();
-    let due = (chrono::Utc::now().date_naive() + chrono::Duration::days(14))
-        .format("%Y-%m-%d")
-        .to_string();
-    let planned = work
-        .set_plan(pb::SetPlanRequest {
-            case_id: case.clone(),
-            expected_version: 4,
-            actor: "sw-1".into(),
-            goals: vec![pb::GoalInput {
-                description: "الصحة".into(),
-                actions: vec![pb::ActionInput {
-                    description: "فحص".into(),
-                    responsible_agency: "health-cairo".into(),
-                    service_type: "health".into(),
-                    due_on: due,
-                }],
-            }],
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let planned = plan_health_action(&owner, &case).await;
     let owner_reads = owner.clone();
     let service_referral = pb::service_referrals_client::ServiceReferralsClient::new(owner)
         .create_service_referral(pb::CreateServiceReferralRequest {
@@ -418,7 +372,7 @@ async fn every_rpc_taking_an_id_refuses_another_agencys_and_logs_it() {
         .unwrap();
     work.withdraw_consent(pb::WithdrawConsentRequest {
         case_id: case.clone(),
-        expected_version: planned.version,
+        expected_version: planned,
         actor: "sw-1".into(),
         consent_id: "cns_demo".into(),
     })
@@ -485,6 +439,37 @@ async fn every_rpc_taking_an_id_refuses_another_agencys_and_logs_it() {
         assert!(swept.iter().any(|p| p == expected), "{expected} not swept");
     }
     assert!(swept.len() >= 24, "swept only {}: {swept:?}", swept.len());
+
+    // Lists stay within the caller's area: Alexandria's directorate sees none of
+    // Cairo's numbers or escalations, and may not ask for Cairo's.
+    let mut alex = pb::case_work_client::CaseWorkClient::new(foreign_owner.clone());
+    let own = alex
+        .get_indicators(pb::GetIndicatorsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        own.cases.iter().all(|c| c.governorate == "الإسكندرية"),
+        "{:?}",
+        own.cases
+    );
+    assert!(
+        own.caseloads.is_empty(),
+        "another directorate's caseworkers"
+    );
+    let e = alex
+        .get_indicators(pb::GetIndicatorsRequest {
+            governorate: "القاهرة".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    let escalations = alex
+        .list_escalations(pb::ListEscalationsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(escalations.escalations.is_empty());
 
     // Every refusal is a denial in the disclosure log, and nothing was disclosed to them.
     let denials = eventually(20, "the refusals in the disclosure log", || async {

@@ -227,10 +227,22 @@ pub async fn channel(hub: &Hub) -> Channel {
 }
 
 /// Development certificates for every agency of `settings`, in `dir`, and the hub
-/// switched to mutual TLS with them.
+/// switched to mutual TLS with them. Two more, from the same authority, that it should
+/// never issue: `wildcard` (`*.agency.himaya`) and `twin` (two agencies' names).
 pub fn secure(settings: &mut Settings, dir: &std::path::Path) -> himaya::dev_certs::DevCerts {
-    let certs = himaya::dev_certs::generate(dir, settings.agencies.keys().map(String::as_str), 1)
-        .expect("development certificates");
+    let certs = himaya::dev_certs::generate_with(
+        dir,
+        settings.agencies.keys().map(String::as_str),
+        1,
+        &[
+            ("wildcard", &["*.agency.himaya"]),
+            (
+                "twin",
+                &["health-cairo.agency.himaya", "mosa-cairo.agency.himaya"],
+            ),
+        ],
+    )
+    .expect("development certificates");
     settings.grpc.tls = Some(certs.hub_tls());
     settings.grpc.dev_identity = false;
     settings
@@ -306,4 +318,94 @@ pub fn as_agency<T>(agency: &str, msg: T) -> tonic::Request<T> {
 
 pub async fn count(pool: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+}
+
+/// A registered, assigned and assessed case of the fixture with a plan whose action `a1`
+/// is health-cairo's, made as the case-owning ministry (`mosa-cairo`, the claim its
+/// certificate proves under mutual TLS). Returns the case's version after the plan.
+pub async fn plan_health_action(ch: &Channel, case: &str) -> i64 {
+    use himaya_proto::v1::case_work_client::CaseWorkClient;
+    let mut work = CaseWorkClient::new(ch.clone());
+    for (id, role, sup) in [
+        ("sup-1", "supervisor", None),
+        ("sw-1", "caseworker", Some("sup-1")),
+    ] {
+        work.add_staff(as_agency(
+            "mosa-cairo",
+            pb::AddStaffRequest {
+                staff_id: id.into(),
+                role: role.into(),
+                supervisor_id: sup.map(str::to_owned),
+            },
+        ))
+        .await
+        .unwrap();
+    }
+    work.decide_acceptance(as_agency(
+        "mosa-cairo",
+        pb::DecideAcceptanceRequest {
+            case_id: case.to_owned(),
+            expected_version: 1,
+            actor: "sw-lead".into(),
+            decision: "register".into(),
+            vulnerability_criteria: vec!["exploitative_labour".into()],
+            reason: None,
+            referred_on_to: None,
+            target_groups: vec![],
+        },
+    ))
+    .await
+    .unwrap();
+    work.assign_case(as_agency(
+        "mosa-cairo",
+        pb::AssignCaseRequest {
+            case_id: case.to_owned(),
+            expected_version: 2,
+            actor: "sup-1".into(),
+            caseworker_id: "sw-1".into(),
+        },
+    ))
+    .await
+    .unwrap();
+    work.record_assessment(as_agency(
+        "mosa-cairo",
+        pb::RecordAssessmentRequest {
+            case_id: case.to_owned(),
+            expected_version: 3,
+            actor: "sw-1".into(),
+            risk_factors: vec!["عمل في ورشة".into()],
+            protective_factors: vec![],
+            needs: vec![pb::NeedInput {
+                domain: "health".into(),
+                description: "فحص السمع".into(),
+            }],
+        },
+    ))
+    .await
+    .unwrap();
+    let due = (chrono::Utc::now().date_naive() + chrono::Duration::days(14))
+        .format("%Y-%m-%d")
+        .to_string();
+    let planned = work
+        .set_plan(as_agency(
+            "mosa-cairo",
+            pb::SetPlanRequest {
+                case_id: case.to_owned(),
+                expected_version: 4,
+                actor: "sw-1".into(),
+                goals: vec![pb::GoalInput {
+                    description: "الصحة".into(),
+                    actions: vec![pb::ActionInput {
+                        description: "فحص".into(),
+                        responsible_agency: "health-cairo".into(),
+                        service_type: "health".into(),
+                        due_on: due,
+                    }],
+                }],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    planned.version
 }

@@ -12,4 +12,7 @@ CREATE TABLE agency_notices (
     acknowledged_by TEXT
 );
 
-CREATE INDEX agency_notices_open ON agency_notices (agency_id, issued_at);
+CREATE INDEX agency_notices_of ON agency_notices (agency_id, notice_id);
+
+-- Exports find the cases an agency received through these (see access::RECIPIENT_OF_CASE).
+CREATE INDEX referral_deliveries_agency ON referral_deliveries (agency_id) WHERE outcome = 'delivered';

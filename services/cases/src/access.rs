@@ -59,22 +59,53 @@ impl CaseParties {
         else {
             return Ok(None);
         };
-        let mut recipients = Vec::new();
-        if need == Need::Part {
-            recipients.extend(
-                crate::db::deliveries(pool, case_id)
-                    .await?
-                    .into_iter()
-                    .map(|d| d.agency_id),
-            );
-            recipients.extend(crate::service_referrals::recipients(pool, case_id).await?);
-        }
+        let recipients = if need == Need::Part {
+            recipients(pool, case_id).await?
+        } else {
+            Vec::new()
+        };
         Ok(Some(CaseParties {
             governorate: row.try_get("governorate")?,
             source_agency: row.try_get("source")?,
             recipients,
         }))
     }
+}
+
+/// Agencies with a live part in a case as recipients: those whose system accepted the
+/// case referral (a rejected or failed delivery gives no part), and those sent a service
+/// referral that is not rejected or cancelled. A service referral's own delivery rows do
+/// not count: the referral's state decides.
+pub(crate) async fn recipients(
+    pool: &sqlx::PgPool,
+    case_id: &CaseId,
+) -> Result<Vec<String>, CasesError> {
+    Ok(sqlx::query_scalar(
+        "SELECT agency_id FROM referral_deliveries
+          WHERE case_id = $1 AND outcome = 'delivered' AND referral_id NOT LIKE 'srv\\_%'
+         UNION
+         SELECT to_agency FROM service_referrals
+          WHERE case_id = $1 AND state NOT IN ('rejected', 'cancelled')",
+    )
+    .bind(case_id.to_string())
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The SQL condition for "cases `$1` has a live part in as a recipient", over `cases`,
+/// for queries listing many cases (the same rule as [`recipients`]).
+pub(crate) const RECIPIENT_OF_CASE: &str = "(case_id IN (SELECT case_id FROM referral_deliveries
+                   WHERE agency_id = $1 AND outcome = 'delivered' AND referral_id NOT LIKE 'srv\\_%')
+          OR case_id IN (SELECT case_id FROM service_referrals
+                   WHERE to_agency = $1 AND state NOT IN ('rejected', 'cancelled')))";
+
+/// Whether `agency` covers `governorate` as a case owner's area, for lists that must
+/// stay within it (`$everywhere OR governorate = ANY($governorates)`).
+pub(crate) fn area(agency: &AgencySettings) -> (bool, &[String]) {
+    (
+        agency.governorates.iter().any(|g| g == "*"),
+        &agency.governorates,
+    )
 }
 
 impl State {
@@ -87,30 +118,59 @@ impl State {
         case_id: &CaseId,
         need: Need,
         channel: &str,
+        purpose: Purpose,
     ) -> Result<(), CasesError> {
-        let purpose = Purpose::ServiceProvision;
-        match CaseParties::load(&self.pool, case_id, need).await? {
-            Some(p) if !p.allows(agency_id, agency, need) => {
-                self.refuse_case(agency_id, case_id, need, channel, purpose)
-                    .await
-            }
-            _ => Ok(()),
+        if self
+            .allowed_on_case(agency_id, agency, case_id, need, channel, purpose)
+            .await?
+        {
+            return Ok(());
         }
+        Err(CasesError::PermissionDenied(match need {
+            Need::Owner => format!(
+                "case {case_id} is not in the area of `{agency_id}` — الحالة ليست ضمن نطاق هذه الجهة"
+            ),
+            Need::Part => format!(
+                "agency `{agency_id}` has no part in case {case_id} — لا علاقة لهذه الجهة بالحالة"
+            ),
+        }))
     }
 
-    /// Logs the refusal of `case_id` to `agency_id` and returns the error to answer.
-    pub(crate) async fn refuse_case(
+    /// Whether `agency_id` has what `need` asks of `case_id` (a case that does not exist
+    /// passes); a refusal is logged, and the caller words its answer, so that a refusal
+    /// reached through another object's id never names the case.
+    pub(crate) async fn allowed_on_case(
         &self,
         agency_id: &str,
+        agency: &AgencySettings,
         case_id: &CaseId,
         need: Need,
         channel: &str,
         purpose: Purpose,
+    ) -> Result<bool, CasesError> {
+        match CaseParties::load(&self.pool, case_id, need).await? {
+            Some(p) if !p.allows(agency_id, agency, need) => {
+                let reason = match need {
+                    Need::Owner => "not_case_owner",
+                    Need::Part => "no_part_in_case",
+                };
+                self.log_refusal(agency_id, case_id, reason, channel, purpose)
+                    .await?;
+                Ok(false)
+            }
+            _ => Ok(true),
+        }
+    }
+
+    /// Writes a refusal on `case_id` to the disclosure log (and the service log).
+    pub(crate) async fn log_refusal(
+        &self,
+        agency_id: &str,
+        case_id: &CaseId,
+        reason: &str,
+        channel: &str,
+        purpose: Purpose,
     ) -> Result<(), CasesError> {
-        let reason = match need {
-            Need::Owner => "not_case_owner",
-            Need::Part => "no_part_in_case",
-        };
         tracing::warn!(case_id = %case_id, agency = %agency_id, reason, channel, "call refused: object-level authorization");
         crate::read::log_decision(
             &self.pool,
@@ -120,14 +180,6 @@ impl State {
             purpose,
             Err(reason),
         )
-        .await?;
-        Err(CasesError::PermissionDenied(match need {
-            Need::Owner => format!(
-                "case {case_id} is not in the area of `{agency_id}` — الحالة ليست ضمن نطاق هذه الجهة"
-            ),
-            Need::Part => format!(
-                "agency `{agency_id}` has no part in case {case_id} — لا علاقة لهذه الجهة بالحالة"
-            ),
-        }))
+        .await
     }
 }

@@ -13,6 +13,7 @@ use himaya_settings::AgencySettings;
 use himaya_store::StoreError;
 use tokio::sync::mpsc;
 
+use crate::access::{area, RECIPIENT_OF_CASE};
 use crate::db::deliveries_of;
 use crate::read::{decide, log_events};
 use crate::{CasesError, State};
@@ -139,23 +140,22 @@ async fn candidates(
     after: &str,
 ) -> Result<Vec<(String, serde_json::Value)>, CasesError> {
     let owner = agency.agency_type == AgencyType::SocialAffairs;
-    let everywhere = agency.governorates.iter().any(|g| g == "*");
-    Ok(sqlx::query_as(
+    let sql = format!(
         "SELECT case_id, record FROM cases
           WHERE case_id > $2
             AND (($3 AND ($4 OR governorate = ANY($5)))
-                 OR record #>> '{referral,source,agency_id}' = $1
-                 OR case_id IN (SELECT case_id FROM referral_deliveries WHERE agency_id = $1)
-                 OR case_id IN (SELECT case_id FROM service_referrals
-                                 WHERE to_agency = $1 AND state NOT IN ('rejected', 'cancelled')))
-          ORDER BY case_id LIMIT $6",
-    )
-    .bind(agency_id)
-    .bind(after)
-    .bind(owner)
-    .bind(everywhere)
-    .bind(&agency.governorates)
-    .bind(PAGE)
-    .fetch_all(pool)
-    .await?)
+                 OR record #>> '{{referral,source,agency_id}}' = $1
+                 OR {RECIPIENT_OF_CASE})
+          ORDER BY case_id LIMIT $6"
+    );
+    let (everywhere, governorates) = area(agency);
+    Ok(sqlx::query_as(&sql)
+        .bind(agency_id)
+        .bind(after)
+        .bind(owner)
+        .bind(everywhere)
+        .bind(governorates)
+        .bind(PAGE)
+        .fetch_all(pool)
+        .await?)
 }

@@ -57,7 +57,13 @@ pub struct CasesService {
 pub(crate) struct State {
     pub pool: PgPool,
     pub settings: Arc<Settings>,
+    /// Exports running at once in this process: each holds a connection and a core
+    /// busy, so a burst of them must not starve intake and reads.
+    pub exports: Arc<tokio::sync::Semaphore>,
 }
+
+/// Exports that may run at once per cases process.
+pub const MAX_EXPORTS: usize = 4;
 
 impl State {
     /// The agency making the call, which must be in the directory: unidentified calls are
@@ -104,6 +110,7 @@ impl CasesService {
         let state = Arc::new(State {
             pool: pool.clone(),
             settings: settings.clone(),
+            exports: Arc::new(tokio::sync::Semaphore::new(MAX_EXPORTS)),
         });
         let queue = bus.topology().queue(OUTCOMES_QUEUE);
         bus.declare_queue(&queue, Exchange::Events, &[keys::DELIVERY_RECORDED])

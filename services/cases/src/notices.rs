@@ -12,10 +12,9 @@ use himaya_record::validate::check_text;
 use himaya_record::{CaseId, Problem, Purpose, Violations};
 use sqlx::{PgPool, Row};
 
-use crate::access::Need;
 use crate::{CasesError, State};
 
-/// Notices listed per call, at most (oldest first; acknowledge to see the next ones).
+/// Notices listed per call, at most (oldest first; `after_notice_id` pages on).
 const LIST_LIMIT: i64 = 1000;
 
 /// The consumer of `consent.withdrawal.notice`.
@@ -32,7 +31,9 @@ impl Notices {
     async fn keep(&self, n: &WithdrawalNotice) -> Result<(), CasesError> {
         let issued_at = DateTime::parse_from_rfc3339(&n.occurred_at)
             .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_else(|_| Utc::now());
+            .map_err(|_| {
+                CasesError::Precondition("the notice's occurred_at is not RFC 3339".into())
+            })?;
         sqlx::query(
             "INSERT INTO agency_notices (notice_id, agency_id, case_id, consent_id, categories, withdrawn_at, issued_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (notice_id) DO NOTHING",
@@ -55,8 +56,12 @@ impl Handler for Notices {
         let notice = decode::<WithdrawalNotice>(msg.payload()).map_err(|e| HandleError::Park {
             reason: e.to_string(),
         })?;
-        self.keep(&notice).await.map_err(|e| HandleError::Retry {
-            reason: e.to_string(),
+        self.keep(&notice).await.map_err(|e| match e {
+            // A malformed notice will not improve by retrying.
+            CasesError::Precondition(reason) => HandleError::Park { reason },
+            e => HandleError::Retry {
+                reason: e.to_string(),
+            },
         })
     }
 }
@@ -78,19 +83,21 @@ fn notice(r: &sqlx::postgres::PgRow) -> Result<pb::Notice, sqlx::Error> {
     })
 }
 
-/// The calling agency's notices, oldest first.
+/// The calling agency's notices, oldest first (notice ids are time-ordered), after
+/// `after` when given.
 pub(crate) async fn list(
     state: &State,
     agency_id: &str,
-    include_acknowledged: bool,
+    r: &pb::ListNoticesRequest,
 ) -> Result<pb::NoticeList, CasesError> {
     let rows = sqlx::query(
         "SELECT * FROM agency_notices
-          WHERE agency_id = $1 AND ($2 OR acknowledged_at IS NULL)
-          ORDER BY issued_at, notice_id LIMIT $3",
+          WHERE agency_id = $1 AND ($2 OR acknowledged_at IS NULL) AND notice_id > $3
+          ORDER BY notice_id LIMIT $4",
     )
     .bind(agency_id)
-    .bind(include_acknowledged)
+    .bind(r.include_acknowledged)
+    .bind(r.after_notice_id.trim())
     .bind(LIST_LIMIT)
     .fetch_all(&state.pool)
     .await?;
@@ -119,10 +126,10 @@ pub(crate) async fn acknowledge(
         if addressee != agency_id {
             if let Ok(case_id) = CaseId::parse(case_id) {
                 state
-                    .refuse_case(
+                    .log_refusal(
                         agency_id,
                         &case_id,
-                        Need::Part,
+                        "not_addressee",
                         "grpc_call",
                         Purpose::ServiceProvision,
                     )

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 use himaya_bus::Exchange;
 use himaya_events::{keys, new_message_id, DisclosureRecorded};
 
-use crate::access::{CaseParties, Need};
+use crate::access::Need;
 use crate::db::{deliveries, load_case, DeliveryRow};
 use crate::{CasesError, State};
 
@@ -45,23 +45,19 @@ impl pb::cases_server::Cases for CasesApi {
             .await?
             .ok_or_else(|| CasesError::NotFound(format!("no case {case_id}")))?;
         let purpose = purpose_from(r.purpose);
-        let delivered = deliveries(&self.0.pool, &case_id).await?;
-        let parties = CaseParties {
-            governorate: record.child.governorate.clone(),
-            source_agency: record.referral.source.agency_id.clone(),
-            recipients: delivered
-                .iter()
-                .map(|d| d.agency_id.clone())
-                .chain(crate::service_referrals::recipients(&self.0.pool, &case_id).await?)
-                .collect(),
-        };
         // Object-level authorization comes before the rest of the request is looked at.
-        if !parties.allows(&agency_id, agency, Need::Part) {
-            let logged = purpose.unwrap_or(himaya_record::Purpose::ServiceProvision);
-            self.0
-                .refuse_case(&agency_id, &case_id, Need::Part, "grpc_read", logged)
-                .await?;
-        }
+        let logged = purpose.unwrap_or(himaya_record::Purpose::ServiceProvision);
+        self.0
+            .require_case(
+                &agency_id,
+                agency,
+                &case_id,
+                Need::Part,
+                "grpc_read",
+                logged,
+            )
+            .await?;
+        let delivered = deliveries(&self.0.pool, &case_id).await?;
         let Some(purpose) = purpose else {
             let mut v = Violations::new();
             v.push(
@@ -109,13 +105,19 @@ impl pb::cases_server::Cases for CasesApi {
         let (agency_id, agency) = self.0.calling_agency(&meta)?;
         tracing::Span::current().record("agency", agency_id.as_str());
         let checked = crate::export::ExportRequest::check(agency_id, &r, Lang::of(&meta))?;
+        let permit = self.0.exports.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "{} exports are running already; retry in a minute — تصديرات كثيرة جارية، أعد المحاولة بعد دقيقة",
+                crate::MAX_EXPORTS
+            ))
+        })?;
         let (tx, rx) = tokio::sync::mpsc::channel(16);
-        tokio::spawn(crate::export::run(
-            self.0.clone(),
-            agency.clone(),
-            checked,
-            tx,
-        ));
+        let state = self.0.clone();
+        let agency = agency.clone();
+        tokio::spawn(async move {
+            crate::export::run(state, agency, checked, tx).await;
+            drop(permit);
+        });
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
             rx,
         )))
@@ -128,7 +130,7 @@ impl pb::cases_server::Cases for CasesApi {
         let (meta, _, r) = req.into_parts();
         let (agency_id, _) = self.0.calling_agency(&meta)?;
         Ok(Response::new(
-            crate::notices::list(&self.0, &agency_id, r.include_acknowledged).await?,
+            crate::notices::list(&self.0, &agency_id, &r).await?,
         ))
     }
 

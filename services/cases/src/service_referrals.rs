@@ -142,17 +142,6 @@ pub async fn answer_due(pool: &PgPool, id: &str) -> Result<Option<DateTime<Utc>>
     .await?)
 }
 
-/// Agencies sent a live (not rejected or cancelled) referral of a case: they may read it.
-pub async fn recipients(pool: &PgPool, case_id: &CaseId) -> Result<Vec<String>, CasesError> {
-    Ok(sqlx::query_scalar(
-        "SELECT DISTINCT to_agency FROM service_referrals
-          WHERE case_id = $1 AND state NOT IN ('rejected', 'cancelled')",
-    )
-    .bind(case_id.to_string())
-    .fetch_all(pool)
-    .await?)
-}
-
 /// Records a state the referral has reached (its creation included): event row, case
 /// history line at the case's current version, and the `service.referral.changed` event.
 pub async fn record_change(

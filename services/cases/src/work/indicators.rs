@@ -9,8 +9,9 @@ impl CaseWorkApi {
         req: Request<pb::GetIndicatorsRequest>,
     ) -> Result<Response<pb::Indicators>, Status> {
         let (meta, _, r) = req.into_parts();
-        self.owner(&meta)?;
-        let gov = Some(r.governorate.trim()).filter(|g| !g.is_empty());
+        let caller = self.owner(&meta)?;
+        let (_, agency) = self.0.calling_agency(&meta)?;
+        let gov = indicator_area(agency, r.governorate.trim())?;
         let pool = &self.0.pool;
         let max = self.0.settings.lifecycle.max_cases_per_caseworker;
         let cases = crate::db::case_counts(pool, gov).await?;
@@ -18,9 +19,10 @@ impl CaseWorkApi {
             "SELECT s.staff_id, count(c.case_id) AS n FROM staff s
                LEFT JOIN cases c ON c.caseworker_id = s.staff_id AND c.status = 'registered'
                                 AND ($1::text IS NULL OR c.governorate = $1)
-              WHERE s.role = 'caseworker' GROUP BY 1 ORDER BY 2 DESC, 1",
+              WHERE s.role = 'caseworker' AND s.agency_id = $2 GROUP BY 1 ORDER BY 2 DESC, 1",
         )
         .bind(gov)
+        .bind(&caller)
         .fetch_all(pool)
         .await
         .map_err(CasesError::from)?
@@ -125,5 +127,25 @@ impl CaseWorkApi {
             service_referrals,
             computed_at: Utc::now().to_rfc3339(),
         }))
+    }
+}
+
+/// The governorate the indicators cover. A directorate covering everywhere may ask for
+/// one or for all (empty); any other only for one of its own, and by default its only
+/// one: a directorate does not see another area's numbers.
+fn indicator_area<'a>(
+    agency: &'a himaya_settings::AgencySettings,
+    asked: &'a str,
+) -> Result<Option<&'a str>, CasesError> {
+    let (everywhere, own) = crate::access::area(agency);
+    match (everywhere, asked) {
+        (true, "") => Ok(None),
+        (true, g) => Ok(Some(g)),
+        (false, "") if own.len() == 1 => Ok(Some(own[0].as_str())),
+        (false, g) if own.iter().any(|o| o == g) => Ok(Some(g)),
+        _ => Err(CasesError::PermissionDenied(format!(
+            "name one of your own governorates: {} — اختر إحدى محافظاتك",
+            own.join(", ")
+        ))),
     }
 }

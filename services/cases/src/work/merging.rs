@@ -9,6 +9,7 @@ impl CaseWorkApi {
         r: pb::FindDuplicatesRequest,
     ) -> Result<pb::Duplicates, CasesError> {
         self.owner_of(meta, &[&r.case_id]).await?;
+        let (_, agency) = self.0.calling_agency(meta)?;
         let e = envelope(meta, &r.case_id, "finder");
         let case_id = e.finish()?;
         let rec = crate::db::load_case(&self.0.pool, &case_id)
@@ -29,15 +30,23 @@ impl CaseWorkApi {
         .await?;
         let mut candidates = Vec::with_capacity(found.len());
         for (id, score) in found {
-            let status: Option<String> =
-                sqlx::query_scalar("SELECT status FROM cases WHERE case_id = $1")
+            let row: Option<(String, String)> =
+                sqlx::query_as("SELECT status, governorate FROM cases WHERE case_id = $1")
                     .bind(&id)
                     .fetch_optional(&self.0.pool)
                     .await?;
+            // Only cases of the caller's own area: a child known elsewhere is found by a
+            // directorate covering both (`*`).
+            let Some((status, governorate)) = row else {
+                continue;
+            };
+            if !crate::access::owns(agency, &governorate) {
+                continue;
+            }
             candidates.push(pb::DuplicateCandidate {
                 case_id: id,
                 score,
-                status: status.unwrap_or_default(),
+                status,
             });
         }
         tracing::info!(case_id = %case_id, candidates = candidates.len(), "duplicates searched");

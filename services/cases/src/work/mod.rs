@@ -146,7 +146,14 @@ impl CaseWorkApi {
         for raw in case_ids {
             if let Ok(case_id) = CaseId::parse(raw.trim()) {
                 self.0
-                    .require_case(&id, agency, &case_id, Need::Owner, "grpc_call")
+                    .require_case(
+                        &id,
+                        agency,
+                        &case_id,
+                        Need::Owner,
+                        "grpc_call",
+                        himaya_record::Purpose::ServiceProvision,
+                    )
                     .await?;
             }
         }
@@ -322,9 +329,30 @@ impl pb::case_work_server::CaseWork for CaseWorkApi {
         req: Request<pb::ReviewBreakGlassRequest>,
     ) -> Result<Response<pb::BreakGlassAccess>, Status> {
         let (meta, _, r) = req.into_parts();
+        let id = self.owner(&meta)?;
+        let (_, reviewer) = self.0.calling_agency(&meta)?;
         let case_id = crate::break_glass::case_of(&self.0, &r.break_glass_id).await?;
-        self.owner_of(&meta, &[case_id.as_deref().unwrap_or_default()])
-            .await?;
+        if let Some(case_id) = case_id.as_deref().and_then(|c| CaseId::parse(c).ok()) {
+            let allowed = self
+                .0
+                .allowed_on_case(
+                    &id,
+                    reviewer,
+                    &case_id,
+                    Need::Owner,
+                    "grpc_call",
+                    himaya_record::Purpose::ServiceProvision,
+                )
+                .await?;
+            if !allowed {
+                // Named by the access, never by its case.
+                return Err(CasesError::PermissionDenied(format!(
+                    "break-glass access {} is not in the area of `{id}` — ليس ضمن نطاق هذه الجهة",
+                    r.break_glass_id.trim()
+                ))
+                .into());
+            }
+        }
         Ok(Response::new(
             crate::break_glass::review(&self.0, &meta, r).await?,
         ))

@@ -42,6 +42,8 @@ impl CaseWorkApi {
     ) -> Result<Response<pb::Escalations>, Status> {
         let (meta, _, r) = req.into_parts();
         self.owner(&meta)?;
+        let (_, agency) = self.0.calling_agency(&meta)?;
+        let (everywhere, governorates) = crate::access::area(agency);
         let since = if r.since.is_empty() {
             None
         } else {
@@ -54,10 +56,13 @@ impl CaseWorkApi {
             "SELECT e.case_id, e.kind, e.due_at, e.raised_at, e.supervisor_id, e.ref_id,
                     coalesce(c.record->'referral'->>'priority', 'routine') AS priority
                FROM escalations e JOIN cases c ON c.case_id = e.case_id
-              WHERE $1::timestamptz IS NULL OR e.raised_at > $1
+              WHERE ($1::timestamptz IS NULL OR e.raised_at > $1)
+                AND ($2 OR c.governorate = ANY($3))
               ORDER BY (c.record->'referral'->>'priority' = 'urgent') DESC, e.id LIMIT 1000",
         )
         .bind(since)
+        .bind(everywhere)
+        .bind(governorates)
         .fetch_all(&self.0.pool)
         .await
         .map_err(CasesError::from)?;

@@ -52,14 +52,17 @@ impl ServiceReferralsApi {
         let case_id = CaseId::parse(&sr.case_id)
             .map_err(|_| himaya_store::StoreError::Corrupt("service_referrals.case_id"))?;
         self.0
-            .refuse_case(
+            .log_refusal(
                 agency_id,
                 &case_id,
-                Need::Part,
+                "not_party_to_referral",
                 "grpc_call",
                 himaya_record::Purpose::ServiceProvision,
             )
-            .await
+            .await?;
+        Err(CasesError::PermissionDenied(format!(
+            "agency `{agency_id}` is not party to service referral {id} — ليست الجهة طرفًا في إحالة الخدمة"
+        )))
     }
 
     /// Loads a referral the caller is party to; which side it is on.
@@ -328,7 +331,14 @@ impl ServiceReferralsApi {
         if let Some(case_id) = &case_id {
             let (_, a) = self.0.calling_agency(meta)?;
             self.0
-                .require_case(&agency, a, case_id, Need::Part, "grpc_call")
+                .require_case(
+                    &agency,
+                    a,
+                    case_id,
+                    Need::Part,
+                    "grpc_call",
+                    himaya_record::Purpose::ServiceProvision,
+                )
                 .await?;
         }
         let rows = store::list(
