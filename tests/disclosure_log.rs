@@ -50,12 +50,7 @@ async fn every_decision_is_chained_and_every_kind_of_tampering_is_caught() {
     let env = TestEnv::new(Some(addr)).await;
     let hub = env.start().await;
     let ch = channel(&hub).await;
-    let case = IntakeClient::new(ch.clone())
-        .submit_school_referral(from_school(school_request("audited")))
-        .await
-        .unwrap()
-        .into_inner()
-        .case_id;
+    let case = submit_school(&ch, "audited").await;
     eventually(20, "the delivery", || async {
         (agency.count() == 1).then_some(())
     })
@@ -205,12 +200,7 @@ async fn a_withdrawal_notice_reaches_every_earlier_recipient() {
     let env = TestEnv::new(Some(addr)).await;
     let hub = env.start().await;
     let ch = channel(&hub).await;
-    let case = IntakeClient::new(ch.clone())
-        .submit_school_referral(from_school(school_request("withdrawn")))
-        .await
-        .unwrap()
-        .into_inner()
-        .case_id;
+    let case = submit_school(&ch, "withdrawn").await;
     eventually(20, "the delivery", || async {
         (agency.count() == 1).then_some(())
     })

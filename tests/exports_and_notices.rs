@@ -9,7 +9,6 @@ use helpers::*;
 use himaya_proto::v1 as pb;
 use pb::case_work_client::CaseWorkClient;
 use pb::cases_client::CasesClient;
-use pb::intake_client::IntakeClient;
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -57,15 +56,9 @@ async fn an_export_is_redacted_per_case_and_every_decision_logged() {
     let env = TestEnv::new(Some(addr)).await;
     let hub = env.start().await;
     let ch = channel(&hub).await;
-    let mut intake = IntakeClient::new(ch.clone());
     let mut cases = Vec::new();
     for i in 0..3 {
-        let r = intake
-            .submit_school_referral(from_school(school_request(&format!("export-{i}"))))
-            .await
-            .unwrap()
-            .into_inner();
-        cases.push(r.case_id);
+        cases.push(submit_school(&ch, &format!("export-{i}")).await);
     }
     let db = env.pool().await;
     eventually(20, "three answers from the health agency", || async {
@@ -182,12 +175,7 @@ async fn an_agency_without_a_connector_collects_and_acknowledges_its_notice() {
     let env = TestEnv::new(Some(addr)).await;
     let hub = env.start().await;
     let ch = channel(&hub).await;
-    let case = IntakeClient::new(ch.clone())
-        .submit_school_referral(from_school(school_request("noticed")))
-        .await
-        .unwrap()
-        .into_inner()
-        .case_id;
+    let case = submit_school(&ch, "noticed").await;
     eventually(20, "the delivery", || async {
         (agency.count() == 1).then_some(())
     })
@@ -303,12 +291,7 @@ async fn a_refused_delivery_or_an_ended_service_referral_gives_no_part() {
     let env = TestEnv::new(Some(addr)).await;
     let hub = env.start().await;
     let ch = channel(&hub).await;
-    let case = IntakeClient::new(ch.clone())
-        .submit_school_referral(from_school(school_request("refused")))
-        .await
-        .unwrap()
-        .into_inner()
-        .case_id;
+    let case = submit_school(&ch, "refused").await;
     let db = env.pool().await;
     eventually(20, "the refusal recorded", || async {
         (count(

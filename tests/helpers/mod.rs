@@ -302,6 +302,16 @@ pub fn school_request(submission_id: &str) -> pb::SchoolReferralRequest {
     }
 }
 
+/// Submits the fixture's school referral as the school; the new case's id.
+pub async fn submit_school(ch: &Channel, submission_id: &str) -> String {
+    himaya_proto::v1::intake_client::IntakeClient::new(ch.clone())
+        .submit_school_referral(from_school(school_request(submission_id)))
+        .await
+        .unwrap()
+        .into_inner()
+        .case_id
+}
+
 /// A request made as the fixture's school (`school-cairo-alnour`), in development
 /// identity mode.
 pub fn from_school<T>(msg: T) -> tonic::Request<T> {
