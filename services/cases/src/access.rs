@@ -43,6 +43,15 @@ impl CaseParties {
                     || self.recipients.iter().any(|a| a == agency_id)))
     }
 
+    /// The parties of a loaded case, with its recipients from [`recipients`].
+    pub(crate) fn of(record: &himaya_record::CaseRecord, recipients: Vec<String>) -> CaseParties {
+        CaseParties {
+            governorate: record.child.governorate.clone(),
+            source_agency: record.referral.source.agency_id.clone(),
+            recipients,
+        }
+    }
+
     /// The parties of `case_id`; `None` when there is no such case.
     pub(crate) async fn load(
         pool: &sqlx::PgPool,
@@ -120,8 +129,34 @@ impl State {
         channel: &str,
         purpose: Purpose,
     ) -> Result<(), CasesError> {
+        let parties = CaseParties::load(&self.pool, case_id, need).await?;
+        self.require_parties(
+            parties.as_ref(),
+            agency_id,
+            agency,
+            case_id,
+            need,
+            channel,
+            purpose,
+        )
+        .await
+    }
+
+    /// [`State::require_case`] for a caller that already holds the case's parties
+    /// (a read, which has loaded the record anyway).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn require_parties(
+        &self,
+        parties: Option<&CaseParties>,
+        agency_id: &str,
+        agency: &AgencySettings,
+        case_id: &CaseId,
+        need: Need,
+        channel: &str,
+        purpose: Purpose,
+    ) -> Result<(), CasesError> {
         if self
-            .allowed_on_case(agency_id, agency, case_id, need, channel, purpose)
+            .allowed_by(parties, agency_id, agency, case_id, need, channel, purpose)
             .await?
         {
             return Ok(());
@@ -148,7 +183,33 @@ impl State {
         channel: &str,
         purpose: Purpose,
     ) -> Result<bool, CasesError> {
-        match CaseParties::load(&self.pool, case_id, need).await? {
+        let parties = CaseParties::load(&self.pool, case_id, need).await?;
+        self.allowed_by(
+            parties.as_ref(),
+            agency_id,
+            agency,
+            case_id,
+            need,
+            channel,
+            purpose,
+        )
+        .await
+    }
+
+    /// The one decision of object-level authorization, on the case's parties (`None`:
+    /// no such case), with the refusal logged.
+    #[allow(clippy::too_many_arguments)]
+    async fn allowed_by(
+        &self,
+        parties: Option<&CaseParties>,
+        agency_id: &str,
+        agency: &AgencySettings,
+        case_id: &CaseId,
+        need: Need,
+        channel: &str,
+        purpose: Purpose,
+    ) -> Result<bool, CasesError> {
+        match parties {
             Some(p) if !p.allows(agency_id, agency, need) => {
                 let reason = match need {
                     Need::Owner => "not_case_owner",

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 use himaya_bus::Exchange;
 use himaya_events::{keys, new_message_id, DisclosureRecorded};
 
-use crate::access::Need;
+use crate::access::{recipients, CaseParties, Need};
 use crate::db::{deliveries, load_case, DeliveryRow};
 use crate::{CasesError, State};
 
@@ -45,10 +45,13 @@ impl pb::cases_server::Cases for CasesApi {
             .await?
             .ok_or_else(|| CasesError::NotFound(format!("no case {case_id}")))?;
         let purpose = purpose_from(r.purpose);
-        // Object-level authorization comes before the rest of the request is looked at.
+        // Object-level authorization comes before the rest of the request is looked at,
+        // on the record just loaded.
         let logged = purpose.unwrap_or(himaya_record::Purpose::ServiceProvision);
+        let parties = CaseParties::of(&record, recipients(&self.0.pool, &case_id).await?);
         self.0
-            .require_case(
+            .require_parties(
+                Some(&parties),
                 &agency_id,
                 agency,
                 &case_id,
