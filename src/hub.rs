@@ -25,8 +25,9 @@ pub enum Component {
     Directory,
     /// Routing, consent decision and redaction of deliveries (bus).
     Router,
-    /// Delivery to health agencies' HTTP endpoints (bus → HTTP).
-    ConnectorHealth,
+    /// The agency connectors: deliveries out in each agency's standard (bus → HTTP),
+    /// answers in through the webhooks.
+    Connectors,
     /// The hash-chained disclosure log and its signed checkpoints (bus).
     Audit,
 }
@@ -36,7 +37,7 @@ impl Component {
         Component::Cases,
         Component::Directory,
         Component::Router,
-        Component::ConnectorHealth,
+        Component::Connectors,
         Component::Audit,
     ];
 }
@@ -134,12 +135,16 @@ impl Hub {
                     .context("starting the disclosure log")?,
             );
         }
-        if components.contains(&Component::ConnectorHealth) {
-            tasks.extend(
-                himaya_connector_health::start(settings.clone(), bus.clone(), shutdown.clone())
-                    .await
-                    .context("starting the health connector")?,
-            );
+        if components.contains(&Component::Connectors) {
+            let running = himaya_connect::start(
+                settings.clone(),
+                bus.clone(),
+                &crate::connectors::wires(),
+                shutdown.clone(),
+            )
+            .await
+            .context("starting the connectors")?;
+            tasks.extend(running.tasks);
         }
         let listener = tokio::net::TcpListener::bind(settings.grpc.listen)
             .await

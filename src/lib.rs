@@ -5,6 +5,7 @@ pub mod audit_cli;
 pub mod casework_cli;
 pub mod cli;
 pub mod client;
+pub mod connectors;
 pub mod consent_cli;
 pub mod demo_agency;
 pub mod dev_certs;

@@ -62,6 +62,8 @@ async fn secured() -> Secured {
                 services: vec![],
                 governorates: vec![gov.into()],
                 endpoint: None,
+                protocol: Default::default(),
+                inbound_token: None,
             },
         );
     }

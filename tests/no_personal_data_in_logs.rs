@@ -56,7 +56,7 @@ async fn no_canary_reaches_a_log_an_error_or_a_panic() {
     let logs = Captured::default();
     let filter = "info,himaya=trace,himaya_cases=trace,himaya_router=trace,himaya_bus=trace,\
                   himaya_store=trace,himaya_audit=trace,himaya_directory=trace,\
-                  himaya_connector_health=trace";
+                  himaya_connect=trace,himaya_connector_health=trace";
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(logs.clone())

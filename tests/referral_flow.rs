@@ -20,7 +20,7 @@ async fn unsent(pool: &sqlx::PgPool) -> i64 {
         pool,
         "SELECT (SELECT count(*) FROM cases.outbox WHERE sent_at IS NULL)
               + (SELECT count(*) FROM router.outbox WHERE sent_at IS NULL)
-              + (SELECT count(*) FROM connector_health.outbox WHERE sent_at IS NULL)",
+              + (SELECT count(*) FROM connectors.outbox WHERE sent_at IS NULL)",
     )
     .await
 }
@@ -138,7 +138,7 @@ async fn a_school_referral_arrives_at_the_health_agency_exactly_once() {
         1
     );
     assert_eq!(
-        count(&pool, "SELECT count(*) FROM connector_health.deliveries").await,
+        count(&pool, "SELECT count(*) FROM connectors.deliveries").await,
         1
     );
 
@@ -240,7 +240,7 @@ async fn an_agency_5xx_is_retried_with_the_same_key_and_a_4xx_is_recorded_as_rej
         .iter()
         .all(|s| s.idempotency_key == seen[0].idempotency_key));
     assert_eq!(
-        count(&pool, "SELECT count(*) FROM connector_health.deliveries").await,
+        count(&pool, "SELECT count(*) FROM connectors.deliveries").await,
         1
     );
     hub.stop().await;

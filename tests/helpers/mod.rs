@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
 use axum::{Json, Router};
 use himaya::hub::{Component, Hub};
 use himaya_proto::v1 as pb;
@@ -42,6 +41,8 @@ fn amqp_base() -> String {
 /// One request as the simulated agency saw it.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    pub path: String,
+    pub content_type: Option<String>,
     pub idempotency_key: Option<String>,
     pub traceparent: Option<String>,
     pub body: serde_json::Value,
@@ -49,29 +50,53 @@ pub struct Seen {
     pub at: Instant,
 }
 
+/// How the simulated agency answers one request.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Answer this status at once.
+    Status(u16),
+    /// Answer this status with this JSON body.
+    Answer(u16, serde_json::Value),
+    /// Answer after this many milliseconds (longer than the connector's timeout: a timeout).
+    Slow(u64, u16),
+}
+
 /// A simulated agency system: a real HTTP server on a free port that records what it
-/// receives and answers with scripted statuses (then 201).
+/// receives on any path and answers with scripted steps (then 201 with a reference).
 #[derive(Clone, Default)]
 pub struct FakeAgency {
     pub seen: Arc<Mutex<Vec<Seen>>>,
-    script: Arc<Mutex<VecDeque<u16>>>,
+    script: Arc<Mutex<VecDeque<Step>>>,
 }
 
 impl FakeAgency {
     pub async fn start(script: &[u16]) -> (FakeAgency, SocketAddr) {
+        Self::scripted(script.iter().map(|s| Step::Status(*s)).collect()).await
+    }
+
+    pub async fn scripted(script: Vec<Step>) -> (FakeAgency, SocketAddr) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let agency = FakeAgency {
             seen: Arc::default(),
-            script: Arc::new(Mutex::new(script.iter().copied().collect())),
+            script: Arc::new(Mutex::new(script.into())),
         };
-        let app = Router::new()
-            .route("/referrals", post(receive))
-            .with_state(agency.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = agency.clone().serve(listener);
+        (agency, addr)
+    }
+
+    /// Serves on `listener` until the returned handle is aborted.
+    pub fn serve(self, listener: tokio::net::TcpListener) -> SocketAddr {
         let addr = listener.local_addr().unwrap();
+        let app = Router::new().fallback(receive).with_state(self);
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        (agency, addr)
+        addr
+    }
+
+    /// Adds steps to the script.
+    pub fn then(&self, steps: impl IntoIterator<Item = Step>) {
+        self.script.lock().unwrap().extend(steps);
     }
 
     pub fn count(&self) -> usize {
@@ -85,8 +110,9 @@ impl FakeAgency {
 
 async fn receive(
     State(a): State<FakeAgency>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
-    Json(body): Json<serde_json::Value>,
+    body: axum::body::Bytes,
 ) -> (StatusCode, Json<serde_json::Value>) {
     let h = |n: &str| {
         headers
@@ -95,14 +121,26 @@ async fn receive(
             .map(str::to_owned)
     };
     a.seen.lock().unwrap().push(Seen {
+        path: uri.path().to_owned(),
+        content_type: h("content-type"),
         idempotency_key: h("idempotency-key"),
         traceparent: h("traceparent"),
-        body,
+        body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
         at: Instant::now(),
     });
-    let status = a.script.lock().unwrap().pop_front().unwrap_or(201);
-    let code = StatusCode::from_u16(status).unwrap();
-    (code, Json(serde_json::json!({"reference": "SIM-1"})))
+    let step = a.script.lock().unwrap().pop_front();
+    // An answer every standard reads a reference from (its own shape, the hub's, FHIR's, Primero's).
+    let ok = || serde_json::json!({"reference": "SIM-1", "id": "SIM-1", "data": {"id": "SIM-1"}});
+    let (status, answer) = match step {
+        None => (201, ok()),
+        Some(Step::Status(s)) => (s, ok()),
+        Some(Step::Answer(s, body)) => (s, body),
+        Some(Step::Slow(ms, s)) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            (s, ok())
+        }
+    };
+    (StatusCode::from_u16(status).unwrap(), Json(answer))
 }
 
 /// The isolated environment of one test.

@@ -1,100 +1,354 @@
-//! The health agency's wire shape (pure, no I/O). Today a JSON envelope around the
-//! redacted case; the FHIR R4 mapping (Patient + ServiceRequest) replaces it with the
-//! connectors issue.
+//! Deliveries as FHIR R4 resources (pure, no I/O). Every element comes from the redacted
+//! case (`SharedCase`): a category the consent layer withheld has no element here.
 
+use himaya_connect::shared::{SharedCase, SharedNotice};
+use himaya_connect::wire::clip;
+use himaya_connect::{DeliveryKind, MappingError, Outbound, Wire};
 use himaya_events::DeliveryRequested;
-use serde::Serialize;
+use himaya_record::{RiskLevel, Sex, SourceKind};
+use serde_json::{json, Value};
 
-/// What the agency's endpoint receives.
-#[derive(Debug, Serialize, PartialEq)]
-pub struct ReferralMessage {
-    /// Stable across retries: the agency drops duplicates on it.
-    pub idempotency_key: String,
-    pub referral_id: String,
-    pub case_id: String,
-    pub priority: String,
-    pub purpose: String,
-    /// The data categories present in `case`.
-    pub categories: Vec<String>,
-    /// The case as redacted for this agency: only permitted fields are present.
-    pub case: serde_json::Value,
-    /// For a service referral between agencies: the service asked for. The agency
-    /// answers it through `himaya.v1.ServiceReferrals` with `referral_id`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub service_type: Option<String>,
-    /// Absent for a referral; `withdrawal_notice` when a consent behind an earlier
-    /// delivery was withdrawn (`case` then holds the notice: which case, which
-    /// categories, from when).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-}
+/// Identifier systems of the hub's ids.
+pub const CASE_SYSTEM: &str = "https://himaya.example/fhir/sid/case-id";
+pub const REFERRAL_SYSTEM: &str = "https://himaya.example/fhir/sid/referral-id";
+pub const NOTICE_SYSTEM: &str = "https://himaya.example/fhir/sid/notice-id";
+const DISABILITY_SYSTEM: &str = "https://himaya.example/fhir/sid/disability-of-case";
+const DOCUMENT_SYSTEM: &str = "https://himaya.example/fhir/sid/document/";
+const SERVICE_SYSTEM: &str = "https://himaya.example/fhir/CodeSystem/service-type";
+const CONCERN_SYSTEM: &str = "https://himaya.example/fhir/CodeSystem/protection-concern";
+const ESTIMATED_AGE: &str = "https://himaya.example/fhir/StructureDefinition/estimated-age";
+const FHIR_JSON: &str = "application/fhir+json";
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("the delivery's document is not JSON")]
-pub struct MappingError;
+pub struct Fhir;
 
-impl TryFrom<&DeliveryRequested> for ReferralMessage {
-    type Error = MappingError;
+impl Wire for Fhir {
+    fn protocol(&self) -> &'static str {
+        "fhir_r4"
+    }
 
-    fn try_from(d: &DeliveryRequested) -> Result<Self, Self::Error> {
-        Ok(ReferralMessage {
-            idempotency_key: d.idempotency_key.clone(),
-            referral_id: d.referral_id.clone(),
-            case_id: d.case_id.clone(),
-            priority: d.priority.clone(),
-            purpose: d.purpose.clone(),
-            categories: d.categories.clone(),
-            case: serde_json::from_str(&d.document_json).map_err(|_| MappingError)?,
-            service_type: d.service_type.clone(),
-            kind: (d.kind != "referral").then(|| d.kind.clone()),
+    fn outbound(&self, d: &DeliveryRequested, case: &SharedCase) -> Result<Outbound, MappingError> {
+        let body = match DeliveryKind::of(d)? {
+            DeliveryKind::WithdrawalNotice => {
+                return Ok(Outbound {
+                    path: "/Communication".into(),
+                    content_type: FHIR_JSON,
+                    body: communication(&SharedNotice::parse(&d.document_json)?),
+                })
+            }
+            DeliveryKind::Referral | DeliveryKind::ServiceReferral => bundle(d, case),
+        };
+        Ok(Outbound {
+            path: String::new(),
+            content_type: FHIR_JSON,
+            body,
         })
     }
+
+    /// The ServiceRequest's location in the transaction-response Bundle
+    /// (`ServiceRequest/123/_history/1`), else the answer's `id`.
+    fn reference(&self, answer: &Value) -> Option<String> {
+        answer
+            .get("entry")
+            .and_then(Value::as_array)
+            .and_then(|entries| {
+                entries.iter().find_map(|e| {
+                    e.pointer("/response/location")
+                        .and_then(Value::as_str)
+                        .filter(|l| {
+                            l.starts_with("ServiceRequest/") || l.starts_with("Communication/")
+                        })
+                })
+            })
+            .or_else(|| answer.get("id").and_then(Value::as_str))
+            .map(clip)
+    }
+
+    /// An OperationOutcome's first issue: its diagnostics, else its details' text, else its code.
+    fn rejection_reason(&self, answer: &Value) -> Option<String> {
+        let issue = answer.pointer("/issue/0")?;
+        ["/diagnostics", "/details/text", "/code"]
+            .iter()
+            .find_map(|p| issue.pointer(p).and_then(Value::as_str))
+            .map(clip)
+    }
+}
+
+/// Priority from risk: high risk escalated by the emergency line is `stat`, other high
+/// risk `asap`; without a permitted risk level, the hub's own priority (routine/urgent).
+pub fn priority(d: &DeliveryRequested, case: &SharedCase) -> &'static str {
+    let hotline = case
+        .referral
+        .source
+        .as_ref()
+        .and_then(|s| s.kind)
+        .is_some_and(|k| k == SourceKind::Hotline);
+    match case.risk_level {
+        Some(RiskLevel::High) if hotline => "stat",
+        Some(RiskLevel::High) => "asap",
+        _ if d.priority == "urgent" => "urgent",
+        _ => "routine",
+    }
+}
+
+fn bundle(d: &DeliveryRequested, case: &SharedCase) -> Value {
+    let patient_url = urn(&format!("patient:{}", d.case_id));
+    let mut entries = vec![json!({
+        "fullUrl": patient_url,
+        "resource": patient(d, case),
+        // Conditional update: one Patient per case at the agency, however often we send.
+        "request": {"method": "PUT", "url": format!("Patient?identifier={CASE_SYSTEM}|{}", d.case_id)},
+    })];
+    if let Some(disability) = &case.child.disability {
+        entries.push(json!({
+            "fullUrl": urn(&format!("condition:{}", d.case_id)),
+            "resource": {
+                "resourceType": "Condition",
+                "identifier": [{"system": DISABILITY_SYSTEM, "value": d.case_id}],
+                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-category", "code": "problem-list-item"}]}],
+                "code": {"text": disability},
+                "subject": {"reference": patient_url},
+            },
+            "request": {"method": "POST", "url": "Condition", "ifNoneExist": format!("identifier={DISABILITY_SYSTEM}|{}", d.case_id)},
+        }));
+    }
+    entries.push(json!({
+        "fullUrl": urn(&format!("servicerequest:{}", d.referral_id)),
+        "resource": service_request(d, case, &patient_url),
+        // Conditional create: a retried Bundle does not make a second request.
+        "request": {"method": "POST", "url": "ServiceRequest", "ifNoneExist": format!("identifier={REFERRAL_SYSTEM}|{}", d.referral_id)},
+    }));
+    json!({
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "identifier": {"system": "https://himaya.example/fhir/sid/delivery", "value": d.idempotency_key},
+        "entry": entries,
+    })
+}
+
+fn patient(d: &DeliveryRequested, case: &SharedCase) -> Value {
+    let c = &case.child;
+    let mut identifiers = vec![json!({"system": CASE_SYSTEM, "value": d.case_id})];
+    for doc in &c.identity_documents {
+        if let (Some(kind), Some(number)) = (doc.kind, &doc.number) {
+            identifiers.push(
+                json!({"system": format!("{DOCUMENT_SYSTEM}{}", kind.as_str()), "value": number}),
+            );
+        }
+    }
+    let mut p = json!({"resourceType": "Patient", "identifier": identifiers});
+    if let Some(name) = &c.name {
+        // Stored as given (Arabic script) and, when known, its Latin transliteration.
+        let mut names = Vec::new();
+        if let Some(a) = &name.as_given {
+            names.push(json!({"use": "official", "text": a}));
+        }
+        if let Some(l) = &name.transliteration {
+            names.push(json!({"use": "usual", "text": l}));
+        }
+        p["name"] = json!(names);
+    }
+    if let Some(sex) = c.sex {
+        p["gender"] = json!(match sex {
+            Sex::Female => "female",
+            Sex::Male => "male",
+            Sex::NotStated => "unknown",
+        });
+    }
+    if let Some(dob) = c.date_of_birth {
+        p["birthDate"] = json!(dob.to_string());
+    } else if let Some(age) = c.estimated_age_years {
+        p["extension"] = json!([{"url": ESTIMATED_AGE, "valueAge": {"value": age, "unit": "a", "system": "http://unitsofmeasure.org", "code": "a"}}]);
+    }
+    let mut address = serde_json::Map::new();
+    if let Some(a) = &c.address {
+        address.insert("text".into(), json!(a));
+    }
+    if let Some(d) = &c.district {
+        address.insert("district".into(), json!(d));
+    }
+    if let Some(g) = &c.governorate {
+        address.insert("state".into(), json!(g));
+    }
+    if !address.is_empty() {
+        p["address"] = json!([address]);
+    }
+    let contacts: Vec<Value> = case
+        .caregivers
+        .iter()
+        .filter_map(|g| {
+            let mut contact = serde_json::Map::new();
+            if let Some(r) = g.relationship {
+                contact.insert("relationship".into(), json!([{"text": r.as_str()}]));
+            }
+            if let Some(n) = g.name.as_ref().and_then(|n| n.as_given.as_ref()) {
+                contact.insert("name".into(), json!({"text": n}));
+            }
+            if let Some(phone) = &g.phone {
+                contact.insert(
+                    "telecom".into(),
+                    json!([{"system": "phone", "value": phone}]),
+                );
+            }
+            if let Some(a) = &g.address {
+                contact.insert("address".into(), json!({"text": a}));
+            }
+            (!contact.is_empty()).then_some(Value::Object(contact))
+        })
+        .collect();
+    if !contacts.is_empty() {
+        p["contact"] = json!(contacts);
+    }
+    p
+}
+
+fn service_request(d: &DeliveryRequested, case: &SharedCase, patient_url: &str) -> Value {
+    let service = d
+        .service_type
+        .as_deref()
+        .unwrap_or("child_protection_referral");
+    let mut sr = json!({
+        "resourceType": "ServiceRequest",
+        "identifier": [{"system": REFERRAL_SYSTEM, "value": d.referral_id}],
+        "status": "active",
+        "intent": "order",
+        "priority": priority(d, case),
+        "code": {"coding": [{"system": SERVICE_SYSTEM, "code": service}]},
+        "subject": {"reference": patient_url},
+        "authoredOn": d.occurred_at,
+        "requester": {"display": "Himaya interagency hub"},
+    });
+    if !case.concerns.is_empty() {
+        sr["reasonCode"] = json!(case
+            .concerns
+            .iter()
+            .map(|c| json!({"coding": [{"system": CONCERN_SYSTEM, "code": c.kind.as_str()}]}))
+            .collect::<Vec<_>>());
+    }
+    if let Some(n) = &case.referral.narrative {
+        // Present only when the case-notes category was permitted.
+        sr["note"] = json!([{"text": n}]);
+    }
+    sr
+}
+
+fn communication(n: &SharedNotice) -> Value {
+    json!({
+        "resourceType": "Communication",
+        "identifier": [{"system": NOTICE_SYSTEM, "value": n.notice_id}],
+        "status": "completed",
+        "category": [{"text": "consent-withdrawn"}],
+        "about": [{"identifier": {"system": CASE_SYSTEM, "value": n.case_id}}],
+        "sent": n.withdrawn_at,
+        "payload": [
+            {"contentString": n.message_ar},
+            {"contentString": n.message_en},
+            {"contentString": format!("consent={}; categories={}", n.consent_id, n.categories.join(","))},
+        ],
+    })
+}
+
+/// A stable `urn:uuid:` for a resource of this Bundle (FNV-1a over its key), so a retried
+/// Bundle is byte-for-byte the same.
+fn urn(key: &str) -> String {
+    let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
+    for b in key.bytes() {
+        h ^= u128::from(b);
+        h = h.wrapping_mul(0x0000000001000000000000000000013B);
+    }
+    let b = h.to_be_bytes();
+    format!(
+        "urn:uuid:{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-8{:01x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+        b[0], b[1], b[2], b[3], b[4], b[5], b[6] & 0x0f, b[7], (b[8] & 0x3f) | 0x80, b[9],
+        b[10], b[11], b[12], b[13], b[14], b[15]
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use himaya_connect::testing::{assert_golden, delivery, FULL_CASE};
 
-    fn delivery(doc: &str) -> DeliveryRequested {
-        DeliveryRequested {
-            message_id: "msg_1".into(),
-            occurred_at: "2026-11-22T09:30:00+00:00".into(),
-            agency_id: "health-cairo".into(),
-            case_id: "case_1".into(),
-            referral_id: "ref_1".into(),
-            purpose: "service_provision".into(),
-            priority: "urgent".into(),
-            idempotency_key: "ref_1:health-cairo".into(),
-            categories: vec!["identity".into(), "health".into()],
-            document_json: doc.into(),
-            service_type: None,
-            kind: "referral".into(),
+    fn golden(name: &str, actual: &Value) {
+        assert_golden(
+            &format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR")),
+            actual,
+        );
+    }
+
+    fn out(doc: &str, service: Option<&str>) -> Outbound {
+        let d = delivery(doc, service);
+        Fhir.outbound(&d, &SharedCase::parse(doc).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_full_case_becomes_the_golden_bundle() {
+        let o = out(FULL_CASE, Some("health"));
+        assert_eq!(o.content_type, FHIR_JSON);
+        golden("bundle_full.json", &o.body);
+    }
+
+    #[test]
+    fn a_redacted_case_carries_only_what_was_permitted() {
+        // Identity and health only (the default health rule without location/contact).
+        let doc = r#"{"case_id":"case_1","child":{"name":{"as_given":"مريم","transliteration":null},"sex":"female","date_of_birth":"2015-03-14","disability":"ضعف سمع"}}"#;
+        let o = out(doc, None);
+        golden("bundle_minimal.json", &o.body);
+        let text = o.body.to_string();
+        for absent in ["address", "contact", "reasonCode", "note", "telecom"] {
+            assert!(!text.contains(absent), "{absent} leaked");
         }
     }
 
     #[test]
-    fn golden_message() {
-        let m = ReferralMessage::try_from(&delivery(
-            r#"{"child":{"name":{"as_given":"مريم"},"disability":"ضعف سمع"}}"#,
-        ))
-        .unwrap();
-        let golden = serde_json::json!({
-            "idempotency_key": "ref_1:health-cairo",
-            "referral_id": "ref_1",
-            "case_id": "case_1",
-            "priority": "urgent",
-            "purpose": "service_provision",
-            "categories": ["identity", "health"],
-            "case": {"child": {"name": {"as_given": "مريم"}, "disability": "ضعف سمع"}}
-        });
-        assert_eq!(serde_json::to_value(&m).unwrap(), golden);
+    fn priority_follows_risk() {
+        let d = delivery("{}", None);
+        let with = |risk: &str, source: &str| {
+            SharedCase::parse(&format!(
+                r#"{{"risk_level":"{risk}","referral":{{"source":{{"kind":"{source}"}}}}}}"#
+            ))
+            .unwrap()
+        };
+        assert_eq!(priority(&d, &with("high", "hotline")), "stat");
+        assert_eq!(priority(&d, &with("high", "school")), "asap");
+        assert_eq!(priority(&d, &with("low", "school")), "urgent");
+        let mut routine = delivery("{}", None);
+        routine.priority = "routine".into();
+        assert_eq!(priority(&routine, &SharedCase::default()), "routine");
     }
 
     #[test]
-    fn a_corrupt_document_is_refused() {
-        assert_eq!(
-            ReferralMessage::try_from(&delivery("{not json")),
-            Err(MappingError)
+    fn a_withdrawal_notice_is_a_communication() {
+        let mut d = delivery(
+            r#"{"notice_id":"wdn_1","case_id":"case_1","consent_id":"cns_1","categories":["health"],"withdrawn_at":"2026-11-23T10:00:00Z","message_en":"stop","message_ar":"أوقفوا"}"#,
+            None,
         );
+        d.kind = "withdrawal_notice".into();
+        let o = Fhir.outbound(&d, &SharedCase::default()).unwrap();
+        assert_eq!(o.path, "/Communication");
+        golden("communication.json", &o.body);
+    }
+
+    #[test]
+    fn answers_are_read() {
+        let ok = json!({"resourceType": "Bundle", "type": "transaction-response", "entry": [
+            {"response": {"status": "200 OK", "location": "Patient/p1/_history/1"}},
+            {"response": {"status": "201 Created", "location": "ServiceRequest/sr9/_history/1"}}]});
+        assert_eq!(
+            Fhir.reference(&ok).as_deref(),
+            Some("ServiceRequest/sr9/_history/1")
+        );
+        let no = json!({"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "business-rule", "diagnostics": "no paediatric capacity"}]});
+        assert_eq!(
+            Fhir.rejection_reason(&no).as_deref(),
+            Some("no paediatric capacity")
+        );
+    }
+
+    #[test]
+    fn resource_urns_are_stable_uuids() {
+        let a = urn("patient:case_1");
+        assert_eq!(a, urn("patient:case_1"));
+        assert_ne!(a, urn("patient:case_2"));
+        assert_eq!(a.len(), "urn:uuid:".len() + 36);
     }
 }

@@ -214,6 +214,75 @@ pub struct RelaySettings {
 pub struct ConnectorSettings {
     /// Timeout of one outbound HTTP call to an agency.
     pub timeout_ms: u64,
+    /// Calls per delivery before the message goes back to the bus (which tries again
+    /// later): 5xx, 429, 408, timeouts and refused connections are tried again; a 4xx is
+    /// the agency's answer and is never repeated.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// First pause between two calls; doubled each time, with jitter.
+    #[serde(default = "default_backoff_ms")]
+    pub backoff_ms: u64,
+    /// Failed calls in a row after which an agency's circuit opens: no call is made to
+    /// it until `breaker_cooldown_ms` has passed, then one trial call decides.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    #[serde(default = "default_breaker_cooldown_ms")]
+    pub breaker_cooldown_ms: u64,
+    /// Largest request body an agency may post to the hub's webhooks.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+fn default_attempts() -> u32 {
+    3
+}
+fn default_backoff_ms() -> u64 {
+    200
+}
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_cooldown_ms() -> u64 {
+    30_000
+}
+fn default_max_body_bytes() -> usize {
+    256 * 1024
+}
+
+/// The standard an agency's system speaks; each has its mapping under `connectors/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// The hub's own JSON envelope around the redacted case (`endpoint` is the full URL).
+    #[default]
+    HimayaJson,
+    /// HL7 FHIR R4: a transaction Bundle of Patient + ServiceRequest to the FHIR base URL;
+    /// Task status changes back.
+    FhirR4,
+    /// Primero API v2: `POST {endpoint}/api/v2/cases`, referrals and transfers.
+    PrimeroV2,
+    /// Justice: the strictest minimal data set, `POST {endpoint}/legal-referrals`.
+    JusticeMinimal,
+    /// A social-registry search in the style of SPDCI (`POST {endpoint}/registry/sync/search`).
+    SpdciRegistry,
+    /// A school's system: outcome feedback out, referrals in.
+    School,
+    /// The social emergency line: assignment acknowledgements out, escalations in.
+    EmergencyLine,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::HimayaJson => "himaya_json",
+            Protocol::FhirR4 => "fhir_r4",
+            Protocol::PrimeroV2 => "primero_v2",
+            Protocol::JusticeMinimal => "justice_minimal",
+            Protocol::SpdciRegistry => "spdci_registry",
+            Protocol::School => "school",
+            Protocol::EmergencyLine => "emergency_line",
+        }
+    }
 }
 
 /// The case lifecycle's rules from the field (DOMAIN.md), as configuration.
@@ -289,6 +358,13 @@ pub struct AgencySettings {
     pub governorates: Vec<String>,
     /// Where the agency's system receives deliveries (HTTP POST); none: not yet connected.
     pub endpoint: Option<String>,
+    /// The standard its system speaks (default: the hub's own JSON envelope).
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// The bearer token the agency's system presents on the hub's webhooks
+    /// (`HIMAYA__AGENCIES__<ID>__INBOUND_TOKEN`); none: it cannot post to them.
+    #[serde(default)]
+    pub inbound_token: Option<Secret>,
 }
 
 impl AgencySettings {
@@ -485,6 +561,14 @@ impl Settings {
                     key("governorates"),
                     "list the governorates served, or \"*\"",
                 ));
+            }
+            if let Some(t) = &a.inbound_token {
+                if t.expose().len() < 24 {
+                    return Err(invalid(
+                        key("inbound_token"),
+                        "a webhook token must be at least 24 characters (e.g. `openssl rand -hex 24`)",
+                    ));
+                }
             }
             if let Some(e) = &a.endpoint {
                 if !(e.starts_with("http://") || e.starts_with("https://")) {

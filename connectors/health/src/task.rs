@@ -1,0 +1,187 @@
+//! The health agency's answers: a FHIR R4 Task whose `basedOn` names the ServiceRequest
+//! we sent (by our `srv_` identifier) and whose `status` is mapped onto the service
+//! referral's states. Pure: the webhook calls it, and the result enters the hub through
+//! the same `ServiceReferrals.UpdateServiceReferral` as a gRPC caller.
+
+use himaya_connect::inbound::{opt_text, text, token};
+use himaya_connect::{InboundError, StatusChange};
+use serde_json::Value;
+
+use crate::mapping::REFERRAL_SYSTEM;
+
+/// FHIR Task.status → the service referral's state; `None`: a status with no hub meaning.
+pub fn state_of(task_status: &str) -> Option<&'static str> {
+    Some(match task_status {
+        "requested" | "received" => "received",
+        "accepted" | "ready" => "accepted",
+        "rejected" => "rejected",
+        "in-progress" => "in_progress",
+        "completed" => "completed",
+        "failed" => "failed",
+        "cancelled" => "cancelled",
+        // draft, on-hold, entered-in-error: nothing the case manager should act on.
+        _ => return None,
+    })
+}
+
+/// Reads a Task. The message id is the Task's `id` and `meta.versionId` (a Task's new
+/// version is a new message; the same version posted twice is one).
+pub fn status_change(task: &Value) -> Result<StatusChange, InboundError> {
+    match task.get("resourceType").and_then(Value::as_str) {
+        Some("Task") => {}
+        Some(other) => {
+            return Err(InboundError::new(
+                "resourceType",
+                format!("expected a FHIR Task, got `{}`", token(other)),
+            ))
+        }
+        None => return Err(InboundError::missing("resourceType")),
+    }
+    let id = text(task, "/id", "id", 64)?;
+    let version = opt_text(task, "/meta/versionId", "meta.versionId", 64)?.unwrap_or("1");
+    let status = text(task, "/status", "status", 32)?;
+    let state = state_of(status).ok_or_else(|| {
+        InboundError::new(
+            "status",
+            format!(
+                "`{}` has no meaning for a referral; send requested, received, accepted, ready, rejected, in-progress, completed, failed or cancelled",
+                token(status)
+            ),
+        )
+    })?;
+    let service_referral_id = based_on(task)?;
+    let reason = opt_text(task, "/statusReason/text", "statusReason.text", 500)?.map(str::to_owned);
+    if matches!(state, "rejected" | "failed" | "cancelled") && reason.is_none() {
+        return Err(InboundError::new(
+            "statusReason.text",
+            "is required when a referral is rejected, failed or cancelled",
+        ));
+    }
+    let actor = opt_text(
+        task,
+        "/owner/identifier/value",
+        "owner.identifier.value",
+        128,
+    )?
+    .or(opt_text(task, "/owner/display", "owner.display", 128)?)
+    .unwrap_or("fhir-task");
+    Ok(StatusChange {
+        message_id: format!("{}/_history/{}", token(id), token(version)),
+        service_referral_id,
+        state,
+        reason,
+        actor: actor.to_owned(),
+    })
+}
+
+/// The `srv_` id: `basedOn[].identifier` with our system (or no system), the first one.
+fn based_on(task: &Value) -> Result<String, InboundError> {
+    let refs = task
+        .get("basedOn")
+        .and_then(Value::as_array)
+        .ok_or_else(|| InboundError::missing("basedOn"))?;
+    refs.iter()
+        .filter_map(|r| r.get("identifier"))
+        .filter(|i| {
+            i.get("system")
+                .and_then(Value::as_str)
+                .is_none_or(|s| s == REFERRAL_SYSTEM)
+        })
+        .find_map(|i| i.get("value").and_then(Value::as_str))
+        .filter(|v| v.starts_with("srv_") && v.len() <= 64)
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            InboundError::new(
+                "basedOn",
+                format!("must hold an identifier with system {REFERRAL_SYSTEM} and the srv_ id of the ServiceRequest we sent"),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fixture(name: &str) -> Value {
+        let path = format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_golden_task_maps_onto_a_referral_state() {
+        let c = status_change(&fixture("task_accepted.json")).unwrap();
+        assert_eq!(
+            c,
+            StatusChange {
+                message_id: "task-77/_history/2".into(),
+                service_referral_id: "srv_01JD7Q6B2C".into(),
+                state: "accepted",
+                reason: None,
+                actor: "DR-4411".into(),
+            }
+        );
+        let r = status_change(&fixture("task_rejected.json")).unwrap();
+        assert_eq!(r.state, "rejected");
+        assert_eq!(r.reason.as_deref(), Some("لا توجد سعة في قسم الأطفال"));
+    }
+
+    #[test]
+    fn every_task_status_is_decided() {
+        for s in [
+            "draft",
+            "requested",
+            "received",
+            "accepted",
+            "rejected",
+            "ready",
+            "cancelled",
+            "in-progress",
+            "on-hold",
+            "failed",
+            "completed",
+            "entered-in-error",
+        ] {
+            let mapped = state_of(s);
+            assert_eq!(
+                mapped.is_none(),
+                matches!(s, "draft" | "on-hold" | "entered-in-error"),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn hostile_payloads_are_refused_by_field_without_echoing_values() {
+        let base = fixture("task_accepted.json");
+        let with = |f: &dyn Fn(&mut Value)| {
+            let mut t = base.clone();
+            f(&mut t);
+            status_change(&t).unwrap_err()
+        };
+        assert_eq!(
+            with(&|t| t["resourceType"] = json!("Patient")).field,
+            "resourceType"
+        );
+        assert_eq!(with(&|t| t["status"] = json!(7)).field, "status");
+        assert_eq!(with(&|t| t["status"] = json!("on-hold")).field, "status");
+        assert_eq!(
+            with(&|t| {
+                t.as_object_mut().unwrap().remove("id");
+            })
+            .field,
+            "id"
+        );
+        assert_eq!(
+            with(&|t| t["basedOn"] = json!([{"identifier": {"value": "مريم"}}])).field,
+            "basedOn"
+        );
+        assert_eq!(
+            with(&|t| t["status"] = json!("rejected")).field,
+            "statusReason.text"
+        );
+        let e = with(&|t| t["resourceType"] = json!("مريم أحمد"));
+        assert!(!e.to_string().contains("مريم"), "{e}");
+        assert!(status_change(&json!([1, 2])).is_err());
+    }
+}

@@ -1,0 +1,269 @@
+//! What a Primero-run directorate sends the hub (pure, no I/O): its cases, as agency
+//! referrals, and its answers to referrals and transfers.
+
+use chrono::NaiveDate;
+use himaya_connect::inbound::{opt_text, text, token};
+use himaya_connect::{InboundError, StatusChange};
+use himaya_record::{
+    Child, Concern, ConcernKind, ConsentGiver, ConsentRef, DocumentKind, Household,
+    IdentityDocument, PersonName, ReferralDetails, RiskLevel, ServiceType, Sex,
+};
+use serde_json::Value;
+
+/// A case pushed by Primero (`{"data": {…}}`), as the agency's message id and the
+/// referral it makes. Primero's `id` and `last_updated_at` make the message id, so the
+/// same version pushed twice is one referral.
+pub fn case_referral(v: &Value) -> Result<(String, ReferralDetails), InboundError> {
+    let d = v
+        .get("data")
+        .filter(|d| d.is_object())
+        .ok_or_else(|| InboundError::missing("data"))?;
+    let id = text(d, "/id", "data.id", 64)?;
+    let updated = opt_text(d, "/last_updated_at", "data.last_updated_at", 40)?.unwrap_or("0");
+    let sex = match text(d, "/sex", "data.sex", 16)? {
+        "female" => Sex::Female,
+        "male" => Sex::Male,
+        "unknown" | "other" | "not_stated" => Sex::NotStated,
+        other => {
+            return Err(InboundError::new(
+                "data.sex",
+                format!("`{}` is not female, male or unknown", token(other)),
+            ))
+        }
+    };
+    let date_of_birth = opt_text(d, "/date_of_birth", "data.date_of_birth", 10)?
+        .map(|s| {
+            NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+                InboundError::new("data.date_of_birth", "must be a date as YYYY-MM-DD")
+            })
+        })
+        .transpose()?;
+    let age = match d.get("age") {
+        None | Some(Value::Null) => None,
+        Some(a) => Some(
+            a.as_u64()
+                .and_then(|a| u8::try_from(a).ok())
+                .filter(|a| *a < 18)
+                .ok_or_else(|| {
+                    InboundError::new("data.age", "must be a whole number of years under 18")
+                })?,
+        ),
+    };
+    let mut identity_documents = Vec::new();
+    for (field, kind) in [
+        ("national_id_no", DocumentKind::NationalId),
+        ("birth_cert_no", DocumentKind::BirthCertificate),
+        ("passport_no", DocumentKind::Passport),
+        ("unhcr_id_no", DocumentKind::RefugeeCard),
+    ] {
+        if let Some(n) = opt_text(d, &format!("/{field}"), &format!("data.{field}"), 64)? {
+            identity_documents.push(IdentityDocument {
+                kind,
+                number: n.to_owned(),
+                issuer: None,
+            });
+        }
+    }
+    let concerns = list(d, "protection_concerns")?
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            ConcernKind::parse(c)
+                .map(|kind| Concern {
+                    kind,
+                    labour_criteria: Vec::new(),
+                })
+                .ok_or_else(|| {
+                    InboundError::new(
+                        format!("data.protection_concerns[{i}]"),
+                        format!("`{}` is not a protection concern the hub knows", token(c)),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let risk = text(d, "/risk_level", "data.risk_level", 16)?;
+    let risk_level = RiskLevel::parse(risk).ok_or_else(|| {
+        InboundError::new(
+            "data.risk_level",
+            format!("`{}` is not high, medium or low", token(risk)),
+        )
+    })?;
+    let requested_services = list(d, "services_requested")?
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            ServiceType::parse(s).ok_or_else(|| {
+                InboundError::new(
+                    format!("data.services_requested[{i}]"),
+                    format!("`{}` is not a service type", token(s)),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let consent_refs = match opt_text(d, "/consent_id", "data.consent_id", 64)? {
+        Some(c) => vec![ConsentRef {
+            consent_id: c.to_owned(),
+            given_by: ConsentGiver::Caregiver,
+        }],
+        None => Vec::new(),
+    };
+    let details = ReferralDetails {
+        child: Child {
+            name: PersonName {
+                as_given: text(d, "/name", "data.name", 200)?.to_owned(),
+                transliteration: opt_text(d, "/name_other", "data.name_other", 200)?
+                    .map(str::to_owned),
+            },
+            sex,
+            date_of_birth,
+            estimated_age_years: if date_of_birth.is_some() { None } else { age },
+            nationality: list(d, "nationality")?.first().map(|s| (*s).to_owned()),
+            identity_documents,
+            governorate: text(d, "/location_current", "data.location_current", 100)?.to_owned(),
+            district: opt_text(d, "/address_district", "data.address_district", 100)?
+                .map(str::to_owned),
+            address: opt_text(d, "/address_current", "data.address_current", 300)?
+                .map(str::to_owned),
+            disability: opt_text(d, "/disability_type", "data.disability_type", 200)?
+                .map(str::to_owned),
+            school: None,
+        },
+        caregivers: Vec::new(),
+        household: Household::default(),
+        concerns,
+        risk_level,
+        requested_services,
+        target_groups: Vec::new(),
+        consent_refs,
+        narrative: None,
+    };
+    Ok((format!("{}@{}", token(id), token(updated)), details))
+}
+
+/// A string list field; absent is empty.
+fn list<'a>(d: &'a Value, field: &str) -> Result<Vec<&'a str>, InboundError> {
+    match d.get(field) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_str().ok_or_else(|| {
+                    InboundError::new(format!("data.{field}[{i}]"), "must be a string")
+                })
+            })
+            .collect(),
+        Some(_) => Err(InboundError::new(
+            format!("data.{field}"),
+            "must be a list of strings",
+        )),
+    }
+}
+
+/// A referral or transfer the directorate answered:
+/// `{"data": {"id": "<Primero's id>", "type": "referral"|"transfer", "status": "in_progress"|"accepted"|"rejected"|"done", "rejected_reason": "…", "himaya_referral_id": "srv_…", "responded_by": "<user>"}}`.
+pub fn referral_status(v: &Value) -> Result<StatusChange, InboundError> {
+    let d = v
+        .get("data")
+        .filter(|d| d.is_object())
+        .ok_or_else(|| InboundError::missing("data"))?;
+    let id = text(d, "/id", "data.id", 64)?;
+    let srv = text(d, "/himaya_referral_id", "data.himaya_referral_id", 64)?;
+    if !srv.starts_with("srv_") {
+        return Err(InboundError::new(
+            "data.himaya_referral_id",
+            "must be the srv_ id the hub sent",
+        ));
+    }
+    let status = text(d, "/status", "data.status", 32)?;
+    let state = match status {
+        "in_progress" => "received",
+        "accepted" => "accepted",
+        "rejected" => "rejected",
+        "done" => "completed",
+        other => {
+            return Err(InboundError::new(
+                "data.status",
+                format!(
+                    "`{}` is not in_progress, accepted, rejected or done",
+                    token(other)
+                ),
+            ))
+        }
+    };
+    let reason = opt_text(d, "/rejected_reason", "data.rejected_reason", 500)?.map(str::to_owned);
+    if state == "rejected" && reason.is_none() {
+        return Err(InboundError::new(
+            "data.rejected_reason",
+            "is required to reject",
+        ));
+    }
+    Ok(StatusChange {
+        message_id: format!("{}:{}", token(id), state),
+        service_referral_id: srv.to_owned(),
+        state,
+        reason,
+        actor: opt_text(d, "/responded_by", "data.responded_by", 128)?
+            .unwrap_or("primero")
+            .to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fixture(name: &str) -> Value {
+        let path = format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_primero_case_becomes_the_referral_of_the_golden_record() {
+        let (id, details) = case_referral(&fixture("case_in.json")).unwrap();
+        assert_eq!(
+            id,
+            "9b1e4f2a-77c1-4c55-9d0e-1b2c3d4e5f60@2026-11-22T101500Z"
+        );
+        let golden: ReferralDetails =
+            serde_json::from_value(fixture("case_in_normalized.json")).unwrap();
+        assert_eq!(
+            details,
+            golden,
+            "{}",
+            serde_json::to_string_pretty(&details).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_rejected_transfer_carries_its_reason() {
+        let c = referral_status(&fixture("transfer_rejected.json")).unwrap();
+        assert_eq!(c.state, "rejected");
+        assert_eq!(c.service_referral_id, "srv_01JD7Q6B2F");
+        assert_eq!(c.reason.as_deref(), Some("خارج نطاق المديرية"));
+        assert_eq!(c.message_id, "a1b2:rejected");
+    }
+
+    #[test]
+    fn bad_cases_name_the_field() {
+        let base = fixture("case_in.json");
+        let with = |f: &dyn Fn(&mut Value)| {
+            let mut v = base.clone();
+            f(&mut v);
+            case_referral(&v).unwrap_err().field
+        };
+        assert_eq!(with(&|v| v["data"]["sex"] = json!("x")), "data.sex");
+        assert_eq!(with(&|v| v["data"]["age"] = json!(40)), "data.age");
+        assert_eq!(
+            with(&|v| v["data"]["protection_concerns"] = json!(["theft"])),
+            "data.protection_concerns[0]"
+        );
+        assert_eq!(
+            with(&|v| v["data"]["date_of_birth"] = json!("14/03/2015")),
+            "data.date_of_birth"
+        );
+        assert_eq!(with(&|v| v["data"]["name"] = json!(42)), "data.name");
+        assert_eq!(with(&|v| v["data"] = json!([])), "data");
+    }
+}

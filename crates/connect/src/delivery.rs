@@ -1,0 +1,182 @@
+//! The delivery consumer every connector shares: takes a redacted delivery from the
+//! agency's queue, maps it to the agency's standard, makes the call through the
+//! executor, and records the agency's answer (schema `connectors`) together with a
+//! `referral.delivery.recorded` event, in one transaction, before the message is acked.
+//!
+//! Exactly-once toward the agency is not possible over HTTP; what we give instead is a
+//! stable `Idempotency-Key` (`<referral id>:<agency id>`) on every attempt, so the agency
+//! can drop the duplicate a crash-and-redeliver would cause. The effect inside the hub is
+//! exactly once: the inbox claim and the record commit together.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+use himaya_bus::{Exchange, HandleError, Handler, Incoming, Outgoing};
+use himaya_events::{
+    decode, encode, keys, new_message_id, DeliveryRecorded, DeliveryRequested, Event,
+};
+use sqlx::PgPool;
+
+use crate::executor::{Answered, Call, Executor, Outcome};
+use crate::shared::SharedCase;
+use crate::wire::{DeliveryKind, Wire};
+use crate::ConnectError;
+
+pub struct DeliveryConnector {
+    pub pool: PgPool,
+    pub executor: Arc<Executor>,
+    pub agency_id: String,
+    /// The agency's base URL (or full URL for the hub's own envelope).
+    pub endpoint: String,
+    pub wire: Arc<dyn Wire>,
+}
+
+impl DeliveryConnector {
+    async fn already_recorded(&self, message_id: &str) -> Result<bool, ConnectError> {
+        let found: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM deliveries WHERE message_id = $1")
+                .bind(message_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.is_some())
+    }
+
+    /// Stores the agency's answer and its event in one transaction.
+    async fn record(
+        &self,
+        d: &DeliveryRequested,
+        answered: &Answered,
+        traceparent: Option<String>,
+    ) -> Result<(), ConnectError> {
+        let (label, status, reference, reason) = match &answered.outcome {
+            Outcome::Delivered { status, answer } => (
+                "delivered",
+                *status,
+                answer.as_ref().and_then(|a| self.wire.reference(a)),
+                None,
+            ),
+            Outcome::Rejected { status, answer } => (
+                "rejected",
+                *status,
+                None,
+                answer.as_ref().and_then(|a| self.wire.rejection_reason(a)),
+            ),
+        };
+        let mut tx = self.pool.begin().await?;
+        if !himaya_store::inbox::claim(&mut tx, &self.agency_id, &d.message_id).await? {
+            tx.rollback().await?;
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO deliveries (message_id, agency_id, protocol, case_id, referral_id, idempotency_key, outcome, http_status, agency_reference, reason, attempts, latency_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(&d.message_id)
+        .bind(&d.agency_id)
+        .bind(self.wire.protocol())
+        .bind(&d.case_id)
+        .bind(&d.referral_id)
+        .bind(&d.idempotency_key)
+        .bind(label)
+        .bind(i32::from(status))
+        .bind(&reference)
+        .bind(&reason)
+        .bind(i32::try_from(answered.attempts).unwrap_or(i32::MAX))
+        .bind(i32::try_from(answered.latency.as_millis()).unwrap_or(i32::MAX))
+        .execute(&mut *tx)
+        .await?;
+        let event = DeliveryRecorded {
+            message_id: new_message_id(),
+            occurred_at: Utc::now().to_rfc3339(),
+            agency_id: d.agency_id.clone(),
+            case_id: d.case_id.clone(),
+            referral_id: d.referral_id.clone(),
+            delivery_message_id: d.message_id.clone(),
+            outcome: label.into(),
+            http_status: i32::from(status),
+            agency_reference: reference,
+        };
+        let mut headers = BTreeMap::new();
+        headers.insert("x-correlation-id".to_owned(), d.referral_id.clone());
+        if let Some(tp) = traceparent {
+            headers.insert("traceparent".to_owned(), tp);
+        }
+        let msg = Outgoing {
+            exchange: Exchange::Events,
+            routing_key: keys::DELIVERY_RECORDED.into(),
+            payload: encode(&event)?,
+            message_id: event.message_id.clone(),
+            event_type: DeliveryRecorded::NAME.into(),
+            priority: 0,
+            headers,
+        };
+        himaya_store::outbox::enqueue(&mut tx, &msg).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    fn url(&self, path: &str) -> String {
+        if path.is_empty() {
+            self.endpoint.clone()
+        } else {
+            format!("{}{}", self.endpoint.trim_end_matches('/'), path)
+        }
+    }
+}
+
+impl Handler for DeliveryConnector {
+    async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
+        let park = |reason: String| HandleError::Park { reason };
+        let retry = |e: ConnectError| HandleError::Retry {
+            reason: e.to_string(),
+        };
+        let d = decode::<DeliveryRequested>(msg.payload()).map_err(|e| park(e.to_string()))?;
+        if d.agency_id != self.agency_id {
+            return Err(park(format!(
+                "delivery for `{}` arrived on the queue of `{}`",
+                d.agency_id, self.agency_id
+            )));
+        }
+        if self.already_recorded(&d.message_id).await.map_err(retry)? {
+            return Ok(());
+        }
+        let kind = DeliveryKind::of(&d).map_err(|e| park(e.to_string()))?;
+        let case = match kind {
+            DeliveryKind::WithdrawalNotice => SharedCase::default(),
+            _ => SharedCase::parse(&d.document_json).map_err(|e| park(e.to_string()))?,
+        };
+        let out = self
+            .wire
+            .outbound(&d, &case)
+            .map_err(|e| park(e.to_string()))?;
+        let body = serde_json::to_vec(&out.body).map_err(|e| park(e.to_string()))?;
+        let traceparent = msg.header("traceparent");
+        let mut headers = vec![
+            ("Idempotency-Key", d.idempotency_key.clone()),
+            ("X-Himaya-Priority", d.priority.clone()),
+        ];
+        if let Some(tp) = &traceparent {
+            headers.push(("traceparent", tp.clone()));
+        }
+        let url = self.url(&out.path);
+        let call = Call {
+            agency_id: &self.agency_id,
+            url: &url,
+            headers,
+            content_type: out.content_type,
+            body,
+        };
+        let answered = self
+            .executor
+            .post(&call)
+            .await
+            .map_err(|e| HandleError::Retry {
+                reason: format!("{}: {e}", self.agency_id),
+            })?;
+        if let Outcome::Rejected { status, .. } = answered.outcome {
+            tracing::warn!(agency = %self.agency_id, referral_id = %d.referral_id, status, "agency rejected the delivery; recorded as its answer");
+        }
+        self.record(&d, &answered, traceparent).await.map_err(retry)
+    }
+}

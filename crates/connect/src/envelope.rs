@@ -1,0 +1,72 @@
+//! The hub's own wire (`protocol = "himaya_json"`): a JSON envelope around the redacted
+//! case, POSTed to the agency's `endpoint` as given. For agencies whose system has no
+//! standard of its own, and the shape the demo agency speaks.
+
+use himaya_events::DeliveryRequested;
+use serde_json::json;
+
+use crate::shared::{MappingError, SharedCase};
+use crate::wire::{Outbound, Wire};
+
+pub struct Envelope;
+
+impl Wire for Envelope {
+    fn protocol(&self) -> &'static str {
+        "himaya_json"
+    }
+
+    fn outbound(&self, d: &DeliveryRequested, _: &SharedCase) -> Result<Outbound, MappingError> {
+        // The document goes as the consent layer redacted it, field for field.
+        let case: serde_json::Value = serde_json::from_str(&d.document_json)
+            .map_err(|_| MappingError::Document("not JSON".into()))?;
+        let mut body = json!({
+            "idempotency_key": d.idempotency_key,
+            "referral_id": d.referral_id,
+            "case_id": d.case_id,
+            "priority": d.priority,
+            "purpose": d.purpose,
+            "categories": d.categories,
+            "case": case,
+        });
+        if let Some(s) = &d.service_type {
+            body["service_type"] = json!(s);
+        }
+        if d.kind != "referral" {
+            body["kind"] = json!(d.kind);
+        }
+        Ok(Outbound::json("", body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::delivery;
+
+    #[test]
+    fn golden_message() {
+        let d = delivery(
+            r#"{"child":{"name":{"as_given":"مريم"},"disability":"ضعف سمع"}}"#,
+            None,
+        );
+        let out = Envelope.outbound(&d, &SharedCase::default()).unwrap();
+        let golden = json!({
+            "idempotency_key": "ref_1:health-cairo",
+            "referral_id": "ref_1",
+            "case_id": "case_1",
+            "priority": "urgent",
+            "purpose": "service_provision",
+            "categories": ["identity", "health"],
+            "case": {"child": {"name": {"as_given": "مريم"}, "disability": "ضعف سمع"}}
+        });
+        assert_eq!(out.body, golden);
+        assert_eq!(out.path, "");
+    }
+
+    #[test]
+    fn a_corrupt_document_is_refused() {
+        assert!(Envelope
+            .outbound(&delivery("{not json", None), &SharedCase::default())
+            .is_err());
+    }
+}

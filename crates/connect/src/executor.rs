@@ -1,0 +1,307 @@
+//! The one outbound HTTP executor every connector uses: timeouts, the classification of
+//! an agency's answer, retries with jittered backoff, a circuit breaker per agency,
+//! masked logging and metrics. An agency saying "no" is data (`Outcome::Rejected`), not
+//! an error; only what may pass later is an error, and it is retryable by construction.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use himaya_settings::ConnectorSettings;
+use rand::Rng;
+use reqwest::StatusCode;
+
+use crate::breaker::{Breaker, Gate};
+use crate::metrics::{AgencyMetrics, Metrics};
+
+/// Bodies larger than this are not read from an agency's answer.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// What the agency answered, once it answered for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// 2xx, or 409 (the agency already has this idempotency key).
+    Delivered {
+        status: u16,
+        /// The answer's body, when it was JSON (never logged).
+        answer: Option<serde_json::Value>,
+    },
+    /// Any other 4xx: the agency refuses; repeating the same request cannot help.
+    Rejected {
+        status: u16,
+        answer: Option<serde_json::Value>,
+    },
+}
+
+/// A failure that may pass: 5xx, 429, 408, timeouts, refused connections, an open circuit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransientError {
+    #[error("the agency answered HTTP {0}")]
+    Status(u16),
+    #[error("the agency did not answer in time")]
+    Timeout,
+    #[error("the agency could not be reached")]
+    Unreachable,
+    #[error("the agency's circuit is open after repeated failures; no call was made")]
+    CircuitOpen,
+}
+
+/// One call to an agency.
+pub struct Call<'a> {
+    pub agency_id: &'a str,
+    pub url: &'a str,
+    /// Headers beyond the content type (`Idempotency-Key`, `traceparent`, ...).
+    pub headers: Vec<(&'static str, String)>,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+/// The executor's result: what was answered, after how many calls, and how long the last took.
+#[derive(Debug, Clone)]
+pub struct Answered {
+    pub outcome: Outcome,
+    pub attempts: u32,
+    pub latency: Duration,
+}
+
+pub struct Executor {
+    client: reqwest::Client,
+    attempts: u32,
+    backoff: Duration,
+    breaker_failures: u32,
+    breaker_cooldown: Duration,
+    breakers: Mutex<HashMap<String, Arc<Breaker>>>,
+    metrics: Metrics,
+}
+
+impl Executor {
+    pub fn new(s: &ConnectorSettings) -> Result<Executor, reqwest::Error> {
+        let timeout = Duration::from_millis(s.timeout_ms);
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .user_agent(concat!("himaya/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Executor {
+            client,
+            attempts: s.attempts.max(1),
+            backoff: Duration::from_millis(s.backoff_ms),
+            breaker_failures: s.breaker_failures.max(1),
+            breaker_cooldown: Duration::from_millis(s.breaker_cooldown_ms),
+            breakers: Mutex::default(),
+            metrics: Metrics::default(),
+        })
+    }
+
+    /// The counters of every agency called so far.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn breaker(&self, agency: &str) -> Arc<Breaker> {
+        let mut all = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        all.entry(agency.to_owned())
+            .or_insert_with(|| Arc::new(Breaker::new(self.breaker_failures, self.breaker_cooldown)))
+            .clone()
+    }
+
+    /// POSTs the call, trying again on transient failures up to the configured attempts.
+    /// Logs the agency, the URL without its query, the status, the attempt and the
+    /// latency, never a body.
+    pub async fn post(&self, call: &Call<'_>) -> Result<Answered, TransientError> {
+        let breaker = self.breaker(call.agency_id);
+        let m = self.metrics.of(call.agency_id);
+        let mut tries = 0u32;
+        loop {
+            tries += 1;
+            let result = match breaker.gate() {
+                Gate::Closed => self.once(call, &m).await,
+                Gate::Open => {
+                    m.count_breaker_refusal();
+                    Err(TransientError::CircuitOpen)
+                }
+            };
+            match result {
+                Ok((outcome, latency)) => {
+                    breaker.success();
+                    return Ok(Answered {
+                        outcome,
+                        attempts: tries,
+                        latency,
+                    });
+                }
+                Err(e) => {
+                    if e != TransientError::CircuitOpen && breaker.failure() {
+                        tracing::warn!(
+                            agency = call.agency_id,
+                            "circuit opened: the agency failed repeatedly; calls pause"
+                        );
+                    }
+                    if tries >= self.attempts || e == TransientError::CircuitOpen {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(jittered(self.backoff, tries)).await;
+                }
+            }
+        }
+    }
+
+    async fn once(
+        &self,
+        call: &Call<'_>,
+        m: &AgencyMetrics,
+    ) -> Result<(Outcome, Duration), TransientError> {
+        let started = Instant::now();
+        let mut req = self
+            .client
+            .post(call.url)
+            .header(reqwest::header::CONTENT_TYPE, call.content_type)
+            .body(call.body.clone());
+        for (name, value) in &call.headers {
+            req = req.header(*name, value.as_str());
+        }
+        let sent = req.send().await;
+        let latency = started.elapsed();
+        let resp = match sent {
+            Ok(resp) => resp,
+            Err(e) => {
+                let err = if e.is_timeout() {
+                    TransientError::Timeout
+                } else {
+                    TransientError::Unreachable
+                };
+                m.count_transient(latency);
+                // reqwest's message can carry the URL's query; say only what kind of failure.
+                tracing::warn!(agency = call.agency_id, url = %masked(call.url), latency_ms = latency.as_millis() as u64, error = %err, "agency call failed");
+                return Err(err);
+            }
+        };
+        let status = resp.status();
+        tracing::info!(agency = call.agency_id, url = %masked(call.url), status = status.as_u16(), latency_ms = latency.as_millis() as u64, "agency answered");
+        match classify(status) {
+            Err(e) => {
+                m.count_transient(latency);
+                Err(e)
+            }
+            Ok(kind) => {
+                let answer = read_json(resp).await;
+                let outcome = match kind {
+                    Kind::Delivered => {
+                        m.count_delivered(latency);
+                        Outcome::Delivered {
+                            status: status.as_u16(),
+                            answer,
+                        }
+                    }
+                    Kind::Rejected => {
+                        m.count_rejected(latency);
+                        Outcome::Rejected {
+                            status: status.as_u16(),
+                            answer,
+                        }
+                    }
+                };
+                Ok((outcome, latency))
+            }
+        }
+    }
+}
+
+/// The answer's JSON body, if it is JSON and not larger than `MAX_ANSWER_BYTES`.
+async fn read_json(mut resp: reqwest::Response) -> Option<serde_json::Value> {
+    let mut buf = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        if buf.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return None;
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&buf).ok()
+}
+
+/// The URL as it may be logged: scheme, host, port and path; no query, no user info.
+pub fn masked(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!(
+            "{}://{}{}{}",
+            u.scheme(),
+            u.host_str().unwrap_or("?"),
+            u.port().map(|p| format!(":{p}")).unwrap_or_default(),
+            u.path()
+        ),
+        Err(_) => "<unparsable url>".into(),
+    }
+}
+
+fn jittered(base: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1 << attempt.saturating_sub(1).min(6));
+    let jitter = rand::thread_rng().gen_range(0.5..1.5);
+    exp.mul_f64(jitter).min(Duration::from_secs(30))
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Kind {
+    Delivered,
+    Rejected,
+}
+
+/// Sorts an HTTP status into delivered, rejected (permanent) or transient.
+fn classify(status: StatusCode) -> Result<Kind, TransientError> {
+    if status.is_success() || status == StatusCode::CONFLICT {
+        Ok(Kind::Delivered)
+    } else if status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+    {
+        Err(TransientError::Status(status.as_u16()))
+    } else {
+        // 3xx are not followed to another host with a child's data: a refusal too.
+        Ok(Kind::Rejected)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_classified() {
+        assert_eq!(classify(StatusCode::OK), Ok(Kind::Delivered));
+        assert_eq!(classify(StatusCode::CONFLICT), Ok(Kind::Delivered));
+        assert_eq!(
+            classify(StatusCode::UNPROCESSABLE_ENTITY),
+            Ok(Kind::Rejected)
+        );
+        assert_eq!(classify(StatusCode::FORBIDDEN), Ok(Kind::Rejected));
+        assert_eq!(classify(StatusCode::MOVED_PERMANENTLY), Ok(Kind::Rejected));
+        assert_eq!(
+            classify(StatusCode::SERVICE_UNAVAILABLE),
+            Err(TransientError::Status(503))
+        );
+        assert_eq!(
+            classify(StatusCode::TOO_MANY_REQUESTS),
+            Err(TransientError::Status(429))
+        );
+        assert_eq!(
+            classify(StatusCode::REQUEST_TIMEOUT),
+            Err(TransientError::Status(408))
+        );
+    }
+
+    #[test]
+    fn urls_are_logged_without_query_or_credentials() {
+        assert_eq!(
+            masked("https://user:pw@fhir.moh.example:8443/fhir/r4?patient=مريم"),
+            "https://fhir.moh.example:8443/fhir/r4"
+        );
+        assert_eq!(masked("not a url"), "<unparsable url>");
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let base = Duration::from_millis(100);
+        assert!(jittered(base, 1) < Duration::from_millis(151));
+        assert!(jittered(base, 4) >= Duration::from_millis(400));
+        assert!(jittered(base, 40) <= Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,130 @@
+//! What every agency connector shares (`connectors/<agency>/` holds only its mapping):
+//! - `executor`: the one outbound HTTP executor (timeouts, retry classification, backoff,
+//!   a circuit breaker per agency, masked logging, metrics);
+//! - `shared`: the view of a case as the consent layer redacted it for an agency;
+//! - `wire`: the trait a mapping implements;
+//! - `delivery`: the consumer of an agency's delivery queue, which records every answer.
+
+pub mod breaker;
+pub mod delivery;
+pub mod envelope;
+pub mod executor;
+pub mod inbound;
+pub mod metrics;
+pub mod shared;
+pub mod testing;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use himaya_bus::{Bus, Exchange};
+use himaya_settings::{Protocol, Settings};
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use delivery::DeliveryConnector;
+pub use executor::{Executor, Outcome, TransientError};
+pub use inbound::{InboundError, StatusChange};
+pub use shared::{MappingError, SharedCase, SharedNotice};
+pub use wire::{DeliveryKind, Outbound, Wire};
+
+/// The schema of the connectors' own tables.
+pub const SCHEMA: &str = "connectors";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("storage failed")]
+    Store(#[from] himaya_store::StoreError),
+    #[error("the bus failed")]
+    Bus(#[from] himaya_bus::BusError),
+    #[error("an event could not be encoded")]
+    Codec(#[from] himaya_events::CodecError),
+    #[error("the HTTP client could not be built")]
+    Http(#[from] reqwest::Error),
+    #[error("agency `{agency}` speaks `{protocol}`, which has no connector in this build")]
+    NoWire {
+        agency: String,
+        protocol: &'static str,
+    },
+}
+
+impl From<sqlx::Error> for ConnectError {
+    fn from(e: sqlx::Error) -> Self {
+        ConnectError::Store(e.into())
+    }
+}
+
+/// The running delivery side: its pool (for the webhooks' inbox) and executor (metrics).
+pub struct Running {
+    pub pool: PgPool,
+    pub executor: Arc<Executor>,
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+/// Starts one delivery consumer per connected agency (one with an `endpoint`), each
+/// speaking the wire `wires` gives for its protocol, and the relay of recorded answers.
+/// Each agency has its own queue and consumer: a slow or dead agency delays only itself.
+pub async fn start(
+    settings: Arc<Settings>,
+    bus: Arc<Bus>,
+    wires: &HashMap<Protocol, Arc<dyn Wire>>,
+    shutdown: CancellationToken,
+) -> Result<Running, ConnectError> {
+    let (pool, relay) = himaya_store::start_service(
+        &settings,
+        SCHEMA,
+        &sqlx::migrate!("./migrations"),
+        bus.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    let executor = Arc::new(Executor::new(&settings.connectors)?);
+    let mut tasks = vec![relay];
+    {
+        let executor = executor.clone();
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            executor
+                .metrics()
+                .log_every(Duration::from_secs(60), stop)
+                .await
+        }));
+    }
+    for (id, agency) in &settings.agencies {
+        let Some(endpoint) = &agency.endpoint else {
+            continue;
+        };
+        let wire = wires
+            .get(&agency.protocol)
+            .cloned()
+            .ok_or(ConnectError::NoWire {
+                agency: id.clone(),
+                protocol: agency.protocol.as_str(),
+            })?;
+        let queue = bus.topology().delivery_queue(id);
+        bus.declare_queue(&queue, Exchange::Delivery, &[id]).await?;
+        let handler = Arc::new(DeliveryConnector {
+            pool: pool.clone(),
+            executor: executor.clone(),
+            agency_id: id.clone(),
+            endpoint: endpoint.clone(),
+            wire,
+        });
+        tracing::info!(agency = %id, protocol = agency.protocol.as_str(), "connector consuming");
+        tasks.push(tokio::spawn(himaya_bus::consume(
+            bus.clone(),
+            queue,
+            settings.bus.prefetch,
+            handler,
+            shutdown.clone(),
+        )));
+    }
+    Ok(Running {
+        pool,
+        executor,
+        tasks,
+    })
+}

@@ -1,0 +1,78 @@
+//! What a connector's mapping provides to the shared delivery consumer: how a delivery
+//! looks on the agency's wire, and how to read the agency's answer. Mappings are pure:
+//! no I/O, so they are tested against golden fixtures.
+
+use himaya_events::DeliveryRequested;
+
+use crate::shared::{MappingError, SharedCase};
+
+/// One outbound request, ready for the executor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outbound {
+    /// Appended to the agency's configured `endpoint` ("" for the endpoint itself).
+    pub path: String,
+    pub content_type: &'static str,
+    pub body: serde_json::Value,
+}
+
+impl Outbound {
+    pub fn json(path: impl Into<String>, body: serde_json::Value) -> Outbound {
+        Outbound {
+            path: path.into(),
+            content_type: "application/json",
+            body,
+        }
+    }
+}
+
+/// The kinds of delivery the router produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryKind {
+    /// A child referred to the agency (`referral_id` a `ref_` id).
+    Referral,
+    /// A service asked of the agency by a case manager (`referral_id` a `srv_` id).
+    ServiceReferral,
+    /// Consent behind an earlier delivery was withdrawn (`referral_id` a `wdn_` id).
+    WithdrawalNotice,
+}
+
+impl DeliveryKind {
+    pub fn of(d: &DeliveryRequested) -> Result<DeliveryKind, MappingError> {
+        match (d.kind.as_str(), d.service_type.is_some()) {
+            ("referral", false) => Ok(DeliveryKind::Referral),
+            ("referral", true) => Ok(DeliveryKind::ServiceReferral),
+            ("withdrawal_notice", _) => Ok(DeliveryKind::WithdrawalNotice),
+            (other, _) => Err(MappingError::Unsupported(other.chars().take(40).collect())),
+        }
+    }
+}
+
+/// An agency's standard, as the delivery consumer sees it.
+pub trait Wire: Send + Sync + 'static {
+    /// The protocol's name in configuration and in the deliveries table.
+    fn protocol(&self) -> &'static str;
+
+    /// The request that carries `d` (whose redacted case is `case`) to the agency.
+    fn outbound(&self, d: &DeliveryRequested, case: &SharedCase) -> Result<Outbound, MappingError>;
+
+    /// The agency's own reference for what it received, from its 2xx answer.
+    fn reference(&self, answer: &serde_json::Value) -> Option<String> {
+        ["reference", "id"]
+            .iter()
+            .find_map(|k| answer.get(*k).and_then(|v| v.as_str()))
+            .map(clip)
+    }
+
+    /// Why the agency said no, from its 4xx answer, in its own words.
+    fn rejection_reason(&self, answer: &serde_json::Value) -> Option<String> {
+        ["reason", "error", "message"]
+            .iter()
+            .find_map(|k| answer.get(*k).and_then(|v| v.as_str()))
+            .map(clip)
+    }
+}
+
+/// Agencies' strings are kept, cut to a sane length.
+pub fn clip(s: &str) -> String {
+    s.chars().take(500).collect()
+}

@@ -1,0 +1,378 @@
+//! Every connector end to end against a simulated agency system (a real HTTP server): a
+//! school's referral crosses the real hub and reaches the agency in its own standard.
+//! For each protocol, in one hub: the agency down for a while then back (nothing lost),
+//! success, rejection (recorded, never repeated), 5xx then success and a timeout then
+//! success (one effect each). And a slow agency delays only itself.
+
+mod helpers;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use helpers::*;
+use himaya_proto::v1 as pb;
+use himaya_record::ServiceType;
+use himaya_settings::Protocol;
+use pb::intake_client::IntakeClient;
+use serde_json::json;
+use sqlx::PgPool;
+use tonic::transport::Channel;
+
+/// An agency under test: who it is, the standard it speaks, a service only it offers.
+struct Target {
+    agency: &'static str,
+    protocol: Protocol,
+    service: ServiceType,
+    path: &'static str,
+    content_type: &'static str,
+    /// What the request body must show (a protocol-specific look at the redacted case).
+    check: fn(&serde_json::Value, &str),
+    /// A rejection in the agency's own error shape, and the reason the hub must record.
+    rejection: fn() -> (serde_json::Value, &'static str),
+}
+
+fn fhir() -> Target {
+    Target {
+        agency: "health-cairo",
+        protocol: Protocol::FhirR4,
+        service: ServiceType::Health,
+        path: "/fhir",
+        content_type: "application/fhir+json",
+        check: |b, referral| {
+            assert_eq!(b["resourceType"], "Bundle");
+            assert_eq!(b["type"], "transaction");
+            let sr = &b["entry"].as_array().unwrap().last().unwrap()["resource"];
+            assert_eq!(sr["resourceType"], "ServiceRequest");
+            assert_eq!(sr["identifier"][0]["value"], referral);
+            // The fixture's risk is high and it came from a school: asap.
+            assert_eq!(sr["priority"], "asap");
+            let patient = &b["entry"][0]["resource"];
+            assert_eq!(patient["resourceType"], "Patient");
+            assert!(
+                !b.to_string().contains("income"),
+                "economic data left for health"
+            );
+        },
+        rejection: || {
+            (
+                json!({"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "business-rule", "diagnostics": "no paediatric capacity"}]}),
+                "no paediatric capacity",
+            )
+        },
+    }
+}
+
+fn primero() -> Target {
+    Target {
+        agency: "mosa-cairo",
+        protocol: Protocol::PrimeroV2,
+        service: ServiceType::CaseManagement,
+        path: "/primero/api/v2/cases",
+        content_type: "application/json",
+        check: |b, referral| {
+            assert_eq!(b["data"]["module_id"], "primeromodule-cp");
+            assert_eq!(b["data"]["himaya_referral_id"], referral);
+            assert!(b["data"]["name"].is_string());
+        },
+        rejection: || {
+            (
+                json!({"errors": [{"status": 422, "resource": "/api/v2/cases", "message": "errors.models.case.duplicate"}]}),
+                "errors.models.case.duplicate",
+            )
+        },
+    }
+}
+
+fn justice() -> Target {
+    Target {
+        agency: "legal-aid-cairo",
+        protocol: Protocol::JusticeMinimal,
+        service: ServiceType::Legal,
+        path: "/moj/legal-referrals",
+        content_type: "application/json",
+        check: |b, referral| {
+            assert_eq!(b["referral_ref"], referral);
+            let text = b.to_string();
+            for never in [
+                "address",
+                "phone",
+                "caregiver",
+                "disability",
+                "narrative",
+                "date_of_birth",
+            ] {
+                assert!(!text.contains(never), "{never} left for justice");
+            }
+        },
+        rejection: || {
+            (
+                json!({"reason": "outside our jurisdiction"}),
+                "outside our jurisdiction",
+            )
+        },
+    }
+}
+
+fn envelope() -> Target {
+    Target {
+        agency: "health-cairo",
+        protocol: Protocol::HimayaJson,
+        service: ServiceType::Health,
+        path: "/referrals",
+        content_type: "application/json",
+        check: |b, referral| assert_eq!(b["referral_id"], referral),
+        rejection: || (json!({"reason": "unknown child"}), "unknown child"),
+    }
+}
+
+/// A free local port, then closed: the agency is "down" until something listens there.
+async fn free_port() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
+}
+
+fn env_for(t: &Target, addr: SocketAddr, env: &mut TestEnv) {
+    let base = t
+        .path
+        .trim_end_matches("/legal-referrals")
+        .trim_end_matches("/api/v2/cases");
+    let base = if t.protocol == Protocol::HimayaJson {
+        t.path
+    } else {
+        base
+    };
+    for (id, a) in env.settings.agencies.iter_mut() {
+        a.endpoint = None;
+        if id == t.agency {
+            a.endpoint = Some(format!("http://{addr}{base}"));
+            a.protocol = t.protocol;
+        }
+    }
+    let c = &mut env.settings.connectors;
+    c.timeout_ms = 400;
+    c.attempts = 2;
+    c.backoff_ms = 50;
+    c.breaker_failures = 3;
+    c.breaker_cooldown_ms = 300;
+}
+
+/// Submits a school referral asking for `service`; its referral id.
+async fn refer(ch: &Channel, submission: &str, service: ServiceType) -> String {
+    let mut details = himaya_record::fixtures::details();
+    details.requested_services = vec![service];
+    let mut req = school_request(submission);
+    req.referral = Some(himaya_proto::convert::referral_details_to_pb(&details));
+    let mut req = from_school(req);
+    req.metadata_mut().insert(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            .parse()
+            .unwrap(),
+    );
+    IntakeClient::new(ch.clone())
+        .submit_school_referral(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .referral_id
+}
+
+/// The connector's record of a referral: (outcome, reference, reason, attempts).
+async fn recorded(
+    pool: &PgPool,
+    referral: &str,
+) -> Option<(String, Option<String>, Option<String>, i32)> {
+    sqlx::query_as(
+        "SELECT outcome, agency_reference, reason, attempts FROM connectors.deliveries WHERE referral_id = $1",
+    )
+    .bind(referral)
+    .fetch_optional(pool)
+    .await
+    .unwrap()
+}
+
+async fn wait_recorded(
+    pool: &PgPool,
+    referral: &str,
+) -> (String, Option<String>, Option<String>, i32) {
+    eventually(30, "the agency's answer recorded", || {
+        recorded(pool, referral)
+    })
+    .await
+}
+
+/// Exactly one effect: one connector record and one case-side record of the answer.
+async fn assert_one_effect(pool: &PgPool, referral: &str) {
+    eventually(10, "the case records the answer", || async {
+        (count(
+            pool,
+            &format!(
+                "SELECT count(*) FROM cases.referral_deliveries WHERE referral_id = '{referral}'"
+            ),
+        )
+        .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        count(
+            pool,
+            &format!("SELECT count(*) FROM connectors.deliveries WHERE referral_id = '{referral}'")
+        )
+        .await,
+        1
+    );
+}
+
+fn seen_for(agency: &FakeAgency, key: &str) -> Vec<Seen> {
+    agency
+        .requests()
+        .into_iter()
+        .filter(|s| s.idempotency_key.as_deref() == Some(key))
+        .collect()
+}
+
+async fn run(t: Target) {
+    let addr = free_port().await;
+    let mut env = TestEnv::new(None).await;
+    env_for(&t, addr, &mut env);
+    let hub = env.start().await;
+    let pool = env.pool().await;
+    let ch = channel(&hub).await;
+    let key = |r: &str| format!("{r}:{}", t.agency);
+
+    // Down for a while, then back: nothing lost, each delivered once.
+    let mut waiting = Vec::new();
+    for i in 0..3 {
+        waiting.push(refer(&ch, &format!("down-{i}"), t.service).await);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for r in &waiting {
+        assert!(
+            recorded(&pool, r).await.is_none(),
+            "nothing can be recorded while the agency is down"
+        );
+    }
+    let agency = FakeAgency::default();
+    agency
+        .clone()
+        .serve(tokio::net::TcpListener::bind(addr).await.unwrap());
+    for r in &waiting {
+        let (outcome, reference, _, _) = wait_recorded(&pool, r).await;
+        assert_eq!(outcome, "delivered");
+        assert!(reference.is_some(), "the agency's reference is kept");
+        assert_one_effect(&pool, r).await;
+        assert_eq!(
+            seen_for(&agency, &key(r)).len(),
+            1,
+            "delivered once after the agency came back"
+        );
+    }
+
+    // Success, in the agency's standard.
+    let r = refer(&ch, "ok", t.service).await;
+    wait_recorded(&pool, &r).await;
+    let seen = seen_for(&agency, &key(&r));
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, t.path);
+    assert_eq!(seen[0].content_type.as_deref(), Some(t.content_type));
+    assert!(seen[0]
+        .traceparent
+        .as_deref()
+        .is_some_and(|tp| tp.contains("4bf92f3577b34da6a3ce929d0e0e4736")));
+    (t.check)(&seen[0].body, &r);
+
+    // Rejection: recorded with the agency's reason, never repeated.
+    let (body, reason) = (t.rejection)();
+    agency.then([Step::Answer(422, body)]);
+    let r = refer(&ch, "no", t.service).await;
+    let (outcome, _, got_reason, attempts) = wait_recorded(&pool, &r).await;
+    assert_eq!(
+        (outcome.as_str(), got_reason.as_deref(), attempts),
+        ("rejected", Some(reason), 1)
+    );
+    assert_one_effect(&pool, &r).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        seen_for(&agency, &key(&r)).len(),
+        1,
+        "a refusal is not asked again"
+    );
+
+    // 5xx, then success: two calls with one key, one effect.
+    agency.then([Step::Status(503)]);
+    let r = refer(&ch, "flaky", t.service).await;
+    let (outcome, _, _, attempts) = wait_recorded(&pool, &r).await;
+    assert_eq!((outcome.as_str(), attempts), ("delivered", 2));
+    assert_one_effect(&pool, &r).await;
+    assert_eq!(seen_for(&agency, &key(&r)).len(), 2);
+
+    // A timeout, then success: one effect.
+    agency.then([Step::Slow(900, 201)]);
+    let r = refer(&ch, "slow", t.service).await;
+    let (outcome, _, _, _) = wait_recorded(&pool, &r).await;
+    assert_eq!(outcome, "delivered");
+    assert_one_effect(&pool, &r).await;
+    assert_eq!(seen_for(&agency, &key(&r)).len(), 2);
+
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_over_fhir_r4() {
+    run(fhir()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn social_affairs_over_primero_v2() {
+    run(primero()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn justice_over_its_minimal_set() {
+    run(justice()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_agency_over_the_hub_envelope() {
+    run(envelope()).await;
+}
+
+/// A dead agency (every call times out) does not hold up a healthy one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_agency_delays_only_itself() {
+    let (slow, slow_addr) = FakeAgency::scripted(vec![Step::Slow(2_000, 201); 50]).await;
+    let (fast, fast_addr) = FakeAgency::start(&[]).await;
+    let mut env = TestEnv::new(None).await;
+    env_for(&fhir(), slow_addr, &mut env);
+    if let Some(a) = env.settings.agencies.get_mut("legal-aid-cairo") {
+        a.endpoint = Some(format!("http://{fast_addr}/moj"));
+    }
+    let hub = env.start().await;
+    let pool = env.pool().await;
+    let ch = channel(&hub).await;
+    // Ten referrals pile up behind the slow agency first.
+    for i in 0..10 {
+        refer(&ch, &format!("stuck-{i}"), ServiceType::Health).await;
+    }
+    let started = Instant::now();
+    let r = refer(&ch, "legal", ServiceType::Legal).await;
+    wait_recorded(&pool, &r).await;
+    let took = started.elapsed();
+    assert_eq!(fast.count(), 1);
+    assert!(
+        took < Duration::from_secs(3),
+        "the healthy agency waited {took:?}"
+    );
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM connectors.deliveries WHERE agency_id = 'health-cairo'"
+        )
+        .await,
+        0
+    );
+    assert!(slow.count() >= 1);
+    hub.stop().await;
+}
