@@ -9,7 +9,7 @@ use himaya_settings::Protocol;
 
 /// Every protocol this build speaks, with its mapping from `connectors/`.
 pub fn wires() -> HashMap<Protocol, Arc<dyn Wire>> {
-    let all: [(Protocol, Arc<dyn Wire>); 4] = [
+    let all: Vec<(Protocol, Arc<dyn Wire>)> = vec![
         (
             Protocol::HimayaJson,
             Arc::new(himaya_connect::envelope::Envelope),
@@ -23,6 +23,38 @@ pub fn wires() -> HashMap<Protocol, Arc<dyn Wire>> {
             Protocol::JusticeMinimal,
             Arc::new(himaya_connector_justice::Justice),
         ),
+        (
+            Protocol::SpdciRegistry,
+            Arc::new(himaya_connector_cash_assistance::Spdci),
+        ),
+        (
+            Protocol::School,
+            Arc::new(himaya_connector_schools::SchoolWire),
+        ),
+        (
+            Protocol::EmergencyLine,
+            Arc::new(himaya_connector_emergency_line::EmergencyLineWire),
+        ),
     ];
     all.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_protocol_has_a_wire() {
+        use himaya_settings::Protocol::*;
+        let wires = super::wires();
+        for p in [
+            HimayaJson,
+            FhirR4,
+            PrimeroV2,
+            JusticeMinimal,
+            SpdciRegistry,
+            School,
+            EmergencyLine,
+        ] {
+            assert_eq!(wires.get(&p).map(|w| w.protocol()), Some(p.as_str()));
+        }
+    }
 }

@@ -46,6 +46,8 @@ impl Component {
 pub struct Hub {
     /// Where the gRPC server listens (the real port when configured with port 0).
     pub grpc_addr: SocketAddr,
+    /// Where the agencies' webhooks listen, when the connectors run here.
+    pub webhook_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     bus: Arc<Bus>,
@@ -64,6 +66,7 @@ impl Hub {
         .await
         .context("connecting to RabbitMQ (is it running? `scripts/setup` starts it)")?;
         let mut tasks = Vec::new();
+        let mut connectors_pool = None;
         let (reporter, health) = tonic_health::server::health_reporter();
         // Both reflection versions: newer grpcurl asks v1, older tools v1alpha.
         let reflection = || {
@@ -145,6 +148,7 @@ impl Hub {
             .await
             .context("starting the connectors")?;
             tasks.extend(running.tasks);
+            connectors_pool = Some(running.pool);
         }
         let listener = tokio::net::TcpListener::bind(settings.grpc.listen)
             .await
@@ -157,6 +161,16 @@ impl Hub {
         let grpc_addr = listener.local_addr()?;
         let incoming = TcpIncoming::from_listener(listener, true, Some(Duration::from_secs(60)))
             .map_err(|e| anyhow::anyhow!("gRPC listener: {e}"))?;
+        let mut webhook_addr = None;
+        if let Some(pool) = connectors_pool {
+            let client = webhook_client(&settings, grpc_addr);
+            if let Some((addr, task)) =
+                crate::webhooks::start(settings.clone(), pool, client, shutdown.clone()).await?
+            {
+                webhook_addr = Some(addr);
+                tasks.push(task);
+            }
+        }
         let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move {
             if let Err(e) = router
@@ -169,6 +183,7 @@ impl Hub {
         tracing::info!(%grpc_addr, components = ?components, mutual_tls = settings.grpc.tls.is_some(), "himaya is up");
         Ok(Hub {
             grpc_addr,
+            webhook_addr,
             shutdown,
             tasks,
             bus,
@@ -200,6 +215,25 @@ impl Hub {
         tracing::info!("stopping");
         self.stop().await;
         Ok(())
+    }
+}
+
+/// How the webhooks reach the hub's gRPC: `connectors.hub_url` when the connectors run
+/// apart, else this process's own server (over mutual TLS with each agency's certificate
+/// when the hub requires it).
+fn webhook_client(settings: &Settings, grpc_addr: SocketAddr) -> crate::webhooks::HubClient {
+    let certs = settings.connectors.client_certs_dir.clone();
+    match &settings.connectors.hub_url {
+        Some(url) => {
+            let tls = url.starts_with("https://");
+            crate::webhooks::HubClient::new(url.clone(), tls.then_some(certs))
+        }
+        None => {
+            let tls = settings.grpc.tls.is_some();
+            let scheme = if tls { "https" } else { "http" };
+            let url = format!("{scheme}://127.0.0.1:{}", grpc_addr.port());
+            crate::webhooks::HubClient::new(url, tls.then_some(certs))
+        }
     }
 }
 

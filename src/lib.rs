@@ -15,3 +15,4 @@ pub mod notices_cli;
 pub mod plan_cli;
 pub mod services_cli;
 pub mod telemetry;
+pub mod webhooks;

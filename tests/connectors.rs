@@ -113,6 +113,31 @@ fn justice() -> Target {
     }
 }
 
+fn spdci() -> Target {
+    Target {
+        agency: "takaful-cairo",
+        protocol: Protocol::SpdciRegistry,
+        service: ServiceType::Economic,
+        path: "/registry/sync/search",
+        content_type: "application/json",
+        check: |b, referral| {
+            assert_eq!(b["header"]["action"], "search");
+            assert_eq!(b["message"]["transaction_id"], referral);
+            assert!(
+                !b.to_string().contains("exploitative_labour"),
+                "a concern left for cash assistance"
+            );
+        },
+        // The registry refuses inside a 200, as SPDCI does.
+        rejection: || {
+            (
+                json!({"message": {"search_response": [{"status": "rjct", "status_reason_code": "rjct.reference_id.invalid", "status_reason_message": "household registry closed for this governorate"}]}}),
+                "household registry closed for this governorate",
+            )
+        },
+    }
+}
+
 fn envelope() -> Target {
     Target {
         agency: "health-cairo",
@@ -134,6 +159,7 @@ async fn free_port() -> SocketAddr {
 fn env_for(t: &Target, addr: SocketAddr, env: &mut TestEnv) {
     let base = t
         .path
+        .trim_end_matches("/registry/sync/search")
         .trim_end_matches("/legal-referrals")
         .trim_end_matches("/api/v2/cases");
     let base = if t.protocol == Protocol::HimayaJson {
@@ -285,7 +311,12 @@ async fn run(t: Target) {
 
     // Rejection: recorded with the agency's reason, never repeated.
     let (body, reason) = (t.rejection)();
-    agency.then([Step::Answer(422, body)]);
+    let status = if t.protocol == Protocol::SpdciRegistry {
+        200
+    } else {
+        422
+    };
+    agency.then([Step::Answer(status, body)]);
     let r = refer(&ch, "no", t.service).await;
     let (outcome, _, got_reason, attempts) = wait_recorded(&pool, &r).await;
     assert_eq!(
@@ -332,6 +363,11 @@ async fn social_affairs_over_primero_v2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn justice_over_its_minimal_set() {
     run(justice()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cash_assistance_over_an_spdci_registry_search() {
+    run(spdci()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -130,7 +130,10 @@ async fn receive(
     });
     let step = a.script.lock().unwrap().pop_front();
     // An answer every standard reads a reference from (its own shape, the hub's, FHIR's, Primero's).
-    let ok = || serde_json::json!({"reference": "SIM-1", "id": "SIM-1", "data": {"id": "SIM-1"}});
+    let ok = || {
+        serde_json::json!({"reference": "SIM-1", "id": "SIM-1", "data": {"id": "SIM-1"},
+            "message": {"search_response": [{"status": "succ", "data": {"reg_records": [{"household_id": "SIM-1"}]}}]}})
+    };
     let (status, answer) = match step {
         None => (201, ok()),
         Some(Step::Status(s)) => (s, ok()),
@@ -197,6 +200,8 @@ impl TestEnv {
         settings.grpc.dev_identity = true;
         settings.relay.poll_interval_ms = 200;
         settings.connectors.timeout_ms = 2000;
+        // Each test's own port for the webhooks (base.toml's fixed port would collide).
+        settings.connectors.webhook_listen = Some("127.0.0.1:0".parse().unwrap());
         settings.audit.signing_key_file = std::env::temp_dir().join(format!("{db_name}.key"));
         if let Some(a) = settings.agencies.get_mut("health-cairo") {
             a.endpoint = health_endpoint.map(|addr| format!("http://{addr}/referrals"));

@@ -3,3 +3,5 @@
 //! exchange of household lists as Avro object container files (`bulk`).
 
 pub mod mapping;
+
+pub use mapping::Spdci;

@@ -1,7 +1,7 @@
 //! Deliveries as FHIR R4 resources (pure, no I/O). Every element comes from the redacted
 //! case (`SharedCase`): a category the consent layer withheld has no element here.
 
-use himaya_connect::shared::{SharedCase, SharedNotice};
+use himaya_connect::shared::{SharedCase, SharedNotice, SharedOutcome};
 use himaya_connect::wire::clip;
 use himaya_connect::{DeliveryKind, MappingError, Outbound, Wire};
 use himaya_events::DeliveryRequested;
@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 /// Identifier systems of the hub's ids.
 pub const CASE_SYSTEM: &str = "https://himaya.example/fhir/sid/case-id";
 pub const REFERRAL_SYSTEM: &str = "https://himaya.example/fhir/sid/referral-id";
+pub const FEEDBACK_SYSTEM: &str = "https://himaya.example/fhir/sid/feedback-id";
 pub const NOTICE_SYSTEM: &str = "https://himaya.example/fhir/sid/notice-id";
 const DISABILITY_SYSTEM: &str = "https://himaya.example/fhir/sid/disability-of-case";
 const DOCUMENT_SYSTEM: &str = "https://himaya.example/fhir/sid/document/";
@@ -28,6 +29,16 @@ impl Wire for Fhir {
 
     fn outbound(&self, d: &DeliveryRequested, case: &SharedCase) -> Result<Outbound, MappingError> {
         let body = match DeliveryKind::of(d)? {
+            DeliveryKind::Outcome => {
+                return Ok(Outbound {
+                    path: "/Communication".into(),
+                    content_type: FHIR_JSON,
+                    body: outcome_communication(
+                        &SharedOutcome::parse(&d.document_json)?,
+                        &d.referral_id,
+                    ),
+                })
+            }
             DeliveryKind::WithdrawalNotice => {
                 return Ok(Outbound {
                     path: "/Communication".into(),
@@ -243,6 +254,27 @@ fn communication(n: &SharedNotice) -> Value {
             {"contentString": n.message_ar},
             {"contentString": n.message_en},
             {"contentString": format!("consent={}; categories={}", n.consent_id, n.categories.join(","))},
+        ],
+    })
+}
+
+/// What became of a case the health agency referred, as a Communication about its own
+/// referral (the ServiceRequest it sent is not ours, so the case id identifies it).
+fn outcome_communication(o: &SharedOutcome, feedback_id: &str) -> Value {
+    json!({
+        "resourceType": "Communication",
+        "identifier": [{"system": FEEDBACK_SYSTEM, "value": feedback_id}],
+        "status": "completed",
+        "category": [{"text": "referral-outcome"}],
+        "about": [
+            {"identifier": {"system": CASE_SYSTEM, "value": o.case_id}},
+            {"identifier": {"system": REFERRAL_SYSTEM, "value": o.referral_id}},
+        ],
+        "sent": o.at,
+        "payload": [
+            {"contentString": o.message_ar},
+            {"contentString": o.message_en},
+            {"contentString": format!("change={}; status={}", o.change, o.status)},
         ],
     })
 }

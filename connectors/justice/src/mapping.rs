@@ -1,7 +1,7 @@
 //! Deliveries as legal-protection referrals (pure, no I/O).
 
 use chrono::Datelike;
-use himaya_connect::shared::{SharedCase, SharedNotice};
+use himaya_connect::shared::{SharedCase, SharedNotice, SharedOutcome};
 use himaya_connect::{DeliveryKind, MappingError, Outbound, Wire};
 use himaya_events::DeliveryRequested;
 use himaya_record::DocumentKind;
@@ -16,6 +16,10 @@ impl Wire for Justice {
 
     fn outbound(&self, d: &DeliveryRequested, case: &SharedCase) -> Result<Outbound, MappingError> {
         match DeliveryKind::of(d)? {
+            DeliveryKind::Outcome => Ok(Outbound::json(
+                "/referral-outcomes",
+                SharedOutcome::parse(&d.document_json)?.to_json(&d.referral_id),
+            )),
             DeliveryKind::WithdrawalNotice => {
                 let n = SharedNotice::parse(&d.document_json)?;
                 Ok(Outbound::json(

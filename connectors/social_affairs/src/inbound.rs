@@ -137,7 +137,7 @@ pub fn case_referral(v: &Value) -> Result<(String, ReferralDetails), InboundErro
         consent_refs,
         narrative: None,
     };
-    Ok((format!("{}@{}", token(id), token(updated)), details))
+    Ok((format!("primero:{}:{}", token(id), token(updated)), details))
 }
 
 /// A string list field; absent is empty.
@@ -224,7 +224,7 @@ mod tests {
         let (id, details) = case_referral(&fixture("case_in.json")).unwrap();
         assert_eq!(
             id,
-            "9b1e4f2a-77c1-4c55-9d0e-1b2c3d4e5f60@2026-11-22T101500Z"
+            "primero:9b1e4f2a-77c1-4c55-9d0e-1b2c3d4e5f60:2026-11-22T101500Z"
         );
         let golden: ReferralDetails =
             serde_json::from_value(fixture("case_in_normalized.json")).unwrap();

@@ -1,6 +1,6 @@
 //! Deliveries as Primero v2 cases (pure, no I/O).
 
-use himaya_connect::shared::{SharedCase, SharedNotice};
+use himaya_connect::shared::{SharedCase, SharedNotice, SharedOutcome};
 use himaya_connect::wire::clip;
 use himaya_connect::{DeliveryKind, MappingError, Outbound, Wire};
 use himaya_events::DeliveryRequested;
@@ -19,6 +19,22 @@ impl Wire for Primero {
 
     fn outbound(&self, d: &DeliveryRequested, case: &SharedCase) -> Result<Outbound, MappingError> {
         match DeliveryKind::of(d)? {
+            DeliveryKind::Outcome => {
+                // Primero has no inbox for this: a flag on the case the directorate sees.
+                let o = SharedOutcome::parse(&d.document_json)?;
+                Ok(Outbound::json(
+                    "/api/v2/cases/flags",
+                    json!({"data": {
+                        "record_type": "cases",
+                        "ids": [o.case_id],
+                        "id_type": "case_id_display",
+                        "flag": {
+                            "date": o.at.get(..10).unwrap_or(&o.at),
+                            "message": format!("{} / {} ({})", o.message_ar, o.message_en, o.change),
+                        },
+                    }}),
+                ))
+            }
             DeliveryKind::WithdrawalNotice => {
                 let n = SharedNotice::parse(&d.document_json)?;
                 Ok(Outbound::json(

@@ -49,7 +49,16 @@ impl DeliveryConnector {
         answered: &Answered,
         traceparent: Option<String>,
     ) -> Result<(), ConnectError> {
+        let refused = match &answered.outcome {
+            Outcome::Delivered {
+                answer: Some(a), ..
+            } => self.wire.refused_in_body(a),
+            _ => None,
+        };
         let (label, status, reference, reason) = match &answered.outcome {
+            Outcome::Delivered { status, .. } if refused.is_some() => {
+                ("rejected", *status, None, refused)
+            }
             Outcome::Delivered { status, answer } => (
                 "delivered",
                 *status,
@@ -143,7 +152,7 @@ impl Handler for DeliveryConnector {
         }
         let kind = DeliveryKind::of(&d).map_err(|e| park(e.to_string()))?;
         let case = match kind {
-            DeliveryKind::WithdrawalNotice => SharedCase::default(),
+            DeliveryKind::WithdrawalNotice | DeliveryKind::Outcome => SharedCase::default(),
             _ => SharedCase::parse(&d.document_json).map_err(|e| park(e.to_string()))?,
         };
         let out = self

@@ -12,6 +12,7 @@ pub mod executor;
 pub mod inbound;
 pub mod metrics;
 pub mod shared;
+pub mod submission;
 pub mod testing;
 pub mod wire;
 
@@ -28,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 pub use delivery::DeliveryConnector;
 pub use executor::{Executor, Outcome, TransientError};
 pub use inbound::{InboundError, StatusChange};
-pub use shared::{MappingError, SharedCase, SharedNotice};
+pub use shared::{MappingError, SharedCase, SharedNotice, SharedOutcome};
 pub use wire::{DeliveryKind, Outbound, Wire};
 
 /// The schema of the connectors' own tables.

@@ -142,6 +142,48 @@ impl SharedNotice {
     }
 }
 
+/// What became of a case an agency referred: ids, the change and the status, no case data.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct SharedOutcome {
+    pub case_id: String,
+    /// The agency's own referral (`ref_` id) the case came from.
+    pub referral_id: String,
+    /// registered | referred_on | declined | assigned | closed | reopened
+    pub change: String,
+    pub status: String,
+    pub version: i64,
+    pub at: String,
+    pub message_ar: String,
+    pub message_en: String,
+}
+
+impl SharedOutcome {
+    pub fn parse(document_json: &str) -> Result<SharedOutcome, MappingError> {
+        serde_json::from_str(document_json).map_err(|e| {
+            MappingError::Document(format!(
+                "line {} column {}: {}",
+                e.line(),
+                e.column(),
+                kind(&e)
+            ))
+        })
+    }
+
+    /// The plain JSON most agencies' systems take.
+    pub fn to_json(&self, feedback_id: &str) -> serde_json::Value {
+        serde_json::json!({
+            "feedback_id": feedback_id,
+            "case_ref": self.case_id,
+            "referral_ref": self.referral_id,
+            "change": self.change,
+            "status": self.status,
+            "at": self.at,
+            "message_ar": self.message_ar,
+            "message_en": self.message_en,
+        })
+    }
+}
+
 /// The redacted document could not be read as a case: it is parked, never sent half-made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MappingError {

@@ -46,3 +46,14 @@ pub fn assert_golden(path: &str, actual: &serde_json::Value) {
         serde_json::to_string_pretty(actual).unwrap_or_default()
     );
 }
+
+/// A feedback delivery: the case `case_1` the agency referred was assigned.
+pub fn outcome_delivery() -> DeliveryRequested {
+    let mut d = delivery(
+        r#"{"case_id":"case_1","referral_id":"ref_1","change":"assigned","status":"registered","version":3,"at":"2026-11-24T08:00:00+00:00","message_ar":"عُيّن أخصائي حالة لمتابعة الحالة.","message_en":"A caseworker was assigned to the case."}"#,
+        None,
+    );
+    d.kind = "outcome".into();
+    d.referral_id = "fbk_case_1_v3".into();
+    d
+}

@@ -34,6 +34,8 @@ pub enum DeliveryKind {
     ServiceReferral,
     /// Consent behind an earlier delivery was withdrawn (`referral_id` a `wdn_` id).
     WithdrawalNotice,
+    /// What became of a case the agency referred (`referral_id` an `fbk_` id).
+    Outcome,
 }
 
 impl DeliveryKind {
@@ -42,6 +44,7 @@ impl DeliveryKind {
             ("referral", false) => Ok(DeliveryKind::Referral),
             ("referral", true) => Ok(DeliveryKind::ServiceReferral),
             ("withdrawal_notice", _) => Ok(DeliveryKind::WithdrawalNotice),
+            ("outcome", _) => Ok(DeliveryKind::Outcome),
             (other, _) => Err(MappingError::Unsupported(other.chars().take(40).collect())),
         }
     }
@@ -61,6 +64,12 @@ pub trait Wire: Send + Sync + 'static {
             .iter()
             .find_map(|k| answer.get(*k).and_then(|v| v.as_str()))
             .map(clip)
+    }
+
+    /// A refusal some standards put inside a 2xx answer (a search answered "rejected"):
+    /// the reason, when this 2xx answer is in fact the agency saying no.
+    fn refused_in_body(&self, _answer: &serde_json::Value) -> Option<String> {
+        None
     }
 
     /// Why the agency said no, from its 4xx answer, in its own words.

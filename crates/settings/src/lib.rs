@@ -231,6 +231,21 @@ pub struct ConnectorSettings {
     /// Largest request body an agency may post to the hub's webhooks.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Where the agencies' webhooks listen (HTTP); none: no webhooks.
+    #[serde(default)]
+    pub webhook_listen: Option<std::net::SocketAddr>,
+    /// The hub's gRPC address the webhooks call, as the agency that posted; none: the
+    /// hub in this same process.
+    #[serde(default)]
+    pub hub_url: Option<String>,
+    /// Under mutual TLS the webhooks call the hub with the posting agency's certificate
+    /// from here (`ca.pem`, `<agency>.pem`, `<agency>.key`, as `himaya dev-certs` makes).
+    #[serde(default = "default_client_certs_dir")]
+    pub client_certs_dir: PathBuf,
+}
+
+fn default_client_certs_dir() -> PathBuf {
+    PathBuf::from(".himaya/certs")
 }
 
 fn default_attempts() -> u32 {

@@ -25,17 +25,20 @@ impl Outcomes {
             tx.rollback().await?;
             return Ok(());
         }
-        if e.referral_id.starts_with(NOTICE_PREFIX) {
-            // A withdrawal notice: not a referral; kept in the case history only.
+        if e.referral_id.starts_with(NOTICE_PREFIX) || e.referral_id.starts_with(FEEDBACK_PREFIX) {
+            // A withdrawal notice or a referrer's feedback: not a referral (it gives the
+            // agency no part in the case); kept in the case history only.
             let version: i64 = sqlx::query_scalar("SELECT version FROM cases WHERE case_id = $1")
                 .bind(&e.case_id)
                 .fetch_optional(&mut *tx)
                 .await?
                 .ok_or_else(|| CasesError::NotFound(format!("no case {}", e.case_id)))?;
-            let change = format!(
-                "withdrawal notice {} to {}: {}",
-                e.referral_id, e.agency_id, e.outcome
-            );
+            let what = if e.referral_id.starts_with(NOTICE_PREFIX) {
+                "withdrawal notice"
+            } else {
+                "feedback"
+            };
+            let change = format!("{what} {} to {}: {}", e.referral_id, e.agency_id, e.outcome);
             history(&mut tx, &e.case_id, version, &e.agency_id, &change).await?;
             tx.commit().await?;
             return Ok(());
@@ -122,6 +125,8 @@ async fn service_referral_answered(
 
 /// Ids of withdrawal notices (set by the audit component).
 pub const NOTICE_PREFIX: &str = "wdn_";
+/// Ids of feedback to referrers (set by the router).
+pub const FEEDBACK_PREFIX: &str = "fbk_";
 
 impl Handler for Outcomes {
     async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {

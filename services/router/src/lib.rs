@@ -19,6 +19,8 @@ use sqlx::{PgConnection, PgPool};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub mod feedback;
+
 pub const SCHEMA: &str = "router";
 pub const QUEUE: &str = "router.referral-created";
 pub const NOTICE_QUEUE: &str = "router.withdrawal-notice";
@@ -82,6 +84,16 @@ pub async fn start(
         Arc::new(Notices(router.clone())),
         shutdown.clone(),
     ));
+    let feedback_queue = topo.queue(feedback::QUEUE);
+    bus.declare_queue(&feedback_queue, Exchange::Events, &[keys::CASE_UPDATED])
+        .await?;
+    let feedback = tokio::spawn(himaya_bus::consume(
+        bus.clone(),
+        feedback_queue,
+        settings.bus.prefetch,
+        Arc::new(feedback::Feedback(router.clone())),
+        shutdown.clone(),
+    ));
     let consumer = tokio::spawn(himaya_bus::consume(
         bus,
         queue,
@@ -89,7 +101,7 @@ pub async fn start(
         router,
         shutdown,
     ));
-    Ok(vec![relay, consumer, notices])
+    Ok(vec![relay, consumer, notices, feedback])
 }
 
 /// Agencies with an endpoint: the only ones a delivery can reach.
@@ -137,6 +149,15 @@ impl Router {
         }
         let purpose = Purpose::ServiceProvision;
         let service = event.service_request.as_ref();
+        if let (None, Some(referrer)) = (service, &record.referral.source.agency_id) {
+            feedback::remember_referrer(
+                &mut tx,
+                &record.case_id.to_string(),
+                &record.referral.referral_id.to_string(),
+                referrer,
+            )
+            .await?;
+        }
         // A case referral goes to every agency offering a requested service; a service
         // referral between agencies only to the agency it names.
         let (targets, referral_id) = match service {

@@ -1,0 +1,472 @@
+//! The agencies' webhooks against the real hub: each agency authenticated by its own
+//! token, each payload read by its standard's mapping and entering through the same gRPC
+//! services, once per agency message id; hostile payloads refused with a clear error and
+//! nothing written.
+
+mod helpers;
+
+use helpers::*;
+use himaya_proto::v1 as pb;
+use himaya_settings::{Protocol, Secret};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const TOKENS: [(&str, Protocol); 5] = [
+    ("school-cairo-alnour", Protocol::School),
+    ("hotline-16000", Protocol::EmergencyLine),
+    ("health-cairo", Protocol::FhirR4),
+    ("mosa-cairo", Protocol::PrimeroV2),
+    ("legal-aid-cairo", Protocol::JusticeMinimal),
+];
+
+fn token(agency: &str) -> String {
+    format!("{agency}-webhook-token-0123456789")
+}
+
+struct Hooks {
+    env: TestEnv,
+    hub: himaya::hub::Hub,
+    base: String,
+    http: reqwest::Client,
+    agency: FakeAgency,
+}
+
+async fn hooks() -> Hooks {
+    let (agency, addr) = FakeAgency::start(&[]).await;
+    let mut env = TestEnv::new(None).await;
+    for (id, protocol) in TOKENS {
+        if let Some(a) = env.settings.agencies.get_mut(id) {
+            a.protocol = protocol;
+            a.inbound_token = Some(Secret::new(token(id)));
+        }
+    }
+    if let Some(a) = env.settings.agencies.get_mut("health-cairo") {
+        a.endpoint = Some(format!("http://{addr}/fhir"));
+    }
+    env.settings.connectors.webhook_listen = Some("127.0.0.1:0".parse().unwrap());
+    env.settings.connectors.max_body_bytes = 64 * 1024;
+    let hub = env.start().await;
+    let base = format!("http://{}", hub.webhook_addr.expect("webhooks listen"));
+    Hooks {
+        env,
+        hub,
+        base,
+        http: reqwest::Client::new(),
+        agency,
+    }
+}
+
+impl Hooks {
+    async fn post(
+        &self,
+        agency: &str,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, Value, bool) {
+        let r = self
+            .http
+            .post(format!("{}/agencies/{agency}/{path}", self.base))
+            .bearer_auth(token(agency))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let replayed = r.headers().contains_key("idempotent-replayed");
+        (r.status(), r.json().await.unwrap_or(Value::Null), replayed)
+    }
+}
+
+fn fixture(path: &str) -> Value {
+    let path = format!("{}/connectors/{path}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_school_system_refers_once_and_the_child_reaches_health_over_fhir() {
+    let h = hooks().await;
+    let body = fixture("schools/fixtures/referral_in.json").to_string();
+    let (status, first, replayed) = h
+        .post("school-cairo-alnour", "school/referrals", body.clone())
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert!(!replayed);
+    let case = first["case_ref"].as_str().unwrap().to_owned();
+    // The same message again: the same answer, nothing new.
+    let (status, again, replayed) = h
+        .post("school-cairo-alnour", "school/referrals", body)
+        .await;
+    assert_eq!((status, replayed), (StatusCode::CREATED, true));
+    assert_eq!(again, first);
+    let pool = h.env.pool().await;
+    assert_eq!(count(&pool, "SELECT count(*) FROM cases.cases").await, 1);
+    // It went through the same intake: the referral reaches the health agency as FHIR.
+    let seen = eventually(20, "the FHIR bundle arrives", || async {
+        h.agency
+            .requests()
+            .into_iter()
+            .find(|s| s.body["resourceType"] == "Bundle")
+    })
+    .await;
+    assert_eq!(seen.path, "/fhir");
+    assert_eq!(
+        seen.body["entry"][0]["resource"]["identifier"][0]["value"],
+        case.as_str()
+    );
+    h.hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_emergency_line_escalates_and_follows_up() {
+    let h = hooks().await;
+    let body = fixture("emergency_line/fixtures/escalation_in.json").to_string();
+    let (status, ack, _) = h.post("hotline-16000", "hotline/escalations", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{ack}");
+    assert_eq!(ack["priority"], "urgent");
+    assert!(ack["message_ar"].as_str().unwrap().contains("عاجل"));
+    let case = ack["case_ref"].as_str().unwrap();
+    let r = h
+        .http
+        .get(format!(
+            "{}/agencies/hotline-16000/hotline/cases/{case}",
+            h.base
+        ))
+        .bearer_auth(token("hotline-16000"))
+        .send()
+        .await
+        .unwrap();
+    // The line reads the case through the consent layer, for emergency response: a
+    // referral form's consent covers service provision only, so the answer is a refusal
+    // that says so (and is logged as one), not the case.
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let refusal: Value = r.json().await.unwrap();
+    assert_eq!(refusal["error"]["code"], "permission_denied");
+    // Another agency's token cannot read the line's follow-up.
+    let r = h
+        .http
+        .get(format!(
+            "{}/agencies/hotline-16000/hotline/cases/{case}",
+            h.base
+        ))
+        .bearer_auth(token("school-cairo-alnour"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    h.hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fhir_task_moves_the_service_referral_once() {
+    use pb::service_referrals_client::ServiceReferralsClient;
+    let h = hooks().await;
+    let ch = channel(&h.hub).await;
+    let case = submit_school(&ch, "task-flow").await;
+    plan_health_action(&ch, &case).await;
+    let mut sr = ServiceReferralsClient::new(ch);
+    let srv = sr
+        .create_service_referral(as_agency(
+            "mosa-cairo",
+            pb::CreateServiceReferralRequest {
+                case_id: case.clone(),
+                action_id: "a1".into(),
+                actor: "sw-1".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .service_referral_id;
+    let mut task = fixture("health/fixtures/task_accepted.json");
+    task["basedOn"][0]["identifier"]["value"] = json!(srv);
+    let (status, body, _) = h.post("health-cairo", "fhir/Task", task.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["state"], "accepted");
+    let (status, _, replayed) = h.post("health-cairo", "fhir/Task", task.to_string()).await;
+    assert_eq!((status, replayed), (StatusCode::OK, true));
+    let now = sr
+        .get_service_referral(as_agency(
+            "mosa-cairo",
+            pb::GetServiceReferralRequest {
+                service_referral_id: srv.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(now.state, "accepted");
+    assert_eq!(
+        now.changes.iter().filter(|c| c.state == "accepted").count(),
+        1
+    );
+    // The next version of the Task completes it.
+    task["meta"]["versionId"] = json!("3");
+    task["status"] = json!("completed");
+    let (status, body, _) = h.post("health-cairo", "fhir/Task", task.to_string()).await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (StatusCode::OK, Some("completed"))
+    );
+    // Another health agency's Task cannot touch it: the gateway's object checks apply.
+    h.hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_payloads_are_refused_clearly_and_write_nothing() {
+    let h = hooks().await;
+    let pool = h.env.pool().await;
+    let good = fixture("schools/fixtures/referral_in.json");
+    let school = "school-cairo-alnour";
+
+    // Who: no token, a wrong one, another agency's, an unknown agency, the wrong standard.
+    let r = h
+        .http
+        .post(format!("{}/agencies/{school}/school/referrals", h.base))
+        .body(good.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    for (agency, tok) in [
+        (school, "wrong".to_owned()),
+        (school, token("hotline-16000")),
+        ("nobody", token(school)),
+    ] {
+        let r = h
+            .http
+            .post(format!("{}/agencies/{agency}/school/referrals", h.base))
+            .bearer_auth(tok)
+            .body(good.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let (status, body, _) = h
+        .post(school, "hotline/escalations", good.to_string())
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
+    // What: not UTF-8, not JSON, too big, wrong types, missing ids, a FHIR resource of the wrong type.
+    let (status, body, _) = h
+        .post(school, "school/referrals", vec![0xff, 0xfe, b'{'])
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("not_utf8"))
+    );
+    let (status, body, _) = h
+        .post(school, "school/referrals", "{\"message_id\": ")
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("not_json"))
+    );
+    let huge =
+        json!({"message_id": "m", "officer_ref": "o", "padding": "x".repeat(100_000)}).to_string();
+    let (status, _, _) = h.post(school, "school/referrals", huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let mut wrong = good.clone();
+    wrong["referral"]["child"]["sex"] = json!("مريم");
+    let (status, body, _) = h.post(school, "school/referrals", wrong.to_string()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(!body.to_string().contains("مريم"), "{body}");
+    let mut missing = good.clone();
+    missing.as_object_mut().unwrap().remove("message_id");
+    let (status, body, _) = h
+        .post(school, "school/referrals", missing.to_string())
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("message_id"))
+    );
+    let (status, body, _) = h
+        .post(
+            "health-cairo",
+            "fhir/Task",
+            json!({"resourceType": "Patient", "id": "p1"}).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["resourceType"], "OperationOutcome");
+    assert!(body["issue"][0]["diagnostics"]
+        .as_str()
+        .unwrap()
+        .contains("expected a FHIR Task"));
+    // Valid JSON the intake refuses (no requested service): its field violations come back.
+    let mut invalid = good.clone();
+    invalid["message_id"] = json!("invalid-1");
+    invalid["referral"]["requested_services"] = json!([]);
+    let (status, body, _) = h
+        .post(school, "school/referrals", invalid.to_string())
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]["violations"]
+            .as_array()
+            .is_some_and(|v| !v.is_empty()),
+        "{body}"
+    );
+
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM cases.cases").await,
+        0,
+        "nothing half-written"
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM connectors.inbound_messages").await,
+        0
+    );
+    // And the webhooks still serve.
+    let (status, _, _) = h.post(school, "school/referrals", good.to_string()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    h.hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primero_directorate_pushes_a_case_and_answers_a_transfer() {
+    let h = hooks().await;
+    let case = fixture("social_affairs/fixtures/case_in.json");
+    let (status, body, _) = h
+        .post("mosa-cairo", "primero/api/v2/cases", case.to_string())
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, again, replayed) = h
+        .post("mosa-cairo", "primero/api/v2/cases", case.to_string())
+        .await;
+    assert!(replayed);
+    assert_eq!(again["case_ref"], body["case_ref"]);
+    // A transfer answer for a referral the hub never sent it: refused by the hub, with
+    // the hub's reason passed on.
+    let transfer = fixture("social_affairs/fixtures/transfer_rejected.json");
+    let (status, body, _) = h
+        .post(
+            "mosa-cairo",
+            "primero/api/v2/referrals",
+            transfer.to_string(),
+        )
+        .await;
+    assert!(status.is_client_error(), "{status}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    h.hub.stop().await;
+}
+
+/// The emergency line escalates through its webhook; when the ministry registers and
+/// assigns the case, the line's system hears each step (ids and status only), the
+/// assignment being the acknowledgement its operator waits for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_referrer_hears_when_its_case_is_registered_and_assigned() {
+    use pb::case_work_client::CaseWorkClient;
+    let (line, line_addr) = FakeAgency::start(&[]).await;
+    let (agency, addr) = FakeAgency::start(&[]).await;
+    let mut env = TestEnv::new(None).await;
+    for (id, protocol) in TOKENS {
+        if let Some(a) = env.settings.agencies.get_mut(id) {
+            a.protocol = protocol;
+            a.inbound_token = Some(Secret::new(token(id)));
+        }
+    }
+    if let Some(a) = env.settings.agencies.get_mut("hotline-16000") {
+        a.endpoint = Some(format!("http://{line_addr}"));
+    }
+    let hub = env.start().await;
+    let h = Hooks {
+        base: format!("http://{}", hub.webhook_addr.unwrap()),
+        env,
+        hub,
+        http: reqwest::Client::new(),
+        agency,
+    };
+    let _ = addr;
+    let body = fixture("emergency_line/fixtures/escalation_in.json").to_string();
+    let (status, ack, _) = h.post("hotline-16000", "hotline/escalations", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{ack}");
+    let case = ack["case_ref"].as_str().unwrap().to_owned();
+
+    let mut work = CaseWorkClient::new(channel(&h.hub).await);
+    for (id, role, sup) in [
+        ("sup-1", "supervisor", None),
+        ("sw-1", "caseworker", Some("sup-1")),
+    ] {
+        work.add_staff(as_agency(
+            "mosa-cairo",
+            pb::AddStaffRequest {
+                staff_id: id.into(),
+                role: role.into(),
+                supervisor_id: sup.map(str::to_owned),
+            },
+        ))
+        .await
+        .unwrap();
+    }
+    work.decide_acceptance(as_agency(
+        "mosa-cairo",
+        pb::DecideAcceptanceRequest {
+            case_id: case.clone(),
+            expected_version: 1,
+            actor: "sw-lead".into(),
+            decision: "register".into(),
+            vulnerability_criteria: vec!["abuse_or_violence".into()],
+            reason: None,
+            referred_on_to: None,
+            target_groups: vec![],
+        },
+    ))
+    .await
+    .unwrap();
+    work.assign_case(as_agency(
+        "mosa-cairo",
+        pb::AssignCaseRequest {
+            case_id: case.clone(),
+            expected_version: 2,
+            actor: "sup-1".into(),
+            caseworker_id: "sw-1".into(),
+        },
+    ))
+    .await
+    .unwrap();
+
+    let seen = eventually(20, "both steps reach the line", || async {
+        let got: Vec<_> = line
+            .requests()
+            .into_iter()
+            .filter(|s| s.path == "/himaya/acknowledgements")
+            .collect();
+        (got.len() == 2).then_some(got)
+    })
+    .await;
+    let changes: Vec<_> = seen
+        .iter()
+        .map(|s| s.body["change"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        changes.contains(&"registered".to_owned()) && changes.contains(&"assigned".to_owned()),
+        "{changes:?}"
+    );
+    for s in &seen {
+        assert_eq!(s.body["case_ref"], case.as_str());
+        assert_eq!(s.body["referral_ref"], ack["referral_ref"]);
+        // Ids and a status: nothing about the child.
+        assert!(!s.body.to_string().contains("يوسف"), "{}", s.body);
+        assert!(s
+            .idempotency_key
+            .as_deref()
+            .is_some_and(|k| k.starts_with("fbk_")));
+    }
+    // Each is in the disclosure log as a permit on the feedback channel, and in the case's history.
+    let pool = h.env.pool().await;
+    assert_eq!(
+        count(&pool, &format!("SELECT count(*) FROM router.disclosures WHERE case_id = '{case}' AND referral_id LIKE 'fbk_%' AND decision = 'permit'")).await,
+        2
+    );
+    eventually(10, "the case history records the feedback", || async {
+        (count(&pool, &format!("SELECT count(*) FROM cases.case_history WHERE case_id = '{case}' AND change LIKE 'feedback fbk_%'")).await == 2).then_some(())
+    })
+    .await;
+    h.hub.stop().await;
+}
