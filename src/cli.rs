@@ -117,6 +117,12 @@ pub enum Command {
         #[arg(long, default_value_t = 30)]
         days: i64,
     },
+    /// Bulk household files from cash-assistance programmes: generate a synthetic one, or
+    /// import one matched against the children of open cases (resumable).
+    CashAssistance {
+        #[command(subcommand)]
+        command: crate::cash_cli::CashCommand,
+    },
     /// A simulated agency system that receives deliveries over HTTP (for the demo).
     DemoAgency {
         #[arg(long, default_value = "127.0.0.1:8088")]
@@ -301,6 +307,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Consent { command } => crate::consent_cli::run(command).await,
         Command::Export(args) => crate::notices_cli::run_export(args).await,
         Command::Notices { command } => crate::notices_cli::run_notices(command).await,
+        Command::CashAssistance { command } => {
+            crate::cash_cli::run(command, || settings(cli.config.as_ref())).await
+        }
         Command::Audit { command } => {
             crate::audit_cli::run(command, settings(cli.config.as_ref())?).await
         }

@@ -3,6 +3,7 @@
 
 pub mod audit_cli;
 pub mod casework_cli;
+pub mod cash_cli;
 pub mod cli;
 pub mod client;
 pub mod connectors;

@@ -2,6 +2,6 @@
 //! household, in the style of the SPDCI social-registry API (`mapping`); (b) bulk
 //! exchange of household lists as Avro object container files (`bulk`).
 
+pub mod bulk;
 pub mod mapping;
-
 pub use mapping::Spdci;

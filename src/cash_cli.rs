@@ -1,0 +1,189 @@
+//! `himaya cash-assistance generate|import`: bulk household files from cash-assistance
+//! programmes (Avro object containers), matched against the children of open cases.
+//! Reads the `cases` schema directly and keeps checkpoints in `connector_cash`
+//! (configuration's database).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Subcommand;
+use himaya_connector_cash_assistance::bulk::{
+    self, BulkError, ImportReport, PgCheckpoint, Progress, ReportFile,
+};
+use himaya_settings::Settings;
+
+#[derive(Debug, Subcommand)]
+pub enum CashCommand {
+    /// Write a synthetic household file (fictional families) for trials and load tests.
+    Generate {
+        /// How many household members (rows).
+        #[arg(long)]
+        rows: u64,
+        #[arg(long)]
+        out: PathBuf,
+        /// The same seed gives the same families.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Import a household file: each member is matched against the children of open
+    /// cases. Safe to interrupt: running it again on the same file continues after the
+    /// last checkpoint, without counting or reporting anything twice.
+    Import {
+        /// The programme's Avro object container file.
+        #[arg(long)]
+        file: PathBuf,
+        /// The match report (JSON Lines: one line per match and per bad row).
+        #[arg(long, default_value = "matches.jsonl")]
+        report: PathBuf,
+        /// Forget this file's checkpoint and start from the first row.
+        #[arg(long)]
+        restart: bool,
+    },
+}
+
+/// `settings` is loaded only by commands that need the database.
+pub async fn run(
+    cmd: CashCommand,
+    settings: impl FnOnce() -> anyhow::Result<Settings>,
+) -> anyhow::Result<()> {
+    match cmd {
+        CashCommand::Generate { rows, out, seed } => {
+            let started = Instant::now();
+            let path = out.clone();
+            tokio::task::spawn_blocking(move || bulk::generate(&path, rows, seed, &[]))
+                .await?
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "{rows} household members written to {} in {:.1}s (fictional people)",
+                out.display(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        CashCommand::Import {
+            file,
+            report,
+            restart,
+        } => import(&settings()?, file, report, restart).await,
+    }
+}
+
+async fn import(
+    settings: &Settings,
+    file: PathBuf,
+    report: PathBuf,
+    restart: bool,
+) -> anyhow::Result<()> {
+    let path = file.clone();
+    let sha = tokio::task::spawn_blocking(move || bulk::file_sha256(&path)).await??;
+    let cases = himaya_store::connect_service(&settings.database, "cases")
+        .await
+        .context("connecting to the cases database (is PostgreSQL running?)")?;
+    let today = chrono::Utc::now().date_naive();
+    let loaded = bulk::load_open_cases(&cases, today)
+        .await
+        .context("reading open cases (has the cases service run once?)")?;
+    cases.close().await;
+    eprintln!(
+        "{} children of open cases indexed ({} without a name or governorate left out)",
+        loaded.index.len(),
+        loaded.skipped
+    );
+    let pool = bulk::connect(settings)
+        .await
+        .context("preparing the checkpoint store")?;
+    let mut checkpoint =
+        match PgCheckpoint::acquire(&pool, &sha, bulk::KIND_HOUSEHOLD_MEMBERS).await {
+            Err(BulkError::Locked) => {
+                anyhow::bail!("{} is being imported by another run", file.display())
+            }
+            other => other?,
+        };
+    if restart {
+        checkpoint.reset().await?;
+    }
+    let state = checkpoint.state().await?;
+    if state.rows_done > 0 && !state.finished {
+        eprintln!("resuming after row {}", state.rows_done);
+    }
+    let out = ReportFile::resume(&report, state.report_bytes)
+        .with_context(|| format!("opening the report {}", report.display()))?;
+    let index = loaded.index;
+    let path = file.clone();
+    let (result, checkpoint) = tokio::task::spawn_blocking(move || {
+        let mut checkpoint = checkpoint;
+        let mut line = ProgressLine::default();
+        let r = bulk::import(&path, &index, &mut checkpoint, |p| line.show(p), out);
+        line.finish();
+        (r, checkpoint)
+    })
+    .await?;
+    checkpoint.close().await?;
+    pool.close().await;
+    let r = result.with_context(|| format!("importing {}", file.display()))?;
+    print_summary(&r, &report);
+    Ok(())
+}
+
+fn print_summary(r: &ImportReport, report: &Path) {
+    if r.already_complete {
+        println!("this file was already imported in full; the report is unchanged");
+    }
+    println!(
+        "rows: {} ({} done by an earlier run)",
+        r.rows, r.resumed_from
+    );
+    println!(
+        "matches: {} (national id {}, name + birth + governorate {})",
+        r.matches(),
+        r.matches_national_id,
+        r.matches_name
+    );
+    println!("bad rows: {}", r.bad_rows);
+    for b in &r.bad_row_samples {
+        let fields: Vec<String> = b
+            .fields
+            .iter()
+            .map(|f| format!("{} ({:?})", f.field, f.problem))
+            .collect();
+        println!("  row {}: {}", b.row, fields.join(", "));
+    }
+    println!(
+        "report: {} ({} bytes); {:.1}s",
+        report.display(),
+        r.report_bytes,
+        r.elapsed.as_secs_f64()
+    );
+}
+
+/// A progress line on stderr, redrawn with `\r` a few times a second.
+#[derive(Default)]
+struct ProgressLine {
+    last: Option<Instant>,
+    /// The rows shown last (the final callback may repeat them).
+    shown_rows: Option<u64>,
+}
+
+impl ProgressLine {
+    fn show(&mut self, p: &Progress) {
+        let due = match self.last {
+            None => true,
+            Some(t) => t.elapsed() >= Duration::from_millis(250),
+        };
+        let done = p.rows_total.is_some_and(|t| p.rows_done >= t);
+        if (due || done) && self.shown_rows != Some(p.rows_done) {
+            eprint!("\r{:<100}", p.line());
+            let _ = std::io::stderr().flush();
+            self.last = Some(Instant::now());
+            self.shown_rows = Some(p.rows_done);
+        }
+    }
+
+    fn finish(&self) {
+        if self.shown_rows.is_some() {
+            eprintln!();
+        }
+    }
+}
