@@ -41,6 +41,19 @@ pub enum CashCommand {
         #[arg(long)]
         restart: bool,
     },
+    /// Export the children referred to a programme for enrolment, as an Avro object
+    /// container file: every case the programme has a part in, as the consent layer
+    /// discloses it to the programme (fields it may not see are null).
+    Export {
+        /// The file to write (`proto/avro/cash_enrolment_referral.avsc`).
+        #[arg(long)]
+        out: PathBuf,
+        /// Start after this case id (a new file with the rest, after an interruption).
+        #[arg(long)]
+        after: Option<String>,
+        #[command(flatten)]
+        who: crate::casework_cli::Who,
+    },
 }
 
 /// `settings` is loaded only by commands that need the database.
@@ -67,7 +80,65 @@ pub async fn run(
             report,
             restart,
         } => import(&settings()?, file, report, restart).await,
+        CashCommand::Export { out, after, who } => export(out, after, who).await,
     }
+}
+
+/// Streams `Cases.ExportCases` as the programme into an Avro container, case by case.
+async fn export(
+    out: PathBuf,
+    after: Option<String>,
+    who: crate::casework_cli::Who,
+) -> anyhow::Result<()> {
+    use himaya_connector_cash_assistance::enrolment;
+    use himaya_proto::v1 as pb;
+    let lang = who.client.lang;
+    let fail = |s: tonic::Status| anyhow::anyhow!("{}", crate::client::explain(&s, lang));
+    let mut cases =
+        pb::cases_client::CasesClient::new(crate::client::connect(&who.client, &who.agency).await?);
+    let msg = pb::ExportCasesRequest {
+        purpose: himaya_proto::convert::purpose_to(himaya_record::Purpose::ServiceProvision).into(),
+        after_case_id: after.unwrap_or_default(),
+    };
+    let mut stream = cases
+        .export_cases(crate::casework_cli::req(msg, &who)?)
+        .await
+        .map_err(fail)?
+        .into_inner();
+    let schema = enrolment::schema().context("the enrolment schema")?;
+    let file =
+        std::fs::File::create(&out).with_context(|| format!("creating {}", out.display()))?;
+    let mut writer = apache_avro::Writer::with_codec(
+        &schema,
+        std::io::BufWriter::new(file),
+        apache_avro::Codec::Deflate,
+    );
+    let now = chrono::Utc::now().to_rfc3339();
+    let (mut written, mut last) = (0u64, None);
+    while let Some(shared) = stream.message().await.map_err(fail)? {
+        let case = himaya_connect::SharedCase::parse(&shared.document_json)
+            .with_context(|| format!("case {} as disclosed", shared.case_id))?;
+        let record = enrolment::record(&schema, &shared.case_id, &case, &now)
+            .context("the enrolment schema makes no record")?;
+        writer.append(record).context("writing the Avro file")?;
+        written += 1;
+        last = Some(shared.case_id);
+        if written % 1000 == 0 {
+            eprint!("\r{written} cases written");
+        }
+    }
+    let mut inner = writer.into_inner().context("finishing the Avro file")?;
+    inner.flush().context("finishing the Avro file")?;
+    eprintln!();
+    println!(
+        "{written} referrals for enrolment written to {} (as disclosed to {})",
+        out.display(),
+        who.agency
+    );
+    if let Some(last) = last {
+        println!("last case: {last} (use --after {last} to continue after it)");
+    }
+    Ok(())
 }
 
 async fn import(

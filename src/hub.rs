@@ -148,7 +148,7 @@ impl Hub {
             .await
             .context("starting the connectors")?;
             tasks.extend(running.tasks);
-            connectors_pool = Some(running.pool);
+            connectors_pool = Some((running.pool, running.executor));
         }
         let listener = tokio::net::TcpListener::bind(settings.grpc.listen)
             .await
@@ -162,14 +162,13 @@ impl Hub {
         let incoming = TcpIncoming::from_listener(listener, true, Some(Duration::from_secs(60)))
             .map_err(|e| anyhow::anyhow!("gRPC listener: {e}"))?;
         let mut webhook_addr = None;
-        if let Some(pool) = connectors_pool {
+        if let Some((pool, executor)) = connectors_pool {
             let client = webhook_client(&settings, grpc_addr);
-            if let Some((addr, task)) =
-                crate::webhooks::start(settings.clone(), pool, client, shutdown.clone()).await?
-            {
-                webhook_addr = Some(addr);
-                tasks.push(task);
-            }
+            let (addr, inbound) =
+                crate::webhooks::start(settings.clone(), pool, executor, client, shutdown.clone())
+                    .await?;
+            webhook_addr = addr;
+            tasks.extend(inbound);
         }
         let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move {

@@ -412,3 +412,67 @@ async fn a_slow_agency_delays_only_itself() {
     assert!(slow.count() >= 1);
     hub.stop().await;
 }
+
+/// Referrals for enrolment leave as an Avro file, through the same exit: the programme
+/// gets the cases it has a part in, as the consent layer discloses them to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn referrals_for_enrolment_export_as_avro_through_the_consent_layer() {
+    let t = spdci();
+    let (_registry, addr) = FakeAgency::start(&[]).await;
+    let mut env = TestEnv::new(None).await;
+    env_for(&t, addr, &mut env);
+    let hub = env.start().await;
+    let pool = env.pool().await;
+    let ch = channel(&hub).await;
+    let r = refer(&ch, "enrol", t.service).await;
+    wait_recorded(&pool, &r).await;
+    refer(&ch, "not-for-cash", ServiceType::Health).await;
+    let out = std::env::temp_dir().join(format!("{}-enrol.avro", env.db_name));
+    let who = himaya::casework_cli::Who {
+        agency: "takaful-cairo".into(),
+        actor: "operator".into(),
+        client: himaya::cli::ClientArgs {
+            server: format!("http://{}", hub.grpc_addr),
+            lang: himaya::client::Lang::En,
+            certs: std::env::temp_dir(),
+        },
+    };
+    himaya::cash_cli::run(
+        himaya::cash_cli::CashCommand::Export {
+            out: out.clone(),
+            after: None,
+            who,
+        },
+        || anyhow::bail!("the export needs no settings"),
+    )
+    .await
+    .unwrap();
+    let bytes = std::fs::read(&out).unwrap();
+    let _ = std::fs::remove_file(&out);
+    let rows: Vec<_> = apache_avro::Reader::new(&bytes[..])
+        .unwrap()
+        .map(|v| v.unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1, "only the case referred to the programme");
+    let apache_avro::types::Value::Record(fields) = &rows[0] else {
+        panic!("a record")
+    };
+    let get = |k: &str| {
+        fields
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    let some = |v: apache_avro::types::Value| !matches!(v, apache_avro::types::Value::Union(0, _));
+    assert!(
+        some(get("name_ar")) && some(get("governorate")),
+        "identity and location are the programme's"
+    );
+    // The export is in the disclosure log like any exit.
+    eventually(10, "the export's permit in the disclosure log", || async {
+        (count(&pool, "SELECT count(*) FROM audit.log WHERE channel = 'export' AND decision = 'permit' AND recipient = 'takaful-cairo'").await == 1).then_some(())
+    })
+    .await;
+    hub.stop().await;
+}

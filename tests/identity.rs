@@ -64,6 +64,8 @@ async fn secured() -> Secured {
                 endpoint: None,
                 protocol: Default::default(),
                 inbound_token: None,
+                outbound_token: None,
+                poll_interval_ms: None,
             },
         );
     }

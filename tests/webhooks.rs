@@ -470,3 +470,56 @@ async fn the_referrer_hears_when_its_case_is_registered_and_assigned() {
     .await;
     h.hub.stop().await;
 }
+
+/// A directorate whose Primero cannot push is pulled: each changed case enters like a
+/// pushed one, once; a case the hub refuses is parked with the reason; the cursor moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primero_that_cannot_push_is_pulled_page_by_page() {
+    let mut good = fixture("social_affairs/fixtures/case_in.json")["data"].clone();
+    good["last_updated_at"] = json!("2026-11-22T10:15:00Z");
+    let mut bad = good.clone();
+    bad["id"] = json!("bad-1");
+    bad["sex"] = json!("x");
+    bad["last_updated_at"] = json!("2026-11-22T11:00:00Z");
+    let first = json!({"data": [good, bad], "metadata": {"total": 2, "per": 100, "page": 1}});
+    let empty = json!({"data": [], "metadata": {"total": 0, "per": 100, "page": 1}});
+    let mut script = vec![Step::Answer(200, first)];
+    script.extend(std::iter::repeat_n(Step::Answer(200, empty), 500));
+    let (primero, addr) = FakeAgency::scripted(script).await;
+    let mut env = TestEnv::new(None).await;
+    if let Some(a) = env.settings.agencies.get_mut("mosa-cairo") {
+        a.protocol = Protocol::PrimeroV2;
+        a.endpoint = Some(format!("http://{addr}"));
+        a.poll_interval_ms = Some(100);
+        a.outbound_token = Some(Secret::new("primero-api-token"));
+    }
+    let hub = env.start().await;
+    let pool = env.pool().await;
+    eventually(20, "the pull parks the bad case and moves the cursor", || async {
+        (count(&pool, "SELECT count(*) FROM connectors.poll_cursors WHERE cursor = '2026-11-22T11:00:00Z'").await == 1).then_some(())
+    })
+    .await;
+    // Several pulls later: still one case, one parked item.
+    eventually(10, "more pulls", || async {
+        (primero.count() >= 4).then_some(())
+    })
+    .await;
+    assert_eq!(count(&pool, "SELECT count(*) FROM cases.cases").await, 1);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM connectors.inbound_messages WHERE agency_id = 'mosa-cairo'"
+        )
+        .await,
+        1
+    );
+    let reason: String = sqlx::query_scalar(
+        "SELECT reason FROM connectors.inbound_parked WHERE agency_id = 'mosa-cairo'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(reason.contains("data.sex"), "{reason}");
+    assert!(primero.requests().iter().all(|s| s.path == "/api/v2/cases"));
+    hub.stop().await;
+}

@@ -6,6 +6,7 @@
 //! Each message is processed once per agency message id (`connectors.inbound_messages`).
 
 mod hub_client;
+pub mod poll;
 mod routes;
 
 use std::net::SocketAddr;
@@ -29,28 +30,31 @@ pub use hub_client::HubClient;
 pub use routes::Route;
 
 #[derive(Clone)]
-struct App {
+pub struct App {
     settings: Arc<Settings>,
     pool: PgPool,
     hub: Arc<HubClient>,
 }
 
-/// Starts the webhook server on `connectors.webhook_listen`; its address and task.
+/// Starts the webhook server on `connectors.webhook_listen` (its address, when set) and
+/// the pollers of agencies that cannot push.
 pub async fn start(
     settings: Arc<Settings>,
     pool: PgPool,
+    executor: Arc<himaya_connect::Executor>,
     hub: HubClient,
     shutdown: CancellationToken,
-) -> anyhow::Result<Option<(SocketAddr, JoinHandle<()>)>> {
-    let Some(listen) = settings.connectors.webhook_listen else {
-        return Ok(None);
-    };
-    let limit = settings.connectors.max_body_bytes;
+) -> anyhow::Result<(Option<SocketAddr>, Vec<JoinHandle<()>>)> {
     let app = App {
-        settings,
+        settings: settings.clone(),
         pool,
         hub: Arc::new(hub),
     };
+    let mut tasks = poll::start(&app, executor, &shutdown);
+    let Some(listen) = settings.connectors.webhook_listen else {
+        return Ok((None, tasks));
+    };
+    let limit = settings.connectors.max_body_bytes;
     let mut router = Router::new();
     for route in Route::ALL {
         router = router.route(
@@ -71,16 +75,16 @@ pub async fn start(
             format!("binding the webhooks' port {listen} (connectors.webhook_listen)")
         })?;
     let addr = listener.local_addr()?;
-    let task = tokio::spawn(async move {
+    tasks.push(tokio::spawn(async move {
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await;
         if let Err(e) = served {
             tracing::error!(error = %e, "the webhook server stopped");
         }
-    });
+    }));
     tracing::info!(%addr, "agency webhooks listening");
-    Ok(Some((addr, task)))
+    Ok((Some(addr), tasks))
 }
 
 /// A refusal to an agency: an HTTP status and a message it can act on (never a value

@@ -3,5 +3,6 @@
 //! exchange of household lists as Avro object container files (`bulk`).
 
 pub mod bulk;
+pub mod enrolment;
 pub mod mapping;
 pub use mapping::Spdci;

@@ -9,5 +9,6 @@
 
 pub mod inbound;
 pub mod mapping;
+pub mod pull;
 
 pub use mapping::Primero;

@@ -18,7 +18,7 @@ use himaya_events::{
 };
 use sqlx::PgPool;
 
-use crate::executor::{Answered, Call, Executor, Outcome};
+use crate::executor::{Answered, Call, Executor, Method, Outcome};
 use crate::shared::SharedCase;
 use crate::wire::{DeliveryKind, Wire};
 use crate::ConnectError;
@@ -30,6 +30,8 @@ pub struct DeliveryConnector {
     /// The agency's base URL (or full URL for the hub's own envelope).
     pub endpoint: String,
     pub wire: Arc<dyn Wire>,
+    /// The credential the agency's system asks of the hub (`Authorization: Bearer`).
+    pub token: Option<himaya_settings::Secret>,
 }
 
 impl DeliveryConnector {
@@ -168,9 +170,13 @@ impl Handler for DeliveryConnector {
         if let Some(tp) = &traceparent {
             headers.push(("traceparent", tp.clone()));
         }
+        if let Some(token) = &self.token {
+            headers.push(("Authorization", format!("Bearer {}", token.expose())));
+        }
         let url = self.url(&out.path);
         let call = Call {
             agency_id: &self.agency_id,
+            method: Method::Post,
             url: &url,
             headers,
             content_type: out.content_type,
@@ -178,7 +184,7 @@ impl Handler for DeliveryConnector {
         };
         let answered = self
             .executor
-            .post(&call)
+            .call(&call)
             .await
             .map_err(|e| HandleError::Retry {
                 reason: format!("{}: {e}", self.agency_id),

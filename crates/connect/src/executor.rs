@@ -49,11 +49,19 @@ pub enum TransientError {
 /// One call to an agency.
 pub struct Call<'a> {
     pub agency_id: &'a str,
+    /// POST with `body`, or GET (a poll) without one.
+    pub method: Method,
     pub url: &'a str,
     /// Headers beyond the content type (`Idempotency-Key`, `traceparent`, ...).
     pub headers: Vec<(&'static str, String)>,
     pub content_type: &'static str,
     pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Post,
+    Get,
 }
 
 /// The executor's result: what was answered, after how many calls, and how long the last took.
@@ -105,10 +113,10 @@ impl Executor {
             .clone()
     }
 
-    /// POSTs the call, trying again on transient failures up to the configured attempts.
+    /// Makes the call, trying again on transient failures up to the configured attempts.
     /// Logs the agency, the URL without its query, the status, the attempt and the
     /// latency, never a body.
-    pub async fn post(&self, call: &Call<'_>) -> Result<Answered, TransientError> {
+    pub async fn call(&self, call: &Call<'_>) -> Result<Answered, TransientError> {
         let breaker = self.breaker(call.agency_id);
         let m = self.metrics.of(call.agency_id);
         let mut tries = 0u32;
@@ -152,11 +160,14 @@ impl Executor {
         m: &AgencyMetrics,
     ) -> Result<(Outcome, Duration), TransientError> {
         let started = Instant::now();
-        let mut req = self
-            .client
-            .post(call.url)
-            .header(reqwest::header::CONTENT_TYPE, call.content_type)
-            .body(call.body.clone());
+        let mut req = match call.method {
+            Method::Post => self
+                .client
+                .post(call.url)
+                .header(reqwest::header::CONTENT_TYPE, call.content_type)
+                .body(call.body.clone()),
+            Method::Get => self.client.get(call.url),
+        };
         for (name, value) in &call.headers {
             req = req.header(*name, value.as_str());
         }

@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use delivery::DeliveryConnector;
-pub use executor::{Executor, Outcome, TransientError};
+pub use executor::{Call, Executor, Method, Outcome, TransientError};
 pub use inbound::{InboundError, StatusChange};
 pub use shared::{MappingError, SharedCase, SharedNotice, SharedOutcome};
 pub use wire::{DeliveryKind, Outbound, Wire};
@@ -113,6 +113,7 @@ pub async fn start(
             agency_id: id.clone(),
             endpoint: endpoint.clone(),
             wire,
+            token: agency.outbound_token.clone(),
         });
         tracing::info!(agency = %id, protocol = agency.protocol.as_str(), "connector consuming");
         tasks.push(tokio::spawn(himaya_bus::consume(

@@ -380,6 +380,14 @@ pub struct AgencySettings {
     /// (`HIMAYA__AGENCIES__<ID>__INBOUND_TOKEN`); none: it cannot post to them.
     #[serde(default)]
     pub inbound_token: Option<Secret>,
+    /// The credential the agency's system asks of the hub on every delivery and poll
+    /// (`Authorization: Bearer`; `HIMAYA__AGENCIES__<ID>__OUTBOUND_TOKEN`).
+    #[serde(default)]
+    pub outbound_token: Option<Secret>,
+    /// Primero only: pull changed cases every this many milliseconds (for a directorate
+    /// whose Primero cannot push); none: it pushes to the webhook.
+    #[serde(default)]
+    pub poll_interval_ms: Option<u64>,
 }
 
 impl AgencySettings {

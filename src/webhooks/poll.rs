@@ -1,0 +1,154 @@
+//! Polling, for a Primero-run directorate that cannot push: every `poll_interval_ms` the
+//! cases changed since the cursor are pulled page by page through the shared executor
+//! (timeouts, retries, the agency's circuit breaker) and each goes through exactly the
+//! same processing as a pushed one (`routes::process`): same mapping, same intake, same
+//! once-per-message-id. The cursor moves only after a whole pull was taken in; a case the
+//! hub refuses is parked with the reason (`connectors.inbound_parked`), never retried in
+//! a loop; a hub that cannot take it now stops the pull, to be tried again next time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use himaya_connect::{Call, Executor, Method, Outcome};
+use himaya_connector_social_affairs::pull;
+use serde_json::json;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::routes::{self, Route};
+use super::App;
+
+/// The start of time for an agency never pulled before.
+const EPOCH: &str = "1970-01-01T00:00:00Z";
+
+/// Starts one poller per Primero agency with a `poll_interval_ms` and an endpoint.
+pub(super) fn start(
+    app: &App,
+    executor: Arc<Executor>,
+    shutdown: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for (id, a) in &app.settings.agencies {
+        let (Some(every), Some(_), himaya_settings::Protocol::PrimeroV2) =
+            (a.poll_interval_ms, &a.endpoint, a.protocol)
+        else {
+            continue;
+        };
+        let (app, executor, stop, id) =
+            (app.clone(), executor.clone(), shutdown.clone(), id.clone());
+        tasks.push(tokio::spawn(async move {
+            tracing::info!(agency = %id, every_ms = every, "polling the agency's Primero for changed cases");
+            loop {
+                match pull_once(&app, &executor, &id).await {
+                    Ok(taken) if taken > 0 => tracing::info!(agency = %id, taken, "pulled changed cases"),
+                    Ok(_) => {}
+                    Err(why) => tracing::warn!(agency = %id, why, "pull stopped; trying again next time"),
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(every)) => {}
+                }
+            }
+        }));
+    }
+    tasks
+}
+
+/// One pull: every page changed since the cursor; how many cases were taken in.
+pub async fn pull_once(app: &App, executor: &Executor, agency: &str) -> Result<usize, String> {
+    let settings = app.settings.agencies.get(agency).ok_or("unknown agency")?;
+    let endpoint = settings.endpoint.as_deref().ok_or("no endpoint")?;
+    let db = |e: sqlx::Error| format!("storage: {e}");
+    let cursor: String = sqlx::query_scalar("SELECT cursor FROM poll_cursors WHERE agency_id = $1")
+        .bind(agency)
+        .fetch_optional(&app.pool)
+        .await
+        .map_err(db)?
+        .unwrap_or_else(|| EPOCH.to_owned());
+    let until = Utc::now().to_rfc3339();
+    let mut newest = cursor.clone();
+    let mut taken = 0;
+    for page in 1.. {
+        let url = format!(
+            "{}{}",
+            endpoint.trim_end_matches('/'),
+            pull::page_path(&cursor, &until, page)
+        );
+        let mut headers = Vec::new();
+        if let Some(t) = &settings.outbound_token {
+            headers.push(("Authorization", format!("Bearer {}", t.expose())));
+        }
+        let call = Call {
+            agency_id: agency,
+            method: Method::Get,
+            url: &url,
+            headers,
+            content_type: "application/json",
+            body: Vec::new(),
+        };
+        let answered = executor.call(&call).await.map_err(|e| e.to_string())?;
+        let body = match answered.outcome {
+            Outcome::Delivered {
+                answer: Some(v), ..
+            } => v,
+            Outcome::Delivered { .. } => return Err("the page is not JSON".into()),
+            Outcome::Rejected { status, .. } => {
+                return Err(format!("the agency refused the pull (HTTP {status})"))
+            }
+        };
+        let (cases, more) = pull::read_page(&body).map_err(|e| e.to_string())?;
+        for case in cases {
+            let changed = pull::last_updated(&case).map(str::to_owned);
+            let wrapped = json!({ "data": case });
+            match routes::process(Route::PrimeroCase, app, agency, settings, &wrapped).await {
+                Ok(_) => taken += 1,
+                // The hub cannot take it now: stop here, the cursor stays, next pull redoes it.
+                Err(r) if r.status.is_server_error() => return Err(r.message),
+                Err(r) => {
+                    let message_id = case
+                        .get("id")
+                        .and_then(|v| v.as_str())
+                        .map(himaya_connect::inbound::token);
+                    let reason = match &r.field {
+                        Some(f) => format!("{f}: {}", r.message),
+                        None => r.message.clone(),
+                    };
+                    tracing::warn!(
+                        agency,
+                        code = r.code,
+                        field = r.field.as_deref().unwrap_or("-"),
+                        "a pulled case was refused; parked for an operator"
+                    );
+                    sqlx::query(
+                        "INSERT INTO inbound_parked (agency_id, route, message_id, http_status, reason) VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(agency)
+                    .bind(Route::PrimeroCase.name())
+                    .bind(message_id)
+                    .bind(i32::from(r.status.as_u16()))
+                    .bind(reason)
+                    .execute(&app.pool)
+                    .await
+                    .map_err(db)?;
+                }
+            }
+            if let Some(c) = changed.filter(|c| c.as_str() > newest.as_str()) {
+                newest = c;
+            }
+        }
+        if !more {
+            break;
+        }
+    }
+    sqlx::query(
+        "INSERT INTO poll_cursors (agency_id, cursor) VALUES ($1, $2)
+         ON CONFLICT (agency_id) DO UPDATE SET cursor = EXCLUDED.cursor, updated_at = now()",
+    )
+    .bind(agency)
+    .bind(&newest)
+    .execute(&app.pool)
+    .await
+    .map_err(db)?;
+    Ok(taken)
+}
