@@ -387,6 +387,82 @@ async fn exits(env: &TestEnv) -> Vec<Figures> {
     out
 }
 
+/// The connectors: a raw HTTP POST to the simulated agency (the baseline), a school
+/// system's referral through the webhook (answered, then arrived at the health agency as
+/// a FHIR Bundle), sequentially, on a hub whose health agency speaks FHIR R4.
+async fn connectors(n: usize) -> Vec<Figures> {
+    let (agency, addr) = FakeAgency::start(&[]).await;
+    let mut env = TestEnv::new(Some(addr)).await;
+    let token = "school-bench-token-0123456789abcdef";
+    if let Some(a) = env.settings.agencies.get_mut("health-cairo") {
+        a.protocol = himaya_settings::Protocol::FhirR4;
+    }
+    if let Some(a) = env.settings.agencies.get_mut("school-cairo-alnour") {
+        a.protocol = himaya_settings::Protocol::School;
+        a.inbound_token = Some(himaya_settings::Secret::new(token));
+    }
+    let hub = env.start().await;
+    let http = reqwest::Client::new();
+    let hooks = format!(
+        "http://{}/agencies/school-cairo-alnour/school/referrals",
+        hub.webhook_addr.unwrap()
+    );
+    let mut body: serde_json::Value = serde_json::from_str(include_str!(
+        "../connectors/schools/fixtures/referral_in.json"
+    ))
+    .unwrap();
+    let mut raw = Vec::new();
+    for _ in 0..n {
+        let t = Instant::now();
+        let r = http
+            .post(format!("http://{addr}/baseline"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+        raw.push(t.elapsed());
+    }
+    let (mut answered, mut arrived) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        body["message_id"] = format!("bench-{i}").into();
+        let before = agency.count();
+        let t = Instant::now();
+        let r = http
+            .post(&hooks)
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+        answered.push(t.elapsed());
+        let at = eventually(30, "the FHIR bundle", || async {
+            agency.requests().get(before).map(|s| s.at)
+        })
+        .await;
+        arrived.push(at.duration_since(t));
+    }
+    hub.stop().await;
+    let fig = |what: &'static str, mut v: Vec<Duration>| {
+        v.sort();
+        Figures {
+            what,
+            per_sec: 1.0 / (v.iter().sum::<Duration>().as_secs_f64() / v.len() as f64),
+            p50_ms: percentile(&v, 0.5),
+            p99_ms: percentile(&v, 0.99),
+        }
+    };
+    vec![
+        fig("raw HTTP: one POST to the agency's server answered", raw),
+        fig(
+            "hub: school webhook referral answered (→ gRPC intake)",
+            answered,
+        ),
+        fig("hub: webhook referral → FHIR Bundle at the agency", arrived),
+    ]
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -407,6 +483,7 @@ fn main() {
             raw_broker(&env.amqp_url(), size("HIMAYA_BENCH_RAW", 5000), payload_len).await;
         figures.extend(hub_pipeline(&env, &agency, size("HIMAYA_BENCH_REFERRALS", 400), 16).await);
         figures.extend(exits(&env).await);
+        figures.extend(connectors(size("HIMAYA_BENCH_CONNECTORS", 100)).await);
         println!(
             "\nHimaya pipeline benchmark ({payload_len}-byte events; 2-core machine, same run)"
         );

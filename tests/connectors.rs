@@ -476,3 +476,116 @@ async fn referrals_for_enrolment_export_as_avro_through_the_consent_layer() {
     .await;
     hub.stop().await;
 }
+
+/// Deliveries a connector cannot make (a corrupt document, an unknown kind, another
+/// agency's delivery on this agency's queue) are parked with a reason an operator can
+/// read, and the agency's next delivery still goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_deliveries_are_parked_and_do_not_block_the_agency() {
+    use himaya_bus::{Bus, Exchange, Outgoing, Topology};
+    use himaya_events::{encode, DeliveryRequested, Event};
+    use lapin::options::BasicGetOptions;
+    use lapin::types::AMQPValue;
+
+    let t = fhir();
+    let (agency, addr) = FakeAgency::start(&[]).await;
+    let mut env = TestEnv::new(None).await;
+    env_for(&t, addr, &mut env);
+    env.settings.bus.prefetch = 1;
+    let hub = env.start().await;
+    let pool = env.pool().await;
+    let bus = Bus::connect(env.amqp_url(), Topology::new(""))
+        .await
+        .unwrap();
+    let delivery = |id: &str, agency_id: &str, doc: &str, kind: &str| DeliveryRequested {
+        message_id: id.into(),
+        occurred_at: "2026-11-24T08:00:00+00:00".into(),
+        agency_id: agency_id.into(),
+        case_id: "case_x".into(),
+        referral_id: format!("ref_{id}"),
+        purpose: "service_provision".into(),
+        priority: "routine".into(),
+        idempotency_key: format!("ref_{id}:{agency_id}"),
+        categories: vec!["reference".into()],
+        document_json: doc.into(),
+        service_type: None,
+        kind: kind.into(),
+    };
+    for d in [
+        delivery(
+            "msg_corrupt",
+            "health-cairo",
+            "{\"child\": {\"sex\": \"قنطرة\"",
+            "referral",
+        ),
+        delivery("msg_kind", "health-cairo", "{}", "gossip"),
+        delivery("msg_stray", "legal-aid-cairo", "{}", "referral"),
+    ] {
+        bus.publish(&Outgoing {
+            exchange: Exchange::Delivery,
+            routing_key: "health-cairo".into(),
+            payload: encode(&d).unwrap(),
+            message_id: d.message_id.clone(),
+            event_type: DeliveryRequested::NAME.into(),
+            priority: 1,
+            headers: Default::default(),
+        })
+        .await
+        .unwrap();
+    }
+    let ch = channel(&hub).await;
+    let r = refer(&ch, "after-the-bad-ones", t.service).await;
+    assert_eq!(wait_recorded(&pool, &r).await.0, "delivered");
+    assert_eq!(
+        agency.count(),
+        1,
+        "nothing of the bad ones reached the agency"
+    );
+
+    let parked = bus.channel().await.unwrap();
+    let mut reasons = std::collections::BTreeMap::new();
+    for _ in 0..100 {
+        if reasons.len() == 3 {
+            break;
+        }
+        match parked
+            .basic_get("himaya.parking", BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            Some(m) => {
+                let headers = m.delivery.properties.headers().clone().unwrap_or_default();
+                let reason = match headers.inner().get("x-himaya-park-reason") {
+                    Some(AMQPValue::LongString(s)) => s.to_string(),
+                    other => panic!("no reason: {other:?}"),
+                };
+                let id = m
+                    .delivery
+                    .properties
+                    .message_id()
+                    .clone()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
+                reasons.insert(id, reason);
+            }
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    assert!(
+        reasons["msg_corrupt"].contains("not a case the connector can read"),
+        "{reasons:?}"
+    );
+    assert!(
+        !reasons["msg_corrupt"].contains("قنطرة"),
+        "a value in a park reason: {reasons:?}"
+    );
+    assert!(
+        reasons["msg_kind"].contains("does not support `gossip`"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons["msg_stray"].contains("arrived on the queue of"),
+        "{reasons:?}"
+    );
+    hub.stop().await;
+}

@@ -56,7 +56,8 @@ async fn no_canary_reaches_a_log_an_error_or_a_panic() {
     let logs = Captured::default();
     let filter = "info,himaya=trace,himaya_cases=trace,himaya_router=trace,himaya_bus=trace,\
                   himaya_store=trace,himaya_audit=trace,himaya_directory=trace,\
-                  himaya_connect=trace,himaya_connector_health=trace";
+                  himaya_connect=trace,himaya_connector_health=trace,himaya_connector_justice=trace,\
+                  himaya_connector_schools=trace,himaya_connector_social_affairs=trace";
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(logs.clone())
@@ -71,7 +72,19 @@ async fn no_canary_reaches_a_log_an_error_or_a_panic() {
 
     // The agency fails once (5xx) so the retry path logs too.
     let (agency, addr) = FakeAgency::start(&[503]).await;
-    let env = TestEnv::new(Some(addr)).await;
+    let mut env = TestEnv::new(Some(addr)).await;
+    // The webhooks too: each agency below posts with its own token, in its own standard.
+    for (id, protocol) in [
+        ("school-cairo-alnour", himaya_settings::Protocol::School),
+        ("health-cairo", himaya_settings::Protocol::FhirR4),
+        ("legal-aid-cairo", himaya_settings::Protocol::JusticeMinimal),
+    ] {
+        let a = env.settings.agencies.get_mut(id).unwrap();
+        a.protocol = protocol;
+        a.inbound_token = Some(himaya_settings::Secret::new(format!(
+            "{id}-token-0123456789abcdef"
+        )));
+    }
     let hub = env.start().await;
     let ch = channel(&hub).await;
     let mut errors: Vec<String> = Vec::new();
@@ -111,6 +124,60 @@ async fn no_canary_reaches_a_log_an_error_or_a_panic() {
         .unwrap_err();
     errors.push(format!("{e:?}"));
 
+    // Webhooks: a school system's referral carrying the canaries (accepted, then its
+    // FHIR delivery), and hostile payloads carrying them where they do not belong.
+    let hooks = format!("http://{}", hub.webhook_addr.unwrap());
+    let http = reqwest::Client::new();
+    let post = |agency: &'static str, path: &'static str, body: serde_json::Value| {
+        let req = http
+            .post(format!("{hooks}/agencies/{agency}/{path}"))
+            .bearer_auth(format!("{agency}-token-0123456789abcdef"))
+            .body(body.to_string());
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let mut school: serde_json::Value = serde_json::from_str(include_str!(
+        "../connectors/schools/fixtures/referral_in.json"
+    ))
+    .unwrap();
+    school["message_id"] = "canary-webhook".into();
+    school["referral"]["child"]["name"]["as_given"] = NAME.into();
+    school["referral"]["child"]["address"] = ADDRESS.into();
+    school["referral"]["narrative"] = NOTE.into();
+    let (status, body) = post("school-cairo-alnour", "school/referrals", school.clone()).await;
+    assert_eq!(status, 201, "{body}");
+    let mut hostile = school.clone();
+    hostile["message_id"] = "canary-hostile".into();
+    hostile["referral"]["child"]["sex"] = NAME.into();
+    hostile["referral"]["child"]["estimated_age_years"] = ID_NUMBER.into();
+    let mut hostile_refusals = vec![post("school-cairo-alnour", "school/referrals", hostile).await];
+    hostile_refusals.push(
+        post(
+            "health-cairo",
+            "fhir/Task",
+            serde_json::json!({"resourceType": NAME, "id": ID_NUMBER}),
+        )
+        .await,
+    );
+    hostile_refusals.push(
+        post(
+            "legal-aid-cairo",
+            "justice/status",
+            serde_json::json!({"message_id": "m1", "referral_ref": "srv_x", "status": "hearing_held", "hearing": {"outcome": NAME, "date": ADDRESS}}),
+        )
+        .await,
+    );
+    for (status, body) in hostile_refusals {
+        assert!((400..500).contains(&status), "{status} {body}");
+        errors.push(body);
+    }
+    eventually(30, "the webhook's referral delivered", || async {
+        (agency.count() >= 3).then_some(())
+    })
+    .await;
+
     // Reads: allowed, refused for having no part, refused for a malformed id.
     let mut cases = CasesClient::new(ch.clone());
     let read = |agency: &str, id: &str| {
@@ -143,7 +210,7 @@ async fn no_canary_reaches_a_log_an_error_or_a_panic() {
     while exported.message().await.unwrap().is_some() {
         n += 1;
     }
-    assert_eq!(n, 1, "the canary case, exported");
+    assert_eq!(n, 2, "the canary cases (gRPC and webhook), exported");
     let refused = cases
         .export_cases(as_agency(
             "mosa-cairo",
