@@ -589,3 +589,63 @@ async fn bad_deliveries_are_parked_and_do_not_block_the_agency() {
     );
     hub.stop().await;
 }
+
+/// Material need alone refers a case on to relief; for a programme speaking the SPDCI
+/// registry standard, that referral is the search of its registry for the household,
+/// whose id comes back onto the case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_material_need_case_is_searched_for_in_the_programmes_registry() {
+    use pb::case_work_client::CaseWorkClient;
+    let t = spdci();
+    let (registry, addr) = FakeAgency::start(&[]).await;
+    let mut env = TestEnv::new(None).await;
+    env_for(&t, addr, &mut env);
+    let hub = env.start().await;
+    let pool = env.pool().await;
+    let ch = channel(&hub).await;
+    let r = refer(&ch, "poverty", ServiceType::Health).await;
+    let case: String = sqlx::query_scalar("SELECT case_id FROM cases.cases")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let reply = CaseWorkClient::new(ch)
+        .decide_acceptance(as_agency(
+            "mosa-cairo",
+            pb::DecideAcceptanceRequest {
+                case_id: case.clone(),
+                expected_version: 1,
+                actor: "sw-lead".into(),
+                decision: "register".into(),
+                vulnerability_criteria: vec!["poverty".into()],
+                reason: None,
+                referred_on_to: None,
+                target_groups: vec![],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.status, "referred_on");
+    let (outcome, reference, _, _) = wait_recorded(&pool, &r).await;
+    assert_eq!(
+        (outcome.as_str(), reference.as_deref()),
+        ("delivered", Some("SIM-1"))
+    );
+    let search = &registry.requests()[0];
+    assert_eq!(search.path, "/registry/sync/search");
+    assert_eq!(
+        search.body["message"]["search_request"][0]["reference_id"],
+        r.as_str()
+    );
+    eventually(10, "the household reference on the case", || async {
+        let got: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT agency_reference FROM cases.referral_deliveries WHERE agency_id = 'takaful-cairo'",
+        )
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
+        got.flatten().filter(|r| r == "SIM-1")
+    })
+    .await;
+    hub.stop().await;
+}

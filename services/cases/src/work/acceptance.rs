@@ -2,6 +2,10 @@
 //! relief), or decline.
 
 use super::*;
+use chrono::DateTime;
+use himaya_bus::Exchange;
+use himaya_events::{keys, new_message_id, ReferralCreated, ServiceRequest};
+use himaya_record::ServiceType;
 
 impl CaseWorkApi {
     pub(super) async fn decide(
@@ -131,8 +135,68 @@ impl CaseWorkApi {
         }
         let change = rec.status.as_str();
         save(&mut tx, &mut rec, &r.actor, change, now).await?;
+        if let Some(agency) = rec
+            .acceptance
+            .as_ref()
+            .and_then(|a| a.referred_on_to.clone())
+        {
+            self.refer_on(&mut tx, &rec, &agency, now).await?;
+        }
         tx.commit().await?;
         tracing::info!(case_id = %case_id, status = %rec.status, "acceptance decided");
         Ok(change_reply(&rec, note))
+    }
+}
+
+impl CaseWorkApi {
+    /// A case referred on goes to the agency it was referred to, through the router like
+    /// any referral (the consent layer decides what that agency sees). For a relief agency
+    /// speaking the SPDCI registry standard, that delivery is the search of its registry
+    /// for the child's household; the household found comes back as the agency's reference.
+    async fn refer_on(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        rec: &CaseRecord,
+        agency: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), CasesError> {
+        let settings = &self.0.settings;
+        let material = rec
+            .acceptance
+            .as_ref()
+            .and_then(|a| a.reason.as_deref())
+            .is_some_and(|r| r == lifecycle::MATERIAL_NEED_ONLY);
+        let service = if material {
+            ServiceType::Economic
+        } else {
+            settings
+                .agencies
+                .get(agency)
+                .and_then(|a| a.services.first().copied())
+                .unwrap_or(ServiceType::CaseManagement)
+        };
+        let referral_id = rec.referral.referral_id.to_string();
+        let event = ReferralCreated {
+            message_id: new_message_id(),
+            occurred_at: now.to_rfc3339(),
+            case: rec.clone(),
+            service_request: Some(ServiceRequest {
+                service_referral_id: referral_id.clone(),
+                agency_id: agency.to_owned(),
+                service_type: service.as_str().to_owned(),
+                action_id: "referred_on".into(),
+            }),
+        };
+        himaya_store::outbox::enqueue_event(
+            tx,
+            Exchange::Events,
+            keys::SERVICE_REFERRAL_REQUESTED,
+            &event,
+            rec.referral.priority.amqp_priority(),
+            &referral_id,
+        )
+        .await?;
+        tracing::info!(case_id = %rec.case_id, to = agency, service = service.as_str(), "case referred on");
+        Ok(())
     }
 }
