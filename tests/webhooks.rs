@@ -181,7 +181,12 @@ async fn a_fhir_task_moves_the_service_referral_once() {
     task["basedOn"][0]["identifier"]["value"] = json!(srv);
     let (status, body, _) = h.post("health-cairo", "fhir/Task", task.to_string()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["state"], "accepted");
+    // A FHIR client gets an OperationOutcome; the hub's answer is its diagnostics.
+    let inner = |b: &Value| -> Value {
+        assert_eq!(b["resourceType"], "OperationOutcome", "{b}");
+        serde_json::from_str(b["issue"][0]["diagnostics"].as_str().unwrap()).unwrap()
+    };
+    assert_eq!(inner(&body)["state"], "accepted");
     let (status, _, replayed) = h.post("health-cairo", "fhir/Task", task.to_string()).await;
     assert_eq!((status, replayed), (StatusCode::OK, true));
     let now = sr
@@ -199,14 +204,24 @@ async fn a_fhir_task_moves_the_service_referral_once() {
         now.changes.iter().filter(|c| c.state == "accepted").count(),
         1
     );
-    // The next version of the Task completes it.
+    // The next version of the Task completes it, sent as FHIR clients update in place.
     task["meta"]["versionId"] = json!("3");
     task["status"] = json!("completed");
-    let (status, body, _) = h.post("health-cairo", "fhir/Task", task.to_string()).await;
-    assert_eq!(
-        (status, body["state"].as_str()),
-        (StatusCode::OK, Some("completed"))
-    );
+    let r = h
+        .http
+        .put(format!(
+            "{}/agencies/health-cairo/fhir/Task/task-77",
+            h.base
+        ))
+        .bearer_auth(token("health-cairo"))
+        .body(task.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(inner(&body)["state"], "completed");
+    assert_eq!(inner(&body)["changed"], true);
     // Another health agency's Task cannot touch it: the gateway's object checks apply.
     h.hub.stop().await;
 }

@@ -17,7 +17,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use himaya_connect::InboundError;
 use himaya_settings::{AgencySettings, Protocol, Settings};
@@ -63,6 +63,13 @@ pub async fn start(
         );
     }
     let router = router
+        // FHIR clients also update a Task in place: `PUT [base]/Task/<id>`.
+        .route(
+            "/agencies/:agency/fhir/Task/:id",
+            put(|s, Path((agency, _)): Path<(String, String)>, h, b| {
+                receive(Route::FhirTask, s, Path(agency), h, b)
+            }),
+        )
         .route(
             "/agencies/:agency/hotline/cases/:case_id",
             get(routes::follow_up),
@@ -223,6 +230,14 @@ fn reply(
     replayed: bool,
 ) -> Response {
     let mut resp = match outcome {
+        // FHIR clients expect a resource back: the answer as an informational outcome.
+        Ok((status, body)) if protocol == Protocol::FhirR4 => (
+            status,
+            Json(json!({"resourceType": "OperationOutcome", "issue": [{
+                "severity": "information", "code": "informational", "diagnostics": body.to_string()
+            }]})),
+        )
+            .into_response(),
         Ok((status, body)) => (status, Json(body)).into_response(),
         Err(r) => (r.status, Json(r.body(protocol))).into_response(),
     };

@@ -21,6 +21,8 @@ use super::App;
 
 /// The start of time for an agency never pulled before.
 const EPOCH: &str = "1970-01-01T00:00:00Z";
+/// Pages in one pull at most: a server that ignores `page` cannot keep a pull going.
+const MAX_PAGES: u64 = 1000;
 
 /// Starts one poller per Primero agency with a `poll_interval_ms` and an endpoint.
 pub(super) fn start(
@@ -40,7 +42,7 @@ pub(super) fn start(
         tasks.push(tokio::spawn(async move {
             tracing::info!(agency = %id, every_ms = every, "polling the agency's Primero for changed cases");
             loop {
-                match pull_once(&app, &executor, &id).await {
+                match pull_once(&app, &executor, &id, &stop).await {
                     Ok(taken) if taken > 0 => tracing::info!(agency = %id, taken, "pulled changed cases"),
                     Ok(_) => {}
                     Err(why) => tracing::warn!(agency = %id, why, "pull stopped; trying again next time"),
@@ -56,7 +58,12 @@ pub(super) fn start(
 }
 
 /// One pull: every page changed since the cursor; how many cases were taken in.
-pub async fn pull_once(app: &App, executor: &Executor, agency: &str) -> Result<usize, String> {
+pub async fn pull_once(
+    app: &App,
+    executor: &Executor,
+    agency: &str,
+    stop: &CancellationToken,
+) -> Result<usize, String> {
     let settings = app.settings.agencies.get(agency).ok_or("unknown agency")?;
     let endpoint = settings.endpoint.as_deref().ok_or("no endpoint")?;
     let db = |e: sqlx::Error| format!("storage: {e}");
@@ -67,9 +74,13 @@ pub async fn pull_once(app: &App, executor: &Executor, agency: &str) -> Result<u
         .map_err(db)?
         .unwrap_or_else(|| EPOCH.to_owned());
     let until = Utc::now().to_rfc3339();
+    let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
     let mut newest = cursor.clone();
     let mut taken = 0;
-    for page in 1.. {
+    for page in 1..=MAX_PAGES {
+        if stop.is_cancelled() {
+            return Err("stopping".into());
+        }
         let url = format!(
             "{}{}",
             endpoint.trim_end_matches('/'),
@@ -98,13 +109,22 @@ pub async fn pull_once(app: &App, executor: &Executor, agency: &str) -> Result<u
             }
         };
         let (cases, more) = pull::read_page(&body).map_err(|e| e.to_string())?;
+        let empty = cases.is_empty();
         for case in cases {
+            // The cases the hub itself put into this Primero come back in the pull.
+            if case.get("himaya_referral_id").is_some() {
+                continue;
+            }
             let changed = pull::last_updated(&case).map(str::to_owned);
             let wrapped = json!({ "data": case });
             match routes::process(Route::PrimeroCase, app, agency, settings, &wrapped).await {
                 Ok(_) => taken += 1,
-                // The hub cannot take it now: stop here, the cursor stays, next pull redoes it.
-                Err(r) if r.status.is_server_error() => return Err(r.message),
+                // Only a case that can never be taken as it is (its content refused) is
+                // parked; anything else (the hub busy, a permission or conflict to sort
+                // out) stops the pull here, the cursor stays, and the next pull redoes it.
+                Err(r) if r.status != axum::http::StatusCode::UNPROCESSABLE_ENTITY => {
+                    return Err(format!("{} ({})", r.message, r.code))
+                }
                 Err(r) => {
                     let message_id = case
                         .get("id")
@@ -133,17 +153,21 @@ pub async fn pull_once(app: &App, executor: &Executor, agency: &str) -> Result<u
                     .map_err(db)?;
                 }
             }
-            if let Some(c) = changed.filter(|c| c.as_str() > newest.as_str()) {
+            if let Some(c) = changed.filter(|c| match (parse(c), parse(&newest)) {
+                (Some(c), Some(n)) => c > n,
+                _ => false,
+            }) {
                 newest = c;
             }
         }
-        if !more {
+        if !more || empty {
             break;
         }
     }
     sqlx::query(
         "INSERT INTO poll_cursors (agency_id, cursor) VALUES ($1, $2)
-         ON CONFLICT (agency_id) DO UPDATE SET cursor = EXCLUDED.cursor, updated_at = now()",
+         ON CONFLICT (agency_id) DO UPDATE SET cursor = EXCLUDED.cursor, updated_at = now()
+         WHERE poll_cursors.cursor::timestamptz < EXCLUDED.cursor::timestamptz",
     )
     .bind(agency)
     .bind(&newest)

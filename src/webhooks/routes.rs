@@ -224,7 +224,11 @@ async fn status_change(app: &App, agency: &str, c: &StatusChange) -> Result<Valu
             .map_err(|s| refusal(&s))?
             .into_inner();
         if current.state == c.state {
-            return Ok(answer(&current));
+            // Already there (a repeat, or a second hearing while in progress): the hub
+            // keeps states, so nothing more is recorded, and the answer says so.
+            let mut a = answer(&current);
+            a["changed"] = json!(false);
+            return Ok(a);
         }
         let update = pb::UpdateServiceReferralRequest {
             service_referral_id: c.service_referral_id.clone(),
@@ -237,7 +241,11 @@ async fn status_change(app: &App, agency: &str, c: &StatusChange) -> Result<Valu
             .update_service_referral(app.hub.request(agency, update)?)
             .await
         {
-            Ok(r) => return Ok(answer(&r.into_inner())),
+            Ok(r) => {
+                let mut a = answer(&r.into_inner());
+                a["changed"] = json!(true);
+                return Ok(a);
+            }
             // Someone else moved it meanwhile: read it again.
             Err(s) if s.code() == Code::Aborted => continue,
             Err(s) => return Err(refusal(&s)),
@@ -326,7 +334,8 @@ async fn submit(
 
 /// The emergency line's follow-up: where does the case it escalated stand? Read through
 /// `Cases.GetCase` as the line, for emergency response, so only what the consent layer
-/// lets the line see is used: the status, the risk level and who answered the referral.
+/// lets the line see is used: the status, the risk level and whether it is assigned
+/// (never which other agencies the case went to).
 pub(super) async fn follow_up(
     State(app): State<App>,
     Path((agency, case_id)): Path<(String, String)>,
@@ -356,7 +365,6 @@ pub(super) async fn follow_up(
                 "status": doc.get("status"),
                 "risk_level": doc.get("risk_level"),
                 "assigned": assigned,
-                "deliveries": shared.deliveries.iter().map(|d| json!({"agency": d.agency_id, "outcome": d.outcome, "at": d.recorded_at})).collect::<Vec<_>>(),
             }),
         ))
     }

@@ -89,14 +89,27 @@ fn criteria(case: &SharedCase) -> Result<Value, MappingError> {
         .as_ref()
         .and_then(|n| n.as_given.as_ref())
         .ok_or(MappingError::Missing("child.name (identity category)"))?;
-    let mut predicates =
+    let mut expressions =
         vec![json!({"attribute_name": "member.name", "operator": "eq", "attribute_value": name})];
     if let Some(dob) = c.date_of_birth {
-        predicates.push(json!({"attribute_name": "member.birth_date", "operator": "eq", "attribute_value": dob.to_string()}));
+        expressions.push(json!({"attribute_name": "member.birth_date", "operator": "eq", "attribute_value": dob.to_string()}));
     }
     if let Some(g) = &c.governorate {
-        predicates.push(json!({"attribute_name": "household.governorate", "operator": "eq", "attribute_value": g}));
+        expressions.push(json!({"attribute_name": "household.governorate", "operator": "eq", "attribute_value": g}));
     }
+    // DCI's predicate query: numbered expressions, each joined to the next with `and`.
+    let last = expressions.len();
+    let predicates: Vec<Value> = expressions
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let mut p = json!({"seq_num": i + 1, "expression1": e});
+            if i + 1 < last {
+                p["condition"] = json!("and");
+            }
+            p
+        })
+        .collect();
     Ok(json!({"query_type": "predicate", "query": predicates}))
 }
 

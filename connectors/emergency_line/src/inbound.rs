@@ -2,7 +2,7 @@
 //! "referral": {…}}`, the referral in the hub's normalized shape. The message id becomes
 //! the intake's `submission_id`: an operator's system that posts twice escalates once.
 
-use himaya_connect::inbound::text;
+use himaya_connect::inbound::{id, text};
 use himaya_connect::submission;
 use himaya_connect::InboundError;
 use himaya_record::ReferralDetails;
@@ -22,7 +22,7 @@ pub fn escalation(v: &serde_json::Value) -> Result<Escalation, InboundError> {
         return Err(InboundError::new("$", "must be a JSON object"));
     }
     Ok(Escalation {
-        message_id: text(v, "/message_id", "message_id", 128)?.to_owned(),
+        message_id: id(v, "/message_id", "message_id", 128)?.to_owned(),
         call_ref: text(v, "/call_ref", "call_ref", 64)?.to_owned(),
         operator_ref: text(v, "/operator_ref", "operator_ref", 64)?.to_owned(),
         referral: submission::referral(v)?,

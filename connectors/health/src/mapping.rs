@@ -106,8 +106,9 @@ fn bundle(d: &DeliveryRequested, case: &SharedCase) -> Value {
     let mut entries = vec![json!({
         "fullUrl": patient_url,
         "resource": patient(d, case),
-        // Conditional update: one Patient per case at the agency, however often we send.
-        "request": {"method": "PUT", "url": format!("Patient?identifier={CASE_SYSTEM}|{}", d.case_id)},
+        // Conditional create: one Patient per case at the agency, however often we send,
+        // and never a replacement of the Patient the agency already keeps.
+        "request": {"method": "POST", "url": "Patient", "ifNoneExist": format!("identifier={CASE_SYSTEM}|{}", d.case_id)},
     })];
     if let Some(disability) = &case.child.disability {
         entries.push(json!({

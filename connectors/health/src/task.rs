@@ -3,7 +3,7 @@
 //! referral's states. Pure: the webhook calls it, and the result enters the hub through
 //! the same `ServiceReferrals.UpdateServiceReferral` as a gRPC caller.
 
-use himaya_connect::inbound::{opt_text, text, token};
+use himaya_connect::inbound::{actor, id, opt_text, text};
 use himaya_connect::{InboundError, StatusChange};
 use serde_json::Value;
 
@@ -25,52 +25,73 @@ pub fn state_of(task_status: &str) -> Option<&'static str> {
 }
 
 /// Reads a Task. The message id is the Task's `id` and `meta.versionId` (a Task's new
-/// version is a new message; the same version posted twice is one).
+/// version is a new message; the same version posted twice is one), or its status when
+/// the agency's server keeps no versions.
 pub fn status_change(task: &Value) -> Result<StatusChange, InboundError> {
     match task.get("resourceType").and_then(Value::as_str) {
         Some("Task") => {}
-        Some(other) => {
+        Some(_) => {
             return Err(InboundError::new(
                 "resourceType",
-                format!("expected a FHIR Task, got `{}`", token(other)),
+                "expected a FHIR Task; post other resources elsewhere",
             ))
         }
         None => return Err(InboundError::missing("resourceType")),
     }
-    let id = text(task, "/id", "id", 64)?;
-    let version = opt_text(task, "/meta/versionId", "meta.versionId", 64)?.unwrap_or("1");
+    let task_id = id(task, "/id", "id", 64)?;
+    let version = match task.pointer("/meta/versionId") {
+        None | Some(Value::Null) => None,
+        Some(_) => Some(id(task, "/meta/versionId", "meta.versionId", 64)?),
+    };
     let status = text(task, "/status", "status", 32)?;
     let state = state_of(status).ok_or_else(|| {
         InboundError::new(
             "status",
-            format!(
-                "`{}` has no meaning for a referral; send requested, received, accepted, ready, rejected, in-progress, completed, failed or cancelled",
-                token(status)
-            ),
+            "has no meaning for a referral; send requested, received, accepted, ready, rejected, in-progress, completed, failed or cancelled".to_owned(),
         )
     })?;
     let service_referral_id = based_on(task)?;
-    let reason = opt_text(task, "/statusReason/text", "statusReason.text", 500)?.map(str::to_owned);
+    // statusReason is a CodeableConcept: its text, else its first coding's display or code.
+    let reason = match opt_text(task, "/statusReason/text", "statusReason.text", 500)? {
+        Some(t) => Some(t),
+        None => opt_text(
+            task,
+            "/statusReason/coding/0/display",
+            "statusReason.coding[0].display",
+            500,
+        )?
+        .or(opt_text(
+            task,
+            "/statusReason/coding/0/code",
+            "statusReason.coding[0].code",
+            100,
+        )?),
+    }
+    .map(str::to_owned);
     if matches!(state, "rejected" | "failed" | "cancelled") && reason.is_none() {
         return Err(InboundError::new(
-            "statusReason.text",
-            "is required when a referral is rejected, failed or cancelled",
+            "statusReason",
+            "is required (text or a coding) when a referral is rejected, failed or cancelled",
         ));
     }
-    let actor = opt_text(
+    // The owner's identifier, never its display (usually a practitioner's name).
+    let who = opt_text(
         task,
         "/owner/identifier/value",
         "owner.identifier.value",
         128,
     )?
-    .or(opt_text(task, "/owner/display", "owner.display", 128)?)
     .unwrap_or("fhir-task");
     Ok(StatusChange {
-        message_id: format!("{}/_history/{}", token(id), token(version)),
+        // A new version of the Task is a new message; without versions, a new status is.
+        message_id: match version {
+            Some(v) => format!("task:{task_id}:{v}"),
+            None => format!("task:{task_id}:{status}"),
+        },
         service_referral_id,
         state,
         reason,
-        actor: actor.to_owned(),
+        actor: actor(who),
     })
 }
 
@@ -114,7 +135,7 @@ mod tests {
         assert_eq!(
             c,
             StatusChange {
-                message_id: "task-77/_history/2".into(),
+                message_id: "task:task-77:2".into(),
                 service_referral_id: "srv_01JD7Q6B2C".into(),
                 state: "accepted",
                 reason: None,
@@ -178,8 +199,23 @@ mod tests {
         );
         assert_eq!(
             with(&|t| t["status"] = json!("rejected")).field,
-            "statusReason.text"
+            "statusReason"
         );
+        assert_eq!(with(&|t| t["id"] = json!("task 1")).field, "id");
+        // A rejection coded, without text, is read from its coding.
+        let mut coded = base.clone();
+        coded["status"] = json!("rejected");
+        coded["statusReason"] = json!({"coding": [{"code": "no-capacity"}]});
+        assert_eq!(
+            status_change(&coded).unwrap().reason.as_deref(),
+            Some("no-capacity")
+        );
+        // Without versions, a new status is a new message.
+        let mut unversioned = base.clone();
+        unversioned.as_object_mut().unwrap().remove("meta");
+        let first = status_change(&unversioned).unwrap().message_id;
+        unversioned["status"] = json!("completed");
+        assert_ne!(status_change(&unversioned).unwrap().message_id, first);
         let e = with(&|t| t["resourceType"] = json!("مريم أحمد"));
         assert!(!e.to_string().contains("مريم"), "{e}");
         assert!(status_change(&json!([1, 2])).is_err());

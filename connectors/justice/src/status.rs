@@ -6,7 +6,7 @@
 //!  "hearing": {"date": "2026-12-01", "outcome": "adjourned"}, "officer_ref": "CLK-88"}
 //! ```
 
-use himaya_connect::inbound::{opt_text, text, token};
+use himaya_connect::inbound::{id, opt_text, text};
 use himaya_connect::{InboundError, StatusChange};
 use serde_json::Value;
 
@@ -36,7 +36,7 @@ pub fn status_change(v: &Value) -> Result<StatusChange, InboundError> {
     if !v.is_object() {
         return Err(InboundError::new("$", "must be a JSON object"));
     }
-    let message_id = text(v, "/message_id", "message_id", 128)?;
+    let message_id = id(v, "/message_id", "message_id", 128)?;
     let srv = text(v, "/referral_ref", "referral_ref", 64)?;
     if !srv.starts_with("srv_") {
         return Err(InboundError::new(
@@ -48,7 +48,7 @@ pub fn status_change(v: &Value) -> Result<StatusChange, InboundError> {
     let state = state_of(status).ok_or_else(|| {
         InboundError::new(
             "status",
-            format!("`{}` is not one of received, accepted, rejected, hearing_scheduled, hearing_held, order_issued, closed, withdrawn", token(status)),
+            "is not one of received, accepted, rejected, hearing_scheduled, hearing_held, order_issued, closed, withdrawn",
         )
     })?;
     let outcome = opt_text(v, "/hearing/outcome", "hearing.outcome", 40)?;
@@ -56,7 +56,7 @@ pub fn status_change(v: &Value) -> Result<StatusChange, InboundError> {
         if !OUTCOMES.contains(&o) {
             return Err(InboundError::new(
                 "hearing.outcome",
-                format!("`{}` is not one of {}", token(o), OUTCOMES.join(", ")),
+                format!("is not one of {}", OUTCOMES.join(", ")),
             ));
         }
     }
@@ -69,13 +69,16 @@ pub fn status_change(v: &Value) -> Result<StatusChange, InboundError> {
             ));
         }
     }
-    let reason_code = opt_text(v, "/reason_code", "reason_code", 64)?;
+    let reason_code = match v.get("reason_code") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(_) => Some(id(v, "/reason_code", "reason_code", 64)?),
+    };
     let reason = match (outcome, date, reason_code) {
         (Some(o), d, _) => Some(match d {
             Some(d) => format!("hearing {d}: {o}"),
             None => format!("hearing: {o}"),
         }),
-        (None, _, Some(code)) => Some(token(code)),
+        (None, _, Some(code)) => Some(code.to_owned()),
         (None, _, None) => None,
     };
     if matches!(state, "rejected" | "cancelled") && reason.is_none() {
@@ -89,7 +92,7 @@ pub fn status_change(v: &Value) -> Result<StatusChange, InboundError> {
         service_referral_id: srv.to_owned(),
         state,
         reason,
-        actor: opt_text(v, "/officer_ref", "officer_ref", 128)?
+        actor: opt_text(v, "/officer_ref", "officer_ref", 64)?
             .unwrap_or("justice")
             .to_owned(),
     })

@@ -2,7 +2,7 @@
 //! the referral in the hub's normalized shape. The message id becomes the intake's
 //! `submission_id`, so a school that posts twice refers the child once.
 
-use himaya_connect::inbound::text;
+use himaya_connect::inbound::{id, text};
 use himaya_connect::submission;
 use himaya_connect::InboundError;
 use himaya_record::ReferralDetails;
@@ -20,7 +20,7 @@ pub fn school_referral(v: &serde_json::Value) -> Result<SchoolSubmission, Inboun
         return Err(InboundError::new("$", "must be a JSON object"));
     }
     Ok(SchoolSubmission {
-        message_id: text(v, "/message_id", "message_id", 128)?.to_owned(),
+        message_id: id(v, "/message_id", "message_id", 128)?.to_owned(),
         officer_ref: text(v, "/officer_ref", "officer_ref", 64)?.to_owned(),
         referral: submission::referral(v)?,
     })

@@ -2,7 +2,7 @@
 //! referrals, and its answers to referrals and transfers.
 
 use chrono::NaiveDate;
-use himaya_connect::inbound::{opt_text, text, token};
+use himaya_connect::inbound::{id as inbound_id, opt_text, text};
 use himaya_connect::{InboundError, StatusChange};
 use himaya_record::{
     Child, Concern, ConcernKind, ConsentGiver, ConsentRef, DocumentKind, Household,
@@ -18,16 +18,26 @@ pub fn case_referral(v: &Value) -> Result<(String, ReferralDetails), InboundErro
         .get("data")
         .filter(|d| d.is_object())
         .ok_or_else(|| InboundError::missing("data"))?;
-    let id = text(d, "/id", "data.id", 64)?;
-    let updated = opt_text(d, "/last_updated_at", "data.last_updated_at", 40)?.unwrap_or("0");
+    let id = inbound_id(d, "/id", "data.id", 64)?;
+    // Every version of a Primero case has its own time: it tells one version from the
+    // next, so a changed case is a new message and the same version twice is one.
+    let updated = chrono::DateTime::parse_from_rfc3339(text(
+        d,
+        "/last_updated_at",
+        "data.last_updated_at",
+        40,
+    )?)
+    .map_err(|_| InboundError::new("data.last_updated_at", "must be a time as RFC 3339"))?
+    .with_timezone(&chrono::Utc)
+    .format("%Y%m%dT%H%M%S%.3fZ");
     let sex = match text(d, "/sex", "data.sex", 16)? {
         "female" => Sex::Female,
         "male" => Sex::Male,
         "unknown" | "other" | "not_stated" => Sex::NotStated,
-        other => {
+        _ => {
             return Err(InboundError::new(
                 "data.sex",
-                format!("`{}` is not female, male or unknown", token(other)),
+                "is not female, male or unknown",
             ))
         }
     };
@@ -76,26 +86,34 @@ pub fn case_referral(v: &Value) -> Result<(String, ReferralDetails), InboundErro
                 .ok_or_else(|| {
                     InboundError::new(
                         format!("data.protection_concerns[{i}]"),
-                        format!("`{}` is not a protection concern the hub knows", token(c)),
+                        "is not a protection concern the hub knows",
                     )
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let risk = text(d, "/risk_level", "data.risk_level", 16)?;
-    let risk_level = RiskLevel::parse(risk).ok_or_else(|| {
-        InboundError::new(
-            "data.risk_level",
-            format!("`{}` is not high, medium or low", token(risk)),
-        )
-    })?;
-    let requested_services = list(d, "services_requested")?
+    let risk_level = RiskLevel::parse(risk)
+        .ok_or_else(|| InboundError::new("data.risk_level", "is not high, medium or low"))?;
+    // The services asked for: `services_requested`, else stock Primero's services
+    // section (`services_section[].service_type`).
+    let (field, services) = match d.get("services_section").and_then(Value::as_array) {
+        Some(section) if d.get("services_requested").is_none() => (
+            "services_section",
+            section
+                .iter()
+                .filter_map(|s| s.get("service_type").and_then(Value::as_str))
+                .collect(),
+        ),
+        _ => ("services_requested", list(d, "services_requested")?),
+    };
+    let requested_services = services
         .into_iter()
         .enumerate()
         .map(|(i, s)| {
             ServiceType::parse(s).ok_or_else(|| {
                 InboundError::new(
-                    format!("data.services_requested[{i}]"),
-                    format!("`{}` is not a service type", token(s)),
+                    format!("data.{field}[{i}]"),
+                    "is not a service type the hub knows",
                 )
             })
         })
@@ -137,7 +155,7 @@ pub fn case_referral(v: &Value) -> Result<(String, ReferralDetails), InboundErro
         consent_refs,
         narrative: None,
     };
-    Ok((format!("primero:{}:{}", token(id), token(updated)), details))
+    Ok((format!("primero:{id}:{updated}"), details))
 }
 
 /// A string list field; absent is empty.
@@ -167,7 +185,7 @@ pub fn referral_status(v: &Value) -> Result<StatusChange, InboundError> {
         .get("data")
         .filter(|d| d.is_object())
         .ok_or_else(|| InboundError::missing("data"))?;
-    let id = text(d, "/id", "data.id", 64)?;
+    let id = inbound_id(d, "/id", "data.id", 64)?;
     let srv = text(d, "/himaya_referral_id", "data.himaya_referral_id", 64)?;
     if !srv.starts_with("srv_") {
         return Err(InboundError::new(
@@ -181,13 +199,10 @@ pub fn referral_status(v: &Value) -> Result<StatusChange, InboundError> {
         "accepted" => "accepted",
         "rejected" => "rejected",
         "done" => "completed",
-        other => {
+        _ => {
             return Err(InboundError::new(
                 "data.status",
-                format!(
-                    "`{}` is not in_progress, accepted, rejected or done",
-                    token(other)
-                ),
+                "is not in_progress, accepted, rejected or done",
             ))
         }
     };
@@ -199,11 +214,11 @@ pub fn referral_status(v: &Value) -> Result<StatusChange, InboundError> {
         ));
     }
     Ok(StatusChange {
-        message_id: format!("{}:{}", token(id), state),
+        message_id: format!("{id}:{state}"),
         service_referral_id: srv.to_owned(),
         state,
         reason,
-        actor: opt_text(d, "/responded_by", "data.responded_by", 128)?
+        actor: opt_text(d, "/responded_by", "data.responded_by", 64)?
             .unwrap_or("primero")
             .to_owned(),
     })
@@ -224,7 +239,7 @@ mod tests {
         let (id, details) = case_referral(&fixture("case_in.json")).unwrap();
         assert_eq!(
             id,
-            "primero:9b1e4f2a-77c1-4c55-9d0e-1b2c3d4e5f60:2026-11-22T101500Z"
+            "primero:9b1e4f2a-77c1-4c55-9d0e-1b2c3d4e5f60:20261122T101500.000Z"
         );
         let golden: ReferralDetails =
             serde_json::from_value(fixture("case_in_normalized.json")).unwrap();

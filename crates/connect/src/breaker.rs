@@ -22,22 +22,28 @@ enum State {
     Open {
         until: Instant,
     },
-    /// One trial call is under way; others wait for its verdict.
-    Trial,
+    /// One trial call is under way since then; others wait for its verdict, or for it
+    /// to expire (a trial whose task was dropped never reports).
+    Trial {
+        since: Instant,
+    },
 }
 
 #[derive(Debug)]
 pub struct Breaker {
     threshold: u32,
     cooldown: Duration,
+    /// How long a trial may go unreported before another is allowed.
+    trial_expiry: Duration,
     state: Mutex<State>,
 }
 
 impl Breaker {
-    pub fn new(threshold: u32, cooldown: Duration) -> Breaker {
+    pub fn new(threshold: u32, cooldown: Duration, trial_expiry: Duration) -> Breaker {
         Breaker {
             threshold: threshold.max(1),
             cooldown,
+            trial_expiry,
             state: Mutex::new(State::Closed { failures: 0 }),
         }
     }
@@ -47,10 +53,18 @@ impl Breaker {
         match *s {
             State::Closed { .. } => Gate::Closed,
             State::Open { until } if Instant::now() >= until => {
-                *s = State::Trial;
+                *s = State::Trial {
+                    since: Instant::now(),
+                };
                 Gate::Closed
             }
-            State::Open { .. } | State::Trial => Gate::Open,
+            State::Trial { since } if since.elapsed() >= self.trial_expiry => {
+                *s = State::Trial {
+                    since: Instant::now(),
+                };
+                Gate::Closed
+            }
+            State::Open { .. } | State::Trial { .. } => Gate::Open,
         }
     }
 
@@ -75,11 +89,20 @@ impl Breaker {
                 };
                 false
             }
-            State::Trial => {
+            State::Trial { .. } => {
                 *s = open;
                 true
             }
             State::Open { .. } => false,
+        }
+    }
+
+    /// How long until a trial call may go (zero when closed or when one may go now).
+    pub fn reopens_in(&self) -> Duration {
+        match *self.state.lock().unwrap_or_else(|p| p.into_inner()) {
+            State::Closed { .. } => Duration::ZERO,
+            State::Open { until } => until.saturating_duration_since(Instant::now()),
+            State::Trial { since } => self.trial_expiry.saturating_sub(since.elapsed()),
         }
     }
 
@@ -97,7 +120,7 @@ mod tests {
 
     #[test]
     fn opens_after_the_threshold_then_one_trial_decides() {
-        let b = Breaker::new(3, Duration::from_millis(30));
+        let b = Breaker::new(3, Duration::from_millis(30), Duration::from_secs(60));
         assert!(!b.failure());
         assert!(!b.failure());
         assert_eq!(b.gate(), Gate::Closed);
@@ -115,8 +138,25 @@ mod tests {
     }
 
     #[test]
+    fn a_trial_that_never_reports_expires() {
+        let b = Breaker::new(1, Duration::from_millis(10), Duration::from_millis(30));
+        assert!(b.failure());
+        std::thread::sleep(Duration::from_millis(15));
+        assert_eq!(b.gate(), Gate::Closed, "the trial");
+        // Its task is dropped: no success, no failure.
+        assert_eq!(b.gate(), Gate::Open);
+        assert!(b.reopens_in() > Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(35));
+        assert_eq!(
+            b.gate(),
+            Gate::Closed,
+            "another trial once the first expired"
+        );
+    }
+
+    #[test]
     fn a_success_resets_the_count() {
-        let b = Breaker::new(2, Duration::from_secs(60));
+        let b = Breaker::new(2, Duration::from_secs(60), Duration::from_secs(60));
         assert!(!b.failure());
         b.success();
         assert!(!b.failure());

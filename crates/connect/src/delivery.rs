@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use himaya_bus::{Exchange, HandleError, Handler, Incoming, Outgoing};
@@ -32,7 +33,14 @@ pub struct DeliveryConnector {
     pub wire: Arc<dyn Wire>,
     /// The credential the agency's system asks of the hub (`Authorization: Bearer`).
     pub token: Option<himaya_settings::Secret>,
+    /// Ends a delivery's wait for its agency at shutdown (the message returns to the queue).
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
+
+/// How long one delivery waits in place for its agency before it returns to the queue.
+const MAX_HOLD: Duration = Duration::from_secs(20 * 60);
+const MIN_PAUSE: Duration = Duration::from_millis(200);
+const MAX_PAUSE: Duration = Duration::from_secs(60);
 
 impl DeliveryConnector {
     async fn already_recorded(&self, message_id: &str) -> Result<bool, ConnectError> {
@@ -127,6 +135,40 @@ impl DeliveryConnector {
         Ok(())
     }
 
+    /// Calls the agency until it answers (delivered or refused). While it cannot answer
+    /// (down, timing out, its circuit open) the delivery waits here, holding its place,
+    /// instead of going back to the queue: each return to the queue counts towards the
+    /// queue's delivery limit, after which a message is parked. After `MAX_HOLD` (below
+    /// RabbitMQ's 30-minute consumer timeout) it does go back, and at shutdown at once.
+    async fn call_until_answered(
+        &self,
+        call: &Call<'_>,
+        referral_id: &str,
+    ) -> Result<Answered, HandleError> {
+        let started = std::time::Instant::now();
+        loop {
+            let e = match self.executor.call(call).await {
+                Ok(a) => return Ok(a),
+                Err(e) => e,
+            };
+            let retry = || HandleError::Retry {
+                reason: format!("{}: {e}", self.agency_id),
+            };
+            if started.elapsed() >= MAX_HOLD {
+                return Err(retry());
+            }
+            let pause = self
+                .executor
+                .reopens_in(&self.agency_id)
+                .clamp(MIN_PAUSE, MAX_PAUSE);
+            tracing::warn!(agency = %self.agency_id, referral_id, error = %e, pause_ms = pause.as_millis() as u64, "the agency cannot answer; the delivery waits for it");
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return Err(retry()),
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         if path.is_empty() {
             self.endpoint.clone()
@@ -182,13 +224,7 @@ impl Handler for DeliveryConnector {
             content_type: out.content_type,
             body,
         };
-        let answered = self
-            .executor
-            .call(&call)
-            .await
-            .map_err(|e| HandleError::Retry {
-                reason: format!("{}: {e}", self.agency_id),
-            })?;
+        let answered = self.call_until_answered(&call, &d.referral_id).await?;
         if let Outcome::Rejected { status, .. } = answered.outcome {
             tracing::warn!(agency = %self.agency_id, referral_id = %d.referral_id, status, "agency rejected the delivery; recorded as its answer");
         }

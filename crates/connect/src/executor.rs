@@ -74,6 +74,7 @@ pub struct Answered {
 
 pub struct Executor {
     client: reqwest::Client,
+    timeout: Duration,
     attempts: u32,
     backoff: Duration,
     breaker_failures: u32,
@@ -89,9 +90,13 @@ impl Executor {
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("himaya/", env!("CARGO_PKG_VERSION")))
+            // Never follow a redirect: a 307 would re-send a child's data to whatever host
+            // it names, and a 302 would turn the delivery into a GET answered 200.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Executor {
             client,
+            timeout,
             attempts: s.attempts.max(1),
             backoff: Duration::from_millis(s.backoff_ms),
             breaker_failures: s.breaker_failures.max(1),
@@ -106,10 +111,24 @@ impl Executor {
         &self.metrics
     }
 
+    /// How long until `agency`'s open circuit lets a trial call through (zero if closed).
+    pub fn reopens_in(&self, agency: &str) -> Duration {
+        self.breaker(agency).reopens_in()
+    }
+
     fn breaker(&self, agency: &str) -> Arc<Breaker> {
         let mut all = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
         all.entry(agency.to_owned())
-            .or_insert_with(|| Arc::new(Breaker::new(self.breaker_failures, self.breaker_cooldown)))
+            .or_insert_with(|| {
+                // A trial that never reports (its task dropped) expires after one call's
+                // worth of attempts, so the circuit cannot stay shut for good.
+                let trial = self.timeout.saturating_mul(self.attempts + 1);
+                Arc::new(Breaker::new(
+                    self.breaker_failures,
+                    self.breaker_cooldown,
+                    trial,
+                ))
+            })
             .clone()
     }
 
@@ -266,7 +285,7 @@ fn classify(status: StatusCode) -> Result<Kind, TransientError> {
     {
         Err(TransientError::Status(status.as_u16()))
     } else {
-        // 3xx are not followed to another host with a child's data: a refusal too.
+        // 3xx are never followed (see `Executor::new`): the agency's answer, a refusal.
         Ok(Kind::Rejected)
     }
 }
@@ -296,6 +315,54 @@ mod tests {
         assert_eq!(
             classify(StatusCode::REQUEST_TIMEOUT),
             Err(TransientError::Status(408))
+        );
+    }
+
+    /// A 307 to another host is the agency's answer, never followed with the body.
+    #[tokio::test]
+    async fn redirects_are_not_followed() {
+        use std::io::{Read, Write};
+        let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let elsewhere_addr = elsewhere.local_addr().unwrap();
+        elsewhere.set_nonblocking(true).unwrap();
+        let agency = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = agency.local_addr().unwrap();
+        std::thread::spawn(move || {
+            if let Ok((mut s, _)) = agency.accept() {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                let _ = write!(s, "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{elsewhere_addr}/steal\r\nContent-Length: 0\r\n\r\n");
+            }
+        });
+        let settings = ConnectorSettings {
+            timeout_ms: 2000,
+            attempts: 1,
+            backoff_ms: 1,
+            breaker_failures: 5,
+            breaker_cooldown_ms: 1000,
+            max_body_bytes: 1024,
+            webhook_listen: None,
+            hub_url: None,
+            client_certs_dir: Default::default(),
+        };
+        let ex = Executor::new(&settings).unwrap();
+        let url = format!("http://{addr}/referrals");
+        let call = Call {
+            agency_id: "a",
+            method: Method::Post,
+            url: &url,
+            headers: vec![],
+            content_type: "application/json",
+            body: b"{}".to_vec(),
+        };
+        let answered = ex.call(&call).await.unwrap();
+        assert!(matches!(
+            answered.outcome,
+            Outcome::Rejected { status: 307, .. }
+        ));
+        assert!(
+            elsewhere.accept().is_err(),
+            "nothing reached the other host"
         );
     }
 

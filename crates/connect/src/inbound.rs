@@ -39,13 +39,40 @@ pub struct StatusChange {
     pub actor: String,
 }
 
-/// A short, printable rendering of an agency's token (a status, a resource type) for an
-/// error message: ASCII letters, digits, `-` and `_` only, at most 40 of them.
+/// An agency's coded value kept as it is (a reason code): ASCII letters, digits, `-`,
+/// `_` and `.` only, at most 64 of them; anything else is dropped.
 pub fn token(s: &str) -> String {
     s.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .take(40)
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(64)
         .collect()
+}
+
+/// An agency's id for a message or a resource: 1 to `max` characters of A-Z, a-z, 0-9,
+/// `-`, `_`, `.` and `:` (what the intake takes as a submission id), else refused whole
+/// (never cut or cleaned, which could make two ids one).
+pub fn id<'a>(
+    v: &'a serde_json::Value,
+    pointer: &str,
+    field: &str,
+    max: usize,
+) -> Result<&'a str, InboundError> {
+    let s = text(v, pointer, field, max)?;
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+    {
+        Ok(s)
+    } else {
+        Err(InboundError::new(
+            field,
+            format!("must be 1 to {max} characters of A-Z, a-z, 0-9, - _ . :"),
+        ))
+    }
+}
+
+/// A staff reference for the hub's records: at most 64 characters (the hub's limit).
+pub fn actor(s: &str) -> String {
+    s.chars().take(64).collect()
 }
 
 /// A string field of a JSON object: present, a string, 1..=max characters.

@@ -114,6 +114,7 @@ pub async fn start(
             endpoint: endpoint.clone(),
             wire,
             token: agency.outbound_token.clone(),
+            shutdown: shutdown.clone(),
         });
         tracing::info!(agency = %id, protocol = agency.protocol.as_str(), "connector consuming");
         tasks.push(tokio::spawn(himaya_bus::consume(

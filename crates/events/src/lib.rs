@@ -123,6 +123,12 @@ pub struct CaseUpdated {
     pub status: String,
     pub change: String,
     pub actor: String,
+    /// The referral that opened the case and the agency that made it, so the referrer
+    /// can be told what became of it (none for a walk-in).
+    #[serde(default)]
+    pub referral_id: Option<String>,
+    #[serde(default)]
+    pub referrer_agency_id: Option<String>,
 }
 
 /// `service.referral.changed`: a service referral moved (ids and states only).
@@ -432,6 +438,8 @@ mod tests {
             status: "registered".into(),
             change: "assigned".into(),
             actor: "sw-1".into(),
+            referral_id: Some("ref_1".into()),
+            referrer_agency_id: None,
         };
         assert_eq!(decode::<CaseUpdated>(&encode(&u).unwrap()).unwrap(), u);
         let s = ServiceReferralChanged {

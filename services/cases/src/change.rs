@@ -80,6 +80,8 @@ pub async fn save(
         status: record.status.as_str().into(),
         change: change.split(':').next().unwrap_or(change).into(),
         actor: actor.into(),
+        referral_id: Some(record.referral.referral_id.to_string()),
+        referrer_agency_id: record.referral.source.agency_id.clone(),
     };
     himaya_store::outbox::enqueue_event(
         conn,

@@ -15,7 +15,6 @@ use himaya_events::{
 };
 use himaya_record::{DataCategory, Purpose};
 use serde_json::json;
-use sqlx::PgConnection;
 
 use crate::{log_decision, Router, RouterError};
 
@@ -48,22 +47,6 @@ fn message(change: &str) -> Option<(&'static str, &'static str)> {
     })
 }
 
-/// Remembers the referring agency of a case referral (in the routing transaction).
-pub async fn remember_referrer(
-    conn: &mut PgConnection,
-    case_id: &str,
-    referral_id: &str,
-    agency_id: &str,
-) -> Result<(), RouterError> {
-    sqlx::query("INSERT INTO case_referrers (case_id, referral_id, agency_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-        .bind(case_id)
-        .bind(referral_id)
-        .bind(agency_id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
 pub(crate) struct Feedback(pub(crate) Arc<Router>);
 
 impl Feedback {
@@ -78,12 +61,12 @@ impl Feedback {
             tx.commit().await?;
             return Ok(());
         };
-        let referrers: Vec<(String, String)> = sqlx::query_as(
-            "SELECT referral_id, agency_id FROM case_referrers WHERE case_id = $1 ORDER BY referral_id",
-        )
-        .bind(&e.case_id)
-        .fetch_all(&mut *tx)
-        .await?;
+        // The event names the referral that opened the case and its referrer, so no
+        // table of the router's can lag behind it.
+        let referrers: Vec<(String, String)> = match (&e.referral_id, &e.referrer_agency_id) {
+            (Some(r), Some(a)) => vec![(r.clone(), a.clone())],
+            _ => Vec::new(),
+        };
         let feedback_id = format!("{PREFIX}{}_v{}", e.case_id, e.version);
         for (referral_id, agency_id) in referrers {
             let Some(agency) = r.settings.agencies.get(&agency_id) else {

@@ -149,15 +149,6 @@ impl Router {
         }
         let purpose = Purpose::ServiceProvision;
         let service = event.service_request.as_ref();
-        if let (None, Some(referrer)) = (service, &record.referral.source.agency_id) {
-            feedback::remember_referrer(
-                &mut tx,
-                &record.case_id.to_string(),
-                &record.referral.referral_id.to_string(),
-                referrer,
-            )
-            .await?;
-        }
         // A case referral goes to every agency offering a requested service; a service
         // referral between agencies only to the agency it names.
         let (targets, referral_id) = match service {
