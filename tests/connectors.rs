@@ -649,3 +649,44 @@ async fn a_material_need_case_is_searched_for_in_the_programmes_registry() {
     .await;
     hub.stop().await;
 }
+
+/// An agency down for longer than its queue's delivery limit would allow if deliveries
+/// were requeued (20 deliveries of ~1.4 s of retries each): nothing is parked, and
+/// everything arrives once when it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_outage_parks_nothing() {
+    use himaya_bus::{Bus, Topology};
+    use lapin::options::BasicGetOptions;
+    let t = fhir();
+    let addr = free_port().await;
+    let mut env = TestEnv::new(None).await;
+    env_for(&t, addr, &mut env);
+    let hub = env.start().await;
+    let pool = env.pool().await;
+    let ch = channel(&hub).await;
+    let mut waiting = Vec::new();
+    for i in 0..3 {
+        waiting.push(refer(&ch, &format!("outage-{i}"), t.service).await);
+    }
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    let agency = FakeAgency::default();
+    agency
+        .clone()
+        .serve(tokio::net::TcpListener::bind(addr).await.unwrap());
+    for r in &waiting {
+        assert_eq!(wait_recorded(&pool, r).await.0, "delivered");
+        assert_eq!(seen_for(&agency, &format!("{r}:{}", t.agency)).len(), 1);
+    }
+    let bus = Bus::connect(env.amqp_url(), Topology::new(""))
+        .await
+        .unwrap();
+    let parked = bus
+        .channel()
+        .await
+        .unwrap()
+        .basic_get("himaya.parking", BasicGetOptions { no_ack: true })
+        .await
+        .unwrap();
+    assert!(parked.is_none(), "a delivery was parked during the outage");
+    hub.stop().await;
+}
