@@ -10,8 +10,6 @@ use helpers::*;
 use himaya_bus::{Bus, Exchange, Outgoing, Topology};
 use himaya_events::{encode, keys, Event, ReferralCreated};
 use himaya_proto::v1 as pb;
-use lapin::options::BasicGetOptions;
-use lapin::types::AMQPValue;
 use pb::intake_client::IntakeClient;
 
 fn raw(routing_key: &str, payload: Vec<u8>, message_id: &str) -> Outgoing {
@@ -101,35 +99,7 @@ async fn poison_is_parked_with_its_reason_and_duplicates_have_one_effect() {
     assert_eq!(deliveries_of_twice, 1, "a redelivered event has one effect");
 
     // Both bad messages are in parking, each with a reason an operator can read.
-    let ch = bus.channel().await.unwrap();
-    let mut reasons = BTreeMap::new();
-    for _ in 0..20 {
-        if reasons.len() == 2 {
-            break;
-        }
-        match ch
-            .basic_get("himaya.parking", BasicGetOptions { no_ack: true })
-            .await
-            .unwrap()
-        {
-            Some(m) => {
-                let headers = m.delivery.properties.headers().clone().unwrap_or_default();
-                let reason = match headers.inner().get("x-himaya-park-reason") {
-                    Some(AMQPValue::LongString(s)) => s.to_string(),
-                    other => panic!("no reason: {other:?}"),
-                };
-                let id = m
-                    .delivery
-                    .properties
-                    .message_id()
-                    .clone()
-                    .map(|s| s.to_string())
-                    .unwrap_or_default();
-                reasons.insert(id, reason);
-            }
-            None => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-        }
-    }
+    let reasons = parked_reasons(&env.amqp_url(), 2).await;
     assert!(
         reasons["msg_poison"].contains("single-object"),
         "{reasons:?}"

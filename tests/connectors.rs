@@ -484,8 +484,6 @@ async fn referrals_for_enrolment_export_as_avro_through_the_consent_layer() {
 async fn bad_deliveries_are_parked_and_do_not_block_the_agency() {
     use himaya_bus::{Bus, Exchange, Outgoing, Topology};
     use himaya_events::{encode, DeliveryRequested, Event};
-    use lapin::options::BasicGetOptions;
-    use lapin::types::AMQPValue;
 
     let t = fhir();
     let (agency, addr) = FakeAgency::start(&[]).await;
@@ -542,35 +540,7 @@ async fn bad_deliveries_are_parked_and_do_not_block_the_agency() {
         "nothing of the bad ones reached the agency"
     );
 
-    let parked = bus.channel().await.unwrap();
-    let mut reasons = std::collections::BTreeMap::new();
-    for _ in 0..100 {
-        if reasons.len() == 3 {
-            break;
-        }
-        match parked
-            .basic_get("himaya.parking", BasicGetOptions { no_ack: true })
-            .await
-            .unwrap()
-        {
-            Some(m) => {
-                let headers = m.delivery.properties.headers().clone().unwrap_or_default();
-                let reason = match headers.inner().get("x-himaya-park-reason") {
-                    Some(AMQPValue::LongString(s)) => s.to_string(),
-                    other => panic!("no reason: {other:?}"),
-                };
-                let id = m
-                    .delivery
-                    .properties
-                    .message_id()
-                    .clone()
-                    .map(|s| s.to_string())
-                    .unwrap_or_default();
-                reasons.insert(id, reason);
-            }
-            None => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
+    let reasons = parked_reasons(&env.amqp_url(), 3).await;
     assert!(
         reasons["msg_corrupt"].contains("not a case the connector can read"),
         "{reasons:?}"
@@ -655,8 +625,6 @@ async fn a_material_need_case_is_searched_for_in_the_programmes_registry() {
 /// everything arrives once when it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_outage_parks_nothing() {
-    use himaya_bus::{Bus, Topology};
-    use lapin::options::BasicGetOptions;
     let t = fhir();
     let addr = free_port().await;
     let mut env = TestEnv::new(None).await;
@@ -677,16 +645,10 @@ async fn a_long_outage_parks_nothing() {
         assert_eq!(wait_recorded(&pool, r).await.0, "delivered");
         assert_eq!(seen_for(&agency, &format!("{r}:{}", t.agency)).len(), 1);
     }
-    let bus = Bus::connect(env.amqp_url(), Topology::new(""))
-        .await
-        .unwrap();
-    let parked = bus
-        .channel()
-        .await
-        .unwrap()
-        .basic_get("himaya.parking", BasicGetOptions { no_ack: true })
-        .await
-        .unwrap();
-    assert!(parked.is_none(), "a delivery was parked during the outage");
+    let parked = parked_reasons(&env.amqp_url(), 1).await;
+    assert!(
+        parked.is_empty(),
+        "a delivery was parked during the outage: {parked:?}"
+    );
     hub.stop().await;
 }

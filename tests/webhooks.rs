@@ -376,7 +376,6 @@ async fn a_primero_directorate_pushes_a_case_and_answers_a_transfer() {
 /// assignment being the acknowledgement its operator waits for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_referrer_hears_when_its_case_is_registered_and_assigned() {
-    use pb::case_work_client::CaseWorkClient;
     let (line, line_addr) = FakeAgency::start(&[]).await;
     let (agency, addr) = FakeAgency::start(&[]).await;
     let mut env = TestEnv::new(None).await;
@@ -403,48 +402,7 @@ async fn the_referrer_hears_when_its_case_is_registered_and_assigned() {
     assert_eq!(status, StatusCode::CREATED, "{ack}");
     let case = ack["case_ref"].as_str().unwrap().to_owned();
 
-    let mut work = CaseWorkClient::new(channel(&h.hub).await);
-    for (id, role, sup) in [
-        ("sup-1", "supervisor", None),
-        ("sw-1", "caseworker", Some("sup-1")),
-    ] {
-        work.add_staff(as_agency(
-            "mosa-cairo",
-            pb::AddStaffRequest {
-                staff_id: id.into(),
-                role: role.into(),
-                supervisor_id: sup.map(str::to_owned),
-            },
-        ))
-        .await
-        .unwrap();
-    }
-    work.decide_acceptance(as_agency(
-        "mosa-cairo",
-        pb::DecideAcceptanceRequest {
-            case_id: case.clone(),
-            expected_version: 1,
-            actor: "sw-lead".into(),
-            decision: "register".into(),
-            vulnerability_criteria: vec!["abuse_or_violence".into()],
-            reason: None,
-            referred_on_to: None,
-            target_groups: vec![],
-        },
-    ))
-    .await
-    .unwrap();
-    work.assign_case(as_agency(
-        "mosa-cairo",
-        pb::AssignCaseRequest {
-            case_id: case.clone(),
-            expected_version: 2,
-            actor: "sup-1".into(),
-            caseworker_id: "sw-1".into(),
-        },
-    ))
-    .await
-    .unwrap();
+    register_and_assign(&channel(&h.hub).await, &case, "abuse_or_violence").await;
 
     let seen = eventually(20, "both steps reach the line", || async {
         let got: Vec<_> = line

@@ -172,10 +172,9 @@ async fn receive(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    let agency_settings = match authenticate(&app.settings, &agency, &headers, route) {
-        Ok(a) => a,
-        Err(r) => return reply(route.protocol(), Err(r), false),
-    };
+    if let Err(r) = authenticate(&app.settings, &agency, &headers, route) {
+        return reply(route.protocol(), Err(r), false);
+    }
     let outcome = async {
         let body = body.map_err(|e| {
             Refusal::new(
@@ -209,7 +208,7 @@ async fn receive(
                 ),
             )
         })?;
-        routes::process(route, &app, &agency, agency_settings, &value).await
+        routes::process(route, &app, &agency, &value).await
     }
     .await;
     match &outcome {

@@ -117,7 +117,7 @@ pub async fn pull_once(
             }
             let changed = pull::last_updated(&case).map(str::to_owned);
             let wrapped = json!({ "data": case });
-            match routes::process(Route::PrimeroCase, app, agency, settings, &wrapped).await {
+            match routes::process(Route::PrimeroCase, app, agency, &wrapped).await {
                 Ok(_) => taken += 1,
                 // Only a case that can never be taken as it is (its content refused) is
                 // parked; anything else (the hub busy, a permission or conflict to sort

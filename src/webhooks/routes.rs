@@ -8,7 +8,7 @@ use himaya_connect::StatusChange;
 use himaya_proto::convert::{purpose_to, referral_details_to_pb, source_to};
 use himaya_proto::v1 as pb;
 use himaya_record::{AgencyType, Purpose, ReferralDetails, SourceKind};
-use himaya_settings::{AgencySettings, Protocol};
+use himaya_settings::Protocol;
 use serde_json::{json, Value};
 use tonic::Code;
 
@@ -150,7 +150,6 @@ pub(super) async fn process(
     route: Route,
     app: &App,
     agency: &str,
-    _settings: &AgencySettings,
     v: &Value,
 ) -> Result<(StatusCode, Value, bool), Refusal> {
     let ask = read(route, v)?;

@@ -373,10 +373,10 @@ pub async fn count(pool: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
 
-/// A registered, assigned and assessed case of the fixture with a plan whose action `a1`
-/// is health-cairo's, made as the case-owning ministry (`mosa-cairo`, the claim its
-/// certificate proves under mutual TLS). Returns the case's version after the plan.
-pub async fn plan_health_action(ch: &Channel, case: &str) -> i64 {
+/// Registers `case` (version 1) for `criterion` and assigns it to caseworker `sw-1`
+/// under supervisor `sup-1` (both added), as the case-owning ministry (`mosa-cairo`).
+/// The case is then at version 3.
+pub async fn register_and_assign(ch: &Channel, case: &str, criterion: &str) {
     use himaya_proto::v1::case_work_client::CaseWorkClient;
     let mut work = CaseWorkClient::new(ch.clone());
     for (id, role, sup) in [
@@ -401,7 +401,7 @@ pub async fn plan_health_action(ch: &Channel, case: &str) -> i64 {
             expected_version: 1,
             actor: "sw-lead".into(),
             decision: "register".into(),
-            vulnerability_criteria: vec!["exploitative_labour".into()],
+            vulnerability_criteria: vec![criterion.into()],
             reason: None,
             referred_on_to: None,
             target_groups: vec![],
@@ -420,6 +420,15 @@ pub async fn plan_health_action(ch: &Channel, case: &str) -> i64 {
     ))
     .await
     .unwrap();
+}
+
+/// A registered, assigned and assessed case of the fixture with a plan whose action `a1`
+/// is health-cairo's, made as the case-owning ministry (`mosa-cairo`, the claim its
+/// certificate proves under mutual TLS). Returns the case's version after the plan.
+pub async fn plan_health_action(ch: &Channel, case: &str) -> i64 {
+    use himaya_proto::v1::case_work_client::CaseWorkClient;
+    register_and_assign(ch, case, "exploitative_labour").await;
+    let mut work = CaseWorkClient::new(ch.clone());
     work.record_assessment(as_agency(
         "mosa-cairo",
         pb::RecordAssessmentRequest {
@@ -461,4 +470,47 @@ pub async fn plan_health_action(ch: &Channel, case: &str) -> i64 {
         .unwrap()
         .into_inner();
     planned.version
+}
+
+/// The reasons of the next `n` messages in the parking queue of the vhost at `amqp_url`,
+/// by message id (waits up to 5 s for them; consumes what it reads).
+pub async fn parked_reasons(
+    amqp_url: &str,
+    n: usize,
+) -> std::collections::BTreeMap<String, String> {
+    use lapin::options::BasicGetOptions;
+    use lapin::types::AMQPValue;
+    let bus = himaya_bus::Bus::connect(amqp_url, himaya_bus::Topology::new(""))
+        .await
+        .unwrap();
+    let ch = bus.channel().await.unwrap();
+    let mut reasons = std::collections::BTreeMap::new();
+    for _ in 0..100 {
+        if reasons.len() == n {
+            break;
+        }
+        match ch
+            .basic_get("himaya.parking", BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            Some(m) => {
+                let headers = m.delivery.properties.headers().clone().unwrap_or_default();
+                let reason = match headers.inner().get("x-himaya-park-reason") {
+                    Some(AMQPValue::LongString(s)) => s.to_string(),
+                    other => panic!("no reason: {other:?}"),
+                };
+                let id = m
+                    .delivery
+                    .properties
+                    .message_id()
+                    .clone()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
+                reasons.insert(id, reason);
+            }
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    reasons
 }

@@ -29,11 +29,7 @@ impl Wire for Spdci {
             )),
             DeliveryKind::WithdrawalNotice => {
                 let n = SharedNotice::parse(&d.document_json)?;
-                Ok(Outbound::json(
-                    "/himaya/notices",
-                    json!({"notice_id": n.notice_id, "case_ref": n.case_id, "withdrawn_at": n.withdrawn_at,
-                           "categories": n.categories, "message_ar": n.message_ar, "message_en": n.message_en}),
-                ))
+                Ok(Outbound::json("/himaya/notices", n.to_json()))
             }
             DeliveryKind::Referral | DeliveryKind::ServiceReferral => Ok(Outbound::json(
                 "/registry/sync/search",

@@ -22,17 +22,7 @@ impl Wire for Justice {
             )),
             DeliveryKind::WithdrawalNotice => {
                 let n = SharedNotice::parse(&d.document_json)?;
-                Ok(Outbound::json(
-                    "/consent-withdrawals",
-                    json!({
-                        "notice_id": n.notice_id,
-                        "case_ref": n.case_id,
-                        "categories": n.categories,
-                        "withdrawn_at": n.withdrawn_at,
-                        "message_ar": n.message_ar,
-                        "message_en": n.message_en,
-                    }),
-                ))
+                Ok(Outbound::json("/consent-withdrawals", n.to_json()))
             }
             DeliveryKind::Referral | DeliveryKind::ServiceReferral => {
                 Ok(Outbound::json("/legal-referrals", referral(d, case)))

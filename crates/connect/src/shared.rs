@@ -130,6 +130,18 @@ pub struct SharedNotice {
 }
 
 impl SharedNotice {
+    /// The plain JSON most agencies' systems take.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "notice_id": self.notice_id,
+            "case_ref": self.case_id,
+            "categories": self.categories,
+            "withdrawn_at": self.withdrawn_at,
+            "message_ar": self.message_ar,
+            "message_en": self.message_en,
+        })
+    }
+
     pub fn parse(document_json: &str) -> Result<SharedNotice, MappingError> {
         serde_json::from_str(document_json).map_err(|e| {
             MappingError::Document(format!(
