@@ -143,14 +143,7 @@ impl SharedNotice {
     }
 
     pub fn parse(document_json: &str) -> Result<SharedNotice, MappingError> {
-        serde_json::from_str(document_json).map_err(|e| {
-            MappingError::Document(format!(
-                "line {} column {}: {}",
-                e.line(),
-                e.column(),
-                kind(&e)
-            ))
-        })
+        read_document(document_json)
     }
 }
 
@@ -171,14 +164,7 @@ pub struct SharedOutcome {
 
 impl SharedOutcome {
     pub fn parse(document_json: &str) -> Result<SharedOutcome, MappingError> {
-        serde_json::from_str(document_json).map_err(|e| {
-            MappingError::Document(format!(
-                "line {} column {}: {}",
-                e.line(),
-                e.column(),
-                kind(&e)
-            ))
-        })
+        read_document(document_json)
     }
 
     /// The plain JSON most agencies' systems take.
@@ -211,15 +197,21 @@ impl SharedCase {
     /// Reads the redacted document. serde's message names the field and the expected
     /// type, never the value.
     pub fn parse(document_json: &str) -> Result<SharedCase, MappingError> {
-        serde_json::from_str(document_json).map_err(|e| {
-            MappingError::Document(format!(
-                "line {} column {}: {}",
-                e.line(),
-                e.column(),
-                kind(&e)
-            ))
-        })
+        read_document(document_json)
     }
+}
+
+/// Reads a delivery's document. serde's message names the field and the expected type,
+/// and can quote the value, so only the place and the kind of problem are kept.
+fn read_document<T: serde::de::DeserializeOwned>(document_json: &str) -> Result<T, MappingError> {
+    serde_json::from_str(document_json).map_err(|e| {
+        MappingError::Document(format!(
+            "line {} column {}: {}",
+            e.line(),
+            e.column(),
+            kind(&e)
+        ))
+    })
 }
 
 fn kind(e: &serde_json::Error) -> &'static str {
