@@ -123,6 +123,12 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::cash_cli::CashCommand,
     },
+    /// Messages the hub could not process: list them with their reasons, inspect one,
+    /// replay them once the cause is fixed; and agency messages the connectors refused.
+    Parked {
+        #[command(subcommand)]
+        command: crate::parked_cli::ParkedCommand,
+    },
     /// A simulated agency system that receives deliveries over HTTP (for the demo).
     DemoAgency {
         #[arg(long, default_value = "127.0.0.1:8088")]
@@ -312,6 +318,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Audit { command } => {
             crate::audit_cli::run(command, settings(cli.config.as_ref())?).await
+        }
+        Command::Parked { command } => {
+            crate::parked_cli::run(command, settings(cli.config.as_ref())?).await
         }
         Command::BreakGlass { command } => crate::consent_cli::run_break_glass(command).await,
         Command::Staff { command } => crate::casework_cli::run_staff(command).await,

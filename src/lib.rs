@@ -13,6 +13,7 @@ pub mod dev_certs;
 pub mod gateway;
 pub mod hub;
 pub mod notices_cli;
+pub mod parked_cli;
 pub mod plan_cli;
 pub mod services_cli;
 pub mod telemetry;

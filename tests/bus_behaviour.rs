@@ -293,3 +293,183 @@ async fn an_urgent_message_jumps_the_routine_backlog() {
     consumer.await.unwrap();
     bus.close().await;
 }
+
+/// Parks every message until its cause is "fixed", then records what it handles.
+struct Fixable {
+    fixed: std::sync::atomic::AtomicBool,
+    handled: std::sync::Mutex<Vec<String>>,
+}
+
+impl himaya_bus::Handler for Fixable {
+    async fn handle(&self, msg: &himaya_bus::Incoming) -> Result<(), himaya_bus::HandleError> {
+        if !self.fixed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(himaya_bus::HandleError::Park {
+                reason: "service code `X-1` is not on the service map".into(),
+            });
+        }
+        let mut handled = self.handled.lock().unwrap();
+        let id = msg.message_id().unwrap_or("-").to_owned();
+        // Idempotent, as every consumer of the hub: a second copy has no effect.
+        if !handled.contains(&id) {
+            handled.push(id);
+        }
+        Ok(())
+    }
+}
+
+async fn parked_ids(bus: &Bus) -> Vec<String> {
+    let mut ids: Vec<String> = bus
+        .parked(1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.message_id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_messages_are_listed_kept_and_replayed_once_the_cause_is_fixed() {
+    use himaya_bus::Selection;
+    use lapin::options::{BasicGetOptions, BasicNackOptions, QueueDeleteOptions};
+
+    let env = TestEnv::new(None).await;
+    let bus = Bus::connect(env.amqp_url(), Topology::new(""))
+        .await
+        .unwrap();
+    for (queue, key) in [
+        ("fixable", "fix.test"),
+        ("gone", "gone.test"),
+        ("stuck", "stuck.test"),
+    ] {
+        bus.declare_queue(queue, Exchange::Events, &[key])
+            .await
+            .unwrap();
+    }
+    let handler = std::sync::Arc::new(Fixable {
+        fixed: false.into(),
+        handled: std::sync::Mutex::new(Vec::new()),
+    });
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut consumers = Vec::new();
+    for queue in ["fixable", "gone"] {
+        consumers.push(tokio::spawn(himaya_bus::consume(
+            bus.clone(),
+            queue.into(),
+            4,
+            handler.clone(),
+            shutdown.clone(),
+        )));
+    }
+    for (key, id) in [
+        ("fix.test", "msg_a"),
+        ("fix.test", "msg_b"),
+        ("gone.test", "msg_gone"),
+    ] {
+        bus.publish(&raw(key, vec![1, 2, 3], id)).await.unwrap();
+    }
+
+    // A message no consumer ever handles: the quorum queue's delivery limit parks it.
+    bus.publish(&raw("stuck.test", vec![4], "msg_stuck"))
+        .await
+        .unwrap();
+    let ch = bus.channel().await.unwrap();
+    for _ in 0..100 {
+        let get = ch
+            .basic_get("stuck", BasicGetOptions { no_ack: false })
+            .await
+            .unwrap();
+        let Some(m) = get else { break };
+        ch.basic_nack(
+            m.delivery.delivery_tag,
+            BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    }
+
+    eventually(30, "four messages parked", || async {
+        (parked_ids(&bus).await.len() == 4).then_some(())
+    })
+    .await;
+    let listed = bus.parked(10).await.unwrap();
+    let a = listed.iter().find(|p| p.message_id == "msg_a").unwrap();
+    assert_eq!(a.from_queue.as_deref(), Some("fixable"));
+    assert_eq!(a.reason, "service code `X-1` is not on the service map");
+    assert_eq!(a.event_type, ReferralCreated::NAME);
+    assert_eq!(a.bytes, 3);
+    assert!(a.parked_at.is_some());
+    let stuck = listed.iter().find(|p| p.message_id == "msg_stuck").unwrap();
+    assert_eq!(stuck.from_queue.as_deref(), Some("stuck"));
+    assert!(stuck.reason.contains("delivery limit"), "{}", stuck.reason);
+    // Listing takes nothing away, and a limit is a limit.
+    assert_eq!(bus.parked(2).await.unwrap().len(), 2);
+    assert_eq!(bus.parked_count().await.unwrap(), 4);
+
+    // The cause is fixed: one message first, by id.
+    handler
+        .fixed
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let report = bus
+        .replay_parked(&Selection::Ids(vec!["msg_a".into()]))
+        .await
+        .unwrap();
+    assert_eq!(
+        report.replayed,
+        vec![("msg_a".to_owned(), "fixable".to_owned())]
+    );
+    assert_eq!((report.kept.len(), report.unselected), (0, 3));
+    eventually(30, "msg_a handled", || async {
+        (handler.handled.lock().unwrap().as_slice() == ["msg_a"]).then_some(())
+    })
+    .await;
+    assert_eq!(parked_ids(&bus).await, ["msg_b", "msg_gone", "msg_stuck"]);
+
+    // A queue that no longer exists keeps its message parked, and says so.
+    shutdown.cancel();
+    for c in consumers {
+        c.await.unwrap();
+    }
+    ch.queue_delete("gone", QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    let report = bus.replay_parked(&Selection::All).await.unwrap();
+    let mut replayed = report.replayed.clone();
+    replayed.sort();
+    assert_eq!(
+        replayed,
+        [
+            ("msg_b".to_owned(), "fixable".to_owned()),
+            ("msg_stuck".to_owned(), "stuck".to_owned())
+        ]
+    );
+    assert_eq!(report.kept.len(), 1);
+    assert_eq!(report.kept[0].0, "msg_gone");
+    assert!(
+        report.kept[0].1.contains("no longer exists"),
+        "{:?}",
+        report.kept
+    );
+    assert_eq!(parked_ids(&bus).await, ["msg_gone"]);
+
+    // The replayed copy is back in its queue without its parking headers.
+    let back = ch
+        .basic_get("stuck", BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+        .unwrap();
+    let headers = back
+        .delivery
+        .properties
+        .headers()
+        .clone()
+        .unwrap_or_default();
+    assert!(headers.inner().contains_key("x-himaya-replayed-at"));
+    assert!(!headers.inner().contains_key("x-first-death-queue"));
+    assert_eq!(back.delivery.data, vec![4]);
+    bus.close().await;
+}

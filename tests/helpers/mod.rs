@@ -473,44 +473,28 @@ pub async fn plan_health_action(ch: &Channel, case: &str) -> i64 {
 }
 
 /// The reasons of the next `n` messages in the parking queue of the vhost at `amqp_url`,
-/// by message id (waits up to 5 s for them; consumes what it reads).
+/// by message id (waits up to 5 s for them; they stay parked).
 pub async fn parked_reasons(
     amqp_url: &str,
     n: usize,
 ) -> std::collections::BTreeMap<String, String> {
-    use lapin::options::BasicGetOptions;
-    use lapin::types::AMQPValue;
     let bus = himaya_bus::Bus::connect(amqp_url, himaya_bus::Topology::new(""))
         .await
         .unwrap();
-    let ch = bus.channel().await.unwrap();
     let mut reasons = std::collections::BTreeMap::new();
     for _ in 0..100 {
-        if reasons.len() == n {
-            break;
-        }
-        match ch
-            .basic_get("himaya.parking", BasicGetOptions { no_ack: true })
+        reasons = bus
+            .parked(usize::MAX)
             .await
             .unwrap()
-        {
-            Some(m) => {
-                let headers = m.delivery.properties.headers().clone().unwrap_or_default();
-                let reason = match headers.inner().get("x-himaya-park-reason") {
-                    Some(AMQPValue::LongString(s)) => s.to_string(),
-                    other => panic!("no reason: {other:?}"),
-                };
-                let id = m
-                    .delivery
-                    .properties
-                    .message_id()
-                    .clone()
-                    .map(|s| s.to_string())
-                    .unwrap_or_default();
-                reasons.insert(id, reason);
-            }
-            None => tokio::time::sleep(Duration::from_millis(50)).await,
+            .into_iter()
+            .map(|p| (p.message_id, p.reason))
+            .collect();
+        if reasons.len() >= n {
+            break;
         }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    bus.close().await;
     reasons
 }

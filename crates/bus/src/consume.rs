@@ -48,19 +48,22 @@ impl Incoming {
     }
 
     fn string_headers(&self) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        if let Some(h) = self.delivery.properties.headers() {
-            for (k, v) in h.inner() {
-                let text = match v {
-                    AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-                    AMQPValue::ShortString(s) => s.to_string(),
-                    _ => continue,
-                };
-                out.insert(k.to_string(), text);
-            }
-        }
-        out
+        string_headers(self.delivery.properties.headers().as_ref())
     }
+}
+
+/// The string-valued headers of a message (other types are skipped).
+pub(crate) fn string_headers(headers: Option<&FieldTable>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (k, v) in headers.map(FieldTable::inner).into_iter().flatten() {
+        let text = match v {
+            AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+            AMQPValue::ShortString(s) => s.to_string(),
+            _ => continue,
+        };
+        out.insert(k.to_string(), text);
+    }
+    out
 }
 
 /// Why a handler did not finish. Reasons are operator-facing: ids and rule names only,
@@ -220,8 +223,7 @@ async fn park(
     reason: &str,
 ) -> Result<(), BusError> {
     let mut headers = msg.string_headers();
-    headers.insert("x-himaya-park-reason".into(), reason.to_owned());
-    headers.insert("x-himaya-parked-from".into(), queue.to_owned());
+    crate::parked::parking_headers(&mut headers, queue, reason);
     let out = Outgoing {
         exchange: Exchange::Parking,
         routing_key: msg.routing_key().to_owned(),

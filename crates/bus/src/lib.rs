@@ -4,6 +4,7 @@
 //! connection is re-established with backoff.
 
 mod consume;
+mod parked;
 mod topology;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
 
 pub use consume::{consume, HandleError, Handler, Incoming};
+pub use parked::{Parked, Replayed, Selection};
 pub use topology::{lane_key, urgent_queue, Exchange, Topology, URGENT_PRIORITY};
 
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,7 @@ use crate::BusError;
 
 /// Deliveries a quorum queue hands out before it dead-letters a message to parking: the
 /// backstop against a message that crashes its consumer every time.
-const DELIVERY_LIMIT: i64 = 20;
+pub(crate) const DELIVERY_LIMIT: i64 = 20;
 
 /// Priority at and above which a message takes its queue's urgent lane (urgent referrals,
 /// high-risk hotline escalations, missed deadlines).

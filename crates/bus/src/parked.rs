@@ -1,0 +1,318 @@
+//! The operator's side of parking: list what is parked and why, inspect one message's
+//! envelope, and replay messages to the queue they came from once the cause is fixed.
+//!
+//! Parked messages stay in the parking queue while they are read: each scan takes every
+//! message with `basic.get` (unacknowledged, so nothing is lost if the scan dies) and
+//! returns the ones it keeps with one `nack(requeue)` at the end. A replay publishes a
+//! copy to the origin queue through the default exchange, waits for the broker's confirm,
+//! and only then acknowledges the parked one: a crash in between leaves the message in
+//! both places, and the consumer's inbox makes the second copy harmless.
+//!
+//! Only the envelope is ever shown (ids, type, origin, reason, size); the body holds a
+//! child's data and is never decoded here.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use lapin::message::BasicGetMessage;
+use lapin::options::{
+    BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions,
+};
+use lapin::publisher_confirm::Confirmation;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::Channel;
+
+use crate::{Bus, BusError};
+
+/// Header naming why a consumer parked the message.
+pub const REASON_HEADER: &str = "x-himaya-park-reason";
+/// Header naming the queue the message was taken from when it was parked.
+pub const FROM_HEADER: &str = "x-himaya-parked-from";
+/// Header with the parking time, in seconds since the Unix epoch.
+pub const AT_HEADER: &str = "x-himaya-parked-at";
+/// Header a replayed copy carries: when it was replayed, in seconds since the epoch.
+pub const REPLAYED_HEADER: &str = "x-himaya-replayed-at";
+
+/// Headers about a message's stay in parking, dropped from a replayed copy so that it
+/// looks to its consumer like any other message (RabbitMQ adds the `x-*-death` ones when
+/// a quorum queue's delivery limit dead-letters a message).
+const PARKING_HEADERS: [&str; 7] = [
+    REASON_HEADER,
+    FROM_HEADER,
+    AT_HEADER,
+    "x-death",
+    "x-first-death-queue",
+    "x-first-death-reason",
+    "x-first-death-exchange",
+];
+
+/// A parked message's envelope: enough to decide what to do with it, never its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parked {
+    pub message_id: String,
+    /// The Avro event name (`himaya.v1.ReferralCreated`).
+    pub event_type: String,
+    pub routing_key: String,
+    /// The queue to replay it to; `None` when nothing says where it came from.
+    pub from_queue: Option<String>,
+    /// Why it was parked, as the consumer (or the broker's delivery limit) put it.
+    pub reason: String,
+    /// Seconds since the Unix epoch, when the consumer recorded it.
+    pub parked_at: Option<u64>,
+    /// The body's size in bytes.
+    pub bytes: usize,
+    /// Every string header (trace and correlation ids, the reasons).
+    pub headers: BTreeMap<String, String>,
+}
+
+/// What a replay did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Replayed {
+    /// (message id, queue) of each message now back in its queue.
+    pub replayed: Vec<(String, String)>,
+    /// (message id, why) of each selected message left in parking.
+    pub kept: Vec<(String, String)>,
+    /// Messages the selection did not take, left in parking untouched.
+    pub unselected: usize,
+}
+
+/// Which parked messages a replay takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// Every parked message.
+    All,
+    /// The messages with one of these ids.
+    Ids(Vec<String>),
+    /// The messages parked from this queue (without the prefix or with it).
+    FromQueue(String),
+}
+
+impl Selection {
+    fn takes(&self, p: &Parked, prefix: &str) -> bool {
+        match self {
+            Selection::All => true,
+            Selection::Ids(ids) => ids.contains(&p.message_id),
+            Selection::FromQueue(q) => p
+                .from_queue
+                .as_deref()
+                .is_some_and(|from| from == q || from.strip_prefix(prefix) == Some(q.as_str())),
+        }
+    }
+}
+
+impl Bus {
+    /// Up to `limit` parked messages, oldest first, all left in parking.
+    pub async fn parked(&self, limit: usize) -> Result<Vec<Parked>, BusError> {
+        let ch = self.channel().await?;
+        let queue = self.topology().parking_queue();
+        let mut out = Vec::new();
+        let mut last_tag = None;
+        let mut left: Option<u32> = None;
+        while out.len() < limit && left != Some(0) {
+            let Some(msg) = get(&ch, &queue).await? else {
+                break;
+            };
+            left = Some(left.map_or(msg.message_count, |n| n.saturating_sub(1)));
+            out.push(describe(&msg));
+            last_tag = Some(msg.delivery.delivery_tag);
+        }
+        give_back(&ch, last_tag).await?;
+        let _ = ch.close(200, "listed").await;
+        Ok(out)
+    }
+
+    /// The number of parked messages.
+    pub async fn parked_count(&self) -> Result<u32, BusError> {
+        let ch = self.channel().await?;
+        let q = ch
+            .queue_declare(
+                &self.topology().parking_queue(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(BusError::Consume)?;
+        let _ = ch.close(200, "counted").await;
+        Ok(q.message_count())
+    }
+
+    /// Sends the selected parked messages back to the queues they came from; the rest
+    /// stay parked. A message whose origin is unknown, or whose queue no longer exists,
+    /// stays parked and is reported in [`Replayed::kept`].
+    pub async fn replay_parked(&self, selection: &Selection) -> Result<Replayed, BusError> {
+        let ch = self.channel().await?;
+        let publisher = self.channel().await?;
+        publisher
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(BusError::Publish)?;
+        let queue = self.topology().parking_queue();
+        let prefix = self.topology().prefix().to_owned();
+        let mut report = Replayed::default();
+        let mut last_tag = None;
+        // Every message is looked at once: the count the broker gave with the first one
+        // bounds the scan, so messages parked meanwhile wait for the next replay.
+        let mut left: Option<u32> = None;
+        while left != Some(0) {
+            let Some(msg) = get(&ch, &queue).await? else {
+                break;
+            };
+            left = Some(left.map_or(msg.message_count, |n| n.saturating_sub(1)));
+            let parked = describe(&msg);
+            if !selection.takes(&parked, &prefix) {
+                report.unselected += 1;
+                last_tag = Some(msg.delivery.delivery_tag);
+                continue;
+            }
+            let Some(target) = parked.from_queue.clone() else {
+                report.kept.push((
+                    parked.message_id,
+                    "nothing says which queue it came from".into(),
+                ));
+                last_tag = Some(msg.delivery.delivery_tag);
+                continue;
+            };
+            match republish(&publisher, &target, &msg).await {
+                Ok(()) => {
+                    msg.delivery
+                        .ack(BasicAckOptions::default())
+                        .await
+                        .map_err(BusError::Consume)?;
+                    tracing::info!(message_id = %parked.message_id, queue = %target, "parked message replayed");
+                    report.replayed.push((parked.message_id, target));
+                }
+                Err(BusError::Unroutable(_)) => {
+                    report.kept.push((
+                        parked.message_id,
+                        format!("its queue `{target}` no longer exists"),
+                    ));
+                    last_tag = Some(msg.delivery.delivery_tag);
+                }
+                Err(e) => {
+                    // The broker failed mid-replay: hand everything unreplayed back.
+                    let _ = give_back(&ch, Some(msg.delivery.delivery_tag)).await;
+                    return Err(e);
+                }
+            }
+        }
+        give_back(&ch, last_tag).await?;
+        let _ = publisher.close(200, "replayed").await;
+        let _ = ch.close(200, "replayed").await;
+        Ok(report)
+    }
+}
+
+/// The parking headers a consumer adds to a message it parks.
+pub(crate) fn parking_headers(headers: &mut BTreeMap<String, String>, queue: &str, reason: &str) {
+    headers.insert(REASON_HEADER.into(), reason.to_owned());
+    headers.insert(FROM_HEADER.into(), queue.to_owned());
+    headers.insert(AT_HEADER.into(), now_secs().to_string());
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+async fn get(ch: &Channel, queue: &str) -> Result<Option<BasicGetMessage>, BusError> {
+    ch.basic_get(queue, BasicGetOptions { no_ack: false })
+        .await
+        .map_err(BusError::Consume)
+}
+
+/// Returns every message still held on the channel, up to `last_tag`, to the queue.
+async fn give_back(ch: &Channel, last_tag: Option<u64>) -> Result<(), BusError> {
+    let Some(tag) = last_tag else {
+        return Ok(());
+    };
+    let opts = BasicNackOptions {
+        multiple: true,
+        requeue: true,
+    };
+    ch.basic_nack(tag, opts).await.map_err(BusError::Consume)
+}
+
+fn describe(msg: &BasicGetMessage) -> Parked {
+    let props = &msg.delivery.properties;
+    let headers = crate::consume::string_headers(props.headers().as_ref());
+    let from_queue = headers
+        .get(FROM_HEADER)
+        .or_else(|| headers.get("x-first-death-queue"))
+        .cloned();
+    let reason = match (
+        headers.get(REASON_HEADER),
+        headers.get("x-first-death-reason"),
+    ) {
+        (Some(r), _) => r.clone(),
+        (None, Some(r)) if r == "delivery_limit" => format!(
+            "delivered {} times without being handled (the queue's delivery limit)",
+            crate::topology::DELIVERY_LIMIT
+        ),
+        (None, Some(r)) => format!("dead-lettered by the broker ({r})"),
+        (None, None) => "no reason recorded".into(),
+    };
+    Parked {
+        message_id: props
+            .message_id()
+            .as_ref()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "-".into()),
+        event_type: props
+            .kind()
+            .as_ref()
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+        routing_key: msg.delivery.routing_key.to_string(),
+        from_queue,
+        reason,
+        parked_at: headers.get(AT_HEADER).and_then(|s| s.parse().ok()),
+        bytes: msg.delivery.data.len(),
+        headers,
+    }
+}
+
+/// Publishes a copy of a parked message straight to `queue` (default exchange), without
+/// its parking headers, and waits for the confirm.
+async fn republish(ch: &Channel, queue: &str, msg: &BasicGetMessage) -> Result<(), BusError> {
+    let props = msg.delivery.properties.clone();
+    let mut headers = FieldTable::default();
+    if let Some(h) = props.headers() {
+        for (k, v) in h.inner() {
+            if !PARKING_HEADERS.contains(&k.as_str()) {
+                headers.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    headers.insert(
+        ShortString::from(REPLAYED_HEADER),
+        AMQPValue::LongString(LongString::from(now_secs().to_string())),
+    );
+    let opts = BasicPublishOptions {
+        mandatory: true,
+        ..Default::default()
+    };
+    let confirm = ch
+        .basic_publish(
+            "",
+            queue,
+            opts,
+            &msg.delivery.data,
+            props.with_headers(headers),
+        )
+        .await
+        .map_err(BusError::Publish)?
+        .await
+        .map_err(BusError::Publish)?;
+    match confirm {
+        Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+        Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_)) => {
+            Err(BusError::Unroutable(queue.to_owned()))
+        }
+        Confirmation::Nack(None) => Err(BusError::Nacked),
+    }
+}
