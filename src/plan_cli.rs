@@ -63,14 +63,17 @@ pub enum PlanCommand {
 #[derive(Debug, Subcommand)]
 pub enum ServiceReferralCommand {
     /// Answer or move a service referral: received, accepted, rejected, in_progress,
-    /// completed, failed (the receiving agency) or cancelled (the referring one).
+    /// completed, failed (the receiving agency) or cancelled (the referring one). While in
+    /// progress, `--state in_progress --reason …` records one more report (a hearing's
+    /// outcome).
     Update {
         service_referral_id: String,
         #[arg(long)]
         version: i64,
         #[arg(long)]
         state: String,
-        /// Required to reject, fail or cancel.
+        /// Required to reject, fail or cancel, and for a further progress report;
+        /// otherwise an optional note.
         #[arg(long)]
         reason: Option<String>,
         #[command(flatten)]

@@ -1068,13 +1068,28 @@ async fn service_referrals_follow_task_states_and_escalate_when_unanswered() {
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
     let mut v = v;
-    for state in ["accepted", "in_progress", "completed"] {
+    for (state, note) in [
+        ("accepted", None),
+        ("in_progress", None),
+        ("in_progress", Some("first session held")),
+        ("completed", None),
+    ] {
+        if (state, note) == ("in_progress", Some("first session held")) {
+            // A further report on a referral in progress says what happened, or is refused.
+            let e = sr
+                .update_service_referral(as_agency("health-cairo", update(v, state, None)))
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+            assert!(e.message().contains("reason"), "{}", e.message());
+        }
         let r = sr
-            .update_service_referral(as_agency("health-cairo", update(v, state, None)))
+            .update_service_referral(as_agency("health-cairo", update(v, state, note)))
             .await
             .unwrap()
             .into_inner();
         assert_eq!(r.state, state);
+        assert_eq!(r.reason.as_deref(), note);
         v = r.version;
     }
     let done = sr
@@ -1089,6 +1104,7 @@ async fn service_referrals_follow_task_states_and_escalate_when_unanswered() {
             "requested",
             "received",
             "accepted",
+            "in_progress",
             "in_progress",
             "completed"
         ]
@@ -1232,8 +1248,9 @@ async fn service_referrals_follow_task_states_and_escalate_when_unanswered() {
         .iter()
         .filter(|e| e.change.starts_with("service referral"))
         .count();
-    assert_eq!(lines, 5 + 2 + 2);
-    assert_eq!(count(&pool, "SELECT count(*) FROM cases.outbox WHERE event_type = 'himaya.v1.ServiceReferralChanged'").await, 9);
+    // a1: requested, received, accepted, in progress, one more report, completed.
+    assert_eq!(lines, 6 + 2 + 2);
+    assert_eq!(count(&pool, "SELECT count(*) FROM cases.outbox WHERE event_type = 'himaya.v1.ServiceReferralChanged'").await, 10);
     let ind = w
         .client
         .get_indicators(owned(pb::GetIndicatorsRequest::default()))

@@ -98,6 +98,27 @@ async fn a_school_system_refers_once_and_the_child_reaches_health_over_fhir() {
         .await;
     assert_eq!((status, replayed), (StatusCode::CREATED, true));
     assert_eq!(again, first);
+    // Re-indented, keys in another order: still the same message.
+    let reordered = serde_json::to_string_pretty(&fixture("schools/fixtures/referral_in.json"))
+        .unwrap()
+        .replace('\n', "\r\n  ");
+    let (status, _, replayed) = h
+        .post("school-cairo-alnour", "school/referrals", reordered)
+        .await;
+    assert_eq!((status, replayed), (StatusCode::CREATED, true));
+    // A different message under the same id is not silently dropped: 409, named field.
+    let mut other = fixture("schools/fixtures/referral_in.json");
+    other["officer_ref"] = json!("officer-2");
+    let (status, refused, replayed) = h
+        .post("school-cairo-alnour", "school/referrals", other.to_string())
+        .await;
+    assert_eq!(
+        (status, replayed),
+        (StatusCode::CONFLICT, false),
+        "{refused}"
+    );
+    assert_eq!(refused["error"]["code"], "message_id_reused", "{refused}");
+    assert_eq!(refused["error"]["field"], "message_id", "{refused}");
     let pool = h.env.pool().await;
     assert_eq!(count(&pool, "SELECT count(*) FROM cases.cases").await, 1);
     // It went through the same intake: the referral reaches the health agency as FHIR.
@@ -204,8 +225,38 @@ async fn a_fhir_task_moves_the_service_referral_once() {
         now.changes.iter().filter(|c| c.state == "accepted").count(),
         1
     );
+    // Two progress reports: each a new version of the Task with its note, each recorded.
+    for (version, note) in [("3", "first session held"), ("4", "second session held")] {
+        task["meta"]["versionId"] = json!(version);
+        task["status"] = json!("in-progress");
+        task["statusReason"] = json!({ "text": note });
+        let (status, body, _) = h.post("health-cairo", "fhir/Task", task.to_string()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(inner(&body)["changed"], true, "{body}");
+    }
+    let now = sr
+        .get_service_referral(as_agency(
+            "mosa-cairo",
+            pb::GetServiceReferralRequest {
+                service_referral_id: srv.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let reports: Vec<Option<&str>> = now
+        .changes
+        .iter()
+        .filter(|c| c.state == "in_progress")
+        .map(|c| c.reason.as_deref())
+        .collect();
+    assert_eq!(
+        reports,
+        [Some("first session held"), Some("second session held")]
+    );
+    task.as_object_mut().unwrap().remove("statusReason");
     // The next version of the Task completes it, sent as FHIR clients update in place.
-    task["meta"]["versionId"] = json!("3");
+    task["meta"]["versionId"] = json!("5");
     task["status"] = json!("completed");
     let r = h
         .http
@@ -494,5 +545,26 @@ async fn a_primero_that_cannot_push_is_pulled_page_by_page() {
     .unwrap();
     assert!(reason.contains("data.sex"), "{reason}");
     assert!(primero.requests().iter().all(|s| s.path == "/api/v2/cases"));
+
+    // While another replica holds the agency's pull (its advisory lock), this one skips
+    // its turns; once released, pulls resume.
+    let mut other_replica = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('himaya.poll:mosa-cairo', 0))")
+        .execute(&mut *other_replica)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let before = primero.count();
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    assert_eq!(
+        primero.count(),
+        before,
+        "pulled while another replica was pulling"
+    );
+    other_replica.rollback().await.unwrap();
+    eventually(10, "pulls resume", || async {
+        (primero.count() > before).then_some(())
+    })
+    .await;
     hub.stop().await;
 }

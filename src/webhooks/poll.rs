@@ -5,6 +5,10 @@
 //! once-per-message-id. The cursor moves only after a whole pull was taken in; a case the
 //! hub refuses is parked with the reason (`connectors.inbound_parked`), never retried in
 //! a loop; a hub that cannot take it now stops the pull, to be tried again next time.
+//!
+//! Every connectors replica runs the pollers, but one pull of an agency runs at a time:
+//! a pull holds a PostgreSQL advisory lock (transaction-scoped, so a replica that dies
+//! mid-pull releases it with its connection), and a replica finding it held skips its turn.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,6 +71,21 @@ pub async fn pull_once(
     let settings = app.settings.agencies.get(agency).ok_or("unknown agency")?;
     let endpoint = settings.endpoint.as_deref().ok_or("no endpoint")?;
     let db = |e: sqlx::Error| format!("storage: {e}");
+    // Held until this function returns: the transaction is rolled back when dropped.
+    let mut turn = app.pool.begin().await.map_err(db)?;
+    let ours: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!("himaya.poll:{agency}"))
+            .fetch_one(&mut *turn)
+            .await
+            .map_err(db)?;
+    if !ours {
+        tracing::debug!(
+            agency,
+            "another replica is pulling this agency; skipping this turn"
+        );
+        return Ok(0);
+    }
     let cursor: String = sqlx::query_scalar("SELECT cursor FROM poll_cursors WHERE agency_id = $1")
         .bind(agency)
         .fetch_optional(&app.pool)

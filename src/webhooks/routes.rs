@@ -52,6 +52,16 @@ impl Route {
         }
     }
 
+    /// Whether the message id is the agency's own, one per message. Derived ids (a FHIR
+    /// Task's version, a Primero record's state) legitimately come back with other field
+    /// values, so only the agency's own ids are checked against the body.
+    pub fn own_message_id(self) -> bool {
+        matches!(
+            self,
+            Route::JusticeStatus | Route::SchoolReferral | Route::HotlineEscalation
+        )
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Route::FhirTask => "fhir_task",
@@ -157,15 +167,26 @@ pub(super) async fn process(
         Ask::Status(c) => c.message_id.clone(),
         Ask::Referral { message_id, .. } => message_id.clone(),
     };
-    let seen: Option<(i32, Value)> = sqlx::query_as(
-        "SELECT http_status, answer FROM inbound_messages WHERE agency_id = $1 AND message_id = $2",
+    let digest = body_digest(v);
+    let seen: Option<(i32, Value, Option<String>)> = sqlx::query_as(
+        "SELECT http_status, answer, body_sha256 FROM inbound_messages WHERE agency_id = $1 AND message_id = $2",
     )
     .bind(agency)
     .bind(&message_id)
     .fetch_optional(&app.pool)
     .await
     .map_err(storage)?;
-    if let Some((status, answer)) = seen {
+    if let Some((status, answer, first)) = seen {
+        if route.own_message_id() && first.is_some_and(|first| first != digest) {
+            let mut reused = Refusal::new(
+                StatusCode::CONFLICT,
+                "message_id_reused",
+                "this message id was already used for a different message; give each new \
+                 message its own id (a repeat of the same message is answered as the first time)",
+            );
+            reused.field = Some("message_id".into());
+            return Err(reused);
+        }
         let status =
             StatusCode::from_u16(u16::try_from(status).unwrap_or(200)).unwrap_or(StatusCode::OK);
         return Ok((status, answer, true));
@@ -182,18 +203,26 @@ pub(super) async fn process(
         ),
     };
     sqlx::query(
-        "INSERT INTO inbound_messages (agency_id, message_id, route, http_status, answer)
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        "INSERT INTO inbound_messages (agency_id, message_id, route, http_status, answer, body_sha256)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
     )
     .bind(agency)
     .bind(&message_id)
     .bind(route.name())
     .bind(i32::from(status.as_u16()))
     .bind(&answer)
+    .bind(&digest)
     .execute(&app.pool)
     .await
     .map_err(storage)?;
     Ok((status, answer, false))
+}
+
+/// SHA-256 of the message's JSON with keys sorted and no whitespace: the same message
+/// re-sent (re-serialized, re-indented) has the same digest.
+fn body_digest(v: &Value) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(v.to_string().as_bytes()))
 }
 
 fn storage(e: sqlx::Error) -> Refusal {
@@ -222,9 +251,11 @@ async fn status_change(app: &App, agency: &str, c: &StatusChange) -> Result<Valu
             .await
             .map_err(|s| refusal(&s))?
             .into_inner();
-        if current.state == c.state {
-            // Already there (a repeat, or a second hearing while in progress): the hub
-            // keeps states, so nothing more is recorded, and the answer says so.
+        // Already there and nothing more to say (a repeat): nothing is recorded, and the
+        // answer says so. A further report on a referral in progress (a second hearing)
+        // carries its note and is recorded as one more change.
+        let report = c.state == "in_progress" && c.reason.is_some();
+        if current.state == c.state && !report {
             let mut a = answer(&current);
             a["changed"] = json!(false);
             return Ok(a);

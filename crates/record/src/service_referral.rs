@@ -28,14 +28,16 @@ pub enum Side {
 
 impl TaskState {
     /// The states the given side may move a referral to from `self`. The receiver
-    /// answers and reports progress; the referrer may only cancel, until the end.
+    /// answers and reports progress (in progress again: one more report, such as a
+    /// hearing's outcome, which must carry its note); the referrer may only cancel, until
+    /// the end.
     pub fn next(self, side: Side) -> &'static [TaskState] {
         use TaskState::*;
         match (self, side) {
             (Requested, Side::Receiver) => &[Received, Accepted, Rejected],
             (Received, Side::Receiver) => &[Accepted, Rejected],
             (Accepted, Side::Receiver) => &[InProgress, Completed, Failed],
-            (InProgress, Side::Receiver) => &[Completed, Failed],
+            (InProgress, Side::Receiver) => &[InProgress, Completed, Failed],
             (Requested | Received | Accepted | InProgress, Side::Referrer) => &[Cancelled],
             _ => &[],
         }
@@ -52,6 +54,12 @@ impl TaskState {
     /// The receiving agency has answered (the referral's deadline is met).
     pub fn is_answered(self) -> bool {
         !matches!(self, TaskState::Requested | TaskState::Received)
+    }
+
+    /// A report that changes no state (in progress, again) records only its note, so it
+    /// needs one.
+    pub fn is_progress_report(from: TaskState, to: TaskState) -> bool {
+        from == to && to == TaskState::InProgress
     }
 
     /// Moving there needs a reason (a refusal, a failure, a cancellation).

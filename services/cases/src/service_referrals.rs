@@ -214,11 +214,21 @@ pub async fn move_to(
     reason: Option<String>,
     agency_reference: Option<String>,
 ) -> Result<(), CasesError> {
+    if TaskState::is_progress_report(r.state, to) && reason.is_none() {
+        return Err(CasesError::precondition(
+            "the service referral is already `in_progress`: a further progress report \
+             (a session held, a hearing's outcome) needs its note in `reason`",
+            "إحالة الخدمة قيد التنفيذ بالفعل: أي تقرير تقدّم إضافي (جلسة، نتيجة جلسة استماع) \
+             يحتاج إلى ملاحظته في `reason`",
+        ));
+    }
     let next =
         transition(r.state, to, side).map_err(|e| CasesError::precondition(&e, e.arabic()))?;
     let now = Utc::now();
     r.state = next;
-    r.reason = if next.needs_reason() { reason } else { None };
+    // Why it was refused, failed or cancelled; or the agency's note on this step (a
+    // hearing's outcome). The events keep every note; the row shows the latest.
+    r.reason = reason;
     r.version += 1;
     r.updated_at = now;
     if agency_reference.is_some() {
