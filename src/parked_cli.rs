@@ -149,11 +149,13 @@ async fn bus_command(cmd: BusCommand, bus: &Bus) -> anyhow::Result<()> {
             for (id, why) in &report.kept {
                 println!("{} {id}: {why}", lang.pick("kept", "أُبقيت"));
             }
+            let mut missing = 0;
             if let Selection::Ids(ids) = &selection {
                 for id in ids {
                     let seen = report.replayed.iter().any(|(r, _)| r == id)
                         || report.kept.iter().any(|(k, _)| k == id);
                     if !seen {
+                        missing += 1;
                         println!("{} {id}", lang.pick("not parked:", "ليست موقوفة:"));
                     }
                 }
@@ -167,12 +169,12 @@ async fn bus_command(cmd: BusCommand, bus: &Bus) -> anyhow::Result<()> {
                 lang.pick("not selected", "غير مختارة"),
                 report.unselected
             );
-            if !report.kept.is_empty() {
+            if !report.kept.is_empty() || missing > 0 {
                 anyhow::bail!(
                     "{}",
                     lang.pick(
-                        "some selected messages could not be replayed (see above)",
-                        "تعذّرت إعادة إرسال بعض الرسائل المختارة (انظر أعلاه)"
+                        "some messages asked for were not replayed (see above)",
+                        "لم يُعَد إرسال بعض الرسائل المطلوبة (انظر أعلاه)"
                     )
                 );
             }
