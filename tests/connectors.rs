@@ -347,6 +347,31 @@ async fn run(t: Target) {
     assert_one_effect(&pool, &r).await;
     assert_eq!(seen_for(&agency, &key(&r)).len(), 2);
 
+    if t.protocol == Protocol::PrimeroV2 {
+        // Primero made the case but its answer was lost (a timeout); the second attempt
+        // names the same record id and Primero answers 409: already there, so delivered,
+        // with that id as the reference, and no second case.
+        agency.then([
+            Step::Slow(900, 204),
+            Step::Answer(
+                409,
+                json!({"errors": [{"code": 409, "resource": "/api/v2/cases", "message": "Conflict"}]}),
+            ),
+        ]);
+        let r = refer(&ch, "lost-answer", t.service).await;
+        let (outcome, reference, reason, attempts) = wait_recorded(&pool, &r).await;
+        assert_eq!((outcome.as_str(), attempts, reason), ("delivered", 2, None));
+        assert_one_effect(&pool, &r).await;
+        let seen = seen_for(&agency, &key(&r));
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].body["data"]["id"], seen[1].body["data"]["id"]);
+        assert_eq!(
+            reference.as_deref(),
+            seen[0].body["data"]["id"].as_str(),
+            "the record id the hub chose is the reference"
+        );
+    }
+
     hub.stop().await;
 }
 

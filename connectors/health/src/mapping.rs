@@ -30,29 +30,22 @@ impl Wire for Fhir {
     fn outbound(&self, d: &DeliveryRequested, case: &SharedCase) -> Result<Outbound, MappingError> {
         let body = match DeliveryKind::of(d)? {
             DeliveryKind::Outcome => {
-                return Ok(Outbound {
-                    path: "/Communication".into(),
-                    content_type: FHIR_JSON,
-                    body: outcome_communication(
-                        &SharedOutcome::parse(&d.document_json)?,
-                        &d.referral_id,
-                    ),
-                })
+                return Ok(Outbound::with_type(
+                    "/Communication",
+                    FHIR_JSON,
+                    outcome_communication(&SharedOutcome::parse(&d.document_json)?, &d.referral_id),
+                ))
             }
             DeliveryKind::WithdrawalNotice => {
-                return Ok(Outbound {
-                    path: "/Communication".into(),
-                    content_type: FHIR_JSON,
-                    body: communication(&SharedNotice::parse(&d.document_json)?),
-                })
+                return Ok(Outbound::with_type(
+                    "/Communication",
+                    FHIR_JSON,
+                    communication(&SharedNotice::parse(&d.document_json)?),
+                ))
             }
             DeliveryKind::Referral | DeliveryKind::ServiceReferral => bundle(d, case),
         };
-        Ok(Outbound {
-            path: String::new(),
-            content_type: FHIR_JSON,
-            body,
-        })
+        Ok(Outbound::with_type("", FHIR_JSON, body))
     }
 
     /// The ServiceRequest's location in the transaction-response Bundle

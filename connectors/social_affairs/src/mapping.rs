@@ -50,10 +50,19 @@ impl Wire for Primero {
                     }}),
                 ))
             }
-            DeliveryKind::Referral | DeliveryKind::ServiceReferral => Ok(Outbound::json(
-                "/api/v2/cases",
-                json!({"data": case_data(d, case)}),
-            )),
+            DeliveryKind::Referral | DeliveryKind::ServiceReferral => {
+                // Primero takes a client-generated id (answering 204), and refuses a
+                // second case with it (409): a redelivery after a lost answer cannot make
+                // a second case.
+                let id = record_id(&d.idempotency_key);
+                let mut data = case_data(d, case);
+                if let Value::Object(m) = &mut data {
+                    m.insert("id".into(), json!(id));
+                }
+                let mut out = Outbound::json("/api/v2/cases", json!({ "data": data }));
+                out.reference = Some(id);
+                Ok(out)
+            }
         }
     }
 
@@ -70,6 +79,19 @@ impl Wire for Primero {
             .find_map(|p| e.pointer(p).and_then(Value::as_str))
             .map(clip)
     }
+}
+
+/// The Primero record id of a delivery: a UUID (version 8, RFC 9562) from the SHA-256 of
+/// its idempotency key, so every attempt of one delivery names the same record.
+pub fn record_id(idempotency_key: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("himaya/primero/{idempotency_key}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
 }
 
 fn case_data(d: &DeliveryRequested, case: &SharedCase) -> Value {
@@ -213,6 +235,15 @@ mod tests {
             .unwrap();
         assert_eq!(o.path, "/api/v2/cases");
         golden("case_out_full.json", &o.body);
+        // The record id is the hub's, the same on every attempt, a UUID.
+        assert_eq!(o.body["data"]["id"], json!(o.reference.as_deref().unwrap()));
+        assert_eq!(
+            o.reference.as_deref(),
+            Some(record_id(&d.idempotency_key).as_str())
+        );
+        let id = uuid::Uuid::parse_str(o.reference.as_deref().unwrap()).unwrap();
+        assert_eq!(id.get_version_num(), 8);
+        assert_ne!(record_id("ref_1:mosa-cairo"), record_id("ref_2:mosa-cairo"));
     }
 
     #[test]

@@ -53,10 +53,12 @@ impl DeliveryConnector {
     }
 
     /// Stores the agency's answer and its event in one transaction.
+    /// `chosen`: the id the hub gave the agency's record, if it chose one.
     async fn record(
         &self,
         d: &DeliveryRequested,
         answered: &Answered,
+        chosen: Option<&str>,
         traceparent: Option<String>,
     ) -> Result<(), ConnectError> {
         let refused = match &answered.outcome {
@@ -72,9 +74,16 @@ impl DeliveryConnector {
             Outcome::Delivered { status, answer } => (
                 "delivered",
                 *status,
-                answer.as_ref().and_then(|a| self.wire.reference(a)),
+                answer
+                    .as_ref()
+                    .and_then(|a| self.wire.reference(a))
+                    .or_else(|| chosen.map(str::to_owned)),
                 None,
             ),
+            // The record with the id the hub chose exists: an earlier attempt made it.
+            Outcome::Rejected { status: 409, .. } if chosen.is_some() => {
+                ("delivered", 409, chosen.map(str::to_owned), None)
+            }
             Outcome::Rejected { status, answer } => (
                 "rejected",
                 *status,
@@ -226,8 +235,14 @@ impl Handler for DeliveryConnector {
         };
         let answered = self.call_until_answered(&call, &d.referral_id).await?;
         if let Outcome::Rejected { status, .. } = answered.outcome {
-            tracing::warn!(agency = %self.agency_id, referral_id = %d.referral_id, status, "agency rejected the delivery; recorded as its answer");
+            if status == 409 && out.reference.is_some() {
+                tracing::info!(agency = %self.agency_id, referral_id = %d.referral_id, "the agency already has the record (an earlier attempt made it); recorded as delivered");
+            } else {
+                tracing::warn!(agency = %self.agency_id, referral_id = %d.referral_id, status, "agency rejected the delivery; recorded as its answer");
+            }
         }
-        self.record(&d, &answered, traceparent).await.map_err(retry)
+        self.record(&d, &answered, out.reference.as_deref(), traceparent)
+            .await
+            .map_err(retry)
     }
 }

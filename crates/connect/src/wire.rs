@@ -13,14 +13,28 @@ pub struct Outbound {
     pub path: String,
     pub content_type: &'static str,
     pub body: serde_json::Value,
+    /// The id the agency's record will have, when the hub chooses it (a client-generated
+    /// id, as Primero takes): the delivery's reference when the answer names none, and
+    /// what makes the agency's `409 Conflict` mean "already there" (an earlier attempt
+    /// whose answer was lost created it), recorded as delivered.
+    pub reference: Option<String>,
 }
 
 impl Outbound {
     pub fn json(path: impl Into<String>, body: serde_json::Value) -> Outbound {
+        Outbound::with_type(path, "application/json", body)
+    }
+
+    pub fn with_type(
+        path: impl Into<String>,
+        content_type: &'static str,
+        body: serde_json::Value,
+    ) -> Outbound {
         Outbound {
             path: path.into(),
-            content_type: "application/json",
+            content_type,
             body,
+            reference: None,
         }
     }
 }
