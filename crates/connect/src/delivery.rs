@@ -53,7 +53,9 @@ impl DeliveryConnector {
     }
 
     /// Stores the agency's answer and its event in one transaction.
-    /// `chosen`: the id the hub gave the agency's record, if it chose one.
+    /// `chosen`: the id the hub gave the agency's record, if it chose one: the reference
+    /// when the answer names none (Primero's 204, or its 409 for a record an earlier
+    /// attempt made, which the executor counts as delivered).
     async fn record(
         &self,
         d: &DeliveryRequested,
@@ -80,10 +82,6 @@ impl DeliveryConnector {
                     .or_else(|| chosen.map(str::to_owned)),
                 None,
             ),
-            // The record with the id the hub chose exists: an earlier attempt made it.
-            Outcome::Rejected { status: 409, .. } if chosen.is_some() => {
-                ("delivered", 409, chosen.map(str::to_owned), None)
-            }
             Outcome::Rejected { status, answer } => (
                 "rejected",
                 *status,
@@ -235,11 +233,7 @@ impl Handler for DeliveryConnector {
         };
         let answered = self.call_until_answered(&call, &d.referral_id).await?;
         if let Outcome::Rejected { status, .. } = answered.outcome {
-            if status == 409 && out.reference.is_some() {
-                tracing::info!(agency = %self.agency_id, referral_id = %d.referral_id, "the agency already has the record (an earlier attempt made it); recorded as delivered");
-            } else {
-                tracing::warn!(agency = %self.agency_id, referral_id = %d.referral_id, status, "agency rejected the delivery; recorded as its answer");
-            }
+            tracing::warn!(agency = %self.agency_id, referral_id = %d.referral_id, status, "agency rejected the delivery; recorded as its answer");
         }
         self.record(&d, &answered, out.reference.as_deref(), traceparent)
             .await

@@ -14,9 +14,8 @@ pub struct Outbound {
     pub content_type: &'static str,
     pub body: serde_json::Value,
     /// The id the agency's record will have, when the hub chooses it (a client-generated
-    /// id, as Primero takes): the delivery's reference when the answer names none, and
-    /// what makes the agency's `409 Conflict` mean "already there" (an earlier attempt
-    /// whose answer was lost created it), recorded as delivered.
+    /// id, as Primero takes): the delivery's reference when the answer names none (a 204,
+    /// or the 409 of an agency that already has it, which counts as delivered).
     pub reference: Option<String>,
 }
 
