@@ -147,8 +147,14 @@ impl Hub {
             )
             .await
             .context("starting the connectors")?;
-            tasks.extend(running.tasks);
-            connectors_pool = Some((running.pool, running.executor));
+            let himaya_connect::Running {
+                pool,
+                executor,
+                credentials,
+                tasks: running,
+            } = running;
+            tasks.extend(running);
+            connectors_pool = Some((pool, executor, credentials));
         }
         let listener = tokio::net::TcpListener::bind(settings.grpc.listen)
             .await
@@ -162,11 +168,16 @@ impl Hub {
         let incoming = TcpIncoming::from_listener(listener, true, Some(Duration::from_secs(60)))
             .map_err(|e| anyhow::anyhow!("gRPC listener: {e}"))?;
         let mut webhook_addr = None;
-        if let Some((pool, executor)) = connectors_pool {
+        if let Some((pool, executor, credentials)) = connectors_pool {
             let client = webhook_client(&settings, grpc_addr);
-            let (addr, inbound) =
-                crate::webhooks::start(settings.clone(), pool, executor, client, shutdown.clone())
-                    .await?;
+            let (addr, inbound) = crate::webhooks::start(
+                settings.clone(),
+                pool,
+                (executor, credentials),
+                client,
+                shutdown.clone(),
+            )
+            .await?;
             webhook_addr = addr;
             tasks.extend(inbound);
         }

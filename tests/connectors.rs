@@ -677,3 +677,148 @@ async fn a_long_outage_parks_nothing() {
     );
     hub.stop().await;
 }
+
+/// A simulated Primero that asks for a login: `POST /api/v2/tokens` with the right user and
+/// password answers a new JWT in the `Authorization` header; a case is taken (204) only
+/// with the token issued last. `expire()` stands for the hour after which Primero's
+/// tokens expire.
+#[derive(Clone, Default)]
+struct LoginPrimero {
+    state: std::sync::Arc<std::sync::Mutex<LoginState>>,
+}
+
+#[derive(Default)]
+struct LoginState {
+    password: String,
+    logins: usize,
+    valid: Option<String>,
+    /// The Authorization header of each case taken.
+    cases: Vec<String>,
+    refused: usize,
+}
+
+impl LoginPrimero {
+    async fn start(password: &str) -> (LoginPrimero, SocketAddr) {
+        use axum::http::{HeaderMap, StatusCode};
+        use axum::response::IntoResponse;
+        use axum::routing::post;
+        let p = LoginPrimero::default();
+        p.state.lock().unwrap().password = password.into();
+        let (tokens, cases) = (p.clone(), p.clone());
+        let app = axum::Router::new()
+            .route(
+                "/api/v2/tokens",
+                post(move |body: axum::Json<serde_json::Value>| async move {
+                    let mut s = tokens.state.lock().unwrap();
+                    if body.0["user"]["user_name"] != "himaya"
+                        || body.0["user"]["password"] != s.password.as_str()
+                    {
+                        return (
+                            StatusCode::UNAUTHORIZED,
+                            axum::Json(json!({"error": "Invalid User name or password."})),
+                        )
+                            .into_response();
+                    }
+                    s.logins += 1;
+                    let token = format!("Bearer jwt-{}", s.logins);
+                    s.valid = Some(token.clone());
+                    (
+                        StatusCode::OK,
+                        [("authorization", token)],
+                        axum::Json(json!({"user_name": "himaya"})),
+                    )
+                        .into_response()
+                }),
+            )
+            .route(
+                "/api/v2/cases",
+                post(move |headers: HeaderMap| async move {
+                    let mut s = cases.state.lock().unwrap();
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    if auth.is_none() || auth != s.valid {
+                        s.refused += 1;
+                        return StatusCode::UNAUTHORIZED;
+                    }
+                    s.cases.push(auth.unwrap_or_default());
+                    StatusCode::NO_CONTENT
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (p, addr)
+    }
+
+    fn expire(&self) {
+        self.state.lock().unwrap().valid = None;
+    }
+}
+
+/// Primero's JWTs expire: the hub logs in, reuses the token, logs in again when Primero
+/// answers 401, and a login Primero refuses holds deliveries back (never recorded as the
+/// agency refusing the child) until the password is right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_logs_in_to_primero_and_renews_an_expired_token() {
+    let (server, addr) = LoginPrimero::start("pw-123").await;
+    let mut env = TestEnv::new(None).await;
+    env_for(&primero(), addr, &mut env);
+    if let Some(a) = env.settings.agencies.get_mut("mosa-cairo") {
+        a.endpoint = Some(format!("http://{addr}"));
+        a.login_user = Some("himaya".into());
+        a.login_password = Some(himaya_settings::Secret::new("pw-123"));
+    }
+    let hub = env.start().await;
+    let pool = env.pool().await;
+    let ch = channel(&hub).await;
+
+    for i in 0..2 {
+        let r = refer(&ch, &format!("login-{i}"), ServiceType::CaseManagement).await;
+        let (outcome, reference, _, _) = wait_recorded(&pool, &r).await;
+        assert_eq!(outcome, "delivered");
+        assert!(reference.is_some(), "the record id the hub chose");
+    }
+    {
+        let s = server.state.lock().unwrap();
+        assert_eq!(s.logins, 1, "one login, its token reused");
+        assert_eq!(s.cases, ["Bearer jwt-1", "Bearer jwt-1"]);
+    }
+
+    // The token expires: Primero answers 401, the hub logs in again, and the case is
+    // delivered, not recorded as refused.
+    server.expire();
+    let r = refer(&ch, "after-expiry", ServiceType::CaseManagement).await;
+    let (outcome, _, _, _) = wait_recorded(&pool, &r).await;
+    assert_eq!(outcome, "delivered");
+    {
+        let s = server.state.lock().unwrap();
+        assert_eq!(s.logins, 2);
+        assert_eq!(s.cases.last().map(String::as_str), Some("Bearer jwt-2"));
+        assert!(s.refused >= 1);
+    }
+
+    // The password changed on Primero's side: the delivery waits, nothing is recorded,
+    // and once the login works again it goes through.
+    server.state.lock().unwrap().password = "rotated".into();
+    server.expire();
+    let r = refer(&ch, "bad-login", ServiceType::CaseManagement).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        recorded(&pool, &r).await.is_none(),
+        "recorded while the login failed"
+    );
+    server.state.lock().unwrap().password = "pw-123".into();
+    let (outcome, _, _, _) = wait_recorded(&pool, &r).await;
+    assert_eq!(outcome, "delivered");
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM connectors.deliveries WHERE outcome = 'rejected'"
+        )
+        .await,
+        0
+    );
+    hub.stop().await;
+}

@@ -65,6 +65,8 @@ async fn secured() -> Secured {
                 protocol: Default::default(),
                 inbound_token: None,
                 outbound_token: None,
+                login_user: None,
+                login_password: None,
                 poll_interval_ms: None,
             },
         );

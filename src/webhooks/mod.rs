@@ -41,7 +41,7 @@ pub struct App {
 pub async fn start(
     settings: Arc<Settings>,
     pool: PgPool,
-    executor: Arc<himaya_connect::Executor>,
+    (executor, credentials): (Arc<himaya_connect::Executor>, poll::CredentialsById),
     hub: HubClient,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(Option<SocketAddr>, Vec<JoinHandle<()>>)> {
@@ -50,7 +50,7 @@ pub async fn start(
         pool,
         hub: Arc::new(hub),
     };
-    let mut tasks = poll::start(&app, executor, &shutdown);
+    let mut tasks = poll::start(&app, executor, &credentials, &shutdown);
     let Some(listen) = settings.connectors.webhook_listen else {
         return Ok((None, tasks));
     };

@@ -10,11 +10,12 @@
 //! a pull holds a PostgreSQL advisory lock (transaction-scoped, so a replica that dies
 //! mid-pull releases it with its connection), and a replica finding it held skips its turn.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use himaya_connect::{Call, Executor, Method, Outcome};
+use himaya_connect::{Call, Credentials, Executor, Method, Outcome};
 use himaya_connector_social_affairs::pull;
 use serde_json::json;
 use tokio::task::JoinHandle;
@@ -28,10 +29,14 @@ const EPOCH: &str = "1970-01-01T00:00:00Z";
 /// Pages in one pull at most: a server that ignores `page` cannot keep a pull going.
 const MAX_PAGES: u64 = 1000;
 
+/// Each connected agency's credentials, shared with its delivery consumer.
+pub type CredentialsById = HashMap<String, Arc<Credentials>>;
+
 /// Starts one poller per Primero agency with a `poll_interval_ms` and an endpoint.
 pub(super) fn start(
     app: &App,
     executor: Arc<Executor>,
+    credentials: &CredentialsById,
     shutdown: &CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
@@ -41,12 +46,16 @@ pub(super) fn start(
         else {
             continue;
         };
+        let credentials = credentials
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Credentials::of(a)));
         let (app, executor, stop, id) =
             (app.clone(), executor.clone(), shutdown.clone(), id.clone());
         tasks.push(tokio::spawn(async move {
             tracing::info!(agency = %id, every_ms = every, "polling the agency's Primero for changed cases");
             loop {
-                match pull_once(&app, &executor, &id, &stop).await {
+                match pull_once(&app, &executor, &credentials, &id, &stop).await {
                     Ok(taken) if taken > 0 => tracing::info!(agency = %id, taken, "pulled changed cases"),
                     Ok(_) => {}
                     Err(why) => tracing::warn!(agency = %id, why, "pull stopped; trying again next time"),
@@ -65,6 +74,7 @@ pub(super) fn start(
 pub async fn pull_once(
     app: &App,
     executor: &Executor,
+    credentials: &Credentials,
     agency: &str,
     stop: &CancellationToken,
 ) -> Result<usize, String> {
@@ -106,8 +116,12 @@ pub async fn pull_once(
             pull::page_path(&cursor, &until, page)
         );
         let mut headers = Vec::new();
-        if let Some(t) = &settings.outbound_token {
-            headers.push(("Authorization", format!("Bearer {}", t.expose())));
+        if let Some(a) = credentials
+            .authorization(executor, agency)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            headers.push(("Authorization", a));
         }
         let call = Call {
             agency_id: agency,
@@ -117,7 +131,15 @@ pub async fn pull_once(
             content_type: "application/json",
             body: Vec::new(),
         };
-        let answered = executor.call(&call).await.map_err(|e| e.to_string())?;
+        let answered = match executor.call(&call).await {
+            Ok(a) => a,
+            Err(e) => {
+                if e == himaya_connect::TransientError::Unauthorized {
+                    credentials.rejected().await;
+                }
+                return Err(e.to_string());
+            }
+        };
         let body = match answered.outcome {
             Outcome::Delivered {
                 answer: Some(v), ..

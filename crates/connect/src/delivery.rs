@@ -19,7 +19,8 @@ use himaya_events::{
 };
 use sqlx::PgPool;
 
-use crate::executor::{Answered, Call, Executor, Method, Outcome};
+use crate::auth::Credentials;
+use crate::executor::{Answered, Call, Executor, Method, Outcome, TransientError};
 use crate::shared::SharedCase;
 use crate::wire::{DeliveryKind, Wire};
 use crate::ConnectError;
@@ -31,8 +32,8 @@ pub struct DeliveryConnector {
     /// The agency's base URL (or full URL for the hub's own envelope).
     pub endpoint: String,
     pub wire: Arc<dyn Wire>,
-    /// The credential the agency's system asks of the hub (`Authorization: Bearer`).
-    pub token: Option<himaya_settings::Secret>,
+    /// How the hub proves itself to the agency's system (shared with its poller).
+    pub credentials: Arc<Credentials>,
     /// Ends a delivery's wait for its agency at shutdown (the message returns to the queue).
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -149,12 +150,12 @@ impl DeliveryConnector {
     /// RabbitMQ's 30-minute consumer timeout) it does go back, and at shutdown at once.
     async fn call_until_answered(
         &self,
-        call: &Call<'_>,
+        call: &mut Call<'_>,
         referral_id: &str,
     ) -> Result<Answered, HandleError> {
         let started = std::time::Instant::now();
         loop {
-            let e = match self.executor.call(call).await {
+            let e = match self.attempt(call).await {
                 Ok(a) => return Ok(a),
                 Err(e) => e,
             };
@@ -174,6 +175,24 @@ impl DeliveryConnector {
                 _ = tokio::time::sleep(pause) => {}
             }
         }
+    }
+
+    /// One executor call with the current credentials; a 401 makes the next one log in
+    /// again.
+    async fn attempt(&self, call: &mut Call<'_>) -> Result<Answered, TransientError> {
+        call.headers.retain(|(name, _)| *name != "Authorization");
+        if let Some(a) = self
+            .credentials
+            .authorization(&self.executor, &self.agency_id)
+            .await?
+        {
+            call.headers.push(("Authorization", a));
+        }
+        let answered = self.executor.call(call).await;
+        if answered.as_ref().err() == Some(&TransientError::Unauthorized) {
+            self.credentials.rejected().await;
+        }
+        answered
     }
 
     fn url(&self, path: &str) -> String {
@@ -219,11 +238,8 @@ impl Handler for DeliveryConnector {
         if let Some(tp) = &traceparent {
             headers.push(("traceparent", tp.clone()));
         }
-        if let Some(token) = &self.token {
-            headers.push(("Authorization", format!("Bearer {}", token.expose())));
-        }
         let url = self.url(&out.path);
-        let call = Call {
+        let mut call = Call {
             agency_id: &self.agency_id,
             method: Method::Post,
             url: &url,
@@ -231,7 +247,7 @@ impl Handler for DeliveryConnector {
             content_type: out.content_type,
             body,
         };
-        let answered = self.call_until_answered(&call, &d.referral_id).await?;
+        let answered = self.call_until_answered(&mut call, &d.referral_id).await?;
         if let Outcome::Rejected { status, .. } = answered.outcome {
             tracing::warn!(agency = %self.agency_id, referral_id = %d.referral_id, status, "agency rejected the delivery; recorded as its answer");
         }

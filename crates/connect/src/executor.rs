@@ -44,6 +44,11 @@ pub enum TransientError {
     Unreachable,
     #[error("the agency's circuit is open after repeated failures; no call was made")]
     CircuitOpen,
+    /// 401: the agency does not accept the hub's credentials (an expired login, a wrong
+    /// token). Not the agency refusing what was sent: the call waits for credentials
+    /// that work.
+    #[error("the agency did not accept the hub's credentials (HTTP 401)")]
+    Unauthorized,
 }
 
 /// One call to an agency.
@@ -70,6 +75,9 @@ pub struct Answered {
     pub outcome: Outcome,
     pub attempts: u32,
     pub latency: Duration,
+    /// The answer's `Authorization` header, where a login answers with its token in one
+    /// (Primero). Never logged.
+    pub authorization: Option<String>,
 }
 
 pub struct Executor {
@@ -149,12 +157,13 @@ impl Executor {
                 }
             };
             match result {
-                Ok((outcome, latency)) => {
+                Ok((outcome, latency, authorization)) => {
                     breaker.success();
                     return Ok(Answered {
                         outcome,
                         attempts: tries,
                         latency,
+                        authorization,
                     });
                 }
                 Err(e) => {
@@ -164,7 +173,11 @@ impl Executor {
                             "circuit opened: the agency failed repeatedly; calls pause"
                         );
                     }
-                    if tries >= self.attempts || e == TransientError::CircuitOpen {
+                    // Credentials are the caller's to renew: the same ones again cannot help.
+                    if tries >= self.attempts
+                        || e == TransientError::CircuitOpen
+                        || e == TransientError::Unauthorized
+                    {
                         return Err(e);
                     }
                     tokio::time::sleep(jittered(self.backoff, tries)).await;
@@ -177,7 +190,7 @@ impl Executor {
         &self,
         call: &Call<'_>,
         m: &AgencyMetrics,
-    ) -> Result<(Outcome, Duration), TransientError> {
+    ) -> Result<(Outcome, Duration, Option<String>), TransientError> {
         let started = Instant::now();
         let mut req = match call.method {
             Method::Post => self
@@ -214,6 +227,11 @@ impl Executor {
                 Err(e)
             }
             Ok(kind) => {
+                let authorization = resp
+                    .headers()
+                    .get(reqwest::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
                 let answer = read_json(resp).await;
                 let outcome = match kind {
                     Kind::Delivered => {
@@ -231,7 +249,7 @@ impl Executor {
                         }
                     }
                 };
-                Ok((outcome, latency))
+                Ok((outcome, latency, authorization))
             }
         }
     }
@@ -284,6 +302,8 @@ fn classify(status: StatusCode) -> Result<Kind, TransientError> {
         || status == StatusCode::REQUEST_TIMEOUT
     {
         Err(TransientError::Status(status.as_u16()))
+    } else if status == StatusCode::UNAUTHORIZED {
+        Err(TransientError::Unauthorized)
     } else {
         // 3xx are never followed (see `Executor::new`): the agency's answer, a refusal.
         Ok(Kind::Rejected)
@@ -303,6 +323,10 @@ mod tests {
             Ok(Kind::Rejected)
         );
         assert_eq!(classify(StatusCode::FORBIDDEN), Ok(Kind::Rejected));
+        assert_eq!(
+            classify(StatusCode::UNAUTHORIZED),
+            Err(TransientError::Unauthorized)
+        );
         assert_eq!(classify(StatusCode::MOVED_PERMANENTLY), Ok(Kind::Rejected));
         assert_eq!(
             classify(StatusCode::SERVICE_UNAVAILABLE),

@@ -5,6 +5,7 @@
 //! - `wire`: the trait a mapping implements;
 //! - `delivery`: the consumer of an agency's delivery queue, which records every answer.
 
+pub mod auth;
 pub mod breaker;
 pub mod delivery;
 pub mod envelope;
@@ -26,6 +27,7 @@ use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use auth::Credentials;
 pub use delivery::DeliveryConnector;
 pub use executor::{Call, Executor, Method, Outcome, TransientError};
 pub use inbound::{InboundError, StatusChange};
@@ -58,10 +60,12 @@ impl From<sqlx::Error> for ConnectError {
     }
 }
 
-/// The running delivery side: its pool (for the webhooks' inbox) and executor (metrics).
+/// The running delivery side: its pool (for the webhooks' inbox), executor (metrics) and
+/// each connected agency's credentials (for its poller).
 pub struct Running {
     pub pool: PgPool,
     pub executor: Arc<Executor>,
+    pub credentials: HashMap<String, Arc<Credentials>>,
     pub tasks: Vec<JoinHandle<()>>,
 }
 
@@ -84,6 +88,7 @@ pub async fn start(
     .await?;
     let executor = Arc::new(Executor::new(&settings.connectors)?);
     let mut tasks = vec![relay];
+    let mut credentials = HashMap::new();
     {
         let executor = executor.clone();
         let stop = shutdown.clone();
@@ -113,7 +118,10 @@ pub async fn start(
             agency_id: id.clone(),
             endpoint: endpoint.clone(),
             wire,
-            token: agency.outbound_token.clone(),
+            credentials: credentials
+                .entry(id.clone())
+                .or_insert_with(|| Arc::new(Credentials::of(agency)))
+                .clone(),
             shutdown: shutdown.clone(),
         });
         tracing::info!(agency = %id, protocol = agency.protocol.as_str(), "connector consuming");
@@ -128,6 +136,7 @@ pub async fn start(
     Ok(Running {
         pool,
         executor,
+        credentials,
         tasks,
     })
 }

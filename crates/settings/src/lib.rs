@@ -384,6 +384,14 @@ pub struct AgencySettings {
     /// (`Authorization: Bearer`; `HIMAYA__AGENCIES__<ID>__OUTBOUND_TOKEN`).
     #[serde(default)]
     pub outbound_token: Option<Secret>,
+    /// Primero only, instead of `outbound_token`: the Primero user the hub logs in as
+    /// (`POST {endpoint}/api/v2/tokens`). The JWT it is given is used until shortly
+    /// before it expires, and renewed at once when Primero answers 401.
+    #[serde(default)]
+    pub login_user: Option<String>,
+    /// That user's password (`HIMAYA__AGENCIES__<ID>__LOGIN_PASSWORD`).
+    #[serde(default)]
+    pub login_password: Option<Secret>,
     /// Primero only: pull changed cases every this many milliseconds (for a directorate
     /// whose Primero cannot push); none: it pushes to the webhook.
     #[serde(default)]
@@ -593,6 +601,28 @@ impl Settings {
                     ));
                 }
             }
+            match (&a.login_user, &a.login_password) {
+                (None, None) => {}
+                (Some(_), None) | (None, Some(_)) => {
+                    return Err(invalid(
+                        key("login_user"),
+                        "a login needs both login_user and login_password",
+                    ))
+                }
+                (Some(_), Some(_)) if a.protocol != Protocol::PrimeroV2 => {
+                    return Err(invalid(
+                        key("login_user"),
+                        "only a Primero (protocol = \"primero_v2\") is logged in to; others take outbound_token",
+                    ))
+                }
+                (Some(_), Some(_)) if a.outbound_token.is_some() => {
+                    return Err(invalid(
+                        key("login_user"),
+                        "give either outbound_token or a login, not both",
+                    ))
+                }
+                (Some(_), Some(_)) => {}
+            }
             if let Some(e) = &a.endpoint {
                 if !(e.starts_with("http://") || e.starts_with("https://")) {
                     return Err(invalid(
@@ -639,6 +669,42 @@ mod tests {
             .for_each(|a| a.endpoint = Some("ftp://x".into()));
         let e = s.validate().unwrap_err().to_string();
         assert!(e.contains("agencies.") && e.contains("endpoint"), "{e}");
+    }
+
+    #[test]
+    fn a_login_is_whole_for_a_primero_and_alone() {
+        let base = Settings::load(&dir(), None).unwrap();
+        let check = |f: &dyn Fn(&mut AgencySettings)| {
+            let mut s = base.clone();
+            if let Some(a) = s.agencies.get_mut("mosa-cairo") {
+                f(a);
+            }
+            s.validate()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let primero_login = |a: &mut AgencySettings| {
+            a.protocol = Protocol::PrimeroV2;
+            a.login_user = Some("himaya".into());
+            a.login_password = Some(Secret::new("pw"));
+        };
+        assert_eq!(check(&primero_login), "");
+        let e = check(&|a| a.login_user = Some("himaya".into()));
+        assert!(
+            e.contains("agencies.mosa-cairo.login_user") && e.contains("both"),
+            "{e}"
+        );
+        let e = check(&|a| {
+            primero_login(a);
+            a.protocol = Protocol::FhirR4;
+        });
+        assert!(e.contains("only a Primero"), "{e}");
+        let e = check(&|a| {
+            primero_login(a);
+            a.outbound_token = Some(Secret::new("t"));
+        });
+        assert!(e.contains("not both"), "{e}");
     }
 
     fn policy(text: &str) -> String {
