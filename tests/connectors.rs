@@ -370,6 +370,43 @@ async fn run(t: Target) {
             seen[0].body["data"]["id"].as_str(),
             "the record id the hub chose is the reference"
         );
+
+        // Consent withdrawn: the notice is a flag on the record the hub made there.
+        let case: String =
+            sqlx::query_scalar("SELECT case_id FROM connectors.deliveries WHERE referral_id = $1")
+                .bind(&r)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        let mut withdraw = tonic::Request::new(pb::WithdrawConsentRequest {
+            case_id: case,
+            expected_version: 1,
+            actor: "sw-1".into(),
+            consent_id: "cns_demo".into(),
+        });
+        withdraw
+            .metadata_mut()
+            .insert("x-himaya-agency", "mosa-cairo".parse().unwrap());
+        pb::case_work_client::CaseWorkClient::new(ch.clone())
+            .withdraw_consent(withdraw)
+            .await
+            .unwrap();
+        let flag = eventually(20, "the notice flags the record", || async {
+            agency
+                .requests()
+                .into_iter()
+                .find(|s| s.path.ends_with("/api/v2/cases/flags"))
+        })
+        .await;
+        assert_eq!(
+            flag.body["data"]["ids"],
+            json!([reference]),
+            "{}",
+            flag.body
+        );
+        assert!(flag.body["data"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cns_demo")));
     }
 
     hub.stop().await;

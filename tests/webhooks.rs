@@ -495,6 +495,68 @@ async fn the_referrer_hears_when_its_case_is_registered_and_assigned() {
     h.hub.stop().await;
 }
 
+/// Primero has no inbox: what becomes of a case a directorate pushed reaches it as a flag
+/// on its own record, named by the record id it pushed the case with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primero_directorate_hears_of_its_case_as_flags_on_its_own_record() {
+    let (primero, addr) = FakeAgency::start(&[]).await;
+    let mut env = TestEnv::new(None).await;
+    for (id, protocol) in TOKENS {
+        if let Some(a) = env.settings.agencies.get_mut(id) {
+            a.protocol = protocol;
+            a.inbound_token = Some(Secret::new(token(id)));
+        }
+    }
+    if let Some(a) = env.settings.agencies.get_mut("mosa-cairo") {
+        a.endpoint = Some(format!("http://{addr}"));
+    }
+    let hub = env.start().await;
+    let h = Hooks {
+        base: format!("http://{}", hub.webhook_addr.unwrap()),
+        env,
+        hub,
+        http: reqwest::Client::new(),
+        agency: primero.clone(),
+    };
+    let case_in = fixture("social_affairs/fixtures/case_in.json");
+    let record = case_in["data"]["id"].as_str().unwrap().to_owned();
+    let (status, ack, _) = h
+        .post("mosa-cairo", "primero/api/v2/cases", case_in.to_string())
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{ack}");
+    let case = ack["case_ref"].as_str().unwrap().to_owned();
+
+    register_and_assign(&channel(&h.hub).await, &case, "abuse_or_violence").await;
+
+    let flags = eventually(
+        20,
+        "both steps flagged on the directorate's record",
+        || async {
+            let got: Vec<_> = primero
+                .requests()
+                .into_iter()
+                .filter(|s| s.path == "/api/v2/cases/flags")
+                .collect();
+            (got.len() == 2).then_some(got)
+        },
+    )
+    .await;
+    for f in &flags {
+        let ids = f.body["data"]["ids"].as_array().unwrap();
+        assert!(ids.iter().any(|i| i == record.as_str()), "{}", f.body);
+        assert_eq!(f.body["data"]["record_type"], "cases");
+        assert!(f.body["data"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+        // Ids and a status: nothing about the child.
+        assert!(!f
+            .body
+            .to_string()
+            .contains(case_in["data"]["name"].as_str().unwrap()));
+    }
+    h.hub.stop().await;
+}
+
 /// A directorate whose Primero cannot push is pulled: each changed case enters like a
 /// pushed one, once; a case the hub refuses is parked with the reason; the cursor moves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -112,7 +112,20 @@ enum Intake {
         call_ref: String,
         operator_ref: String,
     },
-    Agency,
+    /// An agency's own case; `record`: its id in the agency's system.
+    Agency {
+        record: String,
+    },
+}
+
+impl Intake {
+    /// The agency's own id for what it sent, kept so the hub's feedback can name it.
+    fn record(&self) -> Option<&str> {
+        match self {
+            Intake::Agency { record } => Some(record),
+            _ => None,
+        }
+    }
 }
 
 fn read(route: Route, v: &Value) -> Result<Ask, Refusal> {
@@ -123,11 +136,13 @@ fn read(route: Route, v: &Value) -> Result<Ask, Refusal> {
             himaya_connector_social_affairs::inbound::referral_status(v)?,
         ),
         Route::PrimeroCase => {
-            let (message_id, details) = himaya_connector_social_affairs::inbound::case_referral(v)?;
+            let c = himaya_connector_social_affairs::inbound::case_referral(v)?;
             Ask::Referral {
-                message_id,
-                kind: Intake::Agency,
-                details: Box::new(details),
+                message_id: c.message_id,
+                kind: Intake::Agency {
+                    record: c.record_id,
+                },
+                details: Box::new(c.details),
             }
         }
         Route::SchoolReferral => {
@@ -191,20 +206,21 @@ pub(super) async fn process(
             StatusCode::from_u16(u16::try_from(status).unwrap_or(200)).unwrap_or(StatusCode::OK);
         return Ok((status, answer, true));
     }
-    let (status, answer) = match ask {
-        Ask::Status(c) => (StatusCode::OK, status_change(app, agency, &c).await?),
+    let (status, answer, record) = match ask {
+        Ask::Status(c) => (StatusCode::OK, status_change(app, agency, &c).await?, None),
         Ask::Referral {
             message_id,
             kind,
             details,
-        } => (
-            StatusCode::CREATED,
-            submit(app, agency, &message_id, kind, &details).await?,
-        ),
+        } => {
+            let record = kind.record().map(str::to_owned);
+            let answer = submit(app, agency, &message_id, kind, &details).await?;
+            (StatusCode::CREATED, answer, record)
+        }
     };
     sqlx::query(
-        "INSERT INTO inbound_messages (agency_id, message_id, route, http_status, answer, body_sha256)
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        "INSERT INTO inbound_messages (agency_id, message_id, route, http_status, answer, body_sha256, agency_record)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
     )
     .bind(agency)
     .bind(&message_id)
@@ -212,6 +228,7 @@ pub(super) async fn process(
     .bind(i32::from(status.as_u16()))
     .bind(&answer)
     .bind(&digest)
+    .bind(&record)
     .execute(&app.pool)
     .await
     .map_err(storage)?;
@@ -329,7 +346,7 @@ async fn submit(
                 .escalate_hotline_call(app.hub.request(agency, req)?)
                 .await
         }
-        Intake::Agency => {
+        Intake::Agency { .. } => {
             let req = pb::AgencyReferralRequest {
                 submission_id,
                 agency_id: agency.to_owned(),

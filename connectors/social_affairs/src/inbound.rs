@@ -10,10 +10,18 @@ use himaya_record::{
 };
 use serde_json::Value;
 
-/// A case pushed by Primero (`{"data": {…}}`), as the agency's message id and the
-/// referral it makes. Primero's `id` and `last_updated_at` make the message id, so the
-/// same version pushed twice is one referral.
-pub fn case_referral(v: &Value) -> Result<(String, ReferralDetails), InboundError> {
+/// A case Primero pushed or was pulled from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseIn {
+    /// Primero's `id` and `last_updated_at`: the same version pushed twice is one message.
+    pub message_id: String,
+    /// Primero's record id: what its flags (the hub's feedback) address.
+    pub record_id: String,
+    pub details: ReferralDetails,
+}
+
+/// A case pushed by Primero (`{"data": {…}}`), as the referral it makes.
+pub fn case_referral(v: &Value) -> Result<CaseIn, InboundError> {
     let d = v
         .get("data")
         .filter(|d| d.is_object())
@@ -155,7 +163,11 @@ pub fn case_referral(v: &Value) -> Result<(String, ReferralDetails), InboundErro
         consent_refs,
         narrative: None,
     };
-    Ok((format!("primero:{id}:{updated}"), details))
+    Ok(CaseIn {
+        message_id: format!("primero:{id}:{updated}"),
+        record_id: id.to_owned(),
+        details,
+    })
 }
 
 /// A string list field; absent is empty.
@@ -236,11 +248,16 @@ mod tests {
 
     #[test]
     fn a_primero_case_becomes_the_referral_of_the_golden_record() {
-        let (id, details) = case_referral(&fixture("case_in.json")).unwrap();
+        let CaseIn {
+            message_id,
+            record_id,
+            details,
+        } = case_referral(&fixture("case_in.json")).unwrap();
         assert_eq!(
-            id,
+            message_id,
             "primero:9b1e4f2a-77c1-4c55-9d0e-1b2c3d4e5f60:20261122T101500.000Z"
         );
+        assert_eq!(record_id, "9b1e4f2a-77c1-4c55-9d0e-1b2c3d4e5f60");
         let golden: ReferralDetails =
             serde_json::from_value(fixture("case_in_normalized.json")).unwrap();
         assert_eq!(

@@ -18,37 +18,53 @@ impl Wire for Primero {
     }
 
     fn outbound(&self, d: &DeliveryRequested, case: &SharedCase) -> Result<Outbound, MappingError> {
+        self.outbound_about(d, case, &[])
+    }
+
+    /// Notices and feedback become a flag on the agency's records of the case (Primero
+    /// has no inbox): `POST /api/v2/cases/flags`, whose `ids` are record ids.
+    fn outbound_about(
+        &self,
+        d: &DeliveryRequested,
+        case: &SharedCase,
+        records: &[String],
+    ) -> Result<Outbound, MappingError> {
+        let flag = |date: &str, message: String| {
+            if records.is_empty() {
+                return Err(MappingError::Missing(
+                    "a Primero record of the case (the hub neither made one there nor received one from it)",
+                ));
+            }
+            Ok(Outbound::json(
+                "/api/v2/cases/flags",
+                json!({"data": {
+                    "record_type": "cases",
+                    "ids": records,
+                    "date": date.get(..10).unwrap_or(date),
+                    "message": message,
+                }}),
+            ))
+        };
         match DeliveryKind::of(d)? {
             DeliveryKind::Outcome => {
-                // Primero has no inbox for this: a flag on the case the directorate sees.
                 let o = SharedOutcome::parse(&d.document_json)?;
-                Ok(Outbound::json(
-                    "/api/v2/cases/flags",
-                    json!({"data": {
-                        "record_type": "cases",
-                        "ids": [o.case_id],
-                        "id_type": "case_id_display",
-                        "flag": {
-                            "date": o.at.get(..10).unwrap_or(&o.at),
-                            "message": format!("{} / {} ({})", o.message_ar, o.message_en, o.change),
-                        },
-                    }}),
-                ))
+                flag(
+                    &o.at,
+                    format!("{} / {} ({})", o.message_ar, o.message_en, o.change),
+                )
             }
             DeliveryKind::WithdrawalNotice => {
                 let n = SharedNotice::parse(&d.document_json)?;
-                Ok(Outbound::json(
-                    "/api/v2/cases/flags",
-                    json!({"data": {
-                        "record_type": "cases",
-                        "ids": [n.case_id],
-                        "id_type": "case_id_display",
-                        "flag": {
-                            "date": n.withdrawn_at.get(..10).unwrap_or(&n.withdrawn_at),
-                            "message": format!("{} / {} ({}: {})", n.message_ar, n.message_en, n.consent_id, n.categories.join(", ")),
-                        },
-                    }}),
-                ))
+                flag(
+                    &n.withdrawn_at,
+                    format!(
+                        "{} / {} ({}: {})",
+                        n.message_ar,
+                        n.message_en,
+                        n.consent_id,
+                        n.categories.join(", ")
+                    ),
+                )
             }
             DeliveryKind::Referral | DeliveryKind::ServiceReferral => {
                 // Primero takes a client-generated id (answering 204), and refuses a
@@ -253,6 +269,21 @@ mod tests {
             .outbound(&delivery(doc, None), &SharedCase::parse(doc).unwrap())
             .unwrap();
         golden("case_out_minimal.json", &o.body);
+    }
+
+    #[test]
+    fn feedback_flags_the_agencys_own_records_or_is_refused_without_one() {
+        let d = himaya_connect::testing::outcome_delivery();
+        let records = ["9b1e4f2a-77c1-4c55-9d0e-1b2c3d4e5f60".to_owned()];
+        let o = Primero
+            .outbound_about(&d, &SharedCase::default(), &records)
+            .unwrap();
+        assert_eq!(o.path, "/api/v2/cases/flags");
+        golden("flag_outcome.json", &o.body);
+        let e = Primero
+            .outbound_about(&d, &SharedCase::default(), &[])
+            .unwrap_err();
+        assert!(e.to_string().contains("Primero record"), "{e}");
     }
 
     #[test]

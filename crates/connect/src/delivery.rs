@@ -53,6 +53,26 @@ impl DeliveryConnector {
         Ok(found.is_some())
     }
 
+    /// The agency's own ids of a case: the records the hub's deliveries made there, and
+    /// the one the agency gave when it sent the case (webhook or pull).
+    async fn records_of(&self, case_id: &str) -> Result<Vec<String>, ConnectError> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT r FROM (
+                 SELECT agency_reference AS r FROM deliveries
+                  WHERE agency_id = $1 AND case_id = $2 AND outcome = 'delivered'
+                    AND agency_reference IS NOT NULL
+                    AND (referral_id LIKE 'ref\\_%' OR referral_id LIKE 'srv\\_%')
+                 UNION ALL
+                 SELECT agency_record FROM inbound_messages
+                  WHERE agency_id = $1 AND answer->>'case_ref' = $2 AND agency_record IS NOT NULL
+             ) known ORDER BY r LIMIT 100",
+        )
+        .bind(&self.agency_id)
+        .bind(case_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Stores the agency's answer and its event in one transaction.
     /// `chosen`: the id the hub gave the agency's record, if it chose one: the reference
     /// when the answer names none (Primero's 204, or its 409 for a record an earlier
@@ -225,10 +245,14 @@ impl Handler for DeliveryConnector {
             DeliveryKind::WithdrawalNotice | DeliveryKind::Outcome => SharedCase::default(),
             _ => SharedCase::parse(&d.document_json).map_err(|e| park(e.to_string()))?,
         };
-        let out = self
-            .wire
-            .outbound(&d, &case)
-            .map_err(|e| park(e.to_string()))?;
+        let out = match kind {
+            DeliveryKind::WithdrawalNotice | DeliveryKind::Outcome => {
+                let records = self.records_of(&d.case_id).await.map_err(retry)?;
+                self.wire.outbound_about(&d, &case, &records)
+            }
+            _ => self.wire.outbound(&d, &case),
+        }
+        .map_err(|e| park(e.to_string()))?;
         let body = serde_json::to_vec(&out.body).map_err(|e| park(e.to_string()))?;
         let traceparent = msg.header("traceparent");
         let mut headers = vec![

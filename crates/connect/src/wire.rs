@@ -71,6 +71,18 @@ pub trait Wire: Send + Sync + 'static {
     /// The request that carries `d` (whose redacted case is `case`) to the agency.
     fn outbound(&self, d: &DeliveryRequested, case: &SharedCase) -> Result<Outbound, MappingError>;
 
+    /// The same, for a notice or feedback about a case, knowing `records`: the agency's
+    /// own ids of that case (the records the hub made there, or the one it sent the hub).
+    /// A standard that addresses records by their id (Primero's flags) names them.
+    fn outbound_about(
+        &self,
+        d: &DeliveryRequested,
+        case: &SharedCase,
+        _records: &[String],
+    ) -> Result<Outbound, MappingError> {
+        self.outbound(d, case)
+    }
+
     /// The agency's own reference for what it received, from its 2xx answer.
     fn reference(&self, answer: &serde_json::Value) -> Option<String> {
         ["reference", "id"]

@@ -1,0 +1,9 @@
+-- The agency's own id for a case it sent the hub (Primero's record id), so that the
+-- hub's later messages about that case (feedback, withdrawal notices) can name the
+-- agency's record: Primero's flags address records by their id.
+ALTER TABLE inbound_messages ADD COLUMN agency_record TEXT;
+CREATE INDEX inbound_messages_case ON inbound_messages (agency_id, (answer->>'case_ref'))
+    WHERE agency_record IS NOT NULL;
+-- The records the hub made at an agency, by case (a delivery's agency_reference).
+CREATE INDEX deliveries_agency_case ON deliveries (agency_id, case_id)
+    WHERE outcome = 'delivered' AND agency_reference IS NOT NULL;
