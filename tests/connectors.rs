@@ -263,6 +263,10 @@ async fn run(t: Target) {
     let addr = free_port().await;
     let mut env = TestEnv::new(None).await;
     env_for(&t, addr, &mut env);
+    if let Some(a) = env.settings.agencies.get_mut("mosa-cairo") {
+        // Primero names places by its own location codes.
+        a.place_codes.insert("القاهرة".into(), "EG01".into());
+    }
     let hub = env.start().await;
     let pool = env.pool().await;
     let ch = channel(&hub).await;
@@ -365,6 +369,7 @@ async fn run(t: Target) {
         let seen = seen_for(&agency, &key(&r));
         assert_eq!(seen.len(), 2);
         assert_eq!(seen[0].body["data"]["id"], seen[1].body["data"]["id"]);
+        assert_eq!(seen[0].body["data"]["location_current"], "EG01");
         assert_eq!(
             reference.as_deref(),
             seen[0].body["data"]["id"].as_str(),

@@ -67,6 +67,7 @@ async fn secured() -> Secured {
                 outbound_token: None,
                 login_user: None,
                 login_password: None,
+                place_codes: Default::default(),
                 poll_interval_ms: None,
             },
         );

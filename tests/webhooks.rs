@@ -509,6 +509,7 @@ async fn a_primero_directorate_hears_of_its_case_as_flags_on_its_own_record() {
     }
     if let Some(a) = env.settings.agencies.get_mut("mosa-cairo") {
         a.endpoint = Some(format!("http://{addr}"));
+        a.place_codes.insert("الجيزة".into(), "EG21".into());
     }
     let hub = env.start().await;
     let h = Hooks {
@@ -518,13 +519,23 @@ async fn a_primero_directorate_hears_of_its_case_as_flags_on_its_own_record() {
         http: reqwest::Client::new(),
         agency: primero.clone(),
     };
-    let case_in = fixture("social_affairs/fixtures/case_in.json");
+    let mut case_in = fixture("social_affairs/fixtures/case_in.json");
+    // Primero names the place by its location code; the hub reads it back as the name.
+    case_in["data"]["location_current"] = json!("EG21");
     let record = case_in["data"]["id"].as_str().unwrap().to_owned();
     let (status, ack, _) = h
         .post("mosa-cairo", "primero/api/v2/cases", case_in.to_string())
         .await;
     assert_eq!(status, StatusCode::CREATED, "{ack}");
     let case = ack["case_ref"].as_str().unwrap().to_owned();
+    let pool = h.env.pool().await;
+    let governorate: String =
+        sqlx::query_scalar("SELECT governorate FROM cases.cases WHERE case_id = $1")
+            .bind(&case)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(governorate, "الجيزة");
 
     register_and_assign(&channel(&h.hub).await, &case, "abuse_or_violence").await;
 

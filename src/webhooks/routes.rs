@@ -177,7 +177,12 @@ pub(super) async fn process(
     agency: &str,
     v: &Value,
 ) -> Result<(StatusCode, Value, bool), Refusal> {
-    let ask = read(route, v)?;
+    let mut ask = read(route, v)?;
+    // A place the agency sent as its own code is read back as the governorate's name.
+    if let (Ask::Referral { details, .. }, Some(a)) = (&mut ask, app.settings.agencies.get(agency))
+    {
+        details.child.governorate = a.place_named(&details.child.governorate).to_owned();
+    }
     let message_id = match &ask {
         Ask::Status(c) => c.message_id.clone(),
         Ask::Referral { message_id, .. } => message_id.clone(),

@@ -34,6 +34,8 @@ pub struct DeliveryConnector {
     pub wire: Arc<dyn Wire>,
     /// How the hub proves itself to the agency's system (shared with its poller).
     pub credentials: Arc<Credentials>,
+    /// The agency's codes for governorates (`agencies.<id>.place_codes`).
+    pub place_codes: std::collections::BTreeMap<String, String>,
     /// Ends a delivery's wait for its agency at shutdown (the message returns to the queue).
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -241,10 +243,16 @@ impl Handler for DeliveryConnector {
             return Ok(());
         }
         let kind = DeliveryKind::of(&d).map_err(|e| park(e.to_string()))?;
-        let case = match kind {
+        let mut case = match kind {
             DeliveryKind::WithdrawalNotice | DeliveryKind::Outcome => SharedCase::default(),
             _ => SharedCase::parse(&d.document_json).map_err(|e| park(e.to_string()))?,
         };
+        // The agency's own code for the place, where it has one.
+        if let Some(g) = case.child.governorate.as_mut() {
+            if let Some(code) = self.place_codes.get(g.as_str()) {
+                *g = code.clone();
+            }
+        }
         let out = match kind {
             DeliveryKind::WithdrawalNotice | DeliveryKind::Outcome => {
                 let records = self.records_of(&d.case_id).await.map_err(retry)?;

@@ -122,6 +122,7 @@ pub async fn start(
                 .entry(id.clone())
                 .or_insert_with(|| Arc::new(Credentials::of(agency)))
                 .clone(),
+            place_codes: agency.place_codes.clone(),
             shutdown: shutdown.clone(),
         });
         tracing::info!(agency = %id, protocol = agency.protocol.as_str(), "connector consuming");

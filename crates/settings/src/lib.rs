@@ -392,6 +392,11 @@ pub struct AgencySettings {
     /// That user's password (`HIMAYA__AGENCIES__<ID>__LOGIN_PASSWORD`).
     #[serde(default)]
     pub login_password: Option<Secret>,
+    /// The agency's own codes for the governorates the hub names (`"القاهرة" = "EG01"`,
+    /// Primero's location codes): deliveries carry the code, and a code the agency sends
+    /// is read back as the name. A governorate without a code goes by its name.
+    #[serde(default)]
+    pub place_codes: BTreeMap<String, String>,
     /// Primero only: pull changed cases every this many milliseconds (for a directorate
     /// whose Primero cannot push); none: it pushes to the webhook.
     #[serde(default)]
@@ -399,6 +404,21 @@ pub struct AgencySettings {
 }
 
 impl AgencySettings {
+    /// The agency's code for a governorate the hub names, or the name itself.
+    pub fn place_code<'a>(&'a self, governorate: &'a str) -> &'a str {
+        self.place_codes
+            .get(governorate)
+            .map_or(governorate, String::as_str)
+    }
+
+    /// The governorate a code the agency sent stands for, or the text itself.
+    pub fn place_named<'a>(&'a self, code: &'a str) -> &'a str {
+        self.place_codes
+            .iter()
+            .find(|(_, c)| c.as_str() == code)
+            .map_or(code, |(name, _)| name.as_str())
+    }
+
     pub fn covers(&self, governorate: &str) -> bool {
         self.governorates
             .iter()
@@ -623,6 +643,21 @@ impl Settings {
                 }
                 (Some(_), Some(_)) => {}
             }
+            let mut codes = std::collections::BTreeSet::new();
+            for (name, code) in &a.place_codes {
+                if name.trim().is_empty() || code.trim().is_empty() || code.len() > 64 {
+                    return Err(invalid(
+                        key("place_codes"),
+                        "each governorate name needs a code of 1-64 characters",
+                    ));
+                }
+                if !codes.insert(code) {
+                    return Err(invalid(
+                        key("place_codes"),
+                        "two governorates have the same code, so it could not be read back",
+                    ));
+                }
+            }
             if let Some(e) = &a.endpoint {
                 if !(e.starts_with("http://") || e.starts_with("https://")) {
                     return Err(invalid(
@@ -672,7 +707,7 @@ mod tests {
     }
 
     #[test]
-    fn a_login_is_whole_for_a_primero_and_alone() {
+    fn a_login_is_whole_for_a_primero_and_alone_and_place_codes_read_back() {
         let base = Settings::load(&dir(), None).unwrap();
         let check = |f: &dyn Fn(&mut AgencySettings)| {
             let mut s = base.clone();
@@ -705,6 +740,17 @@ mod tests {
             a.outbound_token = Some(Secret::new("t"));
         });
         assert!(e.contains("not both"), "{e}");
+        let e = check(&|a| {
+            a.place_codes.insert("القاهرة".into(), "EG01".into());
+            a.place_codes.insert("الجيزة".into(), "EG01".into());
+        });
+        assert!(e.contains("place_codes") && e.contains("same code"), "{e}");
+        let mut cairo = base.agencies["mosa-cairo"].clone();
+        cairo.place_codes.insert("القاهرة".into(), "EG01".into());
+        assert_eq!(cairo.place_code("القاهرة"), "EG01");
+        assert_eq!(cairo.place_code("الجيزة"), "الجيزة");
+        assert_eq!(cairo.place_named("EG01"), "القاهرة");
+        assert_eq!(cairo.place_named("الجيزة"), "الجيزة");
     }
 
     fn policy(text: &str) -> String {
