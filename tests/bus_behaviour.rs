@@ -406,7 +406,19 @@ async fn parked_messages_are_listed_kept_and_replayed_once_the_cause_is_fixed() 
     let stuck = listed.iter().find(|p| p.message_id == "msg_stuck").unwrap();
     assert_eq!(stuck.from_queue.as_deref(), Some("stuck"));
     assert!(stuck.reason.contains("delivery limit"), "{}", stuck.reason);
-    // Listing takes nothing away, and a limit is a limit.
+    // Listing takes nothing away, keeps the order (however often: a look is not a
+    // delivery that counts towards a limit), and a limit is a limit.
+    let order: Vec<String> = listed.iter().map(|p| p.message_id.clone()).collect();
+    for _ in 0..25 {
+        let again: Vec<String> = bus
+            .parked(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| p.message_id)
+            .collect();
+        assert_eq!(again, order);
+    }
     assert_eq!(bus.parked(2).await.unwrap().len(), 2);
     assert_eq!(bus.parked_count().await.unwrap(), 4);
 

@@ -1,12 +1,12 @@
 //! The operator's side of parking: list what is parked and why, inspect one message's
 //! envelope, and replay messages to the queue they came from once the cause is fixed.
 //!
-//! Parked messages stay in the parking queue while they are read: each scan takes every
-//! message with `basic.get` (unacknowledged, so nothing is lost if the scan dies) and
-//! returns the ones it keeps with one `nack(requeue)` at the end. A replay publishes a
-//! copy to the origin queue through the default exchange, waits for the broker's confirm,
-//! and only then acknowledges the parked one: a crash in between leaves the message in
-//! both places, and the consumer's inbox makes the second copy harmless.
+//! Parked messages stay in the parking queue while they are read: a scan takes each
+//! message with `basic.get` and puts the ones that stay parked back at the end of the
+//! queue, in order (see `Scan` for why not a requeue). A replay publishes a copy to the
+//! origin queue through the default exchange, waits for the broker's confirm, and only
+//! then acknowledges the parked one: a crash in between leaves the message in both
+//! places, and the consumer's inbox makes the second copy harmless.
 //!
 //! Only the envelope is ever shown (ids, type, origin, reason, size); the body holds a
 //! child's data and is never decoded here.
@@ -15,9 +15,7 @@ use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use lapin::message::BasicGetMessage;
-use lapin::options::{
-    BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions,
-};
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::publisher_confirm::Confirmation;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::Channel;
@@ -101,23 +99,17 @@ impl Selection {
 }
 
 impl Bus {
-    /// Up to `limit` parked messages, oldest first, all left in parking.
+    /// Up to `limit` parked messages, oldest first, all left in parking (in their order).
     pub async fn parked(&self, limit: usize) -> Result<Vec<Parked>, BusError> {
-        let ch = self.channel().await?;
-        let queue = self.topology().parking_queue();
+        let mut scan = Scan::open(self).await?;
         let mut out = Vec::new();
-        let mut last_tag = None;
-        let mut left: Option<u32> = None;
-        while out.len() < limit && left != Some(0) {
-            let Some(msg) = get(&ch, &queue).await? else {
-                break;
-            };
-            left = Some(left.map_or(msg.message_count, |n| n.saturating_sub(1)));
-            out.push(describe(&msg));
-            last_tag = Some(msg.delivery.delivery_tag);
+        while let Some(msg) = scan.next().await? {
+            if out.len() < limit {
+                out.push(describe(&msg));
+            }
+            scan.keep(&msg).await?;
         }
-        give_back(&ch, last_tag).await?;
-        let _ = ch.close(200, "listed").await;
+        scan.close().await;
         Ok(out)
     }
 
@@ -143,28 +135,14 @@ impl Bus {
     /// stay parked. A message whose origin is unknown, or whose queue no longer exists,
     /// stays parked and is reported in [`Replayed::kept`].
     pub async fn replay_parked(&self, selection: &Selection) -> Result<Replayed, BusError> {
-        let ch = self.channel().await?;
-        let publisher = self.channel().await?;
-        publisher
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(BusError::Publish)?;
-        let queue = self.topology().parking_queue();
         let prefix = self.topology().prefix().to_owned();
+        let mut scan = Scan::open(self).await?;
         let mut report = Replayed::default();
-        let mut last_tag = None;
-        // Every message is looked at once: the count the broker gave with the first one
-        // bounds the scan, so messages parked meanwhile wait for the next replay.
-        let mut left: Option<u32> = None;
-        while left != Some(0) {
-            let Some(msg) = get(&ch, &queue).await? else {
-                break;
-            };
-            left = Some(left.map_or(msg.message_count, |n| n.saturating_sub(1)));
+        while let Some(msg) = scan.next().await? {
             let parked = describe(&msg);
             if !selection.takes(&parked, &prefix) {
                 report.unselected += 1;
-                last_tag = Some(msg.delivery.delivery_tag);
+                scan.keep(&msg).await?;
                 continue;
             }
             let Some(target) = parked.from_queue.clone() else {
@@ -172,15 +150,12 @@ impl Bus {
                     parked.message_id,
                     "nothing says which queue it came from".into(),
                 ));
-                last_tag = Some(msg.delivery.delivery_tag);
+                scan.keep(&msg).await?;
                 continue;
             };
-            match republish(&publisher, &target, &msg).await {
+            match publish_copy(&scan.publisher, &target, &msg, replay_headers(&msg)).await {
                 Ok(()) => {
-                    msg.delivery
-                        .ack(BasicAckOptions::default())
-                        .await
-                        .map_err(BusError::Consume)?;
+                    scan.take(&msg).await?;
                     tracing::info!(message_id = %parked.message_id, queue = %target, "parked message replayed");
                     report.replayed.push((parked.message_id, target));
                 }
@@ -189,19 +164,87 @@ impl Bus {
                         parked.message_id,
                         format!("its queue `{target}` no longer exists"),
                     ));
-                    last_tag = Some(msg.delivery.delivery_tag);
+                    scan.keep(&msg).await?;
                 }
-                Err(e) => {
-                    // The broker failed mid-replay: hand everything unreplayed back.
-                    let _ = give_back(&ch, Some(msg.delivery.delivery_tag)).await;
-                    return Err(e);
-                }
+                // The broker failed mid-replay: what was not acked goes back by itself
+                // when the channel closes.
+                Err(e) => return Err(e),
             }
         }
-        give_back(&ch, last_tag).await?;
-        let _ = publisher.close(200, "replayed").await;
-        let _ = ch.close(200, "replayed").await;
+        scan.close().await;
         Ok(report)
+    }
+}
+
+/// One pass over the parking queue. Each message is taken (unacknowledged); one that
+/// stays parked is put back at the end of the queue (a confirmed copy, then the taken one
+/// acknowledged) rather than requeued: a requeue counts as a delivery, and RabbitMQ
+/// 4.0-4.2 give quorum queues a default limit of 20 deliveries, past which a message on a
+/// queue without a dead-letter exchange is dropped. Looking must never lose one. A crash
+/// between the copy and the ack leaves the message parked twice, never gone.
+struct Scan {
+    ch: Channel,
+    publisher: Channel,
+    queue: String,
+    /// Messages of the pass still to take: the count the broker gave with the first one
+    /// bounds the pass, so what is put back (or parked meanwhile) waits for the next.
+    left: Option<u32>,
+}
+
+impl Scan {
+    async fn open(bus: &Bus) -> Result<Scan, BusError> {
+        let ch = bus.channel().await?;
+        let publisher = bus.channel().await?;
+        publisher
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(BusError::Publish)?;
+        Ok(Scan {
+            ch,
+            publisher,
+            queue: bus.topology().parking_queue(),
+            left: None,
+        })
+    }
+
+    async fn next(&mut self) -> Result<Option<BasicGetMessage>, BusError> {
+        if self.left == Some(0) {
+            return Ok(None);
+        }
+        let msg = self
+            .ch
+            .basic_get(&self.queue, BasicGetOptions { no_ack: false })
+            .await
+            .map_err(BusError::Consume)?;
+        if let Some(m) = &msg {
+            self.left = Some(self.left.map_or(m.message_count, |n| n.saturating_sub(1)));
+        }
+        Ok(msg)
+    }
+
+    /// Puts the message back at the end of the parking queue, unchanged.
+    async fn keep(&self, msg: &BasicGetMessage) -> Result<(), BusError> {
+        let headers = msg
+            .delivery
+            .properties
+            .headers()
+            .clone()
+            .unwrap_or_default();
+        publish_copy(&self.publisher, &self.queue, msg, headers).await?;
+        self.take(msg).await
+    }
+
+    /// Removes the taken message from the parking queue.
+    async fn take(&self, msg: &BasicGetMessage) -> Result<(), BusError> {
+        msg.delivery
+            .ack(BasicAckOptions::default())
+            .await
+            .map_err(BusError::Consume)
+    }
+
+    async fn close(self) {
+        let _ = self.publisher.close(200, "scanned").await;
+        let _ = self.ch.close(200, "scanned").await;
     }
 }
 
@@ -217,24 +260,6 @@ fn now_secs() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-async fn get(ch: &Channel, queue: &str) -> Result<Option<BasicGetMessage>, BusError> {
-    ch.basic_get(queue, BasicGetOptions { no_ack: false })
-        .await
-        .map_err(BusError::Consume)
-}
-
-/// Returns every message still held on the channel, up to `last_tag`, to the queue.
-async fn give_back(ch: &Channel, last_tag: Option<u64>) -> Result<(), BusError> {
-    let Some(tag) = last_tag else {
-        return Ok(());
-    };
-    let opts = BasicNackOptions {
-        multiple: true,
-        requeue: true,
-    };
-    ch.basic_nack(tag, opts).await.map_err(BusError::Consume)
 }
 
 fn describe(msg: &BasicGetMessage) -> Parked {
@@ -276,12 +301,11 @@ fn describe(msg: &BasicGetMessage) -> Parked {
     }
 }
 
-/// Publishes a copy of a parked message straight to `queue` (default exchange), without
-/// its parking headers, and waits for the confirm.
-async fn republish(ch: &Channel, queue: &str, msg: &BasicGetMessage) -> Result<(), BusError> {
-    let props = msg.delivery.properties.clone();
+/// A replayed copy's headers: the message's own, without those of its stay in parking,
+/// and with the time of the replay.
+fn replay_headers(msg: &BasicGetMessage) -> FieldTable {
     let mut headers = FieldTable::default();
-    if let Some(h) = props.headers() {
+    if let Some(h) = msg.delivery.properties.headers() {
         for (k, v) in h.inner() {
             if !PARKING_HEADERS.contains(&k.as_str()) {
                 headers.insert(k.clone(), v.clone());
@@ -292,18 +316,24 @@ async fn republish(ch: &Channel, queue: &str, msg: &BasicGetMessage) -> Result<(
         ShortString::from(REPLAYED_HEADER),
         AMQPValue::LongString(LongString::from(now_secs().to_string())),
     );
+    headers
+}
+
+/// Publishes a copy of a taken message straight to `queue` (default exchange) with
+/// `headers`, and waits for the broker's confirm.
+async fn publish_copy(
+    ch: &Channel,
+    queue: &str,
+    msg: &BasicGetMessage,
+    headers: FieldTable,
+) -> Result<(), BusError> {
+    let props = msg.delivery.properties.clone().with_headers(headers);
     let opts = BasicPublishOptions {
         mandatory: true,
         ..Default::default()
     };
     let confirm = ch
-        .basic_publish(
-            "",
-            queue,
-            opts,
-            &msg.delivery.data,
-            props.with_headers(headers),
-        )
+        .basic_publish("", queue, opts, &msg.delivery.data, props)
         .await
         .map_err(BusError::Publish)?
         .await
