@@ -234,6 +234,13 @@ async fn a_fhir_task_moves_the_service_referral_once() {
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(inner(&body)["changed"], true, "{body}");
     }
+    // The Task edited in another field (a new version, the same note): not a new report.
+    task["meta"]["versionId"] = json!("4b");
+    task["note"] = json!([{"text": "room changed"}]);
+    let (status, body, _) = h.post("health-cairo", "fhir/Task", task.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(inner(&body)["changed"], false, "{body}");
+    task.as_object_mut().unwrap().remove("note");
     let now = sr
         .get_service_referral(as_agency(
             "mosa-cairo",
@@ -619,13 +626,13 @@ async fn a_primero_that_cannot_push_is_pulled_page_by_page() {
     assert!(reason.contains("data.sex"), "{reason}");
     assert!(primero.requests().iter().all(|s| s.path == "/api/v2/cases"));
 
-    // While another replica holds the agency's pull (its advisory lock), this one skips
-    // its turns; once released, pulls resume.
-    let mut other_replica = pool.begin().await.unwrap();
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('himaya.poll:mosa-cairo', 0))")
-        .execute(&mut *other_replica)
+    // While another replica holds the agency's pull (its lease), this one skips its
+    // turns; once the lease is released, pulls resume.
+    sqlx::query("INSERT INTO connectors.poll_leases (agency_id, holder, until) VALUES ('mosa-cairo', 'other-replica', now() + interval '1 hour') ON CONFLICT (agency_id) DO UPDATE SET holder = 'other-replica', until = EXCLUDED.until")
+        .execute(&pool)
         .await
         .unwrap();
+    // A pull that had begun ends at its next page; then no more.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let before = primero.count();
     tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
@@ -634,7 +641,10 @@ async fn a_primero_that_cannot_push_is_pulled_page_by_page() {
         before,
         "pulled while another replica was pulling"
     );
-    other_replica.rollback().await.unwrap();
+    sqlx::query("DELETE FROM connectors.poll_leases WHERE holder = 'other-replica'")
+        .execute(&pool)
+        .await
+        .unwrap();
     eventually(10, "pulls resume", || async {
         (primero.count() > before).then_some(())
     })

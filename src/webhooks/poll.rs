@@ -7,8 +7,9 @@
 //! a loop; a hub that cannot take it now stops the pull, to be tried again next time.
 //!
 //! Every connectors replica runs the pollers, but one pull of an agency runs at a time:
-//! a pull holds a PostgreSQL advisory lock (transaction-scoped, so a replica that dies
-//! mid-pull releases it with its connection), and a replica finding it held skips its turn.
+//! a pull holds the agency's lease (`connectors.poll_leases`, renewed at every page,
+//! running out by itself if its replica dies), and a replica finding it held skips its
+//! turn.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,6 +29,8 @@ use super::App;
 const EPOCH: &str = "1970-01-01T00:00:00Z";
 /// Pages in one pull at most: a server that ignores `page` cannot keep a pull going.
 const MAX_PAGES: u64 = 1000;
+/// How long a replica's lease on an agency's pull lasts; renewed at every page.
+const LEASE: Duration = Duration::from_secs(120);
 
 /// Each connected agency's credentials, shared with its delivery consumer.
 pub type CredentialsById = HashMap<String, Arc<Credentials>>;
@@ -40,6 +43,8 @@ pub(super) fn start(
     shutdown: &CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
+    // This replica, as the holder of the leases it takes.
+    let holder = format!("replica-{}", uuid::Uuid::new_v4().simple());
     for (id, a) in &app.settings.agencies {
         let (Some(every), Some(_), himaya_settings::Protocol::PrimeroV2) =
             (a.poll_interval_ms, &a.endpoint, a.protocol)
@@ -52,10 +57,11 @@ pub(super) fn start(
             .unwrap_or_else(|| Arc::new(Credentials::of(a)));
         let (app, executor, stop, id) =
             (app.clone(), executor.clone(), shutdown.clone(), id.clone());
+        let holder = holder.clone();
         tasks.push(tokio::spawn(async move {
             tracing::info!(agency = %id, every_ms = every, "polling the agency's Primero for changed cases");
             loop {
-                match pull_once(&app, &executor, &credentials, &id, &stop).await {
+                match pull_once(&app, &executor, &credentials, &id, &holder, &stop).await {
                     Ok(taken) if taken > 0 => tracing::info!(agency = %id, taken, "pulled changed cases"),
                     Ok(_) => {}
                     Err(why) => tracing::warn!(agency = %id, why, "pull stopped; trying again next time"),
@@ -70,32 +76,64 @@ pub(super) fn start(
     tasks
 }
 
-/// One pull: every page changed since the cursor; how many cases were taken in.
+/// One pull: every page changed since the cursor; how many cases were taken in. Taken
+/// only while this replica (`holder`) holds the agency's lease; another replica's turn
+/// is skipped.
 pub async fn pull_once(
     app: &App,
     executor: &Executor,
     credentials: &Credentials,
     agency: &str,
+    holder: &str,
     stop: &CancellationToken,
 ) -> Result<usize, String> {
-    let settings = app.settings.agencies.get(agency).ok_or("unknown agency")?;
-    let endpoint = settings.endpoint.as_deref().ok_or("no endpoint")?;
-    let db = |e: sqlx::Error| format!("storage: {e}");
-    // Held until this function returns: the transaction is rolled back when dropped.
-    let mut turn = app.pool.begin().await.map_err(db)?;
-    let ours: bool =
-        sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(format!("himaya.poll:{agency}"))
-            .fetch_one(&mut *turn)
-            .await
-            .map_err(db)?;
-    if !ours {
+    if !lease(app, agency, holder).await? {
         tracing::debug!(
             agency,
             "another replica is pulling this agency; skipping this turn"
         );
         return Ok(0);
     }
+    let pulled = pull(app, executor, credentials, agency, holder, stop).await;
+    if let Err(e) = sqlx::query("DELETE FROM poll_leases WHERE agency_id = $1 AND holder = $2")
+        .bind(agency)
+        .bind(holder)
+        .execute(&app.pool)
+        .await
+    {
+        tracing::warn!(agency, error = %e, "the pull's lease could not be released; it runs out by itself");
+    }
+    pulled
+}
+
+/// Takes or renews the agency's lease for `holder`: whether it is ours now.
+async fn lease(app: &App, agency: &str, holder: &str) -> Result<bool, String> {
+    let ours: Option<String> = sqlx::query_scalar(
+        "INSERT INTO poll_leases (agency_id, holder, until) VALUES ($1, $2, now() + make_interval(secs => $3))
+         ON CONFLICT (agency_id) DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until
+          WHERE poll_leases.until < now() OR poll_leases.holder = EXCLUDED.holder
+         RETURNING holder",
+    )
+    .bind(agency)
+    .bind(holder)
+    .bind(LEASE.as_secs_f64())
+    .fetch_optional(&app.pool)
+    .await
+    .map_err(|e| format!("storage: {e}"))?;
+    Ok(ours.is_some())
+}
+
+async fn pull(
+    app: &App,
+    executor: &Executor,
+    credentials: &Credentials,
+    agency: &str,
+    holder: &str,
+    stop: &CancellationToken,
+) -> Result<usize, String> {
+    let settings = app.settings.agencies.get(agency).ok_or("unknown agency")?;
+    let endpoint = settings.endpoint.as_deref().ok_or("no endpoint")?;
+    let db = |e: sqlx::Error| format!("storage: {e}");
     let cursor: String = sqlx::query_scalar("SELECT cursor FROM poll_cursors WHERE agency_id = $1")
         .bind(agency)
         .fetch_optional(&app.pool)
@@ -109,6 +147,9 @@ pub async fn pull_once(
     for page in 1..=MAX_PAGES {
         if stop.is_cancelled() {
             return Err("stopping".into());
+        }
+        if page > 1 && !lease(app, agency, holder).await? {
+            return Err("another replica took over this agency's pull".into());
         }
         let url = format!(
             "{}{}",
@@ -135,7 +176,7 @@ pub async fn pull_once(
             Ok(a) => a,
             Err(e) => {
                 if e == himaya_connect::TransientError::Unauthorized {
-                    credentials.rejected().await;
+                    credentials.rejected(call.header("Authorization")).await;
                 }
                 return Err(e.to_string());
             }

@@ -273,10 +273,11 @@ async fn status_change(app: &App, agency: &str, c: &StatusChange) -> Result<Valu
             .await
             .map_err(|s| refusal(&s))?
             .into_inner();
-        // Already there and nothing more to say (a repeat): nothing is recorded, and the
+        // Already there and nothing new to say (a repeat): nothing is recorded, and the
         // answer says so. A further report on a referral in progress (a second hearing)
-        // carries its note and is recorded as one more change.
-        let report = c.state == "in_progress" && c.reason.is_some();
+        // carries a new note and is recorded as one more change; the same note again (a
+        // retry, or a FHIR Task edited in another field) is the report already recorded.
+        let report = c.state == "in_progress" && c.reason.is_some() && c.reason != current.reason;
         if current.state == c.state && !report {
             let mut a = answer(&current);
             a["changed"] = json!(false);

@@ -7,3 +7,7 @@ CREATE INDEX inbound_messages_case ON inbound_messages (agency_id, (answer->>'ca
 -- The records the hub made at an agency, by case (a delivery's agency_reference).
 CREATE INDEX deliveries_agency_case ON deliveries (agency_id, case_id)
     WHERE outcome = 'delivered' AND agency_reference IS NOT NULL;
+-- Cases Primero sent before this column existed: the record id is in the message id
+-- (`primero:<record id>:<version time>`).
+UPDATE inbound_messages SET agency_record = split_part(message_id, ':', 2)
+ WHERE route = 'primero_case' AND message_id LIKE 'primero:%:%' AND agency_record IS NULL;

@@ -32,7 +32,7 @@ pub struct Login {
     url: String,
     user: String,
     password: Secret,
-    token: Mutex<Option<(String, Instant)>>,
+    token: Mutex<Option<(Secret, Instant)>>,
 }
 
 impl Credentials {
@@ -63,20 +63,28 @@ impl Credentials {
         match self {
             Credentials::None => Ok(None),
             Credentials::Bearer(t) => Ok(Some(format!("Bearer {}", t.expose()))),
-            Credentials::Login(l) => l.token(executor, agency_id).await.map(Some),
+            Credentials::Login(l) => l
+                .token(executor, agency_id)
+                .await
+                .map(|t| Some(t.expose().to_owned())),
         }
     }
 
-    /// The agency answered 401: forget the token, so the next call logs in again.
-    pub async fn rejected(&self) {
+    /// The agency answered 401 to `used` (the `Authorization` header sent): forget that
+    /// token, so the next call logs in again. A token another call has just obtained
+    /// meanwhile is kept.
+    pub async fn rejected(&self, used: Option<&str>) {
         if let Credentials::Login(l) = self {
-            *l.token.lock().await = None;
+            let mut held = l.token.lock().await;
+            if held.as_ref().map(|(t, _)| t.expose()) == used {
+                *held = None;
+            }
         }
     }
 }
 
 impl Login {
-    async fn token(&self, executor: &Executor, agency_id: &str) -> Result<String, TransientError> {
+    async fn token(&self, executor: &Executor, agency_id: &str) -> Result<Secret, TransientError> {
         let mut held = self.token.lock().await;
         if let Some((token, at)) = held.as_ref() {
             if at.elapsed() < TOKEN_USE {
@@ -101,7 +109,7 @@ impl Login {
             }
         })?;
         match (answered.outcome, answered.authorization) {
-            (Outcome::Delivered { .. }, Some(token)) if token.starts_with("Bearer ") => {
+            (Outcome::Delivered { .. }, Some(token)) if token.expose().starts_with("Bearer ") => {
                 tracing::info!(agency = agency_id, "logged in to the agency's system");
                 *held = Some((token.clone(), Instant::now()));
                 Ok(token)

@@ -212,7 +212,9 @@ impl DeliveryConnector {
         }
         let answered = self.executor.call(call).await;
         if answered.as_ref().err() == Some(&TransientError::Unauthorized) {
-            self.credentials.rejected().await;
+            self.credentials
+                .rejected(call.header("Authorization"))
+                .await;
         }
         answered
     }

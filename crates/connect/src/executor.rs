@@ -63,6 +63,16 @@ pub struct Call<'a> {
     pub body: Vec<u8>,
 }
 
+impl Call<'_> {
+    /// The value of one of the call's headers.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     Post,
@@ -77,7 +87,7 @@ pub struct Answered {
     pub latency: Duration,
     /// The answer's `Authorization` header, where a login answers with its token in one
     /// (Primero). Never logged.
-    pub authorization: Option<String>,
+    pub authorization: Option<himaya_settings::Secret>,
 }
 
 pub struct Executor {
@@ -190,7 +200,7 @@ impl Executor {
         &self,
         call: &Call<'_>,
         m: &AgencyMetrics,
-    ) -> Result<(Outcome, Duration, Option<String>), TransientError> {
+    ) -> Result<(Outcome, Duration, Option<himaya_settings::Secret>), TransientError> {
         let started = Instant::now();
         let mut req = match call.method {
             Method::Post => self
@@ -231,7 +241,7 @@ impl Executor {
                     .headers()
                     .get(reqwest::header::AUTHORIZATION)
                     .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
+                    .map(himaya_settings::Secret::new);
                 let answer = read_json(resp).await;
                 let outcome = match kind {
                     Kind::Delivered => {
