@@ -76,6 +76,23 @@ pub enum HandleError {
     Park { reason: String },
 }
 
+impl HandleError {
+    /// A message that can never be processed; the reason as `e` displays (an operator
+    /// reads it: ids and rule names only).
+    pub fn park(e: impl std::fmt::Display) -> HandleError {
+        HandleError::Park {
+            reason: e.to_string(),
+        }
+    }
+
+    /// A failure that may pass; the reason as `e` displays.
+    pub fn retry(e: impl std::fmt::Display) -> HandleError {
+        HandleError::Retry {
+            reason: e.to_string(),
+        }
+    }
+}
+
 pub trait Handler: Send + Sync + 'static {
     /// Processes one message and commits its effect before returning `Ok`.
     fn handle(&self, msg: &Incoming) -> impl Future<Output = Result<(), HandleError>> + Send;

@@ -230,24 +230,24 @@ impl DeliveryConnector {
 
 impl Handler for DeliveryConnector {
     async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
-        let park = |reason: String| HandleError::Park { reason };
-        let retry = |e: ConnectError| HandleError::Retry {
-            reason: e.to_string(),
-        };
-        let d = decode::<DeliveryRequested>(msg.payload()).map_err(|e| park(e.to_string()))?;
+        let d = decode::<DeliveryRequested>(msg.payload()).map_err(HandleError::park)?;
         if d.agency_id != self.agency_id {
-            return Err(park(format!(
+            return Err(HandleError::park(format!(
                 "delivery for `{}` arrived on the queue of `{}`",
                 d.agency_id, self.agency_id
             )));
         }
-        if self.already_recorded(&d.message_id).await.map_err(retry)? {
+        if self
+            .already_recorded(&d.message_id)
+            .await
+            .map_err(HandleError::retry)?
+        {
             return Ok(());
         }
-        let kind = DeliveryKind::of(&d).map_err(|e| park(e.to_string()))?;
+        let kind = DeliveryKind::of(&d).map_err(HandleError::park)?;
         let mut case = match kind {
             DeliveryKind::WithdrawalNotice | DeliveryKind::Outcome => SharedCase::default(),
-            _ => SharedCase::parse(&d.document_json).map_err(|e| park(e.to_string()))?,
+            _ => SharedCase::parse(&d.document_json).map_err(HandleError::park)?,
         };
         // The agency's own code for the place, where it has one.
         if let Some(g) = case.child.governorate.as_mut() {
@@ -257,13 +257,16 @@ impl Handler for DeliveryConnector {
         }
         let out = match kind {
             DeliveryKind::WithdrawalNotice | DeliveryKind::Outcome => {
-                let records = self.records_of(&d.case_id).await.map_err(retry)?;
+                let records = self
+                    .records_of(&d.case_id)
+                    .await
+                    .map_err(HandleError::retry)?;
                 self.wire.outbound_about(&d, &case, &records)
             }
             _ => self.wire.outbound(&d, &case),
         }
-        .map_err(|e| park(e.to_string()))?;
-        let body = serde_json::to_vec(&out.body).map_err(|e| park(e.to_string()))?;
+        .map_err(HandleError::park)?;
+        let body = serde_json::to_vec(&out.body).map_err(HandleError::park)?;
         let traceparent = msg.header("traceparent");
         let mut headers = vec![
             ("Idempotency-Key", d.idempotency_key.clone()),
@@ -287,6 +290,6 @@ impl Handler for DeliveryConnector {
         }
         self.record(&d, &answered, out.reference.as_deref(), traceparent)
             .await
-            .map_err(retry)
+            .map_err(HandleError::retry)
     }
 }

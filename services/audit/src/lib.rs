@@ -343,23 +343,15 @@ impl Withdrawals {
 
 impl Handler for Withdrawals {
     async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
-        let event = decode::<ConsentWithdrawn>(msg.payload()).map_err(|e| HandleError::Park {
-            reason: e.to_string(),
-        })?;
-        self.withdraw(&event).await.map_err(|e| HandleError::Retry {
-            reason: e.to_string(),
-        })
+        let event = decode::<ConsentWithdrawn>(msg.payload()).map_err(HandleError::park)?;
+        self.withdraw(&event).await.map_err(HandleError::retry)
     }
 }
 
 impl Handler for Appender {
     async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
-        let event = decode::<DisclosureRecorded>(msg.payload()).map_err(|e| HandleError::Park {
-            reason: e.to_string(),
-        })?;
-        self.append(&event).await.map_err(|e| HandleError::Retry {
-            reason: e.to_string(),
-        })
+        let event = decode::<DisclosureRecorded>(msg.payload()).map_err(HandleError::park)?;
+        self.append(&event).await.map_err(HandleError::retry)
     }
 }
 

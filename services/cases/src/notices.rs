@@ -53,15 +53,11 @@ impl Notices {
 
 impl Handler for Notices {
     async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
-        let notice = decode::<WithdrawalNotice>(msg.payload()).map_err(|e| HandleError::Park {
-            reason: e.to_string(),
-        })?;
+        let notice = decode::<WithdrawalNotice>(msg.payload()).map_err(HandleError::park)?;
         self.keep(&notice).await.map_err(|e| match e {
             // A malformed notice will not improve by retrying.
             CasesError::Precondition(reason) => HandleError::Park { reason },
-            e => HandleError::Retry {
-                reason: e.to_string(),
-            },
+            e => HandleError::retry(e),
         })
     }
 }

@@ -130,15 +130,11 @@ pub const FEEDBACK_PREFIX: &str = "fbk_";
 
 impl Handler for Outcomes {
     async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
-        let event = decode::<DeliveryRecorded>(msg.payload()).map_err(|e| HandleError::Park {
-            reason: e.to_string(),
-        })?;
+        let event = decode::<DeliveryRecorded>(msg.payload()).map_err(HandleError::park)?;
         match self.record(&event).await {
             Ok(()) => Ok(()),
             Err(CasesError::NotFound(m)) => Err(HandleError::Park { reason: m }),
-            Err(e) => Err(HandleError::Retry {
-                reason: e.to_string(),
-            }),
+            Err(e) => Err(HandleError::retry(e)),
         }
     }
 }

@@ -64,12 +64,8 @@ impl ServiceMap {
 
 impl Handler for ServiceMap {
     async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
-        let event = decode::<ServiceMapChanged>(msg.payload()).map_err(|e| HandleError::Park {
-            reason: e.to_string(),
-        })?;
-        self.apply(&event).await.map_err(|e| HandleError::Retry {
-            reason: e.to_string(),
-        })
+        let event = decode::<ServiceMapChanged>(msg.payload()).map_err(HandleError::park)?;
+        self.apply(&event).await.map_err(HandleError::retry)
     }
 }
 

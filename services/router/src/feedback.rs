@@ -157,11 +157,7 @@ impl Feedback {
 
 impl Handler for Feedback {
     async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
-        let e = decode::<CaseUpdated>(msg.payload()).map_err(|e| HandleError::Park {
-            reason: e.to_string(),
-        })?;
-        self.feed_back(&e).await.map_err(|e| HandleError::Retry {
-            reason: e.to_string(),
-        })
+        let e = decode::<CaseUpdated>(msg.payload()).map_err(HandleError::park)?;
+        self.feed_back(&e).await.map_err(HandleError::retry)
     }
 }

@@ -366,29 +366,19 @@ impl Notices {
 
 impl Handler for Notices {
     async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
-        let n = decode::<WithdrawalNotice>(msg.payload()).map_err(|e| HandleError::Park {
-            reason: e.to_string(),
-        })?;
-        self.deliver(&n).await.map_err(|e| HandleError::Retry {
-            reason: e.to_string(),
-        })
+        let n = decode::<WithdrawalNotice>(msg.payload()).map_err(HandleError::park)?;
+        self.deliver(&n).await.map_err(HandleError::retry)
     }
 }
 
 impl Handler for Router {
     async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
-        let event = decode::<ReferralCreated>(msg.payload()).map_err(|e| HandleError::Park {
-            reason: e.to_string(),
-        })?;
+        let event = decode::<ReferralCreated>(msg.payload()).map_err(HandleError::park)?;
         self.route(&event, msg.header("traceparent"))
             .await
             .map_err(|e| match e {
-                RouterError::Codec(_) | RouterError::Redact(_) => HandleError::Park {
-                    reason: e.to_string(),
-                },
-                other => HandleError::Retry {
-                    reason: other.to_string(),
-                },
+                RouterError::Codec(_) | RouterError::Redact(_) => HandleError::park(e),
+                other => HandleError::retry(other),
             })
     }
 }
