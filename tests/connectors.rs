@@ -383,19 +383,7 @@ async fn run(t: Target) {
                 .fetch_one(&pool)
                 .await
                 .unwrap();
-        let mut withdraw = tonic::Request::new(pb::WithdrawConsentRequest {
-            case_id: case,
-            expected_version: 1,
-            actor: "sw-1".into(),
-            consent_id: "cns_demo".into(),
-        });
-        withdraw
-            .metadata_mut()
-            .insert("x-himaya-agency", "mosa-cairo".parse().unwrap());
-        pb::case_work_client::CaseWorkClient::new(ch.clone())
-            .withdraw_consent(withdraw)
-            .await
-            .unwrap();
+        withdraw_demo_consent(&ch, &case).await;
         let flag = eventually(20, "the notice flags the record", || async {
             agency
                 .requests()

@@ -195,7 +195,6 @@ async fn every_decision_is_chained_and_every_kind_of_tampering_is_caught() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_withdrawal_notice_reaches_every_earlier_recipient() {
-    use pb::case_work_client::CaseWorkClient;
     let (agency, addr) = FakeAgency::start(&[]).await;
     let env = TestEnv::new(Some(addr)).await;
     let hub = env.start().await;
@@ -219,19 +218,7 @@ async fn a_withdrawal_notice_reaches_every_earlier_recipient() {
     })
     .await;
 
-    let mut withdraw = Request::new(pb::WithdrawConsentRequest {
-        case_id: case.clone(),
-        expected_version: 1,
-        actor: "sw-1".into(),
-        consent_id: "cns_demo".into(),
-    });
-    withdraw
-        .metadata_mut()
-        .insert("x-himaya-agency", "mosa-cairo".parse().unwrap());
-    CaseWorkClient::new(ch)
-        .withdraw_consent(withdraw)
-        .await
-        .unwrap();
+    withdraw_demo_consent(&ch, &case).await;
 
     let notice = eventually(20, "the notice at the health agency", || async {
         agency

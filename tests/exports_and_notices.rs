@@ -7,7 +7,6 @@ mod helpers;
 
 use helpers::*;
 use himaya_proto::v1 as pb;
-use pb::case_work_client::CaseWorkClient;
 use pb::cases_client::CasesClient;
 use tonic::transport::Channel;
 use tonic::Code;
@@ -35,21 +34,6 @@ async fn export(
     Ok(out)
 }
 
-async fn withdraw(ch: &Channel, case: &str) {
-    CaseWorkClient::new(ch.clone())
-        .withdraw_consent(as_agency(
-            "mosa-cairo",
-            pb::WithdrawConsentRequest {
-                case_id: case.into(),
-                expected_version: 1,
-                actor: "sw-1".into(),
-                consent_id: "cns_demo".into(),
-            },
-        ))
-        .await
-        .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_is_redacted_per_case_and_every_decision_logged() {
     let (agency, addr) = FakeAgency::start(&[]).await;
@@ -72,7 +56,7 @@ async fn an_export_is_redacted_per_case_and_every_decision_logged() {
             .then_some(())
     })
     .await;
-    withdraw(&ch, &cases[2]).await;
+    withdraw_demo_consent(&ch, &cases[2]).await;
 
     // Health: the two cases still under consent, with health's categories only.
     let health = export(&ch, "health-cairo", pb::Purpose::ServiceProvision, "")
@@ -203,7 +187,7 @@ async fn an_agency_without_a_connector_collects_and_acknowledges_its_notice() {
             .then_some(())
     })
     .await;
-    withdraw(&ch, &case).await;
+    withdraw_demo_consent(&ch, &case).await;
 
     let list = |agency: &'static str, all: bool| {
         let mut cases = cases.clone();

@@ -177,6 +177,22 @@ async fn the_emergency_line_escalates_and_follows_up() {
     h.hub.stop().await;
 }
 
+/// The service referral as the ministry that made it sees it.
+async fn referral_as_ministry(
+    sr: &mut pb::service_referrals_client::ServiceReferralsClient<tonic::transport::Channel>,
+    srv: &str,
+) -> pb::ServiceReferral {
+    sr.get_service_referral(as_agency(
+        "mosa-cairo",
+        pb::GetServiceReferralRequest {
+            service_referral_id: srv.into(),
+        },
+    ))
+    .await
+    .unwrap()
+    .into_inner()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fhir_task_moves_the_service_referral_once() {
     use pb::service_referrals_client::ServiceReferralsClient;
@@ -210,16 +226,7 @@ async fn a_fhir_task_moves_the_service_referral_once() {
     assert_eq!(inner(&body)["state"], "accepted");
     let (status, _, replayed) = h.post("health-cairo", "fhir/Task", task.to_string()).await;
     assert_eq!((status, replayed), (StatusCode::OK, true));
-    let now = sr
-        .get_service_referral(as_agency(
-            "mosa-cairo",
-            pb::GetServiceReferralRequest {
-                service_referral_id: srv.clone(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let now = referral_as_ministry(&mut sr, &srv).await;
     assert_eq!(now.state, "accepted");
     assert_eq!(
         now.changes.iter().filter(|c| c.state == "accepted").count(),
@@ -241,16 +248,7 @@ async fn a_fhir_task_moves_the_service_referral_once() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(inner(&body)["changed"], false, "{body}");
     task.as_object_mut().unwrap().remove("note");
-    let now = sr
-        .get_service_referral(as_agency(
-            "mosa-cairo",
-            pb::GetServiceReferralRequest {
-                service_referral_id: srv.clone(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let now = referral_as_ministry(&mut sr, &srv).await;
     let reports: Vec<Option<&str>> = now
         .changes
         .iter()

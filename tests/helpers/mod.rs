@@ -369,6 +369,23 @@ pub fn as_agency<T>(agency: &str, msg: T) -> tonic::Request<T> {
     r
 }
 
+/// The ministry withdraws the demo consent (`cns_demo`) of a case at its first version.
+pub async fn withdraw_demo_consent(ch: &tonic::transport::Channel, case: &str) {
+    use himaya_proto::v1 as pb;
+    pb::case_work_client::CaseWorkClient::new(ch.clone())
+        .withdraw_consent(as_agency(
+            "mosa-cairo",
+            pb::WithdrawConsentRequest {
+                case_id: case.into(),
+                expected_version: 1,
+                actor: "sw-1".into(),
+                consent_id: "cns_demo".into(),
+            },
+        ))
+        .await
+        .unwrap();
+}
+
 pub async fn count(pool: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
