@@ -5,9 +5,9 @@
 //! identity category is permitted, else by name, birth date and governorate. The
 //! registry's answer, a household id or none, is recorded as the agency's reference.
 
-use himaya_connect::shared::{SharedCase, SharedNotice, SharedOutcome};
+use himaya_connect::shared::SharedCase;
 use himaya_connect::wire::clip;
-use himaya_connect::{DeliveryKind, MappingError, Outbound, Wire};
+use himaya_connect::{plain_outbound, MappingError, Outbound, PlainPaths, Wire};
 use himaya_events::DeliveryRequested;
 use himaya_record::DocumentKind;
 use serde_json::{json, Value};
@@ -22,20 +22,12 @@ impl Wire for Spdci {
     }
 
     fn outbound(&self, d: &DeliveryRequested, case: &SharedCase) -> Result<Outbound, MappingError> {
-        match DeliveryKind::of(d)? {
-            DeliveryKind::Outcome => Ok(Outbound::json(
-                "/himaya/outcomes",
-                SharedOutcome::parse(&d.document_json)?.to_json(&d.referral_id),
-            )),
-            DeliveryKind::WithdrawalNotice => {
-                let n = SharedNotice::parse(&d.document_json)?;
-                Ok(Outbound::json("/himaya/notices", n.to_json()))
-            }
-            DeliveryKind::Referral | DeliveryKind::ServiceReferral => Ok(Outbound::json(
-                "/registry/sync/search",
-                search(d, &criteria(case)?),
-            )),
-        }
+        let paths = PlainPaths {
+            referral: "/registry/sync/search",
+            notice: "/himaya/notices",
+            outcome: "/himaya/outcomes",
+        };
+        plain_outbound(d, paths, || Ok(search(d, &criteria(case)?)))
     }
 
     /// The first matching record's household id.

@@ -2,8 +2,8 @@
 //! emergency response; its deliveries are withdrawal notices (and referrals, if it ever
 //! offers a service), each with the ids the operator's screen needs.
 
-use himaya_connect::shared::{SharedCase, SharedNotice, SharedOutcome};
-use himaya_connect::{DeliveryKind, MappingError, Outbound, Wire};
+use himaya_connect::shared::SharedCase;
+use himaya_connect::{plain_outbound, MappingError, Outbound, PlainPaths, Wire};
 use himaya_events::DeliveryRequested;
 use serde_json::json;
 
@@ -15,28 +15,23 @@ impl Wire for EmergencyLineWire {
     }
 
     fn outbound(&self, d: &DeliveryRequested, case: &SharedCase) -> Result<Outbound, MappingError> {
-        match DeliveryKind::of(d)? {
-            DeliveryKind::Outcome => Ok(Outbound::json(
-                "/himaya/acknowledgements",
-                SharedOutcome::parse(&d.document_json)?.to_json(&d.referral_id),
-            )),
-            DeliveryKind::WithdrawalNotice => {
-                let n = SharedNotice::parse(&d.document_json)?;
-                Ok(Outbound::json("/himaya/notices", n.to_json()))
-            }
-            DeliveryKind::Referral | DeliveryKind::ServiceReferral => Ok(Outbound::json(
-                "/himaya/cases",
-                json!({
-                    "referral_ref": d.referral_id,
-                    "case_ref": d.case_id,
-                    "priority": d.priority,
-                    "status": case.status,
-                    "risk_level": case.risk_level.map(|r| r.as_str()),
-                    "governorate": case.child.governorate,
-                    "sent_at": d.occurred_at,
-                }),
-            )),
-        }
+        let paths = PlainPaths {
+            referral: "/himaya/cases",
+            notice: "/himaya/notices",
+            // What the operator waits for: the assignment, and every later step.
+            outcome: "/himaya/acknowledgements",
+        };
+        plain_outbound(d, paths, || {
+            Ok(json!({
+                "referral_ref": d.referral_id,
+                "case_ref": d.case_id,
+                "priority": d.priority,
+                "status": case.status,
+                "risk_level": case.risk_level.map(|r| r.as_str()),
+                "governorate": case.child.governorate,
+                "sent_at": d.occurred_at,
+            }))
+        })
     }
 }
 

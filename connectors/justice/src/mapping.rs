@@ -1,8 +1,8 @@
 //! Deliveries as legal-protection referrals (pure, no I/O).
 
 use chrono::Datelike;
-use himaya_connect::shared::{SharedCase, SharedNotice, SharedOutcome};
-use himaya_connect::{DeliveryKind, MappingError, Outbound, Wire};
+use himaya_connect::shared::SharedCase;
+use himaya_connect::{plain_outbound, MappingError, Outbound, PlainPaths, Wire};
 use himaya_events::DeliveryRequested;
 use himaya_record::DocumentKind;
 use serde_json::{json, Value};
@@ -15,19 +15,12 @@ impl Wire for Justice {
     }
 
     fn outbound(&self, d: &DeliveryRequested, case: &SharedCase) -> Result<Outbound, MappingError> {
-        match DeliveryKind::of(d)? {
-            DeliveryKind::Outcome => Ok(Outbound::json(
-                "/referral-outcomes",
-                SharedOutcome::parse(&d.document_json)?.to_json(&d.referral_id),
-            )),
-            DeliveryKind::WithdrawalNotice => {
-                let n = SharedNotice::parse(&d.document_json)?;
-                Ok(Outbound::json("/consent-withdrawals", n.to_json()))
-            }
-            DeliveryKind::Referral | DeliveryKind::ServiceReferral => {
-                Ok(Outbound::json("/legal-referrals", referral(d, case)))
-            }
-        }
+        let paths = PlainPaths {
+            referral: "/legal-referrals",
+            notice: "/consent-withdrawals",
+            outcome: "/referral-outcomes",
+        };
+        plain_outbound(d, paths, || Ok(referral(d, case)))
     }
 }
 

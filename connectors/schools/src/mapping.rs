@@ -2,8 +2,8 @@
 //! location only, so a delivery says which referral, which service, where, and how urgent:
 //! never who the child is or what happened. The school's own protection officer knows.
 
-use himaya_connect::shared::{SharedCase, SharedNotice, SharedOutcome};
-use himaya_connect::{DeliveryKind, MappingError, Outbound, Wire};
+use himaya_connect::shared::SharedCase;
+use himaya_connect::{plain_outbound, MappingError, Outbound, PlainPaths, Wire};
 use himaya_events::DeliveryRequested;
 use serde_json::{json, Value};
 
@@ -15,19 +15,12 @@ impl Wire for SchoolWire {
     }
 
     fn outbound(&self, d: &DeliveryRequested, case: &SharedCase) -> Result<Outbound, MappingError> {
-        match DeliveryKind::of(d)? {
-            DeliveryKind::Outcome => Ok(Outbound::json(
-                "/himaya/outcomes",
-                SharedOutcome::parse(&d.document_json)?.to_json(&d.referral_id),
-            )),
-            DeliveryKind::WithdrawalNotice => {
-                let n = SharedNotice::parse(&d.document_json)?;
-                Ok(Outbound::json("/himaya/notices", n.to_json()))
-            }
-            DeliveryKind::Referral | DeliveryKind::ServiceReferral => {
-                Ok(Outbound::json("/himaya/referrals", referral(d, case)))
-            }
-        }
+        let paths = PlainPaths {
+            referral: "/himaya/referrals",
+            notice: "/himaya/notices",
+            outcome: "/himaya/outcomes",
+        };
+        plain_outbound(d, paths, || Ok(referral(d, case)))
     }
 }
 

@@ -32,7 +32,7 @@ pub use delivery::DeliveryConnector;
 pub use executor::{Call, Executor, Method, Outcome, TransientError};
 pub use inbound::{InboundError, StatusChange};
 pub use shared::{MappingError, SharedCase, SharedNotice, SharedOutcome};
-pub use wire::{DeliveryKind, Outbound, Wire};
+pub use wire::{plain_outbound, DeliveryKind, Outbound, PlainPaths, Wire};
 
 /// The schema of the connectors' own tables.
 pub const SCHEMA: &str = "connectors";

@@ -106,6 +106,37 @@ pub trait Wire: Send + Sync + 'static {
     }
 }
 
+/// Where a standard that takes notices and feedback as the hub's plain JSON receives each
+/// kind of delivery (paths after the agency's endpoint).
+pub struct PlainPaths {
+    pub referral: &'static str,
+    pub notice: &'static str,
+    pub outcome: &'static str,
+}
+
+/// A delivery for such a standard: a notice as `SharedNotice::to_json`, feedback as
+/// `SharedOutcome::to_json`, and a referral as the standard's own mapping (`referral`).
+pub fn plain_outbound(
+    d: &DeliveryRequested,
+    paths: PlainPaths,
+    referral: impl FnOnce() -> Result<serde_json::Value, MappingError>,
+) -> Result<Outbound, MappingError> {
+    use crate::shared::{SharedNotice, SharedOutcome};
+    Ok(match DeliveryKind::of(d)? {
+        DeliveryKind::Outcome => Outbound::json(
+            paths.outcome,
+            SharedOutcome::parse(&d.document_json)?.to_json(&d.referral_id),
+        ),
+        DeliveryKind::WithdrawalNotice => Outbound::json(
+            paths.notice,
+            SharedNotice::parse(&d.document_json)?.to_json(),
+        ),
+        DeliveryKind::Referral | DeliveryKind::ServiceReferral => {
+            Outbound::json(paths.referral, referral()?)
+        }
+    })
+}
+
 /// Agencies' strings are kept, cut to a sane length.
 pub fn clip(s: &str) -> String {
     s.chars().take(500).collect()
