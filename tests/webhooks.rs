@@ -32,6 +32,13 @@ struct Hooks {
 }
 
 async fn hooks() -> Hooks {
+    hooks_with(|_, _| {}).await
+}
+
+/// A hub whose agencies speak their standards with their webhook tokens; the simulated
+/// agency system is health's endpoint, and `configure` may point others at it (its
+/// address is given) or elsewhere before the hub starts.
+async fn hooks_with(configure: impl FnOnce(&mut TestEnv, std::net::SocketAddr)) -> Hooks {
     let (agency, addr) = FakeAgency::start(&[]).await;
     let mut env = TestEnv::new(None).await;
     for (id, protocol) in TOKENS {
@@ -45,6 +52,7 @@ async fn hooks() -> Hooks {
     }
     env.settings.connectors.webhook_listen = Some("127.0.0.1:0".parse().unwrap());
     env.settings.connectors.max_body_bytes = 64 * 1024;
+    configure(&mut env, addr);
     let hub = env.start().await;
     let base = format!("http://{}", hub.webhook_addr.expect("webhooks listen"));
     Hooks {
@@ -433,26 +441,12 @@ async fn a_primero_directorate_pushes_a_case_and_answers_a_transfer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_referrer_hears_when_its_case_is_registered_and_assigned() {
     let (line, line_addr) = FakeAgency::start(&[]).await;
-    let (agency, addr) = FakeAgency::start(&[]).await;
-    let mut env = TestEnv::new(None).await;
-    for (id, protocol) in TOKENS {
-        if let Some(a) = env.settings.agencies.get_mut(id) {
-            a.protocol = protocol;
-            a.inbound_token = Some(Secret::new(token(id)));
+    let h = hooks_with(|env, _| {
+        if let Some(a) = env.settings.agencies.get_mut("hotline-16000") {
+            a.endpoint = Some(format!("http://{line_addr}"));
         }
-    }
-    if let Some(a) = env.settings.agencies.get_mut("hotline-16000") {
-        a.endpoint = Some(format!("http://{line_addr}"));
-    }
-    let hub = env.start().await;
-    let h = Hooks {
-        base: format!("http://{}", hub.webhook_addr.unwrap()),
-        env,
-        hub,
-        http: reqwest::Client::new(),
-        agency,
-    };
-    let _ = addr;
+    })
+    .await;
     let body = fixture("emergency_line/fixtures/escalation_in.json").to_string();
     let (status, ack, _) = h.post("hotline-16000", "hotline/escalations", body).await;
     assert_eq!(status, StatusCode::CREATED, "{ack}");
@@ -504,26 +498,14 @@ async fn the_referrer_hears_when_its_case_is_registered_and_assigned() {
 /// on its own record, named by the record id it pushed the case with.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_primero_directorate_hears_of_its_case_as_flags_on_its_own_record() {
-    let (primero, addr) = FakeAgency::start(&[]).await;
-    let mut env = TestEnv::new(None).await;
-    for (id, protocol) in TOKENS {
-        if let Some(a) = env.settings.agencies.get_mut(id) {
-            a.protocol = protocol;
-            a.inbound_token = Some(Secret::new(token(id)));
+    let h = hooks_with(|env, addr| {
+        if let Some(a) = env.settings.agencies.get_mut("mosa-cairo") {
+            a.endpoint = Some(format!("http://{addr}"));
+            a.place_codes.insert("الجيزة".into(), "EG21".into());
         }
-    }
-    if let Some(a) = env.settings.agencies.get_mut("mosa-cairo") {
-        a.endpoint = Some(format!("http://{addr}"));
-        a.place_codes.insert("الجيزة".into(), "EG21".into());
-    }
-    let hub = env.start().await;
-    let h = Hooks {
-        base: format!("http://{}", hub.webhook_addr.unwrap()),
-        env,
-        hub,
-        http: reqwest::Client::new(),
-        agency: primero.clone(),
-    };
+    })
+    .await;
+    let primero = h.agency.clone();
     let mut case_in = fixture("social_affairs/fixtures/case_in.json");
     // Primero names the place by its location code; the hub reads it back as the name.
     case_in["data"]["location_current"] = json!("EG21");
