@@ -268,10 +268,7 @@ async fn a_case_walks_from_referral_to_closure_and_back() {
         [1, 2, 3, 4, 5, 6, 7]
     );
     // Every change was announced on the bus through the outbox.
-    eventually(30, "case.updated events sent", || async {
-        (count(&pool, "SELECT count(*) FROM cases.outbox WHERE routing_key = 'case.updated' AND sent_at IS NOT NULL").await == 6).then_some(())
-    })
-    .await;
+    wait_count(&pool, "SELECT count(*) FROM cases.outbox WHERE routing_key = 'case.updated' AND sent_at IS NOT NULL", 6, 30, "case.updated events sent").await;
     hub.stop().await;
 }
 
@@ -536,20 +533,15 @@ async fn a_deadline_fires_once_even_across_a_restart() {
     env.settings.lifecycle.deadline_check_interval_ms = 50;
     let hub = env.start().await;
     assert_eq!(count(&pool, &indexed).await, 1, "children index backfilled");
-    eventually(30, "the escalation", || async {
-        (count(
-            &pool,
-            "SELECT count(*) FROM cases.escalations WHERE kind = 'assignment'",
-        )
-        .await
-            == 1)
-            .then_some(())
-    })
+    wait_count(
+        &pool,
+        "SELECT count(*) FROM cases.escalations WHERE kind = 'assignment'",
+        1,
+        30,
+        "the escalation",
+    )
     .await;
-    eventually(30, "case.deadline.missed published", || async {
-        (count(&pool, "SELECT count(*) FROM cases.outbox WHERE routing_key = 'case.deadline.missed' AND sent_at IS NOT NULL").await == 1).then_some(())
-    })
-    .await;
+    wait_count(&pool, "SELECT count(*) FROM cases.outbox WHERE routing_key = 'case.deadline.missed' AND sent_at IS NOT NULL", 1, 30, "case.deadline.missed published").await;
     // Many more engine rounds later, still exactly one.
     let rounds_later = std::time::Instant::now() + std::time::Duration::from_millis(500);
     eventually(5, "engine rounds to pass", || async {
@@ -716,14 +708,22 @@ async fn indicators_count_cases_caseloads_deadlines_and_agency_answers() {
     w.team().await;
     let a = w.referral("ind-a", None).await;
     let pool = env.pool().await;
-    eventually(30, "the first answer", || async {
-        (count(&pool, "SELECT count(*) FROM cases.referral_deliveries").await == 1).then_some(())
-    })
+    wait_count(
+        &pool,
+        "SELECT count(*) FROM cases.referral_deliveries",
+        1,
+        30,
+        "the first answer",
+    )
     .await;
     let _b = w.referral("ind-b", None).await;
-    eventually(30, "the second answer", || async {
-        (count(&pool, "SELECT count(*) FROM cases.referral_deliveries").await == 2).then_some(())
-    })
+    wait_count(
+        &pool,
+        "SELECT count(*) FROM cases.referral_deliveries",
+        2,
+        30,
+        "the second answer",
+    )
     .await;
     w.register(&a).await;
     w.assign(&a, 2, "sw-1").await.unwrap();

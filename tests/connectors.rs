@@ -229,17 +229,13 @@ async fn wait_recorded(
 
 /// Exactly one effect: one connector record and one case-side record of the answer.
 async fn assert_one_effect(pool: &PgPool, referral: &str) {
-    eventually(10, "the case records the answer", || async {
-        (count(
-            pool,
-            &format!(
-                "SELECT count(*) FROM cases.referral_deliveries WHERE referral_id = '{referral}'"
-            ),
-        )
-        .await
-            == 1)
-            .then_some(())
-    })
+    wait_count(
+        pool,
+        &format!("SELECT count(*) FROM cases.referral_deliveries WHERE referral_id = '{referral}'"),
+        1,
+        10,
+        "the case records the answer",
+    )
     .await;
     assert_eq!(
         count(
@@ -525,10 +521,7 @@ async fn referrals_for_enrolment_export_as_avro_through_the_consent_layer() {
         "identity and location are the programme's"
     );
     // The export is in the disclosure log like any exit.
-    eventually(10, "the export's permit in the disclosure log", || async {
-        (count(&pool, "SELECT count(*) FROM audit.log WHERE channel = 'export' AND decision = 'permit' AND recipient = 'takaful-cairo'").await == 1).then_some(())
-    })
-    .await;
+    wait_count(&pool, "SELECT count(*) FROM audit.log WHERE channel = 'export' AND decision = 'permit' AND recipient = 'takaful-cairo'", 1, 10, "the export's permit in the disclosure log").await;
     hub.stop().await;
 }
 

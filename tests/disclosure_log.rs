@@ -64,9 +64,13 @@ async fn every_decision_is_chained_and_every_kind_of_tampering_is_caught() {
     cases.get_case(read_as("mosa-cairo", &case)).await.unwrap();
 
     let db = env.pool().await;
-    eventually(20, "three decisions in the log", || async {
-        (count(&db, "SELECT count(*) FROM audit.log").await == 3).then_some(())
-    })
+    wait_count(
+        &db,
+        "SELECT count(*) FROM audit.log",
+        3,
+        20,
+        "three decisions in the log",
+    )
     .await;
     let rows: Vec<LogRow> = sqlx::query_as(
         "SELECT channel, recipient, decision, reason, basis FROM audit.log ORDER BY seq",
@@ -207,15 +211,13 @@ async fn a_withdrawal_notice_reaches_every_earlier_recipient() {
     let mut cases = CasesClient::new(ch.clone());
     cases.get_case(read_as("mosa-cairo", &case)).await.unwrap();
     let db = env.pool().await;
-    eventually(20, "both disclosures logged", || async {
-        (count(
-            &db,
-            "SELECT count(*) FROM audit.log WHERE decision = 'permit'",
-        )
-        .await
-            == 2)
-            .then_some(())
-    })
+    wait_count(
+        &db,
+        "SELECT count(*) FROM audit.log WHERE decision = 'permit'",
+        2,
+        20,
+        "both disclosures logged",
+    )
     .await;
 
     withdraw_demo_consent(&ch, &case).await;
@@ -247,10 +249,7 @@ async fn a_withdrawal_notice_reaches_every_earlier_recipient() {
         count(&db, &format!("SELECT count(*) FROM audit.notices WHERE case_id = '{case}' AND consent_id = 'cns_demo'")).await,
         2
     );
-    eventually(20, "the notice's delivery in the case history", || async {
-        (count(&db, &format!("SELECT count(*) FROM cases.case_history WHERE case_id = '{case}' AND change LIKE 'withdrawal notice % delivered'")).await == 1).then_some(())
-    })
-    .await;
+    wait_count(&db, &format!("SELECT count(*) FROM cases.case_history WHERE case_id = '{case}' AND change LIKE 'withdrawal notice % delivered'"), 1, 20, "the notice's delivery in the case history").await;
     // And from now on nothing more leaves under it.
     let e = cases
         .get_case(read_as("mosa-cairo", &case))

@@ -177,15 +177,13 @@ async fn an_agency_without_a_connector_collects_and_acknowledges_its_notice() {
         .await
         .unwrap();
     let db = env.pool().await;
-    eventually(20, "both disclosures logged", || async {
-        (count(
-            &db,
-            "SELECT count(*) FROM audit.log WHERE decision = 'permit'",
-        )
-        .await
-            == 2)
-            .then_some(())
-    })
+    wait_count(
+        &db,
+        "SELECT count(*) FROM audit.log WHERE decision = 'permit'",
+        2,
+        20,
+        "both disclosures logged",
+    )
     .await;
     withdraw_demo_consent(&ch, &case).await;
 
@@ -259,11 +257,7 @@ async fn an_agency_without_a_connector_collects_and_acknowledges_its_notice() {
     assert_eq!(done.acknowledged_by.as_deref(), Some("officer-17"));
     assert!(list("school-cairo-alnour", false).await.is_empty());
     assert_eq!(list("school-cairo-alnour", true).await.len(), 1);
-    eventually(20, "the refused acknowledgement in the disclosure log", || async {
-        (count(&db, &format!("SELECT count(*) FROM audit.log WHERE decision = 'deny' AND recipient = 'health-cairo' AND case_id = '{case}' AND channel = 'grpc_call'")).await == 1)
-            .then_some(())
-    })
-    .await;
+    wait_count(&db, &format!("SELECT count(*) FROM audit.log WHERE decision = 'deny' AND recipient = 'health-cairo' AND case_id = '{case}' AND channel = 'grpc_call'"), 1, 20, "the refused acknowledgement in the disclosure log").await;
     hub.stop().await;
 }
 
@@ -277,15 +271,13 @@ async fn a_refused_delivery_or_an_ended_service_referral_gives_no_part() {
     let ch = channel(&hub).await;
     let case = submit_school(&ch, "refused").await;
     let db = env.pool().await;
-    eventually(20, "the refusal recorded", || async {
-        (count(
-            &db,
-            "SELECT count(*) FROM cases.referral_deliveries WHERE outcome = 'rejected'",
-        )
-        .await
-            == 1)
-            .then_some(())
-    })
+    wait_count(
+        &db,
+        "SELECT count(*) FROM cases.referral_deliveries WHERE outcome = 'rejected'",
+        1,
+        20,
+        "the refusal recorded",
+    )
     .await;
     let read = |ch: &Channel| {
         let mut cases = CasesClient::new(ch.clone());

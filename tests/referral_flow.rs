@@ -57,15 +57,13 @@ async fn a_school_referral_arrives_at_the_health_agency_exactly_once() {
     );
 
     let pool = env.pool().await;
-    eventually(30, "the agency's answer recorded on the case", || async {
-        (count(
-            &pool,
-            "SELECT count(*) FROM cases.referral_deliveries WHERE outcome = 'delivered'",
-        )
-        .await
-            == 1)
-            .then_some(())
-    })
+    wait_count(
+        &pool,
+        "SELECT count(*) FROM cases.referral_deliveries WHERE outcome = 'delivered'",
+        1,
+        30,
+        "the agency's answer recorded on the case",
+    )
     .await;
 
     // A retried submission creates nothing new.
@@ -224,15 +222,13 @@ async fn an_agency_5xx_is_retried_with_the_same_key_and_a_4xx_is_recorded_as_rej
         .await
         .unwrap();
     let pool = env.pool().await;
-    eventually(30, "delivered after two 5xx", || async {
-        (count(
-            &pool,
-            "SELECT count(*) FROM cases.referral_deliveries WHERE outcome = 'delivered'",
-        )
-        .await
-            == 1)
-            .then_some(())
-    })
+    wait_count(
+        &pool,
+        "SELECT count(*) FROM cases.referral_deliveries WHERE outcome = 'delivered'",
+        1,
+        30,
+        "delivered after two 5xx",
+    )
     .await;
     let seen = agency.requests();
     assert_eq!(seen.len(), 3, "two failures then one success");
@@ -255,10 +251,7 @@ async fn an_agency_5xx_is_retried_with_the_same_key_and_a_4xx_is_recorded_as_rej
         .await
         .unwrap();
     let pool = env.pool().await;
-    eventually(30, "the rejection recorded", || async {
-        (count(&pool, "SELECT count(*) FROM cases.referral_deliveries WHERE outcome = 'rejected' AND http_status = 422").await == 1).then_some(())
-    })
-    .await;
+    wait_count(&pool, "SELECT count(*) FROM cases.referral_deliveries WHERE outcome = 'rejected' AND http_status = 422", 1, 30, "the rejection recorded").await;
     eventually(30, "every outbox drained", || async {
         (unsent(&pool).await == 0).then_some(())
     })

@@ -487,10 +487,7 @@ async fn the_referrer_hears_when_its_case_is_registered_and_assigned() {
         count(&pool, &format!("SELECT count(*) FROM router.disclosures WHERE case_id = '{case}' AND referral_id LIKE 'fbk_%' AND decision = 'permit'")).await,
         2
     );
-    eventually(10, "the case history records the feedback", || async {
-        (count(&pool, &format!("SELECT count(*) FROM cases.case_history WHERE case_id = '{case}' AND change LIKE 'feedback fbk_%'")).await == 2).then_some(())
-    })
-    .await;
+    wait_count(&pool, &format!("SELECT count(*) FROM cases.case_history WHERE case_id = '{case}' AND change LIKE 'feedback fbk_%'"), 2, 10, "the case history records the feedback").await;
     h.hub.stop().await;
 }
 
@@ -579,9 +576,13 @@ async fn a_primero_that_cannot_push_is_pulled_page_by_page() {
     }
     let hub = env.start().await;
     let pool = env.pool().await;
-    eventually(20, "the pull parks the bad case and moves the cursor", || async {
-        (count(&pool, "SELECT count(*) FROM connectors.poll_cursors WHERE cursor = '2026-11-22T11:00:00Z'").await == 1).then_some(())
-    })
+    wait_count(
+        &pool,
+        "SELECT count(*) FROM connectors.poll_cursors WHERE cursor = '2026-11-22T11:00:00Z'",
+        1,
+        20,
+        "the pull parks the bad case and moves the cursor",
+    )
     .await;
     // Several pulls later: still one case, one parked item.
     eventually(10, "more pulls", || async {

@@ -334,6 +334,14 @@ where
     }
 }
 
+/// Waits up to `secs` for `sql` (a `count(*)`) to give `n`.
+pub async fn wait_count(pool: &PgPool, sql: &str, n: i64, secs: u64, what: &str) {
+    eventually(secs, what, || async {
+        (count(pool, sql).await == n).then_some(())
+    })
+    .await
+}
+
 pub fn school_request(submission_id: &str) -> pb::SchoolReferralRequest {
     pb::SchoolReferralRequest {
         submission_id: submission_id.into(),
