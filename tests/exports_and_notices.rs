@@ -305,18 +305,7 @@ async fn a_refused_delivery_or_an_ended_service_referral_gives_no_part() {
     // A service referral to health, delivered (201): a part while it lives...
     plan_health_action(&ch, &case).await;
     let mut sr = ServiceReferralsClient::new(ch.clone());
-    let referral = sr
-        .create_service_referral(as_agency(
-            "mosa-cairo",
-            pb::CreateServiceReferralRequest {
-                case_id: case.clone(),
-                action_id: "a1".into(),
-                actor: "sw-1".into(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let referral = refer_health_action(&ch, &case).await;
     eventually(20, "the service referral delivered", || async {
         (agency.count() == 2
             && count(

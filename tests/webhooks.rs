@@ -208,20 +208,8 @@ async fn a_fhir_task_moves_the_service_referral_once() {
     let ch = channel(&h.hub).await;
     let case = submit_school(&ch, "task-flow").await;
     plan_health_action(&ch, &case).await;
+    let srv = refer_health_action(&ch, &case).await.service_referral_id;
     let mut sr = ServiceReferralsClient::new(ch);
-    let srv = sr
-        .create_service_referral(as_agency(
-            "mosa-cairo",
-            pb::CreateServiceReferralRequest {
-                case_id: case.clone(),
-                action_id: "a1".into(),
-                actor: "sw-1".into(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .service_referral_id;
     let mut task = fixture("health/fixtures/task_accepted.json");
     task["basedOn"][0]["identifier"]["value"] = json!(srv);
     let (status, body, _) = h.post("health-cairo", "fhir/Task", task.to_string()).await;

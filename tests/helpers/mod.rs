@@ -450,6 +450,22 @@ pub async fn register_and_assign(ch: &Channel, case: &str, criterion: &str) {
 /// A registered, assigned and assessed case of the fixture with a plan whose action `a1`
 /// is health-cairo's, made as the case-owning ministry (`mosa-cairo`, the claim its
 /// certificate proves under mutual TLS). Returns the case's version after the plan.
+/// The ministry refers the planned health action (`a1`) to the health agency.
+pub async fn refer_health_action(ch: &Channel, case: &str) -> pb::ServiceReferral {
+    pb::service_referrals_client::ServiceReferralsClient::new(ch.clone())
+        .create_service_referral(as_agency(
+            "mosa-cairo",
+            pb::CreateServiceReferralRequest {
+                case_id: case.into(),
+                action_id: "a1".into(),
+                actor: "sw-1".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 pub async fn plan_health_action(ch: &Channel, case: &str) -> i64 {
     use himaya_proto::v1::case_work_client::CaseWorkClient;
     register_and_assign(ch, case, "exploitative_labour").await;
