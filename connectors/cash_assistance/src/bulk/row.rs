@@ -103,6 +103,28 @@ impl Field {
     }
 }
 
+/// A field's value, if it has a good one. What is wrong is noted: a bad value, or a
+/// required field that is absent.
+fn checked<T>(
+    f: Field,
+    read: Option<Result<Option<T>, Problem>>,
+    note: &mut impl FnMut(Field, Problem),
+) -> Option<T> {
+    match read.unwrap_or(Ok(None)) {
+        Ok(Some(x)) => Some(x),
+        Ok(None) => {
+            if f.required() {
+                note(f, Problem::Missing);
+            }
+            None
+        }
+        Err(p) => {
+            note(f, p);
+            None
+        }
+    }
+}
+
 /// What is wrong with one field of one row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -192,47 +214,19 @@ impl Layout {
         };
         let v = |f: Field| self.get(fields, f).map(unwrap_union);
 
-        let mut id = |f: Field| match v(f).map(id_text).unwrap_or(Ok(None)) {
-            Ok(Some(s)) => Some(s),
-            Ok(None) if f.required() => {
-                note(f, Problem::Missing);
-                None
-            }
-            Ok(None) => None,
-            Err(p) => {
-                note(f, p);
-                None
-            }
-        };
+        let mut id = |f: Field| checked(f, v(f).map(id_text), &mut note);
         let household_id = id(Field::HouseholdId);
         let member_id = id(Field::MemberId);
         let national_id = id(Field::NationalId);
 
-        let mut text = |f: Field| match v(f).map(text).unwrap_or(Ok(None)) {
-            Ok(Some(s)) => Some(s),
-            Ok(None) if f.required() => {
-                note(f, Problem::Missing);
-                None
-            }
-            Ok(None) => None,
-            Err(p) => {
-                note(f, p);
-                None
-            }
-        };
+        let mut text = |f: Field| checked(f, v(f).map(text), &mut note);
         let name_ar = text(Field::NameAr);
         let name_latin = text(Field::NameLatin);
         let governorate = text(Field::Governorate);
         let district = text(Field::District);
         let sex = text(Field::Sex);
 
-        let mut date = |f: Field| match v(f).map(|x| date(x, today)).unwrap_or(Ok(None)) {
-            Ok(d) => d,
-            Err(p) => {
-                note(f, p);
-                None
-            }
-        };
+        let mut date = |f: Field| checked(f, v(f).map(|x| date(x, today)), &mut note);
         let birth_date = date(Field::BirthDate);
         let enrolled_since = date(Field::EnrolledSince);
         let sex = match sex.map(parse_sex) {
