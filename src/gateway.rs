@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::future::{self, Either, Ready};
+use himaya_proto::status::Lang;
 use himaya_record::AgencyType;
 use himaya_settings::{agency_certificate_name, Settings};
 use http::{HeaderValue, Request, Response};
@@ -124,28 +125,55 @@ pub struct Door<S> {
 impl<S, B> tower_service::Service<Request<B>> for Door<S>
 where
     S: tower_service::Service<Request<B>, Response = Response<BoxBody>>,
+    S::Future: Send + 'static,
 {
     type Response = Response<BoxBody>;
     type Error = S::Error;
-    type Future = Either<S::Future, Ready<Result<Response<BoxBody>, S::Error>>>;
+    type Future = Either<
+        future::BoxFuture<'static, Result<Response<BoxBody>, S::Error>>,
+        Ready<Result<Response<BoxBody>, S::Error>>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        match admit(&self.settings, &mut req) {
-            Ok(()) => Either::Left(self.inner.call(req)),
+        let lang = lang_of(req.headers());
+        match admit(&self.settings, &mut req, lang) {
+            Ok(()) => {
+                let max = self.settings.grpc.max_message_bytes;
+                let answer = self.inner.call(req);
+                Either::Left(Box::pin(async move {
+                    answer.await.map(|mut r| {
+                        crate::grpc_errors::mend(r.headers_mut(), lang, max);
+                        r
+                    })
+                }))
+            }
             Err(status) => Either::Right(future::ready(Ok(status.into_http()))),
         }
     }
+}
+
+fn lang_of(headers: &http::HeaderMap) -> Lang {
+    Lang::from_header(
+        headers
+            .get("accept-language")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    )
 }
 
 /// Authenticates the caller and checks the RPC's rule; on success the request carries
 /// the proven agency in [`AGENCY_HEADER`].
 // A refusal is answered at once as this very Status; boxing it would buy nothing.
 #[allow(clippy::result_large_err)]
-fn admit<B>(settings: &Settings, req: &mut Request<B>) -> Result<(), Status> {
+fn admit<B>(settings: &Settings, req: &mut Request<B>, lang: Lang) -> Result<(), Status> {
+    let say = |en: &str, ar: &str| match lang {
+        Lang::Arabic => ar.to_owned(),
+        Lang::English => en.to_owned(),
+    };
     let path = req.uri().path().to_owned();
     // Health checks and reflection are open (probes, grpcurl); unknown services fall
     // through to the router's UNIMPLEMENTED.
@@ -165,26 +193,33 @@ fn admit<B>(settings: &Settings, req: &mut Request<B>) -> Result<(), Status> {
             .and_then(|i| i.peer_certs());
         let Some(leaf) = certs.as_ref().and_then(|c| c.first()) else {
             tracing::info!(rpc = %path, "call refused: no client certificate");
-            return Err(Status::unauthenticated(
-                "present your agency's certificate (mutual TLS; `--certs` on the CLI) — قدّم شهادة جهتك",
-            ));
+            return Err(Status::unauthenticated(say(
+                "present your agency's certificate (mutual TLS; `--certs` on the CLI)",
+                "قدّم شهادة جهتك (TLS متبادل؛ `--certs` في سطر الأوامر)",
+            )));
         };
         certified_agency(settings, leaf, claimed.as_deref()).map_err(|e| {
             tracing::warn!(rpc = %path, "call refused: {e}");
-            Status::unauthenticated(format!("{e} — الشهادة المقدّمة لا تثبت هوية الجهة"))
+            Status::unauthenticated(say(
+                &e,
+                "الشهادة المقدّمة لا تثبت هوية جهة واحدة من الدليل، أو لا تطابق الجهة المذكورة في x-himaya-agency",
+            ))
         })?
     } else {
         // Development identity (validated at start: loopback only).
         claimed.ok_or_else(|| {
-            Status::unauthenticated(
-                "say which agency is calling (x-himaya-agency metadata, or `--as` on the CLI) — حدّد الجهة المتصلة",
-            )
+            Status::unauthenticated(say(
+                "say which agency is calling (x-himaya-agency metadata, or `--as` on the CLI)",
+                "حدّد الجهة المتصلة (x-himaya-agency، أو `--as` في سطر الأوامر)",
+            ))
         })?
     };
     let Some(agency) = settings.agencies.get(&agency_id) else {
-        tracing::warn!(rpc = %path, agency = %agency_id, "call refused: not in the directory");
-        return Err(Status::permission_denied(format!(
-            "`{agency_id}` is not an agency in the directory — الجهة غير مسجلة في الدليل"
+        // The claimed value is the caller's, not ours: neither logged nor echoed.
+        tracing::warn!(rpc = %path, claimed_len = agency_id.len(), "call refused: the claimed agency is not in the directory");
+        return Err(Status::permission_denied(say(
+            "x-himaya-agency: the agency named is not in the directory",
+            "x-himaya-agency: الجهة المذكورة غير مسجلة في الدليل",
         )));
     };
     let allowed = match rule_for(&path) {
@@ -194,9 +229,9 @@ fn admit<B>(settings: &Settings, req: &mut Request<B>) -> Result<(), Status> {
     };
     if !allowed {
         tracing::warn!(rpc = %path, agency = %agency_id, agency_type = %agency.agency_type, "call refused: not allowed for this agency type");
-        return Err(Status::permission_denied(format!(
-            "{} agencies may not call {path} — لا يحق لجهات {} استدعاء هذه العملية",
-            agency.agency_type, agency.agency_type
+        return Err(Status::permission_denied(say(
+            &format!("{} agencies may not call {path}", agency.agency_type),
+            &format!("لا يحق لجهات من نوع {} استدعاء {path}", agency.agency_type),
         )));
     }
     let value = HeaderValue::from_str(&agency_id)
@@ -228,21 +263,18 @@ fn certified_agency(
     let mut named = settings.agencies.keys().filter(|id| names(id));
     let (Some(one), None) = (named.next(), named.next()) else {
         return Err(match claimed {
-            Some(id) if !names(id) => format!(
-                "the certificate presented is not `{id}`'s (it must name {})",
-                agency_certificate_name(id)
-            ),
+            Some(id) if !names(id) => NOT_THE_CLAIMED.to_owned(),
             _ => "the certificate must name exactly one agency of the directory".to_owned(),
         });
     };
     match claimed {
-        Some(id) if id != one => Err(format!(
-            "the certificate presented is not `{id}`'s (it must name {})",
-            agency_certificate_name(id)
-        )),
+        Some(id) if id != one => Err(NOT_THE_CLAIMED.to_owned()),
         _ => Ok(one.clone()),
     }
 }
+
+/// A claim the certificate does not prove; the claimed value is not repeated back.
+const NOT_THE_CLAIMED: &str = "the certificate presented is not the certificate of the agency named in x-himaya-agency (it must name <agency id>.agency.himaya)";
 
 /// A name that can only be matched by a wildcard certificate.
 const WILDCARD_PROBE: &str = "wildcard-probe-7f3a9c2e51d84b06";

@@ -13,8 +13,9 @@ use himaya_directory::DirectoryApi;
 use himaya_settings::Settings;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
+
+use crate::listen;
 
 /// The components of the hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -57,6 +58,7 @@ impl Hub {
     /// Starts `components`; returns once every one is ready to serve.
     pub async fn start(settings: Settings, components: &[Component]) -> anyhow::Result<Hub> {
         himaya_events::check_schemas().context("built-in Avro schemas")?;
+        listen::raise_open_files_limit();
         let settings = Arc::new(settings);
         let shutdown = CancellationToken::new();
         let bus = Bus::connect(
@@ -74,7 +76,7 @@ impl Hub {
                 .register_encoded_file_descriptor_set(himaya_proto::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         };
-        let mut router = server(&settings)?
+        let mut router = server(&settings)
             .layer(crate::gateway::GatewayLayer::new(settings.clone()))
             .add_service(health)
             .add_service(
@@ -165,8 +167,6 @@ impl Hub {
                 )
             })?;
         let grpc_addr = listener.local_addr()?;
-        let incoming = TcpIncoming::from_listener(listener, true, Some(Duration::from_secs(60)))
-            .map_err(|e| anyhow::anyhow!("gRPC listener: {e}"))?;
         let mut webhook_addr = None;
         if let Some((pool, executor, credentials)) = connectors_pool {
             let client = webhook_client(&settings, grpc_addr);
@@ -181,15 +181,23 @@ impl Hub {
             webhook_addr = addr;
             tasks.extend(inbound);
         }
-        let stop = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = router
-                .serve_with_incoming_shutdown(incoming, stop.cancelled())
-                .await
-            {
-                tracing::error!(error = %e, "gRPC server stopped");
+        let (limits, stop) = (&settings.limits, shutdown.clone());
+        let served = match tls_acceptor(&settings)? {
+            Some(tls) => {
+                let handshake = move |c| {
+                    let tls = tls.clone();
+                    async move { tls.accept(c).await }
+                };
+                let incoming = listen::incoming(listener, limits, "grpc", handshake, stop.clone());
+                tokio::spawn(serve_grpc(router, incoming, stop))
             }
-        }));
+            None => {
+                let incoming =
+                    listen::incoming(listener, limits, "grpc", |c| async { Ok(c) }, stop.clone());
+                tokio::spawn(serve_grpc(router, incoming, stop))
+            }
+        };
+        tasks.push(served);
         tracing::info!(%grpc_addr, components = ?components, mutual_tls = settings.grpc.tls.is_some(), "himaya is up");
         Ok(Hub {
             grpc_addr,
@@ -247,12 +255,53 @@ fn webhook_client(settings: &Settings, grpc_addr: SocketAddr) -> crate::webhooks
     }
 }
 
-/// The gRPC server, with mutual TLS when `grpc.tls` is set: a client presenting no
-/// certificate still reaches health and reflection, never a `himaya.v1` RPC (the gateway
-/// refuses it).
-fn server(settings: &Settings) -> anyhow::Result<Server> {
+/// The gRPC server, bounded by `[limits]`: each call within the request timeout, a cap
+/// on concurrent streams advertised to clients, pings that keep live connections from
+/// looking idle (and find dead ones), and an age after which a connection is closed
+/// gracefully. TLS is done by [`tls_acceptor`] before a connection reaches it.
+fn server(settings: &Settings) -> Server {
+    let l = &settings.limits;
+    Server::builder()
+        .timeout(l.request_timeout())
+        .max_concurrent_streams(l.max_concurrent_streams)
+        .http2_keepalive_interval(Some(l.idle_timeout() / 3))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .http2_max_header_list_size(16 * 1024)
+        .max_connection_age(l.max_connection_age())
+}
+
+type GrpcRouter = tonic::transport::server::Router<
+    tower_layer::Stack<crate::gateway::GatewayLayer, tower_layer::Identity>,
+>;
+
+/// Serves gRPC on connections from [`listen::incoming`] until `stop`.
+async fn serve_grpc<S, IO>(router: GrpcRouter, incoming: S, stop: CancellationToken)
+where
+    S: futures_util::Stream<Item = std::io::Result<IO>>,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+    IO::ConnectInfo: Clone + Send + Sync + 'static,
+{
+    if let Err(e) = router
+        .serve_with_incoming_shutdown(incoming, stop.cancelled())
+        .await
+    {
+        tracing::error!(error = %e, "gRPC server stopped");
+    }
+}
+
+/// Mutual TLS when `grpc.tls` is set: a client presenting no certificate still reaches
+/// health and reflection, never a `himaya.v1` RPC (the gateway refuses it). The peer's
+/// certificates reach the gateway as tonic's `TlsConnectInfo`.
+fn tls_acceptor(settings: &Settings) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let Some(tls) = &settings.grpc.tls else {
-        return Ok(Server::builder());
+        return Ok(None);
     };
     let read = |path: &std::path::Path, key: &str| {
         std::fs::read(path).with_context(|| {
@@ -262,20 +311,34 @@ fn server(settings: &Settings) -> anyhow::Result<Server> {
             )
         })
     };
-    let identity = Identity::from_pem(
-        read(&tls.cert_file, "cert_file")?,
-        read(&tls.key_file, "key_file")?,
-    );
-    let config = ServerTlsConfig::new()
-        .identity(identity)
-        .client_ca_root(Certificate::from_pem(read(
-            &tls.client_ca_file,
-            "client_ca_file",
-        )?))
-        .client_auth_optional(true);
-    Server::builder()
-        .tls_config(config)
-        .context("grpc.tls: the certificate, key or CA file is not valid PEM")
+    let not_pem = |key: &'static str| move |_| anyhow::anyhow!("grpc.tls.{key} is not valid PEM");
+    let chain = CertificateDer::pem_slice_iter(&read(&tls.cert_file, "cert_file")?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(not_pem("cert_file"))?;
+    let key = PrivateKeyDer::from_pem_slice(&read(&tls.key_file, "key_file")?)
+        .map_err(not_pem("key_file"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(&read(&tls.client_ca_file, "client_ca_file")?) {
+        roots
+            .add(ca.map_err(not_pem("client_ca_file"))?)
+            .context("grpc.tls.client_ca_file: not a CA certificate")?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .context("grpc.tls.client_ca_file: no usable CA certificate")?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .context("grpc.tls: the certificate does not match its key")?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
 }
 
 async fn wait_for_signal() {

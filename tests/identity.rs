@@ -128,11 +128,14 @@ async fn a_certificate_proves_the_calling_agency() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    // The claim is refused without repeating the caller's value back.
     assert!(
-        e.message().contains("not `mosa-cairo`'s"),
+        e.message()
+            .contains("not the certificate of the agency named in x-himaya-agency"),
         "{}",
         e.message()
     );
+    assert!(!e.message().contains("mosa-cairo"), "{}", e.message());
 
     // No client certificate: health answers (probes), the contracts do not.
     let anonymous = tls(&s, &s.certs, None)
@@ -507,5 +510,61 @@ async fn every_rpc_taking_an_id_refuses_another_agencys_and_logs_it() {
         "the chain verifies"
     );
     let Secured { hub, .. } = s;
+    hub.stop().await;
+}
+
+/// Reads until the server closes the connection; how long that took, or None if it was
+/// still open after `wait`.
+async fn closed_within(
+    s: &mut tokio::net::TcpStream,
+    wait: std::time::Duration,
+) -> Option<std::time::Duration> {
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    let mut sink = Vec::new();
+    tokio::time::timeout(wait, s.read_to_end(&mut sink))
+        .await
+        .ok()
+        .map(|_| started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_done_handshakes_and_silent_connections_are_closed() {
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+    let mut env = TestEnv::new(None).await;
+    env.settings.limits.handshake_timeout_ms = 500;
+    env.settings.limits.idle_timeout_ms = 1_500;
+    env.settings.limits.request_timeout_ms = 1_000;
+    let dir = std::env::temp_dir().join(format!("{}-certs", env.db_name));
+    let _cleanup = RemoveDir(dir.clone());
+    let certs = secure(&mut env.settings, &dir);
+    let hub = env.start().await;
+    let addr = hub.grpc_addr;
+
+    // Silent TCP, and a TLS ClientHello cut short: both closed by the handshake timeout.
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let took = closed_within(&mut silent, Duration::from_secs(5)).await;
+    assert!(took.is_some_and(|t| t < Duration::from_secs(3)), "{took:?}");
+    let mut half = tokio::net::TcpStream::connect(addr).await.unwrap();
+    half.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .await
+        .unwrap();
+    let took = closed_within(&mut half, Duration::from_secs(5)).await;
+    assert!(took.is_some_and(|t| t < Duration::from_secs(3)), "{took:?}");
+
+    // Many of them at once do not keep a real client out.
+    let mut idle = Vec::new();
+    for _ in 0..50 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let ch = tls_channel(addr, &certs, &certs, Some("health-cairo"))
+        .await
+        .expect("a real client gets in beside 50 idle connections");
+    let mut directory = pb::directory_client::DirectoryClient::new(ch);
+    directory
+        .list_agencies(pb::ListAgenciesRequest::default())
+        .await
+        .expect("served");
     hub.stop().await;
 }

@@ -620,3 +620,106 @@ async fn a_primero_that_cannot_push_is_pulled_page_by_page() {
     .await;
     hub.stop().await;
 }
+
+/// Sends `head` (and nothing more) on a raw connection; returns what the server answered
+/// before closing, or None if it still holds the connection open after `wait`.
+async fn raw_answer(addr: &str, head: &str, wait: std::time::Duration) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    match tokio::time::timeout(wait, s.read_to_end(&mut got)).await {
+        Ok(_) => Some(String::from_utf8_lossy(&got).into_owned()),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_idle_and_unauthenticated_clients_cannot_hold_the_webhooks() {
+    use std::time::{Duration, Instant};
+    let h = hooks_with(|env, _| {
+        env.settings.limits.header_read_timeout_ms = 500;
+        env.settings.limits.body_read_timeout_ms = 500;
+        env.settings.limits.idle_timeout_ms = 1_500;
+        env.settings.limits.request_timeout_ms = 1_000;
+    })
+    .await;
+    let addr = h.base.trim_start_matches("http://").to_owned();
+    let school = "school-cairo-alnour";
+    let path = format!("/agencies/{school}/school/referrals");
+    let enough = Duration::from_secs(5);
+
+    // No token: refused from the headers alone, before the declared 262,000 bytes come.
+    let started = Instant::now();
+    let head = format!("POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 262000\r\n\r\n{{\"a\":");
+    let answer = raw_answer(&addr, &head, enough).await;
+    let answer = answer.expect("an answer without waiting for the body");
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    // A declared gigabyte with the right token: 413 at once, not a wait for it.
+    let head = format!("POST {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-length: 1000000000\r\n\r\n0123456789", token(school));
+    let answer = raw_answer(&addr, &head, enough).await.expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+
+    // A body that stops coming: 408 after limits.body_read_timeout_ms.
+    let head = format!("POST {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\naccept-language: ar\r\ncontent-length: 100\r\n\r\n{{\"a\":", token(school));
+    let answer = raw_answer(&addr, &head, enough).await.expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains("ميلي ثانية"),
+        "in the caller's language: {answer}"
+    );
+
+    // Headers trickling in, and a silent connection: both closed by the server.
+    let started = Instant::now();
+    let answer = raw_answer(
+        &addr,
+        "POST /agencies/x/school/referrals HTTP/1.1\r\nhost:",
+        enough,
+    )
+    .await;
+    assert!(
+        answer.is_some(),
+        "a connection still sending its headers is closed"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let answer = raw_answer(&addr, "", enough).await;
+    assert!(answer.is_some(), "a silent connection is closed");
+
+    // The server still answers properly afterwards.
+    let good = fixture("schools/fixtures/referral_in.json");
+    let (status, body, _) = h.post(school, "school/referrals", good.to_string()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_over_its_limit_is_a_short_422_in_the_callers_language() {
+    let h = hooks().await;
+    let school = "school-cairo-alnour";
+    let mut referral = fixture("schools/fixtures/referral_in.json");
+    // 300 caregivers: under the body limit, fifteen times the list limit.
+    let one = referral["referral"]["caregivers"][0].clone();
+    referral["referral"]["caregivers"] = Value::Array(vec![one; 300]);
+    let started = std::time::Instant::now();
+    let r = h
+        .http
+        .post(format!("{}/agencies/{school}/school/referrals", h.base))
+        .bearer_auth(token(school))
+        .header("accept-language", "ar")
+        .body(referral.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+    assert!(
+        text.len() < 16 * 1024,
+        "a short answer: {} bytes",
+        text.len()
+    );
+    assert!(text.contains("referral.caregivers"), "{text}");
+    assert!(text.contains("يحتوي على أكثر من 20"), "in Arabic: {text}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}

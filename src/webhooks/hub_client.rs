@@ -14,6 +14,12 @@ use tonic::{Code, Request, Status};
 
 use super::Refusal;
 
+tokio::task_local! {
+    /// The language of the agency's request, passed on to the hub's calls so that its
+    /// field errors come back in it.
+    pub static LANG: himaya_proto::status::Lang;
+}
+
 pub struct HubClient {
     url: String,
     /// Set under mutual TLS: where the agencies' certificates are.
@@ -50,6 +56,7 @@ impl HubClient {
                 "hub_unavailable",
                 "the hub cannot take this now; send it again later (same message id)",
             )
+            .ar("تعذر على المنصة استلام هذا الآن؛ أعد الإرسال لاحقًا بنفس رقم الرسالة")
         };
         let mut endpoint = Channel::from_shared(self.url.clone())
             .map_err(|_| unavailable("connectors.hub_url is not a URL"))?
@@ -95,6 +102,10 @@ impl HubClient {
             )
         })?;
         r.metadata_mut().insert(crate::gateway::AGENCY_HEADER, v);
+        if let Ok(lang) = LANG.try_with(|l| *l) {
+            r.metadata_mut()
+                .insert("accept-language", MetadataValue::from_static(lang.tag()));
+        }
         Ok(r)
     }
 }
@@ -117,6 +128,11 @@ pub fn refusal(status: &Status) -> Refusal {
         _ => (StatusCode::BAD_GATEWAY, "hub_error"),
     };
     let mut r = Refusal::new(http, code, status.message().to_owned());
+    if code == "busy" {
+        // The hub's words for being overloaded are for its operators, not the agency.
+        r.message = "the hub is busy; send it again later (same message id)".into();
+        r.message_ar = Some("المنصة مشغولة الآن؛ أعد الإرسال لاحقًا بنفس رقم الرسالة".into());
+    }
     use tonic_types::StatusExt;
     if let Some(bad) = status.get_details_bad_request() {
         r.violations = bad
@@ -128,6 +144,8 @@ pub fn refusal(status: &Status) -> Refusal {
     if http.is_server_error() {
         tracing::error!(code = ?status.code(), "the hub failed a webhook's call");
         r.message = "the hub could not take this now; send it again later (same message id)".into();
+        r.message_ar =
+            Some("تعذر على المنصة استلام هذا الآن؛ أعد الإرسال لاحقًا بنفس رقم الرسالة".into());
     }
     r
 }

@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use himaya_connect::InboundError;
+use himaya_proto::status::Lang;
 use himaya_settings::{AgencySettings, Protocol, Settings};
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -54,7 +55,6 @@ pub async fn start(
     let Some(listen) = settings.connectors.webhook_listen else {
         return Ok((None, tasks));
     };
-    let limit = settings.connectors.max_body_bytes;
     let mut router = Router::new();
     for route in Route::ALL {
         router = router.route(
@@ -74,7 +74,8 @@ pub async fn start(
             "/agencies/:agency/hotline/cases/:case_id",
             get(routes::follow_up),
         )
-        .layer(DefaultBodyLimit::max(limit))
+        // The body is read by `receive` itself, after the token is checked.
+        .layer(DefaultBodyLimit::disable())
         .with_state(app);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -82,16 +83,50 @@ pub async fn start(
             format!("binding the webhooks' port {listen} (connectors.webhook_listen)")
         })?;
     let addr = listener.local_addr()?;
-    tasks.push(tokio::spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "the webhook server stopped");
-        }
-    }));
+    tasks.push(tokio::spawn(serve(router, listener, settings, shutdown)));
     tracing::info!(%addr, "agency webhooks listening");
     Ok((Some(addr), tasks))
+}
+
+/// Serves HTTP/1.1 on connections from [`crate::listen::incoming`]: request line and
+/// headers within `limits.header_read_timeout_ms`, then the handler's own body deadline.
+async fn serve(
+    router: Router,
+    listener: tokio::net::TcpListener,
+    settings: Arc<Settings>,
+    shutdown: CancellationToken,
+) {
+    use futures_util::StreamExt;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let limits = &settings.limits;
+    let plain = |c| async { Ok(c) };
+    let mut incoming = std::pin::pin!(crate::listen::incoming(
+        listener,
+        limits,
+        "webhooks",
+        plain,
+        shutdown.clone()
+    ));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout())
+        .max_buf_size(64 * 1024);
+    let http = Arc::new(http);
+    while let Some(Ok(conn)) = incoming.next().await {
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let (http, stop) = (http.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let conn = http.serve_connection(TokioIo::new(conn), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
 }
 
 /// A refusal to an agency: an HTTP status and a message it can act on (never a value
@@ -101,6 +136,8 @@ pub struct Refusal {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// The message in Arabic, for a caller asking for it (`Accept-Language: ar`).
+    pub message_ar: Option<String>,
     pub field: Option<String>,
     pub violations: Vec<(String, String)>,
 }
@@ -111,9 +148,24 @@ impl Refusal {
             status,
             code,
             message: message.into(),
+            message_ar: None,
             field: None,
             violations: Vec::new(),
         }
+    }
+
+    /// The same refusal with its Arabic message.
+    pub fn ar(mut self, text: impl Into<String>) -> Refusal {
+        self.message_ar = Some(text.into());
+        self
+    }
+
+    /// In the caller's language, where an Arabic text exists.
+    fn localized(mut self, lang: Lang) -> Refusal {
+        if let (Lang::Arabic, Some(ar)) = (lang, self.message_ar.take()) {
+            self.message = ar;
+        }
+        self
     }
 
     fn body(&self, protocol: Protocol) -> Value {
@@ -158,35 +210,33 @@ impl From<InboundError> for Refusal {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             code: "invalid_payload",
             message: e.problem,
+            message_ar: None,
             field: Some(e.field),
             violations: Vec::new(),
         }
     }
 }
 
-/// One webhook call: authenticate, read, dedupe, hand to the hub, remember the answer.
+/// One webhook call: authenticate (from the headers alone), read the body within its
+/// size and time limits, dedupe, hand to the hub, remember the answer.
 async fn receive(
     route: Route,
     State(app): State<App>,
     Path(agency): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: axum::body::Body,
 ) -> Response {
+    let lang = Lang::from_header(
+        headers
+            .get(axum::http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    );
     if let Err(r) = authenticate(&app.settings, &agency, &headers, route) {
-        return reply(route.protocol(), Err(r), false);
+        return reply(route.protocol(), Err(r.localized(lang)), false);
     }
     let outcome = async {
-        let body = body.map_err(|e| {
-            Refusal::new(
-                e.status(),
-                "unreadable_body",
-                format!(
-                    "the body could not be read ({}); at most {} bytes are accepted",
-                    e.status(),
-                    app.settings.connectors.max_body_bytes
-                ),
-            )
-        })?;
+        let body = read_body(&app.settings, &headers, body).await?;
         let text = std::str::from_utf8(&body).map_err(|e| {
             Refusal::new(
                 StatusCode::BAD_REQUEST,
@@ -196,6 +246,10 @@ async fn receive(
                     e.valid_up_to()
                 ),
             )
+            .ar(format!(
+                "محتوى الطلب ليس نصًا بترميز UTF-8 (أول بايت غير صالح عند {})",
+                e.valid_up_to()
+            ))
         })?;
         let value: Value = serde_json::from_str(text).map_err(|e| {
             Refusal::new(
@@ -207,10 +261,18 @@ async fn receive(
                     e.column()
                 ),
             )
+            .ar(format!(
+                "محتوى الطلب ليس JSON صالحًا (السطر {}، العمود {})",
+                e.line(),
+                e.column()
+            ))
         })?;
-        routes::process(route, &app, &agency, &value).await
+        hub_client::LANG
+            .scope(lang, routes::process(route, &app, &agency, &value))
+            .await
     }
-    .await;
+    .await
+    .map_err(|r| r.localized(lang));
     match &outcome {
         Ok((_, _, replayed)) => {
             tracing::info!(agency = %agency, route = route.name(), replayed, "webhook accepted")
@@ -247,6 +309,55 @@ fn reply(
     resp
 }
 
+/// The body, at most `connectors.max_body_bytes` and within `limits.body_read_timeout_ms`:
+/// a declared length over the limit is refused before a byte of it is read (413), a body
+/// that stops coming is 408.
+async fn read_body(
+    settings: &Settings,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<Bytes, Refusal> {
+    let max = settings.connectors.max_body_bytes;
+    let too_large = || {
+        Refusal::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body is larger than the {max} bytes accepted"),
+        )
+        .ar(format!("حجم الطلب أكبر من الحد المقبول ({max} بايت)"))
+    };
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let read = axum::body::to_bytes(body, max);
+    match tokio::time::timeout(settings.limits.body_read_timeout(), read).await {
+        Err(_) => Err(Refusal::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the body did not arrive within {} ms",
+                settings.limits.body_read_timeout_ms
+            ),
+        )
+        .ar(format!(
+            "لم يصل محتوى الطلب خلال {} ميلي ثانية",
+            settings.limits.body_read_timeout_ms
+        ))),
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(_)) if declared.is_none() => Err(too_large()),
+        Ok(Err(_)) => Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "unreadable_body",
+            "the body could not be read (it ended before its Content-Length, or the connection broke)",
+        )
+        .ar("تعذرت قراءة محتوى الطلب (انتهى قبل طوله المعلن أو انقطع الاتصال)")),
+    }
+}
+
 /// The agency named in the path, if the bearer token is its own and it speaks the
 /// route's standard. An unknown agency and a wrong token get the same answer.
 fn authenticate<'a>(
@@ -261,6 +372,7 @@ fn authenticate<'a>(
             "unauthenticated",
             "send this agency's webhook token as `Authorization: Bearer <token>`",
         )
+        .ar("أرسل رمز الجهة الخاص بالخطافات في `Authorization: Bearer <token>`")
     };
     let a = settings.agencies.get(agency).ok_or_else(unauthenticated)?;
     let expected = a.inbound_token.as_ref().ok_or_else(unauthenticated)?;
@@ -282,7 +394,12 @@ fn authenticate<'a>(
                 route.name(),
                 route.protocol().as_str()
             ),
-        ));
+        )
+        .ar(format!(
+            "هذه الجهة تتحدث `{}`؛ هذا المسار مخصص لأنظمة {}",
+            a.protocol.as_str(),
+            route.protocol().as_str()
+        )));
     }
     Ok(a)
 }

@@ -2,7 +2,7 @@
 //! of field violations (paths as the caller wrote them); outgoing ones are infallible.
 
 use chrono::NaiveDate;
-use himaya_record::validate::{validate_details, MAX_LIST};
+use himaya_record::validate::{validate_details, within, within_vec, MAX_LIST};
 use himaya_record::{self as rec, Problem, Violations};
 
 use crate::v1 as pb;
@@ -212,6 +212,7 @@ fn enum_list<T: Copy + std::fmt::Display>(
     all: &[T],
     from: fn(i32) -> Option<T>,
 ) -> Vec<T> {
+    let raw = within(v, field, raw);
     let mut out = Vec::with_capacity(raw.len().min(MAX_LIST));
     for (i, r) in raw.iter().enumerate() {
         if let Some(x) = required(v, format!("{field}[{i}]"), all, from(*r)) {
@@ -240,8 +241,7 @@ fn child(v: &mut Violations, p: &str, c: Option<pb::Child>) -> rec::Child {
             u8::MAX
         })
     });
-    let identity_documents = c
-        .identity_documents
+    let identity_documents = within_vec(v, &f("identity_documents"), c.identity_documents)
         .into_iter()
         .enumerate()
         .filter_map(|(i, d)| {
@@ -289,8 +289,7 @@ pub fn referral_details(
     };
     let p = prefix;
     let child = child(&mut v, p, d.child);
-    let caregivers = d
-        .caregivers
+    let caregivers = within_vec(&mut v, &format!("{p}.caregivers"), d.caregivers)
         .into_iter()
         .enumerate()
         .map(|(i, c)| {
@@ -324,8 +323,7 @@ pub fn referral_details(
         cash_transfer_beneficiary: household.cash_transfer_beneficiary,
         income_source: opt_text(household.income_source),
     };
-    let concerns = d
-        .concerns
+    let concerns = within_vec(&mut v, &format!("{p}.concerns"), d.concerns)
         .into_iter()
         .enumerate()
         .filter_map(|(i, c)| {
@@ -369,8 +367,7 @@ pub fn referral_details(
         rec::TargetGroup::ALL,
         target_from,
     );
-    let consent_refs = d
-        .consent_refs
+    let consent_refs = within_vec(&mut v, &format!("{p}.consent_refs"), d.consent_refs)
         .into_iter()
         .enumerate()
         .filter_map(|(i, c)| {

@@ -15,10 +15,15 @@ pub enum Lang {
 impl Lang {
     /// From the request's `accept-language` metadata; Arabic when it comes first.
     pub fn of(meta: &tonic::metadata::MetadataMap) -> Lang {
-        let header = meta
-            .get("accept-language")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+        Lang::from_header(
+            meta.get("accept-language")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
+        )
+    }
+
+    /// From an `Accept-Language` value (HTTP or gRPC metadata).
+    pub fn from_header(header: &str) -> Lang {
         if header.trim_start().to_ascii_lowercase().starts_with("ar") {
             Lang::Arabic
         } else {
@@ -33,6 +38,9 @@ impl Lang {
         }
     }
 }
+
+/// How much of the status message lists problems, in bytes before encoding.
+const MESSAGE_LIST_BYTES: usize = 1000;
 
 /// `INVALID_ARGUMENT` listing every field and what to do about it. Carries rule
 /// descriptions only, never the values sent.
@@ -50,16 +58,33 @@ pub fn invalid_argument(v: &Violations, lang: Lang) -> Status {
             format!("[{}] {}", fv.problem.code(), text),
         );
     }
+    let total = lines.len() + v.more();
+    // The message repeats the first problems for clients that show only it; the field
+    // violations carry them all. Percent-encoded Arabic triples in size on the wire.
+    let mut shown = 0;
+    let mut bytes = 0;
+    for l in &lines {
+        if bytes + l.len() > MESSAGE_LIST_BYTES {
+            break;
+        }
+        bytes += l.len();
+        shown += 1;
+    }
+    let hidden = total - shown;
+    lines.truncate(shown);
+    if hidden > 0 {
+        lines.push(match lang {
+            Lang::Arabic => format!("و{hidden} مشكلة أخرى (انظر قائمة الحقول)"),
+            Lang::English => format!("and {hidden} more (see the field violations)"),
+        });
+    }
     let (summary, joined) = match lang {
         Lang::Arabic => (
-            format!("الطلب غير مكتمل أو غير صالح (عدد المشكلات: {})", lines.len()),
+            format!("الطلب غير مكتمل أو غير صالح (عدد المشكلات: {total})"),
             lines.join("؛ "),
         ),
         Lang::English => (
-            format!(
-                "the request is incomplete or invalid ({} problem(s))",
-                lines.len()
-            ),
+            format!("the request is incomplete or invalid ({total} problem(s))"),
             lines.join("; "),
         ),
     };

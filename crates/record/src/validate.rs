@@ -152,9 +152,16 @@ pub struct FieldViolation {
     pub problem: Problem,
 }
 
-/// Every violation found in one request; validation never stops at the first.
+/// Every violation found in one request; validation never stops at the first, but keeps
+/// at most [`MAX_VIOLATIONS`] (and counts the rest), so that no request can make an
+/// answer or a log line as large as itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Violations(Vec<FieldViolation>);
+pub struct Violations(Vec<FieldViolation>, usize);
+
+/// The most violations one answer lists; the rest are counted.
+// An error's headers must stay well under 16 KiB, the HTTP/2 header list a gRPC client
+// accepts by default (hyper's), with the details in Arabic.
+pub const MAX_VIOLATIONS: usize = 20;
 
 impl Violations {
     pub fn new() -> Self {
@@ -162,6 +169,10 @@ impl Violations {
     }
 
     pub fn push(&mut self, field: impl Into<String>, problem: Problem) {
+        if self.0.len() >= MAX_VIOLATIONS {
+            self.1 += 1;
+            return;
+        }
         self.0.push(FieldViolation {
             field: field.into(),
             problem,
@@ -176,8 +187,16 @@ impl Violations {
         self.0.iter()
     }
 
+    /// Violations found but not listed (past [`MAX_VIOLATIONS`]).
+    pub fn more(&self) -> usize {
+        self.1
+    }
+
     pub fn extend(&mut self, other: Violations) {
-        self.0.extend(other.0);
+        self.1 += other.1;
+        for v in other.0 {
+            self.push(v.field, v.problem);
+        }
     }
 
     /// `Ok(value)` when nothing was found, else the violations.
@@ -203,7 +222,11 @@ impl fmt::Display for Violations {
             .iter()
             .map(|v| format!("{}: {}", v.field, v.problem.english()))
             .collect();
-        write!(f, "{}", parts.join("; "))
+        write!(f, "{}", parts.join("; "))?;
+        if self.1 > 0 {
+            write!(f, "; and {} more", self.1)?;
+        }
+        Ok(())
     }
 }
 
@@ -214,6 +237,31 @@ pub const MAX_NAME: usize = 200;
 pub const MAX_SHORT_TEXT: usize = 200;
 pub const MAX_NARRATIVE: usize = 4000;
 pub const MAX_LIST: usize = 20;
+
+/// A list cut at [`MAX_LIST`]: a longer one is a violation naming the limit (not one per
+/// entry), and only its first `MAX_LIST` entries are looked at, so a request of 100,000
+/// entries costs no more to check than one of 20.
+pub fn within<'a, T>(v: &mut Violations, field: &str, list: &'a [T]) -> &'a [T] {
+    within_max(v, field, list, MAX_LIST)
+}
+
+/// [`within`] with a limit of its own.
+pub fn within_max<'a, T>(v: &mut Violations, field: &str, list: &'a [T], max: usize) -> &'a [T] {
+    if list.len() > max {
+        v.push(field, Problem::TooMany { max });
+        return &list[..max];
+    }
+    list
+}
+
+/// [`within`] for a list taken by value.
+pub fn within_vec<T>(v: &mut Violations, field: &str, mut list: Vec<T>) -> Vec<T> {
+    if list.len() > MAX_LIST {
+        v.push(field, Problem::TooMany { max: MAX_LIST });
+        list.truncate(MAX_LIST);
+    }
+    list
+}
 
 /// Checks a free-text field; `required` decides whether empty is a violation.
 pub fn check_text(v: &mut Violations, field: &str, text: &str, max: usize) {

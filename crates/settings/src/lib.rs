@@ -11,6 +11,9 @@ use himaya_record::{AgencyType, ServiceType};
 use himaya_sharing::SharingPolicy;
 use serde::Deserialize;
 
+mod limits;
+pub use limits::ServerLimits;
+
 /// A value that must never be printed (URLs with passwords, tokens).
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -51,6 +54,9 @@ pub struct Settings {
     pub consent: himaya_record::consent::ConsentRules,
     pub audit: AuditSettings,
     pub break_glass: BreakGlassSettings,
+    /// Bounds of the gRPC and webhook servers (timeouts, connection and stream caps).
+    #[serde(default)]
+    pub limits: ServerLimits,
 }
 
 /// Emergency access without consent (break-glass).
@@ -499,6 +505,7 @@ impl Settings {
             }
             _ => {}
         }
+        self.limits.validate()?;
         if self.bus.prefetch == 0 {
             return Err(invalid("bus.prefetch", "must be at least 1"));
         }

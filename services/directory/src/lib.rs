@@ -16,7 +16,7 @@ use himaya_events::{keys, new_message_id, ServiceMapChanged};
 use himaya_proto::convert::{service_from, service_to};
 use himaya_proto::status::{caller, invalid_argument, Lang};
 use himaya_proto::v1 as pb;
-use himaya_record::validate::check_text;
+use himaya_record::validate::{check_text, within, within_max, MAX_LIST};
 use himaya_record::{Problem, ServiceId, ServiceType, Violations};
 use himaya_settings::{AgencySettings, Settings};
 use sqlx::postgres::PgRow;
@@ -267,10 +267,8 @@ fn check(r: &pb::UpsertServiceRequest, agency: &AgencySettings) -> Violations {
         );
     }
     check_text(&mut v, "governorate", g, 100);
-    if r.districts.len() > MAX_DISTRICTS {
-        v.push("districts", Problem::TooMany { max: MAX_DISTRICTS });
-    }
-    for (i, d) in r.districts.iter().enumerate() {
+    let districts = within_max(&mut v, "districts", &r.districts, MAX_DISTRICTS);
+    for (i, d) in districts.iter().enumerate() {
         if d.trim().is_empty() {
             v.push(format!("districts[{i}]"), Problem::Required);
         }
@@ -288,7 +286,7 @@ fn check(r: &pb::UpsertServiceRequest, agency: &AgencySettings) -> Violations {
     if r.languages.is_empty() {
         v.push("languages", Problem::AtLeastOne);
     }
-    for (i, l) in r.languages.iter().enumerate() {
+    for (i, l) in within(&mut v, "languages", &r.languages).iter().enumerate() {
         if !is_language(l) {
             v.push(
                 format!("languages[{i}]"),
@@ -421,6 +419,11 @@ impl pb::directory_server::Directory for DirectoryApi {
         req: Request<pb::FindServicesRequest>,
     ) -> Result<Response<pb::FindServicesResponse>, Status> {
         let r = req.into_inner();
+        if r.service_types.len() > MAX_LIST {
+            return Err(Status::invalid_argument(format!(
+                "service_types: more than {MAX_LIST} entries"
+            )));
+        }
         let mut types = Vec::new();
         for (i, t) in r.service_types.iter().enumerate() {
             let s = service_from(*t).ok_or_else(|| {

@@ -1,6 +1,8 @@
 //! The first assessment's decision: register, refer on (material need alone goes to
 //! relief), or decline.
 
+use himaya_record::validate::within;
+
 use super::*;
 use chrono::DateTime;
 use himaya_bus::Exchange;
@@ -26,7 +28,14 @@ impl CaseWorkApi {
         let known = |c: &String| {
             l.vulnerability_criteria.contains(c) || l.material_need_criteria.contains(c)
         };
-        for (i, c) in r.vulnerability_criteria.iter().enumerate() {
+        for (i, c) in within(
+            &mut e.v,
+            "vulnerability_criteria",
+            &r.vulnerability_criteria,
+        )
+        .iter()
+        .enumerate()
+        {
             if !known(c) {
                 let all: Vec<&str> = l
                     .vulnerability_criteria
@@ -42,7 +51,10 @@ impl CaseWorkApi {
                 );
             }
         }
-        for (i, g) in r.target_groups.iter().enumerate() {
+        for (i, g) in within(&mut e.v, "target_groups", &r.target_groups)
+            .iter()
+            .enumerate()
+        {
             if !l.target_groups.contains(g) {
                 e.v.push(
                     format!("target_groups[{i}]"),

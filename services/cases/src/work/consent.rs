@@ -8,7 +8,7 @@ use himaya_events::{keys, ConsentWithdrawn};
 use himaya_record::consent::{
     contradictions, Consent, ConsentMethod, LegalBasis, Provision, ProvisionKind,
 };
-use himaya_record::validate::MAX_LIST;
+use himaya_record::validate::within;
 use himaya_record::{ConsentGiver, DataCategory, Purpose};
 
 use super::*;
@@ -34,9 +34,7 @@ impl CaseWorkApi {
         if list.is_empty() {
             v.push("provisions", Problem::AtLeastOne);
         }
-        if list.len() > MAX_LIST {
-            v.push("provisions", Problem::TooMany { max: MAX_LIST });
-        }
+        let list = within(v, "provisions", list);
         let mut out = Vec::new();
         for (i, p) in list.iter().enumerate() {
             let f = |name: &str| format!("provisions[{i}].{name}");
@@ -66,8 +64,7 @@ impl CaseWorkApi {
                     AgencyType::parse,
                 )
             });
-            let purposes: Vec<Purpose> = p
-                .purposes
+            let purposes: Vec<Purpose> = within(v, &f("purposes"), &p.purposes)
                 .iter()
                 .enumerate()
                 .filter_map(|(j, s)| {
@@ -80,8 +77,7 @@ impl CaseWorkApi {
                     )
                 })
                 .collect();
-            let categories: Vec<DataCategory> = p
-                .categories
+            let categories: Vec<DataCategory> = within(v, &f("categories"), &p.categories)
                 .iter()
                 .enumerate()
                 .filter_map(|(j, s)| {

@@ -3,16 +3,14 @@
 
 use chrono::NaiveDate;
 use himaya_record::lifecycle::{action_due, Assessment, Goal, Need, NeedDomain, Plan, PlanAction};
-use himaya_record::validate::MAX_LIST;
+use himaya_record::validate::within;
 use himaya_record::ServiceType;
 
 use super::*;
 use crate::change::{close_deadline_for, open_deadline_for};
 
 fn texts(v: &mut Violations, field: &str, list: &[String]) -> Vec<String> {
-    if list.len() > MAX_LIST {
-        v.push(field, Problem::TooMany { max: MAX_LIST });
-    }
+    let list = within(v, field, list);
     for (i, t) in list.iter().enumerate() {
         required_text(v, &format!("{field}[{i}]"), t);
     }
@@ -33,7 +31,7 @@ impl CaseWorkApi {
             e.v.push("needs", Problem::AtLeastOne);
         }
         let mut needs = Vec::new();
-        for (i, n) in r.needs.iter().enumerate() {
+        for (i, n) in within(&mut e.v, "needs", &r.needs).iter().enumerate() {
             let domain = choose(
                 &mut e.v,
                 &format!("needs[{i}].domain"),
@@ -133,7 +131,7 @@ impl CaseWorkApi {
         }
         let today = Utc::now().date_naive();
         let (mut goals, mut n) = (Vec::new(), 0);
-        for (gi, g) in r.goals.iter().enumerate() {
+        for (gi, g) in within(&mut e.v, "goals", &r.goals).iter().enumerate() {
             required_text(
                 &mut e.v,
                 &format!("goals[{gi}].description"),
@@ -143,7 +141,8 @@ impl CaseWorkApi {
                 e.v.push(format!("goals[{gi}].actions"), Problem::AtLeastOne);
             }
             let mut actions = Vec::new();
-            for (ai, a) in g.actions.iter().enumerate() {
+            let listed = format!("goals[{gi}].actions");
+            for (ai, a) in within(&mut e.v, &listed, &g.actions).iter().enumerate() {
                 n += 1;
                 actions.extend(self.action(
                     &mut e.v,
