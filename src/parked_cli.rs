@@ -4,6 +4,8 @@
 //! `connectors.inbound_parked`. Only envelopes are shown (ids, types, queues, reasons),
 //! never a body: a body holds a child's data.
 
+use std::io::Write;
+
 use anyhow::Context;
 use clap::Subcommand;
 use himaya_bus::{Bus, Parked, Selection, Topology};
@@ -41,17 +43,21 @@ pub enum BusCommand {
     },
     /// Everything recorded about one parked message except its body.
     Show {
-        message_id: String,
+        /// The id `list` shows: the message id, or `pkd_…` for a message without one.
+        id: String,
         #[arg(long, value_enum, default_value = "en")]
         lang: Lang,
     },
     /// Send parked messages back to the queue each came from, once the cause is fixed.
     /// Consumers are idempotent: a message already handled is not handled twice.
-    #[command(group(clap::ArgGroup::new("which").required(true).args(["ids", "all", "from_queue"])))]
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["ids", "id", "all", "from_queue"])))]
     Replay {
-        /// A message to replay (repeatable).
-        #[arg(long = "id")]
+        /// The messages to replay, by the id `list` shows.
+        #[arg(value_name = "ID")]
         ids: Vec<String>,
+        /// A message to replay, by its id (repeatable; the same as giving the id alone).
+        #[arg(long = "id", value_name = "ID")]
+        id: Vec<String>,
         /// Every parked message.
         #[arg(long)]
         all: bool,
@@ -78,120 +84,157 @@ pub async fn run(cmd: ParkedCommand, settings: Settings) -> anyhow::Result<()> {
     )
     .await
     .context("connecting to RabbitMQ (is it running? see `bus.url` in config/)")?;
-    let result = bus_command(cmd, &bus).await;
+    let result = bus_command(cmd, &bus, &mut std::io::stdout()).await;
     bus.close().await;
     result
 }
 
-async fn bus_command(cmd: BusCommand, bus: &Bus) -> anyhow::Result<()> {
+/// Runs one command on the parking queue, writing what an operator reads to `out`
+/// (stdout for the command line; a buffer in tests, which check what is printed).
+pub async fn bus_command<W: Write>(cmd: BusCommand, bus: &Bus, out: &mut W) -> anyhow::Result<()> {
     match cmd {
-        BusCommand::List { limit, lang } => {
-            let total = bus.parked_count().await?;
-            let list = bus.parked(limit).await?;
-            if list.is_empty() {
-                println!("{}", lang.pick("nothing is parked", "لا توجد رسائل موقوفة"));
-                return Ok(());
-            }
-            println!(
-                "{} {total}",
-                lang.pick("parked messages:", "الرسائل الموقوفة:")
-            );
-            for p in &list {
-                print_line(p, lang);
-            }
-            if (list.len() as u64) < u64::from(total) {
-                println!(
-                    "{}",
-                    lang.pick(
-                        "(more than shown: raise --limit)",
-                        "(يوجد أكثر مما عُرض: ارفع ‎--limit)"
-                    )
-                );
-            }
-        }
-        BusCommand::Show { message_id, lang } => {
-            let found = bus
-                .parked(usize::MAX)
-                .await?
-                .into_iter()
-                .find(|p| p.message_id == message_id);
-            let Some(p) = found else {
-                anyhow::bail!(
-                    "{}",
-                    lang.pick(
-                        "no parked message has this id (see `himaya parked list`)",
-                        "لا توجد رسالة موقوفة بهذا المعرّف (انظر ‎`himaya parked list`)"
-                    )
-                );
-            };
-            print_line(&p, lang);
-            println!("  {} {} B", lang.pick("body:", "المحتوى:"), p.bytes);
-            println!("  {}", lang.pick("headers:", "الترويسات:"));
-            for (k, v) in &p.headers {
-                println!("    {k}: {v}");
-            }
-        }
+        BusCommand::List { limit, lang } => list(bus, limit, lang, out).await,
+        BusCommand::Show { id, lang } => show(bus, &id, lang, out).await,
         BusCommand::Replay {
-            ids,
+            mut ids,
+            id,
             all,
             from_queue,
             lang,
         } => {
+            ids.extend(id);
             let selection = match (all, from_queue) {
                 (true, _) => Selection::All,
                 (false, Some(q)) => Selection::FromQueue(q),
-                (false, None) => Selection::Ids(ids.clone()),
+                (false, None) => Selection::Ids(ids),
             };
-            let report = bus.replay_parked(&selection).await?;
-            for (id, queue) in &report.replayed {
-                println!("{} {id} → {queue}", lang.pick("replayed", "أعيد إرسالها"));
-            }
-            for (id, why) in &report.kept {
-                println!("{} {id}: {why}", lang.pick("kept", "أُبقيت"));
-            }
-            let mut missing = 0;
-            if let Selection::Ids(ids) = &selection {
-                for id in ids {
-                    let seen = report.replayed.iter().any(|(r, _)| r == id)
-                        || report.kept.iter().any(|(k, _)| k == id);
-                    if !seen {
-                        missing += 1;
-                        println!("{} {id}", lang.pick("not parked:", "ليست موقوفة:"));
-                    }
-                }
-            }
-            println!(
-                "{} {}, {} {}, {} {}",
-                lang.pick("replayed", "أعيد إرسال"),
-                report.replayed.len(),
-                lang.pick("kept", "أُبقي"),
-                report.kept.len(),
-                lang.pick("not selected", "غير مختارة"),
-                report.unselected
-            );
-            if !report.kept.is_empty() || missing > 0 {
-                anyhow::bail!(
-                    "{}",
-                    lang.pick(
-                        "some messages asked for were not replayed (see above)",
-                        "لم يُعَد إرسال بعض الرسائل المطلوبة (انظر أعلاه)"
-                    )
-                );
-            }
+            replay(bus, &selection, lang, out).await
         }
+    }
+}
+
+async fn list<W: Write>(bus: &Bus, limit: usize, lang: Lang, out: &mut W) -> anyhow::Result<()> {
+    let total = bus.parked_count().await?;
+    let list = bus.parked(limit).await?;
+    if list.is_empty() {
+        writeln!(
+            out,
+            "{}",
+            lang.pick("nothing is parked", "لا توجد رسائل موقوفة")
+        )?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{} {total}",
+        lang.pick("parked messages:", "الرسائل الموقوفة:")
+    )?;
+    for p in &list {
+        print_line(p, lang, out)?;
+    }
+    if (list.len() as u64) < u64::from(total) {
+        writeln!(
+            out,
+            "{}",
+            lang.pick(
+                "(more than shown: raise --limit)",
+                "(يوجد أكثر مما عُرض: ارفع ‎--limit)"
+            )
+        )?;
     }
     Ok(())
 }
 
-fn print_line(p: &Parked, lang: Lang) {
+async fn show<W: Write>(bus: &Bus, id: &str, lang: Lang, out: &mut W) -> anyhow::Result<()> {
+    let found = bus
+        .parked(usize::MAX)
+        .await?
+        .into_iter()
+        .find(|p| p.id == id);
+    let Some(p) = found else {
+        anyhow::bail!(
+            "{}",
+            lang.pick(
+                "no parked message has this id (see `himaya parked list`)",
+                "لا توجد رسالة موقوفة بهذا المعرّف (انظر ‎`himaya parked list`)"
+            )
+        );
+    };
+    print_line(&p, lang, out)?;
+    writeln!(
+        out,
+        "  {} {}",
+        lang.pick("message id:", "معرّف الرسالة:"),
+        p.message_id
+    )?;
+    writeln!(out, "  {} {} B", lang.pick("body:", "المحتوى:"), p.bytes)?;
+    writeln!(out, "  {}", lang.pick("headers:", "الترويسات:"))?;
+    for (k, v) in &p.headers {
+        writeln!(out, "    {k}: {v}")?;
+    }
+    Ok(())
+}
+
+async fn replay<W: Write>(
+    bus: &Bus,
+    selection: &Selection,
+    lang: Lang,
+    out: &mut W,
+) -> anyhow::Result<()> {
+    let report = bus.replay_parked(selection).await?;
+    for (id, queue) in &report.replayed {
+        writeln!(
+            out,
+            "{} {id} → {queue}",
+            lang.pick("replayed", "أعيد إرسالها")
+        )?;
+    }
+    for (id, why) in &report.kept {
+        writeln!(out, "{} {id}: {why}", lang.pick("kept", "أُبقيت"))?;
+    }
+    let mut missing = 0;
+    if let Selection::Ids(ids) = selection {
+        for id in ids {
+            let seen = report.replayed.iter().any(|(r, _)| r == id)
+                || report.kept.iter().any(|(k, _)| k == id);
+            if !seen {
+                missing += 1;
+                writeln!(out, "{} {id}", lang.pick("not parked:", "ليست موقوفة:"))?;
+            }
+        }
+    }
+    writeln!(
+        out,
+        "{} {}, {} {}, {} {}",
+        lang.pick("replayed", "أعيد إرسال"),
+        report.replayed.len(),
+        lang.pick("kept", "أُبقي"),
+        report.kept.len(),
+        lang.pick("not selected", "غير مختارة"),
+        report.unselected
+    )?;
+    if !report.kept.is_empty() || missing > 0 {
+        anyhow::bail!(
+            "{}",
+            lang.pick(
+                "some messages asked for were not replayed (see above)",
+                "لم يُعَد إرسال بعض الرسائل المطلوبة (انظر أعلاه)"
+            )
+        );
+    }
+    Ok(())
+}
+
+fn print_line<W: Write>(p: &Parked, lang: Lang, out: &mut W) -> std::io::Result<()> {
     let when = p
         .parked_at
         .and_then(|s| chrono::DateTime::from_timestamp(i64::try_from(s).ok()?, 0))
         .map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
         .unwrap_or_else(|| "-".into());
-    println!(
+    writeln!(
+        out,
         "{}  {}  {} {}  {}  {}",
-        p.message_id,
+        p.id,
         if p.event_type.is_empty() {
             "-"
         } else {
@@ -201,7 +244,7 @@ fn print_line(p: &Parked, lang: Lang) {
         p.from_queue.as_deref().unwrap_or("?"),
         when,
         p.reason
-    );
+    )
 }
 
 async fn inbound(

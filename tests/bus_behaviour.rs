@@ -485,3 +485,272 @@ async fn parked_messages_are_listed_kept_and_replayed_once_the_cause_is_fixed() 
     assert_eq!(back.delivery.data, vec![4]);
     bus.close().await;
 }
+
+/// Adds one row to the outbox of `pool`'s schema, in a transaction of its own: one
+/// notification to the relay, as every service write makes.
+async fn enqueue_row(pool: &sqlx::PgPool, message_id: &str) {
+    let mut conn = pool.acquire().await.unwrap();
+    himaya_store::outbox::enqueue(&mut conn, &raw("relay.test", vec![1], message_id))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_do_not_cut_the_relay_backoff_short_while_the_broker_is_down() {
+    use himaya_store::relay::{run_relay_with_stats, RelayConfig, RelayStats};
+    use std::time::{Duration, Instant};
+
+    let env = TestEnv::new(None).await;
+    let pool = himaya_store::connect(&env.db_url, "relay_t", 4)
+        .await
+        .unwrap();
+    let bus = Bus::connect(env.amqp_url(), Topology::new(""))
+        .await
+        .unwrap();
+    bus.declare_queue("relayed", Exchange::Events, &["relay.test"])
+        .await
+        .unwrap();
+    let stats = std::sync::Arc::new(RelayStats::default());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    // A slow poll: rounds start on notifications (and, once failing, on the backoff).
+    let cfg = RelayConfig {
+        poll_interval: Duration::from_secs(5),
+        batch_size: 100,
+    };
+    let relay = tokio::spawn(run_relay_with_stats(
+        pool.clone(),
+        bus.clone(),
+        cfg,
+        shutdown.clone(),
+        stats.clone(),
+    ));
+    // The first round follows the LISTEN: from then on a row goes out on its notification.
+    eventually(30, "the relay's first round", || async {
+        (stats.rounds() >= 1).then_some(())
+    })
+    .await;
+    enqueue_row(&pool, "msg_relay_first").await;
+    let sent = "SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL";
+    wait_count(&pool, sent, 1, 30, "a row relayed on its notification").await;
+
+    // The broker goes away: the vhost is deleted, its connections closed, and every
+    // reconnection refused until it is back.
+    let api = env_or("HIMAYA_TEST_RABBIT_API", "http://127.0.0.1:15672");
+    let http = reqwest::Client::new();
+    let vhost_url = format!("{api}/api/vhosts/{}", env.vhost);
+    let gone = http
+        .delete(&vhost_url)
+        .basic_auth("guest", Some("guest"))
+        .send()
+        .await
+        .unwrap();
+    assert!(gone.status().is_success(), "{}", gone.status());
+    eventually(30, "the broker unreachable", || async {
+        bus.channel().await.is_err().then_some(())
+    })
+    .await;
+
+    // Many writes, each notifying the relay, paced as a busy hub makes them.
+    const N: u64 = 200;
+    let (rounds0, failed0, notified0) =
+        (stats.rounds(), stats.failed_rounds(), stats.notifications());
+    let started = Instant::now();
+    for i in 0..N {
+        enqueue_row(&pool, &format!("msg_relay_{i}")).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eventually(60, "every notification received by the relay", || async {
+        (stats.notifications() >= notified0 + N).then_some(())
+    })
+    .await;
+    let elapsed = started.elapsed();
+    let rounds = stats.rounds() - rounds0;
+    let failed = stats.failed_rounds() - failed0;
+    eprintln!(
+        "{N} notifications in {} ms with the broker down: {rounds} relay rounds, {failed} failed",
+        elapsed.as_millis()
+    );
+    assert!(failed >= 1, "the relay never tried the broker");
+    // The first notification wakes an idle relay; after that each round follows a
+    // backoff of at least 200 ms (half the first step, the jitter's floor), whatever
+    // the notifications in between.
+    let bound = 2 + elapsed.as_millis() as u64 / 200;
+    assert!(
+        rounds <= bound,
+        "{rounds} rounds for {N} notifications in {} ms (at most {bound} expected)",
+        elapsed.as_millis()
+    );
+
+    // The broker is back: the relay finds it at its next step and sends everything.
+    let back = http
+        .put(&vhost_url)
+        .basic_auth("guest", Some("guest"))
+        .send()
+        .await
+        .unwrap();
+    assert!(back.status().is_success());
+    http.put(format!("{api}/api/permissions/{}/guest", env.vhost))
+        .basic_auth("guest", Some("guest"))
+        .json(&serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"}))
+        .send()
+        .await
+        .unwrap();
+    let again = Bus::connect(env.amqp_url(), Topology::new(""))
+        .await
+        .unwrap();
+    again
+        .declare_queue("relayed", Exchange::Events, &["relay.test"])
+        .await
+        .unwrap();
+    let all = i64::try_from(N).unwrap() + 1;
+    wait_count(
+        &pool,
+        sent,
+        all,
+        60,
+        "every row relayed once the broker is back",
+    )
+    .await;
+    shutdown.cancel();
+    relay.await.unwrap();
+    again.close().await;
+    bus.close().await;
+    pool.close().await;
+}
+
+/// Runs a `himaya parked` command as the command line does; what it printed, or why it
+/// failed.
+async fn parked_cli(bus: &Bus, cmd: himaya::parked_cli::BusCommand) -> Result<String, String> {
+    let mut out = Vec::new();
+    let result = himaya::parked_cli::bus_command(cmd, bus, &mut out).await;
+    let printed = String::from_utf8(out).unwrap();
+    result.map(|()| printed).map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_messages_without_a_message_id_each_have_an_id_of_their_own() {
+    use himaya::client::Lang;
+    use himaya::parked_cli::BusCommand;
+    use lapin::options::{BasicGetOptions, BasicPublishOptions};
+
+    let env = TestEnv::new(None).await;
+    let bus = Bus::connect(env.amqp_url(), Topology::new(""))
+        .await
+        .unwrap();
+    bus.declare_queue("noid", Exchange::Events, &["noid.test"])
+        .await
+        .unwrap();
+    // Two messages without a message id (a foreign producer's), parked by their consumer
+    // in order (prefetch 1).
+    let ch = bus.channel().await.unwrap();
+    for body in [vec![1u8, 2, 3], vec![4u8, 5, 6, 7, 8]] {
+        ch.basic_publish(
+            "",
+            "noid",
+            BasicPublishOptions::default(),
+            &body,
+            lapin::BasicProperties::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let handler = std::sync::Arc::new(Fixable {
+        fixed: false.into(),
+        handled: std::sync::Mutex::new(Vec::new()),
+    });
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let consumer = tokio::spawn(himaya_bus::consume(
+        bus.clone(),
+        "noid".into(),
+        1,
+        handler,
+        shutdown.clone(),
+    ));
+    eventually(30, "two messages parked", || async {
+        (bus.parked_count().await.ok()? == 2).then_some(())
+    })
+    .await;
+    shutdown.cancel();
+    consumer.await.unwrap();
+
+    let lang = Lang::En;
+    let listed = parked_cli(&bus, BusCommand::List { limit: 50, lang })
+        .await
+        .unwrap();
+    let ids: Vec<String> = listed
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect();
+    assert_eq!(ids.len(), 2, "{listed}");
+    assert_ne!(
+        ids[0], ids[1],
+        "each parked message has an id of its own:\n{listed}"
+    );
+    assert!(!ids.iter().any(|id| id == "-"), "{listed}");
+    // The ids are the messages' own: the same at every look.
+    let again = parked_cli(&bus, BusCommand::List { limit: 50, lang })
+        .await
+        .unwrap();
+    assert_eq!(again, listed);
+
+    // The second, by its id: its envelope, then back to its queue.
+    let shown = parked_cli(
+        &bus,
+        BusCommand::Show {
+            id: ids[1].clone(),
+            lang,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(shown.starts_with(&ids[1]), "{shown}");
+    assert!(
+        shown.contains("body: 5 B"),
+        "the second message's size:\n{shown}"
+    );
+    let replayed = parked_cli(
+        &bus,
+        BusCommand::Replay {
+            ids: vec![ids[1].clone()],
+            id: Vec::new(),
+            all: false,
+            from_queue: None,
+            lang,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        replayed.contains(&format!("replayed {} → noid", ids[1])),
+        "{replayed}"
+    );
+    assert!(
+        replayed.contains("replayed 1, kept 0, not selected 1"),
+        "{replayed}"
+    );
+    let back = ch
+        .basic_get("noid", BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(back.delivery.data, vec![4u8, 5, 6, 7, 8]);
+    assert!(ch
+        .basic_get("noid", BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+        .is_none());
+    let left: Vec<String> = bus
+        .parked(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(
+        left,
+        [ids[0].clone()],
+        "the first stays parked, under its id"
+    );
+    bus.close().await;
+}

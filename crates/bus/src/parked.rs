@@ -47,6 +47,10 @@ const PARKING_HEADERS: [&str; 7] = [
 /// A parked message's envelope: enough to decide what to do with it, never its body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parked {
+    /// The id an operator names it by (`list` prints it, `show` and `replay` take it):
+    /// the message id, or `pkd_…` derived from the message when it has none.
+    pub id: String,
+    /// The message id as sent, `-` when it has none.
     pub message_id: String,
     /// The Avro event name (`himaya.v1.ReferralCreated`).
     pub event_type: String,
@@ -66,9 +70,9 @@ pub struct Parked {
 /// What a replay did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Replayed {
-    /// (message id, queue) of each message now back in its queue.
+    /// (id, queue) of each message now back in its queue.
     pub replayed: Vec<(String, String)>,
-    /// (message id, why) of each selected message left in parking.
+    /// (id, why) of each selected message left in parking.
     pub kept: Vec<(String, String)>,
     /// Messages the selection did not take, left in parking untouched.
     pub unselected: usize,
@@ -79,7 +83,7 @@ pub struct Replayed {
 pub enum Selection {
     /// Every parked message.
     All,
-    /// The messages with one of these ids.
+    /// The messages with one of these ids ([`Parked::id`]).
     Ids(Vec<String>),
     /// The messages parked from this queue (without the prefix or with it).
     FromQueue(String),
@@ -89,7 +93,7 @@ impl Selection {
     fn takes(&self, p: &Parked, prefix: &str) -> bool {
         match self {
             Selection::All => true,
-            Selection::Ids(ids) => ids.contains(&p.message_id),
+            Selection::Ids(ids) => ids.contains(&p.id),
             Selection::FromQueue(q) => p
                 .from_queue
                 .as_deref()
@@ -146,24 +150,22 @@ impl Bus {
                 continue;
             }
             let Some(target) = parked.from_queue.clone() else {
-                report.kept.push((
-                    parked.message_id,
-                    "nothing says which queue it came from".into(),
-                ));
+                report
+                    .kept
+                    .push((parked.id, "nothing says which queue it came from".into()));
                 scan.keep(&msg).await?;
                 continue;
             };
             match publish_copy(&scan.publisher, &target, &msg, replay_headers(&msg)).await {
                 Ok(()) => {
                     scan.take(&msg).await?;
-                    tracing::info!(message_id = %parked.message_id, queue = %target, "parked message replayed");
-                    report.replayed.push((parked.message_id, target));
+                    tracing::info!(id = %parked.id, queue = %target, "parked message replayed");
+                    report.replayed.push((parked.id, target));
                 }
                 Err(BusError::Unroutable(_)) => {
-                    report.kept.push((
-                        parked.message_id,
-                        format!("its queue `{target}` no longer exists"),
-                    ));
+                    report
+                        .kept
+                        .push((parked.id, format!("its queue `{target}` no longer exists")));
                     scan.keep(&msg).await?;
                 }
                 // The broker failed mid-replay: what was not acked goes back by itself
@@ -269,7 +271,33 @@ fn describe(msg: &BasicGetMessage) -> Parked {
         .get(FROM_HEADER)
         .or_else(|| headers.get("x-first-death-queue"))
         .cloned();
-    let reason = match (
+    // A consumer parks a message without an id under `-` (its logs' placeholder).
+    let message_id = props
+        .message_id()
+        .as_ref()
+        .map(|s| s.as_str())
+        .filter(|id| !id.is_empty() && *id != "-");
+    let event_type = props
+        .kind()
+        .as_ref()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    Parked {
+        id: parked_id(message_id, &event_type, &headers, &msg.delivery.data),
+        message_id: message_id.unwrap_or("-").to_owned(),
+        event_type,
+        routing_key: msg.delivery.routing_key.to_string(),
+        from_queue,
+        reason: reason(&headers),
+        parked_at: headers.get(AT_HEADER).and_then(|s| s.parse().ok()),
+        bytes: msg.delivery.data.len(),
+        headers,
+    }
+}
+
+/// Why the message was parked, from the consumer's header or the broker's.
+fn reason(headers: &BTreeMap<String, String>) -> String {
+    match (
         headers.get(REASON_HEADER),
         headers.get("x-first-death-reason"),
     ) {
@@ -280,24 +308,53 @@ fn describe(msg: &BasicGetMessage) -> Parked {
         ),
         (None, Some(r)) => format!("dead-lettered by the broker ({r})"),
         (None, None) => "no reason recorded".into(),
-    };
-    Parked {
-        message_id: props
-            .message_id()
-            .as_ref()
-            .map(|s| s.to_string())
-            .unwrap_or_else(|| "-".into()),
-        event_type: props
-            .kind()
-            .as_ref()
-            .map(|s| s.to_string())
-            .unwrap_or_default(),
-        routing_key: msg.delivery.routing_key.to_string(),
-        from_queue,
-        reason,
-        parked_at: headers.get(AT_HEADER).and_then(|s| s.parse().ok()),
-        bytes: msg.delivery.data.len(),
-        headers,
+    }
+}
+
+/// The id an operator names a parked message by: its message id, or, for a message
+/// without one, `pkd_` and a hash of its type, string headers and body. The hash takes
+/// only what a look leaves unchanged (a scan puts each message back with the same
+/// properties and body, but under the parking queue's routing key), so the id `list`
+/// prints is the one `show` and `replay` find; it is the same in every process (FNV-1a,
+/// not the standard library's seeded hasher). Identical copies share an id, as copies of
+/// a message with an id do: the two are the same message. The body is hashed, never
+/// shown.
+fn parked_id(
+    message_id: Option<&str>,
+    event_type: &str,
+    headers: &BTreeMap<String, String>,
+    body: &[u8],
+) -> String {
+    if let Some(id) = message_id {
+        return id.to_owned();
+    }
+    let mut h = Fnv1a::default();
+    h.field(event_type.as_bytes());
+    for (k, v) in headers {
+        h.field(k.as_bytes());
+        h.field(v.as_bytes());
+    }
+    h.field(body);
+    format!("pkd_{:012x}", h.0 >> 16)
+}
+
+/// 64-bit FNV-1a: small, and stable across processes and Rust versions.
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv1a {
+    /// Adds one field, length first, so that fields cannot run into each other
+    /// (`ab` + `c` and `a` + `bc` hash apart).
+    fn field(&mut self, bytes: &[u8]) {
+        for b in (bytes.len() as u64).to_le_bytes().iter().chain(bytes) {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
     }
 }
 
@@ -344,5 +401,50 @@ async fn publish_copy(
             Err(BusError::Unroutable(queue.to_owned()))
         }
         Confirmation::Nack(None) => Err(BusError::Nacked),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(reason: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([(REASON_HEADER.to_owned(), reason.to_owned())])
+    }
+
+    #[test]
+    fn a_message_id_is_the_parked_id() {
+        let id = parked_id(Some("msg_a"), "T", &headers("bad"), b"body");
+        assert_eq!(id, "msg_a");
+    }
+
+    #[test]
+    fn a_message_without_an_id_gets_one_from_what_it_carries() {
+        let h = headers("bad");
+        let first = parked_id(None, "T", &h, &[1, 2, 3]);
+        assert!(first.starts_with("pkd_") && first.len() == 16, "{first}");
+        assert_eq!(parked_id(None, "T", &h, &[1, 2, 3]), first);
+        let others = [
+            parked_id(None, "T", &h, &[1, 2, 4]),
+            parked_id(None, "T", &headers("worse"), &[1, 2, 3]),
+            parked_id(None, "U", &h, &[1, 2, 3]),
+            // Fields do not run into each other.
+            parked_id(None, "T", &headers("ba"), &[b'd', 1, 2, 3]),
+        ];
+        for other in &others {
+            assert_ne!(other, &first);
+        }
+    }
+
+    #[test]
+    fn the_derived_id_is_the_same_in_every_process_and_release() {
+        // An id printed by `list` yesterday must still name the message today.
+        let id = parked_id(
+            None,
+            "himaya.v1.ReferralCreated",
+            &headers("bad"),
+            &[1, 2, 3],
+        );
+        assert_eq!(id, "pkd_7a34eb8d0c3f");
     }
 }

@@ -3,9 +3,12 @@
 //! the broker acknowledged. A crash between publish and commit republishes the row: the
 //! consumers' inbox drops the duplicate.
 
+use std::collections::hash_map::RandomState;
 use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use himaya_bus::{Bus, Exchange, Outgoing};
 use sqlx::postgres::PgListener;
@@ -21,39 +24,204 @@ pub struct RelayConfig {
     pub batch_size: i64,
 }
 
-/// Runs until `shutdown`. Wakes on the schema's NOTIFY, or every `poll_interval`.
+/// What a relay has done so far: for tests and for anyone watching a relay's pace.
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    rounds: AtomicU64,
+    failed_rounds: AtomicU64,
+    notifications: AtomicU64,
+}
+
+impl RelayStats {
+    /// Rounds started (each reads up to a batch of rows and, with rows, publishes them).
+    pub fn rounds(&self) -> u64 {
+        self.rounds.load(Ordering::Relaxed)
+    }
+
+    /// Rounds that failed (broker or database unreachable).
+    pub fn failed_rounds(&self) -> u64 {
+        self.failed_rounds.load(Ordering::Relaxed)
+    }
+
+    /// Notifications received, whether they woke the relay or were coalesced.
+    pub fn notifications(&self) -> u64 {
+        self.notifications.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs until `shutdown`. Wakes on the schema's NOTIFY, or every `poll_interval`; after
+/// a failed round, only when its backoff is over.
 pub async fn run_relay(pool: PgPool, bus: Arc<Bus>, cfg: RelayConfig, shutdown: CancellationToken) {
+    run_relay_with_stats(pool, bus, cfg, shutdown, Arc::default()).await
+}
+
+/// [`run_relay`], counting its rounds and notifications in `stats`.
+pub async fn run_relay_with_stats(
+    pool: PgPool,
+    bus: Arc<Bus>,
+    cfg: RelayConfig,
+    shutdown: CancellationToken,
+    stats: Arc<RelayStats>,
+) {
     let mut listener = listen(&pool).await;
-    let mut failures = 0u32;
+    let mut outage = Outage::default();
+    // The longest wait: the poll interval, and at least 5 s, so that a long outage
+    // costs one round (and one log line) every few seconds, not a round per write.
+    let cap = cfg.poll_interval.max(Duration::from_secs(5));
     while !shutdown.is_cancelled() {
-        match relay_once(&pool, &bus, cfg.batch_size).await {
+        stats.rounds.fetch_add(1, Ordering::Relaxed);
+        let go_on = match relay_once(&pool, &bus, cfg.batch_size).await {
+            // A full batch: more rows may be waiting, take them at once.
             Ok(n) if n as i64 >= cfg.batch_size => {
-                failures = 0;
+                outage.recovered();
                 continue;
             }
-            Ok(_) => failures = 0,
-            Err(e) => {
-                failures = failures.saturating_add(1);
-                tracing::warn!(error = %e, failures, "outbox relay round failed; will retry");
+            Ok(_) => {
+                outage.recovered();
+                idle(&mut listener, cfg.poll_interval, &shutdown, &stats).await
             }
-        }
-        let wait = if failures > 0 {
-            Duration::from_millis(200u64 << failures.min(6))
-                .min(cfg.poll_interval.max(Duration::from_secs(5)))
-        } else {
-            cfg.poll_interval
-        };
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(wait) => {}
-            woke = wait_notification(&mut listener) => {
-                if !woke {
-                    listener = None;
+            Err(e) => {
+                stats.failed_rounds.fetch_add(1, Ordering::Relaxed);
+                let wait = outage.failed(&e, cap);
+                match sit_out(&mut listener, wait, &shutdown, &stats).await {
+                    Some(seen) => {
+                        outage.notifications += seen;
+                        true
+                    }
+                    None => false,
                 }
             }
+        };
+        if !go_on {
+            break;
         }
         if listener.is_none() {
             listener = listen(&pool).await;
+        }
+    }
+}
+
+/// Rounds failing one after another (the broker or the database away): how long to
+/// wait, and what to tell the operator, once per step rather than once per notification.
+#[derive(Debug, Default)]
+struct Outage {
+    failures: u32,
+    /// Notifications received during the outage: work the next good round will take.
+    notifications: u64,
+    since: Option<Instant>,
+}
+
+impl Outage {
+    /// The wait before the next round, logged with the counts so far.
+    fn failed(&mut self, e: &RelayError, cap: Duration) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        let since = *self.since.get_or_insert_with(Instant::now);
+        let wait = jittered(backoff(self.failures, cap));
+        tracing::warn!(
+            error = %e,
+            failures = self.failures,
+            retry_in_ms = wait.as_millis() as u64,
+            notifications_waiting = self.notifications,
+            failing_for_ms = since.elapsed().as_millis() as u64,
+            "outbox relay round failed; retrying after the backoff"
+        );
+        wait
+    }
+
+    /// A round went through: one line closing the outage, if there was one.
+    fn recovered(&mut self) {
+        if let Some(since) = self.since {
+            tracing::info!(
+                failed_rounds = self.failures,
+                notifications = self.notifications,
+                failed_for_ms = since.elapsed().as_millis() as u64,
+                "outbox relay recovered"
+            );
+        }
+        *self = Outage::default();
+    }
+}
+
+/// The nominal wait after `failures` failed rounds in a row: 400 ms doubling up to
+/// `cap`, so a blip is retried soon and a long outage costs a round every `cap`.
+fn backoff(failures: u32, cap: Duration) -> Duration {
+    Duration::from_millis(200u64 << failures.min(6)).min(cap)
+}
+
+/// Somewhere between half of `step` and `step`: the relays of every service (and of
+/// every process) lose the broker together, and must not all come back in step.
+fn jittered(step: Duration) -> Duration {
+    let half = step / 2;
+    let spread = u64::try_from(half.as_millis()).unwrap_or(u64::MAX);
+    half + Duration::from_millis(random_below(spread.saturating_add(1)))
+}
+
+/// A number in `0..n` (0 when `n` is 0). Each `RandomState` carries fresh keys (seeded
+/// from the OS once per thread, then advanced): randomness enough for a jitter without
+/// a random number crate.
+fn random_below(n: u64) -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(n);
+    h.finish().checked_rem(n).unwrap_or(0)
+}
+
+/// Waits for work while rounds succeed: a notification, or the poll interval. Every
+/// notification already received is taken with it, since one round serves them all.
+/// `false` on shutdown.
+async fn idle(
+    listener: &mut Option<PgListener>,
+    poll: Duration,
+    shutdown: &CancellationToken,
+    stats: &RelayStats,
+) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => return false,
+        _ = tokio::time::sleep(poll) => {}
+        woke = wait_notification(listener) => {
+            if !woke {
+                *listener = None;
+                return true;
+            }
+            stats.notifications.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let mut seen = 0;
+    while let Some(l) = listener.as_mut() {
+        // A zero timeout still polls once: a notification already on the socket is read.
+        match tokio::time::timeout(Duration::ZERO, l.recv()).await {
+            Ok(Ok(_)) => seen += 1,
+            Ok(Err(_)) => *listener = None,
+            Err(_) => break,
+        }
+    }
+    stats.notifications.fetch_add(seen, Ordering::Relaxed);
+    true
+}
+
+/// Waits out a backoff in full. A notification meanwhile only says there is work, which
+/// the round after the backoff takes anyway: it neither cuts the wait short nor queues
+/// a round of its own. The notifications seen, or `None` on shutdown.
+async fn sit_out(
+    listener: &mut Option<PgListener>,
+    wait: Duration,
+    shutdown: &CancellationToken,
+    stats: &RelayStats,
+) -> Option<u64> {
+    let until = tokio::time::Instant::now() + wait;
+    let mut seen = 0;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep_until(until) => return Some(seen),
+            woke = wait_notification(listener) => {
+                if woke {
+                    seen += 1;
+                    stats.notifications.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    // Broken: no more wake-ups; the listener is renewed after the wait.
+                    *listener = None;
+                }
+            }
         }
     }
 }
@@ -160,4 +328,33 @@ pub enum RelayError {
     Store(#[from] StoreError),
     #[error("the broker could not be reached")]
     Bus(#[source] himaya_bus::BusError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_grows_then_stays_at_its_cap() {
+        let cap = Duration::from_secs(5);
+        let steps: Vec<u128> = (1..=8).map(|f| backoff(f, cap).as_millis()).collect();
+        assert_eq!(steps, [400, 800, 1600, 3200, 5000, 5000, 5000, 5000]);
+        // A long poll interval raises the cap, but the steps stop doubling past 12.8 s.
+        let long = Duration::from_secs(60);
+        assert_eq!(backoff(u32::MAX, long), Duration::from_millis(12_800));
+    }
+
+    #[test]
+    fn the_jitter_stays_between_half_the_step_and_the_step() {
+        let step = Duration::from_millis(400);
+        let waits: std::collections::BTreeSet<Duration> =
+            (0..200).map(|_| jittered(step)).collect();
+        assert!(
+            waits.iter().all(|w| *w >= step / 2 && *w <= step),
+            "{waits:?}"
+        );
+        // Spread out, not one value: 200 draws over 201 possible milliseconds.
+        assert!(waits.len() > 50, "{} distinct waits", waits.len());
+        assert_eq!(jittered(Duration::ZERO), Duration::ZERO);
+    }
 }
