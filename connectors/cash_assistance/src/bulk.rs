@@ -7,20 +7,31 @@
 //!   rows, keyed by the file's SHA-256; a re-run continues and never counts twice;
 //! - a report in JSON Lines: one line per match (row, case, household, basis, score) and
 //!   one per bad row (row and fields), never a name or a number of the child;
-//! - bad rows are counted and reported, never fatal.
+//! - bad rows are counted and reported, never fatal;
+//! - bounded: every size a file declares is checked against `limits` before anything is
+//!   allocated for it; a file over a limit is refused, its import left finished and failed
+//!   with the reason (as is one that is not a container, or corrupt).
 //!
 //! Run `import` on a blocking thread: it is a synchronous loop, and the PostgreSQL
 //! checkpoint bridges to the runtime it was created in.
 
 mod checkpoint;
 mod container;
+mod datum;
 mod egypt;
 mod generate;
+mod guard;
 mod import;
 mod index;
+pub mod limits;
 mod open_cases;
+mod report;
 mod row;
 
+#[cfg(test)]
+mod crafted;
+#[cfg(test)]
+mod hostile_tests;
 #[cfg(test)]
 mod tests;
 
@@ -30,9 +41,11 @@ pub use checkpoint::{Checkpoint, CheckpointState, MemoryCheckpoint, PgCheckpoint
 pub use container::{count_rows, file_sha256};
 pub use egypt::{Governorates, GOVERNORATES};
 pub use generate::{generate, synthetic_children, PlantedChild};
-pub use import::{import, import_with, BadRow, ImportOptions, ImportReport, Progress, ReportFile};
+pub use import::{import, import_with, BadRow, ImportOptions, ImportReport, Progress};
 pub use index::{normalize_national_id, ChildKey, Match, MatchBasis, MatchIndex, MIN_NAME_SCORE};
+pub use limits::{limit_avro_allocations, Refusal};
 pub use open_cases::{load_open_cases, LoadedIndex};
+pub use report::ReportFile;
 pub use row::{
     schema, BadField, BirthDateWire, HouseholdMemberRow, MemberRow, Problem, SCHEMA_TEXT,
 };
@@ -72,6 +85,13 @@ pub enum BulkError {
     /// The library's message is dropped on purpose: it can quote the row's bytes.
     #[error("the file is corrupt or truncated at row {row}; the rows before it are done")]
     Corrupt { row: u64 },
+    /// A part of the file is larger than the import allows (`limits`).
+    #[error("the file is refused")]
+    Refused(#[source] Refusal),
+    #[error(
+        "an earlier run failed on this file ({reason}); start over with a restart to read it again"
+    )]
+    Failed { reason: String },
     #[error("the checkpoint says {rows_done} rows are done but the file has {rows}")]
     CheckpointAhead { rows_done: u64, rows: u64 },
     #[error("the report holds {found} bytes but the checkpoint recorded {expected}: it was moved or cut (start over with a restart)")]
@@ -102,6 +122,18 @@ impl BulkError {
         BulkError::Io {
             path: path.to_owned(),
             source,
+        }
+    }
+
+    /// The reason recorded when this error ends an import as failed: the file itself is
+    /// at fault, so running again on the same bytes would fail the same way.
+    pub fn failure_code(&self) -> Option<&'static str> {
+        match self {
+            BulkError::NotAContainer => Some("not_a_container"),
+            BulkError::SchemaMismatch(_) => Some("schema_mismatch"),
+            BulkError::Corrupt { .. } => Some("corrupt"),
+            BulkError::Refused(why) => Some(why.code()),
+            _ => None,
         }
     }
 

@@ -17,8 +17,10 @@ pub struct CheckpointState {
     pub bad_rows: u64,
     /// The report's length when `rows_done` was committed.
     pub report_bytes: u64,
-    /// The whole file was read.
+    /// No more rows will be read: the whole file was, or it failed (below).
     pub finished: bool,
+    /// Why the file failed (a `BulkError::failure_code`): a re-run is refused with it.
+    pub failed: Option<String>,
 }
 
 impl CheckpointState {
@@ -110,9 +112,9 @@ impl PgCheckpoint {
     }
 
     pub async fn state(&mut self) -> Result<CheckpointState, BulkError> {
-        let row: (i64, i64, i64, i64, i64, bool) = sqlx::query_as(
+        let row: (i64, i64, i64, i64, i64, bool, Option<String>) = sqlx::query_as(
             "SELECT rows_done, matches_national_id, matches_name, bad_rows, report_bytes,
-                    finished_at IS NOT NULL
+                    finished_at IS NOT NULL, failed_reason
              FROM bulk_imports WHERE file_sha256 = $1 AND kind = $2",
         )
         .bind(&self.file_sha256)
@@ -127,6 +129,7 @@ impl PgCheckpoint {
             bad_rows: n(row.3)?,
             report_bytes: n(row.4)?,
             finished: row.5,
+            failed: row.6,
         })
     }
 
@@ -135,7 +138,8 @@ impl PgCheckpoint {
         sqlx::query(
             "UPDATE bulk_imports SET rows_done = $3, matches_national_id = $4, matches_name = $5,
                     bad_rows = $6, report_bytes = $7, updated_at = now(),
-                    finished_at = CASE WHEN $8 THEN coalesce(finished_at, now()) END
+                    finished_at = CASE WHEN $8 THEN coalesce(finished_at, now()) END,
+                    failed_reason = $9
              WHERE file_sha256 = $1 AND kind = $2",
         )
         .bind(&self.file_sha256)
@@ -145,7 +149,8 @@ impl PgCheckpoint {
         .bind(n(s.matches_name)?)
         .bind(n(s.bad_rows)?)
         .bind(n(s.report_bytes)?)
-        .bind(s.finished)
+        .bind(s.finished || s.failed.is_some())
+        .bind(s.failed.as_deref())
         .execute(&mut self.conn)
         .await?;
         Ok(())
@@ -156,8 +161,17 @@ impl PgCheckpoint {
         self.save(&CheckpointState::default()).await
     }
 
-    /// Releases the lock and the connection.
-    pub async fn close(self) -> Result<(), BulkError> {
+    /// Releases the lock and the connection. The lock is released first, explicitly: the
+    /// server drops a closed session's locks only when its backend has exited, after
+    /// `close` returns, so an immediate re-run could find the file still locked.
+    pub async fn close(mut self) -> Result<(), BulkError> {
+        sqlx::query(
+            "SELECT pg_advisory_unlock(hashtextextended('himaya.bulk_import:' || $1 || ':' || $2, 0))",
+        )
+        .bind(&self.kind)
+        .bind(&self.file_sha256)
+        .execute(&mut self.conn)
+        .await?;
         self.conn.close().await?;
         Ok(())
     }

@@ -1,11 +1,10 @@
-//! The import: stream the container row by row (one decoded block in memory at a time),
+//! The import: stream the container row by row (one checked block in memory at a time),
 //! match each member against the index, write report lines, commit a checkpoint every N
 //! rows. Crash-safe by ordering: report lines for rows up to R are flushed *before* the
 //! checkpoint says "R rows, B report bytes"; a resumed run cuts the report back to B and
 //! redoes the rows after R, so every line and every count appears exactly once.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -14,8 +13,10 @@ use apache_avro::Reader;
 use serde::Serialize;
 
 use super::checkpoint::{Checkpoint, CheckpointState};
-use super::container::count_rows;
+use super::container::survey;
+use super::guard::Guarded;
 use super::index::{Match, MatchBasis, MatchIndex};
+use super::limits::limit_avro_allocations;
 use super::row::{BadField, Layout};
 use super::BulkError;
 
@@ -146,8 +147,10 @@ pub fn import(
 }
 
 /// Imports `path`, resuming after the checkpoint's `rows_done`. `report` must already
-/// hold exactly the checkpoint's `report_bytes` (see [`ReportFile::resume`]); its `flush`
-/// must make the bytes durable, since a commit follows each flush.
+/// hold exactly the checkpoint's `report_bytes` (see [`super::ReportFile::resume`]); its
+/// `flush` must make the bytes durable, since a commit follows each flush. A file at fault
+/// (not a container, over the limits, corrupt) leaves the checkpoint finished and failed,
+/// and a re-run is refused with [`BulkError::Failed`].
 pub fn import_with<C: Checkpoint, W: Write>(
     options: &ImportOptions,
     path: &Path,
@@ -158,11 +161,14 @@ pub fn import_with<C: Checkpoint, W: Write>(
 ) -> Result<ImportReport, BulkError> {
     let started = Instant::now();
     let state = checkpoint.load()?;
+    if let Some(reason) = state.failed.clone() {
+        return Err(BulkError::Failed { reason });
+    }
     let resumed_from = state.rows_done;
     if state.finished {
         return Ok(summary(&state, resumed_from, Vec::new(), started, true));
     }
-    let (reader, layout, rows_total) = open(path)?;
+    limit_avro_allocations();
     let mut run = Run {
         options,
         index,
@@ -175,43 +181,16 @@ pub fn import_with<C: Checkpoint, W: Write>(
         samples: Vec::new(),
         scratch: String::new(),
         found: Vec::new(),
-    };
-    let show = |state: &CheckpointState, row: u64| Progress {
-        rows_done: row,
-        rows_total,
+        row: 0,
         resumed_from,
-        matches: state.matches(),
-        bad_rows: state.bad_rows,
-        elapsed: started.elapsed(),
+        rows_total: None,
+        started,
     };
-    let (every, tick) = (options.commit_every.max(1), options.progress_every.max(1));
-    let mut row = 0u64;
-    for item in reader {
-        let Ok(value) = item else {
-            // The library's text can quote the bytes; keep only where it broke. Rows before
-            // it are complete: commit them so the run can be examined and resumed.
-            run.commit(row.max(resumed_from), false)?;
-            return Err(BulkError::Corrupt { row: row + 1 });
-        };
-        row += 1;
-        if row > resumed_from {
-            run.process(row, &value, &layout)?;
-            if multiple(row, every) {
-                run.commit(row, false)?;
-            }
-        }
-        if multiple(row, tick) {
-            progress(&show(&run.state, row));
-        }
+    if let Err(e) = run.read(path, &mut progress) {
+        return Err(run.stopped(e));
     }
-    if row < resumed_from {
-        return Err(BulkError::CheckpointAhead {
-            rows_done: resumed_from,
-            rows: row,
-        });
-    }
-    run.commit(row, true)?;
-    progress(&show(&run.state, row));
+    run.commit(run.row, true)?;
+    progress(&run.progress());
     Ok(summary(
         &run.state,
         resumed_from,
@@ -219,18 +198,6 @@ pub fn import_with<C: Checkpoint, W: Write>(
         started,
         false,
     ))
-}
-
-type FileReader = Reader<'static, BufReader<File>>;
-
-/// The file's reader, where its fields are, and its row count if its blocks are whole.
-fn open(path: &Path) -> Result<(FileReader, Layout, Option<u64>), BulkError> {
-    let rows_total = count_rows(path)?;
-    let file = File::open(path).map_err(|e| BulkError::io(path, e))?;
-    let reader = Reader::new(BufReader::with_capacity(1 << 16, file))
-        .map_err(|_| BulkError::NotAContainer)?;
-    let layout = Layout::of(reader.writer_schema())?;
-    Ok((reader, layout, rows_total))
 }
 
 /// One run's moving parts.
@@ -244,9 +211,90 @@ struct Run<'i, 'c, C, W> {
     /// Reused per row: the name key, the matches.
     scratch: String,
     found: Vec<Match<'i>>,
+    /// Rows read so far in this run (the first `resumed_from` are read, not processed).
+    row: u64,
+    resumed_from: u64,
+    rows_total: Option<u64>,
+    started: Instant,
 }
 
 impl<C: Checkpoint, W: Write> Run<'_, '_, C, W> {
+    /// Reads every row of the file. The header and the blocks' declared sizes are checked
+    /// first (a file over the limits is refused before any row); apache-avro then reads
+    /// the file through [`Guarded`], a block at a time, each checked before it is decoded.
+    fn read(&mut self, path: &Path, progress: &mut impl FnMut(&Progress)) -> Result<(), BulkError> {
+        self.rows_total = survey(path)?;
+        let mut source = Guarded::open(path)?;
+        let layout = Layout::of(source.schema())?;
+        let reader = Reader::new(&mut source).map_err(|_| BulkError::NotAContainer)?;
+        let every = self.options.commit_every.max(1);
+        let tick = self.options.progress_every.max(1);
+        let mut broken = false;
+        for item in reader {
+            // apache-avro's text can quote the bytes: only where it broke is kept.
+            let Ok(value) = item else {
+                broken = true;
+                break;
+            };
+            self.row += 1;
+            if self.row > self.resumed_from {
+                self.process(self.row, &value, &layout)?;
+                if multiple(self.row, every) {
+                    self.commit(self.row, false)?;
+                }
+            }
+            if multiple(self.row, tick) {
+                progress(&self.progress());
+            }
+        }
+        if broken {
+            return Err(source.failure(path, self.row));
+        }
+        if self.row < self.resumed_from {
+            return Err(BulkError::CheckpointAhead {
+                rows_done: self.resumed_from,
+                rows: self.row,
+            });
+        }
+        Ok(())
+    }
+
+    /// Ends the run on `e`. The rows read before it stay done (report flushed, then
+    /// committed) so the run can be examined; a file at fault is also marked finished and
+    /// failed with the reason, and a file that could not be read can be resumed.
+    fn stopped(&mut self, e: BulkError) -> BulkError {
+        let done = self.row.max(self.resumed_from);
+        let recorded = match e.failure_code() {
+            Some(code) => {
+                self.state.failed = Some(code.to_owned());
+                self.commit(done, true)
+            }
+            None if matches!(e, BulkError::Io { .. }) => self.commit(done, false),
+            None => return e,
+        };
+        // The file's fault is what the operator must see; a checkpoint store failing too
+        // is logged (a re-run meets the same fault and records it then).
+        if let Err(store) = recorded {
+            tracing::error!(
+                error = %store,
+                reason = e.failure_code(),
+                "the failed import could not be recorded"
+            );
+        }
+        e
+    }
+
+    fn progress(&self) -> Progress {
+        Progress {
+            rows_done: self.row,
+            rows_total: self.rows_total,
+            resumed_from: self.resumed_from,
+            matches: self.state.matches(),
+            bad_rows: self.state.bad_rows,
+            elapsed: self.started.elapsed(),
+        }
+    }
+
     fn process(&mut self, row: u64, value: &Value, layout: &Layout) -> Result<(), BulkError> {
         match layout.read(value, self.index.today()) {
             Ok(member) => {
@@ -338,50 +386,5 @@ impl<W: Write> Counting<W> {
         self.inner.write_all(&buf).map_err(BulkError::Report)?;
         self.written += buf.len() as u64;
         Ok(())
-    }
-}
-
-/// The report file. `flush` reaches the disk (fsync): the checkpoint committed after it
-/// must never claim bytes a power cut could lose.
-#[derive(Debug)]
-pub struct ReportFile {
-    file: BufWriter<File>,
-}
-
-impl ReportFile {
-    /// Opens `path` to continue an import whose checkpoint recorded `report_bytes`: lines
-    /// past that length (written after the last commit) are cut off. A file shorter than
-    /// recorded was moved or truncated by someone else: refused.
-    pub fn resume(path: &Path, report_bytes: u64) -> Result<ReportFile, BulkError> {
-        let io = |e| BulkError::io(path, e);
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map_err(io)?;
-        let found = file.metadata().map_err(io)?.len();
-        if found < report_bytes {
-            return Err(BulkError::ReportShorter {
-                expected: report_bytes,
-                found,
-            });
-        }
-        file.set_len(report_bytes).map_err(io)?;
-        file.seek(SeekFrom::Start(report_bytes)).map_err(io)?;
-        Ok(ReportFile {
-            file: BufWriter::with_capacity(1 << 16, file),
-        })
-    }
-}
-
-impl Write for ReportFile {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()?;
-        self.file.get_ref().sync_data()
     }
 }

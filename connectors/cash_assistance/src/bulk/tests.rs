@@ -12,10 +12,10 @@ use himaya_record::Sex;
 use super::*;
 
 /// A folder of the test's own, removed afterwards.
-struct Scratch(PathBuf);
+pub(super) struct Scratch(PathBuf);
 
 impl Scratch {
-    fn new(tag: &str) -> Scratch {
+    pub(super) fn new(tag: &str) -> Scratch {
         let dir = std::env::temp_dir().join(format!(
             "himaya-bulk-{tag}-{}-{:x}",
             std::process::id(),
@@ -25,7 +25,7 @@ impl Scratch {
         Scratch(dir)
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(super) fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
 }
@@ -341,7 +341,9 @@ fn a_truncated_file_stops_at_the_broken_row_with_earlier_rows_committed() {
         Err(BulkError::Corrupt { row }) => {
             assert!(row > 1 && row < 3_000, "{row}");
             assert_eq!(cp.state.rows_done, row - 1);
-            assert!(!cp.state.finished);
+            // The same bytes would break at the same row: failed, not left to resume.
+            assert!(cp.state.finished);
+            assert_eq!(cp.state.failed.as_deref(), Some("corrupt"));
         }
         other => panic!("{other:?}"),
     }
@@ -383,7 +385,7 @@ fn generated_rows_read_as_serde_structs_and_plants_are_checked() {
     assert_eq!(file_sha256(&a).unwrap().len(), 64);
 }
 
-mod pg {
+pub(super) mod pg {
     use sqlx::{Connection, PgConnection};
 
     use super::*;
@@ -394,13 +396,13 @@ mod pg {
     }
 
     /// A database of the test's own, dropped at the end.
-    struct TestDb {
+    pub(in crate::bulk) struct TestDb {
         name: String,
-        url: String,
+        pub(in crate::bulk) url: String,
     }
 
     impl TestDb {
-        async fn create() -> TestDb {
+        pub(in crate::bulk) async fn create() -> TestDb {
             let name = format!("himaya_cash_test_{:x}", rand::random::<u64>());
             let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
             sqlx::query(&format!("CREATE DATABASE {name}"))
@@ -412,7 +414,7 @@ mod pg {
             TestDb { name, url }
         }
 
-        async fn drop_it(self) {
+        pub(in crate::bulk) async fn drop_it(self) {
             let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
             sqlx::query(&format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
