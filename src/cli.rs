@@ -208,11 +208,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Referral {
             command: ReferralCommand::Submit { file, client: c },
         } => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
-            let parsed: ReferralFile = serde_json::from_str(&text).with_context(|| {
-                format!("{} is not a referral file (see examples/)", file.display())
-            })?;
+            // Errors name the field, line and column in --lang, never a value from the file.
+            let parsed: ReferralFile = crate::referral_file::load(&file, c.lang)?;
             let channel = client::connect(&c, parsed.agency()).await?;
             let (r, id) = client::submit(channel, parsed, c.lang).await?;
             let l = c.lang;

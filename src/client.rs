@@ -6,7 +6,6 @@ use anyhow::{bail, Context};
 use himaya_proto::convert::{purpose_to, referral_details_to_pb, source_to};
 use himaya_proto::v1 as pb;
 use himaya_record::{Purpose, ReferralDetails, SourceKind};
-use serde::Deserialize;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic::{Code, Request, Status};
@@ -14,9 +13,10 @@ use tonic_types::StatusExt;
 
 /// A referral file for `himaya referral submit --file` (see `examples/`): the path in and
 /// the referral. `submission_id` makes a resubmission of the same file safe; when absent
-/// a fresh one is generated and printed.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "path", rename_all = "snake_case", deny_unknown_fields)]
+/// a fresh one is generated and printed. Read with [`crate::referral_file::load`], which
+/// owns the wire shape (`"path": "school" | "hotline" | "agency"` and each one's fields)
+/// so that every error names the field and place and never quotes the file's values.
+#[derive(Debug)]
 pub enum ReferralFile {
     School {
         submission_id: Option<String>,

@@ -17,6 +17,7 @@ pub mod listen;
 pub mod notices_cli;
 pub mod parked_cli;
 pub mod plan_cli;
+pub mod referral_file;
 pub mod services_cli;
 pub mod telemetry;
 pub mod webhooks;
