@@ -183,6 +183,7 @@ pub(crate) fn print_change(c: pb::CaseChange, lang: Lang) {
     if let Some(n) = c.note {
         println!("  {n}");
     }
+    crate::cli::print_warnings(&c.warnings, lang);
 }
 
 pub async fn run_work(cmd: WorkCommand) -> anyhow::Result<()> {
@@ -510,6 +511,16 @@ pub async fn run_indicators(governorate: String, who: Who) -> anyhow::Result<()>
             s.acceptance_rate * 100.0,
             s.median_answer_hours
         );
+    }
+    println!(
+        "{}",
+        l.pick(
+            "health referrals by who pays medical costs (full = programme 100 %, partial, none = family)",
+            "إحالات الصحة حسب من يدفع التكاليف الطبية (full = البرنامج 100٪، partial = جزئية، none = الأسرة)"
+        )
+    );
+    for m in &i.medical_coverage {
+        println!("  {:<16} {:<8} {}", m.governorate, m.coverage, m.count);
     }
     Ok(())
 }

@@ -256,6 +256,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     )
                 );
             }
+            print_warnings(&r.warnings, l);
             Ok(())
         }
         Command::Case {
@@ -364,4 +365,21 @@ async fn serve(config: Option<&PathBuf>, components: &[Component]) -> anyhow::Re
     crate::telemetry::init(&settings.telemetry);
     let hub = Hub::start(settings, components).await?;
     hub.run_until_signal().await
+}
+
+/// A referral accepted but not deliverable for now: said plainly, with what fixes it.
+pub(crate) fn print_warnings(warnings: &[himaya_proto::v1::DeliveryWarning], lang: Lang) {
+    for w in warnings {
+        let to = if w.agency_id.is_empty() {
+            lang.pick("any agency", "أي جهة").to_owned()
+        } else {
+            w.agency_id.clone()
+        };
+        println!(
+            "  {} {to} [{}]: {}",
+            lang.pick("NOT SENT to", "لم تُرسل إلى"),
+            w.reason,
+            w.message
+        );
+    }
 }

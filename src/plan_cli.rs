@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Subcommand;
 use himaya_proto::v1 as pb;
+use himaya_record::service_referral::{AbilityToPay, MedicalCoverage};
 use pb::service_referrals_client::ServiceReferralsClient;
 use serde::Deserialize;
 
@@ -55,6 +56,10 @@ pub enum PlanCommand {
     Refer {
         case_id: String,
         action_id: String,
+        /// What the family can pay towards a health service's costs: none, part or full
+        /// (required for a health service; the hub decides who pays from it and the risk).
+        #[arg(long)]
+        ability_to_pay: Option<String>,
         #[command(flatten)]
         who: Who,
     },
@@ -226,12 +231,14 @@ pub async fn run_plan(cmd: PlanCommand) -> anyhow::Result<()> {
         PlanCommand::Refer {
             case_id,
             action_id,
+            ability_to_pay,
             who,
         } => {
             let msg = pb::CreateServiceReferralRequest {
                 case_id,
                 action_id,
                 actor: who.actor.clone(),
+                ability_to_pay: ability_to_pay.unwrap_or_default(),
             };
             let r = referrals(&who)
                 .await?
@@ -270,9 +277,13 @@ fn print_referral(r: &pb::ServiceReferral, lang: Lang, changes: bool) {
             r.answer_due_at
         );
     }
+    if let Some(line) = medical_costs(r, lang) {
+        println!("  {line}");
+    }
     if let Some(reason) = &r.reason {
         println!("  {} {reason}", lang.pick("reason:", "السبب:"));
     }
+    crate::cli::print_warnings(&r.warnings, lang);
     if changes {
         for c in &r.changes {
             println!(
@@ -288,6 +299,27 @@ fn print_referral(r: &pb::ServiceReferral, lang: Lang, changes: bool) {
             );
         }
     }
+}
+
+/// Who pays a health service referral, in words (and what the family can pay, which only
+/// the referring agency is shown); `None` for any other service.
+fn medical_costs(r: &pb::ServiceReferral, lang: Lang) -> Option<String> {
+    let coverage = MedicalCoverage::parse(&r.medical_coverage)?;
+    let mut line = format!(
+        "{} {} ({})",
+        lang.pick("medical costs:", "التكاليف الطبية:"),
+        lang.pick(coverage.english(), coverage.arabic()),
+        coverage
+    );
+    if let Some(a) = AbilityToPay::parse(&r.ability_to_pay) {
+        line.push_str(&format!(
+            "{}{} {}",
+            lang.pick("; ", "؛ "),
+            lang.pick("the family", "الأسرة"),
+            lang.pick(a.english(), a.arabic())
+        ));
+    }
+    Some(line)
 }
 
 pub async fn run_service_referral(cmd: ServiceReferralCommand) -> anyhow::Result<()> {
@@ -352,4 +384,36 @@ pub async fn run_service_referral(cmd: ServiceReferralCommand) -> anyhow::Result
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_health_referral_shows_who_pays() {
+        let mut r = pb::ServiceReferral {
+            medical_coverage: "full".into(),
+            ability_to_pay: "none".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            medical_costs(&r, Lang::En).as_deref(),
+            Some("medical costs: 100 % covered by the programme (full); the family cannot pay at all")
+        );
+        assert_eq!(
+            medical_costs(&r, Lang::Ar).as_deref(),
+            Some("التكاليف الطبية: تغطية كاملة 100٪ من البرنامج (full)؛ الأسرة لا تستطيع الدفع")
+        );
+        // The receiving agency is not told what the family can pay.
+        r.ability_to_pay.clear();
+        r.medical_coverage = "partial".into();
+        assert_eq!(
+            medical_costs(&r, Lang::En).as_deref(),
+            Some("medical costs: partly covered; the family pays the rest (partial)")
+        );
+        // Any other service has none.
+        r.medical_coverage.clear();
+        assert_eq!(medical_costs(&r, Lang::En), None);
+    }
 }

@@ -179,7 +179,9 @@ impl Work {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_case_walks_from_referral_to_closure_and_back() {
-    let env = TestEnv::new(None).await;
+    // The referral reaches an agency: the case's own changes are all that is announced.
+    let (_agency, addr) = FakeAgency::start(&[]).await;
+    let env = TestEnv::new(Some(addr)).await;
     let hub = env.start().await;
     let mut w = Work::new(channel(&hub).await).await;
     w.team().await;
@@ -251,8 +253,15 @@ async fn a_case_walks_from_referral_to_closure_and_back() {
         "reopened",
         "closed",
     ];
-    assert_eq!(history.entries.len(), expected.len());
-    for (entry, prefix) in history.entries.iter().zip(expected) {
+    // The lifecycle's own entries: the agency's answer (`delivery of …`) is in the
+    // history too, at whatever version it arrived, and left out here.
+    let lifecycle: Vec<_> = history
+        .entries
+        .iter()
+        .filter(|e| !e.change.starts_with("delivery of"))
+        .collect();
+    assert_eq!(lifecycle.len(), expected.len());
+    for (entry, prefix) in lifecycle.into_iter().zip(expected) {
         assert!(
             entry.change.starts_with(prefix),
             "{} should start with {prefix}",
@@ -263,6 +272,7 @@ async fn a_case_walks_from_referral_to_closure_and_back() {
         history
             .entries
             .iter()
+            .filter(|e| !e.change.starts_with("delivery of"))
             .map(|e| e.version)
             .collect::<Vec<_>>(),
         [1, 2, 3, 4, 5, 6, 7]
@@ -512,7 +522,9 @@ async fn caseload_caps_name_who_has_room() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadline_fires_once_even_across_a_restart() {
-    let mut env = TestEnv::new(None).await;
+    // The referral reaches an agency, so the only escalation is the missed deadline.
+    let (_agency, addr) = FakeAgency::start(&[]).await;
+    let mut env = TestEnv::new(Some(addr)).await;
     env.settings.lifecycle.deadlines.high.assign_within_secs = 1;
     // The first hub checks once at start, then not for an hour.
     env.settings.lifecycle.deadline_check_interval_ms = 3_600_000;
@@ -968,6 +980,7 @@ async fn service_referrals_follow_task_states_and_escalate_when_unanswered() {
         case_id: case.clone(),
         action_id: action_id.into(),
         actor: "sw-1".into(),
+        ability_to_pay: "none".into(),
     };
 
     // a1 goes to the health agency's system through its connector: received.
@@ -1441,7 +1454,11 @@ async fn the_service_map_is_kept_by_agencies_and_proposed_for_referrals() {
 async fn consent_and_assent_gate_every_disclosure_and_withdrawal_stops_them() {
     use pb::cases_client::CasesClient;
     let (agency, addr) = FakeAgency::start(&[]).await;
-    let env = TestEnv::new(Some(addr)).await;
+    let mut env = TestEnv::new(Some(addr)).await;
+    // This test watches consent gate the ministry's own reads: the deployment that asks
+    // consent of every agency. By default the ministry reads on its legal mandate
+    // (the_case_owning_ministry_reads_its_case_on_its_legal_mandate).
+    env.settings.consent.owner_reads_by_legal_obligation = false;
     let hub = env.start().await;
     let ch = channel(&hub).await;
     let mut w = Work::new(ch.clone()).await;
@@ -1604,5 +1621,637 @@ async fn consent_and_assent_gate_every_disclosure_and_withdrawal_stops_them() {
         .filter(|e| e.change.starts_with("consent"))
         .count();
     assert_eq!(consent_lines, 3);
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turning_18_is_warned_of_ahead_and_the_birthday_still_watched() {
+    let mut env = TestEnv::new(None).await;
+    env.settings.lifecycle.deadline_check_interval_ms = 50;
+    let hub = env.start().await;
+    let mut w = Work::new(channel(&hub).await).await;
+    // A girl who turns 18 in 30 days: config/base.toml's 90-day warning is already due,
+    // her birthday is not.
+    let today = chrono::Utc::now().date_naive();
+    let dob = (today + chrono::Duration::days(30))
+        .checked_sub_months(chrono::Months::new(18 * 12))
+        .unwrap();
+    let near = w
+        .referral("turns-18-near", Some(&dob.format("%Y-%m-%d").to_string()))
+        .await;
+    w.register(&near).await;
+    // The fixture's child turns 18 years from now: both are watched, the warning first.
+    let far = w.referral("turns-18-far", None).await;
+    w.register(&far).await;
+    let pool = env.pool().await;
+    wait_count(
+        &pool,
+        &format!("SELECT count(*) FROM cases.escalations WHERE case_id = '{near}' AND kind = 'turns_18_soon'"),
+        1,
+        30,
+        "the turns_18_soon escalation",
+    )
+    .await;
+    let open = |case: &str, kind: &str| {
+        format!("SELECT count(*) FROM cases.deadlines WHERE case_id = '{case}' AND kind = '{kind}' AND state = 'open'")
+    };
+    assert_eq!(
+        count(&pool, &open(&near, "turns_18")).await,
+        1,
+        "the birthday itself stays watched"
+    );
+    assert_eq!(
+        count(&pool, &format!("SELECT count(*) FROM cases.escalations WHERE case_id = '{near}' AND kind = 'turns_18'")).await,
+        0
+    );
+    let due = |kind: &'static str| {
+        let pool = pool.clone();
+        let far = far.clone();
+        async move {
+            sqlx::query_scalar::<_, chrono::DateTime<chrono::Utc>>(
+                "SELECT due_at FROM cases.deadlines WHERE case_id = $1 AND kind = $2 AND state = 'open'",
+            )
+            .bind(far)
+            .bind(kind)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(
+        due("turns_18").await - due("turns_18_soon").await,
+        chrono::Duration::days(90),
+        "the warning falls due 90 days before the birthday"
+    );
+    let list = w
+        .client
+        .list_escalations(owned(pb::ListEscalationsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        list.escalations
+            .iter()
+            .any(|e| e.case_id == near && e.kind == "turns_18_soon"),
+        "{list:?}"
+    );
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_health_referral_says_who_pays_its_medical_costs() {
+    use pb::service_referrals_client::ServiceReferralsClient;
+    let (agency, addr) = FakeAgency::start(&[]).await;
+    let env = TestEnv::new(Some(addr)).await;
+    let hub = env.start().await;
+    let ch = channel(&hub).await;
+    let mut w = Work::new(ch.clone()).await;
+    let mut sr = ServiceReferralsClient::new(ch);
+    let pool = env.pool().await;
+    w.team().await;
+    // A high-risk case (the fixture's) and a medium-risk one, each planned with a health
+    // action (a1) and an education action (a2).
+    let due = (chrono::Utc::now().date_naive() + chrono::Duration::days(14))
+        .format("%Y-%m-%d")
+        .to_string();
+    let mut cases = Vec::new();
+    for (tag, risk) in [
+        ("costs-high", pb::RiskLevel::High),
+        ("costs-medium", pb::RiskLevel::Medium),
+    ] {
+        let mut req = school_request(tag);
+        req.referral.as_mut().unwrap().risk_level = risk.into();
+        let case = w
+            .intake
+            .submit_school_referral(from_school(req))
+            .await
+            .unwrap()
+            .into_inner()
+            .case_id;
+        w.register(&case).await;
+        w.assign(&case, 2, "sw-1").await.unwrap();
+        let c = w
+            .client
+            .record_assessment(owned(pb::RecordAssessmentRequest {
+                case_id: case.clone(),
+                expected_version: 3,
+                actor: "sw-1".into(),
+                risk_factors: vec!["عمل في ورشة".into()],
+                protective_factors: vec![],
+                needs: vec![pb::NeedInput {
+                    domain: "health".into(),
+                    description: "فحص السمع".into(),
+                }],
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        let action = |agency: &str, service: &str| pb::ActionInput {
+            description: "إجراء".into(),
+            responsible_agency: agency.into(),
+            service_type: service.into(),
+            due_on: due.clone(),
+        };
+        w.client
+            .set_plan(owned(pb::SetPlanRequest {
+                case_id: case.clone(),
+                expected_version: c.version,
+                actor: "sw-1".into(),
+                goals: vec![pb::GoalInput {
+                    description: "الصحة والتعليم".into(),
+                    actions: vec![
+                        action("health-cairo", "health"),
+                        action("school-cairo-alnour", "education"),
+                    ],
+                }],
+            }))
+            .await
+            .unwrap();
+        cases.push(case);
+    }
+    let (high, medium) = (cases[0].clone(), cases[1].clone());
+    let create = |case: &str, action: &str, ability: &str| pb::CreateServiceReferralRequest {
+        case_id: case.into(),
+        action_id: action.into(),
+        actor: "sw-1".into(),
+        ability_to_pay: ability.into(),
+    };
+
+    // Without what the family can pay, or with a word outside the vocabulary, a health
+    // referral is refused naming the field and the choices (never the value), in the
+    // caller's language; nothing is written.
+    let e = sr
+        .create_service_referral(owned(create(&high, "a1", "")))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let fields: Vec<String> = e
+        .get_details_bad_request()
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert_eq!(fields, ["ability_to_pay"]);
+    assert!(
+        e.message()
+            .contains("ability_to_pay: must be chosen; one of: none, part, full"),
+        "{}",
+        e.message()
+    );
+    let mut arabic = owned(create(&high, "a1", "sometimes"));
+    arabic
+        .metadata_mut()
+        .insert("accept-language", "ar".parse().unwrap());
+    let e = sr.create_service_referral(arabic).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message()
+            .contains("ability_to_pay: يجب الاختيار من: none, part, full")
+            && !e.message().contains("sometimes"),
+        "{}",
+        e.message()
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM cases.service_referrals").await,
+        0
+    );
+
+    // Refers a1 of `case`, waits until the agency's system has it, and cancels it (so the
+    // action may be referred again); what the referrer and the agency were each shown.
+    let refer_and_cancel = |case: String, ability: &'static str| {
+        let mut sr = sr.clone();
+        let agency = agency.clone();
+        async move {
+            let made = sr
+                .create_service_referral(owned(create(&case, "a1", ability)))
+                .await
+                .unwrap()
+                .into_inner();
+            let id = made.service_referral_id.clone();
+            let seen = eventually(20, "the service referral reaches the agency", || {
+                let agency = agency.clone();
+                let id = id.clone();
+                async move {
+                    agency
+                        .requests()
+                        .into_iter()
+                        .find(|s| s.body["referral_id"] == id.as_str())
+                }
+            })
+            .await;
+            let get = pb::GetServiceReferralRequest {
+                service_referral_id: id.clone(),
+            };
+            let theirs = eventually(20, "the delivery marks it received", || {
+                let mut sr = sr.clone();
+                let get = get.clone();
+                async move {
+                    let r = sr
+                        .get_service_referral(as_agency("health-cairo", get))
+                        .await
+                        .unwrap()
+                        .into_inner();
+                    (r.state == "received").then_some(r)
+                }
+            })
+            .await;
+            sr.update_service_referral(owned(pb::UpdateServiceReferralRequest {
+                service_referral_id: id,
+                expected_version: theirs.version,
+                state: "cancelled".into(),
+                reason: Some("أُعيد تقدير قدرة الأسرة على الدفع".into()),
+                actor: "sw-1".into(),
+            }))
+            .await
+            .unwrap();
+            (made, seen.body["medical_coverage"].clone(), theirs)
+        }
+    };
+    // High risk and a caregiver who cannot pay at all: 100 %. The agency is sent who pays
+    // and sees it, but not what the family can pay.
+    let (made, sent, theirs) = refer_and_cancel(high.clone(), "none").await;
+    assert_eq!(
+        (made.ability_to_pay.as_str(), made.medical_coverage.as_str()),
+        ("none", "full")
+    );
+    assert_eq!(sent, "full");
+    assert_eq!(
+        (
+            theirs.ability_to_pay.as_str(),
+            theirs.medical_coverage.as_str()
+        ),
+        ("", "full")
+    );
+    // The family can pay part: partial; it can pay fully: nothing from the programme.
+    let (made, sent, _) = refer_and_cancel(high.clone(), "part").await;
+    assert_eq!(
+        (made.medical_coverage.as_str(), sent.as_str()),
+        ("partial", Some("partial"))
+    );
+    let (made, sent, _) = refer_and_cancel(high.clone(), "full").await;
+    assert_eq!(
+        (made.medical_coverage.as_str(), sent.as_str()),
+        ("none", Some("none"))
+    );
+    // Not high risk: a family that cannot pay at all is covered partly, not 100 %.
+    let (made, sent, _) = refer_and_cancel(medium.clone(), "none").await;
+    assert_eq!(
+        (made.medical_coverage.as_str(), sent.as_str()),
+        ("partial", Some("partial"))
+    );
+    // Education has no medical costs: none are decided, stored or sent.
+    let school = sr
+        .create_service_referral(owned(create(&high, "a2", "none")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            school.ability_to_pay.as_str(),
+            school.medical_coverage.as_str()
+        ),
+        ("", "")
+    );
+    assert_eq!(
+        count(&pool, &format!("SELECT count(*) FROM cases.service_referrals WHERE service_referral_id = '{}' AND ability_to_pay IS NULL AND medical_coverage IS NULL", school.service_referral_id)).await,
+        1
+    );
+
+    // The ministry's indicators count health referrals by who pays, per governorate.
+    let i = w
+        .client
+        .get_indicators(owned(pb::GetIndicatorsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut counts: Vec<(String, String, i64)> = i
+        .medical_coverage
+        .into_iter()
+        .map(|m| (m.governorate, m.coverage, m.count))
+        .collect();
+    counts.sort();
+    assert_eq!(
+        counts,
+        [
+            ("القاهرة".to_owned(), "full".to_owned(), 1),
+            ("القاهرة".to_owned(), "none".to_owned(), 1),
+            ("القاهرة".to_owned(), "partial".to_owned(), 2),
+        ]
+    );
+    hub.stop().await;
+}
+
+/// The case-owning ministry's open escalations of kind `undelivered`.
+async fn undelivered_escalations(ch: &Channel) -> Vec<pb::Escalation> {
+    let mut req = owned(pb::ListEscalationsRequest::default());
+    req.metadata_mut()
+        .insert("accept-language", "ar".parse().unwrap());
+    CaseWorkClient::new(ch.clone())
+        .list_escalations(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .escalations
+        .into_iter()
+        .filter(|e| e.kind == "undelivered")
+        .collect()
+}
+
+/// A caregiver's (or the child's) consent to any agency, for service provision.
+async fn grant(ch: &Channel, case: &str, version: i64, given_by: &str) {
+    CaseWorkClient::new(ch.clone())
+        .grant_consent(owned(pb::GrantConsentRequest {
+            case_id: case.into(),
+            expected_version: version,
+            actor: "sw-1".into(),
+            given_by: Some(given_by.into()),
+            method: Some("written".into()),
+            provisions: vec![pb::Provision {
+                kind: "permit".into(),
+                purposes: vec!["service_provision".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_referral_no_agency_can_take_is_told_escalated_and_sent_once_one_is_connected() {
+    let (agency, addr) = FakeAgency::start(&[]).await;
+    let mut env = TestEnv::new(Some(addr)).await;
+    let hub = env.start().await;
+    let ch = channel(&hub).await;
+    // Alexandria: the only connected health agency covers Cairo and Giza.
+    let mut req = school_request("sub-alex");
+    req.referral
+        .as_mut()
+        .unwrap()
+        .child
+        .as_mut()
+        .unwrap()
+        .governorate = "الإسكندرية".into();
+    req.referral
+        .as_mut()
+        .unwrap()
+        .child
+        .as_mut()
+        .unwrap()
+        .district = None;
+    let mut req = from_school(req);
+    req.metadata_mut()
+        .insert("accept-language", "ar".parse().unwrap());
+    let r = IntakeClient::new(ch.clone())
+        .submit_school_referral(req)
+        .await
+        .unwrap()
+        .into_inner();
+    // The answer says so at once, in the caller's language.
+    assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+    assert_eq!(r.warnings[0].reason, "no_agency");
+    assert!(r.warnings[0].message.contains("لا توجد جهة متصلة"));
+    // The case shows it, and the ministry has an escalation naming it.
+    let pool = env.pool().await;
+    wait_count(
+        &pool,
+        "SELECT count(*) FROM cases.referral_deliveries WHERE outcome = 'undelivered' AND reason = 'no_agency'",
+        1,
+        30,
+        "the referral recorded as undelivered",
+    )
+    .await;
+    let escalated = eventually(10, "the escalation", || async {
+        undelivered_escalations(&ch).await.into_iter().next()
+    })
+    .await;
+    assert_eq!(escalated.ref_id.as_deref(), Some(r.referral_id.as_str()));
+    assert_eq!(escalated.reason.as_deref(), Some("no_agency"));
+    assert!(escalated
+        .explanation
+        .unwrap_or_default()
+        .contains("لا توجد جهة"));
+    assert_eq!(agency.count(), 0);
+    hub.stop().await;
+
+    // An agency for Alexandria is connected; at the next start it goes out, once, and
+    // the case no longer shows it undelivered.
+    let mut alex = env.settings.agencies["health-cairo"].clone();
+    alex.governorates = vec!["الإسكندرية".into()];
+    env.settings.agencies.insert("health-alex".into(), alex);
+    let hub = env.start().await;
+    eventually(30, "the referral at Alexandria's agency", || async {
+        agency.requests().into_iter().find(|s| {
+            s.idempotency_key.as_deref() == Some(&format!("{}:health-alex", r.referral_id))
+        })
+    })
+    .await;
+    wait_count(
+        &pool,
+        "SELECT count(*) FROM cases.referral_deliveries WHERE outcome = 'delivered' AND agency_id = 'health-alex'",
+        1,
+        30,
+        "delivered",
+    )
+    .await;
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM cases.referral_deliveries WHERE outcome = 'undelivered'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(agency.count(), 1);
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_referral_without_consent_blames_no_agency_and_goes_once_consent_is_granted() {
+    let (agency, addr) = FakeAgency::start(&[]).await;
+    let env = TestEnv::new(Some(addr)).await;
+    let hub = env.start().await;
+    let ch = channel(&hub).await;
+    let pool = env.pool().await;
+    let case = submit_school(&ch, "sub-no-consent").await;
+    eventually(30, "the case referral at the agency", || async {
+        (agency.count() == 1).then_some(())
+    })
+    .await;
+    let version = plan_health_action(&ch, &case).await;
+    CaseWorkClient::new(ch.clone())
+        .withdraw_consent(owned(pb::WithdrawConsentRequest {
+            case_id: case.clone(),
+            expected_version: version,
+            actor: "sw-1".into(),
+            consent_id: "cns_demo".into(),
+        }))
+        .await
+        .unwrap();
+    let sr = refer_health_action(&ch, &case).await;
+    // Said at once; no answer is due from an agency that will not receive it.
+    assert_eq!(sr.warnings.len(), 1, "{:?}", sr.warnings);
+    assert_eq!(sr.warnings[0].reason, "no_consent");
+    assert!(sr.answer_due_at.is_empty(), "{}", sr.answer_due_at);
+    let escalated = eventually(30, "the escalation", || async {
+        undelivered_escalations(&ch)
+            .await
+            .into_iter()
+            .find(|e| e.ref_id.as_deref() == Some(sr.service_referral_id.as_str()))
+    })
+    .await;
+    assert_eq!(escalated.reason.as_deref(), Some("no_consent"));
+    assert_eq!(escalated.agency_id.as_deref(), Some("health-cairo"));
+    let open_answer = format!(
+        "SELECT count(*) FROM cases.deadlines WHERE kind = 'service_referral' AND state = 'open' AND ref_id = '{}'",
+        sr.service_referral_id
+    );
+    assert_eq!(count(&pool, &open_answer).await, 0);
+    let sent_srv = || {
+        agency
+            .requests()
+            .iter()
+            .filter(|s| {
+                s.idempotency_key
+                    .as_deref()
+                    .is_some_and(|k| k.starts_with(&sr.service_referral_id))
+            })
+            .count()
+    };
+    assert_eq!(sent_srv(), 0, "nothing sent without consent");
+
+    // Consent is recorded: the service referral goes out without being entered again,
+    // and only now does the agency owe an answer.
+    let version: i64 = sqlx::query_scalar("SELECT version FROM cases.cases WHERE case_id = $1")
+        .bind(&case)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    grant(&ch, &case, version, "caregiver").await;
+    eventually(30, "the service referral at the agency", || async {
+        (sent_srv() == 1).then_some(())
+    })
+    .await;
+    wait_count(
+        &pool,
+        &open_answer,
+        1,
+        30,
+        "the answer deadline, from delivery",
+    )
+    .await;
+    let state: String = sqlx::query_scalar(
+        "SELECT state FROM cases.service_referrals WHERE service_referral_id = $1",
+    )
+    .bind(&sr.service_referral_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(state, "received");
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relief_referral_without_the_childs_assent_is_told_and_goes_once_assent_is_given() {
+    let (registry, addr) = FakeAgency::start(&[]).await;
+    let mut env = TestEnv::new(None).await;
+    if let Some(a) = env.settings.agencies.get_mut("takaful-cairo") {
+        a.endpoint = Some(format!("http://{addr}"));
+    }
+    let hub = env.start().await;
+    let ch = channel(&hub).await;
+    // A 15-year-old whose form carries only the caregiver's consent.
+    let mut req = school_request("sub-relief");
+    let referral = req.referral.as_mut().unwrap();
+    referral.child.as_mut().unwrap().date_of_birth = Some("2011-06-01".into());
+    referral
+        .consent_refs
+        .retain(|c| c.consent_id != "cns_demo_assent");
+    let case = IntakeClient::new(ch.clone())
+        .submit_school_referral(from_school(req))
+        .await
+        .unwrap()
+        .into_inner()
+        .case_id;
+    let mut w = Work::new(ch.clone()).await;
+    let change = w
+        .decide(&case, 1, "register", &["poverty"], None)
+        .await
+        .unwrap();
+    assert_eq!(change.status, "referred_on");
+    assert_eq!(change.warnings.len(), 1, "{:?}", change.warnings);
+    assert_eq!(change.warnings[0].reason, "no_assent");
+    assert_eq!(change.warnings[0].agency_id, "takaful-cairo");
+    // (The case referral itself has no connected agency in this test: that is escalated
+    // too, as no_agency.)
+    let escalated = eventually(30, "the escalation", || async {
+        undelivered_escalations(&ch)
+            .await
+            .into_iter()
+            .find(|e| e.agency_id.as_deref() == Some("takaful-cairo"))
+    })
+    .await;
+    assert_eq!(escalated.reason.as_deref(), Some("no_assent"));
+    assert_eq!(registry.count(), 0);
+    // The child assents: the onward referral reaches the programme, once.
+    grant(&ch, &case, change.version, "child_assent").await;
+    eventually(30, "the referral at the relief programme", || async {
+        (registry.count() == 1).then_some(())
+    })
+    .await;
+    let pool = env.pool().await;
+    wait_count(
+        &pool,
+        "SELECT count(*) FROM cases.referral_deliveries WHERE agency_id = 'takaful-cairo' AND outcome = 'delivered'",
+        1,
+        30,
+        "delivered to the programme",
+    )
+    .await;
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_case_owning_ministry_reads_its_case_on_its_legal_mandate() {
+    use pb::cases_client::CasesClient;
+    let env = TestEnv::new(None).await;
+    let hub = env.start().await;
+    let ch = channel(&hub).await;
+    // A referral carrying no consent at all.
+    let mut req = school_request("no-consent-at-all");
+    req.referral.as_mut().unwrap().consent_refs.clear();
+    let case = IntakeClient::new(ch.clone())
+        .submit_school_referral(from_school(req))
+        .await
+        .unwrap()
+        .into_inner()
+        .case_id;
+    let read = || pb::GetCaseRequest {
+        case_id: case.clone(),
+        purpose: pb::Purpose::ServiceProvision.into(),
+    };
+    let mut cases = CasesClient::new(ch.clone());
+    // The ministry owning the case reads it, to assess it.
+    let shared = cases.get_case(owned(read())).await.unwrap().into_inner();
+    assert!(shared.categories.contains(&"identity".to_owned()));
+    assert!(shared.document_json.contains("مريم"));
+    // Another agency with a part in the case still needs consent: the referring school
+    // gets nothing beyond its policy (references and location), and the hotline nothing.
+    let e = cases
+        .get_case(as_agency("hotline-16000", read()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    // The read is in the disclosure log with its basis.
+    let pool = env.pool().await;
+    wait_count(
+        &pool,
+        &format!("SELECT count(*) FROM audit.log WHERE case_id = '{case}' AND recipient = 'mosa-cairo' AND decision = 'permit' AND basis = ARRAY['legal_obligation']"),
+        1,
+        20,
+        "the ministry's read logged on its legal basis",
+    )
+    .await;
     hub.stop().await;
 }

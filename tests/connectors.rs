@@ -556,6 +556,7 @@ async fn bad_deliveries_are_parked_and_do_not_block_the_agency() {
         document_json: doc.into(),
         service_type: None,
         kind: kind.into(),
+        medical_coverage: None,
     };
     for d in [
         delivery(

@@ -358,6 +358,7 @@ async fn every_rpc_taking_an_id_refuses_another_agencys_and_logs_it() {
             case_id: case.clone(),
             action_id: "a1".into(),
             actor: "sw-1".into(),
+            ability_to_pay: "none".into(),
         })
         .await
         .unwrap()

@@ -460,3 +460,73 @@ struct NotUtf8 {
     #[prost(bytes = "vec", tag = "1")]
     value: Vec<u8>,
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn places_are_the_gazetteers_a_misspelling_is_folded_and_an_invented_place_refused() {
+    let (agency, addr) = FakeAgency::start(&[]).await;
+    let env = TestEnv::new(Some(addr)).await;
+    let hub = env.start().await;
+    let mut intake = IntakeClient::new(channel(&hub).await);
+
+    // "القاهره" (ه for ة) is Cairo: stored as "القاهرة" and delivered to Cairo's agency.
+    let mut misspelt = school_request("sub-misspelt");
+    misspelt
+        .referral
+        .as_mut()
+        .unwrap()
+        .child
+        .as_mut()
+        .unwrap()
+        .governorate = "القاهره".into();
+    let r = intake
+        .submit_school_referral(from_school(misspelt))
+        .await
+        .unwrap()
+        .into_inner();
+    eventually(30, "the delivery at Cairo's health agency", || async {
+        (agency.count() == 1).then_some(())
+    })
+    .await;
+    let pool = env.pool().await;
+    let stored: String =
+        sqlx::query_scalar("SELECT governorate FROM cases.cases WHERE case_id = $1")
+            .bind(&r.case_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, "القاهرة", "one row in the statistics, not two");
+
+    // An invented governorate, and a district Cairo does not have: refused, naming the
+    // field and the allowed values, never the value sent.
+    for (governorate, district, field) in [
+        ("أطلانطس", "شبرا", "referral.child.governorate"),
+        ("Cairo", "حي لا وجود له", "referral.child.district"),
+    ] {
+        let mut bad = school_request("sub-atlantis");
+        let child = bad.referral.as_mut().unwrap().child.as_mut().unwrap();
+        child.governorate = governorate.into();
+        child.district = Some(district.into());
+        let mut req = from_school(bad);
+        req.metadata_mut()
+            .insert("accept-language", "ar".parse().unwrap());
+        let status = intake.submit_school_referral(req).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let fields: Vec<String> = status
+            .get_details_bad_request()
+            .unwrap()
+            .field_violations
+            .into_iter()
+            .map(|v| v.field)
+            .collect();
+        assert_eq!(fields, vec![field.to_owned()]);
+        assert!(
+            status.message().contains("دليل الأماكن"),
+            "{}",
+            status.message()
+        );
+        assert!(!status.message().contains(governorate) || governorate == "Cairo");
+        assert!(!status.message().contains(district));
+    }
+    assert_eq!(count(&pool, "SELECT count(*) FROM cases.cases").await, 1);
+    hub.stop().await;
+}

@@ -459,6 +459,7 @@ pub async fn refer_health_action(ch: &Channel, case: &str) -> pb::ServiceReferra
                 case_id: case.into(),
                 action_id: "a1".into(),
                 actor: "sw-1".into(),
+                ability_to_pay: "none".into(),
             },
         ))
         .await

@@ -18,6 +18,14 @@ const DOCUMENT_SYSTEM: &str = "https://himaya.example/fhir/sid/document/";
 const SERVICE_SYSTEM: &str = "https://himaya.example/fhir/CodeSystem/service-type";
 const CONCERN_SYSTEM: &str = "https://himaya.example/fhir/CodeSystem/protection-concern";
 const ESTIMATED_AGE: &str = "https://himaya.example/fhir/StructureDefinition/estimated-age";
+/// Who pays a health service referral. R4's `ServiceRequest.supportingInfo` takes only
+/// references and `insurance` a Coverage (an insurance policy with a payor and a
+/// beneficiary), neither of which a per-referral cost-sharing decision is; an extension
+/// with a coded value is R4's way to carry it (see docs/decisions.md).
+pub const MEDICAL_COVERAGE_EXTENSION: &str =
+    "https://himaya.example/fhir/StructureDefinition/medical-costs-coverage";
+pub const MEDICAL_COVERAGE_SYSTEM: &str =
+    "https://himaya.example/fhir/CodeSystem/medical-costs-coverage";
 const FHIR_JSON: &str = "application/fhir+json";
 
 pub struct Fhir;
@@ -233,6 +241,12 @@ fn service_request(d: &DeliveryRequested, case: &SharedCase, patient_url: &str) 
         // Present only when the case-notes category was permitted.
         sr["note"] = json!([{"text": n}]);
     }
+    if let Some(c) = d.medical_coverage {
+        sr["extension"] = json!([{
+            "url": MEDICAL_COVERAGE_EXTENSION,
+            "valueCoding": {"system": MEDICAL_COVERAGE_SYSTEM, "code": c.as_str(), "display": c.english()},
+        }]);
+    }
     sr
 }
 
@@ -293,6 +307,7 @@ fn urn(key: &str) -> String {
 mod tests {
     use super::*;
     use himaya_connect::testing::{assert_golden, delivery, FULL_CASE};
+    use himaya_record::service_referral::MedicalCoverage;
 
     fn golden(name: &str, actual: &Value) {
         assert_golden(
@@ -308,9 +323,44 @@ mod tests {
 
     #[test]
     fn a_full_case_becomes_the_golden_bundle() {
-        let o = out(FULL_CASE, Some("health"));
+        let mut d = delivery(FULL_CASE, Some("health"));
+        d.medical_coverage = Some(MedicalCoverage::Full);
+        let o = Fhir
+            .outbound(&d, &SharedCase::parse(FULL_CASE).unwrap())
+            .unwrap();
         assert_eq!(o.content_type, FHIR_JSON);
         golden("bundle_full.json", &o.body);
+    }
+
+    #[test]
+    fn the_service_request_says_who_pays() {
+        let case = SharedCase::parse(FULL_CASE).unwrap();
+        let sr = |coverage: Option<MedicalCoverage>| {
+            let mut d = delivery(FULL_CASE, Some("health"));
+            d.medical_coverage = coverage;
+            let o = Fhir.outbound(&d, &case).unwrap();
+            o.body["entry"]
+                .as_array()
+                .and_then(|e| e.last())
+                .map(|e| e["resource"].clone())
+                .unwrap()
+        };
+        for (c, code) in [
+            (MedicalCoverage::Full, "full"),
+            (MedicalCoverage::Partial, "partial"),
+            (MedicalCoverage::NotCovered, "none"),
+        ] {
+            let r = sr(Some(c));
+            assert_eq!(r["resourceType"], "ServiceRequest");
+            assert_eq!(r["extension"][0]["url"], MEDICAL_COVERAGE_EXTENSION);
+            assert_eq!(
+                r["extension"][0]["valueCoding"]["system"],
+                MEDICAL_COVERAGE_SYSTEM
+            );
+            assert_eq!(r["extension"][0]["valueCoding"]["code"], code);
+        }
+        // A referral that is not a health service's carries no coverage at all.
+        assert!(sr(None).get("extension").is_none());
     }
 
     #[test]

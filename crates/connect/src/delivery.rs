@@ -145,6 +145,7 @@ impl DeliveryConnector {
             outcome: label.into(),
             http_status: i32::from(status),
             agency_reference: reference,
+            reason: (label == "rejected").then(|| "rejected".to_owned()),
         };
         let mut headers = BTreeMap::new();
         headers.insert("x-correlation-id".to_owned(), d.referral_id.clone());
@@ -163,6 +164,42 @@ impl DeliveryConnector {
         himaya_store::outbox::enqueue(&mut tx, &msg).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// A delivery this connector cannot make (its document unreadable, its kind unknown,
+    /// the agency's standard unable to carry it) is parked for an operator, and the case
+    /// is told at once (`undelivered`, reason `parked`), so that no referral waits in the
+    /// parking queue unseen. A replay that then goes through records it as delivered.
+    async fn parked(
+        &self,
+        d: &DeliveryRequested,
+        why: impl std::fmt::Display,
+    ) -> Result<(), HandleError> {
+        let event = DeliveryRecorded {
+            message_id: new_message_id(),
+            occurred_at: Utc::now().to_rfc3339(),
+            agency_id: d.agency_id.clone(),
+            case_id: d.case_id.clone(),
+            referral_id: d.referral_id.clone(),
+            delivery_message_id: d.message_id.clone(),
+            outcome: "undelivered".into(),
+            http_status: 0,
+            agency_reference: None,
+            reason: Some("parked".into()),
+        };
+        let mut tx = self.pool.begin().await.map_err(HandleError::retry)?;
+        himaya_store::outbox::enqueue_event(
+            &mut tx,
+            Exchange::Events,
+            keys::DELIVERY_RECORDED,
+            &event,
+            0,
+            &d.referral_id,
+        )
+        .await
+        .map_err(HandleError::retry)?;
+        tx.commit().await.map_err(HandleError::retry)?;
+        Err(HandleError::park(why))
     }
 
     /// Calls the agency until it answers (delivered or refused). While it cannot answer
@@ -244,10 +281,16 @@ impl Handler for DeliveryConnector {
         {
             return Ok(());
         }
-        let kind = DeliveryKind::of(&d).map_err(HandleError::park)?;
+        let kind = match DeliveryKind::of(&d) {
+            Ok(k) => k,
+            Err(e) => return self.parked(&d, e).await,
+        };
         let mut case = match kind {
             DeliveryKind::WithdrawalNotice | DeliveryKind::Outcome => SharedCase::default(),
-            _ => SharedCase::parse(&d.document_json).map_err(HandleError::park)?,
+            _ => match SharedCase::parse(&d.document_json) {
+                Ok(c) => c,
+                Err(e) => return self.parked(&d, e).await,
+            },
         };
         // The agency's own code for the place, where it has one.
         if let Some(g) = case.child.governorate.as_mut() {
@@ -264,9 +307,15 @@ impl Handler for DeliveryConnector {
                 self.wire.outbound_about(&d, &case, &records)
             }
             _ => self.wire.outbound(&d, &case),
-        }
-        .map_err(HandleError::park)?;
-        let body = serde_json::to_vec(&out.body).map_err(HandleError::park)?;
+        };
+        let out = match out {
+            Ok(o) => o,
+            Err(e) => return self.parked(&d, e).await,
+        };
+        let body = match serde_json::to_vec(&out.body) {
+            Ok(b) => b,
+            Err(e) => return self.parked(&d, e).await,
+        };
         let traceparent = msg.header("traceparent");
         let mut headers = vec![
             ("Idempotency-Key", d.idempotency_key.clone()),

@@ -31,6 +31,10 @@ impl Wire for Envelope {
         if let Some(s) = &d.service_type {
             body["service_type"] = json!(s);
         }
+        // A health service referral says who pays: full, partial or none (the family).
+        if let Some(c) = d.medical_coverage {
+            body["medical_coverage"] = json!(c.as_str());
+        }
         if d.kind != "referral" {
             body["kind"] = json!(d.kind);
         }
@@ -61,6 +65,15 @@ mod tests {
         });
         assert_eq!(out.body, golden);
         assert_eq!(out.path, "");
+    }
+
+    #[test]
+    fn a_health_service_referral_says_who_pays() {
+        let mut d = delivery("{}", Some("health"));
+        d.medical_coverage = Some(himaya_record::service_referral::MedicalCoverage::Partial);
+        let out = Envelope.outbound(&d, &SharedCase::default()).unwrap();
+        assert_eq!(out.body["medical_coverage"], "partial");
+        assert_eq!(out.body["service_type"], "health");
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub fn delivery(doc: &str, service: Option<&str>) -> DeliveryRequested {
         document_json: doc.into(),
         service_type: service.map(str::to_owned),
         kind: "referral".into(),
+        medical_coverage: None,
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 use apache_avro::rabin::Rabin;
 use apache_avro::Schema;
+use himaya_record::service_referral::MedicalCoverage;
 use himaya_record::{CaseRecord, MessageId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -71,6 +72,10 @@ pub struct ServiceRequest {
     pub agency_id: String,
     pub service_type: String,
     pub action_id: String,
+    /// Who pays, for a health service referral: the hub's decision (never the family's
+    /// ability to pay, which stays in the hub).
+    #[serde(default)]
+    pub medical_coverage: Option<MedicalCoverage>,
 }
 
 /// A redacted referral for one agency's connector.
@@ -93,6 +98,9 @@ pub struct DeliveryRequested {
     /// `document_json` the notice).
     #[serde(default = "referral_kind")]
     pub kind: String,
+    /// Set for a health service referral: how much of its costs the programme covers.
+    #[serde(default)]
+    pub medical_coverage: Option<MedicalCoverage>,
 }
 
 fn referral_kind() -> String {
@@ -111,6 +119,9 @@ pub struct DeliveryRecorded {
     pub outcome: String,
     pub http_status: i32,
     pub agency_reference: Option<String>,
+    /// Why it was not delivered (a code); none when it was.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// `case.updated`: a change of a case's lifecycle (ids and kinds only).
@@ -540,6 +551,7 @@ mod tests {
                 agency_id: "health-cairo".into(),
                 service_type: "health".into(),
                 action_id: "a1".into(),
+                medical_coverage: Some(MedicalCoverage::Partial),
             }),
             ..created()
         };
@@ -593,6 +605,34 @@ mod tests {
             decode::<ReferralCreated>(&long),
             Err(CodecError::TrailingBytes { extra: 1, .. })
         ));
+    }
+
+    #[test]
+    fn a_delivery_carries_the_medical_coverage() {
+        let mut d = DeliveryRequested {
+            message_id: new_message_id(),
+            occurred_at: "2026-11-22T09:30:00Z".into(),
+            agency_id: "health-cairo".into(),
+            case_id: "case_1".into(),
+            referral_id: "srv_1".into(),
+            purpose: "service_provision".into(),
+            priority: "urgent".into(),
+            idempotency_key: "srv_1:health-cairo".into(),
+            categories: vec!["reference".into()],
+            document_json: "{}".into(),
+            service_type: Some("health".into()),
+            kind: "referral".into(),
+            medical_coverage: Some(MedicalCoverage::Full),
+        };
+        assert_eq!(
+            decode::<DeliveryRequested>(&encode(&d).unwrap()).unwrap(),
+            d
+        );
+        d.medical_coverage = None;
+        assert_eq!(
+            decode::<DeliveryRequested>(&encode(&d).unwrap()).unwrap(),
+            d
+        );
     }
 
     #[test]

@@ -61,10 +61,22 @@ pub fn invalid_argument(v: &Violations, lang: Lang) -> Status {
     let total = lines.len() + v.more();
     // The message repeats the first problems for clients that show only it; the field
     // violations carry them all. Percent-encoded Arabic triples in size on the wire.
+    // The first problem is always named (cut short if it is long, as a list of choices
+    // can be); the others as long as they fit.
+    if let Some(first) = lines.first_mut() {
+        if first.len() > MESSAGE_LIST_BYTES {
+            let mut end = MESSAGE_LIST_BYTES;
+            while !first.is_char_boundary(end) {
+                end -= 1;
+            }
+            first.truncate(end);
+            first.push('…');
+        }
+    }
     let mut shown = 0;
     let mut bytes = 0;
     for l in &lines {
-        if bytes + l.len() > MESSAGE_LIST_BYTES {
+        if shown > 0 && bytes + l.len() > MESSAGE_LIST_BYTES {
             break;
         }
         bytes += l.len();

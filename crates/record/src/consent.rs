@@ -110,6 +110,15 @@ pub struct ConsentRules {
     pub assent_from_age: i32,
     /// From this age the child's own consent suffices without a caregiver's.
     pub own_consent_from_age: i32,
+    /// The case-owning ministry reads its own cases under its legal mandate, without
+    /// consent (each such read is in the disclosure log with the basis
+    /// `legal_obligation`); other agencies still need consent. See docs/decisions.md.
+    #[serde(default = "by_law")]
+    pub owner_reads_by_legal_obligation: bool,
+}
+
+fn by_law() -> bool {
+    true
 }
 
 /// Why consent does not allow a disclosure.

@@ -6,6 +6,7 @@ pub mod id;
 #[macro_use]
 pub mod record;
 pub mod consent;
+pub mod gazetteer;
 pub mod lifecycle;
 pub mod matching;
 pub mod service_referral;
@@ -198,6 +199,39 @@ mod tests {
     fn the_fixture_is_valid() {
         let v = validate::validate_details(&fixtures::details(), today(), "referral");
         assert!(v.is_empty(), "{v}");
+    }
+
+    #[test]
+    fn names_with_direction_or_invisible_characters_are_refused() {
+        for sneaky in [
+            "\u{202E}مريم",
+            "مر\u{2067}يم",
+            "مر\u{200B}يم",
+            "\u{200F}مريم",
+        ] {
+            let mut d = fixtures::details();
+            d.child.name.as_given = sneaky.into();
+            let v = validate::validate_details(&d, today(), "referral");
+            assert!(
+                v.has("referral.child.name.as_given", "invisible_characters"),
+                "{sneaky:?}: {v}"
+            );
+        }
+        // An override in any text field (here the address) is refused too.
+        let mut d = fixtures::details();
+        d.child.address = Some("شارع \u{202E}النيل".into());
+        let v = validate::validate_details(&d, today(), "referral");
+        assert!(
+            v.has("referral.child.address", "invisible_characters"),
+            "{v}"
+        );
+        // Many violations: listed up to the cap, the rest counted.
+        let mut v = Violations::new();
+        for i in 0..1000 {
+            v.push(format!("f[{i}]"), Problem::Required);
+        }
+        assert_eq!(v.iter().count(), validate::MAX_VIOLATIONS);
+        assert_eq!(v.more(), 1000 - validate::MAX_VIOLATIONS);
     }
 
     #[test]

@@ -42,8 +42,11 @@ vocabulary!(
         FirstContact => "first_contact",
         Review => "review",
         TurnsEighteen => "turns_18",
+        TurnsEighteenSoon => "turns_18_soon",
         PlanAction => "plan_action",
         ServiceReferral => "service_referral",
+        // Not a time limit: a referral that reached no agency, escalated at once.
+        Undelivered => "undelivered",
     }
 );
 
@@ -285,15 +288,36 @@ pub fn eighteenth_birthday(dob: NaiveDate) -> Option<DateTime<Utc>> {
         .map(|d| d.and_utc())
 }
 
-/// The deadlines a newly registered case starts with.
+/// The deadlines watching a child's 18th birthday: a warning `warning` ahead of it, so
+/// the closure or the move to adult services can be planned rather than found on the
+/// day, and the birthday itself. A warning already past (a child registered a few weeks
+/// before turning 18) is kept: it fires at once, which is the warning wanted.
+pub fn turns_18(dob: NaiveDate, warning: Duration) -> Vec<(DeadlineKind, DateTime<Utc>)> {
+    let Some(at) = eighteenth_birthday(dob) else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(2);
+    if let Some(soon) = at
+        .checked_sub_signed(warning)
+        .filter(|_| warning > Duration::zero())
+    {
+        out.push((DeadlineKind::TurnsEighteenSoon, soon));
+    }
+    out.push((DeadlineKind::TurnsEighteen, at));
+    out
+}
+
+/// The deadlines a newly registered case starts with; `turns_18_warning` is the lead
+/// time of the warning before the 18th birthday.
 pub fn on_registration(
     now: DateTime<Utc>,
     d: &RiskDeadlines,
     dob: Option<NaiveDate>,
+    turns_18_warning: Duration,
 ) -> Vec<(DeadlineKind, DateTime<Utc>)> {
     let mut out = vec![(DeadlineKind::Assignment, now + d.assign_within)];
-    if let Some(at) = dob.and_then(eighteenth_birthday) {
-        out.push((DeadlineKind::TurnsEighteen, at));
+    if let Some(dob) = dob {
+        out.extend(turns_18(dob, turns_18_warning));
     }
     out
 }
@@ -338,6 +362,49 @@ mod tests {
             e.arabic(),
             "لا يمكن إغلاق حالة وضعها `referred`؛ المسموح: تسجيل، إحالة إلى جهة أخرى، رفض، دمج"
         );
+    }
+
+    #[test]
+    fn the_eighteenth_birthday_is_warned_of_ahead() {
+        let dob = NaiveDate::from_ymd_opt(2010, 6, 15).unwrap();
+        let birthday = eighteenth_birthday(dob).unwrap();
+        let got = turns_18(dob, Duration::days(90));
+        assert_eq!(
+            got,
+            vec![
+                (
+                    DeadlineKind::TurnsEighteenSoon,
+                    birthday - Duration::days(90)
+                ),
+                (DeadlineKind::TurnsEighteen, birthday),
+            ]
+        );
+        assert_eq!(DeadlineKind::TurnsEighteenSoon.as_str(), "turns_18_soon");
+        // No lead time: only the birthday.
+        assert_eq!(
+            turns_18(dob, Duration::zero()),
+            vec![(DeadlineKind::TurnsEighteen, birthday)]
+        );
+        let now = Utc::now();
+        let d = RiskDeadlines {
+            assign_within: Duration::hours(1),
+            first_contact_within: Duration::hours(24),
+            review_every: Duration::days(7),
+        };
+        let kinds: Vec<DeadlineKind> = on_registration(now, &d, Some(dob), Duration::days(90))
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                DeadlineKind::Assignment,
+                DeadlineKind::TurnsEighteenSoon,
+                DeadlineKind::TurnsEighteen
+            ]
+        );
+        // Without a date of birth (an estimated age) neither is watched.
+        assert_eq!(on_registration(now, &d, None, Duration::days(90)).len(), 1);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::record::{RiskLevel, ServiceType};
+
 vocabulary!(
     /// The states of a service referral (a subset of FHIR `TaskStatus`).
     TaskState {
@@ -16,6 +18,82 @@ vocabulary!(
         Cancelled => "cancelled",
     }
 );
+
+vocabulary!(
+    /// What the family can pay towards a health service's costs, as the caseworker
+    /// found it (the caller says; the hub decides the coverage from it).
+    AbilityToPay {
+        CannotPay => "none",
+        Part => "part",
+        Full => "full",
+    }
+);
+
+vocabulary!(
+    /// How much of a health service's costs the child-protection programme covers
+    /// (DOMAIN.md, "Medical costs"); the family pays the rest.
+    MedicalCoverage {
+        Full => "full",
+        Partial => "partial",
+        NotCovered => "none",
+    }
+);
+
+impl AbilityToPay {
+    pub fn english(self) -> &'static str {
+        match self {
+            AbilityToPay::CannotPay => "cannot pay at all",
+            AbilityToPay::Part => "can pay part",
+            AbilityToPay::Full => "can pay fully",
+        }
+    }
+
+    pub fn arabic(self) -> &'static str {
+        match self {
+            AbilityToPay::CannotPay => "لا تستطيع الدفع",
+            AbilityToPay::Part => "تستطيع دفع جزء",
+            AbilityToPay::Full => "تستطيع الدفع كاملًا",
+        }
+    }
+}
+
+impl MedicalCoverage {
+    pub fn english(self) -> &'static str {
+        match self {
+            MedicalCoverage::Full => "100 % covered by the programme",
+            MedicalCoverage::Partial => "partly covered; the family pays the rest",
+            MedicalCoverage::NotCovered => "not covered; the family pays",
+        }
+    }
+
+    pub fn arabic(self) -> &'static str {
+        match self {
+            MedicalCoverage::Full => "تغطية كاملة 100٪ من البرنامج",
+            MedicalCoverage::Partial => "تغطية جزئية؛ تدفع الأسرة الباقي",
+            MedicalCoverage::NotCovered => "بلا تغطية؛ تدفع الأسرة",
+        }
+    }
+}
+
+/// Only a health service referral carries medical costs (the seeds' rule is about
+/// medical costs; psychosocial or legal services are not billed this way).
+pub fn has_medical_costs(service: ServiceType) -> bool {
+    service == ServiceType::Health
+}
+
+/// Who pays a health service (DOMAIN.md, "Rules and figures from the seeds"): 100 % when
+/// the case meets a high, urgent risk criterion (its risk level is high: every high-risk
+/// case is urgent) and the caregiver cannot pay at all; partial where the family can pay
+/// part; nothing from the programme where it can pay fully. A family that cannot pay at
+/// all but whose case is not high risk gets partial coverage: the seeds make 100 % depend
+/// on both conditions, so the rest is for the caseworker to find (e.g. a relief agency).
+pub fn medical_coverage(risk: RiskLevel, ability: AbilityToPay) -> MedicalCoverage {
+    match (ability, risk) {
+        (AbilityToPay::CannotPay, RiskLevel::High) => MedicalCoverage::Full,
+        (AbilityToPay::CannotPay | AbilityToPay::Part, _) => MedicalCoverage::Partial,
+        (AbilityToPay::Full, _) => MedicalCoverage::NotCovered,
+    }
+}
 
 /// Which side of the referral is acting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,6 +251,31 @@ mod tests {
             "{e}"
         );
         assert!(e.arabic().contains("مستلمة"));
+    }
+
+    #[test]
+    fn medical_costs_follow_the_seeds_rule() {
+        use AbilityToPay::*;
+        use RiskLevel::{High, Low, Medium};
+        // 100 % only at high risk with a caregiver who cannot pay at all.
+        assert_eq!(medical_coverage(High, CannotPay), MedicalCoverage::Full);
+        for risk in [Medium, Low] {
+            assert_eq!(medical_coverage(risk, CannotPay), MedicalCoverage::Partial);
+        }
+        for risk in [High, Medium, Low] {
+            assert_eq!(medical_coverage(risk, Part), MedicalCoverage::Partial);
+            assert_eq!(medical_coverage(risk, Full), MedicalCoverage::NotCovered);
+        }
+        // The wire codes are a closed vocabulary both ways.
+        assert_eq!(AbilityToPay::parse("none"), Some(CannotPay));
+        assert_eq!(AbilityToPay::parse("some"), None);
+        assert_eq!(
+            MedicalCoverage::parse("partial"),
+            Some(MedicalCoverage::Partial)
+        );
+        assert_eq!(MedicalCoverage::NotCovered.as_str(), "none");
+        assert!(has_medical_costs(ServiceType::Health));
+        assert!(!has_medical_costs(ServiceType::Psychosocial));
     }
 
     #[test]

@@ -52,6 +52,12 @@ pub enum Problem {
     NotBoth {
         other: &'static str,
     },
+    /// A place the gazetteer does not know.
+    NotInGazetteer {
+        choices: String,
+    },
+    /// Characters that reorder or hide text (bidi controls, zero-width marks).
+    InvisibleCharacters,
 }
 
 impl Problem {
@@ -81,6 +87,8 @@ impl Problem {
             Problem::Contradicts { .. } => "contradicts",
             Problem::Expired => "expired",
             Problem::NotBoth { .. } => "not_both",
+            Problem::NotInGazetteer { .. } => "not_in_gazetteer",
+            Problem::InvisibleCharacters => "invisible_characters",
         }
     }
 
@@ -111,6 +119,10 @@ impl Problem {
             }
             Problem::Expired => "has already ended, or ends before it starts".into(),
             Problem::NotBoth { other } => format!("give this or {other}, not both"),
+            Problem::NotInGazetteer { choices } => format!(
+                "is not a place in the gazetteer (spellings with ة/ه, ى/ي or any hamza form are accepted); one of: {choices}"
+            ),
+            Problem::InvisibleCharacters => "contains invisible direction or zero-width characters (U+200B–U+200F, U+202A–U+202E, U+2066–U+2069): type the name without them".into(),
         }
     }
 
@@ -141,6 +153,10 @@ impl Problem {
             }
             Problem::Expired => "انتهت مدته بالفعل، أو تنتهي قبل أن تبدأ".into(),
             Problem::NotBoth { other } => format!("أدخل هذا أو {other}، لا كليهما"),
+            Problem::NotInGazetteer { choices } => format!(
+                "ليس مكانًا في دليل الأماكن (تُقبل الكتابة بـ ة/ه وى/ي وأي صورة للهمزة)؛ اختر من: {choices}"
+            ),
+            Problem::InvisibleCharacters => "يحتوي على رموز اتجاه أو رموز غير مرئية (U+200B–U+200F، U+202A–U+202E، U+2066–U+2069): اكتب الاسم بدونها".into(),
         }
     }
 }
@@ -274,6 +290,25 @@ pub fn check_text(v: &mut Violations, field: &str, text: &str, max: usize) {
     {
         v.push(field, Problem::ControlCharacters);
     }
+    // Embeddings, overrides and isolates reorder what a reader sees (an agency's screen, a
+    // caseworker's): no field of a referral needs them.
+    if text
+        .chars()
+        .any(|c| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
+    {
+        v.push(field, Problem::InvisibleCharacters);
+    }
+}
+
+/// Zero-width and direction marks: a name never needs them, and they make two spellings
+/// of one name look alike on screen while differing underneath.
+fn has_invisible(text: &str) -> bool {
+    text.chars().any(|c| {
+        matches!(
+            c,
+            '\u{200B}'..='\u{200F}' | '\u{2060}' | '\u{FEFF}' | '\u{061C}'
+        )
+    })
 }
 
 fn check_required(v: &mut Violations, field: &str, text: &str, max: usize) {
@@ -294,7 +329,10 @@ fn check_name(v: &mut Violations, field: &str, name: &crate::record::PersonName)
     let given = format!("{field}.as_given");
     check_required(v, &given, &name.as_given, MAX_NAME);
     if !name.as_given.trim().is_empty() && !name.as_given.chars().any(char::is_alphabetic) {
-        v.push(given, Problem::NoLetters);
+        v.push(given.clone(), Problem::NoLetters);
+    }
+    if has_invisible(&name.as_given) {
+        v.push(given, Problem::InvisibleCharacters);
     }
     if let Some(t) = &name.transliteration {
         let f = format!("{field}.transliteration");

@@ -12,7 +12,9 @@ use himaya_sharing::SharingPolicy;
 use serde::Deserialize;
 
 mod limits;
+mod routing;
 pub use limits::ServerLimits;
+pub use routing::Obstacle;
 
 /// A value that must never be printed (URLs with passwords, tokens).
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -57,6 +59,8 @@ pub struct Settings {
     /// Bounds of the gRPC and webhook servers (timeouts, connection and stream caps).
     #[serde(default)]
     pub limits: ServerLimits,
+    /// The places referrals may name (config/gazetteer.toml).
+    pub gazetteer: himaya_record::gazetteer::Gazetteer,
 }
 
 /// Emergency access without consent (break-glass).
@@ -325,6 +329,9 @@ pub struct LifecycleSettings {
     pub material_need_criteria: Vec<String>,
     /// Where material-need-only referrals are referred on to (a cash-assistance agency).
     pub relief_agency: String,
+    /// Days before a child's 18th birthday that a `turns_18_soon` deadline falls due, so
+    /// the closure or the move to adult services is planned ahead (1 to 365).
+    pub turns_18_warning_days: i64,
     pub deadlines: RiskDeadlineSettings,
 }
 
@@ -452,6 +459,7 @@ impl Settings {
     pub fn load(config_dir: &Path, extra: Option<&Path>) -> Result<Settings, SettingsError> {
         let env = std::env::var("HIMAYA_ENV").unwrap_or_else(|_| "local".into());
         let mut b = config::Config::builder()
+            .add_source(config::File::from(config_dir.join("gazetteer.toml")))
             .add_source(config::File::from(config_dir.join("base.toml")))
             .add_source(config::File::from(config_dir.join(format!("{env}.toml"))).required(false));
         if let Some(path) = extra {
@@ -472,9 +480,36 @@ impl Settings {
                 .ok()
                 .flatten(),
         )?;
-        let settings: Settings = layered.try_deserialize()?;
+        let mut settings: Settings = layered.try_deserialize()?;
+        settings.place_agencies()?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// Writes every agency's governorates under their official names (so "القاهره" in a
+    /// configuration covers the children of "القاهرة"); an unknown one is refused by key.
+    fn place_agencies(&mut self) -> Result<(), SettingsError> {
+        if self.gazetteer.governorates.is_empty() {
+            return Err(invalid(
+                "gazetteer.governorates",
+                "the gazetteer has no governorate (config/gazetteer.toml)",
+            ));
+        }
+        for (id, a) in self.agencies.iter_mut() {
+            for g in a.governorates.iter_mut().filter(|g| *g != "*") {
+                let Some(known) = self.gazetteer.governorate(g) else {
+                    return Err(invalid(
+                        format!("agencies.{id}.governorates"),
+                        format!(
+                            "names a governorate that is not in the gazetteer; one of: {}",
+                            self.gazetteer.choices()
+                        ),
+                    ));
+                };
+                *g = known.name_ar.clone();
+            }
+        }
+        Ok(())
     }
 
     /// Checks what serde cannot: names, URLs, limits.
@@ -553,6 +588,12 @@ impl Settings {
                     "must name a cash_assistance agency in [agencies]",
                 ))
             }
+        }
+        if !(1..=365).contains(&l.turns_18_warning_days) {
+            return Err(invalid(
+                "lifecycle.turns_18_warning_days",
+                "must be a number of days from 1 to 365",
+            ));
         }
         for (risk, d) in [
             ("high", &l.deadlines.high),
@@ -711,6 +752,22 @@ mod tests {
             .for_each(|a| a.endpoint = Some("ftp://x".into()));
         let e = s.validate().unwrap_err().to_string();
         assert!(e.contains("agencies.") && e.contains("endpoint"), "{e}");
+    }
+
+    #[test]
+    fn the_turns_18_warning_is_a_lead_time_in_days() {
+        let mut s = Settings::load(&dir(), None).unwrap();
+        assert_eq!(s.lifecycle.turns_18_warning_days, 90);
+        for bad in [0, -1, 366] {
+            s.lifecycle.turns_18_warning_days = bad;
+            let e = s.validate().unwrap_err().to_string();
+            assert!(
+                e.contains("lifecycle.turns_18_warning_days") && e.contains("1 to 365"),
+                "{e}"
+            );
+        }
+        s.lifecycle.turns_18_warning_days = 365;
+        s.validate().unwrap();
     }
 
     #[test]

@@ -169,6 +169,34 @@ pub fn disclose(
     Ok(Decision::Permit(d))
 }
 
+/// The basis recorded for a case-owning ministry's read under its legal mandate.
+pub const LEGAL_OBLIGATION: &str = "legal_obligation";
+
+/// A disclosure resting on the recipient's legal mandate rather than on consent (the
+/// case-owning ministry reading its own case): the policy alone decides what it sees,
+/// and the disclosure log records `legal_obligation` as its basis.
+pub fn disclose_by_mandate(
+    policy: &SharingPolicy,
+    record: &CaseRecord,
+    to: Recipient<'_>,
+    purpose: Purpose,
+) -> Result<Decision, RedactError> {
+    if purpose == Purpose::Statistics {
+        return Ok(Decision::Deny {
+            reason: DenyReason::StatisticsAreAggregates,
+        });
+    }
+    let allowed = policy.allowed(to.agency_type, purpose);
+    if allowed.iter().all(|c| *c == DataCategory::Reference) {
+        return Ok(Decision::Deny {
+            reason: DenyReason::NoPolicyRule,
+        });
+    }
+    let mut d = redact(record, &allowed)?;
+    d.basis = vec![LEGAL_OBLIGATION.to_owned()];
+    Ok(Decision::Permit(d))
+}
+
 /// Keeps only the fields whose category is in `allowed`.
 pub fn redact(
     record: &CaseRecord,
@@ -258,6 +286,7 @@ mod tests {
     use super::*;
 
     const RULES: ConsentRules = ConsentRules {
+        owner_reads_by_legal_obligation: true,
         assent_from_age: 12,
         own_consent_from_age: 18,
     };

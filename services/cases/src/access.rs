@@ -119,7 +119,8 @@ pub(crate) fn area(agency: &AgencySettings) -> (bool, &[String]) {
 
 impl State {
     /// Refuses `agency_id` on `case_id` unless it has what `need` asks, logging the
-    /// refusal. A case that does not exist passes: the handler answers NOT_FOUND.
+    /// refusal. A case that does not exist is refused alike (only a ministry covering
+    /// every governorate passes, and is answered NOT_FOUND).
     pub(crate) async fn require_case(
         &self,
         agency_id: &str,
@@ -209,18 +210,20 @@ impl State {
         channel: &str,
         purpose: Purpose,
     ) -> Result<bool, CasesError> {
-        match parties {
-            Some(p) if !p.allows(agency_id, agency, need) => {
-                let reason = match need {
-                    Need::Owner => "not_case_owner",
-                    Need::Part => "no_part_in_case",
-                };
-                self.log_refusal(agency_id, case_id, reason, channel, purpose)
-                    .await?;
-                Ok(false)
-            }
-            _ => Ok(true),
-        }
+        let reason = match (parties, need) {
+            (Some(p), _) if p.allows(agency_id, agency, need) => return Ok(true),
+            (Some(_), Need::Owner) => "not_case_owner",
+            (Some(_), Need::Part) => "no_part_in_case",
+            // A ministry owning every governorate learns nothing from "no such case":
+            // it is answered NOT_FOUND by the handler.
+            (None, Need::Owner) if area(agency).0 => return Ok(true),
+            // Anyone else gets the very answer a real case they have no part in gets,
+            // so ids cannot be probed for existence; the probe is logged as a denial.
+            (None, _) => "no_such_case",
+        };
+        self.log_refusal(agency_id, case_id, reason, channel, purpose)
+            .await?;
+        Ok(false)
     }
 
     /// Writes a refusal on `case_id` to the disclosure log (and the service log).

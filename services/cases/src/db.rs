@@ -165,15 +165,17 @@ pub async fn load_case(pool: &PgPool, case_id: &CaseId) -> Result<Option<CaseRec
 /// One agency's answer to a delivery, as recorded.
 #[derive(Debug, Clone)]
 pub struct DeliveryRow {
+    pub referral_id: String,
     pub agency_id: String,
     pub outcome: String,
     pub http_status: i32,
     pub recorded_at: DateTime<Utc>,
+    pub reason: Option<String>,
 }
 
 pub async fn deliveries(pool: &PgPool, case_id: &CaseId) -> Result<Vec<DeliveryRow>, CasesError> {
     let rows = sqlx::query(
-        "SELECT agency_id, outcome, http_status, recorded_at FROM referral_deliveries
+        "SELECT referral_id, agency_id, outcome, http_status, recorded_at, reason FROM referral_deliveries
           WHERE case_id = $1 ORDER BY recorded_at, agency_id",
     )
     .bind(case_id.to_string())
@@ -191,7 +193,7 @@ pub async fn deliveries_of(
     case_ids: &[String],
 ) -> Result<BTreeMap<String, Vec<DeliveryRow>>, CasesError> {
     let rows = sqlx::query(
-        "SELECT case_id, agency_id, outcome, http_status, recorded_at FROM referral_deliveries
+        "SELECT case_id, referral_id, agency_id, outcome, http_status, recorded_at, reason FROM referral_deliveries
           WHERE case_id = ANY($1) ORDER BY recorded_at, agency_id",
     )
     .bind(case_ids)
@@ -208,10 +210,12 @@ pub async fn deliveries_of(
 
 fn delivery_row(r: &sqlx::postgres::PgRow) -> Result<DeliveryRow, sqlx::Error> {
     Ok(DeliveryRow {
+        referral_id: r.try_get("referral_id")?,
         agency_id: r.try_get("agency_id")?,
         outcome: r.try_get("outcome")?,
         http_status: r.try_get("http_status")?,
         recorded_at: r.try_get("recorded_at")?,
+        reason: r.try_get("reason")?,
     })
 }
 

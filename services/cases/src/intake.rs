@@ -61,14 +61,22 @@ impl IntakeApi {
         }
         let now = Utc::now();
         let details = referral_details(s.body, now.date_naive(), "referral");
-        let details = match details {
-            Ok(d) if v.is_empty() => d,
-            Ok(_) => return Err(CasesError::Invalid(v, lang)),
+        let mut details = match details {
+            Ok(d) => d,
             Err(more) => {
                 v.extend(more);
                 return Err(CasesError::Invalid(v, lang));
             }
         };
+        // Places are the gazetteer's: a misspelling is folded to the official name, an
+        // unknown place refused, so no referral is accepted that no agency can cover.
+        self.0
+            .settings
+            .gazetteer
+            .place_child(&mut v, "referral", &mut details.child);
+        if !v.is_empty() {
+            return Err(CasesError::Invalid(v, lang));
+        }
         let record = CaseRecord::open(details, s.source, now);
         let traceparent = meta
             .get("traceparent")
@@ -108,6 +116,7 @@ impl IntakeApi {
             replayed: out.replayed,
             priority: priority.into(),
             proposed_services,
+            warnings: crate::undelivered::warnings(&self.0.settings, &record, None, lang),
         })
     }
 }

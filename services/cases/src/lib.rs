@@ -21,6 +21,7 @@ mod outcomes;
 pub mod read;
 mod service_map;
 mod service_referrals;
+mod undelivered;
 pub mod work;
 
 use std::sync::Arc;
@@ -80,9 +81,10 @@ impl State {
         })?;
         match self.settings.agencies.get(&id) {
             Some(a) => Ok((id, a)),
-            None => Err(CasesError::PermissionDenied(format!(
-                "`{id}` is not an agency in the directory"
-            ))),
+            // The caller's claim is not repeated back.
+            None => Err(CasesError::PermissionDenied(
+                "x-himaya-agency: the agency named is not in the directory".into(),
+            )),
         }
     }
 }
@@ -119,7 +121,7 @@ impl CasesService {
             bus.clone(),
             queue,
             settings.bus.prefetch,
-            Arc::new(outcomes::Outcomes::new(pool.clone())),
+            Arc::new(outcomes::Outcomes::new(pool.clone(), settings.clone())),
             shutdown.clone(),
         ));
         let map_queue = bus.topology().queue(SERVICE_MAP_QUEUE);
@@ -144,10 +146,12 @@ impl CasesService {
         ));
         let interval =
             std::time::Duration::from_millis(settings.lifecycle.deadline_check_interval_ms);
+        // Undelivered referrals go out again if their agency was connected since.
+        let again = tokio::spawn(undelivered::reroute_all(pool.clone(), settings.clone()));
         let engine = tokio::spawn(deadlines::run(pool, interval, shutdown));
         Ok(CasesService {
             state,
-            tasks: vec![relay, consumer, map, notices, engine],
+            tasks: vec![relay, consumer, map, notices, engine, again],
         })
     }
 

@@ -4,6 +4,9 @@ use himaya_bus::{HandleError, Handler, Incoming};
 use himaya_events::{decode, DeliveryRecorded};
 use himaya_record::service_referral::{Side, TaskState};
 use himaya_record::ServiceReferralId;
+use std::sync::Arc;
+
+use himaya_settings::Settings;
 use sqlx::{PgConnection, PgPool};
 
 use crate::db::history;
@@ -12,11 +15,12 @@ use crate::{CasesError, OUTCOMES_QUEUE};
 
 pub struct Outcomes {
     pool: PgPool,
+    settings: Arc<Settings>,
 }
 
 impl Outcomes {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(pool: PgPool, settings: Arc<Settings>) -> Self {
+        Self { pool, settings }
     }
 
     async fn record(&self, e: &DeliveryRecorded) -> Result<(), CasesError> {
@@ -43,12 +47,25 @@ impl Outcomes {
             tx.commit().await?;
             return Ok(());
         }
+        let before: Option<String> = sqlx::query_scalar(
+            "SELECT outcome FROM referral_deliveries WHERE referral_id = $1 AND agency_id = $2 FOR UPDATE",
+        )
+        .bind(&e.referral_id)
+        .bind(&e.agency_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if before.as_deref() == Some("delivered") && e.outcome == "undelivered" {
+            // A parked copy of a delivery that went through: the agency has it.
+            tx.commit().await?;
+            return Ok(());
+        }
         sqlx::query(
-            "INSERT INTO referral_deliveries (referral_id, agency_id, case_id, outcome, http_status, agency_reference)
-             VALUES ($1, $2, $3, $4, $5, $6)
+            "INSERT INTO referral_deliveries (referral_id, agency_id, case_id, outcome, http_status, agency_reference, reason)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (referral_id, agency_id) DO UPDATE
                SET outcome = EXCLUDED.outcome, http_status = EXCLUDED.http_status,
-                   agency_reference = EXCLUDED.agency_reference, recorded_at = now()",
+                   agency_reference = EXCLUDED.agency_reference, reason = EXCLUDED.reason,
+                   recorded_at = now()",
         )
         .bind(&e.referral_id)
         .bind(&e.agency_id)
@@ -56,6 +73,7 @@ impl Outcomes {
         .bind(&e.outcome)
         .bind(e.http_status)
         .bind(&e.agency_reference)
+        .bind(&e.reason)
         .execute(&mut *tx)
         .await?;
         let version: Option<i64> =
@@ -72,12 +90,16 @@ impl Outcomes {
             &e.case_id,
             version,
             &e.agency_id,
-            &format!("delivery of {}: {}", e.referral_id, e.outcome),
+            &match &e.reason {
+                Some(r) => format!("delivery of {}: {} ({r})", e.referral_id, e.outcome),
+                None => format!("delivery of {}: {}", e.referral_id, e.outcome),
+            },
         )
         .await?;
         if e.referral_id.starts_with(ServiceReferralId::PREFIX) {
             service_referral_answered(&mut tx, e).await?;
         }
+        crate::undelivered::after_answer(&mut tx, &self.settings, e, before.as_deref()).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -294,16 +294,24 @@ pub(crate) fn decide(
         agency_id,
         agency_type: agency.agency_type,
     };
-    let shared = match disclose(
-        &state.settings.sharing,
-        &state.settings.consent,
-        record,
-        to,
-        purpose,
-        chrono::Utc::now(),
-    )
-    .map_err(CasesError::from)?
-    {
+    let settings = &state.settings;
+    // The ministry that owns the case acts under a legal mandate: it reads its cases
+    // whatever the consent, on that basis (configurable; see docs/decisions.md).
+    let owner = agency.agency_type == himaya_record::AgencyType::SocialAffairs
+        && agency.covers(&record.child.governorate);
+    let decision = if owner && settings.consent.owner_reads_by_legal_obligation {
+        himaya_sharing::disclose_by_mandate(&settings.sharing, record, to, purpose)
+    } else {
+        disclose(
+            &settings.sharing,
+            &settings.consent,
+            record,
+            to,
+            purpose,
+            chrono::Utc::now(),
+        )
+    };
+    let shared = match decision.map_err(CasesError::from)? {
         Decision::Permit(d) => d,
         Decision::Deny { reason } => {
             tracing::info!(case_id = %case_id, agency = %agency_id, purpose = %purpose, reason = reason.as_str(), "disclosure denied");
@@ -344,6 +352,8 @@ pub(crate) fn decide(
                 outcome: d.outcome,
                 http_status: d.http_status,
                 recorded_at: d.recorded_at.to_rfc3339(),
+                reason: d.reason,
+                referral_id: d.referral_id,
             })
             .collect(),
         break_glass_id: None,

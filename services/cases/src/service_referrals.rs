@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use himaya_bus::Exchange;
 use himaya_events::{keys, new_message_id, ServiceReferralChanged};
 use himaya_record::lifecycle::DeadlineKind;
-use himaya_record::service_referral::{transition, Side, TaskState};
+use himaya_record::service_referral::{transition, AbilityToPay, MedicalCoverage, Side, TaskState};
 use himaya_record::CaseId;
 use himaya_store::StoreError;
 use sqlx::postgres::PgRow;
@@ -32,12 +32,27 @@ pub struct ServiceReferralRow {
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// A health service referral's medical costs: what the family can pay, as the
+    /// referrer said, and who pays, as the hub decided then (both or neither).
+    pub medical_costs: Option<(AbilityToPay, MedicalCoverage)>,
 }
 
-const COLUMNS: &str = "service_referral_id, case_id, action_id, from_agency, to_agency, service_type, state, reason, agency_reference, version, created_at, updated_at";
+const COLUMNS: &str = "service_referral_id, case_id, action_id, from_agency, to_agency, service_type, state, reason, agency_reference, version, created_at, updated_at, ability_to_pay, medical_coverage";
 
 fn from_row(r: &PgRow) -> Result<ServiceReferralRow, CasesError> {
     let state: String = r.try_get("state")?;
+    let ability: Option<String> = r.try_get("ability_to_pay")?;
+    let coverage: Option<String> = r.try_get("medical_coverage")?;
+    let medical_costs = match (ability, coverage) {
+        (None, None) => None,
+        (Some(a), Some(c)) => Some((
+            AbilityToPay::parse(&a)
+                .ok_or(StoreError::Corrupt("service_referrals.ability_to_pay"))?,
+            MedicalCoverage::parse(&c)
+                .ok_or(StoreError::Corrupt("service_referrals.medical_coverage"))?,
+        )),
+        _ => return Err(StoreError::Corrupt("service_referrals.medical_coverage").into()),
+    };
     Ok(ServiceReferralRow {
         id: r.try_get("service_referral_id")?,
         case_id: r.try_get("case_id")?,
@@ -51,6 +66,7 @@ fn from_row(r: &PgRow) -> Result<ServiceReferralRow, CasesError> {
         version: r.try_get("version")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+        medical_costs,
     })
 }
 
@@ -173,8 +189,20 @@ pub async fn record_change(
         case_version,
         actor,
         &format!(
-            "service referral {} ({} for {}, to {}): {} by {agency_id}",
-            r.id, r.service_type, r.action_id, r.to_agency, r.state
+            "service referral {} ({} for {}, to {}): {} by {agency_id}{}",
+            r.id,
+            r.service_type,
+            r.action_id,
+            r.to_agency,
+            r.state,
+            // Who pays is decided once, when the referral is made; the family's ability
+            // to pay stays on the referral row alone.
+            match r.medical_costs {
+                Some((_, coverage)) if r.state == TaskState::Requested => {
+                    format!("; medical costs covered: {coverage}")
+                }
+                _ => String::new(),
+            }
         ),
     )
     .await?;

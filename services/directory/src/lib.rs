@@ -39,6 +39,15 @@ pub struct DirectoryApi {
 }
 
 impl DirectoryApi {
+    /// A governorate under its official name where the gazetteer knows it, so that
+    /// "القاهره" finds what "القاهرة" offers; as written (trimmed) otherwise.
+    fn place(&self, raw: &str) -> String {
+        match self.settings.gazetteer.governorate(raw) {
+            Some(g) => g.name_ar.clone(),
+            None => raw.trim().to_owned(),
+        }
+    }
+
     /// Connects, migrates the service map and starts its outbox relay.
     pub async fn start(
         settings: Arc<Settings>,
@@ -324,7 +333,8 @@ impl pb::directory_server::Directory for DirectoryApi {
                     .ok_or_else(|| Status::invalid_argument("service: unknown service type"))?,
             ),
         };
-        let governorate = r.governorate.trim();
+        let governorate = self.place(&r.governorate);
+        let governorate = governorate.as_str();
         let agencies = self
             .settings
             .agencies
@@ -352,8 +362,9 @@ impl pb::directory_server::Directory for DirectoryApi {
         &self,
         req: Request<pb::UpsertServiceRequest>,
     ) -> Result<Response<pb::MappedService>, Status> {
-        let (meta, _, r) = req.into_parts();
+        let (meta, _, mut r) = req.into_parts();
         let (agency_id, agency) = self.agency(&meta)?;
+        r.governorate = self.place(&r.governorate);
         let (service_id, version) = if r.service_id.trim().is_empty() {
             if r.expected_version != 0 {
                 return Err(Status::invalid_argument(
@@ -418,7 +429,8 @@ impl pb::directory_server::Directory for DirectoryApi {
         &self,
         req: Request<pb::FindServicesRequest>,
     ) -> Result<Response<pb::FindServicesResponse>, Status> {
-        let r = req.into_inner();
+        let mut r = req.into_inner();
+        r.governorate = self.place(&r.governorate);
         if r.service_types.len() > MAX_LIST {
             return Err(Status::invalid_argument(format!(
                 "service_types: more than {MAX_LIST} entries"

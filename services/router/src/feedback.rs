@@ -43,6 +43,10 @@ fn message(change: &str) -> Option<(&'static str, &'static str)> {
         ),
         "closed" => ("أُغلقت الحالة.", "The case was closed."),
         "reopened" => ("أُعيد فتح الحالة.", "The case was reopened."),
+        "undelivered" => (
+            "تعذر توصيل إحالة عن هذه الحالة إلى أي جهة. أُبلغت الوزارة المسؤولة عن الحالة، وستُرسل الإحالة فور معالجة السبب.",
+            "A referral about this case could not be delivered to any agency. The ministry that owns the case has been told, and it will be sent as soon as the cause is fixed.",
+        ),
         _ => return None,
     })
 }
@@ -67,7 +71,13 @@ impl Feedback {
             (Some(r), Some(a)) => vec![(r.clone(), a.clone())],
             _ => Vec::new(),
         };
-        let feedback_id = format!("{PREFIX}{}_v{}", e.case_id, e.version);
+        // An undelivered referral is not a new version of the case: its feedback has an id
+        // of its own (the event's), so it is neither taken for the version's own
+        // feedback nor deduplicated against it.
+        let feedback_id = match e.change.as_str() {
+            "undelivered" => format!("{PREFIX}{}_u{}", e.case_id, e.message_id),
+            _ => format!("{PREFIX}{}_v{}", e.case_id, e.version),
+        };
         for (referral_id, agency_id) in referrers {
             let Some(agency) = r.settings.agencies.get(&agency_id) else {
                 continue;
@@ -124,6 +134,7 @@ impl Feedback {
                 document_json: document.to_string(),
                 service_type: None,
                 kind: "outcome".into(),
+                medical_coverage: None,
             };
             let mut headers = BTreeMap::new();
             headers.insert("x-correlation-id".to_owned(), referral_id.clone());

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use chrono::Utc;
 use himaya_bus::{Bus, Exchange, HandleError, Handler, Incoming, Outgoing};
 use himaya_events::{
-    decode, encode, keys, new_message_id, DeliveryRequested, DisclosureRecorded, Event,
-    ReferralCreated, WithdrawalNotice,
+    decode, encode, keys, new_message_id, DeliveryRecorded, DeliveryRequested, DisclosureRecorded,
+    Event, ReferralCreated, WithdrawalNotice,
 };
 use himaya_record::{CaseRecord, Purpose};
-use himaya_settings::{AgencySettings, Settings};
+use himaya_settings::{AgencySettings, Obstacle, Settings};
 use himaya_sharing::{disclose, Decision, Recipient};
 use sqlx::{PgConnection, PgPool};
 use tokio::task::JoinHandle;
@@ -66,7 +66,7 @@ pub async fn start(
         &[keys::REFERRAL_CREATED, keys::SERVICE_REFERRAL_REQUESTED],
     )
     .await?;
-    for (id, _) in connected(&settings) {
+    for (id, _) in settings.connected() {
         bus.declare_queue(&topo.delivery_queue(id), Exchange::Delivery, &[id])
             .await?;
     }
@@ -104,31 +104,6 @@ pub async fn start(
     Ok(vec![relay, consumer, notices, feedback])
 }
 
-/// Agencies with an endpoint: the only ones a delivery can reach.
-fn connected(settings: &Settings) -> impl Iterator<Item = (&String, &AgencySettings)> {
-    settings
-        .agencies
-        .iter()
-        .filter(|(_, a)| a.endpoint.is_some())
-}
-
-/// The agencies that should receive a referral: connected, offering a requested service,
-/// covering the child's governorate, and not the referrer itself.
-pub fn targets<'a>(
-    settings: &'a Settings,
-    record: &CaseRecord,
-) -> Vec<(&'a String, &'a AgencySettings)> {
-    connected(settings)
-        .filter(|(id, a)| {
-            record.referral.source.agency_id.as_deref() != Some(id.as_str())
-                && a.covers(&record.child.governorate)
-                && a.services
-                    .iter()
-                    .any(|s| record.referral.requested_services.contains(s))
-        })
-        .collect()
-}
-
 struct Router {
     pool: PgPool,
     settings: Arc<Settings>,
@@ -151,29 +126,35 @@ impl Router {
         let service = event.service_request.as_ref();
         // A case referral goes to every agency offering a requested service; a service
         // referral between agencies only to the agency it names.
-        let (targets, referral_id) = match service {
+        let (targets, referral_id): (Vec<(&String, &AgencySettings)>, String) = match service {
             None => (
-                targets(&self.settings, record),
+                self.settings.recipients(record),
                 record.referral.referral_id.to_string(),
             ),
             Some(s) => (
-                connected(&self.settings)
+                self.settings
+                    .connected()
                     .filter(|(id, _)| **id == s.agency_id)
                     .collect(),
                 s.service_referral_id.clone(),
             ),
         };
-        if targets.is_empty() {
-            match service {
-                None => {
-                    tracing::warn!(case_id = %record.case_id, "no connected agency offers the requested services here")
-                }
-                Some(s) => {
-                    tracing::info!(case_id = %record.case_id, agency = %s.agency_id, service_referral_id = %s.service_referral_id, "the agency has no connector: it answers the service referral through the API")
-                }
+        // A referral routed again (once consent was granted, or an agency connected)
+        // goes only to the agencies that have not had it yet.
+        let sent = already_sent(&mut tx, &referral_id).await?;
+        let mut obstacle = match (targets.is_empty(), service) {
+            (true, None) => Some(("", Obstacle::NoAgency)),
+            (true, Some(s)) => {
+                tracing::info!(case_id = %record.case_id, agency = %s.agency_id, service_referral_id = %s.service_referral_id, "the agency has no connector: it answers the service referral through the API");
+                None
             }
-        }
+            (false, _) => None,
+        };
+        let mut reached = !sent.is_empty();
         for (agency_id, agency) in targets {
+            if sent.contains(agency_id) {
+                continue;
+            }
             let to = Recipient {
                 agency_id,
                 agency_type: agency.agency_type,
@@ -200,6 +181,7 @@ impl Router {
                         document_json: d.document.to_string(),
                         service_type: service.map(|s| s.service_type.clone()),
                         kind: "referral".into(),
+                        medical_coverage: service.and_then(|s| s.medical_coverage),
                     };
                     let mut headers = BTreeMap::new();
                     headers.insert("x-correlation-id".to_owned(), delivery.referral_id.clone());
@@ -223,6 +205,7 @@ impl Router {
                         ..decision(record, &referral_id, agency_id, purpose, None)
                     };
                     log_decision(&mut tx, &logged).await?;
+                    reached = true;
                     tracing::info!(case_id = %record.case_id, agency = %agency_id, categories = delivery.categories.len(), "delivery queued");
                 }
                 Decision::Deny { reason } => {
@@ -234,13 +217,69 @@ impl Router {
                         Some(reason.as_str()),
                     );
                     log_decision(&mut tx, &logged).await?;
+                    obstacle = Some((agency_id.as_str(), Obstacle::Refused(reason)));
                     tracing::info!(case_id = %record.case_id, agency = %agency_id, reason = reason.as_str(), "disclosure denied");
                 }
             }
         }
+        match obstacle {
+            Some((agency_id, why)) if !reached => {
+                undelivered(&mut tx, record, &referral_id, agency_id, why).await?;
+            }
+            _ => {}
+        }
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// The agencies this referral was already released to.
+async fn already_sent(
+    conn: &mut PgConnection,
+    referral_id: &str,
+) -> Result<Vec<String>, RouterError> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT agency_id FROM disclosures WHERE referral_id = $1 AND decision = 'permit'",
+    )
+    .bind(referral_id)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// A referral that reaches no agency is announced as such, with the reason, as the
+/// answer of no one (`referral.delivery.recorded`, outcome `undelivered`): the case shows
+/// it, the ministry gets an escalation, the referrer is told, and it is routed again once
+/// the cause is fixed. Silence is the failure the hub exists to prevent.
+async fn undelivered(
+    conn: &mut PgConnection,
+    record: &CaseRecord,
+    referral_id: &str,
+    agency_id: &str,
+    why: Obstacle,
+) -> Result<(), RouterError> {
+    tracing::warn!(case_id = %record.case_id, referral_id, agency = agency_id, reason = why.code(), "the referral reaches no agency: the case and its owner are told");
+    let event = DeliveryRecorded {
+        message_id: new_message_id(),
+        occurred_at: Utc::now().to_rfc3339(),
+        agency_id: agency_id.to_owned(),
+        case_id: record.case_id.to_string(),
+        referral_id: referral_id.to_owned(),
+        delivery_message_id: String::new(),
+        outcome: "undelivered".into(),
+        http_status: 0,
+        agency_reference: None,
+        reason: Some(why.code().to_owned()),
+    };
+    himaya_store::outbox::enqueue_event(
+        conn,
+        Exchange::Events,
+        keys::DELIVERY_RECORDED,
+        &event,
+        record.referral.priority.amqp_priority(),
+        &event.case_id,
+    )
+    .await?;
+    Ok(())
 }
 
 /// A disclosure decision, for the router's own table and the hub's disclosure log.
@@ -348,6 +387,7 @@ impl Notices {
             document_json: document.to_string(),
             service_type: None,
             kind: "withdrawal_notice".into(),
+            medical_coverage: None,
         };
         himaya_store::outbox::enqueue_event(
             &mut tx,

@@ -141,6 +141,7 @@ impl CaseWorkApi {
                 now,
                 &self.risk_deadlines(rec.risk_level),
                 rec.child.date_of_birth,
+                Duration::days(l.turns_18_warning_days),
             ) {
                 open_deadline(&mut tx, &case_id, kind, due).await?;
             }
@@ -156,7 +157,20 @@ impl CaseWorkApi {
         }
         tx.commit().await?;
         tracing::info!(case_id = %case_id, status = %rec.status, "acceptance decided");
-        Ok(change_reply(&rec, note))
+        let mut reply = change_reply(&rec, note);
+        if let Some(to) = rec
+            .acceptance
+            .as_ref()
+            .and_then(|a| a.referred_on_to.as_deref())
+        {
+            reply.get_mut().warnings = crate::undelivered::warnings(
+                &self.0.settings,
+                &rec,
+                Some(to),
+                himaya_proto::status::Lang::of(meta),
+            );
+        }
+        Ok(reply)
     }
 }
 
@@ -172,33 +186,13 @@ impl CaseWorkApi {
         agency: &str,
         now: DateTime<Utc>,
     ) -> Result<(), CasesError> {
-        let settings = &self.0.settings;
-        let material = rec
-            .acceptance
-            .as_ref()
-            .and_then(|a| a.reason.as_deref())
-            .is_some_and(|r| r == lifecycle::MATERIAL_NEED_ONLY);
-        let service = if material {
-            ServiceType::Economic
-        } else {
-            settings
-                .agencies
-                .get(agency)
-                .and_then(|a| a.services.first().copied())
-                .unwrap_or(ServiceType::CaseManagement)
-        };
+        let event = referral_on(&self.0.settings, rec, agency, now);
         let referral_id = rec.referral.referral_id.to_string();
-        let event = ReferralCreated {
-            message_id: new_message_id(),
-            occurred_at: now.to_rfc3339(),
-            case: rec.clone(),
-            service_request: Some(ServiceRequest {
-                service_referral_id: referral_id.clone(),
-                agency_id: agency.to_owned(),
-                service_type: service.as_str().to_owned(),
-                action_id: "referred_on".into(),
-            }),
-        };
+        let service = event
+            .service_request
+            .as_ref()
+            .map(|s| s.service_type.clone())
+            .unwrap_or_default();
         himaya_store::outbox::enqueue_event(
             tx,
             Exchange::Events,
@@ -208,7 +202,44 @@ impl CaseWorkApi {
             &referral_id,
         )
         .await?;
-        tracing::info!(case_id = %rec.case_id, to = agency, service = service.as_str(), "case referred on");
+        tracing::info!(case_id = %rec.case_id, to = agency, service = %service, "case referred on");
         Ok(())
+    }
+}
+
+/// The onward referral of a case referred on to `agency` (also what is sent again when
+/// it could not be delivered and its cause was fixed).
+pub(crate) fn referral_on(
+    settings: &himaya_settings::Settings,
+    rec: &CaseRecord,
+    agency: &str,
+    now: DateTime<Utc>,
+) -> ReferralCreated {
+    let material = rec
+        .acceptance
+        .as_ref()
+        .and_then(|a| a.reason.as_deref())
+        .is_some_and(|r| r == lifecycle::MATERIAL_NEED_ONLY);
+    let service = if material {
+        ServiceType::Economic
+    } else {
+        settings
+            .agencies
+            .get(agency)
+            .and_then(|a| a.services.first().copied())
+            .unwrap_or(ServiceType::CaseManagement)
+    };
+    ReferralCreated {
+        message_id: new_message_id(),
+        occurred_at: now.to_rfc3339(),
+        case: rec.clone(),
+        service_request: Some(ServiceRequest {
+            service_referral_id: rec.referral.referral_id.to_string(),
+            agency_id: agency.to_owned(),
+            service_type: service.as_str().to_owned(),
+            action_id: "referred_on".into(),
+            // Referred on, not a health service the hub orders: no medical costs.
+            medical_coverage: None,
+        }),
     }
 }

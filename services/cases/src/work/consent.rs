@@ -200,6 +200,8 @@ impl CaseWorkApi {
             now,
         )
         .await?;
+        // What could not be sent for want of this consent goes now.
+        crate::undelivered::reroute(&mut tx, &self.0.settings, &rec, now).await?;
         tx.commit().await?;
         Ok(change_reply(&rec, Some(consent_id)))
     }
@@ -230,6 +232,7 @@ impl CaseWorkApi {
             c.consent_id, c.revision
         );
         save(&mut tx, &mut rec, &r.actor, &change, now).await?;
+        crate::undelivered::reroute(&mut tx, &self.0.settings, &rec, now).await?;
         tx.commit().await?;
         Ok(change_reply(&rec, None))
     }

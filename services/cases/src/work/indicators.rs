@@ -119,12 +119,36 @@ impl CaseWorkApi {
         })
         .collect::<Result<_, sqlx::Error>>()
         .map_err(CasesError::from)?;
+        // Who pays for health services, per governorate: every health referral made. Not
+        // suppressed like statistics for other agencies: the ministry owns these cases.
+        let medical_coverage = sqlx::query(
+            "SELECT c.governorate, s.medical_coverage, count(*) AS n
+               FROM service_referrals s JOIN cases c USING (case_id)
+              WHERE s.medical_coverage IS NOT NULL
+                AND ($1::text IS NULL OR c.governorate = $1)
+              GROUP BY 1, 2 ORDER BY 1, 2",
+        )
+        .bind(gov)
+        .fetch_all(pool)
+        .await
+        .map_err(CasesError::from)?
+        .iter()
+        .map(|row| {
+            Ok(pb::MedicalCoverageCount {
+                governorate: row.try_get("governorate")?,
+                coverage: row.try_get("medical_coverage")?,
+                count: row.try_get("n")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(CasesError::from)?;
         Ok(Response::new(pb::Indicators {
             cases,
             caseloads,
             overdue,
             agencies,
             service_referrals,
+            medical_coverage,
             computed_at: Utc::now().to_rfc3339(),
         }))
     }

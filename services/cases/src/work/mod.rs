@@ -31,6 +31,8 @@ use crate::access::Need;
 use crate::change::{close_deadlines, load_for_update, open_deadline, save};
 use crate::{CasesError, State};
 
+pub(crate) use acceptance::referral_on;
+pub(crate) use reads::explain;
 pub use referrals::ServiceReferralsApi;
 
 pub struct CaseWorkApi(pub(crate) Arc<State>);
@@ -120,6 +122,7 @@ fn change_reply(r: &CaseRecord, note: Option<String>) -> Response<pb::CaseChange
         version: r.version,
         status: r.status.as_str().into(),
         note,
+        warnings: Vec::new(),
     })
 }
 

@@ -42,6 +42,7 @@ impl CaseWorkApi {
     ) -> Result<Response<pb::Escalations>, Status> {
         let (meta, _, r) = req.into_parts();
         self.owner(&meta)?;
+        let lang = himaya_proto::status::Lang::of(&meta);
         let (_, agency) = self.0.calling_agency(&meta)?;
         let (everywhere, governorates) = crate::access::area(agency);
         let since = if r.since.is_empty() {
@@ -53,7 +54,7 @@ impl CaseWorkApi {
             Some(t.with_timezone(&Utc))
         };
         let rows = sqlx::query(
-            "SELECT e.case_id, e.kind, e.due_at, e.raised_at, e.supervisor_id, e.ref_id,
+            "SELECT e.case_id, e.kind, e.due_at, e.raised_at, e.supervisor_id, e.ref_id, e.agency_id, e.reason,
                     coalesce(c.record->'referral'->>'priority', 'routine') AS priority
                FROM escalations e JOIN cases c ON c.case_id = e.case_id
               WHERE ($1::timestamptz IS NULL OR e.raised_at > $1)
@@ -81,10 +82,24 @@ impl CaseWorkApi {
                     supervisor_id: row.try_get("supervisor_id")?,
                     priority: row.try_get("priority")?,
                     ref_id: row.try_get("ref_id")?,
+                    agency_id: row.try_get("agency_id")?,
+                    explanation: row
+                        .try_get::<Option<String>, _>("reason")?
+                        .map(|r| explain(&r, lang)),
+                    reason: row.try_get("reason")?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(CasesError::from)?;
         Ok(Response::new(pb::Escalations { escalations }))
+    }
+}
+
+/// Why a referral was not delivered, and what fixes it, in `lang`.
+pub(crate) fn explain(reason: &str, lang: himaya_proto::status::Lang) -> String {
+    let (en, ar) = himaya_settings::Obstacle::explain(reason);
+    match lang {
+        himaya_proto::status::Lang::Arabic => ar.to_owned(),
+        himaya_proto::status::Lang::English => en.to_owned(),
     }
 }

@@ -5,7 +5,9 @@
 use chrono::Duration;
 use himaya_bus::Exchange;
 use himaya_events::{keys, new_message_id, ReferralCreated, ServiceRequest};
-use himaya_record::service_referral::{Side, TaskState};
+use himaya_record::service_referral::{
+    has_medical_costs, medical_coverage, AbilityToPay, Side, TaskState,
+};
 use himaya_record::ServiceReferralId;
 
 use super::*;
@@ -89,11 +91,25 @@ impl ServiceReferralsApi {
             .owner_of(meta, &[&r.case_id])
             .await?;
         let mut e = envelope(meta, &r.case_id, &r.actor);
+        let lang = e.lang;
         let action_id = r.action_id.trim();
         if action_id.is_empty() {
             e.v.push("action_id", Problem::Required);
         }
         check_text(&mut e.v, "action_id", action_id, 16);
+        // Whether it is required depends on the action's service, known once the case is
+        // loaded; a value given is checked either way.
+        let ability = (!r.ability_to_pay.trim().is_empty())
+            .then(|| {
+                choose(
+                    &mut e.v,
+                    "ability_to_pay",
+                    &r.ability_to_pay,
+                    AbilityToPay::ALL,
+                    AbilityToPay::parse,
+                )
+            })
+            .flatten();
         let case_id = e.finish()?;
         let now = Utc::now();
         let mut tx = self.0.pool.begin().await?;
@@ -127,6 +143,25 @@ impl ServiceReferralsApi {
                     ids.join(", ")
                 }
             )));
+        };
+        // A health service says who pays: the hub decides it from the case's risk and what
+        // the family can pay, which the referrer must say (the caller never types the
+        // coverage itself).
+        let medical_costs = if has_medical_costs(action.service_type) {
+            let Some(ability) = ability else {
+                let mut v = Violations::new();
+                choose(
+                    &mut v,
+                    "ability_to_pay",
+                    "",
+                    AbilityToPay::ALL,
+                    AbilityToPay::parse,
+                );
+                return Err(CasesError::Invalid(v, lang));
+            };
+            Some((ability, medical_coverage(rec.risk_level, ability)))
+        } else {
+            None
         };
         if action.done {
             return Err(CasesError::precondition(
@@ -168,11 +203,13 @@ impl ServiceReferralsApi {
             version: 1,
             created_at: now,
             updated_at: now,
+            medical_costs,
         };
         sqlx::query(
             "INSERT INTO service_referrals (service_referral_id, case_id, action_id, from_agency, to_agency,
-                                            service_type, state, requested_by, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+                                            service_type, state, requested_by, created_at, updated_at,
+                                            ability_to_pay, medical_coverage)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11)",
         )
         .bind(&sr.id)
         .bind(&sr.case_id)
@@ -183,6 +220,8 @@ impl ServiceReferralsApi {
         .bind(sr.state.as_str())
         .bind(r.actor.trim())
         .bind(now)
+        .bind(medical_costs.map(|(a, _)| a.as_str()))
+        .bind(medical_costs.map(|(_, c)| c.as_str()))
         .execute(&mut *tx)
         .await?;
         let answer_within = {
@@ -194,14 +233,24 @@ impl ServiceReferralsApi {
             }
             .service_referral_answer_within_secs
         };
-        open_deadline_for(
-            &mut tx,
-            &case_id,
-            DeadlineKind::ServiceReferral,
-            Some(&sr.id),
-            now + Duration::seconds(answer_within),
-        )
-        .await?;
+        // A referral that cannot reach its agency now has no answer due from it: the
+        // deadline opens when it is delivered (see crate::undelivered).
+        let warnings = crate::undelivered::warnings(
+            &self.0.settings,
+            &rec,
+            Some(&sr.to_agency),
+            himaya_proto::status::Lang::of(meta),
+        );
+        if warnings.is_empty() {
+            open_deadline_for(
+                &mut tx,
+                &case_id,
+                DeadlineKind::ServiceReferral,
+                Some(&sr.id),
+                now + Duration::seconds(answer_within),
+            )
+            .await?;
+        }
         store::record_change(&mut tx, &sr, &from, r.actor.trim(), now).await?;
         // The record goes to the router, which alone decides what the agency may see.
         let event = ReferralCreated {
@@ -213,6 +262,7 @@ impl ServiceReferralsApi {
                 agency_id: sr.to_agency.clone(),
                 service_type: sr.service_type.clone(),
                 action_id: sr.action_id.clone(),
+                medical_coverage: medical_costs.map(|(_, c)| c),
             }),
         };
         himaya_store::outbox::enqueue_event(
@@ -226,7 +276,9 @@ impl ServiceReferralsApi {
         .await?;
         tx.commit().await?;
         tracing::info!(case_id = %case_id, service_referral_id = %sr.id, to = %sr.to_agency, "service referral requested");
-        self.reply(sr).await
+        let mut reply = self.reply(sr, &from).await?;
+        reply.warnings = warnings;
+        Ok(reply)
     }
 
     async fn update(
@@ -280,7 +332,7 @@ impl ServiceReferralsApi {
         .await?;
         tx.commit().await?;
         tracing::info!(service_referral_id = %sr.id, agency = %agency, state = %sr.state, "service referral changed");
-        self.reply(sr).await
+        self.reply(sr, &agency).await
     }
 
     async fn get(
@@ -298,7 +350,7 @@ impl ServiceReferralsApi {
             .await?
             .ok_or_else(|| CasesError::NotFound(format!("no service referral {id}")))?;
         Self::side(&sr, &agency)?;
-        self.reply(sr).await
+        self.reply(sr, &agency).await
     }
 
     async fn list(
@@ -350,14 +402,25 @@ impl ServiceReferralsApi {
         .await?;
         let mut referrals = Vec::with_capacity(rows.len());
         for sr in rows {
-            referrals.push(self.reply(sr).await?);
+            referrals.push(self.reply(sr, &agency).await?);
         }
         Ok(pb::ServiceReferralList { referrals })
     }
 
-    async fn reply(&self, sr: ServiceReferralRow) -> Result<pb::ServiceReferral, CasesError> {
+    /// The referral as `viewer` (an agency party to it) may see it: what the family can
+    /// pay is the referrer's record, so the receiving agency sees only who pays.
+    async fn reply(
+        &self,
+        sr: ServiceReferralRow,
+        viewer: &str,
+    ) -> Result<pb::ServiceReferral, CasesError> {
         let changes = store::changes(&self.0.pool, &sr.id).await?;
         let due = store::answer_due(&self.0.pool, &sr.id).await?;
+        let (ability_to_pay, medical_coverage) = match sr.medical_costs {
+            Some((a, c)) if sr.from_agency == viewer => (a.as_str().into(), c.as_str().into()),
+            Some((_, c)) => (String::new(), c.as_str().into()),
+            None => (String::new(), String::new()),
+        };
         Ok(pb::ServiceReferral {
             service_referral_id: sr.id,
             case_id: sr.case_id,
@@ -372,6 +435,9 @@ impl ServiceReferralsApi {
             updated_at: sr.updated_at.to_rfc3339(),
             answer_due_at: due.map(|d| d.to_rfc3339()).unwrap_or_default(),
             agency_reference: sr.agency_reference,
+            ability_to_pay,
+            medical_coverage,
+            warnings: Vec::new(),
             changes: changes
                 .into_iter()
                 .map(|c| pb::ServiceReferralChange {
