@@ -723,3 +723,89 @@ async fn a_list_over_its_limit_is_a_short_422_in_the_callers_language() {
     assert!(text.contains("يحتوي على أكثر من 20"), "in Arabic: {text}");
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_the_mapping_refuses_is_refused_in_the_callers_language() {
+    let h = hooks().await;
+    let school = "school-cairo-alnour";
+    let arabic = |s: &str| s.chars().any(|c| ('\u{0621}'..='\u{064A}').contains(&c));
+    let post = |agency: &'static str, path: &'static str, body: Value, lang: Option<&str>| {
+        let mut r = h
+            .http
+            .post(format!("{}/agencies/{agency}/{path}", h.base))
+            .bearer_auth(token(agency))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(lang) = lang {
+            r = r.header("accept-language", lang);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            (r.status(), r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    // A school's referral whose child's sex is of the wrong type (serde's refusal).
+    let mut school_body = fixture("schools/fixtures/referral_in.json");
+    school_body["referral"]["child"]["sex"] = json!(7);
+    // A FHIR Task without its status (the health mapping's own refusal).
+    let mut task = fixture("health/fixtures/task_accepted.json");
+    task.as_object_mut().unwrap().remove("status");
+
+    let (status, body) = post(school, "school/referrals", school_body.clone(), Some("ar")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_payload", "{body}");
+    let field = body["error"]["field"].as_str().unwrap();
+    assert!(field.starts_with("referral (line "), "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with(field), "names the field: {body}");
+    assert!(arabic(message), "in Arabic: {body}");
+    // None of the English words of the mapping's refusals (serde's kind of problem).
+    for english in [
+        "field",
+        "wrong",
+        "type",
+        "value",
+        "vocabulary",
+        "object",
+        "expected",
+        "shape",
+    ] {
+        assert!(!message.contains(english), "`{english}` in {body}");
+    }
+
+    let (status, body) = post(
+        "health-cairo",
+        "fhir/Task",
+        task.clone(),
+        Some("ar-EG,ar;q=0.9"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
+    let diagnostics = body["issue"][0]["diagnostics"].as_str().unwrap();
+    assert!(
+        diagnostics.starts_with("status: "),
+        "names the field: {body}"
+    );
+    assert!(arabic(diagnostics), "in Arabic: {body}");
+    assert!(!diagnostics.contains("required"), "{body}");
+
+    // Without Accept-Language (or with another language), the same refusals stay English.
+    let (status, body) = post(school, "school/referrals", school_body, None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    // A number where a code is expected: serde reads it as the wrong shape.
+    assert_eq!(
+        message,
+        format!("{field}: not a JSON object of the expected shape"),
+        "{body}"
+    );
+    assert!(!arabic(message), "{body}");
+    let (status, body) = post("health-cairo", "fhir/Task", task, Some("en-GB")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        body["issue"][0]["diagnostics"], "status: is required",
+        "{body}"
+    );
+    h.hub.stop().await;
+}

@@ -100,6 +100,7 @@ impl HubClient {
                 "bad_agency",
                 "the agency id in the path is not valid",
             )
+            .ar("معرّف الجهة في المسار غير صالح")
         })?;
         r.metadata_mut().insert(crate::gateway::AGENCY_HEADER, v);
         if let Ok(lang) = LANG.try_with(|l| *l) {

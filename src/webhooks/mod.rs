@@ -204,13 +204,14 @@ fn fhir_code(status: StatusCode) -> &'static str {
     }
 }
 
+/// The mapping's refusal, in both languages: [`Refusal::localized`] picks the caller's.
 impl From<InboundError> for Refusal {
     fn from(e: InboundError) -> Self {
         Refusal {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             code: "invalid_payload",
             message: e.problem,
-            message_ar: None,
+            message_ar: Some(e.problem_ar),
             field: Some(e.field),
             violations: Vec::new(),
         }
@@ -421,10 +422,27 @@ mod tests {
 
     #[test]
     fn fhir_refusals_are_operation_outcomes() {
-        let r = Refusal::from(InboundError::new("status", "is required"));
+        let r = Refusal::from(InboundError::missing("status"));
         let v = r.body(Protocol::FhirR4);
         assert_eq!(v["resourceType"], "OperationOutcome");
         assert_eq!(v["issue"][0]["code"], "invalid");
         assert_eq!(r.body(Protocol::School)["error"]["field"], "status");
+    }
+
+    #[test]
+    fn payload_refusals_speak_the_callers_language() {
+        let r = || Refusal::from(InboundError::missing("status"));
+        let en = r().localized(Lang::English).body(Protocol::FhirR4);
+        assert_eq!(en["issue"][0]["diagnostics"], "status: is required");
+        let ar = r().localized(Lang::Arabic);
+        assert_eq!(
+            ar.body(Protocol::FhirR4)["issue"][0]["diagnostics"],
+            "status: حقل مطلوب"
+        );
+        assert_eq!(
+            ar.body(Protocol::School)["error"]["message"],
+            "status: حقل مطلوب"
+        );
+        assert_eq!(ar.body(Protocol::School)["error"]["field"], "status");
     }
 }

@@ -203,6 +203,10 @@ pub(super) async fn process(
                 "message_id_reused",
                 "this message id was already used for a different message; give each new \
                  message its own id (a repeat of the same message is answered as the first time)",
+            )
+            .ar(
+                "رقم الرسالة هذا استُخدم من قبل لرسالة مختلفة؛ أعطِ كل رسالة جديدة رقمًا خاصًا بها \
+                 (تكرار الرسالة نفسها يُجاب عنه كما أُجيب في المرة الأولى)",
             );
             reused.field = Some("message_id".into());
             return Err(reused);
@@ -254,6 +258,7 @@ fn storage(e: sqlx::Error) -> Refusal {
         "store_unavailable",
         "the hub cannot take this now; send it again later (same message id)",
     )
+    .ar("تعذر على المنصة استلام هذا الآن؛ أعد الإرسال لاحقًا بنفس رقم الرسالة")
 }
 
 /// Moves the service referral to the state the agency reported, through
@@ -308,7 +313,8 @@ async fn status_change(app: &App, agency: &str, c: &StatusChange) -> Result<Valu
         StatusCode::CONFLICT,
         "conflict",
         "the referral kept changing while this was applied; send it again",
-    ))
+    )
+    .ar("ظلت الإحالة تتغير أثناء تطبيق هذا؛ أعد الإرسال"))
 }
 
 fn answer(r: &pb::ServiceReferral) -> Value {
@@ -395,7 +401,13 @@ pub(super) async fn follow_up(
     headers: HeaderMap,
 ) -> Response {
     let protocol = Protocol::EmergencyLine;
-    let outcome: Result<(StatusCode, Value), Refusal> = async {
+    let lang = himaya_proto::status::Lang::from_header(
+        headers
+            .get(axum::http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    );
+    let outcome = async {
         authenticate(&app.settings, &agency, &headers, Route::HotlineEscalation)?;
         let mut client = pb::cases_client::CasesClient::new(app.hub.channel(&agency).await?);
         let req = pb::GetCaseRequest {
@@ -410,7 +422,7 @@ pub(super) async fn follow_up(
         let doc: Value = serde_json::from_str(&shared.document_json).unwrap_or(Value::Null);
         // Null when the line's policy does not disclose the assignment.
         let assigned = doc.get("assignment").map(|a| !a.is_null());
-        Ok((
+        Ok::<_, Refusal>((
             StatusCode::OK,
             json!({
                 "case_ref": shared.case_id,
@@ -420,8 +432,11 @@ pub(super) async fn follow_up(
                 "assigned": assigned,
             }),
         ))
-    }
-    .await;
+    };
+    let outcome: Result<(StatusCode, Value), Refusal> = super::hub_client::LANG
+        .scope(lang, outcome)
+        .await
+        .map_err(|r| r.localized(lang));
     if let Err(r) = &outcome {
         tracing::warn!(agency = %agency, route = "hotline_follow_up", status = r.status.as_u16(), code = r.code, "webhook refused");
     }

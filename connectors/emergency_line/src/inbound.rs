@@ -19,7 +19,7 @@ pub struct Escalation {
 
 pub fn escalation(v: &serde_json::Value) -> Result<Escalation, InboundError> {
     if !v.is_object() {
-        return Err(InboundError::new("$", "must be a JSON object"));
+        return Err(InboundError::not_object("$"));
     }
     Ok(Escalation {
         message_id: id(v, "/message_id", "message_id", 128)?.to_owned(),
@@ -78,5 +78,15 @@ mod tests {
         let e = escalation(&v).unwrap_err();
         assert!(!e.to_string().contains("يوسف"), "{e}");
         assert_eq!(escalation(&json!(null)).unwrap_err().field, "$");
+    }
+
+    #[test]
+    fn refusals_say_what_is_wrong_in_arabic_too() {
+        let mut v = fixture();
+        v["referral"]["concerns"] = json!("يوسف");
+        let e = escalation(&v).unwrap_err();
+        himaya_connect::testing::assert_bilingual(&e);
+        assert!(!e.problem_ar.contains("يوسف"), "{e:?}");
+        himaya_connect::testing::assert_bilingual(&escalation(&json!(null)).unwrap_err());
     }
 }

@@ -34,6 +34,7 @@ pub fn status_change(task: &Value) -> Result<StatusChange, InboundError> {
             return Err(InboundError::new(
                 "resourceType",
                 "expected a FHIR Task; post other resources elsewhere",
+                "المتوقع مورد FHIR من نوع Task؛ أرسل الموارد الأخرى إلى مسار آخر",
             ))
         }
         None => return Err(InboundError::missing("resourceType")),
@@ -47,7 +48,8 @@ pub fn status_change(task: &Value) -> Result<StatusChange, InboundError> {
     let state = state_of(status).ok_or_else(|| {
         InboundError::new(
             "status",
-            "has no meaning for a referral; send requested, received, accepted, ready, rejected, in-progress, completed, failed or cancelled".to_owned(),
+            "has no meaning for a referral; send requested, received, accepted, ready, rejected, in-progress, completed, failed or cancelled",
+            "ليس لهذه الحالة معنى في الإحالة؛ أرسل إحدى القيم: requested، received، accepted، ready، rejected، in-progress، completed، failed، cancelled",
         )
     })?;
     let service_referral_id = based_on(task)?;
@@ -72,6 +74,7 @@ pub fn status_change(task: &Value) -> Result<StatusChange, InboundError> {
         return Err(InboundError::new(
             "statusReason",
             "is required (text or a coding) when a referral is rejected, failed or cancelled",
+            "مطلوب (نص أو ترميز) عند رفض الإحالة أو فشلها أو إلغائها",
         ));
     }
     // The owner's identifier, never its display (usually a practitioner's name).
@@ -115,6 +118,7 @@ fn based_on(task: &Value) -> Result<String, InboundError> {
             InboundError::new(
                 "basedOn",
                 format!("must hold an identifier with system {REFERRAL_SYSTEM} and the srv_ id of the ServiceRequest we sent"),
+                format!("يجب أن يحتوي على معرّف (identifier) نظامه {REFERRAL_SYSTEM} وقيمته معرّف srv_ لطلب الخدمة (ServiceRequest) الذي أرسلناه"),
             )
         })
 }
@@ -219,5 +223,35 @@ mod tests {
         let e = with(&|t| t["resourceType"] = json!("مريم أحمد"));
         assert!(!e.to_string().contains("مريم"), "{e}");
         assert!(status_change(&json!([1, 2])).is_err());
+    }
+
+    #[test]
+    fn every_refusal_says_what_is_wrong_in_arabic_too() {
+        let base = fixture("task_accepted.json");
+        let with = |f: &dyn Fn(&mut Value)| {
+            let mut t = base.clone();
+            f(&mut t);
+            status_change(&t).unwrap_err()
+        };
+        for e in [
+            with(&|t| t["resourceType"] = json!("Patient")),
+            with(&|t| {
+                t.as_object_mut().unwrap().remove("resourceType");
+            }),
+            with(&|t| {
+                t.as_object_mut().unwrap().remove("status");
+            }),
+            with(&|t| t["status"] = json!(7)),
+            with(&|t| t["status"] = json!("on-hold")),
+            with(&|t| t["status"] = json!("rejected")),
+            with(&|t| t["basedOn"] = json!([{"identifier": {"value": "مريم"}}])),
+            with(&|t| {
+                t.as_object_mut().unwrap().remove("basedOn");
+            }),
+            with(&|t| t["id"] = json!("task 1")),
+        ] {
+            himaya_connect::testing::assert_bilingual(&e);
+            assert!(!e.problem_ar.contains("مريم"), "{e:?}");
+        }
     }
 }

@@ -19,6 +19,18 @@ pub const OUTCOMES: [&str; 5] = [
     "referred_to_another_court",
 ];
 
+/// The statuses the agency sends, each with a meaning in [`state_of`].
+pub const STATUSES: [&str; 8] = [
+    "received",
+    "accepted",
+    "rejected",
+    "hearing_scheduled",
+    "hearing_held",
+    "order_issued",
+    "closed",
+    "withdrawn",
+];
+
 /// The agency's status → the service referral's state.
 pub fn state_of(status: &str) -> Option<&'static str> {
     Some(match status {
@@ -34,7 +46,7 @@ pub fn state_of(status: &str) -> Option<&'static str> {
 
 pub fn status_change(v: &Value) -> Result<StatusChange, InboundError> {
     if !v.is_object() {
-        return Err(InboundError::new("$", "must be a JSON object"));
+        return Err(InboundError::not_object("$"));
     }
     let message_id = id(v, "/message_id", "message_id", 128)?;
     let srv = text(v, "/referral_ref", "referral_ref", 64)?;
@@ -42,31 +54,21 @@ pub fn status_change(v: &Value) -> Result<StatusChange, InboundError> {
         return Err(InboundError::new(
             "referral_ref",
             "must be the srv_ id the referral was sent with",
+            "يجب أن يكون معرّف srv_ الذي أُرسلت به الإحالة",
         ));
     }
     let status = text(v, "/status", "status", 32)?;
-    let state = state_of(status).ok_or_else(|| {
-        InboundError::new(
-            "status",
-            "is not one of received, accepted, rejected, hearing_scheduled, hearing_held, order_issued, closed, withdrawn",
-        )
-    })?;
+    let state = state_of(status).ok_or_else(|| InboundError::not_one_of("status", &STATUSES))?;
     let outcome = opt_text(v, "/hearing/outcome", "hearing.outcome", 40)?;
     if let Some(o) = outcome {
         if !OUTCOMES.contains(&o) {
-            return Err(InboundError::new(
-                "hearing.outcome",
-                format!("is not one of {}", OUTCOMES.join(", ")),
-            ));
+            return Err(InboundError::not_one_of("hearing.outcome", &OUTCOMES));
         }
     }
     let date = opt_text(v, "/hearing/date", "hearing.date", 10)?;
     if let Some(d) = date {
         if chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_err() {
-            return Err(InboundError::new(
-                "hearing.date",
-                "must be a date as YYYY-MM-DD",
-            ));
+            return Err(InboundError::not_date("hearing.date"));
         }
     }
     let reason_code = match v.get("reason_code") {
@@ -85,6 +87,7 @@ pub fn status_change(v: &Value) -> Result<StatusChange, InboundError> {
         return Err(InboundError::new(
             "reason_code",
             "is required to reject or withdraw a referral",
+            "مطلوب عند رفض الإحالة أو سحبها",
         ));
     }
     Ok(StatusChange {
@@ -159,5 +162,29 @@ mod tests {
             "reason_code"
         );
         assert!(status_change(&json!("x")).is_err());
+    }
+
+    #[test]
+    fn every_status_has_a_state_and_every_refusal_speaks_arabic() {
+        assert!(STATUSES.iter().all(|s| state_of(s).is_some()));
+        let with = |f: &dyn Fn(&mut Value)| {
+            let mut v = fixture();
+            f(&mut v);
+            status_change(&v).unwrap_err()
+        };
+        for e in [
+            with(&|v| v["status"] = json!("guilty")),
+            with(&|v| v["hearing"]["outcome"] = json!("سجن")),
+            with(&|v| v["hearing"]["date"] = json!("tomorrow")),
+            with(&|v| v["referral_ref"] = json!("case_1")),
+            with(&|v| {
+                v["status"] = json!("rejected");
+                v.as_object_mut().unwrap().remove("hearing");
+            }),
+            status_change(&json!("x")).unwrap_err(),
+        ] {
+            himaya_connect::testing::assert_bilingual(&e);
+            assert!(!e.problem_ar.contains("سجن"), "{e:?}");
+        }
     }
 }

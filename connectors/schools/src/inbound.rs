@@ -17,7 +17,7 @@ pub struct SchoolSubmission {
 
 pub fn school_referral(v: &serde_json::Value) -> Result<SchoolSubmission, InboundError> {
     if !v.is_object() {
-        return Err(InboundError::new("$", "must be a JSON object"));
+        return Err(InboundError::not_object("$"));
     }
     Ok(SchoolSubmission {
         message_id: id(v, "/message_id", "message_id", 128)?.to_owned(),
@@ -74,5 +74,18 @@ mod tests {
             "message_id"
         );
         assert_eq!(school_referral(&json!([])).unwrap_err().field, "$");
+    }
+
+    #[test]
+    fn refusals_say_what_is_wrong_in_arabic_too() {
+        let mut v = fixture();
+        v["referral"]["child"]["sex"] = json!(7);
+        let wrong = school_referral(&v).unwrap_err();
+        let mut v = fixture();
+        v["referral"].as_object_mut().unwrap().remove("risk_level");
+        let missing = school_referral(&v).unwrap_err();
+        for e in [wrong, missing, school_referral(&json!([])).unwrap_err()] {
+            himaya_connect::testing::assert_bilingual(&e);
+        }
     }
 }

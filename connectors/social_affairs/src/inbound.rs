@@ -35,7 +35,13 @@ pub fn case_referral(v: &Value) -> Result<CaseIn, InboundError> {
         "data.last_updated_at",
         40,
     )?)
-    .map_err(|_| InboundError::new("data.last_updated_at", "must be a time as RFC 3339"))?
+    .map_err(|_| {
+        InboundError::new(
+            "data.last_updated_at",
+            "must be a time as RFC 3339",
+            "يجب أن يكون وقتًا بصيغة RFC 3339",
+        )
+    })?
     .with_timezone(&chrono::Utc)
     .format("%Y%m%dT%H%M%S%.3fZ");
     let sex = match text(d, "/sex", "data.sex", 16)? {
@@ -46,14 +52,14 @@ pub fn case_referral(v: &Value) -> Result<CaseIn, InboundError> {
             return Err(InboundError::new(
                 "data.sex",
                 "is not female, male or unknown",
+                "ليس من القيم المقبولة: female، male، unknown",
             ))
         }
     };
     let date_of_birth = opt_text(d, "/date_of_birth", "data.date_of_birth", 10)?
         .map(|s| {
-            NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
-                InboundError::new("data.date_of_birth", "must be a date as YYYY-MM-DD")
-            })
+            NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map_err(|_| InboundError::not_date("data.date_of_birth"))
         })
         .transpose()?;
     let age = match d.get("age") {
@@ -63,7 +69,11 @@ pub fn case_referral(v: &Value) -> Result<CaseIn, InboundError> {
                 .and_then(|a| u8::try_from(a).ok())
                 .filter(|a| *a < 18)
                 .ok_or_else(|| {
-                    InboundError::new("data.age", "must be a whole number of years under 18")
+                    InboundError::new(
+                        "data.age",
+                        "must be a whole number of years under 18",
+                        "يجب أن يكون عددًا صحيحًا من السنوات أقل من 18",
+                    )
                 })?,
         ),
     };
@@ -95,13 +105,19 @@ pub fn case_referral(v: &Value) -> Result<CaseIn, InboundError> {
                     InboundError::new(
                         format!("data.protection_concerns[{i}]"),
                         "is not a protection concern the hub knows",
+                        "ليس من أنواع مخاوف الحماية التي تعرفها المنصة",
                     )
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let risk = text(d, "/risk_level", "data.risk_level", 16)?;
-    let risk_level = RiskLevel::parse(risk)
-        .ok_or_else(|| InboundError::new("data.risk_level", "is not high, medium or low"))?;
+    let risk_level = RiskLevel::parse(risk).ok_or_else(|| {
+        InboundError::new(
+            "data.risk_level",
+            "is not high, medium or low",
+            "ليس من القيم المقبولة: high، medium، low",
+        )
+    })?;
     // The services asked for: `services_requested`, else stock Primero's services
     // section (`services_section[].service_type`).
     let (field, services) = match d.get("services_section").and_then(Value::as_array) {
@@ -122,6 +138,7 @@ pub fn case_referral(v: &Value) -> Result<CaseIn, InboundError> {
                 InboundError::new(
                     format!("data.{field}[{i}]"),
                     "is not a service type the hub knows",
+                    "ليس من أنواع الخدمات التي تعرفها المنصة",
                 )
             })
         })
@@ -178,14 +195,14 @@ fn list<'a>(d: &'a Value, field: &str) -> Result<Vec<&'a str>, InboundError> {
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                v.as_str().ok_or_else(|| {
-                    InboundError::new(format!("data.{field}[{i}]"), "must be a string")
-                })
+                v.as_str()
+                    .ok_or_else(|| InboundError::not_string(format!("data.{field}[{i}]")))
             })
             .collect(),
         Some(_) => Err(InboundError::new(
             format!("data.{field}"),
             "must be a list of strings",
+            "يجب أن يكون قائمة من النصوص",
         )),
     }
 }
@@ -203,6 +220,7 @@ pub fn referral_status(v: &Value) -> Result<StatusChange, InboundError> {
         return Err(InboundError::new(
             "data.himaya_referral_id",
             "must be the srv_ id the hub sent",
+            "يجب أن يكون معرّف srv_ الذي أرسلته المنصة",
         ));
     }
     let status = text(d, "/status", "data.status", 32)?;
@@ -215,6 +233,7 @@ pub fn referral_status(v: &Value) -> Result<StatusChange, InboundError> {
             return Err(InboundError::new(
                 "data.status",
                 "is not in_progress, accepted, rejected or done",
+                "ليس من القيم المقبولة: in_progress، accepted، rejected، done",
             ))
         }
     };
@@ -223,6 +242,7 @@ pub fn referral_status(v: &Value) -> Result<StatusChange, InboundError> {
         return Err(InboundError::new(
             "data.rejected_reason",
             "is required to reject",
+            "مطلوب عند الرفض",
         ));
     }
     Ok(StatusChange {
@@ -297,5 +317,40 @@ mod tests {
         );
         assert_eq!(with(&|v| v["data"]["name"] = json!(42)), "data.name");
         assert_eq!(with(&|v| v["data"] = json!([])), "data");
+    }
+
+    #[test]
+    fn every_refusal_says_what_is_wrong_in_arabic_too() {
+        let base = fixture("case_in.json");
+        let with = |f: &dyn Fn(&mut Value)| {
+            let mut v = base.clone();
+            f(&mut v);
+            case_referral(&v).unwrap_err()
+        };
+        let answer = |f: &dyn Fn(&mut Value)| {
+            let mut v = fixture("transfer_rejected.json");
+            f(&mut v);
+            referral_status(&v).unwrap_err()
+        };
+        for e in [
+            with(&|v| v["data"]["sex"] = json!("x")),
+            with(&|v| v["data"]["age"] = json!(40)),
+            with(&|v| v["data"]["protection_concerns"] = json!(["theft"])),
+            with(&|v| v["data"]["protection_concerns"] = json!("theft")),
+            with(&|v| v["data"]["protection_concerns"] = json!([7])),
+            with(&|v| v["data"]["services_requested"] = json!(["x"])),
+            with(&|v| v["data"]["date_of_birth"] = json!("14/03/2015")),
+            with(&|v| v["data"]["last_updated_at"] = json!("yesterday")),
+            with(&|v| v["data"]["risk_level"] = json!("x")),
+            with(&|v| v["data"] = json!([])),
+            answer(&|v| v["data"]["himaya_referral_id"] = json!("case_1")),
+            answer(&|v| v["data"]["status"] = json!("x")),
+            answer(&|v| {
+                v["data"].as_object_mut().unwrap().remove("rejected_reason");
+            }),
+            crate::pull::read_page(&json!({"data": {}})).unwrap_err(),
+        ] {
+            himaya_connect::testing::assert_bilingual(&e);
+        }
     }
 }

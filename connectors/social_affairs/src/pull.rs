@@ -20,10 +20,13 @@ pub fn page_path(from: &str, to: &str, page: u64) -> String {
 /// One page: its cases (each to be read with `inbound::case_referral` once wrapped as
 /// `{"data": …}`) and whether more pages follow.
 pub fn read_page(v: &Value) -> Result<(Vec<Value>, bool), InboundError> {
-    let data = v
-        .get("data")
-        .and_then(Value::as_array)
-        .ok_or_else(|| InboundError::new("data", "a page of cases must hold a `data` list"))?;
+    let data = v.get("data").and_then(Value::as_array).ok_or_else(|| {
+        InboundError::new(
+            "data",
+            "a page of cases must hold a `data` list",
+            "يجب أن تحتوي صفحة الحالات على قائمة `data`",
+        )
+    })?;
     let meta = |k: &str| v.pointer(&format!("/metadata/{k}")).and_then(Value::as_u64);
     let more = match (meta("total"), meta("per"), meta("page")) {
         (Some(total), Some(per), Some(page)) => page.saturating_mul(per) < total,

@@ -2,25 +2,66 @@
 //! the field and the problem, never the value (an agency's payload may carry a child's
 //! name), so it can go back to the agency and into a log line as it is.
 
-/// An agency's payload the hub cannot take.
+/// An agency's payload the hub cannot take: the field, and what is wrong with it in
+/// English and in Arabic (the webhook answers in the caller's language). Neither text
+/// quotes a value from the payload.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{field}`: {problem}")]
 pub struct InboundError {
     /// Where in the payload, as a JSON path (`status`, `basedOn[0].identifier.value`).
     pub field: String,
+    /// What is wrong, in English.
     pub problem: String,
+    /// The same, in Arabic.
+    pub problem_ar: String,
 }
 
 impl InboundError {
-    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> InboundError {
+    /// A refusal of `field`, with its problem in English (`en`) and Arabic (`ar`).
+    pub fn new(
+        field: impl Into<String>,
+        en: impl Into<String>,
+        ar: impl Into<String>,
+    ) -> InboundError {
         InboundError {
             field: field.into(),
-            problem: problem.into(),
+            problem: en.into(),
+            problem_ar: ar.into(),
         }
     }
 
+    /// The field is absent.
     pub fn missing(field: impl Into<String>) -> InboundError {
-        InboundError::new(field, "is required")
+        InboundError::new(field, "is required", "حقل مطلوب")
+    }
+
+    /// The field is there but not a string.
+    pub fn not_string(field: impl Into<String>) -> InboundError {
+        InboundError::new(field, "must be a string", "يجب أن يكون نصًا")
+    }
+
+    /// The payload (or the field) is not a JSON object.
+    pub fn not_object(field: impl Into<String>) -> InboundError {
+        InboundError::new(field, "must be a JSON object", "يجب أن يكون كائن JSON")
+    }
+
+    /// The field is not a calendar date.
+    pub fn not_date(field: impl Into<String>) -> InboundError {
+        InboundError::new(
+            field,
+            "must be a date as YYYY-MM-DD",
+            "يجب أن يكون تاريخًا بالصيغة YYYY-MM-DD",
+        )
+    }
+
+    /// The field's value is not one of the codes the standard defines, `choices` (the
+    /// standard's own codes, never the agency's value).
+    pub fn not_one_of(field: impl Into<String>, choices: &[&str]) -> InboundError {
+        InboundError::new(
+            field,
+            format!("is not one of {}", choices.join(", ")),
+            format!("ليس من القيم المقبولة: {}", choices.join("، ")),
+        )
     }
 }
 
@@ -66,6 +107,7 @@ pub fn id<'a>(
         Err(InboundError::new(
             field,
             format!("must be 1 to {max} characters of A-Z, a-z, 0-9, - _ . :"),
+            format!("يجب أن يتكون من 1 إلى {max} حرفًا من A-Z وa-z و0-9 و- _ . : فقط"),
         ))
     }
 }
@@ -86,12 +128,13 @@ pub fn text<'a>(
         .pointer(pointer)
         .ok_or_else(|| InboundError::missing(field))?
         .as_str()
-        .ok_or_else(|| InboundError::new(field, "must be a string"))?;
+        .ok_or_else(|| InboundError::not_string(field))?;
     let n = s.chars().count();
     if n == 0 || n > max {
         return Err(InboundError::new(
             field,
             format!("must be 1 to {max} characters"),
+            format!("يجب أن يكون طوله من 1 إلى {max} حرفًا"),
         ));
     }
     Ok(s)
@@ -107,5 +150,80 @@ pub fn opt_text<'a>(
     match v.pointer(pointer) {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(_) => text(v, pointer, field, max).map(Some),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::assert_bilingual;
+    use serde_json::json;
+
+    #[test]
+    fn every_refusal_speaks_english_and_arabic() {
+        let v = json!({"n": 7, "e": "", "bad": "a b", "long": "x".repeat(65)});
+        for e in [
+            text(&v, "/absent", "absent", 10).unwrap_err(),
+            text(&v, "/n", "n", 10).unwrap_err(),
+            text(&v, "/e", "e", 10).unwrap_err(),
+            id(&v, "/bad", "bad", 64).unwrap_err(),
+            id(&v, "/long", "long", 64).unwrap_err(),
+            opt_text(&v, "/n", "n", 10).unwrap_err(),
+            InboundError::missing("x"),
+            InboundError::not_string("x"),
+            InboundError::not_object("$"),
+            InboundError::not_date("x"),
+            InboundError::not_one_of("x", &["a", "b"]),
+        ] {
+            assert_bilingual(&e);
+        }
+        assert_eq!(
+            text(&v, "/absent", "absent", 10).unwrap_err().problem,
+            "is required"
+        );
+        assert_eq!(
+            text(&v, "/absent", "absent", 10).unwrap_err().problem_ar,
+            "حقل مطلوب"
+        );
+        let e = InboundError::not_one_of("status", &["open", "closed"]);
+        assert_eq!(e.problem, "is not one of open, closed");
+        assert_eq!(e.problem_ar, "ليس من القيم المقبولة: open، closed");
+        // The English text is what the error shows (logs, the poller).
+        assert_eq!(e.to_string(), "`status`: is not one of open, closed");
+    }
+
+    #[test]
+    fn serde_refusals_keep_their_kind_in_both_languages_without_serde_text() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct S {
+            sex: himaya_record::Sex,
+            age: u8,
+        }
+        let missing = crate::submission::parse::<S>(&json!({"age": 3})).unwrap_err();
+        assert_eq!(missing.field, "sex");
+        assert_eq!(
+            (missing.problem.as_str(), missing.problem_ar.as_str()),
+            ("is required", "حقل مطلوب")
+        );
+        for bad in [
+            json!({"sex": "مريم", "age": 3}),
+            json!({"sex": "female", "age": "مريم"}),
+            json!(["مريم"]),
+        ] {
+            let e = crate::submission::parse::<S>(&bad).unwrap_err();
+            assert_bilingual(&e);
+            assert!(e.field.starts_with("line "), "{e:?}");
+            let all = format!("{e:?}");
+            assert!(!all.contains("مريم"), "{all}");
+            // serde's own words (`unknown variant`, `invalid type`) are not passed on.
+            assert!(
+                !all.contains("variant") && !all.contains("invalid type"),
+                "{all}"
+            );
+        }
+        let e = crate::submission::referral(&json!({"referral": {}})).unwrap_err();
+        assert!(e.field.starts_with("referral ("), "{e:?}");
+        assert_bilingual(&e);
     }
 }

@@ -12,11 +12,12 @@ pub fn parse<T: DeserializeOwned>(v: &serde_json::Value) -> Result<T, InboundErr
     // Through text, so the error carries a line and column to point at.
     let text = serde_json::to_string_pretty(v).unwrap_or_default();
     serde_json::from_str(&text).map_err(|e| {
-        let kind = match e.classify() {
+        let (en, ar) = match e.classify() {
             serde_json::error::Category::Data => {
+                // serde's English text is only classified here, never passed on.
                 if e.to_string().starts_with("missing field") {
                     // "missing field `x`": the name is ours, not the agency's data.
-                    return InboundError::new(
+                    return InboundError::missing(
                         e.to_string()
                             .split('`')
                             .nth(1)
@@ -24,14 +25,19 @@ pub fn parse<T: DeserializeOwned>(v: &serde_json::Value) -> Result<T, InboundErr
                             .chars()
                             .take(64)
                             .collect::<String>(),
-                        "is required",
                     );
                 }
-                "a field has the wrong type or a value outside its vocabulary"
+                (
+                    "a field has the wrong type or a value outside its vocabulary",
+                    "أحد الحقول من نوع خاطئ أو قيمته ليست من القيم المقبولة",
+                )
             }
-            _ => "not a JSON object of the expected shape",
+            _ => (
+                "not a JSON object of the expected shape",
+                "ليس كائن JSON بالبنية المتوقعة",
+            ),
         };
-        InboundError::new(format!("line {} column {}", e.line(), e.column()), kind)
+        InboundError::new(format!("line {} column {}", e.line(), e.column()), en, ar)
     })
 }
 
@@ -41,5 +47,8 @@ pub fn referral(v: &serde_json::Value) -> Result<ReferralDetails, InboundError> 
     let r = v
         .get("referral")
         .ok_or_else(|| InboundError::missing("referral"))?;
-    parse(r).map_err(|e| InboundError::new(format!("referral ({})", e.field), e.problem))
+    parse(r).map_err(|e| InboundError {
+        field: format!("referral ({})", e.field),
+        ..e
+    })
 }

@@ -58,3 +58,13 @@ pub fn outcome_delivery() -> DeliveryRequested {
     d.referral_id = "fbk_case_1_v3".into();
     d
 }
+
+/// Asserts that a mapping's refusal says what is wrong in Arabic as well as in English:
+/// an Arabic text with Arabic letters (codes such as `srv_` or `YYYY-MM-DD` may stay as
+/// they are), not the English one again.
+pub fn assert_bilingual(e: &crate::InboundError) {
+    let arabic = |s: &str| s.chars().any(|c| ('\u{0621}'..='\u{064A}').contains(&c));
+    assert!(!e.problem.is_empty() && !arabic(&e.problem), "{e:?}");
+    assert!(arabic(&e.problem_ar), "no Arabic: {e:?}");
+    assert_ne!(e.problem, e.problem_ar, "{e:?}");
+}
