@@ -37,7 +37,7 @@ pub async fn fire_due(pool: &PgPool, batch: i64) -> Result<usize, CasesError> {
         "SELECT d.id, d.case_id, d.kind, d.ref_id, d.due_at, s.supervisor_id
            FROM deadlines d
            JOIN cases c ON c.case_id = d.case_id
-           LEFT JOIN staff s ON s.staff_id = c.caseworker_id
+           LEFT JOIN staff s ON s.agency_id = c.caseworker_agency AND s.staff_id = c.caseworker_id
           WHERE d.state = 'open' AND d.due_at <= now()
           ORDER BY d.due_at
           LIMIT $1

@@ -80,7 +80,8 @@ async fn escalate(
     let reason = e.reason.clone().unwrap_or_else(|| e.outcome.clone());
     let row = sqlx::query(
         "SELECT c.version, c.status, c.record, s.supervisor_id
-           FROM cases c LEFT JOIN staff s ON s.staff_id = c.caseworker_id
+           FROM cases c
+           LEFT JOIN staff s ON s.agency_id = c.caseworker_agency AND s.staff_id = c.caseworker_id
           WHERE c.case_id = $1",
     )
     .bind(case_id.to_string())

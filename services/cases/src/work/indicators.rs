@@ -17,7 +17,8 @@ impl CaseWorkApi {
         let cases = crate::db::case_counts(pool, gov).await?;
         let caseloads = sqlx::query(
             "SELECT s.staff_id, count(c.case_id) AS n FROM staff s
-               LEFT JOIN cases c ON c.caseworker_id = s.staff_id AND c.status = 'registered'
+               LEFT JOIN cases c ON c.caseworker_agency = s.agency_id AND c.caseworker_id = s.staff_id
+                                AND c.status = 'registered'
                                 AND ($1::text IS NULL OR c.governorate = $1)
               WHERE s.role = 'caseworker' AND s.agency_id = $2 GROUP BY 1 ORDER BY 2 DESC, 1",
         )

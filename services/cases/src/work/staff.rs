@@ -46,28 +46,30 @@ impl CaseWorkApi {
         };
         let mut tx = self.0.pool.begin().await?;
         if let Some(sup) = &supervisor {
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                .bind(sup)
-                .execute(&mut *tx)
-                .await?;
-            let found: Option<String> = sqlx::query_scalar(
-                "SELECT agency_id FROM staff WHERE staff_id = $1 AND role = 'supervisor'",
+            lock_staff(&mut tx, &agency, sup).await?;
+            // Staff are the agency's own: another agency's supervisor is "no such
+            // supervisor", the same answer as an id no one has.
+            let found: Option<i32> = sqlx::query_scalar(
+                "SELECT 1 FROM staff WHERE agency_id = $1 AND staff_id = $2 AND role = 'supervisor'",
             )
+            .bind(&agency)
             .bind(sup)
             .fetch_optional(&mut *tx)
             .await?;
-            if found.as_deref() != Some(agency.as_str()) {
+            if found.is_none() {
                 return Err(CasesError::precondition(
                     format!("`{sup}` is not a supervisor of {agency}"),
                     format!("`{sup}` ليس مشرفًا في {agency}"),
                 ));
             }
             let max = self.0.settings.lifecycle.max_caseworkers_per_supervisor;
-            let team: i64 =
-                sqlx::query_scalar("SELECT count(*) FROM staff WHERE supervisor_id = $1")
-                    .bind(sup)
-                    .fetch_one(&mut *tx)
-                    .await?;
+            let team: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM staff WHERE agency_id = $1 AND supervisor_id = $2",
+            )
+            .bind(&agency)
+            .bind(sup)
+            .fetch_one(&mut *tx)
+            .await?;
             if team >= max {
                 let room = with_room(&mut tx, &agency, "supervisor", max).await?;
                 return Err(CasesError::precondition(
@@ -76,6 +78,7 @@ impl CaseWorkApi {
                 ));
             }
         }
+        // The key is (agency_id, staff_id): only the agency's own ids conflict.
         let inserted = sqlx::query("INSERT INTO staff (staff_id, agency_id, role, supervisor_id) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
             .bind(&r.staff_id)
             .bind(&agency)
@@ -113,10 +116,9 @@ impl CaseWorkApi {
         let now = Utc::now();
         let mut tx = self.0.pool.begin().await?;
         // Serialise assignments to one caseworker so two cannot both take the last place.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-            .bind(&r.caseworker_id)
-            .execute(&mut *tx)
-            .await?;
+        lock_staff(&mut tx, &agency, &r.caseworker_id).await?;
+        // Only the agency's own caseworkers: another agency's is "not a caseworker of"
+        // this one, the same answer as an id no one has.
         let sup: Option<Option<String>> =
             sqlx::query_scalar("SELECT supervisor_id FROM staff WHERE staff_id = $1 AND agency_id = $2 AND role = 'caseworker'")
                 .bind(&r.caseworker_id)
@@ -130,7 +132,8 @@ impl CaseWorkApi {
             ));
         };
         let max = self.0.settings.lifecycle.max_cases_per_caseworker;
-        let open: i64 = sqlx::query_scalar("SELECT count(*) FROM cases WHERE caseworker_id = $1 AND status = 'registered' AND case_id <> $2")
+        let open: i64 = sqlx::query_scalar("SELECT count(*) FROM cases WHERE caseworker_agency = $1 AND caseworker_id = $2 AND status = 'registered' AND case_id <> $3")
+            .bind(&agency)
             .bind(&r.caseworker_id)
             .bind(case_id.to_string())
             .fetch_one(&mut *tx)
@@ -156,6 +159,16 @@ impl CaseWorkApi {
             supervisor_id,
             assigned_at: now,
         });
+        // The caseworker's agency goes with the id (`save` writes the id from the record):
+        // caseloads and escalations find the staff member by both.
+        sqlx::query(
+            "UPDATE cases SET caseworker_agency = $2, caseworker_id = $3 WHERE case_id = $1",
+        )
+        .bind(case_id.to_string())
+        .bind(&agency)
+        .bind(&r.caseworker_id)
+        .execute(&mut *tx)
+        .await?;
         close_deadlines(&mut tx, &case_id, &[DeadlineKind::Assignment], "met").await?;
         if first {
             let within = self.risk_deadlines(rec.risk_level).first_contact_within;
@@ -174,6 +187,17 @@ impl CaseWorkApi {
     }
 }
 
+/// Serialises changes to one staff member's caseload or team, within `agency` (another
+/// agency's staff member of the same id is someone else).
+async fn lock_staff(tx: &mut PgConnection, agency: &str, staff_id: &str) -> Result<(), CasesError> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))")
+        .bind(agency)
+        .bind(staff_id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 /// Staff of `role` in `agency` with fewer than `max` open cases (caseworkers) or team
 /// members (supervisors): "sw-2 (3), sw-5 (10)", or "none".
 async fn with_room(
@@ -184,12 +208,13 @@ async fn with_room(
 ) -> Result<String, CasesError> {
     let sql = if role == "caseworker" {
         "SELECT s.staff_id, count(c.case_id) AS n FROM staff s
-           LEFT JOIN cases c ON c.caseworker_id = s.staff_id AND c.status = 'registered'
+           LEFT JOIN cases c ON c.caseworker_agency = s.agency_id AND c.caseworker_id = s.staff_id
+                            AND c.status = 'registered'
           WHERE s.agency_id = $1 AND s.role = 'caseworker'
           GROUP BY s.staff_id HAVING count(c.case_id) < $2 ORDER BY n, s.staff_id LIMIT 5"
     } else {
         "SELECT s.staff_id, count(w.staff_id) AS n FROM staff s
-           LEFT JOIN staff w ON w.supervisor_id = s.staff_id
+           LEFT JOIN staff w ON w.agency_id = s.agency_id AND w.supervisor_id = s.staff_id
           WHERE s.agency_id = $1 AND s.role = 'supervisor'
           GROUP BY s.staff_id HAVING count(w.staff_id) < $2 ORDER BY n, s.staff_id LIMIT 5"
     };
