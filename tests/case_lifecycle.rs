@@ -1984,8 +1984,10 @@ async fn a_referral_no_agency_can_take_is_told_escalated_and_sent_once_one_is_co
     let mut env = TestEnv::new(Some(addr)).await;
     let hub = env.start().await;
     let ch = channel(&hub).await;
-    // Alexandria: the only connected health agency covers Cairo and Giza.
+    // Alexandria, asking for health care only: the only connected health agency covers
+    // Cairo and Giza (and the ministry offers no health care itself).
     let mut req = school_request("sub-alex");
+    req.referral.as_mut().unwrap().requested_services = vec![pb::ServiceType::Health as i32];
     req.referral
         .as_mut()
         .unwrap()
@@ -2253,5 +2255,201 @@ async fn the_case_owning_ministry_reads_its_case_on_its_legal_mandate() {
         "the ministry's read logged on its legal basis",
     )
     .await;
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_ids_are_each_agencys_own() {
+    const GIZA: &str = "mosa-giza";
+    let mut env = TestEnv::new(None).await;
+    // A second directorate, of Giza only (mosa-cairo covers everywhere).
+    let mut giza = env.settings.agencies["mosa-cairo"].clone();
+    giza.governorates = vec!["الجيزة".into()];
+    env.settings.agencies.insert(GIZA.into(), giza);
+    env.settings.lifecycle.max_cases_per_caseworker = 1;
+    env.settings.lifecycle.max_caseworkers_per_supervisor = 1;
+    env.settings
+        .lifecycle
+        .deadlines
+        .high
+        .first_contact_within_secs = 1;
+    env.settings.lifecycle.deadline_check_interval_ms = 50;
+    let hub = env.start().await;
+    let ch = channel(&hub).await;
+    let mut w = Work::new(ch.clone()).await;
+    let mut giza = CaseWorkClient::new(ch.clone());
+    let giza_staff = |id: &str, role: &str, sup: Option<&str>| {
+        as_agency(
+            GIZA,
+            pb::AddStaffRequest {
+                staff_id: id.into(),
+                role: role.into(),
+                supervisor_id: sup.map(str::to_owned),
+            },
+        )
+    };
+    let giza_assign = |case: &str, caseworker: &str| {
+        as_agency(
+            GIZA,
+            pb::AssignCaseRequest {
+                case_id: case.into(),
+                expected_version: 2,
+                actor: "sup-1".into(),
+                caseworker_id: caseworker.into(),
+            },
+        )
+    };
+
+    // Cairo: sw-1 under sup-2, sw-2 under sup-1.
+    w.staff("sup-1", "supervisor", None).await.unwrap();
+    w.staff("sup-2", "supervisor", None).await.unwrap();
+    w.staff("sw-1", "caseworker", Some("sup-2")).await.unwrap();
+    w.staff("sw-2", "caseworker", Some("sup-1")).await.unwrap();
+    // Giza takes the same ids: they are not Cairo's to reserve. Its sup-1's team is its
+    // own (one each is the limit, and Cairo's sup-1 already has one).
+    giza.add_staff(giza_staff("sup-1", "supervisor", None))
+        .await
+        .unwrap();
+    let sw1 = giza
+        .add_staff(giza_staff("sw-1", "caseworker", Some("sup-1")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (sw1.agency_id.as_str(), sw1.supervisor_id.as_deref()),
+        (GIZA, Some("sup-1"))
+    );
+    // Its own id twice is still refused.
+    let e = giza
+        .add_staff(giza_staff("sup-1", "supervisor", None))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains("already exists"), "{}", e.message());
+    // Cairo's supervisor is no supervisor to Giza: the same answer as an unknown id.
+    let theirs = giza
+        .add_staff(giza_staff("sw-9", "caseworker", Some("sup-2")))
+        .await
+        .unwrap_err();
+    let nobody = giza
+        .add_staff(giza_staff("sw-9", "caseworker", Some("sup-x")))
+        .await
+        .unwrap_err();
+    assert_eq!(theirs.code(), Code::FailedPrecondition);
+    assert_eq!(theirs.code(), nobody.code());
+    assert_eq!(
+        theirs.message().replace("sup-2", "?"),
+        nobody.message().replace("sup-x", "?")
+    );
+
+    // One case each: Cairo's in Cairo, Giza's in Giza.
+    let cairo_case = w.referral("per-agency-cairo", None).await;
+    w.register(&cairo_case).await;
+    let mut req = school_request("per-agency-giza");
+    let child = req.referral.as_mut().unwrap().child.as_mut().unwrap();
+    child.governorate = "الجيزة".into();
+    child.district = None;
+    let giza_case = w
+        .intake
+        .submit_school_referral(from_school(req))
+        .await
+        .unwrap()
+        .into_inner()
+        .case_id;
+    giza.decide_acceptance(as_agency(
+        GIZA,
+        pb::DecideAcceptanceRequest {
+            case_id: giza_case.clone(),
+            expected_version: 1,
+            actor: "sw-lead".into(),
+            decision: "register".into(),
+            vulnerability_criteria: vec!["exploitative_labour".into()],
+            reason: None,
+            referred_on_to: None,
+            target_groups: vec![],
+        },
+    ))
+    .await
+    .unwrap();
+    // Giza cannot use Cairo's caseworker: the same answer as an unknown id.
+    let theirs = giza
+        .assign_case(giza_assign(&giza_case, "sw-2"))
+        .await
+        .unwrap_err();
+    let nobody = giza
+        .assign_case(giza_assign(&giza_case, "sw-x"))
+        .await
+        .unwrap_err();
+    assert_eq!(theirs.code(), Code::FailedPrecondition);
+    assert_eq!(theirs.code(), nobody.code());
+    assert_eq!(
+        theirs.message().replace("sw-2", "?"),
+        nobody.message().replace("sw-x", "?")
+    );
+    // Each assigns its own case to its own sw-1; the caseload limit of one is counted per
+    // agency, so the second assignment is not refused for the first.
+    w.assign(&cairo_case, 2, "sw-1").await.unwrap();
+    giza.assign_case(giza_assign(&giza_case, "sw-1"))
+        .await
+        .unwrap();
+    // Cairo's sw-1 is full now; who has room is Cairo's own.
+    let third = w.referral("per-agency-third", None).await;
+    w.register(&third).await;
+    let e = w.assign(&third, 2, "sw-1").await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(
+        e.message().contains("1 open cases")
+            && e.message().contains("caseworkers with room: sw-2 (0)"),
+        "{}",
+        e.message()
+    );
+
+    // Caseloads per agency: Cairo's sw-1 has Cairo's case, Giza's sw-1 Giza's.
+    let caseloads = |agency: &'static str| {
+        let ch = ch.clone();
+        async move {
+            let mut loads: Vec<(String, i64)> = CaseWorkClient::new(ch)
+                .get_indicators(as_agency(agency, pb::GetIndicatorsRequest::default()))
+                .await
+                .unwrap()
+                .into_inner()
+                .caseloads
+                .into_iter()
+                .map(|c| (c.caseworker_id, c.open_cases))
+                .collect();
+            loads.sort();
+            loads
+        }
+    };
+    assert_eq!(
+        caseloads("mosa-cairo").await,
+        [("sw-1".to_owned(), 1), ("sw-2".to_owned(), 0)]
+    );
+    assert_eq!(caseloads(GIZA).await, [("sw-1".to_owned(), 1)]);
+
+    // A missed first contact escalates, once, to the supervisor of the agency's own sw-1.
+    let pool = env.pool().await;
+    wait_count(
+        &pool,
+        "SELECT count(*) FROM cases.escalations WHERE kind = 'first_contact'",
+        2,
+        30,
+        "both first contacts escalated",
+    )
+    .await;
+    let supervisor = |case: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, Option<String>>(
+                "SELECT supervisor_id FROM cases.escalations WHERE case_id = $1 AND kind = 'first_contact'",
+            )
+            .bind(case)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(supervisor(cairo_case).await.as_deref(), Some("sup-2"));
+    assert_eq!(supervisor(giza_case).await.as_deref(), Some("sup-1"));
     hub.stop().await;
 }

@@ -477,6 +477,16 @@ async fn referrals_for_enrolment_export_as_avro_through_the_consent_layer() {
     let ch = channel(&hub).await;
     let r = refer(&ch, "enrol", t.service).await;
     wait_recorded(&pool, &r).await;
+    // The programme's part in the case is the answer recorded on the case, a hop after
+    // the connector's own record.
+    wait_count(
+        &pool,
+        &format!("SELECT count(*) FROM cases.referral_deliveries WHERE referral_id = '{r}' AND outcome = 'delivered'"),
+        1,
+        20,
+        "the delivery recorded on the case",
+    )
+    .await;
     refer(&ch, "not-for-cash", ServiceType::Health).await;
     let out = std::env::temp_dir().join(format!("{}-enrol.avro", env.db_name));
     let who = himaya::casework_cli::Who {

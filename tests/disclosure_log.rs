@@ -200,7 +200,11 @@ async fn every_decision_is_chained_and_every_kind_of_tampering_is_caught() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_withdrawal_notice_reaches_every_earlier_recipient() {
     let (agency, addr) = FakeAgency::start(&[]).await;
-    let env = TestEnv::new(Some(addr)).await;
+    let mut env = TestEnv::new(Some(addr)).await;
+    // The ministry reads here under the consent, as in a deployment that asks consent of
+    // every agency: by default its reads rest on its legal mandate, not on the consent,
+    // and a withdrawal neither notifies nor stops it (case_lifecycle.rs tests that).
+    env.settings.consent.owner_reads_by_legal_obligation = false;
     let hub = env.start().await;
     let ch = channel(&hub).await;
     let case = submit_school(&ch, "withdrawn").await;

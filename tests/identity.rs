@@ -72,6 +72,10 @@ async fn secured() -> Secured {
             },
         );
     }
+    // The sweep below needs a withdrawal notice addressed to the owning ministry, which
+    // only a read resting on the consent produces: the deployment that asks consent of
+    // every agency (by default the ministry reads on its legal mandate).
+    env.settings.consent.owner_reads_by_legal_obligation = false;
     let dir = std::env::temp_dir().join(format!("{}-certs", env.db_name));
     let certs = secure(&mut env.settings, &dir);
     let hub = env.start().await;
@@ -568,4 +572,126 @@ async fn half_done_handshakes_and_silent_connections_are_closed() {
         .await
         .expect("served");
     hub.stop().await;
+}
+
+/// Kills the child process when the test ends, however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The `"<key>":"<address>"` of the first line of the hub's JSON log that says `what`.
+fn address_in_log(
+    lines: &std::sync::mpsc::Receiver<String>,
+    what: &str,
+    key: &str,
+    secs: u64,
+) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let needle = format!("\"{key}\":\"");
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        let Ok(line) = lines.recv_timeout(left) else {
+            break;
+        };
+        if !line.contains(what) {
+            continue;
+        }
+        if let Some(at) = line.find(&needle) {
+            let rest = &line[at + needle.len()..];
+            return rest[..rest.find('"').unwrap()].to_owned();
+        }
+    }
+    panic!("no {key} in the hub's log within {secs} s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_file_descriptors_does_not_stop_the_grpc_server() {
+    use std::io::{BufRead, BufReader};
+    let env = TestEnv::new(None).await;
+    // The project's configuration, with development identity instead of [grpc.tls].
+    let dir = std::env::temp_dir().join(format!("{}-config", env.db_name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = RemoveDir(dir.clone());
+    let project = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
+    std::fs::copy(project.join("gazetteer.toml"), dir.join("gazetteer.toml")).unwrap();
+    let base = std::fs::read_to_string(project.join("base.toml")).unwrap();
+    let (head, tail) = base.split_once("\n[grpc.tls]\n").unwrap();
+    let tail = &tail[tail.find("\n\n").unwrap()..];
+    let base = format!("{head}{tail}").replace("dev_identity = false", "dev_identity = true");
+    std::fs::write(dir.join("base.toml"), base).unwrap();
+    // 200 descriptors, as a tight systemd unit would give; the hub's hard limit is the
+    // same, so it cannot raise it, and its connection cap is set far above it.
+    let cmd = format!("ulimit -n 200 && exec {} up", env!("CARGO_BIN_EXE_himaya"));
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .env("HIMAYA_CONFIG_DIR", &dir)
+        .env("HIMAYA_ENV", "none")
+        .env("HIMAYA__DATABASE__URL", &env.db_url)
+        .env("HIMAYA__BUS__URL", env.amqp_url())
+        .env("HIMAYA__GRPC__LISTEN", "127.0.0.1:0")
+        .env("HIMAYA__CONNECTORS__WEBHOOK_LISTEN", "127.0.0.1:0")
+        .env("HIMAYA__LIMITS__MAX_CONNECTIONS", "5000")
+        .env("HIMAYA__TELEMETRY__FORMAT", "json")
+        .env("HIMAYA__AUDIT__SIGNING_KEY_FILE", dir.join("audit.key"))
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let _child = Killed(child);
+    let (tx, lines) = std::sync::mpsc::channel();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let all = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            all.lock().unwrap().push_str(&line);
+            let _ = tx.send(line);
+        }
+    });
+    let webhooks = address_in_log(&lines, "agency webhooks listening", "addr", 120);
+    let grpc = address_in_log(&lines, "himaya is up", "grpc_addr", 60);
+
+    // 300 idle clients on the webhook port, each with a request line and a header.
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        use tokio::io::AsyncWriteExt;
+        if let Ok(mut s) = tokio::net::TcpStream::connect(&webhooks).await {
+            let _ = s
+                .write_all(b"POST /agencies/x/school/referrals HTTP/1.1\r\nhost: x\r\n")
+                .await;
+            idle.push(s);
+        }
+    }
+    eventually(20, "the hub to run out of descriptors", || async {
+        log.lock()
+            .unwrap()
+            .contains("out of file descriptors")
+            .then_some(())
+    })
+    .await;
+    drop(idle);
+
+    // The gRPC server is still there once descriptors come back.
+    let health = eventually(20, "the gRPC health check", || async {
+        let ch = Channel::from_shared(format!("http://{grpc}"))
+            .unwrap()
+            .connect()
+            .await
+            .ok()?;
+        tonic_health::pb::health_client::HealthClient::new(ch)
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .ok()
+    })
+    .await;
+    assert_eq!(
+        health.into_inner().status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
 }

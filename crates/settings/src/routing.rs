@@ -81,6 +81,21 @@ impl Settings {
             .collect()
     }
 
+    /// Whether the case-owning ministry takes a case referral itself, connector or not:
+    /// a social-affairs agency covering the child's governorate offers a requested service
+    /// (case management, psychosocial support…). It works its cases through the API (its
+    /// unassigned queue, escalations, exports), so the child is in someone's hands. A
+    /// referral asking only for what no such ministry offers must reach a connected agency.
+    pub fn owner_takes(&self, record: &CaseRecord) -> bool {
+        self.agencies.values().any(|a| {
+            a.agency_type == himaya_record::AgencyType::SocialAffairs
+                && a.covers(&record.child.governorate)
+                && a.services
+                    .iter()
+                    .any(|s| record.referral.requested_services.contains(s))
+        })
+    }
+
     /// Why a referral of `record` would reach no agency (`to`: the one agency a service
     /// referral names), or `None` when some agency may receive it. A named agency without
     /// a connector is no obstacle: it answers through the API.
@@ -96,8 +111,8 @@ impl Settings {
         };
         if targets.is_empty() {
             return match to {
-                None => Some(Obstacle::NoAgency),
-                Some(_) => None,
+                None if !self.owner_takes(record) => Some(Obstacle::NoAgency),
+                _ => None,
             };
         }
         let mut refused = None;

@@ -143,6 +143,7 @@ impl Router {
         // goes only to the agencies that have not had it yet.
         let sent = already_sent(&mut tx, &referral_id).await?;
         let mut obstacle = match (targets.is_empty(), service) {
+            (true, None) if self.settings.owner_takes(record) => None,
             (true, None) => Some(("", Obstacle::NoAgency)),
             (true, Some(s)) => {
                 tracing::info!(case_id = %record.case_id, agency = %s.agency_id, service_referral_id = %s.service_referral_id, "the agency has no connector: it answers the service referral through the API");
@@ -150,7 +151,7 @@ impl Router {
             }
             (false, _) => None,
         };
-        let mut reached = !sent.is_empty();
+        let mut reached = targets.iter().any(|(id, _)| sent.contains(*id));
         for (agency_id, agency) in targets {
             if sent.contains(agency_id) {
                 continue;
