@@ -78,6 +78,25 @@ impl Work {
             .map(tonic::Response::into_inner)
     }
 
+    /// The comprehensive assessment, finding one health need (hearing).
+    async fn assess_health(&mut self, case_id: &str, version: i64) -> pb::CaseChange {
+        self.client
+            .record_assessment(owned(pb::RecordAssessmentRequest {
+                case_id: case_id.into(),
+                expected_version: version,
+                actor: "sw-1".into(),
+                risk_factors: vec!["عمل في ورشة".into()],
+                protective_factors: vec![],
+                needs: vec![pb::NeedInput {
+                    domain: "health".into(),
+                    description: "فحص السمع".into(),
+                }],
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
     async fn register(&mut self, case_id: &str) -> pb::CaseChange {
         self.decide(case_id, 1, "register", &["exploitative_labour"], None)
             .await
@@ -935,22 +954,7 @@ async fn service_referrals_follow_task_states_and_escalate_when_unanswered() {
     let case = w.referral("service-referrals", None).await;
     w.register(&case).await;
     w.assign(&case, 2, "sw-1").await.unwrap();
-    let c = w
-        .client
-        .record_assessment(owned(pb::RecordAssessmentRequest {
-            case_id: case.clone(),
-            expected_version: 3,
-            actor: "sw-1".into(),
-            risk_factors: vec!["عمل في ورشة".into()],
-            protective_factors: vec![],
-            needs: vec![pb::NeedInput {
-                domain: "health".into(),
-                description: "فحص السمع".into(),
-            }],
-        }))
-        .await
-        .unwrap()
-        .into_inner();
+    let c = w.assess_health(&case, 3).await;
     let due = (chrono::Utc::now().date_naive() + chrono::Duration::days(14))
         .format("%Y-%m-%d")
         .to_string();
@@ -1730,22 +1734,7 @@ async fn a_health_referral_says_who_pays_its_medical_costs() {
             .case_id;
         w.register(&case).await;
         w.assign(&case, 2, "sw-1").await.unwrap();
-        let c = w
-            .client
-            .record_assessment(owned(pb::RecordAssessmentRequest {
-                case_id: case.clone(),
-                expected_version: 3,
-                actor: "sw-1".into(),
-                risk_factors: vec!["عمل في ورشة".into()],
-                protective_factors: vec![],
-                needs: vec![pb::NeedInput {
-                    domain: "health".into(),
-                    description: "فحص السمع".into(),
-                }],
-            }))
-            .await
-            .unwrap()
-            .into_inner();
+        let c = w.assess_health(&case, 3).await;
         let action = |agency: &str, service: &str| pb::ActionInput {
             description: "إجراء".into(),
             responsible_agency: agency.into(),

@@ -135,18 +135,8 @@ impl DeliveryConnector {
         .bind(i32::try_from(answered.latency.as_millis()).unwrap_or(i32::MAX))
         .execute(&mut *tx)
         .await?;
-        let event = DeliveryRecorded {
-            message_id: new_message_id(),
-            occurred_at: Utc::now().to_rfc3339(),
-            agency_id: d.agency_id.clone(),
-            case_id: d.case_id.clone(),
-            referral_id: d.referral_id.clone(),
-            delivery_message_id: d.message_id.clone(),
-            outcome: label.into(),
-            http_status: i32::from(status),
-            agency_reference: reference,
-            reason: (label == "rejected").then(|| "rejected".to_owned()),
-        };
+        let reason = (label == "rejected").then(|| "rejected".to_owned());
+        let event = answer(d, label, i32::from(status), reference, reason);
         let mut headers = BTreeMap::new();
         headers.insert("x-correlation-id".to_owned(), d.referral_id.clone());
         if let Some(tp) = traceparent {
@@ -175,18 +165,7 @@ impl DeliveryConnector {
         d: &DeliveryRequested,
         why: impl std::fmt::Display,
     ) -> Result<(), HandleError> {
-        let event = DeliveryRecorded {
-            message_id: new_message_id(),
-            occurred_at: Utc::now().to_rfc3339(),
-            agency_id: d.agency_id.clone(),
-            case_id: d.case_id.clone(),
-            referral_id: d.referral_id.clone(),
-            delivery_message_id: d.message_id.clone(),
-            outcome: "undelivered".into(),
-            http_status: 0,
-            agency_reference: None,
-            reason: Some("parked".into()),
-        };
+        let event = answer(d, "undelivered", 0, None, Some("parked".into()));
         let mut tx = self.pool.begin().await.map_err(HandleError::retry)?;
         himaya_store::outbox::enqueue_event(
             &mut tx,
@@ -262,6 +241,28 @@ impl DeliveryConnector {
         } else {
             format!("{}{}", self.endpoint.trim_end_matches('/'), path)
         }
+    }
+}
+
+/// `referral.delivery.recorded` for delivery `d`.
+fn answer(
+    d: &DeliveryRequested,
+    outcome: &str,
+    http_status: i32,
+    agency_reference: Option<String>,
+    reason: Option<String>,
+) -> DeliveryRecorded {
+    DeliveryRecorded {
+        message_id: new_message_id(),
+        occurred_at: Utc::now().to_rfc3339(),
+        agency_id: d.agency_id.clone(),
+        case_id: d.case_id.clone(),
+        referral_id: d.referral_id.clone(),
+        delivery_message_id: d.message_id.clone(),
+        outcome: outcome.into(),
+        http_status,
+        agency_reference,
+        reason,
     }
 }
 

@@ -5,10 +5,12 @@
 
 use chrono::{DateTime, Utc};
 use himaya_bus::Exchange;
-use himaya_events::{keys, new_message_id, ServiceReferralChanged};
+use himaya_events::{
+    keys, new_message_id, ReferralCreated, ServiceReferralChanged, ServiceRequest,
+};
 use himaya_record::lifecycle::DeadlineKind;
 use himaya_record::service_referral::{transition, AbilityToPay, MedicalCoverage, Side, TaskState};
-use himaya_record::CaseId;
+use himaya_record::{CaseId, CaseRecord};
 use himaya_store::StoreError;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
@@ -295,4 +297,21 @@ pub async fn move_to(
         .await?;
     }
     record_change(conn, r, agency_id, actor, now).await
+}
+
+/// The event that sends `sr` to its agency through the router (which alone decides what
+/// the agency may see of `rec`): when it is made, and again once an undelivered one can go.
+pub fn requested(rec: &CaseRecord, sr: &ServiceReferralRow, now: DateTime<Utc>) -> ReferralCreated {
+    ReferralCreated {
+        message_id: new_message_id(),
+        occurred_at: now.to_rfc3339(),
+        case: rec.clone(),
+        service_request: Some(ServiceRequest {
+            service_referral_id: sr.id.clone(),
+            agency_id: sr.to_agency.clone(),
+            service_type: sr.service_type.clone(),
+            action_id: sr.action_id.clone(),
+            medical_coverage: sr.medical_costs.map(|(_, c)| c),
+        }),
+    }
 }

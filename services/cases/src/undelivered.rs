@@ -17,7 +17,6 @@ use chrono::{DateTime, Duration, Utc};
 use himaya_bus::Exchange;
 use himaya_events::{
     keys, new_message_id, CaseUpdated, DeadlineMissed, DeliveryRecorded, ReferralCreated,
-    ServiceRequest,
 };
 use himaya_record::lifecycle::DeadlineKind;
 use himaya_record::service_referral::TaskState;
@@ -249,18 +248,7 @@ async fn again(
         if sr.state != TaskState::Requested {
             return Ok(None);
         }
-        let event = ReferralCreated {
-            message_id: new_message_id(),
-            occurred_at: now.to_rfc3339(),
-            case: rec.clone(),
-            service_request: Some(ServiceRequest {
-                service_referral_id: sr.id.clone(),
-                agency_id: sr.to_agency.clone(),
-                service_type: sr.service_type.clone(),
-                action_id: sr.action_id.clone(),
-                medical_coverage: sr.medical_costs.map(|(_, c)| c),
-            }),
-        };
+        let event = crate::service_referrals::requested(rec, &sr, now);
         return Ok(Some((keys::SERVICE_REFERRAL_REQUESTED, event)));
     }
     let referred_on = rec

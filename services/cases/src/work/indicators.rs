@@ -37,29 +37,27 @@ impl CaseWorkApi {
         })
         .collect::<Result<_, sqlx::Error>>()
         .map_err(CasesError::from)?;
-        let overdue = sqlx::query(
+        let overdue = counts(
+            pool,
+            gov,
             "SELECT d.kind,
                     count(*) FILTER (WHERE d.state = 'open' AND d.due_at < now()) AS open_past_due,
                     count(*) FILTER (WHERE d.state = 'fired') AS escalated
                FROM deadlines d JOIN cases c USING (case_id)
               WHERE ($1::text IS NULL OR c.governorate = $1)
               GROUP BY 1 ORDER BY 1",
+            |row| {
+                Ok(pb::OverdueCount {
+                    kind: row.try_get("kind")?,
+                    open_past_due: row.try_get("open_past_due")?,
+                    escalated: row.try_get("escalated")?,
+                })
+            },
         )
-        .bind(gov)
-        .fetch_all(pool)
-        .await
-        .map_err(CasesError::from)?
-        .iter()
-        .map(|row| {
-            Ok(pb::OverdueCount {
-                kind: row.try_get("kind")?,
-                open_past_due: row.try_get("open_past_due")?,
-                escalated: row.try_get("escalated")?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(CasesError::from)?;
-        let agencies = sqlx::query(
+        .await?;
+        let agencies = counts(
+            pool,
+            gov,
             "SELECT d.agency_id,
                     count(*) FILTER (WHERE d.outcome = 'delivered') AS delivered,
                     count(*) FILTER (WHERE d.outcome = 'rejected') AS rejected,
@@ -67,13 +65,7 @@ impl CaseWorkApi {
                FROM referral_deliveries d JOIN cases c USING (case_id)
               WHERE ($1::text IS NULL OR c.governorate = $1)
               GROUP BY 1 ORDER BY 1",
-        )
-        .bind(gov)
-        .fetch_all(pool)
-        .await
-        .map_err(CasesError::from)?
-        .iter()
-        .map(|row| {
+            |row| {
             let delivered: i64 = row.try_get("delivered")?;
             let rejected: i64 = row.try_get("rejected")?;
             let answered = delivered + rejected;
@@ -84,10 +76,12 @@ impl CaseWorkApi {
                 acceptance_rate: if answered == 0 { 0.0 } else { delivered as f64 / answered as f64 },
                 median_response_ms: row.try_get::<Option<f64>, _>("median_ms")?.unwrap_or(0.0),
             })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(CasesError::from)?;
-        let service_referrals = sqlx::query(
+            },
+        )
+        .await?;
+        let service_referrals = counts(
+            pool,
+            gov,
             "SELECT s.to_agency,
                     count(*) AS sent,
                     count(*) FILTER (WHERE s.state IN ('accepted', 'in_progress', 'completed', 'failed')) AS accepted,
@@ -98,13 +92,7 @@ impl CaseWorkApi {
                FROM service_referrals s JOIN cases c USING (case_id)
               WHERE ($1::text IS NULL OR c.governorate = $1)
               GROUP BY 1 ORDER BY 1",
-        )
-        .bind(gov)
-        .fetch_all(pool)
-        .await
-        .map_err(CasesError::from)?
-        .iter()
-        .map(|row| {
+            |row| {
             let accepted: i64 = row.try_get("accepted")?;
             let rejected: i64 = row.try_get("rejected")?;
             let answered = accepted + rejected;
@@ -117,32 +105,28 @@ impl CaseWorkApi {
                 acceptance_rate: if answered == 0 { 0.0 } else { accepted as f64 / answered as f64 },
                 median_answer_hours: row.try_get::<Option<f64>, _>("median_hours")?.unwrap_or(0.0),
             })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(CasesError::from)?;
+            },
+        )
+        .await?;
         // Who pays for health services, per governorate: every health referral made. Not
         // suppressed like statistics for other agencies: the ministry owns these cases.
-        let medical_coverage = sqlx::query(
+        let medical_coverage = counts(
+            pool,
+            gov,
             "SELECT c.governorate, s.medical_coverage, count(*) AS n
                FROM service_referrals s JOIN cases c USING (case_id)
               WHERE s.medical_coverage IS NOT NULL
                 AND ($1::text IS NULL OR c.governorate = $1)
               GROUP BY 1, 2 ORDER BY 1, 2",
+            |row| {
+                Ok(pb::MedicalCoverageCount {
+                    governorate: row.try_get("governorate")?,
+                    coverage: row.try_get("medical_coverage")?,
+                    count: row.try_get("n")?,
+                })
+            },
         )
-        .bind(gov)
-        .fetch_all(pool)
-        .await
-        .map_err(CasesError::from)?
-        .iter()
-        .map(|row| {
-            Ok(pb::MedicalCoverageCount {
-                governorate: row.try_get("governorate")?,
-                coverage: row.try_get("medical_coverage")?,
-                count: row.try_get("n")?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(CasesError::from)?;
+        .await?;
         Ok(Response::new(pb::Indicators {
             cases,
             caseloads,
@@ -153,6 +137,18 @@ impl CaseWorkApi {
             computed_at: Utc::now().to_rfc3339(),
         }))
     }
+}
+
+/// The rows of one aggregate over the cases of `gov` (all: `None`; the query's `$1`),
+/// each turned into its message by `row`.
+async fn counts<T>(
+    pool: &sqlx::PgPool,
+    gov: Option<&str>,
+    sql: &str,
+    row: impl Fn(&sqlx::postgres::PgRow) -> Result<T, sqlx::Error>,
+) -> Result<Vec<T>, CasesError> {
+    let rows = sqlx::query(sql).bind(gov).fetch_all(pool).await?;
+    Ok(rows.iter().map(row).collect::<Result<_, sqlx::Error>>()?)
 }
 
 /// The governorate the indicators cover. A directorate covering everywhere may ask for

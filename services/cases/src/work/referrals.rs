@@ -4,7 +4,7 @@
 
 use chrono::Duration;
 use himaya_bus::Exchange;
-use himaya_events::{keys, new_message_id, ReferralCreated, ServiceRequest};
+use himaya_events::keys;
 use himaya_record::service_referral::{
     has_medical_costs, medical_coverage, AbilityToPay, Side, TaskState,
 };
@@ -253,18 +253,7 @@ impl ServiceReferralsApi {
         }
         store::record_change(&mut tx, &sr, &from, r.actor.trim(), now).await?;
         // The record goes to the router, which alone decides what the agency may see.
-        let event = ReferralCreated {
-            message_id: new_message_id(),
-            occurred_at: now.to_rfc3339(),
-            case: rec.clone(),
-            service_request: Some(ServiceRequest {
-                service_referral_id: sr.id.clone(),
-                agency_id: sr.to_agency.clone(),
-                service_type: sr.service_type.clone(),
-                action_id: sr.action_id.clone(),
-                medical_coverage: medical_costs.map(|(_, c)| c),
-            }),
-        };
+        let event = store::requested(&rec, &sr, now);
         himaya_store::outbox::enqueue_event(
             &mut tx,
             Exchange::Events,
