@@ -244,6 +244,42 @@ impl Trouble {
     }
 }
 
+/// Serves HTTP/1.1 (the webhooks, the web front) on connections from [`incoming`]:
+/// request line and headers within `limits.header_read_timeout_ms`, then each handler's
+/// own body deadline; at shutdown, connections finish their request and close.
+pub async fn serve_http(
+    router: axum::Router,
+    listener: TcpListener,
+    limits: ServerLimits,
+    server: &'static str,
+    shutdown: CancellationToken,
+) {
+    use futures_util::StreamExt;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let plain = |c| async { Ok(c) };
+    let mut incoming = std::pin::pin!(incoming(listener, &limits, server, plain, shutdown.clone()));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout())
+        .max_buf_size(64 * 1024);
+    let http = Arc::new(http);
+    while let Some(Ok(conn)) = incoming.next().await {
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let (http, stop) = (http.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let conn = http.serve_connection(TokioIo::new(conn), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+}
+
 /// Raises this process's soft limit of open files to its hard limit: a systemd service
 /// starts at 1024, which a few hundred idle clients would exhaust. Returns the limit now
 /// in force.

@@ -83,50 +83,15 @@ pub async fn start(
             format!("binding the webhooks' port {listen} (connectors.webhook_listen)")
         })?;
     let addr = listener.local_addr()?;
-    tasks.push(tokio::spawn(serve(router, listener, settings, shutdown)));
+    tasks.push(tokio::spawn(crate::listen::serve_http(
+        router,
+        listener,
+        settings.limits.clone(),
+        "webhooks",
+        shutdown,
+    )));
     tracing::info!(%addr, "agency webhooks listening");
     Ok((Some(addr), tasks))
-}
-
-/// Serves HTTP/1.1 on connections from [`crate::listen::incoming`]: request line and
-/// headers within `limits.header_read_timeout_ms`, then the handler's own body deadline.
-async fn serve(
-    router: Router,
-    listener: tokio::net::TcpListener,
-    settings: Arc<Settings>,
-    shutdown: CancellationToken,
-) {
-    use futures_util::StreamExt;
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    let limits = &settings.limits;
-    let plain = |c| async { Ok(c) };
-    let mut incoming = std::pin::pin!(crate::listen::incoming(
-        listener,
-        limits,
-        "webhooks",
-        plain,
-        shutdown.clone()
-    ));
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout())
-        .max_buf_size(64 * 1024);
-    let http = Arc::new(http);
-    while let Some(Ok(conn)) = incoming.next().await {
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        let (http, stop) = (http.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            let conn = http.serve_connection(TokioIo::new(conn), service);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-        });
-    }
 }
 
 /// A refusal to an agency: an HTTP status and a message it can act on (never a value
