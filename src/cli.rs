@@ -83,6 +83,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::casework_cli::StaffCommand,
     },
+    /// People who sign in to the web front: create an account.
+    Person {
+        #[command(subcommand)]
+        command: crate::person_cli::PersonCommand,
+    },
     /// Missed deadlines escalated to supervisors.
     Escalations {
         #[command(flatten)]
@@ -322,6 +327,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::BreakGlass { command } => crate::consent_cli::run_break_glass(command).await,
         Command::Staff { command } => crate::casework_cli::run_staff(command).await,
+        Command::Person { command } => {
+            crate::person_cli::run(command, settings(cli.config.as_ref())?).await
+        }
         Command::Escalations { who } => crate::casework_cli::run_escalations(who).await,
         Command::Indicators { governorate, who } => {
             crate::casework_cli::run_indicators(governorate, who).await

@@ -115,6 +115,12 @@ pub fn generate_with<'a>(
             id,
         )?;
     }
+    // The web front's own identity: the one that may name the person acting.
+    leaf(
+        vec![himaya_settings::WEB_COMPONENT_NAME.to_owned()],
+        ExtendedKeyUsagePurpose::ClientAuth,
+        "web",
+    )?;
     for (file, names) in extra {
         leaf(
             names.iter().map(|n| (*n).to_owned()).collect(),

@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 use futures_util::future::{self, Either, Ready};
 use himaya_proto::status::Lang;
 use himaya_record::AgencyType;
-use himaya_settings::{agency_certificate_name, Settings};
+use himaya_settings::{agency_certificate_name, Settings, WEB_COMPONENT_NAME};
 use http::{HeaderValue, Request, Response};
 use rustls_pki_types::{CertificateDer, ServerName};
 use tonic::body::BoxBody;
@@ -25,6 +25,8 @@ use tonic::Status;
 
 /// The metadata key carrying the calling agency (after this door: the proven one).
 pub const AGENCY_HEADER: &str = "x-himaya-agency";
+/// The person acting, as the web component proved them (removed from anyone else).
+pub const PERSON_HEADER: &str = himaya_web::hub::PERSON_HEADER;
 
 /// Which kinds of agency may call an RPC.
 #[derive(Debug, Clone, Copy)]
@@ -179,6 +181,7 @@ fn admit<B>(settings: &Settings, req: &mut Request<B>, lang: Lang) -> Result<(),
     // through to the router's UNIMPLEMENTED.
     if !path.starts_with("/himaya.v1.") {
         req.headers_mut().remove(AGENCY_HEADER);
+        req.headers_mut().remove(PERSON_HEADER);
         return Ok(());
     }
     let claimed = req
@@ -186,6 +189,9 @@ fn admit<B>(settings: &Settings, req: &mut Request<B>, lang: Lang) -> Result<(),
         .get(AGENCY_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    // Only the web component (or development identity) may name the person acting;
+    // from anyone else the header is dropped before a handler sees it.
+    let mut from_web = settings.grpc.tls.is_none();
     let agency_id = if settings.grpc.tls.is_some() {
         let certs = req
             .extensions()
@@ -198,13 +204,25 @@ fn admit<B>(settings: &Settings, req: &mut Request<B>, lang: Lang) -> Result<(),
                 "قدّم شهادة جهتك (TLS متبادل؛ `--certs` في سطر الأوامر)",
             )));
         };
-        certified_agency(settings, leaf, claimed.as_deref()).map_err(|e| {
+        if is_web_component(leaf) {
+            // The web front acts for people of any agency: it says which, and who.
+            let Some(id) = claimed.filter(|id| settings.agencies.contains_key(id)) else {
+                return Err(Status::unauthenticated(say(
+                    "x-himaya-agency: the web component must name an agency of the directory",
+                    "x-himaya-agency: يجب أن يحدد مكون الويب جهة من الدليل",
+                )));
+            };
+            from_web = true;
+            id
+        } else {
+            certified_agency(settings, leaf, claimed.as_deref()).map_err(|e| {
             tracing::warn!(rpc = %path, "call refused: {e}");
             Status::unauthenticated(say(
                 &e,
                 "الشهادة المقدّمة لا تثبت هوية جهة واحدة من الدليل، أو لا تطابق الجهة المذكورة في x-himaya-agency",
             ))
         })?
+        }
     } else {
         // Development identity (validated at start: loopback only).
         claimed.ok_or_else(|| {
@@ -237,7 +255,20 @@ fn admit<B>(settings: &Settings, req: &mut Request<B>, lang: Lang) -> Result<(),
     let value = HeaderValue::from_str(&agency_id)
         .map_err(|_| Status::internal("agency id is not a header value"))?;
     req.headers_mut().insert(AGENCY_HEADER, value);
+    if !from_web {
+        req.headers_mut().remove(PERSON_HEADER);
+    }
     Ok(())
+}
+
+/// Whether `leaf` is the web component's certificate.
+fn is_web_component(leaf: &CertificateDer<'_>) -> bool {
+    let Ok(cert) = webpki::EndEntityCert::try_from(leaf) else {
+        return false;
+    };
+    ServerName::try_from(WEB_COMPONENT_NAME)
+        .map(|n| cert.verify_is_valid_for_subject_name(&n).is_ok())
+        .unwrap_or(false)
 }
 
 /// The directory agency that `leaf` certifies. The certificate must name exactly one

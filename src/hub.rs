@@ -31,15 +31,18 @@ pub enum Component {
     Connectors,
     /// The hash-chained disclosure log and its signed checkpoints (bus).
     Audit,
+    /// The web front people sign in to (HTML over HTTP), calling the others over gRPC.
+    Web,
 }
 
 impl Component {
-    pub const ALL: [Component; 5] = [
+    pub const ALL: [Component; 6] = [
         Component::Cases,
         Component::Directory,
         Component::Router,
         Component::Connectors,
         Component::Audit,
+        Component::Web,
     ];
 }
 
@@ -49,6 +52,8 @@ pub struct Hub {
     pub grpc_addr: SocketAddr,
     /// Where the agencies' webhooks listen, when the connectors run here.
     pub webhook_addr: Option<SocketAddr>,
+    /// Where the web front listens, when it runs here.
+    pub web_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     bus: Arc<Bus>,
@@ -198,10 +203,34 @@ impl Hub {
             }
         };
         tasks.push(served);
+        let mut web_addr = None;
+        if components.contains(&Component::Web) {
+            let router = himaya_web::router(settings.clone(), grpc_addr)
+                .await
+                .context("starting the web front (is PostgreSQL running?)")?;
+            let listener = tokio::net::TcpListener::bind(settings.web.listen)
+                .await
+                .with_context(|| {
+                    format!(
+                        "binding the web front's port {} (web.listen)",
+                        settings.web.listen
+                    )
+                })?;
+            web_addr = Some(listener.local_addr()?);
+            tracing::info!(addr = ?web_addr, "web front listening");
+            tasks.push(tokio::spawn(listen::serve_http(
+                router,
+                listener,
+                settings.limits.clone(),
+                "web",
+                shutdown.clone(),
+            )));
+        }
         tracing::info!(%grpc_addr, components = ?components, mutual_tls = settings.grpc.tls.is_some(), "himaya is up");
         Ok(Hub {
             grpc_addr,
             webhook_addr,
+            web_addr,
             shutdown,
             tasks,
             bus,

@@ -16,6 +16,7 @@ pub mod hub;
 pub mod listen;
 pub mod notices_cli;
 pub mod parked_cli;
+pub mod person_cli;
 pub mod plan_cli;
 pub mod referral_file;
 pub mod services_cli;

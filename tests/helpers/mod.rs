@@ -200,8 +200,10 @@ impl TestEnv {
         settings.grpc.dev_identity = true;
         settings.relay.poll_interval_ms = 200;
         settings.connectors.timeout_ms = 2000;
-        // Each test's own port for the webhooks (base.toml's fixed port would collide).
+        // Each test's own port for the webhooks and the web front (base.toml's fixed
+        // ports would collide).
         settings.connectors.webhook_listen = Some("127.0.0.1:0".parse().unwrap());
+        settings.web.listen = "127.0.0.1:0".parse().unwrap();
         settings.audit.signing_key_file = std::env::temp_dir().join(format!("{db_name}.key"));
         if let Some(a) = settings.agencies.get_mut("health-cairo") {
             a.endpoint = health_endpoint.map(|addr| format!("http://{addr}/referrals"));
@@ -288,6 +290,9 @@ pub fn secure(settings: &mut Settings, dir: &std::path::Path) -> himaya::dev_cer
     .expect("development certificates");
     settings.grpc.tls = Some(certs.hub_tls());
     settings.grpc.dev_identity = false;
+    let (web_cert, web_key) = certs.pair("web");
+    settings.web.client_cert_file = web_cert;
+    settings.web.client_key_file = web_key;
     settings
         .validate()
         .expect("a valid mutual TLS configuration");

@@ -116,3 +116,13 @@ pub fn caller(meta: &tonic::metadata::MetadataMap) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
 }
+
+/// The person acting, when the web front proved them: the gateway keeps this header only
+/// on calls from the web component (or in development identity mode) and removes it from
+/// every other caller, so a handler may record it as who did what.
+pub fn person(meta: &tonic::metadata::MetadataMap) -> Option<String> {
+    meta.get("x-himaya-person")
+        .and_then(|v| v.to_str().ok())
+        .filter(|p| p.starts_with("psn_"))
+        .map(str::to_owned)
+}

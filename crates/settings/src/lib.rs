@@ -13,8 +13,10 @@ use serde::Deserialize;
 
 mod limits;
 mod routing;
+mod web;
 pub use limits::ServerLimits;
 pub use routing::Obstacle;
+pub use web::{WebSettings, WEB_COMPONENT_NAME};
 
 /// A value that must never be printed (URLs with passwords, tokens).
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -61,6 +63,9 @@ pub struct Settings {
     pub limits: ServerLimits,
     /// The places referrals may name (config/gazetteer.toml).
     pub gazetteer: himaya_record::gazetteer::Gazetteer,
+    /// The web front people sign in to.
+    #[serde(default)]
+    pub web: WebSettings,
 }
 
 /// Emergency access without consent (break-glass).
@@ -541,6 +546,7 @@ impl Settings {
             _ => {}
         }
         self.limits.validate()?;
+        self.web.validate()?;
         if self.bus.prefetch == 0 {
             return Err(invalid("bus.prefetch", "must be at least 1"));
         }

@@ -152,7 +152,8 @@ impl pb::intake_server::Intake for IntakeApi {
             source: ReferralSource {
                 kind: SourceKind::School,
                 agency_id: Some(r.school_agency_id),
-                staff_ref: Some(r.officer_ref),
+                // The person the web front proved, over the reference the request types.
+                staff_ref: Some(himaya_proto::status::person(&meta).unwrap_or(r.officer_ref)),
             },
             body: r.referral,
         };

@@ -1,0 +1,467 @@
+//! The web front in a real Chromium (headless, through chromedriver) against the real hub,
+//! PostgreSQL and RabbitMQ: a school protection officer signs in, refers a child in
+//! Arabic, and the referral reaches the simulated health agency; the same screens in
+//! English; and the security rules over plain HTTP (CSRF, session fixation, lockout,
+//! sign-out, second factor). Screenshots go to target/screenshots/ (not committed).
+
+mod helpers;
+
+use std::process::{Child, Command, Stdio};
+
+use std::time::Duration;
+
+use fantoccini::{ClientBuilder, Locator};
+use helpers::*;
+use himaya_web::people::{self, Role};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// chromedriver on a port of its own, killed when the test ends.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn driver() -> Driver {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver must be installed (scripts/test installs chromium-driver)");
+    let url = format!("http://127.0.0.1:{port}");
+    let status = format!("{url}/status");
+    eventually(20, "chromedriver", || async {
+        reqwest::get(&status)
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+    })
+    .await;
+    Driver { child, url }
+}
+
+async fn browser(d: &Driver, lang: &str) -> fantoccini::Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     format!("--lang={lang}"), "--window-size=1200,1800"],
+        }),
+    );
+    ClientBuilder::new(hyper_util_connector())
+        .capabilities(caps)
+        .connect(&d.url)
+        .await
+        .expect("a Chromium session (scripts/test installs chromium)")
+}
+
+fn hyper_util_connector() -> hyper_util::client::legacy::connect::HttpConnector {
+    hyper_util::client::legacy::connect::HttpConnector::new()
+}
+
+async fn screenshot(c: &fantoccini::Client, name: &str) {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+async fn officer(env: &TestEnv, login: &str) {
+    let pool = himaya_web::connect(&env.settings).await.unwrap();
+    people::add(
+        &pool,
+        "school-cairo-alnour",
+        login,
+        ("منى عبد الرحمن", Some("Mona Abdelrahman")),
+        &[Role::SchoolOfficer],
+        PASSWORD,
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_school_officer_refers_a_child_in_arabic_and_it_reaches_health() {
+    let (agency, addr) = FakeAgency::start(&[]).await;
+    let env = TestEnv::new(Some(addr)).await;
+    let hub = env.start().await;
+    officer(&env, "mona.nour").await;
+    let base = format!("http://localhost:{}", hub.web_addr.unwrap().port());
+    let d = driver().await;
+    let c = browser(&d, "ar").await;
+
+    c.goto(&base).await.unwrap();
+    assert!(c.current_url().await.unwrap().path().ends_with("/signin"));
+    let html = c.source().await.unwrap();
+    assert!(html.contains("lang=\"ar\"") && html.contains("dir=\"rtl\""));
+    screenshot(&c, "signin-ar").await;
+    c.find(Locator::Id("login"))
+        .await
+        .unwrap()
+        .send_keys("mona.nour")
+        .await
+        .unwrap();
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    c.find(Locator::Css("form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::LinkText("إحالة طفل"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // First without a name or a place: the hub's own validation answers, next to the
+    // fields, in Arabic; nothing is sent.
+    c.find(Locator::Css("form[action='/referrals'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let error = c
+        .wait()
+        .for_element(Locator::Id("child_name-error"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(error.contains("حقل مطلوب"), "{error}");
+    assert!(c.find(Locator::Id("governorate-error")).await.is_ok());
+    screenshot(&c, "referral-errors-ar").await;
+
+    // Then filled in: a name with a bidi override is refused too, then corrected.
+    let fill = |id: &'static str, text: &'static str| {
+        let c = c.clone();
+        async move {
+            let e = c.find(Locator::Id(id)).await.unwrap();
+            e.clear().await.unwrap();
+            e.send_keys(text).await.unwrap();
+        }
+    };
+    fill("child_name", "سارة محمود").await;
+    fill("age", "12").await;
+    c.find(Locator::Css("#sex option[value=female]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Css("#governorate option[value='القاهرة']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    fill("district", "شبرا").await;
+    fill("caregiver_name", "هدى علي").await;
+    c.find(Locator::Css("#caregiver_relationship option[value=mother]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    for css in [
+        "input[name=concern][value=exploitative_labour]",
+        "input[name=labour][value=denies_education_or_play]",
+        "input[name=risk][value=high]",
+        "input[name=service][value=health]",
+        "input[name=consent_caregiver]",
+        "input[name=consent_child]",
+    ] {
+        c.find(Locator::Css(css))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+    c.find(Locator::Css("form[action='/referrals'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let h1 = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::XPath("//main/h1[not(contains(., 'إحالة طفل'))]"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(h1, "تم استلام الإحالة", "{}", c.source().await.unwrap());
+    screenshot(&c, "referral-accepted-ar").await;
+    eventually(30, "the referral at the health agency", || async {
+        (agency.count() >= 1).then_some(())
+    })
+    .await;
+    let pool = env.pool().await;
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM cases.cases").await,
+        1,
+        "one child, once"
+    );
+    // The person, not a typed string, made the referral.
+    let officer_ref: String =
+        sqlx::query_scalar("SELECT record->'referral'->'source'->>'staff_ref' FROM cases.cases")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(officer_ref.starts_with("psn_"), "{officer_ref}");
+
+    // The school's list, then English.
+    c.goto(&format!("{base}/referrals")).await.unwrap();
+    assert!(c.source().await.unwrap().contains("case_"));
+    c.goto(&format!("{base}/lang/en")).await.unwrap();
+    c.goto(&format!("{base}/referrals/new")).await.unwrap();
+    let html = c.source().await.unwrap();
+    assert!(
+        html.contains("lang=\"en\"")
+            && html.contains("dir=\"ltr\"")
+            && html.contains("Refer a child")
+    );
+    screenshot(&c, "referral-form-en").await;
+    c.close().await.unwrap();
+    hub.stop().await;
+}
+
+/// A plain HTTP client that keeps nothing: cookies are sent as the test says.
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The value a response sets for `name`.
+fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| {
+            c.strip_prefix(&format!("{name}="))?
+                .split(';')
+                .next()
+                .map(str::to_owned)
+        })
+        .filter(|v| !v.is_empty())
+}
+
+/// Signs in over plain HTTP; the session cookie, or the response refusing it.
+async fn sign_in(
+    base: &str,
+    login: &str,
+    password: &str,
+    planted: Option<&str>,
+) -> Result<String, reqwest::Response> {
+    let page = http().get(format!("{base}/signin")).send().await.unwrap();
+    let pre = set_cookie(&page, "himaya_pre").unwrap();
+    let mut cookie = format!("himaya_pre={pre}");
+    if let Some(p) = planted {
+        cookie.push_str(&format!("; himaya_session={p}"));
+    }
+    let r = http()
+        .post(format!("{base}/signin"))
+        .header("cookie", cookie)
+        .form(&[
+            ("pre", pre.as_str()),
+            ("login", login),
+            ("password", password),
+            ("code", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    match set_cookie(&r, "himaya_session") {
+        Some(s) if r.status().is_redirection() => Ok(s),
+        _ => Err(r),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forms_sessions_and_sign_ins_are_guarded() {
+    let env = TestEnv::new(None).await;
+    let hub = env.start().await;
+    officer(&env, "guarded.officer").await;
+    let base = format!("http://127.0.0.1:{}", hub.web_addr.unwrap().port());
+
+    // Every page: a strict policy, never cached, never framed.
+    let r = http().get(format!("{base}/signin")).send().await.unwrap();
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"),
+        "{csp}"
+    );
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let pre = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(pre.contains("HttpOnly") && pre.contains("SameSite=Strict") && pre.contains("Secure"));
+
+    // Session fixation: a planted session cookie is not the one given at sign-in.
+    let session = sign_in(&base, "guarded.officer", PASSWORD, Some("attacker-chosen"))
+        .await
+        .unwrap();
+    assert_ne!(session, "attacker-chosen");
+    let with = |s: &str| format!("himaya_session={s}");
+    let form = http()
+        .get(format!("{base}/referrals/new"))
+        .header("cookie", with(&session))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 200);
+    let page = form.text().await.unwrap();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    // A post without the form's CSRF token is refused, whatever its cookie.
+    let r = http()
+        .post(format!("{base}/referrals"))
+        .header("cookie", with(&session))
+        .form(&[("child_name", "x"), ("csrf", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // The same form posted twice (a double click, a retried post) refers the child once.
+    let filled = [
+        ("csrf", csrf.as_str()),
+        ("submission_id", "web_double_click_1"),
+        ("child_name", "سارة محمود"),
+        ("sex", "female"),
+        ("age", "9"),
+        ("governorate", "القاهره"),
+        ("concern", "neglect"),
+        ("risk", "medium"),
+        ("service", "health"),
+        ("consent_caregiver", "yes"),
+    ];
+    for _ in 0..2 {
+        let r = http()
+            .post(format!("{base}/referrals"))
+            .header("cookie", with(&session))
+            .form(&filled)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let pool = env.pool().await;
+    assert_eq!(count(&pool, "SELECT count(*) FROM cases.cases").await, 1);
+
+    // Signed out: the old cookie is worth nothing.
+    let out = http()
+        .post(format!("{base}/signout"))
+        .header("cookie", with(&session))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert!(out.status().is_redirection());
+    let r = http()
+        .get(format!("{base}/referrals/new"))
+        .header("cookie", with(&session))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/signin");
+
+    // Five wrong passwords lock the account, even against the right one, in Arabic.
+    for _ in 0..5 {
+        assert!(sign_in(&base, "guarded.officer", "wrong password!!", None)
+            .await
+            .is_err());
+    }
+    let refused = sign_in(&base, "guarded.officer", PASSWORD, None)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.text().await.unwrap().contains("الحساب مقفل مؤقتًا"));
+    // An unknown login gets the same answer as a wrong password.
+    let unknown = sign_in(&base, "nobody.here", PASSWORD, None)
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.status(), 401);
+
+    // A supervisor needs the second factor.
+    let pool = himaya_web::connect(&env.settings).await.unwrap();
+    let sup = people::add(
+        &pool,
+        "mosa-cairo",
+        "sup.cairo",
+        ("مشرف", None),
+        &[Role::Supervisor],
+        PASSWORD,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        sign_in(&base, "sup.cairo", PASSWORD, None)
+            .await
+            .unwrap_err()
+            .status(),
+        401
+    );
+    let code = people::current_code(&sup.totp_secret.unwrap()).unwrap();
+    let page = http().get(format!("{base}/signin")).send().await.unwrap();
+    let pre = set_cookie(&page, "himaya_pre").unwrap();
+    let r = http()
+        .post(format!("{base}/signin"))
+        .header("cookie", format!("himaya_pre={pre}"))
+        .form(&[
+            ("pre", pre.as_str()),
+            ("login", "sup.cairo"),
+            ("password", PASSWORD),
+            ("code", code.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection() && set_cookie(&r, "himaya_session").is_some());
+    // A supervisor has no referral form.
+    let sup_session = set_cookie(&r, "himaya_session").unwrap();
+    let r = http()
+        .get(format!("{base}/referrals/new"))
+        .header("cookie", with(&sup_session))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    hub.stop().await;
+}
