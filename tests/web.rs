@@ -465,3 +465,195 @@ async fn forms_sessions_and_sign_ins_are_guarded() {
     assert_eq!(r.status(), 403);
     hub.stop().await;
 }
+
+/// axe-core (from npm, fetched once into target/axe) run in the page: the serious and
+/// critical violations, as "rule: nodes".
+async fn serious_violations(c: &fantoccini::Client) -> Vec<String> {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/axe");
+    let script = dir.join("node_modules/axe-core/axe.min.js");
+    if !script.exists() {
+        let ok = Command::new("npm")
+            .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir)
+            .arg("axe-core@4")
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(
+            ok,
+            "npm could not install axe-core (scripts/test needs npm and the registry)"
+        );
+    }
+    let source = std::fs::read_to_string(&script).unwrap();
+    c.execute(&source, vec![]).await.unwrap();
+    let found = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'best-practice']})
+               .then(r => done(r.violations
+                   .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                   .map(v => v.id + ': ' + v.nodes.length)))
+               .catch(e => done(['axe failed: ' + e]));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(found).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_escalates_a_call_from_the_keyboard_and_the_screens_pass_axe() {
+    let (agency, addr) = FakeAgency::start(&[]).await;
+    let env = TestEnv::new(Some(addr)).await;
+    let hub = env.start().await;
+    let pool = himaya_web::connect(&env.settings).await.unwrap();
+    let op = people::add(
+        &pool,
+        "hotline-16000",
+        "op.karim",
+        ("كريم فؤاد", None),
+        &[Role::HotlineOperator],
+        PASSWORD,
+    )
+    .await
+    .unwrap();
+    let base = format!("http://localhost:{}", hub.web_addr.unwrap().port());
+    let d = driver().await;
+    let c = browser(&d, "ar").await;
+    c.goto(&base).await.unwrap();
+    assert_eq!(
+        serious_violations(&c).await,
+        Vec::<String>::new(),
+        "sign-in page"
+    );
+    c.find(Locator::Id("login"))
+        .await
+        .unwrap()
+        .send_keys("op.karim")
+        .await
+        .unwrap();
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    let code = people::current_code(&op.totp_secret.unwrap()).unwrap();
+    // Enter in the last field sends the form: no pointer needed.
+    c.find(Locator::Id("code"))
+        .await
+        .unwrap()
+        .send_keys(&format!("{code}\u{E007}"))
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::LinkText("تصعيد بلاغ"))
+        .await
+        .unwrap();
+    c.goto(&format!("{base}/hotline")).await.unwrap();
+    assert_eq!(
+        serious_violations(&c).await,
+        Vec::<String>::new(),
+        "the console"
+    );
+    // The console opens on the call reference, typed into at once.
+    let active = c.active_element().await.unwrap();
+    assert_eq!(
+        active.attr("id").await.unwrap().as_deref(),
+        Some("call_ref")
+    );
+    active.send_keys("CALL-7731").await.unwrap();
+    c.find(Locator::Id("child_name"))
+        .await
+        .unwrap()
+        .send_keys("طفل غير معروف الاسم")
+        .await
+        .unwrap();
+    c.find(Locator::Id("age"))
+        .await
+        .unwrap()
+        .send_keys("7")
+        .await
+        .unwrap();
+    c.find(Locator::Id("governorate"))
+        .await
+        .unwrap()
+        .send_keys("القاهرة")
+        .await
+        .unwrap();
+    c.find(Locator::Css("input[name=concern][value=physical_abuse]"))
+        .await
+        .unwrap()
+        .send_keys(" ")
+        .await
+        .unwrap();
+    c.find(Locator::Css("input[name=service][value=health]"))
+        .await
+        .unwrap()
+        .send_keys(" ")
+        .await
+        .unwrap();
+    c.find(Locator::Id("district"))
+        .await
+        .unwrap()
+        .send_keys("\u{E007}")
+        .await
+        .unwrap();
+    let answered = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::XPath("//main/h1[not(contains(., 'تصعيد'))]"))
+        .await;
+    let page = c.source().await.unwrap();
+    let h1 = match answered {
+        Ok(e) => e.text().await.unwrap(),
+        Err(e) => panic!("{e}: {page}"),
+    };
+    assert_eq!(h1, "تم استلام الإحالة", "{page}");
+    assert!(page.contains("عاجلة"), "an escalation is urgent");
+    assert_eq!(
+        serious_violations(&c).await,
+        Vec::<String>::new(),
+        "the answer"
+    );
+    screenshot(&c, "hotline-escalated-ar").await;
+    // Found again by its call reference.
+    c.goto(&format!("{base}/hotline/calls?call_ref=CALL-7731"))
+        .await
+        .unwrap();
+    assert!(c.source().await.unwrap().contains("case_"));
+    // An urgent case, made by the operator the web proved (no consent on a call: the
+    // health agency gets it only once consent or break-glass allows, and the answer said so).
+    let cases = env.pool().await;
+    let (priority, staff): (String, String) = sqlx::query_as(
+        "SELECT priority, record->'referral'->'source'->>'staff_ref' FROM cases.cases",
+    )
+    .fetch_one(&cases)
+    .await
+    .unwrap();
+    assert_eq!(priority, "urgent");
+    assert!(staff.starts_with("CALL-7731/psn_"), "{staff}");
+    assert!(
+        page.contains("لم تُرسل بعد"),
+        "the operator is told it could not go yet"
+    );
+    assert_eq!(agency.count(), 0);
+    // The form with errors, in English, passes too.
+    c.goto(&format!("{base}/lang/en")).await.unwrap();
+    c.goto(&format!("{base}/hotline")).await.unwrap();
+    c.find(Locator::Css("form[action='/hotline'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait().for_element(Locator::Id("call_ref")).await.unwrap();
+    assert_eq!(
+        serious_violations(&c).await,
+        Vec::<String>::new(),
+        "errors in English"
+    );
+    screenshot(&c, "hotline-errors-en").await;
+    c.close().await.unwrap();
+    hub.stop().await;
+}

@@ -188,7 +188,11 @@ impl pb::intake_server::Intake for IntakeApi {
             source: ReferralSource {
                 kind: SourceKind::Hotline,
                 agency_id: Some(r.hotline_agency_id),
-                staff_ref: Some(format!("{}/{}", r.call_ref, r.operator_ref)),
+                staff_ref: Some(format!(
+                    "{}/{}",
+                    r.call_ref,
+                    himaya_proto::status::person(&meta).unwrap_or(r.operator_ref)
+                )),
             },
             body: r.referral,
         };

@@ -9,18 +9,18 @@ mod pages;
 pub mod people;
 mod referral;
 mod session;
+mod signing;
+mod submit;
 pub mod text;
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use himaya_proto::status::Lang;
-use himaya_proto::v1 as pb;
 use himaya_settings::Settings;
 use maud::{html, Markup};
 use sqlx::PgPool;
@@ -86,12 +86,20 @@ pub async fn router(
     };
     Ok(Router::new()
         .route("/", get(home))
-        .route("/signin", get(sign_in_page).post(sign_in))
-        .route("/signout", post(sign_out))
-        .route("/signout/everywhere", post(sign_out_everywhere))
-        .route("/lang/:lang", get(switch_language))
-        .route("/referrals", get(list_referrals).post(submit_referral))
-        .route("/referrals/new", get(new_referral))
+        .route("/signin", get(signing::sign_in_page).post(signing::sign_in))
+        .route("/signout", post(signing::sign_out))
+        .route("/signout/everywhere", post(signing::sign_out_everywhere))
+        .route("/lang/:lang", get(signing::switch_language))
+        .route(
+            "/referrals",
+            get(submit::list_referrals).post(submit::submit_referral),
+        )
+        .route("/referrals/new", get(submit::new_referral))
+        .route(
+            "/hotline",
+            get(submit::new_escalation).post(submit::submit_escalation),
+        )
+        .route("/hotline/calls", get(submit::find_calls))
         .route("/static/himaya.css", get(stylesheet))
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(axum::middleware::map_response(security_headers))
@@ -113,7 +121,7 @@ async fn security_headers(mut r: Response) -> Response {
     r
 }
 
-fn html_page(status: StatusCode, m: Markup) -> Response {
+pub(crate) fn html_page(status: StatusCode, m: Markup) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
@@ -122,7 +130,7 @@ fn html_page(status: StatusCode, m: Markup) -> Response {
         .into_response()
 }
 
-fn failed(lang: Lang, s: Option<&Session>, e: WebError) -> Response {
+pub(crate) fn failed(lang: Lang, s: Option<&Session>, e: WebError) -> Response {
     tracing::error!(error = %e, "the web front failed a request");
     html_page(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -140,7 +148,11 @@ fn failed(lang: Lang, s: Option<&Session>, e: WebError) -> Response {
 }
 
 /// The signed-in person holding one of `roles`, or the answer to give instead.
-async fn signed_in(app: &App, headers: &HeaderMap, roles: &[Role]) -> Result<Session, Response> {
+pub(crate) async fn signed_in(
+    app: &App,
+    headers: &HeaderMap,
+    roles: &[Role],
+) -> Result<Session, Response> {
     let lang = lang_of(headers);
     let s = match session::current(&app.pool, &app.settings.web, headers).await {
         Ok(Some(s)) => s,
@@ -171,7 +183,7 @@ async fn signed_in(app: &App, headers: &HeaderMap, roles: &[Role]) -> Result<Ses
 }
 
 /// A form's CSRF token must be the session's.
-fn csrf_refused(lang: Lang, s: &Session, f: &Form) -> Option<Response> {
+pub(crate) fn csrf_refused(lang: Lang, s: &Session, f: &Form) -> Option<Response> {
     if session::csrf_ok(&s.csrf, f.get("csrf")) {
         return None;
     }
@@ -203,6 +215,7 @@ async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
     };
     let t = |ar, en| pick(lang, ar, en);
     let referrer = s.person.has(Role::SchoolOfficer) || s.person.has(Role::CommitteeMember);
+    let operator = s.person.has(Role::HotlineOperator);
     html_page(
         StatusCode::OK,
         pages::page(
@@ -216,6 +229,10 @@ async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
                         li { a href="/referrals/new" { (t("إحالة طفل", "Refer a child")) } }
                         li { a href="/referrals" { (t("الإحالات المرسلة", "Referrals sent")) } }
                     }
+                    @if operator {
+                        li { a href="/hotline" { (t("تصعيد بلاغ", "Escalate a call")) } }
+                        li { a href="/hotline/calls" { (t("البحث عن بلاغ سابق", "Find an earlier call")) } }
+                    }
                 }
                 form method="post" action="/signout/everywhere" {
                     input type="hidden" name="csrf" value=(s.csrf);
@@ -224,152 +241,6 @@ async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
             },
         ),
     )
-}
-
-async fn sign_in_page(headers: HeaderMap, State(app): State<App>) -> Response {
-    let lang = lang_of(&headers);
-    let pre = session::random_token();
-    let cookie = session::set_cookie(
-        session::PRE_COOKIE,
-        &pre,
-        app.settings.web.secure_cookies,
-        None,
-    );
-    let mut r = html_page(StatusCode::OK, pages::sign_in(lang, &pre, None));
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        r.headers_mut().append(header::SET_COOKIE, v);
-    }
-    r
-}
-
-async fn sign_in(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    let lang = lang_of(&headers);
-    let f = Form::parse(&body);
-    let web = &app.settings.web;
-    let again = |status, problem: &str| {
-        let pre = session::random_token();
-        let mut r = html_page(status, pages::sign_in(lang, &pre, Some(problem)));
-        let c = session::set_cookie(session::PRE_COOKIE, &pre, web.secure_cookies, None);
-        if let Ok(v) = HeaderValue::from_str(&c) {
-            r.headers_mut().append(header::SET_COOKIE, v);
-        }
-        r
-    };
-    let pre = session::cookie(&headers, session::PRE_COOKIE).unwrap_or_default();
-    if !session::csrf_ok(&pre, f.get("pre")) {
-        return again(
-            StatusCode::FORBIDDEN,
-            pick(
-                lang,
-                "انتهت صلاحية صفحة الدخول؛ أعد المحاولة.",
-                "The sign-in page expired; try again.",
-            ),
-        );
-    }
-    let outcome = people::sign_in(
-        &app.pool,
-        web,
-        f.get("login"),
-        f.get("password"),
-        f.get("code"),
-    )
-    .await;
-    let person = match outcome {
-        Ok(Ok(p)) => p,
-        Ok(Err(people::Refused::WrongCredentials)) => {
-            return again(
-                StatusCode::UNAUTHORIZED,
-                pick(
-                    lang,
-                    "اسم المستخدم أو كلمة المرور غير صحيحة.",
-                    "The login or the password is wrong.",
-                ),
-            );
-        }
-        Ok(Err(people::Refused::Locked(until))) => {
-            let minutes = ((until - chrono::Utc::now()).num_seconds().max(1) + 59) / 60;
-            let text = match lang {
-                Lang::Arabic => format!("الحساب مقفل مؤقتًا بعد محاولات فاشلة متكررة؛ حاول بعد {minutes} دقيقة، أو اطلب من مسؤول الحسابات في جهتك فتحه."),
-                Lang::English => format!("The account is locked after repeated failures; try again in {minutes} minute(s), or ask your agency's account administrator."),
-            };
-            return again(StatusCode::TOO_MANY_REQUESTS, &text);
-        }
-        Ok(Err(people::Refused::SecondFactor)) => {
-            return again(StatusCode::UNAUTHORIZED, pick(lang, "رمز التحقق مطلوب لدورك أو غير صحيح: أدخل الرمز الحالي من تطبيق المصادقة.", "Your role needs a verification code, or it was wrong: enter the current code from your authenticator app."));
-        }
-        Err(e) => return failed(lang, None, e),
-    };
-    // A new session at every sign-in: a cookie planted before it is worth nothing.
-    let (token, _) = match session::create(&app.pool, &person.person_id).await {
-        Ok(t) => t,
-        Err(e) => return failed(lang, None, e),
-    };
-    let mut r = Redirect::to("/").into_response();
-    let h = r.headers_mut();
-    for c in [
-        session::set_cookie(session::COOKIE, &token, web.secure_cookies, None),
-        session::set_cookie(session::PRE_COOKIE, "", web.secure_cookies, Some(0)),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(&c) {
-            h.append(header::SET_COOKIE, v);
-        }
-    }
-    r
-}
-
-async fn sign_out(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    ending(app, headers, body, false).await
-}
-
-async fn sign_out_everywhere(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    ending(app, headers, body, true).await
-}
-
-async fn ending(app: App, headers: HeaderMap, body: Bytes, everywhere: bool) -> Response {
-    let lang = lang_of(&headers);
-    let s = match signed_in(&app, &headers, &[]).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Some(r) = csrf_refused(lang, &s, &Form::parse(&body)) {
-        return r;
-    }
-    let ended = if everywhere {
-        session::end_all(&app.pool, &s.person.person_id)
-            .await
-            .map(|_| ())
-    } else {
-        session::end(&app.pool, &headers).await
-    };
-    if let Err(e) = ended {
-        return failed(lang, Some(&s), e);
-    }
-    let mut r = Redirect::to("/signin").into_response();
-    let c = session::set_cookie(
-        session::COOKIE,
-        "",
-        app.settings.web.secure_cookies,
-        Some(0),
-    );
-    if let Ok(v) = HeaderValue::from_str(&c) {
-        r.headers_mut().append(header::SET_COOKIE, v);
-    }
-    r
-}
-
-async fn switch_language(State(app): State<App>, Path(lang): Path<String>) -> Response {
-    let code = if lang == "en" { "en" } else { "ar" };
-    let c = session::set_cookie(
-        "himaya_lang",
-        code,
-        app.settings.web.secure_cookies,
-        Some(31_536_000),
-    );
-    let mut r = Redirect::to("/").into_response();
-    if let Ok(v) = HeaderValue::from_str(&c) {
-        r.headers_mut().append(header::SET_COOKIE, v);
-    }
-    r
 }
 
 async fn stylesheet() -> Response {
@@ -381,142 +252,4 @@ async fn stylesheet() -> Response {
         include_str!("../static/himaya.css"),
     )
         .into_response()
-}
-
-const REFERRERS: &[Role] = &[Role::SchoolOfficer, Role::CommitteeMember];
-
-/// The governorates of the gazetteer: (Arabic, English).
-fn governorates(settings: &Settings) -> Vec<(String, String)> {
-    settings
-        .gazetteer
-        .governorates
-        .iter()
-        .map(|g| (g.name_ar.clone(), g.name_en.clone()))
-        .collect()
-}
-
-async fn new_referral(State(app): State<App>, headers: HeaderMap) -> Response {
-    let lang = lang_of(&headers);
-    let s = match signed_in(&app, &headers, REFERRERS).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let body = referral::form(
-        lang,
-        &s.csrf,
-        &governorates(&app.settings),
-        &Form(Vec::new()),
-        &[],
-    );
-    html_page(
-        StatusCode::OK,
-        pages::page(
-            lang,
-            pick(lang, "إحالة طفل", "Refer a child"),
-            Some(&s),
-            body,
-        ),
-    )
-}
-
-async fn submit_referral(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    let lang = lang_of(&headers);
-    let s = match signed_in(&app, &headers, REFERRERS).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let f = Form::parse(&body);
-    if let Some(r) = csrf_refused(lang, &s, &f) {
-        return r;
-    }
-    let msg = referral::request(&f, &s.person.agency_id, &s.person.person_id);
-    let req = match hub::request(&s.person, lang, msg) {
-        Ok(r) => r,
-        Err(e) => return failed(lang, Some(&s), e),
-    };
-    let title = pick(lang, "إحالة طفل", "Refer a child");
-    let answer = pb::intake_client::IntakeClient::new(app.hub.channel())
-        .submit_school_referral(req)
-        .await;
-    let r = match answer {
-        Ok(r) => r.into_inner(),
-        Err(status) if status.code() == tonic::Code::InvalidArgument => {
-            let mut errors = referral::field_errors(&status);
-            if errors.is_empty() {
-                errors.push(("form", status.message().to_owned()));
-            }
-            let body = referral::form(lang, &s.csrf, &governorates(&app.settings), &f, &errors);
-            return html_page(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                pages::page(lang, title, Some(&s), body),
-            );
-        }
-        Err(status) => {
-            tracing::warn!(person = %s.person.person_id, code = ?status.code(), "the hub refused a referral from the web");
-            let next = pick(lang, "لم تُرسل الإحالة. أعد الإرسال من الصفحة السابقة بعد قليل (لن تتكرر).", "The referral was not sent. Send it again from the previous page shortly (it will not be doubled).");
-            return html_page(
-                StatusCode::BAD_GATEWAY,
-                pages::problem(lang, Some(&s), status.message(), next),
-            );
-        }
-    };
-    let saved = sqlx::query(
-        "INSERT INTO submissions (submission_id, person_id, agency_id, case_id, referral_id)
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (submission_id) DO NOTHING",
-    )
-    .bind(f.get("submission_id"))
-    .bind(&s.person.person_id)
-    .bind(&s.person.agency_id)
-    .bind(&r.case_id)
-    .bind(&r.referral_id)
-    .execute(&app.pool)
-    .await;
-    if let Err(e) = saved {
-        // The referral is in the hub; only the school's list misses it.
-        tracing::warn!(error = %e, "a referral sent from the web could not be listed");
-    }
-    tracing::info!(person = %s.person.person_id, case_id = %r.case_id, "referral sent from the web");
-    html_page(
-        StatusCode::OK,
-        pages::page(lang, title, Some(&s), referral::accepted(lang, &r)),
-    )
-}
-
-async fn list_referrals(State(app): State<App>, headers: HeaderMap) -> Response {
-    let lang = lang_of(&headers);
-    let s = match signed_in(&app, &headers, REFERRERS).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let rows: Result<Vec<(String, String, chrono::DateTime<chrono::Utc>)>, sqlx::Error> = sqlx::query_as(
-        "SELECT case_id, referral_id, at FROM submissions WHERE agency_id = $1 ORDER BY at DESC LIMIT 50",
-    )
-    .bind(&s.person.agency_id)
-    .fetch_all(&app.pool)
-    .await;
-    let rows = match rows {
-        Ok(r) => r,
-        Err(e) => return failed(lang, Some(&s), e.into()),
-    };
-    let t = |ar, en| pick(lang, ar, en);
-    let body = html! {
-        h1 { (t("الإحالات المرسلة من جهتك", "Referrals sent by your agency")) }
-        @if rows.is_empty() {
-            p { (t("لا توجد إحالات بعد.", "No referrals yet.")) }
-        } @else {
-            table {
-                thead { tr { th { (t("الحالة", "Case")) } th { (t("الإحالة", "Referral")) } th { (t("أُرسلت", "Sent")) } } }
-                tbody {
-                    @for (case_id, referral_id, at) in &rows {
-                        tr { td { code { (case_id) } } td { code { (referral_id) } } td { time datetime=(at.to_rfc3339()) { (at.format("%Y-%m-%d %H:%M")) } } }
-                    }
-                }
-            }
-        }
-        p { a href="/referrals/new" { (t("إحالة طفل", "Refer a child")) } }
-    };
-    html_page(
-        StatusCode::OK,
-        pages::page(lang, t("الإحالات المرسلة", "Referrals sent"), Some(&s), body),
-    )
 }

@@ -41,9 +41,47 @@ impl Form {
     }
 }
 
-/// The intake request the form makes, as the officer's school. The submission id is the
-/// form's own: a double click or a retried post refers the child once.
-pub fn request(f: &Form, agency_id: &str, person_id: &str) -> pb::SchoolReferralRequest {
+/// Which way in a form leads: a school's (or committee's) referral, or the emergency
+/// line's escalation of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Way {
+    School,
+    Hotline,
+}
+
+impl Way {
+    fn action(self) -> &'static str {
+        match self {
+            Way::School => "/referrals",
+            Way::Hotline => "/hotline",
+        }
+    }
+}
+
+/// The intake request a school's form makes, as the officer's school. The submission id
+/// is the form's own: a double click or a retried post refers the child once.
+pub fn school_request(f: &Form, agency_id: &str, person_id: &str) -> pb::SchoolReferralRequest {
+    pb::SchoolReferralRequest {
+        submission_id: f.get("submission_id").to_owned(),
+        school_agency_id: agency_id.to_owned(),
+        officer_ref: person_id.to_owned(),
+        referral: Some(details(f)),
+    }
+}
+
+/// The escalation an operator's console makes, as the emergency line.
+pub fn hotline_request(f: &Form, agency_id: &str, person_id: &str) -> pb::HotlineEscalationRequest {
+    pb::HotlineEscalationRequest {
+        submission_id: f.get("submission_id").to_owned(),
+        call_ref: f.get("call_ref").to_owned(),
+        operator_ref: person_id.to_owned(),
+        referral: Some(details(f)),
+        hotline_agency_id: agency_id.to_owned(),
+    }
+}
+
+/// The referral the form describes, in the hub's wire shape; the hub validates it.
+fn details(f: &Form) -> pb::ReferralDetails {
     let code = |name: &str| f.get(name);
     let concerns: Vec<pb::Concern> = f
         .all("concern")
@@ -88,40 +126,35 @@ pub fn request(f: &Form, agency_id: &str, person_id: &str) -> pb::SchoolReferral
         consent_refs.push(consent(ConsentGiver::ChildAssent, "ch"));
     }
     let age = f.get("age").parse::<u32>().ok();
-    pb::SchoolReferralRequest {
-        submission_id: submission.to_owned(),
-        school_agency_id: agency_id.to_owned(),
-        officer_ref: person_id.to_owned(),
-        referral: Some(pb::ReferralDetails {
-            child: Some(pb::Child {
-                name: Some(pb::PersonName {
-                    as_given: code("child_name").to_owned(),
-                    transliteration: f.opt("child_latin"),
-                }),
-                sex: Sex::parse(code("sex"))
-                    .map(|s| cv::sex_to(s).into())
-                    .unwrap_or_default(),
-                date_of_birth: f.opt("dob"),
-                estimated_age_years: age,
-                governorate: code("governorate").to_owned(),
-                district: f.opt("district"),
-                ..Default::default()
+    pb::ReferralDetails {
+        child: Some(pb::Child {
+            name: Some(pb::PersonName {
+                as_given: code("child_name").to_owned(),
+                transliteration: f.opt("child_latin"),
             }),
-            caregivers,
-            household: Some(pb::Household::default()),
-            concerns,
-            risk_level: RiskLevel::parse(code("risk"))
-                .map(|r| cv::risk_to(r).into())
+            sex: Sex::parse(code("sex"))
+                .map(|s| cv::sex_to(s).into())
                 .unwrap_or_default(),
-            requested_services: f
-                .all("service")
-                .filter_map(ServiceType::parse)
-                .map(|s| cv::service_to(s).into())
-                .collect(),
-            target_groups: Vec::new(),
-            consent_refs,
-            narrative: f.opt("narrative"),
+            date_of_birth: f.opt("dob"),
+            estimated_age_years: age,
+            governorate: code("governorate").to_owned(),
+            district: f.opt("district"),
+            ..Default::default()
         }),
+        caregivers,
+        household: Some(pb::Household::default()),
+        concerns,
+        risk_level: RiskLevel::parse(code("risk"))
+            .map(|r| cv::risk_to(r).into())
+            .unwrap_or_default(),
+        requested_services: f
+            .all("service")
+            .filter_map(ServiceType::parse)
+            .map(|s| cv::service_to(s).into())
+            .collect(),
+        target_groups: Vec::new(),
+        consent_refs,
+        narrative: f.opt("narrative"),
     }
 }
 
@@ -160,6 +193,7 @@ fn input_of(path: &str) -> &'static str {
         ("risk_level", "risk"),
         ("requested_services", "service"),
         ("narrative", "narrative"),
+        ("call_ref", "call_ref"),
     ];
     let path = path.strip_prefix("referral.").unwrap_or(path);
     INPUTS
@@ -174,7 +208,7 @@ pub fn form(
     lang: Lang,
     csrf: &str,
     governorates: &[(String, String)],
-    f: &Form,
+    (way, f): (Way, &Form),
     errors: &[(&'static str, String)],
 ) -> Markup {
     let t = |ar, en| pick(lang, ar, en);
@@ -190,8 +224,12 @@ pub fn form(
         "" => format!("web_{}", uuid::Uuid::new_v4().simple()),
         s => s.to_owned(),
     };
+    let heading = match way {
+        Way::School => t("إحالة طفل", "Refer a child"),
+        Way::Hotline => t("تصعيد بلاغ من الخط", "Escalate a call"),
+    };
     html! {
-        h1 { (t("إحالة طفل", "Refer a child")) }
+        h1 { (heading) }
         @if errors.iter().any(|(i, _)| *i == "form") {
             div.error role="alert" {
                 @for (_, e) in errors.iter().filter(|(i, _)| *i == "form") { p { (e) } }
@@ -199,9 +237,15 @@ pub fn form(
         } @else if !errors.is_empty() {
             p.error role="alert" { (t("راجع الحقول المشار إليها أدناه.", "Check the fields marked below.")) }
         }
-        form method="post" action="/referrals" novalidate {
+        form method="post" action=(way.action()) novalidate {
             input type="hidden" name="csrf" value=(csrf);
             input type="hidden" name="submission_id" value=(submission);
+            @if way == Way::Hotline {
+                // The console starts on the call: the minimal fields first, keyboard only.
+                label for="call_ref" { (t("رقم المكالمة", "Call reference")) }
+                input #call_ref name="call_ref" value=(f.get("call_ref")) maxlength="64" required autofocus dir="ltr";
+                (error("call_ref"))
+            }
             fieldset {
                 legend { (t("الطفل", "The child")) }
                 label for="child_name" { (t("الاسم كما ورد (بالعربية)", "Name as given (Arabic script)")) }
@@ -214,7 +258,8 @@ pub fn form(
                 select #sex name="sex" {
                     option value="" { "—" }
                     @for s in Sex::ALL {
-                        option value=(s.as_str()) selected[f.get("sex") == s.as_str()] { (label(s.as_str(), lang)) }
+                        // A caller often cannot say: the console starts at "not stated".
+                        option value=(s.as_str()) selected[f.get("sex") == s.as_str() || (way == Way::Hotline && f.get("sex").is_empty() && *s == Sex::NotStated)] { (label(s.as_str(), lang)) }
                     }
                 }
                 (error("sex"))
@@ -269,7 +314,8 @@ pub fn form(
             fieldset {
                 legend { (t("مستوى الخطر", "Risk")) }
                 @for r in RiskLevel::ALL {
-                    label.check { input type="radio" name="risk" value=(r.as_str()) checked[f.get("risk") == r.as_str()]; " " (label(r.as_str(), lang)) }
+                    // A call is escalated as high risk unless the operator says otherwise.
+                    label.check { input type="radio" name="risk" value=(r.as_str()) checked[f.get("risk") == r.as_str() || (way == Way::Hotline && f.get("risk").is_empty() && *r == RiskLevel::High)]; " " (label(r.as_str(), lang)) }
                 }
                 (error("risk"))
             }
@@ -288,13 +334,15 @@ pub fn form(
             label for="narrative" { (t("ما لاحظته، بكلماتك", "What you saw, in your words")) }
             textarea #narrative name="narrative" maxlength="4000" dir="auto" { (f.get("narrative")) }
             (error("narrative"))
-            button type="submit" { (t("إرسال الإحالة", "Send the referral")) }
+            button type="submit" {
+                (match way { Way::School => t("إرسال الإحالة", "Send the referral"), Way::Hotline => t("تصعيد الآن", "Escalate now") })
+            }
         }
     }
 }
 
 /// The answer to a referral sent: the case, its priority and whether it went out.
-pub fn accepted(lang: Lang, r: &pb::SubmitReferralResponse) -> Markup {
+pub fn accepted(lang: Lang, r: &pb::SubmitReferralResponse, way: Way) -> Markup {
     let t = |ar, en| pick(lang, ar, en);
     html! {
         h1 { (t("تم استلام الإحالة", "Referral received")) }
@@ -310,6 +358,12 @@ pub fn accepted(lang: Lang, r: &pb::SubmitReferralResponse) -> Markup {
         @for w in &r.warnings {
             p.error role="alert" { (t("لم تُرسل بعد: ", "Not sent yet: ")) (w.message) }
         }
-        p { a href="/referrals" { (t("إحالات المدرسة", "The school's referrals")) } " · " a href="/referrals/new" { (t("إحالة أخرى", "Another referral")) } }
+        @match way {
+            Way::School => p { a href="/referrals" { (t("إحالات المدرسة", "The school's referrals")) } " · " a href="/referrals/new" { (t("إحالة أخرى", "Another referral")) } },
+            Way::Hotline => {
+                p { (t("الحالة عاجلة: تسبق كل ما عداها لدى الوزارة المسؤولة والجهات المعنية.", "The case is urgent: it goes ahead of everything else at the owning ministry and the agencies concerned.")) }
+                p { a href="/hotline" autofocus { (t("بلاغ جديد", "A new call")) } " · " a href="/hotline/calls" { (t("البلاغات المصعّدة", "Escalated calls")) } }
+            }
+        }
     }
 }
