@@ -657,3 +657,88 @@ async fn an_operator_escalates_a_call_from_the_keyboard_and_the_screens_pass_axe
     c.close().await.unwrap();
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caseworker_sees_their_cases_overdue_first_and_only_their_own() {
+    let env = TestEnv::new(None).await;
+    let hub = env.start().await;
+    let ch = channel(&hub).await;
+    // Two cases of the fixture; the first assigned to sw-1 (staff of mosa-cairo).
+    let mine = submit_school(&ch, "mine").await;
+    let other = submit_school(&ch, "other").await;
+    register_and_assign(&ch, &mine, "exploitative_labour").await;
+    let pool = himaya_web::connect(&env.settings).await.unwrap();
+    people::add(
+        &pool,
+        "mosa-cairo",
+        "sw-1",
+        ("رنا سمير", None),
+        &[Role::Caseworker],
+        PASSWORD,
+    )
+    .await
+    .unwrap();
+    let base = format!("http://localhost:{}", hub.web_addr.unwrap().port());
+    let d = driver().await;
+    let c = browser(&d, "ar").await;
+    c.goto(&base).await.unwrap();
+    c.find(Locator::Id("login"))
+        .await
+        .unwrap()
+        .send_keys("sw-1")
+        .await
+        .unwrap();
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys(&format!("{PASSWORD}\u{E007}"))
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::LinkText("حالاتي"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait().for_element(Locator::Css("table")).await.unwrap();
+    let list = c.source().await.unwrap();
+    assert!(
+        list.contains(&mine) && !list.contains(&other),
+        "only their own case"
+    );
+    assert_eq!(
+        serious_violations(&c).await,
+        Vec::<String>::new(),
+        "my cases"
+    );
+    screenshot(&c, "caseworker-cases-ar").await;
+    c.find(Locator::Css(&format!("a[href='/cases/{mine}']")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait().for_element(Locator::Css("main ol")).await.unwrap();
+    let page = c.source().await.unwrap();
+    assert!(
+        page.contains("مريم أحمد عبد الله"),
+        "the child's name, as given"
+    );
+    assert!(page.contains("<bdi>مريم أحمد عبد الله</bdi>"), "isolated");
+    assert!(
+        page.contains("sw-lead") || page.contains("sup-1"),
+        "the history names who did what"
+    );
+    assert_eq!(
+        serious_violations(&c).await,
+        Vec::<String>::new(),
+        "the case page"
+    );
+    screenshot(&c, "case-page-ar").await;
+    // Another case, even of the same ministry, is refused to this caseworker.
+    c.goto(&format!("{base}/cases/{other}")).await.unwrap();
+    assert!(c.source().await.unwrap().contains("ليست من حالاتك"));
+    c.close().await.unwrap();
+    hub.stop().await;
+}

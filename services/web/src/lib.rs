@@ -4,6 +4,7 @@
 //! and naming the person (see `hub`), so the gateway, validation and the consent layer
 //! apply unchanged. Schema `web`: persons, sessions, sign-ins, submissions (ids only).
 
+mod casework;
 pub mod hub;
 mod pages;
 pub mod people;
@@ -100,6 +101,8 @@ pub async fn router(
             get(submit::new_escalation).post(submit::submit_escalation),
         )
         .route("/hotline/calls", get(submit::find_calls))
+        .route("/cases", get(casework::my_cases))
+        .route("/cases/:case_id", get(casework::case_page))
         .route("/static/himaya.css", get(stylesheet))
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(axum::middleware::map_response(security_headers))
@@ -216,6 +219,7 @@ async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
     let t = |ar, en| pick(lang, ar, en);
     let referrer = s.person.has(Role::SchoolOfficer) || s.person.has(Role::CommitteeMember);
     let operator = s.person.has(Role::HotlineOperator);
+    let casework = s.person.has(Role::Caseworker) || s.person.has(Role::Supervisor);
     html_page(
         StatusCode::OK,
         pages::page(
@@ -228,6 +232,9 @@ async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
                     @if referrer {
                         li { a href="/referrals/new" { (t("إحالة طفل", "Refer a child")) } }
                         li { a href="/referrals" { (t("الإحالات المرسلة", "Referrals sent")) } }
+                    }
+                    @if casework {
+                        li { a href="/cases" { (if s.person.has(Role::Caseworker) { t("حالاتي", "My cases") } else { t("الحالات بانتظار أخصائي", "Cases waiting for a caseworker") }) } }
                     }
                     @if operator {
                         li { a href="/hotline" { (t("تصعيد بلاغ", "Escalate a call")) } }

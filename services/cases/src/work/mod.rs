@@ -374,4 +374,11 @@ impl pb::case_work_server::CaseWork for CaseWorkApi {
     ) -> Result<Response<pb::Escalations>, Status> {
         self.escalations(req).await
     }
+
+    async fn list_cases(
+        &self,
+        req: Request<pb::ListCasesRequest>,
+    ) -> Result<Response<pb::CaseList>, Status> {
+        self.cases(req).await
+    }
 }

@@ -95,6 +95,75 @@ impl CaseWorkApi {
     }
 }
 
+impl CaseWorkApi {
+    /// The ministry's cases in its area, as summaries: one caseworker's open cases, or the
+    /// unassigned queue; overdue first, then by the next deadline.
+    pub(super) async fn cases(
+        &self,
+        req: Request<pb::ListCasesRequest>,
+    ) -> Result<Response<pb::CaseList>, Status> {
+        let (meta, _, r) = req.into_parts();
+        let owner = self.owner(&meta)?;
+        let (_, agency) = self.0.calling_agency(&meta)?;
+        let (everywhere, governorates) = crate::access::area(agency);
+        let limit = match r.limit {
+            0 => 50,
+            n => i64::from(n.min(200)),
+        };
+        let caseworker = Some(r.caseworker_id.trim()).filter(|c| !c.is_empty());
+        if caseworker.is_none() && !r.unassigned {
+            return Err(Status::invalid_argument(
+                "caseworker_id: name a caseworker, or ask for the unassigned queue (unassigned = true)",
+            ));
+        }
+        let rows = sqlx::query(
+            "SELECT c.case_id, c.status, c.risk_level, c.priority, c.governorate, c.caseworker_id,
+                    c.version, d.kind AS next_kind, d.due_at AS next_at
+               FROM cases c
+               LEFT JOIN LATERAL (SELECT kind, due_at FROM deadlines
+                                   WHERE case_id = c.case_id AND state = 'open'
+                                   ORDER BY due_at LIMIT 1) d ON true
+              WHERE ($1 OR c.governorate = ANY($2))
+                AND (($3::text IS NOT NULL AND c.caseworker_agency = $4 AND c.caseworker_id = $3
+                      AND c.status = 'registered')
+                  OR ($3::text IS NULL AND c.caseworker_id IS NULL AND c.status IN ('referred', 'registered')))
+              ORDER BY (d.due_at < now()) DESC NULLS LAST, d.due_at NULLS LAST, c.updated_at DESC
+              LIMIT $5",
+        )
+        .bind(everywhere)
+        .bind(governorates)
+        .bind(caseworker)
+        .bind(&owner)
+        .bind(limit)
+        .fetch_all(&self.0.pool)
+        .await
+        .map_err(CasesError::from)?;
+        let now = Utc::now();
+        let cases = rows
+            .iter()
+            .map(|row| {
+                let next_at: Option<chrono::DateTime<Utc>> = row.try_get("next_at")?;
+                Ok(pb::CaseSummary {
+                    case_id: row.try_get("case_id")?,
+                    status: row.try_get("status")?,
+                    risk_level: row.try_get("risk_level")?,
+                    priority: row.try_get("priority")?,
+                    governorate: row.try_get("governorate")?,
+                    caseworker_id: row.try_get("caseworker_id")?,
+                    next_deadline_kind: row
+                        .try_get::<Option<String>, _>("next_kind")?
+                        .unwrap_or_default(),
+                    next_deadline_at: next_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                    overdue: next_at.is_some_and(|t| t < now),
+                    version: row.try_get("version")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(CasesError::from)?;
+        Ok(Response::new(pb::CaseList { cases }))
+    }
+}
+
 /// Why a referral was not delivered, and what fixes it, in `lang`.
 pub(crate) fn explain(reason: &str, lang: himaya_proto::status::Lang) -> String {
     let (en, ar) = himaya_settings::Obstacle::explain(reason);
