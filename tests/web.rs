@@ -742,3 +742,177 @@ async fn a_caseworker_sees_their_cases_overdue_first_and_only_their_own() {
     c.close().await.unwrap();
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caseworker_reviews_and_closes_a_case_and_a_stale_form_is_said_plainly() {
+    let env = TestEnv::new(None).await;
+    let hub = env.start().await;
+    let ch = channel(&hub).await;
+    let case = submit_school(&ch, "to-close").await;
+    register_and_assign(&ch, &case, "exploitative_labour").await;
+    let pool = himaya_web::connect(&env.settings).await.unwrap();
+    people::add(
+        &pool,
+        "mosa-cairo",
+        "sw-1",
+        ("رنا سمير", None),
+        &[Role::Caseworker],
+        PASSWORD,
+    )
+    .await
+    .unwrap();
+    let base = format!("http://localhost:{}", hub.web_addr.unwrap().port());
+    let d = driver().await;
+    let c = browser(&d, "ar").await;
+    c.goto(&base).await.unwrap();
+    c.find(Locator::Id("login"))
+        .await
+        .unwrap()
+        .send_keys("sw-1")
+        .await
+        .unwrap();
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys(&format!("{PASSWORD}\u{E007}"))
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::LinkText("حالاتي"))
+        .await
+        .unwrap();
+    c.goto(&format!("{base}/cases/{case}")).await.unwrap();
+    // A home visit, the child seen.
+    c.find(Locator::Css("input[name=child_seen]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Id("findings"))
+        .await
+        .unwrap()
+        .send_keys("الطفلة بخير وعادت إلى المدرسة")
+        .await
+        .unwrap();
+    c.find(Locator::Css("form[action$='/review'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::XPath("//li[contains(., 'reviewed')]"))
+        .await
+        .unwrap();
+    // A form made against the version before the review is refused, plainly.
+    let stale = c.source().await.unwrap();
+    assert!(
+        stale.contains("name=\"version\" value=\"4\""),
+        "the page carries the version"
+    );
+    c.find(Locator::Css("#reason option[value=need_ended]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Css("input[name=parents_consulted]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Id("final_evaluation"))
+        .await
+        .unwrap()
+        .send_keys("تحقق الهدف")
+        .await
+        .unwrap();
+    c.find(Locator::Id("recommendations"))
+        .await
+        .unwrap()
+        .send_keys("متابعة مدرسية")
+        .await
+        .unwrap();
+    // Someone else changes the case meanwhile.
+    pb_review(&ch, &case, 4).await;
+    c.find(Locator::Css("form[action$='/close'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let said = c
+        .wait()
+        .for_element(Locator::Css("p.error"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(said.contains("تغيّرت الحالة منذ أن فتحتها"), "{said}");
+    screenshot(&c, "case-changed-ar").await;
+    // Reloaded, it closes for one of the five reasons.
+    c.goto(&format!("{base}/cases/{case}")).await.unwrap();
+    c.find(Locator::Css("#reason option[value=need_ended]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Css("input[name=parents_consulted]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Id("final_evaluation"))
+        .await
+        .unwrap()
+        .send_keys("تحقق الهدف")
+        .await
+        .unwrap();
+    c.find(Locator::Id("recommendations"))
+        .await
+        .unwrap()
+        .send_keys("متابعة مدرسية")
+        .await
+        .unwrap();
+    c.find(Locator::Css("form[action$='/close'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::XPath("//dd[contains(., 'مغلقة')]"))
+        .await
+        .unwrap();
+    let status: String = sqlx::query_scalar("SELECT status FROM cases.cases WHERE case_id = $1")
+        .bind(&case)
+        .fetch_one(&env.pool().await)
+        .await
+        .unwrap();
+    assert_eq!(status, "closed");
+    c.close().await.unwrap();
+    hub.stop().await;
+}
+
+/// A review by someone else (the ministry's own system), bumping the case's version.
+async fn pb_review(ch: &tonic::transport::Channel, case: &str, version: i64) {
+    himaya_proto::v1::case_work_client::CaseWorkClient::new(ch.clone())
+        .record_review(as_agency(
+            "mosa-cairo",
+            himaya_proto::v1::RecordReviewRequest {
+                case_id: case.into(),
+                expected_version: version,
+                actor: "sw-2".into(),
+                kind: "phone".into(),
+                child_seen: false,
+                findings: "مكالمة متابعة".into(),
+            },
+        ))
+        .await
+        .unwrap();
+}

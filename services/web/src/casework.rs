@@ -144,7 +144,10 @@ pub(crate) async fn case_page(
         Err(e) => return failed(lang, Some(&s), e),
     }
     .unwrap_or_default();
-    let body = case_view(lang, &shared, &doc, &history);
+    let body = html! {
+        (case_view(lang, &shared, &doc, &history))
+        (crate::actions::forms(lang, &s, &shared.case_id, shared.version))
+    };
     html_page(
         StatusCode::OK,
         pages::page(lang, pick(lang, "الحالة", "Case"), Some(&s), body),

@@ -4,6 +4,7 @@
 //! and naming the person (see `hub`), so the gateway, validation and the consent layer
 //! apply unchanged. Schema `web`: persons, sessions, sign-ins, submissions (ids only).
 
+mod actions;
 mod casework;
 pub mod hub;
 mod pages;
@@ -103,6 +104,9 @@ pub async fn router(
         .route("/hotline/calls", get(submit::find_calls))
         .route("/cases", get(casework::my_cases))
         .route("/cases/:case_id", get(casework::case_page))
+        .route("/cases/:case_id/assign", post(actions::assign))
+        .route("/cases/:case_id/review", post(actions::review))
+        .route("/cases/:case_id/close", post(actions::close))
         .route("/static/himaya.css", get(stylesheet))
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(axum::middleware::map_response(security_headers))
