@@ -658,15 +658,12 @@ async fn an_operator_escalates_a_call_from_the_keyboard_and_the_screens_pass_axe
     hub.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_caseworker_sees_their_cases_overdue_first_and_only_their_own() {
-    let env = TestEnv::new(None).await;
-    let hub = env.start().await;
-    let ch = channel(&hub).await;
-    // Two cases of the fixture; the first assigned to sw-1 (staff of mosa-cairo).
-    let mine = submit_school(&ch, "mine").await;
-    let other = submit_school(&ch, "other").await;
-    register_and_assign(&ch, &mine, "exploitative_labour").await;
+/// `sw-1` (a caseworker of mosa-cairo, as `register_and_assign` makes them) as a person,
+/// and a browser signed in as them: (base URL, driver, browser).
+async fn caseworker_signed_in(
+    env: &TestEnv,
+    hub: &himaya::hub::Hub,
+) -> (String, Driver, fantoccini::Client) {
     let pool = himaya_web::connect(&env.settings).await.unwrap();
     people::add(
         &pool,
@@ -688,12 +685,30 @@ async fn a_caseworker_sees_their_cases_overdue_first_and_only_their_own() {
         .send_keys("sw-1")
         .await
         .unwrap();
+    // Enter in the password field sends the form.
     c.find(Locator::Id("password"))
         .await
         .unwrap()
         .send_keys(&format!("{PASSWORD}\u{E007}"))
         .await
         .unwrap();
+    c.wait()
+        .for_element(Locator::LinkText("حالاتي"))
+        .await
+        .unwrap();
+    (base, d, c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caseworker_sees_their_cases_overdue_first_and_only_their_own() {
+    let env = TestEnv::new(None).await;
+    let hub = env.start().await;
+    let ch = channel(&hub).await;
+    // Two cases of the fixture; the first assigned to sw-1 (staff of mosa-cairo).
+    let mine = submit_school(&ch, "mine").await;
+    let other = submit_school(&ch, "other").await;
+    register_and_assign(&ch, &mine, "exploitative_labour").await;
+    let (base, _driver, c) = caseworker_signed_in(&env, &hub).await;
     c.wait()
         .for_element(Locator::LinkText("حالاتي"))
         .await
@@ -750,33 +765,7 @@ async fn a_caseworker_reviews_and_closes_a_case_and_a_stale_form_is_said_plainly
     let ch = channel(&hub).await;
     let case = submit_school(&ch, "to-close").await;
     register_and_assign(&ch, &case, "exploitative_labour").await;
-    let pool = himaya_web::connect(&env.settings).await.unwrap();
-    people::add(
-        &pool,
-        "mosa-cairo",
-        "sw-1",
-        ("رنا سمير", None),
-        &[Role::Caseworker],
-        PASSWORD,
-    )
-    .await
-    .unwrap();
-    let base = format!("http://localhost:{}", hub.web_addr.unwrap().port());
-    let d = driver().await;
-    let c = browser(&d, "ar").await;
-    c.goto(&base).await.unwrap();
-    c.find(Locator::Id("login"))
-        .await
-        .unwrap()
-        .send_keys("sw-1")
-        .await
-        .unwrap();
-    c.find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys(&format!("{PASSWORD}\u{E007}"))
-        .await
-        .unwrap();
+    let (base, _driver, c) = caseworker_signed_in(&env, &hub).await;
     c.wait()
         .for_element(Locator::LinkText("حالاتي"))
         .await
@@ -811,30 +800,7 @@ async fn a_caseworker_reviews_and_closes_a_case_and_a_stale_form_is_said_plainly
         stale.contains("name=\"version\" value=\"4\""),
         "the page carries the version"
     );
-    c.find(Locator::Css("#reason option[value=need_ended]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Css("input[name=parents_consulted]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Id("final_evaluation"))
-        .await
-        .unwrap()
-        .send_keys("تحقق الهدف")
-        .await
-        .unwrap();
-    c.find(Locator::Id("recommendations"))
-        .await
-        .unwrap()
-        .send_keys("متابعة مدرسية")
-        .await
-        .unwrap();
+    fill_closure(&c).await;
     // Someone else changes the case meanwhile.
     pb_review(&ch, &case, 4).await;
     c.find(Locator::Css("form[action$='/close'] button"))
@@ -855,6 +821,29 @@ async fn a_caseworker_reviews_and_closes_a_case_and_a_stale_form_is_said_plainly
     screenshot(&c, "case-changed-ar").await;
     // Reloaded, it closes for one of the five reasons.
     c.goto(&format!("{base}/cases/{case}")).await.unwrap();
+    fill_closure(&c).await;
+    c.find(Locator::Css("form[action$='/close'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::XPath("//dd[contains(., 'مغلقة')]"))
+        .await
+        .unwrap();
+    let status: String = sqlx::query_scalar("SELECT status FROM cases.cases WHERE case_id = $1")
+        .bind(&case)
+        .fetch_one(&env.pool().await)
+        .await
+        .unwrap();
+    assert_eq!(status, "closed");
+    c.close().await.unwrap();
+    hub.stop().await;
+}
+
+/// The closure form filled in: need ended, parents consulted, evaluation, recommendations.
+async fn fill_closure(c: &fantoccini::Client) {
     c.find(Locator::Css("#reason option[value=need_ended]"))
         .await
         .unwrap()
@@ -879,24 +868,6 @@ async fn a_caseworker_reviews_and_closes_a_case_and_a_stale_form_is_said_plainly
         .send_keys("متابعة مدرسية")
         .await
         .unwrap();
-    c.find(Locator::Css("form[action$='/close'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.wait()
-        .for_element(Locator::XPath("//dd[contains(., 'مغلقة')]"))
-        .await
-        .unwrap();
-    let status: String = sqlx::query_scalar("SELECT status FROM cases.cases WHERE case_id = $1")
-        .bind(&case)
-        .fetch_one(&env.pool().await)
-        .await
-        .unwrap();
-    assert_eq!(status, "closed");
-    c.close().await.unwrap();
-    hub.stop().await;
 }
 
 /// A review by someone else (the ministry's own system), bumping the case's version.
