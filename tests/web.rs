@@ -887,3 +887,149 @@ async fn pb_review(ch: &tonic::transport::Channel, case: &str, version: i64) {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_sees_the_team_and_a_partner_answers_a_service_referral() {
+    let (_agency, addr) = FakeAgency::start(&[]).await;
+    let env = TestEnv::new(Some(addr)).await;
+    let hub = env.start().await;
+    let ch = channel(&hub).await;
+    let case = submit_school(&ch, "team").await;
+    plan_health_action(&ch, &case).await;
+    let sr = refer_health_action(&ch, &case).await;
+    let pool = himaya_web::connect(&env.settings).await.unwrap();
+    let sup = people::add(
+        &pool,
+        "mosa-cairo",
+        "sup-1",
+        ("سامي حسن", None),
+        &[Role::Supervisor],
+        PASSWORD,
+    )
+    .await
+    .unwrap();
+    people::add(
+        &pool,
+        "health-cairo",
+        "dr.amal",
+        ("أمل يوسف", None),
+        &[Role::AgencyStaff],
+        PASSWORD,
+    )
+    .await
+    .unwrap();
+    let port = hub.web_addr.unwrap().port();
+
+    // The supervisor, in a browser: sw-1's caseload against the cap of 25.
+    let d = driver().await;
+    let c = browser(&d, "ar").await;
+    c.goto(&format!("http://localhost:{port}/")).await.unwrap();
+    c.find(Locator::Id("login"))
+        .await
+        .unwrap()
+        .send_keys("sup-1")
+        .await
+        .unwrap();
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    let code = people::current_code(&sup.totp_secret.unwrap()).unwrap();
+    c.find(Locator::Id("code"))
+        .await
+        .unwrap()
+        .send_keys(&format!("{code}\u{E007}"))
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::Css("a[href='/team']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::Css("main table"))
+        .await
+        .unwrap();
+    let team = c.source().await.unwrap();
+    assert!(
+        team.contains("sw-1") && team.contains(">25<"),
+        "the caseload against the cap"
+    );
+    assert_eq!(
+        serious_violations(&c).await,
+        Vec::<String>::new(),
+        "the team page"
+    );
+    screenshot(&c, "supervisor-team-ar").await;
+    c.close().await.unwrap();
+
+    // The partner agency's staff member, over plain HTTP: the referral is listed and
+    // accepted; the answer is the hub's, named after the person.
+    let base = format!("http://127.0.0.1:{port}");
+    let db = env.pool().await;
+    wait_count(
+        &db,
+        &format!("SELECT count(*) FROM cases.service_referrals WHERE service_referral_id = '{}' AND state = 'received'", sr.service_referral_id),
+        1,
+        30,
+        "the service referral received by the agency's system",
+    )
+    .await;
+    let session = sign_in(&base, "dr.amal", PASSWORD, None).await.unwrap();
+    let cookie = format!("himaya_session={session}");
+    let page = http()
+        .get(format!("{base}/service-referrals"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    let page = page.text().await.unwrap();
+    assert!(
+        page.contains(&sr.service_referral_id),
+        "listed for its agency"
+    );
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let version = page
+        .split("name=\"version\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let r = http()
+        .post(format!("{base}/service-referrals"))
+        .header("cookie", &cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("id", sr.service_referral_id.as_str()),
+            ("version", version.as_str()),
+            ("state", "accepted"),
+            ("reason", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+    let (state, actor): (String, String) = sqlx::query_as(
+        "SELECT s.state, e.actor FROM cases.service_referrals s JOIN cases.service_referral_events e USING (service_referral_id)
+          WHERE s.service_referral_id = $1 ORDER BY e.at DESC LIMIT 1",
+    )
+    .bind(&sr.service_referral_id)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!((state.as_str(), actor.as_str()), ("accepted", "dr.amal"));
+    hub.stop().await;
+}

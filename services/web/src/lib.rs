@@ -8,11 +8,13 @@ mod actions;
 mod casework;
 pub mod hub;
 mod pages;
+mod partner;
 pub mod people;
 mod referral;
 mod session;
 mod signing;
 mod submit;
+mod team;
 pub mod text;
 
 use std::sync::Arc;
@@ -103,6 +105,11 @@ pub async fn router(
         )
         .route("/hotline/calls", get(submit::find_calls))
         .route("/cases", get(casework::my_cases))
+        .route("/team", get(team::team))
+        .route(
+            "/service-referrals",
+            get(partner::incoming).post(partner::answer),
+        )
         .route("/cases/:case_id", get(casework::case_page))
         .route("/cases/:case_id/assign", post(actions::assign))
         .route("/cases/:case_id/review", post(actions::review))
@@ -236,6 +243,12 @@ async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
                     @if referrer {
                         li { a href="/referrals/new" { (t("إحالة طفل", "Refer a child")) } }
                         li { a href="/referrals" { (t("الإحالات المرسلة", "Referrals sent")) } }
+                    }
+                    @if s.person.has(Role::AgencyStaff) {
+                        li { a href="/service-referrals" { (t("الإحالات الواردة إلى جهتك", "Service referrals to your agency")) } }
+                    }
+                    @if s.person.has(Role::Supervisor) {
+                        li { a href="/team" { (t("الفريق: الأعباء والتصعيدات", "The team: caseloads and escalations")) } }
                     }
                     @if casework {
                         li { a href="/cases" { (if s.person.has(Role::Caseworker) { t("حالاتي", "My cases") } else { t("الحالات بانتظار أخصائي", "Cases waiting for a caseworker") }) } }
