@@ -204,6 +204,11 @@ fn admit<B>(settings: &Settings, req: &mut Request<B>, lang: Lang) -> Result<(),
                 "قدّم شهادة جهتك (TLS متبادل؛ `--certs` في سطر الأوامر)",
             )));
         };
+        if is_web_component(leaf) && claimed.is_none() && path == PUBLIC_SERVICE_MAP {
+            // The community's page of the service map: public data, asked by no agency.
+            req.headers_mut().remove(PERSON_HEADER);
+            return Ok(());
+        }
         if is_web_component(leaf) {
             // The web front acts for people of any agency: it says which, and who.
             let Some(id) = claimed.filter(|id| settings.agencies.contains_key(id)) else {
@@ -225,6 +230,9 @@ fn admit<B>(settings: &Settings, req: &mut Request<B>, lang: Lang) -> Result<(),
         }
     } else {
         // Development identity (validated at start: loopback only).
+        if claimed.is_none() && path == PUBLIC_SERVICE_MAP {
+            return Ok(());
+        }
         claimed.ok_or_else(|| {
             Status::unauthenticated(say(
                 "say which agency is calling (x-himaya-agency metadata, or `--as` on the CLI)",
@@ -260,6 +268,10 @@ fn admit<B>(settings: &Settings, req: &mut Request<B>, lang: Lang) -> Result<(),
     }
     Ok(())
 }
+
+/// The one call the web front makes for no agency: the public page of the service map
+/// (DOMAIN.md: service maps are shared with the community). It reads no case.
+const PUBLIC_SERVICE_MAP: &str = "/himaya.v1.Directory/FindServices";
 
 /// Whether `leaf` is the web component's certificate.
 fn is_web_component(leaf: &CertificateDer<'_>) -> bool {

@@ -696,3 +696,62 @@ async fn running_out_of_file_descriptors_does_not_stop_the_grpc_server() {
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_components_certificate_asserts_a_person_only_with_an_agency_and_reads_the_map_without(
+) {
+    let s = secured().await;
+    // The public service map, through the web front under mutual TLS.
+    let web = format!("http://127.0.0.1:{}", s.hub.web_addr.unwrap().port());
+    let r = reqwest::get(format!("{web}/services?governorate=Cairo"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The web component's certificate with no agency claimed reaches no other RPC.
+    let as_web = tls(&s, &s.certs, Some("web")).await.expect("TLS channel");
+    let e = pb::directory_client::DirectoryClient::new(as_web.clone())
+        .list_agencies(pb::ListAgenciesRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    // An agency's own certificate cannot name a person: the header is dropped, so the
+    // referral records the agency's own staff reference, not the claimed person.
+    let mut req = Request::new(school_request("person-claim"));
+    req.metadata_mut()
+        .insert("x-himaya-person", "psn_forged".parse().unwrap());
+    let school = as_cert(&s, "school-cairo-alnour").await;
+    pb::intake_client::IntakeClient::new(school)
+        .submit_school_referral(req)
+        .await
+        .unwrap();
+    let pool = s.env.pool().await;
+    let staff: String =
+        sqlx::query_scalar("SELECT record->'referral'->'source'->>'staff_ref' FROM cases.cases")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        staff, "officer-17",
+        "the agency's own reference, not the forged person"
+    );
+    // The web component naming the school and a person: the person is recorded.
+    let mut req = Request::new(school_request("person-proven"));
+    req.metadata_mut()
+        .insert("x-himaya-agency", "school-cairo-alnour".parse().unwrap());
+    req.metadata_mut()
+        .insert("x-himaya-person", "psn_proven".parse().unwrap());
+    let r = pb::intake_client::IntakeClient::new(as_web)
+        .submit_school_referral(req)
+        .await
+        .unwrap()
+        .into_inner();
+    let staff: String = sqlx::query_scalar(
+        "SELECT record->'referral'->'source'->>'staff_ref' FROM cases.cases WHERE case_id = $1",
+    )
+    .bind(&r.case_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(staff, "psn_proven");
+    s.hub.stop().await;
+}

@@ -1033,3 +1033,62 @@ async fn a_supervisor_sees_the_team_and_a_partner_answers_a_service_referral() {
     assert_eq!((state.as_str(), actor.as_str()), ("accepted", "dr.amal"));
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_map_is_public_and_holds_no_personal_data() {
+    use himaya_proto::v1 as pb;
+    let env = TestEnv::new(None).await;
+    let hub = env.start().await;
+    let ch = channel(&hub).await;
+    pb::directory_client::DirectoryClient::new(ch.clone())
+        .upsert_service(as_agency(
+            "health-cairo",
+            pb::UpsertServiceRequest {
+                service_id: String::new(),
+                expected_version: 0,
+                service_type: pb::ServiceType::Health.into(),
+                name_ar: "عيادة السمع للأطفال".into(),
+                name_en: "Children's hearing clinic".into(),
+                governorate: "القاهرة".into(),
+                districts: vec!["شبرا".into()],
+                capacity: 10,
+                languages: vec!["ar".into()],
+                accepting: true,
+            },
+        ))
+        .await
+        .unwrap();
+    submit_school(&ch, "not-on-the-map").await;
+    let base = format!("http://127.0.0.1:{}", hub.web_addr.unwrap().port());
+    // No sign-in; a misspelt governorate is the gazetteer's place all the same.
+    let page = http()
+        .get(format!(
+            "{base}/services?governorate=%D8%A7%D9%84%D9%82%D8%A7%D9%87%D8%B1%D9%87"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(
+        page.contains("عيادة السمع للأطفال") && page.contains("الصحة"),
+        "{page}"
+    );
+    assert!(!page.contains("مريم"), "no child's data on a public page");
+    let d = driver().await;
+    let c = browser(&d, "ar").await;
+    c.goto(&format!(
+        "http://localhost:{}/services?governorate=القاهرة",
+        hub.web_addr.unwrap().port()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        serious_violations(&c).await,
+        Vec::<String>::new(),
+        "the service map"
+    );
+    screenshot(&c, "service-map-ar").await;
+    c.close().await.unwrap();
+    hub.stop().await;
+}

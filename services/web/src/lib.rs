@@ -10,6 +10,7 @@ pub mod hub;
 mod pages;
 mod partner;
 pub mod people;
+mod public;
 mod referral;
 mod session;
 mod signing;
@@ -106,6 +107,7 @@ pub async fn router(
         .route("/hotline/calls", get(submit::find_calls))
         .route("/cases", get(casework::my_cases))
         .route("/team", get(team::team))
+        .route("/services", get(public::service_map))
         .route(
             "/service-referrals",
             get(partner::incoming).post(partner::answer),

@@ -73,6 +73,7 @@ pub fn sign_in(lang: Lang, pre: &str, problem: Option<&str>) -> Markup {
                 input #code name="code" inputmode="numeric" autocomplete="one-time-code" maxlength="8" dir="ltr";
                 button type="submit" { (t("دخول", "Sign in")) }
             }
+            p { a href="/services" { (t("خريطة الخدمات المتاحة للأطفال (دون تسجيل دخول)", "Services available to children (no sign-in)")) } }
         },
     )
 }
