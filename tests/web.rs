@@ -526,26 +526,9 @@ async fn an_operator_escalates_a_call_from_the_keyboard_and_the_screens_pass_axe
         Vec::<String>::new(),
         "sign-in page"
     );
-    c.find(Locator::Id("login"))
-        .await
-        .unwrap()
-        .send_keys("op.karim")
-        .await
-        .unwrap();
-    c.find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys(PASSWORD)
-        .await
-        .unwrap();
     let code = people::current_code(&op.totp_secret.unwrap()).unwrap();
-    // Enter in the last field sends the form: no pointer needed.
-    c.find(Locator::Id("code"))
-        .await
-        .unwrap()
-        .send_keys(&format!("{code}\u{E007}"))
-        .await
-        .unwrap();
+    // The second factor's code, and Enter: no pointer needed.
+    sign_in_browser(&c, &base, "op.karim", Some(&code)).await;
     c.wait()
         .for_element(Locator::LinkText("تصعيد بلاغ"))
         .await
@@ -658,6 +641,36 @@ async fn an_operator_escalates_a_call_from_the_keyboard_and_the_screens_pass_axe
     hub.stop().await;
 }
 
+/// Signs `c` in at `url` as `login` (with the second factor's `code` when the role needs
+/// one), by keyboard: Enter in the last field sends the form.
+async fn sign_in_browser(c: &fantoccini::Client, url: &str, login: &str, code: Option<&str>) {
+    c.goto(url).await.unwrap();
+    c.find(Locator::Id("login"))
+        .await
+        .unwrap()
+        .send_keys(login)
+        .await
+        .unwrap();
+    let (password, code) = match code {
+        None => (format!("{PASSWORD}\u{E007}"), None),
+        Some(code) => (PASSWORD.to_owned(), Some(format!("{code}\u{E007}"))),
+    };
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys(&password)
+        .await
+        .unwrap();
+    if let Some(code) = code {
+        c.find(Locator::Id("code"))
+            .await
+            .unwrap()
+            .send_keys(&code)
+            .await
+            .unwrap();
+    }
+}
+
 /// `sw-1` (a caseworker of mosa-cairo, as `register_and_assign` makes them) as a person,
 /// and a browser signed in as them: (base URL, driver, browser).
 async fn caseworker_signed_in(
@@ -678,20 +691,7 @@ async fn caseworker_signed_in(
     let base = format!("http://localhost:{}", hub.web_addr.unwrap().port());
     let d = driver().await;
     let c = browser(&d, "ar").await;
-    c.goto(&base).await.unwrap();
-    c.find(Locator::Id("login"))
-        .await
-        .unwrap()
-        .send_keys("sw-1")
-        .await
-        .unwrap();
-    // Enter in the password field sends the form.
-    c.find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys(&format!("{PASSWORD}\u{E007}"))
-        .await
-        .unwrap();
+    sign_in_browser(&c, &base, "sw-1", None).await;
     c.wait()
         .for_element(Locator::LinkText("حالاتي"))
         .await
@@ -923,26 +923,14 @@ async fn a_supervisor_sees_the_team_and_a_partner_answers_a_service_referral() {
     // The supervisor, in a browser: sw-1's caseload against the cap of 25.
     let d = driver().await;
     let c = browser(&d, "ar").await;
-    c.goto(&format!("http://localhost:{port}/")).await.unwrap();
-    c.find(Locator::Id("login"))
-        .await
-        .unwrap()
-        .send_keys("sup-1")
-        .await
-        .unwrap();
-    c.find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys(PASSWORD)
-        .await
-        .unwrap();
     let code = people::current_code(&sup.totp_secret.unwrap()).unwrap();
-    c.find(Locator::Id("code"))
-        .await
-        .unwrap()
-        .send_keys(&format!("{code}\u{E007}"))
-        .await
-        .unwrap();
+    sign_in_browser(
+        &c,
+        &format!("http://localhost:{port}/"),
+        "sup-1",
+        Some(&code),
+    )
+    .await;
     c.wait()
         .for_element(Locator::Css("a[href='/team']"))
         .await

@@ -163,6 +163,25 @@ pub(crate) fn failed(lang: Lang, s: Option<&Session>, e: WebError) -> Response {
     )
 }
 
+/// The hub refused or could not answer a read: its own words (they name no value), and
+/// what to do next.
+pub(crate) fn hub_unavailable(lang: Lang, s: &Session, status: &tonic::Status) -> Response {
+    tracing::warn!(person = %s.person.person_id, code = ?status.code(), "a page's read from the hub failed");
+    html_page(
+        StatusCode::BAD_GATEWAY,
+        pages::problem(
+            lang,
+            Some(s),
+            status.message(),
+            pick(
+                lang,
+                "أعد تحميل الصفحة بعد قليل.",
+                "Reload the page shortly.",
+            ),
+        ),
+    )
+}
+
 /// The signed-in person holding one of `roles`, or the answer to give instead.
 pub(crate) async fn signed_in(
     app: &App,

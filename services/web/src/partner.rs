@@ -47,21 +47,7 @@ pub(crate) async fn incoming(State(app): State<App>, headers: HeaderMap) -> Resp
     };
     let referrals = match list {
         Ok(l) => l.into_inner().referrals,
-        Err(status) => {
-            return html_page(
-                StatusCode::BAD_GATEWAY,
-                pages::problem(
-                    lang,
-                    Some(&s),
-                    status.message(),
-                    pick(
-                        lang,
-                        "أعد تحميل الصفحة بعد قليل.",
-                        "Reload the page shortly.",
-                    ),
-                ),
-            )
-        }
+        Err(status) => return crate::hub_unavailable(lang, &s, &status),
     };
     let t = |ar, en| pick(lang, ar, en);
     let mine: Vec<&pb::ServiceReferral> = referrals

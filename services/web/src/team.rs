@@ -29,21 +29,7 @@ pub(crate) async fn team(State(app): State<App>, headers: HeaderMap) -> Response
     };
     let (indicators, escalations) = match (indicators, escalations) {
         (Ok(i), Ok(e)) => (i.into_inner(), e.into_inner().escalations),
-        (Err(status), _) | (_, Err(status)) => {
-            return html_page(
-                StatusCode::BAD_GATEWAY,
-                pages::problem(
-                    lang,
-                    Some(&s),
-                    status.message(),
-                    pick(
-                        lang,
-                        "أعد تحميل الصفحة بعد قليل.",
-                        "Reload the page shortly.",
-                    ),
-                ),
-            )
-        }
+        (Err(status), _) | (_, Err(status)) => return crate::hub_unavailable(lang, &s, &status),
     };
     let t = |ar, en| pick(lang, ar, en);
     let body = html! {
