@@ -1080,3 +1080,51 @@ async fn the_service_map_is_public_and_holds_no_personal_data() {
     c.close().await.unwrap();
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_case_id_in_a_path_is_refused_without_a_panic() {
+    let env = TestEnv::new(None).await;
+    let hub = env.start().await;
+    let pool = himaya_web::connect(&env.settings).await.unwrap();
+    people::add(
+        &pool,
+        "mosa-cairo",
+        "sw-9",
+        ("رنا", None),
+        &[Role::Caseworker],
+        PASSWORD,
+    )
+    .await
+    .unwrap();
+    let base = format!("http://127.0.0.1:{}", hub.web_addr.unwrap().port());
+    let session = sign_in(&base, "sw-9", PASSWORD, None).await.unwrap();
+    let cookie = format!("himaya_session={session}");
+    let home = http()
+        .get(format!("{base}/"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    let home = home.text().await.unwrap();
+    let csrf = home
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    // A newline (and a bidi override) where a case id goes: a page, not a broken connection.
+    let r = http()
+        .post(format!(
+            "{base}/cases/x%0D%0ALocation:%20evil%E2%80%AE/close"
+        ))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("version", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.headers().get("location").is_none());
+    hub.stop().await;
+}

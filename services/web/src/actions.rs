@@ -131,6 +131,26 @@ async fn act(
     if let Some(r) = csrf_refused(lang, &s, &f) {
         return r;
     }
+    // The id goes back into a Location header: only a well-formed case id may.
+    let Ok(case_id) = himaya_record::CaseId::parse(&case_id).map(|c| c.to_string()) else {
+        return html_page(
+            StatusCode::NOT_FOUND,
+            pages::problem(
+                lang,
+                Some(&s),
+                pick(
+                    lang,
+                    "لا توجد حالة بهذا الرقم.",
+                    "There is no case with this id.",
+                ),
+                pick(
+                    lang,
+                    "افتح الحالة من قائمة الحالات.",
+                    "Open the case from the list of cases.",
+                ),
+            ),
+        );
+    };
     let version = f.get("version").parse::<i64>().unwrap_or(0);
     let actor = s.person.login.clone();
     let mut work = pb::case_work_client::CaseWorkClient::new(app.hub.channel());
