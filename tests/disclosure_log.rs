@@ -148,6 +148,7 @@ async fn every_decision_is_chained_and_every_kind_of_tampering_is_caught() {
         categories: vec!["identity".into()],
         basis: vec![],
         delivery_message_id: None,
+        person: None,
     };
     let forged = Entry {
         hash: entry_hash(&prev, &forged),

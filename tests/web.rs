@@ -751,6 +751,16 @@ async fn a_caseworker_sees_their_cases_overdue_first_and_only_their_own() {
         "the case page"
     );
     screenshot(&c, "case-page-ar").await;
+    // The read is in the disclosure log under the caseworker's name, not only the ministry's.
+    let db = env.pool().await;
+    wait_count(
+        &db,
+        &format!("SELECT count(*) FROM audit.log WHERE case_id = '{mine}' AND recipient = 'mosa-cairo' AND decision = 'permit' AND person LIKE 'psn\\_%'"),
+        1,
+        20,
+        "the read logged with the person",
+    )
+    .await;
     // Another case, even of the same ministry, is refused to this caseworker.
     c.goto(&format!("{base}/cases/{other}")).await.unwrap();
     assert!(c.source().await.unwrap().contains("ليست من حالاتك"));

@@ -193,6 +193,10 @@ pub struct DisclosureRecorded {
     pub categories: Vec<String>,
     pub basis: Vec<String>,
     pub delivery_message_id: Option<String>,
+    /// The person who read, when the web front proved them (`psn_…`); none for an
+    /// agency's system or the hub itself.
+    #[serde(default)]
+    pub person: Option<String>,
 }
 
 /// `consent.withdrawn`: a consent or legal basis on a case was withdrawn.
@@ -504,6 +508,7 @@ mod tests {
             categories: vec!["reference".into(), "health".into()],
             basis: vec!["cns_1".into()],
             delivery_message_id: Some("msg_1".into()),
+            person: None,
         };
         assert_eq!(
             decode::<DisclosureRecorded>(&encode(&d).unwrap()).unwrap(),

@@ -25,6 +25,10 @@ pub struct EntryBody {
     pub categories: Vec<String>,
     pub basis: Vec<String>,
     pub delivery_message_id: Option<String>,
+    /// The person who read, when the web front proved them. Left out of the hashed JSON
+    /// when absent, so every entry written before it existed still verifies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
 }
 
 /// An entry as stored: its body and the two hashes.
@@ -215,6 +219,7 @@ mod tests {
                     categories: vec!["health".into()],
                     basis: vec!["cns_1".into()],
                     delivery_message_id: None,
+                    person: None,
                 };
                 let hash = entry_hash(&prev, &body);
                 let e = Entry {

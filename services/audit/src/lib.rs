@@ -186,12 +186,13 @@ impl Appender {
             categories: e.categories.clone(),
             basis: e.basis.clone(),
             delivery_message_id: e.delivery_message_id.clone(),
+            person: e.person.clone(),
         };
         let hash = entry_hash(&prev_hash, &body);
         sqlx::query(
             "INSERT INTO log (seq, message_id, at, source, channel, case_id, referral_id, recipient, purpose,
-                              decision, reason, categories, basis, delivery_message_id, prev_hash, hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                              decision, reason, categories, basis, delivery_message_id, prev_hash, hash, person)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(body.seq)
         .bind(&body.message_id)
@@ -209,6 +210,7 @@ impl Appender {
         .bind(&body.delivery_message_id)
         .bind(&prev_hash)
         .bind(&hash)
+        .bind(&body.person)
         .execute(&mut *tx)
         .await?;
         // Decided just before a withdrawal, logged just after: notify this one too.
@@ -418,6 +420,7 @@ fn entry(r: &PgRow) -> Result<Entry, sqlx::Error> {
             categories: r.try_get("categories")?,
             basis: r.try_get("basis")?,
             delivery_message_id: r.try_get("delivery_message_id")?,
+            person: r.try_get("person")?,
         },
         prev_hash: r.try_get("prev_hash")?,
         hash: r.try_get("hash")?,

@@ -163,6 +163,7 @@ pub(crate) async fn open(
         categories: d.categories.iter().map(|c| c.as_str().to_owned()).collect(),
         basis: vec![id.clone()],
         delivery_message_id: None,
+        person: None,
     };
     himaya_store::outbox::enqueue_event(
         &mut tx,

@@ -81,6 +81,7 @@ impl pb::cases_server::Cases for CasesApi {
                 &record,
                 purpose,
                 delivered,
+                himaya_proto::status::person(&meta),
             )
             .await?,
         ))
@@ -230,6 +231,7 @@ pub(crate) fn decision_event(
             .unwrap_or_default(),
         basis: outcome.map(|d| d.basis.clone()).unwrap_or_default(),
         delivery_message_id: None,
+        person: None,
     }
 }
 
@@ -259,6 +261,9 @@ pub(crate) async fn log_events(
 /// sharing policy and the case's consents through the redactor (`disclose`), the decision
 /// written to the disclosure log on `channel` before the answer leaves. A refusal is
 /// PERMISSION_DENIED saying which half refused, in English and Arabic.
+// The caller is an agency (id, settings) and, from the web front, a person: grouping them
+// would only move the count.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn share(
     state: &State,
     channel: &str,
@@ -267,10 +272,14 @@ pub(crate) async fn share(
     record: &CaseRecord,
     purpose: Purpose,
     delivered: Vec<DeliveryRow>,
+    person: Option<String>,
 ) -> Result<pb::SharedCase, CasesError> {
-    let (answer, event) = decide(
+    let (answer, mut event) = decide(
         state, channel, agency_id, agency, record, purpose, delivered,
     )?;
+    // Who read, when the web front proved them: the log names the person, not only
+    // their agency.
+    event.person = person;
     log_events(&state.pool, &[event]).await?;
     answer
 }

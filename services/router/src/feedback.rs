@@ -106,6 +106,7 @@ impl Feedback {
                 categories: Vec::new(),
                 basis: Vec::new(),
                 delivery_message_id: None,
+                person: None,
             };
             let Some(purpose) = purpose else {
                 log_decision(&mut tx, &base).await?;

@@ -310,6 +310,7 @@ fn decision(
         categories: Vec::new(),
         basis: Vec::new(),
         delivery_message_id: None,
+        person: None,
     }
 }
 

@@ -125,7 +125,7 @@ impl CaseWorkApi {
                                    ORDER BY due_at LIMIT 1) d ON true
               WHERE ($1 OR c.governorate = ANY($2))
                 AND (($3::text IS NOT NULL AND c.caseworker_agency = $4 AND c.caseworker_id = $3
-                      AND c.status = 'registered')
+                      AND (c.status = 'registered' OR ($6 AND c.status = 'closed')))
                   OR ($3::text IS NULL AND c.caseworker_id IS NULL AND c.status IN ('referred', 'registered')))
               ORDER BY (d.due_at < now()) DESC NULLS LAST, d.due_at NULLS LAST, c.updated_at DESC
               LIMIT $5",
@@ -135,6 +135,7 @@ impl CaseWorkApi {
         .bind(caseworker)
         .bind(&owner)
         .bind(limit)
+        .bind(r.include_closed)
         .fetch_all(&self.0.pool)
         .await
         .map_err(CasesError::from)?;
