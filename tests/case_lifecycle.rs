@@ -78,6 +78,35 @@ impl Work {
             .map(tonic::Response::into_inner)
     }
 
+    /// A plan of one goal whose actions are (responsible agency, service type), due in
+    /// 14 days, numbered a1, a2, … in order.
+    async fn plan(&mut self, case_id: &str, version: i64, actions: &[(&str, &str)]) {
+        let due = (chrono::Utc::now().date_naive() + chrono::Duration::days(14))
+            .format("%Y-%m-%d")
+            .to_string();
+        let actions = actions
+            .iter()
+            .map(|(agency, service)| pb::ActionInput {
+                description: "إجراء".into(),
+                responsible_agency: (*agency).into(),
+                service_type: (*service).into(),
+                due_on: due.clone(),
+            })
+            .collect();
+        self.client
+            .set_plan(owned(pb::SetPlanRequest {
+                case_id: case_id.into(),
+                expected_version: version,
+                actor: "sw-1".into(),
+                goals: vec![pb::GoalInput {
+                    description: "الصحة والتعليم".into(),
+                    actions,
+                }],
+            }))
+            .await
+            .unwrap();
+    }
+
     /// The comprehensive assessment, finding one health need (hearing).
     async fn assess_health(&mut self, case_id: &str, version: i64) -> pb::CaseChange {
         self.client
@@ -955,31 +984,16 @@ async fn service_referrals_follow_task_states_and_escalate_when_unanswered() {
     w.register(&case).await;
     w.assign(&case, 2, "sw-1").await.unwrap();
     let c = w.assess_health(&case, 3).await;
-    let due = (chrono::Utc::now().date_naive() + chrono::Duration::days(14))
-        .format("%Y-%m-%d")
-        .to_string();
-    let action = |agency: &str, service: &str| pb::ActionInput {
-        description: "إجراء".into(),
-        responsible_agency: agency.into(),
-        service_type: service.into(),
-        due_on: due.clone(),
-    };
-    w.client
-        .set_plan(owned(pb::SetPlanRequest {
-            case_id: case.clone(),
-            expected_version: c.version,
-            actor: "sw-1".into(),
-            goals: vec![pb::GoalInput {
-                description: "الصحة والتعليم".into(),
-                actions: vec![
-                    action("health-cairo", "health"),
-                    action("school-cairo-alnour", "education"),
-                    action("mosa-cairo", "case_management"),
-                ],
-            }],
-        }))
-        .await
-        .unwrap();
+    w.plan(
+        &case,
+        c.version,
+        &[
+            ("health-cairo", "health"),
+            ("school-cairo-alnour", "education"),
+            ("mosa-cairo", "case_management"),
+        ],
+    )
+    .await;
     let create = |action_id: &str| pb::CreateServiceReferralRequest {
         case_id: case.clone(),
         action_id: action_id.into(),
@@ -1715,9 +1729,6 @@ async fn a_health_referral_says_who_pays_its_medical_costs() {
     w.team().await;
     // A high-risk case (the fixture's) and a medium-risk one, each planned with a health
     // action (a1) and an education action (a2).
-    let due = (chrono::Utc::now().date_naive() + chrono::Duration::days(14))
-        .format("%Y-%m-%d")
-        .to_string();
     let mut cases = Vec::new();
     for (tag, risk) in [
         ("costs-high", pb::RiskLevel::High),
@@ -1735,27 +1746,15 @@ async fn a_health_referral_says_who_pays_its_medical_costs() {
         w.register(&case).await;
         w.assign(&case, 2, "sw-1").await.unwrap();
         let c = w.assess_health(&case, 3).await;
-        let action = |agency: &str, service: &str| pb::ActionInput {
-            description: "إجراء".into(),
-            responsible_agency: agency.into(),
-            service_type: service.into(),
-            due_on: due.clone(),
-        };
-        w.client
-            .set_plan(owned(pb::SetPlanRequest {
-                case_id: case.clone(),
-                expected_version: c.version,
-                actor: "sw-1".into(),
-                goals: vec![pb::GoalInput {
-                    description: "الصحة والتعليم".into(),
-                    actions: vec![
-                        action("health-cairo", "health"),
-                        action("school-cairo-alnour", "education"),
-                    ],
-                }],
-            }))
-            .await
-            .unwrap();
+        w.plan(
+            &case,
+            c.version,
+            &[
+                ("health-cairo", "health"),
+                ("school-cairo-alnour", "education"),
+            ],
+        )
+        .await;
         cases.push(case);
     }
     let (high, medium) = (cases[0].clone(), cases[1].clone());

@@ -108,24 +108,9 @@ async fn a_school_officer_refers_a_child_in_arabic_and_it_reaches_health() {
     let html = c.source().await.unwrap();
     assert!(html.contains("lang=\"ar\"") && html.contains("dir=\"rtl\""));
     screenshot(&c, "signin-ar").await;
-    c.find(Locator::Id("login"))
-        .await
-        .unwrap()
-        .send_keys("mona.nour")
-        .await
-        .unwrap();
-    c.find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys(PASSWORD)
-        .await
-        .unwrap();
-    c.find(Locator::Css("form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_in(&c, Locator::Id("login"), "mona.nour").await;
+    type_in(&c, Locator::Id("password"), PASSWORD).await;
+    click(&c, Locator::Css("form button[type=submit]")).await;
     c.wait()
         .for_element(Locator::LinkText("إحالة طفل"))
         .await
@@ -136,12 +121,7 @@ async fn a_school_officer_refers_a_child_in_arabic_and_it_reaches_health() {
 
     // First without a name or a place: the hub's own validation answers, next to the
     // fields, in Arabic; nothing is sent.
-    c.find(Locator::Css("form[action='/referrals'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Css("form[action='/referrals'] button")).await;
     let error = c
         .wait()
         .for_element(Locator::Id("child_name-error"))
@@ -165,26 +145,15 @@ async fn a_school_officer_refers_a_child_in_arabic_and_it_reaches_health() {
     };
     fill("child_name", "سارة محمود").await;
     fill("age", "12").await;
-    c.find(Locator::Css("#sex option[value=female]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Css("#governorate option[value='القاهرة']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Css("#sex option[value=female]")).await;
+    click(&c, Locator::Css("#governorate option[value='القاهرة']")).await;
     fill("district", "شبرا").await;
     fill("caregiver_name", "هدى علي").await;
-    c.find(Locator::Css("#caregiver_relationship option[value=mother]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(
+        &c,
+        Locator::Css("#caregiver_relationship option[value=mother]"),
+    )
+    .await;
     for css in [
         "input[name=concern][value=exploitative_labour]",
         "input[name=labour][value=denies_education_or_play]",
@@ -193,19 +162,9 @@ async fn a_school_officer_refers_a_child_in_arabic_and_it_reaches_health() {
         "input[name=consent_caregiver]",
         "input[name=consent_child]",
     ] {
-        c.find(Locator::Css(css))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, Locator::Css(css)).await;
     }
-    c.find(Locator::Css("form[action='/referrals'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Css("form[action='/referrals'] button")).await;
     let h1 = c
         .wait()
         .at_most(Duration::from_secs(20))
@@ -546,42 +505,17 @@ async fn an_operator_escalates_a_call_from_the_keyboard_and_the_screens_pass_axe
         Some("call_ref")
     );
     active.send_keys("CALL-7731").await.unwrap();
-    c.find(Locator::Id("child_name"))
-        .await
-        .unwrap()
-        .send_keys("طفل غير معروف الاسم")
-        .await
-        .unwrap();
-    c.find(Locator::Id("age"))
-        .await
-        .unwrap()
-        .send_keys("7")
-        .await
-        .unwrap();
-    c.find(Locator::Id("governorate"))
-        .await
-        .unwrap()
-        .send_keys("القاهرة")
-        .await
-        .unwrap();
-    c.find(Locator::Css("input[name=concern][value=physical_abuse]"))
-        .await
-        .unwrap()
-        .send_keys(" ")
-        .await
-        .unwrap();
-    c.find(Locator::Css("input[name=service][value=health]"))
-        .await
-        .unwrap()
-        .send_keys(" ")
-        .await
-        .unwrap();
-    c.find(Locator::Id("district"))
-        .await
-        .unwrap()
-        .send_keys("\u{E007}")
-        .await
-        .unwrap();
+    type_in(&c, Locator::Id("child_name"), "طفل غير معروف الاسم").await;
+    type_in(&c, Locator::Id("age"), "7").await;
+    type_in(&c, Locator::Id("governorate"), "القاهرة").await;
+    type_in(
+        &c,
+        Locator::Css("input[name=concern][value=physical_abuse]"),
+        " ",
+    )
+    .await;
+    type_in(&c, Locator::Css("input[name=service][value=health]"), " ").await;
+    type_in(&c, Locator::Id("district"), "\u{E007}").await;
     let answered = c
         .wait()
         .at_most(Duration::from_secs(20))
@@ -624,12 +558,7 @@ async fn an_operator_escalates_a_call_from_the_keyboard_and_the_screens_pass_axe
     // The form with errors, in English, passes too.
     c.goto(&format!("{base}/lang/en")).await.unwrap();
     c.goto(&format!("{base}/hotline")).await.unwrap();
-    c.find(Locator::Css("form[action='/hotline'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Css("form[action='/hotline'] button")).await;
     c.wait().for_element(Locator::Id("call_ref")).await.unwrap();
     assert_eq!(
         serious_violations(&c).await,
@@ -641,33 +570,28 @@ async fn an_operator_escalates_a_call_from_the_keyboard_and_the_screens_pass_axe
     hub.stop().await;
 }
 
+/// Clicks the element `at` finds.
+async fn click(c: &fantoccini::Client, at: Locator<'_>) {
+    c.find(at).await.unwrap().click().await.unwrap();
+}
+
+/// Types `text` into the element `at` finds, as keys.
+async fn type_in(c: &fantoccini::Client, at: Locator<'_>, text: &str) {
+    c.find(at).await.unwrap().send_keys(text).await.unwrap();
+}
+
 /// Signs `c` in at `url` as `login` (with the second factor's `code` when the role needs
 /// one), by keyboard: Enter in the last field sends the form.
 async fn sign_in_browser(c: &fantoccini::Client, url: &str, login: &str, code: Option<&str>) {
     c.goto(url).await.unwrap();
-    c.find(Locator::Id("login"))
-        .await
-        .unwrap()
-        .send_keys(login)
-        .await
-        .unwrap();
+    type_in(c, Locator::Id("login"), login).await;
     let (password, code) = match code {
         None => (format!("{PASSWORD}\u{E007}"), None),
         Some(code) => (PASSWORD.to_owned(), Some(format!("{code}\u{E007}"))),
     };
-    c.find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys(&password)
-        .await
-        .unwrap();
+    type_in(c, Locator::Id("password"), &password).await;
     if let Some(code) = code {
-        c.find(Locator::Id("code"))
-            .await
-            .unwrap()
-            .send_keys(&code)
-            .await
-            .unwrap();
+        type_in(c, Locator::Id("code"), &code).await;
     }
 }
 
@@ -728,12 +652,7 @@ async fn a_caseworker_sees_their_cases_overdue_first_and_only_their_own() {
         "my cases"
     );
     screenshot(&c, "caseworker-cases-ar").await;
-    c.find(Locator::Css(&format!("a[href='/cases/{mine}']")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Css(&format!("a[href='/cases/{mine}']"))).await;
     c.wait().for_element(Locator::Css("main ol")).await.unwrap();
     let page = c.source().await.unwrap();
     assert!(
@@ -782,24 +701,9 @@ async fn a_caseworker_reviews_and_closes_a_case_and_a_stale_form_is_said_plainly
         .unwrap();
     c.goto(&format!("{base}/cases/{case}")).await.unwrap();
     // A home visit, the child seen.
-    c.find(Locator::Css("input[name=child_seen]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Id("findings"))
-        .await
-        .unwrap()
-        .send_keys("الطفلة بخير وعادت إلى المدرسة")
-        .await
-        .unwrap();
-    c.find(Locator::Css("form[action$='/review'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Css("input[name=child_seen]")).await;
+    type_in(&c, Locator::Id("findings"), "الطفلة بخير وعادت إلى المدرسة").await;
+    click(&c, Locator::Css("form[action$='/review'] button")).await;
     c.wait()
         .for_element(Locator::XPath("//li[contains(., 'reviewed')]"))
         .await
@@ -813,12 +717,7 @@ async fn a_caseworker_reviews_and_closes_a_case_and_a_stale_form_is_said_plainly
     fill_closure(&c).await;
     // Someone else changes the case meanwhile.
     pb_review(&ch, &case, 4).await;
-    c.find(Locator::Css("form[action$='/close'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Css("form[action$='/close'] button")).await;
     let said = c
         .wait()
         .for_element(Locator::Css("p.error"))
@@ -832,12 +731,7 @@ async fn a_caseworker_reviews_and_closes_a_case_and_a_stale_form_is_said_plainly
     // Reloaded, it closes for one of the five reasons.
     c.goto(&format!("{base}/cases/{case}")).await.unwrap();
     fill_closure(&c).await;
-    c.find(Locator::Css("form[action$='/close'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Css("form[action$='/close'] button")).await;
     c.wait()
         .for_element(Locator::XPath("//dd[contains(., 'مغلقة')]"))
         .await
@@ -854,30 +748,10 @@ async fn a_caseworker_reviews_and_closes_a_case_and_a_stale_form_is_said_plainly
 
 /// The closure form filled in: need ended, parents consulted, evaluation, recommendations.
 async fn fill_closure(c: &fantoccini::Client) {
-    c.find(Locator::Css("#reason option[value=need_ended]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Css("input[name=parents_consulted]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Id("final_evaluation"))
-        .await
-        .unwrap()
-        .send_keys("تحقق الهدف")
-        .await
-        .unwrap();
-    c.find(Locator::Id("recommendations"))
-        .await
-        .unwrap()
-        .send_keys("متابعة مدرسية")
-        .await
-        .unwrap();
+    click(c, Locator::Css("#reason option[value=need_ended]")).await;
+    click(c, Locator::Css("input[name=parents_consulted]")).await;
+    type_in(c, Locator::Id("final_evaluation"), "تحقق الهدف").await;
+    type_in(c, Locator::Id("recommendations"), "متابعة مدرسية").await;
 }
 
 /// A review by someone else (the ministry's own system), bumping the case's version.
