@@ -1,6 +1,11 @@
 //! `himaya person add`: an account for someone who signs in to the web front. The
 //! password is generated and shown once; roles that need a second factor get their
 //! RFC 6238 secret, to enter in an authenticator app.
+//!
+//! People are one list: a caseworker's or supervisor's account is also their staff
+//! record in the case-owning ministry, registered through the hub (`AddStaff`) under the
+//! person's id (`psn_…`), so the caseload caps and the per-person rules count the very
+//! person who signs in. Should that registration fail, the account is taken back.
 
 use anyhow::Context;
 use himaya_settings::Settings;
@@ -27,6 +32,12 @@ pub enum PersonCommand {
         /// agency_staff | auditor | admin (repeat for several).
         #[arg(long = "role", required = true)]
         roles: Vec<String>,
+        /// A caseworker's supervisor, by login (a person of the same agency).
+        #[arg(long)]
+        supervisor: Option<String>,
+        /// Where caseworkers and supervisors are registered as staff (as `--agency`).
+        #[command(flatten)]
+        client: crate::cli::ClientArgs,
     },
 }
 
@@ -37,6 +48,8 @@ pub async fn run(command: PersonCommand, settings: Settings) -> anyhow::Result<(
         name,
         latin,
         roles,
+        supervisor,
+        client,
     } = command;
     if !settings.agencies.contains_key(&agency) {
         anyhow::bail!("--agency: not an agency of the directory (himaya agencies lists them)");
@@ -50,10 +63,31 @@ pub async fn run(command: PersonCommand, settings: Settings) -> anyhow::Result<(
             })
         })
         .collect::<anyhow::Result<Vec<Role>>>()?;
-    let password = generate_password();
+    let staff_role = if roles.contains(&Role::Supervisor) {
+        Some("supervisor")
+    } else if roles.contains(&Role::Caseworker) {
+        Some("caseworker")
+    } else {
+        None
+    };
     let pool = himaya_web::connect(&settings)
         .await
         .context("connecting to PostgreSQL (is it running? scripts/services starts it)")?;
+    // Checked before anything is written: a caseworker needs a supervisor who is one.
+    let supervisor_id = match (staff_role, supervisor.as_deref()) {
+        (Some("caseworker"), None) => {
+            anyhow::bail!("--supervisor: a caseworker needs their supervisor's login")
+        }
+        (_, Some(login)) => {
+            let s = people::by_login(&pool, &agency, login)
+                .await?
+                .filter(|p| p.has(Role::Supervisor))
+                .context("--supervisor: not the login of a supervisor of this agency")?;
+            Some(s.person_id)
+        }
+        (_, None) => None,
+    };
+    let password = generate_password();
     let created = people::add(
         &pool,
         &agency,
@@ -63,6 +97,19 @@ pub async fn run(command: PersonCommand, settings: Settings) -> anyhow::Result<(
         &password,
     )
     .await?;
+    if let Some(role) = staff_role {
+        let msg = himaya_proto::v1::AddStaffRequest {
+            staff_id: created.person.person_id.clone(),
+            role: role.into(),
+            supervisor_id: supervisor_id.filter(|_| role == "caseworker"),
+        };
+        if let Err(e) = register_staff(&client, &agency, msg).await {
+            people::undo_add(&pool, &created.person.person_id).await?;
+            return Err(e.context(
+                "registering the staff record in the hub (is it running? scripts/setup starts it); the account was not kept",
+            ));
+        }
+    }
     println!("person {} ({agency})", created.person.person_id);
     println!("  login:    {login}");
     println!(
@@ -74,6 +121,25 @@ pub async fn run(command: PersonCommand, settings: Settings) -> anyhow::Result<(
             println!("  current code: {code}");
         }
     }
+    Ok(())
+}
+
+/// The person's staff record, through the hub as their agency.
+async fn register_staff(
+    client: &crate::cli::ClientArgs,
+    agency: &str,
+    msg: himaya_proto::v1::AddStaffRequest,
+) -> anyhow::Result<()> {
+    let channel = crate::client::connect(client, agency).await?;
+    let mut req = tonic::Request::new(msg);
+    req.metadata_mut().insert(
+        "x-himaya-agency",
+        tonic::metadata::MetadataValue::try_from(agency)?,
+    );
+    himaya_proto::v1::case_work_client::CaseWorkClient::new(channel)
+        .add_staff(req)
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
     Ok(())
 }
 

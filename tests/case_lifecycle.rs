@@ -2441,3 +2441,201 @@ async fn staff_ids_are_each_agencys_own() {
     assert_eq!(supervisor(giza_case).await.as_deref(), Some("sup-1"));
     hub.stop().await;
 }
+
+/// A call as the web front makes it for a person of the ministry (development identity:
+/// the headers are taken as sent; under mutual TLS only the web component may send them).
+fn as_person<T>(person: &str, roles: &str, msg: T) -> Request<T> {
+    let mut r = owned(msg);
+    r.metadata_mut()
+        .insert("x-himaya-person", person.parse().unwrap());
+    r.metadata_mut()
+        .insert("x-himaya-roles", roles.parse().unwrap());
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_works_only_their_own_cases_and_is_named_in_what_they_do() {
+    let env = TestEnv::new(None).await;
+    let hub = env.start().await;
+    let ch = channel(&hub).await;
+    let pool = env.pool().await;
+    let mut w = Work::new(ch.clone()).await;
+    // People are the staff: each staff id is the person's id.
+    w.staff("psn_sup1", "supervisor", None).await.unwrap();
+    w.staff("psn_sup2", "supervisor", None).await.unwrap();
+    w.staff("psn_cw1", "caseworker", Some("psn_sup1"))
+        .await
+        .unwrap();
+    w.staff("psn_cw2", "caseworker", Some("psn_sup2"))
+        .await
+        .unwrap();
+    let case = w.referral("person-rules", None).await;
+    w.register(&case).await;
+    let mut c = w.client.clone();
+    let history = |person: &str, roles: &str| {
+        as_person(
+            person,
+            roles,
+            pb::GetHistoryRequest {
+                case_id: case.clone(),
+            },
+        )
+    };
+    let review = |person: &str, version: i64| {
+        as_person(
+            person,
+            "caseworker",
+            pb::RecordReviewRequest {
+                case_id: case.clone(),
+                expected_version: version,
+                actor: "typed-by-the-form".into(),
+                kind: "home_visit".into(),
+                child_seen: true,
+                findings: "زيارة منزلية".into(),
+            },
+        )
+    };
+
+    // The unassigned queue and its cases are the supervisors'.
+    let e = c
+        .list_cases(as_person(
+            "psn_cw1",
+            "caseworker",
+            pb::ListCasesRequest {
+                unassigned: true,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    let e = c.get_history(history("psn_cw1", "caseworker")).await;
+    assert_eq!(e.unwrap_err().code(), Code::PermissionDenied);
+    let queue = c
+        .list_cases(as_person(
+            "psn_sup2",
+            "supervisor",
+            pb::ListCasesRequest {
+                unassigned: true,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(queue.cases.len(), 1);
+
+    // A caseworker may not assign (the role rule, at the gateway); a supervisor does, and
+    // the history names the supervisor, not what the form typed.
+    let assign = |person: &str, roles: &str| {
+        as_person(
+            person,
+            roles,
+            pb::AssignCaseRequest {
+                case_id: case.clone(),
+                expected_version: 2,
+                actor: "typed-by-the-form".into(),
+                caseworker_id: "psn_cw1".into(),
+            },
+        )
+    };
+    let e = c
+        .assign_case(assign("psn_cw1", "caseworker"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert!(e.message().contains("supervisor"), "{}", e.message());
+    c.assign_case(assign("psn_sup1", "supervisor"))
+        .await
+        .unwrap();
+
+    // Another caseworker, and a supervisor who is not theirs, are refused; the
+    // caseworker works it and is named.
+    let e = c.record_review(review("psn_cw2", 3)).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert!(e.message().contains("psn_cw2"), "{}", e.message());
+    let e = c.get_history(history("psn_sup2", "supervisor")).await;
+    assert_eq!(e.unwrap_err().code(), Code::PermissionDenied);
+    c.record_review(review("psn_cw1", 3)).await.unwrap();
+    let entries = c
+        .get_history(history("psn_sup1", "supervisor"))
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let actors: Vec<&str> = entries.iter().map(|e| e.actor.as_str()).collect();
+    assert_eq!(
+        actors,
+        ["school-cairo-alnour", "sw-lead", "psn_sup1", "psn_cw1"]
+    );
+
+    // Lists: one's own cases, or one's team's.
+    let list = |person: &str, roles: &str, of: &str| {
+        as_person(
+            person,
+            roles,
+            pb::ListCasesRequest {
+                caseworker_id: of.into(),
+                ..Default::default()
+            },
+        )
+    };
+    let e = c.list_cases(list("psn_cw2", "caseworker", "psn_cw1")).await;
+    assert_eq!(e.unwrap_err().code(), Code::PermissionDenied);
+    let e = c
+        .list_cases(list("psn_sup2", "supervisor", "psn_cw1"))
+        .await;
+    assert_eq!(e.unwrap_err().code(), Code::PermissionDenied);
+    for (p, r) in [("psn_cw1", "caseworker"), ("psn_sup1", "supervisor")] {
+        let mine = c.list_cases(list(p, r, "psn_cw1")).await.unwrap();
+        assert_eq!(mine.into_inner().cases.len(), 1, "{p}");
+    }
+
+    // Reading it through the redactor: the same rule, and the log names who read and
+    // who was refused.
+    let read = |person: &str| {
+        as_person(
+            person,
+            "caseworker",
+            pb::GetCaseRequest {
+                case_id: case.clone(),
+                purpose: pb::Purpose::ServiceProvision.into(),
+            },
+        )
+    };
+    let mut cases = pb::cases_client::CasesClient::new(ch.clone());
+    let e = cases.get_case(read("psn_cw2")).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    cases.get_case(read("psn_cw1")).await.unwrap();
+    let logged = |decision: &str, person: &str| {
+        format!(
+            "SELECT count(*) FROM audit.log WHERE case_id = '{case}' AND decision = '{decision}' AND person = '{person}'"
+        )
+    };
+    wait_count(
+        &pool,
+        &logged("deny", "psn_cw2"),
+        2,
+        10,
+        "psn_cw2's refusals",
+    )
+    .await;
+    wait_count(
+        &pool,
+        &logged("deny", "psn_cw1"),
+        1,
+        10,
+        "psn_cw1's refusal",
+    )
+    .await;
+    wait_count(
+        &pool,
+        &logged("deny", "psn_sup2"),
+        1,
+        10,
+        "psn_sup2's refusal",
+    )
+    .await;
+    wait_count(&pool, &logged("permit", "psn_cw1"), 1, 10, "psn_cw1's read").await;
+    hub.stop().await;
+}

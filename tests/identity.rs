@@ -13,7 +13,7 @@ use std::str::FromStr;
 use bytes::{Buf, BufMut};
 use helpers::*;
 use himaya::dev_certs::{self, DevCerts};
-use himaya::gateway::{rule_for, Callers};
+use himaya::gateway::{person_rule_for, rule_for, Callers};
 use himaya::hub::Hub;
 use himaya_proto::v1 as pb;
 use himaya_record::AgencyType;
@@ -301,6 +301,11 @@ async fn every_rpc_refuses_the_agency_types_it_is_not_for() {
     let mut refused = 0;
     for (path, _) in methods() {
         let rule = rule_for(&path).unwrap_or_else(|| panic!("{path} has no rule in the gateway"));
+        // Whether a person may make it, and which roles, is decided for each too.
+        assert!(
+            person_rule_for(&path).is_some(),
+            "{path} has no person rule in the gateway"
+        );
         let Callers::Only(allowed) = rule else {
             continue;
         };
@@ -734,14 +739,41 @@ async fn the_web_components_certificate_asserts_a_person_only_with_an_agency_and
         staff, "officer-17",
         "the agency's own reference, not the forged person"
     );
-    // The web component naming the school and a person: the person is recorded.
-    let mut req = Request::new(school_request("person-proven"));
+    // The web component naming the school and a person: the person is recorded, when
+    // their roles allow the call.
+    let web_request = |roles: Option<&str>| {
+        let mut req = Request::new(school_request("person-proven"));
+        req.metadata_mut()
+            .insert("x-himaya-agency", "school-cairo-alnour".parse().unwrap());
+        req.metadata_mut()
+            .insert("x-himaya-person", "psn_proven".parse().unwrap());
+        if let Some(r) = roles {
+            req.metadata_mut()
+                .insert("x-himaya-roles", r.parse().unwrap());
+        }
+        req
+    };
+    let mut intake = pb::intake_client::IntakeClient::new(as_web.clone());
+    for roles in [None, Some("caseworker,auditor")] {
+        let e = intake
+            .submit_school_referral(web_request(roles))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{roles:?}: {e:?}");
+        assert!(e.message().contains("school_officer"), "{}", e.message());
+    }
+    // The web front acts only for people: a call of its own, naming an agency but no
+    // person, is refused.
+    let mut req = Request::new(pb::ListAgenciesRequest::default());
     req.metadata_mut()
         .insert("x-himaya-agency", "school-cairo-alnour".parse().unwrap());
-    req.metadata_mut()
-        .insert("x-himaya-person", "psn_proven".parse().unwrap());
-    let r = pb::intake_client::IntakeClient::new(as_web)
-        .submit_school_referral(req)
+    let e = pb::directory_client::DirectoryClient::new(as_web.clone())
+        .list_agencies(req)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    let r = intake
+        .submit_school_referral(web_request(Some("school_officer")))
         .await
         .unwrap()
         .into_inner();

@@ -121,8 +121,43 @@ pub fn caller(meta: &tonic::metadata::MetadataMap) -> Option<String> {
 /// on calls from the web component (or in development identity mode) and removes it from
 /// every other caller, so a handler may record it as who did what.
 pub fn person(meta: &tonic::metadata::MetadataMap) -> Option<String> {
-    meta.get("x-himaya-person")
+    meta.get(PERSON_HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|p| p.starts_with("psn_"))
         .map(str::to_owned)
+}
+
+/// The metadata naming the person acting (kept by the gateway only from the web front).
+pub const PERSON_HEADER: &str = "x-himaya-person";
+/// The roles of that person, comma-separated (kept and dropped with [`PERSON_HEADER`]).
+pub const ROLES_HEADER: &str = "x-himaya-roles";
+
+/// A person the web front proved, with the roles their account holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acting {
+    /// `psn_…`: the person's id, which the hub records as who did what.
+    pub person: String,
+    pub roles: Vec<String>,
+}
+
+impl Acting {
+    pub fn has(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// The person acting and their roles, when the web front proved them (see [`person`]).
+/// A person without roles is no person: the gateway refuses such a call before this.
+pub fn acting(meta: &tonic::metadata::MetadataMap) -> Option<Acting> {
+    let person = person(meta)?;
+    let roles: Vec<String> = meta
+        .get(ROLES_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned)
+        .collect();
+    Some(Acting { person, roles })
 }

@@ -6,6 +6,7 @@
 //! Everyone else is refused PERMISSION_DENIED, and the refusal is written to the
 //! disclosure log.
 
+use himaya_proto::status::Acting;
 use himaya_record::{AgencyType, CaseId, Purpose};
 use himaya_settings::AgencySettings;
 use sqlx::Row;
@@ -20,6 +21,14 @@ pub(crate) enum Need {
     /// Reading it (through the redactor): the owner or an agency with a part in it.
     Part,
 }
+
+/// The roles that read a case through their agency's part in it.
+const PARTY_ROLES: &[&str] = &[
+    "school_officer",
+    "committee_member",
+    "hotline_operator",
+    "agency_staff",
+];
 
 /// A social affairs agency owns the cases of the governorates it covers.
 pub(crate) fn owns(agency: &AgencySettings, governorate: &str) -> bool {
@@ -41,6 +50,13 @@ impl CaseParties {
             || (need == Need::Part
                 && (self.source_agency.as_deref() == Some(agency_id)
                     || self.recipients.iter().any(|a| a == agency_id)))
+    }
+
+    /// Whether the agency has a part in the case other than owning it: it referred the
+    /// case, or received it or a service referral.
+    fn part_of(&self, agency_id: &str) -> bool {
+        self.source_agency.as_deref() == Some(agency_id)
+            || self.recipients.iter().any(|a| a == agency_id)
     }
 
     /// The parties of a loaded case, with its recipients from [`recipients`].
@@ -123,6 +139,7 @@ impl State {
     /// every governorate passes, and is answered NOT_FOUND).
     pub(crate) async fn require_case(
         &self,
+        acting: Option<&Acting>,
         agency_id: &str,
         agency: &AgencySettings,
         case_id: &CaseId,
@@ -132,6 +149,7 @@ impl State {
     ) -> Result<(), CasesError> {
         let parties = CaseParties::load(&self.pool, case_id, need).await?;
         self.require_parties(
+            acting,
             parties.as_ref(),
             agency_id,
             agency,
@@ -148,6 +166,7 @@ impl State {
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn require_parties(
         &self,
+        acting: Option<&Acting>,
         parties: Option<&CaseParties>,
         agency_id: &str,
         agency: &AgencySettings,
@@ -157,10 +176,21 @@ impl State {
         purpose: Purpose,
     ) -> Result<(), CasesError> {
         if self
-            .allowed_by(parties, agency_id, agency, case_id, need, channel, purpose)
+            .allowed_by(
+                acting, parties, agency_id, agency, case_id, need, channel, purpose,
+            )
             .await?
         {
             return Ok(());
+        }
+        if let Some(a) =
+            acting.filter(|_| parties.is_some_and(|p| p.allows(agency_id, agency, need)))
+        {
+            // The agency may, the person may not: say so in the words of the person's rule.
+            return Err(CasesError::PermissionDenied(format!(
+                "case {case_id} is not one of the cases of person {} — الحالة ليست من الحالات المسندة إليك أو إلى فريقك",
+                a.person
+            )));
         }
         Err(CasesError::PermissionDenied(match need {
             Need::Owner => format!(
@@ -177,6 +207,7 @@ impl State {
     /// reached through another object's id never names the case.
     pub(crate) async fn allowed_on_case(
         &self,
+        acting: Option<&Acting>,
         agency_id: &str,
         agency: &AgencySettings,
         case_id: &CaseId,
@@ -186,6 +217,7 @@ impl State {
     ) -> Result<bool, CasesError> {
         let parties = CaseParties::load(&self.pool, case_id, need).await?;
         self.allowed_by(
+            acting,
             parties.as_ref(),
             agency_id,
             agency,
@@ -202,6 +234,7 @@ impl State {
     #[allow(clippy::too_many_arguments)]
     async fn allowed_by(
         &self,
+        acting: Option<&Acting>,
         parties: Option<&CaseParties>,
         agency_id: &str,
         agency: &AgencySettings,
@@ -211,7 +244,17 @@ impl State {
         purpose: Purpose,
     ) -> Result<bool, CasesError> {
         let reason = match (parties, need) {
-            (Some(p), _) if p.allows(agency_id, agency, need) => return Ok(true),
+            (Some(p), _) if p.allows(agency_id, agency, need) => match acting {
+                None => return Ok(true),
+                Some(a)
+                    if self
+                        .person_may(a, p, agency_id, agency, case_id, need)
+                        .await? =>
+                {
+                    return Ok(true)
+                }
+                Some(_) => "not_persons_case",
+            },
             (Some(_), Need::Owner) => "not_case_owner",
             (Some(_), Need::Part) => "no_part_in_case",
             // A ministry owning every governorate learns nothing from "no such case":
@@ -221,14 +264,61 @@ impl State {
             // so ids cannot be probed for existence; the probe is logged as a denial.
             (None, _) => "no_such_case",
         };
-        self.log_refusal(agency_id, case_id, reason, channel, purpose)
+        self.log_refusal(acting, agency_id, case_id, reason, channel, purpose)
             .await?;
         Ok(false)
+    }
+
+    /// The per-person rule on a case the person's agency may touch: a caseworker works
+    /// and reads the cases assigned to them; a supervisor those of their caseworkers and
+    /// the unassigned cases of the agency's area; the other roles read what their agency
+    /// has a part in (a school's officer its referrals, a partner's staff the cases sent
+    /// to it, an operator the hotline's escalations), never a case by ownership alone.
+    async fn person_may(
+        &self,
+        a: &Acting,
+        p: &CaseParties,
+        agency_id: &str,
+        agency: &AgencySettings,
+        case_id: &CaseId,
+        need: Need,
+    ) -> Result<bool, CasesError> {
+        if need == Need::Part && p.part_of(agency_id) && PARTY_ROLES.iter().any(|r| a.has(r)) {
+            return Ok(true);
+        }
+        if !owns(agency, &p.governorate) || !(a.has("caseworker") || a.has("supervisor")) {
+            return Ok(false);
+        }
+        let row = sqlx::query(
+            "SELECT c.caseworker_agency, c.caseworker_id, s.supervisor_id
+               FROM cases c
+               LEFT JOIN staff s ON s.agency_id = c.caseworker_agency AND s.staff_id = c.caseworker_id
+              WHERE c.case_id = $1",
+        )
+        .bind(case_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let worker_agency: Option<String> = row.try_get("caseworker_agency")?;
+        let worker: Option<String> = row.try_get("caseworker_id")?;
+        let supervisor: Option<String> = row.try_get("supervisor_id")?;
+        let ours = worker_agency.as_deref() == Some(agency_id);
+        Ok(match worker {
+            // The unassigned queue is the supervisors'.
+            None => a.has("supervisor"),
+            Some(w) => {
+                (ours && w == a.person)
+                    || (a.has("supervisor") && ours && supervisor.as_deref() == Some(&a.person))
+            }
+        })
     }
 
     /// Writes a refusal on `case_id` to the disclosure log (and the service log).
     pub(crate) async fn log_refusal(
         &self,
+        acting: Option<&Acting>,
         agency_id: &str,
         case_id: &CaseId,
         reason: &str,
@@ -236,14 +326,10 @@ impl State {
         purpose: Purpose,
     ) -> Result<(), CasesError> {
         tracing::warn!(case_id = %case_id, agency = %agency_id, reason, channel, "call refused: object-level authorization");
-        crate::read::log_decision(
-            &self.pool,
-            channel,
-            case_id,
-            agency_id,
-            purpose,
-            Err(reason),
-        )
-        .await
+        let mut event =
+            crate::read::decision_event(channel, case_id, agency_id, purpose, Err(reason));
+        // A refusal of a person names them, as their reads do.
+        event.person = acting.map(|a| a.person.clone());
+        crate::read::log_events(&self.pool, &[event]).await
     }
 }

@@ -55,15 +55,10 @@ pub(crate) async fn open(
     let caller = agency_id.as_str();
     let refuse = |case_id: CaseId, reason: &'static str| async move {
         tracing::warn!(case_id = %case_id, agency = %caller, reason, "break-glass refused");
-        crate::read::log_decision(
-            &state.pool,
-            "break_glass",
-            &case_id,
-            caller,
-            purpose,
-            Err(reason),
-        )
-        .await
+        let mut event =
+            crate::read::decision_event("break_glass", &case_id, caller, purpose, Err(reason));
+        event.person = himaya_proto::status::person(meta);
+        crate::read::log_events(&state.pool, &[event]).await
     };
     // The agency type is checked before anything else of the request: a caller that may
     // never break the glass learns nothing about the case.
@@ -163,7 +158,8 @@ pub(crate) async fn open(
         categories: d.categories.iter().map(|c| c.as_str().to_owned()).collect(),
         basis: vec![id.clone()],
         delivery_message_id: None,
-        person: None,
+        // The person who broke the glass, when the web front proved them.
+        person: himaya_proto::status::person(meta),
     };
     himaya_store::outbox::enqueue_event(
         &mut tx,

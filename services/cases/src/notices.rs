@@ -123,6 +123,7 @@ pub(crate) async fn acknowledge(
             if let Ok(case_id) = CaseId::parse(case_id) {
                 state
                     .log_refusal(
+                        None,
                         agency_id,
                         &case_id,
                         "not_addressee",

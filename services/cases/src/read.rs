@@ -51,6 +51,7 @@ impl pb::cases_server::Cases for CasesApi {
         let parties = CaseParties::of(&record, recipients(&self.0.pool, &case_id).await?);
         self.0
             .require_parties(
+                himaya_proto::status::acting(&meta).as_ref(),
                 Some(&parties),
                 &agency_id,
                 agency,
@@ -92,7 +93,7 @@ impl pb::cases_server::Cases for CasesApi {
         &self,
         req: Request<pb::BreakGlassRequest>,
     ) -> Result<Response<pb::SharedCase>, Status> {
-        let (meta, _, r) = req.into_parts();
+        let (meta, r) = crate::work::acted(req);
         Ok(Response::new(
             crate::break_glass::open(&self.0, &meta, r).await?,
         ))
@@ -142,7 +143,7 @@ impl pb::cases_server::Cases for CasesApi {
         &self,
         req: Request<pb::AcknowledgeNoticeRequest>,
     ) -> Result<Response<pb::Notice>, Status> {
-        let (meta, _, r) = req.into_parts();
+        let (meta, r) = crate::work::acted(req);
         let (agency_id, _) = self.0.calling_agency(&meta)?;
         Ok(Response::new(
             crate::notices::acknowledge(&self.0, &agency_id, &r, Lang::of(&meta)).await?,
@@ -187,27 +188,9 @@ impl pb::cases_server::Cases for CasesApi {
     }
 }
 
-/// Records a decision on case data in the hub's disclosure log (through the outbox): the
-/// disclosure, or the refusal with its reason. `channel` says which path asked
-/// (`grpc_read`, `grpc_call`, `break_glass`, `export`).
-pub(crate) async fn log_decision(
-    pool: &sqlx::PgPool,
-    channel: &str,
-    case_id: &CaseId,
-    agency_id: &str,
-    purpose: himaya_record::Purpose,
-    outcome: Result<&himaya_sharing::Disclosure, &str>,
-) -> Result<(), CasesError> {
-    log_events(
-        pool,
-        &[decision_event(
-            channel, case_id, agency_id, purpose, outcome,
-        )],
-    )
-    .await
-}
-
-/// The disclosure-log entry of one decision on case data.
+/// The disclosure-log entry of one decision on case data: the disclosure, or the refusal
+/// with its reason. `channel` says which path asked (`grpc_read`, `grpc_call`,
+/// `break_glass`, `export`); [`log_events`] records it through the outbox.
 pub(crate) fn decision_event(
     channel: &str,
     case_id: &CaseId,

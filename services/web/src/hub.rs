@@ -15,8 +15,9 @@ use tonic::Request;
 use crate::people::Person;
 use crate::WebError;
 
-/// The metadata naming the person acting (set only by the web component).
-pub const PERSON_HEADER: &str = "x-himaya-person";
+/// The metadata naming the person acting and their roles (kept by the gateway only from
+/// the web component).
+pub use himaya_proto::status::{PERSON_HEADER, ROLES_HEADER};
 
 #[derive(Clone)]
 pub struct Hub {
@@ -70,6 +71,8 @@ pub fn request<T>(person: &Person, lang: Lang, msg: T) -> Result<Request<T>, Web
     let m = r.metadata_mut();
     m.insert("x-himaya-agency", value(&person.agency_id)?);
     m.insert(PERSON_HEADER, value(&person.person_id)?);
+    let roles: Vec<&str> = person.roles.iter().map(|r| r.as_str()).collect();
+    m.insert(ROLES_HEADER, value(&roles.join(","))?);
     m.insert("accept-language", MetadataValue::from_static(lang.tag()));
     Ok(r)
 }

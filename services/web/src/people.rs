@@ -249,6 +249,37 @@ pub async fn load(pool: &PgPool, person_id: &str) -> Result<Option<Person>, WebE
     row.as_ref().map(person_of).transpose()
 }
 
+/// The person of `agency_id` who signs in as `login`.
+pub async fn by_login(
+    pool: &PgPool,
+    agency_id: &str,
+    login: &str,
+) -> Result<Option<Person>, WebError> {
+    let row = sqlx::query(
+        "SELECT person_id, agency_id, login, name_ar, name_latin, roles FROM persons
+          WHERE agency_id = $1 AND login = $2 AND NOT disabled",
+    )
+    .bind(agency_id)
+    .bind(login)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(person_of).transpose()
+}
+
+/// Takes back an account that was just made and has done nothing yet (its staff record
+/// could not be registered): no session, sign-in or submission names it.
+pub async fn undo_add(pool: &PgPool, person_id: &str) -> Result<(), WebError> {
+    sqlx::query(
+        "DELETE FROM persons p WHERE p.person_id = $1
+            AND NOT EXISTS (SELECT 1 FROM submissions s WHERE s.person_id = p.person_id)
+            AND NOT EXISTS (SELECT 1 FROM signins g WHERE g.person_id = p.person_id)",
+    )
+    .bind(person_id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 fn person_of(row: &sqlx::postgres::PgRow) -> Result<Person, WebError> {
     let roles: Vec<String> = row.try_get("roles")?;
     Ok(Person {

@@ -37,6 +37,53 @@ pub use referrals::ServiceReferralsApi;
 
 pub struct CaseWorkApi(pub(crate) Arc<State>);
 
+/// A request that names who acts (`actor`).
+pub(crate) trait Acted {
+    fn actor_mut(&mut self) -> &mut String;
+}
+
+macro_rules! acted_requests {
+    ($($t:ident),* $(,)?) => {
+        $(impl Acted for pb::$t {
+            fn actor_mut(&mut self) -> &mut String {
+                &mut self.actor
+            }
+        })*
+    };
+}
+
+acted_requests!(
+    AcknowledgeNoticeRequest,
+    BreakGlassRequest,
+    ReviewBreakGlassRequest,
+    GrantConsentRequest,
+    AmendConsentRequest,
+    WithdrawConsentRequest,
+    LinkCasesRequest,
+    MergeCasesRequest,
+    DecideAcceptanceRequest,
+    AssignCaseRequest,
+    RecordReviewRequest,
+    RecordAssessmentRequest,
+    SetPlanRequest,
+    CompleteActionRequest,
+    CloseCaseRequest,
+    ReopenCaseRequest,
+    CreateServiceReferralRequest,
+    UpdateServiceReferralRequest,
+);
+
+/// A request's metadata and message, its `actor` replaced by the proven person when the
+/// web front acts for one: what a person did is recorded under their id, whatever the
+/// form sent. An agency's own system still names its staff reference as it sees fit.
+pub(crate) fn acted<T: Acted>(req: Request<T>) -> (MetadataMap, T) {
+    let (meta, _, mut r) = req.into_parts();
+    if let Some(person) = himaya_proto::status::person(&meta) {
+        *r.actor_mut() = person;
+    }
+    (meta, r)
+}
+
 /// The common envelope of every change: who asks, which case, which version.
 struct Envelope {
     lang: Lang,
@@ -146,10 +193,12 @@ impl CaseWorkApi {
     async fn owner_of(&self, meta: &MetadataMap, case_ids: &[&str]) -> Result<String, CasesError> {
         let id = self.owner(meta)?;
         let (_, agency) = self.0.calling_agency(meta)?;
+        let acting = himaya_proto::status::acting(meta);
         for raw in case_ids {
             if let Ok(case_id) = CaseId::parse(raw.trim()) {
                 self.0
                     .require_case(
+                        acting.as_ref(),
                         &id,
                         agency,
                         &case_id,
@@ -189,7 +238,7 @@ impl pb::case_work_server::CaseWork for CaseWorkApi {
         &self,
         req: Request<pb::LinkCasesRequest>,
     ) -> Result<Response<pb::LinkCasesResponse>, Status> {
-        let (meta, _, r) = req.into_parts();
+        let (meta, r) = crate::work::acted(req);
         Ok(Response::new(
             CaseWorkApi::link_cases(self, &meta, r).await?,
         ))
@@ -199,7 +248,7 @@ impl pb::case_work_server::CaseWork for CaseWorkApi {
         &self,
         req: Request<pb::MergeCasesRequest>,
     ) -> Result<Response<pb::CaseChange>, Status> {
-        let (meta, _, r) = req.into_parts();
+        let (meta, r) = crate::work::acted(req);
         Ok(self.merge_cases(&meta, r).await?)
     }
 
@@ -207,7 +256,7 @@ impl pb::case_work_server::CaseWork for CaseWorkApi {
         &self,
         req: Request<pb::DecideAcceptanceRequest>,
     ) -> Result<Response<pb::CaseChange>, Status> {
-        let (meta, _, r) = req.into_parts();
+        let (meta, r) = crate::work::acted(req);
         Ok(self.decide(&meta, r).await?)
     }
 
@@ -223,7 +272,7 @@ impl pb::case_work_server::CaseWork for CaseWorkApi {
         &self,
         req: Request<pb::AssignCaseRequest>,
     ) -> Result<Response<pb::CaseChange>, Status> {
-        let (meta, _, r) = req.into_parts();
+        let (meta, r) = crate::work::acted(req);
         Ok(self.assign(&meta, r).await?)
     }
 
@@ -231,7 +280,7 @@ impl pb::case_work_server::CaseWork for CaseWorkApi {
         &self,
         req: Request<pb::RecordReviewRequest>,
     ) -> Result<Response<pb::CaseChange>, Status> {
-        let (meta, _, r) = req.into_parts();
+        let (meta, r) = crate::work::acted(req);
         Ok(self.review(&meta, r).await?)
     }
 
@@ -239,7 +288,7 @@ impl pb::case_work_server::CaseWork for CaseWorkApi {
         &self,
         req: Request<pb::CloseCaseRequest>,
     ) -> Result<Response<pb::CaseChange>, Status> {
-        let (meta, _, r) = req.into_parts();
+        let (meta, r) = crate::work::acted(req);
         Ok(self.close(&meta, r).await?)
     }
 
@@ -247,7 +296,7 @@ impl pb::case_work_server::CaseWork for CaseWorkApi {
         &self,
         req: Request<pb::ReopenCaseRequest>,
     ) -> Result<Response<pb::CaseChange>, Status> {
-        let (meta, _, r) = req.into_parts();
+        let (meta, r) = crate::work::acted(req);
         Ok(self.reopen(&meta, r).await?)
     }
 
@@ -262,7 +311,7 @@ impl pb::case_work_server::CaseWork for CaseWorkApi {
         &self,
         req: Request<pb::RecordAssessmentRequest>,
     ) -> Result<Response<pb::CaseChange>, Status> {
-        let (meta, _, r) = req.into_parts();
+        let (meta, r) = crate::work::acted(req);
         Ok(self.assess(&meta, r).await?)
     }
 
@@ -270,7 +319,7 @@ impl pb::case_work_server::CaseWork for CaseWorkApi {
         &self,
         req: Request<pb::SetPlanRequest>,
     ) -> Result<Response<pb::CaseChange>, Status> {
-        let (meta, _, r) = req.into_parts();
+        let (meta, r) = crate::work::acted(req);
         Ok(CaseWorkApi::set_plan(self, &meta, r).await?)
     }
 
@@ -278,7 +327,7 @@ impl pb::case_work_server::CaseWork for CaseWorkApi {
         &self,
         req: Request<pb::CompleteActionRequest>,
     ) -> Result<Response<pb::CaseChange>, Status> {
-        let (meta, _, r) = req.into_parts();
+        let (meta, r) = crate::work::acted(req);
         Ok(CaseWorkApi::complete_action(self, &meta, r).await?)
     }
 
@@ -286,7 +335,7 @@ impl pb::case_work_server::CaseWork for CaseWorkApi {
         &self,
         req: Request<pb::GrantConsentRequest>,
     ) -> Result<Response<pb::CaseChange>, Status> {
-        let (meta, _, r) = req.into_parts();
+        let (meta, r) = crate::work::acted(req);
         Ok(CaseWorkApi::grant_consent(self, &meta, r).await?)
     }
 
@@ -294,7 +343,7 @@ impl pb::case_work_server::CaseWork for CaseWorkApi {
         &self,
         req: Request<pb::AmendConsentRequest>,
     ) -> Result<Response<pb::CaseChange>, Status> {
-        let (meta, _, r) = req.into_parts();
+        let (meta, r) = crate::work::acted(req);
         Ok(CaseWorkApi::amend_consent(self, &meta, r).await?)
     }
 
@@ -302,7 +351,7 @@ impl pb::case_work_server::CaseWork for CaseWorkApi {
         &self,
         req: Request<pb::WithdrawConsentRequest>,
     ) -> Result<Response<pb::CaseChange>, Status> {
-        let (meta, _, r) = req.into_parts();
+        let (meta, r) = crate::work::acted(req);
         Ok(CaseWorkApi::withdraw_consent(self, &meta, r).await?)
     }
 
@@ -331,7 +380,7 @@ impl pb::case_work_server::CaseWork for CaseWorkApi {
         &self,
         req: Request<pb::ReviewBreakGlassRequest>,
     ) -> Result<Response<pb::BreakGlassAccess>, Status> {
-        let (meta, _, r) = req.into_parts();
+        let (meta, r) = crate::work::acted(req);
         let id = self.owner(&meta)?;
         let (_, reviewer) = self.0.calling_agency(&meta)?;
         let case_id = crate::break_glass::case_of(&self.0, &r.break_glass_id).await?;
@@ -339,6 +388,7 @@ impl pb::case_work_server::CaseWork for CaseWorkApi {
             let allowed = self
                 .0
                 .allowed_on_case(
+                    himaya_proto::status::acting(&meta).as_ref(),
                     &id,
                     reviewer,
                     &case_id,

@@ -41,7 +41,11 @@ impl CaseWorkApi {
         req: Request<pb::ListEscalationsRequest>,
     ) -> Result<Response<pb::Escalations>, Status> {
         let (meta, _, r) = req.into_parts();
-        self.owner(&meta)?;
+        let owner = self.owner(&meta)?;
+        // A caseworker (not a supervisor) sees the escalations of their own cases.
+        let only_of = himaya_proto::status::acting(&meta)
+            .filter(|a| !a.has("supervisor"))
+            .map(|a| a.person);
         let lang = himaya_proto::status::Lang::of(&meta);
         let (_, agency) = self.0.calling_agency(&meta)?;
         let (everywhere, governorates) = crate::access::area(agency);
@@ -59,11 +63,14 @@ impl CaseWorkApi {
                FROM escalations e JOIN cases c ON c.case_id = e.case_id
               WHERE ($1::timestamptz IS NULL OR e.raised_at > $1)
                 AND ($2 OR c.governorate = ANY($3))
+                AND ($4::text IS NULL OR (c.caseworker_agency = $5 AND c.caseworker_id = $4))
               ORDER BY (c.record->'referral'->>'priority' = 'urgent') DESC, e.id LIMIT 1000",
         )
         .bind(since)
         .bind(everywhere)
         .bind(governorates)
+        .bind(only_of)
+        .bind(&owner)
         .fetch_all(&self.0.pool)
         .await
         .map_err(CasesError::from)?;
@@ -115,6 +122,33 @@ impl CaseWorkApi {
             return Err(Status::invalid_argument(
                 "caseworker_id: name a caseworker, or ask for the unassigned queue (unassigned = true)",
             ));
+        }
+        if let Some(a) = himaya_proto::status::acting(&meta) {
+            // A person lists their own cases; a supervisor also their team's and the queue.
+            let allowed = match caseworker {
+                Some(c) if c == a.person => true,
+                None => a.has("supervisor"),
+                Some(c) => {
+                    a.has("supervisor")
+                        && sqlx::query_scalar::<_, bool>(
+                            "SELECT EXISTS (SELECT 1 FROM staff
+                                WHERE agency_id = $1 AND staff_id = $2 AND supervisor_id = $3)",
+                        )
+                        .bind(&owner)
+                        .bind(c)
+                        .bind(&a.person)
+                        .fetch_one(&self.0.pool)
+                        .await
+                        .map_err(CasesError::from)?
+                }
+            };
+            if !allowed {
+                tracing::warn!(person = %a.person, "list refused: not the person's own cases or team");
+                return Err(CasesError::PermissionDenied(
+                    "caseworker_id: you may list your own cases, or as a supervisor your team's and the unassigned queue — يمكنك عرض حالاتك فقط، أو حالات فريقك وقائمة الانتظار إن كنت مشرفًا".into(),
+                )
+                .into());
+            }
         }
         let rows = sqlx::query(
             "SELECT c.case_id, c.status, c.risk_level, c.priority, c.governorate, c.caseworker_id,

@@ -41,20 +41,44 @@ impl ServiceReferralsApi {
     /// Refuses (and logs) a caller who is not party to the referral `raw` names, before
     /// anything else of the request is looked at. An id that does not parse, or names no
     /// referral, is left to the handler.
-    async fn require_party(&self, agency_id: &str, raw: &str) -> Result<(), CasesError> {
+    async fn require_party(
+        &self,
+        meta: &MetadataMap,
+        agency_id: &str,
+        raw: &str,
+    ) -> Result<(), CasesError> {
         let Ok(id) = ServiceReferralId::parse(raw.trim()) else {
             return Ok(());
         };
         let Some(sr) = store::load(&self.0.pool, &id.to_string()).await? else {
             return Ok(());
         };
-        if Self::side(&sr, agency_id).is_ok() {
-            return Ok(());
-        }
+        let acting = himaya_proto::status::acting(meta);
         let case_id = CaseId::parse(&sr.case_id)
             .map_err(|_| himaya_store::StoreError::Corrupt("service_referrals.case_id"))?;
+        match (Self::side(&sr, agency_id), &acting) {
+            // The ministry's side, for a person: the case must be theirs (or their team's).
+            (Ok(Side::Referrer), Some(a)) => {
+                let (_, agency) = self.0.calling_agency(meta)?;
+                return self
+                    .0
+                    .require_case(
+                        Some(a),
+                        agency_id,
+                        agency,
+                        &case_id,
+                        Need::Owner,
+                        "grpc_call",
+                        himaya_record::Purpose::ServiceProvision,
+                    )
+                    .await;
+            }
+            (Ok(_), _) => return Ok(()),
+            (Err(_), _) => {}
+        }
         self.0
             .log_refusal(
+                acting.as_ref(),
                 agency_id,
                 &case_id,
                 "not_party_to_referral",
@@ -276,7 +300,8 @@ impl ServiceReferralsApi {
         r: pb::UpdateServiceReferralRequest,
     ) -> Result<pb::ServiceReferral, CasesError> {
         let agency = self.agency(meta)?;
-        self.require_party(&agency, &r.service_referral_id).await?;
+        self.require_party(meta, &agency, &r.service_referral_id)
+            .await?;
         let lang = Lang::of(meta);
         let mut v = Violations::new();
         let id = Self::referral_id(&mut v, &r.service_referral_id);
@@ -330,7 +355,8 @@ impl ServiceReferralsApi {
         r: pb::GetServiceReferralRequest,
     ) -> Result<pb::ServiceReferral, CasesError> {
         let agency = self.agency(meta)?;
-        self.require_party(&agency, &r.service_referral_id).await?;
+        self.require_party(meta, &agency, &r.service_referral_id)
+            .await?;
         let mut v = Violations::new();
         let Some(id) = Self::referral_id(&mut v, &r.service_referral_id) else {
             return Err(CasesError::Invalid(v, Lang::of(meta)));
@@ -373,6 +399,7 @@ impl ServiceReferralsApi {
             let (_, a) = self.0.calling_agency(meta)?;
             self.0
                 .require_case(
+                    himaya_proto::status::acting(meta).as_ref(),
                     &agency,
                     a,
                     case_id,
@@ -447,7 +474,7 @@ impl pb::service_referrals_server::ServiceReferrals for ServiceReferralsApi {
         &self,
         req: Request<pb::CreateServiceReferralRequest>,
     ) -> Result<Response<pb::ServiceReferral>, Status> {
-        let (meta, _, r) = req.into_parts();
+        let (meta, r) = crate::work::acted(req);
         Ok(Response::new(self.create(&meta, r).await?))
     }
 
@@ -455,7 +482,7 @@ impl pb::service_referrals_server::ServiceReferrals for ServiceReferralsApi {
         &self,
         req: Request<pb::UpdateServiceReferralRequest>,
     ) -> Result<Response<pb::ServiceReferral>, Status> {
-        let (meta, _, r) = req.into_parts();
+        let (meta, r) = crate::work::acted(req);
         Ok(Response::new(self.update(&meta, r).await?))
     }
 

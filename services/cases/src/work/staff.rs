@@ -15,12 +15,12 @@ impl CaseWorkApi {
             && r.staff_id.len() <= 64
             && r.staff_id
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-');
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !id_ok {
             v.push(
                 "staff_id",
                 Problem::InvalidCode {
-                    expected: "1-64 characters of letters, digits and -",
+                    expected: "1-64 characters of letters, digits, - and _ (a person's id, psn_…, or the agency's own staff reference)",
                 },
             );
         }
