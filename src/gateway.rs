@@ -26,7 +26,7 @@ use tonic::Status;
 /// The metadata key carrying the calling agency (after this door: the proven one).
 pub const AGENCY_HEADER: &str = "x-himaya-agency";
 /// The person acting, as the web component proved them (removed from anyone else).
-pub const PERSON_HEADER: &str = himaya_web::hub::PERSON_HEADER;
+pub use himaya_proto::status::{PERSON_HEADER, ROLES_HEADER};
 
 /// Which kinds of agency may call an RPC.
 #[derive(Debug, Clone, Copy)]
@@ -81,7 +81,102 @@ pub const RULES: &[(&str, Callers)] = &[
     // The directory and the service map are public to agencies; a service is changed
     // only by its own agency (checked by the handler).
     ("/himaya.v1.Directory/*", AnyAgency),
+    // The disclosure log: the handler applies the scope (a social-affairs agency covering
+    // every governorate reads it whole, any other agency only the entries to itself).
+    ("/himaya.v1.Audit/*", AnyAgency),
 ];
+
+/// Which of a person's roles may make a call, when the web front acts for a person: on
+/// top of the agency's rule above, a person needs one role listed for the RPC. First
+/// match wins; an RPC missing here is refused to every person (it is for agencies'
+/// systems: exports, notices), and a test checks every RPC of the contracts is decided.
+pub const PERSON_RULES: &[(&str, &[&str])] = &[
+    (
+        "/himaya.v1.Intake/SubmitSchoolReferral",
+        &["school_officer", "committee_member"],
+    ),
+    (
+        "/himaya.v1.Intake/EscalateHotlineCall",
+        &["hotline_operator"],
+    ),
+    ("/himaya.v1.Intake/SubmitAgencyReferral", REFERRERS),
+    // A case through the redactor: the policy and, for casework, the person's own cases
+    // (checked by the handler).
+    ("/himaya.v1.Cases/GetCase", REFERRERS),
+    ("/himaya.v1.Cases/GetStatistics", &["supervisor", "auditor"]),
+    (
+        "/himaya.v1.Cases/BreakGlass",
+        &["hotline_operator", "caseworker", "supervisor"],
+    ),
+    ("/himaya.v1.Cases/ExportCases", &[]),
+    (
+        "/himaya.v1.Cases/ListNotices",
+        &["agency_staff", "supervisor"],
+    ),
+    (
+        "/himaya.v1.Cases/AcknowledgeNotice",
+        &["agency_staff", "supervisor"],
+    ),
+    // Accounts: an agency's administrator registers its caseworkers and supervisors.
+    ("/himaya.v1.CaseWork/AddStaff", &["admin"]),
+    // A supervisor's own moves.
+    ("/himaya.v1.CaseWork/AssignCase", &["supervisor"]),
+    ("/himaya.v1.CaseWork/ListBreakGlass", &["supervisor"]),
+    ("/himaya.v1.CaseWork/ReviewBreakGlass", &["supervisor"]),
+    ("/himaya.v1.CaseWork/LinkCases", &["supervisor"]),
+    ("/himaya.v1.CaseWork/MergeCases", &["supervisor"]),
+    (
+        "/himaya.v1.CaseWork/GetIndicators",
+        &["supervisor", "auditor"],
+    ),
+    // Working a case: its caseworker, or their supervisor (checked by the handler).
+    ("/himaya.v1.CaseWork/*", &["caseworker", "supervisor"]),
+    (
+        "/himaya.v1.ServiceReferrals/CreateServiceReferral",
+        &["caseworker", "supervisor"],
+    ),
+    (
+        "/himaya.v1.ServiceReferrals/*",
+        &["agency_staff", "caseworker", "supervisor"],
+    ),
+    ("/himaya.v1.Directory/UpsertService", &["admin"]),
+    ("/himaya.v1.Directory/RemoveService", &["admin"]),
+    ("/himaya.v1.Directory/*", ALL_ROLES),
+    // The disclosure log and its chain: auditors only (the scope is their agency's).
+    ("/himaya.v1.Audit/*", &["auditor"]),
+];
+
+/// Everyone who works with cases or refers children (not auditors or administrators).
+const REFERRERS: &[&str] = &[
+    "school_officer",
+    "committee_member",
+    "hotline_operator",
+    "caseworker",
+    "supervisor",
+    "agency_staff",
+];
+
+const ALL_ROLES: &[&str] = &[
+    "school_officer",
+    "committee_member",
+    "hotline_operator",
+    "caseworker",
+    "supervisor",
+    "agency_staff",
+    "auditor",
+    "admin",
+];
+
+/// The roles that may make the call at `path` as a person; `None` when no rule says.
+pub fn person_rule_for(path: &str) -> Option<&'static [&'static str]> {
+    PERSON_RULES.iter().find_map(|(pattern, roles)| {
+        let hit = match pattern.strip_suffix('*') {
+            Some(service) => path.starts_with(service),
+            None => *pattern == path,
+        };
+        hit.then_some(*roles)
+    })
+}
 
 /// The rule for a request path; `None` for a `himaya.v1` path without one.
 pub fn rule_for(path: &str) -> Option<Callers> {
@@ -142,13 +237,14 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let lang = lang_of(req.headers());
+        let said_lang = req.headers().contains_key("accept-language");
         match admit(&self.settings, &mut req, lang) {
             Ok(()) => {
                 let max = self.settings.grpc.max_message_bytes;
                 let answer = self.inner.call(req);
                 Either::Left(Box::pin(async move {
                     answer.await.map(|mut r| {
-                        crate::grpc_errors::mend(r.headers_mut(), lang, max);
+                        crate::grpc_errors::mend(r.headers_mut(), lang, said_lang, max);
                         r
                     })
                 }))
@@ -180,8 +276,8 @@ fn admit<B>(settings: &Settings, req: &mut Request<B>, lang: Lang) -> Result<(),
     // Health checks and reflection are open (probes, grpcurl); unknown services fall
     // through to the router's UNIMPLEMENTED.
     if !path.starts_with("/himaya.v1.") {
+        forget_person(req.headers_mut());
         req.headers_mut().remove(AGENCY_HEADER);
-        req.headers_mut().remove(PERSON_HEADER);
         return Ok(());
     }
     let claimed = req
@@ -206,7 +302,7 @@ fn admit<B>(settings: &Settings, req: &mut Request<B>, lang: Lang) -> Result<(),
         };
         if is_web_component(leaf) && claimed.is_none() && path == PUBLIC_SERVICE_MAP {
             // The community's page of the service map: public data, asked by no agency.
-            req.headers_mut().remove(PERSON_HEADER);
+            forget_person(req.headers_mut());
             return Ok(());
         }
         if is_web_component(leaf) {
@@ -264,9 +360,64 @@ fn admit<B>(settings: &Settings, req: &mut Request<B>, lang: Lang) -> Result<(),
         .map_err(|_| Status::internal("agency id is not a header value"))?;
     req.headers_mut().insert(AGENCY_HEADER, value);
     if !from_web {
-        req.headers_mut().remove(PERSON_HEADER);
+        forget_person(req.headers_mut());
+        return Ok(());
+    }
+    let person = req
+        .headers()
+        .get(PERSON_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|p| p.starts_with("psn_"));
+    let Some(person) = person else {
+        forget_person(req.headers_mut());
+        if settings.grpc.tls.is_some() {
+            // The web front acts only for people: a call of its own names nobody.
+            tracing::warn!(rpc = %path, "call refused: the web component named no person");
+            return Err(Status::unauthenticated(say(
+                "x-himaya-person: the web component must name the person acting",
+                "x-himaya-person: يجب أن يحدد مكون الويب الشخص الذي يتصرف",
+            )));
+        }
+        // Development identity: a system's call (the CLI), which names no person.
+        return Ok(());
+    };
+    let roles = req
+        .headers()
+        .get(ROLES_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let allowed = person_rule_for(&path).unwrap_or(&[]);
+    if !roles
+        .split(',')
+        .map(str::trim)
+        .any(|r| allowed.contains(&r))
+    {
+        tracing::warn!(rpc = %path, agency = %agency_id, person, "call refused: not allowed for this person's roles");
+        return Err(Status::permission_denied(if allowed.is_empty() {
+            say(
+                &format!("{path} is for agencies' systems, not for a person"),
+                &format!("{path} مخصص لأنظمة الجهات لا للأشخاص"),
+            )
+        } else {
+            say(
+                &format!(
+                    "your role may not call {path}: it is for {}",
+                    allowed.join(", ")
+                ),
+                &format!(
+                    "لا يسمح دورك باستدعاء {path}؛ هو مسموح لأدوار: {}",
+                    allowed.join("، ")
+                ),
+            )
+        }));
     }
     Ok(())
+}
+
+/// Removes the person acting and their roles: only the web front may say them.
+fn forget_person(headers: &mut http::HeaderMap) {
+    headers.remove(PERSON_HEADER);
+    headers.remove(ROLES_HEADER);
 }
 
 /// The one call the web front makes for no agency: the public page of the service map
@@ -338,5 +489,26 @@ mod tests {
         ));
         assert!(rule_for("/himaya.v1.Cases/Unknown").is_none());
         assert!(rule_for("/himaya.v1.CaseWorkX/CloseCase").is_none());
+    }
+
+    #[test]
+    fn a_persons_roles_decide_on_top_of_the_agencys() {
+        let may = |path: &str, role: &str| person_rule_for(path).unwrap_or(&[]).contains(&role);
+        assert!(may("/himaya.v1.CaseWork/AssignCase", "supervisor"));
+        assert!(!may("/himaya.v1.CaseWork/AssignCase", "caseworker"));
+        assert!(may("/himaya.v1.CaseWork/CloseCase", "caseworker"));
+        assert!(!may("/himaya.v1.CaseWork/CloseCase", "school_officer"));
+        assert!(!may("/himaya.v1.CaseWork/CloseCase", "auditor"));
+        assert!(may(
+            "/himaya.v1.Intake/EscalateHotlineCall",
+            "hotline_operator"
+        ));
+        assert!(!may(
+            "/himaya.v1.Intake/EscalateHotlineCall",
+            "school_officer"
+        ));
+        assert!(!may("/himaya.v1.Cases/ExportCases", "supervisor"));
+        assert!(may("/himaya.v1.Directory/FindServices", "auditor"));
+        assert!(!may("/himaya.v1.Directory/UpsertService", "agency_staff"));
     }
 }

@@ -17,7 +17,9 @@ use tonic::Code;
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024;
 
 /// Rewrites, in place, the status carried by `headers` (if any) as described above.
-pub fn mend(headers: &mut HeaderMap, lang: Lang, max_message_bytes: usize) {
+/// `said_lang`: the caller sent `accept-language`, so a bilingual message is cut to its
+/// language.
+pub fn mend(headers: &mut HeaderMap, lang: Lang, said_lang: bool, max_message_bytes: usize) {
     let Some(code) = headers
         .get("grpc-status")
         .and_then(|v| v.to_str().ok())
@@ -54,12 +56,52 @@ pub fn mend(headers: &mut HeaderMap, lang: Lang, max_message_bytes: usize) {
         headers.remove("grpc-status-details-bin");
         return;
     }
+    if let Some(one) = in_one_language(message, lang).filter(|_| said_lang) {
+        if let Ok(v) = HeaderValue::from_str(&percent_encode(&one)) {
+            headers.insert("grpc-message", v);
+            return;
+        }
+    }
     if message.len() > MAX_MESSAGE_BYTES {
         let cut = cut_at(message, MAX_MESSAGE_BYTES);
         if let Ok(v) = HeaderValue::from_bytes(cut) {
             headers.insert("grpc-message", v);
         }
     }
+}
+
+/// The caller's half of a bilingual message ("English — العربية", as the services write
+/// refusals that no field carries); `None` when the message is not of that form. Only
+/// called for a caller that said its language (`accept-language`): one that did not
+/// keeps both halves.
+fn in_one_language(encoded: &[u8], lang: Lang) -> Option<String> {
+    let text = percent_decode(encoded)?;
+    let arabic = |s: &str| s.chars().any(|c| ('\u{0600}'..='\u{06FF}').contains(&c));
+    let (en, ar) = text.split_once(" — ")?;
+    if arabic(en) || !arabic(ar) {
+        return None;
+    }
+    Some(match lang {
+        Lang::English => en.to_owned(),
+        Lang::Arabic => ar.to_owned(),
+    })
+}
+
+/// A `grpc-message` back to its text; `None` if it is not valid percent-encoded UTF-8.
+fn percent_decode(encoded: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(encoded.len());
+    let mut i = 0;
+    while i < encoded.len() {
+        if encoded[i] == b'%' {
+            let hex = std::str::from_utf8(encoded.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(encoded[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn undecodable(lang: Lang) -> String {
@@ -122,12 +164,30 @@ mod tests {
     }
 
     #[test]
+    fn a_bilingual_refusal_reaches_the_caller_in_their_language() {
+        let said = "case case_1 is not yours — الحالة ليست من حالاتك";
+        let mut h = status(Code::PermissionDenied, said);
+        mend(&mut h, Lang::Arabic, true, 1024);
+        assert_eq!(
+            percent_decode(h["grpc-message"].as_bytes()).unwrap(),
+            "الحالة ليست من حالاتك"
+        );
+        let mut h = status(Code::PermissionDenied, said);
+        mend(&mut h, Lang::English, true, 1024);
+        assert_eq!(h["grpc-message"], "case case_1 is not yours");
+        // Not of that form: left alone.
+        let mut h = status(Code::FailedPrecondition, "a — b");
+        mend(&mut h, Lang::Arabic, true, 1024);
+        assert_eq!(h["grpc-message"], "a — b".replace('—', "%E2%80%94"));
+    }
+
+    #[test]
     fn undecodable_messages_are_invalid_arguments_in_the_callers_language() {
         let mut h = status(
             Code::Internal,
             "failed to decode Protobuf message: invalid varint",
         );
-        mend(&mut h, Lang::Arabic, 1024);
+        mend(&mut h, Lang::Arabic, true, 1024);
         assert_eq!(h["grpc-status"], "3");
         let text = h["grpc-message"].to_str().unwrap();
         assert!(
@@ -142,7 +202,7 @@ mod tests {
             Code::OutOfRange,
             "Error, decoded message length too large: found 10485760 bytes, the limit is: 262144 bytes",
         );
-        mend(&mut h, Lang::English, 262_144);
+        mend(&mut h, Lang::English, true, 262_144);
         assert_eq!(h["grpc-status"], "8");
         assert!(h["grpc-message"].to_str().unwrap().contains("262144 bytes"));
     }
@@ -150,13 +210,13 @@ mod tests {
     #[test]
     fn long_messages_are_cut_without_splitting_an_escape() {
         let mut h = status(Code::InvalidArgument, &"ب".repeat(10_000));
-        mend(&mut h, Lang::English, 1024);
+        mend(&mut h, Lang::English, true, 1024);
         let m = h["grpc-message"].as_bytes();
         assert!(m.len() <= MAX_MESSAGE_BYTES);
         assert_eq!(m.len() % 3, 0, "whole %XX escapes only");
         // Other statuses pass untouched.
         let mut h = status(Code::NotFound, "no such case");
-        mend(&mut h, Lang::Arabic, 1024);
+        mend(&mut h, Lang::Arabic, true, 1024);
         assert_eq!(h["grpc-status"], "5");
     }
 }
