@@ -29,7 +29,8 @@ pub enum Component {
     /// The agency connectors: deliveries out in each agency's standard (bus → HTTP),
     /// answers in through the webhooks.
     Connectors,
-    /// The hash-chained disclosure log and its signed checkpoints (bus).
+    /// The hash-chained disclosure log and its signed checkpoints (bus), read through
+    /// `himaya.v1.Audit` (gRPC).
     Audit,
     /// The web front people sign in to (HTML over HTTP), calling the others over gRPC.
     Web,
@@ -139,11 +140,16 @@ impl Hub {
             );
         }
         if components.contains(&Component::Audit) {
-            tasks.extend(
-                himaya_audit::start(settings.clone(), bus.clone(), shutdown.clone())
-                    .await
-                    .context("starting the disclosure log")?,
-            );
+            let audit = himaya_audit::start(settings.clone(), bus.clone(), shutdown.clone())
+                .await
+                .context("starting the disclosure log")?;
+            let mut reporter = reporter.clone();
+            reporter
+                .set_serving::<himaya_proto::v1::audit_server::AuditServer<himaya_audit::AuditApi>>(
+                )
+                .await;
+            router = router.add_service(audit.api);
+            tasks.extend(audit.tasks);
         }
         if components.contains(&Component::Connectors) {
             let running = himaya_connect::start(

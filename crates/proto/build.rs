@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "himaya/v1/directory.proto",
         "himaya/v1/casework.proto",
         "himaya/v1/referrals.proto",
+        "himaya/v1/audit.proto",
     ];
     let fds = protox::compile(files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?).join("himaya_descriptor.bin");

@@ -101,6 +101,18 @@ impl Tamper {
             Tamper::Truncated { last, .. } => last + 1,
         }
     }
+
+    /// What was found, as a stable code (for readers that word it themselves).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Tamper::Modified { .. } => "modified",
+            Tamper::Missing { .. } => "missing",
+            Tamper::Broken { .. } => "broken",
+            Tamper::BadCheckpoint { .. } => "bad_checkpoint",
+            Tamper::CheckpointMismatch { .. } => "checkpoint_mismatch",
+            Tamper::Truncated { .. } => "truncated",
+        }
+    }
 }
 
 /// Checks entries given in `seq` order, feeding them one at a time so a log of any
@@ -128,6 +140,29 @@ impl Verifier {
             last_hash: GENESIS.to_owned(),
             pending,
         })
+    }
+
+    /// A verifier continuing after entry `last_seq` (whose hash is `last_hash`), already
+    /// verified; `checkpoints` at or before it are not looked at again.
+    pub fn resume(
+        last_seq: i64,
+        last_hash: &str,
+        checkpoints: &[Checkpoint],
+    ) -> Result<Verifier, Tamper> {
+        let later: Vec<Checkpoint> = checkpoints
+            .iter()
+            .filter(|c| c.seq > last_seq)
+            .cloned()
+            .collect();
+        let mut v = Verifier::new(&later)?;
+        v.last_seq = last_seq;
+        v.last_hash = last_hash.to_owned();
+        Ok(v)
+    }
+
+    /// The last entry verified: its seq and hash (0 and [`GENESIS`] before the first).
+    pub fn last(&self) -> (i64, &str) {
+        (self.last_seq, &self.last_hash)
     }
 
     pub fn push(&mut self, e: &Entry) -> Result<(), Tamper> {
@@ -177,7 +212,8 @@ impl Verifier {
     }
 }
 
-fn signature_ok(c: &Checkpoint) -> bool {
+/// Whether a checkpoint's signature verifies with the public key it names.
+pub fn signature_ok(c: &Checkpoint) -> bool {
     let (Ok(key), Ok(sig)) = (hex::decode(&c.public_key), hex::decode(&c.signature)) else {
         return false;
     };
@@ -293,6 +329,26 @@ mod tests {
             e.hash = entry_hash(&e.prev_hash, &e.body);
         }
         assert_eq!(verify(&reordered, &[]).unwrap_err().seq(), 2);
+    }
+
+    #[test]
+    fn a_resumed_verifier_checks_only_what_follows_and_still_catches_tampering() {
+        let key = SigningKey::from_bytes(&[7u8; 32]);
+        let good = chain(6);
+        let cp = sign(&key, &good[4]);
+        let mut v = Verifier::resume(3, &good[2].hash, std::slice::from_ref(&cp)).unwrap();
+        for e in &good[3..] {
+            v.push(e).unwrap();
+        }
+        assert_eq!(v.last().0, 6);
+        assert_eq!(v.finish(), Ok(6));
+        // Resumed from a wrong hash: the next entry does not follow it.
+        let mut v = Verifier::resume(3, GENESIS, &[]).unwrap();
+        assert_eq!(v.push(&good[3]), Err(Tamper::Broken { seq: 4, before: 3 }));
+        // A checkpoint past the end is a truncated tail, named by its code.
+        let v = Verifier::resume(3, &good[2].hash, &[cp]).unwrap();
+        let t = v.finish().unwrap_err();
+        assert_eq!((t.code(), t.seq()), ("truncated", 4));
     }
 
     #[test]

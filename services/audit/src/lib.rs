@@ -2,8 +2,10 @@
 //! (`audit.disclosure.recorded`, enqueued by the router and the cases service in the
 //! transaction of the decision) appended to one hash chain, with periodic ed25519-signed
 //! checkpoints. `himaya audit verify` checks the chain; exported checkpoints reveal a
-//! truncated tail too.
+//! truncated tail too. `himaya.v1.Audit` (module [`api`]) reads it: the entries in the
+//! caller's scope, and the chain's verification, a bounded step per call.
 
+pub mod api;
 pub mod chain;
 
 use std::path::Path;
@@ -21,6 +23,8 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+pub use api::AuditApi;
 
 pub const SCHEMA: &str = "audit";
 pub const QUEUE: &str = "audit.disclosure-recorded";
@@ -46,12 +50,18 @@ impl From<sqlx::Error> for AuditError {
     }
 }
 
-/// Starts the log's consumer and its checkpointer.
+/// A started disclosure log: its read API (`himaya.v1.Audit`) and its background tasks.
+pub struct Running {
+    pub api: himaya_proto::v1::audit_server::AuditServer<AuditApi>,
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+/// Starts the log's consumer and its checkpointer, and makes its read API.
 pub async fn start(
     settings: Arc<Settings>,
     bus: Arc<Bus>,
     shutdown: CancellationToken,
-) -> Result<Vec<JoinHandle<()>>, AuditError> {
+) -> Result<Running, AuditError> {
     let key = signing_key(&settings.audit.signing_key_file)?;
     let (pool, relay) = himaya_store::start_service(
         &settings,
@@ -81,6 +91,7 @@ pub async fn start(
         Arc::new(Withdrawals { pool: pool.clone() }),
         shutdown.clone(),
     ));
+    let api_pool = pool.clone();
     let every = Duration::from_secs(settings.audit.checkpoint_interval_secs.max(1));
     let checkpointer = tokio::spawn(async move {
         loop {
@@ -93,7 +104,13 @@ pub async fn start(
             }
         }
     });
-    Ok(vec![relay, consumer, withdrawals, checkpointer])
+    let max = settings.grpc.max_message_bytes;
+    let api = himaya_proto::v1::audit_server::AuditServer::new(AuditApi::new(settings, api_pool))
+        .max_decoding_message_size(max);
+    Ok(Running {
+        api,
+        tasks: vec![relay, consumer, withdrawals, checkpointer],
+    })
 }
 
 /// Reads the hub's ed25519 key (hex, 32 bytes), creating one (mode 0600) if the file does
