@@ -2545,6 +2545,13 @@ async fn a_person_works_only_their_own_cases_and_is_named_in_what_they_do() {
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
     assert!(e.message().contains("supervisor"), "{}", e.message());
+    // A supervisor assigns within their own team only.
+    let e = c
+        .assign_case(assign("psn_sup2", "supervisor"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains("not in your team"), "{}", e.message());
     c.assign_case(assign("psn_sup1", "supervisor"))
         .await
         .unwrap();

@@ -104,7 +104,8 @@ impl CaseWorkApi {
 
 impl CaseWorkApi {
     /// The ministry's cases in its area, as summaries: one caseworker's open cases, or the
-    /// unassigned queue; overdue first, then by the next deadline.
+    /// unassigned queue; urgent first (a hotline escalation jumps the queue), then overdue,
+    /// then by the next deadline.
     pub(super) async fn cases(
         &self,
         req: Request<pb::ListCasesRequest>,
@@ -161,7 +162,8 @@ impl CaseWorkApi {
                 AND (($3::text IS NOT NULL AND c.caseworker_agency = $4 AND c.caseworker_id = $3
                       AND (c.status = 'registered' OR ($6 AND c.status = 'closed')))
                   OR ($3::text IS NULL AND c.caseworker_id IS NULL AND c.status IN ('referred', 'registered')))
-              ORDER BY (d.due_at < now()) DESC NULLS LAST, d.due_at NULLS LAST, c.updated_at DESC
+              ORDER BY (c.priority = 'urgent') DESC, (d.due_at < now()) DESC NULLS LAST,
+                       d.due_at NULLS LAST, c.updated_at DESC
               LIMIT $5",
         )
         .bind(everywhere)

@@ -131,6 +131,21 @@ impl CaseWorkApi {
                 format!("`{}` ليس أخصائي حالة في {agency}", r.caseworker_id),
             ));
         };
+        // A supervisor assigns within their own team.
+        if let Some(a) = himaya_proto::status::acting(meta) {
+            if supervisor_id != a.person {
+                return Err(CasesError::precondition(
+                    format!(
+                        "caseworker {} is not in your team: assign to one you supervise",
+                        r.caseworker_id
+                    ),
+                    format!(
+                        "الأخصائي {} ليس من فريقك: أسند الحالة إلى أحد من تشرف عليهم",
+                        r.caseworker_id
+                    ),
+                ));
+            }
+        }
         let max = self.0.settings.lifecycle.max_cases_per_caseworker;
         let open: i64 = sqlx::query_scalar("SELECT count(*) FROM cases WHERE caseworker_agency = $1 AND caseworker_id = $2 AND status = 'registered' AND case_id <> $3")
             .bind(&agency)
