@@ -421,7 +421,7 @@ fn forget_person(headers: &mut http::HeaderMap) {
 }
 
 /// The one call the web front makes for no agency: the public page of the service map
-/// (DOMAIN.md: service maps are shared with the community). It reads no case.
+/// (docs/domain.md: service maps are shared with the community). It reads no case.
 const PUBLIC_SERVICE_MAP: &str = "/himaya.v1.Directory/FindServices";
 
 /// Whether `leaf` is the web component's certificate.

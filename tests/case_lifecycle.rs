@@ -1,4 +1,4 @@
-//! The case lifecycle from DOMAIN.md against the real database and broker: acceptance,
+//! The case lifecycle from docs/domain.md against the real database and broker: acceptance,
 //! caseloads, reviews, every closure reason and its rules, reopening, refusals that write
 //! nothing, and a deadline that fires once, after a restart.
 

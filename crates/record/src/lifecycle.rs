@@ -1,4 +1,4 @@
-//! The case lifecycle's rules (DOMAIN.md, workflow steps 2–5), without I/O: which moves
+//! The case lifecycle's rules (docs/domain.md, workflow steps 2–5), without I/O: which moves
 //! a case may make from where it stands, what closure needs, and when things fall due.
 
 use chrono::{DateTime, Duration, Months, NaiveDate, Utc};

@@ -69,7 +69,7 @@ vocabulary!(Relationship {
 });
 
 vocabulary!(
-    /// The paths by which a child reaches the hub (DOMAIN.md, workflow step 1).
+    /// The paths by which a child reaches the hub (docs/domain.md, workflow step 1).
     SourceKind {
         SelfReferral => "self_referral",
         School => "school",
@@ -84,7 +84,7 @@ vocabulary!(
 
 vocabulary!(
     /// Protection concerns: a controlled vocabulary. Poverty or material need is deliberately
-    /// absent: alone it is not a child-protection concern (DOMAIN.md, step 2).
+    /// absent: alone it is not a child-protection concern (docs/domain.md, workflow step 2).
     ConcernKind {
         PhysicalAbuse => "physical_abuse",
         SexualAbuse => "sexual_abuse",
@@ -102,8 +102,8 @@ vocabulary!(
 );
 
 vocabulary!(
-    /// What makes child labour exploitative (DOMAIN.md, rules): at least one must hold for
-    /// an `exploitative_labour` concern.
+    /// What makes child labour exploitative (docs/domain.md, "Exploitative child labour"):
+    /// at least one must hold for an `exploitative_labour` concern.
     LabourCriterion {
         DeniesEducationOrPlay => "denies_education_or_play",
         PhysicalHarm => "physical_harm",
@@ -358,7 +358,7 @@ impl CaseRecord {
 }
 
 vocabulary!(
-    /// Kinds of agency the hub connects (DOMAIN.md, "The agencies Himaya connects").
+    /// Kinds of agency the hub connects (docs/domain.md, "Agencies").
     AgencyType {
         SocialAffairs => "social_affairs",
         School => "school",

@@ -1,5 +1,6 @@
-//! Service referrals between agencies (DOMAIN.md step 3, "referrals between agencies"),
-//! modelled on the FHIR Task state machine: who may move a referral from where to where.
+//! Service referrals between agencies (docs/domain.md, workflow step 3, "Referrals between
+//! agencies"), modelled on the FHIR Task state machine: who may move a referral from where
+//! to where.
 
 use serde::{Deserialize, Serialize};
 
@@ -31,7 +32,7 @@ vocabulary!(
 
 vocabulary!(
     /// How much of a health service's costs the child-protection programme covers
-    /// (DOMAIN.md, "Medical costs"); the family pays the rest.
+    /// (docs/domain.md, "Medical costs"); the family pays the rest.
     MedicalCoverage {
         Full => "full",
         Partial => "partial",
@@ -81,7 +82,7 @@ pub fn has_medical_costs(service: ServiceType) -> bool {
     service == ServiceType::Health
 }
 
-/// Who pays a health service (DOMAIN.md, "Rules and figures from the seeds"): 100 % when
+/// Who pays a health service (docs/domain.md, "Medical costs"): 100 % when
 /// the case meets a high, urgent risk criterion (its risk level is high: every high-risk
 /// case is urgent) and the caregiver cannot pay at all; partial where the family can pay
 /// part; nothing from the programme where it can pay fully. A family that cannot pay at

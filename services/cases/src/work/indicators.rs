@@ -1,5 +1,5 @@
-//! The numbers a ministry reports (DOMAIN.md: 19,000 cases across 14 governorates need
-//! more than rows). Aggregates only: ids of children never appear here.
+//! The numbers a ministry reports (docs/domain.md, "Scale": 19,000 cases across 14
+//! governorates need more than rows). Aggregates only: ids of children never appear here.
 
 use super::*;
 
