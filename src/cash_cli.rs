@@ -3,7 +3,7 @@
 //! Reads the `cases` schema directly and keeps checkpoints in `connector_cash`
 //! (configuration's database).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -115,6 +115,7 @@ async fn export(
     );
     let now = chrono::Utc::now().to_rfc3339();
     let (mut written, mut last) = (0u64, None);
+    let mut line = ProgressLine::new();
     while let Some(shared) = stream.message().await.map_err(fail)? {
         let case = himaya_connect::SharedCase::parse(&shared.document_json)
             .with_context(|| format!("case {} as disclosed", shared.case_id))?;
@@ -124,12 +125,12 @@ async fn export(
         written += 1;
         last = Some(shared.case_id);
         if written % 1000 == 0 {
-            eprint!("\r{written} cases written");
+            line.show(written, false, || format!("{written} cases written"));
         }
     }
+    line.finish();
     let mut inner = writer.into_inner().context("finishing the Avro file")?;
     inner.flush().context("finishing the Avro file")?;
-    eprintln!();
     println!(
         "{written} referrals for enrolment written to {} (as disclosed to {})",
         out.display(),
@@ -185,8 +186,17 @@ async fn import(
     let path = file.clone();
     let (result, checkpoint) = tokio::task::spawn_blocking(move || {
         let mut checkpoint = checkpoint;
-        let mut line = ProgressLine::default();
-        let r = bulk::import(&path, &index, &mut checkpoint, |p| line.show(p), out);
+        let mut line = ProgressLine::new();
+        let r = bulk::import(
+            &path,
+            &index,
+            &mut checkpoint,
+            |p: &Progress| {
+                let done = p.rows_total.is_some_and(|t| p.rows_done >= t);
+                line.show(p.rows_done, done, || p.line());
+            },
+            out,
+        );
         line.finish();
         (r, checkpoint)
     })
@@ -229,31 +239,48 @@ fn print_summary(r: &ImportReport, report: &Path) {
     );
 }
 
-/// A progress line on stderr, redrawn with `\r` a few times a second.
-#[derive(Default)]
+/// Progress on stderr. On a terminal, one line redrawn with `\r` a few times a second;
+/// into a pipe or a file (a log, a CI job), a plain line every few seconds instead, so
+/// the output holds whole lines and no carriage returns.
 struct ProgressLine {
+    terminal: bool,
     last: Option<Instant>,
-    /// The rows shown last (the final callback may repeat them).
-    shown_rows: Option<u64>,
+    /// The count shown last (the final callback may repeat it).
+    shown: Option<u64>,
 }
 
 impl ProgressLine {
-    fn show(&mut self, p: &Progress) {
-        let due = match self.last {
-            None => true,
-            Some(t) => t.elapsed() >= Duration::from_millis(250),
-        };
-        let done = p.rows_total.is_some_and(|t| p.rows_done >= t);
-        if (due || done) && self.shown_rows != Some(p.rows_done) {
-            eprint!("\r{:<100}", p.line());
-            let _ = std::io::stderr().flush();
-            self.last = Some(Instant::now());
-            self.shown_rows = Some(p.rows_done);
+    fn new() -> Self {
+        Self {
+            terminal: std::io::stderr().is_terminal(),
+            last: None,
+            shown: None,
         }
     }
 
+    /// Shows `line()` for `count` when one is due, or when the work is `done`.
+    fn show(&mut self, count: u64, done: bool, line: impl FnOnce() -> String) {
+        let every = if self.terminal {
+            Duration::from_millis(250)
+        } else {
+            Duration::from_secs(10)
+        };
+        let due = self.last.is_none_or(|t| t.elapsed() >= every);
+        if (due || done) && self.shown != Some(count) {
+            if self.terminal {
+                eprint!("\r{:<100}", line());
+                let _ = std::io::stderr().flush();
+            } else {
+                eprintln!("{}", line());
+            }
+            self.last = Some(Instant::now());
+            self.shown = Some(count);
+        }
+    }
+
+    /// Ends the redrawn line on a terminal (plain lines are already ended).
     fn finish(&self) {
-        if self.shown_rows.is_some() {
+        if self.terminal && self.shown.is_some() {
             eprintln!();
         }
     }

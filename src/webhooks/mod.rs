@@ -24,6 +24,7 @@ use himaya_proto::status::Lang;
 use himaya_settings::{AgencySettings, Protocol, Settings};
 use serde_json::{json, Value};
 use sqlx::PgPool;
+use subtle::ConstantTimeEq;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -370,8 +371,10 @@ fn authenticate<'a>(
     Ok(a)
 }
 
+/// Equal length and content, the content compared in constant time (`subtle`); tokens of
+/// different lengths are unequal.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    bool::from(a.ct_eq(b))
 }
 
 #[cfg(test)]
@@ -383,6 +386,9 @@ mod tests {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"abcd", b"abc"));
+        assert!(!constant_time_eq(b"", b"a"));
+        assert!(constant_time_eq(b"", b""));
     }
 
     #[test]

@@ -295,12 +295,12 @@ fn urn(key: &str) -> String {
         h ^= u128::from(b);
         h = h.wrapping_mul(0x0000000001000000000000000000013B);
     }
-    let b = h.to_be_bytes();
-    format!(
-        "urn:uuid:{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-8{:01x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-        b[0], b[1], b[2], b[3], b[4], b[5], b[6] & 0x0f, b[7], (b[8] & 0x3f) | 0x80, b[9],
-        b[10], b[11], b[12], b[13], b[14], b[15]
-    )
+    // A version-8 (custom) UUID of those 128 bits, formatted by the uuid crate as the
+    // Primero connector's ids are.
+    uuid::Builder::from_custom_bytes(h.to_be_bytes())
+        .into_uuid()
+        .urn()
+        .to_string()
 }
 
 #[cfg(test)]
