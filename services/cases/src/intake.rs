@@ -235,7 +235,8 @@ impl pb::intake_server::Intake for IntakeApi {
             source: ReferralSource {
                 kind: kind.unwrap_or(SourceKind::OtherAgency),
                 agency_id: Some(r.agency_id),
-                staff_ref: None,
+                // The person the web front proved (a committee member), if any.
+                staff_ref: himaya_proto::status::person(&meta),
             },
             body: r.referral,
         };

@@ -72,9 +72,13 @@ impl CaseWorkApi {
             .await?;
             if team >= max {
                 let room = with_room(&mut tx, &agency, "supervisor", max).await?;
+                let (en, ar) = (
+                    room.as_deref().unwrap_or("none"),
+                    room.as_deref().unwrap_or("لا أحد"),
+                );
                 return Err(CasesError::precondition(
-                    format!("supervisor {sup} already oversees {team} caseworkers (the limit is {max}); supervisors with room: {room}"),
-                    format!("المشرف {sup} يشرف على {team} أخصائيين (الحد الأقصى {max})؛ مشرفون لديهم متسع: {room}"),
+                    format!("supervisor {sup} already oversees {team} caseworkers (the limit is {max}); supervisors with room: {en}"),
+                    format!("المشرف {sup} يشرف على {team} أخصائيين (الحد الأقصى {max})؛ مشرفون لديهم متسع: {ar}"),
                 ));
             }
         }
@@ -155,13 +159,17 @@ impl CaseWorkApi {
             .await?;
         if open >= max {
             let room = with_room(&mut tx, &agency, "caseworker", max).await?;
+            let (en, ar) = (
+                room.as_deref().unwrap_or("none"),
+                room.as_deref().unwrap_or("لا أحد"),
+            );
             return Err(CasesError::precondition(
                 format!(
-                    "caseworker {} already has {open} open cases (the limit is {max}); caseworkers with room: {room}",
+                    "caseworker {} already has {open} open cases (the limit is {max}); caseworkers with room: {en}",
                     r.caseworker_id
                 ),
                 format!(
-                    "لدى الأخصائي {} {open} حالات مفتوحة (الحد الأقصى {max})؛ أخصائيون لديهم متسع: {room}",
+                    "لدى الأخصائي {} {open} حالات مفتوحة (الحد الأقصى {max})؛ أخصائيون لديهم متسع: {ar}",
                     r.caseworker_id
                 ),
             ));
@@ -220,7 +228,7 @@ async fn with_room(
     agency: &str,
     role: &str,
     max: i64,
-) -> Result<String, CasesError> {
+) -> Result<Option<String>, CasesError> {
     let sql = if role == "caseworker" {
         "SELECT s.staff_id, count(c.case_id) AS n FROM staff s
            LEFT JOIN cases c ON c.caseworker_agency = s.agency_id AND c.caseworker_id = s.staff_id
@@ -248,9 +256,5 @@ async fn with_room(
             ))
         })
         .collect::<Result<_, sqlx::Error>>()?;
-    Ok(if names.is_empty() {
-        "none".into()
-    } else {
-        names.join(", ")
-    })
+    Ok((!names.is_empty()).then(|| names.join(", ")))
 }
