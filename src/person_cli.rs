@@ -10,7 +10,6 @@
 use anyhow::Context;
 use himaya_settings::Settings;
 use himaya_web::people::{self, Role};
-use rand::Rng;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum PersonCommand {
@@ -87,7 +86,7 @@ pub async fn run(command: PersonCommand, settings: Settings) -> anyhow::Result<(
         }
         (_, None) => None,
     };
-    let password = generate_password();
+    let password = people::generate_password();
     let created = people::add(
         &pool,
         &agency,
@@ -141,13 +140,4 @@ async fn register_staff(
         .await
         .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
     Ok(())
-}
-
-/// 16 characters from an alphabet without look-alikes.
-fn generate_password() -> String {
-    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let mut rng = rand::thread_rng();
-    (0..16)
-        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
-        .collect()
 }

@@ -16,7 +16,7 @@ mod routing;
 mod web;
 pub use limits::ServerLimits;
 pub use routing::Obstacle;
-pub use web::{WebSettings, WEB_COMPONENT_NAME};
+pub use web::{Digits, WebSettings, WEB_COMPONENT_NAME};
 
 /// A value that must never be printed (URLs with passwords, tokens).
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -315,7 +315,8 @@ impl Protocol {
     }
 }
 
-/// The case lifecycle's rules from the field (DOMAIN.md), as configuration.
+/// The case lifecycle's rules from the field (docs/domain.md, "Rules and figures"), as
+/// configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LifecycleSettings {

@@ -1,7 +1,10 @@
-//! What a caseworker or a supervisor does to a case from its page: assign it (a
-//! supervisor), record a review, close it with one of the five reasons. Each is a form
-//! carrying the version it was made against: a case changed since is said plainly, with
-//! a way to reload, never a raw ABORTED.
+//! What a caseworker or a supervisor does to a case from its page: decide acceptance,
+//! assign (a supervisor), assess, set the plan, refer or complete a plan action, review,
+//! close with one of the five reasons, reopen. Each is a form carrying the version it was
+//! made against: a case changed since is said plainly, with a way to reload, never a raw
+//! ABORTED. A form the hub refuses comes back filled in, each problem next to its field
+//! in the page's language; a move that went through goes back to the case page, which
+//! confirms it.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -9,106 +12,66 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use himaya_proto::status::Lang;
 use himaya_proto::v1 as pb;
-use himaya_record::lifecycle::ClosureReason;
-use maud::{html, Markup};
+use himaya_record::lifecycle::NeedDomain;
+use maud::html;
+use tonic_types::StatusExt;
 
-use crate::people::Role;
+use crate::lifecycle::{lines, Attempt, Move, ACTION_SLOTS, GOAL_SLOTS};
 use crate::referral::Form;
 use crate::session::Session;
-use crate::text::{lang_of, pick};
-use crate::{csrf_refused, html_page, hub, pages, signed_in, App};
+use crate::text::{hub_words, lang_of, pick};
+use crate::{csrf_refused, html_page, hub, pages, signed_in, App, WebError};
 
-/// The action forms of a case page, for this person, at `version`.
-pub fn forms(lang: Lang, s: &Session, case_id: &str, version: i64) -> Markup {
-    let t = |ar, en| pick(lang, ar, en);
-    let hidden = html! {
-        input type="hidden" name="csrf" value=(s.csrf);
-        input type="hidden" name="version" value=(version);
-    };
-    html! {
-        @if s.person.has(Role::Supervisor) {
-            form method="post" action={"/cases/" (case_id) "/assign"} {
-                h2 { (t("إسناد الحالة", "Assign the case")) }
-                (hidden)
-                label for="caseworker" { (t("أخصائي الحالة (مرجعه)", "Caseworker (their reference)")) }
-                input #caseworker name="caseworker" maxlength="64" dir="ltr" required;
-                button type="submit" { (t("إسناد", "Assign")) }
-            }
-        }
-        @if s.person.has(Role::Caseworker) {
-            form method="post" action={"/cases/" (case_id) "/review"} {
-                h2 { (t("تسجيل مراجعة", "Record a review")) }
-                (hidden)
-                label for="kind" { (t("نوع المراجعة", "Kind")) }
-                select #kind name="kind" {
-                    option value="home_visit" { (t("زيارة منزلية", "Home visit")) }
-                    option value="meeting_with_child" { (t("لقاء مع الطفل", "Meeting with the child")) }
-                    option value="phone" { (t("مكالمة هاتفية", "Phone call")) }
-                }
-                label.check { input type="checkbox" name="child_seen" value="yes"; " " (t("رأيت الطفل مباشرة", "I saw the child directly")) }
-                label for="findings" { (t("ما وجدته", "Findings")) }
-                textarea #findings name="findings" maxlength="4000" dir="auto" required {}
-                button type="submit" { (t("حفظ المراجعة", "Save the review")) }
-            }
-            form method="post" action={"/cases/" (case_id) "/close"} {
-                h2 { (t("إغلاق الحالة", "Close the case")) }
-                (hidden)
-                label for="reason" { (t("سبب الإغلاق", "Reason")) }
-                select #reason name="reason" {
-                    @for r in ClosureReason::ALL {
-                        option value=(r.as_str()) { (closure_label(*r, lang)) }
-                    }
-                }
-                label.check { input type="checkbox" name="parents_consulted" value="yes"; " " (t("استُشير الوالدان", "The parents were consulted")) }
-                label for="final_evaluation" { (t("التقييم النهائي", "Final evaluation")) }
-                textarea #final_evaluation name="final_evaluation" maxlength="4000" dir="auto" required {}
-                label for="recommendations" { (t("توصيات لاستمرار الدعم", "Recommendations for continued support")) }
-                textarea #recommendations name="recommendations" maxlength="4000" dir="auto" required {}
-                button type="submit" { (t("إغلاق", "Close")) }
-            }
-        }
-    }
-}
-
-fn closure_label(r: ClosureReason, lang: Lang) -> &'static str {
-    match r {
-        ClosureReason::NeedEnded => pick(
-            lang,
-            "انتهت الحاجة إلى إدارة الحالة",
-            "The need for case management ended",
-        ),
-        ClosureReason::Death => pick(lang, "وفاة الطفل", "The child died"),
-        ClosureReason::TurnedEighteen => pick(lang, "بلغ الطفل 18 عامًا", "The child turned 18"),
-        ClosureReason::MovedOutOfReach => pick(
-            lang,
-            "انتقل إلى منطقة خارج نطاق الفرق",
-            "Moved out of the teams' reach",
-        ),
-        ClosureReason::ContactLost => pick(
-            lang,
-            "انقطع التواصل مع الطفل والأسرة",
-            "Contact with child and family was lost",
-        ),
-    }
+pub(crate) async fn decide(s: State<App>, h: HeaderMap, p: Path<String>, b: Bytes) -> Response {
+    act(s, h, p, b, Move::Decide).await
 }
 
 pub(crate) async fn assign(s: State<App>, h: HeaderMap, p: Path<String>, b: Bytes) -> Response {
-    act(s, h, p, b, Action::Assign).await
+    act(s, h, p, b, Move::Assign).await
+}
+
+pub(crate) async fn assess(s: State<App>, h: HeaderMap, p: Path<String>, b: Bytes) -> Response {
+    act(s, h, p, b, Move::Assess).await
+}
+
+pub(crate) async fn plan(s: State<App>, h: HeaderMap, p: Path<String>, b: Bytes) -> Response {
+    act(s, h, p, b, Move::Plan).await
+}
+
+pub(crate) async fn refer(s: State<App>, h: HeaderMap, p: Path<String>, b: Bytes) -> Response {
+    act(s, h, p, b, Move::Refer).await
+}
+
+pub(crate) async fn complete(s: State<App>, h: HeaderMap, p: Path<String>, b: Bytes) -> Response {
+    act(s, h, p, b, Move::Complete).await
 }
 
 pub(crate) async fn review(s: State<App>, h: HeaderMap, p: Path<String>, b: Bytes) -> Response {
-    act(s, h, p, b, Action::Review).await
+    act(s, h, p, b, Move::Review).await
 }
 
 pub(crate) async fn close(s: State<App>, h: HeaderMap, p: Path<String>, b: Bytes) -> Response {
-    act(s, h, p, b, Action::Close).await
+    act(s, h, p, b, Move::Close).await
 }
 
-#[derive(Clone, Copy)]
-enum Action {
-    Assign,
-    Review,
-    Close,
+pub(crate) async fn reopen(s: State<App>, h: HeaderMap, p: Path<String>, b: Bytes) -> Response {
+    act(s, h, p, b, Move::Reopen).await
+}
+
+/// Where the hub's field paths land in a form whose rows were left out when empty: the
+/// plan's goals and actions, the assessment's needs, as sent (index) → as shown (slot).
+#[derive(Default)]
+struct Slots {
+    needs: Vec<NeedDomain>,
+    goals: Vec<(usize, Vec<usize>)>,
+}
+
+/// A plan action's id as SetPlan numbers them (`a1`, `a2`, …): the only kind of value
+/// that may go into the page's element ids.
+fn action_id(raw: &str) -> Option<&str> {
+    let digits = raw.strip_prefix('a')?;
+    (!digits.is_empty() && digits.len() <= 4 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then_some(raw)
 }
 
 async fn act(
@@ -116,14 +79,10 @@ async fn act(
     headers: HeaderMap,
     Path(case_id): Path<String>,
     body: Bytes,
-    action: Action,
+    what: Move,
 ) -> Response {
     let lang = lang_of(&headers);
-    let roles: &[Role] = match action {
-        Action::Assign => &[Role::Supervisor],
-        Action::Review | Action::Close => &[Role::Caseworker],
-    };
-    let s = match signed_in(&app, &headers, roles).await {
+    let s = match signed_in(&app, &headers, what.roles()).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -151,24 +110,213 @@ async fn act(
             ),
         );
     };
+    let action = match what {
+        Move::Refer | Move::Complete => action_id(f.get("action_id")).unwrap_or("").to_owned(),
+        _ => String::new(),
+    };
+    let mut slots = Slots::default();
+    let answer = match send(&app, &s, lang, &case_id, what, &f, &mut slots).await {
+        Ok(a) => a,
+        Err(e) => return crate::failed(lang, Some(&s), e),
+    };
+    let status = match answer {
+        Ok(done) => {
+            tracing::info!(case_id = %case_id, what = what.path(), "case changed from the web");
+            return Redirect::to(&format!("/cases/{case_id}?done={done}")).into_response();
+        }
+        Err(status) => status,
+    };
+    tracing::warn!(case_id = %case_id, what = what.path(), code = ?status.code(), "the hub refused a case change");
+    let form_id = what.form_id(&action);
+    let errors: Vec<(String, String)> = match status.code() {
+        tonic::Code::InvalidArgument => {
+            let found = field_errors(&status, what, &action, &slots, &form_id);
+            if found.is_empty() {
+                vec![(form_id, hub_words(status.message(), lang))]
+            } else {
+                found
+            }
+        }
+        // The caseload cap (and "not a caseworker of this agency") is about the field.
+        tonic::Code::FailedPrecondition if what == Move::Assign => {
+            let said = hub_words(status.message(), lang);
+            vec![("caseworker".into(), with_names(&app, &s, lang, said).await)]
+        }
+        tonic::Code::FailedPrecondition | tonic::Code::OutOfRange => {
+            vec![(form_id, hub_words(status.message(), lang))]
+        }
+        // A plan action that is not (or no longer) in the plan.
+        tonic::Code::NotFound if matches!(what, Move::Refer | Move::Complete) => {
+            vec![(form_id, hub_words(status.message(), lang))]
+        }
+        _ => return refused(lang, &s, &case_id, &status),
+    };
+    let attempt = Attempt {
+        what,
+        action,
+        form: f,
+        errors,
+    };
+    let mut page = crate::casework::render(&app, &s, lang, &case_id, Some(&attempt), None).await;
+    if page.status() == StatusCode::OK {
+        *page.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    page
+}
+
+type Answer = Result<&'static str, tonic::Status>;
+
+/// Makes the move in the hub: the confirmation's code, or the hub's refusal.
+async fn send(
+    app: &App,
+    s: &Session,
+    lang: Lang,
+    case_id: &str,
+    what: Move,
+    f: &Form,
+    slots: &mut Slots,
+) -> Result<Answer, WebError> {
     let version = f.get("version").parse::<i64>().unwrap_or(0);
-    let actor = s.person.login.clone();
+    // The hub records the proven person whatever is sent; the person is the staff id.
+    let actor = s.person.person_id.clone();
+    let p = &s.person;
+    let id = case_id.to_owned();
     let mut work = pb::case_work_client::CaseWorkClient::new(app.hub.channel());
-    let (p, id) = (&s.person, case_id.clone());
-    let answer = match action {
-        Action::Assign => {
+    let all = |name: &str| -> Vec<String> {
+        f.0.iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .collect()
+    };
+    let opt = |name: &str| Some(f.get(name).to_owned()).filter(|v| !v.is_empty());
+    Ok(match what {
+        Move::Decide => {
+            let msg = pb::DecideAcceptanceRequest {
+                case_id: id,
+                expected_version: version,
+                actor,
+                decision: f.get("decision").to_owned(),
+                vulnerability_criteria: all("criteria"),
+                reason: opt("decide_reason"),
+                referred_on_to: opt("referred_on_to"),
+                target_groups: all("target_groups"),
+            };
+            work.decide_acceptance(hub::request(p, lang, msg)?)
+                .await
+                .map(|r| {
+                    let c = r.into_inner();
+                    // Material need alone: the hub referred the family to relief instead.
+                    match (c.status.as_str(), &c.note) {
+                        ("referred_on", Some(_)) if f.get("decision") == "register" => "relief",
+                        _ => "decide",
+                    }
+                })
+        }
+        Move::Assign => {
             let msg = pb::AssignCaseRequest {
                 case_id: id,
                 expected_version: version,
                 actor,
                 caseworker_id: f.get("caseworker").to_owned(),
             };
-            match hub::request(p, lang, msg) {
-                Ok(r) => work.assign_case(r).await,
-                Err(e) => return crate::failed(lang, Some(&s), e),
-            }
+            work.assign_case(hub::request(p, lang, msg)?)
+                .await
+                .map(|_| what.path())
         }
-        Action::Review => {
+        Move::Assess => {
+            let mut needs = Vec::new();
+            for d in NeedDomain::ALL {
+                let text = f.get(&format!("need_{}", d.as_str()));
+                if !text.is_empty() {
+                    slots.needs.push(*d);
+                    needs.push(pb::NeedInput {
+                        domain: d.as_str().into(),
+                        description: text.to_owned(),
+                    });
+                }
+            }
+            let msg = pb::RecordAssessmentRequest {
+                case_id: id,
+                expected_version: version,
+                actor,
+                risk_factors: lines(f.get("risk_factors")),
+                protective_factors: lines(f.get("protective_factors")),
+                needs,
+            };
+            work.record_assessment(hub::request(p, lang, msg)?)
+                .await
+                .map(|_| what.path())
+        }
+        Move::Plan => {
+            let mut goals = Vec::new();
+            for gi in 0..GOAL_SLOTS {
+                let mut actions = Vec::new();
+                let mut used = Vec::new();
+                for ai in 0..ACTION_SLOTS {
+                    let v = |k: &str| f.get(&format!("g{gi}_a{ai}_{k}")).to_owned();
+                    let a = pb::ActionInput {
+                        description: v("desc"),
+                        responsible_agency: v("agency"),
+                        service_type: v("service"),
+                        due_on: v("due"),
+                    };
+                    let empty = a.description.is_empty()
+                        && a.responsible_agency.is_empty()
+                        && a.service_type.is_empty()
+                        && a.due_on.is_empty();
+                    if !empty {
+                        used.push(ai);
+                        actions.push(a);
+                    }
+                }
+                let description = f.get(&format!("g{gi}_desc")).to_owned();
+                if description.is_empty() && actions.is_empty() {
+                    continue;
+                }
+                slots.goals.push((gi, used));
+                goals.push(pb::GoalInput {
+                    description,
+                    actions,
+                });
+            }
+            let msg = pb::SetPlanRequest {
+                case_id: id,
+                expected_version: version,
+                actor,
+                goals,
+            };
+            work.set_plan(hub::request(p, lang, msg)?)
+                .await
+                .map(|_| what.path())
+        }
+        Move::Refer => {
+            let msg = pb::CreateServiceReferralRequest {
+                case_id: id,
+                action_id: f.get("action_id").to_owned(),
+                actor,
+                ability_to_pay: f.get("ability_to_pay").to_owned(),
+            };
+            pb::service_referrals_client::ServiceReferralsClient::new(app.hub.channel())
+                .create_service_referral(hub::request(p, lang, msg)?)
+                .await
+                .map(|r| match r.into_inner().warnings.is_empty() {
+                    true => "refer",
+                    false => "held",
+                })
+        }
+        Move::Complete => {
+            let msg = pb::CompleteActionRequest {
+                case_id: id,
+                expected_version: version,
+                actor,
+                action_id: f.get("action_id").to_owned(),
+            };
+            work.complete_action(hub::request(p, lang, msg)?)
+                .await
+                .map(|_| what.path())
+        }
+        Move::Review => {
             let msg = pb::RecordReviewRequest {
                 case_id: id,
                 expected_version: version,
@@ -177,12 +325,11 @@ async fn act(
                 child_seen: f.get("child_seen") == "yes",
                 findings: f.get("findings").to_owned(),
             };
-            match hub::request(p, lang, msg) {
-                Ok(r) => work.record_review(r).await,
-                Err(e) => return crate::failed(lang, Some(&s), e),
-            }
+            work.record_review(hub::request(p, lang, msg)?)
+                .await
+                .map(|_| what.path())
         }
-        Action::Close => {
+        Move::Close => {
             let msg = pb::CloseCaseRequest {
                 case_id: id,
                 expected_version: version,
@@ -192,15 +339,131 @@ async fn act(
                 final_evaluation: f.get("final_evaluation").to_owned(),
                 recommendations: f.get("recommendations").to_owned(),
             };
-            match hub::request(p, lang, msg) {
-                Ok(r) => work.close_case(r).await,
-                Err(e) => return crate::failed(lang, Some(&s), e),
-            }
+            work.close_case(hub::request(p, lang, msg)?)
+                .await
+                .map(|_| what.path())
         }
+        Move::Reopen => {
+            let msg = pb::ReopenCaseRequest {
+                case_id: id,
+                expected_version: version,
+                actor,
+                reason: f.get("reopen_reason").to_owned(),
+            };
+            work.reopen_case(hub::request(p, lang, msg)?)
+                .await
+                .map(|_| what.path())
+        }
+    })
+}
+
+/// A refusal naming caseworkers by their staff id (their person id): each followed by
+/// their name, isolated, so the supervisor sees who has room.
+pub(crate) async fn with_names(app: &App, s: &Session, lang: Lang, said: String) -> String {
+    let ids: Vec<String> = said
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .filter(|w| w.starts_with("psn_"))
+        .map(str::to_owned)
+        .collect();
+    if ids.is_empty() {
+        return said;
+    }
+    let names = crate::casework::names(app, Some(&s.person.agency_id), &ids, lang).await;
+    let mut out = said;
+    for (id, name) in &names {
+        out = out.replace(
+            id.as_str(),
+            &format!("\u{2068}{name}\u{2069} (\u{2068}{id}\u{2069})"),
+        );
+    }
+    out
+}
+
+/// The hub's field violations, each by the id of the element it belongs next to.
+fn field_errors(
+    status: &tonic::Status,
+    what: Move,
+    action: &str,
+    slots: &Slots,
+    form_id: &str,
+) -> Vec<(String, String)> {
+    let Some(bad) = status.get_details_bad_request() else {
+        return Vec::new();
     };
-    match answer {
-        Ok(_) => Redirect::to(&format!("/cases/{case_id}")).into_response(),
-        Err(status) => refused(lang, &s, &case_id, &status),
+    bad.field_violations
+        .into_iter()
+        .map(|v| {
+            let text = v
+                .description
+                .split_once("] ")
+                .map(|(_, t)| t.to_owned())
+                .unwrap_or(v.description);
+            let input =
+                input_of(&v.field, what, action, slots).unwrap_or_else(|| form_id.to_owned());
+            (input, text)
+        })
+        .collect()
+}
+
+/// `name[i]…` → (i, what follows `]`).
+fn indexed<'a>(path: &'a str, name: &str) -> Option<(usize, &'a str)> {
+    let rest = path.strip_prefix(name)?.strip_prefix('[')?;
+    let (i, after) = rest.split_once(']')?;
+    Some((i.parse().ok()?, after))
+}
+
+/// Which element of the form a violation's field path names (`None`: the whole form).
+fn input_of(path: &str, what: Move, action: &str, slots: &Slots) -> Option<String> {
+    let is = |name: &str| path == name || path.starts_with(&format!("{name}["));
+    let id = |s: &str| Some(s.to_owned());
+    match what {
+        Move::Decide if is("decision") => id("decision"),
+        Move::Decide if is("vulnerability_criteria") => id("criteria"),
+        Move::Decide if is("target_groups") => id("target_groups"),
+        Move::Decide if is("reason") => id("decide_reason"),
+        Move::Decide if is("referred_on_to") => id("referred_on_to"),
+        Move::Assign if is("caseworker_id") => id("caseworker"),
+        Move::Assess if is("risk_factors") => id("risk_factors"),
+        Move::Assess if is("protective_factors") => id("protective_factors"),
+        Move::Assess if path == "needs" => id("needs"),
+        Move::Assess => {
+            let (i, _) = indexed(path, "needs")?;
+            let d = slots.needs.get(i)?;
+            Some(format!("need_{}", d.as_str()))
+        }
+        Move::Plan if path == "goals" => id("g0_desc"),
+        Move::Plan => {
+            let (gi, rest) = indexed(path, "goals")?;
+            let (g, used) = slots.goals.get(gi)?;
+            if rest == ".description" {
+                return Some(format!("g{g}_desc"));
+            }
+            let rest = rest.strip_prefix('.')?;
+            if rest == "actions" {
+                return Some(format!("g{g}_a0_desc"));
+            }
+            let (ai, field) = indexed(rest, "actions")?;
+            let a = used.get(ai)?;
+            let field = match field {
+                ".description" => "desc",
+                ".responsible_agency" => "agency",
+                ".service_type" => "service",
+                ".due_on" => "due",
+                _ => return Some(format!("g{g}_a{a}_desc")),
+            };
+            Some(format!("g{g}_a{a}_{field}"))
+        }
+        Move::Refer if is("ability_to_pay") && !action.is_empty() => {
+            Some(format!("ability_to_pay-{action}"))
+        }
+        Move::Review if is("kind") => id("kind"),
+        Move::Review if is("findings") => id("findings"),
+        Move::Close if is("reason") => id("reason"),
+        Move::Close if is("parents_consulted") => id("parents_consulted"),
+        Move::Close if is("final_evaluation") => id("final_evaluation"),
+        Move::Close if is("recommendations") => id("recommendations"),
+        Move::Reopen if is("reason") => id("reopen_reason"),
+        _ => None,
     }
 }
 
@@ -216,9 +479,10 @@ fn refused(lang: Lang, s: &Session, case_id: &str, status: &tonic::Status) -> Re
             )
             .to_owned(),
         ),
+        tonic::Code::PermissionDenied => (StatusCode::FORBIDDEN, hub_words(status.message(), lang)),
         _ => (
             StatusCode::UNPROCESSABLE_ENTITY,
-            status.message().to_owned(),
+            hub_words(status.message(), lang),
         ),
     };
     let body = html! {
@@ -230,4 +494,47 @@ fn refused(lang: Lang, s: &Session, case_id: &str, status: &tonic::Status) -> Re
         code,
         pages::page(lang, pick(lang, "الحالة", "Case"), Some(s), body),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_paths_land_on_the_rows_shown() {
+        let slots = Slots {
+            needs: vec![NeedDomain::Health, NeedDomain::Legal],
+            // Goal 0 was left empty: the first sent is the form's second, whose actions
+            // sent are its rows 0 and 2.
+            goals: vec![(1, vec![0, 2])],
+        };
+        let plan = |p: &str| input_of(p, Move::Plan, "", &slots);
+        assert_eq!(
+            plan("goals[0].actions[1].due_on").as_deref(),
+            Some("g1_a2_due")
+        );
+        assert_eq!(plan("goals[0].description").as_deref(), Some("g1_desc"));
+        assert_eq!(plan("goals[0].actions").as_deref(), Some("g1_a0_desc"));
+        assert_eq!(plan("goals").as_deref(), Some("g0_desc"));
+        assert_eq!(plan("actor"), None);
+        assert_eq!(
+            input_of("needs[1].description", Move::Assess, "", &slots).as_deref(),
+            Some("need_legal")
+        );
+        assert_eq!(
+            input_of("ability_to_pay", Move::Refer, "a2", &slots).as_deref(),
+            Some("ability_to_pay-a2")
+        );
+        assert_eq!(
+            input_of("vulnerability_criteria[3]", Move::Decide, "", &slots).as_deref(),
+            Some("criteria")
+        );
+    }
+
+    #[test]
+    fn action_ids_are_checked() {
+        assert_eq!(action_id("a12"), Some("a12"));
+        assert_eq!(action_id("a1\"><script>"), None);
+        assert_eq!(action_id("b1"), None);
+    }
 }

@@ -5,8 +5,13 @@
 //! apply unchanged. Schema `web`: persons, sessions, sign-ins, submissions (ids only).
 
 mod actions;
+mod admin;
+mod audit;
 mod casework;
+mod hotline;
 pub mod hub;
+mod lifecycle;
+mod oidc;
 mod pages;
 mod partner;
 pub mod people;
@@ -68,6 +73,8 @@ pub struct App {
     pool: PgPool,
     settings: Arc<Settings>,
     hub: hub::Hub,
+    /// The ministry's OpenID Connect provider, when `[web.oidc]` is set.
+    oidc: oidc::Oidc,
 }
 
 /// Connects and migrates the `web` schema.
@@ -84,14 +91,19 @@ pub async fn router(
 ) -> Result<Router, WebError> {
     let pool = connect(&settings).await?;
     let hub = hub::Hub::new(&settings, grpc_addr)?;
+    let oidc = oidc::Oidc::new(&settings)?;
+    oidc.warm_up();
     let app = App {
         pool,
         settings,
         hub,
+        oidc,
     };
     Ok(Router::new()
         .route("/", get(home))
         .route("/signin", get(signing::sign_in_page).post(signing::sign_in))
+        .route("/signin/oidc", get(oidc::start))
+        .route("/signin/oidc/callback", get(oidc::callback))
         .route("/signout", post(signing::sign_out))
         .route("/signout/everywhere", post(signing::sign_out_everywhere))
         .route("/lang/:lang", get(signing::switch_language))
@@ -105,6 +117,12 @@ pub async fn router(
             get(submit::new_escalation).post(submit::submit_escalation),
         )
         .route("/hotline/calls", get(submit::find_calls))
+        .route(
+            "/hotline/break-glass",
+            get(hotline::break_glass_form).post(hotline::break_glass),
+        )
+        .route("/hotline/follow-ups", get(hotline::follow_ups))
+        .route("/audit", get(audit::disclosure_log))
         .route("/cases", get(casework::my_cases))
         .route("/team", get(team::team))
         .route("/services", get(public::service_map))
@@ -116,7 +134,20 @@ pub async fn router(
         .route("/cases/:case_id/assign", post(actions::assign))
         .route("/cases/:case_id/review", post(actions::review))
         .route("/cases/:case_id/close", post(actions::close))
+        .route("/cases/:case_id/decide", post(actions::decide))
+        .route("/cases/:case_id/assess", post(actions::assess))
+        .route("/cases/:case_id/plan", post(actions::plan))
+        .route("/cases/:case_id/refer", post(actions::refer))
+        .route("/cases/:case_id/complete", post(actions::complete))
+        .route("/cases/:case_id/reopen", post(actions::reopen))
+        .route("/team/break-glass/:id", post(team::review_break_glass))
+        .route(
+            "/admin/people",
+            get(admin::people_page).post(admin::add_person),
+        )
+        .route("/admin/people/:person_id/:what", post(admin::change_person))
         .route("/static/himaya.css", get(stylesheet))
+        .route("/static/fonts/:name", get(pages::font))
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(app))
@@ -274,9 +305,17 @@ async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
                     @if casework {
                         li { a href="/cases" { (if s.person.has(Role::Caseworker) { t("حالاتي", "My cases") } else { t("الحالات بانتظار أخصائي", "Cases waiting for a caseworker") }) } }
                     }
+                    @if s.person.has(Role::Admin) {
+                        li { a href="/admin/people" { (t("حسابات جهتك", "Your agency's accounts")) } }
+                    }
                     @if operator {
                         li { a href="/hotline" { (t("تصعيد بلاغ", "Escalate a call")) } }
                         li { a href="/hotline/calls" { (t("البحث عن بلاغ سابق", "Find an earlier call")) } }
+                        li { a href="/hotline/follow-ups" { (t("متابعة حالات الخط", "Follow-ups of the line's cases")) } }
+                        li { a href="/hotline/break-glass" { (t("الوصول الطارئ إلى حالة", "Emergency access to a case")) } }
+                    }
+                    @if s.person.has(Role::Auditor) {
+                        li { a href="/audit" { (t("سجل الإفصاح", "Disclosure log")) } }
                     }
                 }
                 form method="post" action="/signout/everywhere" {

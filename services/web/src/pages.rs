@@ -1,8 +1,12 @@
 //! The pages' common frame: Arabic and right to left unless English was chosen, the
 //! stylesheet served by the hub (no CDN, no script), who is signed in, the language
 //! switch and sign-out. Names people typed are shown as given, isolated with `<bdi>` so
-//! that no character in them can reorder the page around them.
+//! that no character in them can reorder the page around them. The Arabic face (a subset
+//! of Noto Naskh Arabic, `static/fonts/`) is served by the hub too.
 
+use axum::extract::Path;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use himaya_proto::status::Lang;
 use maud::{html, Markup, DOCTYPE};
 
@@ -91,4 +95,61 @@ pub fn problem(lang: Lang, session: Option<&Session>, what: &str, next: &str) ->
             p { a href="/" { (pick(lang, "العودة إلى الصفحة الرئيسية", "Back to the start page")) } }
         },
     )
+}
+
+/// The web fonts the stylesheet names, by file name. Each name carries the first ten hex
+/// digits of the file's SHA-256, so a browser may keep it for a year: a changed font is
+/// another name (static/fonts/README.md regenerates them).
+pub(crate) const FONTS: &[(&str, &[u8])] = &[
+    (
+        "noto-naskh-arabic-regular.a682c404c8.woff2",
+        include_bytes!("../static/fonts/noto-naskh-arabic-regular.a682c404c8.woff2"),
+    ),
+    (
+        "noto-naskh-arabic-bold.31c6a28a32.woff2",
+        include_bytes!("../static/fonts/noto-naskh-arabic-bold.31c6a28a32.woff2"),
+    ),
+];
+
+/// `/static/fonts/<name>`: one of [`FONTS`], cached for a year; anything else, 404.
+pub(crate) async fn font(Path(name): Path<String>) -> Response {
+    match FONTS.iter().find(|(n, _)| *n == name) {
+        Some((_, bytes)) => (
+            [
+                (header::CONTENT_TYPE, "font/woff2"),
+                (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            ],
+            *bytes,
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    #[test]
+    fn each_font_is_named_by_its_hash_and_the_stylesheet_names_exactly_these() {
+        let css = include_str!("../static/himaya.css");
+        for (name, bytes) in FONTS {
+            let hash = hex::encode(Sha256::digest(bytes));
+            assert!(
+                name.contains(&format!(".{}.", &hash[..10])),
+                "{name}: {hash}"
+            );
+            assert!(bytes.starts_with(b"wOF2"), "{name} is WOFF2");
+            assert!(
+                css.contains(&format!("url(\"/static/fonts/{name}\")")),
+                "the stylesheet names {name}"
+            );
+        }
+        assert_eq!(
+            css.matches("url(\"/static/fonts/").count(),
+            css.matches("@font-face").count(),
+            "every @font-face has one served source"
+        );
+    }
 }

@@ -11,7 +11,7 @@ use maud::html;
 
 use crate::people::Role;
 use crate::referral::Form;
-use crate::text::{label, lang_of, pick};
+use crate::text::{label, lang_of, pick, Local};
 use crate::{csrf_refused, failed, html_page, hub, pages, signed_in, App};
 
 /// The answers a receiving agency gives, in order.
@@ -50,6 +50,7 @@ pub(crate) async fn incoming(State(app): State<App>, headers: HeaderMap) -> Resp
         Err(status) => return crate::hub_unavailable(lang, &s, &status),
     };
     let t = |ar, en| pick(lang, ar, en);
+    let l = Local::new(lang, &app.settings.web);
     let mine: Vec<&pb::ServiceReferral> = referrals
         .iter()
         .filter(|r| r.to_agency == s.person.agency_id)
@@ -60,7 +61,7 @@ pub(crate) async fn incoming(State(app): State<App>, headers: HeaderMap) -> Resp
         @for r in mine {
             section.referral {
                 h2 { code { (r.service_referral_id) } " · " (label(&r.service_type, lang)) " · " (r.state) }
-                @if !r.answer_due_at.is_empty() { p { (t("موعد الرد: ", "Answer due: ")) (r.answer_due_at.get(..16).unwrap_or("")) } }
+                @if !r.answer_due_at.is_empty() { p { (t("موعد الرد: ", "Answer due: ")) (crate::casework::at(&l, &r.answer_due_at)) } }
                 @if !r.medical_coverage.is_empty() { p { (t("تغطية التكاليف الطبية: ", "Medical costs covered: ")) (r.medical_coverage) } }
                 form method="post" action="/service-referrals" {
                     input type="hidden" name="csrf" value=(s.csrf);

@@ -237,6 +237,17 @@ pub fn lock_after(web: &WebSettings, failures: i32, now: DateTime<Utc>) -> Optio
     Some(now + Duration::seconds(secs))
 }
 
+/// A new account's password: 16 characters from an alphabet without look-alikes, shown
+/// once to whoever makes the account.
+pub fn generate_password() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::thread_rng();
+    (0..16)
+        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
+        .collect()
+}
+
 /// The person with this id.
 pub async fn load(pool: &PgPool, person_id: &str) -> Result<Option<Person>, WebError> {
     let row = sqlx::query(

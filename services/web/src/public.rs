@@ -1,4 +1,4 @@
-//! The community's page of the service map (DOMAIN.md: every area keeps a map of the
+//! The community's page of the service map (docs/domain.md: every area keeps a map of the
 //! services available to children, shared with the community): no sign-in, no personal
 //! data, by governorate.
 

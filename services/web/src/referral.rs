@@ -29,7 +29,7 @@ impl Form {
             .unwrap_or("")
     }
 
-    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+    pub(crate) fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
         self.0
             .iter()
             .filter(move |(k, _)| k == name)
@@ -65,6 +65,18 @@ pub fn school_request(f: &Form, agency_id: &str, person_id: &str) -> pb::SchoolR
         submission_id: f.get("submission_id").to_owned(),
         school_agency_id: agency_id.to_owned(),
         officer_ref: person_id.to_owned(),
+        referral: Some(details(f)),
+    }
+}
+
+/// The intake request a community committee's form makes, as the committee (an agency of
+/// type `community`): the same form and submission id as a school's, through the agency
+/// path with the committee as its source.
+pub fn committee_request(f: &Form, agency_id: &str) -> pb::AgencyReferralRequest {
+    pb::AgencyReferralRequest {
+        submission_id: f.get("submission_id").to_owned(),
+        agency_id: agency_id.to_owned(),
+        source_kind: pb::SourceKind::CommunityCommittee.into(),
         referral: Some(details(f)),
     }
 }

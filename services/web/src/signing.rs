@@ -19,7 +19,8 @@ pub(crate) async fn sign_in_page(headers: HeaderMap, State(app): State<App>) -> 
         app.settings.web.secure_cookies,
         None,
     );
-    let mut r = html_page(StatusCode::OK, pages::sign_in(lang, &pre, None));
+    let page = crate::oidc::on_sign_in_page(&app, lang, pages::sign_in(lang, &pre, None));
+    let mut r = html_page(StatusCode::OK, page);
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
@@ -32,7 +33,8 @@ pub(crate) async fn sign_in(State(app): State<App>, headers: HeaderMap, body: By
     let web = &app.settings.web;
     let again = |status, problem: &str| {
         let pre = session::random_token();
-        let mut r = html_page(status, pages::sign_in(lang, &pre, Some(problem)));
+        let page = pages::sign_in(lang, &pre, Some(problem));
+        let mut r = html_page(status, crate::oidc::on_sign_in_page(&app, lang, page));
         let c = session::set_cookie(session::PRE_COOKIE, &pre, web.secure_cookies, None);
         if let Ok(v) = HeaderValue::from_str(&c) {
             r.headers_mut().append(header::SET_COOKIE, v);
@@ -72,6 +74,7 @@ pub(crate) async fn sign_in(State(app): State<App>, headers: HeaderMap, body: By
         }
         Ok(Err(people::Refused::Locked(until))) => {
             let minutes = ((until - chrono::Utc::now()).num_seconds().max(1) + 59) / 60;
+            let minutes = crate::text::number(lang, web.digits, minutes);
             let text = match lang {
                 Lang::Arabic => format!("الحساب مقفل مؤقتًا بعد محاولات فاشلة متكررة؛ حاول بعد {minutes} دقيقة، أو اطلب من مسؤول الحسابات في جهتك فتحه."),
                 Lang::English => format!("The account is locked after repeated failures; try again in {minutes} minute(s), or ask your agency's account administrator."),
@@ -83,12 +86,23 @@ pub(crate) async fn sign_in(State(app): State<App>, headers: HeaderMap, body: By
         }
         Err(e) => return failed(lang, None, e),
     };
-    // A new session at every sign-in: a cookie planted before it is worth nothing.
-    let (token, _) = match session::create(&app.pool, &person.person_id).await {
-        Ok(t) => t,
-        Err(e) => return failed(lang, None, e),
-    };
     let mut r = Redirect::to("/").into_response();
+    if let Err(e) = start_session(&app, &person.person_id, &mut r).await {
+        return failed(lang, None, e);
+    }
+    r
+}
+
+/// Starts a session for `person_id` on the answer `r`: its cookie, and the sign-in form's
+/// token cleared. A new session at every sign-in (here and through the ministry's
+/// provider): a cookie planted before it is worth nothing.
+pub(crate) async fn start_session(
+    app: &App,
+    person_id: &str,
+    r: &mut Response,
+) -> Result<(), crate::WebError> {
+    let web = &app.settings.web;
+    let (token, _) = session::create(&app.pool, person_id).await?;
     let h = r.headers_mut();
     for c in [
         session::set_cookie(session::COOKIE, &token, web.secure_cookies, None),
@@ -98,7 +112,7 @@ pub(crate) async fn sign_in(State(app): State<App>, headers: HeaderMap, body: By
             h.append(header::SET_COOKIE, v);
         }
     }
-    r
+    Ok(())
 }
 
 pub(crate) async fn sign_out(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {

@@ -13,7 +13,7 @@ use maud::html;
 
 use crate::people::Role;
 use crate::referral::{self, Form, Way};
-use crate::text::{lang_of, pick};
+use crate::text::{lang_of, pick, Local};
 use crate::{csrf_refused, failed, html_page, hub, pages, signed_in, App};
 
 const REFERRERS: &[Role] = &[Role::SchoolOfficer, Role::CommitteeMember];
@@ -101,7 +101,20 @@ async fn send(app: App, headers: HeaderMap, body: Bytes, way: Way) -> Response {
     let title = title_of(lang, way);
     let mut intake = pb::intake_client::IntakeClient::new(app.hub.channel());
     let (p, l) = (&s.person, lang);
+    // A community committee refers through the agency path, as itself; a school as a
+    // school.
+    let committee = app
+        .settings
+        .agencies
+        .get(&p.agency_id)
+        .is_some_and(|a| a.agency_type == himaya_record::AgencyType::Community);
     let answer = match way {
+        Way::School if committee => {
+            match hub::request(p, l, referral::committee_request(&f, &p.agency_id)) {
+                Ok(req) => intake.submit_agency_referral(req).await,
+                Err(e) => return failed(lang, Some(&s), e),
+            }
+        }
         Way::School => match hub::request(
             p,
             l,
@@ -189,6 +202,7 @@ pub(crate) async fn list_referrals(State(app): State<App>, headers: HeaderMap) -
         Err(e) => return failed(lang, Some(&s), e.into()),
     };
     let t = |ar, en| pick(lang, ar, en);
+    let l = Local::new(lang, &app.settings.web);
     let body = html! {
         h1 { (t("الإحالات المرسلة من جهتك", "Referrals sent by your agency")) }
         @if rows.is_empty() {
@@ -198,7 +212,7 @@ pub(crate) async fn list_referrals(State(app): State<App>, headers: HeaderMap) -
                 thead { tr { th { (t("الحالة", "Case")) } th { (t("الإحالة", "Referral")) } th { (t("أُرسلت", "Sent")) } } }
                 tbody {
                     @for (case_id, referral_id, at) in &rows {
-                        tr { td { code { (case_id) } } td { code { (referral_id) } } td { time datetime=(at.to_rfc3339()) { (at.format("%Y-%m-%d %H:%M")) } } }
+                        tr { td { code { (case_id) } } td { code { (referral_id) } } td { bdi { time datetime=(at.to_rfc3339()) { (l.date_time(*at)) } } } }
                     }
                 }
             }
@@ -240,6 +254,7 @@ pub(crate) async fn find_calls(
         Err(e) => return failed(lang, Some(&s), e.into()),
     };
     let t = |ar, en| pick(lang, ar, en);
+    let l = Local::new(lang, &app.settings.web);
     let body = html! {
         h1 { (t("البلاغات المصعّدة", "Escalated calls")) }
         form method="get" action="/hotline/calls" {
@@ -248,14 +263,20 @@ pub(crate) async fn find_calls(
             button type="submit" { (t("بحث", "Search")) }
         }
         table {
-            thead { tr { th { (t("المكالمة", "Call")) } th { (t("الحالة", "Case")) } th { (t("وقت التصعيد", "Escalated")) } } }
+            thead { tr { th { (t("المكالمة", "Call")) } th { (t("الحالة", "Case")) } th { (t("وقت التصعيد", "Escalated")) } th { (t("إجراء", "Action")) } } }
             tbody {
                 @for (call_ref, case_id, _, at) in &rows {
-                    tr { td { code { (call_ref) } } td { code { (case_id) } } td { (at.format("%Y-%m-%d %H:%M")) } }
+                    tr {
+                        td { code { (call_ref) } } td { code { (case_id) } } td { bdi { time datetime=(at.to_rfc3339()) { (l.date_time(*at)) } } }
+                        td { a href={"/hotline/break-glass?case_id=" (crate::hotline::encoded(case_id))} { (t("وصول طارئ", "Emergency access")) } }
+                    }
                 }
             }
         }
-        p { a href="/hotline" { (t("تصعيد بلاغ جديد", "Escalate a new call")) } }
+        p {
+            a href="/hotline" { (t("تصعيد بلاغ جديد", "Escalate a new call")) }
+            " · " a href="/hotline/follow-ups" { (t("متابعة حالات الخط", "Follow-ups of the line's cases")) }
+        }
     };
     html_page(
         StatusCode::OK,
