@@ -613,7 +613,6 @@ async fn caseworker_signed_in(
     ch: &tonic::transport::Channel,
     case: &str,
 ) -> (String, Driver, fantoccini::Client) {
-    use himaya_proto::v1 as pb;
     let pool = himaya_web::connect(&env.settings).await.unwrap();
     let sw = people::add(
         &pool,
@@ -625,49 +624,7 @@ async fn caseworker_signed_in(
     )
     .await
     .unwrap();
-    let staff_id = sw.person.person_id;
-    let mut work = pb::case_work_client::CaseWorkClient::new(ch.clone());
-    for (id, role, sup) in [
-        ("sup-1", "supervisor", None),
-        (staff_id.as_str(), "caseworker", Some("sup-1")),
-    ] {
-        work.add_staff(as_agency(
-            "mosa-cairo",
-            pb::AddStaffRequest {
-                staff_id: id.into(),
-                role: role.into(),
-                supervisor_id: sup.map(str::to_owned),
-            },
-        ))
-        .await
-        .unwrap();
-    }
-    work.decide_acceptance(as_agency(
-        "mosa-cairo",
-        pb::DecideAcceptanceRequest {
-            case_id: case.to_owned(),
-            expected_version: 1,
-            actor: "sw-lead".into(),
-            decision: "register".into(),
-            vulnerability_criteria: vec!["exploitative_labour".into()],
-            reason: None,
-            referred_on_to: None,
-            target_groups: vec![],
-        },
-    ))
-    .await
-    .unwrap();
-    work.assign_case(as_agency(
-        "mosa-cairo",
-        pb::AssignCaseRequest {
-            case_id: case.to_owned(),
-            expected_version: 2,
-            actor: "sup-1".into(),
-            caseworker_id: staff_id.clone(),
-        },
-    ))
-    .await
-    .unwrap();
+    register_and_assign_to(ch, case, "exploitative_labour", &sw.person.person_id).await;
     let base = format!("http://localhost:{}", hub.web_addr.unwrap().port());
     let d = driver().await;
     let c = browser(&d, "ar").await;

@@ -407,11 +407,16 @@ pub async fn count(pool: &PgPool, sql: &str) -> i64 {
 /// under supervisor `sup-1` (both added), as the case-owning ministry (`mosa-cairo`).
 /// The case is then at version 3.
 pub async fn register_and_assign(ch: &Channel, case: &str, criterion: &str) {
+    register_and_assign_to(ch, case, criterion, "sw-1").await
+}
+
+/// [`register_and_assign`] to the caseworker `caseworker` (a person's id, say).
+pub async fn register_and_assign_to(ch: &Channel, case: &str, criterion: &str, caseworker: &str) {
     use himaya_proto::v1::case_work_client::CaseWorkClient;
     let mut work = CaseWorkClient::new(ch.clone());
     for (id, role, sup) in [
         ("sup-1", "supervisor", None),
-        ("sw-1", "caseworker", Some("sup-1")),
+        (caseworker, "caseworker", Some("sup-1")),
     ] {
         work.add_staff(as_agency(
             "mosa-cairo",
@@ -445,7 +450,7 @@ pub async fn register_and_assign(ch: &Channel, case: &str, criterion: &str) {
             case_id: case.to_owned(),
             expected_version: 2,
             actor: "sup-1".into(),
-            caseworker_id: "sw-1".into(),
+            caseworker_id: caseworker.into(),
         },
     ))
     .await
