@@ -512,18 +512,7 @@ async fn an_operator_escalates_a_call_from_the_keyboard_and_the_screens_pass_axe
         active.attr("id").await.unwrap().as_deref(),
         Some("call_ref")
     );
-    active.send_keys("CALL-7731").await.unwrap();
-    type_in(&c, Locator::Id("child_name"), "طفل غير معروف الاسم").await;
-    type_in(&c, Locator::Id("age"), "7").await;
-    type_in(&c, Locator::Id("governorate"), "القاهرة").await;
-    type_in(
-        &c,
-        Locator::Css("input[name=concern][value=physical_abuse]"),
-        " ",
-    )
-    .await;
-    type_in(&c, Locator::Css("input[name=service][value=health]"), " ").await;
-    type_in(&c, Locator::Id("district"), "\u{E007}").await;
+    escalate_by_keyboard(&c, "CALL-7731", ("طفل غير معروف الاسم", "7"), None).await;
     let answered = c
         .wait()
         .at_most(Duration::from_secs(20))
@@ -581,6 +570,33 @@ async fn an_operator_escalates_a_call_from_the_keyboard_and_the_screens_pass_axe
 /// Clicks the element `at` finds.
 async fn click(c: &fantoccini::Client, at: Locator<'_>) {
     c.find(at).await.unwrap().click().await.unwrap();
+}
+
+/// Types a minimal escalation into the operator's console, which opens on the call
+/// reference: the child (name, age), Cairo, physical abuse, health, an optional account
+/// of the call; Enter in the last field sends it.
+async fn escalate_by_keyboard(
+    c: &fantoccini::Client,
+    call_ref: &str,
+    (child, age): (&str, &str),
+    narrative: Option<&str>,
+) {
+    let active = c.active_element().await.unwrap();
+    active.send_keys(call_ref).await.unwrap();
+    type_in(c, Locator::Id("child_name"), child).await;
+    type_in(c, Locator::Id("age"), age).await;
+    type_in(c, Locator::Id("governorate"), "القاهرة").await;
+    type_in(
+        c,
+        Locator::Css("input[name=concern][value=physical_abuse]"),
+        " ",
+    )
+    .await;
+    type_in(c, Locator::Css("input[name=service][value=health]"), " ").await;
+    if let Some(n) = narrative {
+        type_in(c, Locator::Id("narrative"), n).await;
+    }
+    type_in(c, Locator::Id("district"), "\u{E007}").await;
 }
 
 /// Types `text` into the element `at` finds, as keys.

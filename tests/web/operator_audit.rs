@@ -56,24 +56,13 @@ async fn an_operator_breaks_the_glass_on_a_call_and_an_auditor_sees_it_in_the_lo
         .await
         .unwrap();
     c.goto(&format!("{base}/hotline")).await.unwrap();
-    c.active_element()
-        .await
-        .unwrap()
-        .send_keys("CALL-9120")
-        .await
-        .unwrap();
-    type_in(&c, Locator::Id("child_name"), "يوسف بلا اسم عائلة").await;
-    type_in(&c, Locator::Id("age"), "6").await;
-    type_in(&c, Locator::Id("governorate"), "القاهرة").await;
-    type_in(
+    escalate_by_keyboard(
         &c,
-        Locator::Css("input[name=concern][value=physical_abuse]"),
-        " ",
+        "CALL-9120",
+        ("يوسف بلا اسم عائلة", "6"),
+        Some("سمع الجيران صراخًا ليلًا"),
     )
     .await;
-    type_in(&c, Locator::Css("input[name=service][value=health]"), " ").await;
-    type_in(&c, Locator::Id("narrative"), "سمع الجيران صراخًا ليلًا").await;
-    type_in(&c, Locator::Id("district"), "\u{E007}").await;
     let accepted = c
         .wait()
         .at_most(Duration::from_secs(20))
