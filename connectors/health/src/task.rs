@@ -7,7 +7,7 @@ use himaya_connect::inbound::{actor, id, opt_text, text};
 use himaya_connect::{InboundError, StatusChange};
 use serde_json::Value;
 
-use crate::mapping::REFERRAL_SYSTEM;
+use crate::mapping::Systems;
 
 /// FHIR Task.status → the service referral's state; `None`: a status with no hub meaning.
 pub fn state_of(task_status: &str) -> Option<&'static str> {
@@ -24,10 +24,30 @@ pub fn state_of(task_status: &str) -> Option<&'static str> {
     })
 }
 
+/// Reads a Task whose `basedOn` names the referral with the default system; see
+/// [`status_change_with`].
+pub fn status_change(task: &Value) -> Result<StatusChange, InboundError> {
+    status_change_with(task, &Systems::default())
+}
+
+/// The Task's logical id and version, as the hub records it: its `id`, and its
+/// `meta.versionId` (`1` when the agency's server keeps no versions). Read after
+/// [`status_change_with`] accepted the Task.
+pub fn task_version(task: &Value) -> Option<(String, String)> {
+    let id = task.get("id")?.as_str()?.to_owned();
+    let version = task
+        .pointer("/meta/versionId")
+        .and_then(Value::as_str)
+        .unwrap_or("1")
+        .to_owned();
+    Some((id, version))
+}
+
 /// Reads a Task. The message id is the Task's `id` and `meta.versionId` (a Task's new
 /// version is a new message; the same version posted twice is one), or its status when
-/// the agency's server keeps no versions.
-pub fn status_change(task: &Value) -> Result<StatusChange, InboundError> {
+/// the agency's server keeps no versions. `basedOn` names the referral with the
+/// deployment's referral system (`systems`), or with no system.
+pub fn status_change_with(task: &Value, systems: &Systems) -> Result<StatusChange, InboundError> {
     match task.get("resourceType").and_then(Value::as_str) {
         Some("Task") => {}
         Some(_) => {
@@ -52,7 +72,7 @@ pub fn status_change(task: &Value) -> Result<StatusChange, InboundError> {
             "ليس لهذه الحالة معنى في الإحالة؛ أرسل إحدى القيم: requested، received، accepted، ready، rejected، in-progress، completed، failed، cancelled",
         )
     })?;
-    let service_referral_id = based_on(task)?;
+    let service_referral_id = based_on(task, &systems.identifier("referral"))?;
     // statusReason is a CodeableConcept: its text, else its first coding's display or code.
     let reason = match opt_text(task, "/statusReason/text", "statusReason.text", 500)? {
         Some(t) => Some(t),
@@ -99,7 +119,7 @@ pub fn status_change(task: &Value) -> Result<StatusChange, InboundError> {
 }
 
 /// The `srv_` id: `basedOn[].identifier` with our system (or no system), the first one.
-fn based_on(task: &Value) -> Result<String, InboundError> {
+fn based_on(task: &Value, referral_system: &str) -> Result<String, InboundError> {
     let refs = task
         .get("basedOn")
         .and_then(Value::as_array)
@@ -109,7 +129,7 @@ fn based_on(task: &Value) -> Result<String, InboundError> {
         .filter(|i| {
             i.get("system")
                 .and_then(Value::as_str)
-                .is_none_or(|s| s == REFERRAL_SYSTEM)
+                .is_none_or(|s| s == referral_system)
         })
         .find_map(|i| i.get("value").and_then(Value::as_str))
         .filter(|v| v.starts_with("srv_") && v.len() <= 64)
@@ -117,8 +137,8 @@ fn based_on(task: &Value) -> Result<String, InboundError> {
         .ok_or_else(|| {
             InboundError::new(
                 "basedOn",
-                format!("must hold an identifier with system {REFERRAL_SYSTEM} and the srv_ id of the ServiceRequest we sent"),
-                format!("يجب أن يحتوي على معرّف (identifier) نظامه {REFERRAL_SYSTEM} وقيمته معرّف srv_ لطلب الخدمة (ServiceRequest) الذي أرسلناه"),
+                format!("must hold an identifier with system {referral_system} and the srv_ id of the ServiceRequest we sent"),
+                format!("يجب أن يحتوي على معرّف (identifier) نظامه {referral_system} وقيمته معرّف srv_ لطلب الخدمة (ServiceRequest) الذي أرسلناه"),
             )
         })
 }
@@ -149,6 +169,35 @@ mod tests {
         let r = status_change(&fixture("task_rejected.json")).unwrap();
         assert_eq!(r.state, "rejected");
         assert_eq!(r.reason.as_deref(), Some("لا توجد سعة في قسم الأطفال"));
+    }
+
+    #[test]
+    fn the_referral_system_is_the_deployments() {
+        let settings = himaya_settings::FhirSettings {
+            system_base: "https://hub.mosa.gov.eg/fhir".into(),
+            ..Default::default()
+        };
+        let systems = Systems::new(&settings);
+        let mut task = fixture("task_accepted.json");
+        // The default system is another deployment's: refused, by field.
+        assert_eq!(
+            status_change_with(&task, &systems).unwrap_err().field,
+            "basedOn"
+        );
+        task["basedOn"][0]["identifier"]["system"] =
+            json!("https://hub.mosa.gov.eg/fhir/sid/referral-id");
+        assert_eq!(
+            status_change_with(&task, &systems)
+                .unwrap()
+                .service_referral_id,
+            "srv_01JD7Q6B2C"
+        );
+        assert_eq!(
+            task_version(&task),
+            Some(("task-77".to_owned(), "2".to_owned()))
+        );
+        task.as_object_mut().unwrap().remove("meta");
+        assert_eq!(task_version(&task).unwrap().1, "1");
     }
 
     #[test]

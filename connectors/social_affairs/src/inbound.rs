@@ -10,6 +10,8 @@ use himaya_record::{
 };
 use serde_json::Value;
 
+use crate::profile::Profile;
+
 /// A case Primero pushed or was pulled from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaseIn {
@@ -20,8 +22,15 @@ pub struct CaseIn {
     pub details: ReferralDetails,
 }
 
-/// A case pushed by Primero (`{"data": {…}}`), as the referral it makes.
+/// A case pushed by a Primero with the stock forms; see [`case_referral_with`].
 pub fn case_referral(v: &Value) -> Result<CaseIn, InboundError> {
+    case_referral_with(v, &Profile::default())
+}
+
+/// A case pushed by Primero (`{"data": {…}}`), as the referral it makes. Select fields
+/// may hold the instance's lookup values (`form`) or the hub's own words; the name is
+/// read from its parts (`name_first`, `name_middle`, `name_last`), else from `name`.
+pub fn case_referral_with(v: &Value, form: &Profile) -> Result<CaseIn, InboundError> {
     let d = v
         .get("data")
         .filter(|d| d.is_object())
@@ -44,7 +53,8 @@ pub fn case_referral(v: &Value) -> Result<CaseIn, InboundError> {
     })?
     .with_timezone(&chrono::Utc)
     .format("%Y%m%dT%H%M%S%.3fZ");
-    let sex = match text(d, "/sex", "data.sex", 16)? {
+    let sex = text(d, "/sex", "data.sex", 100)?;
+    let sex = match form.sex.word(sex).unwrap_or(sex) {
         "female" => Sex::Female,
         "male" => Sex::Male,
         "unknown" | "other" | "not_stated" => Sex::NotStated,
@@ -97,6 +107,11 @@ pub fn case_referral(v: &Value) -> Result<CaseIn, InboundError> {
         .enumerate()
         .map(|(i, c)| {
             ConcernKind::parse(c)
+                .or_else(|| {
+                    form.protection_concerns
+                        .word(c)
+                        .and_then(ConcernKind::parse)
+                })
                 .map(|kind| Concern {
                     kind,
                     labour_criteria: Vec::new(),
@@ -134,13 +149,15 @@ pub fn case_referral(v: &Value) -> Result<CaseIn, InboundError> {
         .into_iter()
         .enumerate()
         .map(|(i, s)| {
-            ServiceType::parse(s).ok_or_else(|| {
-                InboundError::new(
-                    format!("data.{field}[{i}]"),
-                    "is not a service type the hub knows",
-                    "ليس من أنواع الخدمات التي تعرفها المنصة",
-                )
-            })
+            ServiceType::parse(s)
+                .or_else(|| form.service_type.word(s).and_then(ServiceType::parse))
+                .ok_or_else(|| {
+                    InboundError::new(
+                        format!("data.{field}[{i}]"),
+                        "is not a service type the hub knows",
+                        "ليس من أنواع الخدمات التي تعرفها المنصة",
+                    )
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let consent_refs = match opt_text(d, "/consent_id", "data.consent_id", 64)? {
@@ -153,14 +170,16 @@ pub fn case_referral(v: &Value) -> Result<CaseIn, InboundError> {
     let details = ReferralDetails {
         child: Child {
             name: PersonName {
-                as_given: text(d, "/name", "data.name", 200)?.to_owned(),
+                as_given: full_name(d)?,
                 transliteration: opt_text(d, "/name_other", "data.name_other", 200)?
                     .map(str::to_owned),
             },
             sex,
             date_of_birth,
             estimated_age_years: if date_of_birth.is_some() { None } else { age },
-            nationality: list(d, "nationality")?.first().map(|s| (*s).to_owned()),
+            nationality: list(d, "nationality")?
+                .first()
+                .map(|s| form.nationality.word(s).unwrap_or(s).to_owned()),
             identity_documents,
             governorate: text(d, "/location_current", "data.location_current", 100)?.to_owned(),
             district: opt_text(d, "/address_district", "data.address_district", 100)?
@@ -185,6 +204,22 @@ pub fn case_referral(v: &Value) -> Result<CaseIn, InboundError> {
         record_id: id.to_owned(),
         details,
     })
+}
+
+/// The child's name: Primero's name fields joined, or its derived `name` when the form
+/// sends only that.
+fn full_name(d: &Value) -> Result<String, InboundError> {
+    let mut parts = Vec::new();
+    for field in ["name_first", "name_middle", "name_last"] {
+        if let Some(p) = opt_text(d, &format!("/{field}"), &format!("data.{field}"), 200)? {
+            parts.push(p.trim());
+        }
+    }
+    parts.retain(|p| !p.is_empty());
+    if parts.is_empty() {
+        return Ok(text(d, "/name", "data.name", 200)?.to_owned());
+    }
+    Ok(parts.join(" "))
 }
 
 /// A string list field; absent is empty.
@@ -286,6 +321,46 @@ mod tests {
             "{}",
             serde_json::to_string_pretty(&details).unwrap()
         );
+    }
+
+    #[test]
+    fn a_stock_primero_case_reads_with_the_instances_lookups() {
+        let CaseIn { details, .. } = case_referral(&fixture("case_in_stock.json")).unwrap();
+        let golden: ReferralDetails =
+            serde_json::from_value(fixture("case_in_normalized.json")).unwrap();
+        // The same child as the hub's words give, but for the concerns the stock lookup
+        // cannot tell apart and the services its services section asks.
+        assert_eq!(details.child, golden.child);
+        assert_eq!(
+            details
+                .concerns
+                .iter()
+                .map(|c| c.kind.as_str())
+                .collect::<Vec<_>>(),
+            ["physical_abuse", "other"]
+        );
+        assert_eq!(
+            details.requested_services,
+            [ServiceType::Education, ServiceType::Economic]
+        );
+        // An instance with its own values reads them back to the hub's words.
+        let mut own = himaya_settings::PrimeroSettings::default();
+        own.lookups
+            .nationality
+            .insert("SYR".into(), "syrian_arab_republic".into());
+        own.lookups.sex.insert("male".into(), "m".into());
+        let mut v = fixture("case_in_stock.json");
+        v["data"]["nationality"] = json!(["syrian_arab_republic"]);
+        v["data"]["sex"] = json!("m");
+        let c = case_referral_with(&v, &Profile::new(&own)).unwrap();
+        assert_eq!(c.details.child.nationality.as_deref(), Some("SYR"));
+        assert_eq!(c.details.child.sex, Sex::Male);
+        // Without a part, the derived name is read.
+        v["data"].as_object_mut().unwrap().remove("name_first");
+        v["data"].as_object_mut().unwrap().remove("name_last");
+        v["data"]["name"] = json!("يوسف");
+        let c = case_referral_with(&v, &Profile::new(&own)).unwrap();
+        assert_eq!(c.details.child.name.as_given, "يوسف");
     }
 
     #[test]
