@@ -399,7 +399,7 @@ async fn connectors(n: usize) -> Vec<Figures> {
     }
     if let Some(a) = env.settings.agencies.get_mut("school-cairo-alnour") {
         a.protocol = himaya_settings::Protocol::School;
-        a.inbound_token = Some(himaya_settings::Secret::new(token));
+        a.inbound_token = Some(himaya_settings::SecretString::from(token));
     }
     let hub = env.start().await;
     let http = reqwest::Client::new();

@@ -13,6 +13,7 @@ use himaya_connector_cash_assistance::bulk::{
     self, BulkError, ImportReport, PgCheckpoint, Progress, ReportFile,
 };
 use himaya_settings::Settings;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 #[derive(Debug, Subcommand)]
 pub enum CashCommand {
@@ -125,7 +126,7 @@ async fn export(
         written += 1;
         last = Some(shared.case_id);
         if written % 1000 == 0 {
-            line.show(written, false, || format!("{written} cases written"));
+            line.show(written, None, || format!("{written} cases written"));
         }
     }
     line.finish();
@@ -191,10 +192,7 @@ async fn import(
             &path,
             &index,
             &mut checkpoint,
-            |p: &Progress| {
-                let done = p.rows_total.is_some_and(|t| p.rows_done >= t);
-                line.show(p.rows_done, done, || p.line());
-            },
+            |p: &Progress| line.show(p.rows_done, p.rows_total, || p.line()),
             out,
         );
         line.finish();
@@ -239,49 +237,122 @@ fn print_summary(r: &ImportReport, report: &Path) {
     );
 }
 
-/// Progress on stderr. On a terminal, one line redrawn with `\r` a few times a second;
-/// into a pipe or a file (a log, a CI job), a plain line every few seconds instead, so
-/// the output holds whole lines and no carriage returns.
+/// Progress on stderr. On a terminal, an indicatif bar redrawn a few times a second;
+/// into a pipe or a file (a log, a CI job) the bar is hidden and a plain line is written
+/// every few seconds instead, so the output holds whole lines and no carriage returns.
 struct ProgressLine {
-    terminal: bool,
-    last: Option<Instant>,
-    /// The count shown last (the final callback may repeat it).
+    bar: ProgressBar,
+    /// Not on a terminal: a plain line at most this often (and one when done).
+    plain_every: Option<Duration>,
+    last_plain: Option<Instant>,
+    /// The count written last as a plain line (the final callback may repeat it).
     shown: Option<u64>,
 }
 
 impl ProgressLine {
     fn new() -> Self {
+        let terminal = std::io::stderr().is_terminal();
+        let target = if terminal {
+            ProgressDrawTarget::stderr_with_hz(4)
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        let bar = ProgressBar::with_draw_target(None, target).with_style(style("{msg}"));
         Self {
-            terminal: std::io::stderr().is_terminal(),
-            last: None,
+            bar,
+            plain_every: (!terminal).then_some(Duration::from_secs(10)),
+            last_plain: None,
             shown: None,
         }
     }
 
-    /// Shows `line()` for `count` when one is due, or when the work is `done`.
-    fn show(&mut self, count: u64, done: bool, line: impl FnOnce() -> String) {
-        let every = if self.terminal {
-            Duration::from_millis(250)
-        } else {
-            Duration::from_secs(10)
-        };
-        let due = self.last.is_none_or(|t| t.elapsed() >= every);
-        if (due || done) && self.shown != Some(count) {
-            if self.terminal {
-                eprint!("\r{:<100}", line());
-                let _ = std::io::stderr().flush();
-            } else {
-                eprintln!("{}", line());
+    /// Shows `line()` for `count` out of `total` (if known): the bar redraws when one is
+    /// due; a plain line is written when one is due, or when the work is done.
+    fn show(&mut self, count: u64, total: Option<u64>, line: impl FnOnce() -> String) {
+        if let Some(total) = total.filter(|t| *t > 0) {
+            if self.bar.length() != Some(total) {
+                self.bar.set_length(total);
+                self.bar.set_style(style("[{bar:30}] {msg}"));
             }
-            self.last = Some(Instant::now());
+        }
+        let text = line();
+        let Some(every) = self.plain_every else {
+            self.bar.set_message(text);
+            self.bar.set_position(count);
+            return;
+        };
+        let done = total.is_some_and(|t| count >= t);
+        let due = self.last_plain.is_none_or(|t| t.elapsed() >= every);
+        if (due || done) && self.shown != Some(count) {
+            eprintln!("{text}");
+            self.last_plain = Some(Instant::now());
             self.shown = Some(count);
+        }
+        self.bar.set_message(text);
+        self.bar.set_position(count);
+    }
+
+    /// Leaves the bar's last state on its line (plain lines are already ended).
+    fn finish(&self) {
+        self.bar.finish();
+    }
+}
+
+/// A bar style from a template that is known to parse; the plain default otherwise.
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress(rows_done: u64, rows_total: Option<u64>) -> Progress {
+        Progress {
+            rows_done,
+            rows_total,
+            resumed_from: 0,
+            matches: 0,
+            bad_rows: 0,
+            elapsed: Duration::from_secs(1),
         }
     }
 
-    /// Ends the redrawn line on a terminal (plain lines are already ended).
-    fn finish(&self) {
-        if self.terminal && self.shown.is_some() {
-            eprintln!();
+    fn show(line: &mut ProgressLine, p: &Progress) {
+        line.show(p.rows_done, p.rows_total, || p.line());
+    }
+
+    #[test]
+    fn the_templates_parse() {
+        for t in ["{msg}", "[{bar:30}] {msg}"] {
+            assert!(ProgressStyle::with_template(t).is_ok(), "{t}");
         }
+    }
+
+    /// Off a terminal the bar draws nothing, and still follows the import.
+    #[test]
+    fn a_hidden_bar_follows_the_import() {
+        let mut line = ProgressLine {
+            bar: ProgressBar::hidden(),
+            plain_every: Some(Duration::from_secs(3600)),
+            last_plain: None,
+            shown: None,
+        };
+        show(&mut line, &progress(10_000, None));
+        assert_eq!(line.bar.length(), None);
+        show(&mut line, &progress(20_000, Some(50_000)));
+        assert_eq!(line.bar.length(), Some(50_000));
+        assert_eq!(line.bar.position(), 20_000);
+        assert!(line.bar.message().starts_with("rows 20000/50000"));
+        // The first plain line was written; the next is not due within the hour.
+        assert_eq!(line.shown, Some(10_000));
+        // Done: written at once, and only once.
+        show(&mut line, &progress(50_000, Some(50_000)));
+        assert_eq!(line.shown, Some(50_000));
+        line.finish();
+        assert!(line.bar.is_finished());
+        assert!(line.bar.is_hidden());
     }
 }

@@ -5,19 +5,24 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use himaya_connect::Wire;
-use himaya_settings::Protocol;
+use himaya_settings::{Protocol, Settings};
 
-/// Every protocol this build speaks, with its mapping from `connectors/`.
-pub fn wires() -> HashMap<Protocol, Arc<dyn Wire>> {
+/// Every protocol this build speaks, with its mapping from `connectors/` and the
+/// deployment's choices for it (`[standards]`).
+pub fn wires(settings: &Settings) -> HashMap<Protocol, Arc<dyn Wire>> {
+    let standards = &settings.standards;
     let all: Vec<(Protocol, Arc<dyn Wire>)> = vec![
         (
             Protocol::HimayaJson,
             Arc::new(himaya_connect::envelope::Envelope),
         ),
-        (Protocol::FhirR4, Arc::new(himaya_connector_health::Fhir)),
+        (
+            Protocol::FhirR4,
+            Arc::new(himaya_connector_health::Fhir::new(&standards.fhir)),
+        ),
         (
             Protocol::PrimeroV2,
-            Arc::new(himaya_connector_social_affairs::Primero),
+            Arc::new(himaya_connector_social_affairs::Primero::new(standards)),
         ),
         (
             Protocol::JusticeMinimal,
@@ -25,7 +30,9 @@ pub fn wires() -> HashMap<Protocol, Arc<dyn Wire>> {
         ),
         (
             Protocol::SpdciRegistry,
-            Arc::new(himaya_connector_cash_assistance::Spdci),
+            Arc::new(himaya_connector_cash_assistance::Spdci::new(
+                standards.spdci.clone(),
+            )),
         ),
         (
             Protocol::School,
@@ -44,7 +51,9 @@ mod tests {
     #[test]
     fn every_protocol_has_a_wire() {
         use himaya_settings::Protocol::*;
-        let wires = super::wires();
+        let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let settings = himaya_settings::Settings::load(&config, None).unwrap();
+        let wires = super::wires(&settings);
         for p in [
             HimayaJson,
             FhirR4,

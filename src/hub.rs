@@ -10,7 +10,7 @@ use anyhow::Context;
 use himaya_bus::{Bus, Topology};
 use himaya_cases::CasesService;
 use himaya_directory::DirectoryApi;
-use himaya_settings::Settings;
+use himaya_settings::{ExposeSecret, Settings};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
@@ -68,7 +68,7 @@ impl Hub {
         let settings = Arc::new(settings);
         let shutdown = CancellationToken::new();
         let bus = Bus::connect(
-            settings.bus.url.expose(),
+            settings.bus.url.expose_secret(),
             Topology::new(settings.bus.prefix.clone()),
         )
         .await
@@ -155,7 +155,7 @@ impl Hub {
             let running = himaya_connect::start(
                 settings.clone(),
                 bus.clone(),
-                &crate::connectors::wires(),
+                &crate::connectors::wires(&settings),
                 shutdown.clone(),
             )
             .await

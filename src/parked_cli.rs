@@ -9,7 +9,7 @@ use std::io::Write;
 use anyhow::Context;
 use clap::Subcommand;
 use himaya_bus::{Bus, Parked, Selection, Topology};
-use himaya_settings::Settings;
+use himaya_settings::{ExposeSecret, Settings};
 
 use crate::client::Lang;
 
@@ -79,7 +79,7 @@ pub async fn run(cmd: ParkedCommand, settings: Settings) -> anyhow::Result<()> {
         ParkedCommand::Bus(cmd) => cmd,
     };
     let bus = Bus::connect(
-        settings.bus.url.expose(),
+        settings.bus.url.expose_secret(),
         Topology::new(settings.bus.prefix.clone()),
     )
     .await

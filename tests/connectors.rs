@@ -52,6 +52,10 @@ fn fhir() -> Target {
                 !b.to_string().contains("income"),
                 "economic data left for health"
             );
+            // What the agency received is valid FHIR R4, to two independent validators.
+            let errors =
+                himaya_connect::testing::fhir_r4_errors(&[("delivered Bundle".into(), b.clone())]);
+            assert!(errors.is_empty(), "{errors:#?}");
         },
         rejection: || {
             (
@@ -71,8 +75,14 @@ fn primero() -> Target {
         content_type: "application/json",
         check: |b, referral| {
             assert_eq!(b["data"]["module_id"], "primeromodule-cp");
+            // A custom field this instance declares (`[standards.primero.mosa-cairo]`).
             assert_eq!(b["data"]["himaya_referral_id"], referral);
-            assert!(b["data"]["name"].is_string());
+            // The name in the form's fields; `name`, `case_id_display` and `status` are
+            // Primero's own to set.
+            assert!(b["data"]["name_first"].is_string());
+            for derived in ["name", "case_id_display", "status"] {
+                assert!(b["data"].get(derived).is_none(), "{derived} sent");
+            }
         },
         rejection: || {
             (
@@ -123,6 +133,13 @@ fn spdci() -> Target {
         check: |b, referral| {
             assert_eq!(b["header"]["action"], "search");
             assert_eq!(b["message"]["transaction_id"], referral);
+            // The search rests on the case's consent, as the specification's object.
+            let request = &b["message"]["search_request"][0];
+            let consent = &request["search_criteria"]["consent"];
+            assert_eq!(consent["@type"], "Consent", "{b}");
+            assert_eq!(consent["purpose"]["code"], "service_provision");
+            assert!(consent["ts"].is_string());
+            assert_eq!(request["locale"], "ara");
             assert!(
                 !b.to_string().contains("exploitative_labour"),
                 "a concern left for cash assistance"
@@ -263,6 +280,13 @@ async fn run(t: Target) {
         // Primero names places by its own location codes.
         a.place_codes.insert("القاهرة".into(), "EG01".into());
     }
+    // This Primero added a field for the hub's referral id to its case form.
+    let mut form = himaya_settings::PrimeroSettings::default();
+    form.custom_fields.insert("himaya_referral_id".into());
+    env.settings
+        .standards
+        .primero
+        .insert("mosa-cairo".into(), form);
     let hub = env.start().await;
     let pool = env.pool().await;
     let ch = channel(&hub).await;
@@ -802,7 +826,7 @@ async fn the_hub_logs_in_to_primero_and_renews_an_expired_token() {
     if let Some(a) = env.settings.agencies.get_mut("mosa-cairo") {
         a.endpoint = Some(format!("http://{addr}"));
         a.login_user = Some("himaya".into());
-        a.login_password = Some(himaya_settings::Secret::new("pw-123"));
+        a.login_password = Some(himaya_settings::SecretString::from("pw-123"));
     }
     let hub = env.start().await;
     let pool = env.pool().await;

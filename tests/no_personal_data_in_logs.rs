@@ -81,7 +81,7 @@ async fn no_canary_reaches_a_log_an_error_or_a_panic() {
     ] {
         let a = env.settings.agencies.get_mut(id).unwrap();
         a.protocol = protocol;
-        a.inbound_token = Some(himaya_settings::Secret::new(format!(
+        a.inbound_token = Some(himaya_settings::SecretString::from(format!(
             "{id}-token-0123456789abcdef"
         )));
     }

@@ -7,7 +7,7 @@ mod helpers;
 
 use helpers::*;
 use himaya_proto::v1 as pb;
-use himaya_settings::{Protocol, Secret};
+use himaya_settings::{Protocol, SecretString};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -44,7 +44,7 @@ async fn hooks_with(configure: impl FnOnce(&mut TestEnv, std::net::SocketAddr)) 
     for (id, protocol) in TOKENS {
         if let Some(a) = env.settings.agencies.get_mut(id) {
             a.protocol = protocol;
-            a.inbound_token = Some(Secret::new(token(id)));
+            a.inbound_token = Some(SecretString::from(token(id)));
         }
     }
     if let Some(a) = env.settings.agencies.get_mut("health-cairo") {
@@ -83,6 +83,11 @@ impl Hooks {
         let replayed = r.headers().contains_key("idempotent-replayed");
         (r.status(), r.json().await.unwrap_or(Value::Null), replayed)
     }
+}
+
+/// The `type` of the webhooks' problem details (RFC 9457) for a refusal's code.
+fn problem(code: &str) -> String {
+    format!("urn:himaya:problem:{code}")
 }
 
 fn fixture(path: &str) -> Value {
@@ -125,8 +130,9 @@ async fn a_school_system_refers_once_and_the_child_reaches_health_over_fhir() {
         (StatusCode::CONFLICT, false),
         "{refused}"
     );
-    assert_eq!(refused["error"]["code"], "message_id_reused", "{refused}");
-    assert_eq!(refused["error"]["field"], "message_id", "{refused}");
+    assert_eq!(refused["type"], problem("message_id_reused"), "{refused}");
+    assert_eq!(refused["status"], 409, "{refused}");
+    assert_eq!(refused["field"], "message_id", "{refused}");
     let pool = h.env.pool().await;
     assert_eq!(count(&pool, "SELECT count(*) FROM cases.cases").await, 1);
     // It went through the same intake: the referral reaches the health agency as FHIR.
@@ -168,8 +174,14 @@ async fn the_emergency_line_escalates_and_follows_up() {
     // referral form's consent covers service provision only, so the answer is a refusal
     // that says so (and is logged as one), not the case.
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        r.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
     let refusal: Value = r.json().await.unwrap();
-    assert_eq!(refusal["error"]["code"], "permission_denied");
+    assert_eq!(refusal["type"], problem("permission_denied"));
     // Another agency's token cannot read the line's follow-up.
     let r = h
         .http
@@ -212,8 +224,35 @@ async fn a_fhir_task_moves_the_service_referral_once() {
     let mut sr = ServiceReferralsClient::new(ch);
     let mut task = fixture("health/fixtures/task_accepted.json");
     task["basedOn"][0]["identifier"]["value"] = json!(srv);
-    let (status, body, _) = h.post("health-cairo", "fhir/Task", task.to_string()).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    // FHIR's create: 201 Created, the Task's Location and version, FHIR's media type.
+    let r = h
+        .http
+        .post(format!("{}/agencies/health-cairo/fhir/Task", h.base))
+        .bearer_auth(token("health-cairo"))
+        .header("content-type", "application/fhir+json")
+        .body(task.to_string())
+        .send()
+        .await
+        .unwrap();
+    let header = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        header(&r, "location").as_deref(),
+        Some("/agencies/health-cairo/fhir/Task/task-77/_history/2")
+    );
+    assert_eq!(header(&r, "etag").as_deref(), Some("W/\"2\""));
+    assert_eq!(
+        header(&r, "content-type").as_deref(),
+        Some("application/fhir+json")
+    );
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let mut answered = vec![("created OperationOutcome".to_owned(), body.clone())];
     // A FHIR client gets an OperationOutcome; the hub's answer is its diagnostics.
     let inner = |b: &Value| -> Value {
         assert_eq!(b["resourceType"], "OperationOutcome", "{b}");
@@ -221,7 +260,7 @@ async fn a_fhir_task_moves_the_service_referral_once() {
     };
     assert_eq!(inner(&body)["state"], "accepted");
     let (status, _, replayed) = h.post("health-cairo", "fhir/Task", task.to_string()).await;
-    assert_eq!((status, replayed), (StatusCode::OK, true));
+    assert_eq!((status, replayed), (StatusCode::CREATED, true));
     let now = referral_as_ministry(&mut sr, &srv).await;
     assert_eq!(now.state, "accepted");
     assert_eq!(
@@ -234,14 +273,14 @@ async fn a_fhir_task_moves_the_service_referral_once() {
         task["status"] = json!("in-progress");
         task["statusReason"] = json!({ "text": note });
         let (status, body, _) = h.post("health-cairo", "fhir/Task", task.to_string()).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(status, StatusCode::CREATED, "{body}");
         assert_eq!(inner(&body)["changed"], true, "{body}");
     }
     // The Task edited in another field (a new version, the same note): not a new report.
     task["meta"]["versionId"] = json!("4b");
     task["note"] = json!([{"text": "room changed"}]);
     let (status, body, _) = h.post("health-cairo", "fhir/Task", task.to_string()).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(inner(&body)["changed"], false, "{body}");
     task.as_object_mut().unwrap().remove("note");
     let now = referral_as_ministry(&mut sr, &srv).await;
@@ -270,11 +309,89 @@ async fn a_fhir_task_moves_the_service_referral_once() {
         .send()
         .await
         .unwrap();
+    // An update of a Task the hub knows: 200 OK, its new version, no Location.
     assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "etag").as_deref(), Some("W/\"5\""));
+    assert!(header(&r, "location").is_none());
     let body: Value = r.json().await.unwrap();
     assert_eq!(inner(&body)["state"], "completed");
     assert_eq!(inner(&body)["changed"], true);
+    answered.push(("updated OperationOutcome".to_owned(), body));
+    // A Task the hub has not seen, put in place: created, with its Location.
+    let mut other = task.clone();
+    other["id"] = json!("task-90");
+    other["meta"]["versionId"] = json!("1");
+    let r = h
+        .http
+        .put(format!(
+            "{}/agencies/health-cairo/fhir/Task/task-90",
+            h.base
+        ))
+        .bearer_auth(token("health-cairo"))
+        .body(other.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(
+        header(&r, "location").as_deref(),
+        Some("/agencies/health-cairo/fhir/Task/task-90/_history/1")
+    );
+    answered.push((
+        "put-created OperationOutcome".to_owned(),
+        r.json().await.unwrap(),
+    ));
+    // Every answer is valid FHIR R4.
+    let errors = himaya_connect::testing::fhir_r4_errors(&answered);
+    assert!(errors.is_empty(), "{errors:#?}");
     // Another health agency's Task cannot touch it: the gateway's object checks apply.
+    h.hub.stop().await;
+}
+
+/// `GET [base]/metadata`: the CapabilityStatement of a health agency's FHIR base, asked
+/// without a token as FHIR clients do; it and the endpoint's refusals are valid FHIR R4.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fhir_endpoint_states_its_capabilities() {
+    let h = hooks().await;
+    let r = h
+        .http
+        .get(format!("{}/agencies/health-cairo/fhir/metadata", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/fhir+json")
+    );
+    let statement: Value = r.json().await.unwrap();
+    assert_eq!(statement["resourceType"], "CapabilityStatement");
+    assert_eq!(statement["fhirVersion"], "4.0.1");
+    assert_eq!(statement["rest"][0]["resource"][0]["type"], "Task");
+    // A refusal is an OperationOutcome naming the element.
+    let mut task = fixture("health/fixtures/task_accepted.json");
+    task.as_object_mut().unwrap().remove("status");
+    let (status, refusal, _) = h.post("health-cairo", "fhir/Task", task.to_string()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refusal}");
+    let (status, unauthenticated) = {
+        let r = h
+            .http
+            .post(format!("{}/agencies/health-cairo/fhir/Task", h.base))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json::<Value>().await.unwrap())
+    };
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let errors = himaya_connect::testing::fhir_r4_errors(&[
+        ("metadata CapabilityStatement".into(), statement),
+        ("refusal OperationOutcome".into(), refusal),
+        ("unauthenticated OperationOutcome".into(), unauthenticated),
+    ]);
+    assert!(errors.is_empty(), "{errors:#?}");
     h.hub.stop().await;
 }
 
@@ -308,6 +425,10 @@ async fn hostile_payloads_are_refused_clearly_and_write_nothing() {
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        // The agency in the path is only the caller's claim: not echoed back.
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["type"], problem("unauthenticated"), "{body}");
+        assert!(body.get("instance").is_none(), "{body}");
     }
     let (status, body, _) = h
         .post(school, "hotline/escalations", good.to_string())
@@ -319,15 +440,15 @@ async fn hostile_payloads_are_refused_clearly_and_write_nothing() {
         .post(school, "school/referrals", vec![0xff, 0xfe, b'{'])
         .await;
     assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("not_utf8"))
+        (status, body["type"].as_str()),
+        (StatusCode::BAD_REQUEST, Some(problem("not_utf8").as_str()))
     );
     let (status, body, _) = h
         .post(school, "school/referrals", "{\"message_id\": ")
         .await;
     assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("not_json"))
+        (status, body["type"].as_str()),
+        (StatusCode::BAD_REQUEST, Some(problem("not_json").as_str()))
     );
     let huge =
         json!({"message_id": "m", "officer_ref": "o", "padding": "x".repeat(100_000)}).to_string();
@@ -344,7 +465,7 @@ async fn hostile_payloads_are_refused_clearly_and_write_nothing() {
         .post(school, "school/referrals", missing.to_string())
         .await;
     assert_eq!(
-        (status, body["error"]["field"].as_str()),
+        (status, body["field"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("message_id"))
     );
     let (status, body, _) = h
@@ -369,9 +490,7 @@ async fn hostile_payloads_are_refused_clearly_and_write_nothing() {
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(
-        body["error"]["violations"]
-            .as_array()
-            .is_some_and(|v| !v.is_empty()),
+        body["violations"].as_array().is_some_and(|v| !v.is_empty()),
         "{body}"
     );
 
@@ -415,9 +534,7 @@ async fn a_primero_directorate_pushes_a_case_and_answers_a_transfer() {
         .await;
     assert!(status.is_client_error(), "{status}");
     assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
+        body["detail"].as_str().is_some_and(|m| !m.is_empty()),
         "{body}"
     );
     h.hub.stop().await;
@@ -560,7 +677,7 @@ async fn a_primero_that_cannot_push_is_pulled_page_by_page() {
         a.protocol = Protocol::PrimeroV2;
         a.endpoint = Some(format!("http://{addr}"));
         a.poll_interval_ms = Some(100);
-        a.outbound_token = Some(Secret::new("primero-api-token"));
+        a.outbound_token = Some(SecretString::from("primero-api-token"));
     }
     let hub = env.start().await;
     let pool = env.pool().await;
@@ -753,10 +870,20 @@ async fn a_payload_the_mapping_refuses_is_refused_in_the_callers_language() {
 
     let (status, body) = post(school, "school/referrals", school_body.clone(), Some("ar")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert_eq!(body["error"]["code"], "invalid_payload", "{body}");
-    let field = body["error"]["field"].as_str().unwrap();
+    assert_eq!(body["type"], problem("invalid_payload"), "{body}");
+    assert_eq!(body["status"], 422, "{body}");
+    assert_eq!(
+        body["instance"],
+        format!("/agencies/{school}/school/referrals"),
+        "{body}"
+    );
+    assert!(
+        body["title"].as_str().is_some_and(arabic),
+        "title in Arabic: {body}"
+    );
+    let field = body["field"].as_str().unwrap();
     assert!(field.starts_with("referral (line "), "{body}");
-    let message = body["error"]["message"].as_str().unwrap();
+    let message = body["detail"].as_str().unwrap();
     assert!(message.starts_with(field), "names the field: {body}");
     assert!(arabic(message), "in Arabic: {body}");
     // None of the English words of the mapping's refusals (serde's kind of problem).
@@ -793,7 +920,8 @@ async fn a_payload_the_mapping_refuses_is_refused_in_the_callers_language() {
     // Without Accept-Language (or with another language), the same refusals stay English.
     let (status, body) = post(school, "school/referrals", school_body, None).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    let message = body["error"]["message"].as_str().unwrap();
+    assert_eq!(body["title"], "Unprocessable Entity", "{body}");
+    let message = body["detail"].as_str().unwrap();
     // A number where a code is expected: serde reads it as the wrong shape.
     assert_eq!(
         message,

@@ -21,7 +21,8 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use himaya_connect::InboundError;
 use himaya_proto::status::Lang;
-use himaya_settings::{AgencySettings, Protocol, Settings};
+use himaya_settings::{AgencySettings, ExposeSecret, Protocol, Settings};
+use http_api_problem::{HttpApiProblem, PROBLEM_JSON_MEDIA_TYPE};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use subtle::ConstantTimeEq;
@@ -57,20 +58,26 @@ pub async fn start(
         return Ok((None, tasks));
     };
     let mut router = Router::new();
-    for route in Route::ALL {
+    for route in Route::ALL.into_iter().filter(|r| *r != Route::FhirTask) {
         router = router.route(
             route.path(),
             post(move |s, p, h, b| receive(route, s, p, h, b)),
         );
     }
     let router = router
-        // FHIR clients also update a Task in place: `PUT [base]/Task/<id>`.
+        // FHIR's create (`POST [base]/Task`) and update in place (`PUT [base]/Task/<id>`),
+        // and what the endpoint does (`GET [base]/metadata`).
+        .route(
+            Route::FhirTask.path(),
+            post(|s, p, h, b| receive_task(true, s, p, h, b)),
+        )
         .route(
             "/agencies/:agency/fhir/Task/:id",
             put(|s, Path((agency, _)): Path<(String, String)>, h, b| {
-                receive(Route::FhirTask, s, Path(agency), h, b)
+                receive_task(false, s, Path(agency), h, b)
             }),
         )
+        .route("/agencies/:agency/fhir/metadata", get(fhir_metadata))
         .route(
             "/agencies/:agency/hotline/cases/:case_id",
             get(routes::follow_up),
@@ -96,17 +103,24 @@ pub async fn start(
 }
 
 /// A refusal to an agency: an HTTP status and a message it can act on (never a value
-/// from its payload).
+/// from its payload). Answered as RFC 9457 problem details (`application/problem+json`),
+/// or as an `OperationOutcome` to a FHIR client.
 #[derive(Debug)]
 pub struct Refusal {
     pub status: StatusCode,
+    /// What went wrong, for a machine: the problem's `type` is `urn:himaya:problem:<code>`.
     pub code: &'static str,
     pub message: String,
     /// The message in Arabic, for a caller asking for it (`Accept-Language: ar`).
     pub message_ar: Option<String>,
     pub field: Option<String>,
     pub violations: Vec<(String, String)>,
+    /// The language the refusal is told in (see [`Refusal::localized`]).
+    lang: Lang,
 }
+
+/// The problem types of the webhooks' refusals: identifiers, not addresses to look up.
+const PROBLEM_TYPE: &str = "urn:himaya:problem:";
 
 impl Refusal {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Refusal {
@@ -117,6 +131,7 @@ impl Refusal {
             message_ar: None,
             field: None,
             violations: Vec::new(),
+            lang: Lang::English,
         }
     }
 
@@ -131,14 +146,53 @@ impl Refusal {
         if let (Lang::Arabic, Some(ar)) = (lang, self.message_ar.take()) {
             self.message = ar;
         }
+        self.lang = lang;
         self
     }
 
-    fn body(&self, protocol: Protocol) -> Value {
-        let mut text = self.message.clone();
-        if let Some(f) = &self.field {
-            text = format!("{f}: {text}");
+    /// RFC 9457 problem details: `type` (the code as a URN), `title` (the status, in the
+    /// caller's language), `status`, `detail` (the message, in the caller's language,
+    /// after the field it names), `instance` (the webhook called, where given); and as
+    /// extension members the `field` named and the hub's field `violations` (`field`,
+    /// `description`), where there are any.
+    fn problem(&self, instance: Option<&str>) -> HttpApiProblem {
+        let mut p = HttpApiProblem::new(self.status)
+            .type_url(format!("{PROBLEM_TYPE}{}", self.code))
+            .title(title(self.status, self.lang))
+            .detail(self.text());
+        if let Some(instance) = instance {
+            p = p.instance(instance);
         }
+        if let Some(f) = &self.field {
+            p.set_value("field", f);
+        }
+        if !self.violations.is_empty() {
+            let violations: Vec<Value> = self
+                .violations
+                .iter()
+                .map(|(f, d)| json!({"field": f, "description": d}))
+                .collect();
+            p.set_value("violations", &violations);
+        }
+        p
+    }
+
+    /// The message, after the field it names.
+    fn text(&self) -> String {
+        match &self.field {
+            Some(f) => format!("{f}: {}", self.message),
+            None => self.message.clone(),
+        }
+    }
+
+    #[cfg(test)]
+    fn body(&self, protocol: Protocol) -> Value {
+        self.body_at(protocol, None)
+    }
+
+    /// The refusal as the route's standard answers one; `instance`: the webhook called.
+    fn body_at(&self, protocol: Protocol, instance: Option<&str>) -> Value {
+        let text = self.text();
         if protocol == Protocol::FhirR4 {
             // FHIR servers answer an OperationOutcome.
             let mut issues = vec![
@@ -149,12 +203,31 @@ impl Refusal {
             }));
             return json!({"resourceType": "OperationOutcome", "issue": issues});
         }
-        let violations: Vec<Value> = self
-            .violations
-            .iter()
-            .map(|(f, d)| json!({"field": f, "description": d}))
-            .collect();
-        json!({"error": {"code": self.code, "message": text, "field": self.field, "violations": violations}})
+        serde_json::to_value(self.problem(instance)).unwrap_or(Value::Null)
+    }
+}
+
+/// A problem's title: what its status means, in the caller's language.
+fn title(status: StatusCode, lang: Lang) -> String {
+    let ar = match status.as_u16() {
+        400 => "طلب غير صالح",
+        401 => "لم يُتحقق من هوية المرسل",
+        403 => "غير مسموح",
+        404 => "غير موجود",
+        408 => "انتهت مهلة الطلب",
+        409 => "تعارض",
+        413 => "حجم الطلب أكبر من المسموح",
+        422 => "محتوى غير مقبول",
+        429 => "طلبات كثيرة",
+        503 => "الخدمة غير متاحة مؤقتًا",
+        _ => "تعذرت معالجة الطلب",
+    };
+    match lang {
+        Lang::Arabic => ar.to_owned(),
+        Lang::English => status
+            .canonical_reason()
+            .unwrap_or("The request could not be processed")
+            .to_owned(),
     }
 }
 
@@ -180,6 +253,7 @@ impl From<InboundError> for Refusal {
             message_ar: Some(e.problem_ar),
             field: Some(e.field),
             violations: Vec::new(),
+            lang: Lang::English,
         }
     }
 }
@@ -193,17 +267,104 @@ async fn receive(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
+    let outcome = handle(route, &app, &agency, &headers, body).await;
+    let replayed = matches!(outcome, Ok((_, _, true, _)));
+    // A refusal names the webhook called, except to a caller that did not prove who it
+    // is: the path's agency is only its claim.
+    let instance = match &outcome {
+        Err(r) if r.status != StatusCode::UNAUTHORIZED => {
+            Some(route.path().replace(":agency", &agency))
+        }
+        _ => None,
+    };
+    reply_at(
+        route.protocol(),
+        outcome.map(|(s, v, _, _)| (s, v)),
+        replayed,
+        instance.as_deref(),
+    )
+}
+
+/// A FHIR Task, created (`POST`) or updated in place (`PUT`), answered as FHIR's RESTful
+/// API says: `201 Created` with the Task's `Location` (`[base]/Task/<id>/_history/<version>`)
+/// for a Task the hub had not seen, `200 OK` for a new version of one it knows (an
+/// update); an `ETag` naming the version either way.
+async fn receive_task(
+    create: bool,
+    State(app): State<App>,
+    Path(agency): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let outcome = handle(Route::FhirTask, &app, &agency, &headers, body).await;
+    let replayed = matches!(outcome, Ok((_, _, true, _)));
+    let (status, answer, task) = match outcome {
+        Ok((status, answer, _, task)) => (status, answer, task),
+        Err(r) => return reply(Protocol::FhirR4, Err(r), false),
+    };
+    let Some((id, version)) = himaya_connector_health::task::task_version(&task) else {
+        return reply(Protocol::FhirR4, Ok((status, answer)), replayed);
+    };
+    let created = create || !routes::task_known(&app, &agency, &task, &id).await;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut resp = reply(Protocol::FhirR4, Ok((status, answer)), replayed);
+    let h = resp.headers_mut();
+    if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{version}\"")) {
+        h.insert(axum::http::header::ETAG, etag);
+    }
+    if created {
+        if let Ok(l) = HeaderValue::from_str(&format!(
+            "/agencies/{agency}/fhir/Task/{id}/_history/{version}"
+        )) {
+            h.insert(axum::http::header::LOCATION, l);
+        }
+    }
+    resp
+}
+
+/// `GET [base]/metadata`: the endpoint's CapabilityStatement. FHIR clients read it before
+/// anything else, so it asks no token, and it is the same for every agency's base (it
+/// names no agency and tells nothing of the cases).
+async fn fhir_metadata(State(app): State<App>) -> Response {
+    let systems = himaya_connector_health::mapping::Systems::new(&app.settings.standards.fhir);
+    let mut resp = (
+        StatusCode::OK,
+        Json(himaya_connector_health::capability::capability_statement(
+            &systems,
+        )),
+    )
+        .into_response();
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static(FHIR_JSON),
+    );
+    resp
+}
+
+/// FHIR's JSON media type, for every answer of the FHIR webhooks.
+const FHIR_JSON: &str = "application/fhir+json";
+
+/// Authenticates, reads and processes one call: `(status, answer, replayed, payload)`.
+async fn handle(
+    route: Route,
+    app: &App,
+    agency: &str,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<(StatusCode, Value, bool, Value), Refusal> {
     let lang = Lang::from_header(
         headers
             .get(axum::http::header::ACCEPT_LANGUAGE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or(""),
     );
-    if let Err(r) = authenticate(&app.settings, &agency, &headers, route) {
-        return reply(route.protocol(), Err(r.localized(lang)), false);
-    }
+    authenticate(&app.settings, agency, headers, route).map_err(|r| r.localized(lang))?;
     let outcome = async {
-        let body = read_body(&app.settings, &headers, body).await?;
+        let body = read_body(&app.settings, headers, body).await?;
         let text = std::str::from_utf8(&body).map_err(|e| {
             Refusal::new(
                 StatusCode::BAD_REQUEST,
@@ -234,28 +395,38 @@ async fn receive(
                 e.column()
             ))
         })?;
-        hub_client::LANG
-            .scope(lang, routes::process(route, &app, &agency, &value))
-            .await
+        let (status, answer, replayed) = hub_client::LANG
+            .scope(lang, routes::process(route, app, agency, &value))
+            .await?;
+        Ok::<_, Refusal>((status, answer, replayed, value))
     }
     .await
     .map_err(|r| r.localized(lang));
     match &outcome {
-        Ok((_, _, replayed)) => {
+        Ok((_, _, replayed, _)) => {
             tracing::info!(agency = %agency, route = route.name(), replayed, "webhook accepted")
         }
         Err(r) => {
             tracing::warn!(agency = %agency, route = route.name(), status = r.status.as_u16(), code = r.code, field = r.field.as_deref().unwrap_or("-"), "webhook refused")
         }
     }
-    let replayed = matches!(outcome, Ok((_, _, true)));
-    reply(route.protocol(), outcome.map(|(s, v, _)| (s, v)), replayed)
+    outcome
 }
 
 fn reply(
     protocol: Protocol,
     outcome: Result<(StatusCode, Value), Refusal>,
     replayed: bool,
+) -> Response {
+    reply_at(protocol, outcome, replayed, None)
+}
+
+/// [`reply`], a refusal naming the webhook called (`instance`).
+fn reply_at(
+    protocol: Protocol,
+    outcome: Result<(StatusCode, Value), Refusal>,
+    replayed: bool,
+    instance: Option<&str>,
 ) -> Response {
     let mut resp = match outcome {
         // FHIR clients expect a resource back: the answer as an informational outcome.
@@ -267,8 +438,29 @@ fn reply(
         )
             .into_response(),
         Ok((status, body)) => (status, Json(body)).into_response(),
-        Err(r) => (r.status, Json(r.body(protocol))).into_response(),
+        Err(r) if protocol == Protocol::FhirR4 => {
+            (r.status, Json(r.body_at(protocol, None))).into_response()
+        }
+        Err(r) => {
+            let mut resp = (r.status, Json(r.body_at(protocol, instance))).into_response();
+            let h = resp.headers_mut();
+            h.insert(
+                axum::http::header::CONTENT_TYPE,
+                HeaderValue::from_static(PROBLEM_JSON_MEDIA_TYPE),
+            );
+            h.insert(
+                axum::http::header::CONTENT_LANGUAGE,
+                HeaderValue::from_static(r.lang.tag()),
+            );
+            resp
+        }
     };
+    if protocol == Protocol::FhirR4 {
+        resp.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static(FHIR_JSON),
+        );
+    }
     if replayed {
         resp.headers_mut()
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
@@ -348,7 +540,7 @@ fn authenticate<'a>(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(unauthenticated)?;
-    if !constant_time_eq(given.as_bytes(), expected.expose().as_bytes()) {
+    if !constant_time_eq(given.as_bytes(), expected.expose_secret().as_bytes()) {
         return Err(unauthenticated());
     }
     if a.protocol != route.protocol() || !route.agency_types().contains(&a.agency_type) {
@@ -397,7 +589,64 @@ mod tests {
         let v = r.body(Protocol::FhirR4);
         assert_eq!(v["resourceType"], "OperationOutcome");
         assert_eq!(v["issue"][0]["code"], "invalid");
-        assert_eq!(r.body(Protocol::School)["error"]["field"], "status");
+        assert_eq!(r.body(Protocol::School)["field"], "status");
+    }
+
+    #[test]
+    fn refusals_are_problem_details() {
+        let mut r = Refusal::from(InboundError::missing("status")).localized(Lang::English);
+        r.violations = vec![("referral.child.sex".into(), "is required".into())];
+        let v = r.body_at(
+            Protocol::School,
+            Some("/agencies/school-1/school/referrals"),
+        );
+        assert_eq!(v["type"], "urn:himaya:problem:invalid_payload");
+        assert_eq!(v["title"], "Unprocessable Entity");
+        assert_eq!(v["status"], 422);
+        assert_eq!(v["detail"], "status: is required");
+        assert_eq!(v["instance"], "/agencies/school-1/school/referrals");
+        assert_eq!(v["field"], "status");
+        assert_eq!(
+            v["violations"],
+            json!([{"field": "referral.child.sex", "description": "is required"}])
+        );
+        // No instance where none is given, no empty members.
+        let v = Refusal::new(StatusCode::UNAUTHORIZED, "unauthenticated", "send a token")
+            .localized(Lang::Arabic)
+            .body(Protocol::JusticeMinimal);
+        assert_eq!(
+            v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()),
+            Some(vec![
+                "detail".to_owned(),
+                "status".to_owned(),
+                "title".to_owned(),
+                "type".to_owned()
+            ])
+        );
+        assert_eq!(v["title"], "لم يُتحقق من هوية المرسل");
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_answered_as_problem_json_in_the_callers_language() {
+        let r = Refusal::new(StatusCode::CONFLICT, "conflict", "taken").ar("مأخوذ");
+        let resp = reply(Protocol::School, Err(r.localized(Lang::Arabic)), false);
+        assert_eq!(resp.status(), StatusCode::CONFLICT);
+        let h = resp.headers();
+        assert_eq!(
+            h[axum::http::header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        assert_eq!(h[axum::http::header::CONTENT_LANGUAGE], "ar");
+        let body = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["detail"], "مأخوذ");
+        // A FHIR client still gets its OperationOutcome.
+        let r = Refusal::new(StatusCode::CONFLICT, "conflict", "taken");
+        let resp = reply(Protocol::FhirR4, Err(r), false);
+        assert_eq!(
+            resp.headers()[axum::http::header::CONTENT_TYPE],
+            "application/fhir+json"
+        );
     }
 
     #[test]
@@ -410,10 +659,7 @@ mod tests {
             ar.body(Protocol::FhirR4)["issue"][0]["diagnostics"],
             "status: حقل مطلوب"
         );
-        assert_eq!(
-            ar.body(Protocol::School)["error"]["message"],
-            "status: حقل مطلوب"
-        );
-        assert_eq!(ar.body(Protocol::School)["error"]["field"], "status");
+        assert_eq!(ar.body(Protocol::School)["detail"], "status: حقل مطلوب");
+        assert_eq!(ar.body(Protocol::School)["field"], "status");
     }
 }

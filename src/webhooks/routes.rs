@@ -128,15 +128,25 @@ impl Intake {
     }
 }
 
-fn read(route: Route, v: &Value) -> Result<Ask, Refusal> {
+fn read(route: Route, app: &App, agency: &str, v: &Value) -> Result<Ask, Refusal> {
+    let standards = &app.settings.standards;
     Ok(match route {
-        Route::FhirTask => Ask::Status(himaya_connector_health::task::status_change(v)?),
+        Route::FhirTask => Ask::Status(himaya_connector_health::task::status_change_with(
+            v,
+            &himaya_connector_health::mapping::Systems::new(&standards.fhir),
+        )?),
         Route::JusticeStatus => Ask::Status(himaya_connector_justice::status::status_change(v)?),
         Route::PrimeroReferral => Ask::Status(
             himaya_connector_social_affairs::inbound::referral_status(v)?,
         ),
         Route::PrimeroCase => {
-            let c = himaya_connector_social_affairs::inbound::case_referral(v)?;
+            // The agency's own Primero form: its lookup values read back as the hub's words.
+            let form = standards
+                .primero
+                .get(agency)
+                .map(himaya_connector_social_affairs::Profile::new)
+                .unwrap_or_default();
+            let c = himaya_connector_social_affairs::inbound::case_referral_with(v, &form)?;
             Ask::Referral {
                 message_id: c.message_id,
                 kind: Intake::Agency {
@@ -177,7 +187,7 @@ pub(super) async fn process(
     agency: &str,
     v: &Value,
 ) -> Result<(StatusCode, Value, bool), Refusal> {
-    let mut ask = read(route, v)?;
+    let mut ask = read(route, app, agency, v)?;
     // A place the agency sent as its own code is read back as the governorate's name.
     if let (Ask::Referral { details, .. }, Some(a)) = (&mut ask, app.settings.agencies.get(agency))
     {
@@ -242,6 +252,28 @@ pub(super) async fn process(
     .await
     .map_err(storage)?;
     Ok((status, answer, false))
+}
+
+/// Whether the hub already took another version of this Task from the agency (so a `PUT`
+/// of it is an update, not a create). `task` is the Task just processed.
+pub(super) async fn task_known(app: &App, agency: &str, task: &Value, id: &str) -> bool {
+    let systems = himaya_connector_health::mapping::Systems::new(&app.settings.standards.fhir);
+    let Ok(this) = himaya_connector_health::task::status_change_with(task, &systems) else {
+        return false;
+    };
+    let prefix = format!("task:{id}:");
+    sqlx::query_scalar::<_, bool>(
+        "SELECT EXISTS (SELECT 1 FROM inbound_messages
+          WHERE agency_id = $1 AND route = $2 AND left(message_id, length($3)) = $3
+            AND message_id <> $4)",
+    )
+    .bind(agency)
+    .bind(Route::FhirTask.name())
+    .bind(&prefix)
+    .bind(&this.message_id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap_or(false)
 }
 
 /// SHA-256 of the message's JSON with keys sorted and no whitespace: the same message

@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::{Json, Router};
 use himaya::hub::{Component, Hub};
 use himaya_proto::v1 as pb;
-use himaya_settings::{Secret, Settings};
+use himaya_settings::{SecretString, Settings};
 use sqlx::{Connection, PgConnection, PgPool};
 use tonic::transport::Channel;
 
@@ -192,8 +192,8 @@ impl TestEnv {
             .rsplit_once('/')
             .map(|(base, _)| format!("{base}/{db_name}"))
             .unwrap();
-        settings.database.url = Secret::new(db_url.clone());
-        settings.bus.url = Secret::new(format!("{}/{vhost}", amqp_base()));
+        settings.database.url = SecretString::from(db_url.clone());
+        settings.bus.url = SecretString::from(format!("{}/{vhost}", amqp_base()));
         settings.grpc.listen = "127.0.0.1:0".parse().unwrap();
         // Development identity on loopback; tests/identity.rs runs mutual TLS instead.
         settings.grpc.tls = None;

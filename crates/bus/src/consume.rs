@@ -8,6 +8,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use backon::{BackoffBuilder, Retryable};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
@@ -15,10 +16,17 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, Bas
 use lapin::types::{AMQPValue, FieldTable};
 use tokio_util::sync::CancellationToken;
 
-use crate::{backoff, Bus, BusError, Exchange, Outgoing};
+use crate::{reconnect_backoff, Bus, BusError, Exchange, Outgoing};
 
-/// In-process retries of a retryable failure before the message is requeued.
-const LOCAL_RETRIES: u32 = 3;
+/// In-process retries of a retryable failure before the message is requeued: three, after
+/// 200, 400 and 800 ms (each between half its step and the step).
+fn local_retries() -> himaya_settings::retry::ExponentialBuilder {
+    himaya_settings::retry::backoff(
+        std::time::Duration::from_millis(200),
+        std::time::Duration::from_secs(10),
+    )
+    .with_max_times(3)
+}
 
 /// A received message.
 pub struct Incoming {
@@ -122,15 +130,21 @@ async fn lane<H: Handler>(
     handler: &H,
     shutdown: &CancellationToken,
 ) {
+    // The waits start over once a consumer is up again; the stream of waits never ends.
+    let mut waits = reconnect_backoff().build();
     let mut attempt = 0u32;
     while !shutdown.is_cancelled() {
         match consume_once(bus, &queue, prefetch, handler, shutdown, &mut attempt).await {
             Ok(()) => break,
             Err(e) => {
-                tracing::warn!(queue = %queue, error = %e, attempt, "consumer lost its channel; reconnecting");
+                if attempt == 0 {
+                    waits = reconnect_backoff().build();
+                }
+                let wait = waits.next().unwrap_or(std::time::Duration::from_secs(10));
+                tracing::warn!(queue = %queue, error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "consumer lost its channel; reconnecting");
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(backoff(attempt)) => {}
+                    _ = tokio::time::sleep(wait) => {}
                 }
                 attempt = attempt.saturating_add(1);
             }
@@ -192,41 +206,48 @@ async fn process<H: Handler>(
 ) -> Result<(), BusError> {
     let id = msg.message_id().unwrap_or("-").to_owned();
     let started = std::time::Instant::now();
-    let mut tries = 0u32;
-    loop {
-        let outcome = AssertUnwindSafe(handler.handle(&msg))
+    let handle = || {
+        AssertUnwindSafe(handler.handle(&msg))
             .catch_unwind()
-            .await
-            .unwrap_or_else(|_| {
-                Err(HandleError::Park {
-                    reason: "the handler panicked".into(),
+            .map(|outcome| {
+                outcome.unwrap_or_else(|_| {
+                    Err(HandleError::Park {
+                        reason: "the handler panicked".into(),
+                    })
                 })
-            });
-        match outcome {
-            Ok(()) => {
-                let handled = started.elapsed();
-                let acked = msg
-                    .delivery
-                    .ack(BasicAckOptions::default())
-                    .await
-                    .map_err(BusError::Consume);
-                tracing::debug!(queue, message_id = %id, handled_us = handled.as_micros() as u64, acked_us = started.elapsed().as_micros() as u64, "message handled");
-                return acked;
+            })
+    };
+    let mut tries = 0u32;
+    let outcome = handle
+        .retry(local_retries())
+        .sleep(tokio::time::sleep)
+        .when(|e| matches!(e, HandleError::Retry { .. }))
+        .notify(|e, wait| {
+            if let HandleError::Retry { reason } = e {
+                tracing::warn!(queue, message_id = %id, reason = %reason, tries, retry_in_ms = wait.as_millis() as u64, "retrying");
             }
-            Err(HandleError::Park { reason }) => return park(bus, queue, msg, &id, &reason).await,
-            Err(HandleError::Retry { reason }) if tries < LOCAL_RETRIES => {
-                tracing::warn!(queue, message_id = %id, reason = %reason, tries, "retrying");
-                tokio::time::sleep(backoff(tries + 1)).await;
-                tries += 1;
-            }
-            Err(HandleError::Retry { reason }) => {
-                tracing::warn!(queue, message_id = %id, reason = %reason, "still failing; requeued");
-                let opts = BasicNackOptions {
-                    requeue: true,
-                    ..Default::default()
-                };
-                return msg.delivery.nack(opts).await.map_err(BusError::Consume);
-            }
+            tries += 1;
+        })
+        .await;
+    match outcome {
+        Ok(()) => {
+            let handled = started.elapsed();
+            let acked = msg
+                .delivery
+                .ack(BasicAckOptions::default())
+                .await
+                .map_err(BusError::Consume);
+            tracing::debug!(queue, message_id = %id, handled_us = handled.as_micros() as u64, acked_us = started.elapsed().as_micros() as u64, "message handled");
+            acked
+        }
+        Err(HandleError::Park { reason }) => park(bus, queue, msg, &id, &reason).await,
+        Err(HandleError::Retry { reason }) => {
+            tracing::warn!(queue, message_id = %id, reason = %reason, "still failing; requeued");
+            let opts = BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            };
+            msg.delivery.nack(opts).await.map_err(BusError::Consume)
         }
     }
 }

@@ -206,7 +206,8 @@ fn properties(m: &Outgoing) -> BasicProperties {
         .with_headers(headers)
 }
 
-/// Backoff for reconnect loops: 100 ms doubling to 10 s.
-pub(crate) fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(100u64.saturating_mul(1 << attempt.min(7))).min(Duration::from_secs(10))
+/// The waits of a consumer reconnecting to the broker: 100 ms doubling to 10 s (each
+/// between half its step and the step), for as long as the broker is away.
+pub(crate) fn reconnect_backoff() -> himaya_settings::retry::ExponentialBuilder {
+    himaya_settings::retry::backoff(Duration::from_millis(100), Duration::from_secs(10))
 }

@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use himaya_settings::{AgencySettings, Secret};
+use himaya_settings::{AgencySettings, ExposeSecret, SecretString};
 use serde_json::json;
 use tokio::sync::Mutex;
 
@@ -24,15 +24,15 @@ pub const PRIMERO_TOKENS: &str = "/api/v2/tokens";
 
 pub enum Credentials {
     None,
-    Bearer(Secret),
+    Bearer(SecretString),
     Login(Login),
 }
 
 pub struct Login {
     url: String,
     user: String,
-    password: Secret,
-    token: Mutex<Option<(Secret, Instant)>>,
+    password: SecretString,
+    token: Mutex<Option<(SecretString, Instant)>>,
 }
 
 impl Credentials {
@@ -62,11 +62,11 @@ impl Credentials {
     ) -> Result<Option<String>, TransientError> {
         match self {
             Credentials::None => Ok(None),
-            Credentials::Bearer(t) => Ok(Some(format!("Bearer {}", t.expose()))),
+            Credentials::Bearer(t) => Ok(Some(format!("Bearer {}", t.expose_secret()))),
             Credentials::Login(l) => l
                 .token(executor, agency_id)
                 .await
-                .map(|t| Some(t.expose().to_owned())),
+                .map(|t| Some(t.expose_secret().to_owned())),
         }
     }
 
@@ -76,7 +76,7 @@ impl Credentials {
     pub async fn rejected(&self, used: Option<&str>) {
         if let Credentials::Login(l) = self {
             let mut held = l.token.lock().await;
-            if held.as_ref().map(|(t, _)| t.expose()) == used {
+            if held.as_ref().map(|(t, _)| t.expose_secret()) == used {
                 *held = None;
             }
         }
@@ -84,14 +84,19 @@ impl Credentials {
 }
 
 impl Login {
-    async fn token(&self, executor: &Executor, agency_id: &str) -> Result<Secret, TransientError> {
+    async fn token(
+        &self,
+        executor: &Executor,
+        agency_id: &str,
+    ) -> Result<SecretString, TransientError> {
         let mut held = self.token.lock().await;
         if let Some((token, at)) = held.as_ref() {
             if at.elapsed() < TOKEN_USE {
                 return Ok(token.clone());
             }
         }
-        let body = json!({"user": {"user_name": self.user, "password": self.password.expose()}});
+        let body =
+            json!({"user": {"user_name": self.user, "password": self.password.expose_secret()}});
         let call = Call {
             agency_id,
             method: Method::Post,
@@ -109,7 +114,9 @@ impl Login {
             }
         })?;
         match (answered.outcome, answered.authorization) {
-            (Outcome::Delivered { .. }, Some(token)) if token.expose().starts_with("Bearer ") => {
+            (Outcome::Delivered { .. }, Some(token))
+                if token.expose_secret().starts_with("Bearer ") =>
+            {
                 tracing::info!(agency = agency_id, "logged in to the agency's system");
                 *held = Some((token.clone(), Instant::now()));
                 Ok(token)

@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use backon::Retryable;
+use himaya_settings::retry::ExponentialBuilder;
 use himaya_settings::ConnectorSettings;
-use rand::Rng;
 use reqwest::StatusCode;
 
 use crate::breaker::{Breaker, Gate};
@@ -87,14 +88,15 @@ pub struct Answered {
     pub latency: Duration,
     /// The answer's `Authorization` header, where a login answers with its token in one
     /// (Primero). Never logged.
-    pub authorization: Option<himaya_settings::Secret>,
+    pub authorization: Option<himaya_settings::SecretString>,
 }
 
 pub struct Executor {
     client: reqwest::Client,
     timeout: Duration,
     attempts: u32,
-    backoff: Duration,
+    /// The waits between a delivery's calls (`ConnectorSettings::retry`).
+    retry: ExponentialBuilder,
     breaker_failures: u32,
     breaker_cooldown: Duration,
     breakers: Mutex<HashMap<String, Arc<Breaker>>>,
@@ -116,7 +118,7 @@ impl Executor {
             client,
             timeout,
             attempts: s.attempts.max(1),
-            backoff: Duration::from_millis(s.backoff_ms),
+            retry: s.retry(),
             breaker_failures: s.breaker_failures.max(1),
             breaker_cooldown: Duration::from_millis(s.breaker_cooldown_ms),
             breakers: Mutex::default(),
@@ -157,50 +159,54 @@ impl Executor {
         let breaker = self.breaker(call.agency_id);
         let m = self.metrics.of(call.agency_id);
         let mut tries = 0u32;
-        loop {
+        let attempt = || {
             tries += 1;
-            let result = match breaker.gate() {
-                Gate::Closed => self.once(call, &m).await,
-                Gate::Open => {
-                    m.count_breaker_refusal();
-                    Err(TransientError::CircuitOpen)
-                }
-            };
-            match result {
-                Ok((outcome, latency, authorization)) => {
-                    breaker.success();
-                    return Ok(Answered {
-                        outcome,
-                        attempts: tries,
-                        latency,
-                        authorization,
-                    });
-                }
-                Err(e) => {
-                    if e != TransientError::CircuitOpen && breaker.failure() {
-                        tracing::warn!(
-                            agency = call.agency_id,
-                            "circuit opened: the agency failed repeatedly; calls pause"
-                        );
+            let n = tries;
+            let (breaker, m) = (&breaker, &m);
+            async move {
+                let result = match breaker.gate() {
+                    Gate::Closed => self.once(call, m).await,
+                    Gate::Open => {
+                        m.count_breaker_refusal();
+                        Err(TransientError::CircuitOpen)
                     }
-                    // Credentials are the caller's to renew: the same ones again cannot help.
-                    if tries >= self.attempts
-                        || e == TransientError::CircuitOpen
-                        || e == TransientError::Unauthorized
-                    {
-                        return Err(e);
+                };
+                match result {
+                    Ok((outcome, latency, authorization)) => {
+                        breaker.success();
+                        Ok(Answered {
+                            outcome,
+                            attempts: n,
+                            latency,
+                            authorization,
+                        })
                     }
-                    tokio::time::sleep(jittered(self.backoff, tries)).await;
+                    Err(e) => {
+                        if e != TransientError::CircuitOpen && breaker.failure() {
+                            tracing::warn!(
+                                agency = call.agency_id,
+                                "circuit opened: the agency failed repeatedly; calls pause"
+                            );
+                        }
+                        Err(e)
+                    }
                 }
             }
-        }
+        };
+        attempt
+            .retry(self.retry)
+            .sleep(tokio::time::sleep)
+            // An open circuit made no call; credentials are the caller's to renew: the
+            // same ones again cannot help.
+            .when(|e| *e != TransientError::CircuitOpen && *e != TransientError::Unauthorized)
+            .await
     }
 
     async fn once(
         &self,
         call: &Call<'_>,
         m: &AgencyMetrics,
-    ) -> Result<(Outcome, Duration, Option<himaya_settings::Secret>), TransientError> {
+    ) -> Result<(Outcome, Duration, Option<himaya_settings::SecretString>), TransientError> {
         let started = Instant::now();
         let mut req = match call.method {
             Method::Post => self
@@ -241,7 +247,7 @@ impl Executor {
                     .headers()
                     .get(reqwest::header::AUTHORIZATION)
                     .and_then(|v| v.to_str().ok())
-                    .map(himaya_settings::Secret::new);
+                    .map(himaya_settings::SecretString::from);
                 let answer = read_json(resp).await;
                 let outcome = match kind {
                     Kind::Delivered => {
@@ -289,12 +295,6 @@ pub fn masked(url: &str) -> String {
         ),
         Err(_) => "<unparsable url>".into(),
     }
-}
-
-fn jittered(base: Duration, attempt: u32) -> Duration {
-    let exp = base.saturating_mul(1 << attempt.saturating_sub(1).min(6));
-    let jitter = rand::thread_rng().gen_range(0.5..1.5);
-    exp.mul_f64(jitter).min(Duration::from_secs(30))
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -411,9 +411,23 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        let base = Duration::from_millis(100);
-        assert!(jittered(base, 1) < Duration::from_millis(151));
-        assert!(jittered(base, 4) >= Duration::from_millis(400));
-        assert!(jittered(base, 40) <= Duration::from_secs(30));
+        let settings = ConnectorSettings {
+            timeout_ms: 2000,
+            attempts: 41,
+            backoff_ms: 100,
+            breaker_failures: 5,
+            breaker_cooldown_ms: 1000,
+            max_body_bytes: 1024,
+            webhook_listen: None,
+            hub_url: None,
+            client_certs_dir: Default::default(),
+        };
+        let ex = Executor::new(&settings).unwrap();
+        // The wait after the n-th call.
+        let waits: Vec<Duration> = backon::BackoffBuilder::build(ex.retry).collect();
+        assert_eq!(waits.len(), 40);
+        assert!(waits[0] < Duration::from_millis(151));
+        assert!(waits[3] >= Duration::from_millis(400));
+        assert!(waits[39] <= Duration::from_secs(30));
     }
 }

@@ -3,7 +3,6 @@
 //! a bad value stops the hub with a message naming the key.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -12,32 +11,22 @@ use himaya_sharing::SharingPolicy;
 use serde::Deserialize;
 
 mod limits;
+pub mod retry;
 mod routing;
+mod standards;
 mod web;
 pub use limits::ServerLimits;
 pub use routing::Obstacle;
+pub use standards::{
+    FhirSettings, PrimeroLookups, PrimeroSettings, SpdciSettings, StandardsSettings,
+    FHIR_HUB_IDENTIFIERS, PRIMERO_CUSTOM_FIELDS,
+};
 pub use web::{Digits, WebSettings, WEB_COMPONENT_NAME};
 
-/// A value that must never be printed (URLs with passwords, tokens).
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+/// A value that must never be printed (URLs with passwords, tokens): its `Debug` says
+/// `[REDACTED]`, it has no `Display`, its memory is wiped when dropped, and it is read
+/// only through [`ExposeSecret::expose_secret`].
+pub use secrecy::{ExposeSecret, SecretString};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,6 +55,11 @@ pub struct Settings {
     /// The web front people sign in to.
     #[serde(default)]
     pub web: WebSettings,
+    /// How the hub speaks the agencies' standards where a deployment chooses (FHIR
+    /// identifier systems, the SPDCI search's registry type and locale, each Primero
+    /// instance's lookups and custom fields).
+    #[serde(default)]
+    pub standards: StandardsSettings,
 }
 
 /// Emergency access without consent (break-glass).
@@ -200,7 +194,7 @@ pub fn agency_certificate_name(agency_id: &str) -> String {
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// `postgres://user@host:port/database`.
-    pub url: Secret,
+    pub url: SecretString,
     pub max_connections: u32,
 }
 
@@ -208,7 +202,7 @@ pub struct DatabaseSettings {
 #[serde(deny_unknown_fields)]
 pub struct BusSettings {
     /// `amqp://user:password@host:port/vhost`.
-    pub url: Secret,
+    pub url: SecretString,
     /// Prefix of every exchange and queue name, so hubs can share a broker.
     pub prefix: String,
     /// Unacknowledged messages a consumer holds at once.
@@ -234,7 +228,8 @@ pub struct ConnectorSettings {
     /// the agency's answer and is never repeated.
     #[serde(default = "default_attempts")]
     pub attempts: u32,
-    /// First pause between two calls; doubled each time, with jitter.
+    /// First pause between two calls; doubled each time, with jitter (each pause between
+    /// half its step and the step, see [`retry`]).
     #[serde(default = "default_backoff_ms")]
     pub backoff_ms: u64,
     /// Failed calls in a row after which an agency's circuit opens: no call is made to
@@ -398,11 +393,11 @@ pub struct AgencySettings {
     /// The bearer token the agency's system presents on the hub's webhooks
     /// (`HIMAYA__AGENCIES__<ID>__INBOUND_TOKEN`); none: it cannot post to them.
     #[serde(default)]
-    pub inbound_token: Option<Secret>,
+    pub inbound_token: Option<SecretString>,
     /// The credential the agency's system asks of the hub on every delivery and poll
     /// (`Authorization: Bearer`; `HIMAYA__AGENCIES__<ID>__OUTBOUND_TOKEN`).
     #[serde(default)]
-    pub outbound_token: Option<Secret>,
+    pub outbound_token: Option<SecretString>,
     /// Primero only, instead of `outbound_token`: the Primero user the hub logs in as
     /// (`POST {endpoint}/api/v2/tokens`). The JWT it is given is used until shortly
     /// before it expires, and renewed at once when Primero answers 401.
@@ -410,7 +405,7 @@ pub struct AgencySettings {
     pub login_user: Option<String>,
     /// That user's password (`HIMAYA__AGENCIES__<ID>__LOGIN_PASSWORD`).
     #[serde(default)]
-    pub login_password: Option<Secret>,
+    pub login_password: Option<SecretString>,
     /// The agency's own codes for the governorates the hub names (`"القاهرة" = "EG01"`,
     /// Primero's location codes): deliveries carry the code, and a code the agency sends
     /// is read back as the name. A governorate without a code goes by its name.
@@ -548,6 +543,15 @@ impl Settings {
         }
         self.limits.validate()?;
         self.web.validate()?;
+        self.standards.validate()?;
+        for id in self.standards.primero.keys() {
+            if self.agencies.get(id).map(|a| a.protocol) != Some(Protocol::PrimeroV2) {
+                return Err(invalid(
+                    format!("standards.primero.{id}"),
+                    "names no agency speaking Primero (protocol = \"primero_v2\")",
+                ));
+            }
+        }
         if self.bus.prefetch == 0 {
             return Err(invalid("bus.prefetch", "must be at least 1"));
         }
@@ -669,7 +673,7 @@ impl Settings {
                 ));
             }
             if let Some(t) = &a.inbound_token {
-                if t.expose().len() < 24 {
+                if t.expose_secret().len() < 24 {
                     return Err(invalid(
                         key("inbound_token"),
                         "a webhook token must be at least 24 characters (e.g. `openssl rand -hex 24`)",
@@ -752,6 +756,34 @@ mod tests {
     }
 
     #[test]
+    fn secrets_are_read_from_the_configuration_and_never_printed() {
+        let mut s = Settings::load(&dir(), None).unwrap();
+        assert!(s.bus.url.expose_secret().contains("guest:guest"));
+        s.database.url = SecretString::from("postgres://hub:db-pass-4711@db/himaya");
+        for a in s.agencies.values_mut() {
+            a.inbound_token = Some(SecretString::from("inbound-token-0123456789abcdef"));
+            a.outbound_token = Some(SecretString::from("outbound-token-4711"));
+            a.login_password = Some(SecretString::from("login-pass-4711"));
+        }
+        let printed = format!("{s:?}");
+        for secret in [
+            "db-pass-4711",
+            "inbound-token",
+            "outbound-token",
+            "login-pass",
+            "guest",
+        ] {
+            assert!(!printed.contains(secret), "{secret} printed");
+        }
+        assert!(printed.contains("[REDACTED]"));
+        let clone = s.database.url.clone();
+        assert_eq!(
+            clone.expose_secret(),
+            "postgres://hub:db-pass-4711@db/himaya"
+        );
+    }
+
+    #[test]
     fn bad_values_name_their_key() {
         let mut s = Settings::load(&dir(), None).unwrap();
         s.agencies
@@ -793,7 +825,7 @@ mod tests {
         let primero_login = |a: &mut AgencySettings| {
             a.protocol = Protocol::PrimeroV2;
             a.login_user = Some("himaya".into());
-            a.login_password = Some(Secret::new("pw"));
+            a.login_password = Some(SecretString::from("pw"));
         };
         assert_eq!(check(&primero_login), "");
         let e = check(&|a| a.login_user = Some("himaya".into()));
@@ -808,7 +840,7 @@ mod tests {
         assert!(e.contains("only a Primero"), "{e}");
         let e = check(&|a| {
             primero_login(a);
-            a.outbound_token = Some(Secret::new("t"));
+            a.outbound_token = Some(SecretString::from("t"));
         });
         assert!(e.contains("not both"), "{e}");
         let e = check(&|a| {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::{invalid, Secret, SettingsError};
+use crate::{invalid, ExposeSecret, SecretString, SettingsError};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -168,7 +168,7 @@ pub struct OidcSettings {
     pub client_id: String,
     /// Its secret: best given as `HIMAYA__WEB__OIDC__CLIENT_SECRET`, never in a file
     /// that is committed.
-    pub client_secret: Option<Secret>,
+    pub client_secret: Option<SecretString>,
     /// Where the provider sends people back: this web front's `/signin/oidc/callback`,
     /// as the browser reaches it, registered at the provider.
     pub redirect_url: String,
@@ -271,7 +271,7 @@ impl OidcSettings {
             ));
         }
         match &self.client_secret {
-            Some(s) if !s.expose().is_empty() => {}
+            Some(s) if !s.expose_secret().is_empty() => {}
             _ => {
                 return Err(invalid(
                     key("client_secret"),

@@ -540,108 +540,195 @@ mod tests {
         );
     }
 
-    /// A small deterministic generator (xorshift), so the property test needs no crate.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
+    mod generated {
+        //! Strategies for the property test: random policies, consents (permits, denies,
+        //! legal bases, withdrawn, expired), ages, recipients and purposes.
+
+        use himaya_record::consent::ProvisionKind;
+        use himaya_record::{AgencyType, ConsentGiver, DataCategory, Purpose};
+        use proptest::prelude::*;
+        use proptest::sample::{select, subsequence};
+
+        use crate::PolicyRule;
+
+        /// Any subset of `items`, in their order.
+        fn subset<T: Clone + std::fmt::Debug + 'static>(
+            items: &'static [T],
+        ) -> impl Strategy<Value = Vec<T>> {
+            subsequence(items, 0..=items.len())
         }
-        fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-            items[(self.next() % items.len() as u64) as usize]
+
+        pub fn categories() -> impl Strategy<Value = Vec<DataCategory>> {
+            subset(&DataCategory::ALL)
         }
-        fn subset<T: Copy>(&mut self, items: &[T]) -> Vec<T> {
-            items
-                .iter()
-                .copied()
-                .filter(|_| self.next().is_multiple_of(2))
-                .collect()
+
+        pub fn agency_type() -> impl Strategy<Value = AgencyType> {
+            select(AgencyType::ALL)
+        }
+
+        pub fn purpose() -> impl Strategy<Value = Purpose> {
+            select(Purpose::ALL)
+        }
+
+        /// Up to 23 rules, as many as a ministry's policy has and more.
+        pub fn rules() -> impl Strategy<Value = Vec<PolicyRule>> {
+            let rule = (agency_type(), purpose(), categories()).prop_map(
+                |(agency_type, purpose, categories)| PolicyRule {
+                    agency_type,
+                    purpose,
+                    categories: categories.into_iter().collect(),
+                },
+            );
+            prop::collection::vec(rule, 0..24)
+        }
+
+        /// Whether a consent is in force, withdrawn or past its end (one in six each).
+        #[derive(Debug, Clone, Copy)]
+        pub enum Validity {
+            Withdrawn,
+            Expired,
+            Current,
+        }
+
+        /// One consent's inputs, made into a `Consent` by the test.
+        #[derive(Debug, Clone)]
+        pub struct ConsentSpec {
+            pub giver: ConsentGiver,
+            pub kind: ProvisionKind,
+            pub categories: Vec<DataCategory>,
+            pub purposes: Vec<Purpose>,
+            pub recipient_type: Option<AgencyType>,
+            /// One in five: given under a court order instead of by someone.
+            pub court_order: bool,
+            pub validity: Validity,
+        }
+
+        /// Up to five consents.
+        pub fn consents() -> impl Strategy<Value = Vec<ConsentSpec>> {
+            let validity = prop_oneof![
+                1 => Just(Validity::Withdrawn),
+                1 => Just(Validity::Expired),
+                4 => Just(Validity::Current),
+            ];
+            let one = (
+                select(ConsentGiver::ALL),
+                select(ProvisionKind::ALL),
+                categories(),
+                subset(Purpose::ALL),
+                prop::option::of(agency_type()),
+                prop::bool::weighted(0.2),
+                validity,
+            )
+                .prop_map(
+                    |(giver, kind, categories, purposes, recipient_type, court_order, validity)| {
+                        ConsentSpec {
+                            giver,
+                            kind,
+                            categories,
+                            purposes,
+                            recipient_type,
+                            court_order,
+                            validity,
+                        }
+                    },
+                );
+            prop::collection::vec(one, 0..6)
         }
     }
 
     /// Random policies, consents (permits, denies, legal bases, withdrawn, expired),
     /// recipients and purposes: nothing outside what policy and consent both permit leaves.
+    /// 4096 cases; a failure shrinks to the smallest policy and consents that show it.
     #[test]
     fn property_nothing_leaves_outside_policy_and_consent() {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        use generated::Validity;
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, TestRunner};
+
         let base = fixtures::closed_record();
         let now = now();
-        let mut permits = 0;
-        for _ in 0..3000 {
-            let rules = (0..rng.next() % 24)
-                .map(|_| PolicyRule {
-                    agency_type: rng.pick(AgencyType::ALL),
-                    purpose: rng.pick(Purpose::ALL),
-                    categories: rng.subset(&DataCategory::ALL).into_iter().collect(),
-                })
-                .collect();
-            let policy = SharingPolicy {
-                rules,
-                ..Default::default()
-            };
-            let mut record = base.clone();
+        let permits = std::cell::Cell::new(0u32);
+        let inputs = (
+            generated::rules(),
             // Half the children are younger than the assent age.
-            if rng.next().is_multiple_of(2) {
-                record.child.date_of_birth = chrono::NaiveDate::from_ymd_opt(2021, 5, 1);
-            }
-            record.consents = (0..rng.next() % 6)
-                .map(|i| {
-                    let mut c = consent(
-                        rng.pick(ConsentGiver::ALL),
-                        rng.pick(ProvisionKind::ALL),
-                        &rng.subset(&DataCategory::ALL),
-                    );
-                    c.consent_id = format!("cns_{i}");
-                    c.provisions[0].purposes = rng.subset(Purpose::ALL);
-                    c.provisions[0].recipient_type = rng
-                        .next()
-                        .is_multiple_of(2)
-                        .then(|| rng.pick(AgencyType::ALL));
-                    if rng.next().is_multiple_of(5) {
-                        c.given_by = None;
-                        c.legal_basis = Some(himaya_record::consent::LegalBasis::CourtOrder);
-                    }
-                    match rng.next() % 6 {
-                        0 => c.withdrawn_at = Some(now),
-                        1 => c.valid_until = Some(now - chrono::Duration::seconds(1)),
-                        _ => {}
-                    }
-                    c
-                })
-                .collect();
-            let recipient = to(rng.pick(AgencyType::ALL));
-            let purpose = rng.pick(Purpose::ALL);
-            let Decision::Permit(d) =
-                disclose(&policy, &RULES, &record, recipient, purpose, now).unwrap()
-            else {
-                continue;
-            };
-            permits += 1;
-            let by_policy = policy.allowed(recipient.agency_type, purpose);
-            let active: Vec<&Consent> = record
-                .consents
-                .iter()
-                .filter(|c| c.is_active(now))
-                .collect();
-            for path in leaf_paths(&d.document) {
-                let c = category_of(&path).unwrap();
-                assert!(by_policy.contains(&c), "{path} ({c:?}) beyond the policy");
-                if c == DataCategory::Reference {
-                    continue;
+            any::<bool>(),
+            generated::consents(),
+            generated::agency_type(),
+            generated::purpose(),
+        );
+        let mut runner = TestRunner::new(Config {
+            source_file: Some(file!()),
+            ..Config::with_cases(4096)
+        });
+        let outcome = runner.run(
+            &inputs,
+            |(rules, young, consents, recipient_type, purpose)| {
+                let policy = SharingPolicy {
+                    rules,
+                    ..Default::default()
+                };
+                let mut record = base.clone();
+                if young {
+                    record.child.date_of_birth = chrono::NaiveDate::from_ymd_opt(2021, 5, 1);
                 }
-                let permitted = active.iter().any(|k| {
-                    k.provisions.iter().any(|p| {
-                        p.kind == ProvisionKind::Permit
-                            && p.recipient_type.is_none_or(|t| t == recipient.agency_type)
-                            && (p.purposes.is_empty() || p.purposes.contains(&purpose))
-                            && (p.categories.is_empty() || p.categories.contains(&c))
+                record.consents = consents
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, spec)| {
+                        let mut c = consent(spec.giver, spec.kind, &spec.categories);
+                        c.consent_id = format!("cns_{i}");
+                        c.provisions[0].purposes = spec.purposes;
+                        c.provisions[0].recipient_type = spec.recipient_type;
+                        if spec.court_order {
+                            c.given_by = None;
+                            c.legal_basis = Some(himaya_record::consent::LegalBasis::CourtOrder);
+                        }
+                        match spec.validity {
+                            Validity::Withdrawn => c.withdrawn_at = Some(now),
+                            Validity::Expired => {
+                                c.valid_until = Some(now - chrono::Duration::seconds(1))
+                            }
+                            Validity::Current => {}
+                        }
+                        c
                     })
-                });
-                assert!(permitted, "{path} ({c:?}) without an active permit");
-            }
+                    .collect();
+                let recipient = to(recipient_type);
+                let Decision::Permit(d) =
+                    disclose(&policy, &RULES, &record, recipient, purpose, now).unwrap()
+                else {
+                    return Ok(());
+                };
+                permits.set(permits.get() + 1);
+                let by_policy = policy.allowed(recipient.agency_type, purpose);
+                let active: Vec<&Consent> = record
+                    .consents
+                    .iter()
+                    .filter(|c| c.is_active(now))
+                    .collect();
+                for path in leaf_paths(&d.document) {
+                    let c = category_of(&path).unwrap();
+                    prop_assert!(by_policy.contains(&c), "{path} ({c:?}) beyond the policy");
+                    if c == DataCategory::Reference {
+                        continue;
+                    }
+                    let permitted = active.iter().any(|k| {
+                        k.provisions.iter().any(|p| {
+                            p.kind == ProvisionKind::Permit
+                                && p.recipient_type.is_none_or(|t| t == recipient.agency_type)
+                                && (p.purposes.is_empty() || p.purposes.contains(&purpose))
+                                && (p.categories.is_empty() || p.categories.contains(&c))
+                        })
+                    });
+                    prop_assert!(permitted, "{path} ({c:?}) without an active permit");
+                }
+                Ok(())
+            },
+        );
+        if let Err(e) = outcome {
+            panic!("{e}");
         }
+        let permits = permits.get();
         assert!(
             permits > 50,
             "the generator must reach permits too: {permits}"

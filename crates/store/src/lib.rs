@@ -13,6 +13,7 @@ pub mod relay;
 
 use std::str::FromStr;
 
+use himaya_settings::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
@@ -201,8 +202,8 @@ pub async fn connect_service(
     db: &himaya_settings::DatabaseSettings,
     schema: &str,
 ) -> Result<PgPool, StoreError> {
-    ensure_database(db.url.expose()).await?;
-    connect(db.url.expose(), schema, db.max_connections).await
+    ensure_database(db.url.expose_secret()).await?;
+    connect(db.url.expose_secret(), schema, db.max_connections).await
 }
 
 impl From<&himaya_settings::RelaySettings> for relay::RelayConfig {

@@ -3,13 +3,12 @@
 //! the broker acknowledged. A crash between publish and commit republishes the row: the
 //! consumers' inbox drops the duplicate.
 
-use std::collections::hash_map::RandomState;
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use himaya_bus::{Bus, Exchange, Outgoing};
 use sqlx::postgres::PgListener;
 use sqlx::{PgPool, Row};
@@ -64,10 +63,7 @@ pub async fn run_relay_with_stats(
     stats: Arc<RelayStats>,
 ) {
     let mut listener = listen(&pool).await;
-    let mut outage = Outage::default();
-    // The longest wait: the poll interval, and at least 5 s, so that a long outage
-    // costs one round (and one log line) every few seconds, not a round per write.
-    let cap = cfg.poll_interval.max(Duration::from_secs(5));
+    let mut outage = Outage::new(policy(cfg.poll_interval));
     while !shutdown.is_cancelled() {
         stats.rounds.fetch_add(1, Ordering::Relaxed);
         let go_on = match relay_once(&pool, &bus, cfg.batch_size).await {
@@ -82,7 +78,7 @@ pub async fn run_relay_with_stats(
             }
             Err(e) => {
                 stats.failed_rounds.fetch_add(1, Ordering::Relaxed);
-                let wait = outage.failed(&e, cap);
+                let wait = outage.failed(&e);
                 match sit_out(&mut listener, wait, &shutdown, &stats).await {
                     Some(seen) => {
                         outage.notifications += seen;
@@ -101,10 +97,24 @@ pub async fn run_relay_with_stats(
     }
 }
 
+/// The waits after failed rounds in a row: 400 ms doubling up to the poll interval (at
+/// least 5 s, at most 12.8 s), so a blip is retried soon and a long outage costs one
+/// round (and one log line) every few seconds, not a round per write. Each wait lies
+/// between half its step and the step: the relays of every service (and of every
+/// process) lose the broker together, and must not all come back in step.
+fn policy(poll_interval: Duration) -> ExponentialBuilder {
+    let cap = poll_interval
+        .max(Duration::from_secs(5))
+        .min(Duration::from_millis(12_800));
+    himaya_settings::retry::backoff(Duration::from_millis(400), cap)
+}
+
 /// Rounds failing one after another (the broker or the database away): how long to
 /// wait, and what to tell the operator, once per step rather than once per notification.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Outage {
+    policy: ExponentialBuilder,
+    waits: <ExponentialBuilder as BackoffBuilder>::Backoff,
     failures: u32,
     /// Notifications received during the outage: work the next good round will take.
     notifications: u64,
@@ -112,11 +122,22 @@ struct Outage {
 }
 
 impl Outage {
+    fn new(policy: ExponentialBuilder) -> Outage {
+        Outage {
+            policy,
+            waits: policy.build(),
+            failures: 0,
+            notifications: 0,
+            since: None,
+        }
+    }
+
     /// The wait before the next round, logged with the counts so far.
-    fn failed(&mut self, e: &RelayError, cap: Duration) -> Duration {
+    fn failed(&mut self, e: &RelayError) -> Duration {
         self.failures = self.failures.saturating_add(1);
         let since = *self.since.get_or_insert_with(Instant::now);
-        let wait = jittered(backoff(self.failures, cap));
+        // The policy has no last wait; its cap stands in, should it ever end.
+        let wait = self.waits.next().unwrap_or(Duration::from_millis(12_800));
         tracing::warn!(
             error = %e,
             failures = self.failures,
@@ -138,31 +159,8 @@ impl Outage {
                 "outbox relay recovered"
             );
         }
-        *self = Outage::default();
+        *self = Outage::new(self.policy);
     }
-}
-
-/// The nominal wait after `failures` failed rounds in a row: 400 ms doubling up to
-/// `cap`, so a blip is retried soon and a long outage costs a round every `cap`.
-fn backoff(failures: u32, cap: Duration) -> Duration {
-    Duration::from_millis(200u64 << failures.min(6)).min(cap)
-}
-
-/// Somewhere between half of `step` and `step`: the relays of every service (and of
-/// every process) lose the broker together, and must not all come back in step.
-fn jittered(step: Duration) -> Duration {
-    let half = step / 2;
-    let spread = u64::try_from(half.as_millis()).unwrap_or(u64::MAX);
-    half + Duration::from_millis(random_below(spread.saturating_add(1)))
-}
-
-/// A number in `0..n` (0 when `n` is 0). Each `RandomState` carries fresh keys (seeded
-/// from the OS once per thread, then advanced): randomness enough for a jitter without
-/// a random number crate.
-fn random_below(n: u64) -> u64 {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u64(n);
-    h.finish().checked_rem(n).unwrap_or(0)
 }
 
 /// Waits for work while rounds succeed: a notification, or the poll interval. Every
@@ -334,27 +332,53 @@ pub enum RelayError {
 mod tests {
     use super::*;
 
+    /// `wait` lies between half of `step_ms` and `step_ms` (a microsecond of slack
+    /// for backon's f32 arithmetic).
+    fn within(wait: Duration, step_ms: u64) -> bool {
+        let step = Duration::from_millis(step_ms);
+        let slack = Duration::from_micros(1);
+        wait + slack >= step / 2 && wait <= step + slack
+    }
+
     #[test]
     fn the_backoff_grows_then_stays_at_its_cap() {
-        let cap = Duration::from_secs(5);
-        let steps: Vec<u128> = (1..=8).map(|f| backoff(f, cap).as_millis()).collect();
-        assert_eq!(steps, [400, 800, 1600, 3200, 5000, 5000, 5000, 5000]);
+        let waits: Vec<Duration> = policy(Duration::from_secs(5)).build().take(8).collect();
+        let steps = [400, 800, 1600, 3200, 5000, 5000, 5000, 5000];
+        assert_eq!(waits.len(), steps.len());
+        for (w, s) in waits.iter().zip(steps) {
+            assert!(within(*w, s), "{w:?} for a step of {s} ms");
+        }
         // A long poll interval raises the cap, but the steps stop doubling past 12.8 s.
-        let long = Duration::from_secs(60);
-        assert_eq!(backoff(u32::MAX, long), Duration::from_millis(12_800));
+        let long = policy(Duration::from_secs(60)).build().nth(1000);
+        assert!(long.is_some_and(|w| within(w, 12_800)), "{long:?}");
     }
 
     #[test]
     fn the_jitter_stays_between_half_the_step_and_the_step() {
-        let step = Duration::from_millis(400);
-        let waits: std::collections::BTreeSet<Duration> =
-            (0..200).map(|_| jittered(step)).collect();
-        assert!(
-            waits.iter().all(|w| *w >= step / 2 && *w <= step),
-            "{waits:?}"
-        );
+        let waits: std::collections::BTreeSet<Duration> = (0..200)
+            .filter_map(|_| policy(Duration::from_secs(5)).build().next())
+            .collect();
+        assert!(waits.iter().all(|w| within(*w, 400)), "{waits:?}");
         // Spread out, not one value: 200 draws over 201 possible milliseconds.
-        assert!(waits.len() > 50, "{} distinct waits", waits.len());
-        assert_eq!(jittered(Duration::ZERO), Duration::ZERO);
+        let millis: std::collections::BTreeSet<u128> =
+            waits.iter().map(Duration::as_millis).collect();
+        assert!(millis.len() > 50, "{} distinct waits", millis.len());
+        let zero = himaya_settings::retry::backoff(Duration::ZERO, Duration::from_secs(5))
+            .build()
+            .next();
+        assert_eq!(zero, Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn an_outage_starts_its_waits_over_once_a_round_went_through() {
+        let mut outage = Outage::new(policy(Duration::from_secs(5)));
+        let e = RelayError::Store(StoreError::Corrupt("test"));
+        for _ in 0..6 {
+            outage.failed(&e);
+        }
+        assert!(within(outage.failed(&e), 5000));
+        outage.recovered();
+        assert_eq!(outage.failures, 0);
+        assert!(within(outage.failed(&e), 400));
     }
 }

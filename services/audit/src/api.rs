@@ -16,12 +16,12 @@ use himaya_proto::v1 as pb;
 use himaya_record::{AgencyType, CaseId, Problem, Violations};
 use himaya_settings::{AgencySettings, Settings};
 use sha2::{Digest, Sha256};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use tokio::sync::Mutex;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
-use crate::chain::{self, Checkpoint, Tamper, Verifier, GENESIS};
+use crate::chain::{self, Checkpoint, Entry, Tamper, Verifier, GENESIS};
 
 /// Entries one page holds by default, and at most.
 pub const DEFAULT_PAGE: i32 = 50;
@@ -118,7 +118,7 @@ impl AuditApi {
             n => n.min(MAX_PAGE),
         };
         // One more than the page, to know whether another page follows.
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, Entry>(
             "SELECT * FROM log
               WHERE ($1 = '' OR case_id = $1)
                 AND ($2 = '' OR recipient = $2)
@@ -144,12 +144,8 @@ impl AuditApi {
         .await
         .map_err(storage)?;
         let more = rows.len() > page as usize;
-        let entries = rows
-            .iter()
-            .take(page as usize)
-            .map(entry)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(storage)?;
+        let entries: Vec<pb::DisclosureEntry> =
+            rows.into_iter().take(page as usize).map(entry).collect();
         let next_before_seq = match (more, entries.last()) {
             (true, Some(e)) => e.seq,
             _ => 0,
@@ -222,7 +218,7 @@ impl AuditApi {
         let upto = p.seq + VERIFY_PER_CALL;
         // The checkpoints this call can meet, and the first one signed past the head
         // (met by no entry: the tail was cut).
-        let rows = sqlx::query(
+        let checkpoints = sqlx::query_as::<_, Checkpoint>(
             "(SELECT * FROM checkpoints WHERE seq > $1 AND seq <= $2)
              UNION ALL
              (SELECT * FROM checkpoints WHERE seq > $3 ORDER BY seq LIMIT 1)",
@@ -233,26 +229,21 @@ impl AuditApi {
         .fetch_all(&self.pool)
         .await
         .map_err(storage)?;
-        let checkpoints = rows
-            .iter()
-            .map(checkpoint)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(storage)?;
         let mut v = match Verifier::resume(p.seq, &p.hash, &checkpoints) {
             Ok(v) => v,
             Err(t) => return Ok((0, Some(t))),
         };
-        let rows = sqlx::query("SELECT * FROM log WHERE seq > $1 ORDER BY seq LIMIT $2")
-            .bind(p.seq)
-            .bind(VERIFY_PER_CALL)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(storage)?;
+        let rows =
+            sqlx::query_as::<_, Entry>("SELECT * FROM log WHERE seq > $1 ORDER BY seq LIMIT $2")
+                .bind(p.seq)
+                .bind(VERIFY_PER_CALL)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(storage)?;
         let mut checked = 0;
-        for r in &rows {
-            let e = crate::entry(r).map_err(storage)?;
+        for e in &rows {
             checked += 1;
-            if let Err(t) = v.push(&e) {
+            if let Err(t) = v.push(e) {
                 return Ok((checked, Some(t)));
             }
         }
@@ -276,11 +267,12 @@ impl AuditApi {
     }
 
     async fn last_checkpoint(&self) -> Result<Option<pb::Checkpoint>, Status> {
-        let row = sqlx::query("SELECT * FROM checkpoints ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(storage)?;
-        let Some(c) = row.as_ref().map(checkpoint).transpose().map_err(storage)? else {
+        let last =
+            sqlx::query_as::<_, Checkpoint>("SELECT * FROM checkpoints ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(storage)?;
+        let Some(c) = last else {
             return Ok(None);
         };
         Ok(Some(pb::Checkpoint {
@@ -433,10 +425,9 @@ fn checked(r: &pb::ListDisclosuresRequest, lang: Lang) -> Result<Filter, Status>
     })
 }
 
-fn entry(r: &sqlx::postgres::PgRow) -> Result<pb::DisclosureEntry, sqlx::Error> {
-    let e = crate::entry(r)?;
+fn entry(e: Entry) -> pb::DisclosureEntry {
     let b = e.body;
-    Ok(pb::DisclosureEntry {
+    pb::DisclosureEntry {
         seq: b.seq,
         at: b.at,
         source: b.source,
@@ -452,17 +443,7 @@ fn entry(r: &sqlx::postgres::PgRow) -> Result<pb::DisclosureEntry, sqlx::Error> 
         delivery_message_id: b.delivery_message_id,
         person: b.person,
         hash: e.hash,
-    })
-}
-
-fn checkpoint(r: &sqlx::postgres::PgRow) -> Result<Checkpoint, sqlx::Error> {
-    Ok(Checkpoint {
-        seq: r.try_get("seq")?,
-        hash: r.try_get("hash")?,
-        signed_at: r.try_get("signed_at")?,
-        public_key: r.try_get("public_key")?,
-        signature: r.try_get("signature")?,
-    })
+    }
 }
 
 fn storage(e: sqlx::Error) -> Status {

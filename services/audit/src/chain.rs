@@ -8,8 +8,9 @@ use sha2::{Digest, Sha256};
 /// The `prev_hash` of the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// What an entry says, in the order it is hashed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What an entry says, in the order it is hashed. Read from a `log` row by its column
+/// names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct EntryBody {
     pub seq: i64,
     pub message_id: String,
@@ -31,9 +32,10 @@ pub struct EntryBody {
     pub person: Option<String>,
 }
 
-/// An entry as stored: its body and the two hashes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An entry as stored: its body and the two hashes (a `log` row).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Entry {
+    #[sqlx(flatten)]
     pub body: EntryBody,
     pub prev_hash: String,
     pub hash: String,
@@ -51,8 +53,8 @@ pub fn entry_hash(prev_hash: &str, body: &EntryBody) -> String {
     hex::encode(h.finalize())
 }
 
-/// A signed (seq, hash) pair.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A signed (seq, hash) pair (a `checkpoints` row).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Checkpoint {
     pub seq: i64,
     pub hash: String,

@@ -19,8 +19,7 @@ use ed25519_dalek::{Signer, SigningKey};
 use himaya_bus::{Bus, Exchange, HandleError, Handler, Incoming};
 use himaya_events::{decode, keys, ConsentWithdrawn, DisclosureRecorded, WithdrawalNotice};
 use himaya_settings::Settings;
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -403,45 +402,11 @@ pub async fn checkpoint(pool: &PgPool, key: &SigningKey) -> Result<Option<i64>, 
 
 /// Every checkpoint, for export.
 pub async fn checkpoints(pool: &PgPool) -> Result<Vec<Checkpoint>, AuditError> {
-    let rows = sqlx::query("SELECT * FROM checkpoints ORDER BY seq")
-        .fetch_all(pool)
-        .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Checkpoint {
-                seq: r.try_get("seq")?,
-                hash: r.try_get("hash")?,
-                signed_at: r.try_get("signed_at")?,
-                public_key: r.try_get("public_key")?,
-                signature: r.try_get("signature")?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(Into::into)
-}
-
-fn entry(r: &PgRow) -> Result<Entry, sqlx::Error> {
-    Ok(Entry {
-        body: EntryBody {
-            seq: r.try_get("seq")?,
-            message_id: r.try_get("message_id")?,
-            at: r.try_get("at")?,
-            source: r.try_get("source")?,
-            channel: r.try_get("channel")?,
-            case_id: r.try_get("case_id")?,
-            referral_id: r.try_get("referral_id")?,
-            recipient: r.try_get("recipient")?,
-            purpose: r.try_get("purpose")?,
-            decision: r.try_get("decision")?,
-            reason: r.try_get("reason")?,
-            categories: r.try_get("categories")?,
-            basis: r.try_get("basis")?,
-            delivery_message_id: r.try_get("delivery_message_id")?,
-            person: r.try_get("person")?,
-        },
-        prev_hash: r.try_get("prev_hash")?,
-        hash: r.try_get("hash")?,
-    })
+    Ok(
+        sqlx::query_as::<_, Checkpoint>("SELECT * FROM checkpoints ORDER BY seq")
+            .fetch_all(pool)
+            .await?,
+    )
 }
 
 /// Verifies the whole log in `seq` order, page by page, against `exported` checkpoints
@@ -452,17 +417,17 @@ pub async fn verify(pool: &PgPool, exported: &[Checkpoint]) -> Result<i64, Audit
     let mut v = Verifier::new(&all)?;
     let mut after = i64::MIN;
     loop {
-        let rows = sqlx::query("SELECT * FROM log WHERE seq > $1 ORDER BY seq LIMIT $2")
-            .bind(after)
-            .bind(PAGE)
-            .fetch_all(pool)
-            .await?;
-        for r in &rows {
-            let e = entry(r)?;
+        let entries =
+            sqlx::query_as::<_, Entry>("SELECT * FROM log WHERE seq > $1 ORDER BY seq LIMIT $2")
+                .bind(after)
+                .bind(PAGE)
+                .fetch_all(pool)
+                .await?;
+        for e in &entries {
             after = e.body.seq;
-            v.push(&e)?;
+            v.push(e)?;
         }
-        if (rows.len() as i64) < PAGE {
+        if (entries.len() as i64) < PAGE {
             return Ok(v.finish()?);
         }
     }

@@ -31,7 +31,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use himaya_proto::status::Lang;
-use himaya_settings::Settings;
+use himaya_settings::{ExposeSecret, Settings};
 use maud::{html, Markup, PreEscaped};
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreClientAuthMethod,
@@ -184,7 +184,7 @@ impl Oidc {
         let secret = o
             .client_secret
             .as_ref()
-            .map(|s| s.expose().to_owned())
+            .map(|s| s.expose_secret().to_owned())
             .filter(|s| !s.is_empty())
             .ok_or_else(|| config_error("client_secret", "is required"))?;
         let mut roles = Vec::new();
