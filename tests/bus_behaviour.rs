@@ -377,7 +377,7 @@ async fn parked_messages_are_listed_kept_and_replayed_once_the_cause_is_fixed() 
     let ch = bus.channel().await.unwrap();
     for _ in 0..100 {
         let get = ch
-            .basic_get("stuck", BasicGetOptions { no_ack: false })
+            .basic_get("stuck".into(), BasicGetOptions { no_ack: false })
             .await
             .unwrap();
         let Some(m) = get else { break };
@@ -446,7 +446,7 @@ async fn parked_messages_are_listed_kept_and_replayed_once_the_cause_is_fixed() 
     for c in consumers {
         c.await.unwrap();
     }
-    ch.queue_delete("gone", QueueDeleteOptions::default())
+    ch.queue_delete("gone".into(), QueueDeleteOptions::default())
         .await
         .unwrap();
     let report = bus.replay_parked(&Selection::All).await.unwrap();
@@ -470,7 +470,7 @@ async fn parked_messages_are_listed_kept_and_replayed_once_the_cause_is_fixed() 
 
     // The replayed copy is back in its queue without its parking headers.
     let back = ch
-        .basic_get("stuck", BasicGetOptions { no_ack: true })
+        .basic_get("stuck".into(), BasicGetOptions { no_ack: true })
         .await
         .unwrap()
         .unwrap();
@@ -645,8 +645,8 @@ async fn parked_messages_without_a_message_id_each_have_an_id_of_their_own() {
     let ch = bus.channel().await.unwrap();
     for body in [vec![1u8, 2, 3], vec![4u8, 5, 6, 7, 8]] {
         ch.basic_publish(
-            "",
-            "noid",
+            "".into(),
+            "noid".into(),
             BasicPublishOptions::default(),
             &body,
             lapin::BasicProperties::default(),
@@ -730,13 +730,13 @@ async fn parked_messages_without_a_message_id_each_have_an_id_of_their_own() {
         "{replayed}"
     );
     let back = ch
-        .basic_get("noid", BasicGetOptions { no_ack: true })
+        .basic_get("noid".into(), BasicGetOptions { no_ack: true })
         .await
         .unwrap()
         .unwrap();
     assert_eq!(back.delivery.data, vec![4u8, 5, 6, 7, 8]);
     assert!(ch
-        .basic_get("noid", BasicGetOptions { no_ack: true })
+        .basic_get("noid".into(), BasicGetOptions { no_ack: true })
         .await
         .unwrap()
         .is_none());
