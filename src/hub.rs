@@ -163,11 +163,16 @@ impl Hub {
         for s in servers {
             let listener = bind(s.listen, s.setting).await?;
             let addr = listener.local_addr()?;
-            tracing::info!(%addr, server = s.name, "listening");
             match s.name {
-                "webhooks" => webhook_addr = Some(addr),
-                "web" => web_addr = Some(addr),
-                _ => {}
+                "webhooks" => {
+                    webhook_addr = Some(addr);
+                    tracing::info!(%addr, "agency webhooks listening");
+                }
+                "web" => {
+                    web_addr = Some(addr);
+                    tracing::info!(%addr, "web front listening");
+                }
+                other => tracing::info!(%addr, server = other, "listening"),
             }
             tasks.push(tokio::spawn(listen::serve_http(
                 s.router,

@@ -620,17 +620,17 @@ async fn notifications_do_not_cut_the_relay_backoff_short_while_the_broker_is_do
 
 /// Runs a `himaya parked` command as the command line does; what it printed, or why it
 /// failed.
-async fn parked_cli(bus: &Bus, cmd: himaya::parked_cli::BusCommand) -> Result<String, String> {
+async fn parked_cli(bus: &Bus, cmd: himaya::cli::parked::BusCommand) -> Result<String, String> {
     let mut out = Vec::new();
-    let result = himaya::parked_cli::bus_command(cmd, bus, &mut out).await;
+    let result = himaya::cli::parked::bus_command(cmd, bus, &mut out).await;
     let printed = String::from_utf8(out).unwrap();
     result.map(|()| printed).map_err(|e| e.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parked_messages_without_a_message_id_each_have_an_id_of_their_own() {
+    use himaya::cli::parked::BusCommand;
     use himaya::client::Lang;
-    use himaya::parked_cli::BusCommand;
     use lapin::options::{BasicGetOptions, BasicPublishOptions};
 
     let env = TestEnv::new(None).await;
