@@ -58,7 +58,7 @@ async fn raw_broker(amqp: &str, n: usize, payload_len: usize) -> Vec<Figures> {
         AMQPValue::LongString(LongString::from("quorum")),
     );
     ch.queue_declare(
-        "bench.raw",
+        "bench.raw".into(),
         QueueDeclareOptions {
             durable: true,
             ..Default::default()
@@ -77,8 +77,8 @@ async fn raw_broker(amqp: &str, n: usize, payload_len: usize) -> Vec<Figures> {
         for _ in chunk {
             confirms.push(
                 ch.basic_publish(
-                    "",
-                    "bench.raw",
+                    "".into(),
+                    "bench.raw".into(),
                     BasicPublishOptions::default(),
                     &payload,
                     props.clone(),
@@ -95,8 +95,8 @@ async fn raw_broker(amqp: &str, n: usize, payload_len: usize) -> Vec<Figures> {
     ch.basic_qos(32, BasicQosOptions::default()).await.unwrap();
     let mut consumer = ch
         .basic_consume(
-            "bench.raw",
-            "bench",
+            "bench.raw".into(),
+            "bench".into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )
@@ -114,8 +114,8 @@ async fn raw_broker(amqp: &str, n: usize, payload_len: usize) -> Vec<Figures> {
     for _ in 0..200 {
         let t = Instant::now();
         ch.basic_publish(
-            "",
-            "bench.raw",
+            "".into(),
+            "bench.raw".into(),
             BasicPublishOptions::default(),
             &payload,
             props.clone(),
@@ -129,7 +129,7 @@ async fn raw_broker(amqp: &str, n: usize, payload_len: usize) -> Vec<Figures> {
         lat.push(t.elapsed());
     }
     lat.sort();
-    let _ = conn.close(200, "bench done").await;
+    let _ = conn.close(200, "bench done".into()).await;
     vec![
         Figures {
             what: "raw broker: publish + confirm (batches of 100)",

@@ -2,10 +2,68 @@
 //! its agency's standard (`agencies.<id>.protocol`), and the webhooks agencies post to.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use himaya_component::{Component, Context, StartError, Started};
 use himaya_connect::Wire;
 use himaya_settings::{Protocol, Settings};
+
+/// The connectors as a component of the hub: deliveries out (`himaya_connect`), answers
+/// in (the webhooks and the pollers of agencies that cannot push).
+pub struct Connectors;
+
+impl Component for Connectors {
+    const NAME: &'static str = "connectors";
+
+    async fn start(ctx: Context) -> Result<Started, StartError> {
+        let running = himaya_connect::start(
+            ctx.settings.clone(),
+            ctx.bus.clone(),
+            &wires(&ctx.settings),
+            ctx.shutdown.clone(),
+        )
+        .await?;
+        let himaya_connect::Running {
+            pool,
+            executor,
+            credentials,
+            tasks,
+        } = running;
+        let client = webhook_client(&ctx.settings, ctx.grpc_addr);
+        let (inbound, server) = crate::webhooks::start(
+            ctx.settings.clone(),
+            pool,
+            (executor, credentials),
+            client,
+            ctx.shutdown.clone(),
+        );
+        let started = Started::default().tasks(tasks).tasks(inbound);
+        Ok(match server {
+            Some(server) => started.http(server),
+            None => started,
+        })
+    }
+}
+
+/// How the webhooks reach the hub's gRPC: `connectors.hub_url` when the connectors run
+/// apart, else this process's own server (over mutual TLS with each agency's certificate
+/// when the hub requires it).
+fn webhook_client(settings: &Settings, grpc_addr: SocketAddr) -> crate::webhooks::HubClient {
+    let certs = settings.connectors.client_certs_dir.clone();
+    match &settings.connectors.hub_url {
+        Some(url) => {
+            let tls = url.starts_with("https://");
+            crate::webhooks::HubClient::new(url.clone(), tls.then_some(certs))
+        }
+        None => {
+            let tls = settings.grpc.tls.is_some();
+            let scheme = if tls { "https" } else { "http" };
+            let url = format!("{scheme}://127.0.0.1:{}", grpc_addr.port());
+            crate::webhooks::HubClient::new(url, tls.then_some(certs))
+        }
+    }
+}
 
 /// Every protocol this build speaks, with its mapping from `connectors/` and the
 /// deployment's choices for it (`[standards]`).

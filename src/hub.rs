@@ -8,14 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use himaya_bus::{Bus, Topology};
-use himaya_cases::CasesService;
-use himaya_directory::DirectoryApi;
+use himaya_component::{listen, Component as _, StartError, Started};
 use himaya_settings::{ExposeSecret, Settings};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
-
-use crate::listen;
 
 /// The components of the hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -45,6 +42,28 @@ impl Component {
         Component::Audit,
         Component::Web,
     ];
+
+    /// Starts this component: the one place a component of the hub is named.
+    async fn start(self, ctx: himaya_component::Context) -> Result<Started, StartError> {
+        match self {
+            Component::Cases => himaya_cases::Cases::start(ctx).await,
+            Component::Directory => himaya_directory::Directory::start(ctx).await,
+            Component::Router => himaya_router::Routing::start(ctx).await,
+            Component::Connectors => crate::connectors::Connectors::start(ctx).await,
+            Component::Audit => himaya_audit::Audit::start(ctx).await,
+            Component::Web => himaya_web::Web::start(ctx).await,
+        }
+    }
+
+    /// What the operator should look at first when it does not start.
+    fn needs(self) -> &'static str {
+        match self {
+            Component::Router | Component::Cases | Component::Directory => "is PostgreSQL running?",
+            Component::Connectors | Component::Audit | Component::Web => {
+                "is PostgreSQL running? are its settings right?"
+            }
+        }
+    }
 }
 
 /// A running hub (or part of one).
@@ -73,8 +92,15 @@ impl Hub {
         )
         .await
         .context("connecting to RabbitMQ (is it running? `scripts/setup` starts it)")?;
-        let mut tasks = Vec::new();
-        let mut connectors_pool = None;
+        // Bound first, so that every component knows where the hub serves gRPC.
+        let listener = bind(settings.grpc.listen, "grpc.listen").await?;
+        let grpc_addr = listener.local_addr()?;
+        let ctx = himaya_component::Context {
+            settings: settings.clone(),
+            bus: bus.clone(),
+            shutdown: shutdown.clone(),
+            grpc_addr,
+        };
         let (reporter, health) = tonic_health::server::health_reporter();
         // Both reflection versions: newer grpcurl asks v1, older tools v1alpha.
         let reflection = || {
@@ -82,8 +108,8 @@ impl Hub {
                 .register_encoded_file_descriptor_set(himaya_proto::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         };
-        let mut router = server(&settings)
-            .layer(crate::gateway::GatewayLayer::new(settings.clone()))
+        let mut routes = tonic::service::RoutesBuilder::default();
+        routes
             .add_service(health)
             .add_service(
                 reflection()
@@ -95,103 +121,27 @@ impl Hub {
                     .build_v1alpha()
                     .context("building gRPC reflection")?,
             );
-        if components.contains(&Component::Cases) {
-            let cases = CasesService::start(settings.clone(), bus.clone(), shutdown.clone())
-                .await
-                .context("starting the cases service (is PostgreSQL running?)")?;
-            let mut reporter = reporter.clone();
-            reporter.set_serving::<himaya_proto::v1::intake_server::IntakeServer<himaya_cases::IntakeApi>>().await;
-            reporter
-                .set_serving::<himaya_proto::v1::cases_server::CasesServer<himaya_cases::CasesApi>>(
-                )
-                .await;
-            reporter
-                .set_serving::<himaya_proto::v1::case_work_server::CaseWorkServer<himaya_cases::CaseWorkApi>>()
-                .await;
-            reporter
-                .set_serving::<himaya_proto::v1::service_referrals_server::ServiceReferralsServer<
-                    himaya_cases::ServiceReferralsApi,
-                >>()
-                .await;
-            router = router
-                .add_service(cases.intake())
-                .add_service(cases.cases())
-                .add_service(cases.case_work())
-                .add_service(cases.service_referrals());
-            tasks.extend(cases.tasks);
-        }
-        if components.contains(&Component::Directory) {
-            let mut reporter = reporter.clone();
-            reporter
-                .set_serving::<himaya_proto::v1::directory_server::DirectoryServer<DirectoryApi>>()
-                .await;
-            let (directory, relay) =
-                DirectoryApi::start(settings.clone(), bus.clone(), shutdown.clone())
-                    .await
-                    .context("starting the directory (is PostgreSQL running?)")?;
-            router = router.add_service(directory);
-            tasks.push(relay);
-        }
-        if components.contains(&Component::Router) {
-            tasks.extend(
-                himaya_router::start(settings.clone(), bus.clone(), shutdown.clone())
-                    .await
-                    .context("starting the router")?,
-            );
-        }
-        if components.contains(&Component::Audit) {
-            let audit = himaya_audit::start(settings.clone(), bus.clone(), shutdown.clone())
-                .await
-                .context("starting the disclosure log")?;
-            let mut reporter = reporter.clone();
-            reporter
-                .set_serving::<himaya_proto::v1::audit_server::AuditServer<himaya_audit::AuditApi>>(
-                )
-                .await;
-            router = router.add_service(audit.api);
-            tasks.extend(audit.tasks);
-        }
-        if components.contains(&Component::Connectors) {
-            let running = himaya_connect::start(
-                settings.clone(),
-                bus.clone(),
-                &crate::connectors::wires(&settings),
-                shutdown.clone(),
-            )
-            .await
-            .context("starting the connectors")?;
-            let himaya_connect::Running {
-                pool,
-                executor,
-                credentials,
-                tasks: running,
-            } = running;
-            tasks.extend(running);
-            connectors_pool = Some((pool, executor, credentials));
-        }
-        let listener = tokio::net::TcpListener::bind(settings.grpc.listen)
-            .await
-            .with_context(|| {
-                format!(
-                    "binding the gRPC port {} (grpc.listen)",
-                    settings.grpc.listen
-                )
+        let (mut tasks, mut servers) = (Vec::new(), Vec::new());
+        for component in components {
+            let started = component.start(ctx.clone()).await.map_err(|e| {
+                anyhow::anyhow!(e).context(format!(
+                    "starting the {} component ({})",
+                    component_name(*component),
+                    component.needs()
+                ))
             })?;
-        let grpc_addr = listener.local_addr()?;
-        let mut webhook_addr = None;
-        if let Some((pool, executor, credentials)) = connectors_pool {
-            let client = webhook_client(&settings, grpc_addr);
-            let (addr, inbound) = crate::webhooks::start(
-                settings.clone(),
-                pool,
-                (executor, credentials),
-                client,
-                shutdown.clone(),
-            )
-            .await?;
-            webhook_addr = addr;
-            tasks.extend(inbound);
+            for service in started.serving() {
+                reporter
+                    .set_service_status(*service, tonic_health::ServingStatus::Serving)
+                    .await;
+            }
+            let (t, s) = started.mount(&mut routes);
+            tasks.extend(t);
+            servers.extend(s);
         }
+        let router = server(&settings)
+            .layer(himaya_gateway::GatewayLayer::new(settings.clone()))
+            .add_routes(routes.routes());
         let (limits, stop) = (&settings.limits, shutdown.clone());
         let served = match tls_acceptor(&settings)? {
             Some(tls) => {
@@ -209,26 +159,26 @@ impl Hub {
             }
         };
         tasks.push(served);
-        let mut web_addr = None;
-        if components.contains(&Component::Web) {
-            let router = himaya_web::router(settings.clone(), grpc_addr)
-                .await
-                .context("starting the web front (is PostgreSQL running?)")?;
-            let listener = tokio::net::TcpListener::bind(settings.web.listen)
-                .await
-                .with_context(|| {
-                    format!(
-                        "binding the web front's port {} (web.listen)",
-                        settings.web.listen
-                    )
-                })?;
-            web_addr = Some(listener.local_addr()?);
-            tracing::info!(addr = ?web_addr, "web front listening");
+        let (mut webhook_addr, mut web_addr) = (None, None);
+        for s in servers {
+            let listener = bind(s.listen, s.setting).await?;
+            let addr = listener.local_addr()?;
+            match s.name {
+                "webhooks" => {
+                    webhook_addr = Some(addr);
+                    tracing::info!(%addr, "agency webhooks listening");
+                }
+                "web" => {
+                    web_addr = Some(addr);
+                    tracing::info!(%addr, "web front listening");
+                }
+                other => tracing::info!(%addr, server = other, "listening"),
+            }
             tasks.push(tokio::spawn(listen::serve_http(
-                router,
+                s.router,
                 listener,
                 settings.limits.clone(),
-                "web",
+                s.name,
                 shutdown.clone(),
             )));
         }
@@ -271,22 +221,20 @@ impl Hub {
     }
 }
 
-/// How the webhooks reach the hub's gRPC: `connectors.hub_url` when the connectors run
-/// apart, else this process's own server (over mutual TLS with each agency's certificate
-/// when the hub requires it).
-fn webhook_client(settings: &Settings, grpc_addr: SocketAddr) -> crate::webhooks::HubClient {
-    let certs = settings.connectors.client_certs_dir.clone();
-    match &settings.connectors.hub_url {
-        Some(url) => {
-            let tls = url.starts_with("https://");
-            crate::webhooks::HubClient::new(url.clone(), tls.then_some(certs))
-        }
-        None => {
-            let tls = settings.grpc.tls.is_some();
-            let scheme = if tls { "https" } else { "http" };
-            let url = format!("{scheme}://127.0.0.1:{}", grpc_addr.port());
-            crate::webhooks::HubClient::new(url, tls.then_some(certs))
-        }
+async fn bind(addr: SocketAddr, setting: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding port {addr} ({setting})"))
+}
+
+fn component_name(c: Component) -> &'static str {
+    match c {
+        Component::Cases => himaya_cases::Cases::NAME,
+        Component::Directory => himaya_directory::Directory::NAME,
+        Component::Router => himaya_router::Routing::NAME,
+        Component::Connectors => crate::connectors::Connectors::NAME,
+        Component::Audit => himaya_audit::Audit::NAME,
+        Component::Web => himaya_web::Web::NAME,
     }
 }
 
@@ -306,7 +254,7 @@ fn server(settings: &Settings) -> Server {
 }
 
 type GrpcRouter = tonic::transport::server::Router<
-    tower_layer::Stack<crate::gateway::GatewayLayer, tower_layer::Identity>,
+    tower_layer::Stack<himaya_gateway::GatewayLayer, tower_layer::Identity>,
 >;
 
 /// Serves gRPC on connections from [`listen::incoming`] until `stop`.

@@ -377,7 +377,7 @@ async fn parked_messages_are_listed_kept_and_replayed_once_the_cause_is_fixed() 
     let ch = bus.channel().await.unwrap();
     for _ in 0..100 {
         let get = ch
-            .basic_get("stuck", BasicGetOptions { no_ack: false })
+            .basic_get("stuck".into(), BasicGetOptions { no_ack: false })
             .await
             .unwrap();
         let Some(m) = get else { break };
@@ -446,7 +446,7 @@ async fn parked_messages_are_listed_kept_and_replayed_once_the_cause_is_fixed() 
     for c in consumers {
         c.await.unwrap();
     }
-    ch.queue_delete("gone", QueueDeleteOptions::default())
+    ch.queue_delete("gone".into(), QueueDeleteOptions::default())
         .await
         .unwrap();
     let report = bus.replay_parked(&Selection::All).await.unwrap();
@@ -470,7 +470,7 @@ async fn parked_messages_are_listed_kept_and_replayed_once_the_cause_is_fixed() 
 
     // The replayed copy is back in its queue without its parking headers.
     let back = ch
-        .basic_get("stuck", BasicGetOptions { no_ack: true })
+        .basic_get("stuck".into(), BasicGetOptions { no_ack: true })
         .await
         .unwrap()
         .unwrap();
@@ -620,17 +620,17 @@ async fn notifications_do_not_cut_the_relay_backoff_short_while_the_broker_is_do
 
 /// Runs a `himaya parked` command as the command line does; what it printed, or why it
 /// failed.
-async fn parked_cli(bus: &Bus, cmd: himaya::parked_cli::BusCommand) -> Result<String, String> {
+async fn parked_cli(bus: &Bus, cmd: himaya::cli::parked::BusCommand) -> Result<String, String> {
     let mut out = Vec::new();
-    let result = himaya::parked_cli::bus_command(cmd, bus, &mut out).await;
+    let result = himaya::cli::parked::bus_command(cmd, bus, &mut out).await;
     let printed = String::from_utf8(out).unwrap();
     result.map(|()| printed).map_err(|e| e.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parked_messages_without_a_message_id_each_have_an_id_of_their_own() {
+    use himaya::cli::parked::BusCommand;
     use himaya::client::Lang;
-    use himaya::parked_cli::BusCommand;
     use lapin::options::{BasicGetOptions, BasicPublishOptions};
 
     let env = TestEnv::new(None).await;
@@ -645,8 +645,8 @@ async fn parked_messages_without_a_message_id_each_have_an_id_of_their_own() {
     let ch = bus.channel().await.unwrap();
     for body in [vec![1u8, 2, 3], vec![4u8, 5, 6, 7, 8]] {
         ch.basic_publish(
-            "",
-            "noid",
+            "".into(),
+            "noid".into(),
             BasicPublishOptions::default(),
             &body,
             lapin::BasicProperties::default(),
@@ -730,13 +730,13 @@ async fn parked_messages_without_a_message_id_each_have_an_id_of_their_own() {
         "{replayed}"
     );
     let back = ch
-        .basic_get("noid", BasicGetOptions { no_ack: true })
+        .basic_get("noid".into(), BasicGetOptions { no_ack: true })
         .await
         .unwrap()
         .unwrap();
     assert_eq!(back.delivery.data, vec![4u8, 5, 6, 7, 8]);
     assert!(ch
-        .basic_get("noid", BasicGetOptions { no_ack: true })
+        .basic_get("noid".into(), BasicGetOptions { no_ack: true })
         .await
         .unwrap()
         .is_none());

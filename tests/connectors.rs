@@ -513,7 +513,7 @@ async fn referrals_for_enrolment_export_as_avro_through_the_consent_layer() {
     .await;
     refer(&ch, "not-for-cash", ServiceType::Health).await;
     let out = std::env::temp_dir().join(format!("{}-enrol.avro", env.db_name));
-    let who = himaya::casework_cli::Who {
+    let who = himaya::cli::casework::Who {
         agency: "takaful-cairo".into(),
         actor: "operator".into(),
         client: himaya::cli::ClientArgs {
@@ -522,8 +522,8 @@ async fn referrals_for_enrolment_export_as_avro_through_the_consent_layer() {
             certs: std::env::temp_dir(),
         },
     };
-    himaya::cash_cli::run(
-        himaya::cash_cli::CashCommand::Export {
+    himaya::cli::cash::run(
+        himaya::cli::cash::CashCommand::Export {
             out: out.clone(),
             after: None,
             who,

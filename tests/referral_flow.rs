@@ -433,7 +433,7 @@ async fn hostile_requests_get_short_answers_with_the_right_code_and_stall_nothin
         .unary::<_, pb::SubmitReferralResponse, _>(
             req,
             http::uri::PathAndQuery::from_static("/himaya.v1.Intake/SubmitSchoolReferral"),
-            tonic::codec::ProstCodec::default(),
+            himaya_proto::ProstCodec::default(),
         )
         .await
         .unwrap_err();

@@ -19,10 +19,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?).join("himaya_descriptor.bin");
     std::fs::write(&out, fds.encode_to_vec())?;
-    tonic_build::configure()
-        .skip_protoc_run()
-        .file_descriptor_set_path(&out)
-        .compile_protos(&files, &[&root])?;
+    // Generates from the descriptor protox made: no protoc run, no second parse.
+    tonic_prost_build::configure().compile_fds(fds)?;
     println!("cargo:rerun-if-changed={}", root.display());
     Ok(())
 }

@@ -102,7 +102,7 @@ impl HubClient {
             )
             .ar("معرّف الجهة في المسار غير صالح")
         })?;
-        r.metadata_mut().insert(crate::gateway::AGENCY_HEADER, v);
+        r.metadata_mut().insert(himaya_gateway::AGENCY_HEADER, v);
         if let Ok(lang) = LANG.try_with(|l| *l) {
             r.metadata_mut()
                 .insert("accept-language", MetadataValue::from_static(lang.tag()));

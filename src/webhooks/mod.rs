@@ -9,16 +9,15 @@ mod hub_client;
 pub mod poll;
 mod routes;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use himaya_component::HttpServer;
 use himaya_connect::InboundError;
 use himaya_proto::status::Lang;
 use himaya_settings::{AgencySettings, ExposeSecret, Protocol, Settings};
@@ -39,23 +38,23 @@ pub struct App {
     hub: Arc<HubClient>,
 }
 
-/// Starts the webhook server on `connectors.webhook_listen` (its address, when set) and
-/// the pollers of agencies that cannot push.
-pub async fn start(
+/// Starts the pollers of agencies that cannot push, and returns the webhook server to
+/// serve on `connectors.webhook_listen` (when set).
+pub fn start(
     settings: Arc<Settings>,
     pool: PgPool,
     (executor, credentials): (Arc<himaya_connect::Executor>, poll::CredentialsById),
     hub: HubClient,
     shutdown: CancellationToken,
-) -> anyhow::Result<(Option<SocketAddr>, Vec<JoinHandle<()>>)> {
+) -> (Vec<JoinHandle<()>>, Option<HttpServer>) {
     let app = App {
         settings: settings.clone(),
         pool,
         hub: Arc::new(hub),
     };
-    let mut tasks = poll::start(&app, executor, &credentials, &shutdown);
+    let tasks = poll::start(&app, executor, &credentials, &shutdown);
     let Some(listen) = settings.connectors.webhook_listen else {
-        return Ok((None, tasks));
+        return (tasks, None);
     };
     let mut router = Router::new();
     for route in Route::ALL.into_iter().filter(|r| *r != Route::FhirTask) {
@@ -72,34 +71,26 @@ pub async fn start(
             post(|s, p, h, b| receive_task(true, s, p, h, b)),
         )
         .route(
-            "/agencies/:agency/fhir/Task/:id",
+            "/agencies/{agency}/fhir/Task/{id}",
             put(|s, Path((agency, _)): Path<(String, String)>, h, b| {
                 receive_task(false, s, Path(agency), h, b)
             }),
         )
-        .route("/agencies/:agency/fhir/metadata", get(fhir_metadata))
+        .route("/agencies/{agency}/fhir/metadata", get(fhir_metadata))
         .route(
-            "/agencies/:agency/hotline/cases/:case_id",
+            "/agencies/{agency}/hotline/cases/{case_id}",
             get(routes::follow_up),
         )
         // The body is read by `receive` itself, after the token is checked.
         .layer(DefaultBodyLimit::disable())
         .with_state(app);
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| {
-            format!("binding the webhooks' port {listen} (connectors.webhook_listen)")
-        })?;
-    let addr = listener.local_addr()?;
-    tasks.push(tokio::spawn(crate::listen::serve_http(
+    let server = HttpServer {
+        name: "webhooks",
+        setting: "connectors.webhook_listen",
+        listen,
         router,
-        listener,
-        settings.limits.clone(),
-        "webhooks",
-        shutdown,
-    )));
-    tracing::info!(%addr, "agency webhooks listening");
-    Ok((Some(addr), tasks))
+    };
+    (tasks, Some(server))
 }
 
 /// A refusal to an agency: an HTTP status and a message it can act on (never a value

@@ -43,12 +43,12 @@ impl Route {
 
     pub fn path(self) -> &'static str {
         match self {
-            Route::FhirTask => "/agencies/:agency/fhir/Task",
-            Route::JusticeStatus => "/agencies/:agency/justice/status",
-            Route::PrimeroCase => "/agencies/:agency/primero/api/v2/cases",
-            Route::PrimeroReferral => "/agencies/:agency/primero/api/v2/referrals",
-            Route::SchoolReferral => "/agencies/:agency/school/referrals",
-            Route::HotlineEscalation => "/agencies/:agency/hotline/escalations",
+            Route::FhirTask => "/agencies/{agency}/fhir/Task",
+            Route::JusticeStatus => "/agencies/{agency}/justice/status",
+            Route::PrimeroCase => "/agencies/{agency}/primero/api/v2/cases",
+            Route::PrimeroReferral => "/agencies/{agency}/primero/api/v2/referrals",
+            Route::SchoolReferral => "/agencies/{agency}/school/referrals",
+            Route::HotlineEscalation => "/agencies/{agency}/hotline/escalations",
         }
     }
 

@@ -167,8 +167,8 @@ async fn consume_once<H: Handler>(
         .map_err(BusError::Consume)?;
     let mut consumer = ch
         .basic_consume(
-            queue,
-            "",
+            queue.into(),
+            "".into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )
@@ -185,12 +185,12 @@ async fn consume_once<H: Handler>(
                 while let Some(done) = inflight.next().await {
                     let _ = done;
                 }
-                let _ = ch.close(200, "shutdown").await;
+                let _ = ch.close(200, "shutdown".into()).await;
                 return Ok(());
             }
             Some(done) = inflight.next(), if !inflight.is_empty() => done?,
             next = consumer.next(), if inflight.len() < limit => match next {
-                None => return Err(BusError::Consume(lapin::Error::InvalidChannelState(lapin::ChannelState::Closed))),
+                None => return Err(BusError::Consume(lapin::ErrorKind::InvalidChannelState(lapin::ChannelState::Closed, "basic.consume").into())),
                 Some(Err(e)) => return Err(BusError::Consume(e)),
                 Some(Ok(delivery)) => inflight.push(process(bus, queue, handler, Incoming { delivery })),
             },
@@ -232,11 +232,7 @@ async fn process<H: Handler>(
     match outcome {
         Ok(()) => {
             let handled = started.elapsed();
-            let acked = msg
-                .delivery
-                .ack(BasicAckOptions::default())
-                .await
-                .map_err(BusError::Consume);
+            let acked = crate::settled(msg.delivery.ack(BasicAckOptions::default()).await);
             tracing::debug!(queue, message_id = %id, handled_us = handled.as_micros() as u64, acked_us = started.elapsed().as_micros() as u64, "message handled");
             acked
         }
@@ -247,7 +243,7 @@ async fn process<H: Handler>(
                 requeue: true,
                 ..Default::default()
             };
-            msg.delivery.nack(opts).await.map_err(BusError::Consume)
+            crate::settled(msg.delivery.nack(opts).await)
         }
     }
 }
@@ -280,10 +276,7 @@ async fn park(
     match bus.publish(&out).await {
         Ok(()) => {
             tracing::error!(queue, message_id = %id, reason, "message parked; an operator must look at it");
-            msg.delivery
-                .ack(BasicAckOptions::default())
-                .await
-                .map_err(BusError::Consume)
+            crate::settled(msg.delivery.ack(BasicAckOptions::default()).await)
         }
         Err(e) => {
             tracing::warn!(queue, message_id = %id, error = %e, "parking failed; requeued");
@@ -291,7 +284,7 @@ async fn park(
                 requeue: true,
                 ..Default::default()
             };
-            msg.delivery.nack(opts).await.map_err(BusError::Consume)
+            crate::settled(msg.delivery.nack(opts).await)
         }
     }
 }

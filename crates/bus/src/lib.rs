@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::publisher_confirm::Confirmation;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::Confirmation;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
 
@@ -35,6 +35,19 @@ pub enum BusError {
     Unroutable(String),
     #[error("consuming failed")]
     Consume(#[source] lapin::Error),
+    #[error("the channel closed before the acknowledgement reached the broker; the message will be delivered again")]
+    NotAcknowledged,
+}
+
+/// An ack, nack or reject that lapin could not send (its channel closed or the delivery
+/// was already settled) is an error: the broker still holds the message and will deliver
+/// it again, which the idempotent handlers absorb.
+pub(crate) fn settled(r: lapin::Result<bool>) -> Result<(), BusError> {
+    match r {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(BusError::NotAcknowledged),
+        Err(e) => Err(BusError::Consume(e)),
+    }
 }
 
 /// One message to publish.
@@ -73,7 +86,7 @@ impl Bus {
         });
         let ch = bus.channel().await?;
         bus.topology.declare_base(&ch).await?;
-        let _ = ch.close(200, "declared").await;
+        let _ = ch.close(200, "declared".into()).await;
         Ok(bus)
     }
 
@@ -92,7 +105,7 @@ impl Bus {
         self.topology
             .declare_queue(&ch, queue, exchange, keys)
             .await?;
-        let _ = ch.close(200, "declared").await;
+        let _ = ch.close(200, "declared".into()).await;
         Ok(())
     }
 
@@ -156,8 +169,14 @@ impl Bus {
             };
             let key = topology::lane_key(m.exchange, &m.routing_key, m.priority);
             pending.push(
-                ch.basic_publish(&exchange, &key, opts, &m.payload, properties(m))
-                    .await,
+                ch.basic_publish(
+                    exchange.into(),
+                    key.as_ref().into(),
+                    opts,
+                    &m.payload,
+                    properties(m),
+                )
+                .await,
             );
         }
         let mut out = Vec::with_capacity(msgs.len());
@@ -184,7 +203,7 @@ impl Bus {
     /// Closes the connection (best effort) on shutdown.
     pub async fn close(&self) {
         if let Some(c) = self.conn.lock().await.take() {
-            let _ = c.close(200, "shutdown").await;
+            let _ = c.close(200, "shutdown".into()).await;
         }
     }
 }

@@ -16,9 +16,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use lapin::message::BasicGetMessage;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
-use lapin::publisher_confirm::Confirmation;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::Channel;
+use lapin::Confirmation;
 
 use crate::{Bus, BusError};
 
@@ -122,7 +122,7 @@ impl Bus {
         let ch = self.channel().await?;
         let q = ch
             .queue_declare(
-                &self.topology().parking_queue(),
+                self.topology().parking_queue().into(),
                 lapin::options::QueueDeclareOptions {
                     passive: true,
                     ..Default::default()
@@ -131,7 +131,7 @@ impl Bus {
             )
             .await
             .map_err(BusError::Consume)?;
-        let _ = ch.close(200, "counted").await;
+        let _ = ch.close(200, "counted".into()).await;
         Ok(q.message_count())
     }
 
@@ -215,7 +215,10 @@ impl Scan {
         }
         let msg = self
             .ch
-            .basic_get(&self.queue, BasicGetOptions { no_ack: false })
+            .basic_get(
+                self.queue.as_str().into(),
+                BasicGetOptions { no_ack: false },
+            )
             .await
             .map_err(BusError::Consume)?;
         if let Some(m) = &msg {
@@ -238,15 +241,12 @@ impl Scan {
 
     /// Removes the taken message from the parking queue.
     async fn take(&self, msg: &BasicGetMessage) -> Result<(), BusError> {
-        msg.delivery
-            .ack(BasicAckOptions::default())
-            .await
-            .map_err(BusError::Consume)
+        crate::settled(msg.delivery.ack(BasicAckOptions::default()).await)
     }
 
     async fn close(self) {
-        let _ = self.publisher.close(200, "scanned").await;
-        let _ = self.ch.close(200, "scanned").await;
+        let _ = self.publisher.close(200, "scanned".into()).await;
+        let _ = self.ch.close(200, "scanned".into()).await;
     }
 }
 
@@ -390,7 +390,7 @@ async fn publish_copy(
         ..Default::default()
     };
     let confirm = ch
-        .basic_publish("", queue, opts, &msg.delivery.data, props)
+        .basic_publish("".into(), queue.into(), opts, &msg.delivery.data, props)
         .await
         .map_err(BusError::Publish)?
         .await

@@ -109,7 +109,7 @@ impl Topology {
         };
         let err = |e| BusError::Declare(e);
         ch.exchange_declare(
-            &self.unrouted(),
+            self.unrouted().into(),
             ExchangeKind::Fanout,
             durable,
             FieldTable::default(),
@@ -122,7 +122,7 @@ impl Topology {
             AMQPValue::LongString(LongString::from(self.unrouted())),
         );
         ch.exchange_declare(
-            &self.exchange(Exchange::Events),
+            self.exchange(Exchange::Events).into(),
             ExchangeKind::Topic,
             durable,
             alt.clone(),
@@ -130,7 +130,7 @@ impl Topology {
         .await
         .map_err(err)?;
         ch.exchange_declare(
-            &self.exchange(Exchange::Delivery),
+            self.exchange(Exchange::Delivery).into(),
             ExchangeKind::Direct,
             durable,
             alt,
@@ -138,7 +138,7 @@ impl Topology {
         .await
         .map_err(err)?;
         ch.exchange_declare(
-            &self.exchange(Exchange::Parking),
+            self.exchange(Exchange::Parking).into(),
             ExchangeKind::Fanout,
             durable,
             FieldTable::default(),
@@ -189,14 +189,14 @@ impl Topology {
             ShortString::from("x-dead-letter-exchange"),
             AMQPValue::LongString(LongString::from(self.exchange(Exchange::Parking))),
         );
-        ch.queue_declare(queue, durable_queue(), args)
+        ch.queue_declare(queue.into(), durable_queue(), args)
             .await
             .map_err(BusError::Declare)?;
         for key in keys {
             ch.queue_bind(
-                queue,
-                &self.exchange(exchange),
-                &key,
+                queue.into(),
+                self.exchange(exchange).into(),
+                (*key).into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
             )
@@ -213,13 +213,13 @@ impl Topology {
         exchange: &str,
         key: &str,
     ) -> Result<(), BusError> {
-        ch.queue_declare(queue, durable_queue(), quorum_args())
+        ch.queue_declare(queue.into(), durable_queue(), quorum_args())
             .await
             .map_err(BusError::Declare)?;
         ch.queue_bind(
-            queue,
-            exchange,
-            key,
+            queue.into(),
+            exchange.into(),
+            key.into(),
             QueueBindOptions::default(),
             FieldTable::default(),
         )

@@ -10,5 +10,9 @@ pub mod v1 {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/himaya_descriptor.bin"));
 
+/// The codec the generated clients and servers use, for a hand-made call (a test that
+/// sends bytes no generated type can hold).
+pub use tonic_prost::ProstCodec;
+
 pub mod convert;
 pub mod status;

@@ -9,19 +9,17 @@ pub mod api;
 pub mod chain;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chain::{
     checkpoint_message, entry_hash, Checkpoint, Entry, EntryBody, Tamper, Verifier, GENESIS,
 };
 use ed25519_dalek::{Signer, SigningKey};
-use himaya_bus::{Bus, Exchange, HandleError, Handler, Incoming};
-use himaya_events::{decode, keys, ConsentWithdrawn, DisclosureRecorded, WithdrawalNotice};
+use himaya_bus::{Exchange, Incoming};
+use himaya_component::{Component, Context, Decoding, EventHandler, StartError, Started};
+use himaya_events::{keys, ConsentWithdrawn, DisclosureRecorded, WithdrawalNotice};
 use himaya_settings::Settings;
 use sqlx::PgPool;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 pub use api::AuditApi;
 
@@ -49,67 +47,62 @@ impl From<sqlx::Error> for AuditError {
     }
 }
 
-/// A started disclosure log: its read API (`himaya.v1.Audit`) and its background tasks.
-pub struct Running {
-    pub api: himaya_proto::v1::audit_server::AuditServer<AuditApi>,
-    pub tasks: Vec<JoinHandle<()>>,
-}
+/// The disclosure log as a component of the hub.
+pub struct Audit;
 
-/// Starts the log's consumer and its checkpointer, and makes its read API.
-pub async fn start(
-    settings: Arc<Settings>,
-    bus: Arc<Bus>,
-    shutdown: CancellationToken,
-) -> Result<Running, AuditError> {
-    let key = signing_key(&settings.audit.signing_key_file)?;
-    let (pool, relay) = himaya_store::start_service(
-        &settings,
-        SCHEMA,
-        &sqlx::migrate!("./migrations"),
-        bus.clone(),
-        shutdown.clone(),
-    )
-    .await?;
-    let queue = bus.topology().queue(QUEUE);
-    bus.declare_queue(&queue, Exchange::Events, &[keys::DISCLOSURE_RECORDED])
+impl Component for Audit {
+    const NAME: &'static str = "audit";
+
+    /// Starts the log's consumers and its checkpointer, and serves its read API.
+    async fn start(ctx: Context) -> Result<Started, StartError> {
+        let settings = ctx.settings.clone();
+        let key = signing_key(&settings.audit.signing_key_file)?;
+        let (pool, relay) = himaya_store::start_service(
+            &settings,
+            SCHEMA,
+            &sqlx::migrate!("./migrations"),
+            ctx.bus.clone(),
+            ctx.shutdown.clone(),
+        )
         .await?;
-    let consumer = tokio::spawn(himaya_bus::consume(
-        bus.clone(),
-        queue,
-        settings.bus.prefetch,
-        Arc::new(Appender { pool: pool.clone() }),
-        shutdown.clone(),
-    ));
-    let wq = bus.topology().queue(WITHDRAWALS_QUEUE);
-    bus.declare_queue(&wq, Exchange::Events, &[keys::CONSENT_WITHDRAWN])
-        .await?;
-    let withdrawals = tokio::spawn(himaya_bus::consume(
-        bus,
-        wq,
-        settings.bus.prefetch,
-        Arc::new(Withdrawals { pool: pool.clone() }),
-        shutdown.clone(),
-    ));
-    let api_pool = pool.clone();
-    let every = Duration::from_secs(settings.audit.checkpoint_interval_secs.max(1));
-    let checkpointer = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(every) => {}
+        let appender = ctx
+            .subscribe(
+                QUEUE,
+                Exchange::Events,
+                &[keys::DISCLOSURE_RECORDED],
+                Decoding(Appender { pool: pool.clone() }),
+            )
+            .await?;
+        let withdrawals = ctx
+            .subscribe(
+                WITHDRAWALS_QUEUE,
+                Exchange::Events,
+                &[keys::CONSENT_WITHDRAWN],
+                Decoding(Withdrawals { pool: pool.clone() }),
+            )
+            .await?;
+        let api_pool = pool.clone();
+        let every = Duration::from_secs(settings.audit.checkpoint_interval_secs.max(1));
+        let shutdown = ctx.shutdown.clone();
+        let checkpointer = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                if let Err(e) = checkpoint(&pool, &key).await {
+                    tracing::warn!(error = %e, "checkpoint failed; will retry");
+                }
             }
-            if let Err(e) = checkpoint(&pool, &key).await {
-                tracing::warn!(error = %e, "checkpoint failed; will retry");
-            }
-        }
-    });
-    let max = settings.grpc.max_message_bytes;
-    let api = himaya_proto::v1::audit_server::AuditServer::new(AuditApi::new(settings, api_pool))
-        .max_decoding_message_size(max);
-    Ok(Running {
-        api,
-        tasks: vec![relay, consumer, withdrawals, checkpointer],
-    })
+        });
+        let max = settings.grpc.max_message_bytes;
+        let api =
+            himaya_proto::v1::audit_server::AuditServer::new(AuditApi::new(settings, api_pool))
+                .max_decoding_message_size(max);
+        Ok(Started::default()
+            .grpc(api)
+            .tasks([relay, appender, withdrawals, checkpointer]))
+    }
 }
 
 /// Reads the hub's ed25519 key (hex, 32 bytes), creating one (mode 0600) if the file does
@@ -359,17 +352,19 @@ impl Withdrawals {
     }
 }
 
-impl Handler for Withdrawals {
-    async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
-        let event = decode::<ConsentWithdrawn>(msg.payload()).map_err(HandleError::park)?;
-        self.withdraw(&event).await.map_err(HandleError::retry)
+impl EventHandler for Withdrawals {
+    type Event = ConsentWithdrawn;
+    type Error = AuditError;
+    async fn handle(&self, event: ConsentWithdrawn, _: &Incoming) -> Result<(), AuditError> {
+        self.withdraw(&event).await
     }
 }
 
-impl Handler for Appender {
-    async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
-        let event = decode::<DisclosureRecorded>(msg.payload()).map_err(HandleError::park)?;
-        self.append(&event).await.map_err(HandleError::retry)
+impl EventHandler for Appender {
+    type Event = DisclosureRecorded;
+    type Error = AuditError;
+    async fn handle(&self, event: DisclosureRecorded, _: &Incoming) -> Result<(), AuditError> {
+        self.append(&event).await
     }
 }
 

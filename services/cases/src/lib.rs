@@ -26,14 +26,15 @@ pub mod work;
 
 use std::sync::Arc;
 
-use himaya_bus::{Bus, Exchange};
+use himaya_bus::Exchange;
+use himaya_component::{Component, Context, StartError, Started};
 use himaya_events::keys;
+use himaya_proto::v1::case_work_server::CaseWorkServer;
 use himaya_proto::v1::cases_server::CasesServer;
 use himaya_proto::v1::intake_server::IntakeServer;
+use himaya_proto::v1::service_referrals_server::ServiceReferralsServer;
 use himaya_settings::Settings;
 use sqlx::PgPool;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 pub use error::CasesError;
 pub use intake::IntakeApi;
@@ -49,11 +50,8 @@ pub const NOTICES_QUEUE: &str = "cases.withdrawal-notices";
 /// The queue of service-map changes (the copy referral proposals are made from).
 pub const SERVICE_MAP_QUEUE: &str = "cases.service-map";
 
-/// A started cases service: its gRPC APIs and its background tasks.
-pub struct CasesService {
-    state: Arc<State>,
-    pub tasks: Vec<JoinHandle<()>>,
-}
+/// The cases service as a component of the hub.
+pub struct Cases;
 
 pub(crate) struct State {
     pub pool: PgPool,
@@ -89,16 +87,20 @@ impl State {
     }
 }
 
-impl CasesService {
-    /// Connects, migrates, declares its queue and starts the outbox relay and the
-    /// consumer of agencies' answers.
-    pub async fn start(
-        settings: Arc<Settings>,
-        bus: Arc<Bus>,
-        shutdown: CancellationToken,
-    ) -> Result<CasesService, CasesError> {
+impl Component for Cases {
+    const NAME: &'static str = "cases";
+
+    /// Connects, migrates, starts the outbox relay, the consumers of agencies' answers,
+    /// service-map changes and withdrawal notices, and the deadline engine.
+    async fn start(ctx: Context) -> Result<Started, StartError> {
+        let Context {
+            settings,
+            bus,
+            shutdown,
+            ..
+        } = &ctx;
         let (pool, relay) = himaya_store::start_service(
-            &settings,
+            settings,
             SCHEMA,
             &sqlx::migrate!("./migrations"),
             bus.clone(),
@@ -114,73 +116,49 @@ impl CasesService {
             settings: settings.clone(),
             exports: Arc::new(tokio::sync::Semaphore::new(MAX_EXPORTS)),
         });
-        let queue = bus.topology().queue(OUTCOMES_QUEUE);
-        bus.declare_queue(&queue, Exchange::Events, &[keys::DELIVERY_RECORDED])
+        let outcomes = ctx
+            .subscribe(
+                OUTCOMES_QUEUE,
+                Exchange::Events,
+                &[keys::DELIVERY_RECORDED],
+                outcomes::Outcomes::new(pool.clone(), settings.clone()),
+            )
             .await?;
-        let consumer = tokio::spawn(himaya_bus::consume(
-            bus.clone(),
-            queue,
-            settings.bus.prefetch,
-            Arc::new(outcomes::Outcomes::new(pool.clone(), settings.clone())),
-            shutdown.clone(),
-        ));
-        let map_queue = bus.topology().queue(SERVICE_MAP_QUEUE);
-        bus.declare_queue(&map_queue, Exchange::Events, &[keys::SERVICE_MAP_CHANGED])
+        let map = ctx
+            .subscribe(
+                SERVICE_MAP_QUEUE,
+                Exchange::Events,
+                &[keys::SERVICE_MAP_CHANGED],
+                service_map::ServiceMap::new(pool.clone()),
+            )
             .await?;
-        let map = tokio::spawn(himaya_bus::consume(
-            bus.clone(),
-            map_queue,
-            settings.bus.prefetch,
-            Arc::new(service_map::ServiceMap::new(pool.clone())),
-            shutdown.clone(),
-        ));
-        let notices_queue = bus.topology().queue(NOTICES_QUEUE);
-        bus.declare_queue(&notices_queue, Exchange::Events, &[keys::WITHDRAWAL_NOTICE])
+        let notices = ctx
+            .subscribe(
+                NOTICES_QUEUE,
+                Exchange::Events,
+                &[keys::WITHDRAWAL_NOTICE],
+                notices::Notices::new(pool.clone()),
+            )
             .await?;
-        let notices = tokio::spawn(himaya_bus::consume(
-            bus,
-            notices_queue,
-            settings.bus.prefetch,
-            Arc::new(notices::Notices::new(pool.clone())),
-            shutdown.clone(),
-        ));
         let interval =
             std::time::Duration::from_millis(settings.lifecycle.deadline_check_interval_ms);
         // Undelivered referrals go out again if their agency was connected since.
         let again = tokio::spawn(undelivered::reroute_all(pool.clone(), settings.clone()));
-        let engine = tokio::spawn(deadlines::run(pool, interval, shutdown));
-        Ok(CasesService {
-            state,
-            tasks: vec![relay, consumer, map, notices, engine, again],
-        })
-    }
-
-    pub fn intake(&self) -> IntakeServer<intake::IntakeApi> {
-        IntakeServer::new(intake::IntakeApi(self.state.clone()))
-            .max_decoding_message_size(self.state.settings.grpc.max_message_bytes)
-    }
-
-    pub fn case_work(
-        &self,
-    ) -> himaya_proto::v1::case_work_server::CaseWorkServer<work::CaseWorkApi> {
-        himaya_proto::v1::case_work_server::CaseWorkServer::new(work::CaseWorkApi(
-            self.state.clone(),
-        ))
-        .max_decoding_message_size(self.state.settings.grpc.max_message_bytes)
-    }
-
-    pub fn service_referrals(
-        &self,
-    ) -> himaya_proto::v1::service_referrals_server::ServiceReferralsServer<ServiceReferralsApi>
-    {
-        himaya_proto::v1::service_referrals_server::ServiceReferralsServer::new(
-            ServiceReferralsApi(self.state.clone()),
-        )
-        .max_decoding_message_size(self.state.settings.grpc.max_message_bytes)
-    }
-
-    pub fn cases(&self) -> CasesServer<read::CasesApi> {
-        CasesServer::new(read::CasesApi(self.state.clone()))
-            .max_decoding_message_size(self.state.settings.grpc.max_message_bytes)
+        let engine = tokio::spawn(deadlines::run(pool, interval, shutdown.clone()));
+        let max = settings.grpc.max_message_bytes;
+        Ok(Started::default()
+            .grpc(
+                IntakeServer::new(intake::IntakeApi(state.clone())).max_decoding_message_size(max),
+            )
+            .grpc(CasesServer::new(read::CasesApi(state.clone())).max_decoding_message_size(max))
+            .grpc(
+                CaseWorkServer::new(work::CaseWorkApi(state.clone()))
+                    .max_decoding_message_size(max),
+            )
+            .grpc(
+                ServiceReferralsServer::new(ServiceReferralsApi(state))
+                    .max_decoding_message_size(max),
+            )
+            .tasks([relay, outcomes, map, notices, engine, again]))
     }
 }

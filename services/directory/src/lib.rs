@@ -11,7 +11,8 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use himaya_bus::{Bus, Exchange};
+use himaya_bus::Exchange;
+use himaya_component::{Component, Context, StartError, Started};
 use himaya_events::{keys, new_message_id, ServiceMapChanged};
 use himaya_proto::convert::{service_from, service_to};
 use himaya_proto::status::{caller, invalid_argument, Lang};
@@ -21,8 +22,6 @@ use himaya_record::{Problem, ServiceId, ServiceType, Violations};
 use himaya_settings::{AgencySettings, Settings};
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
@@ -46,34 +45,6 @@ impl DirectoryApi {
             Some(g) => g.name_ar.clone(),
             None => raw.trim().to_owned(),
         }
-    }
-
-    /// Connects, migrates the service map and starts its outbox relay.
-    pub async fn start(
-        settings: Arc<Settings>,
-        bus: Arc<Bus>,
-        shutdown: CancellationToken,
-    ) -> Result<
-        (
-            pb::directory_server::DirectoryServer<DirectoryApi>,
-            JoinHandle<()>,
-        ),
-        himaya_store::StoreError,
-    > {
-        let (pool, relay) = himaya_store::start_service(
-            &settings,
-            SCHEMA,
-            &sqlx::migrate!("./migrations"),
-            bus,
-            shutdown,
-        )
-        .await?;
-        let max = settings.grpc.max_message_bytes;
-        let api = DirectoryApi { settings, pool };
-        Ok((
-            pb::directory_server::DirectoryServer::new(api).max_decoding_message_size(max),
-            relay,
-        ))
     }
 
     fn agency(&self, meta: &MetadataMap) -> Result<(String, &AgencySettings), Status> {
@@ -476,5 +447,32 @@ impl pb::directory_server::Directory for DirectoryApi {
             .collect::<Result<_, _>>()
             .map_err(storage)?;
         Ok(Response::new(pb::FindServicesResponse { services }))
+    }
+}
+
+/// The directory as a component of the hub.
+pub struct Directory;
+
+impl Component for Directory {
+    const NAME: &'static str = "directory";
+
+    /// Connects, migrates the service map and starts its outbox relay.
+    async fn start(ctx: Context) -> Result<Started, StartError> {
+        let (pool, relay) = himaya_store::start_service(
+            &ctx.settings,
+            SCHEMA,
+            &sqlx::migrate!("./migrations"),
+            ctx.bus.clone(),
+            ctx.shutdown.clone(),
+        )
+        .await?;
+        let max = ctx.settings.grpc.max_message_bytes;
+        let api = DirectoryApi {
+            settings: ctx.settings,
+            pool,
+        };
+        Ok(Started::default()
+            .grpc(pb::directory_server::DirectoryServer::new(api).max_decoding_message_size(max))
+            .task(relay))
     }
 }

@@ -7,17 +7,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::Utc;
-use himaya_bus::{Bus, Exchange, HandleError, Handler, Incoming, Outgoing};
+use himaya_bus::{Exchange, Incoming, Outgoing};
+use himaya_component::{Component, Context, Decoding, EventHandler, StartError, Started};
 use himaya_events::{
-    decode, encode, keys, new_message_id, DeliveryRecorded, DeliveryRequested, DisclosureRecorded,
-    Event, ReferralCreated, WithdrawalNotice,
+    encode, keys, new_message_id, DeliveryRecorded, DeliveryRequested, DisclosureRecorded, Event,
+    ReferralCreated, WithdrawalNotice,
 };
 use himaya_record::{CaseRecord, Purpose};
 use himaya_settings::{AgencySettings, Obstacle, Settings};
 use himaya_sharing::{disclose, Decision, Recipient};
 use sqlx::{PgConnection, PgPool};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 pub mod feedback;
 
@@ -43,65 +42,59 @@ impl From<sqlx::Error> for RouterError {
     }
 }
 
-/// Starts the router: schema, queues (its own and every connected agency's delivery
-/// queue, so deliveries wait safely for a connector that is not up yet), relay, consumer.
-pub async fn start(
-    settings: Arc<Settings>,
-    bus: Arc<Bus>,
-    shutdown: CancellationToken,
-) -> Result<Vec<JoinHandle<()>>, RouterError> {
-    let (pool, relay) = himaya_store::start_service(
-        &settings,
-        SCHEMA,
-        &sqlx::migrate!("./migrations"),
-        bus.clone(),
-        shutdown.clone(),
-    )
-    .await?;
-    let topo = bus.topology();
-    let queue = topo.queue(QUEUE);
-    bus.declare_queue(
-        &queue,
-        Exchange::Events,
-        &[keys::REFERRAL_CREATED, keys::SERVICE_REFERRAL_REQUESTED],
-    )
-    .await?;
-    for (id, _) in settings.connected() {
-        bus.declare_queue(&topo.delivery_queue(id), Exchange::Delivery, &[id])
+/// The router as a component of the hub.
+pub struct Routing;
+
+impl Component for Routing {
+    const NAME: &'static str = "router";
+
+    /// Schema, queues (its own and every connected agency's delivery queue, so deliveries
+    /// wait safely for a connector that is not up yet), relay, consumers.
+    async fn start(ctx: Context) -> Result<Started, StartError> {
+        let Context { settings, bus, .. } = &ctx;
+        let (pool, relay) = himaya_store::start_service(
+            settings,
+            SCHEMA,
+            &sqlx::migrate!("./migrations"),
+            bus.clone(),
+            ctx.shutdown.clone(),
+        )
+        .await?;
+        let topo = bus.topology();
+        for (id, _) in settings.connected() {
+            bus.declare_queue(&topo.delivery_queue(id), Exchange::Delivery, &[id])
+                .await?;
+        }
+        let router = Arc::new(Router {
+            pool,
+            settings: settings.clone(),
+        });
+        let notices = ctx
+            .subscribe(
+                NOTICE_QUEUE,
+                Exchange::Events,
+                &[keys::WITHDRAWAL_NOTICE],
+                Decoding(Notices(router.clone())),
+            )
             .await?;
+        let feedback = ctx
+            .subscribe(
+                feedback::QUEUE,
+                Exchange::Events,
+                &[keys::CASE_UPDATED],
+                feedback::Feedback(router.clone()),
+            )
+            .await?;
+        let referrals = ctx
+            .subscribe(
+                QUEUE,
+                Exchange::Events,
+                &[keys::REFERRAL_CREATED, keys::SERVICE_REFERRAL_REQUESTED],
+                Decoding(Referrals(router)),
+            )
+            .await?;
+        Ok(Started::default().tasks([relay, referrals, notices, feedback]))
     }
-    let router = Arc::new(Router {
-        pool,
-        settings: settings.clone(),
-    });
-    let notice_queue = topo.queue(NOTICE_QUEUE);
-    bus.declare_queue(&notice_queue, Exchange::Events, &[keys::WITHDRAWAL_NOTICE])
-        .await?;
-    let notices = tokio::spawn(himaya_bus::consume(
-        bus.clone(),
-        notice_queue,
-        settings.bus.prefetch,
-        Arc::new(Notices(router.clone())),
-        shutdown.clone(),
-    ));
-    let feedback_queue = topo.queue(feedback::QUEUE);
-    bus.declare_queue(&feedback_queue, Exchange::Events, &[keys::CASE_UPDATED])
-        .await?;
-    let feedback = tokio::spawn(himaya_bus::consume(
-        bus.clone(),
-        feedback_queue,
-        settings.bus.prefetch,
-        Arc::new(feedback::Feedback(router.clone())),
-        shutdown.clone(),
-    ));
-    let consumer = tokio::spawn(himaya_bus::consume(
-        bus,
-        queue,
-        settings.bus.prefetch,
-        router,
-        shutdown,
-    ));
-    Ok(vec![relay, consumer, notices, feedback])
 }
 
 struct Router {
@@ -406,21 +399,24 @@ impl Notices {
     }
 }
 
-impl Handler for Notices {
-    async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
-        let n = decode::<WithdrawalNotice>(msg.payload()).map_err(HandleError::park)?;
-        self.deliver(&n).await.map_err(HandleError::retry)
+impl EventHandler for Notices {
+    type Event = WithdrawalNotice;
+    type Error = RouterError;
+    async fn handle(&self, n: WithdrawalNotice, _: &Incoming) -> Result<(), RouterError> {
+        self.deliver(&n).await
     }
 }
 
-impl Handler for Router {
-    async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
-        let event = decode::<ReferralCreated>(msg.payload()).map_err(HandleError::park)?;
-        self.route(&event, msg.header("traceparent"))
-            .await
-            .map_err(|e| match e {
-                RouterError::Codec(_) | RouterError::Redact(_) => HandleError::park(e),
-                other => HandleError::retry(other),
-            })
+/// The consumer of referrals (agencies' and service referrals) to route.
+struct Referrals(Arc<Router>);
+
+impl EventHandler for Referrals {
+    type Event = ReferralCreated;
+    type Error = RouterError;
+    async fn handle(&self, event: ReferralCreated, msg: &Incoming) -> Result<(), RouterError> {
+        self.0.route(&event, msg.header("traceparent")).await
+    }
+    fn permanent(e: &RouterError) -> bool {
+        matches!(e, RouterError::Codec(_) | RouterError::Redact(_))
     }
 }

@@ -84,6 +84,29 @@ pub async fn connect(settings: &Settings) -> Result<PgPool, WebError> {
     Ok(pool)
 }
 
+/// The web front as a component of the hub: its pages, served on `web.listen`, calling
+/// the hub's gRPC as the web component.
+pub struct Web;
+
+impl himaya_component::Component for Web {
+    const NAME: &'static str = "web";
+
+    async fn start(
+        ctx: himaya_component::Context,
+    ) -> Result<himaya_component::Started, himaya_component::StartError> {
+        let listen = ctx.settings.web.listen;
+        let router = router(ctx.settings, ctx.grpc_addr).await?;
+        Ok(
+            himaya_component::Started::default().http(himaya_component::HttpServer {
+                name: "web",
+                setting: "web.listen",
+                listen,
+                router,
+            }),
+        )
+    }
+}
+
 /// The web front's routes, calling the hub at `grpc_addr`.
 pub async fn router(
     settings: Arc<Settings>,
@@ -106,7 +129,7 @@ pub async fn router(
         .route("/signin/oidc/callback", get(oidc::callback))
         .route("/signout", post(signing::sign_out))
         .route("/signout/everywhere", post(signing::sign_out_everywhere))
-        .route("/lang/:lang", get(signing::switch_language))
+        .route("/lang/{lang}", get(signing::switch_language))
         .route(
             "/referrals",
             get(submit::list_referrals).post(submit::submit_referral),
@@ -130,24 +153,27 @@ pub async fn router(
             "/service-referrals",
             get(partner::incoming).post(partner::answer),
         )
-        .route("/cases/:case_id", get(casework::case_page))
-        .route("/cases/:case_id/assign", post(actions::assign))
-        .route("/cases/:case_id/review", post(actions::review))
-        .route("/cases/:case_id/close", post(actions::close))
-        .route("/cases/:case_id/decide", post(actions::decide))
-        .route("/cases/:case_id/assess", post(actions::assess))
-        .route("/cases/:case_id/plan", post(actions::plan))
-        .route("/cases/:case_id/refer", post(actions::refer))
-        .route("/cases/:case_id/complete", post(actions::complete))
-        .route("/cases/:case_id/reopen", post(actions::reopen))
-        .route("/team/break-glass/:id", post(team::review_break_glass))
+        .route("/cases/{case_id}", get(casework::case_page))
+        .route("/cases/{case_id}/assign", post(actions::assign))
+        .route("/cases/{case_id}/review", post(actions::review))
+        .route("/cases/{case_id}/close", post(actions::close))
+        .route("/cases/{case_id}/decide", post(actions::decide))
+        .route("/cases/{case_id}/assess", post(actions::assess))
+        .route("/cases/{case_id}/plan", post(actions::plan))
+        .route("/cases/{case_id}/refer", post(actions::refer))
+        .route("/cases/{case_id}/complete", post(actions::complete))
+        .route("/cases/{case_id}/reopen", post(actions::reopen))
+        .route("/team/break-glass/{id}", post(team::review_break_glass))
         .route(
             "/admin/people",
             get(admin::people_page).post(admin::add_person),
         )
-        .route("/admin/people/:person_id/:what", post(admin::change_person))
+        .route(
+            "/admin/people/{person_id}/{what}",
+            post(admin::change_person),
+        )
         .route("/static/himaya.css", get(stylesheet))
-        .route("/static/fonts/:name", get(pages::font))
+        .route("/static/fonts/{name}", get(pages::font))
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(app))

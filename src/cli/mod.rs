@@ -8,6 +8,16 @@ use clap::{Parser, Subcommand};
 use himaya_record::Purpose;
 use himaya_settings::Settings;
 
+pub mod audit;
+pub mod casework;
+pub mod cash;
+pub mod consent;
+pub mod notices;
+pub mod parked;
+pub mod person;
+pub mod plan;
+pub mod services;
+
 use crate::client::{self, Lang, ReferralFile};
 use crate::hub::{Component, Hub};
 
@@ -47,70 +57,70 @@ pub enum Command {
     /// Service referrals between agencies: answer, follow, list.
     ServiceReferral {
         #[command(subcommand)]
-        command: crate::plan_cli::ServiceReferralCommand,
+        command: crate::cli::plan::ServiceReferralCommand,
     },
     /// The service map: each agency's services, where, with how many places, in which
     /// languages.
     Services {
         #[command(subcommand)]
-        command: crate::services_cli::ServicesCommand,
+        command: crate::cli::services::ServicesCommand,
     },
     /// Consents and legal bases on a case: data leaves only where one of them and the
     /// sharing policy allow it.
     Consent {
         #[command(subcommand)]
-        command: crate::consent_cli::ConsentCommand,
+        command: crate::cli::consent::ConsentCommand,
     },
     /// Export the cases an agency has a part in, each redacted for it (JSON Lines).
-    Export(crate::notices_cli::ExportArgs),
+    Export(crate::cli::notices::ExportArgs),
     /// Withdrawal notices addressed to an agency: list and acknowledge.
     Notices {
         #[command(subcommand)]
-        command: crate::notices_cli::NoticesCommand,
+        command: crate::cli::notices::NoticesCommand,
     },
     /// The disclosure log: verify it, sign its head, export the signed checkpoints.
     Audit {
         #[command(subcommand)]
-        command: crate::audit_cli::AuditCommand,
+        command: crate::cli::audit::AuditCommand,
     },
     /// Break-glass: emergency access without consent, and its supervisor review.
     BreakGlass {
         #[command(subcommand)]
-        command: crate::consent_cli::BreakGlassCommand,
+        command: crate::cli::consent::BreakGlassCommand,
     },
     /// Staff of the case-owning ministry.
     Staff {
         #[command(subcommand)]
-        command: crate::casework_cli::StaffCommand,
+        command: crate::cli::casework::StaffCommand,
     },
     /// People who sign in to the web front: create an account.
     Person {
         #[command(subcommand)]
-        command: crate::person_cli::PersonCommand,
+        command: crate::cli::person::PersonCommand,
     },
     /// Missed deadlines escalated to supervisors.
     Escalations {
         #[command(flatten)]
-        who: crate::casework_cli::Who,
+        who: crate::cli::casework::Who,
     },
     /// The indicators a ministry reports, optionally for one governorate.
     Indicators {
         #[arg(long, default_value = "")]
         governorate: String,
         #[command(flatten)]
-        who: crate::casework_cli::Who,
+        who: crate::cli::casework::Who,
     },
     /// Statistics for the statistics purpose: aggregates only, small counts suppressed.
     Statistics {
         #[arg(long, default_value = "")]
         governorate: String,
         #[command(flatten)]
-        who: crate::casework_cli::Who,
+        who: crate::cli::casework::Who,
     },
     /// List the agencies in the directory.
     Agencies {
         #[command(flatten)]
-        who: crate::casework_cli::Who,
+        who: crate::cli::casework::Who,
     },
     /// Development certificates for mutual TLS: a throw-away CA, the hub's certificate
     /// and one per agency in the directory. Never for production.
@@ -126,13 +136,13 @@ pub enum Command {
     /// import one matched against the children of open cases (resumable).
     CashAssistance {
         #[command(subcommand)]
-        command: crate::cash_cli::CashCommand,
+        command: crate::cli::cash::CashCommand,
     },
     /// Messages the hub could not process: list them with their reasons, inspect one,
     /// replay them once the cause is fixed; and agency messages the connectors refused.
     Parked {
         #[command(subcommand)]
-        command: crate::parked_cli::ParkedCommand,
+        command: crate::cli::parked::ParkedCommand,
     },
     /// A simulated agency system that receives deliveries over HTTP (for the demo).
     DemoAgency {
@@ -174,9 +184,9 @@ pub enum ReferralCommand {
 #[derive(Debug, Subcommand)]
 pub enum CaseCommand {
     #[command(flatten)]
-    Work(crate::casework_cli::WorkCommand),
+    Work(crate::cli::casework::WorkCommand),
     #[command(flatten)]
-    Plan(crate::plan_cli::PlanCommand),
+    Plan(crate::cli::plan::PlanCommand),
     /// Show a case as an agency may see it (only the fields its policy permits).
     Show {
         case_id: String,
@@ -249,7 +259,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     )
                 );
                 for s in &r.proposed_services {
-                    crate::services_cli::print_service(s, l);
+                    crate::cli::services::print_service(s, l);
                 }
             }
             if r.replayed {
@@ -305,37 +315,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Case {
             command: CaseCommand::Work(w),
-        } => crate::casework_cli::run_work(w).await,
+        } => crate::cli::casework::run_work(w).await,
         Command::Case {
             command: CaseCommand::Plan(p),
-        } => crate::plan_cli::run_plan(p).await,
+        } => crate::cli::plan::run_plan(p).await,
         Command::ServiceReferral { command } => {
-            crate::plan_cli::run_service_referral(command).await
+            crate::cli::plan::run_service_referral(command).await
         }
-        Command::Services { command } => crate::services_cli::run(command).await,
-        Command::Consent { command } => crate::consent_cli::run(command).await,
-        Command::Export(args) => crate::notices_cli::run_export(args).await,
-        Command::Notices { command } => crate::notices_cli::run_notices(command).await,
+        Command::Services { command } => crate::cli::services::run(command).await,
+        Command::Consent { command } => crate::cli::consent::run(command).await,
+        Command::Export(args) => crate::cli::notices::run_export(args).await,
+        Command::Notices { command } => crate::cli::notices::run_notices(command).await,
         Command::CashAssistance { command } => {
-            crate::cash_cli::run(command, || settings(cli.config.as_ref())).await
+            crate::cli::cash::run(command, || settings(cli.config.as_ref())).await
         }
         Command::Audit { command } => {
-            crate::audit_cli::run(command, settings(cli.config.as_ref())?).await
+            crate::cli::audit::run(command, settings(cli.config.as_ref())?).await
         }
         Command::Parked { command } => {
-            crate::parked_cli::run(command, settings(cli.config.as_ref())?).await
+            crate::cli::parked::run(command, settings(cli.config.as_ref())?).await
         }
-        Command::BreakGlass { command } => crate::consent_cli::run_break_glass(command).await,
-        Command::Staff { command } => crate::casework_cli::run_staff(command).await,
+        Command::BreakGlass { command } => crate::cli::consent::run_break_glass(command).await,
+        Command::Staff { command } => crate::cli::casework::run_staff(command).await,
         Command::Person { command } => {
-            crate::person_cli::run(command, settings(cli.config.as_ref())?).await
+            crate::cli::person::run(command, settings(cli.config.as_ref())?).await
         }
-        Command::Escalations { who } => crate::casework_cli::run_escalations(who).await,
+        Command::Escalations { who } => crate::cli::casework::run_escalations(who).await,
         Command::Indicators { governorate, who } => {
-            crate::casework_cli::run_indicators(governorate, who).await
+            crate::cli::casework::run_indicators(governorate, who).await
         }
         Command::Statistics { governorate, who } => {
-            crate::casework_cli::run_statistics(governorate, who).await
+            crate::cli::casework::run_statistics(governorate, who).await
         }
         Command::Agencies { who } => {
             let channel = client::connect(&who.client, &who.agency).await?;

@@ -7,7 +7,7 @@ use himaya_proto::v1 as pb;
 use himaya_record::ServiceType;
 use pb::directory_client::DirectoryClient;
 
-use crate::casework_cli::{req, Who};
+use crate::cli::casework::{req, Who};
 use crate::client::{connect, explain, Lang};
 
 /// What an agency says about one of its services.

@@ -7,7 +7,7 @@ use clap::Subcommand;
 use himaya_proto::v1 as pb;
 use serde::Deserialize;
 
-use crate::casework_cli::{client, print_change, req, Who};
+use crate::cli::casework::{client, print_change, req, Who};
 use crate::client::{explain, Lang};
 
 #[derive(Debug, Subcommand)]

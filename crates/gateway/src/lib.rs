@@ -10,6 +10,8 @@
 //! replaced by the proven identity before any handler runs. With `grpc.dev_identity`
 //! (loopback only) the header is trusted as sent.
 
+pub mod errors;
+
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -19,7 +21,7 @@ use himaya_record::AgencyType;
 use himaya_settings::{agency_certificate_name, Settings, WEB_COMPONENT_NAME};
 use http::{HeaderValue, Request, Response};
 use rustls_pki_types::{CertificateDer, ServerName};
-use tonic::body::BoxBody;
+use tonic::body::Body as BoxBody;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::Status;
 
@@ -244,7 +246,7 @@ where
                 let answer = self.inner.call(req);
                 Either::Left(Box::pin(async move {
                     answer.await.map(|mut r| {
-                        crate::grpc_errors::mend(r.headers_mut(), lang, said_lang, max);
+                        crate::errors::mend(r.headers_mut(), lang, said_lang, max);
                         r
                     })
                 }))

@@ -10,7 +10,7 @@ use himaya_proto::convert::purpose_to;
 use himaya_proto::v1 as pb;
 use himaya_record::Purpose;
 
-use crate::casework_cli::{req, Who};
+use crate::cli::casework::{req, Who};
 use crate::client::{connect, explain, Lang};
 
 #[derive(Debug, clap::Args)]

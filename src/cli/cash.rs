@@ -53,7 +53,7 @@ pub enum CashCommand {
         #[arg(long)]
         after: Option<String>,
         #[command(flatten)]
-        who: crate::casework_cli::Who,
+        who: crate::cli::casework::Who,
     },
 }
 
@@ -89,7 +89,7 @@ pub async fn run(
 async fn export(
     out: PathBuf,
     after: Option<String>,
-    who: crate::casework_cli::Who,
+    who: crate::cli::casework::Who,
 ) -> anyhow::Result<()> {
     use himaya_connector_cash_assistance::enrolment;
     use himaya_proto::v1 as pb;
@@ -102,7 +102,7 @@ async fn export(
         after_case_id: after.unwrap_or_default(),
     };
     let mut stream = cases
-        .export_cases(crate::casework_cli::req(msg, &who)?)
+        .export_cases(crate::cli::casework::req(msg, &who)?)
         .await
         .map_err(fail)?
         .into_inner();

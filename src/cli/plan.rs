@@ -10,7 +10,7 @@ use himaya_record::service_referral::{AbilityToPay, MedicalCoverage};
 use pb::service_referrals_client::ServiceReferralsClient;
 use serde::Deserialize;
 
-use crate::casework_cli::{client, print_change, req, Who};
+use crate::cli::casework::{client, print_change, req, Who};
 use crate::client::{connect, explain, Lang};
 
 #[derive(Debug, Subcommand)]
