@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use himaya_component::{Component, Context, StartError, Started};
-use himaya_connect::Wire;
+use himaya_connect::{Standard, Wire};
 use himaya_settings::{Protocol, Settings};
 
 /// The connectors as a component of the hub: deliveries out (`himaya_connect`), answers
@@ -65,54 +65,37 @@ fn webhook_client(settings: &Settings, grpc_addr: SocketAddr) -> crate::webhooks
     }
 }
 
-/// Every protocol this build speaks, with its mapping from `connectors/` and the
-/// deployment's choices for it (`[standards]`).
+/// Every standard this build speaks: **the one place a connector is added** (its folder
+/// under `connectors/` implements [`Standard`]; its name is a `Protocol` in settings).
+pub fn standards() -> Vec<Arc<dyn Standard>> {
+    vec![
+        Arc::new(himaya_connect::envelope::HimayaJson),
+        Arc::new(himaya_connector_health::FhirR4),
+        Arc::new(himaya_connector_social_affairs::PrimeroV2),
+        Arc::new(himaya_connector_justice::JusticeMinimal),
+        Arc::new(himaya_connector_cash_assistance::SpdciRegistry),
+        Arc::new(himaya_connector_schools::School),
+        Arc::new(himaya_connector_emergency_line::EmergencyLine),
+    ]
+}
+
+/// Each standard's outbound mapping, with the deployment's choices for it (`[standards]`).
 pub fn wires(settings: &Settings) -> HashMap<Protocol, Arc<dyn Wire>> {
-    let standards = &settings.standards;
-    let all: Vec<(Protocol, Arc<dyn Wire>)> = vec![
-        (
-            Protocol::HimayaJson,
-            Arc::new(himaya_connect::envelope::Envelope),
-        ),
-        (
-            Protocol::FhirR4,
-            Arc::new(himaya_connector_health::Fhir::new(&standards.fhir)),
-        ),
-        (
-            Protocol::PrimeroV2,
-            Arc::new(himaya_connector_social_affairs::Primero::new(standards)),
-        ),
-        (
-            Protocol::JusticeMinimal,
-            Arc::new(himaya_connector_justice::Justice),
-        ),
-        (
-            Protocol::SpdciRegistry,
-            Arc::new(himaya_connector_cash_assistance::Spdci::new(
-                standards.spdci.clone(),
-            )),
-        ),
-        (
-            Protocol::School,
-            Arc::new(himaya_connector_schools::SchoolWire),
-        ),
-        (
-            Protocol::EmergencyLine,
-            Arc::new(himaya_connector_emergency_line::EmergencyLineWire),
-        ),
-    ];
-    all.into_iter().collect()
+    standards()
+        .iter()
+        .map(|s| (s.protocol(), s.wire(settings)))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn every_protocol_has_a_wire() {
+    fn every_protocol_has_one_standard_and_routes_are_unique() {
         use himaya_settings::Protocol::*;
         let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
         let settings = himaya_settings::Settings::load(&config, None).unwrap();
         let wires = super::wires(&settings);
-        for p in [
+        let all = [
             HimayaJson,
             FhirR4,
             PrimeroV2,
@@ -120,8 +103,23 @@ mod tests {
             SpdciRegistry,
             School,
             EmergencyLine,
-        ] {
-            assert_eq!(wires.get(&p).map(|w| w.protocol()), Some(p.as_str()));
+        ];
+        for p in all {
+            assert!(wires.contains_key(&p), "no standard for {}", p.as_str());
         }
+        assert_eq!(
+            super::standards().len(),
+            all.len(),
+            "a protocol has two standards"
+        );
+        let routes = crate::webhooks::Route::all();
+        let mut names: Vec<_> = routes.iter().map(|r| r.name()).collect();
+        let mut paths: Vec<_> = routes.iter().map(|r| r.path()).collect();
+        names.sort_unstable();
+        names.dedup();
+        paths.sort_unstable();
+        paths.dedup();
+        assert_eq!((names.len(), paths.len()), (routes.len(), routes.len()));
+        assert_eq!(routes.len(), 6);
     }
 }

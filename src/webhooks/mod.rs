@@ -57,9 +57,12 @@ pub fn start(
         return (tasks, None);
     };
     let mut router = Router::new();
-    for route in Route::ALL.into_iter().filter(|r| *r != Route::FhirTask) {
+    for route in Route::all()
+        .into_iter()
+        .filter(|r| !r.is(Route::fhir_task()))
+    {
         router = router.route(
-            route.path(),
+            &route.path(),
             post(move |s, p, h, b| receive(route, s, p, h, b)),
         );
     }
@@ -67,7 +70,7 @@ pub fn start(
         // FHIR's create (`POST [base]/Task`) and update in place (`PUT [base]/Task/<id>`),
         // and what the endpoint does (`GET [base]/metadata`).
         .route(
-            Route::FhirTask.path(),
+            &Route::fhir_task().path(),
             post(|s, p, h, b| receive_task(true, s, p, h, b)),
         )
         .route(
@@ -263,9 +266,7 @@ async fn receive(
     // A refusal names the webhook called, except to a caller that did not prove who it
     // is: the path's agency is only its claim.
     let instance = match &outcome {
-        Err(r) if r.status != StatusCode::UNAUTHORIZED => {
-            Some(route.path().replace(":agency", &agency))
-        }
+        Err(r) if r.status != StatusCode::UNAUTHORIZED => Some(route.instance(&agency)),
         _ => None,
     };
     reply_at(
@@ -287,7 +288,7 @@ async fn receive_task(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
-    let outcome = handle(Route::FhirTask, &app, &agency, &headers, body).await;
+    let outcome = handle(Route::fhir_task(), &app, &agency, &headers, body).await;
     let replayed = matches!(outcome, Ok((_, _, true, _)));
     let (status, answer, task) = match outcome {
         Ok((status, answer, _, task)) => (status, answer, task),

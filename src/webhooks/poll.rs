@@ -199,7 +199,7 @@ async fn pull(
             }
             let changed = pull::last_updated(&case).map(str::to_owned);
             let wrapped = json!({ "data": case });
-            match routes::process(Route::PrimeroCase, app, agency, &wrapped).await {
+            match routes::process(Route::primero_case(), app, agency, &wrapped).await {
                 Ok(_) => taken += 1,
                 // Only a case that can never be taken as it is (its content refused) is
                 // parked; anything else (the hub busy, a permission or conflict to sort
@@ -226,7 +226,7 @@ async fn pull(
                         "INSERT INTO inbound_parked (agency_id, route, message_id, http_status, reason) VALUES ($1, $2, $3, $4, $5)",
                     )
                     .bind(agency)
-                    .bind(Route::PrimeroCase.name())
+                    .bind(Route::primero_case().name())
                     .bind(message_id)
                     .bind(i32::from(r.status.as_u16()))
                     .bind(reason)

@@ -4,7 +4,7 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use himaya_connect::StatusChange;
+use himaya_connect::{Ask, Inbound, Intake, StatusChange};
 use himaya_proto::convert::{purpose_to, referral_details_to_pb, source_to};
 use himaya_proto::v1 as pb;
 use himaya_record::{AgencyType, Purpose, ReferralDetails, SourceKind};
@@ -15,168 +15,86 @@ use tonic::Code;
 use super::hub_client::refusal;
 use super::{authenticate, reply, App, Refusal};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    /// A health agency's FHIR Task status change.
-    FhirTask,
-    /// A justice agency's status or hearing outcome.
-    JusticeStatus,
-    /// A case a Primero-run directorate pushes: an agency referral into the hub.
-    PrimeroCase,
-    /// A Primero referral or transfer accepted, rejected or done.
-    PrimeroReferral,
-    /// A school system's referral.
-    SchoolReferral,
-    /// An emergency line escalation.
-    HotlineEscalation,
+/// A webhook route: one of a standard's inbound routes, from the registry of standards
+/// (`crate::connectors::standards`).
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    protocol: Protocol,
+    inbound: &'static Inbound,
 }
 
 impl Route {
-    pub const ALL: [Route; 6] = [
-        Route::FhirTask,
-        Route::JusticeStatus,
-        Route::PrimeroCase,
-        Route::PrimeroReferral,
-        Route::SchoolReferral,
-        Route::HotlineEscalation,
-    ];
+    /// Every standard's inbound routes.
+    pub fn all() -> Vec<Route> {
+        crate::connectors::standards()
+            .iter()
+            .flat_map(|s| {
+                let protocol = s.protocol();
+                s.inbound()
+                    .iter()
+                    .map(move |inbound| Route { protocol, inbound })
+            })
+            .collect()
+    }
 
-    pub fn path(self) -> &'static str {
-        match self {
-            Route::FhirTask => "/agencies/{agency}/fhir/Task",
-            Route::JusticeStatus => "/agencies/{agency}/justice/status",
-            Route::PrimeroCase => "/agencies/{agency}/primero/api/v2/cases",
-            Route::PrimeroReferral => "/agencies/{agency}/primero/api/v2/referrals",
-            Route::SchoolReferral => "/agencies/{agency}/school/referrals",
-            Route::HotlineEscalation => "/agencies/{agency}/hotline/escalations",
+    /// A health agency's FHIR Task (created with `POST`, updated with `PUT`).
+    pub fn fhir_task() -> Route {
+        Route {
+            protocol: Protocol::FhirR4,
+            inbound: &himaya_connector_health::TASK,
         }
     }
 
-    /// Whether the message id is the agency's own, one per message. Derived ids (a FHIR
-    /// Task's version, a Primero record's state) legitimately come back with other field
-    /// values, so only the agency's own ids are checked against the body.
+    /// A Primero case, pushed or pulled.
+    pub fn primero_case() -> Route {
+        Route {
+            protocol: Protocol::PrimeroV2,
+            inbound: &himaya_connector_social_affairs::CASE,
+        }
+    }
+
+    /// An emergency line escalation (whose rights the line's follow-ups share).
+    pub fn hotline_escalation() -> Route {
+        Route {
+            protocol: Protocol::EmergencyLine,
+            inbound: &himaya_connector_emergency_line::ESCALATION,
+        }
+    }
+
+    /// The route's path, `{agency}` to be matched.
+    pub fn path(self) -> String {
+        format!("/agencies/{{agency}}/{}", self.inbound.path)
+    }
+
+    /// The path an agency posted to.
+    pub fn instance(self, agency: &str) -> String {
+        format!("/agencies/{agency}/{}", self.inbound.path)
+    }
+
     pub fn own_message_id(self) -> bool {
-        matches!(
-            self,
-            Route::JusticeStatus | Route::SchoolReferral | Route::HotlineEscalation
-        )
+        self.inbound.own_message_id
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Route::FhirTask => "fhir_task",
-            Route::JusticeStatus => "justice_status",
-            Route::PrimeroCase => "primero_case",
-            Route::PrimeroReferral => "primero_referral",
-            Route::SchoolReferral => "school_referral",
-            Route::HotlineEscalation => "hotline_escalation",
-        }
+        self.inbound.name
     }
 
     pub fn protocol(self) -> Protocol {
-        match self {
-            Route::FhirTask => Protocol::FhirR4,
-            Route::JusticeStatus => Protocol::JusticeMinimal,
-            Route::PrimeroCase | Route::PrimeroReferral => Protocol::PrimeroV2,
-            Route::SchoolReferral => Protocol::School,
-            Route::HotlineEscalation => Protocol::EmergencyLine,
-        }
+        self.protocol
     }
 
     pub fn agency_types(self) -> &'static [AgencyType] {
-        match self {
-            Route::FhirTask => &[AgencyType::Health],
-            Route::JusticeStatus => &[AgencyType::Justice],
-            Route::PrimeroCase | Route::PrimeroReferral => &[AgencyType::SocialAffairs],
-            Route::SchoolReferral => &[AgencyType::School],
-            Route::HotlineEscalation => &[AgencyType::EmergencyLine],
-        }
+        self.inbound.agency_types
     }
-}
 
-/// What a payload asks of the hub, once read.
-enum Ask {
-    Status(StatusChange),
-    Referral {
-        message_id: String,
-        kind: Intake,
-        details: Box<ReferralDetails>,
-    },
-}
-
-enum Intake {
-    School {
-        officer_ref: String,
-    },
-    Hotline {
-        call_ref: String,
-        operator_ref: String,
-    },
-    /// An agency's own case; `record`: its id in the agency's system.
-    Agency {
-        record: String,
-    },
-}
-
-impl Intake {
-    /// The agency's own id for what it sent, kept so the hub's feedback can name it.
-    fn record(&self) -> Option<&str> {
-        match self {
-            Intake::Agency { record } => Some(record),
-            _ => None,
-        }
+    /// The same route as `other`.
+    pub fn is(self, other: Route) -> bool {
+        self.inbound.name == other.inbound.name
     }
 }
 
 fn read(route: Route, app: &App, agency: &str, v: &Value) -> Result<Ask, Refusal> {
-    let standards = &app.settings.standards;
-    Ok(match route {
-        Route::FhirTask => Ask::Status(himaya_connector_health::task::status_change_with(
-            v,
-            &himaya_connector_health::mapping::Systems::new(&standards.fhir),
-        )?),
-        Route::JusticeStatus => Ask::Status(himaya_connector_justice::status::status_change(v)?),
-        Route::PrimeroReferral => Ask::Status(
-            himaya_connector_social_affairs::inbound::referral_status(v)?,
-        ),
-        Route::PrimeroCase => {
-            // The agency's own Primero form: its lookup values read back as the hub's words.
-            let form = standards
-                .primero
-                .get(agency)
-                .map(himaya_connector_social_affairs::Profile::new)
-                .unwrap_or_default();
-            let c = himaya_connector_social_affairs::inbound::case_referral_with(v, &form)?;
-            Ask::Referral {
-                message_id: c.message_id,
-                kind: Intake::Agency {
-                    record: c.record_id,
-                },
-                details: Box::new(c.details),
-            }
-        }
-        Route::SchoolReferral => {
-            let s = himaya_connector_schools::inbound::school_referral(v)?;
-            Ask::Referral {
-                message_id: s.message_id,
-                kind: Intake::School {
-                    officer_ref: s.officer_ref,
-                },
-                details: Box::new(s.referral),
-            }
-        }
-        Route::HotlineEscalation => {
-            let e = himaya_connector_emergency_line::inbound::escalation(v)?;
-            Ask::Referral {
-                message_id: e.message_id,
-                kind: Intake::Hotline {
-                    call_ref: e.call_ref,
-                    operator_ref: e.operator_ref,
-                },
-                details: Box::new(e.referral),
-            }
-        }
-    })
+    Ok((route.inbound.read)(&app.settings, agency, v)?)
 }
 
 /// Reads the payload, answers a message seen before as it was answered, else makes the
@@ -193,10 +111,7 @@ pub(super) async fn process(
     {
         details.child.governorate = a.place_named(&details.child.governorate).to_owned();
     }
-    let message_id = match &ask {
-        Ask::Status(c) => c.message_id.clone(),
-        Ask::Referral { message_id, .. } => message_id.clone(),
-    };
+    let message_id = ask.message_id().to_owned();
     let digest = body_digest(v);
     let seen: Option<(i32, Value, Option<String>)> = sqlx::query_as(
         "SELECT http_status, answer, body_sha256 FROM inbound_messages WHERE agency_id = $1 AND message_id = $2",
@@ -268,7 +183,7 @@ pub(super) async fn task_known(app: &App, agency: &str, task: &Value, id: &str) 
             AND message_id <> $4)",
     )
     .bind(agency)
-    .bind(Route::FhirTask.name())
+    .bind(Route::fhir_task().name())
     .bind(&prefix)
     .bind(&this.message_id)
     .fetch_one(&app.pool)
@@ -440,7 +355,12 @@ pub(super) async fn follow_up(
             .unwrap_or(""),
     );
     let outcome = async {
-        authenticate(&app.settings, &agency, &headers, Route::HotlineEscalation)?;
+        authenticate(
+            &app.settings,
+            &agency,
+            &headers,
+            Route::hotline_escalation(),
+        )?;
         let mut client = pb::cases_client::CasesClient::new(app.hub.channel(&agency).await?);
         let req = pb::GetCaseRequest {
             case_id,

@@ -38,10 +38,6 @@ impl Spdci {
 }
 
 impl Wire for Spdci {
-    fn protocol(&self) -> &'static str {
-        "spdci_registry"
-    }
-
     fn outbound(&self, d: &DeliveryRequested, case: &SharedCase) -> Result<Outbound, MappingError> {
         let paths = PlainPaths {
             referral: "/registry/sync/search",

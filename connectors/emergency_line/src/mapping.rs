@@ -10,10 +10,6 @@ use serde_json::json;
 pub struct EmergencyLineWire;
 
 impl Wire for EmergencyLineWire {
-    fn protocol(&self) -> &'static str {
-        "emergency_line"
-    }
-
     fn outbound(&self, d: &DeliveryRequested, case: &SharedCase) -> Result<Outbound, MappingError> {
         let paths = PlainPaths {
             referral: "/himaya/cases",

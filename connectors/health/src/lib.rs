@@ -14,3 +14,41 @@ pub mod mapping;
 pub mod task;
 
 pub use mapping::Fhir;
+
+use std::sync::Arc;
+
+use himaya_connect::{Ask, Inbound, InboundError, Standard, Wire};
+use himaya_record::AgencyType;
+use himaya_settings::{Protocol, Settings};
+use serde_json::Value;
+
+/// HL7 FHIR R4, both directions.
+pub struct FhirR4;
+
+impl Standard for FhirR4 {
+    fn protocol(&self) -> Protocol {
+        Protocol::FhirR4
+    }
+
+    fn wire(&self, settings: &Settings) -> Arc<dyn Wire> {
+        Arc::new(Fhir::new(&settings.standards.fhir))
+    }
+
+    fn inbound(&self) -> &'static [Inbound] {
+        &[TASK]
+    }
+}
+
+/// A health agency's Task status change (`POST fhir/Task`, and `PUT fhir/Task/<id>`).
+pub const TASK: Inbound = Inbound {
+    name: "fhir_task",
+    path: "fhir/Task",
+    agency_types: &[AgencyType::Health],
+    own_message_id: false,
+    read: read_task,
+};
+
+fn read_task(settings: &Settings, _agency: &str, v: &Value) -> Result<Ask, InboundError> {
+    let systems = mapping::Systems::new(&settings.standards.fhir);
+    Ok(Ask::Status(task::status_change_with(v, &systems)?))
+}

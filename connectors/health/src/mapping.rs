@@ -101,10 +101,6 @@ impl Fhir {
 }
 
 impl Wire for Fhir {
-    fn protocol(&self) -> &'static str {
-        "fhir_r4"
-    }
-
     fn outbound(&self, d: &DeliveryRequested, case: &SharedCase) -> Result<Outbound, MappingError> {
         let body = match DeliveryKind::of(d)? {
             DeliveryKind::Outcome => {

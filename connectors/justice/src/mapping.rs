@@ -10,10 +10,6 @@ use serde_json::{json, Value};
 pub struct Justice;
 
 impl Wire for Justice {
-    fn protocol(&self) -> &'static str {
-        "justice_minimal"
-    }
-
     fn outbound(&self, d: &DeliveryRequested, case: &SharedCase) -> Result<Outbound, MappingError> {
         let paths = PlainPaths {
             referral: "/legal-referrals",

@@ -10,10 +10,6 @@ use serde_json::{json, Value};
 pub struct SchoolWire;
 
 impl Wire for SchoolWire {
-    fn protocol(&self) -> &'static str {
-        "school"
-    }
-
     fn outbound(&self, d: &DeliveryRequested, case: &SharedCase) -> Result<Outbound, MappingError> {
         let paths = PlainPaths {
             referral: "/himaya/referrals",

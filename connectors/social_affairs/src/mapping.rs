@@ -46,10 +46,6 @@ impl Primero {
 }
 
 impl Wire for Primero {
-    fn protocol(&self) -> &'static str {
-        "primero_v2"
-    }
-
     fn outbound(&self, d: &DeliveryRequested, case: &SharedCase) -> Result<Outbound, MappingError> {
         self.outbound_about(d, case, &[])
     }

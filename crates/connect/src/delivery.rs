@@ -32,6 +32,8 @@ pub struct DeliveryConnector {
     /// The agency's base URL (or full URL for the hub's own envelope).
     pub endpoint: String,
     pub wire: Arc<dyn Wire>,
+    /// The standard `wire` writes (recorded with each delivery).
+    pub protocol: himaya_settings::Protocol,
     /// How the hub proves itself to the agency's system (shared with its poller).
     pub credentials: Arc<Credentials>,
     /// The agency's codes for governorates (`agencies.<id>.place_codes`).
@@ -123,7 +125,7 @@ impl DeliveryConnector {
         )
         .bind(&d.message_id)
         .bind(&d.agency_id)
-        .bind(self.wire.protocol())
+        .bind(self.protocol.as_str())
         .bind(&d.case_id)
         .bind(&d.referral_id)
         .bind(&d.idempotency_key)

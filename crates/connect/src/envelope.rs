@@ -11,10 +11,6 @@ use crate::wire::{Outbound, Wire};
 pub struct Envelope;
 
 impl Wire for Envelope {
-    fn protocol(&self) -> &'static str {
-        "himaya_json"
-    }
-
     fn outbound(&self, d: &DeliveryRequested, _: &SharedCase) -> Result<Outbound, MappingError> {
         // The document goes as the consent layer redacted it, field for field.
         let case: serde_json::Value = serde_json::from_str(&d.document_json)
@@ -39,6 +35,19 @@ impl Wire for Envelope {
             body["kind"] = json!(d.kind);
         }
         Ok(Outbound::json("", body))
+    }
+}
+
+/// The hub's own JSON envelope, for an agency without a standard of its own.
+pub struct HimayaJson;
+
+impl crate::Standard for HimayaJson {
+    fn protocol(&self) -> himaya_settings::Protocol {
+        himaya_settings::Protocol::HimayaJson
+    }
+
+    fn wire(&self, _: &himaya_settings::Settings) -> std::sync::Arc<dyn Wire> {
+        std::sync::Arc::new(Envelope)
     }
 }
 

@@ -13,6 +13,7 @@ pub mod executor;
 pub mod inbound;
 pub mod metrics;
 pub mod shared;
+pub mod standard;
 pub mod submission;
 pub mod testing;
 pub mod wire;
@@ -32,6 +33,7 @@ pub use delivery::DeliveryConnector;
 pub use executor::{Call, Executor, Method, Outcome, TransientError};
 pub use inbound::{InboundError, StatusChange};
 pub use shared::{MappingError, SharedCase, SharedNotice, SharedOutcome};
+pub use standard::{Ask, Inbound, Intake, Standard};
 pub use wire::{plain_outbound, DeliveryKind, Outbound, PlainPaths, Wire};
 
 /// The schema of the connectors' own tables.
@@ -118,6 +120,7 @@ pub async fn start(
             agency_id: id.clone(),
             endpoint: endpoint.clone(),
             wire,
+            protocol: agency.protocol,
             credentials: credentials
                 .entry(id.clone())
                 .or_insert_with(|| Arc::new(Credentials::of(agency)))

@@ -65,9 +65,6 @@ impl DeliveryKind {
 
 /// An agency's standard, as the delivery consumer sees it.
 pub trait Wire: Send + Sync + 'static {
-    /// The protocol's name in configuration and in the deliveries table.
-    fn protocol(&self) -> &'static str;
-
     /// The request that carries `d` (whose redacted case is `case`) to the agency.
     fn outbound(&self, d: &DeliveryRequested, case: &SharedCase) -> Result<Outbound, MappingError>;
 
