@@ -4,7 +4,7 @@
 //! names, so many children share a name, as in the field; each lookup is a re-spelling of
 //! a stored child (diacritics, ة/ه, ى/ي, عبد ال… joined or not, an estimated age).
 
-#[path = "../tests/helpers/mod.rs"]
+#[path = "../tests/it/helpers/mod.rs"]
 mod helpers;
 
 use std::time::{Duration, Instant};

@@ -11,7 +11,7 @@
 //! Rate and length: HIMAYA_BENCH_PAGE_RATE (default 50 per second),
 //! HIMAYA_BENCH_PAGE_SECS (default 20 seconds per page and per side).
 
-#[path = "../tests/helpers/mod.rs"]
+#[path = "../tests/it/helpers/mod.rs"]
 mod helpers;
 
 use std::net::SocketAddr;

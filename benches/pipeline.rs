@@ -10,7 +10,7 @@
 //! the same record; a bulk export next to a raw scan of the same records.
 //! Sizes: HIMAYA_BENCH_RAW (default 5000 messages), HIMAYA_BENCH_REFERRALS (default 400).
 
-#[path = "../tests/helpers/mod.rs"]
+#[path = "../tests/it/helpers/mod.rs"]
 mod helpers;
 
 use std::time::{Duration, Instant};

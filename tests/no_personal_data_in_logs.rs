@@ -4,6 +4,7 @@
 //! with every component logging at trace level; the test fails if a canary appears in
 //! any captured log line, error message or panic.
 
+#[path = "it/helpers/mod.rs"]
 mod helpers;
 
 use std::io::Write;

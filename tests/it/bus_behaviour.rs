@@ -2,11 +2,9 @@
 //! blocking the queue, a redelivered event has one effect, the hub heals after losing its
 //! broker connections, and gRPC health and reflection are served.
 
-mod helpers;
-
 use std::collections::BTreeMap;
 
-use helpers::*;
+use crate::helpers::*;
 use himaya_bus::{Bus, Exchange, Outgoing, Topology};
 use himaya_events::{encode, keys, Event, ReferralCreated};
 use himaya_proto::v1 as pb;

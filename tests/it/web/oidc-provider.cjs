@@ -1,4 +1,4 @@
-// A ministry's OpenID Connect provider for tests/web/oidc.rs: panva's oidc-provider (a
+// A ministry's OpenID Connect provider for tests/it/web/oidc.rs: panva's oidc-provider (a
 // certified implementation, installed from npm into target/oidc-provider by the test),
 // on a free loopback port, with one client and its built-in development login and
 // consent pages, so that a real browser signs in through the provider's own pages.

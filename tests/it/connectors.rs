@@ -4,12 +4,10 @@
 //! success, rejection (recorded, never repeated), 5xx then success and a timeout then
 //! success (one effect each). And a slow agency delays only itself.
 
-mod helpers;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use helpers::*;
+use crate::helpers::*;
 use himaya_proto::v1 as pb;
 use himaya_record::ServiceType;
 use himaya_settings::Protocol;
@@ -167,10 +165,13 @@ fn envelope() -> Target {
     }
 }
 
-/// A free local port, then closed: the agency is "down" until something listens there.
-async fn free_port() -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    l.local_addr().unwrap()
+/// A local port held but not listening: the agency is "down" (connections are refused)
+/// until the test listens on the same socket. Nothing else can take the port meanwhile.
+fn down_agency() -> (tokio::net::TcpSocket, SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
 }
 
 fn env_for(t: &Target, addr: SocketAddr, env: &mut TestEnv) {
@@ -273,7 +274,7 @@ fn seen_for(agency: &FakeAgency, key: &str) -> Vec<Seen> {
 }
 
 async fn run(t: Target) {
-    let addr = free_port().await;
+    let (socket, addr) = down_agency();
     let mut env = TestEnv::new(None).await;
     env_for(&t, addr, &mut env);
     if let Some(a) = env.settings.agencies.get_mut("mosa-cairo") {
@@ -305,9 +306,7 @@ async fn run(t: Target) {
         );
     }
     let agency = FakeAgency::default();
-    agency
-        .clone()
-        .serve(tokio::net::TcpListener::bind(addr).await.unwrap());
+    agency.clone().serve(socket.listen(1024).unwrap());
     for r in &waiting {
         let (outcome, reference, _, _) = wait_recorded(&pool, r).await;
         assert_eq!(outcome, "delivered");
@@ -348,12 +347,7 @@ async fn run(t: Target) {
         ("rejected", Some(reason), 1)
     );
     assert_one_effect(&pool, &r).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        seen_for(&agency, &key(&r)).len(),
-        1,
-        "a refusal is not asked again"
-    );
+    let refused = r;
 
     // 5xx, then success: two calls with one key, one effect.
     agency.then([Step::Status(503)]);
@@ -362,6 +356,13 @@ async fn run(t: Target) {
     assert_eq!((outcome.as_str(), attempts), ("delivered", 2));
     assert_one_effect(&pool, &r).await;
     assert_eq!(seen_for(&agency, &key(&r)).len(), 2);
+    // The barrier for the refusal above: a later delivery on the agency's queue went
+    // through, and the refused one was still asked only once.
+    assert_eq!(
+        seen_for(&agency, &key(&refused)).len(),
+        1,
+        "a refusal is not asked again"
+    );
 
     // A timeout, then success: one effect.
     agency.then([Step::Slow(900, 201)]);
@@ -709,7 +710,7 @@ async fn a_material_need_case_is_searched_for_in_the_programmes_registry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_outage_parks_nothing() {
     let t = fhir();
-    let addr = free_port().await;
+    let (socket, addr) = down_agency();
     let mut env = TestEnv::new(None).await;
     env_for(&t, addr, &mut env);
     let hub = env.start().await;
@@ -721,9 +722,7 @@ async fn a_long_outage_parks_nothing() {
     }
     tokio::time::sleep(Duration::from_secs(35)).await;
     let agency = FakeAgency::default();
-    agency
-        .clone()
-        .serve(tokio::net::TcpListener::bind(addr).await.unwrap());
+    agency.clone().serve(socket.listen(1024).unwrap());
     for r in &waiting {
         assert_eq!(wait_recorded(&pool, r).await.0, "delivered");
         assert_eq!(seen_for(&agency, &format!("{r}:{}", t.agency)).len(), 1);
@@ -753,6 +752,8 @@ struct LoginState {
     /// The Authorization header of each case taken.
     cases: Vec<String>,
     refused: usize,
+    /// Logins refused for a wrong password.
+    bad_logins: usize,
 }
 
 impl LoginPrimero {
@@ -771,6 +772,7 @@ impl LoginPrimero {
                     if body.0["user"]["user_name"] != "himaya"
                         || body.0["user"]["password"] != s.password.as_str()
                     {
+                        s.bad_logins += 1;
                         return (
                             StatusCode::UNAUTHORIZED,
                             axum::Json(json!({"error": "Invalid User name or password."})),
@@ -862,7 +864,12 @@ async fn the_hub_logs_in_to_primero_and_renews_an_expired_token() {
     server.state.lock().unwrap().password = "rotated".into();
     server.expire();
     let r = refer(&ch, "bad-login", ServiceType::CaseManagement).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The barrier: the hub has tried (and been refused) twice, so the delivery was
+    // handled and held back, not merely not reached yet.
+    eventually(30, "two refused logins", || async {
+        (server.state.lock().unwrap().bad_logins >= 2).then_some(())
+    })
+    .await;
     assert!(
         recorded(&pool, &r).await.is_none(),
         "recorded while the login failed"

@@ -3,9 +3,7 @@
 //! services, once per agency message id; hostile payloads refused with a clear error and
 //! nothing written.
 
-mod helpers;
-
-use helpers::*;
+use crate::helpers::*;
 use himaya_proto::v1 as pb;
 use himaya_settings::{Protocol, SecretString};
 use reqwest::StatusCode;

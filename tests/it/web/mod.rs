@@ -4,22 +4,17 @@
 //! English; and the security rules over plain HTTP (CSRF, session fixation, lockout,
 //! sign-out, second factor). Screenshots go to target/screenshots/ (not committed).
 
-#[path = "web/admin.rs"]
 mod admin;
-#[path = "web/casework.rs"]
 mod casework;
-mod helpers;
-#[path = "web/oidc.rs"]
 mod oidc;
-#[path = "web/operator_audit.rs"]
 mod operator_audit;
 
 use std::process::{Child, Command, Stdio};
 
 use std::time::Duration;
 
+use crate::helpers::*;
 use fantoccini::{ClientBuilder, Locator};
-use helpers::*;
 use himaya_web::people::{self, Role};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -37,17 +32,38 @@ impl Drop for Driver {
     }
 }
 
+/// Starts chromedriver on a port it chooses itself (`--port=0`), read from the line it
+/// prints once it listens.
 async fn driver() -> Driver {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let child = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
+    use std::io::BufRead;
+    let mut child = Command::new("chromedriver")
+        .arg("--port=0")
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("chromedriver must be installed (scripts/test installs chromium-driver)");
+    let stdout = child.stdout.take().unwrap();
+    let started = tokio::task::spawn_blocking(move || {
+        let mut lines = std::io::BufReader::new(stdout);
+        let mut port = None;
+        let mut line = String::new();
+        while port.is_none() && lines.read_line(&mut line).unwrap_or(0) > 0 {
+            port = line
+                .trim()
+                .strip_prefix("ChromeDriver was started successfully on port ")
+                .and_then(|p| p.trim_end_matches('.').parse::<u16>().ok());
+            line.clear();
+        }
+        // Read on until the process ends, so that it never writes into a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
+        port
+    });
+    let port = tokio::time::timeout(Duration::from_secs(20), started)
+        .await
+        .ok()
+        .and_then(|p| p.ok())
+        .flatten()
+        .expect("chromedriver did not say which port it listens on");
     let url = format!("http://127.0.0.1:{port}");
     let status = format!("{url}/status");
     eventually(20, "chromedriver", || async {

@@ -3,9 +3,7 @@
 //! each kind of tampering: modified, deleted, inserted, reordered, and a truncated tail
 //! caught by an exported signed checkpoint.
 
-mod helpers;
-
-use helpers::*;
+use crate::helpers::*;
 use himaya_audit::chain::{entry_hash, Entry, EntryBody, Tamper};
 use himaya_audit::AuditError;
 use himaya_proto::v1 as pb;

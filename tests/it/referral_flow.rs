@@ -2,11 +2,9 @@
 //! RabbitMQ and PostgreSQL and arrives, redacted and exactly once, at a simulated health
 //! agency; bad input is refused with field violations and writes nothing.
 
-mod helpers;
-
 use std::time::Instant;
 
-use helpers::*;
+use crate::helpers::*;
 use himaya_proto::v1 as pb;
 use pb::cases_client::CasesClient;
 use pb::intake_client::IntakeClient;

@@ -2,9 +2,7 @@
 //! caseloads, reviews, every closure reason and its rules, reopening, refusals that write
 //! nothing, and a deadline that fires once, after a restart.
 
-mod helpers;
-
-use helpers::*;
+use crate::helpers::*;
 use himaya_proto::v1 as pb;
 use pb::case_work_client::CaseWorkClient;
 use pb::intake_client::IntakeClient;

@@ -75,7 +75,7 @@ async fn provider(web_port: u16, accounts: serde_json::Value, name: &str) -> Pro
         "accounts": accounts,
     });
     let mut child = Command::new("node")
-        .arg(root.join("tests/web/oidc-provider.cjs"))
+        .arg(root.join("tests/it/web/oidc-provider.cjs"))
         .arg(config.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -108,11 +108,6 @@ async fn provider(web_port: u16, accounts: serde_json::Value, name: &str) -> Pro
         ),
     }
     p
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 /// `[web.oidc]` for a provider at `issuer`, for mosa-cairo's people: the login is
@@ -179,11 +174,12 @@ async fn through_the_provider(c: &fantoccini::Client, base: &str, login: &str, s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caseworker_signs_in_through_the_ministry_provider_in_a_real_browser() {
-    let web_port = free_port();
+    let (reserved, web_port) = reserved_port();
     let idp = provider(web_port, accounts(), "browser").await;
     let mut env = TestEnv::new(None).await;
     oidc_settings(&mut env, web_port, &idp.issuer);
     let hub = env.start().await;
+    drop(reserved);
     let base = format!("http://localhost:{web_port}");
     let pool = env.pool().await;
     // A supervisor made here before, with a password and a second factor: their ministry
@@ -344,11 +340,12 @@ async fn refused(r: reqwest::Response, status: u16, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_replayed_or_foreign_oidc_answer_is_refused_without_a_session() {
-    let web_port = free_port();
+    let (reserved, web_port) = reserved_port();
     let idp = provider(web_port, accounts(), "http").await;
     let mut env = TestEnv::new(None).await;
     oidc_settings(&mut env, web_port, &idp.issuer);
     let hub = env.start().await;
+    drop(reserved);
     let base = format!("http://127.0.0.1:{web_port}");
     let pool = env.pool().await;
     let not_here = "لم يبدأ طلب الدخول هذا من هذا المتصفح";
@@ -425,12 +422,14 @@ async fn a_wrong_replayed_or_foreign_oidc_answer_is_refused_without_a_session() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_oidc_provider_leaves_the_web_front_and_local_sign_in_working() {
-    let web_port = free_port();
+    let (reserved, web_port) = reserved_port();
     // Nothing listens there.
-    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let (_nobody, nowhere_port) = reserved_port();
+    let nowhere = format!("http://127.0.0.1:{nowhere_port}");
     let mut env = TestEnv::new(None).await;
     oidc_settings(&mut env, web_port, &nowhere);
     let hub = env.start().await;
+    drop(reserved);
     officer(&env, "local.officer").await;
     let base = format!("http://127.0.0.1:{web_port}");
 

@@ -3,9 +3,7 @@
 //! it and logged; a withdrawn consent leaves its case out (the refusal logged); and an
 //! agency without a connector collects its withdrawal notice and acknowledges it.
 
-mod helpers;
-
-use helpers::*;
+use crate::helpers::*;
 use himaya_proto::v1 as pb;
 use pb::cases_client::CasesClient;
 use tonic::transport::Channel;

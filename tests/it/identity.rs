@@ -5,13 +5,11 @@
 //! in the disclosure log. The RPCs are read from the compiled contracts, so an RPC added
 //! later is swept without editing this file.
 
-mod helpers;
-
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
+use crate::helpers::*;
 use bytes::{Buf, BufMut};
-use helpers::*;
 use himaya::dev_certs::{self, DevCerts};
 use himaya::hub::Hub;
 use himaya_gateway::{person_rule_for, rule_for, Callers};

@@ -550,3 +550,16 @@ pub async fn parked_reasons(
     bus.close().await;
     reasons
 }
+
+/// A loopback port reserved for a server the test starts later by its address (the web
+/// front, whose port an OIDC provider must know before the hub starts): bound with
+/// `SO_REUSEADDR` and never listening, so the kernel hands it to nobody else, while the
+/// server can still bind it (Linux lets a socket bind beside bound sockets that do not
+/// listen). Keep the socket until the server is up, then drop it.
+pub fn reserved_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_reuseaddr(true).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
+}

@@ -1,0 +1,19 @@
+//! The hub's end-to-end tests, in one test binary: each module starts the real hub (or
+//! the parts it needs) against real PostgreSQL and RabbitMQ, each test in a database and
+//! a broker vhost of its own, and the web front's in a real Chromium.
+//!
+//! One binary links the hub once instead of once per file. The one test that needs a
+//! process of its own, because it installs a process-wide log subscriber and panic hook
+//! to catch personal data, is `tests/no_personal_data_in_logs.rs`.
+
+mod helpers;
+
+mod bus_behaviour;
+mod case_lifecycle;
+mod connectors;
+mod disclosure_log;
+mod exports_and_notices;
+mod identity;
+mod referral_flow;
+mod web;
+mod webhooks;
