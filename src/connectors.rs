@@ -31,11 +31,12 @@ impl Component for Connectors {
             tasks,
         } = running;
         let client = webhook_client(&ctx.settings, ctx.grpc_addr);
-        let (inbound, server) = crate::webhooks::start(
+        let (inbound, server) = himaya_webhooks::start(
             ctx.settings.clone(),
             pool,
             (executor, credentials),
             client,
+            &standards(),
             ctx.shutdown.clone(),
         );
         let started = Started::default().tasks(tasks).tasks(inbound);
@@ -49,18 +50,18 @@ impl Component for Connectors {
 /// How the webhooks reach the hub's gRPC: `connectors.hub_url` when the connectors run
 /// apart, else this process's own server (over mutual TLS with each agency's certificate
 /// when the hub requires it).
-fn webhook_client(settings: &Settings, grpc_addr: SocketAddr) -> crate::webhooks::HubClient {
+fn webhook_client(settings: &Settings, grpc_addr: SocketAddr) -> himaya_webhooks::HubClient {
     let certs = settings.connectors.client_certs_dir.clone();
     match &settings.connectors.hub_url {
         Some(url) => {
             let tls = url.starts_with("https://");
-            crate::webhooks::HubClient::new(url.clone(), tls.then_some(certs))
+            himaya_webhooks::HubClient::new(url.clone(), tls.then_some(certs))
         }
         None => {
             let tls = settings.grpc.tls.is_some();
             let scheme = if tls { "https" } else { "http" };
             let url = format!("{scheme}://127.0.0.1:{}", grpc_addr.port());
-            crate::webhooks::HubClient::new(url, tls.then_some(certs))
+            himaya_webhooks::HubClient::new(url, tls.then_some(certs))
         }
     }
 }
@@ -112,7 +113,7 @@ mod tests {
             all.len(),
             "a protocol has two standards"
         );
-        let routes = crate::webhooks::Route::all();
+        let routes = himaya_webhooks::Route::all(&super::standards());
         let mut names: Vec<_> = routes.iter().map(|r| r.name()).collect();
         let mut paths: Vec<_> = routes.iter().map(|r| r.path()).collect();
         names.sort_unstable();

@@ -9,4 +9,3 @@ pub mod dev_certs;
 pub mod hub;
 pub mod referral_file;
 pub mod telemetry;
-pub mod webhooks;

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use himaya_component::HttpServer;
-use himaya_connect::InboundError;
+use himaya_connect::{InboundError, Standard};
 use himaya_proto::status::Lang;
 use himaya_settings::{AgencySettings, ExposeSecret, Protocol, Settings};
 use http_api_problem::{HttpApiProblem, PROBLEM_JSON_MEDIA_TYPE};
@@ -45,6 +45,7 @@ pub fn start(
     pool: PgPool,
     (executor, credentials): (Arc<himaya_connect::Executor>, poll::CredentialsById),
     hub: HubClient,
+    standards: &[Arc<dyn Standard>],
     shutdown: CancellationToken,
 ) -> (Vec<JoinHandle<()>>, Option<HttpServer>) {
     let app = App {
@@ -57,7 +58,7 @@ pub fn start(
         return (tasks, None);
     };
     let mut router = Router::new();
-    for route in Route::all()
+    for route in Route::all(standards)
         .into_iter()
         .filter(|r| !r.is(Route::fhir_task()))
     {

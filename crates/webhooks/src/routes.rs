@@ -4,7 +4,9 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use himaya_connect::{Ask, Inbound, Intake, StatusChange};
+use std::sync::Arc;
+
+use himaya_connect::{Ask, Inbound, Intake, Standard, StatusChange};
 use himaya_proto::convert::{purpose_to, referral_details_to_pb, source_to};
 use himaya_proto::v1 as pb;
 use himaya_record::{AgencyType, Purpose, ReferralDetails, SourceKind};
@@ -16,7 +18,7 @@ use super::hub_client::refusal;
 use super::{authenticate, reply, App, Refusal};
 
 /// A webhook route: one of a standard's inbound routes, from the registry of standards
-/// (`crate::connectors::standards`).
+/// (`standards()` in the binary's `src/connectors.rs`).
 #[derive(Debug, Clone, Copy)]
 pub struct Route {
     protocol: Protocol,
@@ -25,8 +27,8 @@ pub struct Route {
 
 impl Route {
     /// Every standard's inbound routes.
-    pub fn all() -> Vec<Route> {
-        crate::connectors::standards()
+    pub fn all(standards: &[Arc<dyn Standard>]) -> Vec<Route> {
+        standards
             .iter()
             .flat_map(|s| {
                 let protocol = s.protocol();
