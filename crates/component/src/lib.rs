@@ -12,7 +12,10 @@
 //! (`himaya up`) is the same code: components reach each other only through gRPC and
 //! the bus.
 
+pub mod caller;
 pub mod listen;
+
+pub use caller::{calling_agency, CallerError};
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -56,11 +56,7 @@ pub enum ConnectError {
     },
 }
 
-impl From<sqlx::Error> for ConnectError {
-    fn from(e: sqlx::Error) -> Self {
-        ConnectError::Store(e.into())
-    }
-}
+himaya_store::from_sqlx!(ConnectError::Store);
 
 /// The running delivery side: its pool (for the webhooks' inbox), executor (metrics) and
 /// each connected agency's credentials (for its poller).

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::future::{self, Either, Ready};
-use himaya_proto::status::Lang;
+use himaya_proto::status::{CallerError, Lang};
 use himaya_record::AgencyType;
 use himaya_settings::{agency_certificate_name, Settings, WEB_COMPONENT_NAME};
 use http::{HeaderValue, Request, Response};
@@ -331,20 +331,12 @@ fn admit<B>(settings: &Settings, req: &mut Request<B>, lang: Lang) -> Result<(),
         if claimed.is_none() && path == PUBLIC_SERVICE_MAP {
             return Ok(());
         }
-        claimed.ok_or_else(|| {
-            Status::unauthenticated(say(
-                "say which agency is calling (x-himaya-agency metadata, or `--as` on the CLI)",
-                "حدّد الجهة المتصلة (x-himaya-agency، أو `--as` في سطر الأوامر)",
-            ))
-        })?
+        claimed.ok_or_else(|| CallerError::Unidentified.status(lang))?
     };
     let Some(agency) = settings.agencies.get(&agency_id) else {
         // The claimed value is the caller's, not ours: neither logged nor echoed.
         tracing::warn!(rpc = %path, claimed_len = agency_id.len(), "call refused: the claimed agency is not in the directory");
-        return Err(Status::permission_denied(say(
-            "x-himaya-agency: the agency named is not in the directory",
-            "x-himaya-agency: الجهة المذكورة غير مسجلة في الدليل",
-        )));
+        return Err(CallerError::Unknown.status(lang));
     };
     let allowed = match rule_for(&path) {
         Some(AnyAgency) => true,

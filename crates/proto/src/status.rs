@@ -161,3 +161,40 @@ pub fn acting(meta: &tonic::metadata::MetadataMap) -> Option<Acting> {
         .collect();
     Some(Acting { person, roles })
 }
+
+/// Why a call names no agency the hub knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallerError {
+    /// No `x-himaya-agency` at all.
+    Unidentified,
+    /// An agency the directory does not have (the claim is never repeated back).
+    Unknown,
+}
+
+impl CallerError {
+    /// What the caller should do, in their language.
+    pub fn message(self, lang: Lang) -> &'static str {
+        match (self, lang) {
+            (CallerError::Unidentified, Lang::English) => {
+                "say which agency is calling (x-himaya-agency metadata, or `--as` on the CLI)"
+            }
+            (CallerError::Unidentified, Lang::Arabic) => {
+                "حدّد الجهة المتصلة (x-himaya-agency، أو `--as` في سطر الأوامر)"
+            }
+            (CallerError::Unknown, Lang::English) => {
+                "x-himaya-agency: the agency named is not in the directory"
+            }
+            (CallerError::Unknown, Lang::Arabic) => {
+                "x-himaya-agency: الجهة المذكورة غير مسجلة في الدليل"
+            }
+        }
+    }
+
+    /// UNAUTHENTICATED for no agency, PERMISSION_DENIED for one the hub does not know.
+    pub fn status(self, lang: Lang) -> tonic::Status {
+        match self {
+            CallerError::Unidentified => tonic::Status::unauthenticated(self.message(lang)),
+            CallerError::Unknown => tonic::Status::permission_denied(self.message(lang)),
+        }
+    }
+}

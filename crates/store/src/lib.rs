@@ -19,6 +19,20 @@ use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
 pub use relay::run_relay;
 
+/// `From<sqlx::Error>` for a service's error type, through its variant holding a
+/// [`StoreError`], so that `?` works on a query directly:
+/// `himaya_store::from_sqlx!(CasesError::Store);`
+#[macro_export]
+macro_rules! from_sqlx {
+    ($error:ident :: $variant:ident) => {
+        impl From<::sqlx::Error> for $error {
+            fn from(e: ::sqlx::Error) -> Self {
+                $error::$variant($crate::StoreError::from(e))
+            }
+        }
+    };
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error")]

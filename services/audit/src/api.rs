@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use himaya_proto::status::{acting, caller, invalid_argument, Lang};
+use himaya_proto::status::{acting, invalid_argument, Lang};
 use himaya_proto::v1 as pb;
 use himaya_record::{AgencyType, CaseId, Problem, Violations};
 use himaya_settings::{AgencySettings, Settings};
@@ -69,18 +69,8 @@ impl AuditApi {
             Lang::Arabic => ar.to_owned(),
             Lang::English => en.to_owned(),
         };
-        let id = caller(meta).ok_or_else(|| {
-            Status::unauthenticated(say(
-                "say which agency is calling (x-himaya-agency metadata, or `--as` on the CLI)",
-                "حدّد الجهة المتصلة (x-himaya-agency، أو `--as` في سطر الأوامر)",
-            ))
-        })?;
-        let Some(agency) = self.settings.agencies.get(&id) else {
-            return Err(Status::permission_denied(say(
-                "x-himaya-agency: the agency named is not in the directory",
-                "x-himaya-agency: الجهة المذكورة غير مسجلة في الدليل",
-            )));
-        };
+        let (id, agency) =
+            himaya_component::calling_agency(&self.settings, meta).map_err(|e| e.status(lang))?;
         if let Some(a) = acting(meta) {
             if !a.has("auditor") {
                 tracing::warn!(agency = %id, person = %a.person, "disclosure log read refused: not an auditor");

@@ -41,11 +41,7 @@ pub enum AuditError {
     Tamper(#[from] Tamper),
 }
 
-impl From<sqlx::Error> for AuditError {
-    fn from(e: sqlx::Error) -> Self {
-        AuditError::Store(e.into())
-    }
-}
+himaya_store::from_sqlx!(AuditError::Store);
 
 /// The disclosure log as a component of the hub.
 pub struct Audit;

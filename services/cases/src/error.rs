@@ -39,11 +39,7 @@ pub enum CasesError {
     Redact(#[from] himaya_sharing::RedactError),
 }
 
-impl From<sqlx::Error> for CasesError {
-    fn from(e: sqlx::Error) -> Self {
-        CasesError::Store(e.into())
-    }
-}
+himaya_store::from_sqlx!(CasesError::Store);
 
 impl From<CasesError> for Status {
     fn from(e: CasesError) -> Status {

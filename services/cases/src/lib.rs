@@ -71,19 +71,15 @@ impl State {
         &self,
         meta: &tonic::metadata::MetadataMap,
     ) -> Result<(String, &himaya_settings::AgencySettings), CasesError> {
-        let id = intake::caller(meta).ok_or_else(|| {
-            CasesError::Unauthenticated(
-                "say which agency is calling (x-himaya-agency metadata, or `--as` on the CLI)"
-                    .into(),
-            )
-        })?;
-        match self.settings.agencies.get(&id) {
-            Some(a) => Ok((id, a)),
-            // The caller's claim is not repeated back.
-            None => Err(CasesError::PermissionDenied(
-                "x-himaya-agency: the agency named is not in the directory".into(),
-            )),
-        }
+        let lang = himaya_proto::status::Lang::of(meta);
+        himaya_component::calling_agency(&self.settings, meta).map_err(|e| match e {
+            himaya_component::CallerError::Unidentified => {
+                CasesError::Unauthenticated(e.message(lang).into())
+            }
+            himaya_component::CallerError::Unknown => {
+                CasesError::PermissionDenied(e.message(lang).into())
+            }
+        })
     }
 }
 

@@ -15,7 +15,7 @@ use himaya_bus::Exchange;
 use himaya_component::{Component, Context, StartError, Started};
 use himaya_events::{keys, new_message_id, ServiceMapChanged};
 use himaya_proto::convert::{service_from, service_to};
-use himaya_proto::status::{caller, invalid_argument, Lang};
+use himaya_proto::status::{invalid_argument, Lang};
 use himaya_proto::v1 as pb;
 use himaya_record::validate::{check_text, within, within_max, MAX_LIST};
 use himaya_record::{Problem, ServiceId, ServiceType, Violations};
@@ -48,15 +48,7 @@ impl DirectoryApi {
     }
 
     fn agency(&self, meta: &MetadataMap) -> Result<(String, &AgencySettings), Status> {
-        let id = caller(meta).ok_or_else(|| {
-            Status::unauthenticated("say which agency is calling (x-himaya-agency, or --as)")
-        })?;
-        match self.settings.agencies.get(&id) {
-            Some(a) => Ok((id, a)),
-            None => Err(Status::permission_denied(format!(
-                "`{id}` is not an agency in the directory"
-            ))),
-        }
+        himaya_component::calling_agency(&self.settings, meta).map_err(|e| e.status(Lang::of(meta)))
     }
 
     async fn load(&self, id: &str) -> Result<Option<pb::MappedService>, Status> {

@@ -36,11 +36,7 @@ pub enum RouterError {
     Redact(#[from] himaya_sharing::RedactError),
 }
 
-impl From<sqlx::Error> for RouterError {
-    fn from(e: sqlx::Error) -> Self {
-        RouterError::Store(e.into())
-    }
-}
+himaya_store::from_sqlx!(RouterError::Store);
 
 /// The router as a component of the hub.
 pub struct Routing;

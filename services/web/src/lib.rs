@@ -55,11 +55,7 @@ pub enum WebError {
     Internal(&'static str),
 }
 
-impl From<sqlx::Error> for WebError {
-    fn from(e: sqlx::Error) -> Self {
-        WebError::Store(e.into())
-    }
-}
+himaya_store::from_sqlx!(WebError::Store);
 
 impl From<sqlx::migrate::MigrateError> for WebError {
     fn from(e: sqlx::migrate::MigrateError) -> Self {
