@@ -41,15 +41,20 @@ impl crate::ConnectorSettings {
     }
 }
 
+/// Whether `wait` is one the policy may draw for a step of `step`: between half the step
+/// and the step (backon computes in f32 seconds, so a microsecond of slack either side).
+/// What the tests of every user of the policy check their waits against.
+pub fn jittered_within(wait: Duration, step: Duration) -> bool {
+    let slack = Duration::from_micros(1);
+    wait + slack >= step / 2 && wait <= step + slack
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn within(wait: Duration, step_ms: u64) -> bool {
-        let step = Duration::from_millis(step_ms);
-        // backon computes in f32 seconds: a microsecond of slack either side.
-        let slack = Duration::from_micros(1);
-        wait + slack >= step / 2 && wait <= step + slack
+        jittered_within(wait, Duration::from_millis(step_ms))
     }
 
     #[test]

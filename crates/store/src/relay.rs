@@ -332,12 +332,8 @@ pub enum RelayError {
 mod tests {
     use super::*;
 
-    /// `wait` lies between half of `step_ms` and `step_ms` (a microsecond of slack
-    /// for backon's f32 arithmetic).
     fn within(wait: Duration, step_ms: u64) -> bool {
-        let step = Duration::from_millis(step_ms);
-        let slack = Duration::from_micros(1);
-        wait + slack >= step / 2 && wait <= step + slack
+        himaya_settings::retry::jittered_within(wait, Duration::from_millis(step_ms))
     }
 
     #[test]
