@@ -1,7 +1,8 @@
-//! `himaya cash-assistance generate|import`: bulk household files from cash-assistance
-//! programmes (Avro object containers), matched against the children of open cases.
-//! Reads the `cases` schema directly and keeps checkpoints in `connector_cash`
-//! (configuration's database).
+//! `himaya cash-assistance generate|import|export`: the bulk household job
+//! (`jobs/household_match`). `import` matches a programme's household file (Avro object
+//! container) against the children of open cases, read from the view the cases service
+//! publishes (`cases.open_children`), and keeps checkpoints in the job's own schema
+//! `connector_cash` (configuration's database). `export` reads through `Cases.ExportCases`.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -9,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Subcommand;
-use himaya_connector_cash_assistance::bulk::{
-    self, BulkError, ImportReport, PgCheckpoint, Progress, ReportFile,
+use himaya_job_household_match::{
+    self as bulk, BulkError, ImportReport, PgCheckpoint, Progress, ReportFile,
 };
 use himaya_settings::Settings;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -91,7 +92,7 @@ async fn export(
     after: Option<String>,
     who: crate::cli::casework::Who,
 ) -> anyhow::Result<()> {
-    use himaya_connector_cash_assistance::enrolment;
+    use himaya_job_household_match::enrolment;
     use himaya_proto::v1 as pb;
     let lang = who.client.lang;
     let fail = |s: tonic::Status| anyhow::anyhow!("{}", crate::client::explain(&s, lang));
@@ -151,22 +152,20 @@ async fn import(
 ) -> anyhow::Result<()> {
     let path = file.clone();
     let sha = tokio::task::spawn_blocking(move || bulk::file_sha256(&path)).await??;
-    let cases = himaya_store::connect_service(&settings.database, "cases")
+    // One pool, in the job's own schema: the cases service's schema is neither created
+    // nor migrated here, its published view is only read (a clear error if it is missing).
+    let pool = bulk::connect(settings)
         .await
-        .context("connecting to the cases database (is PostgreSQL running?)")?;
+        .context("preparing the checkpoint store (is PostgreSQL running?)")?;
     let today = chrono::Utc::now().date_naive();
-    let loaded = bulk::load_open_cases(&cases, today)
+    let loaded = bulk::load_open_cases(&pool, today)
         .await
-        .context("reading open cases (has the cases service run once?)")?;
-    cases.close().await;
+        .context("reading the children of open cases")?;
     eprintln!(
         "{} children of open cases indexed ({} without a name or governorate left out)",
         loaded.index.len(),
         loaded.skipped
     );
-    let pool = bulk::connect(settings)
-        .await
-        .context("preparing the checkpoint store")?;
     let mut checkpoint =
         match PgCheckpoint::acquire(&pool, &sha, bulk::KIND_HOUSEHOLD_MEMBERS).await {
             Err(BulkError::Locked) => {

@@ -227,8 +227,8 @@ mod tests {
     use apache_avro::{Codec, Days, Decimal, Duration, Millis, Months, Uuid, Writer};
 
     use super::*;
-    use crate::bulk::tests::Scratch;
-    use crate::bulk::{import, MatchIndex, MemoryCheckpoint};
+    use crate::tests::Scratch;
+    use crate::{import, MatchIndex, MemoryCheckpoint};
 
     /// The five required fields, then one extra field of every kind a programme might add,
     /// named types referenced again by name included.

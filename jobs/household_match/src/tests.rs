@@ -396,13 +396,13 @@ pub(super) mod pg {
     }
 
     /// A database of the test's own, dropped at the end.
-    pub(in crate::bulk) struct TestDb {
+    pub(crate) struct TestDb {
         name: String,
-        pub(in crate::bulk) url: String,
+        pub(crate) url: String,
     }
 
     impl TestDb {
-        pub(in crate::bulk) async fn create() -> TestDb {
+        pub(crate) async fn create() -> TestDb {
             let name = format!("himaya_cash_test_{:x}", rand::random::<u64>());
             let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
             sqlx::query(&format!("CREATE DATABASE {name}"))
@@ -414,7 +414,7 @@ pub(super) mod pg {
             TestDb { name, url }
         }
 
-        pub(in crate::bulk) async fn drop_it(self) {
+        pub(crate) async fn drop_it(self) {
             let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
             sqlx::query(&format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
@@ -426,33 +426,48 @@ pub(super) mod pg {
         }
     }
 
+    /// The cases service's own migrations, as it runs them at start: the view the job
+    /// reads is the one it publishes, not a copy.
+    static CASES_MIGRATOR: sqlx::migrate::Migrator =
+        sqlx::migrate!("../../services/cases/migrations");
+
+    /// The cases service's schema migrated, and one open and one closed case.
     async fn seed_cases(url: &str) {
         let pool = himaya_store::connect(url, "cases", 2).await.unwrap();
-        sqlx::query("CREATE TABLE cases.cases (case_id TEXT PRIMARY KEY, status TEXT NOT NULL, record JSONB NOT NULL)")
-            .execute(&pool)
-            .await
-            .unwrap();
+        CASES_MIGRATOR.run(&pool).await.unwrap();
         let open = himaya_record::fixtures::record();
         let closed = himaya_record::fixtures::closed_record();
         for (r, status) in [(&open, "referred"), (&closed, "closed")] {
             let mut json = serde_json::to_value(r).unwrap();
             json["case_id"] = format!("{}_{status}", r.case_id).into();
-            sqlx::query("INSERT INTO cases.cases VALUES ($1, $2, $3)")
-                .bind(json["case_id"].as_str().unwrap())
-                .bind(status)
-                .bind(&json)
-                .execute(&pool)
-                .await
-                .unwrap();
+            sqlx::query(
+                "INSERT INTO cases (case_id, version, status, risk_level, priority, governorate,
+                                    record, created_at, updated_at)
+                 VALUES ($1, 1, $2, 'medium', 'routine', 'cairo', $3, now(), now())",
+            )
+            .bind(json["case_id"].as_str().unwrap())
+            .bind(status)
+            .bind(&json)
+            .execute(&pool)
+            .await
+            .unwrap();
         }
         pool.close().await;
+    }
+
+    /// The job's pool, as `connect` makes it: its own schema, migrated.
+    async fn job_pool(url: &str) -> sqlx::PgPool {
+        let pool = himaya_store::connect(url, SCHEMA, 2).await.unwrap();
+        MIGRATOR.run(&pool).await.unwrap();
+        pool
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn open_cases_feed_the_index_and_the_checkpoint_lives_in_postgres() {
         let db = TestDb::create().await;
         seed_cases(&db.url).await;
-        let cases = himaya_store::connect(&db.url, "cases", 2).await.unwrap();
+        // Through the job's own pool: the view by its qualified name.
+        let cases = job_pool(&db.url).await;
         let loaded = load_open_cases(&cases, today()).await.unwrap();
         assert_eq!((loaded.index.len(), loaded.skipped), (1, 0));
 
@@ -513,5 +528,138 @@ pub(super) mod pg {
         pool.close().await;
         cases.close().await;
         db.drop_it().await;
+    }
+
+    /// The view's columns, in the contract's order and types: a change is a new version.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_published_view_keeps_its_columns() {
+        let db = TestDb::create().await;
+        seed_cases(&db.url).await;
+        let pool = job_pool(&db.url).await;
+        let columns: Vec<(String, String)> = sqlx::query_as(
+            "SELECT column_name::text, data_type::text FROM information_schema.columns
+              WHERE table_schema = 'cases' AND table_name = 'open_children'
+              ORDER BY ordinal_position",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "case_id",
+                "name_ar",
+                "name_latin",
+                "date_of_birth",
+                "estimated_age",
+                "sex",
+                "governorate",
+                "national_id"
+            ]
+        );
+        assert!(columns.iter().all(|(_, t)| t == "text"), "{columns:?}");
+        let comment: Option<String> =
+            sqlx::query_scalar("SELECT obj_description('cases.open_children'::regclass)")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert!(comment
+            .unwrap()
+            .starts_with("Published contract of the cases service"));
+        pool.close().await;
+        db.drop_it().await;
+    }
+
+    /// Before the cases service has migrated (no schema, or a version without the view),
+    /// the job says what to do, and creates nothing of the cases service's.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_the_view_the_job_says_to_start_the_cases_service() {
+        let db = TestDb::create().await;
+        let pool = job_pool(&db.url).await;
+        let err = load_open_cases(&pool, today()).await.unwrap_err();
+        assert!(matches!(err, BulkError::OpenCasesViewMissing), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("cases.open_children"), "{text}");
+        assert!(text.contains("himaya serve cases"), "{text}");
+        assert!(text.contains("خدمة الحالات"), "{text}");
+        assert!(!err.is_retryable() && err.failure_code().is_none());
+        let cases_schema: bool = sqlx::query_scalar("SELECT to_regnamespace('cases') IS NOT NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert!(!cases_schema, "the job created the cases schema");
+
+        // A cases schema of an older release: its table, no view.
+        sqlx::query("CREATE SCHEMA cases")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE cases.cases (case_id TEXT PRIMARY KEY, status TEXT NOT NULL, record JSONB NOT NULL)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let err = load_open_cases(&pool, today()).await.unwrap_err();
+        assert!(matches!(err, BulkError::OpenCasesViewMissing), "{err:?}");
+        pool.close().await;
+        db.drop_it().await;
+    }
+
+    /// A role granted the view alone reads the open cases, and not the tables under it;
+    /// one without the grant is told which grant it lacks.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_view_alone_is_granted_to_the_job() {
+        let db = TestDb::create().await;
+        seed_cases(&db.url).await;
+        let admin = job_pool(&db.url).await;
+        let role = format!("himaya_job_test_{:x}", rand::random::<u64>());
+        sqlx::query(&format!("CREATE ROLE {role} NOLOGIN"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let as_role = {
+            let role = role.clone();
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .after_connect(move |conn, _| {
+                    let set = format!("SET ROLE {role}");
+                    Box::pin(async move {
+                        sqlx::query(&set).execute(conn).await?;
+                        Ok(())
+                    })
+                })
+                .connect(&db.url)
+                .await
+                .unwrap()
+        };
+        let err = load_open_cases(&as_role, today()).await.unwrap_err();
+        assert!(matches!(err, BulkError::OpenCasesViewDenied), "{err:?}");
+        assert!(err.to_string().contains("grant it SELECT"));
+
+        for grant in [
+            format!("GRANT USAGE ON SCHEMA cases TO {role}"),
+            format!("GRANT SELECT ON cases.open_children TO {role}"),
+        ] {
+            sqlx::query(&grant).execute(&admin).await.unwrap();
+        }
+        let loaded = load_open_cases(&as_role, today()).await.unwrap();
+        assert_eq!((loaded.index.len(), loaded.skipped), (1, 0));
+        let table = sqlx::query("SELECT 1 FROM cases.cases LIMIT 1")
+            .execute(&as_role)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            table.as_database_error().and_then(|e| e.code()).as_deref(),
+            Some("42501"),
+            "the tables stay the cases service's"
+        );
+        as_role.close().await;
+        admin.close().await;
+        db.drop_it().await;
+        let mut server = PgConnection::connect(&admin_url()).await.unwrap();
+        sqlx::query(&format!("DROP ROLE IF EXISTS {role}"))
+            .execute(&mut server)
+            .await
+            .unwrap();
     }
 }

@@ -2,7 +2,7 @@
 //! this test has a process of its own: once a file is imported, the limit in force is the
 //! import's, not the 512 MiB default that let one declared length take 512 MiB.
 
-use himaya_connector_cash_assistance::bulk::{
+use himaya_job_household_match::{
     generate, import, limits::AVRO_MAX_ALLOCATION_BYTES, MatchIndex, MemoryCheckpoint,
 };
 

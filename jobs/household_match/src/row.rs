@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::BulkError;
 
 /// `proto/avro/cash_household_member.avsc`.
-pub const SCHEMA_TEXT: &str = include_str!("../../../../proto/avro/cash_household_member.avsc");
+pub const SCHEMA_TEXT: &str = include_str!("../../../proto/avro/cash_household_member.avsc");
 
 /// The parsed row schema (parsed once).
 pub fn schema() -> Result<&'static Schema, BulkError> {

@@ -1,4 +1,4 @@
-//! `cargo run -p himaya-connector-cash-assistance --example hostile_files`
+//! `cargo run -p himaya-job-household-match --example hostile_files`
 //!
 //! Peak memory of importing each crafted file of issue 11 (part C) and a normal generated
 //! file (`HIMAYA_ROWS` rows, 200,000 by default). Each import runs in a child process of
@@ -10,11 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use chrono::Utc;
-use himaya_connector_cash_assistance::bulk::{
-    generate, import, MatchIndex, MemoryCheckpoint, ReportFile,
-};
+use himaya_job_household_match::{generate, import, MatchIndex, MemoryCheckpoint, ReportFile};
 
-#[path = "../src/bulk/crafted.rs"]
+#[path = "../src/crafted.rs"]
 mod crafted;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
@@ -56,7 +54,7 @@ fn build(case: &str, path: &Path) -> Result<()> {
 /// A good file whose one deflate block inflates to just under the block limit: the most
 /// an accepted file can make the import hold.
 fn largest_block() -> Result<Vec<u8>> {
-    let limit = himaya_connector_cash_assistance::bulk::limits::MAX_BLOCK_BYTES as usize;
+    let limit = himaya_job_household_match::limits::MAX_BLOCK_BYTES as usize;
     let (mut rows, mut n) = (Vec::new(), 0);
     let mut one = Vec::new();
     crafted::required_fields(&mut one);

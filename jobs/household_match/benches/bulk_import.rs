@@ -1,4 +1,4 @@
-//! `cargo bench -p himaya-connector-cash-assistance --bench bulk_import`
+//! `cargo bench -p himaya-job-household-match --bench bulk_import`
 //!
 //! One million household members (`HIMAYA_BENCH_ROWS` to change it) written to a temporary
 //! container file, then in the same run: (a) the raw Avro decode, every row as a `Value`
@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use apache_avro::Reader;
 use chrono::{Datelike, NaiveDate, Utc};
-use himaya_connector_cash_assistance::bulk::{
+use himaya_job_household_match::{
     count_rows, generate, import, synthetic_children, ChildKey, HouseholdMemberRow, MatchIndex,
     MemoryCheckpoint, PlantedChild, ReportFile,
 };

@@ -1,6 +1,13 @@
-//! Bulk household files from cash-assistance programmes (Avro object containers, millions
-//! of rows): each member is matched against the children of open cases, so a case
-//! manager learns that a child's household already receives assistance.
+//! The bulk household exchange with cash-assistance programmes, a job run by an operator
+//! (`himaya cash-assistance import|generate|export`), not a component.
+//!
+//! Household files (Avro object containers, millions of rows): each member is matched
+//! against the children of open cases, so a case manager learns that a child's household
+//! already receives assistance. The open cases are read from `cases.open_children`, the
+//! view the cases service publishes as its contract for this job (`open_cases`), never
+//! from its tables; the job's own state lives in its own schema (`connector_cash`).
+//! Referrals for enrolment go the other way (`enrolment`), read through the cases
+//! service's gRPC export.
 //!
 //! - streaming: one decoded block in memory at a time, whatever the file's size;
 //! - resumable: a checkpoint (rows done, counts, report length) is committed every 50,000
@@ -19,6 +26,7 @@ mod checkpoint;
 mod container;
 mod datum;
 mod egypt;
+pub mod enrolment;
 mod generate;
 mod guard;
 mod import;
@@ -44,7 +52,7 @@ pub use generate::{generate, synthetic_children, PlantedChild};
 pub use import::{import, import_with, BadRow, ImportOptions, ImportReport, Progress};
 pub use index::{normalize_national_id, ChildKey, Match, MatchBasis, MatchIndex, MIN_NAME_SCORE};
 pub use limits::{limit_avro_allocations, Refusal};
-pub use open_cases::{load_open_cases, LoadedIndex};
+pub use open_cases::{load_open_cases, LoadedIndex, OPEN_CHILDREN_VIEW};
 pub use report::ReportFile;
 pub use row::{
     schema, BadField, BirthDateWire, HouseholdMemberRow, MemberRow, Problem, SCHEMA_TEXT,
@@ -53,13 +61,17 @@ pub use row::{
 /// The checkpoint's import kind for household member files.
 pub const KIND_HOUSEHOLD_MEMBERS: &str = "cash_household_members.v1";
 
-/// The connector's own schema (checkpoints).
+/// The job's own schema (checkpoints). The name is the one the import had inside the
+/// connector: existing checkpoints carry over.
 pub const SCHEMA: &str = "connector_cash";
 
 /// The checkpoint table's migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// The checkpoint store: a pool confined to `connector_cash`, migrated.
+/// The job's pool: its `search_path` is `connector_cash`, migrated with the job's own
+/// migrations only. The open cases are read through it by their qualified name
+/// (`cases.open_children`); the cases service's schema is neither created nor migrated
+/// here.
 pub async fn connect(settings: &himaya_settings::Settings) -> Result<sqlx::PgPool, BulkError> {
     let pool = himaya_store::connect_service(&settings.database, SCHEMA).await?;
     MIGRATOR.run(&pool).await?;
@@ -102,6 +114,12 @@ pub enum BulkError {
     Interrupted { rows_done: u64 },
     #[error("the stored checkpoint is malformed")]
     CorruptCheckpoint,
+    /// The cases service publishes the open cases as a view in its migrations; the job
+    /// never creates it.
+    #[error("the view cases.open_children is missing or of an older version: start the cases service of this release once (`himaya up` or `himaya serve cases`) so it migrates its schema, then run the import again — العرض cases.open_children غير موجود أو من إصدار أقدم: شغّل خدمة الحالات من هذا الإصدار مرة واحدة (`himaya up` أو `himaya serve cases`) لتُحدِّث مخططها، ثم أعد الاستيراد")]
+    OpenCasesViewMissing,
+    #[error("this database role may not read the view cases.open_children: grant it SELECT on that view (and USAGE on the schema cases) — لا يحق لدور قاعدة البيانات هذا قراءة العرض cases.open_children: امنحه صلاحية SELECT عليه (وUSAGE على المخطط cases)")]
+    OpenCasesViewDenied,
     #[error("checkpoint store")]
     Database(#[from] sqlx::Error),
     #[error("checkpoint store")]
