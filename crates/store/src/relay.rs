@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use himaya_bus::{Bus, Exchange, Outgoing};
 use sqlx::postgres::PgListener;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::{channel_of, current_schema, StoreError};
@@ -243,7 +243,7 @@ async fn wait_notification(listener: &mut Option<PgListener>) -> bool {
 pub async fn relay_once(pool: &PgPool, bus: &Bus, batch: i64) -> Result<usize, RelayError> {
     let started = std::time::Instant::now();
     let mut tx = pool.begin().await.map_err(StoreError::from)?;
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, OutboxRow>(
         "SELECT id, message_id, exchange, routing_key, event_type, priority, headers, payload
            FROM outbox
           WHERE sent_at IS NULL AND next_attempt_at <= now()
@@ -260,9 +260,9 @@ pub async fn relay_once(pool: &PgPool, bus: &Bus, batch: i64) -> Result<usize, R
     }
     let mut ids = Vec::with_capacity(rows.len());
     let mut msgs = Vec::with_capacity(rows.len());
-    for r in &rows {
-        ids.push(r.try_get::<i64, _>("id").map_err(StoreError::from)?);
-        msgs.push(outgoing(r)?);
+    for r in rows {
+        ids.push(r.id);
+        msgs.push(r.into_outgoing()?);
     }
     let claimed = started.elapsed();
     let results = bus.publish_batch(&msgs).await.map_err(RelayError::Bus)?;
@@ -303,21 +303,35 @@ pub async fn relay_once(pool: &PgPool, bus: &Bus, batch: i64) -> Result<usize, R
     Ok(sent.len())
 }
 
-fn outgoing(r: &sqlx::postgres::PgRow) -> Result<Outgoing, StoreError> {
-    let exchange: String = r.try_get("exchange")?;
-    let headers: serde_json::Value = r.try_get("headers")?;
-    let headers: BTreeMap<String, String> =
-        serde_json::from_value(headers).map_err(|_| StoreError::Corrupt("outbox.headers"))?;
-    let priority: i16 = r.try_get("priority")?;
-    Ok(Outgoing {
-        exchange: Exchange::parse(&exchange).ok_or(StoreError::Corrupt("outbox.exchange"))?,
-        routing_key: r.try_get("routing_key")?,
-        payload: r.try_get("payload")?,
-        message_id: r.try_get("message_id")?,
-        event_type: r.try_get("event_type")?,
-        priority: u8::try_from(priority).unwrap_or(0),
-        headers,
-    })
+/// An unsent `outbox` row as stored; [`OutboxRow::into_outgoing`] checks its exchange and
+/// headers.
+#[derive(sqlx::FromRow)]
+struct OutboxRow {
+    id: i64,
+    message_id: String,
+    exchange: String,
+    routing_key: String,
+    event_type: String,
+    priority: i16,
+    headers: serde_json::Value,
+    payload: Vec<u8>,
+}
+
+impl OutboxRow {
+    fn into_outgoing(self) -> Result<Outgoing, StoreError> {
+        let headers: BTreeMap<String, String> = serde_json::from_value(self.headers)
+            .map_err(|_| StoreError::Corrupt("outbox.headers"))?;
+        Ok(Outgoing {
+            exchange: Exchange::parse(&self.exchange)
+                .ok_or(StoreError::Corrupt("outbox.exchange"))?,
+            routing_key: self.routing_key,
+            payload: self.payload,
+            message_id: self.message_id,
+            event_type: self.event_type,
+            priority: u8::try_from(self.priority).unwrap_or(0),
+            headers,
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -20,8 +20,7 @@ use himaya_proto::v1 as pb;
 use himaya_record::validate::{check_text, within, within_max, MAX_LIST};
 use himaya_record::{Problem, ServiceId, ServiceType, Violations};
 use himaya_settings::{AgencySettings, Settings};
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
@@ -52,12 +51,12 @@ impl DirectoryApi {
     }
 
     async fn load(&self, id: &str) -> Result<Option<pb::MappedService>, Status> {
-        let row = sqlx::query("SELECT * FROM services WHERE service_id = $1")
+        let row = sqlx::query_as::<_, ServiceRow>("SELECT * FROM services WHERE service_id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await
             .map_err(storage)?;
-        row.as_ref().map(to_service).transpose().map_err(storage)
+        Ok(row.map(ServiceRow::into_service))
     }
 
     /// Writes the entry and its event in one transaction.
@@ -174,26 +173,46 @@ fn service_kind(n: i32) -> &'static str {
         .unwrap_or("unspecified")
 }
 
-fn to_service(r: &PgRow) -> Result<pb::MappedService, sqlx::Error> {
-    let kind: String = r.try_get("service_type")?;
-    Ok(pb::MappedService {
-        service_id: r.try_get("service_id")?,
-        agency_id: r.try_get("agency_id")?,
-        service_type: ServiceType::parse(&kind)
-            .map(service_to)
-            .unwrap_or_default()
-            .into(),
-        name_ar: r.try_get("name_ar")?,
-        name_en: r.try_get("name_en")?,
-        governorate: r.try_get("governorate")?,
-        districts: r.try_get("districts")?,
-        capacity: r.try_get("capacity")?,
-        languages: r.try_get("languages")?,
-        accepting: r.try_get("accepting")?,
-        removed: r.try_get("removed")?,
-        version: r.try_get("version")?,
-        updated_at: r.try_get::<DateTime<Utc>, _>("updated_at")?.to_rfc3339(),
-    })
+/// A `services` row as stored; the service type becomes the API's enum in
+/// [`ServiceRow::into_service`].
+#[derive(sqlx::FromRow)]
+struct ServiceRow {
+    service_id: String,
+    agency_id: String,
+    service_type: String,
+    name_ar: String,
+    name_en: String,
+    governorate: String,
+    districts: Vec<String>,
+    capacity: i32,
+    languages: Vec<String>,
+    accepting: bool,
+    removed: bool,
+    version: i64,
+    updated_at: DateTime<Utc>,
+}
+
+impl ServiceRow {
+    fn into_service(self) -> pb::MappedService {
+        pb::MappedService {
+            service_id: self.service_id,
+            agency_id: self.agency_id,
+            service_type: ServiceType::parse(&self.service_type)
+                .map(service_to)
+                .unwrap_or_default()
+                .into(),
+            name_ar: self.name_ar,
+            name_en: self.name_en,
+            governorate: self.governorate,
+            districts: self.districts,
+            capacity: self.capacity,
+            languages: self.languages,
+            accepting: self.accepting,
+            removed: self.removed,
+            version: self.version,
+            updated_at: self.updated_at.to_rfc3339(),
+        }
+    }
 }
 
 fn is_language(code: &str) -> bool {
@@ -412,7 +431,7 @@ impl pb::directory_server::Directory for DirectoryApi {
                 "language: an ISO 639-1 code in lower case, such as ar or en",
             ));
         }
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, ServiceRow>(
             "SELECT * FROM services
               WHERE NOT removed
                 AND (cardinality($1::text[]) = 0 OR service_type = ANY($1))
@@ -433,11 +452,7 @@ impl pb::directory_server::Directory for DirectoryApi {
         .fetch_all(&self.pool)
         .await
         .map_err(storage)?;
-        let services = rows
-            .iter()
-            .map(to_service)
-            .collect::<Result<_, _>>()
-            .map_err(storage)?;
+        let services = rows.into_iter().map(ServiceRow::into_service).collect();
         Ok(Response::new(pb::FindServicesResponse { services }))
     }
 }

@@ -14,7 +14,6 @@ use himaya_proto::v1 as pb;
 use himaya_record::validate::check_text;
 use himaya_record::{AgencyType, Problem, Violations};
 use maud::{html, Markup};
-use sqlx::Row;
 
 use crate::people::{self, Role};
 use crate::referral::Form;
@@ -26,6 +25,7 @@ use crate::{csrf_refused, failed, html_page, hub, pages, signed_in, App, WebErro
 const MAX_LISTED: i64 = 500;
 
 /// One account as the list shows it.
+#[derive(sqlx::FromRow)]
 struct Account {
     person_id: String,
     login: String,
@@ -37,7 +37,7 @@ struct Account {
 }
 
 async fn accounts(app: &App, agency_id: &str) -> Result<Vec<Account>, WebError> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_as::<_, Account>(
         "SELECT person_id, login, name_ar, name_latin, roles, disabled,
                 coalesce(locked_until > now(), false) AS locked
            FROM persons WHERE agency_id = $1 ORDER BY login LIMIT $2",
@@ -45,21 +45,7 @@ async fn accounts(app: &App, agency_id: &str) -> Result<Vec<Account>, WebError> 
     .bind(agency_id)
     .bind(MAX_LISTED)
     .fetch_all(&app.pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Account {
-                person_id: r.try_get("person_id")?,
-                login: r.try_get("login")?,
-                name_ar: r.try_get("name_ar")?,
-                name_latin: r.try_get("name_latin")?,
-                roles: r.try_get("roles")?,
-                disabled: r.try_get("disabled")?,
-                locked: r.try_get("locked")?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(WebError::from)
+    .await?)
 }
 
 /// The roles an agency of this type may give: casework only in the case-owning ministry,

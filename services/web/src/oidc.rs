@@ -48,7 +48,7 @@ use openidconnect::{
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 
 use crate::people::{Person, Role};
@@ -706,23 +706,19 @@ async fn answered(app: &App, headers: &HeaderMap, query: Option<&str>) -> Respon
         return problem(lang, StatusCode::BAD_REQUEST, Problem::NotStartedHere);
     };
     // Taken once: deleted as it is read, so a replayed answer finds nothing.
-    let row = sqlx::query(
+    let row = sqlx::query_as::<_, StartedRow>(
         "DELETE FROM oidc_starts WHERE state_hash = $1
          RETURNING browser_hash, pkce_verifier, nonce, lang, expires_at < now() AS expired",
     )
     .bind(hash(state))
     .fetch_optional(&app.pool)
     .await;
-    let row = match row {
-        Ok(Some(row)) => row,
+    let started = match row {
+        Ok(Some(row)) => Started::from(row),
         Ok(None) => {
             record(&app.pool, None, None, "oidc_unknown_state").await;
             return problem(lang, StatusCode::BAD_REQUEST, Problem::NotStartedHere);
         }
-        Err(e) => return failed(lang, None, e.into()),
-    };
-    let started = match Started::of(&row) {
-        Ok(s) => s,
         Err(e) => return failed(lang, None, e.into()),
     };
     lang = started.lang;
@@ -797,20 +793,29 @@ struct Started {
     expired: bool,
 }
 
-impl Started {
-    fn of(row: &sqlx::postgres::PgRow) -> Result<Started, sqlx::Error> {
-        let lang: String = row.try_get("lang")?;
-        Ok(Started {
-            browser_hash: row.try_get("browser_hash")?,
-            verifier: row.try_get("pkce_verifier")?,
-            nonce: row.try_get("nonce")?,
-            lang: if lang == "en" {
+/// An `oidc_starts` row as the callback takes it.
+#[derive(sqlx::FromRow)]
+struct StartedRow {
+    browser_hash: String,
+    pkce_verifier: String,
+    nonce: String,
+    lang: String,
+    expired: bool,
+}
+
+impl From<StartedRow> for Started {
+    fn from(r: StartedRow) -> Started {
+        Started {
+            browser_hash: r.browser_hash,
+            verifier: r.pkce_verifier,
+            nonce: r.nonce,
+            lang: if r.lang == "en" {
                 Lang::English
             } else {
                 Lang::Arabic
             },
-            expired: row.try_get("expired")?,
-        })
+            expired: r.expired,
+        }
     }
 }
 
@@ -998,6 +1003,16 @@ fn standard_claims_into(
     }
 }
 
+/// An existing account as [`person_for`] matches it against the provider's answer.
+#[derive(sqlx::FromRow)]
+struct Linked {
+    person_id: String,
+    agency_id: String,
+    disabled: bool,
+    oidc_issuer: Option<String>,
+    oidc_subject: Option<String>,
+}
+
 /// The person signing in: found by `(issuer, subject)`, else by login in the provider's
 /// agency (and tied to the subject), else made; roles set from the provider either way.
 /// `Ok(Err((person, outcome)))`: refused.
@@ -1012,7 +1027,7 @@ async fn person_for(
     let issuer = config.issuer.as_str();
     let role_names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
     let mut tx = pool.begin().await?;
-    let by_subject = sqlx::query(
+    let by_subject = sqlx::query_as::<_, Linked>(
         "SELECT person_id, agency_id, disabled, oidc_issuer, oidc_subject FROM persons
           WHERE oidc_issuer = $1 AND oidc_subject = $2 FOR UPDATE",
     )
@@ -1023,7 +1038,7 @@ async fn person_for(
     let by_login = match by_subject {
         Some(_) => None,
         None => {
-            sqlx::query(
+            sqlx::query_as::<_, Linked>(
                 "SELECT person_id, agency_id, disabled, oidc_issuer, oidc_subject FROM persons
                   WHERE login = $1 FOR UPDATE",
             )
@@ -1034,11 +1049,13 @@ async fn person_for(
     };
     let person_id = match (by_subject, by_login) {
         (Some(row), _) | (None, Some(row)) => {
-            let person_id: String = row.try_get("person_id")?;
-            let agency_id: String = row.try_get("agency_id")?;
-            let disabled: bool = row.try_get("disabled")?;
-            let linked: Option<String> = row.try_get("oidc_subject")?;
-            let linked_issuer: Option<String> = row.try_get("oidc_issuer")?;
+            let Linked {
+                person_id,
+                agency_id,
+                disabled,
+                oidc_issuer: linked_issuer,
+                oidc_subject: linked,
+            } = row;
             if agency_id != config.agency_id {
                 return Ok(Err((Some(person_id), "oidc_other_agency")));
             }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use himaya_settings::WebSettings;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use totp_rs::{Algorithm, Secret, TOTP};
 
 use crate::WebError;
@@ -170,7 +170,7 @@ pub async fn sign_in(
     password: &str,
     code: &str,
 ) -> Result<Result<Person, Refused>, WebError> {
-    let row = sqlx::query(
+    let row = sqlx::query_as::<_, SignInRow>(
         "SELECT person_id, agency_id, login, name_ar, name_latin, roles, password_hash, totp_secret,
                 failed_signins, locked_until
            FROM persons WHERE login = $1 AND NOT disabled",
@@ -185,17 +185,21 @@ pub async fn sign_in(
         record(pool, login, None, "unknown_login").await?;
         return Ok(Err(Refused::WrongCredentials));
     };
-    let person = person_of(&row)?;
-    let locked: Option<DateTime<Utc>> = row.try_get("locked_until")?;
+    let SignInRow {
+        person,
+        password_hash,
+        totp_secret,
+        failed_signins,
+        locked_until,
+    } = row;
+    let person = Person::from(person);
     let now = Utc::now();
-    if let Some(until) = locked.filter(|u| *u > now) {
+    if let Some(until) = locked_until.filter(|u| *u > now) {
         record(pool, login, Some(&person.person_id), "locked").await?;
         return Ok(Err(Refused::Locked(until)));
     }
-    let hash: String = row.try_get("password_hash")?;
-    if !verify_password(hash, password.to_owned()).await? {
-        let failed: i32 = row.try_get("failed_signins")?;
-        let until = lock_after(web, failed + 1, now);
+    if !verify_password(password_hash, password.to_owned()).await? {
+        let until = lock_after(web, failed_signins + 1, now);
         sqlx::query("UPDATE persons SET failed_signins = failed_signins + 1, locked_until = $2 WHERE person_id = $1")
             .bind(&person.person_id)
             .bind(until)
@@ -207,12 +211,9 @@ pub async fn sign_in(
             None => Refused::WrongCredentials,
         }));
     }
-    if person.needs_second_factor() {
-        let secret: Option<String> = row.try_get("totp_secret")?;
-        if !secret.is_some_and(|s| code_is_valid(&s, code)) {
-            record(pool, login, Some(&person.person_id), "second_factor").await?;
-            return Ok(Err(Refused::SecondFactor));
-        }
+    if person.needs_second_factor() && !totp_secret.is_some_and(|s| code_is_valid(&s, code)) {
+        record(pool, login, Some(&person.person_id), "second_factor").await?;
+        return Ok(Err(Refused::SecondFactor));
     }
     sqlx::query("UPDATE persons SET failed_signins = 0, locked_until = NULL WHERE person_id = $1")
         .bind(&person.person_id)
@@ -250,14 +251,14 @@ pub fn generate_password() -> String {
 
 /// The person with this id.
 pub async fn load(pool: &PgPool, person_id: &str) -> Result<Option<Person>, WebError> {
-    let row = sqlx::query(
+    let row = sqlx::query_as::<_, PersonRow>(
         "SELECT person_id, agency_id, login, name_ar, name_latin, roles FROM persons
           WHERE person_id = $1 AND NOT disabled",
     )
     .bind(person_id)
     .fetch_optional(pool)
     .await?;
-    row.as_ref().map(person_of).transpose()
+    Ok(row.map(Person::from))
 }
 
 /// The person of `agency_id` who signs in as `login`.
@@ -266,7 +267,7 @@ pub async fn by_login(
     agency_id: &str,
     login: &str,
 ) -> Result<Option<Person>, WebError> {
-    let row = sqlx::query(
+    let row = sqlx::query_as::<_, PersonRow>(
         "SELECT person_id, agency_id, login, name_ar, name_latin, roles FROM persons
           WHERE agency_id = $1 AND login = $2 AND NOT disabled",
     )
@@ -274,7 +275,7 @@ pub async fn by_login(
     .bind(login)
     .fetch_optional(pool)
     .await?;
-    row.as_ref().map(person_of).transpose()
+    Ok(row.map(Person::from))
 }
 
 /// Takes back an account that was just made and has done nothing yet (its staff record
@@ -291,16 +292,40 @@ pub async fn undo_add(pool: &PgPool, person_id: &str) -> Result<(), WebError> {
     Ok(())
 }
 
-fn person_of(row: &sqlx::postgres::PgRow) -> Result<Person, WebError> {
-    let roles: Vec<String> = row.try_get("roles")?;
-    Ok(Person {
-        person_id: row.try_get("person_id")?,
-        agency_id: row.try_get("agency_id")?,
-        login: row.try_get("login")?,
-        name_ar: row.try_get("name_ar")?,
-        name_latin: row.try_get("name_latin")?,
-        roles: roles.iter().filter_map(|r| Role::parse(r)).collect(),
-    })
+/// A `persons` row's public columns; the role names become [`Role`]s (an unknown one is
+/// left out) in the conversion to [`Person`].
+#[derive(sqlx::FromRow)]
+struct PersonRow {
+    person_id: String,
+    agency_id: String,
+    login: String,
+    name_ar: String,
+    name_latin: Option<String>,
+    roles: Vec<String>,
+}
+
+impl From<PersonRow> for Person {
+    fn from(r: PersonRow) -> Person {
+        Person {
+            person_id: r.person_id,
+            agency_id: r.agency_id,
+            login: r.login,
+            name_ar: r.name_ar,
+            name_latin: r.name_latin,
+            roles: r.roles.iter().filter_map(|r| Role::parse(r)).collect(),
+        }
+    }
+}
+
+/// A `persons` row as [`sign_in`] checks it.
+#[derive(sqlx::FromRow)]
+struct SignInRow {
+    #[sqlx(flatten)]
+    person: PersonRow,
+    password_hash: String,
+    totp_secret: Option<String>,
+    failed_signins: i32,
+    locked_until: Option<DateTime<Utc>>,
 }
 
 async fn record(

@@ -3,10 +3,10 @@
 //! sign-out, or everywhere at once. Every form carries the session's CSRF token.
 
 use axum::http::HeaderMap;
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 
 use crate::people::{self, Person, Role};
@@ -21,6 +21,14 @@ pub const PRE_COOKIE: &str = "himaya_pre";
 pub struct Session {
     pub person: Person,
     pub csrf: String,
+}
+
+/// A `sessions` row as [`current`] reads it.
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    person_id: String,
+    csrf: String,
+    last_seen: DateTime<Utc>,
 }
 
 /// 32 random bytes, hex.
@@ -56,15 +64,16 @@ pub async fn current(
     let Some(token) = cookie(headers, COOKIE) else {
         return Ok(None);
     };
-    let row = sqlx::query("SELECT person_id, csrf, last_seen FROM sessions WHERE token_hash = $1")
-        .bind(hash(&token))
-        .fetch_optional(pool)
-        .await?;
+    let row = sqlx::query_as::<_, SessionRow>(
+        "SELECT person_id, csrf, last_seen FROM sessions WHERE token_hash = $1",
+    )
+    .bind(hash(&token))
+    .fetch_optional(pool)
+    .await?;
     let Some(row) = row else {
         return Ok(None);
     };
-    let person_id: String = row.try_get("person_id")?;
-    let Some(person) = people::load(pool, &person_id).await? else {
+    let Some(person) = people::load(pool, &row.person_id).await? else {
         return Ok(None);
     };
     let idle = if person.has(Role::HotlineOperator) {
@@ -72,8 +81,7 @@ pub async fn current(
     } else {
         web.session_idle_minutes
     };
-    let last_seen: chrono::DateTime<Utc> = row.try_get("last_seen")?;
-    if Utc::now() - last_seen > Duration::minutes(idle) {
+    if Utc::now() - row.last_seen > Duration::minutes(idle) {
         end(pool, headers).await?;
         return Ok(None);
     }
@@ -83,7 +91,7 @@ pub async fn current(
         .await?;
     Ok(Some(Session {
         person,
-        csrf: row.try_get("csrf")?,
+        csrf: row.csrf,
     }))
 }
 

@@ -58,7 +58,7 @@ async fn driver() -> Driver {
         std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
         port
     });
-    let port = tokio::time::timeout(Duration::from_secs(20), started)
+    let port = tokio::time::timeout(Duration::from_secs(60), started)
         .await
         .ok()
         .and_then(|p| p.ok())
