@@ -103,20 +103,22 @@ async fn caseworker_with_cases(
     .person
     .person_id;
     let mut work = CaseWorkClient::new(ch.clone());
+    let mut staff = pb::staff_client::StaffClient::new(ch.clone());
     for (id, role, sup) in [
-        ("sup-bench", "supervisor", None),
-        (me.as_str(), "caseworker", Some("sup-bench")),
+        ("sup-bench", pb::StaffRole::Supervisor, None),
+        (me.as_str(), pb::StaffRole::Caseworker, Some("sup-bench")),
     ] {
-        work.add_staff(as_agency(
-            MINISTRY,
-            pb::AddStaffRequest {
-                staff_id: id.into(),
-                role: role.into(),
-                supervisor_id: sup.map(str::to_owned),
-            },
-        ))
-        .await
-        .unwrap();
+        staff
+            .add_staff(as_agency(
+                MINISTRY,
+                pb::AddStaffRequest {
+                    staff_id: id.into(),
+                    role: role.into(),
+                    supervisor_id: sup.map(str::to_owned),
+                },
+            ))
+            .await
+            .unwrap();
     }
     let mut cases = Vec::new();
     for i in 0..CASES {
@@ -127,7 +129,7 @@ async fn caseworker_with_cases(
                 case_id: case.clone(),
                 expected_version: 1,
                 actor: "sw-lead".into(),
-                decision: "register".into(),
+                decision: pb::AcceptanceDecision::Register.into(),
                 vulnerability_criteria: vec!["exploitative_labour".into()],
                 reason: None,
                 referred_on_to: None,

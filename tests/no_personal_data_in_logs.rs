@@ -229,7 +229,7 @@ async fn no_canary_reaches_a_log_an_error_or_a_panic() {
         case_id: case.clone(),
         expected_version: version,
         actor: "sw-lead".into(),
-        decision: "decline".into(),
+        decision: pb::AcceptanceDecision::Decline.into(),
         vulnerability_criteria: vec![],
         reason: Some(NOTE.into()),
         referred_on_to: None,

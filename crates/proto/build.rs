@@ -13,6 +13,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "himaya/v1/cases.proto",
         "himaya/v1/directory.proto",
         "himaya/v1/casework.proto",
+        "himaya/v1/staff.proto",
+        "himaya/v1/consents.proto",
+        "himaya/v1/duplicates.proto",
+        "himaya/v1/oversight.proto",
         "himaya/v1/referrals.proto",
         "himaya/v1/audit.proto",
     ];

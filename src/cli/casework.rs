@@ -2,9 +2,16 @@
 //! `himaya escalations`: the case-owning ministry's work from the command line.
 
 use clap::Subcommand;
+use himaya_proto::convert::{self as cv, code, WireEnum};
 use himaya_proto::v1 as pb;
+use himaya_record::lifecycle::{
+    AcceptanceDecision, ClosureReason, DeadlineKind, LinkKind, ReviewKind, StaffRole,
+};
+use himaya_record::service_referral::MedicalCoverage;
+use himaya_record::{CaseStatus, Priority, RiskLevel, TargetGroup};
 use pb::case_work_client::CaseWorkClient;
 use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
 use tonic::Request;
 
 use crate::cli::ClientArgs;
@@ -166,10 +173,25 @@ pub(crate) fn req<T>(msg: T, who: &Who) -> anyhow::Result<Request<T>> {
     Ok(r)
 }
 
-pub(crate) async fn client(who: &Who) -> anyhow::Result<CaseWorkClient<tonic::transport::Channel>> {
-    Ok(CaseWorkClient::new(
-        connect(&who.client, &who.agency).await?,
-    ))
+pub(crate) async fn client(who: &Who) -> anyhow::Result<CaseWorkClient<Channel>> {
+    Ok(CaseWorkClient::new(channel(who).await?))
+}
+
+/// A connection to the hub as `who`, for any of its services.
+pub(crate) async fn channel(who: &Who) -> anyhow::Result<Channel> {
+    connect(&who.client, &who.agency).await
+}
+
+/// A flag's value from a closed vocabulary, as the hub's enum number; refused here, naming
+/// the field and the choices as the hub would, when it is none of them.
+pub(crate) fn named<T: WireEnum>(field: &str, name: &str, lang: Lang) -> anyhow::Result<i32> {
+    cv::parse::<T>(name).map_err(|p| {
+        let text = match lang {
+            Lang::Ar => p.arabic(),
+            Lang::En => p.english(),
+        };
+        anyhow::anyhow!("{field}: {text}")
+    })
 }
 
 pub(crate) fn print_change(c: pb::CaseChange, lang: Lang) {
@@ -177,7 +199,7 @@ pub(crate) fn print_change(c: pb::CaseChange, lang: Lang) {
         "{} {} → {} (v{})",
         lang.pick("case", "الحالة"),
         c.case_id,
-        c.status,
+        code::<CaseStatus>(c.status),
         c.version
     );
     if let Some(n) = c.note {
@@ -203,11 +225,14 @@ pub async fn run_work(cmd: WorkCommand) -> anyhow::Result<()> {
                 case_id,
                 expected_version: version,
                 actor: who.actor.clone(),
-                decision,
+                decision: named::<AcceptanceDecision>("decision", &decision, who.client.lang)?,
                 vulnerability_criteria: criteria,
                 reason,
                 referred_on_to,
-                target_groups,
+                target_groups: target_groups
+                    .iter()
+                    .map(|g| named::<TargetGroup>("target_groups", g, who.client.lang))
+                    .collect::<anyhow::Result<_>>()?,
             };
             let c = client(&who)
                 .await?
@@ -247,7 +272,7 @@ pub async fn run_work(cmd: WorkCommand) -> anyhow::Result<()> {
                 case_id,
                 expected_version: version,
                 actor: who.actor.clone(),
-                kind,
+                kind: named::<ReviewKind>("kind", &kind, who.client.lang)?,
                 child_seen,
                 findings,
             };
@@ -271,7 +296,7 @@ pub async fn run_work(cmd: WorkCommand) -> anyhow::Result<()> {
                 case_id,
                 expected_version: version,
                 actor: who.actor.clone(),
-                reason,
+                reason: named::<ClosureReason>("reason", &reason, who.client.lang)?,
                 parents_consulted: Some(parents_consulted),
                 final_evaluation,
                 recommendations,
@@ -308,8 +333,7 @@ pub async fn run_work(cmd: WorkCommand) -> anyhow::Result<()> {
             who,
         } => {
             let msg = pb::FindDuplicatesRequest { case_id, min_score };
-            let found = client(&who)
-                .await?
+            let found = pb::duplicates_client::DuplicatesClient::new(channel(&who).await?)
                 .find_duplicates(req(msg, &who)?)
                 .await
                 .map_err(fail(who.client.lang))?;
@@ -323,7 +347,12 @@ pub async fn run_work(cmd: WorkCommand) -> anyhow::Result<()> {
                 );
             }
             for c in found {
-                println!("{}  {:.2}  {}", c.case_id, c.score, c.status);
+                println!(
+                    "{}  {:.2}  {}",
+                    c.case_id,
+                    c.score,
+                    code::<CaseStatus>(c.status)
+                );
             }
         }
         WorkCommand::Link {
@@ -335,11 +364,10 @@ pub async fn run_work(cmd: WorkCommand) -> anyhow::Result<()> {
             let msg = pb::LinkCasesRequest {
                 case_id,
                 other_case_id,
-                kind,
+                kind: named::<LinkKind>("kind", &kind, who.client.lang)?,
                 actor: who.actor.clone(),
             };
-            let r = client(&who)
-                .await?
+            let r = pb::duplicates_client::DuplicatesClient::new(channel(&who).await?)
                 .link_cases(req(msg, &who)?)
                 .await
                 .map_err(fail(who.client.lang))?;
@@ -367,8 +395,7 @@ pub async fn run_work(cmd: WorkCommand) -> anyhow::Result<()> {
                 merge_version,
                 actor: who.actor.clone(),
             };
-            let c = client(&who)
-                .await?
+            let c = pb::duplicates_client::DuplicatesClient::new(channel(&who).await?)
                 .merge_cases(req(msg, &who)?)
                 .await
                 .map_err(fail(who.client.lang))?;
@@ -397,11 +424,10 @@ pub async fn run_staff(cmd: StaffCommand) -> anyhow::Result<()> {
     } = cmd;
     let msg = pb::AddStaffRequest {
         staff_id,
-        role,
+        role: named::<StaffRole>("role", &role, who.client.lang)?,
         supervisor_id: supervisor,
     };
-    let s = client(&who)
-        .await?
+    let s = pb::staff_client::StaffClient::new(channel(&who).await?)
         .add_staff(req(msg, &who)?)
         .await
         .map_err(|s| anyhow::anyhow!("{}", explain(&s, who.client.lang)))?
@@ -410,7 +436,7 @@ pub async fn run_staff(cmd: StaffCommand) -> anyhow::Result<()> {
         "{} {} ({}){}",
         s.agency_id,
         s.staff_id,
-        s.role,
+        code::<StaffRole>(s.role),
         s.supervisor_id
             .map(|x| format!(", supervised by {x}"))
             .unwrap_or_default()
@@ -429,8 +455,8 @@ pub async fn run_escalations(who: Who) -> anyhow::Result<()> {
         println!(
             "{}  {:<7} {:<16} {:<36} due {}  raised {}  supervisor {}",
             e.case_id,
-            e.priority,
-            e.kind,
+            code::<Priority>(e.priority),
+            code::<DeadlineKind>(e.kind),
             e.ref_id.as_deref().unwrap_or("-"),
             e.due_at,
             e.raised_at,
@@ -441,8 +467,7 @@ pub async fn run_escalations(who: Who) -> anyhow::Result<()> {
 }
 
 pub async fn run_indicators(governorate: String, who: Who) -> anyhow::Result<()> {
-    let i = client(&who)
-        .await?
+    let i = pb::oversight_client::OversightClient::new(channel(&who).await?)
         .get_indicators(req(pb::GetIndicatorsRequest { governorate }, &who)?)
         .await
         .map_err(|s| anyhow::anyhow!("{}", explain(&s, who.client.lang)))?
@@ -459,7 +484,10 @@ pub async fn run_indicators(governorate: String, who: Who) -> anyhow::Result<()>
     for c in &i.cases {
         println!(
             "  {:<16} {:<12} {:<7} {}",
-            c.governorate, c.status, c.risk_level, c.count
+            c.governorate,
+            code::<CaseStatus>(c.status),
+            code::<RiskLevel>(c.risk_level),
+            c.count
         );
     }
     println!("{}", l.pick("caseloads", "أعباء الأخصائيين"));
@@ -474,7 +502,12 @@ pub async fn run_indicators(governorate: String, who: Who) -> anyhow::Result<()>
         )
     );
     for o in &i.overdue {
-        println!("  {:<16} {} / {}", o.kind, o.open_past_due, o.escalated);
+        println!(
+            "  {:<16} {} / {}",
+            code::<DeadlineKind>(o.kind),
+            o.open_past_due,
+            o.escalated
+        );
     }
     println!(
         "{}",
@@ -520,7 +553,12 @@ pub async fn run_indicators(governorate: String, who: Who) -> anyhow::Result<()>
         )
     );
     for m in &i.medical_coverage {
-        println!("  {:<16} {:<8} {}", m.governorate, m.coverage, m.count);
+        println!(
+            "  {:<16} {:<8} {}",
+            m.governorate,
+            code::<MedicalCoverage>(m.coverage),
+            m.count
+        );
     }
     Ok(())
 }
@@ -547,8 +585,8 @@ pub async fn run_statistics(governorate: String, who: Who) -> anyhow::Result<()>
         println!(
             "  {:<16} {:<12} {:<7} {}",
             c.governorate,
-            c.status,
-            c.risk_level,
+            code::<CaseStatus>(c.status),
+            code::<RiskLevel>(c.risk_level),
             c.count
                 .map(|n| n.to_string())
                 .unwrap_or_else(|| format!("<{}", s.min_count))

@@ -4,10 +4,15 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Subcommand;
+use himaya_proto::convert::{code, WireEnum};
 use himaya_proto::v1 as pb;
+use himaya_record::consent::{ConsentMethod, LegalBasis, ProvisionKind};
+use himaya_record::lifecycle::BreakGlassOutcome;
+use himaya_record::{AgencyType, ConsentGiver, DataCategory, Purpose};
 use serde::Deserialize;
+use tonic::transport::Channel;
 
-use crate::cli::casework::{client, print_change, req, Who};
+use crate::cli::casework::{channel, named, print_change, req, Who};
 use crate::client::{explain, Lang};
 
 #[derive(Debug, Subcommand)]
@@ -82,7 +87,39 @@ struct ProvisionFile {
     categories: Vec<String>,
 }
 
-fn provisions(file: &PathBuf) -> anyhow::Result<Vec<pb::Provision>> {
+/// An optional flag's value from a closed vocabulary: absent is UNSPECIFIED.
+fn optional<T: WireEnum>(field: &str, name: Option<&str>, lang: Lang) -> anyhow::Result<i32> {
+    name.map_or(Ok(0), |n| named::<T>(field, n, lang))
+}
+
+fn names<T: WireEnum>(field: &str, list: &[String], lang: Lang) -> anyhow::Result<Vec<i32>> {
+    list.iter()
+        .enumerate()
+        .map(|(i, n)| named::<T>(&format!("{field}[{i}]"), n, lang))
+        .collect()
+}
+
+/// The codes of wire values, comma-separated.
+fn codes<T: WireEnum>(list: &[i32]) -> String {
+    list.iter()
+        .map(|x| code::<T>(*x))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+async fn consents(who: &Who) -> anyhow::Result<pb::consents_client::ConsentsClient<Channel>> {
+    Ok(pb::consents_client::ConsentsClient::new(
+        channel(who).await?,
+    ))
+}
+
+async fn oversight(who: &Who) -> anyhow::Result<pb::oversight_client::OversightClient<Channel>> {
+    Ok(pb::oversight_client::OversightClient::new(
+        channel(who).await?,
+    ))
+}
+
+fn provisions(file: &PathBuf, lang: Lang) -> anyhow::Result<Vec<pb::Provision>> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let list: Vec<ProvisionFile> = serde_json::from_str(&text).with_context(|| {
@@ -91,16 +128,23 @@ fn provisions(file: &PathBuf) -> anyhow::Result<Vec<pb::Provision>> {
             file.display()
         )
     })?;
-    Ok(list
-        .into_iter()
-        .map(|p| pb::Provision {
-            kind: p.kind,
-            recipient_agency: p.recipient_agency,
-            recipient_type: p.recipient_type,
-            purposes: p.purposes,
-            categories: p.categories,
+    list.into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let f = |name: &str| format!("provisions[{i}].{name}");
+            Ok(pb::Provision {
+                kind: named::<ProvisionKind>(&f("kind"), &p.kind, lang)?,
+                recipient_agency: p.recipient_agency,
+                recipient_type: optional::<AgencyType>(
+                    &f("recipient_type"),
+                    p.recipient_type.as_deref(),
+                    lang,
+                )?,
+                purposes: names::<Purpose>(&f("purposes"), &p.purposes, lang)?,
+                categories: names::<DataCategory>(&f("categories"), &p.categories, lang)?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 pub async fn run(cmd: ConsentCommand) -> anyhow::Result<()> {
@@ -118,19 +162,20 @@ pub async fn run(cmd: ConsentCommand) -> anyhow::Result<()> {
             valid_until,
             who,
         } => {
+            let lang = who.client.lang;
             let msg = pb::GrantConsentRequest {
                 case_id,
                 expected_version: version,
                 actor: who.actor.clone(),
-                given_by,
-                method,
-                legal_basis,
+                given_by: optional::<ConsentGiver>("given_by", given_by.as_deref(), lang)?,
+                method: optional::<ConsentMethod>("method", method.as_deref(), lang)?,
+                legal_basis: optional::<LegalBasis>("legal_basis", legal_basis.as_deref(), lang)?,
                 legal_reference,
-                provisions: provisions(&file)?,
+                provisions: provisions(&file, lang)?,
                 valid_from,
                 valid_until,
             };
-            let c = client(&who)
+            let c = consents(&who)
                 .await?
                 .grant_consent(req(msg, &who)?)
                 .await
@@ -150,10 +195,10 @@ pub async fn run(cmd: ConsentCommand) -> anyhow::Result<()> {
                 expected_version: version,
                 actor: who.actor.clone(),
                 consent_id,
-                provisions: provisions(&file)?,
+                provisions: provisions(&file, who.client.lang)?,
                 valid_until,
             };
-            let c = client(&who)
+            let c = consents(&who)
                 .await?
                 .amend_consent(req(msg, &who)?)
                 .await
@@ -172,7 +217,7 @@ pub async fn run(cmd: ConsentCommand) -> anyhow::Result<()> {
                 actor: who.actor.clone(),
                 consent_id,
             };
-            let c = client(&who)
+            let c = consents(&who)
                 .await?
                 .withdraw_consent(req(msg, &who)?)
                 .await
@@ -181,19 +226,21 @@ pub async fn run(cmd: ConsentCommand) -> anyhow::Result<()> {
         }
         ConsentCommand::List { case_id, who } => {
             let l = who.client.lang;
-            let list = client(&who)
+            let list = consents(&who)
                 .await?
                 .list_consents(req(pb::ListConsentsRequest { case_id }, &who)?)
                 .await
                 .map_err(fail(l))?
                 .into_inner();
             for c in list.consents {
-                let basis = match (&c.given_by, &c.legal_basis) {
-                    (Some(g), _) => format!("{g} ({})", c.method.as_deref().unwrap_or("-")),
-                    (None, Some(b)) => {
-                        format!("{b}: {}", c.legal_reference.as_deref().unwrap_or("-"))
-                    }
-                    (None, None) => "-".into(),
+                let (given_by, method) = (
+                    code::<ConsentGiver>(c.given_by),
+                    code::<ConsentMethod>(c.method),
+                );
+                let basis = match (given_by, code::<LegalBasis>(c.legal_basis)) {
+                    ("", "") => "-".into(),
+                    ("", b) => format!("{b}: {}", c.legal_reference.as_deref().unwrap_or("-")),
+                    (g, _) => format!("{g} ({})", if method.is_empty() { "-" } else { method }),
                 };
                 println!(
                     "{} r{}  {}  {} → {}  {}",
@@ -212,17 +259,20 @@ pub async fn run(cmd: ConsentCommand) -> anyhow::Result<()> {
                     let any = || l.pick("any", "الكل").to_owned();
                     println!(
                         "    {:<6} {} / {} / {}",
-                        p.kind,
-                        p.recipient_agency.or(p.recipient_type).unwrap_or_else(any),
+                        code::<ProvisionKind>(p.kind),
+                        p.recipient_agency
+                            .or(Some(code::<AgencyType>(p.recipient_type).to_owned())
+                                .filter(|t| !t.is_empty()))
+                            .unwrap_or_else(any),
                         if p.purposes.is_empty() {
                             any()
                         } else {
-                            p.purposes.join(",")
+                            codes::<Purpose>(&p.purposes)
                         },
                         if p.categories.is_empty() {
                             any()
                         } else {
-                            p.categories.join(",")
+                            codes::<DataCategory>(&p.categories)
                         }
                     );
                 }
@@ -278,7 +328,10 @@ fn print_access(a: &pb::BreakGlassAccess) {
         a.granted_at,
         a.expires_at,
         a.reads,
-        a.outcome.as_deref().unwrap_or("awaiting review")
+        match code::<BreakGlassOutcome>(a.outcome) {
+            "" => "awaiting review",
+            o => o,
+        }
     );
 }
 
@@ -313,13 +366,16 @@ pub async fn run_break_glass(cmd: BreakGlassCommand) -> anyhow::Result<()> {
                 l.pick("until", "حتى"),
                 s.break_glass_expires_at.unwrap_or_default()
             );
-            println!("{}", s.categories.join(", "));
+            println!(
+                "{}",
+                himaya_proto::convert::codes::<DataCategory>(&s.categories).join(", ")
+            );
             let doc: serde_json::Value = serde_json::from_str(&s.document_json)
                 .context("the hub sent a malformed document")?;
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
         BreakGlassCommand::List { all, who } => {
-            let list = client(&who)
+            let list = oversight(&who)
                 .await?
                 .list_break_glass(req(pb::ListBreakGlassRequest { all }, &who)?)
                 .await
@@ -338,10 +394,10 @@ pub async fn run_break_glass(cmd: BreakGlassCommand) -> anyhow::Result<()> {
             let msg = pb::ReviewBreakGlassRequest {
                 break_glass_id,
                 actor: who.actor.clone(),
-                outcome,
+                outcome: named::<BreakGlassOutcome>("outcome", &outcome, who.client.lang)?,
                 notes,
             };
-            let a = client(&who)
+            let a = oversight(&who)
                 .await?
                 .review_break_glass(req(msg, &who)?)
                 .await

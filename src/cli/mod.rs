@@ -299,7 +299,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!(
                 "{} {}",
                 l.pick("categories disclosed:", "الفئات المُفصح عنها:"),
-                shared.categories.join(", ")
+                himaya_proto::convert::codes::<himaya_record::DataCategory>(&shared.categories)
+                    .join(", ")
             );
             println!("{}", serde_json::to_string_pretty(&doc)?);
             if !shared.deliveries.is_empty() {
@@ -307,7 +308,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 for d in shared.deliveries {
                     println!(
                         "  {} {} (HTTP {}) {}",
-                        d.agency_id, d.outcome, d.http_status, d.recorded_at
+                        d.agency_id,
+                        himaya_proto::convert::code::<himaya_record::DeliveryOutcome>(d.outcome),
+                        d.http_status,
+                        d.recorded_at
                     );
                 }
             }

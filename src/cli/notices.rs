@@ -80,7 +80,7 @@ pub async fn run_export(a: ExportArgs) -> anyhow::Result<()> {
                 let line = serde_json::json!({
                     "case_id": c.case_id,
                     "version": c.version,
-                    "categories": c.categories,
+                    "categories": himaya_proto::convert::codes::<himaya_record::DataCategory>(&c.categories),
                     "document": document,
                 });
                 writeln!(out, "{line}").context("writing the export")?;
@@ -165,7 +165,7 @@ fn print_notice(n: &pb::Notice, lang: Lang) {
         n.case_id,
         lang.pick("consent withdrawn", "سُحبت الموافقة"),
         n.withdrawn_at,
-        n.categories.join(", ")
+        himaya_proto::convert::codes::<himaya_record::DataCategory>(&n.categories).join(", ")
     );
     match (&n.acknowledged_at, &n.acknowledged_by) {
         (Some(at), by) => println!(

@@ -8,6 +8,7 @@
 //! person who signs in. Should that registration fail, the account is taken back.
 
 use anyhow::Context;
+use himaya_record::lifecycle::StaffRole;
 use himaya_settings::Settings;
 use himaya_web::people::{self, Role};
 
@@ -63,9 +64,9 @@ pub async fn run(command: PersonCommand, settings: Settings) -> anyhow::Result<(
         })
         .collect::<anyhow::Result<Vec<Role>>>()?;
     let staff_role = if roles.contains(&Role::Supervisor) {
-        Some("supervisor")
+        Some(StaffRole::Supervisor)
     } else if roles.contains(&Role::Caseworker) {
-        Some("caseworker")
+        Some(StaffRole::Caseworker)
     } else {
         None
     };
@@ -74,7 +75,7 @@ pub async fn run(command: PersonCommand, settings: Settings) -> anyhow::Result<(
         .context("connecting to PostgreSQL (is it running? scripts/services starts it)")?;
     // Checked before anything is written: a caseworker needs a supervisor who is one.
     let supervisor_id = match (staff_role, supervisor.as_deref()) {
-        (Some("caseworker"), None) => {
+        (Some(StaffRole::Caseworker), None) => {
             anyhow::bail!("--supervisor: a caseworker needs their supervisor's login")
         }
         (_, Some(login)) => {
@@ -99,8 +100,8 @@ pub async fn run(command: PersonCommand, settings: Settings) -> anyhow::Result<(
     if let Some(role) = staff_role {
         let msg = himaya_proto::v1::AddStaffRequest {
             staff_id: created.person.person_id.clone(),
-            role: role.into(),
-            supervisor_id: supervisor_id.filter(|_| role == "caseworker"),
+            role: himaya_proto::convert::staff_role_to(role).into(),
+            supervisor_id: supervisor_id.filter(|_| role == StaffRole::Caseworker),
         };
         if let Err(e) = register_staff(&client, &agency, msg).await {
             people::undo_add(&pool, &created.person.person_id).await?;
@@ -135,7 +136,7 @@ async fn register_staff(
         "x-himaya-agency",
         tonic::metadata::MetadataValue::try_from(agency)?,
     );
-    himaya_proto::v1::case_work_client::CaseWorkClient::new(channel)
+    himaya_proto::v1::staff_client::StaffClient::new(channel)
         .add_staff(req)
         .await
         .map_err(|s| anyhow::anyhow!("{}", s.message()))?;

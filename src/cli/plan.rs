@@ -5,12 +5,15 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Subcommand;
+use himaya_proto::convert::{code, WireEnum};
 use himaya_proto::v1 as pb;
-use himaya_record::service_referral::{AbilityToPay, MedicalCoverage};
+use himaya_record::lifecycle::NeedDomain;
+use himaya_record::service_referral::{AbilityToPay, MedicalCoverage, TaskState};
+use himaya_record::ServiceType;
 use pb::service_referrals_client::ServiceReferralsClient;
 use serde::Deserialize;
 
-use crate::cli::casework::{client, print_change, req, Who};
+use crate::cli::casework::{client, named, print_change, req, Who};
 use crate::client::{connect, explain, Lang};
 
 #[derive(Debug, Subcommand)]
@@ -142,12 +145,16 @@ pub async fn run_plan(cmd: PlanCommand) -> anyhow::Result<()> {
             who,
         } => {
             let mut parsed = Vec::new();
-            for n in needs {
+            for (i, n) in needs.iter().enumerate() {
                 let (domain, description) = n.split_once(':').with_context(|| {
                     "each --need is `domain:description`, e.g. --need 'education:العودة إلى المدرسة'"
                 })?;
                 parsed.push(pb::NeedInput {
-                    domain: domain.trim().into(),
+                    domain: named::<NeedDomain>(
+                        &format!("needs[{i}].domain"),
+                        domain,
+                        who.client.lang,
+                    )?,
                     description: description.trim().into(),
                 });
             }
@@ -180,27 +187,32 @@ pub async fn run_plan(cmd: PlanCommand) -> anyhow::Result<()> {
                     file.display()
                 )
             })?;
+            let lang = who.client.lang;
+            let mut goals = Vec::new();
+            for (gi, g) in plan.goals.into_iter().enumerate() {
+                let mut actions = Vec::new();
+                for (ai, a) in g.actions.into_iter().enumerate() {
+                    actions.push(pb::ActionInput {
+                        service_type: named::<ServiceType>(
+                            &format!("goals[{gi}].actions[{ai}].service_type"),
+                            &a.service_type,
+                            lang,
+                        )?,
+                        description: a.description,
+                        responsible_agency: a.responsible_agency,
+                        due_on: a.due_on,
+                    });
+                }
+                goals.push(pb::GoalInput {
+                    description: g.description,
+                    actions,
+                });
+            }
             let msg = pb::SetPlanRequest {
                 case_id,
                 expected_version: version,
                 actor: who.actor.clone(),
-                goals: plan
-                    .goals
-                    .into_iter()
-                    .map(|g| pb::GoalInput {
-                        description: g.description,
-                        actions: g
-                            .actions
-                            .into_iter()
-                            .map(|a| pb::ActionInput {
-                                description: a.description,
-                                responsible_agency: a.responsible_agency,
-                                service_type: a.service_type,
-                                due_on: a.due_on,
-                            })
-                            .collect(),
-                    })
-                    .collect(),
+                goals,
             };
             let c = client(&who)
                 .await?
@@ -238,7 +250,10 @@ pub async fn run_plan(cmd: PlanCommand) -> anyhow::Result<()> {
                 case_id,
                 action_id,
                 actor: who.actor.clone(),
-                ability_to_pay: ability_to_pay.unwrap_or_default(),
+                ability_to_pay: match ability_to_pay {
+                    Some(a) => named::<AbilityToPay>("ability_to_pay", &a, who.client.lang)?,
+                    None => 0,
+                },
             };
             let r = referrals(&who)
                 .await?
@@ -266,9 +281,9 @@ fn print_referral(r: &pb::ServiceReferral, lang: Lang, changes: bool) {
         r.case_id,
         r.from_agency,
         r.to_agency,
-        r.service_type,
+        code::<ServiceType>(r.service_type),
         r.action_id,
-        r.state
+        code::<TaskState>(r.state)
     );
     if !r.answer_due_at.is_empty() {
         println!(
@@ -289,7 +304,7 @@ fn print_referral(r: &pb::ServiceReferral, lang: Lang, changes: bool) {
             println!(
                 "  {}  {:<12} {:<20} {}{}",
                 c.at,
-                c.state,
+                code::<TaskState>(c.state),
                 c.agency_id,
                 c.actor,
                 c.reason
@@ -304,14 +319,14 @@ fn print_referral(r: &pb::ServiceReferral, lang: Lang, changes: bool) {
 /// Who pays a health service referral, in words (and what the family can pay, which only
 /// the referring agency is shown); `None` for any other service.
 fn medical_costs(r: &pb::ServiceReferral, lang: Lang) -> Option<String> {
-    let coverage = MedicalCoverage::parse(&r.medical_coverage)?;
+    let coverage = MedicalCoverage::from_wire(r.medical_coverage)?;
     let mut line = format!(
         "{} {} ({})",
         lang.pick("medical costs:", "التكاليف الطبية:"),
         lang.pick(coverage.english(), coverage.arabic()),
         coverage
     );
-    if let Some(a) = AbilityToPay::parse(&r.ability_to_pay) {
+    if let Some(a) = AbilityToPay::from_wire(r.ability_to_pay) {
         line.push_str(&format!(
             "{}{} {}",
             lang.pick("; ", "؛ "),
@@ -334,7 +349,7 @@ pub async fn run_service_referral(cmd: ServiceReferralCommand) -> anyhow::Result
             let msg = pb::UpdateServiceReferralRequest {
                 service_referral_id,
                 expected_version: version,
-                state,
+                state: named::<TaskState>("state", &state, who.client.lang)?,
                 reason,
                 actor: who.actor.clone(),
             };
@@ -362,7 +377,10 @@ pub async fn run_service_referral(cmd: ServiceReferralCommand) -> anyhow::Result
         ServiceReferralCommand::List { case, state, who } => {
             let msg = pb::ListServiceReferralsRequest {
                 case_id: case,
-                state,
+                state: match state.trim() {
+                    "" => 0,
+                    s => named::<TaskState>("state", s, who.client.lang)?,
+                },
             };
             let list = referrals(&who)
                 .await?
@@ -393,8 +411,8 @@ mod tests {
     #[test]
     fn a_health_referral_shows_who_pays() {
         let mut r = pb::ServiceReferral {
-            medical_coverage: "full".into(),
-            ability_to_pay: "none".into(),
+            medical_coverage: pb::MedicalCoverage::Full.into(),
+            ability_to_pay: pb::AbilityToPay::None.into(),
             ..Default::default()
         };
         assert_eq!(
@@ -406,14 +424,14 @@ mod tests {
             Some("التكاليف الطبية: تغطية كاملة 100٪ من البرنامج (full)؛ الأسرة لا تستطيع الدفع")
         );
         // The receiving agency is not told what the family can pay.
-        r.ability_to_pay.clear();
-        r.medical_coverage = "partial".into();
+        r.ability_to_pay = pb::AbilityToPay::Unspecified.into();
+        r.medical_coverage = pb::MedicalCoverage::Partial.into();
         assert_eq!(
             medical_costs(&r, Lang::En).as_deref(),
             Some("medical costs: partly covered; the family pays the rest (partial)")
         );
         // Any other service has none.
-        r.medical_coverage.clear();
+        r.medical_coverage = pb::MedicalCoverage::Unspecified.into();
         assert_eq!(medical_costs(&r, Lang::En), None);
     }
 }

@@ -669,7 +669,7 @@ async fn a_material_need_case_is_searched_for_in_the_programmes_registry() {
                 case_id: case.clone(),
                 expected_version: 1,
                 actor: "sw-lead".into(),
-                decision: "register".into(),
+                decision: pb::AcceptanceDecision::Register.into(),
                 vulnerability_criteria: vec!["poverty".into()],
                 reason: None,
                 referred_on_to: None,
@@ -679,7 +679,7 @@ async fn a_material_need_case_is_searched_for_in_the_programmes_registry() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(reply.status, "referred_on");
+    assert_eq!(reply.status(), pb::CaseStatus::ReferredOn);
     let (outcome, reference, _, _) = wait_recorded(&pool, &r).await;
     assert_eq!(
         (outcome.as_str(), reference.as_deref()),

@@ -325,7 +325,6 @@ async fn statistics_are_aggregates_with_small_counts_suppressed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn break_glass_is_minimal_time_boxed_audited_and_reviewed() {
-    use pb::case_work_client::CaseWorkClient;
     let env = TestEnv::new(None).await;
     let hub = env.start().await;
     let ch = channel(&hub).await;
@@ -379,7 +378,7 @@ async fn break_glass_is_minimal_time_boxed_audited_and_reviewed() {
         .unwrap()
         .into_inner();
     assert_eq!(
-        first.categories,
+        himaya_proto::convert::codes::<himaya_record::DataCategory>(&first.categories),
         [
             "reference",
             "identity",
@@ -428,7 +427,7 @@ async fn break_glass_is_minimal_time_boxed_audited_and_reviewed() {
     .await;
 
     // Queued for review; reviewed once.
-    let mut work = CaseWorkClient::new(ch);
+    let mut work = pb::oversight_client::OversightClient::new(ch);
     let owner = |msg| {
         let mut r = Request::new(msg);
         r.metadata_mut()
@@ -449,7 +448,7 @@ async fn break_glass_is_minimal_time_boxed_audited_and_reviewed() {
     let review = || pb::ReviewBreakGlassRequest {
         break_glass_id: queue[0].break_glass_id.clone(),
         actor: "sup-1".into(),
-        outcome: "justified".into(),
+        outcome: pb::BreakGlassOutcome::Justified.into(),
         notes: "اتصال موثق".into(),
     };
     let mut w2 = work.clone();
@@ -464,7 +463,7 @@ async fn break_glass_is_minimal_time_boxed_audited_and_reviewed() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(done.outcome.as_deref(), Some("justified"));
+    assert_eq!(done.outcome(), pb::BreakGlassOutcome::Justified);
     assert_eq!(
         work.review_break_glass(owner_review(review()))
             .await

@@ -4,7 +4,9 @@
 //! agency without a connector collects its withdrawal notice and acknowledges it.
 
 use crate::helpers::*;
+use himaya_proto::convert::codes;
 use himaya_proto::v1 as pb;
+use himaya_record::DataCategory;
 use pb::cases_client::CasesClient;
 use tonic::transport::Channel;
 use tonic::Code;
@@ -76,7 +78,9 @@ async fn an_export_is_redacted_per_case_and_every_decision_logged() {
     ];
     for c in &health {
         assert!(
-            c.categories.iter().all(|k| allowed.contains(&k.as_str())),
+            codes::<DataCategory>(&c.categories)
+                .iter()
+                .all(|k| allowed.contains(k)),
             "{:?}",
             c.categories
         );
@@ -113,7 +117,7 @@ async fn an_export_is_redacted_per_case_and_every_decision_logged() {
     .unwrap();
     assert_eq!(school.len(), 2);
     for c in &school {
-        let mut cats = c.categories.clone();
+        let mut cats = codes::<DataCategory>(&c.categories);
         cats.sort();
         assert_eq!(cats, ["location", "reference"]);
         let doc: serde_json::Value = serde_json::from_str(&c.document_json).unwrap();
@@ -210,7 +214,7 @@ async fn an_agency_without_a_connector_collects_and_acknowledges_its_notice() {
         (notice.case_id.as_str(), notice.consent_id.as_str()),
         (case.as_str(), "cns_demo")
     );
-    assert!(notice.categories.iter().any(|c| c == "location"));
+    assert!(codes::<DataCategory>(&notice.categories).contains(&"location"));
     assert!(notice.acknowledged_at.is_none());
     // The health agency, whose connector was pushed the notice, sees its own as well,
     // and only its own.
@@ -338,7 +342,7 @@ async fn a_refused_delivery_or_an_ended_service_referral_gives_no_part() {
             .await
             .unwrap()
             .into_inner();
-        (r.state == "received").then_some(r.version)
+        (r.state() == pb::ServiceReferralState::Received).then_some(r.version)
     })
     .await;
     sr.update_service_referral(as_agency(
@@ -346,7 +350,7 @@ async fn a_refused_delivery_or_an_ended_service_referral_gives_no_part() {
         pb::UpdateServiceReferralRequest {
             service_referral_id: referral.service_referral_id.clone(),
             expected_version: version,
-            state: "cancelled".into(),
+            state: pb::ServiceReferralState::Cancelled.into(),
             reason: Some("نُقل الطفل إلى محافظة أخرى".into()),
             actor: "sw-1".into(),
         },

@@ -125,7 +125,7 @@ async fn a_certificate_proves_the_calling_agency() {
             case_id: submitted.case_id.clone(),
         },
     );
-    let e = pb::case_work_client::CaseWorkClient::new(school.clone())
+    let e = pb::consents_client::ConsentsClient::new(school.clone())
         .list_consents(claim)
         .await
         .unwrap_err();
@@ -316,8 +316,9 @@ async fn every_rpc_refuses_the_agency_types_it_is_not_for() {
             refused += 1;
         }
     }
-    // CaseWork (21 RPCs), school and hotline intake and referral creation: each refused
-    // to the six other agency types.
+    // The ministry's services (CaseWork, Staff, Consents, Duplicates, Oversight: 22 RPCs),
+    // school and hotline intake and referral creation: each refused to the six other
+    // agency types.
     assert!(refused >= (21 + 3) * 6, "only {refused} refusals");
     let Secured { hub, .. } = s;
     hub.stop().await;
@@ -343,7 +344,7 @@ async fn every_rpc_taking_an_id_refuses_another_agencys_and_logs_it() {
     let school = as_cert(&s, "school-cairo-alnour").await;
     let hotline = as_cert(&s, "hotline-16000").await;
     let mut intake = pb::intake_client::IntakeClient::new(school);
-    let mut work = pb::case_work_client::CaseWorkClient::new(owner.clone());
+    let mut consents = pb::consents_client::ConsentsClient::new(owner.clone());
 
     // A Cairo case with everything hanging off it: a service referral and a break-glass.
     let case = intake
@@ -365,7 +366,7 @@ async fn every_rpc_taking_an_id_refuses_another_agencys_and_logs_it() {
             case_id: case.clone(),
             action_id: "a1".into(),
             actor: "sw-1".into(),
-            ability_to_pay: "none".into(),
+            ability_to_pay: pb::AbilityToPay::None.into(),
         })
         .await
         .unwrap()
@@ -388,14 +389,15 @@ async fn every_rpc_taking_an_id_refuses_another_agencys_and_logs_it() {
         .get_case(read_case(&case))
         .await
         .unwrap();
-    work.withdraw_consent(pb::WithdrawConsentRequest {
-        case_id: case.clone(),
-        expected_version: planned,
-        actor: "sw-1".into(),
-        consent_id: "cns_demo".into(),
-    })
-    .await
-    .unwrap();
+    consents
+        .withdraw_consent(pb::WithdrawConsentRequest {
+            case_id: case.clone(),
+            expected_version: planned,
+            actor: "sw-1".into(),
+            consent_id: "cns_demo".into(),
+        })
+        .await
+        .unwrap();
     let pool = s.env.pool().await;
     let notice: String = eventually(20, "a withdrawal notice", || async {
         sqlx::query_scalar("SELECT notice_id FROM cases.agency_notices LIMIT 1")
@@ -441,13 +443,13 @@ async fn every_rpc_taking_an_id_refuses_another_agencys_and_logs_it() {
         assert_eq!(e.code(), Code::PermissionDenied, "{path}: {e:?}");
         swept.push(path);
     }
-    // Every RPC of CaseWork but staff, escalations, indicators and the review list, and
-    // the case reads, break-glass and service referrals.
+    // Every RPC of the ministry's services but staff, escalations, indicators and the
+    // review list, and the case reads, break-glass and service referrals.
     for expected in [
         "/himaya.v1.CaseWork/DecideAcceptance",
-        "/himaya.v1.CaseWork/MergeCases",
-        "/himaya.v1.CaseWork/ReviewBreakGlass",
-        "/himaya.v1.CaseWork/WithdrawConsent",
+        "/himaya.v1.Duplicates/MergeCases",
+        "/himaya.v1.Oversight/ReviewBreakGlass",
+        "/himaya.v1.Consents/WithdrawConsent",
         "/himaya.v1.Cases/GetCase",
         "/himaya.v1.Cases/BreakGlass",
         "/himaya.v1.Cases/AcknowledgeNotice",
@@ -461,7 +463,8 @@ async fn every_rpc_taking_an_id_refuses_another_agencys_and_logs_it() {
     // Lists stay within the caller's area: Alexandria's directorate sees none of
     // Cairo's numbers or escalations, and may not ask for Cairo's.
     let mut alex = pb::case_work_client::CaseWorkClient::new(foreign_owner.clone());
-    let own = alex
+    let mut alex_oversight = pb::oversight_client::OversightClient::new(foreign_owner.clone());
+    let own = alex_oversight
         .get_indicators(pb::GetIndicatorsRequest::default())
         .await
         .unwrap()
@@ -475,7 +478,7 @@ async fn every_rpc_taking_an_id_refuses_another_agencys_and_logs_it() {
         own.caseloads.is_empty(),
         "another directorate's caseworkers"
     );
-    let e = alex
+    let e = alex_oversight
         .get_indicators(pb::GetIndicatorsRequest {
             governorate: "القاهرة".into(),
         })
@@ -658,6 +661,7 @@ async fn running_out_of_file_descriptors_does_not_stop_the_grpc_server() {
             let _ = tx.send(line);
         }
     });
+    // The composition root logs each HTTP server it binds as `listening`, by name.
     let webhooks = address_in_log(&lines, "agency webhooks listening", "addr", 120);
     let grpc = address_in_log(&lines, "himaya is up", "grpc_addr", 60);
 

@@ -148,7 +148,10 @@ async fn a_school_referral_arrives_at_the_health_agency_exactly_once() {
         .insert("x-himaya-agency", "health-cairo".parse().unwrap());
     let shared = cases.get_case(get).await.unwrap().into_inner();
     assert_eq!(shared.deliveries.len(), 1);
-    assert_eq!(shared.deliveries[0].outcome, "delivered");
+    assert_eq!(
+        shared.deliveries[0].outcome(),
+        pb::DeliveryOutcome::Delivered
+    );
     hub.stop().await;
 }
 
@@ -338,7 +341,13 @@ async fn reads_are_authorized_per_agency_and_per_case() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(school.categories, vec!["reference", "location"]);
+    assert_eq!(
+        school.categories,
+        vec![
+            i32::from(pb::DataCategory::Reference),
+            pb::DataCategory::Location.into()
+        ]
+    );
     assert!(!school.document_json.contains("مريم"));
     // The ministry owning the case sees the narrative; statistics gets nothing by default.
     let mosa = cases
@@ -346,7 +355,9 @@ async fn reads_are_authorized_per_agency_and_per_case() {
         .await
         .unwrap()
         .into_inner();
-    assert!(mosa.categories.contains(&"case_notes".to_owned()));
+    assert!(mosa
+        .categories
+        .contains(&pb::DataCategory::CaseNotes.into()));
     let stats = cases
         .get_case(get(&r.case_id, Some("mosa-cairo"), pb::Purpose::Statistics))
         .await

@@ -260,9 +260,12 @@ async fn a_fhir_task_moves_the_service_referral_once() {
     let (status, _, replayed) = h.post("health-cairo", "fhir/Task", task.to_string()).await;
     assert_eq!((status, replayed), (StatusCode::CREATED, true));
     let now = referral_as_ministry(&mut sr, &srv).await;
-    assert_eq!(now.state, "accepted");
+    assert_eq!(now.state(), pb::ServiceReferralState::Accepted);
     assert_eq!(
-        now.changes.iter().filter(|c| c.state == "accepted").count(),
+        now.changes
+            .iter()
+            .filter(|c| c.state() == pb::ServiceReferralState::Accepted)
+            .count(),
         1
     );
     // Two progress reports: each a new version of the Task with its note, each recorded.
@@ -285,7 +288,7 @@ async fn a_fhir_task_moves_the_service_referral_once() {
     let reports: Vec<Option<&str>> = now
         .changes
         .iter()
-        .filter(|c| c.state == "in_progress")
+        .filter(|c| c.state() == pb::ServiceReferralState::InProgress)
         .map(|c| c.reason.as_deref())
         .collect();
     assert_eq!(

@@ -64,8 +64,13 @@ pub const RULES: &[(&str, Callers)] = &[
     // The caller's own withdrawal notices.
     ("/himaya.v1.Cases/ListNotices", AnyAgency),
     ("/himaya.v1.Cases/AcknowledgeNotice", AnyAgency),
-    // The case-owning ministry's work; the handler checks the case is in its area.
+    // The case-owning ministry's work, staff, consents, duplicates and oversight; the
+    // handler checks each case named is in its area.
     ("/himaya.v1.CaseWork/*", Only(&[SocialAffairs])),
+    ("/himaya.v1.Staff/*", Only(&[SocialAffairs])),
+    ("/himaya.v1.Consents/*", Only(&[SocialAffairs])),
+    ("/himaya.v1.Duplicates/*", Only(&[SocialAffairs])),
+    ("/himaya.v1.Oversight/*", Only(&[SocialAffairs])),
     (
         "/himaya.v1.ServiceReferrals/CreateServiceReferral",
         Only(&[SocialAffairs]),
@@ -120,19 +125,24 @@ pub const PERSON_RULES: &[(&str, &[&str])] = &[
         &["agency_staff", "supervisor"],
     ),
     // Accounts: an agency's administrator registers its caseworkers and supervisors.
-    ("/himaya.v1.CaseWork/AddStaff", &["admin"]),
+    ("/himaya.v1.Staff/AddStaff", &["admin"]),
     // A supervisor's own moves.
     ("/himaya.v1.CaseWork/AssignCase", &["supervisor"]),
-    ("/himaya.v1.CaseWork/ListBreakGlass", &["supervisor"]),
-    ("/himaya.v1.CaseWork/ReviewBreakGlass", &["supervisor"]),
-    ("/himaya.v1.CaseWork/LinkCases", &["supervisor"]),
-    ("/himaya.v1.CaseWork/MergeCases", &["supervisor"]),
+    ("/himaya.v1.Oversight/ListBreakGlass", &["supervisor"]),
+    ("/himaya.v1.Oversight/ReviewBreakGlass", &["supervisor"]),
+    ("/himaya.v1.Duplicates/LinkCases", &["supervisor"]),
+    ("/himaya.v1.Duplicates/MergeCases", &["supervisor"]),
     (
-        "/himaya.v1.CaseWork/GetIndicators",
+        "/himaya.v1.Oversight/GetIndicators",
         &["supervisor", "auditor"],
     ),
     // Working a case: its caseworker, or their supervisor (checked by the handler).
     ("/himaya.v1.CaseWork/*", &["caseworker", "supervisor"]),
+    ("/himaya.v1.Consents/*", &["caseworker", "supervisor"]),
+    (
+        "/himaya.v1.Duplicates/FindDuplicates",
+        &["caseworker", "supervisor"],
+    ),
     (
         "/himaya.v1.ServiceReferrals/CreateServiceReferral",
         &["caseworker", "supervisor"],
@@ -504,5 +514,20 @@ mod tests {
         assert!(!may("/himaya.v1.Cases/ExportCases", "supervisor"));
         assert!(may("/himaya.v1.Directory/FindServices", "auditor"));
         assert!(!may("/himaya.v1.Directory/UpsertService", "agency_staff"));
+        // The ministry's other services: each RPC with the roles it had in CaseWork.
+        assert!(may("/himaya.v1.Staff/AddStaff", "admin"));
+        assert!(!may("/himaya.v1.Staff/AddStaff", "supervisor"));
+        assert!(may("/himaya.v1.Consents/GrantConsent", "caseworker"));
+        assert!(!may("/himaya.v1.Consents/GrantConsent", "auditor"));
+        assert!(may("/himaya.v1.Duplicates/FindDuplicates", "caseworker"));
+        assert!(!may("/himaya.v1.Duplicates/MergeCases", "caseworker"));
+        assert!(may("/himaya.v1.Oversight/GetIndicators", "auditor"));
+        assert!(!may("/himaya.v1.Oversight/ReviewBreakGlass", "caseworker"));
+        for service in ["Staff", "Consents", "Duplicates", "Oversight"] {
+            assert!(matches!(
+                rule_for(&format!("/himaya.v1.{service}/Any")),
+                Some(Only(&[SocialAffairs]))
+            ));
+        }
     }
 }

@@ -2,23 +2,66 @@
 //! of field violations (paths as the caller wrote them); outgoing ones are infallible.
 
 use chrono::NaiveDate;
+use himaya_record::consent::{ConsentMethod, LegalBasis, ProvisionKind};
+use himaya_record::lifecycle::{
+    AcceptanceDecision, BreakGlassOutcome, ClosureReason, DeadlineKind, LinkKind, NeedDomain,
+    ReviewKind, StaffRole,
+};
+use himaya_record::service_referral::{AbilityToPay, MedicalCoverage, TaskState};
 use himaya_record::validate::{validate_details, within, within_vec, MAX_LIST};
 use himaya_record::{self as rec, Problem, Violations};
+use himaya_record::{
+    AgencyType, CaseStatus, ConcernKind, ConsentGiver, DataCategory, DeliveryOutcome, DocumentKind,
+    LabourCriterion, Priority, Purpose, Relationship, RiskLevel, ServiceType, Sex, SourceKind,
+    TargetGroup,
+};
 
 use crate::v1 as pb;
 
+/// A closed vocabulary of the domain carried on the wire as a protobuf enum (its `i32`
+/// in the generated messages). Zero is each enum's `…_UNSPECIFIED`, never a domain value.
+pub trait WireEnum: Copy + std::fmt::Display + PartialEq + Sized + 'static {
+    /// Every domain value, in the order a refusal lists them.
+    const ALL: &'static [Self];
+    /// Wire number → domain value; `None` for UNSPECIFIED or a number not known here.
+    fn from_wire(raw: i32) -> Option<Self>;
+    fn to_wire(self) -> i32;
+    /// The domain's name for the value (`refer_on`, `turned_18`): what people, forms,
+    /// the database and the events use.
+    fn code(self) -> &'static str;
+}
+
 macro_rules! enum_map {
     ($from:ident, $to:ident, $pb:ident, $dom:ident { $($v:ident),+ $(,)? }) => {
+        enum_map!($from, $to, $pb, $dom { $($v => $v),+ });
+    };
+    ($from:ident, $to:ident, $pb:ident, $dom:ident { $($p:ident => $d:ident),+ $(,)? }) => {
         /// Wire value → domain value; `None` for unspecified or unknown numbers.
-        pub fn $from(raw: i32) -> Option<rec::$dom> {
+        pub fn $from(raw: i32) -> Option<$dom> {
             match pb::$pb::try_from(raw).ok()? {
-                $(pb::$pb::$v => Some(rec::$dom::$v),)+
+                $(pb::$pb::$p => Some($dom::$d),)+
                 _ => None,
             }
         }
 
-        pub fn $to(d: rec::$dom) -> pb::$pb {
-            match d { $(rec::$dom::$v => pb::$pb::$v),+ }
+        pub fn $to(d: $dom) -> pb::$pb {
+            match d { $($dom::$d => pb::$pb::$p),+ }
+        }
+
+        impl WireEnum for $dom {
+            const ALL: &'static [Self] = &[$($dom::$d),+];
+
+            fn from_wire(raw: i32) -> Option<Self> {
+                $from(raw)
+            }
+
+            fn to_wire(self) -> i32 {
+                $to(self).into()
+            }
+
+            fn code(self) -> &'static str {
+                self.as_str()
+            }
         }
     };
 }
@@ -164,25 +207,274 @@ enum_map!(
         Statistics
     }
 );
+enum_map!(
+    status_from,
+    status_to,
+    CaseStatus,
+    CaseStatus {
+        Referred,
+        Registered,
+        ReferredOn,
+        Declined,
+        Closed,
+        Merged
+    }
+);
+enum_map!(
+    category_from,
+    category_to,
+    DataCategory,
+    DataCategory {
+        Reference,
+        Identity,
+        Contact,
+        Location,
+        ProtectionConcern,
+        Health,
+        Justice,
+        Economic,
+        CaseNotes
+    }
+);
+enum_map!(
+    agency_type_from,
+    agency_type_to,
+    AgencyType,
+    AgencyType {
+        SocialAffairs,
+        School,
+        Health,
+        Justice,
+        CashAssistance,
+        EmergencyLine,
+        Community
+    }
+);
+enum_map!(
+    coverage_from,
+    coverage_to,
+    MedicalCoverage,
+    MedicalCoverage {
+        Full => Full,
+        Partial => Partial,
+        None => NotCovered,
+    }
+);
+enum_map!(
+    delivery_from,
+    delivery_to,
+    DeliveryOutcome,
+    DeliveryOutcome {
+        Delivered,
+        Rejected,
+        Undelivered
+    }
+);
+enum_map!(
+    decision_from,
+    decision_to,
+    AcceptanceDecision,
+    AcceptanceDecision {
+        Register,
+        ReferOn,
+        Decline
+    }
+);
+enum_map!(
+    review_from,
+    review_to,
+    ReviewKind,
+    ReviewKind {
+        HomeVisit,
+        MeetingWithChild,
+        Phone
+    }
+);
+enum_map!(
+    need_from,
+    need_to,
+    NeedDomain,
+    NeedDomain {
+        Safety,
+        Health,
+        Education,
+        Psychosocial,
+        Legal,
+        Economic
+    }
+);
+enum_map!(
+    closure_from,
+    closure_to,
+    ClosureReason,
+    ClosureReason {
+        NeedEnded => NeedEnded,
+        Death => Death,
+        Turned18 => TurnedEighteen,
+        MovedOutOfReach => MovedOutOfReach,
+        ContactLost => ContactLost,
+    }
+);
+enum_map!(
+    deadline_from,
+    deadline_to,
+    DeadlineKind,
+    DeadlineKind {
+        Assignment => Assignment,
+        FirstContact => FirstContact,
+        Review => Review,
+        Turns18 => TurnsEighteen,
+        Turns18Soon => TurnsEighteenSoon,
+        PlanAction => PlanAction,
+        ServiceReferral => ServiceReferral,
+        Undelivered => Undelivered,
+    }
+);
+enum_map!(
+    staff_role_from,
+    staff_role_to,
+    StaffRole,
+    StaffRole {
+        Caseworker,
+        Supervisor
+    }
+);
+enum_map!(
+    link_from,
+    link_to,
+    LinkKind,
+    LinkKind { SameChild, Sibling }
+);
+enum_map!(
+    provision_from,
+    provision_to,
+    ProvisionKind,
+    ProvisionKind { Permit, Deny }
+);
+enum_map!(
+    method_from,
+    method_to,
+    ConsentMethod,
+    ConsentMethod { Written, Verbal }
+);
+enum_map!(
+    basis_from,
+    basis_to,
+    LegalBasis,
+    LegalBasis {
+        VitalInterests,
+        LegalObligation,
+        CourtOrder
+    }
+);
+enum_map!(
+    outcome_from,
+    outcome_to,
+    BreakGlassOutcome,
+    BreakGlassOutcome {
+        Justified,
+        Unjustified
+    }
+);
+enum_map!(
+    state_from,
+    state_to,
+    ServiceReferralState,
+    TaskState {
+        Requested => Requested,
+        Received => Received,
+        Accepted => Accepted,
+        Rejected => Rejected,
+        InProgress => InProgress,
+        Completed => Completed,
+        Failed => Failed,
+        Cancelled => Cancelled,
+    }
+);
+enum_map!(
+    ability_from,
+    ability_to,
+    AbilityToPay,
+    AbilityToPay {
+        None => CannotPay,
+        Part => Part,
+        Full => Full,
+    }
+);
 
-fn choices<T: std::fmt::Display>(all: &[T]) -> Problem {
+/// "must be chosen; one of: …" listing `all` by their domain names.
+pub fn choices<T: std::fmt::Display>(all: &[T]) -> Problem {
     let names: Vec<String> = all.iter().map(ToString::to_string).collect();
     Problem::NotChosen {
         choices: names.join(", "),
     }
 }
 
-/// A required enum: a violation naming the choices when missing or unknown.
-fn required<T: Copy + std::fmt::Display>(
-    v: &mut Violations,
-    field: String,
-    all: &[T],
-    value: Option<T>,
-) -> Option<T> {
+/// A required wire enum: the domain value, or a violation at `field` naming the choices
+/// when it is UNSPECIFIED or a number the hub does not know.
+pub fn required<T: WireEnum>(v: &mut Violations, field: impl Into<String>, raw: i32) -> Option<T> {
+    let value = T::from_wire(raw);
     if value.is_none() {
-        v.push(field, choices(all));
+        v.push(field, choices(T::ALL));
     }
     value
+}
+
+/// An optional wire enum: UNSPECIFIED is "not given"; a number the hub does not know is a
+/// violation at `field` naming the choices.
+pub fn optional<T: WireEnum>(v: &mut Violations, field: impl Into<String>, raw: i32) -> Option<T> {
+    if raw == 0 {
+        return None;
+    }
+    required(v, field, raw)
+}
+
+/// A list of wire enums (at most `MAX_LIST`); each UNSPECIFIED or unknown entry is a
+/// violation at its index.
+pub fn list<T: WireEnum>(v: &mut Violations, field: &str, raw: &[i32]) -> Vec<T> {
+    let raw = within(v, field, raw);
+    let mut out = Vec::with_capacity(raw.len().min(MAX_LIST));
+    for (i, r) in raw.iter().enumerate() {
+        if let Some(x) = required(v, format!("{field}[{i}]"), *r) {
+            out.push(x);
+        }
+    }
+    out
+}
+
+/// For clients that hold a domain name (a form's value, a command-line flag): its wire
+/// number, or 0 (UNSPECIFIED) when it names nothing, which the hub refuses naming the
+/// field and the choices.
+pub fn wire<T: WireEnum>(code: &str) -> i32 {
+    T::ALL
+        .iter()
+        .find(|t| t.code() == code.trim())
+        .map_or(0, |t| t.to_wire())
+}
+
+/// For clients holding a domain name: its wire number, or the problem the hub reports for
+/// a value outside the vocabulary (the choices), to refuse it before sending.
+pub fn parse<T: WireEnum>(name: &str) -> Result<i32, Problem> {
+    match wire::<T>(name) {
+        0 => Err(choices(T::ALL)),
+        n => Ok(n),
+    }
+}
+
+/// The domain name of a wire value, for showing it: "" for UNSPECIFIED or a number this
+/// build does not know.
+pub fn code<T: WireEnum>(raw: i32) -> &'static str {
+    T::from_wire(raw).map_or("", WireEnum::code)
+}
+
+/// The domain names of wire values, for showing them ("" for any not known).
+pub fn codes<T: WireEnum>(raw: &[i32]) -> Vec<&'static str> {
+    raw.iter().map(|r| code::<T>(*r)).collect()
+}
+
+/// Domain values as wire numbers.
+pub fn wires<'a, T: WireEnum>(values: impl IntoIterator<Item = &'a T>) -> Vec<i32> {
+    values.into_iter().map(|t| t.to_wire()).collect()
 }
 
 fn text(s: String) -> String {
@@ -202,24 +494,6 @@ fn name(v: &mut Violations, field: &str, n: Option<pb::PersonName>) -> rec::Pers
         as_given: text(n.as_given),
         transliteration: opt_text(n.transliteration),
     }
-}
-
-/// A list of enum values; each unknown entry is a violation at its index.
-fn enum_list<T: Copy + std::fmt::Display>(
-    v: &mut Violations,
-    field: &str,
-    raw: &[i32],
-    all: &[T],
-    from: fn(i32) -> Option<T>,
-) -> Vec<T> {
-    let raw = within(v, field, raw);
-    let mut out = Vec::with_capacity(raw.len().min(MAX_LIST));
-    for (i, r) in raw.iter().enumerate() {
-        if let Some(x) = required(v, format!("{field}[{i}]"), all, from(*r)) {
-            out.push(x);
-        }
-    }
-    out
 }
 
 fn child(v: &mut Violations, p: &str, c: Option<pb::Child>) -> rec::Child {
@@ -245,12 +519,8 @@ fn child(v: &mut Violations, p: &str, c: Option<pb::Child>) -> rec::Child {
         .into_iter()
         .enumerate()
         .filter_map(|(i, d)| {
-            let kind = required(
-                v,
-                f(&format!("identity_documents[{i}].kind")),
-                rec::DocumentKind::ALL,
-                document_from(d.kind),
-            )?;
+            let kind: DocumentKind =
+                required(v, f(&format!("identity_documents[{i}].kind")), d.kind)?;
             Some(rec::IdentityDocument {
                 kind,
                 number: text(d.number),
@@ -260,7 +530,7 @@ fn child(v: &mut Violations, p: &str, c: Option<pb::Child>) -> rec::Child {
         .collect();
     rec::Child {
         name: name(v, &f("name"), c.name),
-        sex: required(v, f("sex"), rec::Sex::ALL, sex_from(c.sex)).unwrap_or(rec::Sex::NotStated),
+        sex: required(v, f("sex"), c.sex).unwrap_or(Sex::NotStated),
         date_of_birth,
         estimated_age_years,
         nationality: opt_text(c.nationality),
@@ -296,13 +566,8 @@ pub fn referral_details(
             let f = format!("{p}.caregivers[{i}]");
             rec::Caregiver {
                 name: name(&mut v, &format!("{f}.name"), c.name),
-                relationship: required(
-                    &mut v,
-                    format!("{f}.relationship"),
-                    rec::Relationship::ALL,
-                    relationship_from(c.relationship),
-                )
-                .unwrap_or(rec::Relationship::Other),
+                relationship: required(&mut v, format!("{f}.relationship"), c.relationship)
+                    .unwrap_or(Relationship::Other),
                 phone: opt_text(c.phone),
                 address: opt_text(c.address),
                 primary: c.primary,
@@ -328,54 +593,29 @@ pub fn referral_details(
         .enumerate()
         .filter_map(|(i, c)| {
             let f = format!("{p}.concerns[{i}]");
-            let labour_criteria = enum_list(
-                &mut v,
-                &format!("{f}.labour_criteria"),
-                &c.labour_criteria,
-                rec::LabourCriterion::ALL,
-                labour_from,
-            );
-            let kind = required(
-                &mut v,
-                format!("{f}.kind"),
-                rec::ConcernKind::ALL,
-                concern_from(c.kind),
-            )?;
+            let labour_criteria = list(&mut v, &format!("{f}.labour_criteria"), &c.labour_criteria);
+            let kind: ConcernKind = required(&mut v, format!("{f}.kind"), c.kind)?;
             Some(rec::Concern {
                 kind,
                 labour_criteria,
             })
         })
         .collect();
-    let risk_level = required(
-        &mut v,
-        format!("{p}.risk_level"),
-        rec::RiskLevel::ALL,
-        risk_from(d.risk_level),
-    );
-    let requested_services = enum_list(
+    let risk_level: Option<RiskLevel> = required(&mut v, format!("{p}.risk_level"), d.risk_level);
+    let requested_services = list(
         &mut v,
         &format!("{p}.requested_services"),
         &d.requested_services,
-        rec::ServiceType::ALL,
-        service_from,
     );
-    let target_groups = enum_list(
-        &mut v,
-        &format!("{p}.target_groups"),
-        &d.target_groups,
-        rec::TargetGroup::ALL,
-        target_from,
-    );
+    let target_groups = list(&mut v, &format!("{p}.target_groups"), &d.target_groups);
     let consent_refs = within_vec(&mut v, &format!("{p}.consent_refs"), d.consent_refs)
         .into_iter()
         .enumerate()
         .filter_map(|(i, c)| {
-            let given_by = required(
+            let given_by: ConsentGiver = required(
                 &mut v,
                 format!("{p}.consent_refs[{i}].given_by"),
-                rec::ConsentGiver::ALL,
-                giver_from(c.given_by),
+                c.given_by,
             )?;
             Some(rec::ConsentRef {
                 consent_id: text(c.consent_id),
@@ -388,7 +628,7 @@ pub fn referral_details(
         caregivers,
         household,
         concerns,
-        risk_level: risk_level.unwrap_or(rec::RiskLevel::High),
+        risk_level: risk_level.unwrap_or(RiskLevel::High),
         requested_services,
         target_groups,
         consent_refs,
@@ -516,6 +756,88 @@ mod tests {
         assert!(v.has("referral.child.date_of_birth", "invalid_date"));
         assert!(v.has("referral.risk_level", "not_chosen"));
         assert!(v.has("referral.requested_services[1]", "not_chosen"));
+    }
+
+    /// Every wire enum lists its choices as the domain does, and every domain value
+    /// goes to the wire and back.
+    #[test]
+    fn wire_enums_cover_their_domain_vocabularies_in_order() {
+        fn check<T: WireEnum + std::fmt::Debug>(domain: &[T]) {
+            assert_eq!(T::ALL, domain);
+            for d in domain {
+                assert_ne!(d.to_wire(), 0, "{d:?}");
+                assert_eq!(T::from_wire(d.to_wire()), Some(*d));
+                assert_eq!(wire::<T>(d.code()), d.to_wire());
+                assert_eq!(code::<T>(d.to_wire()), d.code());
+            }
+            assert_eq!(T::from_wire(0), None);
+            assert_eq!(T::from_wire(999), None);
+            assert_eq!(wire::<T>("no_such_value"), 0);
+            assert_eq!(code::<T>(999), "");
+        }
+        check(Sex::ALL);
+        check(DocumentKind::ALL);
+        check(Relationship::ALL);
+        check(SourceKind::ALL);
+        check(ConcernKind::ALL);
+        check(LabourCriterion::ALL);
+        check(RiskLevel::ALL);
+        check(ServiceType::ALL);
+        check(TargetGroup::ALL);
+        check(ConsentGiver::ALL);
+        check(Priority::ALL);
+        check(Purpose::ALL);
+        check(CaseStatus::ALL);
+        check(&DataCategory::ALL);
+        check(AgencyType::ALL);
+        check(MedicalCoverage::ALL);
+        check(DeliveryOutcome::ALL);
+        check(AcceptanceDecision::ALL);
+        check(ReviewKind::ALL);
+        check(NeedDomain::ALL);
+        check(ClosureReason::ALL);
+        check(DeadlineKind::ALL);
+        check(StaffRole::ALL);
+        check(LinkKind::ALL);
+        check(ProvisionKind::ALL);
+        check(ConsentMethod::ALL);
+        check(LegalBasis::ALL);
+        check(BreakGlassOutcome::ALL);
+        check(TaskState::ALL);
+        check(AbilityToPay::ALL);
+    }
+
+    #[test]
+    fn an_unspecified_or_unknown_enum_names_the_field_and_the_choices() {
+        let mut v = Violations::new();
+        assert_eq!(required::<AcceptanceDecision>(&mut v, "decision", 0), None);
+        assert_eq!(required::<ClosureReason>(&mut v, "reason", 42), None);
+        assert_eq!(optional::<LegalBasis>(&mut v, "legal_basis", 0), None);
+        assert_eq!(optional::<LegalBasis>(&mut v, "legal_basis", 9), None);
+        assert_eq!(
+            list::<DataCategory>(&mut v, "categories", &[1, 0]),
+            vec![DataCategory::Reference]
+        );
+        assert_eq!(v.iter().count(), 4, "{v:?}");
+        let first = v.iter().next().unwrap();
+        assert_eq!(first.field, "decision");
+        assert_eq!(
+            first.problem.english(),
+            "must be chosen; one of: register, refer_on, decline"
+        );
+        assert!(first
+            .problem
+            .arabic()
+            .contains("register, refer_on, decline"));
+        assert!(v.has("reason", "not_chosen"));
+        assert!(v.has("legal_basis", "not_chosen"));
+        assert!(v.has("categories[1]", "not_chosen"));
+        let st = crate::status::invalid_argument(&v, crate::status::Lang::English);
+        assert_eq!(st.code(), tonic::Code::InvalidArgument);
+        assert!(st
+            .message()
+            .contains("decision: must be chosen; one of: register, refer_on, decline"));
+        assert!(st.message().contains("turned_18"), "{}", st.message());
     }
 
     #[test]

@@ -62,6 +62,31 @@ vocabulary!(
     }
 );
 
+vocabulary!(
+    /// A case-owning agency's staff: caseworkers work cases (each within the caseload
+    /// cap), supervisors oversee caseworkers (each within the team cap).
+    StaffRole {
+        Caseworker => "caseworker",
+        Supervisor => "supervisor",
+    }
+);
+
+vocabulary!(
+    /// How two cases found to be about the same family are linked (both kept).
+    LinkKind {
+        SameChild => "same_child",
+        Sibling => "sibling",
+    }
+);
+
+vocabulary!(
+    /// A supervisor's finding on a break-glass access.
+    BreakGlassOutcome {
+        Justified => "justified",
+        Unjustified => "unjustified",
+    }
+);
+
 /// A move in the lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Move {

@@ -154,6 +154,16 @@ vocabulary!(
     Priority { Routine => "routine", Urgent => "urgent" }
 );
 
+vocabulary!(
+    /// What became of a referral sent to an agency: its system took it, refused it, or
+    /// the hub could not send it (no agency, no consent, parked: see the reason).
+    DeliveryOutcome {
+        Delivered => "delivered",
+        Rejected => "rejected",
+        Undelivered => "undelivered",
+    }
+);
+
 impl Priority {
     /// AMQP message priority (0–9); urgent messages overtake routine ones.
     pub fn amqp_priority(self) -> u8 {

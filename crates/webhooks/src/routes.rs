@@ -7,8 +7,9 @@ use axum::response::Response;
 use std::sync::Arc;
 
 use himaya_connect::{Ask, Inbound, Intake, Standard, StatusChange};
-use himaya_proto::convert::{purpose_to, referral_details_to_pb, source_to};
+use himaya_proto::convert::{code, purpose_to, referral_details_to_pb, source_to, wire};
 use himaya_proto::v1 as pb;
+use himaya_record::service_referral::TaskState;
 use himaya_record::{AgencyType, Purpose, ReferralDetails, SourceKind};
 use himaya_settings::Protocol;
 use serde_json::{json, Value};
@@ -232,7 +233,7 @@ async fn status_change(app: &App, agency: &str, c: &StatusChange) -> Result<Valu
         // carries a new note and is recorded as one more change; the same note again (a
         // retry, or a FHIR Task edited in another field) is the report already recorded.
         let report = c.state == "in_progress" && c.reason.is_some() && c.reason != current.reason;
-        if current.state == c.state && !report {
+        if code::<TaskState>(current.state) == c.state && !report {
             let mut a = answer(&current);
             a["changed"] = json!(false);
             return Ok(a);
@@ -240,7 +241,9 @@ async fn status_change(app: &App, agency: &str, c: &StatusChange) -> Result<Valu
         let update = pb::UpdateServiceReferralRequest {
             service_referral_id: c.service_referral_id.clone(),
             expected_version: current.version,
-            state: c.state.to_owned(),
+            // A state outside the vocabulary goes as UNSPECIFIED: the hub refuses it,
+            // naming the field and the choices.
+            state: wire::<TaskState>(c.state),
             reason: c.reason.clone(),
             actor: c.actor.clone(),
         };
@@ -267,7 +270,7 @@ async fn status_change(app: &App, agency: &str, c: &StatusChange) -> Result<Valu
 }
 
 fn answer(r: &pb::ServiceReferral) -> Value {
-    json!({"service_referral_id": r.service_referral_id, "state": r.state, "version": r.version})
+    json!({"service_referral_id": r.service_referral_id, "state": code::<TaskState>(r.state), "version": r.version})
 }
 
 async fn submit(

@@ -6,8 +6,10 @@
 use chrono::{Duration, Utc};
 use himaya_bus::Exchange;
 use himaya_events::{keys, new_message_id, DisclosureRecorded};
+use himaya_proto::convert as cv;
 use himaya_proto::status::Lang;
 use himaya_proto::v1 as pb;
+use himaya_record::lifecycle::BreakGlassOutcome;
 use himaya_record::validate::{check_text, MAX_NARRATIVE};
 use himaya_record::{AgencyType, CaseId, Problem, RiskLevel, Violations};
 use sqlx::Row;
@@ -176,7 +178,7 @@ pub(crate) async fn open(
         case_id: case_id.to_string(),
         version: record.version,
         document_json: d.document.to_string(),
-        categories: d.categories.iter().map(|c| c.as_str().to_owned()).collect(),
+        categories: cv::wires(&d.categories),
         deliveries: vec![],
         break_glass_id: Some(id),
         break_glass_expires_at: Some(expires_at.to_rfc3339()),
@@ -224,7 +226,7 @@ fn access(r: &sqlx::postgres::PgRow) -> Result<pb::BreakGlassAccess, sqlx::Error
         reviewed_at: r
             .try_get::<Option<chrono::DateTime<Utc>>, _>("reviewed_at")?
             .map(|t| t.to_rfc3339()),
-        outcome: r.try_get("outcome")?,
+        outcome: crate::work::wire_col_opt::<BreakGlassOutcome>(r, "outcome")?,
         review_notes: r.try_get("review_notes")?,
     })
 }
@@ -249,29 +251,22 @@ pub(crate) async fn review(
     r: pb::ReviewBreakGlassRequest,
 ) -> Result<pb::BreakGlassAccess, CasesError> {
     let mut v = Violations::new();
-    if !matches!(r.outcome.as_str(), "justified" | "unjustified") {
-        v.push(
-            "outcome",
-            Problem::NotChosen {
-                choices: "justified, unjustified".into(),
-            },
-        );
-    }
+    let outcome: Option<BreakGlassOutcome> = cv::required(&mut v, "outcome", r.outcome);
     if r.actor.trim().is_empty() {
         v.push("actor", Problem::Required);
     }
     check_text(&mut v, "actor", &r.actor, 64);
     check_text(&mut v, "notes", &r.notes, MAX_NARRATIVE);
-    if !v.is_empty() {
+    let (Some(outcome), true) = (outcome, v.is_empty()) else {
         return Err(CasesError::Invalid(v, Lang::of(meta)));
-    }
+    };
     let row = sqlx::query(
         "UPDATE break_glass SET reviewed_by = $2, reviewed_at = now(), outcome = $3, review_notes = $4
           WHERE break_glass_id = $1 AND reviewed_at IS NULL RETURNING *",
     )
     .bind(r.break_glass_id.trim())
     .bind(r.actor.trim())
-    .bind(&r.outcome)
+    .bind(outcome.as_str())
     .bind(Some(r.notes.trim()).filter(|n| !n.is_empty()))
     .fetch_optional(&state.pool)
     .await?;

@@ -236,8 +236,8 @@ pub async fn case_counts(
         .map(|row| {
             Ok(himaya_proto::v1::CaseCount {
                 governorate: row.try_get("governorate")?,
-                status: row.try_get("status")?,
-                risk_level: row.try_get("risk_level")?,
+                status: crate::work::wire_col::<himaya_record::CaseStatus>(row, "status")?,
+                risk_level: crate::work::wire_col::<himaya_record::RiskLevel>(row, "risk_level")?,
                 count: row.try_get("n")?,
             })
         })

@@ -1,7 +1,9 @@
 //! The cases service: owns the normalized case record (schema `cases`). Serves
 //! `himaya.v1.Intake` (referrals in), `himaya.v1.Cases` (a case as the calling agency may
-//! see it) and `himaya.v1.CaseWork` (acceptance, caseloads, reviews, closure); records
-//! what agencies answered to deliveries; runs the deadline engine.
+//! see it), the case-owning ministry's `himaya.v1.CaseWork` (acceptance, caseloads,
+//! reviews, closure), `Staff`, `Consents`, `Duplicates` and `Oversight`, and
+//! `ServiceReferrals`; records what agencies answered to deliveries; runs the deadline
+//! engine.
 //!
 //! Intake lives here rather than in a service of its own: accepting a referral *is*
 //! writing the case row, and splitting them would need a second copy of the record or a
@@ -31,15 +33,21 @@ use himaya_component::{Component, Context, StartError, Started};
 use himaya_events::keys;
 use himaya_proto::v1::case_work_server::CaseWorkServer;
 use himaya_proto::v1::cases_server::CasesServer;
+use himaya_proto::v1::consents_server::ConsentsServer;
+use himaya_proto::v1::duplicates_server::DuplicatesServer;
 use himaya_proto::v1::intake_server::IntakeServer;
+use himaya_proto::v1::oversight_server::OversightServer;
 use himaya_proto::v1::service_referrals_server::ServiceReferralsServer;
+use himaya_proto::v1::staff_server::StaffServer;
 use himaya_settings::Settings;
 use sqlx::PgPool;
 
 pub use error::CasesError;
 pub use intake::IntakeApi;
 pub use read::CasesApi;
-pub use work::{CaseWorkApi, ServiceReferralsApi};
+pub use work::{
+    CaseWorkApi, ConsentsApi, DuplicatesApi, OversightApi, ServiceReferralsApi, StaffApi,
+};
 
 /// The database schema this service owns.
 pub const SCHEMA: &str = "cases";
@@ -149,6 +157,19 @@ impl Component for Cases {
             .grpc(CasesServer::new(read::CasesApi(state.clone())).max_decoding_message_size(max))
             .grpc(
                 CaseWorkServer::new(work::CaseWorkApi(state.clone()))
+                    .max_decoding_message_size(max),
+            )
+            .grpc(StaffServer::new(work::StaffApi(state.clone())).max_decoding_message_size(max))
+            .grpc(
+                ConsentsServer::new(work::ConsentsApi(state.clone()))
+                    .max_decoding_message_size(max),
+            )
+            .grpc(
+                DuplicatesServer::new(work::DuplicatesApi(state.clone()))
+                    .max_decoding_message_size(max),
+            )
+            .grpc(
+                OversightServer::new(work::OversightApi(state.clone()))
                     .max_decoding_message_size(max),
             )
             .grpc(

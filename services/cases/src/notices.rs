@@ -71,7 +71,11 @@ fn notice(r: &sqlx::postgres::PgRow) -> Result<pb::Notice, sqlx::Error> {
         notice_id: r.try_get("notice_id")?,
         case_id: r.try_get("case_id")?,
         consent_id: r.try_get("consent_id")?,
-        categories: r.try_get("categories")?,
+        categories: r
+            .try_get::<Vec<String>, _>("categories")?
+            .iter()
+            .map(|c| crate::work::wire_of::<himaya_record::DataCategory>("categories", c))
+            .collect::<Result<_, _>>()?,
         withdrawn_at: r.try_get("withdrawn_at")?,
         issued_at: at("issued_at")?.unwrap_or_default(),
         acknowledged_at: at("acknowledged_at")?,

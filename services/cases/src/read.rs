@@ -332,16 +332,12 @@ pub(crate) fn decide(
         case_id: case_id.to_string(),
         version: record.version,
         document_json: shared.document.to_string(),
-        categories: shared
-            .categories
-            .iter()
-            .map(|c| c.as_str().to_owned())
-            .collect(),
+        categories: himaya_proto::convert::wires(&shared.categories),
         deliveries: delivered
             .into_iter()
             .map(|d| pb::DeliveryStatus {
                 agency_id: d.agency_id,
-                outcome: d.outcome,
+                outcome: himaya_proto::convert::wire::<himaya_record::DeliveryOutcome>(&d.outcome),
                 http_status: d.http_status,
                 recorded_at: d.recorded_at.to_rfc3339(),
                 reason: d.reason,

@@ -10,9 +10,12 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use himaya_proto::convert::{wire, WireEnum};
 use himaya_proto::status::Lang;
 use himaya_proto::v1 as pb;
-use himaya_record::lifecycle::NeedDomain;
+use himaya_record::lifecycle::{AcceptanceDecision, ClosureReason, NeedDomain, ReviewKind};
+use himaya_record::service_referral::AbilityToPay;
+use himaya_record::{ServiceType, TargetGroup};
 use maud::html;
 use tonic_types::StatusExt;
 
@@ -196,19 +199,28 @@ async fn send(
                 case_id: id,
                 expected_version: version,
                 actor,
-                decision: f.get("decision").to_owned(),
+                // A value outside a vocabulary goes as UNSPECIFIED: the hub refuses it,
+                // naming the field and the choices, shown next to the field.
+                decision: wire::<AcceptanceDecision>(f.get("decision")),
                 vulnerability_criteria: all("criteria"),
                 reason: opt("decide_reason"),
                 referred_on_to: opt("referred_on_to"),
-                target_groups: all("target_groups"),
+                target_groups: all("target_groups")
+                    .iter()
+                    .map(|g| wire::<TargetGroup>(g))
+                    .collect(),
             };
             work.decide_acceptance(hub::request(p, lang, msg)?)
                 .await
                 .map(|r| {
                     let c = r.into_inner();
                     // Material need alone: the hub referred the family to relief instead.
-                    match (c.status.as_str(), &c.note) {
-                        ("referred_on", Some(_)) if f.get("decision") == "register" => "relief",
+                    match (c.status(), &c.note) {
+                        (pb::CaseStatus::ReferredOn, Some(_))
+                            if f.get("decision") == "register" =>
+                        {
+                            "relief"
+                        }
                         _ => "decide",
                     }
                 })
@@ -231,7 +243,7 @@ async fn send(
                 if !text.is_empty() {
                     slots.needs.push(*d);
                     needs.push(pb::NeedInput {
-                        domain: d.as_str().into(),
+                        domain: d.to_wire(),
                         description: text.to_owned(),
                     });
                 }
@@ -258,12 +270,12 @@ async fn send(
                     let a = pb::ActionInput {
                         description: v("desc"),
                         responsible_agency: v("agency"),
-                        service_type: v("service"),
+                        service_type: wire::<ServiceType>(&v("service")),
                         due_on: v("due"),
                     };
                     let empty = a.description.is_empty()
                         && a.responsible_agency.is_empty()
-                        && a.service_type.is_empty()
+                        && v("service").is_empty()
                         && a.due_on.is_empty();
                     if !empty {
                         used.push(ai);
@@ -295,7 +307,7 @@ async fn send(
                 case_id: id,
                 action_id: f.get("action_id").to_owned(),
                 actor,
-                ability_to_pay: f.get("ability_to_pay").to_owned(),
+                ability_to_pay: wire::<AbilityToPay>(f.get("ability_to_pay")),
             };
             pb::service_referrals_client::ServiceReferralsClient::new(app.hub.channel())
                 .create_service_referral(hub::request(p, lang, msg)?)
@@ -321,7 +333,7 @@ async fn send(
                 case_id: id,
                 expected_version: version,
                 actor,
-                kind: f.get("kind").to_owned(),
+                kind: wire::<ReviewKind>(f.get("kind")),
                 child_seen: f.get("child_seen") == "yes",
                 findings: f.get("findings").to_owned(),
             };
@@ -334,7 +346,7 @@ async fn send(
                 case_id: id,
                 expected_version: version,
                 actor,
-                reason: f.get("reason").to_owned(),
+                reason: wire::<ClosureReason>(f.get("reason")),
                 parents_consulted: Some(f.get("parents_consulted") == "yes"),
                 final_evaluation: f.get("final_evaluation").to_owned(),
                 recommendations: f.get("recommendations").to_owned(),

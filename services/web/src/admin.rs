@@ -341,9 +341,9 @@ pub(crate) async fn add_person(
     };
     let person_id = created.person.person_id.clone();
     let staff_role = if roles.contains(&Role::Supervisor) {
-        Some("supervisor")
+        Some(pb::StaffRole::Supervisor)
     } else if roles.contains(&Role::Caseworker) {
-        Some("caseworker")
+        Some(pb::StaffRole::Caseworker)
     } else {
         None
     };
@@ -351,10 +351,10 @@ pub(crate) async fn add_person(
         let msg = pb::AddStaffRequest {
             staff_id: person_id.clone(),
             role: role.into(),
-            supervisor_id: supervisor_id.filter(|_| role == "caseworker"),
+            supervisor_id: supervisor_id.filter(|_| role == pb::StaffRole::Caseworker),
         };
         let registered = match hub::request(&s.person, lang, msg) {
-            Ok(r) => pb::case_work_client::CaseWorkClient::new(app.hub.channel())
+            Ok(r) => pb::staff_client::StaffClient::new(app.hub.channel())
                 .add_staff(r)
                 .await
                 .map(|_| ()),

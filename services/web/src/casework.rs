@@ -10,8 +10,15 @@ use std::collections::HashMap;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use himaya_proto::convert::{code, codes, WireEnum};
 use himaya_proto::status::Lang;
 use himaya_proto::v1 as pb;
+use himaya_record::consent::{ConsentMethod, LegalBasis, ProvisionKind};
+use himaya_record::lifecycle::DeadlineKind;
+use himaya_record::service_referral::{AbilityToPay, MedicalCoverage, TaskState};
+use himaya_record::{
+    AgencyType, CaseStatus, ConsentGiver, DataCategory, Purpose, RiskLevel, ServiceType,
+};
 use maud::{html, Markup};
 use serde_json::Value;
 
@@ -126,11 +133,11 @@ pub(crate) async fn my_cases(State(app): State<App>, headers: HeaderMap) -> Resp
                     @for c in &cases {
                         tr.overdue[c.overdue] {
                             td { a href={"/cases/" (c.case_id)} { code { (c.case_id) } } }
-                            td { (label(&c.status, lang)) }
-                            td { (label(&c.risk_level, lang)) @if c.priority == "urgent" { " · " strong { (t("عاجلة", "urgent")) } } }
+                            td { (label(code::<CaseStatus>(c.status), lang)) }
+                            td { (label(code::<RiskLevel>(c.risk_level), lang)) @if c.priority() == pb::Priority::Urgent { " · " strong { (t("عاجلة", "urgent")) } } }
                             td {
                                 @if c.overdue { strong { (t("متأخر: ", "Overdue: ")) } }
-                                (label(&c.next_deadline_kind, lang)) " " (at(&l, &c.next_deadline_at))
+                                (label(code::<DeadlineKind>(c.next_deadline_kind), lang)) " " (at(&l, &c.next_deadline_at))
                             }
                         }
                     }
@@ -254,7 +261,7 @@ pub(crate) async fn render(
             lang,
             pb::ListServiceReferralsRequest {
                 case_id: id.clone(),
-                state: String::new(),
+                state: pb::ServiceReferralState::Unspecified.into(),
             },
         ),
         hub::request(&s.person, lang, pb::GetIndicatorsRequest::default()),
@@ -266,16 +273,18 @@ pub(crate) async fn render(
         }
     };
     let supervisor = s.person.has(Role::Supervisor);
-    let (mut w1, mut w2, mut w3) = (work(app), work(app), work(app));
+    let mut w1 = work(app);
+    let mut c2 = pb::consents_client::ConsentsClient::new(app.hub.channel());
+    let mut o3 = pb::oversight_client::OversightClient::new(app.hub.channel());
     let mut sr = pb::service_referrals_client::ServiceReferralsClient::new(app.hub.channel());
     let (history, consents, referrals, caseloads) = tokio::join!(
         w1.get_history(history),
-        w2.list_consents(consents),
+        c2.list_consents(consents),
         sr.list_service_referrals(referrals),
         async {
             match supervisor {
                 // The assignment form lists the agency's caseworkers with their loads.
-                true => w3
+                true => o3
                     .get_indicators(indicators)
                     .await
                     .map(|i| i.into_inner().caseloads),
@@ -455,7 +464,7 @@ impl View<'_> {
 
     fn consents(&self, consents: Result<&[pb::ConsentView], &tonic::Status>) -> Markup {
         let lang = self.lang;
-        let list = |v: &[String]| -> String {
+        let list = |v: Vec<&str>| -> String {
             match v.is_empty() {
                 true => self.t("الكل", "any").to_owned(),
                 false => v
@@ -465,6 +474,9 @@ impl View<'_> {
                     .join(pick(lang, "، ", ", ")),
             }
         };
+        fn given(c: &'static str) -> Option<&'static str> {
+            Some(c).filter(|c| !c.is_empty())
+        }
         html! {
             h2 { (self.t("الموافقات والأسس القانونية", "Consents and legal bases")) }
             @match consents {
@@ -480,9 +492,9 @@ impl View<'_> {
                             tr {
                                 td { code { (c.consent_id) } }
                                 td {
-                                    @if let Some(g) = &c.given_by { (label(g, lang)) }
-                                    @if let Some(m) = &c.method { " (" (label(m, lang)) ")" }
-                                    @if let Some(b) = &c.legal_basis { (label(b, lang)) }
+                                    @if let Some(g) = given(code::<ConsentGiver>(c.given_by)) { (label(g, lang)) }
+                                    @if let Some(m) = given(code::<ConsentMethod>(c.method)) { " (" (label(m, lang)) ")" }
+                                    @if let Some(b) = given(code::<LegalBasis>(c.legal_basis)) { (label(b, lang)) }
                                     @if let Some(r) = &c.legal_reference { " · " bdi { (r) } }
                                 }
                                 td { (at(&self.l, &c.valid_from)) " – " @match c.valid_until.as_deref() { Some(u) => (at(&self.l, u)), None => (self.t("حتى السحب", "until withdrawn")) } }
@@ -496,13 +508,13 @@ impl View<'_> {
                                     ul {
                                         @for p in &c.provisions {
                                             li {
-                                                strong { (label(&p.kind, lang)) } ": "
-                                                @match (&p.recipient_agency, &p.recipient_type) {
+                                                strong { (label(code::<ProvisionKind>(p.kind), lang)) } ": "
+                                                @match (&p.recipient_agency, given(code::<AgencyType>(p.recipient_type))) {
                                                     (Some(a), _) => (self.agency(a)),
                                                     (None, Some(t)) => (label(t, lang)),
                                                     (None, None) => (self.t("أي جهة", "any agency")),
                                                 }
-                                                " · " (list(&p.purposes)) " · " (list(&p.categories))
+                                                " · " (list(codes::<Purpose>(&p.purposes))) " · " (list(codes::<DataCategory>(&p.categories)))
                                             }
                                         }
                                     }
@@ -581,7 +593,7 @@ impl View<'_> {
                                 td {
                                     @if done { (self.t("منجز", "Done")) } @else { (self.t("مفتوح", "Open")) }
                                     @if let Some(r) = lifecycle::live_referral(c.referrals, id) {
-                                        br; small { (self.t("إحالة: ", "Referral: ")) (label(&r.state, lang)) }
+                                        br; small { (self.t("إحالة: ", "Referral: ")) (label(code::<TaskState>(r.state), lang)) }
                                     }
                                 }
                                 td { (lifecycle::action_forms(lang, s, c, a, attempt)) }
@@ -608,23 +620,26 @@ impl View<'_> {
                     tbody {
                         @for r in list {
                             tr {
-                                td { code { (r.service_referral_id) } br; (self.t("الإجراء ", "Action ")) code { (r.action_id) } " · " (label(&r.service_type, lang)) }
+                                td { code { (r.service_referral_id) } br; (self.t("الإجراء ", "Action ")) code { (r.action_id) } " · " (label(code::<ServiceType>(r.service_type), lang)) }
                                 td { (self.agency(&r.to_agency)) }
                                 td {
-                                    strong { (label(&r.state, lang)) }
+                                    strong { (label(code::<TaskState>(r.state), lang)) }
                                     @if let Some(reason) = &r.reason { br; span dir="auto" { (reason) } }
                                     @if !r.answer_due_at.is_empty() { br; small { (self.t("الرد مطلوب قبل ", "Answer due by ")) (at(&self.l, &r.answer_due_at)) } }
                                 }
                                 td {
-                                    @if r.medical_coverage.is_empty() { "—" } @else {
-                                        (lifecycle::coverage_text(&r.medical_coverage, lang))
-                                        @if !r.ability_to_pay.is_empty() { br; small { (lifecycle::ability_text(&r.ability_to_pay, lang)) } }
+                                    @match (MedicalCoverage::from_wire(r.medical_coverage), AbilityToPay::from_wire(r.ability_to_pay)) {
+                                        (None, _) => "—",
+                                        (Some(c), a) => {
+                                            (lifecycle::coverage_text(c.as_str(), lang))
+                                            @if let Some(a) = a { br; small { (lifecycle::ability_text(a.as_str(), lang)) } }
+                                        }
                                     }
                                 }
                                 td {
                                     ol.changes {
                                         @for ch in &r.changes {
-                                            li { (at(&self.l, &ch.at)) " · " (label(&ch.state, lang)) " · " (self.agency(&ch.agency_id)) }
+                                            li { (at(&self.l, &ch.at)) " · " (label(code::<TaskState>(ch.state), lang)) " · " (self.agency(&ch.agency_id)) }
                                         }
                                     }
                                 }

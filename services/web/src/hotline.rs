@@ -347,7 +347,7 @@ fn opened(l: &Local, shared: &pb::SharedCase, now: DateTime<Utc>) -> Markup {
             (t("فئات البيانات المكشوفة: ", "Data categories disclosed: "))
             @for (i, c) in shared.categories.iter().enumerate() {
                 @if i > 0 { "، " }
-                (label(c, lang))
+                (label(himaya_proto::convert::code::<himaya_record::DataCategory>(*c), lang))
             }
         }
         p { a href="/hotline/follow-ups" { (t("متابعة حالات الخط", "Follow-ups of the line's cases")) } " · " a href="/hotline" { (t("بلاغ جديد", "A new call")) } }
@@ -528,7 +528,12 @@ fn seen(answer: Result<tonic::Response<pb::SharedCase>, tonic::Status>, lang: La
                 deliveries: shared
                     .deliveries
                     .into_iter()
-                    .map(|d| (d.agency_id, d.outcome))
+                    .map(|d| {
+                        let outcome = himaya_proto::convert::code::<himaya_record::DeliveryOutcome>(
+                            d.outcome,
+                        );
+                        (d.agency_id, outcome.to_owned())
+                    })
                     .collect(),
             }
         }

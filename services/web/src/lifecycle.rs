@@ -281,7 +281,8 @@ pub(crate) fn live_referral<'a>(
         TaskState::Cancelled,
     ];
     referrals.iter().find(|r| {
-        r.action_id == action && !TaskState::parse(&r.state).is_some_and(|s| ended.contains(&s))
+        r.action_id == action
+            && !himaya_proto::convert::state_from(r.state).is_some_and(|s| ended.contains(&s))
     })
 }
 

@@ -6,7 +6,10 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use himaya_proto::convert::{code, wire};
 use himaya_proto::v1 as pb;
+use himaya_record::service_referral::{MedicalCoverage, TaskState};
+use himaya_record::ServiceType;
 use maud::html;
 
 use crate::people::Role;
@@ -60,9 +63,9 @@ pub(crate) async fn incoming(State(app): State<App>, headers: HeaderMap) -> Resp
         @if mine.is_empty() { p { (t("لا توجد إحالات.", "No referrals.")) } }
         @for r in mine {
             section.referral {
-                h2 { code { (r.service_referral_id) } " · " (label(&r.service_type, lang)) " · " (r.state) }
+                h2 { code { (r.service_referral_id) } " · " (label(code::<ServiceType>(r.service_type), lang)) " · " (code::<TaskState>(r.state)) }
                 @if !r.answer_due_at.is_empty() { p { (t("موعد الرد: ", "Answer due: ")) (crate::casework::at(&l, &r.answer_due_at)) } }
-                @if !r.medical_coverage.is_empty() { p { (t("تغطية التكاليف الطبية: ", "Medical costs covered: ")) (r.medical_coverage) } }
+                @if r.medical_coverage != 0 { p { (t("تغطية التكاليف الطبية: ", "Medical costs covered: ")) (code::<MedicalCoverage>(r.medical_coverage)) } }
                 form method="post" action="/service-referrals" {
                     input type="hidden" name="csrf" value=(s.csrf);
                     input type="hidden" name="id" value=(r.service_referral_id);
@@ -102,7 +105,7 @@ pub(crate) async fn answer(State(app): State<App>, headers: HeaderMap, body: Byt
     let msg = pb::UpdateServiceReferralRequest {
         service_referral_id: f.get("id").to_owned(),
         expected_version: f.get("version").parse().unwrap_or(0),
-        state: f.get("state").to_owned(),
+        state: wire::<TaskState>(f.get("state")),
         reason: Some(f.get("reason").to_owned()).filter(|r| !r.is_empty()),
         actor: s.person.login.clone(),
     };

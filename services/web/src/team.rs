@@ -8,8 +8,12 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use himaya_proto::convert::{code, wire};
 use himaya_proto::status::Lang;
 use himaya_proto::v1 as pb;
+use himaya_record::lifecycle::{BreakGlassOutcome, DeadlineKind};
+use himaya_record::service_referral::MedicalCoverage;
+use himaya_record::{CaseStatus, RiskLevel};
 use maud::{html, Markup};
 use tonic_types::StatusExt;
 
@@ -89,8 +93,9 @@ async fn render(
         .find(|(ar, _)| ar == governorate)
         .map(|(ar, _)| ar.clone())
         .unwrap_or_default();
-    let mut work = pb::case_work_client::CaseWorkClient::new(app.hub.channel());
-    let (mut w2, mut w3) = (work.clone(), work.clone());
+    let mut oversight = pb::oversight_client::OversightClient::new(app.hub.channel());
+    let mut w2 = pb::case_work_client::CaseWorkClient::new(app.hub.channel());
+    let mut w3 = oversight.clone();
     let requests = (
         hub::request(
             &s.person,
@@ -107,7 +112,7 @@ async fn render(
         (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => return failed(lang, Some(s), e),
     };
     let (indicators, escalations, accesses) = tokio::join!(
-        work.get_indicators(i),
+        oversight.get_indicators(i),
         w2.list_escalations(e),
         w3.list_break_glass(b)
     );
@@ -132,8 +137,9 @@ async fn render(
     }
     let l = Local::new(lang, &app.settings.web);
     let t = |ar, en| pick(lang, ar, en);
-    let (missed, undelivered): (Vec<&pb::Escalation>, Vec<&pb::Escalation>) =
-        escalations.iter().partition(|e| e.kind != "undelivered");
+    let (missed, undelivered): (Vec<&pb::Escalation>, Vec<&pb::Escalation>) = escalations
+        .iter()
+        .partition(|e| e.kind() != pb::DeadlineKind::Undelivered);
     let body = html! {
         h1 { (t("الفريق", "The team")) }
         @if let Some(d) = done { p.confirm role="status" { (d) } }
@@ -171,9 +177,9 @@ async fn render(
                     @for e in &missed {
                         tr {
                             td { a href={"/cases/" (e.case_id)} { code { (e.case_id) } } }
-                            td { (label(&e.kind, lang)) @if let Some(r) = &e.ref_id { " " code { (r) } } }
+                            td { (label(code::<DeadlineKind>(e.kind), lang)) @if let Some(r) = &e.ref_id { " " code { (r) } } }
                             td { (at(&l, &e.due_at)) }
-                            td { (priority(lang, &e.priority)) }
+                            td { (priority(lang, e.priority())) }
                         }
                     }
                 }
@@ -190,7 +196,7 @@ async fn render(
                         tr {
                             td { a href={"/cases/" (e.case_id)} { code { (e.case_id) } } }
                             td { @match e.agency_id.as_deref() { Some(a) if !a.is_empty() => bdi { (agency_name(&app.settings, a, lang)) }, _ => "—" } }
-                            td { (priority(lang, &e.priority)) }
+                            td { (priority(lang, e.priority())) }
                             td { (e.explanation.as_deref().unwrap_or("")) }
                         }
                     }
@@ -206,9 +212,9 @@ async fn render(
     )
 }
 
-fn priority(lang: Lang, p: &str) -> &'static str {
+fn priority(lang: Lang, p: pb::Priority) -> &'static str {
     match p {
-        "urgent" => pick(lang, "عاجلة", "urgent"),
+        pb::Priority::Urgent => pick(lang, "عاجلة", "urgent"),
         _ => pick(lang, "عادية", "routine"),
     }
 }
@@ -301,7 +307,7 @@ fn break_glass(
                         tr {
                             td { code { (a.break_glass_id) } }
                             td { a href={"/cases/" (a.case_id)} { code { (a.case_id) } } }
-                            td { (label(a.outcome.as_deref().unwrap_or(""), lang)) }
+                            td { (label(code::<BreakGlassOutcome>(a.outcome), lang)) }
                             td { (who(names, a.reviewed_by.as_deref().unwrap_or(""))) }
                             td { (at(l, a.reviewed_at.as_deref().unwrap_or(""))) }
                         }
@@ -340,14 +346,14 @@ fn indicators_view(
         @if i.overdue.is_empty() { p { (t("لا توجد.", "None.")) } } @else {
             table {
                 thead { tr { th { (t("النوع", "Kind")) } th { (t("متأخرة ولم تُصعّد بعد", "Past due, not yet escalated")) } th { (t("صُعّدت", "Escalated")) } } }
-                tbody { @for o in &i.overdue { tr { td { (label(&o.kind, lang)) } td { (l.number(o.open_past_due)) } td { (l.number(o.escalated)) } } } }
+                tbody { @for o in &i.overdue { tr { td { (label(code::<DeadlineKind>(o.kind), lang)) } td { (l.number(o.open_past_due)) } td { (l.number(o.escalated)) } } } }
             }
         }
         h3 { (t("الحالات حسب المحافظة والوضع والخطر", "Cases by governorate, status and risk")) }
         @if i.cases.is_empty() { p { (t("لا توجد.", "None.")) } } @else {
             table {
                 thead { tr { th { (t("المحافظة", "Governorate")) } th { (t("الوضع", "Status")) } th { (t("الخطر", "Risk")) } th { (t("العدد", "Count")) } } }
-                tbody { @for c in &i.cases { tr { td { bdi { (c.governorate) } } td { (label(&c.status, lang)) } td { (label(&c.risk_level, lang)) } td { (l.number(c.count)) } } } }
+                tbody { @for c in &i.cases { tr { td { bdi { (c.governorate) } } td { (label(code::<CaseStatus>(c.status), lang)) } td { (label(code::<RiskLevel>(c.risk_level), lang)) } td { (l.number(c.count)) } } } }
             }
         }
         h3 { (t("إحالات الخدمة حسب الجهة المستقبلة", "Service referrals by receiving agency")) }
@@ -368,7 +374,7 @@ fn indicators_view(
         @if i.medical_coverage.is_empty() { p { (t("لا توجد.", "None.")) } } @else {
             table {
                 thead { tr { th { (t("المحافظة", "Governorate")) } th { (t("التغطية", "Coverage")) } th { (t("العدد", "Count")) } } }
-                tbody { @for m in &i.medical_coverage { tr { td { bdi { (m.governorate) } } td { (crate::lifecycle::coverage_text(&m.coverage, lang)) } td { (l.number(m.count)) } } } }
+                tbody { @for m in &i.medical_coverage { tr { td { bdi { (m.governorate) } } td { (crate::lifecycle::coverage_text(code::<MedicalCoverage>(m.coverage), lang)) } td { (l.number(m.count)) } } } }
             }
         }
     }
@@ -420,12 +426,14 @@ pub(crate) async fn review_break_glass(
     let msg = pb::ReviewBreakGlassRequest {
         break_glass_id: id.clone(),
         actor: s.person.person_id.clone(),
-        outcome: f.get("outcome").to_owned(),
+        // A value outside the vocabulary goes as UNSPECIFIED: the hub refuses it, naming
+        // the field and the choices, shown next to the finding.
+        outcome: wire::<BreakGlassOutcome>(f.get("outcome")),
         notes: f.get("notes").to_owned(),
     };
     let answer = match hub::request(&s.person, lang, msg) {
         Ok(r) => {
-            pb::case_work_client::CaseWorkClient::new(app.hub.channel())
+            pb::oversight_client::OversightClient::new(app.hub.channel())
                 .review_break_glass(r)
                 .await
         }

@@ -385,7 +385,7 @@ pub fn as_agency<T>(agency: &str, msg: T) -> tonic::Request<T> {
 /// The ministry withdraws the demo consent (`cns_demo`) of a case at its first version.
 pub async fn withdraw_demo_consent(ch: &tonic::transport::Channel, case: &str) {
     use himaya_proto::v1 as pb;
-    pb::case_work_client::CaseWorkClient::new(ch.clone())
+    pb::consents_client::ConsentsClient::new(ch.clone())
         .withdraw_consent(as_agency(
             "mosa-cairo",
             pb::WithdrawConsentRequest {
@@ -414,20 +414,22 @@ pub async fn register_and_assign(ch: &Channel, case: &str, criterion: &str) {
 pub async fn register_and_assign_to(ch: &Channel, case: &str, criterion: &str, caseworker: &str) {
     use himaya_proto::v1::case_work_client::CaseWorkClient;
     let mut work = CaseWorkClient::new(ch.clone());
+    let mut staff = pb::staff_client::StaffClient::new(ch.clone());
     for (id, role, sup) in [
-        ("sup-1", "supervisor", None),
-        (caseworker, "caseworker", Some("sup-1")),
+        ("sup-1", pb::StaffRole::Supervisor, None),
+        (caseworker, pb::StaffRole::Caseworker, Some("sup-1")),
     ] {
-        work.add_staff(as_agency(
-            "mosa-cairo",
-            pb::AddStaffRequest {
-                staff_id: id.into(),
-                role: role.into(),
-                supervisor_id: sup.map(str::to_owned),
-            },
-        ))
-        .await
-        .unwrap();
+        staff
+            .add_staff(as_agency(
+                "mosa-cairo",
+                pb::AddStaffRequest {
+                    staff_id: id.into(),
+                    role: role.into(),
+                    supervisor_id: sup.map(str::to_owned),
+                },
+            ))
+            .await
+            .unwrap();
     }
     work.decide_acceptance(as_agency(
         "mosa-cairo",
@@ -435,7 +437,7 @@ pub async fn register_and_assign_to(ch: &Channel, case: &str, criterion: &str, c
             case_id: case.to_owned(),
             expected_version: 1,
             actor: "sw-lead".into(),
-            decision: "register".into(),
+            decision: pb::AcceptanceDecision::Register.into(),
             vulnerability_criteria: vec![criterion.into()],
             reason: None,
             referred_on_to: None,
@@ -469,7 +471,7 @@ pub async fn refer_health_action(ch: &Channel, case: &str) -> pb::ServiceReferra
                 case_id: case.into(),
                 action_id: "a1".into(),
                 actor: "sw-1".into(),
-                ability_to_pay: "none".into(),
+                ability_to_pay: pb::AbilityToPay::None.into(),
             },
         ))
         .await
@@ -490,7 +492,7 @@ pub async fn plan_health_action(ch: &Channel, case: &str) -> i64 {
             risk_factors: vec!["عمل في ورشة".into()],
             protective_factors: vec![],
             needs: vec![pb::NeedInput {
-                domain: "health".into(),
+                domain: pb::NeedDomain::Health.into(),
                 description: "فحص السمع".into(),
             }],
         },
@@ -512,7 +514,7 @@ pub async fn plan_health_action(ch: &Channel, case: &str) -> i64 {
                     actions: vec![pb::ActionInput {
                         description: "فحص".into(),
                         responsible_agency: "health-cairo".into(),
-                        service_type: "health".into(),
+                        service_type: pb::ServiceType::Health.into(),
                         due_on: due,
                     }],
                 }],

@@ -278,12 +278,12 @@ async fn a_hotline_escalation_jumps_the_supervisors_queue() {
     )
     .await
     .unwrap();
-    himaya_proto::v1::case_work_client::CaseWorkClient::new(ch.clone())
+    himaya_proto::v1::staff_client::StaffClient::new(ch.clone())
         .add_staff(as_agency(
             "mosa-cairo",
             himaya_proto::v1::AddStaffRequest {
                 staff_id: sup.person.person_id.clone(),
-                role: "supervisor".into(),
+                role: himaya_proto::v1::StaffRole::Supervisor.into(),
                 supervisor_id: None,
             },
         ))

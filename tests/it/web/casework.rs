@@ -29,12 +29,15 @@ async fn staff_person(
     let created = people::add(&pool, MINISTRY, login, names, &[role], PASSWORD)
         .await
         .unwrap();
-    CaseWorkClient::new(ch.clone())
+    pb::staff_client::StaffClient::new(ch.clone())
         .add_staff(as_agency(
             MINISTRY,
             pb::AddStaffRequest {
                 staff_id: created.person.person_id.clone(),
-                role: role.as_str().into(),
+                // The person's role names the staff role (caseworker or supervisor).
+                role: himaya_proto::convert::wire::<himaya_record::lifecycle::StaffRole>(
+                    role.as_str(),
+                ),
                 supervisor_id: supervisor.map(str::to_owned),
             },
         ))
@@ -52,7 +55,7 @@ async fn register(ch: &Channel, case: &str) {
                 case_id: case.into(),
                 expected_version: 1,
                 actor: "sw-lead".into(),
-                decision: "register".into(),
+                decision: pb::AcceptanceDecision::Register.into(),
                 vulnerability_criteria: vec!["exploitative_labour".into()],
                 reason: None,
                 referred_on_to: None,
@@ -471,7 +474,7 @@ async fn the_case_page_reads_in_english_with_its_history_in_words() {
             risk_factors: vec!["عمل في ورشة".into()],
             protective_factors: vec![],
             needs: vec![pb::NeedInput {
-                domain: "health".into(),
+                domain: pb::NeedDomain::Health.into(),
                 description: "فحص السمع".into(),
             }],
         },
@@ -489,7 +492,7 @@ async fn the_case_page_reads_in_english_with_its_history_in_words() {
                 actions: vec![pb::ActionInput {
                     description: "فحص".into(),
                     responsible_agency: "health-cairo".into(),
-                    service_type: "health".into(),
+                    service_type: pb::ServiceType::Health.into(),
                     due_on: in_days(7),
                 }],
             }],
@@ -504,7 +507,7 @@ async fn the_case_page_reads_in_english_with_its_history_in_words() {
                 case_id: case.clone(),
                 action_id: "a1".into(),
                 actor: "sw-system".into(),
-                ability_to_pay: "part".into(),
+                ability_to_pay: pb::AbilityToPay::Part.into(),
             },
         ))
         .await

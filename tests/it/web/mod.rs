@@ -806,7 +806,7 @@ async fn pb_review(ch: &tonic::transport::Channel, case: &str, version: i64) {
                 case_id: case.into(),
                 expected_version: version,
                 actor: "sw-2".into(),
-                kind: "phone".into(),
+                kind: himaya_proto::v1::ReviewKind::Phone.into(),
                 child_seen: false,
                 findings: "مكالمة متابعة".into(),
             },

@@ -7,7 +7,7 @@ use super::*;
 use chrono::DateTime;
 use himaya_bus::Exchange;
 use himaya_events::{keys, new_message_id, ReferralCreated, ServiceRequest};
-use himaya_record::ServiceType;
+use himaya_record::{ServiceType, TargetGroup};
 
 impl CaseWorkApi {
     pub(super) async fn decide(
@@ -15,16 +15,10 @@ impl CaseWorkApi {
         meta: &MetadataMap,
         r: pb::DecideAcceptanceRequest,
     ) -> Result<Response<pb::CaseChange>, CasesError> {
-        self.owner_of(meta, &[&r.case_id]).await?;
+        self.0.owner_of(meta, &[&r.case_id]).await?;
         let l = &self.0.settings.lifecycle;
         let mut e = envelope(meta, &r.case_id, &r.actor);
-        let decision = choose(
-            &mut e.v,
-            "decision",
-            &r.decision,
-            AcceptanceDecision::ALL,
-            AcceptanceDecision::parse,
-        );
+        let decision: Option<AcceptanceDecision> = cv::required(&mut e.v, "decision", r.decision);
         let known = |c: &String| {
             l.vulnerability_criteria.contains(c) || l.material_need_criteria.contains(c)
         };
@@ -51,17 +45,22 @@ impl CaseWorkApi {
                 );
             }
         }
+        // Target groups are a closed vocabulary; a deployment uses some of them.
+        let mut target_groups = Vec::new();
         for (i, g) in within(&mut e.v, "target_groups", &r.target_groups)
             .iter()
             .enumerate()
         {
-            if !l.target_groups.contains(g) {
-                e.v.push(
+            match cv::code::<TargetGroup>(*g) {
+                c if !c.is_empty() && l.target_groups.iter().any(|t| t == c) => {
+                    target_groups.push(c.to_owned())
+                }
+                _ => e.v.push(
                     format!("target_groups[{i}]"),
                     Problem::NotChosen {
                         choices: l.target_groups.join(", "),
                     },
-                );
+                ),
             }
         }
         let reason = r.reason.as_deref().map(str::trim).filter(|s| !s.is_empty());
@@ -118,14 +117,14 @@ impl CaseWorkApi {
         rec.acceptance = Some(lifecycle::Acceptance {
             decision,
             vulnerability_criteria: r.vulnerability_criteria.clone(),
-            target_groups: if r.target_groups.is_empty() {
+            target_groups: if target_groups.is_empty() {
                 rec.target_groups
                     .iter()
                     .map(|g| g.as_str().to_owned())
                     .filter(|g| l.target_groups.contains(g))
                     .collect()
             } else {
-                r.target_groups.clone()
+                target_groups
             },
             reason,
             referred_on_to: if decision == AcceptanceDecision::ReferOn {
@@ -139,7 +138,7 @@ impl CaseWorkApi {
         if rec.status == CaseStatus::Registered {
             for (kind, due) in on_registration(
                 now,
-                &self.risk_deadlines(rec.risk_level),
+                &self.0.risk_deadlines(rec.risk_level),
                 rec.child.date_of_birth,
                 Duration::days(l.turns_18_warning_days),
             ) {

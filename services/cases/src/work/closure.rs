@@ -8,15 +8,9 @@ impl CaseWorkApi {
         meta: &MetadataMap,
         r: pb::RecordReviewRequest,
     ) -> Result<Response<pb::CaseChange>, CasesError> {
-        self.owner_of(meta, &[&r.case_id]).await?;
+        self.0.owner_of(meta, &[&r.case_id]).await?;
         let mut e = envelope(meta, &r.case_id, &r.actor);
-        let kind = choose(
-            &mut e.v,
-            "kind",
-            &r.kind,
-            ReviewKind::ALL,
-            ReviewKind::parse,
-        );
+        let kind: Option<ReviewKind> = cv::required(&mut e.v, "kind", r.kind);
         required_text(&mut e.v, "findings", &r.findings);
         let case_id = e.finish()?;
         let kind = kind.unwrap_or(ReviewKind::Phone);
@@ -41,7 +35,7 @@ impl CaseWorkApi {
         if r.child_seen {
             close_deadlines(&mut tx, &case_id, &[DeadlineKind::FirstContact], "met").await?;
         }
-        let every = self.risk_deadlines(rec.risk_level).review_every;
+        let every = self.0.risk_deadlines(rec.risk_level).review_every;
         close_deadlines(&mut tx, &case_id, &[DeadlineKind::Review], "met").await?;
         open_deadline(&mut tx, &case_id, DeadlineKind::Review, now + every).await?;
         save(
@@ -64,15 +58,9 @@ impl CaseWorkApi {
         meta: &MetadataMap,
         r: pb::CloseCaseRequest,
     ) -> Result<Response<pb::CaseChange>, CasesError> {
-        self.owner_of(meta, &[&r.case_id]).await?;
+        self.0.owner_of(meta, &[&r.case_id]).await?;
         let mut e = envelope(meta, &r.case_id, &r.actor);
-        let reason = choose(
-            &mut e.v,
-            "reason",
-            &r.reason,
-            ClosureReason::ALL,
-            ClosureReason::parse,
-        );
+        let reason: Option<ClosureReason> = cv::required(&mut e.v, "reason", r.reason);
         if r.parents_consulted.is_none() {
             e.v.push("parents_consulted", Problem::Required);
         }
@@ -113,7 +101,7 @@ impl CaseWorkApi {
         meta: &MetadataMap,
         r: pb::ReopenCaseRequest,
     ) -> Result<Response<pb::CaseChange>, CasesError> {
-        self.owner_of(meta, &[&r.case_id]).await?;
+        self.0.owner_of(meta, &[&r.case_id]).await?;
         let mut e = envelope(meta, &r.case_id, &r.actor);
         required_text(&mut e.v, "reason", &r.reason);
         let case_id = e.finish()?;
@@ -123,7 +111,7 @@ impl CaseWorkApi {
         rec.status = apply(rec.status, Move::Reopen).map_err(illegal)?;
         // The closure stays in the history; the record shows the case open again.
         rec.closure = None;
-        let d = self.risk_deadlines(rec.risk_level);
+        let d = self.0.risk_deadlines(rec.risk_level);
         if rec.assignment.is_some() {
             open_deadline(
                 &mut tx,

@@ -1,10 +1,12 @@
-//! Consents and legal bases on a case (FHIR Consent-like): grant, amend, withdraw, list.
-//! The sharing layer reads them from the record at every disclosure, so a change takes
-//! effect on the next one: a withdrawal stops disclosures at once.
+//! `himaya.v1.Consents`: consents and legal bases on a case (FHIR Consent-like): grant,
+//! amend, withdraw, list. The sharing layer reads them from the record at every
+//! disclosure, so a change takes effect on the next one: a withdrawal stops disclosures at
+//! once.
 
 use chrono::DateTime;
 use himaya_bus::Exchange;
 use himaya_events::{keys, ConsentWithdrawn};
+use himaya_proto::convert::WireEnum;
 use himaya_record::consent::{
     contradictions, Consent, ConsentMethod, LegalBasis, Provision, ProvisionKind,
 };
@@ -27,7 +29,47 @@ fn time(v: &mut Violations, field: &str, raw: &str) -> Option<DateTime<Utc>> {
     }
 }
 
-impl CaseWorkApi {
+/// `himaya.v1.Consents`.
+pub struct ConsentsApi(pub(crate) Arc<State>);
+
+#[tonic::async_trait]
+impl pb::consents_server::Consents for ConsentsApi {
+    async fn grant_consent(
+        &self,
+        req: Request<pb::GrantConsentRequest>,
+    ) -> Result<Response<pb::CaseChange>, Status> {
+        let (meta, r) = acted(req);
+        Ok(ConsentsApi::grant_consent(self, &meta, r).await?)
+    }
+
+    async fn amend_consent(
+        &self,
+        req: Request<pb::AmendConsentRequest>,
+    ) -> Result<Response<pb::CaseChange>, Status> {
+        let (meta, r) = acted(req);
+        Ok(ConsentsApi::amend_consent(self, &meta, r).await?)
+    }
+
+    async fn withdraw_consent(
+        &self,
+        req: Request<pb::WithdrawConsentRequest>,
+    ) -> Result<Response<pb::CaseChange>, Status> {
+        let (meta, r) = acted(req);
+        Ok(ConsentsApi::withdraw_consent(self, &meta, r).await?)
+    }
+
+    async fn list_consents(
+        &self,
+        req: Request<pb::ListConsentsRequest>,
+    ) -> Result<Response<pb::ConsentList>, Status> {
+        let (meta, _, r) = req.into_parts();
+        Ok(Response::new(
+            ConsentsApi::list_consents(self, &meta, r).await?,
+        ))
+    }
+}
+
+impl ConsentsApi {
     /// Checks provisions against the directory and the vocabularies, and against each
     /// other (a consent that both permits and denies the same thing contradicts itself).
     fn provisions(&self, v: &mut Violations, list: &[pb::Provision]) -> Vec<Provision> {
@@ -38,13 +80,7 @@ impl CaseWorkApi {
         let mut out = Vec::new();
         for (i, p) in list.iter().enumerate() {
             let f = |name: &str| format!("provisions[{i}].{name}");
-            let kind = choose(
-                v,
-                &f("kind"),
-                &p.kind,
-                ProvisionKind::ALL,
-                ProvisionKind::parse,
-            );
+            let kind: Option<ProvisionKind> = cv::required(v, f("kind"), p.kind);
             if let Some(a) = &p.recipient_agency {
                 if !self.0.settings.agencies.contains_key(a) {
                     v.push(
@@ -55,41 +91,10 @@ impl CaseWorkApi {
                     );
                 }
             }
-            let recipient_type = p.recipient_type.as_deref().and_then(|t| {
-                choose(
-                    v,
-                    &f("recipient_type"),
-                    t,
-                    AgencyType::ALL,
-                    AgencyType::parse,
-                )
-            });
-            let purposes: Vec<Purpose> = within(v, &f("purposes"), &p.purposes)
-                .iter()
-                .enumerate()
-                .filter_map(|(j, s)| {
-                    choose(
-                        v,
-                        &f(&format!("purposes[{j}]")),
-                        s,
-                        Purpose::ALL,
-                        Purpose::parse,
-                    )
-                })
-                .collect();
-            let categories: Vec<DataCategory> = within(v, &f("categories"), &p.categories)
-                .iter()
-                .enumerate()
-                .filter_map(|(j, s)| {
-                    choose(
-                        v,
-                        &f(&format!("categories[{j}]")),
-                        s,
-                        &DataCategory::ALL,
-                        DataCategory::parse,
-                    )
-                })
-                .collect();
+            let recipient_type: Option<AgencyType> =
+                cv::optional(v, f("recipient_type"), p.recipient_type);
+            let purposes: Vec<Purpose> = cv::list(v, &f("purposes"), &p.purposes);
+            let categories: Vec<DataCategory> = cv::list(v, &f("categories"), &p.categories);
             if let Some(kind) = kind {
                 out.push(Provision {
                     kind,
@@ -113,53 +118,31 @@ impl CaseWorkApi {
         out
     }
 
-    pub(super) async fn grant_consent(
+    async fn grant_consent(
         &self,
         meta: &MetadataMap,
         r: pb::GrantConsentRequest,
     ) -> Result<Response<pb::CaseChange>, CasesError> {
-        self.owner_of(meta, &[&r.case_id]).await?;
+        self.0.owner_of(meta, &[&r.case_id]).await?;
         let mut e = envelope(meta, &r.case_id, &r.actor);
         let now = Utc::now();
-        let given_by = r.given_by.as_deref().and_then(|g| {
-            choose(
-                &mut e.v,
-                "given_by",
-                g,
-                ConsentGiver::ALL,
-                ConsentGiver::parse,
-            )
-        });
-        let method = r.method.as_deref().and_then(|m| {
-            choose(
-                &mut e.v,
-                "method",
-                m,
-                ConsentMethod::ALL,
-                ConsentMethod::parse,
-            )
-        });
-        let legal_basis = r.legal_basis.as_deref().and_then(|b| {
-            choose(
-                &mut e.v,
-                "legal_basis",
-                b,
-                LegalBasis::ALL,
-                LegalBasis::parse,
-            )
-        });
+        // UNSPECIFIED is "not given": a consent names its giver and method, a legal basis
+        // its reference; a number outside a vocabulary is refused listing the choices.
+        let given_by: Option<ConsentGiver> = cv::optional(&mut e.v, "given_by", r.given_by);
+        let method: Option<ConsentMethod> = cv::optional(&mut e.v, "method", r.method);
+        let legal_basis: Option<LegalBasis> = cv::optional(&mut e.v, "legal_basis", r.legal_basis);
         let legal_reference = r
             .legal_reference
             .as_deref()
             .map(str::trim)
             .filter(|s| !s.is_empty());
-        match (&r.given_by, &r.legal_basis) {
-            (Some(_), Some(_)) => {
+        match (r.given_by != 0, r.legal_basis != 0) {
+            (true, true) => {
                 e.v.push("legal_basis", Problem::NotBoth { other: "given_by" })
             }
-            (None, None) => e.v.push("given_by", Problem::Required),
-            (Some(_), None) if r.method.is_none() => e.v.push("method", Problem::Required),
-            (None, Some(_)) if legal_reference.is_none() => {
+            (false, false) => e.v.push("given_by", Problem::Required),
+            (true, false) if r.method == 0 => e.v.push("method", Problem::Required),
+            (false, true) if legal_reference.is_none() => {
                 e.v.push("legal_reference", Problem::Required)
             }
             _ => {}
@@ -206,12 +189,12 @@ impl CaseWorkApi {
         Ok(change_reply(&rec, Some(consent_id)))
     }
 
-    pub(super) async fn amend_consent(
+    async fn amend_consent(
         &self,
         meta: &MetadataMap,
         r: pb::AmendConsentRequest,
     ) -> Result<Response<pb::CaseChange>, CasesError> {
-        self.owner_of(meta, &[&r.case_id]).await?;
+        self.0.owner_of(meta, &[&r.case_id]).await?;
         let mut e = envelope(meta, &r.case_id, &r.actor);
         let now = Utc::now();
         let provisions = self.provisions(&mut e.v, &r.provisions);
@@ -237,12 +220,12 @@ impl CaseWorkApi {
         Ok(change_reply(&rec, None))
     }
 
-    pub(super) async fn withdraw_consent(
+    async fn withdraw_consent(
         &self,
         meta: &MetadataMap,
         r: pb::WithdrawConsentRequest,
     ) -> Result<Response<pb::CaseChange>, CasesError> {
-        self.owner_of(meta, &[&r.case_id]).await?;
+        self.0.owner_of(meta, &[&r.case_id]).await?;
         let case_id = envelope(meta, &r.case_id, &r.actor).finish()?;
         let now = Utc::now();
         let mut tx = self.0.pool.begin().await?;
@@ -275,37 +258,37 @@ impl CaseWorkApi {
         Ok(change_reply(&rec, None))
     }
 
-    pub(super) async fn list_consents(
+    async fn list_consents(
         &self,
         meta: &MetadataMap,
         r: pb::ListConsentsRequest,
     ) -> Result<pb::ConsentList, CasesError> {
-        self.owner_of(meta, &[&r.case_id]).await?;
+        self.0.owner_of(meta, &[&r.case_id]).await?;
         let case_id = envelope(meta, &r.case_id, "reader").finish()?;
         let rec = crate::db::load_case(&self.0.pool, &case_id)
             .await?
             .ok_or_else(|| CasesError::NotFound(format!("no case {case_id}")))?;
         let now = Utc::now();
-        let opt = |s: Option<&str>| s.map(str::to_owned);
+        let wire = |t: Option<i32>| t.unwrap_or(0);
         Ok(pb::ConsentList {
             consents: rec
                 .consents
                 .iter()
                 .map(|c| pb::ConsentView {
                     consent_id: c.consent_id.clone(),
-                    given_by: opt(c.given_by.map(ConsentGiver::as_str)),
-                    method: opt(c.method.map(ConsentMethod::as_str)),
-                    legal_basis: opt(c.legal_basis.map(LegalBasis::as_str)),
+                    given_by: wire(c.given_by.map(WireEnum::to_wire)),
+                    method: wire(c.method.map(WireEnum::to_wire)),
+                    legal_basis: wire(c.legal_basis.map(WireEnum::to_wire)),
                     legal_reference: c.legal_reference.clone(),
                     provisions: c
                         .provisions
                         .iter()
                         .map(|p| pb::Provision {
-                            kind: p.kind.as_str().into(),
+                            kind: p.kind.to_wire(),
                             recipient_agency: p.recipient_agency.clone(),
-                            recipient_type: opt(p.recipient_type.map(AgencyType::as_str)),
-                            purposes: p.purposes.iter().map(|x| x.as_str().into()).collect(),
-                            categories: p.categories.iter().map(|x| x.as_str().into()).collect(),
+                            recipient_type: wire(p.recipient_type.map(WireEnum::to_wire)),
+                            purposes: cv::wires(&p.purposes),
+                            categories: cv::wires(&p.categories),
                         })
                         .collect(),
                     valid_from: c.valid_from.to_rfc3339(),

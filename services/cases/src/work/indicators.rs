@@ -1,15 +1,17 @@
 //! The numbers a ministry reports (docs/domain.md, "Scale": 19,000 cases across 14
 //! governorates need more than rows). Aggregates only: ids of children never appear here.
 
+use himaya_record::service_referral::MedicalCoverage;
+
 use super::*;
 
-impl CaseWorkApi {
+impl OversightApi {
     pub(super) async fn indicators(
         &self,
         req: Request<pb::GetIndicatorsRequest>,
     ) -> Result<Response<pb::Indicators>, Status> {
         let (meta, _, r) = req.into_parts();
-        let caller = self.owner(&meta)?;
+        let caller = self.0.owner(&meta)?;
         let (_, agency) = self.0.calling_agency(&meta)?;
         let gov = indicator_area(agency, r.governorate.trim())?;
         let pool = &self.0.pool;
@@ -48,7 +50,7 @@ impl CaseWorkApi {
               GROUP BY 1 ORDER BY 1",
             |row| {
                 Ok(pb::OverdueCount {
-                    kind: row.try_get("kind")?,
+                    kind: wire_col::<DeadlineKind>(row, "kind")?,
                     open_past_due: row.try_get("open_past_due")?,
                     escalated: row.try_get("escalated")?,
                 })
@@ -121,7 +123,7 @@ impl CaseWorkApi {
             |row| {
                 Ok(pb::MedicalCoverageCount {
                     governorate: row.try_get("governorate")?,
-                    coverage: row.try_get("medical_coverage")?,
+                    coverage: wire_col::<MedicalCoverage>(row, "medical_coverage")?,
                     count: row.try_get("n")?,
                 })
             },

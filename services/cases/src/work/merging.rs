@@ -1,14 +1,50 @@
-//! Duplicates: find, link, merge.
+//! `himaya.v1.Duplicates`: find, link, merge.
+
+use himaya_record::lifecycle::LinkKind;
 
 use super::*;
 
-impl CaseWorkApi {
-    pub(crate) async fn find_duplicates(
+/// `himaya.v1.Duplicates`.
+pub struct DuplicatesApi(pub(crate) Arc<State>);
+
+#[tonic::async_trait]
+impl pb::duplicates_server::Duplicates for DuplicatesApi {
+    async fn find_duplicates(
+        &self,
+        req: Request<pb::FindDuplicatesRequest>,
+    ) -> Result<Response<pb::DuplicateList>, Status> {
+        let (meta, _, r) = req.into_parts();
+        Ok(Response::new(
+            DuplicatesApi::find_duplicates(self, &meta, r).await?,
+        ))
+    }
+
+    async fn link_cases(
+        &self,
+        req: Request<pb::LinkCasesRequest>,
+    ) -> Result<Response<pb::LinkCasesResponse>, Status> {
+        let (meta, r) = acted(req);
+        Ok(Response::new(
+            DuplicatesApi::link_cases(self, &meta, r).await?,
+        ))
+    }
+
+    async fn merge_cases(
+        &self,
+        req: Request<pb::MergeCasesRequest>,
+    ) -> Result<Response<pb::CaseChange>, Status> {
+        let (meta, r) = acted(req);
+        Ok(DuplicatesApi::merge_cases(self, &meta, r).await?)
+    }
+}
+
+impl DuplicatesApi {
+    async fn find_duplicates(
         &self,
         meta: &MetadataMap,
         r: pb::FindDuplicatesRequest,
-    ) -> Result<pb::Duplicates, CasesError> {
-        self.owner_of(meta, &[&r.case_id]).await?;
+    ) -> Result<pb::DuplicateList, CasesError> {
+        self.0.owner_of(meta, &[&r.case_id]).await?;
         let (_, agency) = self.0.calling_agency(meta)?;
         let e = envelope(meta, &r.case_id, "finder");
         let case_id = e.finish()?;
@@ -46,19 +82,21 @@ impl CaseWorkApi {
             candidates.push(pb::DuplicateCandidate {
                 case_id: id,
                 score,
-                status,
+                status: wire_of::<CaseStatus>("status", &status)?,
             });
         }
         tracing::info!(case_id = %case_id, candidates = candidates.len(), "duplicates searched");
-        Ok(pb::Duplicates { candidates })
+        Ok(pb::DuplicateList { candidates })
     }
 
-    pub(crate) async fn link_cases(
+    async fn link_cases(
         &self,
         meta: &MetadataMap,
         r: pb::LinkCasesRequest,
     ) -> Result<pb::LinkCasesResponse, CasesError> {
-        self.owner_of(meta, &[&r.case_id, &r.other_case_id]).await?;
+        self.0
+            .owner_of(meta, &[&r.case_id, &r.other_case_id])
+            .await?;
         let mut e = envelope(meta, &r.case_id, &r.actor);
         let other = CaseId::parse(&r.other_case_id).ok();
         if other.is_none() || r.other_case_id == r.case_id {
@@ -69,15 +107,11 @@ impl CaseWorkApi {
                 },
             );
         }
-        if !["same_child", "sibling"].contains(&r.kind.as_str()) {
-            e.v.push(
-                "kind",
-                Problem::NotChosen {
-                    choices: "same_child, sibling".into(),
-                },
-            );
-        }
+        let kind: Option<LinkKind> = cv::required(&mut e.v, "kind", r.kind);
         let case_id = e.finish()?;
+        let Some(kind) = kind else {
+            return Err(CasesError::Precondition("no link kind".into()));
+        };
         let Some(other) = other else {
             return Err(CasesError::NotFound("no other case".into()));
         };
@@ -92,17 +126,19 @@ impl CaseWorkApi {
                 return Err(CasesError::NotFound(format!("no case {id}")));
             }
         }
-        let created = crate::duplicates::link(&mut tx, &case_id, &other, &r.kind, &r.actor).await?;
+        let created =
+            crate::duplicates::link(&mut tx, &case_id, &other, kind.as_str(), &r.actor).await?;
         tx.commit().await?;
         Ok(pb::LinkCasesResponse { created })
     }
 
-    pub(crate) async fn merge_cases(
+    async fn merge_cases(
         &self,
         meta: &MetadataMap,
         r: pb::MergeCasesRequest,
     ) -> Result<Response<pb::CaseChange>, CasesError> {
-        self.owner_of(meta, &[&r.keep_case_id, &r.merge_case_id])
+        self.0
+            .owner_of(meta, &[&r.keep_case_id, &r.merge_case_id])
             .await?;
         let mut e = envelope(meta, &r.keep_case_id, &r.actor);
         let merged_id = CaseId::parse(&r.merge_case_id).ok();

@@ -1,11 +1,14 @@
-//! `himaya.v1.CaseWork`: the case-owning ministry's moves on a case. Handlers are thin:
-//! request → checked values (all violations at once) → one locked, versioned change.
+//! The case-owning ministry's services, each over the same state: `himaya.v1.CaseWork`
+//! (a case's moves and the ministry's lists), `Staff`, `Consents`, `Duplicates` and
+//! `Oversight`; and `ServiceReferrals`. Handlers are thin: request → checked values (all
+//! violations at once, wire enums included) → one locked, versioned change.
 
 mod acceptance;
 mod closure;
 mod consent;
 mod indicators;
 mod merging;
+mod oversight;
 mod plan;
 mod reads;
 mod referrals;
@@ -14,6 +17,7 @@ mod staff;
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
+use himaya_proto::convert as cv;
 use himaya_proto::status::Lang;
 use himaya_proto::v1 as pb;
 use himaya_record::lifecycle::{
@@ -32,9 +36,15 @@ use crate::change::{close_deadlines, load_for_update, open_deadline, save};
 use crate::{CasesError, State};
 
 pub(crate) use acceptance::referral_on;
+pub use consent::ConsentsApi;
+pub use merging::DuplicatesApi;
+pub use oversight::OversightApi;
 pub(crate) use reads::explain;
 pub use referrals::ServiceReferralsApi;
+pub use staff::StaffApi;
 
+/// `himaya.v1.CaseWork`: acceptance, assignment, reviews, assessment, plan, closure,
+/// reopening, a case's history, and the ministry's lists of cases and escalations.
 pub struct CaseWorkApi(pub(crate) Arc<State>);
 
 /// A request that names who acts (`actor`).
@@ -124,24 +134,36 @@ impl Envelope {
     }
 }
 
-fn choose<T: Copy + std::fmt::Display>(
-    v: &mut Violations,
-    field: &str,
-    raw: &str,
-    all: &[T],
-    parse: fn(&str) -> Option<T>,
-) -> Option<T> {
-    let out = parse(raw.trim());
-    if out.is_none() {
-        let names: Vec<String> = all.iter().map(ToString::to_string).collect();
-        v.push(
-            field,
-            Problem::NotChosen {
-                choices: names.join(", "),
-            },
-        );
+/// A column holding a name from a domain vocabulary, as its wire number; a name outside
+/// the vocabulary is a decoding error (naming the column, never the value).
+pub(crate) fn wire_col<T: cv::WireEnum>(
+    row: &sqlx::postgres::PgRow,
+    col: &str,
+) -> Result<i32, sqlx::Error> {
+    let name: String = row.try_get(col)?;
+    wire_of::<T>(col, &name)
+}
+
+/// The same for a nullable column: NULL is UNSPECIFIED.
+pub(crate) fn wire_col_opt<T: cv::WireEnum>(
+    row: &sqlx::postgres::PgRow,
+    col: &str,
+) -> Result<i32, sqlx::Error> {
+    match row.try_get::<Option<String>, _>(col)? {
+        Some(name) => wire_of::<T>(col, &name),
+        None => Ok(0),
     }
-    out
+}
+
+/// A name from a domain vocabulary read from `col`, as its wire number.
+pub(crate) fn wire_of<T: cv::WireEnum>(col: &str, name: &str) -> Result<i32, sqlx::Error> {
+    match cv::wire::<T>(name) {
+        0 => Err(sqlx::Error::ColumnDecode {
+            index: col.to_owned(),
+            source: format!("`{col}` holds a name outside its vocabulary").into(),
+        }),
+        n => Ok(n),
+    }
 }
 
 fn required_text(v: &mut Violations, field: &str, text: &str) {
@@ -167,16 +189,16 @@ fn change_reply(r: &CaseRecord, note: Option<String>) -> Response<pb::CaseChange
     Response::new(pb::CaseChange {
         case_id: r.case_id.to_string(),
         version: r.version,
-        status: r.status.as_str().into(),
+        status: cv::status_to(r.status).into(),
         note,
         warnings: Vec::new(),
     })
 }
 
-impl CaseWorkApi {
+impl State {
     /// The calling agency, which must own cases (social affairs).
     fn owner(&self, meta: &MetadataMap) -> Result<String, CasesError> {
-        let (id, agency) = self.0.calling_agency(meta)?;
+        let (id, agency) = self.calling_agency(meta)?;
         if agency.agency_type == AgencyType::SocialAffairs {
             Ok(id)
         } else {
@@ -192,28 +214,27 @@ impl CaseWorkApi {
     /// parse is left to the handler's validation.
     async fn owner_of(&self, meta: &MetadataMap, case_ids: &[&str]) -> Result<String, CasesError> {
         let id = self.owner(meta)?;
-        let (_, agency) = self.0.calling_agency(meta)?;
+        let (_, agency) = self.calling_agency(meta)?;
         let acting = himaya_proto::status::acting(meta);
         for raw in case_ids {
             if let Ok(case_id) = CaseId::parse(raw.trim()) {
-                self.0
-                    .require_case(
-                        acting.as_ref(),
-                        &id,
-                        agency,
-                        &case_id,
-                        Need::Owner,
-                        "grpc_call",
-                        himaya_record::Purpose::ServiceProvision,
-                    )
-                    .await?;
+                self.require_case(
+                    acting.as_ref(),
+                    &id,
+                    agency,
+                    &case_id,
+                    Need::Owner,
+                    "grpc_call",
+                    himaya_record::Purpose::ServiceProvision,
+                )
+                .await?;
             }
         }
         Ok(id)
     }
 
     fn risk_deadlines(&self, risk: RiskLevel) -> RiskDeadlines {
-        let d = &self.0.settings.lifecycle.deadlines;
+        let d = &self.settings.lifecycle.deadlines;
         deadlines(match risk {
             RiskLevel::High => &d.high,
             RiskLevel::Medium => &d.medium,
@@ -224,55 +245,19 @@ impl CaseWorkApi {
 
 #[tonic::async_trait]
 impl pb::case_work_server::CaseWork for CaseWorkApi {
-    async fn find_duplicates(
-        &self,
-        req: Request<pb::FindDuplicatesRequest>,
-    ) -> Result<Response<pb::Duplicates>, Status> {
-        let (meta, _, r) = req.into_parts();
-        Ok(Response::new(
-            CaseWorkApi::find_duplicates(self, &meta, r).await?,
-        ))
-    }
-
-    async fn link_cases(
-        &self,
-        req: Request<pb::LinkCasesRequest>,
-    ) -> Result<Response<pb::LinkCasesResponse>, Status> {
-        let (meta, r) = crate::work::acted(req);
-        Ok(Response::new(
-            CaseWorkApi::link_cases(self, &meta, r).await?,
-        ))
-    }
-
-    async fn merge_cases(
-        &self,
-        req: Request<pb::MergeCasesRequest>,
-    ) -> Result<Response<pb::CaseChange>, Status> {
-        let (meta, r) = crate::work::acted(req);
-        Ok(self.merge_cases(&meta, r).await?)
-    }
-
     async fn decide_acceptance(
         &self,
         req: Request<pb::DecideAcceptanceRequest>,
     ) -> Result<Response<pb::CaseChange>, Status> {
-        let (meta, r) = crate::work::acted(req);
+        let (meta, r) = acted(req);
         Ok(self.decide(&meta, r).await?)
-    }
-
-    async fn add_staff(
-        &self,
-        req: Request<pb::AddStaffRequest>,
-    ) -> Result<Response<pb::StaffMember>, Status> {
-        let (meta, _, r) = req.into_parts();
-        Ok(CaseWorkApi::add_staff(self, &meta, r).await?)
     }
 
     async fn assign_case(
         &self,
         req: Request<pb::AssignCaseRequest>,
     ) -> Result<Response<pb::CaseChange>, Status> {
-        let (meta, r) = crate::work::acted(req);
+        let (meta, r) = acted(req);
         Ok(self.assign(&meta, r).await?)
     }
 
@@ -280,15 +265,39 @@ impl pb::case_work_server::CaseWork for CaseWorkApi {
         &self,
         req: Request<pb::RecordReviewRequest>,
     ) -> Result<Response<pb::CaseChange>, Status> {
-        let (meta, r) = crate::work::acted(req);
+        let (meta, r) = acted(req);
         Ok(self.review(&meta, r).await?)
+    }
+
+    async fn record_assessment(
+        &self,
+        req: Request<pb::RecordAssessmentRequest>,
+    ) -> Result<Response<pb::CaseChange>, Status> {
+        let (meta, r) = acted(req);
+        Ok(self.assess(&meta, r).await?)
+    }
+
+    async fn set_plan(
+        &self,
+        req: Request<pb::SetPlanRequest>,
+    ) -> Result<Response<pb::CaseChange>, Status> {
+        let (meta, r) = acted(req);
+        Ok(CaseWorkApi::set_plan(self, &meta, r).await?)
+    }
+
+    async fn complete_action(
+        &self,
+        req: Request<pb::CompleteActionRequest>,
+    ) -> Result<Response<pb::CaseChange>, Status> {
+        let (meta, r) = acted(req);
+        Ok(CaseWorkApi::complete_action(self, &meta, r).await?)
     }
 
     async fn close_case(
         &self,
         req: Request<pb::CloseCaseRequest>,
     ) -> Result<Response<pb::CaseChange>, Status> {
-        let (meta, r) = crate::work::acted(req);
+        let (meta, r) = acted(req);
         Ok(self.close(&meta, r).await?)
     }
 
@@ -296,7 +305,7 @@ impl pb::case_work_server::CaseWork for CaseWorkApi {
         &self,
         req: Request<pb::ReopenCaseRequest>,
     ) -> Result<Response<pb::CaseChange>, Status> {
-        let (meta, r) = crate::work::acted(req);
+        let (meta, r) = acted(req);
         Ok(self.reopen(&meta, r).await?)
     }
 
@@ -305,117 +314,6 @@ impl pb::case_work_server::CaseWork for CaseWorkApi {
         req: Request<pb::GetHistoryRequest>,
     ) -> Result<Response<pb::History>, Status> {
         self.history(req).await
-    }
-
-    async fn record_assessment(
-        &self,
-        req: Request<pb::RecordAssessmentRequest>,
-    ) -> Result<Response<pb::CaseChange>, Status> {
-        let (meta, r) = crate::work::acted(req);
-        Ok(self.assess(&meta, r).await?)
-    }
-
-    async fn set_plan(
-        &self,
-        req: Request<pb::SetPlanRequest>,
-    ) -> Result<Response<pb::CaseChange>, Status> {
-        let (meta, r) = crate::work::acted(req);
-        Ok(CaseWorkApi::set_plan(self, &meta, r).await?)
-    }
-
-    async fn complete_action(
-        &self,
-        req: Request<pb::CompleteActionRequest>,
-    ) -> Result<Response<pb::CaseChange>, Status> {
-        let (meta, r) = crate::work::acted(req);
-        Ok(CaseWorkApi::complete_action(self, &meta, r).await?)
-    }
-
-    async fn grant_consent(
-        &self,
-        req: Request<pb::GrantConsentRequest>,
-    ) -> Result<Response<pb::CaseChange>, Status> {
-        let (meta, r) = crate::work::acted(req);
-        Ok(CaseWorkApi::grant_consent(self, &meta, r).await?)
-    }
-
-    async fn amend_consent(
-        &self,
-        req: Request<pb::AmendConsentRequest>,
-    ) -> Result<Response<pb::CaseChange>, Status> {
-        let (meta, r) = crate::work::acted(req);
-        Ok(CaseWorkApi::amend_consent(self, &meta, r).await?)
-    }
-
-    async fn withdraw_consent(
-        &self,
-        req: Request<pb::WithdrawConsentRequest>,
-    ) -> Result<Response<pb::CaseChange>, Status> {
-        let (meta, r) = crate::work::acted(req);
-        Ok(CaseWorkApi::withdraw_consent(self, &meta, r).await?)
-    }
-
-    async fn list_consents(
-        &self,
-        req: Request<pb::ListConsentsRequest>,
-    ) -> Result<Response<pb::ConsentList>, Status> {
-        let (meta, _, r) = req.into_parts();
-        Ok(Response::new(
-            CaseWorkApi::list_consents(self, &meta, r).await?,
-        ))
-    }
-
-    async fn list_break_glass(
-        &self,
-        req: Request<pb::ListBreakGlassRequest>,
-    ) -> Result<Response<pb::BreakGlassList>, Status> {
-        let (meta, _, r) = req.into_parts();
-        self.owner(&meta)?;
-        let (_, reviewer) = self.0.calling_agency(&meta)?;
-        let accesses = crate::break_glass::list(&self.0, r.all, reviewer).await?;
-        Ok(Response::new(pb::BreakGlassList { accesses }))
-    }
-
-    async fn review_break_glass(
-        &self,
-        req: Request<pb::ReviewBreakGlassRequest>,
-    ) -> Result<Response<pb::BreakGlassAccess>, Status> {
-        let (meta, r) = crate::work::acted(req);
-        let id = self.owner(&meta)?;
-        let (_, reviewer) = self.0.calling_agency(&meta)?;
-        let case_id = crate::break_glass::case_of(&self.0, &r.break_glass_id).await?;
-        if let Some(case_id) = case_id.as_deref().and_then(|c| CaseId::parse(c).ok()) {
-            let allowed = self
-                .0
-                .allowed_on_case(
-                    himaya_proto::status::acting(&meta).as_ref(),
-                    &id,
-                    reviewer,
-                    &case_id,
-                    Need::Owner,
-                    "grpc_call",
-                    himaya_record::Purpose::ServiceProvision,
-                )
-                .await?;
-            if !allowed {
-                // Named by the access, never by its case.
-                return Err(CasesError::PermissionDenied(format!(
-                    "break-glass access {} is not in the area of `{id}` — ليس ضمن نطاق هذه الجهة",
-                    r.break_glass_id.trim()
-                ))
-                .into());
-            }
-        }
-        Ok(Response::new(
-            crate::break_glass::review(&self.0, &meta, r).await?,
-        ))
-    }
-
-    async fn get_indicators(
-        &self,
-        req: Request<pb::GetIndicatorsRequest>,
-    ) -> Result<Response<pb::Indicators>, Status> {
-        self.indicators(req).await
     }
 
     async fn list_escalations(

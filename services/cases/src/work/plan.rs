@@ -23,7 +23,7 @@ impl CaseWorkApi {
         meta: &MetadataMap,
         r: pb::RecordAssessmentRequest,
     ) -> Result<Response<pb::CaseChange>, CasesError> {
-        self.owner_of(meta, &[&r.case_id]).await?;
+        self.0.owner_of(meta, &[&r.case_id]).await?;
         let mut e = envelope(meta, &r.case_id, &r.actor);
         let risk_factors = texts(&mut e.v, "risk_factors", &r.risk_factors);
         let protective_factors = texts(&mut e.v, "protective_factors", &r.protective_factors);
@@ -32,13 +32,8 @@ impl CaseWorkApi {
         }
         let mut needs = Vec::new();
         for (i, n) in within(&mut e.v, "needs", &r.needs).iter().enumerate() {
-            let domain = choose(
-                &mut e.v,
-                &format!("needs[{i}].domain"),
-                &n.domain,
-                NeedDomain::ALL,
-                NeedDomain::parse,
-            );
+            let domain: Option<NeedDomain> =
+                cv::required(&mut e.v, format!("needs[{i}].domain"), n.domain);
             required_text(&mut e.v, &format!("needs[{i}].description"), &n.description);
             if let Some(domain) = domain {
                 needs.push(Need {
@@ -74,13 +69,8 @@ impl CaseWorkApi {
         today: NaiveDate,
     ) -> Option<PlanAction> {
         required_text(v, &format!("{field}.description"), &a.description);
-        let service = choose(
-            v,
-            &format!("{field}.service_type"),
-            &a.service_type,
-            ServiceType::ALL,
-            ServiceType::parse,
-        );
+        let service: Option<ServiceType> =
+            cv::required(v, format!("{field}.service_type"), a.service_type);
         let due = NaiveDate::parse_from_str(a.due_on.trim(), "%Y-%m-%d").ok();
         match due {
             None => v.push(format!("{field}.due_on"), Problem::InvalidDate),
@@ -124,7 +114,7 @@ impl CaseWorkApi {
         meta: &MetadataMap,
         r: pb::SetPlanRequest,
     ) -> Result<Response<pb::CaseChange>, CasesError> {
-        self.owner_of(meta, &[&r.case_id]).await?;
+        self.0.owner_of(meta, &[&r.case_id]).await?;
         let mut e = envelope(meta, &r.case_id, &r.actor);
         if r.goals.is_empty() {
             e.v.push("goals", Problem::AtLeastOne);
@@ -204,7 +194,7 @@ impl CaseWorkApi {
         meta: &MetadataMap,
         r: pb::CompleteActionRequest,
     ) -> Result<Response<pb::CaseChange>, CasesError> {
-        self.owner_of(meta, &[&r.case_id]).await?;
+        self.0.owner_of(meta, &[&r.case_id]).await?;
         let mut e = envelope(meta, &r.case_id, &r.actor);
         if r.action_id.trim().is_empty() {
             e.v.push("action_id", Problem::Required);

@@ -1,5 +1,7 @@
 //! Reading a case's history and the escalations raised.
 
+use himaya_record::Priority;
+
 use super::*;
 
 impl CaseWorkApi {
@@ -8,7 +10,7 @@ impl CaseWorkApi {
         req: Request<pb::GetHistoryRequest>,
     ) -> Result<Response<pb::History>, Status> {
         let (meta, _, r) = req.into_parts();
-        self.owner_of(&meta, &[&r.case_id]).await?;
+        self.0.owner_of(&meta, &[&r.case_id]).await?;
         let case_id = CaseId::parse(&r.case_id)
             .map_err(|e| Status::invalid_argument(format!("case_id: {e}")))?;
         let rows = sqlx::query(
@@ -41,7 +43,7 @@ impl CaseWorkApi {
         req: Request<pb::ListEscalationsRequest>,
     ) -> Result<Response<pb::Escalations>, Status> {
         let (meta, _, r) = req.into_parts();
-        let owner = self.owner(&meta)?;
+        let owner = self.0.owner(&meta)?;
         // A caseworker (not a supervisor) sees the escalations of their own cases.
         let only_of = himaya_proto::status::acting(&meta)
             .filter(|a| !a.has("supervisor"))
@@ -79,7 +81,7 @@ impl CaseWorkApi {
             .map(|row| {
                 Ok(pb::Escalation {
                     case_id: row.try_get("case_id")?,
-                    kind: row.try_get("kind")?,
+                    kind: wire_col::<DeadlineKind>(row, "kind")?,
                     due_at: row
                         .try_get::<chrono::DateTime<Utc>, _>("due_at")?
                         .to_rfc3339(),
@@ -87,7 +89,7 @@ impl CaseWorkApi {
                         .try_get::<chrono::DateTime<Utc>, _>("raised_at")?
                         .to_rfc3339(),
                     supervisor_id: row.try_get("supervisor_id")?,
-                    priority: row.try_get("priority")?,
+                    priority: wire_col::<Priority>(row, "priority")?,
                     ref_id: row.try_get("ref_id")?,
                     agency_id: row.try_get("agency_id")?,
                     explanation: row
@@ -111,7 +113,7 @@ impl CaseWorkApi {
         req: Request<pb::ListCasesRequest>,
     ) -> Result<Response<pb::CaseList>, Status> {
         let (meta, _, r) = req.into_parts();
-        let owner = self.owner(&meta)?;
+        let owner = self.0.owner(&meta)?;
         let (_, agency) = self.0.calling_agency(&meta)?;
         let (everywhere, governorates) = crate::access::area(agency);
         let limit = match r.limit {
@@ -182,14 +184,12 @@ impl CaseWorkApi {
                 let next_at: Option<chrono::DateTime<Utc>> = row.try_get("next_at")?;
                 Ok(pb::CaseSummary {
                     case_id: row.try_get("case_id")?,
-                    status: row.try_get("status")?,
-                    risk_level: row.try_get("risk_level")?,
-                    priority: row.try_get("priority")?,
+                    status: wire_col::<CaseStatus>(row, "status")?,
+                    risk_level: wire_col::<RiskLevel>(row, "risk_level")?,
+                    priority: wire_col::<Priority>(row, "priority")?,
                     governorate: row.try_get("governorate")?,
                     caseworker_id: row.try_get("caseworker_id")?,
-                    next_deadline_kind: row
-                        .try_get::<Option<String>, _>("next_kind")?
-                        .unwrap_or_default(),
+                    next_deadline_kind: wire_col_opt::<DeadlineKind>(row, "next_kind")?,
                     next_deadline_at: next_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
                     overdue: next_at.is_some_and(|t| t < now),
                     version: row.try_get("version")?,

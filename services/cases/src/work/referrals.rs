@@ -5,10 +5,11 @@
 use chrono::Duration;
 use himaya_bus::Exchange;
 use himaya_events::keys;
+use himaya_proto::convert::WireEnum;
 use himaya_record::service_referral::{
     has_medical_costs, medical_coverage, AbilityToPay, Side, TaskState,
 };
-use himaya_record::ServiceReferralId;
+use himaya_record::{ServiceReferralId, ServiceType};
 
 use super::*;
 use crate::change::{load_locked, open_deadline_for};
@@ -111,9 +112,7 @@ impl ServiceReferralsApi {
         meta: &MetadataMap,
         r: pb::CreateServiceReferralRequest,
     ) -> Result<pb::ServiceReferral, CasesError> {
-        let from = CaseWorkApi(self.0.clone())
-            .owner_of(meta, &[&r.case_id])
-            .await?;
+        let from = self.0.owner_of(meta, &[&r.case_id]).await?;
         let mut e = envelope(meta, &r.case_id, &r.actor);
         let lang = e.lang;
         let action_id = r.action_id.trim();
@@ -123,17 +122,8 @@ impl ServiceReferralsApi {
         check_text(&mut e.v, "action_id", action_id, 16);
         // Whether it is required depends on the action's service, known once the case is
         // loaded; a value given is checked either way.
-        let ability = (!r.ability_to_pay.trim().is_empty())
-            .then(|| {
-                choose(
-                    &mut e.v,
-                    "ability_to_pay",
-                    &r.ability_to_pay,
-                    AbilityToPay::ALL,
-                    AbilityToPay::parse,
-                )
-            })
-            .flatten();
+        let ability: Option<AbilityToPay> =
+            cv::optional(&mut e.v, "ability_to_pay", r.ability_to_pay);
         let case_id = e.finish()?;
         let now = Utc::now();
         let mut tx = self.0.pool.begin().await?;
@@ -174,13 +164,7 @@ impl ServiceReferralsApi {
         let medical_costs = if has_medical_costs(action.service_type) {
             let Some(ability) = ability else {
                 let mut v = Violations::new();
-                choose(
-                    &mut v,
-                    "ability_to_pay",
-                    "",
-                    AbilityToPay::ALL,
-                    AbilityToPay::parse,
-                );
+                cv::required::<AbilityToPay>(&mut v, "ability_to_pay", 0);
                 return Err(CasesError::Invalid(v, lang));
             };
             Some((ability, medical_coverage(rec.risk_level, ability)))
@@ -305,9 +289,11 @@ impl ServiceReferralsApi {
         let lang = Lang::of(meta);
         let mut v = Violations::new();
         let id = Self::referral_id(&mut v, &r.service_referral_id);
-        let to = choose(&mut v, "state", &r.state, &TaskState::ALL[1..], |s| {
-            TaskState::parse(s).filter(|t| *t != TaskState::Requested)
-        });
+        // Any state but the first: a referral is requested only by creating it.
+        let to = cv::state_from(r.state).filter(|t| *t != TaskState::Requested);
+        if to.is_none() {
+            v.push("state", cv::choices(&TaskState::ALL[1..]));
+        }
         if r.actor.trim().is_empty() {
             v.push("actor", Problem::Required);
         }
@@ -389,9 +375,7 @@ impl ServiceReferralsApi {
                     .ok()
             })
             .flatten();
-        let state = (!r.state.trim().is_empty())
-            .then(|| choose(&mut v, "state", &r.state, TaskState::ALL, TaskState::parse))
-            .flatten();
+        let state: Option<TaskState> = cv::optional(&mut v, "state", r.state);
         if !v.is_empty() {
             return Err(CasesError::Invalid(v, Lang::of(meta)));
         }
@@ -433,9 +417,9 @@ impl ServiceReferralsApi {
         let changes = store::changes(&self.0.pool, &sr.id).await?;
         let due = store::answer_due(&self.0.pool, &sr.id).await?;
         let (ability_to_pay, medical_coverage) = match sr.medical_costs {
-            Some((a, c)) if sr.from_agency == viewer => (a.as_str().into(), c.as_str().into()),
-            Some((_, c)) => (String::new(), c.as_str().into()),
-            None => (String::new(), String::new()),
+            Some((a, c)) if sr.from_agency == viewer => (a.to_wire(), c.to_wire()),
+            Some((_, c)) => (0, c.to_wire()),
+            None => (0, 0),
         };
         Ok(pb::ServiceReferral {
             service_referral_id: sr.id,
@@ -443,8 +427,8 @@ impl ServiceReferralsApi {
             action_id: sr.action_id,
             from_agency: sr.from_agency,
             to_agency: sr.to_agency,
-            service_type: sr.service_type,
-            state: sr.state.as_str().into(),
+            service_type: wire_of::<ServiceType>("service_type", &sr.service_type)?,
+            state: sr.state.to_wire(),
             reason: sr.reason,
             version: sr.version,
             created_at: sr.created_at.to_rfc3339(),
@@ -456,14 +440,16 @@ impl ServiceReferralsApi {
             warnings: Vec::new(),
             changes: changes
                 .into_iter()
-                .map(|c| pb::ServiceReferralChange {
-                    state: c.state,
-                    agency_id: c.agency_id,
-                    actor: c.actor,
-                    reason: c.reason,
-                    at: c.at.to_rfc3339(),
+                .map(|c| {
+                    Ok(pb::ServiceReferralChange {
+                        state: wire_of::<TaskState>("state", &c.state)?,
+                        agency_id: c.agency_id,
+                        actor: c.actor,
+                        reason: c.reason,
+                        at: c.at.to_rfc3339(),
+                    })
                 })
-                .collect(),
+                .collect::<Result<_, sqlx::Error>>()?,
         })
     }
 }

@@ -1,14 +1,31 @@
-//! Staff within the seeds' caps, and assignment within the caseload limit.
+//! `himaya.v1.Staff`: staff within the seeds' caps; and assignment (CaseWork) within the
+//! caseload limit.
+
+use himaya_record::lifecycle::StaffRole;
 
 use super::*;
 
-impl CaseWorkApi {
-    pub(super) async fn add_staff(
+/// `himaya.v1.Staff`: the case-owning agency's caseworkers and supervisors.
+pub struct StaffApi(pub(crate) Arc<State>);
+
+#[tonic::async_trait]
+impl pb::staff_server::Staff for StaffApi {
+    async fn add_staff(
+        &self,
+        req: Request<pb::AddStaffRequest>,
+    ) -> Result<Response<pb::StaffMember>, Status> {
+        let (meta, _, r) = req.into_parts();
+        Ok(StaffApi::add_staff(self, &meta, r).await?)
+    }
+}
+
+impl StaffApi {
+    async fn add_staff(
         &self,
         meta: &MetadataMap,
         r: pb::AddStaffRequest,
     ) -> Result<Response<pb::StaffMember>, CasesError> {
-        let agency = self.owner(meta)?;
+        let agency = self.0.owner(meta)?;
         let lang = Lang::of(meta);
         let mut v = Violations::new();
         let id_ok = !r.staff_id.is_empty()
@@ -24,22 +41,14 @@ impl CaseWorkApi {
                 },
             );
         }
-        let role = r.role.trim();
-        if !["caseworker", "supervisor"].contains(&role) {
-            v.push(
-                "role",
-                Problem::NotChosen {
-                    choices: "caseworker, supervisor".into(),
-                },
-            );
-        }
-        if role == "caseworker" && r.supervisor_id.is_none() {
+        let role: Option<StaffRole> = cv::required(&mut v, "role", r.role);
+        if role == Some(StaffRole::Caseworker) && r.supervisor_id.is_none() {
             v.push("supervisor_id", Problem::Required);
         }
-        if !v.is_empty() {
+        let (Some(role), true) = (role, v.is_empty()) else {
             return Err(CasesError::Invalid(v, lang));
-        }
-        let supervisor = if role == "caseworker" {
+        };
+        let supervisor = if role == StaffRole::Caseworker {
             r.supervisor_id.clone()
         } else {
             None
@@ -71,7 +80,7 @@ impl CaseWorkApi {
             .fetch_one(&mut *tx)
             .await?;
             if team >= max {
-                let room = with_room(&mut tx, &agency, "supervisor", max).await?;
+                let room = with_room(&mut tx, &agency, StaffRole::Supervisor, max).await?;
                 let (en, ar) = (
                     room.as_deref().unwrap_or("none"),
                     room.as_deref().unwrap_or("لا أحد"),
@@ -86,7 +95,7 @@ impl CaseWorkApi {
         let inserted = sqlx::query("INSERT INTO staff (staff_id, agency_id, role, supervisor_id) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
             .bind(&r.staff_id)
             .bind(&agency)
-            .bind(role)
+            .bind(role.as_str())
             .bind(&supervisor)
             .execute(&mut *tx)
             .await?
@@ -101,17 +110,19 @@ impl CaseWorkApi {
         Ok(Response::new(pb::StaffMember {
             staff_id: r.staff_id,
             agency_id: agency,
-            role: role.into(),
+            role: cv::staff_role_to(role).into(),
             supervisor_id: supervisor,
         }))
     }
+}
 
+impl CaseWorkApi {
     pub(super) async fn assign(
         &self,
         meta: &MetadataMap,
         r: pb::AssignCaseRequest,
     ) -> Result<Response<pb::CaseChange>, CasesError> {
-        let agency = self.owner_of(meta, &[&r.case_id]).await?;
+        let agency = self.0.owner_of(meta, &[&r.case_id]).await?;
         let mut e = envelope(meta, &r.case_id, &r.actor);
         if r.caseworker_id.trim().is_empty() {
             e.v.push("caseworker_id", Problem::Required);
@@ -158,7 +169,7 @@ impl CaseWorkApi {
             .fetch_one(&mut *tx)
             .await?;
         if open >= max {
-            let room = with_room(&mut tx, &agency, "caseworker", max).await?;
+            let room = with_room(&mut tx, &agency, StaffRole::Caseworker, max).await?;
             let (en, ar) = (
                 room.as_deref().unwrap_or("none"),
                 room.as_deref().unwrap_or("لا أحد"),
@@ -194,7 +205,7 @@ impl CaseWorkApi {
         .await?;
         close_deadlines(&mut tx, &case_id, &[DeadlineKind::Assignment], "met").await?;
         if first {
-            let within = self.risk_deadlines(rec.risk_level).first_contact_within;
+            let within = self.0.risk_deadlines(rec.risk_level).first_contact_within;
             open_deadline(&mut tx, &case_id, DeadlineKind::FirstContact, now + within).await?;
         }
         save(
@@ -226,10 +237,10 @@ async fn lock_staff(tx: &mut PgConnection, agency: &str, staff_id: &str) -> Resu
 async fn with_room(
     tx: &mut PgConnection,
     agency: &str,
-    role: &str,
+    role: StaffRole,
     max: i64,
 ) -> Result<Option<String>, CasesError> {
-    let sql = if role == "caseworker" {
+    let sql = if role == StaffRole::Caseworker {
         "SELECT s.staff_id, count(c.case_id) AS n FROM staff s
            LEFT JOIN cases c ON c.caseworker_agency = s.agency_id AND c.caseworker_id = s.staff_id
                             AND c.status = 'registered'
