@@ -3,6 +3,7 @@
 //! nothing, and a deadline that fires once, after a restart.
 
 use crate::helpers::*;
+use himaya::hub::Hub;
 use himaya_proto::convert::{code, codes, wire};
 use himaya_proto::v1 as pb;
 use himaya_record::lifecycle::{AcceptanceDecision, ClosureReason, NeedDomain, StaffRole};
@@ -1024,15 +1025,25 @@ async fn a_plan_follows_the_assessment_and_each_action_has_a_deadline() {
     hub.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn service_referrals_follow_task_states_and_escalate_when_unanswered() {
-    use pb::service_referrals_client::ServiceReferralsClient;
+type ServiceReferralsClient = pb::service_referrals_client::ServiceReferralsClient<Channel>;
+
+/// A registered case with a plan of three actions (health, education, case management)
+/// for the service-referral tests: the simulated health agency (with a connector; the
+/// school has none), the environment, the hub, the clients and the case id.
+async fn referring() -> (
+    FakeAgency,
+    TestEnv,
+    Hub,
+    Work,
+    ServiceReferralsClient,
+    String,
+) {
     let (agency, addr) = FakeAgency::start(&[]).await;
     let env = TestEnv::new(Some(addr)).await;
     let hub = env.start().await;
     let ch = channel(&hub).await;
     let mut w = Work::new(ch.clone()).await;
-    let mut sr = ServiceReferralsClient::new(ch);
+    let sr = ServiceReferralsClient::new(ch);
     w.team().await;
     let case = w.referral("service-referrals", None).await;
     w.register(&case).await;
@@ -1048,6 +1059,76 @@ async fn service_referrals_follow_task_states_and_escalate_when_unanswered() {
         ],
     )
     .await;
+    (agency, env, hub, w, sr, case)
+}
+
+/// How many service referrals `agency` lists on `case`.
+async fn listed(sr: &ServiceReferralsClient, agency: &str, case: &str) -> usize {
+    let req = as_agency(
+        agency,
+        pb::ListServiceReferralsRequest {
+            case_id: case.to_owned(),
+            state: pb::ServiceReferralState::Unspecified.into(),
+        },
+    );
+    sr.clone()
+        .list_service_referrals(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .referrals
+        .len()
+}
+
+/// The case history's service-referral lines and the changes published for them.
+async fn referral_changes(w: &mut Work, pool: &sqlx::PgPool, case: &str) -> (usize, i64) {
+    let history = w
+        .client
+        .get_history(owned(pb::GetHistoryRequest {
+            case_id: case.to_owned(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let lines = history
+        .entries
+        .iter()
+        .filter(|e| e.change.starts_with("service referral"))
+        .count();
+    let events = count(
+        pool,
+        "SELECT count(*) FROM cases.outbox WHERE event_type = 'himaya.v1.ServiceReferralChanged'",
+    )
+    .await;
+    (lines, events)
+}
+
+/// Each agency's service referrals: (agency, sent, accepted, rejected, unanswered, rate).
+async fn referral_indicators(w: &mut Work) -> Vec<(String, i64, i64, i64, i64, f64)> {
+    let ind = w
+        .oversight
+        .get_indicators(owned(pb::GetIndicatorsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    ind.service_referrals
+        .iter()
+        .map(|s| {
+            (
+                s.agency_id.clone(),
+                s.sent,
+                s.accepted,
+                s.rejected,
+                s.unanswered,
+                s.acceptance_rate,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_referral_follows_the_agencys_task_states_to_completion() {
+    let (agency, env, hub, mut w, mut sr, case) = referring().await;
     let create = |action_id: &str| pb::CreateServiceReferralRequest {
         case_id: case.clone(),
         action_id: action_id.into(),
@@ -1211,6 +1292,29 @@ async fn service_referrals_follow_task_states_and_escalate_when_unanswered() {
         1
     );
 
+    // The referrer and the health agency each list it; the history has each change.
+    assert_eq!(listed(&sr, OWNER, &case).await, 1);
+    assert_eq!(listed(&sr, "health-cairo", &case).await, 1);
+    // requested, received, accepted, in progress, one more report, completed.
+    assert_eq!(referral_changes(&mut w, &pool, &case).await, (6, 6));
+    assert_eq!(
+        referral_indicators(&mut w).await,
+        [("health-cairo".to_owned(), 1, 1, 0, 0, 1.0)]
+    );
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_service_referral_escalates_and_a_refused_one_may_be_made_again() {
+    let (_agency, env, hub, mut w, mut sr, case) = referring().await;
+    let create = |action_id: &str| pb::CreateServiceReferralRequest {
+        case_id: case.clone(),
+        action_id: action_id.into(),
+        actor: "sw-1".into(),
+        ability_to_pay: pb::AbilityToPay::None.into(),
+    };
+    let pool = env.pool().await;
+
     // a2 goes to a school without a connector: it answers through the API, or not at
     // all, and the unanswered referral escalates to the supervisor.
     let school = sr
@@ -1302,70 +1406,15 @@ async fn service_referrals_follow_task_states_and_escalate_when_unanswered() {
         1
     );
 
-    // Each agency lists its own side; the case history has every change.
-    let list = |agency: &str| {
-        let mut sr = sr.clone();
-        let req = as_agency(
-            agency,
-            pb::ListServiceReferralsRequest {
-                case_id: case.clone(),
-                state: pb::ServiceReferralState::Unspecified.into(),
-            },
-        );
-        async move {
-            sr.list_service_referrals(req)
-                .await
-                .unwrap()
-                .into_inner()
-                .referrals
-                .len()
-        }
-    };
-    assert_eq!(list(OWNER).await, 3);
-    assert_eq!(list("health-cairo").await, 1);
-    assert_eq!(list("school-cairo-alnour").await, 2);
-    let history = w
-        .client
-        .get_history(owned(pb::GetHistoryRequest {
-            case_id: case.clone(),
-        }))
-        .await
-        .unwrap()
-        .into_inner();
-    let lines = history
-        .entries
-        .iter()
-        .filter(|e| e.change.starts_with("service referral"))
-        .count();
-    // a1: requested, received, accepted, in progress, one more report, completed.
-    assert_eq!(lines, 6 + 2 + 2);
-    assert_eq!(count(&pool, "SELECT count(*) FROM cases.outbox WHERE event_type = 'himaya.v1.ServiceReferralChanged'").await, 10);
-    let ind = w
-        .oversight
-        .get_indicators(owned(pb::GetIndicatorsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    let per: Vec<(&str, i64, i64, i64, i64, f64)> = ind
-        .service_referrals
-        .iter()
-        .map(|s| {
-            (
-                s.agency_id.as_str(),
-                s.sent,
-                s.accepted,
-                s.rejected,
-                s.unanswered,
-                s.acceptance_rate,
-            )
-        })
-        .collect();
+    // The referrer lists both, the school both; the history has each change.
+    assert_eq!(listed(&sr, OWNER, &case).await, 2);
+    assert_eq!(listed(&sr, "school-cairo-alnour", &case).await, 2);
+    assert_eq!(listed(&sr, "health-cairo", &case).await, 0);
+    // a2: requested, rejected; again: requested, cancelled.
+    assert_eq!(referral_changes(&mut w, &pool, &case).await, (4, 4));
     assert_eq!(
-        per,
-        [
-            ("health-cairo", 1, 1, 0, 0, 1.0),
-            ("school-cairo-alnour", 2, 0, 1, 0, 0.0)
-        ]
+        referral_indicators(&mut w).await,
+        [("school-cairo-alnour".to_owned(), 2, 0, 1, 0, 0.0)]
     );
     hub.stop().await;
 }
