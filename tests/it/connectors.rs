@@ -165,6 +165,19 @@ fn envelope() -> Target {
     }
 }
 
+/// Accepts and closes `n` connections (an agency whose service is down), then gives the
+/// listener back to serve the agency on.
+async fn close_connections(listener: tokio::net::TcpListener, n: usize) -> tokio::net::TcpListener {
+    let mut closed = 0;
+    while closed < n {
+        if let Ok((conn, _)) = listener.accept().await {
+            drop(conn);
+            closed += 1;
+        }
+    }
+    listener
+}
+
 /// A local port held but not listening: the agency is "down" (connections are refused)
 /// until the test listens on the same socket. Nothing else can take the port meanwhile.
 fn down_agency() -> (tokio::net::TcpSocket, SocketAddr) {
@@ -274,7 +287,10 @@ fn seen_for(agency: &FakeAgency, key: &str) -> Vec<Seen> {
 }
 
 async fn run(t: Target) {
-    let (socket, addr) = down_agency();
+    // The agency's host answers, its service does not: each connection is closed at once.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let refusing = tokio::spawn(close_connections(listener, 3));
     let mut env = TestEnv::new(None).await;
     env_for(&t, addr, &mut env);
     if let Some(a) = env.settings.agencies.get_mut("mosa-cairo") {
@@ -298,7 +314,12 @@ async fn run(t: Target) {
     for i in 0..3 {
         waiting.push(refer(&ch, &format!("down-{i}"), t.service).await);
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The barrier: the hub has tried the agency (three connections closed on it), so
+    // the deliveries were handled and held back, not merely not reached yet.
+    let listener = tokio::time::timeout(Duration::from_secs(60), refusing)
+        .await
+        .expect("the hub tried the agency within 60 s")
+        .unwrap();
     for r in &waiting {
         assert!(
             recorded(&pool, r).await.is_none(),
@@ -306,7 +327,7 @@ async fn run(t: Target) {
         );
     }
     let agency = FakeAgency::default();
-    agency.clone().serve(socket.listen(1024).unwrap());
+    agency.clone().serve(listener);
     for r in &waiting {
         let (outcome, reference, _, _) = wait_recorded(&pool, r).await;
         assert_eq!(outcome, "delivered");
