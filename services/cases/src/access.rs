@@ -9,7 +9,6 @@
 use himaya_proto::status::Acting;
 use himaya_record::{AgencyType, CaseId, Purpose};
 use himaya_settings::AgencySettings;
-use sqlx::Row;
 
 use crate::{CasesError, State};
 
@@ -74,7 +73,7 @@ impl CaseParties {
         case_id: &CaseId,
         need: Need,
     ) -> Result<Option<CaseParties>, CasesError> {
-        let Some(row) = sqlx::query(
+        let Some((governorate, source_agency)) = sqlx::query_as::<_, (String, Option<String>)>(
             "SELECT governorate, record #>> '{referral,source,agency_id}' AS source
                FROM cases WHERE case_id = $1",
         )
@@ -90,8 +89,8 @@ impl CaseParties {
             Vec::new()
         };
         Ok(Some(CaseParties {
-            governorate: row.try_get("governorate")?,
-            source_agency: row.try_get("source")?,
+            governorate,
+            source_agency,
             recipients,
         }))
     }
@@ -293,7 +292,8 @@ impl State {
         if !owns(agency, &p.governorate) || !(a.has("caseworker") || a.has("supervisor")) {
             return Ok(false);
         }
-        let row = sqlx::query(
+        // The caseworker's agency and id, and their supervisor.
+        let row = sqlx::query_as::<_, (Option<String>, Option<String>, Option<String>)>(
             "SELECT c.caseworker_agency, c.caseworker_id, s.supervisor_id
                FROM cases c
                LEFT JOIN staff s ON s.agency_id = c.caseworker_agency AND s.staff_id = c.caseworker_id
@@ -302,12 +302,9 @@ impl State {
         .bind(case_id.to_string())
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else {
+        let Some((worker_agency, worker, supervisor)) = row else {
             return Ok(false);
         };
-        let worker_agency: Option<String> = row.try_get("caseworker_agency")?;
-        let worker: Option<String> = row.try_get("caseworker_id")?;
-        let supervisor: Option<String> = row.try_get("supervisor_id")?;
         let ours = worker_agency.as_deref() == Some(agency_id);
         Ok(match worker {
             // The unassigned queue is the supervisors'.

@@ -12,7 +12,6 @@ use himaya_proto::v1 as pb;
 use himaya_record::lifecycle::BreakGlassOutcome;
 use himaya_record::validate::{check_text, MAX_NARRATIVE};
 use himaya_record::{AgencyType, CaseId, Problem, RiskLevel, Violations};
-use sqlx::Row;
 use tonic::metadata::MetadataMap;
 
 use crate::db::load_case;
@@ -192,7 +191,7 @@ pub(crate) async fn list(
     reviewer: &himaya_settings::AgencySettings,
 ) -> Result<Vec<pb::BreakGlassAccess>, CasesError> {
     let everywhere = reviewer.governorates.iter().any(|g| g == "*");
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, AccessRow>(
         "SELECT b.* FROM break_glass b JOIN cases c USING (case_id)
           WHERE ($1 OR b.reviewed_at IS NULL) AND ($2 OR c.governorate = ANY($3))
           ORDER BY b.granted_at LIMIT 1000",
@@ -202,33 +201,51 @@ pub(crate) async fn list(
     .bind(&reviewer.governorates)
     .fetch_all(&state.pool)
     .await?;
-    rows.iter()
-        .map(access)
+    rows.into_iter()
+        .map(AccessRow::into_access)
         .collect::<Result<_, sqlx::Error>>()
         .map_err(Into::into)
 }
 
-fn access(r: &sqlx::postgres::PgRow) -> Result<pb::BreakGlassAccess, sqlx::Error> {
-    let t = |c: &str| -> Result<String, sqlx::Error> {
-        Ok(r.try_get::<chrono::DateTime<Utc>, _>(c)?.to_rfc3339())
-    };
-    Ok(pb::BreakGlassAccess {
-        break_glass_id: r.try_get("break_glass_id")?,
-        case_id: r.try_get("case_id")?,
-        agency_id: r.try_get("agency_id")?,
-        actor: r.try_get("actor")?,
-        reason_code: r.try_get("reason_code")?,
-        justification: r.try_get("justification")?,
-        granted_at: t("granted_at")?,
-        expires_at: t("expires_at")?,
-        reads: r.try_get("reads")?,
-        reviewed_by: r.try_get("reviewed_by")?,
-        reviewed_at: r
-            .try_get::<Option<chrono::DateTime<Utc>>, _>("reviewed_at")?
-            .map(|t| t.to_rfc3339()),
-        outcome: crate::work::wire_col_opt::<BreakGlassOutcome>(r, "outcome")?,
-        review_notes: r.try_get("review_notes")?,
-    })
+/// A `break_glass` row as stored; [`AccessRow::into_access`] checks its outcome.
+#[derive(sqlx::FromRow)]
+struct AccessRow {
+    break_glass_id: String,
+    case_id: String,
+    agency_id: String,
+    actor: String,
+    reason_code: String,
+    justification: String,
+    granted_at: chrono::DateTime<Utc>,
+    expires_at: chrono::DateTime<Utc>,
+    reads: i64,
+    reviewed_by: Option<String>,
+    reviewed_at: Option<chrono::DateTime<Utc>>,
+    outcome: Option<String>,
+    review_notes: Option<String>,
+}
+
+impl AccessRow {
+    fn into_access(self) -> Result<pb::BreakGlassAccess, sqlx::Error> {
+        Ok(pb::BreakGlassAccess {
+            break_glass_id: self.break_glass_id,
+            case_id: self.case_id,
+            agency_id: self.agency_id,
+            actor: self.actor,
+            reason_code: self.reason_code,
+            justification: self.justification,
+            granted_at: self.granted_at.to_rfc3339(),
+            expires_at: self.expires_at.to_rfc3339(),
+            reads: self.reads,
+            reviewed_by: self.reviewed_by,
+            reviewed_at: self.reviewed_at.map(|t| t.to_rfc3339()),
+            outcome: crate::work::wire_of_opt::<BreakGlassOutcome>(
+                "outcome",
+                self.outcome.as_deref(),
+            )?,
+            review_notes: self.review_notes,
+        })
+    }
 }
 
 /// The case an access was granted on (`None`: no such access).
@@ -260,7 +277,7 @@ pub(crate) async fn review(
     let (Some(outcome), true) = (outcome, v.is_empty()) else {
         return Err(CasesError::Invalid(v, Lang::of(meta)));
     };
-    let row = sqlx::query(
+    let row = sqlx::query_as::<_, AccessRow>(
         "UPDATE break_glass SET reviewed_by = $2, reviewed_at = now(), outcome = $3, review_notes = $4
           WHERE break_glass_id = $1 AND reviewed_at IS NULL RETURNING *",
     )
@@ -271,7 +288,7 @@ pub(crate) async fn review(
     .fetch_optional(&state.pool)
     .await?;
     match row {
-        Some(row) => Ok(access(&row)?),
+        Some(row) => Ok(row.into_access()?),
         None => {
             let exists: Option<i32> =
                 sqlx::query_scalar("SELECT 1 FROM break_glass WHERE break_glass_id = $1")

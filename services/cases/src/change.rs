@@ -8,7 +8,7 @@ use himaya_events::{keys, new_message_id, CaseUpdated};
 use himaya_record::lifecycle::DeadlineKind;
 use himaya_record::{CaseId, CaseRecord};
 use himaya_store::StoreError;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 
 use crate::db::history;
 use crate::CasesError;
@@ -36,12 +36,12 @@ pub async fn load_locked(
     conn: &mut PgConnection,
     case_id: &CaseId,
 ) -> Result<CaseRecord, CasesError> {
-    let row = sqlx::query("SELECT record FROM cases WHERE case_id = $1 FOR UPDATE")
-        .bind(case_id.to_string())
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or_else(|| CasesError::NotFound(format!("no case {case_id}")))?;
-    let json: serde_json::Value = row.try_get("record")?;
+    let json: serde_json::Value =
+        sqlx::query_scalar("SELECT record FROM cases WHERE case_id = $1 FOR UPDATE")
+            .bind(case_id.to_string())
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or_else(|| CasesError::NotFound(format!("no case {case_id}")))?;
     serde_json::from_value(json).map_err(|_| StoreError::Corrupt("cases.record").into())
 }
 

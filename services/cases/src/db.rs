@@ -8,7 +8,7 @@ use himaya_bus::{Exchange, Outgoing};
 use himaya_events::{encode, keys, new_message_id, Event, ReferralCreated};
 use himaya_record::{CaseId, CaseRecord};
 use himaya_store::StoreError;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
 
 use crate::CasesError;
 
@@ -111,7 +111,7 @@ async fn find_submission(
     submitter: &str,
     submission_id: &str,
 ) -> Result<Option<Submitted>, CasesError> {
-    let row = sqlx::query(
+    let row = sqlx::query_as::<_, (String, String, i64, String)>(
         "SELECT s.case_id, s.referral_id, c.version, c.priority
            FROM submissions s JOIN cases c USING (case_id)
           WHERE s.submitter = $1 AND s.submission_id = $2",
@@ -120,17 +120,15 @@ async fn find_submission(
     .bind(submission_id)
     .fetch_optional(conn)
     .await?;
-    row.map(|r| {
-        Ok(Submitted {
-            case_id: r.try_get("case_id")?,
-            referral_id: r.try_get("referral_id")?,
-            version: r.try_get("version")?,
-            priority: r.try_get("priority")?,
+    Ok(
+        row.map(|(case_id, referral_id, version, priority)| Submitted {
+            case_id,
+            referral_id,
+            version,
+            priority,
             replayed: true,
-        })
-    })
-    .transpose()
-    .map_err(|e: sqlx::Error| e.into())
+        }),
+    )
 }
 
 pub async fn history(
@@ -163,7 +161,7 @@ pub async fn load_case(pool: &PgPool, case_id: &CaseId) -> Result<Option<CaseRec
 }
 
 /// One agency's answer to a delivery, as recorded.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DeliveryRow {
     pub referral_id: String,
     pub agency_id: String,
@@ -174,17 +172,13 @@ pub struct DeliveryRow {
 }
 
 pub async fn deliveries(pool: &PgPool, case_id: &CaseId) -> Result<Vec<DeliveryRow>, CasesError> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_as::<_, DeliveryRow>(
         "SELECT referral_id, agency_id, outcome, http_status, recorded_at, reason FROM referral_deliveries
           WHERE case_id = $1 ORDER BY recorded_at, agency_id",
     )
     .bind(case_id.to_string())
     .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(delivery_row)
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(Into::into)
+    .await?)
 }
 
 /// The answers recorded for each of `case_ids`, by case.
@@ -192,7 +186,7 @@ pub async fn deliveries_of(
     pool: &PgPool,
     case_ids: &[String],
 ) -> Result<BTreeMap<String, Vec<DeliveryRow>>, CasesError> {
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, CaseDelivery>(
         "SELECT case_id, referral_id, agency_id, outcome, http_status, recorded_at, reason FROM referral_deliveries
           WHERE case_id = ANY($1) ORDER BY recorded_at, agency_id",
     )
@@ -200,23 +194,18 @@ pub async fn deliveries_of(
     .fetch_all(pool)
     .await?;
     let mut out: BTreeMap<String, Vec<DeliveryRow>> = BTreeMap::new();
-    for r in &rows {
-        out.entry(r.try_get("case_id")?)
-            .or_default()
-            .push(delivery_row(r)?);
+    for r in rows {
+        out.entry(r.case_id).or_default().push(r.delivery);
     }
     Ok(out)
 }
 
-fn delivery_row(r: &sqlx::postgres::PgRow) -> Result<DeliveryRow, sqlx::Error> {
-    Ok(DeliveryRow {
-        referral_id: r.try_get("referral_id")?,
-        agency_id: r.try_get("agency_id")?,
-        outcome: r.try_get("outcome")?,
-        http_status: r.try_get("http_status")?,
-        recorded_at: r.try_get("recorded_at")?,
-        reason: r.try_get("reason")?,
-    })
+/// A [`DeliveryRow`] with the case it answers.
+#[derive(sqlx::FromRow)]
+struct CaseDelivery {
+    case_id: String,
+    #[sqlx(flatten)]
+    delivery: DeliveryRow,
 }
 
 /// Cases (merged ones excepted) by governorate, status and risk.
@@ -224,7 +213,7 @@ pub async fn case_counts(
     pool: &PgPool,
     governorate: Option<&str>,
 ) -> Result<Vec<himaya_proto::v1::CaseCount>, CasesError> {
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, (String, String, String, i64)>(
         "SELECT governorate, status, risk_level, count(*) AS n FROM cases
           WHERE status <> 'merged' AND ($1::text IS NULL OR governorate = $1)
           GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
@@ -232,13 +221,16 @@ pub async fn case_counts(
     .bind(governorate)
     .fetch_all(pool)
     .await?;
-    rows.iter()
-        .map(|row| {
+    rows.into_iter()
+        .map(|(governorate, status, risk_level, count)| {
             Ok(himaya_proto::v1::CaseCount {
-                governorate: row.try_get("governorate")?,
-                status: crate::work::wire_col::<himaya_record::CaseStatus>(row, "status")?,
-                risk_level: crate::work::wire_col::<himaya_record::RiskLevel>(row, "risk_level")?,
-                count: row.try_get("n")?,
+                governorate,
+                status: crate::work::wire_of::<himaya_record::CaseStatus>("status", &status)?,
+                risk_level: crate::work::wire_of::<himaya_record::RiskLevel>(
+                    "risk_level",
+                    &risk_level,
+                )?,
+                count,
             })
         })
         .collect::<Result<_, sqlx::Error>>()

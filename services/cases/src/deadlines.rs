@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use himaya_bus::Exchange;
 use himaya_events::{keys, new_message_id, DeadlineMissed};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::CasesError;
@@ -33,7 +33,7 @@ pub async fn run(pool: PgPool, interval: Duration, shutdown: CancellationToken) 
 /// Fires up to `batch` passed deadlines; returns how many.
 pub async fn fire_due(pool: &PgPool, batch: i64) -> Result<usize, CasesError> {
     let mut tx = pool.begin().await?;
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, DueDeadline>(
         "SELECT d.id, d.case_id, d.kind, d.ref_id, d.due_at, s.supervisor_id
            FROM deadlines d
            JOIN cases c ON c.case_id = d.case_id
@@ -46,13 +46,16 @@ pub async fn fire_due(pool: &PgPool, batch: i64) -> Result<usize, CasesError> {
     .bind(batch)
     .fetch_all(&mut *tx)
     .await?;
-    for row in &rows {
-        let id: i64 = row.try_get("id")?;
-        let case_id: String = row.try_get("case_id")?;
-        let kind: String = row.try_get("kind")?;
-        let ref_id: Option<String> = row.try_get("ref_id")?;
-        let due_at: DateTime<Utc> = row.try_get("due_at")?;
-        let supervisor_id: Option<String> = row.try_get("supervisor_id")?;
+    let fired = rows.len();
+    for DueDeadline {
+        id,
+        case_id,
+        kind,
+        ref_id,
+        due_at,
+        supervisor_id,
+    } in rows
+    {
         sqlx::query("UPDATE deadlines SET state = 'fired', closed_at = now() WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -86,5 +89,16 @@ pub async fn fire_due(pool: &PgPool, batch: i64) -> Result<usize, CasesError> {
         tracing::warn!(case_id = %case_id, kind = %kind, "deadline missed: escalated to the supervisor");
     }
     tx.commit().await?;
-    Ok(rows.len())
+    Ok(fired)
+}
+
+/// A passed open deadline, with the supervisor of the case's caseworker.
+#[derive(sqlx::FromRow)]
+struct DueDeadline {
+    id: i64,
+    case_id: String,
+    kind: String,
+    ref_id: Option<String>,
+    due_at: DateTime<Utc>,
+    supervisor_id: Option<String>,
 }

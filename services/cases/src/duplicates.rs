@@ -5,7 +5,7 @@
 use chrono::NaiveDate;
 use himaya_record::matching::{score, MatchKey};
 use himaya_record::{CaseId, CaseRecord, Sex};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
 
 use crate::CasesError;
 
@@ -44,7 +44,7 @@ pub async fn candidates(
     min: f64,
     limit: usize,
 ) -> Result<Vec<(String, f64)>, CasesError> {
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, ChildRow>(
         "SELECT case_id, name_norm, latin_skeleton, sex, birth_year_min, birth_year_max, date_of_birth, governorate_norm, district_norm
            FROM children
                     WHERE birth_year_max >= $2 - 2 AND birth_year_min <= $3 + 2
@@ -60,24 +60,46 @@ pub async fn candidates(
     .fetch_all(pool)
     .await?;
     let mut scored = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let other = MatchKey {
-            name: r.try_get("name_norm")?,
-            latin: r.try_get("latin_skeleton")?,
-            sex: Sex::parse(&r.try_get::<String, _>("sex")?).unwrap_or(Sex::NotStated),
-            birth_years: (r.try_get("birth_year_min")?, r.try_get("birth_year_max")?),
-            date_of_birth: r.try_get::<Option<NaiveDate>, _>("date_of_birth")?,
-            governorate: r.try_get("governorate_norm")?,
-            district: r.try_get("district_norm")?,
-        };
+    for r in rows {
+        let (case_id, other) = r.into_key();
         let s = score(key, &other);
         if s >= min {
-            scored.push((r.try_get::<String, _>("case_id")?, s));
+            scored.push((case_id, s));
         }
     }
     scored.sort_by(|a, b| b.1.total_cmp(&a.1));
     scored.truncate(limit);
     Ok(scored)
+}
+
+/// A `children` row as stored; [`ChildRow::into_key`] reads its sex (an unknown one
+/// counts as not stated).
+#[derive(sqlx::FromRow)]
+struct ChildRow {
+    case_id: String,
+    name_norm: String,
+    latin_skeleton: Option<String>,
+    sex: String,
+    birth_year_min: i32,
+    birth_year_max: i32,
+    date_of_birth: Option<NaiveDate>,
+    governorate_norm: String,
+    district_norm: Option<String>,
+}
+
+impl ChildRow {
+    fn into_key(self) -> (String, MatchKey) {
+        let key = MatchKey {
+            name: self.name_norm,
+            latin: self.latin_skeleton,
+            sex: Sex::parse(&self.sex).unwrap_or(Sex::NotStated),
+            birth_years: (self.birth_year_min, self.birth_year_max),
+            date_of_birth: self.date_of_birth,
+            governorate: self.governorate_norm,
+            district: self.district_norm,
+        };
+        (self.case_id, key)
+    }
 }
 
 /// The match key of a stored case.

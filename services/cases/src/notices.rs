@@ -10,7 +10,7 @@ use himaya_proto::status::Lang;
 use himaya_proto::v1 as pb;
 use himaya_record::validate::check_text;
 use himaya_record::{CaseId, Problem, Purpose, Violations};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 use crate::{CasesError, State};
 
@@ -62,25 +62,36 @@ impl Handler for Notices {
     }
 }
 
-fn notice(r: &sqlx::postgres::PgRow) -> Result<pb::Notice, sqlx::Error> {
-    let at = |c: &str| -> Result<Option<String>, sqlx::Error> {
-        Ok(r.try_get::<Option<DateTime<Utc>>, _>(c)?
-            .map(|t| t.to_rfc3339()))
-    };
-    Ok(pb::Notice {
-        notice_id: r.try_get("notice_id")?,
-        case_id: r.try_get("case_id")?,
-        consent_id: r.try_get("consent_id")?,
-        categories: r
-            .try_get::<Vec<String>, _>("categories")?
-            .iter()
-            .map(|c| crate::work::wire_of::<himaya_record::DataCategory>("categories", c))
-            .collect::<Result<_, _>>()?,
-        withdrawn_at: r.try_get("withdrawn_at")?,
-        issued_at: at("issued_at")?.unwrap_or_default(),
-        acknowledged_at: at("acknowledged_at")?,
-        acknowledged_by: r.try_get("acknowledged_by")?,
-    })
+/// An `agency_notices` row as stored; [`NoticeRow::into_notice`] checks its categories.
+#[derive(sqlx::FromRow)]
+struct NoticeRow {
+    notice_id: String,
+    case_id: String,
+    consent_id: String,
+    categories: Vec<String>,
+    withdrawn_at: String,
+    issued_at: DateTime<Utc>,
+    acknowledged_at: Option<DateTime<Utc>>,
+    acknowledged_by: Option<String>,
+}
+
+impl NoticeRow {
+    fn into_notice(self) -> Result<pb::Notice, sqlx::Error> {
+        Ok(pb::Notice {
+            notice_id: self.notice_id,
+            case_id: self.case_id,
+            consent_id: self.consent_id,
+            categories: self
+                .categories
+                .iter()
+                .map(|c| crate::work::wire_of::<himaya_record::DataCategory>("categories", c))
+                .collect::<Result<_, _>>()?,
+            withdrawn_at: self.withdrawn_at,
+            issued_at: self.issued_at.to_rfc3339(),
+            acknowledged_at: self.acknowledged_at.map(|t| t.to_rfc3339()),
+            acknowledged_by: self.acknowledged_by,
+        })
+    }
 }
 
 /// The calling agency's notices, oldest first (notice ids are time-ordered), after
@@ -90,7 +101,7 @@ pub(crate) async fn list(
     agency_id: &str,
     r: &pb::ListNoticesRequest,
 ) -> Result<pb::NoticeList, CasesError> {
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, NoticeRow>(
         "SELECT * FROM agency_notices
           WHERE agency_id = $1 AND ($2 OR acknowledged_at IS NULL) AND notice_id > $3
           ORDER BY notice_id LIMIT $4",
@@ -102,8 +113,8 @@ pub(crate) async fn list(
     .fetch_all(&state.pool)
     .await?;
     let notices = rows
-        .iter()
-        .map(notice)
+        .into_iter()
+        .map(NoticeRow::into_notice)
         .collect::<Result<_, sqlx::Error>>()?;
     Ok(pb::NoticeList { notices })
 }
@@ -155,7 +166,7 @@ pub(crate) async fn acknowledge(
     if owner.is_none() {
         return Err(CasesError::NotFound(format!("no notice {id}")));
     }
-    let row = sqlx::query(
+    let row = sqlx::query_as::<_, NoticeRow>(
         "UPDATE agency_notices
             SET acknowledged_at = COALESCE(acknowledged_at, now()),
                 acknowledged_by = COALESCE(acknowledged_by, $2)
@@ -166,5 +177,5 @@ pub(crate) async fn acknowledge(
     .fetch_one(&state.pool)
     .await?;
     tracing::info!(notice_id = %id, agency = %agency_id, "withdrawal notice acknowledged");
-    Ok(notice(&row)?)
+    Ok(row.into_notice()?)
 }

@@ -12,8 +12,7 @@ use himaya_record::lifecycle::DeadlineKind;
 use himaya_record::service_referral::{transition, AbilityToPay, MedicalCoverage, Side, TaskState};
 use himaya_record::{CaseId, CaseRecord};
 use himaya_store::StoreError;
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
 
 use crate::change::close_deadline_for;
 use crate::db::history;
@@ -41,35 +40,55 @@ pub struct ServiceReferralRow {
 
 const COLUMNS: &str = "service_referral_id, case_id, action_id, from_agency, to_agency, service_type, state, reason, agency_reference, version, created_at, updated_at, ability_to_pay, medical_coverage";
 
-fn from_row(r: &PgRow) -> Result<ServiceReferralRow, CasesError> {
-    let state: String = r.try_get("state")?;
-    let ability: Option<String> = r.try_get("ability_to_pay")?;
-    let coverage: Option<String> = r.try_get("medical_coverage")?;
-    let medical_costs = match (ability, coverage) {
-        (None, None) => None,
-        (Some(a), Some(c)) => Some((
-            AbilityToPay::parse(&a)
-                .ok_or(StoreError::Corrupt("service_referrals.ability_to_pay"))?,
-            MedicalCoverage::parse(&c)
-                .ok_or(StoreError::Corrupt("service_referrals.medical_coverage"))?,
-        )),
-        _ => return Err(StoreError::Corrupt("service_referrals.medical_coverage").into()),
-    };
-    Ok(ServiceReferralRow {
-        id: r.try_get("service_referral_id")?,
-        case_id: r.try_get("case_id")?,
-        action_id: r.try_get("action_id")?,
-        from_agency: r.try_get("from_agency")?,
-        to_agency: r.try_get("to_agency")?,
-        service_type: r.try_get("service_type")?,
-        state: TaskState::parse(&state).ok_or(StoreError::Corrupt("service_referrals.state"))?,
-        reason: r.try_get("reason")?,
-        agency_reference: r.try_get("agency_reference")?,
-        version: r.try_get("version")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-        medical_costs,
-    })
+/// A `service_referrals` row as stored ([`COLUMNS`]); [`StoredReferral::into_row`]
+/// checks its state and medical costs.
+#[derive(sqlx::FromRow)]
+struct StoredReferral {
+    service_referral_id: String,
+    case_id: String,
+    action_id: String,
+    from_agency: String,
+    to_agency: String,
+    service_type: String,
+    state: String,
+    reason: Option<String>,
+    agency_reference: Option<String>,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    ability_to_pay: Option<String>,
+    medical_coverage: Option<String>,
+}
+
+impl StoredReferral {
+    fn into_row(self) -> Result<ServiceReferralRow, CasesError> {
+        let medical_costs = match (self.ability_to_pay, self.medical_coverage) {
+            (None, None) => None,
+            (Some(a), Some(c)) => Some((
+                AbilityToPay::parse(&a)
+                    .ok_or(StoreError::Corrupt("service_referrals.ability_to_pay"))?,
+                MedicalCoverage::parse(&c)
+                    .ok_or(StoreError::Corrupt("service_referrals.medical_coverage"))?,
+            )),
+            _ => return Err(StoreError::Corrupt("service_referrals.medical_coverage").into()),
+        };
+        Ok(ServiceReferralRow {
+            id: self.service_referral_id,
+            case_id: self.case_id,
+            action_id: self.action_id,
+            from_agency: self.from_agency,
+            to_agency: self.to_agency,
+            service_type: self.service_type,
+            state: TaskState::parse(&self.state)
+                .ok_or(StoreError::Corrupt("service_referrals.state"))?,
+            reason: self.reason,
+            agency_reference: self.agency_reference,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            medical_costs,
+        })
+    }
 }
 
 /// Loads one referral locked for a change.
@@ -77,23 +96,23 @@ pub async fn load_for_update(
     conn: &mut PgConnection,
     id: &str,
 ) -> Result<Option<ServiceReferralRow>, CasesError> {
-    let row = sqlx::query(&format!(
+    let row = sqlx::query_as::<_, StoredReferral>(&format!(
         "SELECT {COLUMNS} FROM service_referrals WHERE service_referral_id = $1 FOR UPDATE"
     ))
     .bind(id)
     .fetch_optional(conn)
     .await?;
-    row.as_ref().map(from_row).transpose()
+    row.map(StoredReferral::into_row).transpose()
 }
 
 pub async fn load(pool: &PgPool, id: &str) -> Result<Option<ServiceReferralRow>, CasesError> {
-    let row = sqlx::query(&format!(
+    let row = sqlx::query_as::<_, StoredReferral>(&format!(
         "SELECT {COLUMNS} FROM service_referrals WHERE service_referral_id = $1"
     ))
     .bind(id)
     .fetch_optional(pool)
     .await?;
-    row.as_ref().map(from_row).transpose()
+    row.map(StoredReferral::into_row).transpose()
 }
 
 /// The referrals an agency made or was sent, optionally of one case and in one state.
@@ -103,7 +122,7 @@ pub async fn list(
     case_id: Option<&str>,
     state: Option<TaskState>,
 ) -> Result<Vec<ServiceReferralRow>, CasesError> {
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query_as::<_, StoredReferral>(&format!(
         "SELECT {COLUMNS} FROM service_referrals
           WHERE (from_agency = $1 OR to_agency = $1)
             AND ($2::text IS NULL OR case_id = $2)
@@ -116,10 +135,11 @@ pub async fn list(
     .bind(state.map(TaskState::as_str))
     .fetch_all(pool)
     .await?;
-    rows.iter().map(from_row).collect()
+    rows.into_iter().map(StoredReferral::into_row).collect()
 }
 
 /// One change of a referral, for its history.
+#[derive(sqlx::FromRow)]
 pub struct ChangeRow {
     pub state: String,
     pub agency_id: String,
@@ -129,24 +149,13 @@ pub struct ChangeRow {
 }
 
 pub async fn changes(pool: &PgPool, id: &str) -> Result<Vec<ChangeRow>, CasesError> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_as::<_, ChangeRow>(
         "SELECT state, agency_id, actor, reason, at FROM service_referral_events
           WHERE service_referral_id = $1 ORDER BY id",
     )
     .bind(id)
     .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(ChangeRow {
-                state: r.try_get("state")?,
-                agency_id: r.try_get("agency_id")?,
-                actor: r.try_get("actor")?,
-                reason: r.try_get("reason")?,
-                at: r.try_get("at")?,
-            })
-        })
-        .collect()
+    .await?)
 }
 
 /// When the receiving agency must answer by: the open deadline, if any.

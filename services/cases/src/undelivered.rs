@@ -22,7 +22,7 @@ use himaya_record::lifecycle::DeadlineKind;
 use himaya_record::service_referral::TaskState;
 use himaya_record::{CaseId, CaseRecord, RiskLevel, ServiceReferralId};
 use himaya_settings::Settings;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
 
 use crate::change::{close_deadline_for, open_deadline_for};
 use crate::CasesError;
@@ -77,7 +77,12 @@ async fn escalate(
 ) -> Result<(), CasesError> {
     let now = Utc::now();
     let reason = e.reason.clone().unwrap_or_else(|| e.outcome.clone());
-    let row = sqlx::query(
+    let EscalatedCase {
+        version,
+        status,
+        record,
+        supervisor_id,
+    } = sqlx::query_as::<_, EscalatedCase>(
         "SELECT c.version, c.status, c.record, s.supervisor_id
            FROM cases c
            LEFT JOIN staff s ON s.agency_id = c.caseworker_agency AND s.staff_id = c.caseworker_id
@@ -86,8 +91,6 @@ async fn escalate(
     .bind(case_id.to_string())
     .fetch_one(&mut *conn)
     .await?;
-    let supervisor_id: Option<String> = row.try_get("supervisor_id")?;
-    let record: serde_json::Value = row.try_get("record")?;
     let deadline_id: i64 = sqlx::query_scalar(
         "INSERT INTO deadlines (case_id, kind, ref_id, due_at, state, closed_at)
          VALUES ($1, $2, $3, $4, 'fired', $4) RETURNING id",
@@ -138,8 +141,8 @@ async fn escalate(
         message_id: new_message_id(),
         occurred_at: now.to_rfc3339(),
         case_id: id.clone(),
-        version: row.try_get("version")?,
-        status: row.try_get("status")?,
+        version,
+        status,
         change: "undelivered".into(),
         actor: "hub".into(),
         referral_id: record["referral"]["referral_id"]
@@ -160,6 +163,15 @@ async fn escalate(
     .await?;
     tracing::warn!(case_id = %case_id, referral_id = %e.referral_id, agency = %e.agency_id, reason = %reason, "a referral reached no agency: escalated to the case owner");
     Ok(())
+}
+
+/// The case of an undelivered referral, with the supervisor of its caseworker.
+#[derive(sqlx::FromRow)]
+struct EscalatedCase {
+    version: i64,
+    status: String,
+    record: serde_json::Value,
+    supervisor_id: Option<String>,
 }
 
 /// A service referral delivered after being undelivered: its agency answers from now.
@@ -199,7 +211,7 @@ pub(crate) async fn reroute(
     rec: &CaseRecord,
     now: DateTime<Utc>,
 ) -> Result<usize, CasesError> {
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, (String, String)>(
         "SELECT DISTINCT referral_id, agency_id FROM referral_deliveries
           WHERE case_id = $1 AND outcome = 'undelivered' AND coalesce(reason, '') <> 'parked'",
     )
@@ -207,10 +219,8 @@ pub(crate) async fn reroute(
     .fetch_all(&mut *conn)
     .await?;
     let mut sent = 0;
-    for row in &rows {
-        let referral_id: String = row.try_get("referral_id")?;
-        let agency_id: String = row.try_get("agency_id")?;
-        let Some((key, event)) = again(conn, settings, rec, &referral_id, &agency_id, now).await?
+    for (referral_id, agency_id) in &rows {
+        let Some((key, event)) = again(conn, settings, rec, referral_id, agency_id, now).await?
         else {
             continue;
         };
@@ -220,7 +230,7 @@ pub(crate) async fn reroute(
             key,
             &event,
             rec.referral.priority.amqp_priority(),
-            &referral_id,
+            referral_id,
         )
         .await?;
         sent += 1;

@@ -17,7 +17,7 @@ impl OversightApi {
         let pool = &self.0.pool;
         let max = self.0.settings.lifecycle.max_cases_per_caseworker;
         let cases = crate::db::case_counts(pool, gov).await?;
-        let caseloads = sqlx::query(
+        let caseloads = sqlx::query_as::<_, (String, i64)>(
             "SELECT s.staff_id, count(c.case_id) AS n FROM staff s
                LEFT JOIN cases c ON c.caseworker_agency = s.agency_id AND c.caseworker_id = s.staff_id
                                 AND c.status = 'registered'
@@ -29,16 +29,13 @@ impl OversightApi {
         .fetch_all(pool)
         .await
         .map_err(CasesError::from)?
-        .iter()
-        .map(|row| {
-            Ok(pb::Caseload {
-                caseworker_id: row.try_get("staff_id")?,
-                open_cases: row.try_get("n")?,
-                limit: max,
-            })
+        .into_iter()
+        .map(|(caseworker_id, open_cases)| pb::Caseload {
+            caseworker_id,
+            open_cases,
+            limit: max,
         })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(CasesError::from)?;
+        .collect();
         let overdue = counts(
             pool,
             gov,
@@ -48,11 +45,11 @@ impl OversightApi {
                FROM deadlines d JOIN cases c USING (case_id)
               WHERE ($1::text IS NULL OR c.governorate = $1)
               GROUP BY 1 ORDER BY 1",
-            |row| {
+            |row: OverdueRow| {
                 Ok(pb::OverdueCount {
-                    kind: wire_col::<DeadlineKind>(row, "kind")?,
-                    open_past_due: row.try_get("open_past_due")?,
-                    escalated: row.try_get("escalated")?,
+                    kind: wire_of::<DeadlineKind>("kind", &row.kind)?,
+                    open_past_due: row.open_past_due,
+                    escalated: row.escalated,
                 })
             },
         )
@@ -67,17 +64,19 @@ impl OversightApi {
                FROM referral_deliveries d JOIN cases c USING (case_id)
               WHERE ($1::text IS NULL OR c.governorate = $1)
               GROUP BY 1 ORDER BY 1",
-            |row| {
-            let delivered: i64 = row.try_get("delivered")?;
-            let rejected: i64 = row.try_get("rejected")?;
-            let answered = delivered + rejected;
-            Ok(pb::AgencyResponse {
-                agency_id: row.try_get("agency_id")?,
-                delivered,
-                rejected,
-                acceptance_rate: if answered == 0 { 0.0 } else { delivered as f64 / answered as f64 },
-                median_response_ms: row.try_get::<Option<f64>, _>("median_ms")?.unwrap_or(0.0),
-            })
+            |row: AgencyRow| {
+                let answered = row.delivered + row.rejected;
+                Ok(pb::AgencyResponse {
+                    agency_id: row.agency_id,
+                    delivered: row.delivered,
+                    rejected: row.rejected,
+                    acceptance_rate: if answered == 0 {
+                        0.0
+                    } else {
+                        row.delivered as f64 / answered as f64
+                    },
+                    median_response_ms: row.median_ms.unwrap_or(0.0),
+                })
             },
         )
         .await?;
@@ -94,19 +93,21 @@ impl OversightApi {
                FROM service_referrals s JOIN cases c USING (case_id)
               WHERE ($1::text IS NULL OR c.governorate = $1)
               GROUP BY 1 ORDER BY 1",
-            |row| {
-            let accepted: i64 = row.try_get("accepted")?;
-            let rejected: i64 = row.try_get("rejected")?;
-            let answered = accepted + rejected;
-            Ok(pb::ServiceReferralResponse {
-                agency_id: row.try_get("to_agency")?,
-                sent: row.try_get("sent")?,
-                accepted,
-                rejected,
-                unanswered: row.try_get("unanswered")?,
-                acceptance_rate: if answered == 0 { 0.0 } else { accepted as f64 / answered as f64 },
-                median_answer_hours: row.try_get::<Option<f64>, _>("median_hours")?.unwrap_or(0.0),
-            })
+            |row: ServiceAnswersRow| {
+                let answered = row.accepted + row.rejected;
+                Ok(pb::ServiceReferralResponse {
+                    agency_id: row.to_agency,
+                    sent: row.sent,
+                    accepted: row.accepted,
+                    rejected: row.rejected,
+                    unanswered: row.unanswered,
+                    acceptance_rate: if answered == 0 {
+                        0.0
+                    } else {
+                        row.accepted as f64 / answered as f64
+                    },
+                    median_answer_hours: row.median_hours.unwrap_or(0.0),
+                })
             },
         )
         .await?;
@@ -120,11 +121,11 @@ impl OversightApi {
               WHERE s.medical_coverage IS NOT NULL
                 AND ($1::text IS NULL OR c.governorate = $1)
               GROUP BY 1, 2 ORDER BY 1, 2",
-            |row| {
+            |(governorate, coverage, count): (String, String, i64)| {
                 Ok(pb::MedicalCoverageCount {
-                    governorate: row.try_get("governorate")?,
-                    coverage: wire_col::<MedicalCoverage>(row, "medical_coverage")?,
-                    count: row.try_get("n")?,
+                    governorate,
+                    coverage: wire_of::<MedicalCoverage>("medical_coverage", &coverage)?,
+                    count,
                 })
             },
         )
@@ -141,16 +142,53 @@ impl OversightApi {
     }
 }
 
+/// A row of the overdue deadlines per kind.
+#[derive(sqlx::FromRow)]
+struct OverdueRow {
+    kind: String,
+    open_past_due: i64,
+    escalated: i64,
+}
+
+/// A row of the answers to referrals per agency.
+#[derive(sqlx::FromRow)]
+struct AgencyRow {
+    agency_id: String,
+    delivered: i64,
+    rejected: i64,
+    median_ms: Option<f64>,
+}
+
+/// A row of the answers to service referrals per receiving agency.
+#[derive(sqlx::FromRow)]
+struct ServiceAnswersRow {
+    to_agency: String,
+    sent: i64,
+    accepted: i64,
+    rejected: i64,
+    unanswered: i64,
+    median_hours: Option<f64>,
+}
+
 /// The rows of one aggregate over the cases of `gov` (all: `None`; the query's `$1`),
-/// each turned into its message by `row`.
-async fn counts<T>(
+/// each read as `R` and turned into its message by `row`.
+async fn counts<R, T>(
     pool: &sqlx::PgPool,
     gov: Option<&str>,
     sql: &str,
-    row: impl Fn(&sqlx::postgres::PgRow) -> Result<T, sqlx::Error>,
-) -> Result<Vec<T>, CasesError> {
-    let rows = sqlx::query(sql).bind(gov).fetch_all(pool).await?;
-    Ok(rows.iter().map(row).collect::<Result<_, sqlx::Error>>()?)
+    row: impl Fn(R) -> Result<T, sqlx::Error>,
+) -> Result<Vec<T>, CasesError>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    let rows = sqlx::query_as::<_, R>(sql)
+        .bind(gov)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(row)
+        .collect::<Result<_, sqlx::Error>>()?)
 }
 
 /// The governorate the indicators cover. A directorate covering everywhere may ask for

@@ -27,7 +27,7 @@ use himaya_record::lifecycle::{
 use himaya_record::validate::{age_on, check_text, MAX_NARRATIVE};
 use himaya_record::{AgencyType, CaseId, CaseRecord, CaseStatus, Problem, RiskLevel, Violations};
 use himaya_settings::DeadlineSettings;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
@@ -134,28 +134,8 @@ impl Envelope {
     }
 }
 
-/// A column holding a name from a domain vocabulary, as its wire number; a name outside
+/// A name from a domain vocabulary read from `col`, as its wire number; a name outside
 /// the vocabulary is a decoding error (naming the column, never the value).
-pub(crate) fn wire_col<T: cv::WireEnum>(
-    row: &sqlx::postgres::PgRow,
-    col: &str,
-) -> Result<i32, sqlx::Error> {
-    let name: String = row.try_get(col)?;
-    wire_of::<T>(col, &name)
-}
-
-/// The same for a nullable column: NULL is UNSPECIFIED.
-pub(crate) fn wire_col_opt<T: cv::WireEnum>(
-    row: &sqlx::postgres::PgRow,
-    col: &str,
-) -> Result<i32, sqlx::Error> {
-    match row.try_get::<Option<String>, _>(col)? {
-        Some(name) => wire_of::<T>(col, &name),
-        None => Ok(0),
-    }
-}
-
-/// A name from a domain vocabulary read from `col`, as its wire number.
 pub(crate) fn wire_of<T: cv::WireEnum>(col: &str, name: &str) -> Result<i32, sqlx::Error> {
     match cv::wire::<T>(name) {
         0 => Err(sqlx::Error::ColumnDecode {
@@ -164,6 +144,14 @@ pub(crate) fn wire_of<T: cv::WireEnum>(col: &str, name: &str) -> Result<i32, sql
         }),
         n => Ok(n),
     }
+}
+
+/// The same for a nullable column: NULL is UNSPECIFIED.
+pub(crate) fn wire_of_opt<T: cv::WireEnum>(
+    col: &str,
+    name: Option<&str>,
+) -> Result<i32, sqlx::Error> {
+    name.map_or(Ok(0), |name| wire_of::<T>(col, name))
 }
 
 fn required_text(v: &mut Violations, field: &str, text: &str) {

@@ -13,7 +13,7 @@ impl CaseWorkApi {
         self.0.owner_of(&meta, &[&r.case_id]).await?;
         let case_id = CaseId::parse(&r.case_id)
             .map_err(|e| Status::invalid_argument(format!("case_id: {e}")))?;
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, (i64, String, String, chrono::DateTime<Utc>)>(
             "SELECT version, actor, change, at FROM case_history WHERE case_id = $1 ORDER BY id",
         )
         .bind(case_id.to_string())
@@ -24,17 +24,14 @@ impl CaseWorkApi {
             return Err(CasesError::NotFound(format!("no case {case_id}")).into());
         }
         let entries = rows
-            .iter()
-            .map(|row| {
-                Ok(pb::HistoryEntry {
-                    version: row.try_get("version")?,
-                    actor: row.try_get("actor")?,
-                    change: row.try_get("change")?,
-                    at: row.try_get::<chrono::DateTime<Utc>, _>("at")?.to_rfc3339(),
-                })
+            .into_iter()
+            .map(|(version, actor, change, at)| pb::HistoryEntry {
+                version,
+                actor,
+                change,
+                at: at.to_rfc3339(),
             })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(CasesError::from)?;
+            .collect();
         Ok(Response::new(pb::History { entries }))
     }
 
@@ -59,7 +56,7 @@ impl CaseWorkApi {
             })?;
             Some(t.with_timezone(&Utc))
         };
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, EscalationRow>(
             "SELECT e.case_id, e.kind, e.due_at, e.raised_at, e.supervisor_id, e.ref_id, e.agency_id, e.reason,
                     coalesce(c.record->'referral'->>'priority', 'routine') AS priority
                FROM escalations e JOIN cases c ON c.case_id = e.case_id
@@ -77,27 +74,8 @@ impl CaseWorkApi {
         .await
         .map_err(CasesError::from)?;
         let escalations = rows
-            .iter()
-            .map(|row| {
-                Ok(pb::Escalation {
-                    case_id: row.try_get("case_id")?,
-                    kind: wire_col::<DeadlineKind>(row, "kind")?,
-                    due_at: row
-                        .try_get::<chrono::DateTime<Utc>, _>("due_at")?
-                        .to_rfc3339(),
-                    raised_at: row
-                        .try_get::<chrono::DateTime<Utc>, _>("raised_at")?
-                        .to_rfc3339(),
-                    supervisor_id: row.try_get("supervisor_id")?,
-                    priority: wire_col::<Priority>(row, "priority")?,
-                    ref_id: row.try_get("ref_id")?,
-                    agency_id: row.try_get("agency_id")?,
-                    explanation: row
-                        .try_get::<Option<String>, _>("reason")?
-                        .map(|r| explain(&r, lang)),
-                    reason: row.try_get("reason")?,
-                })
-            })
+            .into_iter()
+            .map(|row| row.into_escalation(lang))
             .collect::<Result<_, sqlx::Error>>()
             .map_err(CasesError::from)?;
         Ok(Response::new(pb::Escalations { escalations }))
@@ -153,7 +131,7 @@ impl CaseWorkApi {
                 .into());
             }
         }
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, SummaryRow>(
             "SELECT c.case_id, c.status, c.risk_level, c.priority, c.governorate, c.caseworker_id,
                     c.version, d.kind AS next_kind, d.due_at AS next_at
                FROM cases c
@@ -179,25 +157,81 @@ impl CaseWorkApi {
         .map_err(CasesError::from)?;
         let now = Utc::now();
         let cases = rows
-            .iter()
-            .map(|row| {
-                let next_at: Option<chrono::DateTime<Utc>> = row.try_get("next_at")?;
-                Ok(pb::CaseSummary {
-                    case_id: row.try_get("case_id")?,
-                    status: wire_col::<CaseStatus>(row, "status")?,
-                    risk_level: wire_col::<RiskLevel>(row, "risk_level")?,
-                    priority: wire_col::<Priority>(row, "priority")?,
-                    governorate: row.try_get("governorate")?,
-                    caseworker_id: row.try_get("caseworker_id")?,
-                    next_deadline_kind: wire_col_opt::<DeadlineKind>(row, "next_kind")?,
-                    next_deadline_at: next_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
-                    overdue: next_at.is_some_and(|t| t < now),
-                    version: row.try_get("version")?,
-                })
-            })
+            .into_iter()
+            .map(|row| row.into_summary(now))
             .collect::<Result<_, sqlx::Error>>()
             .map_err(CasesError::from)?;
         Ok(Response::new(pb::CaseList { cases }))
+    }
+}
+
+/// An escalation as read, with its case's priority; [`EscalationRow::into_escalation`]
+/// checks its kind and priority.
+#[derive(sqlx::FromRow)]
+struct EscalationRow {
+    case_id: String,
+    kind: String,
+    due_at: chrono::DateTime<Utc>,
+    raised_at: chrono::DateTime<Utc>,
+    supervisor_id: Option<String>,
+    ref_id: Option<String>,
+    agency_id: Option<String>,
+    reason: Option<String>,
+    priority: String,
+}
+
+impl EscalationRow {
+    fn into_escalation(
+        self,
+        lang: himaya_proto::status::Lang,
+    ) -> Result<pb::Escalation, sqlx::Error> {
+        Ok(pb::Escalation {
+            case_id: self.case_id,
+            kind: wire_of::<DeadlineKind>("kind", &self.kind)?,
+            due_at: self.due_at.to_rfc3339(),
+            raised_at: self.raised_at.to_rfc3339(),
+            supervisor_id: self.supervisor_id,
+            priority: wire_of::<Priority>("priority", &self.priority)?,
+            ref_id: self.ref_id,
+            agency_id: self.agency_id,
+            explanation: self.reason.as_deref().map(|r| explain(r, lang)),
+            reason: self.reason,
+        })
+    }
+}
+
+/// A case as listed, with its next open deadline; [`SummaryRow::into_summary`] checks
+/// its status, risk level, priority and deadline kind.
+#[derive(sqlx::FromRow)]
+struct SummaryRow {
+    case_id: String,
+    status: String,
+    risk_level: String,
+    priority: String,
+    governorate: String,
+    caseworker_id: Option<String>,
+    version: i64,
+    next_kind: Option<String>,
+    next_at: Option<chrono::DateTime<Utc>>,
+}
+
+impl SummaryRow {
+    fn into_summary(self, now: chrono::DateTime<Utc>) -> Result<pb::CaseSummary, sqlx::Error> {
+        Ok(pb::CaseSummary {
+            case_id: self.case_id,
+            status: wire_of::<CaseStatus>("status", &self.status)?,
+            risk_level: wire_of::<RiskLevel>("risk_level", &self.risk_level)?,
+            priority: wire_of::<Priority>("priority", &self.priority)?,
+            governorate: self.governorate,
+            caseworker_id: self.caseworker_id,
+            next_deadline_kind: wire_of_opt::<DeadlineKind>(
+                "next_kind",
+                self.next_kind.as_deref(),
+            )?,
+            next_deadline_at: self.next_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            overdue: self.next_at.is_some_and(|t| t < now),
+            version: self.version,
+        })
     }
 }
 

@@ -252,20 +252,14 @@ async fn with_room(
           WHERE s.agency_id = $1 AND s.role = 'supervisor'
           GROUP BY s.staff_id HAVING count(w.staff_id) < $2 ORDER BY n, s.staff_id LIMIT 5"
     };
-    let rows = sqlx::query(sql)
+    let rows = sqlx::query_as::<_, (String, i64)>(sql)
         .bind(agency)
         .bind(max)
         .fetch_all(&mut *tx)
         .await?;
     let names: Vec<String> = rows
         .iter()
-        .map(|r| {
-            Ok(format!(
-                "{} ({})",
-                r.try_get::<String, _>("staff_id")?,
-                r.try_get::<i64, _>("n")?
-            ))
-        })
-        .collect::<Result<_, sqlx::Error>>()?;
+        .map(|(staff_id, n)| format!("{staff_id} ({n})"))
+        .collect();
     Ok((!names.is_empty()).then(|| names.join(", ")))
 }
