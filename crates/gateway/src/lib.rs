@@ -168,16 +168,8 @@ const REFERRERS: &[&str] = &[
     "agency_staff",
 ];
 
-const ALL_ROLES: &[&str] = &[
-    "school_officer",
-    "committee_member",
-    "hotline_operator",
-    "caseworker",
-    "supervisor",
-    "agency_staff",
-    "auditor",
-    "admin",
-];
+/// Every role a person can hold.
+const ALL_ROLES: &[&str] = himaya_settings::PERSON_ROLES;
 
 /// The roles that may make the call at `path` as a person; `None` when no rule says.
 pub fn person_rule_for(path: &str) -> Option<&'static [&'static str]> {

@@ -21,7 +21,7 @@ pub use standards::{
     FhirSettings, PrimeroLookups, PrimeroSettings, SpdciSettings, StandardsSettings,
     FHIR_HUB_IDENTIFIERS, PRIMERO_CUSTOM_FIELDS,
 };
-pub use web::{Digits, WebSettings, WEB_COMPONENT_NAME};
+pub use web::{Digits, WebSettings, PERSON_ROLES, WEB_COMPONENT_NAME};
 
 /// A value that must never be printed (URLs with passwords, tokens): its `Debug` says
 /// `[REDACTED]`, it has no `Display`, its memory is wiped when dropped, and it is read
