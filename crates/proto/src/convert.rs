@@ -846,3 +846,47 @@ mod tests {
         assert!(v.has("referral", "required"));
     }
 }
+
+/// A service of the service map as stored: in the directory's `services` table and in the
+/// cases service's copy of it (`service_map`), which have the same columns. The service
+/// type becomes the API's enum in [`MappedServiceRow::into_service`] (an unknown one:
+/// unspecified).
+#[derive(Debug, sqlx::FromRow)]
+pub struct MappedServiceRow {
+    service_id: String,
+    agency_id: String,
+    service_type: String,
+    name_ar: String,
+    name_en: String,
+    governorate: String,
+    districts: Vec<String>,
+    capacity: i32,
+    languages: Vec<String>,
+    accepting: bool,
+    removed: bool,
+    version: i64,
+    updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl MappedServiceRow {
+    pub fn into_service(self) -> pb::MappedService {
+        pb::MappedService {
+            service_id: self.service_id,
+            agency_id: self.agency_id,
+            service_type: rec::ServiceType::parse(&self.service_type)
+                .map(service_to)
+                .unwrap_or_default()
+                .into(),
+            name_ar: self.name_ar,
+            name_en: self.name_en,
+            governorate: self.governorate,
+            districts: self.districts,
+            capacity: self.capacity,
+            languages: self.languages,
+            accepting: self.accepting,
+            removed: self.removed,
+            version: self.version,
+            updated_at: self.updated_at.to_rfc3339(),
+        }
+    }
+}

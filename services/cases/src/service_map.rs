@@ -5,9 +5,9 @@
 use chrono::{DateTime, Utc};
 use himaya_bus::{HandleError, Handler, Incoming};
 use himaya_events::{decode, ServiceMapChanged};
-use himaya_proto::convert::service_to;
+use himaya_proto::convert::MappedServiceRow;
 use himaya_proto::v1 as pb;
-use himaya_record::{CaseRecord, ServiceType};
+use himaya_record::CaseRecord;
 use sqlx::PgPool;
 
 use crate::CasesError;
@@ -84,7 +84,7 @@ pub async fn propose(
         return Ok(Vec::new());
     }
     let child = &record.child;
-    let rows = sqlx::query_as::<_, ServiceRow>(
+    let rows = sqlx::query_as::<_, MappedServiceRow>(
         "SELECT * FROM service_map
           WHERE NOT removed AND accepting AND capacity > 0
             AND service_type = ANY($1)
@@ -99,47 +99,8 @@ pub async fn propose(
     .bind(PROPOSALS)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(ServiceRow::into_service).collect())
-}
-
-/// A `service_map` row as stored; the service type becomes the API's enum in
-/// [`ServiceRow::into_service`] (an unknown one: unspecified).
-#[derive(sqlx::FromRow)]
-struct ServiceRow {
-    service_id: String,
-    agency_id: String,
-    service_type: String,
-    name_ar: String,
-    name_en: String,
-    governorate: String,
-    districts: Vec<String>,
-    capacity: i32,
-    languages: Vec<String>,
-    accepting: bool,
-    removed: bool,
-    version: i64,
-    updated_at: DateTime<Utc>,
-}
-
-impl ServiceRow {
-    fn into_service(self) -> pb::MappedService {
-        pb::MappedService {
-            service_id: self.service_id,
-            agency_id: self.agency_id,
-            service_type: ServiceType::parse(&self.service_type)
-                .map(service_to)
-                .unwrap_or_default()
-                .into(),
-            name_ar: self.name_ar,
-            name_en: self.name_en,
-            governorate: self.governorate,
-            districts: self.districts,
-            capacity: self.capacity,
-            languages: self.languages,
-            accepting: self.accepting,
-            removed: self.removed,
-            version: self.version,
-            updated_at: self.updated_at.to_rfc3339(),
-        }
-    }
+    Ok(rows
+        .into_iter()
+        .map(MappedServiceRow::into_service)
+        .collect())
 }

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use himaya_bus::Exchange;
 use himaya_component::{Component, Context, StartError, Started};
 use himaya_events::{keys, new_message_id, ServiceMapChanged};
+use himaya_proto::convert::MappedServiceRow;
 use himaya_proto::convert::{service_from, service_to};
 use himaya_proto::status::{invalid_argument, Lang};
 use himaya_proto::v1 as pb;
@@ -51,12 +52,13 @@ impl DirectoryApi {
     }
 
     async fn load(&self, id: &str) -> Result<Option<pb::MappedService>, Status> {
-        let row = sqlx::query_as::<_, ServiceRow>("SELECT * FROM services WHERE service_id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(storage)?;
-        Ok(row.map(ServiceRow::into_service))
+        let row =
+            sqlx::query_as::<_, MappedServiceRow>("SELECT * FROM services WHERE service_id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(storage)?;
+        Ok(row.map(MappedServiceRow::into_service))
     }
 
     /// Writes the entry and its event in one transaction.
@@ -171,48 +173,6 @@ fn service_kind(n: i32) -> &'static str {
     service_from(n)
         .map(ServiceType::as_str)
         .unwrap_or("unspecified")
-}
-
-/// A `services` row as stored; the service type becomes the API's enum in
-/// [`ServiceRow::into_service`].
-#[derive(sqlx::FromRow)]
-struct ServiceRow {
-    service_id: String,
-    agency_id: String,
-    service_type: String,
-    name_ar: String,
-    name_en: String,
-    governorate: String,
-    districts: Vec<String>,
-    capacity: i32,
-    languages: Vec<String>,
-    accepting: bool,
-    removed: bool,
-    version: i64,
-    updated_at: DateTime<Utc>,
-}
-
-impl ServiceRow {
-    fn into_service(self) -> pb::MappedService {
-        pb::MappedService {
-            service_id: self.service_id,
-            agency_id: self.agency_id,
-            service_type: ServiceType::parse(&self.service_type)
-                .map(service_to)
-                .unwrap_or_default()
-                .into(),
-            name_ar: self.name_ar,
-            name_en: self.name_en,
-            governorate: self.governorate,
-            districts: self.districts,
-            capacity: self.capacity,
-            languages: self.languages,
-            accepting: self.accepting,
-            removed: self.removed,
-            version: self.version,
-            updated_at: self.updated_at.to_rfc3339(),
-        }
-    }
 }
 
 fn is_language(code: &str) -> bool {
@@ -431,7 +391,7 @@ impl pb::directory_server::Directory for DirectoryApi {
                 "language: an ISO 639-1 code in lower case, such as ar or en",
             ));
         }
-        let rows = sqlx::query_as::<_, ServiceRow>(
+        let rows = sqlx::query_as::<_, MappedServiceRow>(
             "SELECT * FROM services
               WHERE NOT removed
                 AND (cardinality($1::text[]) = 0 OR service_type = ANY($1))
@@ -452,7 +412,10 @@ impl pb::directory_server::Directory for DirectoryApi {
         .fetch_all(&self.pool)
         .await
         .map_err(storage)?;
-        let services = rows.into_iter().map(ServiceRow::into_service).collect();
+        let services = rows
+            .into_iter()
+            .map(MappedServiceRow::into_service)
+            .collect();
         Ok(Response::new(pb::FindServicesResponse { services }))
     }
 }
