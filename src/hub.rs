@@ -163,16 +163,11 @@ impl Hub {
         for s in servers {
             let listener = bind(s.listen, s.setting).await?;
             let addr = listener.local_addr()?;
+            tracing::info!(%addr, server = s.name, "{} listening", s.title);
             match s.name {
-                "webhooks" => {
-                    webhook_addr = Some(addr);
-                    tracing::info!(%addr, "agency webhooks listening");
-                }
-                "web" => {
-                    web_addr = Some(addr);
-                    tracing::info!(%addr, "web front listening");
-                }
-                other => tracing::info!(%addr, server = other, "listening"),
+                "webhooks" => webhook_addr = Some(addr),
+                "web" => web_addr = Some(addr),
+                _ => {}
             }
             tasks.push(tokio::spawn(listen::serve_http(
                 s.router,

@@ -60,6 +60,8 @@ pub trait Component {
 pub struct HttpServer {
     /// `web`, `webhooks`: in logs and in the binding error.
     pub name: &'static str,
+    /// What listens, for people reading the log: "web front", "agency webhooks".
+    pub title: &'static str,
     /// The settings key `listen` comes from, for the error when it cannot be bound.
     pub setting: &'static str,
     pub listen: SocketAddr,

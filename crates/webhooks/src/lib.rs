@@ -90,6 +90,7 @@ pub fn start(
         .with_state(app);
     let server = HttpServer {
         name: "webhooks",
+        title: "agency webhooks",
         setting: "connectors.webhook_listen",
         listen,
         router,

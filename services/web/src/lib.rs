@@ -95,6 +95,7 @@ impl himaya_component::Component for Web {
         Ok(
             himaya_component::Started::default().http(himaya_component::HttpServer {
                 name: "web",
+                title: "web front",
                 setting: "web.listen",
                 listen,
                 router,
