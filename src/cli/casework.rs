@@ -186,10 +186,10 @@ pub(crate) async fn channel(who: &Who) -> anyhow::Result<Channel> {
 /// the field and the choices as the hub would, when it is none of them.
 pub(crate) fn named<T: WireEnum>(field: &str, name: &str, lang: Lang) -> anyhow::Result<i32> {
     cv::parse::<T>(name).map_err(|p| {
-        let text = match lang {
-            Lang::Ar => p.arabic(),
-            Lang::En => p.english(),
-        };
+        let text = p.text(match lang {
+            Lang::Ar => himaya_proto::status::Lang::Arabic,
+            Lang::En => himaya_proto::status::Lang::English,
+        });
         anyhow::anyhow!("{field}: {text}")
     })
 }

@@ -4,7 +4,7 @@
 //! the same `ServiceReferrals.UpdateServiceReferral` as a gRPC caller.
 
 use himaya_connect::inbound::{actor, id, opt_text, text};
-use himaya_connect::{InboundError, StatusChange};
+use himaya_connect::{msg, InboundError, StatusChange};
 use serde_json::Value;
 
 use crate::mapping::Systems;
@@ -53,8 +53,7 @@ pub fn status_change_with(task: &Value, systems: &Systems) -> Result<StatusChang
         Some(_) => {
             return Err(InboundError::new(
                 "resourceType",
-                "expected a FHIR Task; post other resources elsewhere",
-                "المتوقع مورد FHIR من نوع Task؛ أرسل الموارد الأخرى إلى مسار آخر",
+                msg!("inbound-not-a-fhir-task"),
             ))
         }
         None => return Err(InboundError::missing("resourceType")),
@@ -65,13 +64,8 @@ pub fn status_change_with(task: &Value, systems: &Systems) -> Result<StatusChang
         Some(_) => Some(id(task, "/meta/versionId", "meta.versionId", 64)?),
     };
     let status = text(task, "/status", "status", 32)?;
-    let state = state_of(status).ok_or_else(|| {
-        InboundError::new(
-            "status",
-            "has no meaning for a referral; send requested, received, accepted, ready, rejected, in-progress, completed, failed or cancelled",
-            "ليس لهذه الحالة معنى في الإحالة؛ أرسل إحدى القيم: requested، received، accepted، ready، rejected، in-progress، completed، failed، cancelled",
-        )
-    })?;
+    let state = state_of(status)
+        .ok_or_else(|| InboundError::new("status", msg!("inbound-task-status-without-meaning")))?;
     let service_referral_id = based_on(task, &systems.identifier("referral"))?;
     // statusReason is a CodeableConcept: its text, else its first coding's display or code.
     let reason = match opt_text(task, "/statusReason/text", "statusReason.text", 500)? {
@@ -93,8 +87,7 @@ pub fn status_change_with(task: &Value, systems: &Systems) -> Result<StatusChang
     if matches!(state, "rejected" | "failed" | "cancelled") && reason.is_none() {
         return Err(InboundError::new(
             "statusReason",
-            "is required (text or a coding) when a referral is rejected, failed or cancelled",
-            "مطلوب (نص أو ترميز) عند رفض الإحالة أو فشلها أو إلغائها",
+            msg!("inbound-task-status-reason-required"),
         ));
     }
     // The owner's identifier, never its display (usually a practitioner's name).
@@ -137,8 +130,8 @@ fn based_on(task: &Value, referral_system: &str) -> Result<String, InboundError>
         .ok_or_else(|| {
             InboundError::new(
                 "basedOn",
-                format!("must hold an identifier with system {referral_system} and the srv_ id of the ServiceRequest we sent"),
-                format!("يجب أن يحتوي على معرّف (identifier) نظامه {referral_system} وقيمته معرّف srv_ لطلب الخدمة (ServiceRequest) الذي أرسلناه"),
+                // The system is the deployment's own (`standards.fhir`), not the agency's.
+                msg!("inbound-task-based-on", system = referral_system),
             )
         })
 }
@@ -300,7 +293,8 @@ mod tests {
             with(&|t| t["id"] = json!("task 1")),
         ] {
             himaya_connect::testing::assert_bilingual(&e);
-            assert!(!e.problem_ar.contains("مريم"), "{e:?}");
+            let ar = e.problem.render(himaya_connect::Lang::Arabic);
+            assert!(!ar.contains("مريم"), "{e:?}: {ar}");
         }
     }
 }

@@ -7,7 +7,7 @@
 //! ```
 
 use himaya_connect::inbound::{id, opt_text, text};
-use himaya_connect::{InboundError, StatusChange};
+use himaya_connect::{msg, InboundError, StatusChange};
 use serde_json::Value;
 
 /// Hearing outcomes the hub records (as the reason of the state change).
@@ -53,8 +53,7 @@ pub fn status_change(v: &Value) -> Result<StatusChange, InboundError> {
     if !srv.starts_with("srv_") {
         return Err(InboundError::new(
             "referral_ref",
-            "must be the srv_ id the referral was sent with",
-            "يجب أن يكون معرّف srv_ الذي أُرسلت به الإحالة",
+            msg!("inbound-justice-referral-ref-not-srv"),
         ));
     }
     let status = text(v, "/status", "status", 32)?;
@@ -86,8 +85,7 @@ pub fn status_change(v: &Value) -> Result<StatusChange, InboundError> {
     if matches!(state, "rejected" | "cancelled") && reason.is_none() {
         return Err(InboundError::new(
             "reason_code",
-            "is required to reject or withdraw a referral",
-            "مطلوب عند رفض الإحالة أو سحبها",
+            msg!("inbound-justice-reason-code-required"),
         ));
     }
     Ok(StatusChange {
@@ -184,7 +182,8 @@ mod tests {
             status_change(&json!("x")).unwrap_err(),
         ] {
             himaya_connect::testing::assert_bilingual(&e);
-            assert!(!e.problem_ar.contains("سجن"), "{e:?}");
+            let ar = e.problem.render(himaya_connect::Lang::Arabic);
+            assert!(!ar.contains("سجن"), "{e:?}: {ar}");
         }
     }
 }

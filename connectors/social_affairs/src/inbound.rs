@@ -3,7 +3,7 @@
 
 use chrono::NaiveDate;
 use himaya_connect::inbound::{id as inbound_id, opt_text, text};
-use himaya_connect::{InboundError, StatusChange};
+use himaya_connect::{msg, InboundError, StatusChange};
 use himaya_record::{
     Child, Concern, ConcernKind, ConsentGiver, ConsentRef, DocumentKind, Household,
     IdentityDocument, PersonName, ReferralDetails, RiskLevel, ServiceType, Sex,
@@ -44,13 +44,7 @@ pub fn case_referral_with(v: &Value, form: &Profile) -> Result<CaseIn, InboundEr
         "data.last_updated_at",
         40,
     )?)
-    .map_err(|_| {
-        InboundError::new(
-            "data.last_updated_at",
-            "must be a time as RFC 3339",
-            "يجب أن يكون وقتًا بصيغة RFC 3339",
-        )
-    })?
+    .map_err(|_| InboundError::new("data.last_updated_at", msg!("inbound-not-rfc3339-time")))?
     .with_timezone(&chrono::Utc)
     .format("%Y%m%dT%H%M%S%.3fZ");
     let sex = text(d, "/sex", "data.sex", 100)?;
@@ -61,8 +55,7 @@ pub fn case_referral_with(v: &Value, form: &Profile) -> Result<CaseIn, InboundEr
         _ => {
             return Err(InboundError::new(
                 "data.sex",
-                "is not female, male or unknown",
-                "ليس من القيم المقبولة: female، male، unknown",
+                msg!("inbound-primero-sex-not-known"),
             ))
         }
     };
@@ -79,11 +72,7 @@ pub fn case_referral_with(v: &Value, form: &Profile) -> Result<CaseIn, InboundEr
                 .and_then(|a| u8::try_from(a).ok())
                 .filter(|a| *a < 18)
                 .ok_or_else(|| {
-                    InboundError::new(
-                        "data.age",
-                        "must be a whole number of years under 18",
-                        "يجب أن يكون عددًا صحيحًا من السنوات أقل من 18",
-                    )
+                    InboundError::new("data.age", msg!("inbound-primero-age-not-a-child"))
                 })?,
         ),
     };
@@ -119,19 +108,14 @@ pub fn case_referral_with(v: &Value, form: &Profile) -> Result<CaseIn, InboundEr
                 .ok_or_else(|| {
                     InboundError::new(
                         format!("data.protection_concerns[{i}]"),
-                        "is not a protection concern the hub knows",
-                        "ليس من أنواع مخاوف الحماية التي تعرفها المنصة",
+                        msg!("inbound-primero-concern-unknown"),
                     )
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let risk = text(d, "/risk_level", "data.risk_level", 16)?;
     let risk_level = RiskLevel::parse(risk).ok_or_else(|| {
-        InboundError::new(
-            "data.risk_level",
-            "is not high, medium or low",
-            "ليس من القيم المقبولة: high، medium، low",
-        )
+        InboundError::new("data.risk_level", msg!("inbound-primero-risk-not-known"))
     })?;
     // The services asked for: `services_requested`, else stock Primero's services
     // section (`services_section[].service_type`).
@@ -154,8 +138,7 @@ pub fn case_referral_with(v: &Value, form: &Profile) -> Result<CaseIn, InboundEr
                 .ok_or_else(|| {
                     InboundError::new(
                         format!("data.{field}[{i}]"),
-                        "is not a service type the hub knows",
-                        "ليس من أنواع الخدمات التي تعرفها المنصة",
+                        msg!("inbound-primero-service-unknown"),
                     )
                 })
         })
@@ -236,8 +219,7 @@ fn list<'a>(d: &'a Value, field: &str) -> Result<Vec<&'a str>, InboundError> {
             .collect(),
         Some(_) => Err(InboundError::new(
             format!("data.{field}"),
-            "must be a list of strings",
-            "يجب أن يكون قائمة من النصوص",
+            msg!("inbound-not-list-of-strings"),
         )),
     }
 }
@@ -254,8 +236,7 @@ pub fn referral_status(v: &Value) -> Result<StatusChange, InboundError> {
     if !srv.starts_with("srv_") {
         return Err(InboundError::new(
             "data.himaya_referral_id",
-            "must be the srv_ id the hub sent",
-            "يجب أن يكون معرّف srv_ الذي أرسلته المنصة",
+            msg!("inbound-primero-referral-id-not-srv"),
         ));
     }
     let status = text(d, "/status", "data.status", 32)?;
@@ -267,8 +248,7 @@ pub fn referral_status(v: &Value) -> Result<StatusChange, InboundError> {
         _ => {
             return Err(InboundError::new(
                 "data.status",
-                "is not in_progress, accepted, rejected or done",
-                "ليس من القيم المقبولة: in_progress، accepted، rejected، done",
+                msg!("inbound-primero-answer-status-not-known"),
             ))
         }
     };
@@ -276,8 +256,7 @@ pub fn referral_status(v: &Value) -> Result<StatusChange, InboundError> {
     if state == "rejected" && reason.is_none() {
         return Err(InboundError::new(
             "data.rejected_reason",
-            "is required to reject",
-            "مطلوب عند الرفض",
+            msg!("inbound-primero-rejected-reason-required"),
         ));
     }
     Ok(StatusChange {

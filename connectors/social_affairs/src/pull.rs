@@ -2,7 +2,7 @@
 //! one page, and the reading of its answer. Primero's `GET /api/v2/cases` filters date
 //! fields by range (`field=from..to`) and pages with `page` and `per`.
 
-use himaya_connect::InboundError;
+use himaya_connect::{msg, InboundError};
 use serde_json::Value;
 
 /// Cases per page.
@@ -20,13 +20,10 @@ pub fn page_path(from: &str, to: &str, page: u64) -> String {
 /// One page: its cases (each to be read with `inbound::case_referral` once wrapped as
 /// `{"data": …}`) and whether more pages follow.
 pub fn read_page(v: &Value) -> Result<(Vec<Value>, bool), InboundError> {
-    let data = v.get("data").and_then(Value::as_array).ok_or_else(|| {
-        InboundError::new(
-            "data",
-            "a page of cases must hold a `data` list",
-            "يجب أن تحتوي صفحة الحالات على قائمة `data`",
-        )
-    })?;
+    let data = v
+        .get("data")
+        .and_then(Value::as_array)
+        .ok_or_else(|| InboundError::new("data", msg!("inbound-primero-page-without-data")))?;
     let meta = |k: &str| v.pointer(&format!("/metadata/{k}")).and_then(Value::as_u64);
     let more = match (meta("total"), meta("per"), meta("page")) {
         (Some(total), Some(per), Some(page)) => page.saturating_mul(per) < total,

@@ -2,56 +2,48 @@
 //! the field and the problem, never the value (an agency's payload may carry a child's
 //! name), so it can go back to the agency and into a log line as it is.
 
-/// An agency's payload the hub cannot take: the field, and what is wrong with it in
-/// English and in Arabic (the webhook answers in the caller's language). Neither text
-/// quotes a value from the payload.
+use himaya_words::{msg, Msg};
+
+/// An agency's payload the hub cannot take: the field, and what is wrong with it, a
+/// message of the catalogue (`himaya_words`, `inbound-*`) that the webhook renders in
+/// the caller's language. Its arguments are field names, codes and limits: never a value
+/// from the payload. Shown (`Display`, logs, the poller) in English.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{field}`: {problem}")]
 pub struct InboundError {
     /// Where in the payload, as a JSON path (`status`, `basedOn[0].identifier.value`).
     pub field: String,
-    /// What is wrong, in English.
-    pub problem: String,
-    /// The same, in Arabic.
-    pub problem_ar: String,
+    /// What is wrong.
+    pub problem: Msg,
 }
 
 impl InboundError {
-    /// A refusal of `field`, with its problem in English (`en`) and Arabic (`ar`).
-    pub fn new(
-        field: impl Into<String>,
-        en: impl Into<String>,
-        ar: impl Into<String>,
-    ) -> InboundError {
+    /// A refusal of `field`, with its problem: an `inbound-*` message of the catalogue.
+    pub fn new(field: impl Into<String>, problem: Msg) -> InboundError {
         InboundError {
             field: field.into(),
-            problem: en.into(),
-            problem_ar: ar.into(),
+            problem,
         }
     }
 
     /// The field is absent.
     pub fn missing(field: impl Into<String>) -> InboundError {
-        InboundError::new(field, "is required", "حقل مطلوب")
+        InboundError::new(field, msg!("inbound-required"))
     }
 
     /// The field is there but not a string.
     pub fn not_string(field: impl Into<String>) -> InboundError {
-        InboundError::new(field, "must be a string", "يجب أن يكون نصًا")
+        InboundError::new(field, msg!("inbound-not-string"))
     }
 
     /// The payload (or the field) is not a JSON object.
     pub fn not_object(field: impl Into<String>) -> InboundError {
-        InboundError::new(field, "must be a JSON object", "يجب أن يكون كائن JSON")
+        InboundError::new(field, msg!("inbound-not-object"))
     }
 
     /// The field is not a calendar date.
     pub fn not_date(field: impl Into<String>) -> InboundError {
-        InboundError::new(
-            field,
-            "must be a date as YYYY-MM-DD",
-            "يجب أن يكون تاريخًا بالصيغة YYYY-MM-DD",
-        )
+        InboundError::new(field, msg!("inbound-not-date"))
     }
 
     /// The field's value is not one of the codes the standard defines, `choices` (the
@@ -59,8 +51,7 @@ impl InboundError {
     pub fn not_one_of(field: impl Into<String>, choices: &[&str]) -> InboundError {
         InboundError::new(
             field,
-            format!("is not one of {}", choices.join(", ")),
-            format!("ليس من القيم المقبولة: {}", choices.join("، ")),
+            msg!("inbound-not-one-of", choices = choices.join(", ")),
         )
     }
 }
@@ -106,8 +97,7 @@ pub fn id<'a>(
     } else {
         Err(InboundError::new(
             field,
-            format!("must be 1 to {max} characters of A-Z, a-z, 0-9, - _ . :"),
-            format!("يجب أن يتكون من 1 إلى {max} حرفًا من A-Z وa-z و0-9 و- _ . : فقط"),
+            msg!("inbound-id-characters", max = max),
         ))
     }
 }
@@ -131,11 +121,7 @@ pub fn text<'a>(
         .ok_or_else(|| InboundError::not_string(field))?;
     let n = s.chars().count();
     if n == 0 || n > max {
-        return Err(InboundError::new(
-            field,
-            format!("must be 1 to {max} characters"),
-            format!("يجب أن يكون طوله من 1 إلى {max} حرفًا"),
-        ));
+        return Err(InboundError::new(field, msg!("inbound-length", max = max)));
     }
     Ok(s)
 }
@@ -157,6 +143,7 @@ pub fn opt_text<'a>(
 mod tests {
     use super::*;
     use crate::testing::assert_bilingual;
+    use himaya_words::Lang;
     use serde_json::json;
 
     #[test]
@@ -177,17 +164,37 @@ mod tests {
         ] {
             assert_bilingual(&e);
         }
-        assert_eq!(
-            text(&v, "/absent", "absent", 10).unwrap_err().problem,
-            "is required"
-        );
-        assert_eq!(
-            text(&v, "/absent", "absent", 10).unwrap_err().problem_ar,
-            "حقل مطلوب"
-        );
+        let required = text(&v, "/absent", "absent", 10).unwrap_err().problem;
+        assert_eq!(required, msg!("inbound-required"));
+        assert_eq!(required.render(Lang::English), "is required");
+        assert_eq!(required.render(Lang::Arabic), "حقل مطلوب");
         let e = InboundError::not_one_of("status", &["open", "closed"]);
-        assert_eq!(e.problem, "is not one of open, closed");
-        assert_eq!(e.problem_ar, "ليس من القيم المقبولة: open، closed");
+        assert_eq!(
+            e.problem.render(Lang::English),
+            "is not one of open, closed"
+        );
+        assert_eq!(
+            e.problem.render(Lang::Arabic),
+            "ليس من القيم المقبولة: open, closed"
+        );
+        // Limits read with Arabic's plural forms.
+        let long = |max| text(&v, "/long", "long", max).unwrap_err().problem;
+        assert_eq!(long(10).render(Lang::English), "must be 1 to 10 characters");
+        assert_eq!(
+            long(10).render(Lang::Arabic),
+            "يجب أن يكون طوله من 1 إلى 10 أحرف"
+        );
+        assert_eq!(
+            long(64).render(Lang::Arabic),
+            "يجب أن يكون طوله من 1 إلى 64 حرفًا"
+        );
+        assert_eq!(
+            id(&v, "/bad", "bad", 64)
+                .unwrap_err()
+                .problem
+                .render(Lang::English),
+            "must be 1 to 64 characters of A-Z, a-z, 0-9, - _ . :"
+        );
         // The English text is what the error shows (logs, the poller).
         assert_eq!(e.to_string(), "`status`: is not one of open, closed");
     }
@@ -203,7 +210,10 @@ mod tests {
         let missing = crate::submission::parse::<S>(&json!({"age": 3})).unwrap_err();
         assert_eq!(missing.field, "sex");
         assert_eq!(
-            (missing.problem.as_str(), missing.problem_ar.as_str()),
+            (
+                missing.problem.render(Lang::English).as_str(),
+                missing.problem.render(Lang::Arabic).as_str()
+            ),
             ("is required", "حقل مطلوب")
         );
         for bad in [
@@ -214,7 +224,11 @@ mod tests {
             let e = crate::submission::parse::<S>(&bad).unwrap_err();
             assert_bilingual(&e);
             assert!(e.field.starts_with("line "), "{e:?}");
-            let all = format!("{e:?}");
+            let all = format!(
+                "{e:?} {} {}",
+                e.problem.render(Lang::English),
+                e.problem.render(Lang::Arabic)
+            );
             assert!(!all.contains("مريم"), "{all}");
             // serde's own words (`unknown variant`, `invalid type`) are not passed on.
             assert!(

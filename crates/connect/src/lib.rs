@@ -31,6 +31,8 @@ use tokio_util::sync::CancellationToken;
 pub use auth::Credentials;
 pub use delivery::DeliveryConnector;
 pub use executor::{Call, Executor, Method, Outcome, TransientError};
+/// The catalogue's messages, for the mappings' refusals ([`InboundError`]).
+pub use himaya_words::{msg, Lang, Msg};
 pub use inbound::{InboundError, StatusChange};
 pub use shared::{MappingError, SharedCase, SharedNotice, SharedOutcome};
 pub use standard::{Ask, Inbound, Intake, Standard};

@@ -5,6 +5,7 @@ use himaya_record::ReferralDetails;
 use serde::de::DeserializeOwned;
 
 use crate::inbound::InboundError;
+use himaya_words::msg;
 
 /// Reads a JSON payload into `T`. serde's own message can quote the offending value (a
 /// child's name in a field of the wrong type), so only its place and kind are kept.
@@ -12,7 +13,7 @@ pub fn parse<T: DeserializeOwned>(v: &serde_json::Value) -> Result<T, InboundErr
     // Through text, so the error carries a line and column to point at.
     let text = serde_json::to_string_pretty(v).unwrap_or_default();
     serde_json::from_str(&text).map_err(|e| {
-        let (en, ar) = match e.classify() {
+        let problem = match e.classify() {
             serde_json::error::Category::Data => {
                 // serde's English text is only classified here, never passed on.
                 if e.to_string().starts_with("missing field") {
@@ -27,17 +28,11 @@ pub fn parse<T: DeserializeOwned>(v: &serde_json::Value) -> Result<T, InboundErr
                             .collect::<String>(),
                     );
                 }
-                (
-                    "a field has the wrong type or a value outside its vocabulary",
-                    "أحد الحقول من نوع خاطئ أو قيمته ليست من القيم المقبولة",
-                )
+                msg!("inbound-wrong-type-or-vocabulary")
             }
-            _ => (
-                "not a JSON object of the expected shape",
-                "ليس كائن JSON بالبنية المتوقعة",
-            ),
+            _ => msg!("inbound-not-expected-shape"),
         };
-        InboundError::new(format!("line {} column {}", e.line(), e.column()), en, ar)
+        InboundError::new(format!("line {} column {}", e.line(), e.column()), problem)
     })
 }
 

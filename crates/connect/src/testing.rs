@@ -63,13 +63,22 @@ pub fn outcome_delivery() -> DeliveryRequested {
 }
 
 /// Asserts that a mapping's refusal says what is wrong in Arabic as well as in English:
-/// an Arabic text with Arabic letters (codes such as `srv_` or `YYYY-MM-DD` may stay as
-/// they are), not the English one again.
+/// a message the catalogue has, whose Arabic text has Arabic letters (codes such as
+/// `srv_` or `YYYY-MM-DD` may stay as they are) and is not the English one again.
 pub fn assert_bilingual(e: &crate::InboundError) {
+    use himaya_words::Lang;
     let arabic = |s: &str| s.chars().any(|c| ('\u{0621}'..='\u{064A}').contains(&c));
-    assert!(!e.problem.is_empty() && !arabic(&e.problem), "{e:?}");
-    assert!(arabic(&e.problem_ar), "no Arabic: {e:?}");
-    assert_ne!(e.problem, e.problem_ar, "{e:?}");
+    assert!(
+        himaya_words::has(e.problem.id()),
+        "not in the catalogue: {e:?}"
+    );
+    let (en, ar) = (
+        e.problem.render(Lang::English),
+        e.problem.render(Lang::Arabic),
+    );
+    assert!(!en.is_empty() && !arabic(&en), "{e:?}: {en}");
+    assert!(arabic(&ar), "no Arabic: {e:?}: {ar}");
+    assert_ne!(en, ar, "{e:?}");
 }
 
 /// The two validators, pinned: FHIR.js (Lantana Group) checks each resource against the

@@ -9,17 +9,18 @@
 //!   whose headers pass 16 KiB (hyper's default) as an HTTP/2 protocol error: that is
 //!   what a multi-megabyte message did to the webhooks' connection to the hub.
 
-use himaya_proto::status::Lang;
+use base64::Engine;
+use himaya_proto::status::{localize, msg, status, Lang};
 use http::{HeaderMap, HeaderValue};
-use tonic::Code;
+use tonic::{Code, Status};
 
 /// Longest `grpc-message` the hub sends, in bytes (percent-encoded as on the wire).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024;
 
-/// Rewrites, in place, the status carried by `headers` (if any) as described above.
-/// `said_lang`: the caller sent `accept-language`, so a bilingual message is cut to its
-/// language.
-pub fn mend(headers: &mut HeaderMap, lang: Lang, said_lang: bool, max_message_bytes: usize) {
+/// Rewrites, in place, the status carried by `headers` (if any) as described above, and
+/// renders a status that names a message of the catalogue (`google.rpc.ErrorInfo` of
+/// domain `himaya.v1`, as every status of the hub's services does) in `lang`.
+pub fn mend(headers: &mut HeaderMap, lang: Lang, max_message_bytes: usize) {
     let Some(code) = headers
         .get("grpc-status")
         .and_then(|v| v.to_str().ok())
@@ -37,28 +38,33 @@ pub fn mend(headers: &mut HeaderMap, lang: Lang, said_lang: bool, max_message_by
             if message.starts_with(b"failed%20to%20decode%20Protobuf")
                 || message.starts_with(b"failed to decode Protobuf") =>
         {
-            Some((Code::InvalidArgument, undecodable(lang)))
+            Some((Code::InvalidArgument, msg!("gateway-undecodable")))
         }
         Code::OutOfRange
             if message.starts_with(b"Error,%20decoded%20message%20length%20too%20large")
                 || message.starts_with(b"Error, decoded message length too large") =>
         {
-            Some((Code::ResourceExhausted, too_large(lang, max_message_bytes)))
+            Some((
+                Code::ResourceExhausted,
+                msg!("gateway-too-large", max = max_message_bytes),
+            ))
         }
         _ => None,
     };
     if let Some((code, text)) = replaced {
-        headers.insert("grpc-status", HeaderValue::from(code as i32));
-        if let Ok(v) = HeaderValue::from_str(&percent_encode(&text)) {
-            headers.insert("grpc-message", v);
-        }
         // Details were about the old status.
         headers.remove("grpc-status-details-bin");
+        write(headers, &in_language(status(code, &text), lang));
         return;
     }
-    if let Some(one) = in_one_language(message, lang).filter(|_| said_lang) {
-        if let Ok(v) = HeaderValue::from_str(&percent_encode(&one)) {
-            headers.insert("grpc-message", v);
+    // Every service renders its statuses in English; another language is rendered here,
+    // where the caller's is known. Only statuses with details can name a message.
+    if lang != Lang::English {
+        if let Some(localized) = details(headers)
+            .map(|d| Status::with_details(code, "", d.into()))
+            .and_then(|s| localize(&s, lang))
+        {
+            write(headers, &localized);
             return;
         }
     }
@@ -70,58 +76,39 @@ pub fn mend(headers: &mut HeaderMap, lang: Lang, said_lang: bool, max_message_by
     }
 }
 
-/// The caller's half of a bilingual message ("English — العربية", as the services write
-/// refusals that no field carries); `None` when the message is not of that form. Only
-/// called for a caller that said its language (`accept-language`): one that did not
-/// keeps both halves.
-fn in_one_language(encoded: &[u8], lang: Lang) -> Option<String> {
-    let text = percent_decode(encoded)?;
-    let arabic = |s: &str| s.chars().any(|c| ('\u{0600}'..='\u{06FF}').contains(&c));
-    let (en, ar) = text.split_once(" — ")?;
-    if arabic(en) || !arabic(ar) {
-        return None;
-    }
-    Some(match lang {
-        Lang::English => en.to_owned(),
-        Lang::Arabic => ar.to_owned(),
-    })
+fn in_language(s: Status, lang: Lang) -> Status {
+    localize(&s, lang).unwrap_or(s)
 }
 
-/// A `grpc-message` back to its text; `None` if it is not valid percent-encoded UTF-8.
-fn percent_decode(encoded: &[u8]) -> Option<String> {
-    let mut out = Vec::with_capacity(encoded.len());
-    let mut i = 0;
-    while i < encoded.len() {
-        if encoded[i] == b'%' {
-            let hex = std::str::from_utf8(encoded.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(encoded[i]);
-            i += 1;
+/// The status details the headers carry (`grpc-status-details-bin`, base64 with or
+/// without padding); `None` when there are none or they do not decode.
+fn details(headers: &HeaderMap) -> Option<Vec<u8>> {
+    let raw = headers.get("grpc-status-details-bin")?.as_bytes();
+    let raw = raw
+        .strip_suffix(b"==")
+        .or_else(|| raw.strip_suffix(b"="))
+        .unwrap_or(raw);
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(raw)
+        .ok()
+}
+
+/// Puts `s` in the headers in place of the status they carried.
+fn write(headers: &mut HeaderMap, s: &Status) {
+    let mut fresh = HeaderMap::new();
+    if s.add_header(&mut fresh).is_err() {
+        return;
+    }
+    headers.remove("grpc-message");
+    headers.remove("grpc-status-details-bin");
+    for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
+        if let Some(v) = fresh.remove(name) {
+            headers.insert(name, v);
         }
     }
-    String::from_utf8(out).ok()
 }
 
-fn undecodable(lang: Lang) -> String {
-    match lang {
-        Lang::English => "the request is not a valid message of this call's type (protocol buffers): check that the client uses the hub's current .proto files".into(),
-        Lang::Arabic => "الطلب ليس رسالة صالحة من نوع هذه العملية (protocol buffers): تأكد من أن العميل يستخدم ملفات .proto الحالية للمنصة".into(),
-    }
-}
-
-fn too_large(lang: Lang, max: usize) -> String {
-    match lang {
-        Lang::English => format!(
-            "the request is larger than the {max} bytes one call may carry (grpc.max_message_bytes): shorten the long text fields or the lists"
-        ),
-        Lang::Arabic => format!(
-            "الطلب أكبر من الحد المسموح لعملية واحدة ({max} بايت، grpc.max_message_bytes): اختصر الحقول النصية الطويلة أو القوائم"
-        ),
-    }
-}
-
+#[cfg(test)]
 /// gRPC's percent-encoding of a status message: printable ASCII but `%` as is, the rest
 /// as `%XX` of its UTF-8 bytes.
 fn percent_encode(text: &str) -> String {
@@ -152,8 +139,9 @@ fn cut_at(message: &[u8], max: usize) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tonic_types::StatusExt;
 
-    fn status(code: Code, message: &str) -> HeaderMap {
+    fn carrying(code: Code, message: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert("grpc-status", HeaderValue::from(code as i32));
         h.insert(
@@ -164,30 +152,46 @@ mod tests {
     }
 
     #[test]
-    fn a_bilingual_refusal_reaches_the_caller_in_their_language() {
-        let said = "case case_1 is not yours — الحالة ليست من حالاتك";
-        let mut h = status(Code::PermissionDenied, said);
-        mend(&mut h, Lang::Arabic, true, 1024);
-        assert_eq!(
-            percent_decode(h["grpc-message"].as_bytes()).unwrap(),
-            "الحالة ليست من حالاتك"
+    fn a_refusal_of_the_catalogue_reaches_the_caller_in_their_language() {
+        let refusal = himaya_proto::status::status(
+            Code::PermissionDenied,
+            &msg!("case-not-found", case_id = "cas_1"),
         );
-        let mut h = status(Code::PermissionDenied, said);
-        mend(&mut h, Lang::English, true, 1024);
-        assert_eq!(h["grpc-message"], "case case_1 is not yours");
-        // Not of that form: left alone.
-        let mut h = status(Code::FailedPrecondition, "a — b");
-        mend(&mut h, Lang::Arabic, true, 1024);
+        let mut h = HeaderMap::new();
+        refusal.add_header(&mut h).unwrap();
+        mend(&mut h, Lang::Arabic, 1024);
+        let back = Status::from_header_map(&h).unwrap();
+        assert_eq!(back.code(), Code::PermissionDenied);
+        assert!(back.message().contains("cas_1"), "{}", back.message());
+        assert!(back
+            .message()
+            .chars()
+            .any(|c| ('\u{0600}'..='\u{06FF}').contains(&c)));
+        // The reason and its arguments stay for the client.
+        let info = back.get_error_details().error_info().cloned().unwrap();
+        assert_eq!(info.reason, "CASE_NOT_FOUND");
+        assert_eq!(info.metadata["case_id"], "cas_1");
+        // English is what the service wrote: left as it is.
+        let mut h = HeaderMap::new();
+        refusal.add_header(&mut h).unwrap();
+        mend(&mut h, Lang::English, 1024);
+        assert_eq!(
+            Status::from_header_map(&h).unwrap().message(),
+            "no case cas_1"
+        );
+        // A status naming no message: left alone.
+        let mut h = carrying(Code::FailedPrecondition, "a — b");
+        mend(&mut h, Lang::Arabic, 1024);
         assert_eq!(h["grpc-message"], "a — b".replace('—', "%E2%80%94"));
     }
 
     #[test]
     fn undecodable_messages_are_invalid_arguments_in_the_callers_language() {
-        let mut h = status(
+        let mut h = carrying(
             Code::Internal,
             "failed to decode Protobuf message: invalid varint",
         );
-        mend(&mut h, Lang::Arabic, true, 1024);
+        mend(&mut h, Lang::Arabic, 1024);
         assert_eq!(h["grpc-status"], "3");
         let text = h["grpc-message"].to_str().unwrap();
         assert!(
@@ -198,25 +202,30 @@ mod tests {
 
     #[test]
     fn oversized_messages_are_resource_exhausted_naming_the_limit() {
-        let mut h = status(
+        let mut h = carrying(
             Code::OutOfRange,
             "Error, decoded message length too large: found 10485760 bytes, the limit is: 262144 bytes",
         );
-        mend(&mut h, Lang::English, true, 262_144);
+        mend(&mut h, Lang::English, 262_144);
         assert_eq!(h["grpc-status"], "8");
-        assert!(h["grpc-message"].to_str().unwrap().contains("262144 bytes"));
+        let said = Status::from_header_map(&h).unwrap();
+        assert!(
+            said.message().contains("262144 bytes"),
+            "{}",
+            said.message()
+        );
     }
 
     #[test]
     fn long_messages_are_cut_without_splitting_an_escape() {
-        let mut h = status(Code::InvalidArgument, &"ب".repeat(10_000));
-        mend(&mut h, Lang::English, true, 1024);
+        let mut h = carrying(Code::InvalidArgument, &"ب".repeat(10_000));
+        mend(&mut h, Lang::English, 1024);
         let m = h["grpc-message"].as_bytes();
         assert!(m.len() <= MAX_MESSAGE_BYTES);
         assert_eq!(m.len() % 3, 0, "whole %XX escapes only");
         // Other statuses pass untouched.
-        let mut h = status(Code::NotFound, "no such case");
-        mend(&mut h, Lang::Arabic, true, 1024);
+        let mut h = carrying(Code::NotFound, "no such case");
+        mend(&mut h, Lang::Arabic, 1024);
         assert_eq!(h["grpc-status"], "5");
     }
 }

@@ -16,14 +16,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::future::{self, Either, Ready};
-use himaya_proto::status::{CallerError, Lang};
+use himaya_proto::status::{localize, msg, status, CallerError, Lang, Msg};
 use himaya_record::AgencyType;
 use himaya_settings::{agency_certificate_name, Settings, WEB_COMPONENT_NAME};
 use http::{HeaderValue, Request, Response};
 use rustls_pki_types::{CertificateDer, ServerName};
 use tonic::body::Body as BoxBody;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
-use tonic::Status;
+use tonic::{Code, Status};
 
 /// The metadata key carrying the calling agency (after this door: the proven one).
 pub const AGENCY_HEADER: &str = "x-himaya-agency";
@@ -241,19 +241,21 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let lang = lang_of(req.headers());
-        let said_lang = req.headers().contains_key("accept-language");
-        match admit(&self.settings, &mut req, lang) {
+        match admit(&self.settings, &mut req) {
             Ok(()) => {
                 let max = self.settings.grpc.max_message_bytes;
                 let answer = self.inner.call(req);
                 Either::Left(Box::pin(async move {
                     answer.await.map(|mut r| {
-                        crate::errors::mend(r.headers_mut(), lang, said_lang, max);
+                        crate::errors::mend(r.headers_mut(), lang, max);
                         r
                     })
                 }))
             }
-            Err(status) => Either::Right(future::ready(Ok(status.into_http()))),
+            Err(refusal) => {
+                let refusal = localize(&refusal, lang).unwrap_or(refusal);
+                Either::Right(future::ready(Ok(refusal.into_http())))
+            }
         }
     }
 }
@@ -271,11 +273,7 @@ fn lang_of(headers: &http::HeaderMap) -> Lang {
 /// the proven agency in [`AGENCY_HEADER`].
 // A refusal is answered at once as this very Status; boxing it would buy nothing.
 #[allow(clippy::result_large_err)]
-fn admit<B>(settings: &Settings, req: &mut Request<B>, lang: Lang) -> Result<(), Status> {
-    let say = |en: &str, ar: &str| match lang {
-        Lang::Arabic => ar.to_owned(),
-        Lang::English => en.to_owned(),
-    };
+fn admit<B>(settings: &Settings, req: &mut Request<B>) -> Result<(), Status> {
     let path = req.uri().path().to_owned();
     // Health checks and reflection are open (probes, grpcurl); unknown services fall
     // through to the router's UNIMPLEMENTED.
@@ -299,10 +297,10 @@ fn admit<B>(settings: &Settings, req: &mut Request<B>, lang: Lang) -> Result<(),
             .and_then(|i| i.peer_certs());
         let Some(leaf) = certs.as_ref().and_then(|c| c.first()) else {
             tracing::info!(rpc = %path, "call refused: no client certificate");
-            return Err(Status::unauthenticated(say(
-                "present your agency's certificate (mutual TLS; `--certs` on the CLI)",
-                "قدّم شهادة جهتك (TLS متبادل؛ `--certs` في سطر الأوامر)",
-            )));
+            return Err(status(
+                Code::Unauthenticated,
+                &msg!("gateway-no-certificate"),
+            ));
         };
         if is_web_component(leaf) && claimed.is_none() && path == PUBLIC_SERVICE_MAP {
             // The community's page of the service map: public data, asked by no agency.
@@ -312,33 +310,30 @@ fn admit<B>(settings: &Settings, req: &mut Request<B>, lang: Lang) -> Result<(),
         if is_web_component(leaf) {
             // The web front acts for people of any agency: it says which, and who.
             let Some(id) = claimed.filter(|id| settings.agencies.contains_key(id)) else {
-                return Err(Status::unauthenticated(say(
-                    "x-himaya-agency: the web component must name an agency of the directory",
-                    "x-himaya-agency: يجب أن يحدد مكون الويب جهة من الدليل",
-                )));
+                return Err(status(
+                    Code::Unauthenticated,
+                    &msg!("gateway-web-names-no-agency"),
+                ));
             };
             from_web = true;
             id
         } else {
             certified_agency(settings, leaf, claimed.as_deref()).map_err(|e| {
-            tracing::warn!(rpc = %path, "call refused: {e}");
-            Status::unauthenticated(say(
-                &e,
-                "الشهادة المقدّمة لا تثبت هوية جهة واحدة من الدليل، أو لا تطابق الجهة المذكورة في x-himaya-agency",
-            ))
-        })?
+                tracing::warn!(rpc = %path, reason = e.id(), "call refused: the certificate proves no agency");
+                status(Code::Unauthenticated, &e)
+            })?
         }
     } else {
         // Development identity (validated at start: loopback only).
         if claimed.is_none() && path == PUBLIC_SERVICE_MAP {
             return Ok(());
         }
-        claimed.ok_or_else(|| CallerError::Unidentified.status(lang))?
+        claimed.ok_or_else(|| CallerError::Unidentified.status())?
     };
     let Some(agency) = settings.agencies.get(&agency_id) else {
         // The claimed value is the caller's, not ours: neither logged nor echoed.
         tracing::warn!(rpc = %path, claimed_len = agency_id.len(), "call refused: the claimed agency is not in the directory");
-        return Err(CallerError::Unknown.status(lang));
+        return Err(CallerError::Unknown.status());
     };
     let allowed = match rule_for(&path) {
         Some(AnyAgency) => true,
@@ -347,13 +342,17 @@ fn admit<B>(settings: &Settings, req: &mut Request<B>, lang: Lang) -> Result<(),
     };
     if !allowed {
         tracing::warn!(rpc = %path, agency = %agency_id, agency_type = %agency.agency_type, "call refused: not allowed for this agency type");
-        return Err(Status::permission_denied(say(
-            &format!("{} agencies may not call {path}", agency.agency_type),
-            &format!("لا يحق لجهات من نوع {} استدعاء {path}", agency.agency_type),
-        )));
+        return Err(status(
+            Code::PermissionDenied,
+            &msg!(
+                "gateway-agency-type-may-not-call",
+                agency_type = agency.agency_type.to_string(),
+                rpc = path
+            ),
+        ));
     }
-    let value = HeaderValue::from_str(&agency_id)
-        .map_err(|_| Status::internal("agency id is not a header value"))?;
+    let value =
+        HeaderValue::from_str(&agency_id).map_err(|_| status(Code::Internal, &msg!("internal")))?;
     req.headers_mut().insert(AGENCY_HEADER, value);
     if !from_web {
         forget_person(req.headers_mut());
@@ -369,10 +368,10 @@ fn admit<B>(settings: &Settings, req: &mut Request<B>, lang: Lang) -> Result<(),
         if settings.grpc.tls.is_some() {
             // The web front acts only for people: a call of its own names nobody.
             tracing::warn!(rpc = %path, "call refused: the web component named no person");
-            return Err(Status::unauthenticated(say(
-                "x-himaya-person: the web component must name the person acting",
-                "x-himaya-person: يجب أن يحدد مكون الويب الشخص الذي يتصرف",
-            )));
+            return Err(status(
+                Code::Unauthenticated,
+                &msg!("gateway-web-names-no-person"),
+            ));
         }
         // Development identity: a system's call (the CLI), which names no person.
         return Ok(());
@@ -389,23 +388,18 @@ fn admit<B>(settings: &Settings, req: &mut Request<B>, lang: Lang) -> Result<(),
         .any(|r| allowed.contains(&r))
     {
         tracing::warn!(rpc = %path, agency = %agency_id, person, "call refused: not allowed for this person's roles");
-        return Err(Status::permission_denied(if allowed.is_empty() {
-            say(
-                &format!("{path} is for agencies' systems, not for a person"),
-                &format!("{path} مخصص لأنظمة الجهات لا للأشخاص"),
-            )
-        } else {
-            say(
-                &format!(
-                    "your role may not call {path}: it is for {}",
-                    allowed.join(", ")
-                ),
-                &format!(
-                    "لا يسمح دورك باستدعاء {path}؛ هو مسموح لأدوار: {}",
-                    allowed.join("، ")
-                ),
-            )
-        }));
+        return Err(status(
+            Code::PermissionDenied,
+            &if allowed.is_empty() {
+                msg!("gateway-systems-only", rpc = path)
+            } else {
+                msg!(
+                    "gateway-role-may-not-call",
+                    rpc = path,
+                    roles = allowed.join(", ")
+                )
+            },
+        ));
     }
     Ok(())
 }
@@ -437,9 +431,9 @@ fn certified_agency(
     settings: &Settings,
     leaf: &CertificateDer<'_>,
     claimed: Option<&str>,
-) -> Result<String, String> {
+) -> Result<String, Msg> {
     let cert = webpki::EndEntityCert::try_from(leaf)
-        .map_err(|_| "the client certificate cannot be read".to_owned())?;
+        .map_err(|_| msg!("gateway-certificate-unreadable"))?;
     let names = |id: &str| {
         ServerName::try_from(agency_certificate_name(id))
             .map(|n| cert.verify_is_valid_for_subject_name(&n).is_ok())
@@ -448,23 +442,21 @@ fn certified_agency(
     // No agency is called this (ids are validated, and this one is not configured), so
     // only a wildcard name can match it.
     if names(WILDCARD_PROBE) && !settings.agencies.contains_key(WILDCARD_PROBE) {
-        return Err("the certificate names agencies by wildcard; it must name exactly one".into());
+        return Err(msg!("gateway-certificate-wildcard"));
     }
     let mut named = settings.agencies.keys().filter(|id| names(id));
     let (Some(one), None) = (named.next(), named.next()) else {
         return Err(match claimed {
-            Some(id) if !names(id) => NOT_THE_CLAIMED.to_owned(),
-            _ => "the certificate must name exactly one agency of the directory".to_owned(),
+            Some(id) if !names(id) => msg!("gateway-certificate-not-the-claimed"),
+            _ => msg!("gateway-certificate-not-one-agency"),
         });
     };
     match claimed {
-        Some(id) if id != one => Err(NOT_THE_CLAIMED.to_owned()),
+        // The claimed value is the caller's: not repeated back.
+        Some(id) if id != one => Err(msg!("gateway-certificate-not-the-claimed")),
         _ => Ok(one.clone()),
     }
 }
-
-/// A claim the certificate does not prove; the claimed value is not repeated back.
-const NOT_THE_CLAIMED: &str = "the certificate presented is not the certificate of the agency named in x-himaya-agency (it must name <agency id>.agency.himaya)";
 
 /// A name that can only be matched by a wildcard certificate.
 const WILDCARD_PROBE: &str = "wildcard-probe-7f3a9c2e51d84b06";

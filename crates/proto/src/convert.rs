@@ -822,12 +822,12 @@ mod tests {
         let first = v.iter().next().unwrap();
         assert_eq!(first.field, "decision");
         assert_eq!(
-            first.problem.english(),
+            first.problem.text(crate::status::Lang::English),
             "must be chosen; one of: register, refer_on, decline"
         );
         assert!(first
             .problem
-            .arabic()
+            .text(crate::status::Lang::Arabic)
             .contains("register, refer_on, decline"));
         assert!(v.has("reason", "not_chosen"));
         assert!(v.has("legal_basis", "not_chosen"));

@@ -5,38 +5,57 @@ use himaya_record::Violations;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-/// The language of text meant for people.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    Arabic,
-    English,
+pub use himaya_words::{msg, words, Lang, Msg};
+
+/// The caller's language, from the request's `accept-language` metadata: Arabic when it
+/// comes first, English otherwise.
+pub fn lang(meta: &tonic::metadata::MetadataMap) -> Lang {
+    Lang::from_header(
+        meta.get("accept-language")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    )
 }
 
-impl Lang {
-    /// From the request's `accept-language` metadata; Arabic when it comes first.
-    pub fn of(meta: &tonic::metadata::MetadataMap) -> Lang {
-        Lang::from_header(
-            meta.get("accept-language")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or(""),
-        )
-    }
+/// `google.rpc.ErrorInfo.domain` of the hub's statuses.
+pub const DOMAIN: &str = "himaya.v1";
 
-    /// From an `Accept-Language` value (HTTP or gRPC metadata).
-    pub fn from_header(header: &str) -> Lang {
-        if header.trim_start().to_ascii_lowercase().starts_with("ar") {
-            Lang::Arabic
-        } else {
-            Lang::English
-        }
-    }
+/// A status whose text is a message of the catalogue (`himaya_words`): the message in
+/// English, and its id and arguments in `google.rpc.ErrorInfo` (reason `CASE_NOT_FOUND`
+/// for `case-not-found`, the arguments as metadata) so that a client can act on the
+/// reason without reading text. The gateway renders it again in the caller's language.
+pub fn status(code: Code, msg: &Msg) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_error_info(
+        reason(msg.id()),
+        DOMAIN,
+        msg.args()
+            .map(|(k, v)| (k.to_owned(), v.wire()))
+            .collect::<std::collections::HashMap<_, _>>(),
+    );
+    Status::with_error_details(code, msg.render(Lang::English), details)
+}
 
-    pub fn tag(self) -> &'static str {
-        match self {
-            Lang::Arabic => "ar",
-            Lang::English => "en",
-        }
-    }
+/// `case-not-found` as an `ErrorInfo` reason: `CASE_NOT_FOUND`.
+fn reason(id: &str) -> String {
+    id.replace('-', "_").to_ascii_uppercase()
+}
+
+/// The same status in `lang`, when it carries a message of the catalogue ([`status`]):
+/// its text rendered again, with a `google.rpc.LocalizedMessage` beside the other
+/// details. `None` for any other status, left as it is.
+pub fn localize(status: &Status, lang: Lang) -> Option<Status> {
+    let details = status.get_error_details();
+    let info = details.error_info().filter(|i| i.domain == DOMAIN)?;
+    let id = info.reason.replace('_', "-").to_ascii_lowercase();
+    let text = himaya_words::render(
+        lang,
+        &id,
+        info.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    )?;
+    let mut details = details;
+    details.set_localized_message(lang.tag(), text.clone());
+    Some(Status::with_error_details(status.code(), text, details))
 }
 
 /// How much of the status message lists problems, in bytes before encoding.
@@ -48,10 +67,7 @@ pub fn invalid_argument(v: &Violations, lang: Lang) -> Status {
     let mut details = ErrorDetails::new();
     let mut lines = Vec::new();
     for fv in v.iter() {
-        let text = match lang {
-            Lang::Arabic => fv.problem.arabic(),
-            Lang::English => fv.problem.english(),
-        };
+        let text = fv.problem.text(lang);
         lines.push(format!("{}: {}", fv.field, text));
         details.add_bad_request_violation(
             fv.field.clone(),
@@ -85,21 +101,13 @@ pub fn invalid_argument(v: &Violations, lang: Lang) -> Status {
     let hidden = total - shown;
     lines.truncate(shown);
     if hidden > 0 {
-        lines.push(match lang {
-            Lang::Arabic => format!("و{hidden} مشكلة أخرى (انظر قائمة الحقول)"),
-            Lang::English => format!("and {hidden} more (see the field violations)"),
-        });
+        lines.push(msg!("violations-more", count = hidden).render(lang));
     }
-    let (summary, joined) = match lang {
-        Lang::Arabic => (
-            format!("الطلب غير مكتمل أو غير صالح (عدد المشكلات: {total})"),
-            lines.join("؛ "),
-        ),
-        Lang::English => (
-            format!("the request is incomplete or invalid ({total} problem(s))"),
-            lines.join("; "),
-        ),
-    };
+    let summary = msg!("violations-summary", count = total).render(lang);
+    let joined = lines.join(match lang {
+        Lang::Arabic => "؛ ",
+        Lang::English => "; ",
+    });
     // The status message lists everything for clients that show only the message; the
     // localized message is the short summary shown above the field list.
     let message = format!("{summary}: {joined}");
@@ -172,29 +180,20 @@ pub enum CallerError {
 }
 
 impl CallerError {
-    /// What the caller should do, in their language.
-    pub fn message(self, lang: Lang) -> &'static str {
-        match (self, lang) {
-            (CallerError::Unidentified, Lang::English) => {
-                "say which agency is calling (x-himaya-agency metadata, or `--as` on the CLI)"
-            }
-            (CallerError::Unidentified, Lang::Arabic) => {
-                "حدّد الجهة المتصلة (x-himaya-agency، أو `--as` في سطر الأوامر)"
-            }
-            (CallerError::Unknown, Lang::English) => {
-                "x-himaya-agency: the agency named is not in the directory"
-            }
-            (CallerError::Unknown, Lang::Arabic) => {
-                "x-himaya-agency: الجهة المذكورة غير مسجلة في الدليل"
-            }
+    /// What the caller should do, as a message of the catalogue.
+    pub fn msg(self) -> Msg {
+        match self {
+            CallerError::Unidentified => msg!("caller-unidentified"),
+            CallerError::Unknown => msg!("caller-unknown"),
         }
     }
 
     /// UNAUTHENTICATED for no agency, PERMISSION_DENIED for one the hub does not know.
-    pub fn status(self, lang: Lang) -> tonic::Status {
-        match self {
-            CallerError::Unidentified => tonic::Status::unauthenticated(self.message(lang)),
-            CallerError::Unknown => tonic::Status::permission_denied(self.message(lang)),
-        }
+    pub fn status(self) -> tonic::Status {
+        let code = match self {
+            CallerError::Unidentified => Code::Unauthenticated,
+            CallerError::Unknown => Code::PermissionDenied,
+        };
+        status(code, &self.msg())
     }
 }

@@ -15,6 +15,15 @@ pub struct IdError {
     pub prefix: &'static str,
 }
 
+impl IdError {
+    /// The same as a field's problem, for a field violation.
+    pub fn problem(&self) -> crate::Problem {
+        crate::Problem::NotAnId {
+            prefix: self.prefix,
+        }
+    }
+}
+
 macro_rules! prefixed_id {
     ($(#[$meta:meta])* $name:ident, $prefix:literal, $kind:literal) => {
         $(#[$meta])*

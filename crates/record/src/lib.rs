@@ -306,10 +306,10 @@ mod tests {
         ];
         for p in all {
             assert!(p
-                .arabic()
+                .text(himaya_words::Lang::Arabic)
                 .chars()
                 .any(|c| ('\u{0600}'..='\u{06FF}').contains(&c)));
-            assert!(p.english().is_ascii());
+            assert!(p.text(himaya_words::Lang::English).is_ascii());
         }
     }
 }

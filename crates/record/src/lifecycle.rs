@@ -2,6 +2,7 @@
 //! a case may make from where it stands, what closure needs, and when things fall due.
 
 use chrono::{DateTime, Duration, Months, NaiveDate, Utc};
+use himaya_words::{msg, words, Msg};
 use serde::{Deserialize, Serialize};
 
 use crate::record::{CaseStatus, RiskLevel};
@@ -118,6 +119,22 @@ impl Move {
         }
     }
 
+    /// The move's word in the catalogue (`himaya_words`).
+    pub fn word(self) -> &'static str {
+        match self {
+            Move::Register => "move-register",
+            Move::ReferOn => "move-refer-on",
+            Move::Decline => "move-decline",
+            Move::Assign => "move-assign",
+            Move::Assess => "move-assess",
+            Move::Plan => "move-plan",
+            Move::Review => "move-review",
+            Move::Close => "move-close",
+            Move::Reopen => "move-reopen",
+            Move::Merge => "move-merge",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Move::Register => "register",
@@ -166,30 +183,31 @@ pub fn allowed(status: CaseStatus) -> &'static [Move] {
 
 /// A move the current status does not allow; says what is allowed instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a case that is `{from}` cannot {}; allowed: {}", .attempted.as_str(), allowed_list(*.from, Move::as_str, ", "))]
+#[error("{}", self.msg())]
 pub struct IllegalMove {
     pub from: CaseStatus,
     pub attempted: Move,
 }
 
 impl IllegalMove {
-    /// The same refusal in Arabic.
-    pub fn arabic(&self) -> String {
-        format!(
-            "لا يمكن {} حالة وضعها `{}`؛ المسموح: {}",
-            self.attempted.arabic(),
-            self.from,
-            allowed_list(self.from, Move::arabic, "، ")
-        )
-    }
-}
-
-fn allowed_list(s: CaseStatus, name: fn(Move) -> &'static str, sep: &str) -> String {
-    let moves: Vec<&str> = allowed(s).iter().map(|m| name(*m)).collect();
-    if moves.is_empty() {
-        "nothing (the case was merged into another) / لا شيء (دُمجت الحالة في حالة أخرى)".into()
-    } else {
-        moves.join(sep)
+    /// The refusal as a message of the catalogue, naming the moves allowed instead.
+    pub fn msg(&self) -> Msg {
+        let allowed = allowed(self.from);
+        let (status, attempted) = (self.from.to_string(), words([self.attempted.word()]));
+        if allowed.is_empty() {
+            msg!(
+                "case-move-after-merge",
+                status = status,
+                attempted = attempted
+            )
+        } else {
+            msg!(
+                "case-move-not-allowed",
+                status = status,
+                attempted = attempted,
+                allowed = words(allowed.iter().map(|m| m.word()))
+            )
+        }
     }
 }
 
@@ -384,7 +402,7 @@ mod tests {
             .to_string()
             .contains("allowed: register, refer on, decline, merge"));
         assert_eq!(
-            e.arabic(),
+            e.msg().render(himaya_words::Lang::Arabic),
             "لا يمكن إغلاق حالة وضعها `referred`؛ المسموح: تسجيل، إحالة إلى جهة أخرى، رفض، دمج"
         );
     }

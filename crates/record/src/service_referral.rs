@@ -2,6 +2,7 @@
 //! agencies"), modelled on the FHIR Task state machine: who may move a referral from where
 //! to where.
 
+use himaya_words::{msg, words, Msg};
 use serde::{Deserialize, Serialize};
 
 use crate::record::{RiskLevel, ServiceType};
@@ -149,6 +150,20 @@ impl TaskState {
         )
     }
 
+    /// The state's word in the catalogue (`himaya_words`).
+    pub fn word(self) -> &'static str {
+        match self {
+            TaskState::Requested => "task-state-requested",
+            TaskState::Received => "task-state-received",
+            TaskState::Accepted => "task-state-accepted",
+            TaskState::Rejected => "task-state-rejected",
+            TaskState::InProgress => "task-state-in-progress",
+            TaskState::Completed => "task-state-completed",
+            TaskState::Failed => "task-state-failed",
+            TaskState::Cancelled => "task-state-cancelled",
+        }
+    }
+
     pub fn arabic(self) -> &'static str {
         match self {
             TaskState::Requested => "مطلوبة",
@@ -165,26 +180,33 @@ impl TaskState {
 
 /// A move the state machine does not allow; says what is allowed instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "a service referral that is `{from}` cannot become `{to}` by the {side}; allowed: {allowed}"
-)]
+#[error("{}", self.msg())]
 pub struct IllegalTransition {
     pub from: TaskState,
     pub to: TaskState,
-    side: &'static str,
-    allowed: String,
+    pub side: Side,
 }
 
 impl IllegalTransition {
-    pub fn arabic(&self) -> String {
-        format!(
-            "لا يمكن نقل إحالة خدمة من `{}` ({}) إلى `{}` ({})؛ المسموح: {}",
-            self.from,
-            self.from.arabic(),
-            self.to,
-            self.to.arabic(),
-            self.allowed
-        )
+    /// The refusal as a message of the catalogue, naming the states allowed instead.
+    pub fn msg(&self) -> Msg {
+        let next = self.from.next(self.side);
+        let side = words([match self.side {
+            Side::Referrer => "side-referrer",
+            Side::Receiver => "side-receiver",
+        }]);
+        let (from, to) = (self.from.to_string(), self.to.to_string());
+        if next.is_empty() {
+            msg!("task-move-ended", from = from, to = to, side = side)
+        } else {
+            msg!(
+                "task-move-not-allowed",
+                from = from,
+                to = to,
+                side = side,
+                allowed = words(next.iter().map(|s| s.word()))
+            )
+        }
     }
 }
 
@@ -198,23 +220,7 @@ pub fn transition(
     if next.contains(&to) {
         return Ok(to);
     }
-    let allowed = if next.is_empty() {
-        "nothing (it has ended, or only the other agency may move it now) / لا شيء".to_owned()
-    } else {
-        next.iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    Err(IllegalTransition {
-        from,
-        to,
-        side: match side {
-            Side::Referrer => "referring agency",
-            Side::Receiver => "receiving agency",
-        },
-        allowed,
-    })
+    Err(IllegalTransition { from, to, side })
 }
 
 #[cfg(test)]
@@ -245,13 +251,16 @@ mod tests {
             Cancelled
         );
         let e = transition(Completed, Accepted, Side::Receiver).unwrap_err();
-        assert!(e.to_string().contains("allowed: nothing"), "{e}");
+        assert!(e.to_string().contains("it has ended"), "{e}");
         let e = transition(Received, Completed, Side::Receiver).unwrap_err();
         assert!(
             e.to_string().ends_with("allowed: accepted, rejected"),
             "{e}"
         );
-        assert!(e.arabic().contains("مستلمة"));
+        assert!(e
+            .msg()
+            .render(himaya_words::Lang::Arabic)
+            .ends_with("المسموح: مقبولة، مرفوضة"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::fmt;
 
 use chrono::{Datelike, NaiveDate};
+use himaya_words::{msg, Lang, Msg};
 
 use crate::record::{ConcernKind, ReferralDetails, SourceKind};
 
@@ -58,6 +59,10 @@ pub enum Problem {
     },
     /// Characters that reorder or hide text (bidi controls, zero-width marks).
     InvisibleCharacters,
+    /// Not an id of the kind asked for (`prefix` and 32 hex digits).
+    NotAnId {
+        prefix: &'static str,
+    },
 }
 
 impl Problem {
@@ -89,75 +94,51 @@ impl Problem {
             Problem::NotBoth { .. } => "not_both",
             Problem::NotInGazetteer { .. } => "not_in_gazetteer",
             Problem::InvisibleCharacters => "invisible_characters",
+            Problem::NotAnId { .. } => "not_an_id",
         }
     }
 
-    pub fn english(&self) -> String {
+    /// The rule as a message of the catalogue (`himaya_words`), for a field violation.
+    pub fn msg(&self) -> Msg {
         match self {
-            Problem::Required => "is required".into(),
-            Problem::TooLong { max } => format!("is longer than {max} characters"),
-            Problem::ControlCharacters => "contains control characters".into(),
-            Problem::NotLatinScript => "must be written in Latin letters (a transliteration)".into(),
-            Problem::NoLetters => "must contain at least one letter".into(),
-            Problem::InvalidDate => "is not a date in the form YYYY-MM-DD".into(),
-            Problem::DateInFuture => "is in the future".into(),
-            Problem::NotAChild => "makes the person 18 or older: case management is for children".into(),
-            Problem::AgeOutOfRange => "must be between 0 and 17 years".into(),
-            Problem::BothBirthDateAndAge => "give either the date of birth or the estimated age, not both".into(),
-            Problem::NeitherBirthDateNorAge => "give the date of birth or, without documents, an estimated age".into(),
-            Problem::NotChosen { choices } => format!("must be chosen; one of: {choices}"),
-            Problem::AtLeastOne => "needs at least one entry".into(),
-            Problem::LabourCriteriaRequired => "exploitative labour needs at least one criterion (denies education or play, physical harm, underpaid for being a child, or a worst form)".into(),
-            Problem::LabourCriteriaOnlyForLabour => "labour criteria apply only to an exploitative_labour concern".into(),
-            Problem::InvalidPhone => "is not a phone number (digits, optionally starting with +, 6 to 20 digits)".into(),
-            Problem::InvalidCode { expected } => format!("is not valid: expected {expected}"),
-            Problem::TooMany { max } => format!("has more than {max} entries"),
-            Problem::SourceMismatch => "does not match the way this referral was submitted".into(),
-            Problem::OutOfRange { min, max } => format!("must be between {min} and {max}"),
-            Problem::Contradicts { other } => {
-                format!("permits and denies the same recipient, purpose and data as {other}")
+            Problem::Required => msg!("problem-required"),
+            Problem::TooLong { max } => msg!("problem-too-long", max = *max),
+            Problem::ControlCharacters => msg!("problem-control-characters"),
+            Problem::NotLatinScript => msg!("problem-not-latin-script"),
+            Problem::NoLetters => msg!("problem-no-letters"),
+            Problem::InvalidDate => msg!("problem-invalid-date"),
+            Problem::DateInFuture => msg!("problem-date-in-future"),
+            Problem::NotAChild => msg!("problem-not-a-child"),
+            Problem::AgeOutOfRange => msg!("problem-age-out-of-range"),
+            Problem::BothBirthDateAndAge => msg!("problem-both-birth-date-and-age"),
+            Problem::NeitherBirthDateNorAge => msg!("problem-neither-birth-date-nor-age"),
+            Problem::NotChosen { choices } => msg!("problem-not-chosen", choices = choices),
+            Problem::AtLeastOne => msg!("problem-at-least-one"),
+            Problem::LabourCriteriaRequired => msg!("problem-labour-criteria-required"),
+            Problem::LabourCriteriaOnlyForLabour => {
+                msg!("problem-labour-criteria-only-for-labour")
             }
-            Problem::Expired => "has already ended, or ends before it starts".into(),
-            Problem::NotBoth { other } => format!("give this or {other}, not both"),
-            Problem::NotInGazetteer { choices } => format!(
-                "is not a place in the gazetteer (spellings with ة/ه, ى/ي or any hamza form are accepted); one of: {choices}"
-            ),
-            Problem::InvisibleCharacters => "contains invisible direction or zero-width characters (U+200B–U+200F, U+202A–U+202E, U+2066–U+2069): type the name without them".into(),
+            Problem::InvalidPhone => msg!("problem-invalid-phone"),
+            Problem::InvalidCode { expected } => msg!("problem-invalid-code", expected = *expected),
+            Problem::TooMany { max } => msg!("problem-too-many", max = *max),
+            Problem::SourceMismatch => msg!("problem-source-mismatch"),
+            Problem::OutOfRange { min, max } => {
+                msg!("problem-out-of-range", min = *min, max = *max)
+            }
+            Problem::Contradicts { other } => msg!("problem-contradicts", other = other),
+            Problem::Expired => msg!("problem-expired"),
+            Problem::NotBoth { other } => msg!("problem-not-both", other = *other),
+            Problem::NotInGazetteer { choices } => {
+                msg!("problem-not-in-gazetteer", choices = choices)
+            }
+            Problem::InvisibleCharacters => msg!("problem-invisible-characters"),
+            Problem::NotAnId { prefix } => msg!("problem-not-an-id", prefix = *prefix),
         }
     }
 
-    pub fn arabic(&self) -> String {
-        match self {
-            Problem::Required => "حقل مطلوب".into(),
-            Problem::TooLong { max } => format!("أطول من {max} حرفًا"),
-            Problem::ControlCharacters => "يحتوي على رموز تحكم غير مسموح بها".into(),
-            Problem::NotLatinScript => "يجب أن يُكتب بالحروف اللاتينية (نقحرة)".into(),
-            Problem::NoLetters => "يجب أن يحتوي على حرف واحد على الأقل".into(),
-            Problem::InvalidDate => "ليس تاريخًا بالصيغة YYYY-MM-DD".into(),
-            Problem::DateInFuture => "تاريخ في المستقبل".into(),
-            Problem::NotAChild => "يجعل عمر الشخص 18 سنة أو أكثر: إدارة الحالة مخصصة للأطفال".into(),
-            Problem::AgeOutOfRange => "يجب أن يكون العمر بين 0 و17 سنة".into(),
-            Problem::BothBirthDateAndAge => "أدخل تاريخ الميلاد أو العمر التقديري، وليس كليهما".into(),
-            Problem::NeitherBirthDateNorAge => "أدخل تاريخ الميلاد، أو العمر التقديري عند غياب الوثائق".into(),
-            Problem::NotChosen { choices } => format!("يجب الاختيار من: {choices}"),
-            Problem::AtLeastOne => "يجب إدخال عنصر واحد على الأقل".into(),
-            Problem::LabourCriteriaRequired => "عمل الأطفال الاستغلالي يتطلب معيارًا واحدًا على الأقل (حرمان من التعليم أو اللعب، أذى جسدي، أجر أقل لكونه طفلًا، أو أحد أسوأ الأشكال)".into(),
-            Problem::LabourCriteriaOnlyForLabour => "معايير العمل تخص فقط حالة عمل الأطفال الاستغلالي".into(),
-            Problem::InvalidPhone => "ليس رقم هاتف صالحًا (من 6 إلى 20 رقمًا، ويمكن أن يبدأ بـ +)".into(),
-            Problem::InvalidCode { expected } => format!("قيمة غير صالحة: المتوقع {expected}"),
-            Problem::TooMany { max } => format!("يحتوي على أكثر من {max} عنصرًا"),
-            Problem::SourceMismatch => "لا يطابق طريقة تقديم هذه الإحالة".into(),
-            Problem::OutOfRange { min, max } => format!("يجب أن يكون بين {min} و{max}"),
-            Problem::Contradicts { other } => {
-                format!("يسمح ويمنع الجهة والغرض والبيانات نفسها التي في {other}")
-            }
-            Problem::Expired => "انتهت مدته بالفعل، أو تنتهي قبل أن تبدأ".into(),
-            Problem::NotBoth { other } => format!("أدخل هذا أو {other}، لا كليهما"),
-            Problem::NotInGazetteer { choices } => format!(
-                "ليس مكانًا في دليل الأماكن (تُقبل الكتابة بـ ة/ه وى/ي وأي صورة للهمزة)؛ اختر من: {choices}"
-            ),
-            Problem::InvisibleCharacters => "يحتوي على رموز اتجاه أو رموز غير مرئية (U+200B–U+200F، U+202A–U+202E، U+2066–U+2069): اكتب الاسم بدونها".into(),
-        }
+    /// What the rule says, in `lang`.
+    pub fn text(&self, lang: Lang) -> String {
+        self.msg().render(lang)
     }
 }
 
@@ -236,7 +217,7 @@ impl fmt::Display for Violations {
         let parts: Vec<String> = self
             .0
             .iter()
-            .map(|v| format!("{}: {}", v.field, v.problem.english()))
+            .map(|v| format!("{}: {}", v.field, v.problem.text(Lang::English)))
             .collect();
         write!(f, "{}", parts.join("; "))?;
         if self.1 > 0 {

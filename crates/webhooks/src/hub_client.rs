@@ -12,6 +12,8 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic::{Code, Request, Status};
 
+use himaya_proto::status::msg;
+
 use super::Refusal;
 
 tokio::task_local! {
@@ -54,9 +56,8 @@ impl HubClient {
             Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "hub_unavailable",
-                "the hub cannot take this now; send it again later (same message id)",
+                msg!("webhook-cannot-take-now"),
             )
-            .ar("تعذر على المنصة استلام هذا الآن؛ أعد الإرسال لاحقًا بنفس رقم الرسالة")
         };
         let mut endpoint = Channel::from_shared(self.url.clone())
             .map_err(|_| unavailable("connectors.hub_url is not a URL"))?
@@ -98,9 +99,8 @@ impl HubClient {
             Refusal::new(
                 StatusCode::BAD_REQUEST,
                 "bad_agency",
-                "the agency id in the path is not valid",
+                msg!("webhook-agency-id-invalid"),
             )
-            .ar("معرّف الجهة في المسار غير صالح")
         })?;
         r.metadata_mut().insert(himaya_gateway::AGENCY_HEADER, v);
         if let Ok(lang) = LANG.try_with(|l| *l) {
@@ -112,7 +112,8 @@ impl HubClient {
 }
 
 /// The hub's answer as the agency's HTTP status. The hub's messages name fields and
-/// rules, never values, so they are passed on as they are.
+/// rules, never values, and come in the caller's language (the request carried its
+/// `accept-language`, see [`HubClient::request`]), so they are passed on as they are.
 pub fn refusal(status: &Status) -> Refusal {
     let (http, code) = match status.code() {
         Code::InvalidArgument | Code::OutOfRange => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
@@ -128,12 +129,12 @@ pub fn refusal(status: &Status) -> Refusal {
         }
         _ => (StatusCode::BAD_GATEWAY, "hub_error"),
     };
-    let mut r = Refusal::new(http, code, status.message().to_owned());
-    if code == "busy" {
+    let mut r = if code == "busy" {
         // The hub's words for being overloaded are for its operators, not the agency.
-        r.message = "the hub is busy; send it again later (same message id)".into();
-        r.message_ar = Some("المنصة مشغولة الآن؛ أعد الإرسال لاحقًا بنفس رقم الرسالة".into());
-    }
+        Refusal::new(http, code, msg!("webhook-hub-busy"))
+    } else {
+        Refusal::told(http, code, status.message().to_owned())
+    };
     use tonic_types::StatusExt;
     if let Some(bad) = status.get_details_bad_request() {
         r.violations = bad
@@ -144,9 +145,40 @@ pub fn refusal(status: &Status) -> Refusal {
     }
     if http.is_server_error() {
         tracing::error!(code = ?status.code(), "the hub failed a webhook's call");
-        r.message = "the hub could not take this now; send it again later (same message id)".into();
-        r.message_ar =
-            Some("تعذر على المنصة استلام هذا الآن؛ أعد الإرسال لاحقًا بنفس رقم الرسالة".into());
+        r.message = super::Said::Msg(msg!("webhook-could-not-take"));
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use himaya_proto::status::Lang;
+
+    #[test]
+    fn the_hubs_words_are_passed_on_and_its_failures_told_from_the_catalogue() {
+        // Already in the caller's language (the gateway rendered it): as it is.
+        let r = refusal(&Status::not_found("لا توجد حالة cas_1"));
+        assert_eq!((r.status, r.code), (StatusCode::NOT_FOUND, "not_found"));
+        assert_eq!(r.message, crate::Said::Text("لا توجد حالة cas_1".into()));
+        assert_eq!(r.message.render(Lang::English), "لا توجد حالة cas_1");
+        // The hub's words for being busy or failing are for its operators.
+        let r = refusal(&Status::resource_exhausted("queue full: 981 waiting"));
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            r.message.render(Lang::English),
+            "the hub is busy; send it again later (same message id)"
+        );
+        assert_eq!(
+            r.message.render(Lang::Arabic),
+            "المنصة مشغولة الآن؛ أعد الإرسال لاحقًا بنفس رقم الرسالة"
+        );
+        let r = refusal(&Status::internal("pool timed out"));
+        assert_eq!((r.status, r.code), (StatusCode::BAD_GATEWAY, "hub_error"));
+        assert_eq!(
+            r.message.render(Lang::English),
+            "the hub could not take this now; send it again later (same message id)"
+        );
+        assert!(!r.message.render(Lang::Arabic).contains("pool"));
+    }
 }

@@ -19,7 +19,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use himaya_component::HttpServer;
 use himaya_connect::{InboundError, Standard};
-use himaya_proto::status::Lang;
+use himaya_proto::status::{msg, Lang, Msg};
 use himaya_settings::{AgencySettings, ExposeSecret, Protocol, Settings};
 use http_api_problem::{HttpApiProblem, PROBLEM_JSON_MEDIA_TYPE};
 use serde_json::{json, Value};
@@ -106,9 +106,8 @@ pub struct Refusal {
     pub status: StatusCode,
     /// What went wrong, for a machine: the problem's `type` is `urn:himaya:problem:<code>`.
     pub code: &'static str,
-    pub message: String,
-    /// The message in Arabic, for a caller asking for it (`Accept-Language: ar`).
-    pub message_ar: Option<String>,
+    /// What went wrong, for a person, told in the caller's language.
+    pub message: Said,
     pub field: Option<String>,
     pub violations: Vec<(String, String)>,
     /// The language the refusal is told in (see [`Refusal::localized`]).
@@ -118,30 +117,50 @@ pub struct Refusal {
 /// The problem types of the webhooks' refusals: identifiers, not addresses to look up.
 const PROBLEM_TYPE: &str = "urn:himaya:problem:";
 
+/// A refusal's message: one of the catalogue (`webhook-*`, `inbound-*`), rendered in the
+/// caller's language when the refusal is answered, or text the hub already wrote in that
+/// language (its gRPC status message: the webhooks pass the agency's `Accept-Language`
+/// on, and the hub's gateway answers in it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Said {
+    Msg(Msg),
+    Text(String),
+}
+
+impl Said {
+    /// The text in `lang` (text the hub wrote is already in it).
+    pub fn render(&self, lang: Lang) -> String {
+        match self {
+            Said::Msg(m) => m.render(lang),
+            Said::Text(t) => t.clone(),
+        }
+    }
+}
+
 impl Refusal {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Refusal {
+    /// A refusal told by a message of the catalogue.
+    pub fn new(status: StatusCode, code: &'static str, message: Msg) -> Refusal {
+        Refusal::said(status, code, Said::Msg(message))
+    }
+
+    fn said(status: StatusCode, code: &'static str, message: Said) -> Refusal {
         Refusal {
             status,
             code,
-            message: message.into(),
-            message_ar: None,
+            message,
             field: None,
             violations: Vec::new(),
             lang: Lang::English,
         }
     }
 
-    /// The same refusal with its Arabic message.
-    pub fn ar(mut self, text: impl Into<String>) -> Refusal {
-        self.message_ar = Some(text.into());
-        self
+    /// A refusal told in the hub's words, `text`, already in the caller's language.
+    pub fn told(status: StatusCode, code: &'static str, text: String) -> Refusal {
+        Refusal::said(status, code, Said::Text(text))
     }
 
-    /// In the caller's language, where an Arabic text exists.
+    /// To be told in the caller's language.
     fn localized(mut self, lang: Lang) -> Refusal {
-        if let (Lang::Arabic, Some(ar)) = (lang, self.message_ar.take()) {
-            self.message = ar;
-        }
         self.lang = lang;
         self
     }
@@ -154,7 +173,7 @@ impl Refusal {
     fn problem(&self, instance: Option<&str>) -> HttpApiProblem {
         let mut p = HttpApiProblem::new(self.status)
             .type_url(format!("{PROBLEM_TYPE}{}", self.code))
-            .title(title(self.status, self.lang))
+            .title(title(self.status).render(self.lang))
             .detail(self.text());
         if let Some(instance) = instance {
             p = p.instance(instance);
@@ -173,11 +192,12 @@ impl Refusal {
         p
     }
 
-    /// The message, after the field it names.
-    fn text(&self) -> String {
+    /// The message in the refusal's language, after the field it names.
+    pub(crate) fn text(&self) -> String {
+        let message = self.message.render(self.lang);
         match &self.field {
-            Some(f) => format!("{f}: {}", self.message),
-            None => self.message.clone(),
+            Some(f) => format!("{f}: {message}"),
+            None => message,
         }
     }
 
@@ -203,27 +223,22 @@ impl Refusal {
     }
 }
 
-/// A problem's title: what its status means, in the caller's language.
-fn title(status: StatusCode, lang: Lang) -> String {
-    let ar = match status.as_u16() {
-        400 => "طلب غير صالح",
-        401 => "لم يُتحقق من هوية المرسل",
-        403 => "غير مسموح",
-        404 => "غير موجود",
-        408 => "انتهت مهلة الطلب",
-        409 => "تعارض",
-        413 => "حجم الطلب أكبر من المسموح",
-        422 => "محتوى غير مقبول",
-        429 => "طلبات كثيرة",
-        503 => "الخدمة غير متاحة مؤقتًا",
-        _ => "تعذرت معالجة الطلب",
-    };
-    match lang {
-        Lang::Arabic => ar.to_owned(),
-        Lang::English => status
-            .canonical_reason()
-            .unwrap_or("The request could not be processed")
-            .to_owned(),
+/// A problem's title: what its status means (in English, HTTP's reason phrase), for
+/// every status a refusal answers with.
+fn title(status: StatusCode) -> Msg {
+    match status.as_u16() {
+        400 => msg!("problem-title-400"),
+        401 => msg!("problem-title-401"),
+        403 => msg!("problem-title-403"),
+        404 => msg!("problem-title-404"),
+        408 => msg!("problem-title-408"),
+        409 => msg!("problem-title-409"),
+        413 => msg!("problem-title-413"),
+        422 => msg!("problem-title-422"),
+        429 => msg!("problem-title-429"),
+        502 => msg!("problem-title-502"),
+        503 => msg!("problem-title-503"),
+        _ => msg!("problem-title-other"),
     }
 }
 
@@ -239,18 +254,17 @@ fn fhir_code(status: StatusCode) -> &'static str {
     }
 }
 
-/// The mapping's refusal, in both languages: [`Refusal::localized`] picks the caller's.
+/// The mapping's refusal, a message of the catalogue: told in the caller's language
+/// ([`Refusal::localized`]).
 impl From<InboundError> for Refusal {
     fn from(e: InboundError) -> Self {
-        Refusal {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            code: "invalid_payload",
-            message: e.problem,
-            message_ar: Some(e.problem_ar),
-            field: Some(e.field),
-            violations: Vec::new(),
-            lang: Lang::English,
-        }
+        let mut r = Refusal::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_payload",
+            e.problem,
+        );
+        r.field = Some(e.field);
+        r
     }
 }
 
@@ -363,31 +377,15 @@ async fn handle(
             Refusal::new(
                 StatusCode::BAD_REQUEST,
                 "not_utf8",
-                format!(
-                    "the body is not UTF-8 text (first bad byte at {})",
-                    e.valid_up_to()
-                ),
+                msg!("webhook-not-utf8", at = e.valid_up_to()),
             )
-            .ar(format!(
-                "محتوى الطلب ليس نصًا بترميز UTF-8 (أول بايت غير صالح عند {})",
-                e.valid_up_to()
-            ))
         })?;
         let value: Value = serde_json::from_str(text).map_err(|e| {
             Refusal::new(
                 StatusCode::BAD_REQUEST,
                 "not_json",
-                format!(
-                    "the body is not JSON (line {}, column {})",
-                    e.line(),
-                    e.column()
-                ),
+                msg!("webhook-not-json", line = e.line(), column = e.column()),
             )
-            .ar(format!(
-                "محتوى الطلب ليس JSON صالحًا (السطر {}، العمود {})",
-                e.line(),
-                e.column()
-            ))
         })?;
         let (status, answer, replayed) = hub_client::LANG
             .scope(lang, routes::process(route, app, agency, &value))
@@ -475,9 +473,8 @@ async fn read_body(
         Refusal::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
-            format!("the body is larger than the {max} bytes accepted"),
+            msg!("webhook-body-too-large", max = max),
         )
-        .ar(format!("حجم الطلب أكبر من الحد المقبول ({max} بايت)"))
     };
     let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
@@ -491,23 +488,18 @@ async fn read_body(
         Err(_) => Err(Refusal::new(
             StatusCode::REQUEST_TIMEOUT,
             "body_timeout",
-            format!(
-                "the body did not arrive within {} ms",
-                settings.limits.body_read_timeout_ms
+            msg!(
+                "webhook-body-timeout",
+                ms = settings.limits.body_read_timeout_ms
             ),
-        )
-        .ar(format!(
-            "لم يصل محتوى الطلب خلال {} ميلي ثانية",
-            settings.limits.body_read_timeout_ms
-        ))),
+        )),
         Ok(Ok(b)) => Ok(b),
         Ok(Err(_)) if declared.is_none() => Err(too_large()),
         Ok(Err(_)) => Err(Refusal::new(
             StatusCode::BAD_REQUEST,
             "unreadable_body",
-            "the body could not be read (it ended before its Content-Length, or the connection broke)",
-        )
-        .ar("تعذرت قراءة محتوى الطلب (انتهى قبل طوله المعلن أو انقطع الاتصال)")),
+            msg!("webhook-body-unreadable"),
+        )),
     }
 }
 
@@ -523,9 +515,8 @@ fn authenticate<'a>(
         Refusal::new(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
-            "send this agency's webhook token as `Authorization: Bearer <token>`",
+            msg!("webhook-unauthenticated"),
         )
-        .ar("أرسل رمز الجهة الخاص بالخطافات في `Authorization: Bearer <token>`")
     };
     let a = settings.agencies.get(agency).ok_or_else(unauthenticated)?;
     let expected = a.inbound_token.as_ref().ok_or_else(unauthenticated)?;
@@ -541,18 +532,13 @@ fn authenticate<'a>(
         return Err(Refusal::new(
             StatusCode::FORBIDDEN,
             "wrong_route",
-            format!(
-                "this agency speaks `{}`; `{}` is for {} systems",
-                a.protocol.as_str(),
-                route.name(),
-                route.protocol().as_str()
+            msg!(
+                "webhook-wrong-route",
+                protocol = a.protocol.as_str(),
+                route = route.name(),
+                expected = route.protocol().as_str()
             ),
-        )
-        .ar(format!(
-            "هذه الجهة تتحدث `{}`؛ هذا المسار مخصص لأنظمة {}",
-            a.protocol.as_str(),
-            route.protocol().as_str()
-        )));
+        ));
     }
     Ok(a)
 }
@@ -605,9 +591,13 @@ mod tests {
             json!([{"field": "referral.child.sex", "description": "is required"}])
         );
         // No instance where none is given, no empty members.
-        let v = Refusal::new(StatusCode::UNAUTHORIZED, "unauthenticated", "send a token")
-            .localized(Lang::Arabic)
-            .body(Protocol::JusticeMinimal);
+        let v = Refusal::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            msg!("webhook-unauthenticated"),
+        )
+        .localized(Lang::Arabic)
+        .body(Protocol::JusticeMinimal);
         assert_eq!(
             v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()),
             Some(vec![
@@ -618,11 +608,42 @@ mod tests {
             ])
         );
         assert_eq!(v["title"], "لم يُتحقق من هوية المرسل");
+        assert_eq!(
+            v["detail"],
+            "أرسل رمز الجهة الخاص بالخطافات في `Authorization: Bearer <token>`"
+        );
+    }
+
+    #[test]
+    fn every_status_a_refusal_answers_with_has_its_title_in_both_languages() {
+        let arabic = |s: &str| s.chars().any(|c| ('\u{0621}'..='\u{064A}').contains(&c));
+        for code in [400, 401, 403, 404, 408, 409, 413, 422, 429, 502, 503] {
+            let status = StatusCode::from_u16(code).unwrap();
+            let t = title(status);
+            assert_ne!(t.id(), "problem-title-other", "{code}");
+            // In English, HTTP's own reason phrase.
+            assert_eq!(
+                Some(t.render(Lang::English).as_str()),
+                status.canonical_reason(),
+                "{code}"
+            );
+            assert!(arabic(&t.render(Lang::Arabic)), "{code}");
+        }
+        let other = title(StatusCode::IM_A_TEAPOT);
+        assert_eq!(
+            other.render(Lang::English),
+            "The request could not be processed"
+        );
+        assert_eq!(other.render(Lang::Arabic), "تعذرت معالجة الطلب");
     }
 
     #[tokio::test]
     async fn a_refusal_is_answered_as_problem_json_in_the_callers_language() {
-        let r = Refusal::new(StatusCode::CONFLICT, "conflict", "taken").ar("مأخوذ");
+        let r = Refusal::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            msg!("webhook-referral-kept-changing"),
+        );
         let resp = reply(Protocol::School, Err(r.localized(Lang::Arabic)), false);
         assert_eq!(resp.status(), StatusCode::CONFLICT);
         let h = resp.headers();
@@ -633,9 +654,19 @@ mod tests {
         assert_eq!(h[axum::http::header::CONTENT_LANGUAGE], "ar");
         let body = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap();
         let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["detail"], "ظلت الإحالة تتغير أثناء تطبيق هذا؛ أعد الإرسال");
+        // The hub's own words come in the caller's language already: passed on as they are.
+        let r = Refusal::told(StatusCode::CONFLICT, "conflict", "مأخوذ".into());
+        let resp = reply(Protocol::School, Err(r.localized(Lang::English)), false);
+        let body = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["detail"], "مأخوذ");
         // A FHIR client still gets its OperationOutcome.
-        let r = Refusal::new(StatusCode::CONFLICT, "conflict", "taken");
+        let r = Refusal::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            msg!("webhook-referral-kept-changing"),
+        );
         let resp = reply(Protocol::FhirR4, Err(r), false);
         assert_eq!(
             resp.headers()[axum::http::header::CONTENT_TYPE],

@@ -18,6 +18,7 @@ use std::time::Duration;
 use chrono::Utc;
 use himaya_connect::{Call, Credentials, Executor, Method, Outcome};
 use himaya_connector_social_affairs::pull;
+use himaya_proto::status::Lang;
 use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -205,17 +206,15 @@ async fn pull(
                 // parked; anything else (the hub busy, a permission or conflict to sort
                 // out) stops the pull here, the cursor stays, and the next pull redoes it.
                 Err(r) if r.status != axum::http::StatusCode::UNPROCESSABLE_ENTITY => {
-                    return Err(format!("{} ({})", r.message, r.code))
+                    return Err(format!("{} ({})", r.message.render(Lang::English), r.code))
                 }
                 Err(r) => {
                     let message_id = case
                         .get("id")
                         .and_then(|v| v.as_str())
                         .map(himaya_connect::inbound::token);
-                    let reason = match &r.field {
-                        Some(f) => format!("{f}: {}", r.message),
-                        None => r.message.clone(),
-                    };
+                    // In English (the pull asks the hub without a language): for operators.
+                    let reason = r.text();
                     tracing::warn!(
                         agency,
                         code = r.code,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use himaya_connect::{Ask, Inbound, Intake, Standard, StatusChange};
 use himaya_proto::convert::{code, purpose_to, referral_details_to_pb, source_to, wire};
+use himaya_proto::status::msg;
 use himaya_proto::v1 as pb;
 use himaya_record::service_referral::TaskState;
 use himaya_record::{AgencyType, Purpose, ReferralDetails, SourceKind};
@@ -129,12 +130,7 @@ pub(super) async fn process(
             let mut reused = Refusal::new(
                 StatusCode::CONFLICT,
                 "message_id_reused",
-                "this message id was already used for a different message; give each new \
-                 message its own id (a repeat of the same message is answered as the first time)",
-            )
-            .ar(
-                "رقم الرسالة هذا استُخدم من قبل لرسالة مختلفة؛ أعطِ كل رسالة جديدة رقمًا خاصًا بها \
-                 (تكرار الرسالة نفسها يُجاب عنه كما أُجيب في المرة الأولى)",
+                msg!("webhook-message-id-reused"),
             );
             reused.field = Some("message_id".into());
             return Err(reused);
@@ -206,9 +202,8 @@ fn storage(e: sqlx::Error) -> Refusal {
     Refusal::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "store_unavailable",
-        "the hub cannot take this now; send it again later (same message id)",
+        msg!("webhook-cannot-take-now"),
     )
-    .ar("تعذر على المنصة استلام هذا الآن؛ أعد الإرسال لاحقًا بنفس رقم الرسالة")
 }
 
 /// Moves the service referral to the state the agency reported, through
@@ -264,9 +259,8 @@ async fn status_change(app: &App, agency: &str, c: &StatusChange) -> Result<Valu
     Err(Refusal::new(
         StatusCode::CONFLICT,
         "conflict",
-        "the referral kept changing while this was applied; send it again",
-    )
-    .ar("ظلت الإحالة تتغير أثناء تطبيق هذا؛ أعد الإرسال"))
+        msg!("webhook-referral-kept-changing"),
+    ))
 }
 
 fn answer(r: &pb::ServiceReferral) -> Value {

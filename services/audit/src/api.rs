@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use himaya_proto::status::{acting, invalid_argument, Lang};
+use himaya_proto::status::{acting, invalid_argument, lang, msg, status, Lang};
 use himaya_proto::v1 as pb;
 use himaya_record::{AgencyType, CaseId, Problem, Violations};
 use himaya_settings::{AgencySettings, Settings};
@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use tokio::sync::Mutex;
 use tonic::metadata::MetadataMap;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 
 use crate::chain::{self, Checkpoint, Entry, Tamper, Verifier, GENESIS};
 
@@ -64,20 +64,12 @@ impl AuditApi {
     /// The calling agency and whether it reads the whole log; a person acting must be
     /// an auditor.
     fn scope(&self, meta: &MetadataMap) -> Result<(String, bool), Status> {
-        let lang = Lang::of(meta);
-        let say = |en: &str, ar: &str| match lang {
-            Lang::Arabic => ar.to_owned(),
-            Lang::English => en.to_owned(),
-        };
         let (id, agency) =
-            himaya_component::calling_agency(&self.settings, meta).map_err(|e| e.status(lang))?;
+            himaya_component::calling_agency(&self.settings, meta).map_err(|e| e.status())?;
         if let Some(a) = acting(meta) {
             if !a.has("auditor") {
                 tracing::warn!(agency = %id, person = %a.person, "disclosure log read refused: not an auditor");
-                return Err(Status::permission_denied(say(
-                    "the disclosure log is read by auditors only",
-                    "سجل الإفصاح متاح للمدققين فقط",
-                )));
+                return Err(status(Code::PermissionDenied, &msg!("audit-auditors-only")));
             }
         }
         Ok((id.clone(), national(agency)))
@@ -88,7 +80,7 @@ impl AuditApi {
         meta: &MetadataMap,
         r: pb::ListDisclosuresRequest,
     ) -> Result<pb::DisclosurePage, Status> {
-        let lang = Lang::of(meta);
+        let lang = lang(meta);
         let (agency_id, whole) = self.scope(meta)?;
         let f = checked(&r, lang)?;
         let recipient = match (whole, f.recipient.as_str()) {
@@ -97,10 +89,10 @@ impl AuditApi {
             (false, own) if own == agency_id => agency_id.clone(),
             (false, _) => {
                 tracing::warn!(agency = %agency_id, "disclosure log read refused: another recipient's entries");
-                return Err(Status::permission_denied(match lang {
-                    Lang::Arabic => "لا تطّلع هذه الجهة إلا على ما أُفصح لها أو رُفض لها: اترك حقل الجهة المستلمة فارغًا أو اكتب جهتك",
-                    Lang::English => "this agency reads only the entries whose recipient is itself: leave the recipient empty or give your own agency",
-                }));
+                return Err(status(
+                    Code::PermissionDenied,
+                    &msg!("audit-own-entries-only"),
+                ));
             }
         };
         let page = match r.page_size {
@@ -438,7 +430,7 @@ fn entry(e: Entry) -> pb::DisclosureEntry {
 
 fn storage(e: sqlx::Error) -> Status {
     tracing::warn!(error = %e, "disclosure log storage failed");
-    Status::unavailable("storage is unavailable; retry — التخزين غير متاح؛ أعد المحاولة")
+    status(Code::Unavailable, &msg!("storage-unavailable"))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! Everyone else is refused PERMISSION_DENIED, and the refusal is written to the
 //! disclosure log.
 
-use himaya_proto::status::Acting;
+use himaya_proto::status::{msg, Acting};
 use himaya_record::{AgencyType, CaseId, Purpose};
 use himaya_settings::AgencySettings;
 
@@ -188,18 +188,16 @@ impl State {
             acting.filter(|_| parties.is_some_and(|p| p.allows(agency_id, agency, need)))
         {
             // The agency may, the person may not: say so in the words of the person's rule.
-            return Err(CasesError::PermissionDenied(format!(
-                "case {case_id} is not one of the cases of person {} — الحالة ليست من الحالات المسندة إليك أو إلى فريقك",
-                a.person
+            return Err(CasesError::PermissionDenied(msg!(
+                "case-not-persons",
+                case_id = case_id.to_string(),
+                person_id = &a.person
             )));
         }
+        let case_id = case_id.to_string();
         Err(CasesError::PermissionDenied(match need {
-            Need::Owner => format!(
-                "case {case_id} is not in the area of `{agency_id}` — الحالة ليست ضمن نطاق هذه الجهة"
-            ),
-            Need::Part => format!(
-                "agency `{agency_id}` has no part in case {case_id} — لا علاقة لهذه الجهة بالحالة"
-            ),
+            Need::Owner => msg!("case-not-in-area", case_id = case_id, agency_id = agency_id),
+            Need::Part => msg!("case-no-part", agency_id = agency_id, case_id = case_id),
         }))
     }
 

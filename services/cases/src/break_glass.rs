@@ -7,7 +7,7 @@ use chrono::{Duration, Utc};
 use himaya_bus::Exchange;
 use himaya_events::{keys, new_message_id, DisclosureRecorded};
 use himaya_proto::convert as cv;
-use himaya_proto::status::Lang;
+use himaya_proto::status::msg;
 use himaya_proto::v1 as pb;
 use himaya_record::lifecycle::BreakGlassOutcome;
 use himaya_record::validate::{check_text, MAX_NARRATIVE};
@@ -67,8 +67,9 @@ pub(crate) async fn open(
         if let Some(case_id) = case_id {
             refuse(case_id, "break_glass_not_for_agency_type").await?;
         }
-        return Err(CasesError::PermissionDenied(format!(
-            "{agency_type} agencies may not break the glass — لا يحق لهذه الجهة الوصول الطارئ"
+        return Err(CasesError::PermissionDenied(msg!(
+            "break-glass-not-for-agency-type",
+            agency_type = agency_type.to_string()
         )));
     }
     let case_id = match (case_id, v.is_empty()) {
@@ -77,17 +78,18 @@ pub(crate) async fn open(
             // Without a reason code or justification nothing is disclosed, and the
             // attempt is in the disclosure log.
             refuse(case_id, "break_glass_without_reason").await?;
-            return Err(CasesError::Invalid(v, Lang::of(meta)));
+            return Err(CasesError::Invalid(v, himaya_proto::status::lang(meta)));
         }
-        (None, _) => return Err(CasesError::Invalid(v, Lang::of(meta))),
+        (None, _) => return Err(CasesError::Invalid(v, himaya_proto::status::lang(meta))),
     };
-    let record = load_case(&state.pool, &case_id)
-        .await?
-        .ok_or_else(|| CasesError::NotFound(format!("no case {case_id}")))?;
+    let record = load_case(&state.pool, &case_id).await?.ok_or_else(|| {
+        CasesError::NotFound(msg!("case-not-found", case_id = case_id.to_string()))
+    })?;
     if agency_type != AgencyType::EmergencyLine && record.risk_level != RiskLevel::High {
         refuse(case_id, "break_glass_not_high_risk").await?;
-        return Err(CasesError::PermissionDenied(format!(
-            "case {case_id} is not high risk: only the emergency line may break the glass on it — الحالة ليست عالية الخطورة"
+        return Err(CasesError::PermissionDenied(msg!(
+            "break-glass-not-high-risk",
+            case_id = case_id.to_string()
         )));
     }
     let now = Utc::now();
@@ -275,7 +277,7 @@ pub(crate) async fn review(
     check_text(&mut v, "actor", &r.actor, 64);
     check_text(&mut v, "notes", &r.notes, MAX_NARRATIVE);
     let (Some(outcome), true) = (outcome, v.is_empty()) else {
-        return Err(CasesError::Invalid(v, Lang::of(meta)));
+        return Err(CasesError::Invalid(v, himaya_proto::status::lang(meta)));
     };
     let row = sqlx::query_as::<_, AccessRow>(
         "UPDATE break_glass SET reviewed_by = $2, reviewed_at = now(), outcome = $3, review_notes = $4
@@ -296,14 +298,9 @@ pub(crate) async fn review(
                     .fetch_optional(&state.pool)
                     .await?;
             Err(match exists {
-                Some(_) => CasesError::precondition(
-                    "this break-glass access was already reviewed",
-                    "رُوجع هذا الوصول الطارئ من قبل",
-                ),
-                None => CasesError::NotFound(format!(
-                    "no break-glass access {}",
-                    r.break_glass_id.trim()
-                )),
+                Some(_) => CasesError::Precondition(msg!("break-glass-already-reviewed")),
+                // The id is the caller's text: not repeated back.
+                None => CasesError::NotFound(msg!("break-glass-not-found")),
             })
         }
     }

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use himaya_bus::Exchange;
 use himaya_events::{keys, new_message_id, CaseUpdated};
+use himaya_proto::status::msg;
 use himaya_record::lifecycle::DeadlineKind;
 use himaya_record::{CaseId, CaseRecord};
 use himaya_store::StoreError;
@@ -41,7 +42,9 @@ pub async fn load_locked(
             .bind(case_id.to_string())
             .fetch_optional(&mut *conn)
             .await?
-            .ok_or_else(|| CasesError::NotFound(format!("no case {case_id}")))?;
+            .ok_or_else(|| {
+                CasesError::NotFound(msg!("case-not-found", case_id = case_id.to_string()))
+            })?;
     serde_json::from_value(json).map_err(|_| StoreError::Corrupt("cases.record").into())
 }
 

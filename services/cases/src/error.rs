@@ -1,29 +1,30 @@
-use himaya_proto::status::{invalid_argument, Lang};
+use himaya_proto::status::{invalid_argument, msg, status, Lang, Msg};
 use himaya_record::Violations;
-use tonic::Status;
+use tonic::{Code, Status};
 
-/// Everything that can go wrong in the cases service, mapped once to a gRPC status.
+/// Everything that can go wrong in the cases service, mapped once to a gRPC status. What
+/// the caller reads is a message of the catalogue (`himaya_words`, `cases.ftl`), sent in
+/// English and rendered again by the gateway in the caller's language.
 #[derive(Debug, thiserror::Error)]
 pub enum CasesError {
     #[error("invalid request: {0}")]
     Invalid(Violations, Lang),
     #[error("{0}")]
-    NotFound(String),
+    NotFound(Msg),
     #[error("{0}")]
-    Unauthenticated(String),
+    Unauthenticated(Msg),
     #[error("{0}")]
-    PermissionDenied(String),
+    PermissionDenied(Msg),
     /// A move the case's status does not allow, or a rule (caseload, closure) not met.
-    /// The text is bilingual (English — Arabic): build it with [`CasesError::precondition`].
     #[error("{0}")]
-    Precondition(String),
-    #[error("case {case_id} is at version {current}, not {expected}: reload it and try again — الحالة {case_id} في الإصدار {current} وليس {expected}: أعد تحميلها ثم حاول مجددًا")]
+    Precondition(Msg),
+    #[error("{}", case_stale(.case_id, *.current, *.expected))]
     Stale {
         case_id: String,
         current: i64,
         expected: i64,
     },
-    #[error("service referral {id} is at version {current}, not {expected}: reload it and try again — إحالة الخدمة {id} في الإصدار {current} وليس {expected}: أعد تحميلها ثم حاول مجددًا")]
+    #[error("{}", referral_stale(.id, *.current, *.expected))]
     StaleReferral {
         id: String,
         current: i64,
@@ -41,6 +42,24 @@ pub enum CasesError {
 
 himaya_store::from_sqlx!(CasesError::Store);
 
+fn case_stale(case_id: &str, current: i64, expected: i64) -> Msg {
+    msg!(
+        "case-stale",
+        case_id = case_id,
+        current = current,
+        expected = expected
+    )
+}
+
+fn referral_stale(id: &str, current: i64, expected: i64) -> Msg {
+    msg!(
+        "service-referral-stale",
+        service_referral_id = id,
+        current = current,
+        expected = expected
+    )
+}
+
 impl From<CasesError> for Status {
     fn from(e: CasesError) -> Status {
         match e {
@@ -53,35 +72,35 @@ impl From<CasesError> for Status {
                 tracing::info!(fields = ?fields, "request refused: invalid fields");
                 invalid_argument(&v, lang)
             }
-            CasesError::NotFound(m) => Status::not_found(m),
-            CasesError::Unauthenticated(m) => Status::unauthenticated(m),
+            CasesError::NotFound(m) => status(Code::NotFound, &m),
+            CasesError::Unauthenticated(m) => status(Code::Unauthenticated, &m),
             CasesError::PermissionDenied(m) => {
-                // Messages are built from ids, agency types and purposes only.
-                tracing::info!(reason = %m, "request refused: permission denied");
-                Status::permission_denied(m)
+                // The message id only: its arguments are ids, but the id says why.
+                tracing::info!(reason = m.id(), "request refused: permission denied");
+                status(Code::PermissionDenied, &m)
             }
-            CasesError::Precondition(m) => Status::failed_precondition(m),
-            e @ (CasesError::Stale { .. } | CasesError::StaleReferral { .. }) => {
-                Status::aborted(e.to_string())
-            }
+            CasesError::Precondition(m) => status(Code::FailedPrecondition, &m),
+            CasesError::Stale {
+                case_id,
+                current,
+                expected,
+            } => status(Code::Aborted, &case_stale(&case_id, current, expected)),
+            CasesError::StaleReferral {
+                id,
+                current,
+                expected,
+            } => status(Code::Aborted, &referral_stale(&id, current, expected)),
             CasesError::Store(ref s) if s.is_retryable() => {
                 tracing::warn!(error = %s, "storage unavailable");
-                Status::unavailable("storage is unavailable; retry with the same submission_id")
+                status(Code::Unavailable, &msg!("storage-unavailable-resubmit"))
             }
-            CasesError::Bus(_) => Status::unavailable("the message bus is unavailable; retry"),
+            CasesError::Bus(_) => status(Code::Unavailable, &msg!("bus-unavailable")),
             other => {
                 // Internal: the cause is logged (it holds no personal data: ids and
                 // library error kinds only), never sent.
                 tracing::error!(error = %other, source = ?std::error::Error::source(&other).map(|s| s.to_string()), "internal error");
-                Status::internal("internal error; the operators have been told")
+                status(Code::Internal, &msg!("internal"))
             }
         }
-    }
-}
-
-impl CasesError {
-    /// A refusal people can read in English and Arabic.
-    pub fn precondition(en: impl std::fmt::Display, ar: impl std::fmt::Display) -> CasesError {
-        CasesError::Precondition(format!("{en} — {ar}"))
     }
 }

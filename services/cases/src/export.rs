@@ -6,7 +6,7 @@
 //! mid-page leaves entries for cases it never received: the log errs toward disclosure.
 
 use himaya_proto::convert::purpose_from;
-use himaya_proto::status::Lang;
+use himaya_proto::status::{msg, Lang};
 use himaya_proto::v1 as pb;
 use himaya_record::{AgencyType, CaseId, CaseRecord, Problem, Purpose, Violations};
 use himaya_settings::AgencySettings;
@@ -57,9 +57,9 @@ impl ExportRequest {
             return Err(CasesError::Invalid(v, lang));
         };
         if purpose == Purpose::Statistics {
-            return Err(CasesError::PermissionDenied(
-                "the statistics purpose gets aggregates, never a case: use GetStatistics — غرض الإحصاء يحصل على أرقام مجمّعة فقط".into(),
-            ));
+            return Err(CasesError::PermissionDenied(msg!(
+                "sharing-statistics-aggregates-only"
+            )));
         }
         Ok(ExportRequest {
             agency_id,

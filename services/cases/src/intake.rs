@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use himaya_proto::convert::{referral_details, source_from};
-use himaya_proto::status::Lang;
+use himaya_proto::status::msg;
 use himaya_proto::v1 as pb;
 use himaya_record::validate::{agency_source_allowed, validate_envelope};
 use himaya_record::{AgencyType, CaseRecord, Problem, ReferralSource, SourceKind, Violations};
@@ -49,14 +49,15 @@ impl IntakeApi {
         mut v: Violations,
         s: Submission,
     ) -> Result<pb::SubmitReferralResponse, CasesError> {
-        let lang = Lang::of(meta);
+        let lang = himaya_proto::status::lang(meta);
         let submitter = s.source.agency_id.clone().unwrap_or_default();
         // The gateway established the caller. A well-formed envelope naming another
         // agency is refused; a malformed one is reported field by field below.
         let caller = caller(meta).unwrap_or_default();
         if v.is_empty() && caller != submitter {
-            return Err(CasesError::PermissionDenied(format!(
-                "the caller `{caller}` may not submit on behalf of another agency — لا يجوز التقديم نيابة عن جهة أخرى"
+            return Err(CasesError::PermissionDenied(msg!(
+                "referral-on-behalf-of-another",
+                agency_id = caller
             )));
         }
         let now = Utc::now();

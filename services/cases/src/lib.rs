@@ -79,14 +79,9 @@ impl State {
         &self,
         meta: &tonic::metadata::MetadataMap,
     ) -> Result<(String, &himaya_settings::AgencySettings), CasesError> {
-        let lang = himaya_proto::status::Lang::of(meta);
         himaya_component::calling_agency(&self.settings, meta).map_err(|e| match e {
-            himaya_component::CallerError::Unidentified => {
-                CasesError::Unauthenticated(e.message(lang).into())
-            }
-            himaya_component::CallerError::Unknown => {
-                CasesError::PermissionDenied(e.message(lang).into())
-            }
+            himaya_component::CallerError::Unidentified => CasesError::Unauthenticated(e.msg()),
+            himaya_component::CallerError::Unknown => CasesError::PermissionDenied(e.msg()),
         })
     }
 }

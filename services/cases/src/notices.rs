@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use himaya_bus::{HandleError, Handler, Incoming};
 use himaya_events::{decode, WithdrawalNotice};
-use himaya_proto::status::Lang;
+use himaya_proto::status::{msg, Lang};
 use himaya_proto::v1 as pb;
 use himaya_record::validate::check_text;
 use himaya_record::{CaseId, Problem, Purpose, Violations};
@@ -31,9 +31,7 @@ impl Notices {
     async fn keep(&self, n: &WithdrawalNotice) -> Result<(), CasesError> {
         let issued_at = DateTime::parse_from_rfc3339(&n.occurred_at)
             .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| {
-                CasesError::Precondition("the notice's occurred_at is not RFC 3339".into())
-            })?;
+            .map_err(|_| CasesError::Precondition(msg!("notice-time-invalid")))?;
         sqlx::query(
             "INSERT INTO agency_notices (notice_id, agency_id, case_id, consent_id, categories, withdrawn_at, issued_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (notice_id) DO NOTHING",
@@ -56,7 +54,9 @@ impl Handler for Notices {
         let notice = decode::<WithdrawalNotice>(msg.payload()).map_err(HandleError::park)?;
         self.keep(&notice).await.map_err(|e| match e {
             // A malformed notice will not improve by retrying.
-            CasesError::Precondition(reason) => HandleError::Park { reason },
+            CasesError::Precondition(m) => HandleError::Park {
+                reason: m.to_string(),
+            },
             e => HandleError::retry(e),
         })
     }
@@ -147,8 +147,10 @@ pub(crate) async fn acknowledge(
                     )
                     .await?;
             }
-            return Err(CasesError::PermissionDenied(format!(
-                "notice {id} is not addressed to `{agency_id}` — الإشعار ليس موجهًا لهذه الجهة"
+            return Err(CasesError::PermissionDenied(msg!(
+                "notice-not-addressee",
+                notice_id = id,
+                agency_id = agency_id
             )));
         }
     }
@@ -164,7 +166,8 @@ pub(crate) async fn acknowledge(
         return Err(CasesError::Invalid(v, lang));
     }
     if owner.is_none() {
-        return Err(CasesError::NotFound(format!("no notice {id}")));
+        // The id is the caller's text, not checked against a shape: not repeated back.
+        return Err(CasesError::NotFound(msg!("notice-not-found")));
     }
     let row = sqlx::query_as::<_, NoticeRow>(
         "UPDATE agency_notices

@@ -2,6 +2,7 @@
 
 use himaya_bus::{HandleError, Handler, Incoming};
 use himaya_events::{decode, DeliveryRecorded};
+use himaya_proto::status::msg;
 use himaya_record::service_referral::{Side, TaskState};
 use himaya_record::ServiceReferralId;
 use std::sync::Arc;
@@ -36,7 +37,9 @@ impl Outcomes {
                 .bind(&e.case_id)
                 .fetch_optional(&mut *tx)
                 .await?
-                .ok_or_else(|| CasesError::NotFound(format!("no case {}", e.case_id)))?;
+                .ok_or_else(|| {
+                    CasesError::NotFound(msg!("case-not-found", case_id = &e.case_id))
+                })?;
             let what = if e.referral_id.starts_with(NOTICE_PREFIX) {
                 "withdrawal notice"
             } else {
@@ -83,7 +86,10 @@ impl Outcomes {
                 .await?;
         let Some(version) = version else {
             tx.rollback().await?;
-            return Err(CasesError::NotFound(format!("no case {}", e.case_id)));
+            return Err(CasesError::NotFound(msg!(
+                "case-not-found",
+                case_id = &e.case_id
+            )));
         };
         history(
             &mut tx,
@@ -113,9 +119,9 @@ async fn service_referral_answered(
     e: &DeliveryRecorded,
 ) -> Result<(), CasesError> {
     let Some(mut sr) = service_referrals::load_for_update(conn, &e.referral_id).await? else {
-        return Err(CasesError::NotFound(format!(
-            "no service referral {}",
-            e.referral_id
+        return Err(CasesError::NotFound(msg!(
+            "service-referral-not-found",
+            service_referral_id = &e.referral_id
         )));
     };
     let (to, reason) = match e.outcome.as_str() {
@@ -155,7 +161,9 @@ impl Handler for Outcomes {
         let event = decode::<DeliveryRecorded>(msg.payload()).map_err(HandleError::park)?;
         match self.record(&event).await {
             Ok(()) => Ok(()),
-            Err(CasesError::NotFound(m)) => Err(HandleError::Park { reason: m }),
+            Err(CasesError::NotFound(m)) => Err(HandleError::Park {
+                reason: m.to_string(),
+            }),
             Err(e) => Err(HandleError::retry(e)),
         }
     }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use himaya_proto::convert::purpose_from;
-use himaya_proto::status::Lang;
+use himaya_proto::status::{msg, status};
 use himaya_proto::v1 as pb;
 use himaya_record::{CaseId, CaseRecord, Problem, Purpose, Violations};
 use himaya_settings::AgencySettings;
@@ -27,7 +27,7 @@ impl pb::cases_server::Cases for CasesApi {
         req: Request<pb::GetCaseRequest>,
     ) -> Result<Response<pb::SharedCase>, Status> {
         let (meta, _, r) = req.into_parts();
-        let lang = Lang::of(&meta);
+        let lang = himaya_proto::status::lang(&meta);
         let (agency_id, agency) = self.0.calling_agency(&meta)?;
         tracing::Span::current().record("agency", agency_id.as_str());
         let Ok(case_id) = CaseId::parse(&r.case_id) else {
@@ -41,9 +41,9 @@ impl pb::cases_server::Cases for CasesApi {
             return Err(CasesError::Invalid(v, lang).into());
         };
         tracing::Span::current().record("case_id", case_id.to_string());
-        let record = load_case(&self.0.pool, &case_id)
-            .await?
-            .ok_or_else(|| CasesError::NotFound(format!("no case {case_id}")))?;
+        let record = load_case(&self.0.pool, &case_id).await?.ok_or_else(|| {
+            CasesError::NotFound(msg!("case-not-found", case_id = case_id.to_string()))
+        })?;
         let purpose = purpose_from(r.purpose);
         // Object-level authorization comes before the rest of the request is looked at,
         // on the record just loaded.
@@ -109,12 +109,13 @@ impl pb::cases_server::Cases for CasesApi {
         let (meta, _, r) = req.into_parts();
         let (agency_id, agency) = self.0.calling_agency(&meta)?;
         tracing::Span::current().record("agency", agency_id.as_str());
-        let checked = crate::export::ExportRequest::check(agency_id, &r, Lang::of(&meta))?;
+        let checked =
+            crate::export::ExportRequest::check(agency_id, &r, himaya_proto::status::lang(&meta))?;
         let permit = self.0.exports.clone().try_acquire_owned().map_err(|_| {
-            Status::resource_exhausted(format!(
-                "{} exports are running already; retry in a minute — تصديرات كثيرة جارية، أعد المحاولة بعد دقيقة",
-                crate::MAX_EXPORTS
-            ))
+            status(
+                tonic::Code::ResourceExhausted,
+                &msg!("export-busy", count = crate::MAX_EXPORTS),
+            )
         })?;
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let state = self.0.clone();
@@ -146,7 +147,8 @@ impl pb::cases_server::Cases for CasesApi {
         let (meta, r) = crate::work::acted(req);
         let (agency_id, _) = self.0.calling_agency(&meta)?;
         Ok(Response::new(
-            crate::notices::acknowledge(&self.0, &agency_id, &r, Lang::of(&meta)).await?,
+            crate::notices::acknowledge(&self.0, &agency_id, &r, himaya_proto::status::lang(&meta))
+                .await?,
         ))
     }
 
@@ -159,8 +161,9 @@ impl pb::cases_server::Cases for CasesApi {
         let policy = &self.0.settings.sharing;
         if !policy.allows_statistics(agency.agency_type) {
             tracing::info!(agency = %agency_id, "statistics refused: no policy rule");
-            return Err(CasesError::PermissionDenied(format!(
-                "the sharing policy gives `{agency_id}` no statistics — لا تسمح سياسة المشاركة لهذه الجهة بالإحصاءات"
+            return Err(CasesError::PermissionDenied(msg!(
+                "statistics-not-allowed",
+                agency_id = &agency_id
             ))
             .into());
         }
@@ -243,7 +246,7 @@ pub(crate) async fn log_events(
 /// The one decision on a case leaving through a read (`GetCase`, `ExportCases`): the
 /// sharing policy and the case's consents through the redactor (`disclose`), the decision
 /// written to the disclosure log on `channel` before the answer leaves. A refusal is
-/// PERMISSION_DENIED saying which half refused, in English and Arabic.
+/// PERMISSION_DENIED saying which half refused (a message of the catalogue).
 // The caller is an agency (id, settings) and, from the web front, a person: grouping them
 // would only move the count.
 #[allow(clippy::too_many_arguments)]
@@ -308,22 +311,33 @@ pub(crate) fn decide(
         Decision::Deny { reason } => {
             tracing::info!(case_id = %case_id, agency = %agency_id, purpose = %purpose, reason = reason.as_str(), "disclosure denied");
             let event = decision_event(channel, case_id, agency_id, purpose, Err(reason.as_str()));
-            let t = agency.agency_type;
-            return Ok((Err(CasesError::PermissionDenied(match reason {
-                    DenyReason::NoPolicyRule => format!(
-                        "the sharing policy gives {t} agencies nothing for {purpose} — لا تسمح سياسة المشاركة لجهات {t} بشيء لغرض {purpose}"
-                    ),
-                    DenyReason::NoConsent => format!(
-                        "no active consent or legal basis on case {case_id} covers `{agency_id}` for {purpose} — لا توجد موافقة سارية أو سند قانوني يسمح بذلك"
-                    ),
-                    DenyReason::NoAssent => format!(
-                        "the caregiver consented, but the child is old enough to assent and has not, for case {case_id} — وافق ولي الأمر لكن الطفل في سن الموافقة ولم يوافق"
-                    ),
-                    DenyReason::StatisticsAreAggregates => "the statistics purpose gets aggregates, never a case: use GetStatistics — غرض الإحصاء يحصل على أرقام مجمّعة فقط، لا على حالة".to_owned(),
-                    DenyReason::NothingInCommon => format!(
-                        "what the policy allows {t} agencies and what consent allows `{agency_id}` for {purpose} do not overlap — لا تقاطع بين ما تسمح به السياسة وما تسمح به الموافقة"
-                    ),
-                })), event));
+            let (t, p, c) = (
+                agency.agency_type.to_string(),
+                purpose.to_string(),
+                case_id.to_string(),
+            );
+            let refusal = match reason {
+                DenyReason::NoPolicyRule => {
+                    msg!("sharing-no-policy-rule", agency_type = t, purpose = p)
+                }
+                DenyReason::NoConsent => msg!(
+                    "sharing-no-consent",
+                    case_id = c,
+                    agency_id = agency_id,
+                    purpose = p
+                ),
+                DenyReason::NoAssent => msg!("sharing-no-assent", case_id = c),
+                DenyReason::StatisticsAreAggregates => {
+                    msg!("sharing-statistics-aggregates-only")
+                }
+                DenyReason::NothingInCommon => msg!(
+                    "sharing-nothing-in-common",
+                    agency_type = t,
+                    agency_id = agency_id,
+                    purpose = p
+                ),
+            };
+            return Ok((Err(CasesError::PermissionDenied(refusal)), event));
         }
     };
     tracing::info!(case_id = %case_id, agency = %agency_id, purpose = %purpose, categories = shared.categories.len(), "case disclosed");

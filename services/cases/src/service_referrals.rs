@@ -254,15 +254,11 @@ pub async fn move_to(
     agency_reference: Option<String>,
 ) -> Result<(), CasesError> {
     if TaskState::is_progress_report(r.state, to) && reason.is_none() {
-        return Err(CasesError::precondition(
-            "the service referral is already `in_progress`: a further progress report \
-             (a session held, a hearing's outcome) needs its note in `reason`",
-            "إحالة الخدمة قيد التنفيذ بالفعل: أي تقرير تقدّم إضافي (جلسة، نتيجة جلسة استماع) \
-             يحتاج إلى ملاحظته في `reason`",
-        ));
+        return Err(CasesError::Precondition(himaya_proto::status::msg!(
+            "service-referral-progress-needs-reason"
+        )));
     }
-    let next =
-        transition(r.state, to, side).map_err(|e| CasesError::precondition(&e, e.arabic()))?;
+    let next = transition(r.state, to, side).map_err(|e| CasesError::Precondition(e.msg()))?;
     let now = Utc::now();
     r.state = next;
     // Why it was refused, failed or cancelled; or the agency's note on this step (a

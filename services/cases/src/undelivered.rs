@@ -34,8 +34,12 @@ pub(crate) async fn after_answer(
     e: &DeliveryRecorded,
     before: Option<&str>,
 ) -> Result<(), CasesError> {
-    let case_id =
-        CaseId::parse(&e.case_id).map_err(|_| CasesError::NotFound("no such case".into()))?;
+    let case_id = CaseId::parse(&e.case_id).map_err(|_| {
+        CasesError::NotFound(himaya_proto::status::msg!(
+            "case-not-found",
+            case_id = &e.case_id
+        ))
+    })?;
     let service_referral = e.referral_id.starts_with(ServiceReferralId::PREFIX);
     match e.outcome.as_str() {
         "delivered" => {

@@ -16,14 +16,14 @@ use himaya_component::{Component, Context, StartError, Started};
 use himaya_events::{keys, new_message_id, ServiceMapChanged};
 use himaya_proto::convert::MappedServiceRow;
 use himaya_proto::convert::{service_from, service_to};
-use himaya_proto::status::{invalid_argument, Lang};
+use himaya_proto::status::{invalid_argument, lang, msg, status};
 use himaya_proto::v1 as pb;
 use himaya_record::validate::{check_text, within, within_max, MAX_LIST};
 use himaya_record::{Problem, ServiceId, ServiceType, Violations};
 use himaya_settings::{AgencySettings, Settings};
 use sqlx::PgPool;
 use tonic::metadata::MetadataMap;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 
 pub const SCHEMA: &str = "directory";
 
@@ -48,7 +48,7 @@ impl DirectoryApi {
     }
 
     fn agency(&self, meta: &MetadataMap) -> Result<(String, &AgencySettings), Status> {
-        himaya_component::calling_agency(&self.settings, meta).map_err(|e| e.status(Lang::of(meta)))
+        himaya_component::calling_agency(&self.settings, meta).map_err(|e| e.status())
     }
 
     async fn load(&self, id: &str) -> Result<Option<pb::MappedService>, Status> {
@@ -96,10 +96,10 @@ impl DirectoryApi {
         .await
         .map_err(storage)?
         .ok_or_else(|| {
-            Status::aborted(format!(
-                "service {} changed meanwhile: reload it and try again — تغيّرت الخدمة {} في الأثناء: أعد تحميلها ثم حاول مجددًا",
-                s.service_id, s.service_id
-            ))
+            status(
+                Code::Aborted,
+                &msg!("directory-service-changed", service_id = &s.service_id),
+            )
         })?;
         let event = ServiceMapChanged {
             message_id: new_message_id(),
@@ -129,7 +129,7 @@ impl DirectoryApi {
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "service map outbox failed");
-            Status::unavailable("storage is unavailable; retry")
+            status(Code::Unavailable, &msg!("storage-unavailable"))
         })?;
         tx.commit().await.map_err(storage)?;
         tracing::info!(service_id = %s.service_id, agency = %s.agency_id, version = s.version, "service map changed");
@@ -143,22 +143,33 @@ impl DirectoryApi {
         agency: &str,
         expected: i64,
     ) -> Result<pb::MappedService, Status> {
-        let s = self
-            .load(id)
-            .await?
-            .ok_or_else(|| Status::not_found(format!("no service {id} on the map")))?;
+        let s = self.load(id).await?.ok_or_else(|| {
+            status(
+                Code::NotFound,
+                &msg!("directory-service-not-found", service_id = id),
+            )
+        })?;
         if s.agency_id != agency {
             tracing::warn!(service_id = %id, agency = %agency, "service map change refused: another agency's service");
-            return Err(Status::permission_denied(format!(
-                "service {id} belongs to `{}`; an agency changes only its own services",
-                s.agency_id
-            )));
+            return Err(status(
+                Code::PermissionDenied,
+                &msg!(
+                    "directory-service-not-yours",
+                    service_id = id,
+                    agency_id = &s.agency_id
+                ),
+            ));
         }
         if s.version != expected {
-            return Err(Status::aborted(format!(
-                "service {id} is at version {}, not {expected}: reload it and try again — الخدمة {id} في الإصدار {} وليس {expected}: أعد تحميلها ثم حاول مجددًا",
-                s.version, s.version
-            )));
+            return Err(status(
+                Code::Aborted,
+                &msg!(
+                    "directory-service-stale",
+                    service_id = id,
+                    current = s.version,
+                    expected = expected
+                ),
+            ));
         }
         Ok(s)
     }
@@ -166,7 +177,25 @@ impl DirectoryApi {
 
 fn storage(e: sqlx::Error) -> Status {
     tracing::warn!(error = %e, "service map storage failed");
-    Status::unavailable("storage is unavailable; retry")
+    status(Code::Unavailable, &msg!("storage-unavailable"))
+}
+
+/// A service type the vocabulary does not have, naming the ones it has.
+fn unknown_service_type() -> Problem {
+    Problem::NotChosen {
+        choices: ServiceType::ALL
+            .iter()
+            .map(|t| t.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// `service_id` is not a service id.
+fn bad_id(e: &himaya_record::IdError, meta: &MetadataMap) -> Status {
+    let mut v = Violations::new();
+    v.push("service_id", e.problem());
+    invalid_argument(&v, lang(meta))
 }
 
 fn service_kind(n: i32) -> &'static str {
@@ -267,13 +296,14 @@ impl pb::directory_server::Directory for DirectoryApi {
         &self,
         req: Request<pb::ListAgenciesRequest>,
     ) -> Result<Response<pb::ListAgenciesResponse>, Status> {
-        let r = req.into_inner();
+        let (meta, _, r) = req.into_parts();
         let service = match r.service {
             0 => None,
-            n => Some(
-                service_from(n)
-                    .ok_or_else(|| Status::invalid_argument("service: unknown service type"))?,
-            ),
+            n => Some(service_from(n).ok_or_else(|| {
+                let mut v = Violations::new();
+                v.push("service", unknown_service_type());
+                invalid_argument(&v, lang(&meta))
+            })?),
         };
         let governorate = self.place(&r.governorate);
         let governorate = governorate.as_str();
@@ -297,7 +327,12 @@ impl pb::directory_server::Directory for DirectoryApi {
             .agencies
             .get(&id)
             .map(|a| Response::new(to_pb(&id, a)))
-            .ok_or_else(|| Status::not_found(format!("no agency `{id}` in the directory")))
+            .ok_or_else(|| {
+                status(
+                    Code::NotFound,
+                    &msg!("directory-agency-not-found", agency_id = id),
+                )
+            })
     }
 
     async fn upsert_service(
@@ -309,21 +344,21 @@ impl pb::directory_server::Directory for DirectoryApi {
         r.governorate = self.place(&r.governorate);
         let (service_id, version) = if r.service_id.trim().is_empty() {
             if r.expected_version != 0 {
-                return Err(Status::invalid_argument(
-                    "expected_version: 0 when adding a service (no service_id)",
-                ));
+                let mut v = Violations::new();
+                v.push("expected_version", Problem::OutOfRange { min: 0, max: 0 });
+                return Err(invalid_argument(&v, lang(&meta)));
             }
             (ServiceId::new().to_string(), 1)
         } else {
             let id = ServiceId::parse(r.service_id.trim())
-                .map_err(|e| Status::invalid_argument(format!("service_id: {e}")))?
+                .map_err(|e| bad_id(&e, &meta))?
                 .to_string();
             let old = self.owned(&id, &agency_id, r.expected_version).await?;
             (id, old.version + 1)
         };
         let v = check(&r, agency);
         if !v.is_empty() {
-            return Err(invalid_argument(&v, Lang::of(&meta)));
+            return Err(invalid_argument(&v, lang(&meta)));
         }
         let s = pb::MappedService {
             service_id,
@@ -353,13 +388,14 @@ impl pb::directory_server::Directory for DirectoryApi {
         let (meta, _, r) = req.into_parts();
         let (agency_id, _) = self.agency(&meta)?;
         let id = ServiceId::parse(r.service_id.trim())
-            .map_err(|e| Status::invalid_argument(format!("service_id: {e}")))?
+            .map_err(|e| bad_id(&e, &meta))?
             .to_string();
         let mut s = self.owned(&id, &agency_id, r.expected_version).await?;
         if s.removed {
-            return Err(Status::failed_precondition(format!(
-                "service {id} is already off the map — الخدمة {id} محذوفة من الخريطة بالفعل"
-            )));
+            return Err(status(
+                Code::FailedPrecondition,
+                &msg!("directory-service-removed", service_id = &id),
+            ));
         }
         s.removed = true;
         s.version += 1;
@@ -371,25 +407,32 @@ impl pb::directory_server::Directory for DirectoryApi {
         &self,
         req: Request<pb::FindServicesRequest>,
     ) -> Result<Response<pb::FindServicesResponse>, Status> {
-        let mut r = req.into_inner();
+        let (meta, _, mut r) = req.into_parts();
         r.governorate = self.place(&r.governorate);
         if r.service_types.len() > MAX_LIST {
-            return Err(Status::invalid_argument(format!(
-                "service_types: more than {MAX_LIST} entries"
-            )));
+            let mut v = Violations::new();
+            v.push("service_types", Problem::TooMany { max: MAX_LIST });
+            return Err(invalid_argument(&v, lang(&meta)));
         }
         let mut types = Vec::new();
         for (i, t) in r.service_types.iter().enumerate() {
             let s = service_from(*t).ok_or_else(|| {
-                Status::invalid_argument(format!("service_types[{i}]: unknown service type"))
+                let mut v = Violations::new();
+                v.push(format!("service_types[{i}]"), unknown_service_type());
+                invalid_argument(&v, lang(&meta))
             })?;
             types.push(s.as_str());
         }
         let language = r.language.trim();
         if !language.is_empty() && !is_language(language) {
-            return Err(Status::invalid_argument(
-                "language: an ISO 639-1 code in lower case, such as ar or en",
-            ));
+            let mut v = Violations::new();
+            v.push(
+                "language",
+                Problem::InvalidCode {
+                    expected: "an ISO 639-1 code in lower case, such as ar or en",
+                },
+            );
+            return Err(invalid_argument(&v, lang(&meta)));
         }
         let rows = sqlx::query_as::<_, MappedServiceRow>(
             "SELECT * FROM services

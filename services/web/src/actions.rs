@@ -22,7 +22,7 @@ use tonic_types::StatusExt;
 use crate::lifecycle::{lines, Attempt, Move, ACTION_SLOTS, GOAL_SLOTS};
 use crate::referral::Form;
 use crate::session::Session;
-use crate::text::{hub_words, lang_of, pick};
+use crate::text::{lang_of, pick};
 use crate::{csrf_refused, html_page, hub, pages, signed_in, App, WebError};
 
 pub(crate) async fn decide(s: State<App>, h: HeaderMap, p: Path<String>, b: Bytes) -> Response {
@@ -135,22 +135,22 @@ async fn act(
         tonic::Code::InvalidArgument => {
             let found = field_errors(&status, what, &action, &slots, &form_id);
             if found.is_empty() {
-                vec![(form_id, hub_words(status.message(), lang))]
+                vec![(form_id, status.message().to_owned())]
             } else {
                 found
             }
         }
         // The caseload cap (and "not a caseworker of this agency") is about the field.
         tonic::Code::FailedPrecondition if what == Move::Assign => {
-            let said = hub_words(status.message(), lang);
+            let said = status.message().to_owned();
             vec![("caseworker".into(), with_names(&app, &s, lang, said).await)]
         }
         tonic::Code::FailedPrecondition | tonic::Code::OutOfRange => {
-            vec![(form_id, hub_words(status.message(), lang))]
+            vec![(form_id, status.message().to_owned())]
         }
         // A plan action that is not (or no longer) in the plan.
         tonic::Code::NotFound if matches!(what, Move::Refer | Move::Complete) => {
-            vec![(form_id, hub_words(status.message(), lang))]
+            vec![(form_id, status.message().to_owned())]
         }
         _ => return refused(lang, &s, &case_id, &status),
     };
@@ -491,10 +491,10 @@ fn refused(lang: Lang, s: &Session, case_id: &str, status: &tonic::Status) -> Re
             )
             .to_owned(),
         ),
-        tonic::Code::PermissionDenied => (StatusCode::FORBIDDEN, hub_words(status.message(), lang)),
+        tonic::Code::PermissionDenied => (StatusCode::FORBIDDEN, status.message().to_owned()),
         _ => (
             StatusCode::UNPROCESSABLE_ENTITY,
-            hub_words(status.message(), lang),
+            status.message().to_owned(),
         ),
     };
     let body = html! {

@@ -110,10 +110,9 @@ async fn render(
         .filter(|a| !a.disabled && a.roles.iter().any(|r| r == "supervisor"))
         .collect();
     let error = |field: &str| -> Option<String> {
-        v.iter().find(|f| f.field == field).map(|f| match lang {
-            Lang::Arabic => f.problem.arabic(),
-            Lang::English => f.problem.english(),
-        })
+        v.iter()
+            .find(|f| f.field == field)
+            .map(|f| f.problem.text(lang))
     };
     let status = if v.is_empty() {
         StatusCode::OK
@@ -366,13 +365,8 @@ pub(crate) async fn add_person(
                 return failed(lang, Some(&s), e);
             }
             // The hub names staff by their ids: each is followed by the person's name.
-            let said = crate::actions::with_names(
-                &app,
-                &s,
-                lang,
-                crate::text::hub_words(status.message(), lang),
-            )
-            .await;
+            let said =
+                crate::actions::with_names(&app, &s, lang, status.message().to_owned()).await;
             return html_page(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 pages::problem(

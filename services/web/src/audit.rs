@@ -115,7 +115,7 @@ pub(crate) async fn disclosure_log(
         }
         Err(st) if st.code() == tonic::Code::PermissionDenied && !asked.agency.is_empty() => (
             None,
-            vec![("agency", crate::text::hub_words(st.message(), lang))],
+            vec![("agency", st.message().to_owned())],
             StatusCode::FORBIDDEN,
         ),
         Err(st) => return crate::hub_unavailable(lang, &s, &st),

@@ -382,7 +382,7 @@ struct View<'a> {
 fn unread(lang: Lang, status: &tonic::Status) -> Markup {
     tracing::warn!(code = ?status.code(), "a part of a case page could not be read");
     html! {
-        p.error { (pick(lang, "تعذرت قراءة هذا الجزء الآن: ", "This part could not be read now: ")) (crate::text::hub_words(status.message(), lang)) }
+        p.error { (pick(lang, "تعذرت قراءة هذا الجزء الآن: ", "This part could not be read now: ")) (status.message()) }
     }
 }
 
@@ -813,7 +813,7 @@ fn refused(lang: Lang, s: &Session, status: &tonic::Status) -> Response {
         pages::problem(
             lang,
             Some(s),
-            &crate::text::hub_words(status.message(), lang),
+            status.message(),
             pick(
                 lang,
                 "ارجع إلى قائمة الحالات.",

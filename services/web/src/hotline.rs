@@ -19,7 +19,7 @@ use tonic_types::StatusExt;
 use crate::people::Role;
 use crate::referral::Form;
 use crate::session::Session;
-use crate::text::{hub_words, label, lang_of, pick, Local};
+use crate::text::{label, lang_of, pick, Local};
 use crate::{csrf_refused, failed, html_page, hub, pages, signed_in, App};
 
 const OPERATORS: &[Role] = &[Role::HotlineOperator];
@@ -135,7 +135,7 @@ fn refused(lang: Lang, app: &App, s: &Session, f: &Form, status: &tonic::Status)
         tonic::Code::InvalidArgument => {
             let mut errors = field_errors(status);
             if errors.is_empty() {
-                errors.push(("form", hub_words(status.message(), lang)));
+                errors.push(("form", status.message().to_owned()));
             }
             again(lang, app, s, f, &errors)
         }
@@ -161,7 +161,7 @@ fn refused(lang: Lang, app: &App, s: &Session, f: &Form, status: &tonic::Status)
                 &format!(
                     "{} {}",
                     t("رُفض الوصول الطارئ:", "Emergency access was refused:"),
-                    hub_words(status.message(), lang)
+                    status.message().to_owned()
                 ),
                 t(
                     "لم يُكشف شيء من الحالة، وسُجّلت المحاولة في سجل الإفصاح. اتصل بمشرف الوزارة إن كان الخطر قائمًا.",
@@ -174,7 +174,7 @@ fn refused(lang: Lang, app: &App, s: &Session, f: &Form, status: &tonic::Status)
             pages::problem(
                 lang,
                 Some(s),
-                &hub_words(status.message(), lang),
+                status.message(),
                 t(
                     "لم يُفتح شيء. أعد الإرسال بعد قليل.",
                     "Nothing was opened. Send it again shortly.",
@@ -501,7 +501,7 @@ async fn read_all(
             let answer = pb::cases_client::CasesClient::new(channel)
                 .get_case(req)
                 .await;
-            (i, seen(answer, lang))
+            (i, seen(answer))
         });
     }
     let mut out: Vec<Option<Seen>> = calls.iter().map(|_| None).collect();
@@ -517,7 +517,7 @@ async fn read_all(
         .collect()
 }
 
-fn seen(answer: Result<tonic::Response<pb::SharedCase>, tonic::Status>, lang: Lang) -> Seen {
+fn seen(answer: Result<tonic::Response<pb::SharedCase>, tonic::Status>) -> Seen {
     match answer {
         Ok(r) => {
             let shared = r.into_inner();
@@ -538,7 +538,7 @@ fn seen(answer: Result<tonic::Response<pb::SharedCase>, tonic::Status>, lang: La
             }
         }
         Err(status) if status.code() == tonic::Code::PermissionDenied => {
-            Seen::NotShared(hub_words(status.message(), lang))
+            Seen::NotShared(status.message().to_owned())
         }
         Err(status) => {
             tracing::warn!(code = ?status.code(), "a follow-up read from the hub failed");

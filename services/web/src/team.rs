@@ -244,7 +244,7 @@ fn break_glass(
         Err(status) => {
             return html! {
                 h2 { (t("الوصول الطارئ بانتظار المراجعة", "Break-glass accesses to review")) }
-                p.error { (t("تعذرت قراءة قائمة الوصول الطارئ الآن: ", "The break-glass accesses could not be read now: ")) (crate::text::hub_words(status.message(), lang)) }
+                p.error { (t("تعذرت قراءة قائمة الوصول الطارئ الآن: ", "The break-glass accesses could not be read now: ")) (status.message()) }
             }
         }
     };
@@ -470,12 +470,12 @@ pub(crate) async fn review_break_glass(
                 })
                 .collect();
             match found.is_empty() {
-                true => vec![(form_id, crate::text::hub_words(status.message(), lang))],
+                true => vec![(form_id, status.message().to_owned())],
                 false => found,
             }
         }
         tonic::Code::FailedPrecondition => {
-            vec![(form_id, crate::text::hub_words(status.message(), lang))]
+            vec![(form_id, status.message().to_owned())]
         }
         _ => {
             return html_page(
@@ -486,7 +486,7 @@ pub(crate) async fn review_break_glass(
                 pages::problem(
                     lang,
                     Some(&s),
-                    &crate::text::hub_words(status.message(), lang),
+                    status.message(),
                     pick(lang, "ارجع إلى صفحة الفريق.", "Go back to the team page."),
                 ),
             )

@@ -29,18 +29,6 @@ pub fn pick(lang: Lang, ar: &'static str, en: &'static str) -> &'static str {
     }
 }
 
-/// The hub's words in the page's language. The gateway already cuts a bilingual refusal
-/// ("English — العربية") to the language the web front asks for; this is the net for a
-/// message that reached the page whole: cut to the half asked for, a text in one
-/// language kept as it is.
-pub fn hub_words(message: &str, lang: Lang) -> String {
-    match (message.split_once(" — "), lang) {
-        (Some((en, _)), Lang::English) => en.trim().to_owned(),
-        (Some((_, ar)), Lang::Arabic) => ar.trim().to_owned(),
-        (None, _) => message.to_owned(),
-    }
-}
-
 /// What a closed vocabulary's code reads as. An unknown code reads as itself.
 pub fn label(code: &str, lang: Lang) -> &str {
     LABELS
@@ -342,14 +330,6 @@ const LABELS: &[(&str, &str, &str)] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_hubs_words_are_cut_to_the_pages_language() {
-        let m = "case x is not high risk — الحالة ليست عالية الخطورة";
-        assert_eq!(hub_words(m, Lang::English), "case x is not high risk");
-        assert_eq!(hub_words(m, Lang::Arabic), "الحالة ليست عالية الخطورة");
-        assert_eq!(hub_words("one language", Lang::Arabic), "one language");
-    }
 
     #[test]
     fn every_vocabulary_code_has_both_words() {

@@ -91,7 +91,7 @@ impl CaseWorkApi {
         }
         let case_id = e.finish()?;
         let Some(mut decision) = decision else {
-            return Err(CasesError::Precondition("no decision".into()));
+            return Err(CasesError::Precondition(msg!("case-decision-missing")));
         };
         let now = Utc::now();
         let mut tx = self.0.pool.begin().await?;
@@ -166,7 +166,7 @@ impl CaseWorkApi {
                 &self.0.settings,
                 &rec,
                 Some(to),
-                himaya_proto::status::Lang::of(meta),
+                himaya_proto::status::lang(meta),
             );
         }
         Ok(reply)

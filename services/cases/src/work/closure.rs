@@ -19,10 +19,9 @@ impl CaseWorkApi {
         let mut rec = load_for_update(&mut tx, &case_id, r.expected_version).await?;
         apply(rec.status, Move::Review).map_err(illegal)?;
         if rec.assignment.is_none() {
-            return Err(CasesError::precondition(
-                "assign a caseworker before recording reviews",
-                "أسند الحالة إلى أخصائي قبل تسجيل المراجعات",
-            ));
+            return Err(CasesError::Precondition(msg!(
+                "case-review-needs-caseworker"
+            )));
         }
         sqlx::query("INSERT INTO reviews (case_id, kind, child_seen, findings, reviewed_by) VALUES ($1, $2, $3, $4, $5)")
             .bind(case_id.to_string())
@@ -68,7 +67,7 @@ impl CaseWorkApi {
         required_text(&mut e.v, "recommendations", &r.recommendations);
         let case_id = e.finish()?;
         let (Some(reason), Some(consulted)) = (reason, r.parents_consulted) else {
-            return Err(CasesError::Precondition("incomplete closure".into()));
+            return Err(CasesError::Precondition(msg!("case-closure-incomplete")));
         };
         let now = Utc::now();
         let mut tx = self.0.pool.begin().await?;
@@ -153,10 +152,9 @@ async fn closure_rules(
     match reason {
         ClosureReason::NeedEnded => {
             if !consulted {
-                return Err(CasesError::precondition(
-                    "closing because the need has ended requires consulting the parents first",
-                    "الإغلاق لانتهاء الحاجة يتطلب استشارة الوالدين أولًا",
-                ));
+                return Err(CasesError::Precondition(msg!(
+                    "case-closure-parents-not-consulted"
+                )));
             }
             let reviews: i64 =
                 sqlx::query_scalar("SELECT count(*) FROM reviews WHERE case_id = $1")
@@ -164,19 +162,13 @@ async fn closure_rules(
                     .fetch_one(&mut *tx)
                     .await?;
             if reviews == 0 {
-                return Err(CasesError::precondition(
-                    "the need can only be found ended after at least one review",
-                    "لا يمكن تقرير انتهاء الحاجة إلا بعد مراجعة واحدة على الأقل",
-                ));
+                return Err(CasesError::Precondition(msg!("case-closure-no-review")));
             }
         }
         ClosureReason::TurnedEighteen => {
             if let Some(dob) = rec.child.date_of_birth {
                 if age_on(dob, now.date_naive()) < 18 {
-                    return Err(CasesError::precondition(
-                        "the child's date of birth says they are not 18 yet",
-                        "تاريخ ميلاد الطفل يدل على أنه لم يبلغ 18 سنة بعد",
-                    ));
+                    return Err(CasesError::Precondition(msg!("case-closure-not-18")));
                 }
             }
         }

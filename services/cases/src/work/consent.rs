@@ -267,7 +267,9 @@ impl ConsentsApi {
         let case_id = envelope(meta, &r.case_id, "reader").finish()?;
         let rec = crate::db::load_case(&self.0.pool, &case_id)
             .await?
-            .ok_or_else(|| CasesError::NotFound(format!("no case {case_id}")))?;
+            .ok_or_else(|| {
+                CasesError::NotFound(msg!("case-not-found", case_id = case_id.to_string()))
+            })?;
         let now = Utc::now();
         let wire = |t: Option<i32>| t.unwrap_or(0);
         Ok(pb::ConsentList {
@@ -323,34 +325,37 @@ fn permitted_categories(c: &Consent) -> Vec<String> {
 
 fn not_merged(rec: &CaseRecord) -> Result<(), CasesError> {
     if rec.status == CaseStatus::Merged {
-        return Err(CasesError::precondition(
-            "this case was merged into another: record consent there",
-            "دُمجت هذه الحالة في حالة أخرى: سجّل الموافقة هناك",
-        ));
+        return Err(CasesError::Precondition(msg!("case-consent-merged")));
     }
     Ok(())
 }
 
 /// The consent `id`, which must not be withdrawn.
 fn live_consent<'a>(rec: &'a mut CaseRecord, id: &str) -> Result<&'a mut Consent, CasesError> {
-    let case_id = rec.case_id;
+    let case_id = rec.case_id.to_string();
     let known: Vec<String> = rec.consents.iter().map(|c| c.consent_id.clone()).collect();
-    let Some(c) = rec.consents.iter_mut().find(|c| c.consent_id == id.trim()) else {
-        return Err(CasesError::NotFound(format!(
-            "case {case_id} has no consent `{}`; its consents: {}",
-            id.trim(),
-            if known.is_empty() {
-                "none".to_owned()
-            } else {
-                known.join(", ")
-            }
-        )));
+    let id = id.trim();
+    let Some(c) = rec.consents.iter_mut().find(|c| c.consent_id == id) else {
+        return Err(CasesError::NotFound(if known.is_empty() {
+            msg!(
+                "case-consent-not-found-none",
+                case_id = case_id,
+                consent_id = id
+            )
+        } else {
+            msg!(
+                "case-consent-not-found",
+                case_id = case_id,
+                consent_id = id,
+                consents = known.join(", ")
+            )
+        }));
     };
     if c.withdrawn_at.is_some() {
-        return Err(CasesError::precondition(
-            format_args!("consent {id} was withdrawn; grant a new one instead"),
-            format_args!("سُحبت الموافقة {id}؛ سجّل موافقة جديدة بدلًا منها"),
-        ));
+        return Err(CasesError::Precondition(msg!(
+            "case-consent-withdrawn",
+            consent_id = id
+        )));
     }
     Ok(c)
 }

@@ -204,9 +204,9 @@ fn indicator_area<'a>(
         (true, g) => Ok(Some(g)),
         (false, "") if own.len() == 1 => Ok(Some(own[0].as_str())),
         (false, g) if own.iter().any(|o| o == g) => Ok(Some(g)),
-        _ => Err(CasesError::PermissionDenied(format!(
-            "name one of your own governorates: {} — اختر إحدى محافظاتك",
-            own.join(", ")
+        _ => Err(CasesError::PermissionDenied(msg!(
+            "indicators-not-your-governorate",
+            governorates = own.join(", ")
         ))),
     }
 }

@@ -50,7 +50,9 @@ impl DuplicatesApi {
         let case_id = e.finish()?;
         let rec = crate::db::load_case(&self.0.pool, &case_id)
             .await?
-            .ok_or_else(|| CasesError::NotFound(format!("no case {case_id}")))?;
+            .ok_or_else(|| {
+                CasesError::NotFound(msg!("case-not-found", case_id = case_id.to_string()))
+            })?;
         let min = if r.min_score > 0.0 {
             r.min_score.min(1.0)
         } else {
@@ -110,10 +112,10 @@ impl DuplicatesApi {
         let kind: Option<LinkKind> = cv::required(&mut e.v, "kind", r.kind);
         let case_id = e.finish()?;
         let Some(kind) = kind else {
-            return Err(CasesError::Precondition("no link kind".into()));
+            return Err(CasesError::Precondition(msg!("case-link-kind-missing")));
         };
         let Some(other) = other else {
-            return Err(CasesError::NotFound("no other case".into()));
+            return Err(CasesError::NotFound(msg!("case-link-other-missing")));
         };
         let mut tx = self.0.pool.begin().await?;
         for id in [&case_id, &other] {
@@ -123,7 +125,10 @@ impl DuplicatesApi {
                     .fetch_optional(&mut *tx)
                     .await?;
             if exists.is_none() {
-                return Err(CasesError::NotFound(format!("no case {id}")));
+                return Err(CasesError::NotFound(msg!(
+                    "case-not-found",
+                    case_id = id.to_string()
+                )));
             }
         }
         let created =
@@ -152,7 +157,7 @@ impl DuplicatesApi {
         }
         let keep_id = e.finish()?;
         let Some(merged_id) = merged_id else {
-            return Err(CasesError::NotFound("no case to merge".into()));
+            return Err(CasesError::NotFound(msg!("case-merge-other-missing")));
         };
         let now = Utc::now();
         let mut tx = self.0.pool.begin().await?;
@@ -169,12 +174,16 @@ impl DuplicatesApi {
         };
         let mut keep = keep;
         if keep.status == CaseStatus::Merged {
-            return Err(CasesError::precondition(
-                format!(
-                    "case {keep_id} was itself merged into {}",
-                    keep.merged_into.as_deref().unwrap_or("another case")
-                ),
-                format!("الحالة {keep_id} مدموجة بالفعل في حالة أخرى"),
+            let case_id = keep_id.to_string();
+            return Err(CasesError::Precondition(
+                match keep.merged_into.as_deref() {
+                    Some(into) => msg!(
+                        "case-merge-keep-merged",
+                        case_id = case_id,
+                        merged_into = into
+                    ),
+                    None => msg!("case-merge-keep-merged-elsewhere", case_id = case_id),
+                },
             ));
         }
         merged.status = apply(merged.status, Move::Merge).map_err(illegal)?;

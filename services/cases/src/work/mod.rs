@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use himaya_proto::convert as cv;
-use himaya_proto::status::Lang;
+use himaya_proto::status::{msg, Lang};
 use himaya_proto::v1 as pb;
 use himaya_record::lifecycle::{
     self, apply, on_registration, AcceptanceDecision, ClosureReason, DeadlineKind, Move,
@@ -118,7 +118,7 @@ fn envelope(meta: &MetadataMap, case_id: &str, actor: &str) -> Envelope {
     }
     check_text(&mut v, "actor", actor, 64);
     Envelope {
-        lang: Lang::of(meta),
+        lang: himaya_proto::status::lang(meta),
         case_id,
         v,
     }
@@ -162,7 +162,7 @@ fn required_text(v: &mut Violations, field: &str, text: &str) {
 }
 
 fn illegal(e: lifecycle::IllegalMove) -> CasesError {
-    CasesError::precondition(&e, e.arabic())
+    CasesError::Precondition(e.msg())
 }
 
 fn deadlines(s: &DeadlineSettings) -> RiskDeadlines {
@@ -190,8 +190,9 @@ impl State {
         if agency.agency_type == AgencyType::SocialAffairs {
             Ok(id)
         } else {
-            Err(CasesError::PermissionDenied(format!(
-                "`{id}` is not a case-owning (social affairs) agency"
+            Err(CasesError::PermissionDenied(msg!(
+                "case-owner-only",
+                agency_id = id
             )))
         }
     }

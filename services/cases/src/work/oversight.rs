@@ -49,9 +49,10 @@ impl pb::oversight_server::Oversight for OversightApi {
                 .await?;
             if !allowed {
                 // Named by the access, never by its case.
-                return Err(CasesError::PermissionDenied(format!(
-                    "break-glass access {} is not in the area of `{id}` — ليس ضمن نطاق هذه الجهة",
-                    r.break_glass_id.trim()
+                return Err(CasesError::PermissionDenied(msg!(
+                    "break-glass-not-in-area",
+                    break_glass_id = r.break_glass_id.trim(),
+                    agency_id = &id
                 ))
                 .into());
             }

@@ -153,10 +153,7 @@ impl CaseWorkApi {
         let mut rec = load_for_update(&mut tx, &case_id, r.expected_version).await?;
         apply(rec.status, Move::Plan).map_err(illegal)?;
         if rec.assessment.is_none() {
-            return Err(CasesError::precondition(
-                "record the comprehensive assessment before the plan",
-                "سجّل التقييم الشامل قبل وضع الخطة",
-            ));
+            return Err(CasesError::Precondition(msg!("case-plan-needs-assessment")));
         }
         // The new plan replaces the old one: its actions' deadlines go with it.
         close_deadlines(&mut tx, &case_id, &[DeadlineKind::PlanAction], "cancelled").await?;
@@ -211,16 +208,17 @@ impl CaseWorkApi {
                 .find(|a| a.action_id == r.action_id)
         });
         let Some(action) = action else {
-            return Err(CasesError::NotFound(format!(
-                "case {case_id} has no plan action `{}`",
-                r.action_id
+            return Err(CasesError::NotFound(msg!(
+                "case-plan-action-not-found",
+                case_id = case_id.to_string(),
+                action_id = &r.action_id
             )));
         };
         if action.done {
-            return Err(CasesError::precondition(
-                format!("action {} is already done", r.action_id),
-                format!("الإجراء {} منجز بالفعل", r.action_id),
-            ));
+            return Err(CasesError::Precondition(msg!(
+                "case-plan-action-done",
+                action_id = &r.action_id
+            )));
         }
         action.done = true;
         close_deadline_for(

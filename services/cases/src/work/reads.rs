@@ -1,6 +1,7 @@
 //! Reading a case's history and the escalations raised.
 
 use himaya_record::Priority;
+use tonic::Code;
 
 use super::*;
 
@@ -11,8 +12,9 @@ impl CaseWorkApi {
     ) -> Result<Response<pb::History>, Status> {
         let (meta, _, r) = req.into_parts();
         self.0.owner_of(&meta, &[&r.case_id]).await?;
-        let case_id = CaseId::parse(&r.case_id)
-            .map_err(|e| Status::invalid_argument(format!("case_id: {e}")))?;
+        let case_id = CaseId::parse(&r.case_id).map_err(|_| {
+            himaya_proto::status::status(Code::InvalidArgument, &msg!("case-id-invalid"))
+        })?;
         let rows = sqlx::query_as::<_, (i64, String, String, chrono::DateTime<Utc>)>(
             "SELECT version, actor, change, at FROM case_history WHERE case_id = $1 ORDER BY id",
         )
@@ -21,7 +23,11 @@ impl CaseWorkApi {
         .await
         .map_err(CasesError::from)?;
         if rows.is_empty() {
-            return Err(CasesError::NotFound(format!("no case {case_id}")).into());
+            return Err(CasesError::NotFound(msg!(
+                "case-not-found",
+                case_id = case_id.to_string()
+            ))
+            .into());
         }
         let entries = rows
             .into_iter()
@@ -45,14 +51,17 @@ impl CaseWorkApi {
         let only_of = himaya_proto::status::acting(&meta)
             .filter(|a| !a.has("supervisor"))
             .map(|a| a.person);
-        let lang = himaya_proto::status::Lang::of(&meta);
+        let lang = himaya_proto::status::lang(&meta);
         let (_, agency) = self.0.calling_agency(&meta)?;
         let (everywhere, governorates) = crate::access::area(agency);
         let since = if r.since.is_empty() {
             None
         } else {
             let t = chrono::DateTime::parse_from_rfc3339(&r.since).map_err(|_| {
-                Status::invalid_argument("since: not an RFC 3339 time such as 2026-11-22T09:00:00Z")
+                himaya_proto::status::status(
+                    Code::InvalidArgument,
+                    &msg!("case-escalations-since-invalid"),
+                )
             })?;
             Some(t.with_timezone(&Utc))
         };
@@ -100,8 +109,9 @@ impl CaseWorkApi {
         };
         let caseworker = Some(r.caseworker_id.trim()).filter(|c| !c.is_empty());
         if caseworker.is_none() && !r.unassigned {
-            return Err(Status::invalid_argument(
-                "caseworker_id: name a caseworker, or ask for the unassigned queue (unassigned = true)",
+            return Err(himaya_proto::status::status(
+                Code::InvalidArgument,
+                &msg!("case-list-needs-caseworker"),
             ));
         }
         if let Some(a) = himaya_proto::status::acting(&meta) {
@@ -125,10 +135,7 @@ impl CaseWorkApi {
             };
             if !allowed {
                 tracing::warn!(person = %a.person, "list refused: not the person's own cases or team");
-                return Err(CasesError::PermissionDenied(
-                    "caseworker_id: you may list your own cases, or as a supervisor your team's and the unassigned queue — يمكنك عرض حالاتك فقط، أو حالات فريقك وقائمة الانتظار إن كنت مشرفًا".into(),
-                )
-                .into());
+                return Err(CasesError::PermissionDenied(msg!("case-list-not-yours")).into());
             }
         }
         let rows = sqlx::query_as::<_, SummaryRow>(

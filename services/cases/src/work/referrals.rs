@@ -87,8 +87,10 @@ impl ServiceReferralsApi {
                 himaya_record::Purpose::ServiceProvision,
             )
             .await?;
-        Err(CasesError::PermissionDenied(format!(
-            "agency `{agency_id}` is not party to service referral {id} — ليست الجهة طرفًا في إحالة الخدمة"
+        Err(CasesError::PermissionDenied(msg!(
+            "service-referral-not-party",
+            agency_id = agency_id,
+            service_referral_id = id.to_string()
         )))
     }
 
@@ -100,9 +102,10 @@ impl ServiceReferralsApi {
             Ok(Side::Referrer)
         } else {
             tracing::warn!(service_referral_id = %r.id, agency = %agency, "service referral refused: the agency is not party to it");
-            Err(CasesError::PermissionDenied(format!(
-                "agency `{agency}` is not party to service referral {}",
-                r.id
+            Err(CasesError::PermissionDenied(msg!(
+                "service-referral-not-party",
+                agency_id = agency,
+                service_referral_id = &r.id
             )))
         }
     }
@@ -130,16 +133,10 @@ impl ServiceReferralsApi {
         // The case lock serializes referrals of one case: no two live ones per action.
         let rec = load_locked(&mut tx, &case_id).await?;
         if rec.status != CaseStatus::Registered {
-            return Err(CasesError::precondition(
-                format_args!(
-                    "service referrals are made for registered cases; this one is `{}`",
-                    rec.status
-                ),
-                format_args!(
-                    "تُنشأ إحالات الخدمة للحالات المسجلة فقط؛ هذه الحالة `{}`",
-                    rec.status
-                ),
-            ));
+            return Err(CasesError::Precondition(msg!(
+                "service-referral-case-not-registered",
+                status = rec.status.to_string()
+            )));
         }
         let actions: Vec<_> = rec
             .plan
@@ -149,14 +146,21 @@ impl ServiceReferralsApi {
             .collect();
         let Some(action) = actions.iter().find(|a| a.action_id == action_id) else {
             let ids: Vec<&str> = actions.iter().map(|a| a.action_id.as_str()).collect();
-            return Err(CasesError::NotFound(format!(
-                "the plan of case {case_id} has no action `{action_id}`; its actions: {}",
-                if ids.is_empty() {
-                    "none (set a plan first)".to_owned()
-                } else {
-                    ids.join(", ")
-                }
-            )));
+            let case_id = case_id.to_string();
+            return Err(CasesError::NotFound(if ids.is_empty() {
+                msg!(
+                    "service-referral-action-not-found-no-plan",
+                    case_id = case_id,
+                    action_id = action_id
+                )
+            } else {
+                msg!(
+                    "service-referral-action-not-found",
+                    case_id = case_id,
+                    action_id = action_id,
+                    actions = ids.join(", ")
+                )
+            }));
         };
         // A health service says who pays: the hub decides it from the case's risk and what
         // the family can pay, which the referrer must say (the caller never types the
@@ -172,16 +176,16 @@ impl ServiceReferralsApi {
             None
         };
         if action.done {
-            return Err(CasesError::precondition(
-                format_args!("action {action_id} is already done; nothing to refer"),
-                format_args!("الإجراء {action_id} منجز بالفعل؛ لا شيء لإحالته"),
-            ));
+            return Err(CasesError::Precondition(msg!(
+                "service-referral-action-done",
+                action_id = action_id
+            )));
         }
         if action.responsible_agency == from {
-            return Err(CasesError::precondition(
-                format_args!("action {action_id} is your own agency's; a service referral goes to another agency"),
-                format_args!("الإجراء {action_id} من مسؤولية جهتك؛ إحالة الخدمة تكون إلى جهة أخرى"),
-            ));
+            return Err(CasesError::Precondition(msg!(
+                "service-referral-own-agency",
+                action_id = action_id
+            )));
         }
         let live: Option<String> = sqlx::query_scalar(
             "SELECT service_referral_id FROM service_referrals
@@ -193,10 +197,11 @@ impl ServiceReferralsApi {
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(live) = live {
-            return Err(CasesError::precondition(
-                format_args!("action {action_id} already has a live service referral, {live}; cancel it first to refer again"),
-                format_args!("للإجراء {action_id} إحالة خدمة قائمة ({live})؛ ألغها أولًا لإعادة الإحالة"),
-            ));
+            return Err(CasesError::Precondition(msg!(
+                "service-referral-already-live",
+                action_id = action_id,
+                service_referral_id = live
+            )));
         }
         let sr = ServiceReferralRow {
             id: ServiceReferralId::new().to_string(),
@@ -247,7 +252,7 @@ impl ServiceReferralsApi {
             &self.0.settings,
             &rec,
             Some(&sr.to_agency),
-            himaya_proto::status::Lang::of(meta),
+            himaya_proto::status::lang(meta),
         );
         if warnings.is_empty() {
             open_deadline_for(
@@ -286,7 +291,7 @@ impl ServiceReferralsApi {
         let agency = self.agency(meta)?;
         self.require_party(meta, &agency, &r.service_referral_id)
             .await?;
-        let lang = Lang::of(meta);
+        let lang = himaya_proto::status::lang(meta);
         let mut v = Violations::new();
         let id = Self::referral_id(&mut v, &r.service_referral_id);
         // Any state but the first: a referral is requested only by creating it.
@@ -308,9 +313,12 @@ impl ServiceReferralsApi {
             return Err(CasesError::Invalid(v, lang));
         };
         let mut tx = self.0.pool.begin().await?;
-        let mut sr = store::load_for_update(&mut tx, &id)
-            .await?
-            .ok_or_else(|| CasesError::NotFound(format!("no service referral {id}")))?;
+        let mut sr = store::load_for_update(&mut tx, &id).await?.ok_or_else(|| {
+            CasesError::NotFound(msg!(
+                "service-referral-not-found",
+                service_referral_id = &id
+            ))
+        })?;
         let side = Self::side(&sr, &agency)?;
         if sr.version != r.expected_version {
             return Err(CasesError::StaleReferral {
@@ -345,11 +353,14 @@ impl ServiceReferralsApi {
             .await?;
         let mut v = Violations::new();
         let Some(id) = Self::referral_id(&mut v, &r.service_referral_id) else {
-            return Err(CasesError::Invalid(v, Lang::of(meta)));
+            return Err(CasesError::Invalid(v, himaya_proto::status::lang(meta)));
         };
-        let sr = store::load(&self.0.pool, &id)
-            .await?
-            .ok_or_else(|| CasesError::NotFound(format!("no service referral {id}")))?;
+        let sr = store::load(&self.0.pool, &id).await?.ok_or_else(|| {
+            CasesError::NotFound(msg!(
+                "service-referral-not-found",
+                service_referral_id = &id
+            ))
+        })?;
         Self::side(&sr, &agency)?;
         self.reply(sr, &agency).await
     }
@@ -377,7 +388,7 @@ impl ServiceReferralsApi {
             .flatten();
         let state: Option<TaskState> = cv::optional(&mut v, "state", r.state);
         if !v.is_empty() {
-            return Err(CasesError::Invalid(v, Lang::of(meta)));
+            return Err(CasesError::Invalid(v, himaya_proto::status::lang(meta)));
         }
         if let Some(case_id) = &case_id {
             let (_, a) = self.0.calling_agency(meta)?;

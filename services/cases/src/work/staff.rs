@@ -26,7 +26,7 @@ impl StaffApi {
         r: pb::AddStaffRequest,
     ) -> Result<Response<pb::StaffMember>, CasesError> {
         let agency = self.0.owner(meta)?;
-        let lang = Lang::of(meta);
+        let lang = himaya_proto::status::lang(meta);
         let mut v = Violations::new();
         let id_ok = !r.staff_id.is_empty()
             && r.staff_id.len() <= 64
@@ -66,10 +66,11 @@ impl StaffApi {
             .fetch_optional(&mut *tx)
             .await?;
             if found.is_none() {
-                return Err(CasesError::precondition(
-                    format!("`{sup}` is not a supervisor of {agency}"),
-                    format!("`{sup}` ليس مشرفًا في {agency}"),
-                ));
+                return Err(CasesError::Precondition(msg!(
+                    "staff-not-a-supervisor",
+                    staff_id = sup,
+                    agency_id = &agency
+                )));
             }
             let max = self.0.settings.lifecycle.max_caseworkers_per_supervisor;
             let team: i64 = sqlx::query_scalar(
@@ -81,14 +82,21 @@ impl StaffApi {
             .await?;
             if team >= max {
                 let room = with_room(&mut tx, &agency, StaffRole::Supervisor, max).await?;
-                let (en, ar) = (
-                    room.as_deref().unwrap_or("none"),
-                    room.as_deref().unwrap_or("لا أحد"),
-                );
-                return Err(CasesError::precondition(
-                    format!("supervisor {sup} already oversees {team} caseworkers (the limit is {max}); supervisors with room: {en}"),
-                    format!("المشرف {sup} يشرف على {team} أخصائيين (الحد الأقصى {max})؛ مشرفون لديهم متسع: {ar}"),
-                ));
+                return Err(CasesError::Precondition(match room {
+                    Some(room) => msg!(
+                        "staff-team-full",
+                        supervisor_id = sup,
+                        team = team,
+                        max = max,
+                        room = room
+                    ),
+                    None => msg!(
+                        "staff-team-full-no-room",
+                        supervisor_id = sup,
+                        team = team,
+                        max = max
+                    ),
+                }));
             }
         }
         // The key is (agency_id, staff_id): only the agency's own ids conflict.
@@ -101,10 +109,10 @@ impl StaffApi {
             .await?
             .rows_affected();
         if inserted == 0 {
-            return Err(CasesError::precondition(
-                format!("staff member `{}` already exists", r.staff_id),
-                format!("الموظف `{}` مسجل من قبل", r.staff_id),
-            ));
+            return Err(CasesError::Precondition(msg!(
+                "staff-exists",
+                staff_id = &r.staff_id
+            )));
         }
         tx.commit().await?;
         Ok(Response::new(pb::StaffMember {
@@ -141,24 +149,19 @@ impl CaseWorkApi {
                 .fetch_optional(&mut *tx)
                 .await?;
         let Some(Some(supervisor_id)) = sup else {
-            return Err(CasesError::precondition(
-                format!("`{}` is not a caseworker of {agency}", r.caseworker_id),
-                format!("`{}` ليس أخصائي حالة في {agency}", r.caseworker_id),
-            ));
+            return Err(CasesError::Precondition(msg!(
+                "staff-not-a-caseworker",
+                staff_id = &r.caseworker_id,
+                agency_id = &agency
+            )));
         };
         // A supervisor assigns within their own team.
         if let Some(a) = himaya_proto::status::acting(meta) {
             if supervisor_id != a.person {
-                return Err(CasesError::precondition(
-                    format!(
-                        "caseworker {} is not in your team: assign to one you supervise",
-                        r.caseworker_id
-                    ),
-                    format!(
-                        "الأخصائي {} ليس من فريقك: أسند الحالة إلى أحد من تشرف عليهم",
-                        r.caseworker_id
-                    ),
-                ));
+                return Err(CasesError::Precondition(msg!(
+                    "staff-not-in-team",
+                    staff_id = &r.caseworker_id
+                )));
             }
         }
         let max = self.0.settings.lifecycle.max_cases_per_caseworker;
@@ -170,20 +173,21 @@ impl CaseWorkApi {
             .await?;
         if open >= max {
             let room = with_room(&mut tx, &agency, StaffRole::Caseworker, max).await?;
-            let (en, ar) = (
-                room.as_deref().unwrap_or("none"),
-                room.as_deref().unwrap_or("لا أحد"),
-            );
-            return Err(CasesError::precondition(
-                format!(
-                    "caseworker {} already has {open} open cases (the limit is {max}); caseworkers with room: {en}",
-                    r.caseworker_id
+            return Err(CasesError::Precondition(match room {
+                Some(room) => msg!(
+                    "staff-caseload-full",
+                    staff_id = &r.caseworker_id,
+                    open = open,
+                    max = max,
+                    room = room
                 ),
-                format!(
-                    "لدى الأخصائي {} {open} حالات مفتوحة (الحد الأقصى {max})؛ أخصائيون لديهم متسع: {ar}",
-                    r.caseworker_id
+                None => msg!(
+                    "staff-caseload-full-no-room",
+                    staff_id = &r.caseworker_id,
+                    open = open,
+                    max = max
                 ),
-            ));
+            }));
         }
         let mut rec = load_for_update(&mut tx, &case_id, r.expected_version).await?;
         apply(rec.status, Move::Assign).map_err(illegal)?;

@@ -1,0 +1,8 @@
+# الدليل: الجهات وخريطة الخدمات.
+
+directory-agency-not-found = لا توجد جهة `{ $agency_id }` في الدليل
+directory-service-not-found = لا توجد خدمة { $service_id } على الخريطة
+directory-service-not-yours = الخدمة { $service_id } تابعة للجهة `{ $agency_id }`؛ لا تغيّر الجهة إلا خدماتها
+directory-service-stale = الخدمة { $service_id } في الإصدار { $current } وليس { $expected }: أعد تحميلها ثم حاول مجددًا
+directory-service-changed = تغيّرت الخدمة { $service_id } في الأثناء: أعد تحميلها ثم حاول مجددًا
+directory-service-removed = الخدمة { $service_id } محذوفة من الخريطة بالفعل
