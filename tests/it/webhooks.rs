@@ -712,6 +712,11 @@ async fn a_primero_that_cannot_push_is_pulled_page_by_page() {
     .unwrap();
     assert!(reason.contains("data.sex"), "{reason}");
     assert!(primero.requests().iter().all(|s| s.path == "/api/v2/cases"));
+    // Each turn is counted for an operator: the fourth page asked for means three turns
+    // ended (one page each), all of them pulls.
+    let (turns, outcome) = poll_turn(&pool, "mosa-cairo").await;
+    assert!(turns >= 3, "{turns} turns");
+    assert_eq!(outcome, "pulled");
 
     // While another replica holds the agency's pull (its lease), this one skips its
     // turns; once the lease is released, pulls resume.
@@ -719,10 +724,24 @@ async fn a_primero_that_cannot_push_is_pulled_page_by_page() {
         .execute(&pool)
         .await
         .unwrap();
-    // A pull that had begun ends at its next page; then no more.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // A pull that had begun may still ask for one page; the first turn counted as
+    // skipped has ended, so its pages are all in. Then two more skipped turns, no page.
+    let skipped = eventually(
+        10,
+        "a turn skipped for the other replica's lease",
+        || async {
+            let (turns, outcome) = poll_turn(&pool, "mosa-cairo").await;
+            (outcome == "lease_held_elsewhere").then_some(turns)
+        },
+    )
+    .await;
     let before = primero.count();
-    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    eventually(10, "two more turns skipped", || async {
+        let (turns, outcome) = poll_turn(&pool, "mosa-cairo").await;
+        assert_eq!(outcome, "lease_held_elsewhere", "turn {turns}");
+        (turns >= skipped + 2).then_some(())
+    })
+    .await;
     assert_eq!(
         primero.count(),
         before,
@@ -736,7 +755,20 @@ async fn a_primero_that_cannot_push_is_pulled_page_by_page() {
         (primero.count() > before).then_some(())
     })
     .await;
+    eventually(10, "a turn counted as pulled again", || async {
+        (poll_turn(&pool, "mosa-cairo").await.1 == "pulled").then_some(())
+    })
+    .await;
     hub.stop().await;
+}
+
+/// The agency's poller turns so far (every replica's) and how the last one ended.
+async fn poll_turn(pool: &sqlx::PgPool, agency: &str) -> (i64, String) {
+    sqlx::query_as("SELECT turns, last_outcome FROM connectors.poll_turns WHERE agency_id = $1")
+        .bind(agency)
+        .fetch_one(pool)
+        .await
+        .unwrap()
 }
 
 /// Sends `head` (and nothing more) on a raw connection; returns what the server answered

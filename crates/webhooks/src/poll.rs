@@ -10,6 +10,11 @@
 //! a pull holds the agency's lease (`connectors.poll_leases`, renewed at every page,
 //! running out by itself if its replica dies), and a replica finding it held skips its
 //! turn.
+//!
+//! Every turn, whichever way it ends, is counted in `connectors.poll_turns` (one row per
+//! agency: `turns`, `last_turn_at`, `last_outcome` of `pulled`, `lease_held_elsewhere`
+//! or `failed`), so an operator can see when a pull was last attempted and why nothing
+//! came. Recording it is best effort: a failure to write it is logged and the pulls go on.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -63,9 +68,9 @@ pub(super) fn start(
             tracing::info!(agency = %id, every_ms = every, "polling the agency's Primero for changed cases");
             loop {
                 match pull_once(&app, &executor, &credentials, &id, &holder, &stop).await {
-                    Ok(taken) if taken > 0 => tracing::info!(agency = %id, taken, "pulled changed cases"),
-                    Ok(_) => {}
-                    Err(why) => tracing::warn!(agency = %id, why, "pull stopped; trying again next time"),
+                    Turn::Pulled(taken) if taken > 0 => tracing::info!(agency = %id, taken, "pulled changed cases"),
+                    Turn::Pulled(_) | Turn::LeaseHeldElsewhere => {}
+                    Turn::Failed(why) => tracing::warn!(agency = %id, why, "pull stopped; trying again next time"),
                 }
                 tokio::select! {
                     _ = stop.cancelled() => return,
@@ -77,9 +82,53 @@ pub(super) fn start(
     tasks
 }
 
-/// One pull: every page changed since the cursor; how many cases were taken in. Taken
-/// only while this replica (`holder`) holds the agency's lease; another replica's turn
-/// is skipped.
+/// How a poller's turn ended; `connectors.poll_turns.last_outcome` keeps its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Turn {
+    /// This replica held the lease and pulled: how many cases were taken in (refused ones
+    /// are parked), the cursor moved past them.
+    Pulled(usize),
+    /// Another replica holds the agency's lease: the turn was skipped, or a pull stopped
+    /// at the page where it found the lease taken (its cursor unmoved).
+    LeaseHeldElsewhere,
+    /// The pull stopped on the agency, the network, the hub or storage: why (names and
+    /// codes, never a case's content). The cursor stays; the next turn tries again.
+    Failed(String),
+}
+
+impl Turn {
+    /// The outcome's name in `connectors.poll_turns` (its CHECK lists the same three).
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Turn::Pulled(_) => "pulled",
+            Turn::LeaseHeldElsewhere => "lease_held_elsewhere",
+            Turn::Failed(_) => "failed",
+        }
+    }
+}
+
+/// Why a pull stopped before its end.
+enum Stopped {
+    /// Another replica took the agency's lease between two pages.
+    LeaseLost,
+    Failed(String),
+}
+
+impl From<String> for Stopped {
+    fn from(why: String) -> Self {
+        Stopped::Failed(why)
+    }
+}
+
+impl From<&str> for Stopped {
+    fn from(why: &str) -> Self {
+        Stopped::Failed(why.to_owned())
+    }
+}
+
+/// One turn: if this replica (`holder`) holds the agency's lease, pulls every page
+/// changed since the cursor; another replica's turn is skipped. Counted in
+/// `connectors.poll_turns` whichever way it ends.
 pub async fn pull_once(
     app: &App,
     executor: &Executor,
@@ -87,24 +136,62 @@ pub async fn pull_once(
     agency: &str,
     holder: &str,
     stop: &CancellationToken,
-) -> Result<usize, String> {
-    if !lease(app, agency, holder).await? {
-        tracing::debug!(
-            agency,
-            "another replica is pulling this agency; skipping this turn"
-        );
-        return Ok(0);
-    }
-    let pulled = pull(app, executor, credentials, agency, holder, stop).await;
-    if let Err(e) = sqlx::query("DELETE FROM poll_leases WHERE agency_id = $1 AND holder = $2")
-        .bind(agency)
-        .bind(holder)
-        .execute(&app.pool)
-        .await
+) -> Turn {
+    let turn = match lease(app, agency, holder).await {
+        Err(why) => Turn::Failed(why),
+        Ok(false) => {
+            tracing::debug!(
+                agency,
+                "another replica is pulling this agency; skipping this turn"
+            );
+            Turn::LeaseHeldElsewhere
+        }
+        Ok(true) => {
+            let pulled = pull(app, executor, credentials, agency, holder, stop).await;
+            if let Err(e) =
+                sqlx::query("DELETE FROM poll_leases WHERE agency_id = $1 AND holder = $2")
+                    .bind(agency)
+                    .bind(holder)
+                    .execute(&app.pool)
+                    .await
+            {
+                tracing::warn!(agency, error = %e, "the pull's lease could not be released; it runs out by itself");
+            }
+            match pulled {
+                Ok(taken) => Turn::Pulled(taken),
+                Err(Stopped::LeaseLost) => {
+                    // Only a page slower than the lease, or an operator, lets this happen.
+                    tracing::warn!(
+                        agency,
+                        "another replica took over this agency's pull between two pages; it goes on from the cursor"
+                    );
+                    Turn::LeaseHeldElsewhere
+                }
+                Err(Stopped::Failed(why)) => Turn::Failed(why),
+            }
+        }
+    };
+    record(app, agency, &turn).await;
+    turn
+}
+
+/// Counts the turn in `connectors.poll_turns`, after the pull and its lease are done
+/// with: an operator's view, so a failure to write it is only logged (the agency and
+/// the outcome, no case data) and never stops the pulls.
+async fn record(app: &App, agency: &str, turn: &Turn) {
+    let outcome = turn.outcome();
+    if let Err(e) = sqlx::query(
+        "INSERT INTO poll_turns (agency_id, turns, last_turn_at, last_outcome) VALUES ($1, 1, now(), $2)
+         ON CONFLICT (agency_id) DO UPDATE SET turns = poll_turns.turns + 1,
+           last_turn_at = EXCLUDED.last_turn_at, last_outcome = EXCLUDED.last_outcome",
+    )
+    .bind(agency)
+    .bind(outcome)
+    .execute(&app.pool)
+    .await
     {
-        tracing::warn!(agency, error = %e, "the pull's lease could not be released; it runs out by itself");
+        tracing::warn!(agency, outcome, error = %e, "the poller's turn could not be recorded; pulls go on");
     }
-    pulled
 }
 
 /// Takes or renews the agency's lease for `holder`: whether it is ours now.
@@ -131,7 +218,7 @@ async fn pull(
     agency: &str,
     holder: &str,
     stop: &CancellationToken,
-) -> Result<usize, String> {
+) -> Result<usize, Stopped> {
     let settings = app.settings.agencies.get(agency).ok_or("unknown agency")?;
     let endpoint = settings.endpoint.as_deref().ok_or("no endpoint")?;
     let db = |e: sqlx::Error| format!("storage: {e}");
@@ -150,7 +237,7 @@ async fn pull(
             return Err("stopping".into());
         }
         if page > 1 && !lease(app, agency, holder).await? {
-            return Err("another replica took over this agency's pull".into());
+            return Err(Stopped::LeaseLost);
         }
         let url = format!(
             "{}{}",
@@ -161,7 +248,7 @@ async fn pull(
         if let Some(a) = credentials
             .authorization(executor, agency)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|e| Stopped::Failed(e.to_string()))?
         {
             headers.push(("Authorization", a));
         }
@@ -179,7 +266,7 @@ async fn pull(
                 if e == himaya_connect::TransientError::Unauthorized {
                     credentials.rejected(call.header("Authorization")).await;
                 }
-                return Err(e.to_string());
+                return Err(e.to_string().into());
             }
         };
         let body = match answered.outcome {
@@ -188,10 +275,10 @@ async fn pull(
             } => v,
             Outcome::Delivered { .. } => return Err("the page is not JSON".into()),
             Outcome::Rejected { status, .. } => {
-                return Err(format!("the agency refused the pull (HTTP {status})"))
+                return Err(format!("the agency refused the pull (HTTP {status})").into())
             }
         };
-        let (cases, more) = pull::read_page(&body).map_err(|e| e.to_string())?;
+        let (cases, more) = pull::read_page(&body).map_err(|e| Stopped::Failed(e.to_string()))?;
         let empty = cases.is_empty();
         for case in cases {
             // The cases the hub itself put into this Primero come back in the pull.
@@ -206,7 +293,7 @@ async fn pull(
                 // parked; anything else (the hub busy, a permission or conflict to sort
                 // out) stops the pull here, the cursor stays, and the next pull redoes it.
                 Err(r) if r.status != axum::http::StatusCode::UNPROCESSABLE_ENTITY => {
-                    return Err(format!("{} ({})", r.message.render(Lang::English), r.code))
+                    return Err(format!("{} ({})", r.message.render(Lang::English), r.code).into())
                 }
                 Err(r) => {
                     let message_id = case
@@ -256,4 +343,28 @@ async fn pull(
     .await
     .map_err(db)?;
     Ok(taken)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Turn;
+
+    /// A name the table's CHECK refuses would lose the record of every such turn (only
+    /// a warning), so each outcome must be one the migration lists.
+    #[test]
+    fn every_outcome_is_one_the_turns_table_accepts() {
+        let migration = include_str!("../../connect/migrations/0007_poll_turns.sql");
+        let check = migration
+            .lines()
+            .find(|l| l.contains("last_outcome TEXT"))
+            .unwrap_or_default();
+        for turn in [
+            Turn::Pulled(0),
+            Turn::LeaseHeldElsewhere,
+            Turn::Failed(String::new()),
+        ] {
+            let quoted = format!("'{}'", turn.outcome());
+            assert!(check.contains(&quoted), "{quoted} not in: {check}");
+        }
+    }
 }
