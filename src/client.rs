@@ -225,8 +225,18 @@ pub async fn submit(
         };
         match result {
             Ok(r) => return Ok((r.into_inner(), id)),
-            Err(s) if s.code() == Code::Unavailable && attempt < 4 => {
-                tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+            // A busy hub (RESOURCE_EXHAUSTED) says when to send again; an unavailable one
+            // gets a growing wait. The same submission id either way: never a second case.
+            Err(s)
+                if matches!(s.code(), Code::Unavailable | Code::ResourceExhausted)
+                    && attempt < 4 =>
+            {
+                use tonic_types::StatusExt;
+                let hinted = s.get_details_retry_info().and_then(|i| i.retry_delay);
+                let wait = hinted
+                    .unwrap_or(Duration::from_millis(500 * attempt))
+                    .min(Duration::from_secs(30));
+                tokio::time::sleep(wait).await;
             }
             Err(s) => bail!("{}", explain(&s, lang)),
         }

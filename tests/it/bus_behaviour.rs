@@ -511,10 +511,7 @@ async fn notifications_do_not_cut_the_relay_backoff_short_while_the_broker_is_do
     let stats = std::sync::Arc::new(RelayStats::default());
     let shutdown = tokio_util::sync::CancellationToken::new();
     // A slow poll: rounds start on notifications (and, once failing, on the backoff).
-    let cfg = RelayConfig {
-        poll_interval: Duration::from_secs(5),
-        batch_size: 100,
-    };
+    let cfg = RelayConfig::new(Duration::from_secs(5), 100);
     let relay = tokio::spawn(run_relay_with_stats(
         pool.clone(),
         bus.clone(),

@@ -14,6 +14,7 @@ mod connectors;
 mod disclosure_log;
 mod exports_and_notices;
 mod identity;
+mod overload;
 mod referral_flow;
 mod web;
 mod webhooks;

@@ -197,11 +197,16 @@ pub fn rule_for(path: &str) -> Option<Callers> {
 #[derive(Clone)]
 pub struct GatewayLayer {
     settings: Arc<Settings>,
+    admission: Arc<Admission>,
 }
 
 impl GatewayLayer {
     pub fn new(settings: Arc<Settings>) -> Self {
-        GatewayLayer { settings }
+        let admission = Arc::new(Admission::new(&settings.limits));
+        GatewayLayer {
+            settings,
+            admission,
+        }
     }
 }
 
@@ -212,6 +217,7 @@ impl<S> tower_layer::Layer<S> for GatewayLayer {
         Door {
             inner,
             settings: self.settings.clone(),
+            admission: self.admission.clone(),
         }
     }
 }
@@ -221,6 +227,93 @@ impl<S> tower_layer::Layer<S> for GatewayLayer {
 pub struct Door<S> {
     inner: S,
     settings: Arc<Settings>,
+    admission: Arc<Admission>,
+}
+
+/// How many intake calls the hub works on at once, in two lanes: routine referrals, and
+/// hotline escalations, whose lane routine work cannot take. Past a lane's bound a call
+/// is refused at once (RESOURCE_EXHAUSTED with a retry hint), never queued: a queue in
+/// front of a saturated hub only makes every caller wait longer, the urgent ones too.
+pub struct Admission {
+    routine: Arc<tokio::sync::Semaphore>,
+    urgent: Arc<tokio::sync::Semaphore>,
+    retry_after: std::time::Duration,
+    /// Refusals so far, and when one was last logged (a log line a second at most).
+    shed: std::sync::atomic::AtomicU64,
+    logged_at: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// Which lane an RPC is admitted through; `None`: not bounded here.
+fn lane(path: &str) -> Option<Lane> {
+    match path {
+        "/himaya.v1.Intake/EscalateHotlineCall" => Some(Lane::Urgent),
+        "/himaya.v1.Intake/SubmitSchoolReferral" | "/himaya.v1.Intake/SubmitAgencyReferral" => {
+            Some(Lane::Routine)
+        }
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    Routine,
+    Urgent,
+}
+
+impl Admission {
+    pub fn new(limits: &himaya_settings::ServerLimits) -> Admission {
+        Admission {
+            routine: Arc::new(tokio::sync::Semaphore::new(limits.intake_in_flight)),
+            urgent: Arc::new(tokio::sync::Semaphore::new(limits.urgent_in_flight)),
+            retry_after: limits.busy_retry_after(),
+            shed: Default::default(),
+            logged_at: Default::default(),
+        }
+    }
+
+    /// A place in the call's lane, held until its answer is written; a refusal when
+    /// the lane is full.
+    #[allow(clippy::result_large_err)]
+    fn admit(&self, path: &str) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Status> {
+        let Some(lane) = lane(path) else {
+            return Ok(None);
+        };
+        let sem = match lane {
+            Lane::Routine => &self.routine,
+            Lane::Urgent => &self.urgent,
+        };
+        match sem.clone().try_acquire_owned() {
+            Ok(permit) => Ok(Some(permit)),
+            Err(_) => {
+                let shed = self.shed.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                let mut at = self.logged_at.lock().unwrap_or_else(|p| p.into_inner());
+                if at.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1)) {
+                    *at = Some(std::time::Instant::now());
+                    tracing::warn!(rpc = path, lane = ?lane, shed_so_far = shed, "intake call refused: the hub is at its bound (limits.intake_in_flight / urgent_in_flight)");
+                }
+                Err(busy(self.retry_after))
+            }
+        }
+    }
+
+    /// Calls refused so far.
+    pub fn shed(&self) -> u64 {
+        self.shed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// RESOURCE_EXHAUSTED saying when to send again (`google.rpc.RetryInfo`).
+fn busy(retry_after: std::time::Duration) -> Status {
+    let mut details = tonic_types::ErrorDetails::new();
+    details.set_retry_info(Some(retry_after));
+    himaya_proto::status::status_with(
+        Code::ResourceExhausted,
+        &msg!(
+            "gateway-busy",
+            retry_after_ms = retry_after.as_millis() as u64
+        ),
+        details,
+    )
 }
 
 impl<S, B> tower_service::Service<Request<B>> for Door<S>
@@ -241,15 +334,19 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let lang = lang_of(req.headers());
-        match admit(&self.settings, &mut req) {
-            Ok(()) => {
+        let admitted =
+            admit(&self.settings, &mut req).and_then(|()| self.admission.admit(req.uri().path()));
+        match admitted {
+            Ok(permit) => {
                 let max = self.settings.grpc.max_message_bytes;
                 let answer = self.inner.call(req);
                 Either::Left(Box::pin(async move {
-                    answer.await.map(|mut r| {
+                    let answered = answer.await.map(|mut r| {
                         crate::errors::mend(r.headers_mut(), lang, max);
                         r
-                    })
+                    });
+                    drop(permit);
+                    answered
                 }))
             }
             Err(refusal) => {

@@ -25,7 +25,11 @@ pub const DOMAIN: &str = "himaya.v1";
 /// for `case-not-found`, the arguments as metadata) so that a client can act on the
 /// reason without reading text. The gateway renders it again in the caller's language.
 pub fn status(code: Code, msg: &Msg) -> Status {
-    let mut details = ErrorDetails::new();
+    status_with(code, msg, ErrorDetails::new())
+}
+
+/// [`status`] with more details beside the message's (a retry hint, say).
+pub fn status_with(code: Code, msg: &Msg, mut details: ErrorDetails) -> Status {
     details.set_error_info(
         reason(msg.id()),
         DOMAIN,

@@ -196,6 +196,15 @@ pub struct DatabaseSettings {
     /// `postgres://user@host:port/database`.
     pub url: SecretString,
     pub max_connections: u32,
+    /// Connections of the cases service kept for hotline escalations alone, apart from
+    /// `max_connections`: a burst of routine referrals cannot make an urgent one wait for
+    /// a connection.
+    #[serde(default = "default_urgent_connections")]
+    pub urgent_connections: u32,
+}
+
+fn default_urgent_connections() -> u32 {
+    2
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -216,6 +225,29 @@ pub struct RelaySettings {
     pub poll_interval_ms: u64,
     /// Outbox rows published per round trip of confirms.
     pub batch_size: i64,
+    /// Database connections of each service's relay, a pool of its own: a burst of
+    /// intake calls cannot starve the relay of connections, nor the relay the calls.
+    #[serde(default = "default_relay_connections")]
+    pub connections: u32,
+    /// Sent outbox rows are deleted once they are this old (the outbox holds what is
+    /// not yet sent, and a short record of what was).
+    #[serde(default = "default_keep_sent_secs")]
+    pub keep_sent_secs: u64,
+    /// A consumer remembers a processed message id this long (its inbox), so a copy
+    /// that arrives again within it is dropped. Longer than any redelivery: the broker's
+    /// redeliveries come within minutes, a relay's republish after a crash at once.
+    #[serde(default = "default_inbox_keep_hours")]
+    pub inbox_keep_hours: u64,
+}
+
+fn default_relay_connections() -> u32 {
+    3
+}
+fn default_keep_sent_secs() -> u64 {
+    3_600
+}
+fn default_inbox_keep_hours() -> u64 {
+    168
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -554,6 +586,18 @@ impl Settings {
         }
         if self.bus.prefetch == 0 {
             return Err(invalid("bus.prefetch", "must be at least 1"));
+        }
+        if self.relay.connections < 2 {
+            return Err(invalid(
+                "relay.connections",
+                "must be at least 2 (one listens for notifications, one claims rows)",
+            ));
+        }
+        if self.relay.keep_sent_secs == 0 || self.relay.inbox_keep_hours == 0 {
+            return Err(invalid(
+                "relay.keep_sent_secs",
+                "relay.keep_sent_secs and relay.inbox_keep_hours must be greater than 0",
+            ));
         }
         if self.relay.batch_size < 1 {
             return Err(invalid("relay.batch_size", "must be at least 1"));

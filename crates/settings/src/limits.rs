@@ -30,6 +30,16 @@ pub struct ServerLimits {
     /// A gRPC connection is closed gracefully after this long, so that no connection
     /// (nor a client trickling headers on it) lives for ever.
     pub max_connection_age_secs: u64,
+    /// Routine intake calls (a school's or an agency's referral) the hub works on at
+    /// once. One more is refused at once with RESOURCE_EXHAUSTED and a retry hint rather
+    /// than queued: under a burst the hub answers every caller within its limits, and the
+    /// caller (the CLI, the webhooks, an agency) sends it again later.
+    pub intake_in_flight: usize,
+    /// Hotline escalations worked on at once: a lane of their own, which routine intake
+    /// cannot take, so an urgent call is never refused because routine ones filled it.
+    pub urgent_in_flight: usize,
+    /// The retry hint of a refused call (`google.rpc.RetryInfo`, `Retry-After`).
+    pub busy_retry_after_ms: u64,
 }
 
 impl Default for ServerLimits {
@@ -43,6 +53,9 @@ impl Default for ServerLimits {
             body_read_timeout_ms: 15_000,
             max_concurrent_streams: 64,
             max_connection_age_secs: 3_600,
+            intake_in_flight: 64,
+            urgent_in_flight: 16,
+            busy_retry_after_ms: 1_000,
         }
     }
 }
@@ -66,6 +79,9 @@ impl ServerLimits {
     pub fn max_connection_age(&self) -> Duration {
         Duration::from_secs(self.max_connection_age_secs)
     }
+    pub fn busy_retry_after(&self) -> Duration {
+        Duration::from_millis(self.busy_retry_after_ms)
+    }
 
     pub(crate) fn validate(&self) -> Result<(), SettingsError> {
         let positive = [
@@ -83,6 +99,9 @@ impl ServerLimits {
                 "limits.max_connection_age_secs",
                 self.max_connection_age_secs,
             ),
+            ("limits.intake_in_flight", self.intake_in_flight as u64),
+            ("limits.urgent_in_flight", self.urgent_in_flight as u64),
+            ("limits.busy_retry_after_ms", self.busy_retry_after_ms),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(invalid(*key, "must be greater than 0"));

@@ -131,6 +131,28 @@ pub async fn connect(url: &str, schema: &str, max_connections: u32) -> Result<Pg
     Ok(pool)
 }
 
+/// Another pool of a service on its schema (prepared by [`connect_service`]), of
+/// `max_connections`, connecting as it needs: the relay's, the urgent lane's.
+pub fn extra_pool(
+    db: &himaya_settings::DatabaseSettings,
+    schema: &str,
+    max_connections: u32,
+) -> Result<PgPool, StoreError> {
+    pool_of(db.url.expose_secret(), schema, max_connections)
+}
+
+/// Another pool on a schema [`connect`] prepared, connecting as it needs.
+pub fn pool_of(url: &str, schema: &str, max_connections: u32) -> Result<PgPool, StoreError> {
+    let schema = check_name(schema)?;
+    let opts = PgConnectOptions::from_str(url)
+        .map_err(StoreError::Url)?
+        .options([("search_path", schema)]);
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(std::time::Duration::from_secs(10))
+        .connect_lazy_with(opts))
+}
+
 async fn prepare_schema(conn: &mut PgConnection, schema: &str) -> Result<(), StoreError> {
     let mut tx = conn.begin().await?;
     // Serialise DDL across processes starting together.
@@ -164,6 +186,18 @@ async fn prepare_schema(conn: &mut PgConnection, schema: &str) -> Result<(), Sto
     ))
     .execute(&mut *tx)
     .await?;
+    // The relay claims urgent rows first (see relay.rs), in this index's order.
+    sqlx::query(&format!(
+        "CREATE INDEX IF NOT EXISTS outbox_unsent_urgent_first ON {schema}.outbox (priority DESC, id) WHERE sent_at IS NULL"
+    ))
+    .execute(&mut *tx)
+    .await?;
+    // Sent rows are pruned by age (relay.keep_sent_secs), inbox ids by age too.
+    sqlx::query(&format!(
+        "CREATE INDEX IF NOT EXISTS outbox_sent_at ON {schema}.outbox (sent_at) WHERE sent_at IS NOT NULL"
+    ))
+    .execute(&mut *tx)
+    .await?;
     sqlx::query(&format!(
         "CREATE TABLE IF NOT EXISTS {schema}.inbox (
             consumer TEXT NOT NULL,
@@ -171,6 +205,11 @@ async fn prepare_schema(conn: &mut PgConnection, schema: &str) -> Result<(), Sto
             processed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
             PRIMARY KEY (consumer, message_id)
         )"
+    ))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(&format!(
+        "CREATE INDEX IF NOT EXISTS inbox_processed_at ON {schema}.inbox (processed_at)"
     ))
     .execute(&mut *tx)
     .await?;
@@ -202,8 +241,10 @@ pub async fn start_service(
 ) -> Result<(PgPool, tokio::task::JoinHandle<()>), StoreError> {
     let pool = connect_service(&settings.database, schema).await?;
     migrator.run(&pool).await?;
+    // The relay's own connections, apart from the handlers' pool.
+    let relay_pool = extra_pool(&settings.database, schema, settings.relay.connections)?;
     let relay = tokio::spawn(run_relay(
-        pool.clone(),
+        relay_pool,
         bus,
         (&settings.relay).into(),
         shutdown,
@@ -225,6 +266,8 @@ impl From<&himaya_settings::RelaySettings> for relay::RelayConfig {
         relay::RelayConfig {
             poll_interval: std::time::Duration::from_millis(s.poll_interval_ms),
             batch_size: s.batch_size,
+            keep_sent: std::time::Duration::from_secs(s.keep_sent_secs),
+            inbox_keep: std::time::Duration::from_secs(s.inbox_keep_hours * 3_600),
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The outbox relay: claims unsent rows with `FOR UPDATE SKIP LOCKED` (so relays in several
 //! processes share the work), publishes them with confirms, and marks them sent only after
 //! the broker acknowledged. A crash between publish and commit republishes the row: the
-//! consumers' inbox drops the duplicate.
+//! consumers' inbox drops the duplicate. Urgent rows (hotline escalations, high risk)
+//! are claimed before routine ones, so a backlog of routine work never delays them
+//! here. Sent rows and old inbox ids are pruned as it goes.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +23,29 @@ use crate::{channel_of, current_schema, StoreError};
 pub struct RelayConfig {
     pub poll_interval: Duration,
     pub batch_size: i64,
+    /// Sent rows older than this are deleted.
+    pub keep_sent: Duration,
+    /// Inbox ids older than this are deleted.
+    pub inbox_keep: Duration,
 }
+
+impl RelayConfig {
+    /// Polling every `poll_interval`, `batch_size` rows a round, pruning as configured by
+    /// default (an hour of sent rows, a week of inbox ids).
+    pub fn new(poll_interval: Duration, batch_size: i64) -> RelayConfig {
+        RelayConfig {
+            poll_interval,
+            batch_size,
+            keep_sent: Duration::from_secs(3_600),
+            inbox_keep: Duration::from_secs(168 * 3_600),
+        }
+    }
+}
+
+/// How often a relay prunes its schema's sent outbox rows and old inbox ids.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// Rows deleted per statement, so no prune holds locks or writes WAL for long.
+const PRUNE_BATCH: i64 = 5_000;
 
 /// What a relay has done so far: for tests and for anyone watching a relay's pace.
 #[derive(Debug, Default)]
@@ -64,7 +88,12 @@ pub async fn run_relay_with_stats(
 ) {
     let mut listener = listen(&pool).await;
     let mut outage = Outage::new(policy(cfg.poll_interval));
+    let mut pruned_at = Instant::now();
     while !shutdown.is_cancelled() {
+        if pruned_at.elapsed() >= PRUNE_EVERY {
+            pruned_at = Instant::now();
+            prune(&pool, &cfg).await;
+        }
         stats.rounds.fetch_add(1, Ordering::Relaxed);
         let go_on = match relay_once(&pool, &bus, cfg.batch_size).await {
             // A full batch: more rows may be waiting, take them at once.
@@ -93,6 +122,53 @@ pub async fn run_relay_with_stats(
         }
         if listener.is_none() {
             listener = listen(&pool).await;
+        }
+    }
+}
+
+/// Deletes sent outbox rows and inbox ids past their keeping time, a batch at a time:
+/// the hot tables stay the size of a few minutes' traffic, whatever autovacuum does.
+/// A failure is logged and tried again at the next prune.
+pub async fn prune(pool: &PgPool, cfg: &RelayConfig) {
+    let statements = [
+        (
+            "outbox",
+            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox
+               WHERE sent_at IS NOT NULL AND sent_at < now() - make_interval(secs => $1)
+               LIMIT $2)",
+            cfg.keep_sent,
+        ),
+        (
+            "inbox",
+            "DELETE FROM inbox WHERE ctid IN (SELECT ctid FROM inbox
+               WHERE processed_at < now() - make_interval(secs => $1)
+               LIMIT $2)",
+            cfg.inbox_keep,
+        ),
+    ];
+    for (table, sql, keep) in statements {
+        let mut deleted = 0u64;
+        loop {
+            match sqlx::query(sql)
+                .bind(keep.as_secs_f64())
+                .bind(PRUNE_BATCH)
+                .execute(pool)
+                .await
+            {
+                Ok(done) => {
+                    deleted += done.rows_affected();
+                    if done.rows_affected() < PRUNE_BATCH as u64 {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(table, error = %e, "pruning failed; trying again later");
+                    break;
+                }
+            }
+        }
+        if deleted > 0 {
+            tracing::debug!(table, deleted, "pruned");
         }
     }
 }
@@ -247,7 +323,7 @@ pub async fn relay_once(pool: &PgPool, bus: &Bus, batch: i64) -> Result<usize, R
         "SELECT id, message_id, exchange, routing_key, event_type, priority, headers, payload
            FROM outbox
           WHERE sent_at IS NULL AND next_attempt_at <= now()
-          ORDER BY id
+          ORDER BY priority DESC, id
           LIMIT $1
           FOR UPDATE SKIP LOCKED",
     )

@@ -143,6 +143,13 @@ pub fn refusal(status: &Status) -> Refusal {
             .map(|v| (v.field, v.description))
             .collect();
     }
+    // The hub's retry hint (a busy lane) becomes the agency's `Retry-After`.
+    // Whole seconds (RFC 9110), at least one.
+    r.retry_after_secs = status
+        .get_details_retry_info()
+        .and_then(|i| i.retry_delay)
+        .or_else(|| (http == StatusCode::SERVICE_UNAVAILABLE).then(|| Duration::from_secs(5)))
+        .map(|d| u32::try_from(d.as_millis().div_ceil(1000).max(1)).unwrap_or(u32::MAX));
     if http.is_server_error() {
         tracing::error!(code = ?status.code(), "the hub failed a webhook's call");
         r.message = super::Said::Msg(msg!("webhook-could-not-take"));

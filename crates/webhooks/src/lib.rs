@@ -110,6 +110,9 @@ pub struct Refusal {
     pub message: Said,
     pub field: Option<String>,
     pub violations: Vec<(String, String)>,
+    /// When to send again, in whole seconds (`Retry-After`), where the hub said (a busy
+    /// or unavailable hub).
+    pub retry_after_secs: Option<u32>,
     /// The language the refusal is told in (see [`Refusal::localized`]).
     lang: Lang,
 }
@@ -150,6 +153,7 @@ impl Refusal {
             message,
             field: None,
             violations: Vec::new(),
+            retry_after_secs: None,
             lang: Lang::English,
         }
     }
@@ -420,6 +424,7 @@ fn reply_at(
     replayed: bool,
     instance: Option<&str>,
 ) -> Response {
+    let retry_after = outcome.as_ref().err().and_then(|r| r.retry_after_secs);
     let mut resp = match outcome {
         // FHIR clients expect a resource back: the answer as an informational outcome.
         Ok((status, body)) if protocol == Protocol::FhirR4 => (
@@ -447,6 +452,12 @@ fn reply_at(
             resp
         }
     };
+    if let Some(secs) = retry_after {
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, v);
+        }
+    }
     if protocol == Protocol::FhirR4 {
         resp.headers_mut().insert(
             axum::http::header::CONTENT_TYPE,
@@ -552,6 +563,23 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_busy_hub_is_a_429_saying_when_to_send_again() {
+        use tonic_types::StatusExt;
+        let mut details = tonic_types::ErrorDetails::new();
+        details.set_retry_info(Some(std::time::Duration::from_millis(1500)));
+        let st = tonic::Status::with_error_details(tonic::Code::ResourceExhausted, "busy", details);
+        let r = hub_client::refusal(&st);
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+        let resp = reply(Protocol::HimayaJson, Err(r), false);
+        // Whole seconds, rounded up.
+        assert_eq!(resp.headers()[axum::http::header::RETRY_AFTER], "2");
+        // A refusal that is the agency's to fix says nothing of retrying.
+        let r = hub_client::refusal(&tonic::Status::invalid_argument("x"));
+        let resp = reply(Protocol::HimayaJson, Err(r), false);
+        assert!(!resp.headers().contains_key(axum::http::header::RETRY_AFTER));
+    }
 
     #[test]
     fn tokens_compare_in_full() {

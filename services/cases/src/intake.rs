@@ -45,6 +45,7 @@ impl IntakeApi {
 
     async fn submit(
         &self,
+        pool: &sqlx::PgPool,
         meta: &MetadataMap,
         mut v: Violations,
         s: Submission,
@@ -83,14 +84,8 @@ impl IntakeApi {
             .get("traceparent")
             .and_then(|t| t.to_str().ok())
             .map(str::to_owned);
-        let out: Submitted = open_case(
-            &self.0.pool,
-            &record,
-            &submitter,
-            &s.submission_id,
-            traceparent,
-        )
-        .await?;
+        let out: Submitted =
+            open_case(pool, &record, &submitter, &s.submission_id, traceparent).await?;
         tracing::info!(
             case_id = %out.case_id,
             referral_id = %out.referral_id,
@@ -100,7 +95,7 @@ impl IntakeApi {
             "referral accepted"
         );
         // A proposal only: a failure to read the map never fails the referral.
-        let proposed_services = crate::service_map::propose(&self.0.pool, &record)
+        let proposed_services = crate::service_map::propose(pool, &record)
             .await
             .unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "no service proposals: the service map could not be read");
@@ -158,7 +153,7 @@ impl pb::intake_server::Intake for IntakeApi {
             },
             body: r.referral,
         };
-        Ok(Response::new(self.submit(&meta, v, s).await?))
+        Ok(Response::new(self.submit(&self.0.pool, &meta, v, s).await?))
     }
 
     #[tracing::instrument(skip_all, fields(path = "hotline"))]
@@ -197,7 +192,10 @@ impl pb::intake_server::Intake for IntakeApi {
             },
             body: r.referral,
         };
-        Ok(Response::new(self.submit(&meta, v, s).await?))
+        // Its own connections: routine intake cannot hold them all.
+        Ok(Response::new(
+            self.submit(&self.0.urgent_pool, &meta, v, s).await?,
+        ))
     }
 
     #[tracing::instrument(skip_all, fields(path = "agency"))]
@@ -241,6 +239,6 @@ impl pb::intake_server::Intake for IntakeApi {
             },
             body: r.referral,
         };
-        Ok(Response::new(self.submit(&meta, v, s).await?))
+        Ok(Response::new(self.submit(&self.0.pool, &meta, v, s).await?))
     }
 }

@@ -63,6 +63,8 @@ pub struct Cases;
 
 pub(crate) struct State {
     pub pool: PgPool,
+    /// Connections for hotline escalations alone (`database.urgent_connections`).
+    pub urgent_pool: PgPool,
     pub settings: Arc<Settings>,
     /// Exports running at once in this process: each holds a connection and a core
     /// busy, so a burst of them must not starve intake and reads.
@@ -110,8 +112,14 @@ impl Component for Cases {
         if indexed > 0 {
             tracing::info!(cases = indexed, "children index backfilled");
         }
+        let urgent_pool = himaya_store::extra_pool(
+            &settings.database,
+            SCHEMA,
+            settings.database.urgent_connections.max(1),
+        )?;
         let state = Arc::new(State {
             pool: pool.clone(),
+            urgent_pool,
             settings: settings.clone(),
             exports: Arc::new(tokio::sync::Semaphore::new(MAX_EXPORTS)),
         });

@@ -14,3 +14,4 @@ gateway-systems-only = { $rpc } مخصص لأنظمة الجهات لا للأش
 gateway-role-may-not-call = لا يسمح دورك باستدعاء { $rpc }؛ هو مسموح لأدوار: { $roles }
 gateway-undecodable = الطلب ليس رسالة صالحة من نوع هذه العملية (protocol buffers): تأكد من أن العميل يستخدم ملفات .proto الحالية للمنصة
 gateway-too-large = الطلب أكبر من الحد المسموح لعملية واحدة ({ $max } بايت، grpc.max_message_bytes): اختصر الحقول النصية الطويلة أو القوائم
+gateway-busy = بلغت المنصة حدها لهذا النوع من الطلبات الآن؛ أعد الإرسال بعد { $retry_after_ms } ملي ثانية بالقيمة نفسها في submission_id (لم يُحفظ شيء)

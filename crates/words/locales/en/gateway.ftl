@@ -14,3 +14,4 @@ gateway-systems-only = { $rpc } is for agencies' systems, not for a person
 gateway-role-may-not-call = your role may not call { $rpc }: it is for { $roles }
 gateway-undecodable = the request is not a valid message of this call's type (protocol buffers): check that the client uses the hub's current .proto files
 gateway-too-large = the request is larger than the { $max } bytes one call may carry (grpc.max_message_bytes): shorten the long text fields or the lists
+gateway-busy = the hub is at its bound for this kind of call right now; send it again in { $retry_after_ms } ms with the same submission_id (nothing was stored)
