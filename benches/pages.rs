@@ -36,7 +36,7 @@ fn env_num(var: &str, default: u64) -> u64 {
 }
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder()
+    http_builder()
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(64)
         .build()

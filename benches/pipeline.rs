@@ -402,7 +402,7 @@ async fn connectors(n: usize) -> Vec<Figures> {
         a.inbound_token = Some(himaya_settings::SecretString::from(token));
     }
     let hub = env.start().await;
-    let http = reqwest::Client::new();
+    let http = http();
     let hooks = format!(
         "http://{}/agencies/school-cairo-alnour/school/referrals",
         hub.webhook_addr.unwrap()

@@ -6,6 +6,9 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Before anything builds an HTTP client: reqwest is built without a rustls provider of
+    // its own (no aws-lc-rs beside ring; see Cargo.toml) and panics where none is set.
+    himaya_connect::install_crypto_provider();
     let cli = himaya::cli::Cli::parse();
     match himaya::cli::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,

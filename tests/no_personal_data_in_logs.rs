@@ -128,7 +128,7 @@ async fn no_canary_reaches_a_log_an_error_or_a_panic() {
     // Webhooks: a school system's referral carrying the canaries (accepted, then its
     // FHIR delivery), and hostile payloads carrying them where they do not belong.
     let hooks = format!("http://{}", hub.webhook_addr.unwrap());
-    let http = reqwest::Client::new();
+    let http = http();
     let post = |agency: &'static str, path: &'static str, body: serde_json::Value| {
         let req = http
             .post(format!("{hooks}/agencies/{agency}/{path}"))

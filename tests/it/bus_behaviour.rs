@@ -127,7 +127,7 @@ async fn the_hub_heals_after_the_broker_drops_its_connections() {
 
     // Close every connection of this test's vhost, as a broker restart would.
     let api = env_or("HIMAYA_TEST_RABBIT_API", "http://127.0.0.1:15672");
-    let http = reqwest::Client::new();
+    let http = http();
     let names: Vec<String> = eventually(30, "the hub's connections listed", || async {
         let list: serde_json::Value = http
             .get(format!("{api}/api/vhosts/{}/connections", env.vhost))
@@ -531,7 +531,7 @@ async fn notifications_do_not_cut_the_relay_backoff_short_while_the_broker_is_do
     // The broker goes away: the vhost is deleted, its connections closed, and every
     // reconnection refused until it is back.
     let api = env_or("HIMAYA_TEST_RABBIT_API", "http://127.0.0.1:15672");
-    let http = reqwest::Client::new();
+    let http = http();
     let vhost_url = format!("{api}/api/vhosts/{}", env.vhost);
     let gone = http
         .delete(&vhost_url)

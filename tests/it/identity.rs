@@ -710,7 +710,9 @@ async fn the_web_components_certificate_asserts_a_person_only_with_an_agency_and
     let s = secured().await;
     // The public service map, through the web front under mutual TLS.
     let web = format!("http://127.0.0.1:{}", s.hub.web_addr.unwrap().port());
-    let r = reqwest::get(format!("{web}/services?governorate=Cairo"))
+    let r = http()
+        .get(format!("{web}/services?governorate=Cairo"))
+        .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);

@@ -57,7 +57,7 @@ async fn hooks_with(configure: impl FnOnce(&mut TestEnv, std::net::SocketAddr)) 
         env,
         hub,
         base,
-        http: reqwest::Client::new(),
+        http: http(),
         agency,
     }
 }

@@ -103,9 +103,26 @@ pub struct Executor {
     metrics: Metrics,
 }
 
+/// Makes ring the process's rustls crypto provider, unless one is already set.
+///
+/// reqwest is built with `rustls-no-provider` (Cargo.toml): its own `rustls` feature would
+/// compile aws-lc-rs, a C build, beside the ring that tonic and the hub's servers use. A
+/// reqwest client then takes rustls's process default, and building one while none is set
+/// panics. `main` calls this first thing; the executor, the web front's OpenID Connect
+/// client and the tests' clients call it too, so that no order of start-up can reach a
+/// client without a provider. A provider set earlier (by this or by an embedding program)
+/// is kept: this process links no other.
+pub fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Err only when another thread set one in between: that one stays, as above.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
 impl Executor {
     pub fn new(s: &ConnectorSettings) -> Result<Executor, reqwest::Error> {
         let timeout = Duration::from_millis(s.timeout_ms);
+        install_crypto_provider();
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
@@ -397,6 +414,62 @@ mod tests {
         assert!(
             elsewhere.accept().is_err(),
             "nothing reached the other host"
+        );
+    }
+
+    /// An agency whose certificate no CA of the system issued is sent nothing. The one
+    /// test where reqwest does a TLS handshake: on ring, the process provider
+    /// (`install_crypto_provider`), with the system's roots.
+    #[tokio::test]
+    async fn an_agency_certificate_no_trusted_ca_issued_gets_nothing() {
+        let rcgen::CertifiedKey { cert, key_pair } =
+            rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key_pair.serialize_der().into());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let agency = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = agency.local_addr().unwrap().port();
+        let (handshake, handshook) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            if let Ok((tcp, _)) = agency.accept().await {
+                let _ = handshake.send(acceptor.accept(tcp).await.is_ok());
+            }
+        });
+        let settings = ConnectorSettings {
+            timeout_ms: 2000,
+            attempts: 1,
+            backoff_ms: 1,
+            breaker_failures: 5,
+            breaker_cooldown_ms: 1000,
+            max_body_bytes: 1024,
+            webhook_listen: None,
+            hub_url: None,
+            client_certs_dir: Default::default(),
+        };
+        let ex = Executor::new(&settings).unwrap();
+        let url = format!("https://127.0.0.1:{port}/referrals");
+        let call = Call {
+            agency_id: "a",
+            method: Method::Post,
+            url: &url,
+            headers: vec![],
+            content_type: "application/json",
+            body: b"{}".to_vec(),
+        };
+        assert_eq!(
+            ex.call(&call).await.unwrap_err(),
+            TransientError::Unreachable
+        );
+        assert_eq!(
+            handshook.await,
+            Ok(false),
+            "the agency's server saw a handshake that failed, so no request"
         );
     }
 

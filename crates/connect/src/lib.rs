@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use auth::Credentials;
 pub use delivery::DeliveryConnector;
-pub use executor::{Call, Executor, Method, Outcome, TransientError};
+pub use executor::{install_crypto_provider, Call, Executor, Method, Outcome, TransientError};
 /// The catalogue's messages, for the mappings' refusals ([`InboundError`]).
 pub use himaya_words::{msg, Lang, Msg};
 pub use inbound::{InboundError, StatusChange};
@@ -49,7 +49,9 @@ pub enum ConnectError {
     Bus(#[from] himaya_bus::BusError),
     #[error("an event could not be encoded")]
     Codec(#[from] himaya_events::CodecError),
-    #[error("the HTTP client could not be built")]
+    /// The usual cause: no CA certificates on the system (Debian's `ca-certificates`),
+    /// which the client checks agencies' server certificates against.
+    #[error("the HTTP client for the agencies could not be built (are the system's CA certificates installed?)")]
     Http(#[from] reqwest::Error),
     #[error("agency `{agency}` speaks `{protocol}`, which has no connector in this build")]
     NoWire {

@@ -370,6 +370,13 @@ enum HttpError {
 
 impl Http {
     fn new(timeout: Duration) -> Result<Http, WebError> {
+        // reqwest takes rustls's process-wide provider (it is built with
+        // `rustls-no-provider`, so no aws-lc-rs beside ring) and panics without one. `main`
+        // sets ring first thing; this keeps a web front started any other way (the tests)
+        // from reaching here without it. A provider already set is kept.
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
         let client = reqwest::Client::builder()
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .timeout(timeout)
@@ -378,7 +385,8 @@ impl Http {
             .build()
             .map_err(|_| {
                 WebError::Internal(
-                    "the HTTP client for the OpenID Connect provider could not be built",
+                    "the HTTP client for the OpenID Connect provider could not be built \
+                     (are the system's CA certificates installed?)",
                 )
             })?;
         Ok(Http { client })

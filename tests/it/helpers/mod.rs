@@ -19,6 +19,20 @@ use himaya_settings::{SecretString, Settings};
 use sqlx::{Connection, PgConnection, PgPool};
 use tonic::transport::Channel;
 
+/// A builder for the tests' own HTTP clients (RabbitMQ's management API, the hub's web
+/// front and webhooks, chromedriver). Every test client is built through here: reqwest
+/// takes rustls's process-wide provider (it is built with `rustls-no-provider`) and panics
+/// without one, so a client built directly would pass or fail by which test ran first.
+pub fn http_builder() -> reqwest::ClientBuilder {
+    himaya_connect::install_crypto_provider();
+    reqwest::Client::builder()
+}
+
+/// A plain client from [`http_builder`].
+pub fn http() -> reqwest::Client {
+    http_builder().build().expect("an HTTP client")
+}
+
 pub fn env_or(key: &str, default: &str) -> String {
     std::env::var(key).unwrap_or_else(|_| default.to_owned())
 }
@@ -168,7 +182,7 @@ impl TestEnv {
             .await
             .unwrap();
         let api = rabbit_api();
-        let http = reqwest::Client::new();
+        let http = http();
         let put = http
             .put(format!("{api}/api/vhosts/{vhost}"))
             .basic_auth("guest", Some("guest"))
@@ -246,7 +260,7 @@ impl Drop for TestEnv {
                 return;
             };
             rt.block_on(async move {
-                let http = reqwest::Client::new();
+                let http = http();
                 let _ = http
                     .delete(format!("{}/api/vhosts/{vhost}", rabbit_api()))
                     .basic_auth("guest", Some("guest"))

@@ -67,7 +67,9 @@ async fn driver() -> Driver {
     let url = format!("http://127.0.0.1:{port}");
     let status = format!("{url}/status");
     eventually(20, "chromedriver", || async {
-        reqwest::get(&status)
+        http()
+            .get(&status)
+            .send()
             .await
             .ok()
             .filter(|r| r.status().is_success())
@@ -236,7 +238,7 @@ async fn a_school_officer_refers_a_child_in_arabic_and_it_reaches_health() {
 
 /// A plain HTTP client that keeps nothing: cookies are sent as the test says.
 fn http() -> reqwest::Client {
-    reqwest::Client::builder()
+    http_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
