@@ -240,7 +240,10 @@ fn component_name(c: Component) -> &'static str {
 fn server(settings: &Settings) -> Server {
     let l = &settings.limits;
     Server::builder()
-        .timeout(l.request_timeout())
+        // The gateway ends a call at the request timeout with a message in the caller's
+        // language (DEADLINE_EXCEEDED); this net, a second later, catches what runs
+        // outside it (reflection, health).
+        .timeout(l.request_timeout() + Duration::from_secs(1))
         .max_concurrent_streams(l.max_concurrent_streams)
         .http2_keepalive_interval(Some(l.idle_timeout() / 3))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))

@@ -117,3 +117,47 @@ async fn past_its_bound_routine_intake_is_refused_with_a_retry_hint_while_an_esc
     assert_eq!(count(&pool, "SELECT count(*) FROM cases.cases").await, 3);
     hub.stop().await;
 }
+
+/// A call that outlives `limits.request_timeout_ms` is ended by the gateway with
+/// DEADLINE_EXCEEDED in the caller's language, and its place in the lane is freed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_past_the_request_timeout_is_ended_in_the_callers_language() {
+    let mut env = TestEnv::new(None).await;
+    env.settings.limits.request_timeout_ms = 700;
+    env.settings.limits.intake_in_flight = 1;
+    let hub = env.start().await;
+    let ch = channel(&hub).await;
+    let pool = env.pool().await;
+    let mut lock = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE cases.cases IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let mut ar = from_school(school_request("sub-slow"));
+    ar.metadata_mut()
+        .insert("accept-language", "ar".parse().unwrap());
+    let ended = pb::intake_client::IntakeClient::new(ch.clone())
+        .submit_school_referral(ar)
+        .await
+        .unwrap_err();
+    assert_eq!(ended.code(), Code::DeadlineExceeded, "{ended:?}");
+    assert!(
+        ended.message().contains("700")
+            && ended
+                .message()
+                .chars()
+                .any(|c| ('\u{0600}'..='\u{06FF}').contains(&c)),
+        "{}",
+        ended.message()
+    );
+    lock.commit().await.unwrap();
+    // The abandoned call rolled back and gave its place back: the same submission is
+    // taken now, once.
+    let again = pb::intake_client::IntakeClient::new(ch.clone())
+        .submit_school_referral(from_school(school_request("sub-slow")))
+        .await
+        .expect("taken once the store is free");
+    assert!(!again.into_inner().replayed);
+    assert_eq!(count(&pool, "SELECT count(*) FROM cases.cases").await, 1);
+    hub.stop().await;
+}

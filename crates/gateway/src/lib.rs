@@ -339,12 +339,24 @@ where
         match admitted {
             Ok(permit) => {
                 let max = self.settings.grpc.max_message_bytes;
+                let deadline = self.settings.limits.request_timeout();
                 let answer = self.inner.call(req);
                 Either::Left(Box::pin(async move {
-                    let answered = answer.await.map(|mut r| {
-                        crate::errors::mend(r.headers_mut(), lang, max);
-                        r
-                    });
+                    let answered = match tokio::time::timeout(deadline, answer).await {
+                        Ok(answered) => answered.map(|mut r| {
+                            crate::errors::mend(r.headers_mut(), lang, max);
+                            r
+                        }),
+                        // The call is dropped (its transaction rolls back): said so, in
+                        // the caller's language.
+                        Err(_) => {
+                            let said = status(
+                                Code::DeadlineExceeded,
+                                &msg!("gateway-timeout", timeout_ms = deadline.as_millis() as u64),
+                            );
+                            Ok(localize(&said, lang).unwrap_or(said).into_http())
+                        }
+                    };
                     drop(permit);
                     answered
                 }))

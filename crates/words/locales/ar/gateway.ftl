@@ -15,3 +15,4 @@ gateway-role-may-not-call = لا يسمح دورك باستدعاء { $rpc }؛ �
 gateway-undecodable = الطلب ليس رسالة صالحة من نوع هذه العملية (protocol buffers): تأكد من أن العميل يستخدم ملفات .proto الحالية للمنصة
 gateway-too-large = الطلب أكبر من الحد المسموح لعملية واحدة ({ $max } بايت، grpc.max_message_bytes): اختصر الحقول النصية الطويلة أو القوائم
 gateway-busy = بلغت المنصة حدها لهذا النوع من الطلبات الآن؛ أعد الإرسال بعد { $retry_after_ms } ملي ثانية بالقيمة نفسها في submission_id (لم يُحفظ شيء)
+gateway-timeout = لم تكتمل العملية خلال { $timeout_ms } ملي ثانية (limits.request_timeout_ms) فأُلغيت؛ أعد الإرسال بالقيمة نفسها في submission_id (الإحالة التي استلمتها المنصة من قبل يُجاب عنها كما كانت، ولا تُستلم مرتين)

@@ -15,3 +15,4 @@ gateway-role-may-not-call = your role may not call { $rpc }: it is for { $roles 
 gateway-undecodable = the request is not a valid message of this call's type (protocol buffers): check that the client uses the hub's current .proto files
 gateway-too-large = the request is larger than the { $max } bytes one call may carry (grpc.max_message_bytes): shorten the long text fields or the lists
 gateway-busy = the hub is at its bound for this kind of call right now; send it again in { $retry_after_ms } ms with the same submission_id (nothing was stored)
+gateway-timeout = the call did not finish within { $timeout_ms } ms (limits.request_timeout_ms) and was abandoned; send it again with the same submission_id (a referral the hub already took is answered as it was, never taken twice)
