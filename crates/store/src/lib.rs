@@ -123,11 +123,7 @@ pub async fn connect(url: &str, schema: &str, max_connections: u32) -> Result<Pg
     let mut conn = PgConnection::connect_with(&opts).await?;
     prepare_schema(&mut conn, schema).await?;
     conn.close().await?;
-    let pool = PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(std::time::Duration::from_secs(10))
-        .connect_with(opts)
-        .await?;
+    let pool = options(max_connections).connect_with(opts).await?;
     Ok(pool)
 }
 
@@ -147,10 +143,20 @@ pub fn pool_of(url: &str, schema: &str, max_connections: u32) -> Result<PgPool, 
     let opts = PgConnectOptions::from_str(url)
         .map_err(StoreError::Url)?
         .options([("search_path", schema)]);
-    Ok(PgPoolOptions::new()
+    Ok(options(max_connections).connect_lazy_with(opts))
+}
+
+/// Every pool's options. No ping before each acquire: sqlx already pings a connection
+/// when it is released (and drops it if broken), so the ping at acquire was a second
+/// round trip per transaction (the pings were ~9.5 round trips per referral, measured in
+/// issue 14). A connection that broke while idle fails its statement instead, which
+/// every caller treats as retryable (the relay's next round, a redelivery, the client's
+/// retry with the same submission id).
+fn options(max_connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(std::time::Duration::from_secs(10))
-        .connect_lazy_with(opts))
+        .test_before_acquire(false)
 }
 
 async fn prepare_schema(conn: &mut PgConnection, schema: &str) -> Result<(), StoreError> {

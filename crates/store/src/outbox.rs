@@ -35,9 +35,13 @@ pub async fn enqueue_event<E: Event>(
 /// Adds `msg` to the outbox of the connection's schema and wakes the relay at commit.
 pub async fn enqueue(conn: &mut PgConnection, msg: &Outgoing) -> Result<(), StoreError> {
     let headers = serde_json::to_value(&msg.headers).map_err(|_| StoreError::Corrupt("headers"))?;
+    // One round trip: the row, and the NOTIFY that wakes the relay. NOTIFY is delivered
+    // at commit, and only if the transaction commits.
     sqlx::query(
-        "INSERT INTO outbox (message_id, exchange, routing_key, event_type, priority, headers, payload)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "WITH row AS (
+           INSERT INTO outbox (message_id, exchange, routing_key, event_type, priority, headers, payload)
+           VALUES ($1, $2, $3, $4, $5, $6, $7))
+         SELECT pg_notify('himaya_outbox_' || current_schema(), '')",
     )
     .bind(&msg.message_id)
     .bind(msg.exchange.as_str())
@@ -48,9 +52,5 @@ pub async fn enqueue(conn: &mut PgConnection, msg: &Outgoing) -> Result<(), Stor
     .bind(&msg.payload)
     .execute(&mut *conn)
     .await?;
-    // NOTIFY is delivered at commit, and only if the transaction commits.
-    sqlx::query("SELECT pg_notify('himaya_outbox_' || current_schema(), '')")
-        .execute(conn)
-        .await?;
     Ok(())
 }
