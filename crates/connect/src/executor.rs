@@ -341,6 +341,21 @@ fn classify(status: StatusCode) -> Result<Kind, TransientError> {
 mod tests {
     use super::*;
 
+    /// One call per delivery, a short timeout: the settings these tests share.
+    fn one_call() -> ConnectorSettings {
+        ConnectorSettings {
+            timeout_ms: 2000,
+            attempts: 1,
+            backoff_ms: 1,
+            breaker_failures: 5,
+            breaker_cooldown_ms: 1000,
+            max_body_bytes: 1024,
+            webhook_listen: None,
+            hub_url: None,
+            client_certs_dir: Default::default(),
+        }
+    }
+
     #[test]
     fn statuses_are_classified() {
         assert_eq!(classify(StatusCode::OK), Ok(Kind::Delivered));
@@ -385,17 +400,7 @@ mod tests {
                 let _ = write!(s, "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{elsewhere_addr}/steal\r\nContent-Length: 0\r\n\r\n");
             }
         });
-        let settings = ConnectorSettings {
-            timeout_ms: 2000,
-            attempts: 1,
-            backoff_ms: 1,
-            breaker_failures: 5,
-            breaker_cooldown_ms: 1000,
-            max_body_bytes: 1024,
-            webhook_listen: None,
-            hub_url: None,
-            client_certs_dir: Default::default(),
-        };
+        let settings = one_call();
         let ex = Executor::new(&settings).unwrap();
         let url = format!("http://{addr}/referrals");
         let call = Call {
@@ -441,17 +446,7 @@ mod tests {
                 let _ = handshake.send(acceptor.accept(tcp).await.is_ok());
             }
         });
-        let settings = ConnectorSettings {
-            timeout_ms: 2000,
-            attempts: 1,
-            backoff_ms: 1,
-            breaker_failures: 5,
-            breaker_cooldown_ms: 1000,
-            max_body_bytes: 1024,
-            webhook_listen: None,
-            hub_url: None,
-            client_certs_dir: Default::default(),
-        };
+        let settings = one_call();
         let ex = Executor::new(&settings).unwrap();
         let url = format!("https://127.0.0.1:{port}/referrals");
         let call = Call {
@@ -485,15 +480,9 @@ mod tests {
     #[test]
     fn backoff_grows_and_is_capped() {
         let settings = ConnectorSettings {
-            timeout_ms: 2000,
             attempts: 41,
             backoff_ms: 100,
-            breaker_failures: 5,
-            breaker_cooldown_ms: 1000,
-            max_body_bytes: 1024,
-            webhook_listen: None,
-            hub_url: None,
-            client_certs_dir: Default::default(),
+            ..one_call()
         };
         let ex = Executor::new(&settings).unwrap();
         // The wait after the n-th call.

@@ -165,60 +165,43 @@ async fn prepare_schema(conn: &mut PgConnection, schema: &str) -> Result<(), Sto
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('himaya.prepare_schema'))")
         .execute(&mut *tx)
         .await?;
-    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(&format!(
-        "CREATE TABLE IF NOT EXISTS {schema}.outbox (
-            id BIGSERIAL PRIMARY KEY,
-            message_id TEXT NOT NULL UNIQUE,
-            exchange TEXT NOT NULL,
-            routing_key TEXT NOT NULL,
-            event_type TEXT NOT NULL,
-            priority SMALLINT NOT NULL DEFAULT 0,
-            headers JSONB NOT NULL DEFAULT '{{}}',
-            payload BYTEA NOT NULL,
-            created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-            attempts INT NOT NULL DEFAULT 0,
-            next_attempt_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-            last_error TEXT,
-            sent_at TIMESTAMPTZ
-        )"
-    ))
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(&format!(
-        "CREATE INDEX IF NOT EXISTS outbox_unsent ON {schema}.outbox (next_attempt_at, id) WHERE sent_at IS NULL"
-    ))
-    .execute(&mut *tx)
-    .await?;
-    // The relay claims urgent rows first (see relay.rs), in this index's order.
-    sqlx::query(&format!(
-        "CREATE INDEX IF NOT EXISTS outbox_unsent_urgent_first ON {schema}.outbox (priority DESC, id) WHERE sent_at IS NULL"
-    ))
-    .execute(&mut *tx)
-    .await?;
-    // Sent rows are pruned by age (relay.keep_sent_secs), inbox ids by age too.
-    sqlx::query(&format!(
-        "CREATE INDEX IF NOT EXISTS outbox_sent_at ON {schema}.outbox (sent_at) WHERE sent_at IS NOT NULL"
-    ))
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(&format!(
-        "CREATE TABLE IF NOT EXISTS {schema}.inbox (
-            consumer TEXT NOT NULL,
-            message_id TEXT NOT NULL,
-            processed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-            PRIMARY KEY (consumer, message_id)
-        )"
-    ))
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(&format!(
-        "CREATE INDEX IF NOT EXISTS inbox_processed_at ON {schema}.inbox (processed_at)"
-    ))
-    .execute(&mut *tx)
-    .await?;
+    let ddl = [
+        format!("CREATE SCHEMA IF NOT EXISTS {schema}"),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {schema}.outbox (
+                id BIGSERIAL PRIMARY KEY,
+                message_id TEXT NOT NULL UNIQUE,
+                exchange TEXT NOT NULL,
+                routing_key TEXT NOT NULL,
+                event_type TEXT NOT NULL,
+                priority SMALLINT NOT NULL DEFAULT 0,
+                headers JSONB NOT NULL DEFAULT '{{}}',
+                payload BYTEA NOT NULL,
+                created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+                attempts INT NOT NULL DEFAULT 0,
+                next_attempt_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+                last_error TEXT,
+                sent_at TIMESTAMPTZ
+            )"
+        ),
+        format!("CREATE INDEX IF NOT EXISTS outbox_unsent ON {schema}.outbox (next_attempt_at, id) WHERE sent_at IS NULL"),
+        // The relay claims urgent rows first (see relay.rs), in this index's order.
+        format!("CREATE INDEX IF NOT EXISTS outbox_unsent_urgent_first ON {schema}.outbox (priority DESC, id) WHERE sent_at IS NULL"),
+        // Sent rows are pruned by age (relay.keep_sent_secs), inbox ids too.
+        format!("CREATE INDEX IF NOT EXISTS outbox_sent_at ON {schema}.outbox (sent_at) WHERE sent_at IS NOT NULL"),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {schema}.inbox (
+                consumer TEXT NOT NULL,
+                message_id TEXT NOT NULL,
+                processed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+                PRIMARY KEY (consumer, message_id)
+            )"
+        ),
+        format!("CREATE INDEX IF NOT EXISTS inbox_processed_at ON {schema}.inbox (processed_at)"),
+    ];
+    for statement in &ddl {
+        sqlx::query(statement).execute(&mut *tx).await?;
+    }
     tx.commit().await?;
     Ok(())
 }
