@@ -1184,6 +1184,13 @@ fn print_open_loop(rows: &[Row], raw_publish: f64, secs: u64, drain_secs: u64) {
             cpu(r.cpu[1]),
         );
     }
+    println!(
+        "offered, intake/s, deliv/s: routine school referrals (the probe adds {}/s); of broker: \
+         deliv/s as a share of the raw publish + confirm rate; urgent: escalations delivered/sent; \
+         backlog: unsent outbox rows when the window closed; drain \">\": bound hit, so \"lost\" \
+         may yet arrive; CPU: hub = this process less the load generator and agency (\"load\")",
+        1000 / PROBE_EVERY.as_millis()
+    );
     for r in rows.iter().filter(|r| !r.errors.is_empty()) {
         println!("errors at {:.0}/s: {:?}", r.offered, r.errors);
     }
