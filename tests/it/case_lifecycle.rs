@@ -645,6 +645,10 @@ async fn a_deadline_fires_once_even_across_a_restart() {
     env.settings.lifecycle.deadline_check_interval_ms = 50;
     let hub = env.start().await;
     assert_eq!(count(&pool, &indexed).await, 1, "children index backfilled");
+    let blocks = format!(
+        "SELECT count(*) FROM cases.child_blocks b JOIN cases.children c USING (child_no) WHERE c.case_id = '{case}'"
+    );
+    assert!(count(&pool, &blocks).await > 0, "its name blocks filed too");
     wait_count(
         &pool,
         "SELECT count(*) FROM cases.escalations WHERE kind = 'assignment'",

@@ -181,6 +181,67 @@ pub fn score(a: &MatchKey, b: &MatchKey) -> f64 {
     }
 }
 
+/// How many of a name's words make blocks: a first name, a father's, a grandfather's
+/// and a family name.
+const BLOCK_WORDS: usize = 4;
+
+/// The blocks a name falls in, for finding candidates without comparing against every
+/// stored child: one per pair of its first four words (so a child is found again when one
+/// word is misspelt, missing or added), each word reduced to its consonants (long vowels
+/// are the letters most often written or left out), hashed to 32 bits. A one-word name
+/// makes one block of that word, an empty one the block of the empty word. Hash
+/// collisions only add candidates, which [`score`] then ranks.
+pub fn name_blocks(name: &str) -> Vec<i32> {
+    let words: Vec<String> = name
+        .split_whitespace()
+        .take(BLOCK_WORDS)
+        .map(consonants)
+        .collect();
+    let mut blocks = Vec::with_capacity(6);
+    if words.len() <= 1 {
+        blocks.push(block_hash(words.first().map_or("", String::as_str), ""));
+    }
+    for i in 0..words.len() {
+        for j in i + 1..words.len() {
+            let b = block_hash(&words[i], &words[j]);
+            if !blocks.contains(&b) {
+                blocks.push(b);
+            }
+        }
+    }
+    blocks
+}
+
+/// A place's block (its normalized governorate, hashed), to rank candidates of the same
+/// place first.
+pub fn place_block(governorate: &str) -> i32 {
+    block_hash(governorate, "")
+}
+
+/// A normalized word without its long vowels (ا و ي), unless nothing else is left.
+fn consonants(word: &str) -> String {
+    let c: String = word
+        .chars()
+        .filter(|c| !matches!(c, 'ا' | 'و' | 'ي'))
+        .collect();
+    if c.is_empty() {
+        word.to_owned()
+    } else {
+        c
+    }
+}
+
+/// FNV-1a over two words with a separator, as a signed 32-bit number (PostgreSQL's
+/// `int`). Stable across versions and machines: blocks are stored.
+fn block_hash(a: &str, b: &str) -> i32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for byte in a.bytes().chain([0u8]).chain(b.bytes()) {
+        h ^= u32::from(byte);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    i32::from_ne_bytes(h.to_ne_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,5 +288,27 @@ mod tests {
         stranger.sex = Sex::Male;
         stranger.date_of_birth = NaiveDate::from_ymd_opt(2019, 1, 1);
         assert!(score(&ka, &MatchKey::of(&stranger, today())) < 0.3);
+    }
+
+    #[test]
+    fn a_misspelt_or_missing_word_keeps_a_block_in_common() {
+        let a = name_blocks(&normalize_arabic("مريم أحمد عبد الله"));
+        assert_eq!(a.len(), 3);
+        // Spelling variants the normalization folds land in the same blocks.
+        assert_eq!(a, name_blocks(&normalize_arabic("مَرْيَم احمد عبدالله")));
+        // A long vowel written or not: the same blocks.
+        assert_eq!(
+            name_blocks(&normalize_arabic("داود سليمان")),
+            name_blocks(&normalize_arabic("داوود سلمان"))
+        );
+        let typo = name_blocks(&normalize_arabic("مريم احمت عبدالله"));
+        assert_eq!(typo.iter().filter(|b| a.contains(b)).count(), 1);
+        let short = name_blocks(&normalize_arabic("مريم عبدالله"));
+        assert!(short.iter().all(|b| a.contains(b)));
+        assert_eq!(name_blocks("مريم").len(), 1);
+        assert_eq!(name_blocks(""), vec![block_hash("", "")]);
+        // Stored blocks must not change between versions.
+        assert_eq!(block_hash("a", "b"), 284_404_690);
+        assert_eq!(place_block("حلب"), block_hash("حلب", ""));
     }
 }

@@ -1,26 +1,44 @@
-//! Finding, linking and merging duplicate children. A nearest-neighbour walk of the
-//! trigram index narrows a million children to the 50 closest names within the birth-year
-//! window; `himaya_record::matching::score` ranks those.
+//! Finding, linking and merging duplicate children. Each child falls in a few name
+//! blocks per birth year (`himaya_record::matching::name_blocks`, table `child_blocks`);
+//! a search reads the sought name's blocks over the birth-year window from one b-tree,
+//! keeps the 50 children sharing the most blocks and `himaya_record::matching::score`
+//! ranks those.
 
 use chrono::NaiveDate;
-use himaya_record::matching::{score, MatchKey};
+use himaya_record::matching::{name_blocks, place_block, score, MatchKey};
 use himaya_record::{CaseId, CaseRecord, Sex};
 use sqlx::{PgConnection, PgPool};
 
 use crate::CasesError;
 
-/// Candidates fetched by name similarity before scoring.
+/// Candidates fetched from the blocks before scoring.
 const SHORTLIST: i64 = 50;
 
-/// Stores (or refreshes) a case's match key, in the caller's transaction.
+/// Years either side of a child's birth-year range still searched (two years apart
+/// still adds to a score).
+const YEARS_AROUND: i32 = 2;
+
+/// Stores (or refreshes) a case's match key and its blocks, in the caller's transaction,
+/// in one statement.
 pub async fn index_child(conn: &mut PgConnection, record: &CaseRecord) -> Result<(), CasesError> {
     let key = MatchKey::of(&record.child, record.created_at.date_naive());
+    let (blocks, years) = block_rows(&key);
     sqlx::query(
-        "INSERT INTO children (case_id, name_norm, latin_skeleton, sex, birth_year_min, birth_year_max, date_of_birth, governorate_norm, district_norm)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-         ON CONFLICT (case_id) DO UPDATE SET name_norm = EXCLUDED.name_norm, latin_skeleton = EXCLUDED.latin_skeleton,
-           sex = EXCLUDED.sex, birth_year_min = EXCLUDED.birth_year_min, birth_year_max = EXCLUDED.birth_year_max,
-           date_of_birth = EXCLUDED.date_of_birth, governorate_norm = EXCLUDED.governorate_norm, district_norm = EXCLUDED.district_norm",
+        "WITH c AS (
+           INSERT INTO children (case_id, name_norm, latin_skeleton, sex, birth_year_min, birth_year_max, date_of_birth, governorate_norm, district_norm)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+           ON CONFLICT (case_id) DO UPDATE SET name_norm = EXCLUDED.name_norm, latin_skeleton = EXCLUDED.latin_skeleton,
+             sex = EXCLUDED.sex, birth_year_min = EXCLUDED.birth_year_min, birth_year_max = EXCLUDED.birth_year_max,
+             date_of_birth = EXCLUDED.date_of_birth, governorate_norm = EXCLUDED.governorate_norm, district_norm = EXCLUDED.district_norm
+           RETURNING child_no),
+         k AS (SELECT * FROM unnest($10::int[], $11::smallint[]) AS k (block, birth_year)),
+         gone AS (
+           DELETE FROM child_blocks b USING c
+            WHERE b.child_no = c.child_no
+              AND (b.block, b.birth_year) NOT IN (SELECT block, birth_year FROM k))
+         INSERT INTO child_blocks (block, birth_year, child_no, place)
+         SELECT k.block, k.birth_year, c.child_no, $12 FROM c, k
+         ON CONFLICT (block, birth_year, child_no) DO UPDATE SET place = EXCLUDED.place",
     )
     .bind(record.case_id.to_string())
     .bind(&key.name)
@@ -31,9 +49,31 @@ pub async fn index_child(conn: &mut PgConnection, record: &CaseRecord) -> Result
     .bind(key.date_of_birth)
     .bind(&key.governorate)
     .bind(&key.district)
+    .bind(&blocks)
+    .bind(&years)
+    .bind(place_block(&key.governorate))
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// A child's block rows as (block, birth year) columns: each name block for each year of
+/// its birth-year range (a range longer than 19 years, which a valid record never has, is
+/// cut there). Public for bulk loads (the matching benchmark).
+pub fn block_rows(key: &MatchKey) -> (Vec<i32>, Vec<i16>) {
+    let names = name_blocks(&key.name);
+    let (from, to) = key.birth_years;
+    let (mut blocks, mut years) = (Vec::new(), Vec::new());
+    for year in from..=to.min(from.saturating_add(18)) {
+        let Ok(year) = i16::try_from(year) else {
+            continue;
+        };
+        for b in &names {
+            blocks.push(*b);
+            years.push(year);
+        }
+    }
+    (blocks, years)
 }
 
 /// The children most like `key` (excluding `exclude`), best first, scoring at least `min`.
@@ -44,19 +84,30 @@ pub async fn candidates(
     min: f64,
     limit: usize,
 ) -> Result<Vec<(String, f64)>, CasesError> {
+    let (from, to) = key.birth_years;
     let rows = sqlx::query_as::<_, ChildRow>(
-        "SELECT case_id, name_norm, latin_skeleton, sex, birth_year_min, birth_year_max, date_of_birth, governorate_norm, district_norm
-           FROM children
-                    WHERE birth_year_max >= $2 - 2 AND birth_year_min <= $3 + 2
-            AND ($4::text IS NULL OR case_id <> $4)
-          ORDER BY name_norm <-> $1
-          LIMIT $5",
+        "SELECT c.case_id, c.name_norm, c.latin_skeleton, c.sex, c.birth_year_min, c.birth_year_max, c.date_of_birth, c.governorate_norm, c.district_norm
+           FROM (SELECT b.child_no,
+                        -- One bit per block of the sought name (at most six): how many
+                        -- it shares, counted in a hash aggregate.
+                        bit_count(bit_or(1 << (array_position($1, b.block) - 1))::bit(32)) AS shared,
+                        bool_or(b.place = $4) AS here,
+                        min(abs(b.birth_year - $5)) AS gap
+                   FROM child_blocks b
+                  WHERE b.block = ANY($1) AND b.birth_year BETWEEN $2 AND $3
+                  GROUP BY b.child_no
+                  ORDER BY shared DESC, here DESC, gap
+                  LIMIT $6) best
+           JOIN children c ON c.child_no = best.child_no
+          WHERE $7::text IS NULL OR c.case_id <> $7",
     )
-    .bind(&key.name)
-    .bind(key.birth_years.0)
-    .bind(key.birth_years.1)
+    .bind(name_blocks(&key.name))
+    .bind(from.saturating_sub(YEARS_AROUND))
+    .bind(to.saturating_add(YEARS_AROUND))
+    .bind(place_block(&key.governorate))
+    .bind((from + to) / 2)
+    .bind(SHORTLIST)
     .bind(exclude)
-        .bind(SHORTLIST)
     .fetch_all(pool)
     .await?;
     let mut scored = Vec::with_capacity(rows.len());
@@ -156,8 +207,9 @@ pub async fn fold_history(
     Ok(())
 }
 
-/// Indexes cases that have no match key yet (opened before the index existed, or by an
-/// older version), in batches; returns how many. Run at start: cheap when none are missing.
+/// Indexes cases that have no match key or no blocks yet (opened before the index or the
+/// blocks existed), in batches; returns how many. Run at start: one pass over the cases
+/// when none are missing.
 pub async fn backfill(pool: &PgPool) -> Result<usize, CasesError> {
     const BATCH: i64 = 500;
     let mut total = 0;
@@ -166,7 +218,8 @@ pub async fn backfill(pool: &PgPool) -> Result<usize, CasesError> {
         let rows: Vec<serde_json::Value> = sqlx::query_scalar(
             "SELECT c.record FROM cases c
               WHERE c.status <> 'merged'
-                AND NOT EXISTS (SELECT 1 FROM children ch WHERE ch.case_id = c.case_id)
+                AND NOT EXISTS (SELECT 1 FROM children ch JOIN child_blocks b ON b.child_no = ch.child_no
+                                 WHERE ch.case_id = c.case_id)
               LIMIT $1",
         )
         .bind(BATCH)
