@@ -4,6 +4,7 @@
 //! caught by an exported signed checkpoint.
 
 use crate::helpers::*;
+use himaya::hub::Hub;
 use himaya_audit::chain::{entry_hash, Entry, EntryBody, Tamper};
 use himaya_audit::AuditError;
 use himaya_proto::v1 as pb;
@@ -486,4 +487,339 @@ fn owner_review(msg: pb::ReviewBreakGlassRequest) -> Request<pb::ReviewBreakGlas
     r.metadata_mut()
         .insert("x-himaya-agency", "mosa-cairo".parse().unwrap());
     r
+}
+
+/// A disclosure decision as the router or the cases service records it, the `i`th of a
+/// burst (permits and refusals, several cases, some read by a person).
+fn disclosure(i: usize) -> himaya_events::DisclosureRecorded {
+    let permit = !i.is_multiple_of(3);
+    himaya_events::DisclosureRecorded {
+        message_id: format!("msg_burst_{i:05}"),
+        occurred_at: format!("2026-11-22T09:{:02}:{:02}+00:00", (i / 60) % 60, i % 60),
+        source: "router".into(),
+        channel: "bus_delivery".into(),
+        case_id: format!("case_burst_{}", i % 7),
+        referral_id: i.is_multiple_of(2).then(|| format!("ref_burst_{i}")),
+        recipient: "health-cairo".into(),
+        purpose: "service_provision".into(),
+        decision: if permit { "permit" } else { "deny" }.into(),
+        reason: (!permit).then(|| "no_consent".into()),
+        categories: ["reference", "health", "identity"][..1 + i % 3]
+            .iter()
+            .map(|c| (*c).to_owned())
+            .collect(),
+        basis: if permit {
+            vec![format!("cns_{}", i % 5)]
+        } else {
+            vec![]
+        },
+        delivery_message_id: permit.then(|| format!("msg_delivery_{i}")),
+        person: i.is_multiple_of(4).then(|| format!("psn_{i}")),
+    }
+}
+
+fn recorded(e: &himaya_events::DisclosureRecorded) -> himaya_bus::Outgoing {
+    himaya_bus::Outgoing {
+        exchange: himaya_bus::Exchange::Events,
+        routing_key: himaya_events::keys::DISCLOSURE_RECORDED.into(),
+        payload: himaya_events::encode(e).unwrap(),
+        message_id: e.message_id.clone(),
+        event_type: <himaya_events::DisclosureRecorded as himaya_events::Event>::NAME.into(),
+        priority: 0,
+        headers: Default::default(),
+    }
+}
+
+/// The broker and the audit queue, declared before the log starts so that a burst waits
+/// on it and is taken in batches.
+async fn audit_queue(env: &TestEnv) -> std::sync::Arc<himaya_bus::Bus> {
+    let bus = himaya_bus::Bus::connect(env.amqp_url(), himaya_bus::Topology::new(""))
+        .await
+        .unwrap();
+    bus.declare_queue(
+        himaya_audit::QUEUE,
+        himaya_bus::Exchange::Events,
+        &[himaya_events::keys::DISCLOSURE_RECORDED],
+    )
+    .await
+    .unwrap();
+    bus
+}
+
+/// Messages on the audit queue, delivered or not: once its consumer has stopped, what
+/// was never acknowledged.
+async fn left_on_queue(bus: &himaya_bus::Bus) -> u32 {
+    let ch = bus.channel().await.unwrap();
+    let q = ch
+        .queue_declare(
+            himaya_audit::QUEUE.into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    q.message_count()
+}
+
+async fn publish_all(bus: &himaya_bus::Bus, msgs: &[himaya_bus::Outgoing]) {
+    for chunk in msgs.chunks(500) {
+        for sent in bus.publish_batch(chunk).await.unwrap() {
+            sent.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_is_appended_in_batches_once_each_in_order_with_poison_parked_alone() {
+    let env = TestEnv::new(None).await;
+    let bus = audit_queue(&env).await;
+    let events: Vec<_> = (0..500).map(disclosure).collect();
+    let mut msgs: Vec<_> = events.iter().map(recorded).collect();
+    // A redelivery right behind its original (the same batch), one long after it
+    // (another batch), and a message that is no disclosure in the middle.
+    msgs.insert(11, recorded(&events[10]));
+    msgs.push(recorded(&events[3]));
+    let mut poison = recorded(&events[0]);
+    poison.payload = b"not avro".to_vec();
+    poison.message_id = "msg_burst_poison".into();
+    msgs.insert(250, poison);
+    publish_all(&bus, &msgs).await;
+
+    let hub = Hub::start(env.settings.clone(), &[himaya::hub::Component::Audit])
+        .await
+        .unwrap();
+    let db = env.pool().await;
+    wait_count(
+        &db,
+        "SELECT count(*) FROM audit.log",
+        500,
+        60,
+        "the burst in the log",
+    )
+    .await;
+    let reasons = parked_reasons(&env.amqp_url(), 1).await;
+    assert!(
+        reasons
+            .get("msg_burst_poison")
+            .is_some_and(|r| r.contains("single-object")),
+        "{reasons:?}"
+    );
+    hub.stop().await;
+
+    // One routine lane, batches one after the other: the chain is the order of the queue.
+    let ids: Vec<String> = sqlx::query_scalar("SELECT message_id FROM audit.log ORDER BY seq")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    let expected: Vec<String> = events.iter().map(|e| e.message_id.clone()).collect();
+    assert_eq!(ids, expected);
+    let audit = himaya_audit::connect(&env.settings).await.unwrap();
+    assert_eq!(himaya_audit::verify(&audit, &[]).await.unwrap(), 500);
+    // What each entry says is what was recorded, lists in their order.
+    let stored: Vec<EntryBody> = sqlx::query_as("SELECT * FROM audit.log ORDER BY seq")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    for (s, e) in stored.iter().zip(&events) {
+        assert_eq!(
+            (
+                &s.at,
+                &s.case_id,
+                &s.referral_id,
+                &s.reason,
+                &s.categories,
+                &s.basis,
+                &s.delivery_message_id,
+                &s.person
+            ),
+            (
+                &e.occurred_at,
+                &e.case_id,
+                &e.referral_id,
+                &e.reason,
+                &e.categories,
+                &e.basis,
+                &e.delivery_message_id,
+                &e.person
+            )
+        );
+    }
+    // Many entries per transaction (rows written together share their `xmin`).
+    let transactions = count(&db, "SELECT count(DISTINCT xmin::text) FROM audit.log").await;
+    assert!(
+        transactions < 250,
+        "{transactions} transactions for 500 entries"
+    );
+    // Every message was acknowledged: none went back to the queue with the channel.
+    assert_eq!(left_on_queue(&bus).await, 0);
+    bus.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_appends_each_message_id_once_within_it_and_across_batches() {
+    let env = TestEnv::new(None).await;
+    let hub = Hub::start(env.settings.clone(), &[himaya::hub::Component::Audit])
+        .await
+        .unwrap();
+    let audit = himaya_audit::connect(&env.settings).await.unwrap();
+    let e: Vec<_> = (0..5).map(disclosure).collect();
+    let first = [e[0].clone(), e[1].clone(), e[0].clone(), e[2].clone()];
+    assert_eq!(himaya_audit::append(&audit, &first).await.unwrap(), 3);
+    let second = [e[2].clone(), e[3].clone(), e[1].clone(), e[4].clone()];
+    assert_eq!(himaya_audit::append(&audit, &second).await.unwrap(), 2);
+    assert_eq!(himaya_audit::append(&audit, &second).await.unwrap(), 0);
+    assert_eq!(himaya_audit::append(&audit, &[]).await.unwrap(), 0);
+    let ids: Vec<String> = sqlx::query_scalar("SELECT message_id FROM log ORDER BY seq")
+        .fetch_all(&audit)
+        .await
+        .unwrap();
+    let expected = [0, 1, 2, 3, 4].map(|i| e[i].message_id.clone());
+    assert_eq!(ids, expected);
+    assert_eq!(himaya_audit::verify(&audit, &[]).await.unwrap(), 5);
+
+    // Permits decided just before a withdrawal and logged just after it, two of them to
+    // one agency in the same batch: each agency is told once.
+    sqlx::query(
+        "INSERT INTO withdrawals (case_id, consent_id, categories, withdrawn_at)
+         VALUES ('case_burst_1', 'cns_1', '{health}', '2026-11-22T10:00:00+00:00')",
+    )
+    .execute(&audit)
+    .await
+    .unwrap();
+    let late = |n: usize, recipient: &str| himaya_events::DisclosureRecorded {
+        message_id: format!("msg_late_{n}"),
+        recipient: recipient.into(),
+        ..disclosure(1)
+    };
+    let batch = [
+        late(1, "health-cairo"),
+        late(2, "mosa-cairo"),
+        late(3, "health-cairo"),
+        disclosure(8),
+    ];
+    assert_eq!(himaya_audit::append(&audit, &batch).await.unwrap(), 4);
+    let told: Vec<String> = sqlx::query_scalar(
+        "SELECT agency_id FROM notices WHERE case_id = 'case_burst_1' AND consent_id = 'cns_1'
+          ORDER BY agency_id",
+    )
+    .fetch_all(&audit)
+    .await
+    .unwrap();
+    assert_eq!(told, ["health-cairo", "mosa-cairo"]);
+    assert_eq!(himaya_audit::verify(&audit, &[]).await.unwrap(), 9);
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_the_database_refuses_does_not_hold_back_the_rest_of_its_batch() {
+    let env = TestEnv::new(None).await;
+    let bus = audit_queue(&env).await;
+    let events: Vec<_> = (0..100).map(disclosure).collect();
+    let mut msgs: Vec<_> = events.iter().map(recorded).collect();
+    // A valid event PostgreSQL cannot store (text holds no NUL): its batch fails.
+    let mut refused = disclosure(100);
+    refused.recipient = "health\0cairo".into();
+    msgs.insert(50, recorded(&refused));
+    publish_all(&bus, &msgs).await;
+
+    let hub = Hub::start(env.settings.clone(), &[himaya::hub::Component::Audit])
+        .await
+        .unwrap();
+    let db = env.pool().await;
+    wait_count(
+        &db,
+        "SELECT count(*) FROM audit.log",
+        100,
+        60,
+        "the others in the log",
+    )
+    .await;
+    hub.stop().await;
+    let audit = himaya_audit::connect(&env.settings).await.unwrap();
+    assert_eq!(himaya_audit::verify(&audit, &[]).await.unwrap(), 100);
+    let logged: std::collections::BTreeSet<String> =
+        sqlx::query_scalar("SELECT message_id FROM audit.log")
+            .fetch_all(&db)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    let expected: std::collections::BTreeSet<String> =
+        events.iter().map(|e| e.message_id.clone()).collect();
+    assert_eq!(logged, expected);
+    // The refused one is still on the queue, to be retried until its delivery limit
+    // parks it; everything else was acknowledged.
+    assert_eq!(left_on_queue(&bus).await, 1);
+    bus.close().await;
+}
+
+/// Appends per second: 5,000 disclosures published at once to a running log, then
+/// 5,000 more waiting on the queue when the log starts (a backlog), timed from its first
+/// entry (`cargo test --test it appends_per_second -- --ignored --nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement"]
+async fn appends_per_second() {
+    const N: usize = 5000;
+    let env = TestEnv::new(None).await;
+    let bus = audit_queue(&env).await;
+    let db = env.pool().await;
+    let per_transaction = |n: i64, after: i64| {
+        let db = db.clone();
+        async move {
+            let t = count(
+                &db,
+                &format!("SELECT count(DISTINCT xmin::text) FROM audit.log WHERE seq > {after}"),
+            )
+            .await;
+            format!("{t} transactions, {:.1} entries each", n as f64 / t as f64)
+        }
+    };
+
+    let hub = Hub::start(env.settings.clone(), &[himaya::hub::Component::Audit])
+        .await
+        .unwrap();
+    let msgs: Vec<_> = (0..N).map(|i| recorded(&disclosure(i))).collect();
+    let started = std::time::Instant::now();
+    publish_all(&bus, &msgs).await;
+    let published = started.elapsed();
+    let all = "SELECT count(*) FROM audit.log";
+    wait_count(&db, all, N as i64, 600, "the burst in the log").await;
+    let appended = started.elapsed();
+    println!(
+        "burst of {N} to a running log: published in {:.2} s, all appended {:.2} s after the first was published: {:.0} appends/s ({})",
+        published.as_secs_f64(),
+        appended.as_secs_f64(),
+        N as f64 / appended.as_secs_f64(),
+        per_transaction(N as i64, 0).await,
+    );
+    hub.stop().await;
+
+    let msgs: Vec<_> = (N..2 * N).map(|i| recorded(&disclosure(i))).collect();
+    publish_all(&bus, &msgs).await;
+    let hub = Hub::start(env.settings.clone(), &[himaya::hub::Component::Audit])
+        .await
+        .unwrap();
+    eventually(600, "the first of the backlog", || async {
+        (count(&db, all).await > N as i64).then_some(())
+    })
+    .await;
+    let started = std::time::Instant::now();
+    wait_count(&db, all, 2 * N as i64, 600, "the backlog in the log").await;
+    let drained = started.elapsed();
+    println!(
+        "backlog of {N}: drained {:.2} s after its first entry: {:.0} appends/s ({})",
+        drained.as_secs_f64(),
+        N as f64 / drained.as_secs_f64(),
+        per_transaction(N as i64, N as i64).await,
+    );
+    hub.stop().await;
+    let audit = himaya_audit::connect(&env.settings).await.unwrap();
+    assert_eq!(
+        himaya_audit::verify(&audit, &[]).await.unwrap(),
+        2 * N as i64
+    );
+    bus.close().await;
 }

@@ -2,6 +2,12 @@
 //! commits its effect, inbox row included, before returning `Ok`), bounded in-process
 //! retries, then a requeue that the quorum queue's delivery limit turns into parking;
 //! permanent failures and panics are parked at once with their reason.
+//!
+//! A batch consumer ([`consume_batches`]) takes what is already waiting instead: it
+//! waits for one message, adds every one delivered meanwhile (up to its bound), commits
+//! them in one go and acknowledges them with one `multiple` ack. A message it cannot
+//! read, and every message of a batch that failed, is handled alone exactly as
+//! [`consume`] handles it, so one bad message never holds back or parks the others.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -10,10 +16,12 @@ use std::sync::Arc;
 
 use backon::{BackoffBuilder, Retryable};
 use futures_util::stream::FuturesUnordered;
+use futures_util::TryStreamExt;
 use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, Consumer};
 use tokio_util::sync::CancellationToken;
 
 use crate::{reconnect_backoff, Bus, BusError, Exchange, Outgoing};
@@ -106,6 +114,35 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(&self, msg: &Incoming) -> impl Future<Output = Result<(), HandleError>> + Send;
 }
 
+/// A consumer that commits many messages at once (see [`consume_batches`]).
+pub trait BatchHandler: Send + Sync + 'static {
+    /// One message as the batch takes it (decoded).
+    type Item: Send;
+
+    /// Reads one message. One that cannot be read stays out of the batch and is handled
+    /// alone, as by [`consume`]: an `Err(Park)` here parks it with its reason.
+    fn read(&self, msg: &Incoming) -> Result<Self::Item, HandleError>;
+
+    /// Processes the items in the order they were delivered and commits all their
+    /// effects at once (one transaction) before returning `Ok`. On an error nothing of
+    /// the batch may be committed: its messages are then handled one by one.
+    fn handle_batch(
+        &self,
+        items: Vec<Self::Item>,
+    ) -> impl Future<Output = Result<(), HandleError>> + Send;
+}
+
+/// A batch handler taking one message at a time: how the messages of a failed batch,
+/// and those it could not read, are handled (with [`consume`]'s retries and parking).
+struct Singly<H>(Arc<H>);
+
+impl<H: BatchHandler> Handler for Singly<H> {
+    async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
+        let item = self.0.read(msg)?;
+        self.0.handle_batch(vec![item]).await
+    }
+}
+
 /// Consumes `queue` and its urgent lane side by side until `shutdown`, reconnecting
 /// after broker failures. An urgent message is handled as soon as it arrives, whatever
 /// the routine backlog.
@@ -116,25 +153,70 @@ pub async fn consume<H: Handler>(
     handler: Arc<H>,
     shutdown: CancellationToken,
 ) {
+    let each = Each {
+        handler: &*handler,
+        prefetch,
+    };
     let urgent = crate::urgent_queue(&queue);
     tokio::join!(
-        lane(&bus, urgent, prefetch, &*handler, &shutdown),
-        lane(&bus, queue, prefetch, &*handler, &shutdown),
+        lane(&bus, urgent, &each, &shutdown),
+        lane(&bus, queue, &each, &shutdown),
     );
 }
 
-async fn lane<H: Handler>(
-    bus: &Bus,
+/// Consumes `queue` and its urgent lane like [`consume`], a batch at a time: each lane
+/// waits for a message, takes with it every one already delivered (at most
+/// `max_batch`; the broker sends up to twice that ahead, so the next batch arrives
+/// while one is committed), hands the ones it can read to
+/// [`BatchHandler::handle_batch`] and acknowledges them together once it returns.
+/// A batch never waits to fill: under a light load each is one message.
+///
+/// A message that cannot be read is handled alone first, as [`consume`] would (parked
+/// with its reason); if the batch fails (an error or a panic), its messages are handled
+/// one by one as [`consume`] would, up to `prefetch` at once, with its retries, requeue
+/// and parking.
+pub async fn consume_batches<H: BatchHandler>(
+    bus: Arc<Bus>,
     queue: String,
     prefetch: u16,
-    handler: &H,
-    shutdown: &CancellationToken,
+    max_batch: u16,
+    handler: Arc<H>,
+    shutdown: CancellationToken,
 ) {
+    let batches = Batches {
+        handler: Singly(handler),
+        prefetch,
+        max: max_batch.max(1),
+    };
+    let urgent = crate::urgent_queue(&queue);
+    tokio::join!(
+        lane(&bus, urgent, &batches, &shutdown),
+        lane(&bus, queue, &batches, &shutdown),
+    );
+}
+
+/// How a lane handles what its consumer delivers.
+trait Drain: Sync {
+    /// The channel's prefetch (QoS).
+    fn qos(&self) -> u16;
+
+    /// Handles deliveries until `shutdown` (`Ok`) or a broker failure (`Err`).
+    fn drain(
+        &self,
+        bus: &Bus,
+        queue: &str,
+        ch: &Channel,
+        consumer: Consumer,
+        shutdown: &CancellationToken,
+    ) -> impl Future<Output = Result<(), BusError>> + Send;
+}
+
+async fn lane<D: Drain>(bus: &Bus, queue: String, how: &D, shutdown: &CancellationToken) {
     // The waits start over once a consumer is up again; the stream of waits never ends.
     let mut waits = reconnect_backoff().build();
     let mut attempt = 0u32;
     while !shutdown.is_cancelled() {
-        match consume_once(bus, &queue, prefetch, handler, shutdown, &mut attempt).await {
+        match consume_once(bus, &queue, how, shutdown, &mut attempt).await {
             Ok(()) => break,
             Err(e) => {
                 if attempt == 0 {
@@ -153,19 +235,18 @@ async fn lane<H: Handler>(
     tracing::debug!(queue = %queue, "consumer stopped");
 }
 
-async fn consume_once<H: Handler>(
+async fn consume_once<D: Drain>(
     bus: &Bus,
     queue: &str,
-    prefetch: u16,
-    handler: &H,
+    how: &D,
     shutdown: &CancellationToken,
     attempt: &mut u32,
 ) -> Result<(), BusError> {
     let ch = bus.channel().await?;
-    ch.basic_qos(prefetch, BasicQosOptions::default())
+    ch.basic_qos(how.qos(), BasicQosOptions::default())
         .await
         .map_err(BusError::Consume)?;
-    let mut consumer = ch
+    let consumer = ch
         .basic_consume(
             queue.into(),
             "".into(),
@@ -175,25 +256,159 @@ async fn consume_once<H: Handler>(
         .await
         .map_err(BusError::Consume)?;
     *attempt = 0;
-    // Up to `prefetch` messages are handled at once (each acks its own delivery); with
-    // prefetch 1 the queue is consumed strictly in order.
-    let mut inflight = FuturesUnordered::new();
-    let limit = usize::from(prefetch.max(1));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => {
-                while let Some(done) = inflight.next().await {
-                    let _ = done;
+    how.drain(bus, queue, &ch, consumer, shutdown).await
+}
+
+fn channel_closed() -> BusError {
+    BusError::Consume(
+        lapin::ErrorKind::InvalidChannelState(lapin::ChannelState::Closed, "basic.consume").into(),
+    )
+}
+
+/// [`consume`]'s way: each message on its own.
+struct Each<'a, H> {
+    handler: &'a H,
+    prefetch: u16,
+}
+
+impl<H: Handler> Drain for Each<'_, H> {
+    fn qos(&self) -> u16 {
+        self.prefetch
+    }
+
+    async fn drain(
+        &self,
+        bus: &Bus,
+        queue: &str,
+        ch: &Channel,
+        mut consumer: Consumer,
+        shutdown: &CancellationToken,
+    ) -> Result<(), BusError> {
+        // Up to `prefetch` messages are handled at once (each acks its own delivery); with
+        // prefetch 1 the queue is consumed strictly in order.
+        let mut inflight = FuturesUnordered::new();
+        let limit = usize::from(self.prefetch.max(1));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    while let Some(done) = inflight.next().await {
+                        let _ = done;
+                    }
+                    let _ = ch.close(200, "shutdown".into()).await;
+                    return Ok(());
                 }
-                let _ = ch.close(200, "shutdown".into()).await;
-                return Ok(());
+                Some(done) = inflight.next(), if !inflight.is_empty() => done?,
+                next = consumer.next(), if inflight.len() < limit => match next {
+                    None => return Err(channel_closed()),
+                    Some(Err(e)) => return Err(BusError::Consume(e)),
+                    Some(Ok(delivery)) => inflight.push(process(bus, queue, self.handler, Incoming { delivery })),
+                },
             }
-            Some(done) = inflight.next(), if !inflight.is_empty() => done?,
-            next = consumer.next(), if inflight.len() < limit => match next {
-                None => return Err(BusError::Consume(lapin::ErrorKind::InvalidChannelState(lapin::ChannelState::Closed, "basic.consume").into())),
-                Some(Err(e)) => return Err(BusError::Consume(e)),
-                Some(Ok(delivery)) => inflight.push(process(bus, queue, handler, Incoming { delivery })),
-            },
+        }
+    }
+}
+
+/// [`consume_batches`]'s way: what is waiting, at once.
+struct Batches<H> {
+    handler: Singly<H>,
+    prefetch: u16,
+    max: u16,
+}
+
+impl<H: BatchHandler> Drain for Batches<H> {
+    fn qos(&self) -> u16 {
+        self.max.saturating_mul(2)
+    }
+
+    async fn drain(
+        &self,
+        bus: &Bus,
+        queue: &str,
+        ch: &Channel,
+        consumer: Consumer,
+        shutdown: &CancellationToken,
+    ) -> Result<(), BusError> {
+        // Waits for the first delivery, then takes every one already here, up to `max`.
+        let mut ready = consumer.ready_chunks(usize::from(self.max));
+        loop {
+            let chunk = tokio::select! {
+                _ = shutdown.cancelled() => {
+                    // Nothing is in hand between batches: what was delivered and not
+                    // yet taken goes back to the queue with the channel.
+                    let _ = ch.close(200, "shutdown".into()).await;
+                    return Ok(());
+                }
+                next = ready.next() => next.ok_or_else(channel_closed)?,
+            };
+            let deliveries = chunk
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(BusError::Consume)?;
+            self.batch(bus, queue, deliveries).await?;
+        }
+    }
+}
+
+impl<H: BatchHandler> Batches<H> {
+    /// One batch: the unreadable messages alone, then the rest in one call and one ack.
+    async fn batch(
+        &self,
+        bus: &Bus,
+        queue: &str,
+        deliveries: Vec<Delivery>,
+    ) -> Result<(), BusError> {
+        let started = std::time::Instant::now();
+        let mut items = Vec::with_capacity(deliveries.len());
+        let mut msgs = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            let msg = Incoming { delivery };
+            match self.handler.0.read(&msg) {
+                Ok(item) => {
+                    items.push(item);
+                    msgs.push(msg);
+                }
+                // Settled (parked, or requeued) before the batch's ack, which covers
+                // every earlier delivery of the channel still unacknowledged.
+                Err(_) => process(bus, queue, &self.handler, msg).await?,
+            }
+        }
+        let Some(last) = msgs.last() else {
+            return Ok(());
+        };
+        let size = msgs.len();
+        let outcome = AssertUnwindSafe(self.handler.0.handle_batch(items))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                Err(HandleError::Park {
+                    reason: "the handler panicked".into(),
+                })
+            });
+        match outcome {
+            Ok(()) => {
+                let handled = started.elapsed();
+                // The batch is every unacknowledged delivery up to its last: the earlier
+                // ones of the channel were settled before it began.
+                let opts = BasicAckOptions { multiple: true };
+                let acked = crate::settled(last.delivery.ack(opts).await);
+                tracing::debug!(
+                    queue,
+                    size,
+                    handled_us = handled.as_micros() as u64,
+                    acked_us = started.elapsed().as_micros() as u64,
+                    "batch handled"
+                );
+                acked
+            }
+            Err(HandleError::Retry { reason } | HandleError::Park { reason }) => {
+                tracing::warn!(queue, size, reason = %reason, "batch failed; handling its messages one by one");
+                let limit = usize::from(self.prefetch.max(1));
+                futures_util::stream::iter(msgs)
+                    .map(|msg| process(bus, queue, &self.handler, msg))
+                    .buffer_unordered(limit)
+                    .try_collect()
+                    .await
+            }
         }
     }
 }

@@ -17,7 +17,7 @@ use lapin::Confirmation;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
 
-pub use consume::{consume, HandleError, Handler, Incoming};
+pub use consume::{consume, consume_batches, BatchHandler, HandleError, Handler, Incoming};
 pub use parked::{Parked, Replayed, Selection};
 pub use topology::{lane_key, urgent_queue, Exchange, Topology, URGENT_PRIORITY};
 

@@ -21,7 +21,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use himaya_bus::{Bus, BusError, Exchange, HandleError, Handler, Incoming};
+use himaya_bus::{BatchHandler, Bus, BusError, Exchange, HandleError, Handler, Incoming};
 use himaya_events::{decode, Event};
 use himaya_settings::Settings;
 use tokio::task::JoinHandle;
@@ -154,6 +154,29 @@ impl Context {
             self.shutdown.clone(),
         )))
     }
+
+    /// [`Context::subscribe`] for a handler that commits many messages at once: each
+    /// batch is what is already waiting (at most `max_batch`, never waiting for more),
+    /// acknowledged together after the handler commits (see [`himaya_bus::consume_batches`]).
+    pub async fn subscribe_batches<H: BatchHandler>(
+        &self,
+        name: &str,
+        exchange: Exchange,
+        keys: &[&str],
+        max_batch: u16,
+        handler: H,
+    ) -> Result<JoinHandle<()>, BusError> {
+        let queue = self.bus.topology().queue(name);
+        self.bus.declare_queue(&queue, exchange, keys).await?;
+        Ok(tokio::spawn(himaya_bus::consume_batches(
+            self.bus.clone(),
+            queue,
+            self.settings.bus.prefetch,
+            max_batch,
+            Arc::new(handler),
+            self.shutdown.clone(),
+        )))
+    }
 }
 
 /// A consumer of one kind of event. [`Decoding`] turns it into a bus [`Handler`]: a
@@ -177,13 +200,55 @@ pub trait EventHandler: Send + Sync + 'static {
     }
 }
 
-/// The decode-then-handle adapter from an [`EventHandler`] to a bus [`Handler`].
+/// The decode-then-handle adapter from an [`EventHandler`] to a bus [`Handler`], and
+/// from a [`BatchEventHandler`] to a bus [`BatchHandler`].
 pub struct Decoding<H>(pub H);
 
 impl<H: EventHandler> Handler for Decoding<H> {
     async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
         let event = decode::<H::Event>(msg.payload()).map_err(HandleError::park)?;
         self.0.handle(event, msg).await.map_err(|e| {
+            if H::permanent(&e) {
+                HandleError::park(e)
+            } else {
+                HandleError::retry(e)
+            }
+        })
+    }
+}
+
+/// A consumer of one kind of event that commits many at once, in one transaction.
+/// [`Decoding`] turns it into a bus [`BatchHandler`] (subscribed with
+/// [`Context::subscribe_batches`]): a message that is not that event is parked alone,
+/// never with the batch; when a batch fails, its events are handled again one per
+/// call, retried unless [`BatchEventHandler::permanent`] says otherwise.
+pub trait BatchEventHandler: Send + Sync + 'static {
+    type Event: Event + Send;
+    type Error: std::fmt::Display + Send;
+
+    /// Processes the events in the order they were delivered and commits all their
+    /// effects at once before returning `Ok`; on an error, none of them.
+    fn handle_batch(
+        &self,
+        events: Vec<Self::Event>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Whether `error` can never go away by trying again. By default every error is
+    /// retried.
+    fn permanent(_error: &Self::Error) -> bool {
+        false
+    }
+}
+
+impl<H: BatchEventHandler> BatchHandler for Decoding<H> {
+    type Item = H::Event;
+
+    fn read(&self, msg: &Incoming) -> Result<H::Event, HandleError> {
+        decode::<H::Event>(msg.payload()).map_err(HandleError::park)
+    }
+
+    async fn handle_batch(&self, events: Vec<H::Event>) -> Result<(), HandleError> {
+        self.0.handle_batch(events).await.map_err(|e| {
             if H::permanent(&e) {
                 HandleError::park(e)
             } else {

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod chain;
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
@@ -16,7 +17,9 @@ use chain::{
 };
 use ed25519_dalek::{Signer, SigningKey};
 use himaya_bus::{Exchange, Incoming};
-use himaya_component::{Component, Context, Decoding, EventHandler, StartError, Started};
+use himaya_component::{
+    BatchEventHandler, Component, Context, Decoding, EventHandler, StartError, Started,
+};
 use himaya_events::{keys, ConsentWithdrawn, DisclosureRecorded, WithdrawalNotice};
 use himaya_settings::Settings;
 use sqlx::PgPool;
@@ -62,10 +65,11 @@ impl Component for Audit {
         )
         .await?;
         let appender = ctx
-            .subscribe(
+            .subscribe_batches(
                 QUEUE,
                 Exchange::Events,
                 &[keys::DISCLOSURE_RECORDED],
+                BATCH,
                 Decoding(Appender { pool: pool.clone() }),
             )
             .await?;
@@ -155,29 +159,60 @@ struct Appender {
     pool: PgPool,
 }
 
-impl Appender {
-    /// Appends one decision at the head of the chain. Appends are serialized by an
-    /// advisory lock; a redelivered event (same message id) is appended once.
-    async fn append(&self, e: &DisclosureRecorded) -> Result<(), AuditError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('himaya.audit.chain'))")
-            .execute(&mut *tx)
-            .await?;
-        let seen: Option<i64> = sqlx::query_scalar("SELECT seq FROM log WHERE message_id = $1")
-            .bind(&e.message_id)
+/// Decisions appended in one transaction, at most. A batch is what is already waiting
+/// on the queue (never more is waited for), so under a light load each is one decision;
+/// under a heavy one the chain's lock is taken once per batch instead of once per
+/// decision.
+pub const BATCH: u16 = 256;
+
+impl BatchEventHandler for Appender {
+    type Event = DisclosureRecorded;
+    type Error = AuditError;
+    async fn handle_batch(&self, events: Vec<DisclosureRecorded>) -> Result<(), AuditError> {
+        append(&self.pool, &events).await.map(|_| ())
+    }
+}
+
+/// Appends decisions at the head of the chain, in the order given, in one transaction:
+/// one advisory lock (appends are serialized), one look for message ids already logged,
+/// one read of the head, one insert. Each message id is appended once, whether it was
+/// logged before (a redelivery) or is given twice (the first is kept). Returns how many
+/// were appended.
+pub async fn append(pool: &PgPool, events: &[DisclosureRecorded]) -> Result<usize, AuditError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('himaya.audit.chain'))")
+        .execute(&mut *tx)
+        .await?;
+    let mut once = HashSet::new();
+    let events: Vec<&DisclosureRecorded> = events
+        .iter()
+        .filter(|e| once.insert(e.message_id.as_str()))
+        .collect();
+    let ids: Vec<&str> = events.iter().map(|e| e.message_id.as_str()).collect();
+    let seen: HashSet<String> =
+        sqlx::query_scalar("SELECT message_id FROM log WHERE message_id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+    let events: Vec<&DisclosureRecorded> = events
+        .into_iter()
+        .filter(|e| !seen.contains(&e.message_id))
+        .collect();
+    if events.is_empty() {
+        tx.rollback().await?;
+        return Ok(0);
+    }
+    let head: Option<(i64, String)> =
+        sqlx::query_as("SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *tx)
             .await?;
-        if seen.is_some() {
-            tx.rollback().await?;
-            return Ok(());
-        }
-        let head: Option<(i64, String)> =
-            sqlx::query_as("SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(&mut *tx)
-                .await?;
-        let (last, prev_hash) = head.unwrap_or((0, GENESIS.to_owned()));
+    let (last, mut prev_hash) = head.unwrap_or((0, GENESIS.to_owned()));
+    let mut entries = Vec::with_capacity(events.len());
+    for (seq, e) in (last + 1..).zip(&events) {
         let body = EntryBody {
-            seq: last + 1,
+            seq,
             message_id: e.message_id.clone(),
             at: e.occurred_at.clone(),
             source: e.source.clone(),
@@ -194,53 +229,110 @@ impl Appender {
             person: e.person.clone(),
         };
         let hash = entry_hash(&prev_hash, &body);
-        sqlx::query(
-            "INSERT INTO log (seq, message_id, at, source, channel, case_id, referral_id, recipient, purpose,
-                              decision, reason, categories, basis, delivery_message_id, prev_hash, hash, person)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-        )
-        .bind(body.seq)
-        .bind(&body.message_id)
-        .bind(&body.at)
-        .bind(&body.source)
-        .bind(&body.channel)
-        .bind(&body.case_id)
-        .bind(&body.referral_id)
-        .bind(&body.recipient)
-        .bind(&body.purpose)
-        .bind(&body.decision)
-        .bind(&body.reason)
-        .bind(&body.categories)
-        .bind(&body.basis)
-        .bind(&body.delivery_message_id)
-        .bind(&prev_hash)
-        .bind(&hash)
-        .bind(&body.person)
-        .execute(&mut *tx)
-        .await?;
-        // Decided just before a withdrawal, logged just after: notify this one too.
-        if body.decision == "permit" {
-            let withdrawn: Vec<(String, Vec<String>, String)> = sqlx::query_as(
-                "SELECT consent_id, categories, withdrawn_at FROM withdrawals
-                  WHERE case_id = $1 AND consent_id = ANY($2)",
-            )
-            .bind(&body.case_id)
-            .bind(&body.basis)
-            .fetch_all(&mut *tx)
-            .await?;
-            for (consent_id, categories, at) in withdrawn {
+        let prev = std::mem::replace(&mut prev_hash, hash.clone());
+        entries.push(Entry {
+            body,
+            prev_hash: prev,
+            hash,
+        });
+    }
+    insert(&mut tx, &entries).await?;
+    notify_permits(&mut tx, &entries).await?;
+    tx.commit().await?;
+    Ok(entries.len())
+}
+
+/// Inserts the entries with one statement: a column per array, one element per entry
+/// (the list columns as JSON arrays, their order kept).
+async fn insert(conn: &mut sqlx::PgConnection, entries: &[Entry]) -> Result<(), AuditError> {
+    fn column<'a, T: ?Sized>(entries: &'a [Entry], f: impl Fn(&'a Entry) -> &'a T) -> Vec<&'a T> {
+        entries.iter().map(f).collect()
+    }
+    let seqs: Vec<i64> = entries.iter().map(|e| e.body.seq).collect();
+    let opt = |f: fn(&EntryBody) -> &Option<String>| -> Vec<Option<&str>> {
+        entries.iter().map(|e| f(&e.body).as_deref()).collect()
+    };
+    let list = |f: fn(&EntryBody) -> &Vec<String>| -> Vec<sqlx::types::Json<&[String]>> {
+        entries
+            .iter()
+            .map(|e| sqlx::types::Json(f(&e.body).as_slice()))
+            .collect()
+    };
+    sqlx::query(
+        "INSERT INTO log (seq, message_id, at, source, channel, case_id, referral_id, recipient, purpose,
+                          decision, reason, categories, basis, delivery_message_id, prev_hash, hash, person)
+         SELECT e.seq, e.message_id, e.at, e.source, e.channel, e.case_id, e.referral_id, e.recipient, e.purpose,
+                e.decision, e.reason,
+                ARRAY(SELECT v FROM jsonb_array_elements_text(e.categories) WITH ORDINALITY AS c(v, i) ORDER BY i),
+                ARRAY(SELECT v FROM jsonb_array_elements_text(e.basis) WITH ORDINALITY AS b(v, i) ORDER BY i),
+                e.delivery_message_id, e.prev_hash, e.hash, e.person
+           FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                       $8::text[], $9::text[], $10::text[], $11::text[], $12::jsonb[], $13::jsonb[], $14::text[],
+                       $15::text[], $16::text[], $17::text[])
+             AS e(seq, message_id, at, source, channel, case_id, referral_id, recipient, purpose,
+                  decision, reason, categories, basis, delivery_message_id, prev_hash, hash, person)",
+    )
+    .bind(&seqs)
+    .bind(column(entries, |e| e.body.message_id.as_str()))
+    .bind(column(entries, |e| e.body.at.as_str()))
+    .bind(column(entries, |e| e.body.source.as_str()))
+    .bind(column(entries, |e| e.body.channel.as_str()))
+    .bind(column(entries, |e| e.body.case_id.as_str()))
+    .bind(opt(|b| &b.referral_id))
+    .bind(column(entries, |e| e.body.recipient.as_str()))
+    .bind(column(entries, |e| e.body.purpose.as_str()))
+    .bind(column(entries, |e| e.body.decision.as_str()))
+    .bind(opt(|b| &b.reason))
+    .bind(list(|b| &b.categories))
+    .bind(list(|b| &b.basis))
+    .bind(opt(|b| &b.delivery_message_id))
+    .bind(column(entries, |e| e.prev_hash.as_str()))
+    .bind(column(entries, |e| e.hash.as_str()))
+    .bind(opt(|b| &b.person))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Decided just before a withdrawal, logged just after: each permit resting on a consent
+/// already withdrawn gets its notice too (one query for the batch).
+async fn notify_permits(
+    conn: &mut sqlx::PgConnection,
+    entries: &[Entry],
+) -> Result<(), AuditError> {
+    let permits: Vec<&EntryBody> = entries
+        .iter()
+        .map(|e| &e.body)
+        .filter(|b| b.decision == "permit" && !b.basis.is_empty())
+        .collect();
+    if permits.is_empty() {
+        return Ok(());
+    }
+    let cases: Vec<&str> = permits.iter().map(|b| b.case_id.as_str()).collect();
+    let withdrawn: Vec<(String, String, Vec<String>, String)> = sqlx::query_as(
+        "SELECT case_id, consent_id, categories, withdrawn_at FROM withdrawals
+          WHERE case_id = ANY($1) ORDER BY case_id, consent_id",
+    )
+    .bind(&cases)
+    .fetch_all(&mut *conn)
+    .await?;
+    if withdrawn.is_empty() {
+        return Ok(());
+    }
+    for body in permits {
+        for (case_id, consent_id, categories, at) in &withdrawn {
+            if *case_id == body.case_id && body.basis.contains(consent_id) {
                 let w = Withdrawn {
-                    case_id: &body.case_id,
-                    consent_id: &consent_id,
-                    categories: &categories,
-                    withdrawn_at: &at,
+                    case_id,
+                    consent_id,
+                    categories,
+                    withdrawn_at: at,
                 };
-                notify(&mut tx, &w, &body.recipient).await?;
+                notify(conn, &w, &body.recipient).await?;
             }
         }
-        tx.commit().await?;
-        Ok(())
     }
+    Ok(())
 }
 
 /// A withdrawn consent, as the notices describe it.
@@ -353,14 +445,6 @@ impl EventHandler for Withdrawals {
     type Error = AuditError;
     async fn handle(&self, event: ConsentWithdrawn, _: &Incoming) -> Result<(), AuditError> {
         self.withdraw(&event).await
-    }
-}
-
-impl EventHandler for Appender {
-    type Event = DisclosureRecorded;
-    type Error = AuditError;
-    async fn handle(&self, event: DisclosureRecorded, _: &Incoming) -> Result<(), AuditError> {
-        self.append(&event).await
     }
 }
 
