@@ -198,7 +198,9 @@ async fn prepare_schema(conn: &mut PgConnection, schema: &str) -> Result<(), Sto
                END IF;
              END $$"
         ),
-        format!("CREATE INDEX IF NOT EXISTS outbox_unsent ON {schema}.outbox (next_attempt_at, id) WHERE sent_at IS NULL"),
+        // The claim's order is the index below. This one, of an older claim's order, led
+        // the planner (without statistics) to sort the whole backlog for every claim.
+        format!("DROP INDEX IF EXISTS {schema}.outbox_unsent"),
         // The relay claims urgent rows first (see relay.rs), in this index's order; the
         // rows leased by other relays (a batch or so each) are passed over.
         format!("CREATE INDEX IF NOT EXISTS outbox_unsent_urgent_first ON {schema}.outbox (priority DESC, id) WHERE sent_at IS NULL"),

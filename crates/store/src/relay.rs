@@ -11,7 +11,7 @@
 //! (`relay.lease_secs`); another relay then publishes those rows again, and the
 //! consumers' inbox drops the duplicates. Urgent rows (hotline escalations, high risk)
 //! are claimed before routine ones, so a backlog of routine work never delays them
-//! here. Sent rows and old inbox ids are pruned as it goes.
+//! here. Sent rows and old inbox ids are pruned as it goes, and the outbox vacuumed.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,7 +59,8 @@ impl RelayConfig {
 /// and confirms take milliseconds, a slow broker seconds.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 
-/// How often a relay prunes its schema's sent outbox rows and old inbox ids.
+/// How often a relay prunes its schema's sent outbox rows and old inbox ids, and
+/// vacuums its outbox.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// Rows deleted per statement, so no prune holds locks or writes WAL for long.
 const PRUNE_BATCH: i64 = 5_000;
@@ -105,11 +106,12 @@ pub async fn run_relay_with_stats(
 ) {
     let mut listener = listen(&pool).await;
     let mut outage = Outage::new(policy(cfg.poll_interval));
-    let mut pruned_at = Instant::now();
+    // The first prune at once: the planner has the outbox's statistics from the start.
+    let mut pruned_at: Option<Instant> = None;
     let mut relay = Relay::new(cfg);
     while !shutdown.is_cancelled() {
-        if pruned_at.elapsed() >= PRUNE_EVERY {
-            pruned_at = Instant::now();
+        if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+            pruned_at = Some(Instant::now());
             relay.put_back();
             prune(&pool, &cfg).await;
         }
@@ -152,7 +154,8 @@ pub async fn run_relay_with_stats(
 
 /// Deletes sent outbox rows and inbox ids past their keeping time, a batch at a time:
 /// the hot tables stay the size of a few minutes' traffic, whatever autovacuum does.
-/// A failure is logged and tried again at the next prune.
+/// Then vacuums and analyzes the outbox (see [`vacuum_outbox`]). A failure is logged
+/// and tried again at the next prune.
 pub async fn prune(pool: &PgPool, cfg: &RelayConfig) {
     let statements = [
         (
@@ -194,6 +197,30 @@ pub async fn prune(pool: &PgPool, cfg: &RelayConfig) {
         if deleted > 0 {
             tracing::debug!(table, deleted, "pruned");
         }
+    }
+    vacuum_outbox(pool).await;
+}
+
+/// What autovacuum would do for the outbox, where it is off. Every row is updated twice
+/// (its lease, then sent) and deleted; until a vacuum the claim's index scan walks past
+/// the index entries of every row sent since: 3 ms a claim after 200,000 rows (and on,
+/// with every row), against 0.2 ms once vacuumed. The statistics keep the planner on
+/// `outbox_unsent_urgent_first` whatever it makes of a prepared statement: without any
+/// (no autovacuum, so no analyze either) a custom plan sorts the whole backlog (100 ms
+/// a claim with 100,000 rows waiting). `SKIP_LOCKED`: should a relay of another process
+/// be vacuuming the same outbox, that is enough.
+async fn vacuum_outbox(pool: &PgPool) {
+    let started = Instant::now();
+    // VACUUM runs outside any transaction: a simple query of its own.
+    match sqlx::raw_sql("VACUUM (ANALYZE, SKIP_LOCKED) outbox")
+        .execute(pool)
+        .await
+    {
+        Ok(_) => tracing::debug!(
+            took_ms = started.elapsed().as_millis() as u64,
+            "outbox vacuumed"
+        ),
+        Err(e) => tracing::warn!(error = %e, "vacuuming the outbox failed; trying again later"),
     }
 }
 
