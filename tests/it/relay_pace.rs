@@ -2,7 +2,8 @@
 //! relays drain 20,000 rows, how many round trips to PostgreSQL each round costs, and
 //! how often a relay's connection sits "idle in transaction" meanwhile.
 //!
-//! `cargo test --test it relay_pace -- --ignored --nocapture`
+//! `cargo test --test it relay_pace -- --ignored --nocapture`; `RELAY_PACE_ROWS` (20,000)
+//! and `RELAY_PACE_RELAYS` (`1,3`) change the backlog and the relays.
 //!
 //! Round trips are counted on the wire: the relays' pools connect through a small proxy
 //! that counts the client's `Sync` and `Query` messages (each one a wait for the server).
@@ -16,18 +17,18 @@ use himaya_bus::{Bus, Exchange, Topology};
 use himaya_store::relay::{run_relay_with_stats, RelayConfig, RelayStats};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const ROWS: i64 = 20_000;
 const SCHEMA: &str = "relay_pace";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a check: run with --ignored --nocapture"]
 async fn relay_pace() {
-    for relays in [1, 3] {
-        pace(relays).await;
+    let rows = env_or("RELAY_PACE_ROWS", "20000").parse().unwrap();
+    for relays in env_or("RELAY_PACE_RELAYS", "1,3").split(',') {
+        pace(relays.trim().parse().unwrap(), rows).await;
     }
 }
 
-async fn pace(relays: usize) {
+async fn pace(relays: usize, rows: i64) {
     let env = TestEnv::new(None).await;
     let pool = himaya_store::connect(&env.db_url, SCHEMA, 4).await.unwrap();
     // Urgent every 50th row, as a busy hub's mix; urgent rows go to the urgent lane.
@@ -37,7 +38,7 @@ async fn pace(relays: usize) {
                 CASE WHEN g % 50 = 0 THEN 9 ELSE 0 END, '\\x01'::bytea
            FROM generate_series(1, $1) g",
     )
-    .bind(ROWS)
+    .bind(rows)
     .execute(&pool)
     .await
     .unwrap();
@@ -128,7 +129,7 @@ async fn pace(relays: usize) {
     wait_count(
         &pool,
         "SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL",
-        ROWS,
+        rows,
         600,
         "every row relayed",
     )
@@ -174,16 +175,16 @@ async fn pace(relays: usize) {
 
     let secs = elapsed.as_secs_f64();
     eprintln!(
-        "relay pace, {relays} relay(s), {ROWS} rows: {:.2} s, {:.0} rows/s; {rounds} rounds \
+        "relay pace, {relays} relay(s), {rows} rows: {:.2} s, {:.0} rows/s; {rounds} rounds \
          ({failed} failed), {:.1} ms a round per relay; {trips_used} round trips to \
          PostgreSQL, {:.2} a round, {:.3} a row; idle in transaction: in {:.1}% of {samples} \
          samples, at most {most} backends, {:.2} on average; {published} messages on the \
          queues; outbox updates {} ({} HOT); the broker alone: {floor_ms:.1} ms a batch of 100",
         secs,
-        ROWS as f64 / secs,
+        rows as f64 / secs,
         secs * 1000.0 * relays as f64 / rounds.max(1) as f64,
         trips_used as f64 / rounds.max(1) as f64,
-        trips_used as f64 / ROWS as f64,
+        trips_used as f64 / rows as f64,
         100.0 * with_idle_tx as f64 / samples.max(1) as f64,
         total as f64 / samples.max(1) as f64,
         hot.0,
