@@ -16,5 +16,7 @@ mod exports_and_notices;
 mod identity;
 mod overload;
 mod referral_flow;
+mod relay_lease;
+mod relay_pace;
 mod web;
 mod webhooks;

@@ -238,6 +238,12 @@ pub struct RelaySettings {
     /// redeliveries come within minutes, a relay's republish after a crash at once.
     #[serde(default = "default_inbox_keep_hours")]
     pub inbox_keep_hours: u64,
+    /// A relay leases the rows it claims for this long: no other relay publishes them
+    /// meanwhile. Longer than a batch's publish and confirms (milliseconds; seconds on
+    /// a slow broker): a relay that died holding a lease delays its rows this long, and
+    /// one whose broker does not confirm within it gives the rows up.
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u64,
 }
 
 fn default_relay_connections() -> u32 {
@@ -248,6 +254,9 @@ fn default_keep_sent_secs() -> u64 {
 }
 fn default_inbox_keep_hours() -> u64 {
     168
+}
+fn default_lease_secs() -> u64 {
+    30
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -598,6 +607,9 @@ impl Settings {
                 "relay.keep_sent_secs",
                 "relay.keep_sent_secs and relay.inbox_keep_hours must be greater than 0",
             ));
+        }
+        if self.relay.lease_secs == 0 {
+            return Err(invalid("relay.lease_secs", "must be at least 1"));
         }
         if self.relay.batch_size < 1 {
             return Err(invalid("relay.batch_size", "must be at least 1"));

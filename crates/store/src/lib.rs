@@ -184,8 +184,25 @@ async fn prepare_schema(conn: &mut PgConnection, schema: &str) -> Result<(), Sto
                 sent_at TIMESTAMPTZ
             )"
         ),
-        format!("CREATE INDEX IF NOT EXISTS outbox_unsent ON {schema}.outbox (next_attempt_at, id) WHERE sent_at IS NULL"),
-        // The relay claims urgent rows first (see relay.rs), in this index's order.
+        // The relay's lease on the rows it claimed (relay.rs): it holds no transaction
+        // while the broker confirms. Added to outboxes made before the leases, and only
+        // then: ALTER TABLE locks out every reader, even when there is nothing to add.
+        format!(
+            "DO $$ BEGIN
+               IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                               WHERE attrelid = '{schema}.outbox'::regclass
+                                 AND attname = 'lease_until' AND NOT attisdropped) THEN
+                 ALTER TABLE {schema}.outbox
+                   ADD COLUMN lease_until TIMESTAMPTZ,
+                   ADD COLUMN leased_by TEXT;
+               END IF;
+             END $$"
+        ),
+        // The claim's order is the index below. This one, of an older claim's order, led
+        // the planner (without statistics) to sort the whole backlog for every claim.
+        format!("DROP INDEX IF EXISTS {schema}.outbox_unsent"),
+        // The relay claims urgent rows first (see relay.rs), in this index's order; the
+        // rows leased by other relays (a batch or so each) are passed over.
         format!("CREATE INDEX IF NOT EXISTS outbox_unsent_urgent_first ON {schema}.outbox (priority DESC, id) WHERE sent_at IS NULL"),
         // Sent rows are pruned by age (relay.keep_sent_secs), inbox ids too.
         format!("CREATE INDEX IF NOT EXISTS outbox_sent_at ON {schema}.outbox (sent_at) WHERE sent_at IS NOT NULL"),
@@ -257,6 +274,7 @@ impl From<&himaya_settings::RelaySettings> for relay::RelayConfig {
             batch_size: s.batch_size,
             keep_sent: std::time::Duration::from_secs(s.keep_sent_secs),
             inbox_keep: std::time::Duration::from_secs(s.inbox_keep_hours * 3_600),
+            lease: std::time::Duration::from_secs(s.lease_secs),
         }
     }
 }

@@ -1,0 +1,253 @@
+//! The outbox relay's leases: a relay holds no transaction while the broker confirms,
+//! so what keeps two relays off the same row is the lease each claim takes. A relay that
+//! dies holding leases delays its rows until they expire, and another relay sends them
+//! (again, if they had gone out: the consumers' inbox drops the copy); relays running
+//! together publish every row once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::helpers::*;
+use himaya_bus::{Bus, Exchange, Outgoing, Topology, URGENT_PRIORITY};
+use himaya_store::relay::{run_relay_with_stats, Relay, RelayConfig, RelayStats, Round};
+use lapin::options::{BasicGetOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+
+fn row(message_id: &str, priority: u8) -> Outgoing {
+    Outgoing {
+        exchange: Exchange::Events,
+        routing_key: "relay.lease".into(),
+        payload: vec![1],
+        message_id: message_id.into(),
+        event_type: "himaya.v1.ReferralCreated".into(),
+        priority,
+        headers: BTreeMap::new(),
+    }
+}
+
+/// Adds `ids` to the outbox of `pool`'s schema in one transaction (one notification
+/// per row, all delivered at its commit); every 50th urgent.
+async fn enqueue_all(pool: &sqlx::PgPool, ids: &[String]) {
+    let mut tx = pool.begin().await.unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        let priority = if i % 50 == 49 { URGENT_PRIORITY } else { 0 };
+        himaya_store::outbox::enqueue(&mut tx, &row(id, priority))
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+/// The ready messages of `queue` and its urgent lane.
+async fn ready(bus: &Bus, queue: &str) -> u32 {
+    let ch = bus.channel().await.unwrap();
+    let mut n = 0;
+    for q in [queue.to_owned(), himaya_bus::urgent_queue(queue)] {
+        let declared = ch
+            .queue_declare(
+                q.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        n += declared.message_count();
+    }
+    let _ = ch.close(200, "counted".into()).await;
+    n
+}
+
+/// Takes every message off `queue` and its urgent lane: how many copies of each
+/// message id arrived.
+async fn drain(bus: &Bus, queue: &str) -> BTreeMap<String, u32> {
+    let ch = bus.channel().await.unwrap();
+    let mut copies = BTreeMap::new();
+    for q in [queue.to_owned(), himaya_bus::urgent_queue(queue)] {
+        while let Some(m) = ch
+            .basic_get(q.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            let id = m
+                .delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default();
+            *copies.entry(id).or_insert(0) += 1;
+        }
+    }
+    let _ = ch.close(200, "drained".into()).await;
+    copies
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_of_a_relay_that_died_holding_their_lease_go_out_once_it_expires() {
+    let env = TestEnv::new(None).await;
+    let pool = himaya_store::connect(&env.db_url, "lease_t", 4)
+        .await
+        .unwrap();
+    let bus = Bus::connect(env.amqp_url(), Topology::new(""))
+        .await
+        .unwrap();
+    bus.declare_queue("leased", Exchange::Events, &["relay.lease"])
+        .await
+        .unwrap();
+    let lease = Duration::from_secs(4);
+    let short = |batch| RelayConfig {
+        lease,
+        ..RelayConfig::new(Duration::from_secs(1), batch)
+    };
+
+    // Relay A1 claims a full batch, publishes it and dies before recording the
+    // broker's confirms (a full batch's are recorded by the next claim, which never
+    // comes): the rows went out, but stay unsent, leased to A1.
+    let first: Vec<String> = (0..3).map(|i| format!("msg_lease_{i}")).collect();
+    enqueue_all(&pool, &first).await;
+    let leased_at = Instant::now();
+    let mut a1 = Relay::named(short(3), "relay-a1");
+    let round = a1.round(&pool, &bus).await.unwrap();
+    assert_eq!(
+        round,
+        Round {
+            claimed: 3,
+            sent: 3
+        }
+    );
+    drop(a1);
+    // Relay A2 claims the next rows and dies before publishing them.
+    let second: Vec<String> = (3..5).map(|i| format!("msg_lease_{i}")).collect();
+    enqueue_all(&pool, &second).await;
+    let claimed_at = Instant::now();
+    let mut a2 = Relay::named(short(100), "relay-a2");
+    assert_eq!(a2.claim(&pool).await.unwrap(), 2);
+    drop(a2);
+    let unsent = "SELECT count(*) FROM outbox WHERE sent_at IS NULL";
+    assert_eq!(count(&pool, unsent).await, 5);
+
+    // Relay B passes over rows leased to others, then sends them once the leases expire.
+    let mut b = Relay::named(RelayConfig::new(Duration::from_secs(1), 100), "relay-b");
+    let early = b.round(&pool, &bus).await.unwrap();
+    if leased_at.elapsed() < lease {
+        assert_eq!(
+            early,
+            Round::default(),
+            "B took rows still leased to A1 and A2"
+        );
+    }
+    let mut sent = early.sent;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sent < 5 {
+        assert!(Instant::now() < deadline, "B sent {sent} of the 5 rows");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        sent += b.round(&pool, &bus).await.unwrap().sent;
+    }
+    assert!(
+        claimed_at.elapsed() >= lease,
+        "sent before A2's lease expired"
+    );
+    assert_eq!(sent, 5);
+    assert_eq!(count(&pool, unsent).await, 0);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM outbox WHERE leased_by = 'relay-b' AND lease_until IS NULL"
+        )
+        .await,
+        5
+    );
+
+    // A1's batch twice (a duplicate after a crash, which the inbox drops), A2's once.
+    let copies = drain(&bus, "leased").await;
+    let want: BTreeMap<String, u32> = first
+        .iter()
+        .map(|id| (id.clone(), 2))
+        .chain(second.iter().map(|id| (id.clone(), 1)))
+        .collect();
+    assert_eq!(copies, want);
+    bus.close().await;
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_running_together_publish_every_row_once() {
+    const N: usize = 5_000;
+    let env = TestEnv::new(None).await;
+    let pool = himaya_store::connect(&env.db_url, "lease_t", 4)
+        .await
+        .unwrap();
+    let bus = Bus::connect(env.amqp_url(), Topology::new(""))
+        .await
+        .unwrap();
+    bus.declare_queue("shared", Exchange::Events, &["relay.lease"])
+        .await
+        .unwrap();
+
+    // Two relays as in two processes: a pool and a broker connection each.
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut relays = Vec::new();
+    let mut stats = Vec::new();
+    for _ in 0..2 {
+        let relay_pool = himaya_store::pool_of(&env.db_url, "lease_t", 3).unwrap();
+        let relay_bus = Bus::connect(env.amqp_url(), Topology::new(""))
+            .await
+            .unwrap();
+        let s = Arc::new(RelayStats::default());
+        stats.push(s.clone());
+        relays.push(tokio::spawn(run_relay_with_stats(
+            relay_pool,
+            relay_bus,
+            RelayConfig::new(Duration::from_secs(5), 100),
+            shutdown.clone(),
+            s,
+        )));
+    }
+    // Both listening (their first round follows the LISTEN): the commit wakes both.
+    eventually(30, "both relays' first round", || async {
+        stats.iter().all(|s| s.rounds() >= 1).then_some(())
+    })
+    .await;
+    let ids: Vec<String> = (0..N).map(|i| format!("msg_shared_{i}")).collect();
+    enqueue_all(&pool, &ids).await;
+
+    let n = i64::try_from(N).unwrap();
+    wait_count(
+        &pool,
+        "SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL",
+        n,
+        120,
+        "every row relayed",
+    )
+    .await;
+    shutdown.cancel();
+    for r in relays {
+        r.await.unwrap();
+    }
+    let by_relay: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT leased_by, count(*) FROM outbox GROUP BY leased_by ORDER BY leased_by",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    eprintln!("rows sent by each relay: {by_relay:?}");
+    assert_eq!(by_relay.len(), 2, "both relays took part: {by_relay:?}");
+
+    // Every confirmed message is on the queues: each row once, no more.
+    eventually(30, "every message on the queues", || async {
+        (ready(&bus, "shared").await as usize >= N).then_some(())
+    })
+    .await;
+    let copies = drain(&bus, "shared").await;
+    let twice: Vec<_> = copies.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(twice.is_empty(), "published more than once: {twice:?}");
+    assert_eq!(copies.values().sum::<u32>() as usize, N);
+    let seen: BTreeSet<&String> = copies.keys().collect();
+    assert_eq!(seen, ids.iter().collect::<BTreeSet<_>>());
+    bus.close().await;
+    pool.close().await;
+}
