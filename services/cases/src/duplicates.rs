@@ -207,6 +207,44 @@ pub async fn fold_history(
     Ok(())
 }
 
+/// How often the match index is vacuumed.
+const TIDY_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Vacuums the match index at start and every [`TIDY_EVERY`] until `shutdown`. A search
+/// reads the blocks by an index-only scan, which skips the table only for pages marked
+/// all-visible; with autovacuum off (as on the project's machines) nothing else marks
+/// them, and each search then visits ~2,000 table pages at a million children (24 ms
+/// instead of 2). The vacuum reads only the pages changed since the last one.
+/// `SKIP_LOCKED`: a replica already vacuuming is enough.
+pub async fn keep_tidy(pool: PgPool, shutdown: tokio_util::sync::CancellationToken) {
+    let mut every = tokio::time::interval(TIDY_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => tidy(&pool).await,
+        }
+    }
+}
+
+/// One vacuum of the match index (also run by the matching benchmark after its loads).
+pub async fn tidy(pool: &PgPool) {
+    let started = std::time::Instant::now();
+    // VACUUM runs outside any transaction: a simple query of its own.
+    match sqlx::raw_sql("VACUUM (ANALYZE, SKIP_LOCKED) children, child_blocks")
+        .execute(pool)
+        .await
+    {
+        Ok(_) => tracing::debug!(
+            took_ms = started.elapsed().as_millis() as u64,
+            "match index vacuumed"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "vacuuming the match index failed; trying again later")
+        }
+    }
+}
+
 /// Indexes cases that have no match key or no blocks yet (opened before the index or the
 /// blocks existed), in batches; returns how many. Run at start: one pass over the cases
 /// when none are missing.

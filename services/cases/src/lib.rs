@@ -151,6 +151,7 @@ impl Component for Cases {
             std::time::Duration::from_millis(settings.lifecycle.deadline_check_interval_ms);
         // Undelivered referrals go out again if their agency was connected since.
         let again = tokio::spawn(undelivered::reroute_all(pool.clone(), settings.clone()));
+        let tidy = tokio::spawn(duplicates::keep_tidy(pool.clone(), shutdown.clone()));
         let engine = tokio::spawn(deadlines::run(pool, interval, shutdown.clone()));
         let max = settings.grpc.max_message_bytes;
         Ok(Started::default()
@@ -179,6 +180,6 @@ impl Component for Cases {
                 ServiceReferralsServer::new(ServiceReferralsApi(state))
                     .max_decoding_message_size(max),
             )
-            .tasks([relay, outcomes, map, notices, engine, again]))
+            .tasks([relay, outcomes, map, notices, engine, again, tidy]))
     }
 }
