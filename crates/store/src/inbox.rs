@@ -26,7 +26,8 @@ pub async fn claim(
 
 /// Claims every id of `message_ids` for `consumer` in one statement, inside the caller's
 /// transaction; returns the ones claimed now. An id processed before, or given twice, is
-/// claimed at most once.
+/// claimed at most once. The ids are inserted in sorted order, so two transactions
+/// claiming some of the same ids wait for each other instead of deadlocking.
 pub async fn claim_all(
     conn: &mut PgConnection,
     consumer: &str,
@@ -37,7 +38,7 @@ pub async fn claim_all(
     }
     let claimed: Vec<String> = sqlx::query_scalar(
         "INSERT INTO inbox (consumer, message_id)
-         SELECT $1, m FROM unnest($2::text[]) WITH ORDINALITY AS ids(m, i) ORDER BY i
+         SELECT $1, m FROM unnest($2::text[]) AS ids(m) ORDER BY m
          ON CONFLICT DO NOTHING RETURNING message_id",
     )
     .bind(consumer)
