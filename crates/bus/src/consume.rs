@@ -63,6 +63,11 @@ impl Incoming {
         self.string_headers().remove(name)
     }
 
+    /// Every string header (other types are skipped).
+    pub fn headers(&self) -> BTreeMap<String, String> {
+        self.string_headers()
+    }
+
     fn string_headers(&self) -> BTreeMap<String, String> {
         string_headers(self.delivery.properties.headers().as_ref())
     }

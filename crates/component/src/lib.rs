@@ -17,6 +17,7 @@ pub mod listen;
 
 pub use caller::{calling_agency, CallerError};
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -217,6 +218,20 @@ impl<H: EventHandler> Handler for Decoding<H> {
     }
 }
 
+/// One event of a batch, with the string headers of the message that carried it (its
+/// `traceparent`, its correlation id).
+pub struct Delivered<E> {
+    pub event: E,
+    pub headers: BTreeMap<String, String>,
+}
+
+impl<E> Delivered<E> {
+    /// A string header of the event's message, if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
 /// A consumer of one kind of event that commits many at once, in one transaction.
 /// [`Decoding`] turns it into a bus [`BatchHandler`] (subscribed with
 /// [`Context::subscribe_batches`]): a message that is not that event is parked alone,
@@ -230,7 +245,7 @@ pub trait BatchEventHandler: Send + Sync + 'static {
     /// effects at once before returning `Ok`; on an error, none of them.
     fn handle_batch(
         &self,
-        events: Vec<Self::Event>,
+        events: Vec<Delivered<Self::Event>>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// Whether `error` can never go away by trying again. By default every error is
@@ -241,13 +256,17 @@ pub trait BatchEventHandler: Send + Sync + 'static {
 }
 
 impl<H: BatchEventHandler> BatchHandler for Decoding<H> {
-    type Item = H::Event;
+    type Item = Delivered<H::Event>;
 
-    fn read(&self, msg: &Incoming) -> Result<H::Event, HandleError> {
-        decode::<H::Event>(msg.payload()).map_err(HandleError::park)
+    fn read(&self, msg: &Incoming) -> Result<Delivered<H::Event>, HandleError> {
+        let event = decode::<H::Event>(msg.payload()).map_err(HandleError::park)?;
+        Ok(Delivered {
+            event,
+            headers: msg.headers(),
+        })
     }
 
-    async fn handle_batch(&self, events: Vec<H::Event>) -> Result<(), HandleError> {
+    async fn handle_batch(&self, events: Vec<Delivered<H::Event>>) -> Result<(), HandleError> {
         self.0.handle_batch(events).await.map_err(|e| {
             if H::permanent(&e) {
                 HandleError::park(e)

@@ -1,5 +1,7 @@
 //! The inbox: processed message ids per consumer.
 
+use std::collections::HashSet;
+
 use sqlx::PgConnection;
 
 use crate::StoreError;
@@ -20,4 +22,28 @@ pub async fn claim(
     .await?
     .rows_affected();
     Ok(inserted == 1)
+}
+
+/// Claims every id of `message_ids` for `consumer` in one statement, inside the caller's
+/// transaction; returns the ones claimed now. An id processed before, or given twice, is
+/// claimed at most once. The ids are inserted in sorted order, so two transactions
+/// claiming some of the same ids wait for each other instead of deadlocking.
+pub async fn claim_all(
+    conn: &mut PgConnection,
+    consumer: &str,
+    message_ids: &[&str],
+) -> Result<HashSet<String>, StoreError> {
+    if message_ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let claimed: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO inbox (consumer, message_id)
+         SELECT $1, m FROM unnest($2::text[]) AS ids(m) ORDER BY m
+         ON CONFLICT DO NOTHING RETURNING message_id",
+    )
+    .bind(consumer)
+    .bind(message_ids)
+    .fetch_all(conn)
+    .await?;
+    Ok(claimed.into_iter().collect())
 }

@@ -18,9 +18,21 @@ pub async fn enqueue_event<E: Event>(
     priority: u8,
     correlation_id: &str,
 ) -> Result<(), StoreError> {
+    let msg = event_message(exchange, routing_key, event, priority, correlation_id)?;
+    enqueue(conn, &msg).await
+}
+
+/// The message [`enqueue_event`] adds for `event`.
+pub fn event_message<E: Event>(
+    exchange: Exchange,
+    routing_key: &str,
+    event: &E,
+    priority: u8,
+    correlation_id: &str,
+) -> Result<Outgoing, StoreError> {
     let mut headers = BTreeMap::new();
     headers.insert("x-correlation-id".to_owned(), correlation_id.to_owned());
-    let msg = Outgoing {
+    Ok(Outgoing {
         exchange,
         routing_key: routing_key.to_owned(),
         payload: encode(event).map_err(|_| StoreError::Encode(E::NAME))?,
@@ -28,8 +40,42 @@ pub async fn enqueue_event<E: Event>(
         event_type: E::NAME.into(),
         priority,
         headers,
-    };
-    enqueue(conn, &msg).await
+    })
+}
+
+/// Adds `msgs` to the outbox of the connection's schema in one statement, in their
+/// order (the relay sends them in it), and wakes the relay at commit.
+pub async fn enqueue_all(conn: &mut PgConnection, msgs: &[Outgoing]) -> Result<(), StoreError> {
+    if msgs.is_empty() {
+        return Ok(());
+    }
+    let headers = msgs
+        .iter()
+        .map(|m| serde_json::to_value(&m.headers))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| StoreError::Corrupt("headers"))?;
+    let column = |f: fn(&Outgoing) -> &str| -> Vec<&str> { msgs.iter().map(f).collect() };
+    let priorities: Vec<i16> = msgs.iter().map(|m| i16::from(m.priority)).collect();
+    let payloads: Vec<&[u8]> = msgs.iter().map(|m| m.payload.as_slice()).collect();
+    sqlx::query(
+        "WITH rows AS (
+           INSERT INTO outbox (message_id, exchange, routing_key, event_type, priority, headers, payload)
+           SELECT m.message_id, m.exchange, m.routing_key, m.event_type, m.priority, m.headers, m.payload
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::smallint[], $6::jsonb[], $7::bytea[])
+                  WITH ORDINALITY AS m(message_id, exchange, routing_key, event_type, priority, headers, payload, i)
+            ORDER BY m.i)
+         SELECT pg_notify('himaya_outbox_' || current_schema(), '')",
+    )
+    .bind(column(|m| m.message_id.as_str()))
+    .bind(column(|m| m.exchange.as_str()))
+    .bind(column(|m| m.routing_key.as_str()))
+    .bind(column(|m| m.event_type.as_str()))
+    .bind(&priorities)
+    .bind(&headers)
+    .bind(&payloads)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// Adds `msg` to the outbox of the connection's schema and wakes the relay at commit.

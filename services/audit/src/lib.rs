@@ -18,7 +18,7 @@ use chain::{
 use ed25519_dalek::{Signer, SigningKey};
 use himaya_bus::{Exchange, Incoming};
 use himaya_component::{
-    BatchEventHandler, Component, Context, Decoding, EventHandler, StartError, Started,
+    BatchEventHandler, Component, Context, Decoding, Delivered, EventHandler, StartError, Started,
 };
 use himaya_events::{keys, ConsentWithdrawn, DisclosureRecorded, WithdrawalNotice};
 use himaya_settings::Settings;
@@ -168,7 +168,11 @@ pub const BATCH: u16 = 256;
 impl BatchEventHandler for Appender {
     type Event = DisclosureRecorded;
     type Error = AuditError;
-    async fn handle_batch(&self, events: Vec<DisclosureRecorded>) -> Result<(), AuditError> {
+    async fn handle_batch(
+        &self,
+        events: Vec<Delivered<DisclosureRecorded>>,
+    ) -> Result<(), AuditError> {
+        let events: Vec<DisclosureRecorded> = events.into_iter().map(|d| d.event).collect();
         append(&self.pool, &events).await.map(|_| ())
     }
 }

@@ -29,7 +29,7 @@ pub mod work;
 use std::sync::Arc;
 
 use himaya_bus::Exchange;
-use himaya_component::{Component, Context, StartError, Started};
+use himaya_component::{Component, Context, Decoding, StartError, Started};
 use himaya_events::keys;
 use himaya_proto::v1::case_work_server::CaseWorkServer;
 use himaya_proto::v1::cases_server::CasesServer;
@@ -124,11 +124,12 @@ impl Component for Cases {
             exports: Arc::new(tokio::sync::Semaphore::new(MAX_EXPORTS)),
         });
         let outcomes = ctx
-            .subscribe(
+            .subscribe_batches(
                 OUTCOMES_QUEUE,
                 Exchange::Events,
                 &[keys::DELIVERY_RECORDED],
-                outcomes::Outcomes::new(pool.clone(), settings.clone()),
+                outcomes::BATCH,
+                Decoding(outcomes::Outcomes::new(pool.clone(), settings.clone())),
             )
             .await?;
         let map = ctx

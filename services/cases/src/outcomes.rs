@@ -1,7 +1,7 @@
 //! Records what agencies answered to deliveries (`referral.delivery.recorded`).
 
-use himaya_bus::{HandleError, Handler, Incoming};
-use himaya_events::{decode, DeliveryRecorded};
+use himaya_component::{BatchEventHandler, Delivered};
+use himaya_events::DeliveryRecorded;
 use himaya_proto::status::msg;
 use himaya_record::service_referral::{Side, TaskState};
 use himaya_record::ServiceReferralId;
@@ -24,10 +24,24 @@ impl Outcomes {
         Self { pool, settings }
     }
 
-    async fn record(&self, e: &DeliveryRecorded) -> Result<(), CasesError> {
+    /// Records the answers in the order given, in one transaction: all of them or, on an
+    /// error, none. Each message id is recorded once, whether it was recorded before (a
+    /// redelivery) or is given twice (the first counts).
+    async fn record_all(&self, events: &[DeliveryRecorded]) -> Result<(), CasesError> {
         let mut tx = self.pool.begin().await?;
-        if !himaya_store::inbox::claim(&mut tx, OUTCOMES_QUEUE, &e.message_id).await? {
-            tx.rollback().await?;
+        if events.len() > 1 {
+            lock_cases(&mut tx, events).await?;
+        }
+        for e in events {
+            self.record(&mut tx, e).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records one answer inside the caller's transaction (its inbox claim included).
+    async fn record(&self, tx: &mut PgConnection, e: &DeliveryRecorded) -> Result<(), CasesError> {
+        if !himaya_store::inbox::claim(&mut *tx, OUTCOMES_QUEUE, &e.message_id).await? {
             return Ok(());
         }
         if e.referral_id.starts_with(NOTICE_PREFIX) || e.referral_id.starts_with(FEEDBACK_PREFIX) {
@@ -46,8 +60,7 @@ impl Outcomes {
                 "feedback"
             };
             let change = format!("{what} {} to {}: {}", e.referral_id, e.agency_id, e.outcome);
-            history(&mut tx, &e.case_id, version, &e.agency_id, &change).await?;
-            tx.commit().await?;
+            history(&mut *tx, &e.case_id, version, &e.agency_id, &change).await?;
             return Ok(());
         }
         let before: Option<String> = sqlx::query_scalar(
@@ -59,16 +72,16 @@ impl Outcomes {
         .await?;
         if before.as_deref() == Some("delivered") && e.outcome == "undelivered" {
             // A parked copy of a delivery that went through: the agency has it.
-            tx.commit().await?;
             return Ok(());
         }
+        // Stamped when this answer is recorded, not when its batch's transaction began.
         sqlx::query(
-            "INSERT INTO referral_deliveries (referral_id, agency_id, case_id, outcome, http_status, agency_reference, reason)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+            "INSERT INTO referral_deliveries (referral_id, agency_id, case_id, outcome, http_status, agency_reference, reason, recorded_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, clock_timestamp())
              ON CONFLICT (referral_id, agency_id) DO UPDATE
                SET outcome = EXCLUDED.outcome, http_status = EXCLUDED.http_status,
                    agency_reference = EXCLUDED.agency_reference, reason = EXCLUDED.reason,
-                   recorded_at = now()",
+                   recorded_at = clock_timestamp()",
         )
         .bind(&e.referral_id)
         .bind(&e.agency_id)
@@ -85,14 +98,13 @@ impl Outcomes {
                 .fetch_optional(&mut *tx)
                 .await?;
         let Some(version) = version else {
-            tx.rollback().await?;
             return Err(CasesError::NotFound(msg!(
                 "case-not-found",
                 case_id = &e.case_id
             )));
         };
         history(
-            &mut tx,
+            &mut *tx,
             &e.case_id,
             version,
             &e.agency_id,
@@ -103,10 +115,9 @@ impl Outcomes {
         )
         .await?;
         if e.referral_id.starts_with(ServiceReferralId::PREFIX) {
-            service_referral_answered(&mut tx, e).await?;
+            service_referral_answered(&mut *tx, e).await?;
         }
-        crate::undelivered::after_answer(&mut tx, &self.settings, e, before.as_deref()).await?;
-        tx.commit().await?;
+        crate::undelivered::after_answer(&mut *tx, &self.settings, e, before.as_deref()).await?;
         Ok(())
     }
 }
@@ -156,15 +167,47 @@ pub const NOTICE_PREFIX: &str = "wdn_";
 /// Ids of feedback to referrers (set by the router).
 pub const FEEDBACK_PREFIX: &str = "fbk_";
 
-impl Handler for Outcomes {
-    async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
-        let event = decode::<DeliveryRecorded>(msg.payload()).map_err(HandleError::park)?;
-        match self.record(&event).await {
-            Ok(()) => Ok(()),
-            Err(CasesError::NotFound(m)) => Err(HandleError::Park {
-                reason: m.to_string(),
-            }),
-            Err(e) => Err(HandleError::retry(e)),
-        }
+/// Answers recorded in one transaction, at most. A batch is what is already waiting on
+/// the queue (never more is waited for), so under a light load each is one answer.
+pub const BATCH: u16 = 256;
+
+/// Takes, in one order for every batch, a lock per case the batch answers for, before
+/// any row is touched. Every row an answer locks (its delivery, its service referral,
+/// the case's deadlines) belongs to its case, so two batches answering for the same
+/// cases take their turns instead of each holding a row the other waits for (a
+/// deadlock). Only batches of answers take these locks; a single answer is recorded as
+/// it always was.
+async fn lock_cases(
+    conn: &mut PgConnection,
+    events: &[DeliveryRecorded],
+) -> Result<(), CasesError> {
+    let cases: Vec<&str> = events.iter().map(|e| e.case_id.as_str()).collect();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(k)
+           FROM (SELECT DISTINCT hashtextextended('himaya.cases.outcomes:' || c, 0) AS k
+                   FROM unnest($1::text[]) AS c
+                  ORDER BY k) AS keys",
+    )
+    .bind(&cases)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Agencies' answers, a batch of waiting ones per transaction. An answer for a case (or
+/// service referral) the hub does not hold fails its batch; the batch's answers are then
+/// recorded one per transaction, and that one alone is parked with the reason.
+impl BatchEventHandler for Outcomes {
+    type Event = DeliveryRecorded;
+    type Error = CasesError;
+    async fn handle_batch(
+        &self,
+        events: Vec<Delivered<DeliveryRecorded>>,
+    ) -> Result<(), CasesError> {
+        let events: Vec<DeliveryRecorded> = events.into_iter().map(|d| d.event).collect();
+        self.record_all(&events).await
+    }
+    fn permanent(e: &CasesError) -> bool {
+        matches!(e, CasesError::NotFound(_))
     }
 }

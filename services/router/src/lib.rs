@@ -3,12 +3,14 @@
 //! redacted delivery per agency through its outbox. It is the only publisher to the
 //! delivery exchange, so no data reaches an agency's queue without a decision.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::Utc;
 use himaya_bus::{Exchange, Incoming, Outgoing};
-use himaya_component::{Component, Context, Decoding, EventHandler, StartError, Started};
+use himaya_component::{
+    BatchEventHandler, Component, Context, Decoding, Delivered, EventHandler, StartError, Started,
+};
 use himaya_events::{
     encode, keys, new_message_id, DeliveryRecorded, DeliveryRequested, DisclosureRecorded, Event,
     ReferralCreated, WithdrawalNotice,
@@ -23,6 +25,11 @@ pub mod feedback;
 pub const SCHEMA: &str = "router";
 pub const QUEUE: &str = "router.referral-created";
 pub const NOTICE_QUEUE: &str = "router.withdrawal-notice";
+/// Referrals routed in one transaction, at most. A batch is what is already waiting on
+/// the queue (never more is waited for), so under a light load each is one referral;
+/// under a heavy one the commit (and its flush to disk) is paid once per batch instead
+/// of once per referral.
+pub const BATCH: u16 = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
@@ -82,10 +89,11 @@ impl Component for Routing {
             )
             .await?;
         let referrals = ctx
-            .subscribe(
+            .subscribe_batches(
                 QUEUE,
                 Exchange::Events,
                 &[keys::REFERRAL_CREATED, keys::SERVICE_REFERRAL_REQUESTED],
+                BATCH,
                 Decoding(Referrals(router)),
             )
             .await?;
@@ -99,38 +107,65 @@ struct Router {
 }
 
 impl Router {
-    async fn route(
+    /// Routes the referrals in the order given, in one transaction: all of them or, on
+    /// an error, none. Each message id is routed once, whether it was routed before (a
+    /// redelivery) or is given twice (the first counts). A handful of statements for the
+    /// whole batch: the inbox claims, the agencies each referral already reached, then
+    /// the decisions and the outbox rows, each in one insert.
+    async fn route_all(&self, events: &[Delivered<ReferralCreated>]) -> Result<(), RouterError> {
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<&str> = events.iter().map(|d| d.event.message_id.as_str()).collect();
+        let mut claimed = himaya_store::inbox::claim_all(&mut tx, QUEUE, &ids).await?;
+        let fresh: Vec<&Delivered<ReferralCreated>> = events
+            .iter()
+            .filter(|d| {
+                let first = claimed.remove(&d.event.message_id);
+                if !first {
+                    tracing::debug!(message_id = %d.event.message_id, "duplicate referral.created dropped");
+                }
+                first
+            })
+            .collect();
+        let referrals: Vec<String> = fresh.iter().map(|d| referral_id(&d.event)).collect();
+        let mut plan = Plan {
+            sent: already_sent(&mut tx, &referrals).await?,
+            ..Plan::default()
+        };
+        for d in fresh {
+            self.route(&mut plan, &d.event, d.header("traceparent"))?;
+        }
+        log_decisions(&mut tx, &plan.decisions).await?;
+        himaya_store::outbox::enqueue_all(&mut tx, &plan.outbox).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Decides where one referral goes and adds what that writes to `plan`: the
+    /// deliveries, the decisions (for the router's table and the disclosure log), or the
+    /// word that it reaches no agency.
+    fn route(
         &self,
+        plan: &mut Plan,
         event: &ReferralCreated,
-        traceparent: Option<String>,
+        traceparent: Option<&str>,
     ) -> Result<(), RouterError> {
         let record = &event.case;
-        let mut tx = self.pool.begin().await?;
-        if !himaya_store::inbox::claim(&mut tx, QUEUE, &event.message_id).await? {
-            tx.rollback().await?;
-            tracing::debug!(message_id = %event.message_id, "duplicate referral.created dropped");
-            return Ok(());
-        }
         let purpose = Purpose::ServiceProvision;
         let service = event.service_request.as_ref();
         // A case referral goes to every agency offering a requested service; a service
         // referral between agencies only to the agency it names.
-        let (targets, referral_id): (Vec<(&String, &AgencySettings)>, String) = match service {
-            None => (
-                self.settings.recipients(record),
-                record.referral.referral_id.to_string(),
-            ),
-            Some(s) => (
-                self.settings
-                    .connected()
-                    .filter(|(id, _)| **id == s.agency_id)
-                    .collect(),
-                s.service_referral_id.clone(),
-            ),
+        let targets: Vec<(&String, &AgencySettings)> = match service {
+            None => self.settings.recipients(record),
+            Some(s) => self
+                .settings
+                .connected()
+                .filter(|(id, _)| **id == s.agency_id)
+                .collect(),
         };
+        let referral_id = referral_id(event);
         // A referral routed again (once consent was granted, or an agency connected)
         // goes only to the agencies that have not had it yet.
-        let sent = already_sent(&mut tx, &referral_id).await?;
+        let sent = plan.sent.get(&referral_id).cloned().unwrap_or_default();
         let mut obstacle = match (targets.is_empty(), service) {
             (true, None) if self.settings.owner_takes(record) => None,
             (true, None) => Some(("", Obstacle::NoAgency)),
@@ -175,8 +210,8 @@ impl Router {
                     };
                     let mut headers = BTreeMap::new();
                     headers.insert("x-correlation-id".to_owned(), delivery.referral_id.clone());
-                    if let Some(tp) = &traceparent {
-                        headers.insert("traceparent".to_owned(), tp.clone());
+                    if let Some(tp) = traceparent {
+                        headers.insert("traceparent".to_owned(), tp.to_owned());
                     }
                     let msg = Outgoing {
                         exchange: Exchange::Delivery,
@@ -187,14 +222,18 @@ impl Router {
                         priority: record.referral.priority.amqp_priority(),
                         headers,
                     };
-                    himaya_store::outbox::enqueue(&mut tx, &msg).await?;
+                    plan.outbox.push(msg);
                     let logged = DisclosureRecorded {
                         categories: delivery.categories.clone(),
                         basis: d.basis.clone(),
                         delivery_message_id: Some(delivery.message_id.clone()),
                         ..decision(record, &referral_id, agency_id, purpose, None)
                     };
-                    log_decision(&mut tx, &logged).await?;
+                    plan.log(logged)?;
+                    plan.sent
+                        .entry(referral_id.clone())
+                        .or_default()
+                        .insert(agency_id.clone());
                     reached = true;
                     tracing::info!(case_id = %record.case_id, agency = %agency_id, categories = delivery.categories.len(), "delivery queued");
                 }
@@ -206,7 +245,7 @@ impl Router {
                         purpose,
                         Some(reason.as_str()),
                     );
-                    log_decision(&mut tx, &logged).await?;
+                    plan.log(logged)?;
                     obstacle = Some((agency_id.as_str(), Obstacle::Refused(reason)));
                     tracing::info!(case_id = %record.case_id, agency = %agency_id, reason = reason.as_str(), "disclosure denied");
                 }
@@ -214,39 +253,80 @@ impl Router {
         }
         match obstacle {
             Some((agency_id, why)) if !reached => {
-                undelivered(&mut tx, record, &referral_id, agency_id, why).await?;
+                plan.outbox
+                    .push(undelivered(record, &referral_id, agency_id, why)?);
             }
             _ => {}
         }
-        tx.commit().await?;
         Ok(())
     }
 }
 
-/// The agencies this referral was already released to.
+/// What routing a batch writes, in the order decided, and the agencies each of its
+/// referrals has reached so far (those released earlier, and in this batch).
+#[derive(Default)]
+struct Plan {
+    sent: HashMap<String, HashSet<String>>,
+    decisions: Vec<DisclosureRecorded>,
+    outbox: Vec<Outgoing>,
+}
+
+impl Plan {
+    /// A decision for the router's table and, through the outbox in the same
+    /// transaction, for the hub's hash-chained disclosure log.
+    fn log(&mut self, e: DisclosureRecorded) -> Result<(), RouterError> {
+        self.outbox.push(himaya_store::outbox::event_message(
+            Exchange::Events,
+            keys::DISCLOSURE_RECORDED,
+            &e,
+            1,
+            &e.case_id,
+        )?);
+        self.decisions.push(e);
+        Ok(())
+    }
+}
+
+/// The referral an event routes: a case's referral, or a service referral.
+fn referral_id(event: &ReferralCreated) -> String {
+    match &event.service_request {
+        None => event.case.referral.referral_id.to_string(),
+        Some(s) => s.service_referral_id.clone(),
+    }
+}
+
+/// The agencies each of these referrals was already released to.
 async fn already_sent(
     conn: &mut PgConnection,
-    referral_id: &str,
-) -> Result<Vec<String>, RouterError> {
-    Ok(sqlx::query_scalar(
-        "SELECT DISTINCT agency_id FROM disclosures WHERE referral_id = $1 AND decision = 'permit'",
+    referral_ids: &[String],
+) -> Result<HashMap<String, HashSet<String>>, RouterError> {
+    let mut sent: HashMap<String, HashSet<String>> = HashMap::new();
+    if referral_ids.is_empty() {
+        return Ok(sent);
+    }
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT DISTINCT referral_id, agency_id FROM disclosures
+          WHERE referral_id = ANY($1) AND decision = 'permit'",
     )
-    .bind(referral_id)
+    .bind(referral_ids)
     .fetch_all(&mut *conn)
-    .await?)
+    .await?;
+    for (referral_id, agency_id) in rows {
+        sent.entry(referral_id).or_default().insert(agency_id);
+    }
+    Ok(sent)
 }
 
 /// A referral that reaches no agency is announced as such, with the reason, as the
 /// answer of no one (`referral.delivery.recorded`, outcome `undelivered`): the case shows
 /// it, the ministry gets an escalation, the referrer is told, and it is routed again once
 /// the cause is fixed. Silence is the failure the hub exists to prevent.
-async fn undelivered(
-    conn: &mut PgConnection,
+fn undelivered(
     record: &CaseRecord,
     referral_id: &str,
     agency_id: &str,
     why: Obstacle,
-) -> Result<(), RouterError> {
+) -> Result<Outgoing, RouterError> {
     tracing::warn!(case_id = %record.case_id, referral_id, agency = agency_id, reason = why.code(), "the referral reaches no agency: the case and its owner are told");
     let event = DeliveryRecorded {
         message_id: new_message_id(),
@@ -260,16 +340,13 @@ async fn undelivered(
         agency_reference: None,
         reason: Some(why.code().to_owned()),
     };
-    himaya_store::outbox::enqueue_event(
-        conn,
+    Ok(himaya_store::outbox::event_message(
         Exchange::Events,
         keys::DELIVERY_RECORDED,
         &event,
         record.referral.priority.amqp_priority(),
         &event.case_id,
-    )
-    .await?;
-    Ok(())
+    )?)
 }
 
 /// A disclosure decision, for the router's own table and the hub's disclosure log.
@@ -328,6 +405,44 @@ async fn log_decision(conn: &mut PgConnection, e: &DisclosureRecorded) -> Result
         1,
         &e.case_id,
     )
+    .await?;
+    Ok(())
+}
+
+/// Records the decisions in the router's table, in one insert (their events for the
+/// disclosure log are in the outbox rows of the same transaction).
+async fn log_decisions(
+    conn: &mut PgConnection,
+    decisions: &[DisclosureRecorded],
+) -> Result<(), RouterError> {
+    if decisions.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<serde_json::Value> = decisions
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "case_id": e.case_id,
+                "referral_id": e.referral_id,
+                "agency_id": e.recipient,
+                "purpose": e.purpose,
+                "decision": e.decision,
+                "reason": e.reason,
+                "categories": e.categories,
+                "message_id": e.delivery_message_id,
+            })
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO disclosures (case_id, referral_id, agency_id, purpose, decision, reason, categories, message_id)
+         SELECT r->>'case_id', r->>'referral_id', r->>'agency_id', r->>'purpose', r->>'decision', r->>'reason',
+                ARRAY(SELECT c FROM jsonb_array_elements_text(r->'categories') WITH ORDINALITY AS cs(c, n) ORDER BY n),
+                r->>'message_id'
+           FROM jsonb_array_elements($1) WITH ORDINALITY AS rows(r, i)
+          ORDER BY i",
+    )
+    .bind(serde_json::Value::Array(rows))
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
@@ -403,14 +518,20 @@ impl EventHandler for Notices {
     }
 }
 
-/// The consumer of referrals (agencies' and service referrals) to route.
+/// The consumer of referrals (agencies' and service referrals) to route, a batch of
+/// waiting ones per transaction. A referral that can never be routed (its record cannot
+/// be redacted or encoded) fails its batch; the batch's referrals are then routed one
+/// per transaction, and that one alone is parked.
 struct Referrals(Arc<Router>);
 
-impl EventHandler for Referrals {
+impl BatchEventHandler for Referrals {
     type Event = ReferralCreated;
     type Error = RouterError;
-    async fn handle(&self, event: ReferralCreated, msg: &Incoming) -> Result<(), RouterError> {
-        self.0.route(&event, msg.header("traceparent")).await
+    async fn handle_batch(
+        &self,
+        events: Vec<Delivered<ReferralCreated>>,
+    ) -> Result<(), RouterError> {
+        self.0.route_all(&events).await
     }
     fn permanent(e: &RouterError) -> bool {
         matches!(e, RouterError::Codec(_) | RouterError::Redact(_))
