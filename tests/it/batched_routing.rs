@@ -64,31 +64,6 @@ async fn router_queue(env: &TestEnv) -> std::sync::Arc<Bus> {
     bus
 }
 
-/// Messages on the router's queue: once it has stopped, what was never acknowledged.
-async fn left_on_queue(bus: &Bus) -> u32 {
-    let ch = bus.channel().await.unwrap();
-    let q = ch
-        .queue_declare(
-            himaya_router::QUEUE.into(),
-            lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            Default::default(),
-        )
-        .await
-        .unwrap();
-    q.message_count()
-}
-
-async fn publish_all(bus: &Bus, msgs: &[Outgoing]) {
-    for chunk in msgs.chunks(500) {
-        for sent in bus.publish_batch(chunk).await.unwrap() {
-            sent.unwrap();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_referrals_is_routed_in_batches_once_each_with_poison_parked_alone() {
     const N: usize = 300;
@@ -177,7 +152,7 @@ async fn a_burst_of_referrals_is_routed_in_batches_once_each_with_poison_parked_
         "{transactions} transactions for {N} referrals"
     );
     // Every message was acknowledged: none went back to the queue with the channel.
-    assert_eq!(left_on_queue(&bus).await, 0);
+    assert_eq!(left_on_queue(&bus, himaya_router::QUEUE).await, 0);
     bus.close().await;
 }
 

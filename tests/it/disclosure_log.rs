@@ -546,32 +546,6 @@ async fn audit_queue(env: &TestEnv) -> std::sync::Arc<himaya_bus::Bus> {
     bus
 }
 
-/// Messages on the audit queue, delivered or not: once its consumer has stopped, what
-/// was never acknowledged.
-async fn left_on_queue(bus: &himaya_bus::Bus) -> u32 {
-    let ch = bus.channel().await.unwrap();
-    let q = ch
-        .queue_declare(
-            himaya_audit::QUEUE.into(),
-            lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            Default::default(),
-        )
-        .await
-        .unwrap();
-    q.message_count()
-}
-
-async fn publish_all(bus: &himaya_bus::Bus, msgs: &[himaya_bus::Outgoing]) {
-    for chunk in msgs.chunks(500) {
-        for sent in bus.publish_batch(chunk).await.unwrap() {
-            sent.unwrap();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_is_appended_in_batches_once_each_in_order_with_poison_parked_alone() {
     let env = TestEnv::new(None).await;
@@ -654,7 +628,7 @@ async fn a_burst_is_appended_in_batches_once_each_in_order_with_poison_parked_al
         "{transactions} transactions for 500 entries"
     );
     // Every message was acknowledged: none went back to the queue with the channel.
-    assert_eq!(left_on_queue(&bus).await, 0);
+    assert_eq!(left_on_queue(&bus, himaya_audit::QUEUE).await, 0);
     bus.close().await;
 }
 
@@ -752,7 +726,7 @@ async fn an_entry_the_database_refuses_does_not_hold_back_the_rest_of_its_batch(
     assert_eq!(logged, expected);
     // The refused one is still on the queue, to be retried until its delivery limit
     // parks it; everything else was acknowledged.
-    assert_eq!(left_on_queue(&bus).await, 1);
+    assert_eq!(left_on_queue(&bus, himaya_audit::QUEUE).await, 1);
     bus.close().await;
 }
 

@@ -579,3 +579,30 @@ pub fn reserved_port() -> (tokio::net::TcpSocket, u16) {
     let port = socket.local_addr().unwrap().port();
     (socket, port)
 }
+
+/// Messages on `queue`, delivered or not: once its consumer has stopped, what was never
+/// acknowledged.
+pub async fn left_on_queue(bus: &himaya_bus::Bus, queue: &str) -> u32 {
+    let ch = bus.channel().await.unwrap();
+    let q = ch
+        .queue_declare(
+            queue.into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    q.message_count()
+}
+
+/// Publishes `msgs` with confirms, 500 at a time.
+pub async fn publish_all(bus: &himaya_bus::Bus, msgs: &[himaya_bus::Outgoing]) {
+    for chunk in msgs.chunks(500) {
+        for sent in bus.publish_batch(chunk).await.unwrap() {
+            sent.unwrap();
+        }
+    }
+}
