@@ -86,8 +86,9 @@ async fn drain(bus: &Bus, queue: &str) -> BTreeMap<String, u32> {
     copies
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rows_of_a_relay_that_died_holding_their_lease_go_out_once_it_expires() {
+/// A test's database with an outbox schema, and a queue of its own bound to the relayed
+/// routing key.
+async fn outbox_and_queue(queue: &str) -> (TestEnv, sqlx::PgPool, std::sync::Arc<Bus>) {
     let env = TestEnv::new(None).await;
     let pool = himaya_store::connect(&env.db_url, "lease_t", 4)
         .await
@@ -95,9 +96,16 @@ async fn rows_of_a_relay_that_died_holding_their_lease_go_out_once_it_expires() 
     let bus = Bus::connect(env.amqp_url(), Topology::new(""))
         .await
         .unwrap();
-    bus.declare_queue("leased", Exchange::Events, &["relay.lease"])
+    bus.declare_queue(queue, Exchange::Events, &["relay.lease"])
         .await
         .unwrap();
+    (env, pool, bus)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_of_a_relay_that_died_holding_their_lease_go_out_once_it_expires() {
+    // The environment lives to the end: dropping it drops the database.
+    let (_env, pool, bus) = outbox_and_queue("leased").await;
     let lease = Duration::from_secs(4);
     let short = |batch| RelayConfig {
         lease,
@@ -177,16 +185,7 @@ async fn rows_of_a_relay_that_died_holding_their_lease_go_out_once_it_expires() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relays_running_together_publish_every_row_once() {
     const N: usize = 5_000;
-    let env = TestEnv::new(None).await;
-    let pool = himaya_store::connect(&env.db_url, "lease_t", 4)
-        .await
-        .unwrap();
-    let bus = Bus::connect(env.amqp_url(), Topology::new(""))
-        .await
-        .unwrap();
-    bus.declare_queue("shared", Exchange::Events, &["relay.lease"])
-        .await
-        .unwrap();
+    let (env, pool, bus) = outbox_and_queue("shared").await;
 
     // Two relays as in two processes: a pool and a broker connection each.
     let shutdown = tokio_util::sync::CancellationToken::new();
