@@ -8,12 +8,12 @@
 //! can drop the duplicate a crash-and-redeliver would cause. The effect inside the hub is
 //! exactly once: the inbox claim and the record commit together.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use himaya_bus::{Exchange, HandleError, Handler, Incoming, Outgoing};
+use himaya_bus::{BatchHandler, Exchange, HandleError, Handler, Incoming, Outgoing};
 use himaya_events::{
     decode, encode, keys, new_message_id, DeliveryRecorded, DeliveryRequested, Event,
 };
@@ -77,24 +77,22 @@ impl DeliveryConnector {
         .await?)
     }
 
-    /// Stores the agency's answer and its event in one transaction.
+    /// What the agency's answer means: (outcome, HTTP status, its reference, why refused).
     /// `chosen`: the id the hub gave the agency's record, if it chose one: the reference
     /// when the answer names none (Primero's 204, or its 409 for a record an earlier
     /// attempt made, which the executor counts as delivered).
-    async fn record(
+    fn verdict(
         &self,
-        d: &DeliveryRequested,
         answered: &Answered,
         chosen: Option<&str>,
-        traceparent: Option<String>,
-    ) -> Result<(), ConnectError> {
+    ) -> (&'static str, u16, Option<String>, Option<String>) {
         let refused = match &answered.outcome {
             Outcome::Delivered {
                 answer: Some(a), ..
             } => self.wire.refused_in_body(a),
             _ => None,
         };
-        let (label, status, reference, reason) = match &answered.outcome {
+        match &answered.outcome {
             Outcome::Delivered { status, .. } if refused.is_some() => {
                 ("rejected", *status, None, refused)
             }
@@ -113,47 +111,65 @@ impl DeliveryConnector {
                 None,
                 answer.as_ref().and_then(|a| self.wire.rejection_reason(a)),
             ),
-        };
+        }
+    }
+
+    /// Stores the agencies' answers and their events in one transaction: one inbox
+    /// claim, one insert and one outbox statement for the lot. An answer whose delivery
+    /// was recorded before (a redelivery) adds nothing.
+    async fn record_all(&self, answers: &[Made<'_>]) -> Result<(), ConnectError> {
         let mut tx = self.pool.begin().await?;
-        if !himaya_store::inbox::claim(&mut tx, &self.agency_id, &d.message_id).await? {
-            tx.rollback().await?;
-            return Ok(());
+        let ids: Vec<&str> = answers.iter().map(|a| a.d.message_id.as_str()).collect();
+        let mut claimed = himaya_store::inbox::claim_all(&mut tx, &self.agency_id, &ids).await?;
+        let mut rows = Rows::default();
+        let mut events = Vec::with_capacity(claimed.len());
+        for a in answers {
+            // Each claimed id once, should the same delivery come twice.
+            if !claimed.remove(&a.d.message_id) {
+                continue;
+            }
+            let (label, status, reference, reason) = self.verdict(&a.answered, a.chosen);
+            rows.push(a, label, status, &reference, reason);
+            let reason = (label == "rejected").then(|| "rejected".to_owned());
+            let event = answer(a.d, label, i32::from(status), reference, reason);
+            let mut headers = BTreeMap::new();
+            headers.insert("x-correlation-id".to_owned(), a.d.referral_id.clone());
+            if let Some(tp) = a.traceparent {
+                headers.insert("traceparent".to_owned(), tp.to_owned());
+            }
+            events.push(Outgoing {
+                exchange: Exchange::Events,
+                routing_key: keys::DELIVERY_RECORDED.into(),
+                payload: encode(&event)?,
+                message_id: event.message_id.clone(),
+                event_type: DeliveryRecorded::NAME.into(),
+                priority: 0,
+                headers,
+            });
         }
-        sqlx::query(
-            "INSERT INTO deliveries (message_id, agency_id, protocol, case_id, referral_id, idempotency_key, outcome, http_status, agency_reference, reason, attempts, latency_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(&d.message_id)
-        .bind(&d.agency_id)
-        .bind(self.protocol.as_str())
-        .bind(&d.case_id)
-        .bind(&d.referral_id)
-        .bind(&d.idempotency_key)
-        .bind(label)
-        .bind(i32::from(status))
-        .bind(&reference)
-        .bind(&reason)
-        .bind(i32::try_from(answered.attempts).unwrap_or(i32::MAX))
-        .bind(i32::try_from(answered.latency.as_millis()).unwrap_or(i32::MAX))
-        .execute(&mut *tx)
-        .await?;
-        let reason = (label == "rejected").then(|| "rejected".to_owned());
-        let event = answer(d, label, i32::from(status), reference, reason);
-        let mut headers = BTreeMap::new();
-        headers.insert("x-correlation-id".to_owned(), d.referral_id.clone());
-        if let Some(tp) = traceparent {
-            headers.insert("traceparent".to_owned(), tp);
+        if !events.is_empty() {
+            sqlx::query(
+                "INSERT INTO deliveries (message_id, agency_id, protocol, case_id, referral_id, idempotency_key, outcome, http_status, agency_reference, reason, attempts, latency_ms)
+                 SELECT r.message_id, $1, $2, r.case_id, r.referral_id, r.idempotency_key, r.outcome, r.http_status, r.agency_reference, r.reason, r.attempts, r.latency_ms
+                   FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[], $9::text[], $10::text[], $11::int[], $12::int[])
+                        AS r(message_id, case_id, referral_id, idempotency_key, outcome, http_status, agency_reference, reason, attempts, latency_ms)",
+            )
+            .bind(&self.agency_id)
+            .bind(self.protocol.as_str())
+            .bind(&rows.message_id)
+            .bind(&rows.case_id)
+            .bind(&rows.referral_id)
+            .bind(&rows.idempotency_key)
+            .bind(&rows.outcome)
+            .bind(&rows.http_status)
+            .bind(&rows.agency_reference)
+            .bind(&rows.reason)
+            .bind(&rows.attempts)
+            .bind(&rows.latency_ms)
+            .execute(&mut *tx)
+            .await?;
+            himaya_store::outbox::enqueue_all(&mut tx, &events).await?;
         }
-        let msg = Outgoing {
-            exchange: Exchange::Events,
-            routing_key: keys::DELIVERY_RECORDED.into(),
-            payload: encode(&event)?,
-            message_id: event.message_id.clone(),
-            event_type: DeliveryRecorded::NAME.into(),
-            priority: 0,
-            headers,
-        };
-        himaya_store::outbox::enqueue(&mut tx, &msg).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -268,31 +284,86 @@ fn answer(
     }
 }
 
-impl Handler for DeliveryConnector {
-    async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
-        let d = decode::<DeliveryRequested>(msg.payload()).map_err(HandleError::park)?;
-        if d.agency_id != self.agency_id {
-            return Err(HandleError::park(format!(
-                "delivery for `{}` arrived on the queue of `{}`",
-                d.agency_id, self.agency_id
-            )));
-        }
-        if self
-            .already_recorded(&d.message_id)
-            .await
-            .map_err(HandleError::retry)?
-        {
-            return Ok(());
-        }
-        let kind = match DeliveryKind::of(&d) {
+/// A delivery as it came off the queue, with its trace context.
+pub struct Arrived {
+    d: DeliveryRequested,
+    traceparent: Option<String>,
+}
+
+/// A delivery ready to be sent: the agency's document and where it goes.
+struct Ready {
+    url: String,
+    body: Vec<u8>,
+    content_type: &'static str,
+    reference: Option<String>,
+}
+
+/// What preparing a delivery came to.
+enum Prepared {
+    Send(Ready),
+    /// It cannot be made: parked for an operator, with the reason.
+    Unmakeable(String),
+}
+
+/// A delivery made, with the agency's answer.
+struct Made<'a> {
+    d: &'a DeliveryRequested,
+    answered: Answered,
+    chosen: Option<&'a str>,
+    traceparent: Option<&'a str>,
+}
+
+/// The `deliveries` rows of a batch, column by column (one UNNEST insert).
+#[derive(Default)]
+struct Rows {
+    message_id: Vec<String>,
+    case_id: Vec<String>,
+    referral_id: Vec<String>,
+    idempotency_key: Vec<String>,
+    outcome: Vec<&'static str>,
+    http_status: Vec<i32>,
+    agency_reference: Vec<Option<String>>,
+    reason: Vec<Option<String>>,
+    attempts: Vec<i32>,
+    latency_ms: Vec<i32>,
+}
+
+impl Rows {
+    fn push(
+        &mut self,
+        a: &Made<'_>,
+        outcome: &'static str,
+        status: u16,
+        reference: &Option<String>,
+        reason: Option<String>,
+    ) {
+        self.message_id.push(a.d.message_id.clone());
+        self.case_id.push(a.d.case_id.clone());
+        self.referral_id.push(a.d.referral_id.clone());
+        self.idempotency_key.push(a.d.idempotency_key.clone());
+        self.outcome.push(outcome);
+        self.http_status.push(i32::from(status));
+        self.agency_reference.push(reference.clone());
+        self.reason.push(reason);
+        self.attempts
+            .push(i32::try_from(a.answered.attempts).unwrap_or(i32::MAX));
+        self.latency_ms
+            .push(i32::try_from(a.answered.latency.as_millis()).unwrap_or(i32::MAX));
+    }
+}
+
+impl DeliveryConnector {
+    /// Maps a delivery to the agency's standard, or says why it cannot be made.
+    async fn prepare(&self, d: &DeliveryRequested) -> Result<Prepared, HandleError> {
+        let kind = match DeliveryKind::of(d) {
             Ok(k) => k,
-            Err(e) => return self.parked(&d, e).await,
+            Err(e) => return Ok(Prepared::Unmakeable(e.to_string())),
         };
         let mut case = match kind {
             DeliveryKind::WithdrawalNotice | DeliveryKind::Outcome => SharedCase::default(),
             _ => match SharedCase::parse(&d.document_json) {
                 Ok(c) => c,
-                Err(e) => return self.parked(&d, e).await,
+                Err(e) => return Ok(Prepared::Unmakeable(e.to_string())),
             },
         };
         // The agency's own code for the place, where it has one.
@@ -307,41 +378,144 @@ impl Handler for DeliveryConnector {
                     .records_of(&d.case_id)
                     .await
                     .map_err(HandleError::retry)?;
-                self.wire.outbound_about(&d, &case, &records)
+                self.wire.outbound_about(d, &case, &records)
             }
-            _ => self.wire.outbound(&d, &case),
+            _ => self.wire.outbound(d, &case),
         };
         let out = match out {
             Ok(o) => o,
-            Err(e) => return self.parked(&d, e).await,
+            Err(e) => return Ok(Prepared::Unmakeable(e.to_string())),
         };
         let body = match serde_json::to_vec(&out.body) {
             Ok(b) => b,
-            Err(e) => return self.parked(&d, e).await,
+            Err(e) => return Ok(Prepared::Unmakeable(e.to_string())),
         };
-        let traceparent = msg.header("traceparent");
+        Ok(Prepared::Send(Ready {
+            url: self.url(&out.path),
+            body,
+            content_type: out.content_type,
+            reference: out.reference,
+        }))
+    }
+
+    /// Sends one prepared delivery until the agency answers.
+    async fn send(
+        &self,
+        d: &DeliveryRequested,
+        ready: &Ready,
+        traceparent: Option<&str>,
+    ) -> Result<Answered, HandleError> {
         let mut headers = vec![
             ("Idempotency-Key", d.idempotency_key.clone()),
             ("X-Himaya-Priority", d.priority.clone()),
         ];
-        if let Some(tp) = &traceparent {
-            headers.push(("traceparent", tp.clone()));
+        if let Some(tp) = traceparent {
+            headers.push(("traceparent", tp.to_owned()));
         }
-        let url = self.url(&out.path);
         let mut call = Call {
             agency_id: &self.agency_id,
             method: Method::Post,
-            url: &url,
+            url: &ready.url,
             headers,
-            content_type: out.content_type,
-            body,
+            content_type: ready.content_type,
+            body: ready.body.clone(),
         };
         let answered = self.call_until_answered(&mut call, &d.referral_id).await?;
         if let Outcome::Rejected { status, .. } = answered.outcome {
             tracing::warn!(agency = %self.agency_id, referral_id = %d.referral_id, status, "agency rejected the delivery; recorded as its answer");
         }
-        self.record(&d, &answered, out.reference.as_deref(), traceparent)
-            .await
-            .map_err(HandleError::retry)
+        Ok(answered)
+    }
+
+    /// The deliveries of `ids` recorded before (redeliveries), in one statement.
+    async fn recorded_among(&self, ids: &[&str]) -> Result<HashSet<String>, ConnectError> {
+        let found: Vec<String> =
+            sqlx::query_scalar("SELECT message_id FROM deliveries WHERE message_id = ANY($1)")
+                .bind(ids)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(found.into_iter().collect())
+    }
+}
+
+impl Handler for DeliveryConnector {
+    async fn handle(&self, msg: &Incoming) -> Result<(), HandleError> {
+        let a = self.read(msg)?;
+        self.handle_batch(vec![a]).await
+    }
+}
+
+/// Deliveries are taken as they wait on the agency's queue (up to the prefetch): mapped
+/// one by one, sent to the agency side by side, and their answers recorded in one
+/// transaction. A batch with a delivery that cannot be made, or whose agency does not
+/// answer in time, fails as a whole before anything is recorded, and its deliveries are
+/// then handled one at a time (the agency drops a repeated call by its
+/// `Idempotency-Key`).
+impl BatchHandler for DeliveryConnector {
+    type Item = Arrived;
+
+    fn read(&self, msg: &Incoming) -> Result<Arrived, HandleError> {
+        let d = decode::<DeliveryRequested>(msg.payload()).map_err(HandleError::park)?;
+        if d.agency_id != self.agency_id {
+            return Err(HandleError::park(format!(
+                "delivery for `{}` arrived on the queue of `{}`",
+                d.agency_id, self.agency_id
+            )));
+        }
+        Ok(Arrived {
+            d,
+            traceparent: msg.header("traceparent"),
+        })
+    }
+
+    async fn handle_batch(&self, items: Vec<Arrived>) -> Result<(), HandleError> {
+        let ids: Vec<&str> = items.iter().map(|a| a.d.message_id.as_str()).collect();
+        let recorded = if ids.len() == 1 {
+            match self.already_recorded(ids[0]).await {
+                Ok(true) => ids.iter().map(|id| (*id).to_owned()).collect(),
+                Ok(false) => HashSet::new(),
+                Err(e) => return Err(HandleError::retry(e)),
+            }
+        } else {
+            self.recorded_among(&ids)
+                .await
+                .map_err(HandleError::retry)?
+        };
+        let mut ready = Vec::with_capacity(items.len());
+        // A redelivery in the same batch as its original is sent once.
+        let mut taken = HashSet::with_capacity(items.len());
+        for a in items.iter().filter(|a| {
+            !recorded.contains(&a.d.message_id) && taken.insert(a.d.message_id.as_str())
+        }) {
+            match self.prepare(&a.d).await? {
+                Prepared::Send(r) => ready.push((a, r)),
+                // Alone, it is parked and its case told; in a batch, the batch is handled
+                // again one by one so that only this one is parked.
+                Prepared::Unmakeable(why) if items.len() == 1 => {
+                    return self.parked(&a.d, why).await
+                }
+                Prepared::Unmakeable(_) => {
+                    return Err(HandleError::retry(
+                        "a delivery of the batch cannot be made; handled one by one",
+                    ))
+                }
+            }
+        }
+        let sent = futures_util::future::join_all(
+            ready
+                .iter()
+                .map(|(a, r)| self.send(&a.d, r, a.traceparent.as_deref())),
+        )
+        .await;
+        let mut made = Vec::with_capacity(sent.len());
+        for ((a, r), answered) in ready.iter().zip(sent) {
+            made.push(Made {
+                d: &a.d,
+                answered: answered?,
+                chosen: r.reference.as_deref(),
+                traceparent: a.traceparent.as_deref(),
+            });
+        }
+        self.record_all(&made).await.map_err(HandleError::retry)
     }
 }

@@ -129,9 +129,11 @@ pub async fn start(
             shutdown: shutdown.clone(),
         });
         tracing::info!(agency = %id, protocol = agency.protocol.as_str(), "connector consuming");
-        tasks.push(tokio::spawn(himaya_bus::consume(
+        // What waits on the agency's queue is sent side by side and recorded at once.
+        tasks.push(tokio::spawn(himaya_bus::consume_batches(
             bus.clone(),
             queue,
+            settings.bus.prefetch,
             settings.bus.prefetch,
             handler,
             shutdown.clone(),

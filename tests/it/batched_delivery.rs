@@ -1,0 +1,168 @@
+//! A connector takes the deliveries waiting on its agency's queue in batches: it sends
+//! them to the agency side by side and records their answers in one transaction. Each
+//! delivery reaches the agency once (a redelivery within the batch or after it adds
+//! nothing), each answer is recorded once with its own trace, and a delivery that
+//! cannot be made is parked alone, its case told, without holding back the others.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::helpers::*;
+use himaya::hub::{Component, Hub};
+use himaya_bus::{Bus, Exchange, Outgoing, Topology};
+use himaya_events::{encode, DeliveryRequested, Event};
+use himaya_settings::Protocol;
+
+const AGENCY: &str = "health-cairo";
+
+/// The `i`th delivery of a burst: a referral of its own, carrying the full case.
+fn delivery(i: usize) -> DeliveryRequested {
+    let mut d = himaya_connect::testing::delivery(himaya_connect::testing::FULL_CASE, None);
+    d.message_id = format!("msg_deliver_{i:05}");
+    d.case_id = format!("case_{i:05}");
+    d.referral_id = format!("ref_{i:05}");
+    d.idempotency_key = format!("ref_{i:05}:{AGENCY}");
+    d.priority = "routine".into();
+    d
+}
+
+/// The trace the `i`th delivery's message carries.
+fn traceparent(i: usize) -> String {
+    format!("00-{:032x}-{:016x}-01", i + 1, i + 7)
+}
+
+fn message(i: usize, d: &DeliveryRequested) -> Outgoing {
+    let mut headers = BTreeMap::new();
+    headers.insert("traceparent".to_owned(), traceparent(i));
+    Outgoing {
+        exchange: Exchange::Delivery,
+        routing_key: AGENCY.into(),
+        payload: encode(d).unwrap(),
+        message_id: d.message_id.clone(),
+        event_type: DeliveryRequested::NAME.into(),
+        priority: 0,
+        headers,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_deliveries_reaches_the_agency_once_each_in_batches() {
+    const N: usize = 200;
+    let (agency, addr) = FakeAgency::start(&[]).await;
+    let mut env = TestEnv::new(None).await;
+    for (id, a) in env.settings.agencies.iter_mut() {
+        a.endpoint = None;
+        if id == AGENCY {
+            a.endpoint = Some(format!("http://{addr}"));
+            a.protocol = Protocol::FhirR4;
+        }
+    }
+    // The agency's queue, declared before its connector starts so that the burst waits
+    // on it and is taken in batches.
+    let bus = Bus::connect(env.amqp_url(), Topology::new(""))
+        .await
+        .unwrap();
+    let queue = bus.topology().delivery_queue(AGENCY);
+    bus.declare_queue(&queue, Exchange::Delivery, &[AGENCY])
+        .await
+        .unwrap();
+    let deliveries: Vec<_> = (0..N).map(delivery).collect();
+    let mut msgs: Vec<_> = deliveries
+        .iter()
+        .enumerate()
+        .map(|(i, d)| message(i, d))
+        .collect();
+    // A redelivery right behind its original (the same batch), one long after it, and in
+    // the middle a delivery no connector can make (its document unreadable).
+    msgs.insert(8, message(7, &deliveries[7]));
+    msgs.push(message(2, &deliveries[2]));
+    let mut broken = delivery(N);
+    broken.document_json = "{\"child\": {\"sex\": \"قنطرة\"".into();
+    msgs.insert(100, message(N, &broken));
+    publish_all(&bus, &msgs).await;
+
+    let hub = Hub::start(env.settings.clone(), &[Component::Connectors])
+        .await
+        .unwrap();
+    let db = env.pool().await;
+    wait_count(
+        &db,
+        "SELECT count(*) FROM connectors.deliveries",
+        N as i64,
+        60,
+        "the burst delivered",
+    )
+    .await;
+    let reasons = parked_reasons(&env.amqp_url(), 1).await;
+    let broken_reason = &reasons[&broken.message_id];
+    assert!(
+        broken_reason.contains("not a case the connector can read"),
+        "{reasons:?}"
+    );
+    assert!(!broken_reason.contains("قنطرة"), "a value in a park reason");
+    // The broken delivery's case is told: its answer says undelivered, parked.
+    wait_count(
+        &db,
+        "SELECT count(*) FROM connectors.outbox WHERE routing_key = 'referral.delivery.recorded'",
+        N as i64 + 1,
+        30,
+        "an answer for every delivery, the parked one's too",
+    )
+    .await;
+    hub.stop().await;
+
+    // Each delivery reached the agency once, under its own key and trace.
+    let seen: Vec<(Option<String>, Option<String>)> = agency
+        .requests()
+        .into_iter()
+        .map(|s| (s.idempotency_key, s.traceparent))
+        .collect();
+    assert_eq!(
+        seen.len(),
+        N,
+        "one call per delivery, none for a redelivery"
+    );
+    let seen: BTreeSet<_> = seen.into_iter().collect();
+    let expected: BTreeSet<_> = (0..N)
+        .map(|i| {
+            (
+                Some(deliveries[i].idempotency_key.clone()),
+                Some(traceparent(i)),
+            )
+        })
+        .collect();
+    assert_eq!(seen, expected);
+    // One answer per delivery, recorded as delivered, each with its delivery's trace.
+    let recorded: BTreeMap<String, (String, Option<String>)> = sqlx::query_as(
+        "SELECT d.referral_id, d.outcome, o.headers->>'traceparent'
+           FROM connectors.deliveries d
+           JOIN connectors.outbox o ON o.headers->>'x-correlation-id' = d.referral_id",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|(r, o, t)| (r, (o, t)))
+    .collect();
+    let expected: BTreeMap<String, (String, Option<String>)> = (0..N)
+        .map(|i| {
+            (
+                deliveries[i].referral_id.clone(),
+                ("delivered".to_owned(), Some(traceparent(i))),
+            )
+        })
+        .collect();
+    assert_eq!(recorded, expected);
+    // Many answers per transaction (rows written together share their `xmin`).
+    let transactions = count(
+        &db,
+        "SELECT count(DISTINCT xmin::text) FROM connectors.deliveries",
+    )
+    .await;
+    assert!(
+        transactions < N as i64 / 2,
+        "{transactions} transactions for {N} deliveries"
+    );
+    // Every message was acknowledged: none went back to the queue with the channel.
+    assert_eq!(left_on_queue(&bus, &queue).await, 0);
+    bus.close().await;
+}
