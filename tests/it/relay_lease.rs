@@ -250,3 +250,40 @@ async fn relays_running_together_publish_every_row_once() {
     bus.close().await;
     pool.close().await;
 }
+
+/// Where autovacuum is off, a relay analyzes the tables of its schema that grew: the
+/// planner's statistics follow the tables instead of staying those of an empty schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_that_grew_are_analyzed_and_the_others_left_alone() {
+    let env = TestEnv::new(None).await;
+    let pool = himaya_store::connect(&env.db_url, "analyze_t", 2)
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE grown (n int PRIMARY KEY);
+         CREATE TABLE quiet (n int PRIMARY KEY);
+         INSERT INTO grown SELECT generate_series(1, 2000);
+         INSERT INTO quiet VALUES (1);",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    // The server counts changes a little after they commit.
+    let changed = "SELECT count(*) FROM pg_stat_user_tables
+                    WHERE schemaname = 'analyze_t' AND n_mod_since_analyze > 0";
+    wait_count(&pool, changed, 2, 30, "the changes counted").await;
+    himaya_store::relay::analyze_grown(&pool).await;
+    let analyzed: Vec<(String, Option<f32>)> = sqlx::query_as(
+        "SELECT s.relname::text, CASE WHEN s.last_analyze IS NULL THEN NULL ELSE c.reltuples END
+           FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+          WHERE s.schemaname = 'analyze_t' AND s.relname IN ('grown', 'quiet') ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        analyzed,
+        vec![("grown".into(), Some(2000.0)), ("quiet".into(), None)],
+        "the grown table analyzed with its true size, the one of one row left alone"
+    );
+}

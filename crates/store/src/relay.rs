@@ -62,6 +62,8 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// How often a relay prunes its schema's sent outbox rows and old inbox ids, and
 /// vacuums its outbox.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How often a relay looks for tables of its schema that grew enough to analyze.
+const ANALYZE_CHECK_EVERY: Duration = Duration::from_secs(10);
 /// Rows deleted per statement, so no prune holds locks or writes WAL for long.
 const PRUNE_BATCH: i64 = 5_000;
 
@@ -108,12 +110,17 @@ pub async fn run_relay_with_stats(
     let mut outage = Outage::new(policy(cfg.poll_interval));
     // The first prune at once: the planner has the outbox's statistics from the start.
     let mut pruned_at: Option<Instant> = None;
+    let mut checked_at = Instant::now();
     let mut relay = Relay::new(cfg);
     while !shutdown.is_cancelled() {
         if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
             pruned_at = Some(Instant::now());
             relay.put_back();
             prune(&pool, &cfg).await;
+        }
+        if checked_at.elapsed() >= ANALYZE_CHECK_EVERY {
+            checked_at = Instant::now();
+            analyze_grown(&pool).await;
         }
         stats.rounds.fetch_add(1, Ordering::Relaxed);
         let go_on = match relay.round(&pool, &bus).await {
@@ -221,6 +228,43 @@ async fn vacuum_outbox(pool: &PgPool) {
             "outbox vacuumed"
         ),
         Err(e) => tracing::warn!(error = %e, "vacuuming the outbox failed; trying again later"),
+    }
+}
+
+/// What autovacuum's analyze would do, where it is off: analyzes each table of the
+/// schema changed by more than 50 rows and a tenth of its size since its last analyze
+/// (autovacuum's own thresholds). A plan made while a table was empty stays in every
+/// connection's statement cache, and in the foreign-key checks, until the table's
+/// statistics change: a fresh hub read `cases.children` from end to end for each
+/// intake's key check, about once per referral, until its first analyze.
+pub async fn analyze_grown(pool: &PgPool) {
+    let grown: Vec<String> = match sqlx::query_scalar(
+        "SELECT quote_ident(relname) FROM pg_stat_user_tables
+          WHERE schemaname = current_schema()
+            AND n_mod_since_analyze > 50 + n_live_tup / 10",
+    )
+    .fetch_all(pool)
+    .await
+    {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading table statistics failed; trying again later");
+            return;
+        }
+    };
+    if grown.is_empty() {
+        return;
+    }
+    let started = Instant::now();
+    // Names come quoted from the catalogue itself.
+    let statement = format!("ANALYZE (SKIP_LOCKED) {}", grown.join(", "));
+    match sqlx::raw_sql(&statement).execute(pool).await {
+        Ok(_) => tracing::debug!(
+            tables = grown.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "grown tables analyzed"
+        ),
+        Err(e) => tracing::warn!(error = %e, "analyzing grown tables failed; trying again later"),
     }
 }
 
