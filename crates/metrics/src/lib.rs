@@ -135,7 +135,6 @@ impl Default for Metrics {
 /// Registers `metric` under `name` and gives it back (families and metrics are handles
 /// to shared atomics: the registry's copy and the one kept count together).
 fn reg<M: Metric + Clone>(r: &mut Reg, name: &str, help: &str, metric: M) -> M {
-    use prometheus_client::encoding::EncodeMetric;
     let kind = metric.metric_type().as_str().to_owned();
     let shown = if kind == "counter" {
         format!("{name}_total")
