@@ -158,8 +158,10 @@ impl Body for Watched {
             Poll::Ready(None) => Some(tonic::Code::Unknown as i32),
             Poll::Pending => None,
         };
-        if let (Some(code), Some(call)) = (code, this.call.take()) {
-            call.finish(code);
+        if let Some(code) = code {
+            if let Some(call) = this.call.take() {
+                call.finish(code);
+            }
         }
         polled
     }
