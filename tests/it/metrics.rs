@@ -26,7 +26,11 @@ fn parse(text: &str) -> Vec<Sample> {
     let mut families: BTreeMap<String, String> = BTreeMap::new();
     let mut samples = Vec::new();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.last(), Some(&"# EOF"), "the exposition ends with # EOF");
+    assert_eq!(
+        lines.last(),
+        Some(&"# EOF"),
+        "the exposition ends with # EOF"
+    );
     for line in &lines[..lines.len() - 1] {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').expect(line);
@@ -94,7 +98,9 @@ fn parse(text: &str) -> Vec<Sample> {
         let value = match value {
             "+Inf" => f64::INFINITY,
             "-Inf" => f64::NEG_INFINITY,
-            v => v.parse().unwrap_or_else(|_| panic!("value {v:?} in {line}")),
+            v => v
+                .parse()
+                .unwrap_or_else(|_| panic!("value {v:?} in {line}")),
         };
         let family = families
             .iter()
@@ -149,7 +155,13 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64>
         .map(|s| s.value)
 }
 
-async fn wait_for(hub: &himaya::hub::Hub, what: &str, name: &str, labels: &[(&str, &str)], at_least: f64) -> Vec<Sample> {
+async fn wait_for(
+    hub: &himaya::hub::Hub,
+    what: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+    at_least: f64,
+) -> Vec<Sample> {
     eventually(60, what, || async {
         let samples = scrape(hub).await?;
         (value(&samples, name, labels)? >= at_least).then_some(samples)
@@ -186,50 +198,122 @@ async fn a_referral_end_to_end_is_counted_without_personal_data_in_labels() {
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
 
     let school = [("source_kind", "school")];
-    wait_for(&hub, "the referral counted", "himaya_intake_referrals_total", &school, 1.0).await;
+    wait_for(
+        &hub,
+        "the referral counted",
+        "himaya_intake_referrals_total",
+        &school,
+        1.0,
+    )
+    .await;
     let delivered = [("agency", "health-cairo"), ("outcome", "delivered")];
-    wait_for(&hub, "the delivery counted", "himaya_agency_deliveries_total", &delivered, 1.0).await;
+    wait_for(
+        &hub,
+        "the delivery counted",
+        "himaya_agency_deliveries_total",
+        &delivered,
+        1.0,
+    )
+    .await;
     // The lifecycle gauges are sampled from PostgreSQL each second here: the open case
     // by its status, risk and governorate code (Cairo: 01).
     let open = [("status", "referred"), ("governorate", "01")];
-    let samples = wait_for(&hub, "the open case sampled", "himaya_cases_open", &open, 1.0).await;
+    let samples = wait_for(
+        &hub,
+        "the open case sampled",
+        "himaya_cases_open",
+        &open,
+        1.0,
+    )
+    .await;
 
     let ok = [
         ("service", "himaya.v1.Intake"),
         ("method", "SubmitSchoolReferral"),
         ("code", "OK"),
     ];
-    let grpc: Vec<_> = samples.iter().filter(|s| s.name == "himaya_grpc_requests_total").collect();
-    assert_eq!(value(&samples, "himaya_grpc_requests_total", &ok), Some(1.0), "{grpc:?}");
+    let grpc: Vec<_> = samples
+        .iter()
+        .filter(|s| s.name == "himaya_grpc_requests_total")
+        .collect();
+    assert_eq!(
+        value(&samples, "himaya_grpc_requests_total", &ok),
+        Some(1.0),
+        "{grpc:?}"
+    );
     let invalid = [
         ("service", "himaya.v1.Intake"),
         ("method", "SubmitSchoolReferral"),
         ("code", "InvalidArgument"),
     ];
-    assert_eq!(value(&samples, "himaya_grpc_requests_total", &invalid), Some(1.0));
+    assert_eq!(
+        value(&samples, "himaya_grpc_requests_total", &invalid),
+        Some(1.0)
+    );
     let timed = [
         ("service", "himaya.v1.Intake"),
         ("method", "SubmitSchoolReferral"),
         ("le", "+Inf"),
     ];
     assert_eq!(
-        value(&samples, "himaya_grpc_request_duration_seconds_bucket", &timed),
+        value(
+            &samples,
+            "himaya_grpc_request_duration_seconds_bucket",
+            &timed
+        ),
         Some(2.0)
     );
     assert_eq!(
-        value(&samples, "himaya_intake_refusals_total", &[("reason", "invalid")]),
+        value(
+            &samples,
+            "himaya_intake_refusals_total",
+            &[("reason", "invalid")]
+        ),
         Some(1.0)
     );
     // The fixture's referral is high risk: it went the urgent lane.
     let routed = [("queue", "router.referral-created"), ("lane", "urgent")];
-    let acked: Vec<_> = samples.iter().filter(|s| s.name == "himaya_bus_acked_total").collect();
-    assert!(value(&samples, "himaya_bus_acked_total", &routed).unwrap_or(0.0) >= 1.0, "{acked:?}");
+    let acked: Vec<_> = samples
+        .iter()
+        .filter(|s| s.name == "himaya_bus_acked_total")
+        .collect();
+    assert!(
+        value(&samples, "himaya_bus_acked_total", &routed).unwrap_or(0.0) >= 1.0,
+        "{acked:?}"
+    );
     assert!(value(&samples, "himaya_bus_consumed_total", &routed).unwrap_or(0.0) >= 1.0);
-    assert!(value(&samples, "himaya_consent_decisions_total", &[("agency_type", "health"), ("decision", "permit")]).unwrap_or(0.0) >= 1.0);
-    assert!(value(&samples, "himaya_outbox_publish_duration_seconds_count", &[("outbox", "cases")]).unwrap_or(0.0) >= 1.0);
-    assert_eq!(value(&samples, "himaya_agency_breaker_state", &[("agency", "health-cairo")]), Some(0.0));
+    assert!(
+        value(
+            &samples,
+            "himaya_consent_decisions_total",
+            &[("agency_type", "health"), ("decision", "permit")]
+        )
+        .unwrap_or(0.0)
+            >= 1.0
+    );
+    assert!(
+        value(
+            &samples,
+            "himaya_outbox_publish_duration_seconds_count",
+            &[("outbox", "cases")]
+        )
+        .unwrap_or(0.0)
+            >= 1.0
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "himaya_agency_breaker_state",
+            &[("agency", "health-cairo")]
+        ),
+        Some(0.0)
+    );
     for component in ["cases", "router", "connectors", "audit", "directory", "web"] {
-        assert_eq!(value(&samples, "himaya_ready", &[("component", component)]), Some(1.0), "{component}");
+        assert_eq!(
+            value(&samples, "himaya_ready", &[("component", component)]),
+            Some(1.0),
+            "{component}"
+        );
     }
 
     // No label carries the child's or the caregiver's data.
@@ -249,7 +333,11 @@ async fn a_referral_end_to_end_is_counted_without_personal_data_in_labels() {
     for s in &samples {
         for v in s.labels.values() {
             for p in &personal {
-                assert!(!v.contains(p.as_str()), "{} carries personal data or an id: {v:?}", s.name);
+                assert!(
+                    !v.contains(p.as_str()),
+                    "{} carries personal data or an id: {v:?}",
+                    s.name
+                );
             }
         }
     }
@@ -273,10 +361,24 @@ async fn an_agency_that_is_down_shows_its_breaker_open() {
         .await
         .unwrap();
     let health = [("agency", "health-cairo")];
-    let samples = wait_for(&hub, "health-cairo's breaker open", "himaya_agency_breaker_state", &health, 2.0).await;
+    let samples = wait_for(
+        &hub,
+        "health-cairo's breaker open",
+        "himaya_agency_breaker_state",
+        &health,
+        2.0,
+    )
+    .await;
     let transient = [("agency", "health-cairo"), ("outcome", "transient")];
     assert!(value(&samples, "himaya_agency_deliveries_total", &transient).unwrap_or(0.0) >= 3.0);
-    assert_eq!(value(&samples, "himaya_agency_deliveries_total", &[("agency", "health-cairo"), ("outcome", "delivered")]), Some(0.0));
+    assert_eq!(
+        value(
+            &samples,
+            "himaya_agency_deliveries_total",
+            &[("agency", "health-cairo"), ("outcome", "delivered")]
+        ),
+        Some(0.0)
+    );
     drop(socket);
     hub.stop().await;
 }
@@ -317,7 +419,10 @@ async fn readiness_drops_while_the_broker_is_gone_and_comes_back() {
         (readyz(&hub).await?.0 == 200).then_some(())
     })
     .await;
-    assert_eq!(grpc_health(&ch, "himaya.v1.Intake").await, Some(ServingStatus::Serving as i32));
+    assert_eq!(
+        grpc_health(&ch, "himaya.v1.Intake").await,
+        Some(ServingStatus::Serving as i32)
+    );
 
     // The broker goes away for this hub: its user may no longer open the vhost, and
     // every connection of the vhost is closed, as the reconnect test does.
@@ -367,14 +472,27 @@ async fn readiness_drops_while_the_broker_is_gone_and_comes_back() {
     .await;
     assert_eq!(body["ready"], false);
     assert_eq!(body["down"], serde_json::json!(["broker"]), "{body}");
-    assert!(body["message_en"].as_str().unwrap_or_default().contains("RabbitMQ"), "{body}");
-    assert!(!body["message_ar"].as_str().unwrap_or_default().is_empty(), "{body}");
+    assert!(
+        body["message_en"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("RabbitMQ"),
+        "{body}"
+    );
+    assert!(
+        !body["message_ar"].as_str().unwrap_or_default().is_empty(),
+        "{body}"
+    );
     eventually(30, "gRPC health NOT_SERVING", || async {
-        (grpc_health(&ch, "himaya.v1.Intake").await? == ServingStatus::NotServing as i32).then_some(())
+        (grpc_health(&ch, "himaya.v1.Intake").await? == ServingStatus::NotServing as i32)
+            .then_some(())
     })
     .await;
     let samples = scrape(&hub).await.unwrap();
-    assert_eq!(value(&samples, "himaya_ready", &[("component", "cases")]), Some(0.0));
+    assert_eq!(
+        value(&samples, "himaya_ready", &[("component", "cases")]),
+        Some(0.0)
+    );
 
     // The broker is back.
     let back = http
@@ -393,7 +511,10 @@ async fn readiness_drops_while_the_broker_is_gone_and_comes_back() {
         (grpc_health(&ch, "himaya.v1.Intake").await? == ServingStatus::Serving as i32).then_some(())
     })
     .await;
-    assert_eq!(grpc_health(&ch, "").await, Some(ServingStatus::Serving as i32));
+    assert_eq!(
+        grpc_health(&ch, "").await,
+        Some(ServingStatus::Serving as i32)
+    );
     hub.stop().await;
 }
 
@@ -410,7 +531,8 @@ fn urlencode(s: &str) -> String {
 
 #[test]
 fn the_parser_reads_escapes_and_refuses_samples_of_no_family() {
-    let text = "# HELP a_total x\n# TYPE a counter\na_total{k=\"q\\\"u\\\\o\\nte\",z=\"\"} 3\n# EOF\n";
+    let text =
+        "# HELP a_total x\n# TYPE a counter\na_total{k=\"q\\\"u\\\\o\\nte\",z=\"\"} 3\n# EOF\n";
     let s = parse(text);
     assert_eq!(s[0].labels["k"], "q\"u\\o\nte");
     assert_eq!(s[0].value, 3.0);

@@ -745,15 +745,29 @@ mod tests {
         let a = m.agencies.of("health-cairo");
         a.delivered.inc();
         a.breaker.set(2);
-        let lane = m.bus.lane("router.referral-created", "urgent", "router.referral-created.urgent");
+        let lane = m.bus.lane(
+            "router.referral-created",
+            "urgent",
+            "router.referral-created.urgent",
+        );
         lane.consumed.inc();
         let text = m.encode();
-        assert!(text.contains("himaya_intake_referrals_total{source_kind=\"school\",priority=\"urgent\"} 1"), "{text}");
-        assert!(text.contains("himaya_agency_deliveries_total{agency=\"health-cairo\",outcome=\"delivered\"} 1"));
+        assert!(
+            text.contains(
+                "himaya_intake_referrals_total{source_kind=\"school\",priority=\"urgent\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "himaya_agency_deliveries_total{agency=\"health-cairo\",outcome=\"delivered\"} 1"
+        ));
         assert!(text.contains("himaya_agency_breaker_state{agency=\"health-cairo\"} 2"));
         assert!(text.contains("himaya_build_info{version="));
         assert!(text.ends_with("# EOF\n"));
-        assert_eq!(m.bus.watched_queues(), vec!["router.referral-created.urgent"]);
+        assert_eq!(
+            m.bus.watched_queues(),
+            vec!["router.referral-created.urgent"]
+        );
     }
 
     #[test]
