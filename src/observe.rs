@@ -232,12 +232,20 @@ async fn lifecycle(
     .fetch_all(&mut *tx)
     .await?;
     // Passed and not met: open past due (the engine fires them within its interval), or
-    // fired (escalated) while the case is still open.
+    // fired (escalated) on a case still open and not followed by a newer deadline of the
+    // same kind and reference (the thing done, or rescheduled); an escalated assignment
+    // ends with the assignment.
     let missed: Vec<(String, String, i64)> = sqlx::query_as(&format!(
         "SELECT d.kind, c.risk_level, count(*) FROM cases.deadlines d
            JOIN cases.cases c USING (case_id)
           WHERE c.status IN {OPEN}
-            AND ((d.state = 'open' AND d.due_at < now()) OR d.state = 'fired')
+            AND ((d.state = 'open' AND d.due_at < now())
+              OR (d.state = 'fired'
+                  AND NOT (d.kind = 'assignment' AND c.caseworker_id IS NOT NULL)
+                  AND NOT EXISTS (SELECT 1 FROM cases.deadlines n
+                                   WHERE n.case_id = d.case_id AND n.kind = d.kind
+                                     AND n.ref_id IS NOT DISTINCT FROM d.ref_id
+                                     AND n.id > d.id)))
           GROUP BY 1, 2"
     ))
     .fetch_all(&mut *tx)
