@@ -16,6 +16,7 @@ mod connectors;
 mod disclosure_log;
 mod exports_and_notices;
 mod identity;
+mod metrics;
 mod overload;
 mod referral_flow;
 mod relay_lease;

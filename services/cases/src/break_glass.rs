@@ -59,7 +59,7 @@ pub(crate) async fn open(
         let mut event =
             crate::read::decision_event("break_glass", &case_id, caller, purpose, Err(reason));
         event.person = himaya_proto::status::person(meta);
-        crate::read::log_events(&state.pool, &[event]).await
+        crate::read::log_events(state, &[event]).await
     };
     // The agency type is checked before anything else of the request: a caller that may
     // never break the glass learns nothing about the case.
@@ -105,6 +105,7 @@ pub(crate) async fn open(
     .bind(now)
     .fetch_optional(&mut *tx)
     .await?;
+    let opened = open.is_none();
     let (id, expires_at) = match open {
         Some(o) => o,
         None => {
@@ -174,6 +175,9 @@ pub(crate) async fn open(
     )
     .await?;
     tx.commit().await?;
+    if opened {
+        state.metrics.consent.break_glass.inc();
+    }
     tracing::warn!(case_id = %case_id, agency = %agency_id, break_glass_id = %id, "break-glass access: queued for supervisor review");
     Ok(pb::SharedCase {
         case_id: case_id.to_string(),
