@@ -18,6 +18,7 @@ use himaya_events::{
     decode, encode, keys, new_message_id, DeliveryRecorded, DeliveryRequested, Event,
 };
 use sqlx::PgPool;
+use tracing::Instrument as _;
 
 use crate::auth::Credentials;
 use crate::executor::{Answered, Call, Executor, Method, Outcome, TransientError};
@@ -320,12 +321,26 @@ impl Handler for DeliveryConnector {
             Err(e) => return self.parked(&d, e).await,
         };
         let traceparent = msg.header("traceparent");
+        // The call to the agency is a span of its own (a child of this message's), and
+        // its `traceparent` is what the agency receives; with traces off, the one that
+        // came with the message is passed on.
+        let call_span = tracing::info_span!(
+            "agency call",
+            otel.name = %format_args!("POST {}", self.agency_id),
+            otel.kind = "client",
+            agency_id = %self.agency_id,
+            case_id = %d.case_id,
+            referral_id = %d.referral_id,
+            http.request.method = "POST",
+            http.response.status_code = tracing::field::Empty,
+            attempts = tracing::field::Empty,
+        );
         let mut headers = vec![
             ("Idempotency-Key", d.idempotency_key.clone()),
             ("X-Himaya-Priority", d.priority.clone()),
         ];
-        if let Some(tp) = &traceparent {
-            headers.push(("traceparent", tp.clone()));
+        if let Some(tp) = himaya_trace::traceparent_of(&call_span).or(traceparent.clone()) {
+            headers.push(("traceparent", tp));
         }
         let url = self.url(&out.path);
         let mut call = Call {
@@ -336,7 +351,17 @@ impl Handler for DeliveryConnector {
             content_type: out.content_type,
             body,
         };
-        let answered = self.call_until_answered(&mut call, &d.referral_id).await?;
+        let answered = self
+            .call_until_answered(&mut call, &d.referral_id)
+            .instrument(call_span.clone())
+            .await?;
+        let (Outcome::Delivered { status, .. } | Outcome::Rejected { status, .. }) =
+            &answered.outcome;
+        call_span.record("http.response.status_code", i64::from(*status));
+        call_span.record("attempts", i64::from(answered.attempts));
+        drop(call_span);
+        // The recorded answer's event continues this message's trace.
+        let traceparent = himaya_trace::onward(traceparent);
         if let Outcome::Rejected { status, .. } = answered.outcome {
             tracing::warn!(agency = %self.agency_id, referral_id = %d.referral_id, status, "agency rejected the delivery; recorded as its answer");
         }

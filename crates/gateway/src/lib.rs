@@ -11,6 +11,7 @@
 //! (loopback only) the header is trusted as sent.
 
 pub mod errors;
+mod trace;
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -24,6 +25,7 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use tonic::body::Body as BoxBody;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Code, Status};
+use tracing::Instrument as _;
 
 /// The metadata key carrying the calling agency (after this door: the proven one).
 pub const AGENCY_HEADER: &str = "x-himaya-agency";
@@ -333,6 +335,9 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        // The call's span: the referral's trace starts (or continues) here.
+        let span = crate::trace::server_span(&req);
+        let _in_span = span.enter();
         let lang = lang_of(req.headers());
         let admitted =
             admit(&self.settings, &mut req).and_then(|()| self.admission.admit(req.uri().path()));
@@ -341,28 +346,38 @@ where
                 let max = self.settings.grpc.max_message_bytes;
                 let deadline = self.settings.limits.request_timeout();
                 let answer = self.inner.call(req);
-                Either::Left(Box::pin(async move {
-                    let answered = match tokio::time::timeout(deadline, answer).await {
-                        Ok(answered) => answered.map(|mut r| {
-                            crate::errors::mend(r.headers_mut(), lang, max);
-                            r
-                        }),
-                        // The call is dropped (its transaction rolls back): said so, in
-                        // the caller's language.
-                        Err(_) => {
-                            let said = status(
-                                Code::DeadlineExceeded,
-                                &msg!("gateway-timeout", timeout_ms = deadline.as_millis() as u64),
-                            );
-                            Ok(localize(&said, lang).unwrap_or(said).into_http())
+                Either::Left(Box::pin(
+                    async move {
+                        let answered = match tokio::time::timeout(deadline, answer).await {
+                            Ok(answered) => answered.map(|mut r| {
+                                crate::errors::mend(r.headers_mut(), lang, max);
+                                r
+                            }),
+                            // The call is dropped (its transaction rolls back): said so, in
+                            // the caller's language.
+                            Err(_) => {
+                                let said = status(
+                                    Code::DeadlineExceeded,
+                                    &msg!(
+                                        "gateway-timeout",
+                                        timeout_ms = deadline.as_millis() as u64
+                                    ),
+                                );
+                                Ok(localize(&said, lang).unwrap_or(said).into_http())
+                            }
+                        };
+                        drop(permit);
+                        if let Ok(r) = &answered {
+                            crate::trace::record_status(&tracing::Span::current(), r.headers());
                         }
-                    };
-                    drop(permit);
-                    answered
-                }))
+                        answered
+                    }
+                    .instrument(span.clone()),
+                ))
             }
             Err(refusal) => {
                 let refusal = localize(&refusal, lang).unwrap_or(refusal);
+                span.record("rpc.grpc.status_code", refusal.code() as i64);
                 Either::Right(future::ready(Ok(refusal.into_http())))
             }
         }

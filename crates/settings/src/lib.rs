@@ -14,6 +14,7 @@ mod limits;
 pub mod retry;
 mod routing;
 mod standards;
+mod traces;
 mod web;
 pub use limits::ServerLimits;
 pub use routing::Obstacle;
@@ -21,6 +22,7 @@ pub use standards::{
     FhirSettings, PrimeroLookups, PrimeroSettings, SpdciSettings, StandardsSettings,
     FHIR_HUB_IDENTIFIERS, PRIMERO_CUSTOM_FIELDS,
 };
+pub use traces::TraceSettings;
 pub use web::{Digits, WebSettings, PERSON_ROLES, WEB_COMPONENT_NAME};
 
 /// A value that must never be printed (URLs with passwords, tokens): its `Debug` says
@@ -406,6 +408,9 @@ pub struct TelemetrySettings {
     pub format: LogFormat,
     /// `tracing` filter, e.g. `info,himaya=debug`.
     pub filter: String,
+    /// OpenTelemetry traces (`[telemetry.traces]`); off unless an endpoint is set.
+    #[serde(default)]
+    pub traces: TraceSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -585,6 +590,7 @@ impl Settings {
         self.limits.validate()?;
         self.web.validate()?;
         self.standards.validate()?;
+        self.telemetry.traces.validate()?;
         for id in self.standards.primero.keys() {
             if self.agencies.get(id).map(|a| a.protocol) != Some(Protocol::PrimeroV2) {
                 return Err(invalid(
