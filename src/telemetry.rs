@@ -15,10 +15,12 @@ use himaya_settings::{LogFormat, TelemetrySettings, TraceSettings};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig as _};
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider,
 };
+use tracing_opentelemetry::OpenTelemetryLayer;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::Layer as _;
 
@@ -65,29 +67,41 @@ pub fn init(t: &TelemetrySettings, service: &str) -> anyhow::Result<Telemetry> {
     // Spans of the hub's own crates only: a span of sqlx, lapin or hyper would name no
     // referral. They follow their own level, not the log filter, so that quieter logs do
     // not cut traces apart.
-    let otel = provider.as_ref().map(|p| {
-        tracing_opentelemetry::layer()
-            .with_tracer(p.tracer("himaya"))
-            .with_location(false)
-            .with_threads(false)
-            .with_filter(Targets::new().with_target("himaya", LevelFilter::INFO))
-    });
+    let otel = provider
+        .as_ref()
+        .map(|p| trace_layer(p).with_filter(trace_targets()));
     let registry = tracing_subscriber::registry().with(otel);
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let _ = match t.format {
         LogFormat::Json => registry.with(fmt.json().with_filter(filter)).try_init(),
         LogFormat::Pretty => registry.with(fmt.compact().with_filter(filter)).try_init(),
     };
-    if let Some(p) = &provider {
+    if provider.is_some() {
         tracing::info!(
             endpoint = %t.traces.traces_url(),
             service = %service_name(&t.traces, service),
             sample_ratio = t.traces.sample_ratio,
             "sending traces over OTLP/HTTP"
         );
-        let _ = p;
     }
     Ok(Telemetry { traces: provider })
+}
+
+/// The layer turning tracing's spans into OpenTelemetry spans of `provider` (no code
+/// locations or thread names: ids and counts are what a span is for here).
+pub fn trace_layer<S>(provider: &SdkTracerProvider) -> OpenTelemetryLayer<S, SdkTracer>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("himaya"))
+        .with_location(false)
+        .with_threads(false)
+}
+
+/// Which spans are traced: the hub's own crates' (targets `himaya*`), info and above.
+pub fn trace_targets() -> Targets {
+    Targets::new().with_target("himaya", LevelFilter::INFO)
 }
 
 fn service_name(t: &TraceSettings, service: &str) -> String {
@@ -99,8 +113,9 @@ fn service_name(t: &TraceSettings, service: &str) -> String {
 }
 
 /// The tracer provider: parent-based sampling (a caller's decision is kept, new traces
-/// kept at `sample_ratio`), a bounded batch, OTLP/HTTP protobuf.
-fn provider(t: &TraceSettings, service: &str) -> anyhow::Result<SdkTracerProvider> {
+/// kept at `sample_ratio`), a bounded batch, OTLP/HTTP protobuf. Shut it down (see
+/// [`Telemetry::shutdown`]) to send what it still holds.
+pub fn provider(t: &TraceSettings, service: &str) -> anyhow::Result<SdkTracerProvider> {
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(Protocol::HttpBinary)
