@@ -228,6 +228,26 @@ fn descends(spans: &BTreeMap<String, ReceivedSpan>, span: &ReceivedSpan, ancesto
     false
 }
 
+/// The trace as a tree on stderr (names, kinds and services: what docs/architecture.md
+/// draws).
+fn print_tree(spans: &BTreeMap<String, ReceivedSpan>, root: &str, depth: usize) {
+    let mut children: Vec<&ReceivedSpan> = spans
+        .values()
+        .filter(|s| s.parent_span_id == root)
+        .collect();
+    children.sort_by_key(|s| (s.service.clone(), s.name.clone()));
+    for s in children {
+        eprintln!(
+            "{}{} [{}] kind {}",
+            "  ".repeat(depth),
+            s.name,
+            s.service,
+            s.kind
+        );
+        print_tree(spans, &s.span_id, depth + 1);
+    }
+}
+
 fn by_id(spans: Vec<ReceivedSpan>) -> BTreeMap<String, ReceivedSpan> {
     spans.into_iter().map(|s| (s.span_id.clone(), s)).collect()
 }
@@ -444,6 +464,11 @@ async fn one_referral_is_one_trace_across_the_components_and_the_agency() {
     let spans = by_id(otlp.trace(MINISTRY_TRACE));
     assert!(descends(&spans, &spans[&agency_span], &created.span_id));
     assert!(descends(&spans, &update, &created.span_id));
+
+    eprintln!("the school's referral:");
+    print_tree(&by_id(otlp.trace(SCHOOL_TRACE)), SCHOOL_SPAN, 1);
+    eprintln!("the ministry's service referral:");
+    print_tree(&by_id(otlp.trace(MINISTRY_TRACE)), MINISTRY_SPAN, 1);
 
     // Stopped by SIGTERM, each process exits and flushes what it still held.
     for p in procs.iter_mut() {

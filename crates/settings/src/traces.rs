@@ -80,7 +80,8 @@ impl TraceSettings {
 
     pub(crate) fn validate(&self) -> Result<(), SettingsError> {
         let e = self.otlp_endpoint.trim();
-        if !e.is_empty() && !(e.starts_with("http://") || e.starts_with("https://")) {
+        let http = e.starts_with("http://") || e.starts_with("https://");
+        if !(e.is_empty() || http) {
             return Err(invalid(
                 "telemetry.traces.otlp_endpoint",
                 "must be an http:// or https:// address (an OTLP/HTTP collector, e.g. \
@@ -109,5 +110,49 @@ impl TraceSettings {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn off_by_default_and_a_bad_value_is_named() {
+        let t = TraceSettings::default();
+        assert!(!t.enabled());
+        assert!(t.validate().is_ok());
+        let on = TraceSettings {
+            otlp_endpoint: "http://collector:4318/".into(),
+            ..Default::default()
+        };
+        assert!(on.enabled());
+        assert_eq!(on.traces_url(), "http://collector:4318/v1/traces");
+        for (bad, key) in [
+            (
+                TraceSettings {
+                    otlp_endpoint: "collector:4318".into(),
+                    ..Default::default()
+                },
+                "telemetry.traces.otlp_endpoint",
+            ),
+            (
+                TraceSettings {
+                    sample_ratio: 1.5,
+                    ..Default::default()
+                },
+                "telemetry.traces.sample_ratio",
+            ),
+            (
+                TraceSettings {
+                    max_export_batch_size: 10_000,
+                    ..Default::default()
+                },
+                "telemetry.traces.max_export_batch_size",
+            ),
+        ] {
+            let e = bad.validate().expect_err("refused").to_string();
+            assert!(e.contains(key), "{e}");
+        }
     }
 }

@@ -137,6 +137,67 @@ impl Injector for Carrier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+    const CALLER: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+    /// Runs `f` with a trace layer (no exporter) as this thread's subscriber.
+    fn traced(f: impl FnOnce()) {
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, f);
+    }
+
+    fn parts(tp: &str) -> Vec<String> {
+        tp.split('-').map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn a_hop_continues_the_trace_with_a_span_of_its_own() {
+        traced(|| {
+            let hop = consumer("q", "msg_1", Some(CALLER));
+            let tp = traceparent_of(&hop).expect("a traceparent while tracing");
+            let p = parts(&tp);
+            assert_eq!(
+                (p[0].as_str(), p[1].as_str(), p[3].as_str()),
+                ("00", TRACE, "01")
+            );
+            assert_ne!(p[2], "b7ad6b7169203331", "its own span id");
+            // Inside the hop, what is sent on names the current span, in the same trace.
+            let _in = hop.enter();
+            assert_eq!(onward(Some(CALLER.to_owned())), Some(tp.clone()));
+            // A span continuing the same trace under it stays its child (its own id).
+            let inner = tracing::info_span!("inner");
+            continue_from(&inner, Some(CALLER));
+            let inner_tp = traceparent_of(&inner).expect("traced");
+            assert_eq!(parts(&inner_tp)[1], TRACE);
+            assert_ne!(inner_tp, tp);
+        });
+    }
+
+    #[test]
+    fn a_missing_or_malformed_traceparent_starts_a_new_trace() {
+        traced(|| {
+            for bad in [None, Some("not a traceparent"), Some("00-000-000-01")] {
+                let span = consumer("q", "msg_1", bad);
+                let tp = traceparent_of(&span).expect("a new trace");
+                assert_ne!(parts(&tp)[1], TRACE);
+            }
+        });
+    }
+
+    #[test]
+    fn a_batch_of_many_links_each_trace() {
+        traced(|| {
+            let one = batch_consumer("q", 1, [Some(CALLER)].into_iter());
+            assert_eq!(parts(&traceparent_of(&one).expect("traced"))[1], TRACE);
+            let many = batch_consumer("q", 2, [Some(CALLER), None].into_iter());
+            assert_ne!(parts(&traceparent_of(&many).expect("traced"))[1], TRACE);
+        });
+    }
 
     #[test]
     fn without_a_trace_layer_the_incoming_traceparent_is_passed_on() {
