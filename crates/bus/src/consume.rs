@@ -432,7 +432,6 @@ impl<H: BatchHandler> Batches<H> {
     }
 }
 
-/// One message, in a span continuing the trace its `traceparent` header names.
 async fn process<H: Handler>(
     bus: &Bus,
     queue: &str,
@@ -440,22 +439,11 @@ async fn process<H: Handler>(
     msg: Incoming,
 ) -> Result<(), BusError> {
     let id = msg.message_id().unwrap_or("-").to_owned();
-    let span = himaya_trace::consumer(queue, &id, msg.traceparent());
-    process_traced(bus, queue, handler, msg, id)
-        .instrument(span)
-        .await
-}
-
-async fn process_traced<H: Handler>(
-    bus: &Bus,
-    queue: &str,
-    handler: &H,
-    msg: Incoming,
-    id: String,
-) -> Result<(), BusError> {
     let started = std::time::Instant::now();
+    // The message's hop: a span continuing the trace its `traceparent` names.
+    let span = himaya_trace::consumer(queue, &id, msg.traceparent());
     let handle = || {
-        AssertUnwindSafe(handler.handle(&msg))
+        AssertUnwindSafe(handler.handle(&msg).instrument(span.clone()))
             .catch_unwind()
             .map(|outcome| {
                 outcome.unwrap_or_else(|_| {
