@@ -116,6 +116,9 @@ fn service_name(t: &TraceSettings, service: &str) -> String {
 /// kept at `sample_ratio`), a bounded batch, OTLP/HTTP protobuf. Shut it down (see
 /// [`Telemetry::shutdown`]) to send what it still holds.
 pub fn provider(t: &TraceSettings, service: &str) -> anyhow::Result<SdkTracerProvider> {
+    // The exporter's reqwest client takes rustls's process-wide provider (ring), and
+    // cannot be built without one (see Cargo.toml, reqwest).
+    himaya_connect::install_crypto_provider();
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(Protocol::HttpBinary)
