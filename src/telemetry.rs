@@ -31,11 +31,6 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Whether spans are being exported.
-    pub fn tracing(&self) -> bool {
-        self.traces.is_some()
-    }
-
     /// Sends the spans still waiting and stops the exporter (at most 5 s).
     pub async fn shutdown(self) {
         let Some(provider) = self.traces else {
