@@ -25,7 +25,6 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use tonic::body::Body as BoxBody;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Code, Status};
-use tracing::Instrument as _;
 
 /// The metadata key carrying the calling agency (after this door: the proven one).
 pub const AGENCY_HEADER: &str = "x-himaya-agency";
@@ -346,34 +345,26 @@ where
                 let max = self.settings.grpc.max_message_bytes;
                 let deadline = self.settings.limits.request_timeout();
                 let answer = self.inner.call(req);
-                Either::Left(Box::pin(
-                    async move {
-                        let answered = match tokio::time::timeout(deadline, answer).await {
-                            Ok(answered) => answered.map(|mut r| {
-                                crate::errors::mend(r.headers_mut(), lang, max);
-                                r
-                            }),
-                            // The call is dropped (its transaction rolls back): said so, in
-                            // the caller's language.
-                            Err(_) => {
-                                let said = status(
-                                    Code::DeadlineExceeded,
-                                    &msg!(
-                                        "gateway-timeout",
-                                        timeout_ms = deadline.as_millis() as u64
-                                    ),
-                                );
-                                Ok(localize(&said, lang).unwrap_or(said).into_http())
-                            }
-                        };
-                        drop(permit);
-                        if let Ok(r) = &answered {
-                            crate::trace::record_status(&tracing::Span::current(), r.headers());
+                Either::Left(Box::pin(crate::trace::within(span.clone(), async move {
+                    let answered = match tokio::time::timeout(deadline, answer).await {
+                        Ok(answered) => answered.map(|mut r| {
+                            crate::errors::mend(r.headers_mut(), lang, max);
+                            r
+                        }),
+                        // The call is dropped (its transaction rolls back): said so, in
+                        // the caller's language.
+                        Err(_) => {
+                            let said = status(
+                                Code::DeadlineExceeded,
+                                &msg!("gateway-timeout", timeout_ms = deadline.as_millis() as u64),
+                            );
+                            Ok(localize(&said, lang).unwrap_or(said).into_http())
                         }
-                        answered
-                    }
-                    .instrument(span.clone()),
-                ))
+                    };
+                    drop(permit);
+                    crate::trace::record_status(&answered);
+                    answered
+                })))
             }
             Err(refusal) => {
                 let refusal = localize(&refusal, lang).unwrap_or(refusal);

@@ -33,14 +33,25 @@ pub(crate) fn server_span<B>(req: &Request<B>) -> tracing::Span {
     span
 }
 
-/// Records the gRPC status of an answer when it is in its headers (a refusal or an
-/// error answered at once); a streamed answer's status travels in its trailers.
-pub(crate) fn record_status(span: &tracing::Span, headers: &http::HeaderMap) {
-    if let Some(code) = headers
-        .get("grpc-status")
+/// `fut`, run in `span` (the call's answer, in the call's span).
+pub(crate) fn within<F: std::future::Future>(
+    span: tracing::Span,
+    fut: F,
+) -> tracing::instrument::Instrumented<F> {
+    tracing::Instrument::instrument(fut, span)
+}
+
+/// Records on the current span (the call's) the gRPC status of an answer when it is in
+/// its headers (a refusal or an error answered at once); a streamed answer's status
+/// travels in its trailers.
+pub(crate) fn record_status<B, E>(answered: &Result<http::Response<B>, E>) {
+    if let Some(code) = answered
+        .as_ref()
+        .ok()
+        .and_then(|r| r.headers().get("grpc-status"))
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<i64>().ok())
     {
-        span.record("rpc.grpc.status_code", code);
+        tracing::Span::current().record("rpc.grpc.status_code", code);
     }
 }
