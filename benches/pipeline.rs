@@ -47,7 +47,8 @@
 //!   settings of `[telemetry.traces]`, every trace sampled) to a receiver on the load
 //!   thread that decodes each export as a collector would; a "Trace cost" table compares
 //!   the two (default 0: no traces, as before). The exporter's own thread counts as the
-//!   hub's CPU, the receiver's as the load's.
+//!   hub's CPU, the receiver's as the load's. The rows without traces run with the trace
+//!   layer installed but gated off: each span asks the gate and is not made.
 
 #[path = "../tests/it/helpers/mod.rs"]
 mod helpers;
