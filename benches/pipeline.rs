@@ -42,6 +42,13 @@
 //! - HIMAYA_BENCH_REFERRALS: cases made for the exits' figures (default 400)
 //! - HIMAYA_BENCH_CONNECTORS: webhook referrals one at a time (default 100)
 //! - HIMAYA_BENCH_ONE_AT_A_TIME: 0 skips the one-at-a-time, exits and connectors rows
+//! - HIMAYA_BENCH_OTLP: 1 runs every rate twice in this same run, first without traces,
+//!   then with the hub's OpenTelemetry traces exported over OTLP/HTTP (default batch
+//!   settings of `[telemetry.traces]`, every trace sampled) to a receiver on the load
+//!   thread that decodes each export as a collector would; a "Trace cost" table compares
+//!   the two (default 0: no traces, as before). The exporter's own thread counts as the
+//!   hub's CPU, the receiver's as the load's. The rows without traces run with the trace
+//!   layer installed but gated off: each span asks the gate and is not made.
 
 #[path = "../tests/it/helpers/mod.rs"]
 mod helpers;
@@ -1278,7 +1285,12 @@ fn main() {
             hooks = connectors(size("HIMAYA_BENCH_CONNECTORS", 100)).await;
         }
         drop(env);
+        let traces = match size("HIMAYA_BENCH_OTLP", 0) {
+            0 => None,
+            _ => Some(BenchTraces::start(load.handle()).await),
+        };
         let mut rows = Vec::new();
+        let mut costs = Vec::new();
         for rate in rates() {
             let row = open_loop(load.handle(), rate, secs, drain_secs).await;
             eprintln!(
@@ -1286,7 +1298,25 @@ fn main() {
                 row.delivered_per_sec,
                 ms(percentile(&row.delivery, 0.99))
             );
-            rows.push(row);
+            if let Some(t) = &traces {
+                let spans_before = t.receiver.count();
+                t.gate.store(true, std::sync::atomic::Ordering::Relaxed);
+                let traced = open_loop(load.handle(), rate, secs, drain_secs).await;
+                t.gate.store(false, std::sync::atomic::Ordering::Relaxed);
+                // What the batch still holds reaches the receiver before it is counted.
+                let _ = t.provider.force_flush();
+                let spans = t.receiver.count() - spans_before;
+                eprintln!(
+                    "{rate}/s traced: {:.1} delivered/s, delivery p99 {} ms, {spans} spans",
+                    traced.delivered_per_sec,
+                    ms(percentile(&traced.delivery, 0.99))
+                );
+                costs.push(TraceCost::of(&row, &traced, spans));
+                rows.push(row);
+                rows.push(traced);
+            } else {
+                rows.push(row);
+            }
         }
 
         println!(
@@ -1299,5 +1329,138 @@ fn main() {
             print_figures("Connectors, one at a time", &hooks);
         }
         print_open_loop(&rows, raw_publish, secs, drain_secs);
+        if let Some(t) = traces {
+            print_trace_cost(&costs, &t);
+            let _ = t.provider.shutdown();
+        }
     });
+}
+
+/// The hub's traces for the benchmark: a real OTLP/HTTP receiver on the load runtime,
+/// the hub's exporter (its batch span processor, as `[telemetry.traces]` configures it
+/// by default) installed as this process's subscriber, on only while `gate` is set.
+struct BenchTraces {
+    receiver: helpers::otlp::OtlpReceiver,
+    provider: opentelemetry_sdk::trace::SdkTracerProvider,
+    gate: Arc<std::sync::atomic::AtomicBool>,
+    settings: himaya_settings::TraceSettings,
+}
+
+impl BenchTraces {
+    async fn start(load: &tokio::runtime::Handle) -> BenchTraces {
+        use tracing_subscriber::filter::FilterExt as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        use tracing_subscriber::Layer as _;
+        let (receiver, addr) = load
+            .spawn(helpers::otlp::OtlpReceiver::start())
+            .await
+            .unwrap();
+        let settings = himaya_settings::TraceSettings {
+            otlp_endpoint: format!("http://{addr}"),
+            ..Default::default()
+        };
+        let provider = himaya::telemetry::provider(&settings, "himaya-bench").unwrap();
+        let gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let on = gate.clone();
+        // Asked at every span (a plain `filter_fn` would be cached per call site).
+        let only_when_on = tracing_subscriber::filter::dynamic_filter_fn(move |_, _| {
+            on.load(std::sync::atomic::Ordering::Relaxed)
+        });
+        tracing_subscriber::registry()
+            .with(
+                himaya::telemetry::trace_layer(&provider)
+                    .with_filter(himaya::telemetry::trace_targets().and(only_when_on)),
+            )
+            .try_init()
+            .unwrap();
+        BenchTraces {
+            receiver,
+            provider,
+            gate,
+            settings,
+        }
+    }
+}
+
+/// One rate without and with traces.
+struct TraceCost {
+    offered: f64,
+    delivered_per_sec: [f64; 2],
+    delivery_p50: [f64; 2],
+    delivery_p99: [f64; 2],
+    hub_cpu: [f64; 2],
+    spans: usize,
+    delivered: usize,
+}
+
+impl TraceCost {
+    fn of(off: &Row, on: &Row, spans: usize) -> TraceCost {
+        TraceCost {
+            offered: off.offered,
+            delivered_per_sec: [off.delivered_per_sec, on.delivered_per_sec],
+            delivery_p50: [
+                percentile(&off.delivery, 0.5),
+                percentile(&on.delivery, 0.5),
+            ],
+            delivery_p99: [
+                percentile(&off.delivery, 0.99),
+                percentile(&on.delivery, 0.99),
+            ],
+            hub_cpu: [off.cpu[0], on.cpu[0]],
+            spans,
+            delivered: on.delivered,
+        }
+    }
+}
+
+fn print_trace_cost(costs: &[TraceCost], t: &BenchTraces) {
+    println!(
+        "\nTrace cost (each rate above has two rows: without, then with traces; batch of {}, \
+         queue {}, every {} ms; {} spans in {} exports received)",
+        t.settings.max_export_batch_size,
+        t.settings.max_queue_size,
+        t.settings.scheduled_delay_ms,
+        t.receiver.count(),
+        t.receiver.requests(),
+    );
+    println!(
+        "{:>9} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>7} {:>9}",
+        "offered/s",
+        "deliv/s",
+        "+traces",
+        "change",
+        "p50",
+        "+traces",
+        "p99",
+        "+traces",
+        "hub cpu",
+        "+traces",
+        "change",
+        "spans/ref",
+    );
+    let change = |a: f64, b: f64| {
+        if a > 0.0 && b.is_finite() {
+            format!("{:+.1}%", 100.0 * (b - a) / a)
+        } else {
+            "-".to_owned()
+        }
+    };
+    for c in costs {
+        println!(
+            "{:>9.0} {:>9.1} {:>9.1} {:>7} {:>9} {:>9} {:>9} {:>9} {:>8.2} {:>8.2} {:>7} {:>9.1}",
+            c.offered,
+            c.delivered_per_sec[0],
+            c.delivered_per_sec[1],
+            change(c.delivered_per_sec[0], c.delivered_per_sec[1]),
+            ms(c.delivery_p50[0]),
+            ms(c.delivery_p50[1]),
+            ms(c.delivery_p99[0]),
+            ms(c.delivery_p99[1]),
+            c.hub_cpu[0],
+            c.hub_cpu[1],
+            change(c.hub_cpu[0], c.hub_cpu[1]),
+            c.spans as f64 / c.delivered.max(1) as f64,
+        );
+    }
 }

@@ -1,8 +1,9 @@
 //! Canary values (a unique name, identity number, address and case note) go through the
 //! whole hub — intake, routing, a delivery that fails once and is retried, reads allowed
 //! and refused, a refused submission that names the bad field, a decision with a note —
-//! with every component logging at trace level; the test fails if a canary appears in
-//! any captured log line, error message or panic.
+//! with every component logging at trace level and tracing every span; the test fails if
+//! a canary appears in any captured log line, error message or panic, or in any span,
+//! span event or OTLP export a real receiver got.
 
 #[path = "it/helpers/mod.rs"]
 mod helpers;
@@ -59,11 +60,31 @@ async fn no_canary_reaches_a_log_an_error_or_a_panic() {
                   himaya_store=trace,himaya_audit=trace,himaya_directory=trace,\
                   himaya_connect=trace,himaya_connector_health=trace,himaya_connector_justice=trace,\
                   himaya_connector_schools=trace,himaya_connector_social_affairs=trace";
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .init();
+    // Traces too: every span of the hub and every event inside one (trace level), sent
+    // over OTLP/HTTP to a receiver whose exports are searched like the logs.
+    let (otlp, otlp_addr) = helpers::otlp::OtlpReceiver::start().await;
+    let traces = himaya_settings::TraceSettings {
+        otlp_endpoint: format!("http://{otlp_addr}"),
+        scheduled_delay_ms: 100,
+        ..Default::default()
+    };
+    let provider = himaya::telemetry::provider(&traces, "himaya-canary").unwrap();
+    {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        use tracing_subscriber::Layer as _;
+        let every_span = tracing_subscriber::filter::Targets::new()
+            .with_target("himaya", tracing_subscriber::filter::LevelFilter::TRACE);
+        tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(logs.clone())
+                    .with_ansi(false)
+                    .with_filter(tracing_subscriber::EnvFilter::new(filter)),
+            )
+            .with(himaya::telemetry::trace_layer(&provider).with_filter(every_span))
+            .init();
+    }
     let panics = Captured::default();
     let sink = panics.clone();
     std::panic::set_hook(Box::new(move |info| {
@@ -250,6 +271,23 @@ async fn no_canary_reaches_a_log_an_error_or_a_panic() {
     })
     .await;
     hub.stop().await;
+    tokio::task::spawn_blocking(move || provider.shutdown())
+        .await
+        .unwrap()
+        .unwrap();
+    let spans = otlp.spans();
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.name == "himaya.v1.Intake/SubmitSchoolReferral"),
+        "the receiver must see the hub's spans: {} spans",
+        spans.len()
+    );
+    let exports: Vec<String> = otlp
+        .raw()
+        .iter()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect();
 
     let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
     let panics = String::from_utf8_lossy(&panics.0.lock().unwrap()).into_owned();
@@ -268,5 +306,18 @@ async fn no_canary_reaches_a_log_an_error_or_a_panic() {
         for e in &errors {
             assert!(!e.contains(canary), "canary in an error: {e}");
         }
+        for s in &spans {
+            for (k, v) in s
+                .attributes
+                .iter()
+                .chain(s.event_attributes.iter().map(|(k, v)| (k, v)))
+            {
+                assert!(!v.contains(canary), "canary in span {} ({k} = {v})", s.name);
+            }
+        }
+        assert!(
+            !exports.iter().any(|e| e.contains(canary)),
+            "canary in an OTLP export"
+        );
     }
 }

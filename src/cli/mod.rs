@@ -384,9 +384,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(config: Option<&PathBuf>, components: &[Component]) -> anyhow::Result<()> {
     let settings = settings(config)?;
-    crate::telemetry::init(&settings.telemetry);
-    let hub = Hub::start(settings, components).await?;
-    hub.run_until_signal().await
+    let service = match components {
+        [one] => match clap::ValueEnum::to_possible_value(one) {
+            Some(v) => format!("himaya-{}", v.get_name()),
+            None => "himaya".to_owned(),
+        },
+        _ => "himaya".to_owned(),
+    };
+    let telemetry = crate::telemetry::init(&settings.telemetry, &service)?;
+    let ran = match Hub::start(settings, components).await {
+        Ok(hub) => hub.run_until_signal().await,
+        Err(e) => Err(e),
+    };
+    // The last spans of a stopping (or failed) hub still reach the collector.
+    telemetry.shutdown().await;
+    ran
 }
 
 /// A referral accepted but not deliverable for now: said plainly, with what fixes it.

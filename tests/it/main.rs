@@ -21,5 +21,6 @@ mod overload;
 mod referral_flow;
 mod relay_lease;
 mod relay_pace;
+mod traces;
 mod web;
 mod webhooks;

@@ -23,6 +23,7 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, Bas
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Consumer};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::{reconnect_backoff, Bus, BusError, Exchange, Outgoing};
 use himaya_metrics::LaneHandles;
@@ -57,6 +58,16 @@ impl Incoming {
 
     pub fn routing_key(&self) -> &str {
         self.delivery.routing_key.as_str()
+    }
+
+    /// The W3C `traceparent` header, if present.
+    pub fn traceparent(&self) -> Option<&str> {
+        let headers = self.delivery.properties.headers().as_ref()?;
+        match headers.inner().get(himaya_trace::TRACEPARENT)? {
+            AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok(),
+            AMQPValue::ShortString(s) => Some(s.as_str()),
+            _ => None,
+        }
     }
 
     /// A string header, if present.
@@ -409,8 +420,11 @@ impl<H: BatchHandler> Batches<H> {
             return Ok(());
         };
         let size = msgs.len();
+        let traced =
+            himaya_trace::batch_consumer(queue, size, msgs.iter().map(|m| m.traceparent()));
         let outcome = AssertUnwindSafe(self.handler.0.handle_batch(items))
             .catch_unwind()
+            .instrument(traced)
             .await
             .unwrap_or_else(|_| {
                 Err(HandleError::Park {
@@ -458,8 +472,10 @@ async fn process<H: Handler>(
 ) -> Result<(), BusError> {
     let id = msg.message_id().unwrap_or("-").to_owned();
     let started = std::time::Instant::now();
+    // The message's hop: a span continuing the trace its `traceparent` names.
+    let span = himaya_trace::consumer(queue, &id, msg.traceparent());
     let handle = || {
-        AssertUnwindSafe(handler.handle(&msg))
+        AssertUnwindSafe(handler.handle(&msg).instrument(span.clone()))
             .catch_unwind()
             .map(|outcome| {
                 outcome.unwrap_or_else(|_| {

@@ -18,6 +18,7 @@ use himaya_events::{
     decode, encode, keys, new_message_id, DeliveryRecorded, DeliveryRequested, Event,
 };
 use sqlx::PgPool;
+use tracing::Instrument as _;
 
 use crate::auth::Credentials;
 use crate::executor::{Answered, Call, Executor, Method, Outcome, TransientError};
@@ -134,8 +135,8 @@ impl DeliveryConnector {
             let event = answer(a.d, label, i32::from(status), reference, reason);
             let mut headers = BTreeMap::new();
             headers.insert("x-correlation-id".to_owned(), a.d.referral_id.clone());
-            if let Some(tp) = a.traceparent {
-                headers.insert("traceparent".to_owned(), tp.to_owned());
+            if let Some(tp) = &a.traceparent {
+                headers.insert("traceparent".to_owned(), tp.clone());
             }
             events.push(Outgoing {
                 exchange: Exchange::Events,
@@ -310,7 +311,8 @@ struct Made<'a> {
     d: &'a DeliveryRequested,
     answered: Answered,
     chosen: Option<&'a str>,
-    traceparent: Option<&'a str>,
+    /// What the recorded answer's event carries on (see [`DeliveryConnector::send`]).
+    traceparent: Option<String>,
 }
 
 /// The `deliveries` rows of a batch, column by column (one UNNEST insert).
@@ -398,19 +400,37 @@ impl DeliveryConnector {
         }))
     }
 
-    /// Sends one prepared delivery until the agency answers.
+    /// Sends one prepared delivery until the agency answers. Returns the answer and the
+    /// `traceparent` its recorded event carries on: the call's own span's when traces
+    /// are on, else the one that came with the message.
     async fn send(
         &self,
         d: &DeliveryRequested,
         ready: &Ready,
         traceparent: Option<&str>,
-    ) -> Result<Answered, HandleError> {
+    ) -> Result<(Answered, Option<String>), HandleError> {
+        // The call to the agency is a span of its own, a child of this delivery's message
+        // (also when it came in a batch with others' traces), and its `traceparent` is
+        // what the agency receives; with traces off, the message's is passed on.
+        let call_span = tracing::info_span!(
+            "agency call",
+            otel.name = %format_args!("POST {}", self.agency_id),
+            otel.kind = "client",
+            agency_id = %self.agency_id,
+            case_id = %d.case_id,
+            referral_id = %d.referral_id,
+            http.request.method = "POST",
+            http.response.status_code = tracing::field::Empty,
+            attempts = tracing::field::Empty,
+        );
+        himaya_trace::continue_from(&call_span, traceparent);
+        let onward = himaya_trace::traceparent_of(&call_span).or(traceparent.map(str::to_owned));
         let mut headers = vec![
             ("Idempotency-Key", d.idempotency_key.clone()),
             ("X-Himaya-Priority", d.priority.clone()),
         ];
-        if let Some(tp) = traceparent {
-            headers.push(("traceparent", tp.to_owned()));
+        if let Some(tp) = &onward {
+            headers.push(("traceparent", tp.clone()));
         }
         let mut call = Call {
             agency_id: &self.agency_id,
@@ -420,11 +440,19 @@ impl DeliveryConnector {
             content_type: ready.content_type,
             body: ready.body.clone(),
         };
-        let answered = self.call_until_answered(&mut call, &d.referral_id).await?;
+        let answered = self
+            .call_until_answered(&mut call, &d.referral_id)
+            .instrument(call_span.clone())
+            .await?;
+        let (Outcome::Delivered { status, .. } | Outcome::Rejected { status, .. }) =
+            &answered.outcome;
+        call_span.record("http.response.status_code", i64::from(*status));
+        call_span.record("attempts", i64::from(answered.attempts));
+        drop(call_span);
         if let Outcome::Rejected { status, .. } = answered.outcome {
             tracing::warn!(agency = %self.agency_id, referral_id = %d.referral_id, status, "agency rejected the delivery; recorded as its answer");
         }
-        Ok(answered)
+        Ok((answered, onward))
     }
 
     /// The deliveries of `ids` recorded before (redeliveries), in one statement.
@@ -508,12 +536,13 @@ impl BatchHandler for DeliveryConnector {
         )
         .await;
         let mut made = Vec::with_capacity(sent.len());
-        for ((a, r), answered) in ready.iter().zip(sent) {
+        for ((a, r), sent) in ready.iter().zip(sent) {
+            let (answered, traceparent) = sent?;
             made.push(Made {
                 d: &a.d,
-                answered: answered?,
+                answered,
                 chosen: r.reference.as_deref(),
-                traceparent: a.traceparent.as_deref(),
+                traceparent,
             });
         }
         self.record_all(&made).await.map_err(HandleError::retry)

@@ -12,6 +12,7 @@
 
 pub mod errors;
 pub mod red;
+mod trace;
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -343,6 +344,9 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        // The call's span: the referral's trace starts (or continues) here.
+        let span = crate::trace::server_span(&req);
+        let _in_span = span.enter();
         let lang = lang_of(req.headers());
         let call = red::Call::new(
             self.metrics.clone(),
@@ -366,7 +370,7 @@ where
                 let max = self.settings.grpc.max_message_bytes;
                 let deadline = self.settings.limits.request_timeout();
                 let answer = self.inner.call(req);
-                Either::Left(Box::pin(async move {
+                Either::Left(Box::pin(crate::trace::within(span.clone(), async move {
                     let answered = match tokio::time::timeout(deadline, answer).await {
                         Ok(answered) => answered.map(|mut r| {
                             crate::errors::mend(r.headers_mut(), lang, max);
@@ -383,11 +387,13 @@ where
                         }
                     };
                     drop(permit);
+                    crate::trace::record_status(&answered);
                     answered.map(|r| call.answered(r))
-                }))
+                })))
             }
             Err(refusal) => {
                 let refusal = localize(&refusal, lang).unwrap_or(refusal);
+                span.record("rpc.grpc.status_code", refusal.code() as i64);
                 Either::Right(future::ready(Ok(call.answered(refusal.into_http()))))
             }
         }

@@ -14,6 +14,7 @@ mod limits;
 pub mod retry;
 mod routing;
 mod standards;
+mod traces;
 mod web;
 pub use limits::ServerLimits;
 pub use routing::Obstacle;
@@ -21,6 +22,7 @@ pub use standards::{
     FhirSettings, PrimeroLookups, PrimeroSettings, SpdciSettings, StandardsSettings,
     FHIR_HUB_IDENTIFIERS, PRIMERO_CUSTOM_FIELDS,
 };
+pub use traces::TraceSettings;
 pub use web::{Digits, WebSettings, PERSON_ROLES, WEB_COMPONENT_NAME};
 
 /// A value that must never be printed (URLs with passwords, tokens): its `Debug` says
@@ -421,6 +423,9 @@ pub struct TelemetrySettings {
     /// How often readiness checks that PostgreSQL and RabbitMQ answer.
     #[serde(default = "default_probe_interval_ms")]
     pub probe_interval_ms: u64,
+    /// OpenTelemetry traces (`[telemetry.traces]`); off unless an endpoint is set.
+    #[serde(default)]
+    pub traces: TraceSettings,
 }
 
 fn default_metrics_listen() -> SocketAddr {
@@ -630,6 +635,7 @@ impl Settings {
         self.limits.validate()?;
         self.web.validate()?;
         self.standards.validate()?;
+        self.telemetry.traces.validate()?;
         for id in self.standards.primero.keys() {
             if self.agencies.get(id).map(|a| a.protocol) != Some(Protocol::PrimeroV2) {
                 return Err(invalid(

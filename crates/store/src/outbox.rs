@@ -32,6 +32,10 @@ pub fn event_message<E: Event>(
 ) -> Result<Outgoing, StoreError> {
     let mut headers = BTreeMap::new();
     headers.insert("x-correlation-id".to_owned(), correlation_id.to_owned());
+    // The span that wrote the event: its consumers continue this trace (traces on only).
+    if let Some(tp) = himaya_trace::current() {
+        headers.insert(himaya_trace::TRACEPARENT.to_owned(), tp);
+    }
     Ok(Outgoing {
         exchange,
         routing_key: routing_key.to_owned(),

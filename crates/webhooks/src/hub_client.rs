@@ -103,6 +103,10 @@ impl HubClient {
             )
         })?;
         r.metadata_mut().insert(himaya_gateway::AGENCY_HEADER, v);
+        // The webhook's trace goes on into the hub (traces on only).
+        if let Some(tp) = himaya_trace::current().and_then(|t| MetadataValue::try_from(t).ok()) {
+            r.metadata_mut().insert(himaya_trace::TRACEPARENT, tp);
+        }
         if let Ok(lang) = LANG.try_with(|l| *l) {
             r.metadata_mut()
                 .insert("accept-language", MetadataValue::from_static(lang.tag()));

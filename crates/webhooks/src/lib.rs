@@ -27,6 +27,7 @@ use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 pub use hub_client::HubClient;
 pub use routes::Route;
@@ -302,7 +303,10 @@ async fn receive(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
-    let outcome = handle(route, &app, &agency, &headers, body).await;
+    let span = webhook_span(route, &agency, &headers);
+    let outcome = handle(route, &app, &agency, &headers, body)
+        .instrument(span.clone())
+        .await;
     let replayed = matches!(outcome, Ok((_, _, true, _)));
     // A refusal names the webhook called, except to a caller that did not prove who it
     // is: the path's agency is only its claim.
@@ -310,12 +314,34 @@ async fn receive(
         Err(r) if r.status != StatusCode::UNAUTHORIZED => Some(route.instance(&agency)),
         _ => None,
     };
-    reply_at(
+    let answer = reply_at(
         route.protocol(),
         outcome.map(|(s, v, _, _)| (s, v)),
         replayed,
         instance.as_deref(),
-    )
+    );
+    span.record("http.response.status_code", answer.status().as_u16());
+    answer
+}
+
+/// The span of an agency's call to a webhook: it continues the trace of the agency's
+/// `traceparent` (the one the hub sent with the delivery, when the agency echoes it),
+/// and the hub's gRPC call it makes carries it on. Route and agency ids only.
+fn webhook_span(route: Route, agency: &str, headers: &HeaderMap) -> tracing::Span {
+    let span = tracing::info_span!(
+        "webhook",
+        otel.name = %format_args!("POST {}", route.path()),
+        otel.kind = "server",
+        http.request.method = "POST",
+        http.route = %route.path(),
+        agency_id = %agency,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let traceparent = headers
+        .get(himaya_trace::TRACEPARENT)
+        .and_then(|v| v.to_str().ok());
+    himaya_trace::continue_from(&span, traceparent);
+    span
 }
 
 /// A FHIR Task, created (`POST`) or updated in place (`PUT`), answered as FHIR's RESTful
@@ -329,7 +355,10 @@ async fn receive_task(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
-    let outcome = handle(Route::fhir_task(), &app, &agency, &headers, body).await;
+    let span = webhook_span(Route::fhir_task(), &agency, &headers);
+    let outcome = handle(Route::fhir_task(), &app, &agency, &headers, body)
+        .instrument(span.clone())
+        .await;
     let replayed = matches!(outcome, Ok((_, _, true, _)));
     let (status, answer, task) = match outcome {
         Ok((status, answer, _, task)) => (status, answer, task),

@@ -111,12 +111,19 @@ impl IntakeApi {
             return Err(CasesError::Invalid(v, lang));
         }
         let record = CaseRecord::open(details, s.source, now);
-        let traceparent = meta
-            .get("traceparent")
-            .and_then(|t| t.to_str().ok())
-            .map(str::to_owned);
+        // The event carries this call's span (the caller's trace continued by the
+        // gateway), or, with traces off, the caller's `traceparent` as it came.
+        let traceparent = himaya_trace::onward(
+            meta.get("traceparent")
+                .and_then(|t| t.to_str().ok())
+                .map(str::to_owned),
+        );
         let out: Submitted =
             open_case(pool, &record, &submitter, &s.submission_id, traceparent).await?;
+        let span = tracing::Span::current();
+        // This handler's span (`#[instrument]` above) names what the call made.
+        span.record("case_id", tracing::field::display(&out.case_id));
+        span.record("referral_id", tracing::field::display(&out.referral_id));
         tracing::info!(
             case_id = %out.case_id,
             referral_id = %out.referral_id,
@@ -152,7 +159,7 @@ pub(crate) use himaya_proto::status::caller;
 
 #[tonic::async_trait]
 impl pb::intake_server::Intake for IntakeApi {
-    #[tracing::instrument(skip_all, fields(path = "school"))]
+    #[tracing::instrument(skip_all, fields(path = "school", case_id = tracing::field::Empty, referral_id = tracing::field::Empty))]
     async fn submit_school_referral(
         &self,
         req: Request<pb::SchoolReferralRequest>,
@@ -187,7 +194,7 @@ impl pb::intake_server::Intake for IntakeApi {
         Ok(Response::new(self.submit(&self.0.pool, &meta, v, s).await?))
     }
 
-    #[tracing::instrument(skip_all, fields(path = "hotline"))]
+    #[tracing::instrument(skip_all, fields(path = "hotline", case_id = tracing::field::Empty, referral_id = tracing::field::Empty))]
     async fn escalate_hotline_call(
         &self,
         req: Request<pb::HotlineEscalationRequest>,
@@ -229,7 +236,7 @@ impl pb::intake_server::Intake for IntakeApi {
         ))
     }
 
-    #[tracing::instrument(skip_all, fields(path = "agency"))]
+    #[tracing::instrument(skip_all, fields(path = "agency", case_id = tracing::field::Empty, referral_id = tracing::field::Empty))]
     async fn submit_agency_referral(
         &self,
         req: Request<pb::AgencyReferralRequest>,

@@ -134,7 +134,16 @@ impl Router {
             ..Plan::default()
         };
         for d in fresh {
-            self.route(&mut plan, &d.event, d.header("traceparent"))?;
+            // Each referral of the batch continues its own trace.
+            let span = tracing::info_span!(
+                "route",
+                case_id = %d.event.case.case_id,
+                referral_id = %referral_id(&d.event),
+            );
+            himaya_trace::continue_from(&span, d.header("traceparent"));
+            let _in_span = span.enter();
+            let traceparent = himaya_trace::onward(d.header("traceparent").map(str::to_owned));
+            self.route(&mut plan, &d.event, traceparent.as_deref())?;
         }
         log_decisions(&mut tx, &plan.decisions).await?;
         himaya_store::outbox::enqueue_all(&mut tx, &plan.outbox).await?;

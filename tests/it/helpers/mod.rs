@@ -3,6 +3,8 @@
 //! agencies simulated as real HTTP servers.
 #![allow(dead_code)]
 
+pub mod otlp;
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
