@@ -14,6 +14,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
+use crate::observe;
+
 /// The components of the hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Component {
@@ -74,6 +76,13 @@ pub struct Hub {
     pub webhook_addr: Option<SocketAddr>,
     /// Where the web front listens, when it runs here.
     pub web_addr: Option<SocketAddr>,
+    /// Where `GET /metrics`, `/livez` and `/readyz` are served (`telemetry.metrics_listen`;
+    /// the real port when configured with port 0).
+    pub metrics_addr: SocketAddr,
+    /// This hub's metrics (its own registry: hubs in one process count apart).
+    pub metrics: Arc<himaya_metrics::Metrics>,
+    /// Whether it is ready (what `/readyz` and gRPC health answer).
+    pub readiness: Arc<himaya_metrics::Readiness>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     bus: Arc<Bus>,
@@ -86,12 +95,33 @@ impl Hub {
         listen::raise_open_files_limit();
         let settings = Arc::new(settings);
         let shutdown = CancellationToken::new();
-        let bus = Bus::connect(
+        let metrics = Arc::new(himaya_metrics::Metrics::new());
+        let readiness = Arc::new(himaya_metrics::Readiness::new());
+        for component in components {
+            readiness.expect(component_name(*component));
+        }
+        // First, so that a slow start answers /livez (and /readyz: not yet, and why).
+        let observed = observe::Observed {
+            metrics: metrics.clone(),
+            readiness: readiness.clone(),
+        };
+        let metrics_listener = bind(settings.telemetry.metrics_listen, "telemetry.metrics_listen").await?;
+        let metrics_addr = metrics_listener.local_addr()?;
+        let mut tasks = vec![tokio::spawn(listen::serve_http(
+            observe::router(observed.clone()),
+            metrics_listener,
+            settings.limits.clone(),
+            "metrics",
+            shutdown.clone(),
+        ))];
+        let bus = Bus::connect_with(
             settings.bus.url.expose_secret(),
             Topology::new(settings.bus.prefix.clone()),
+            metrics.clone(),
         )
         .await
         .context("connecting to RabbitMQ (is it running? `scripts/setup` starts it)")?;
+        readiness.set_broker(true);
         // Bound first, so that every component knows where the hub serves gRPC.
         let listener = bind(settings.grpc.listen, "grpc.listen").await?;
         let grpc_addr = listener.local_addr()?;
@@ -100,6 +130,7 @@ impl Hub {
             bus: bus.clone(),
             shutdown: shutdown.clone(),
             grpc_addr,
+            metrics: metrics.clone(),
         };
         let (reporter, health) = tonic_health::server::health_reporter();
         // Both reflection versions: newer grpcurl asks v1, older tools v1alpha.
@@ -121,7 +152,8 @@ impl Hub {
                     .build_v1alpha()
                     .context("building gRPC reflection")?,
             );
-        let (mut tasks, mut servers) = (Vec::new(), Vec::new());
+        let mut servers = Vec::new();
+        let mut services: observe::Services = Vec::new();
         for component in components {
             let started = component.start(ctx.clone()).await.map_err(|e| {
                 anyhow::anyhow!(e).context(format!(
@@ -130,17 +162,24 @@ impl Hub {
                     component.needs()
                 ))
             })?;
+            // Started: its migrations ran and its queues are declared, so PostgreSQL and
+            // RabbitMQ answered just now. From here on the probe decides.
             for service in started.serving() {
                 reporter
                     .set_service_status(*service, tonic_health::ServingStatus::Serving)
                     .await;
             }
+            services.push((component_name(*component), started.serving().to_vec()));
+            readiness.started(component_name(*component));
             let (t, s) = started.mount(&mut routes);
             tasks.extend(t);
             servers.extend(s);
         }
         let router = server(&settings)
-            .layer(himaya_gateway::GatewayLayer::new(settings.clone()))
+            .layer(himaya_gateway::GatewayLayer::new(
+                settings.clone(),
+                metrics.clone(),
+            ))
             .add_routes(routes.routes());
         let (limits, stop) = (&settings.limits, shutdown.clone());
         let served = match tls_acceptor(&settings)? {
@@ -177,11 +216,33 @@ impl Hub {
                 shutdown.clone(),
             )));
         }
-        tracing::info!(%grpc_addr, components = ?components, mutual_tls = settings.grpc.tls.is_some(), "himaya is up");
+        readiness.set_database(true);
+        tasks.push(tokio::spawn(observe::probe(
+            settings.clone(),
+            bus.clone(),
+            observed,
+            services,
+            reporter,
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(observe::sample(
+            settings.clone(),
+            bus.clone(),
+            metrics.clone(),
+            observe::Sampling {
+                cases: components.contains(&Component::Cases),
+                audit: components.contains(&Component::Audit),
+            },
+            shutdown.clone(),
+        )));
+        tracing::info!(%grpc_addr, %metrics_addr, components = ?components, mutual_tls = settings.grpc.tls.is_some(), "himaya is up");
         Ok(Hub {
             grpc_addr,
             webhook_addr,
             web_addr,
+            metrics_addr,
+            metrics,
+            readiness,
             shutdown,
             tasks,
             bus,

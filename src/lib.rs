@@ -7,5 +7,6 @@ pub mod connectors;
 pub mod demo_agency;
 pub mod dev_certs;
 pub mod hub;
+pub mod observe;
 pub mod referral_file;
 pub mod telemetry;

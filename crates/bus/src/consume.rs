@@ -25,6 +25,7 @@ use lapin::{Channel, Consumer};
 use tokio_util::sync::CancellationToken;
 
 use crate::{reconnect_backoff, Bus, BusError, Exchange, Outgoing};
+use himaya_metrics::LaneHandles;
 
 /// In-process retries of a retryable failure before the message is requeued: three, after
 /// 200, 400 and 800 ms (each between half its step and the step).
@@ -163,9 +164,10 @@ pub async fn consume<H: Handler>(
         prefetch,
     };
     let urgent = crate::urgent_queue(&queue);
+    let (u, r) = counters(&bus, &queue, &urgent);
     tokio::join!(
-        lane(&bus, urgent, &each, &shutdown),
-        lane(&bus, queue, &each, &shutdown),
+        lane(&bus, urgent, &each, &shutdown, u),
+        lane(&bus, queue, &each, &shutdown, r),
     );
 }
 
@@ -194,10 +196,21 @@ pub async fn consume_batches<H: BatchHandler>(
         max: max_batch.max(1),
     };
     let urgent = crate::urgent_queue(&queue);
+    let (u, r) = counters(&bus, &queue, &urgent);
     tokio::join!(
-        lane(&bus, urgent, &batches, &shutdown),
-        lane(&bus, queue, &batches, &shutdown),
+        lane(&bus, urgent, &batches, &shutdown, u),
+        lane(&bus, queue, &batches, &shutdown, r),
     );
+}
+
+/// The counters of `queue`'s two lanes (urgent, routine), resolved once: a message
+/// then costs an atomic increment each.
+fn counters(bus: &Bus, queue: &str, urgent: &str) -> (LaneHandles, LaneHandles) {
+    let m = &bus.metrics().bus;
+    (
+        m.lane(queue, "urgent", urgent),
+        m.lane(queue, "routine", queue),
+    )
 }
 
 /// How a lane handles what its consumer delivers.
@@ -213,15 +226,22 @@ trait Drain: Sync {
         ch: &Channel,
         consumer: Consumer,
         shutdown: &CancellationToken,
+        counts: &LaneHandles,
     ) -> impl Future<Output = Result<(), BusError>> + Send;
 }
 
-async fn lane<D: Drain>(bus: &Bus, queue: String, how: &D, shutdown: &CancellationToken) {
+async fn lane<D: Drain>(
+    bus: &Bus,
+    queue: String,
+    how: &D,
+    shutdown: &CancellationToken,
+    counts: LaneHandles,
+) {
     // The waits start over once a consumer is up again; the stream of waits never ends.
     let mut waits = reconnect_backoff().build();
     let mut attempt = 0u32;
     while !shutdown.is_cancelled() {
-        match consume_once(bus, &queue, how, shutdown, &mut attempt).await {
+        match consume_once(bus, &queue, how, shutdown, &mut attempt, &counts).await {
             Ok(()) => break,
             Err(e) => {
                 if attempt == 0 {
@@ -246,6 +266,7 @@ async fn consume_once<D: Drain>(
     how: &D,
     shutdown: &CancellationToken,
     attempt: &mut u32,
+    counts: &LaneHandles,
 ) -> Result<(), BusError> {
     let ch = bus.channel().await?;
     ch.basic_qos(how.qos(), BasicQosOptions::default())
@@ -261,7 +282,7 @@ async fn consume_once<D: Drain>(
         .await
         .map_err(BusError::Consume)?;
     *attempt = 0;
-    how.drain(bus, queue, &ch, consumer, shutdown).await
+    how.drain(bus, queue, &ch, consumer, shutdown, counts).await
 }
 
 fn channel_closed() -> BusError {
@@ -288,6 +309,7 @@ impl<H: Handler> Drain for Each<'_, H> {
         ch: &Channel,
         mut consumer: Consumer,
         shutdown: &CancellationToken,
+        counts: &LaneHandles,
     ) -> Result<(), BusError> {
         // Up to `prefetch` messages are handled at once (each acks its own delivery); with
         // prefetch 1 the queue is consumed strictly in order.
@@ -306,7 +328,10 @@ impl<H: Handler> Drain for Each<'_, H> {
                 next = consumer.next(), if inflight.len() < limit => match next {
                     None => return Err(channel_closed()),
                     Some(Err(e)) => return Err(BusError::Consume(e)),
-                    Some(Ok(delivery)) => inflight.push(process(bus, queue, self.handler, Incoming { delivery })),
+                    Some(Ok(delivery)) => {
+                        counts.consumed.inc();
+                        inflight.push(process(bus, queue, self.handler, Incoming { delivery }, counts))
+                    }
                 },
             }
         }
@@ -332,6 +357,7 @@ impl<H: BatchHandler> Drain for Batches<H> {
         ch: &Channel,
         consumer: Consumer,
         shutdown: &CancellationToken,
+        counts: &LaneHandles,
     ) -> Result<(), BusError> {
         // Waits for the first delivery, then takes every one already here, up to `max`.
         let mut ready = consumer.ready_chunks(usize::from(self.max));
@@ -349,7 +375,8 @@ impl<H: BatchHandler> Drain for Batches<H> {
                 .into_iter()
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(BusError::Consume)?;
-            self.batch(bus, queue, deliveries).await?;
+            counts.consumed.inc_by(deliveries.len() as u64);
+            self.batch(bus, queue, deliveries, counts).await?;
         }
     }
 }
@@ -361,6 +388,7 @@ impl<H: BatchHandler> Batches<H> {
         bus: &Bus,
         queue: &str,
         deliveries: Vec<Delivery>,
+        counts: &LaneHandles,
     ) -> Result<(), BusError> {
         let started = std::time::Instant::now();
         let mut items = Vec::with_capacity(deliveries.len());
@@ -374,7 +402,7 @@ impl<H: BatchHandler> Batches<H> {
                 }
                 // Settled (parked, or requeued) before the batch's ack, which covers
                 // every earlier delivery of the channel still unacknowledged.
-                Err(_) => process(bus, queue, &self.handler, msg).await?,
+                Err(_) => process(bus, queue, &self.handler, msg, counts).await?,
             }
         }
         let Some(last) = msgs.last() else {
@@ -396,6 +424,9 @@ impl<H: BatchHandler> Batches<H> {
                 // ones of the channel were settled before it began.
                 let opts = BasicAckOptions { multiple: true };
                 let acked = crate::settled(last.delivery.ack(opts).await);
+                if acked.is_ok() {
+                    counts.acked.inc_by(size as u64);
+                }
                 tracing::debug!(
                     queue,
                     size,
@@ -409,7 +440,7 @@ impl<H: BatchHandler> Batches<H> {
                 tracing::warn!(queue, size, reason = %reason, "batch failed; handling its messages one by one");
                 let limit = usize::from(self.prefetch.max(1));
                 futures_util::stream::iter(msgs)
-                    .map(|msg| process(bus, queue, &self.handler, msg))
+                    .map(|msg| process(bus, queue, &self.handler, msg, counts))
                     .buffer_unordered(limit)
                     .try_collect()
                     .await
@@ -423,6 +454,7 @@ async fn process<H: Handler>(
     queue: &str,
     handler: &H,
     msg: Incoming,
+    counts: &LaneHandles,
 ) -> Result<(), BusError> {
     let id = msg.message_id().unwrap_or("-").to_owned();
     let started = std::time::Instant::now();
@@ -444,6 +476,7 @@ async fn process<H: Handler>(
         .when(|e| matches!(e, HandleError::Retry { .. }))
         .notify(|e, wait| {
             if let HandleError::Retry { reason } = e {
+                counts.retried.inc();
                 tracing::warn!(queue, message_id = %id, reason = %reason, tries, retry_in_ms = wait.as_millis() as u64, "retrying");
             }
             tries += 1;
@@ -453,11 +486,15 @@ async fn process<H: Handler>(
         Ok(()) => {
             let handled = started.elapsed();
             let acked = crate::settled(msg.delivery.ack(BasicAckOptions::default()).await);
+            if acked.is_ok() {
+                counts.acked.inc();
+            }
             tracing::debug!(queue, message_id = %id, handled_us = handled.as_micros() as u64, acked_us = started.elapsed().as_micros() as u64, "message handled");
             acked
         }
-        Err(HandleError::Park { reason }) => park(bus, queue, msg, &id, &reason).await,
+        Err(HandleError::Park { reason }) => park(bus, queue, msg, &id, &reason, counts).await,
         Err(HandleError::Retry { reason }) => {
+            counts.retried.inc();
             tracing::warn!(queue, message_id = %id, reason = %reason, "still failing; requeued");
             let opts = BasicNackOptions {
                 requeue: true,
@@ -475,6 +512,7 @@ async fn park(
     msg: Incoming,
     id: &str,
     reason: &str,
+    counts: &LaneHandles,
 ) -> Result<(), BusError> {
     let mut headers = msg.string_headers();
     crate::parked::parking_headers(&mut headers, queue, reason);
@@ -495,6 +533,7 @@ async fn park(
     };
     match bus.publish(&out).await {
         Ok(()) => {
+            counts.parked.inc();
             tracing::error!(queue, message_id = %id, reason, "message parked; an operator must look at it");
             crate::settled(msg.delivery.ack(BasicAckOptions::default()).await)
         }

@@ -73,16 +73,29 @@ pub struct Bus {
     topology: Topology,
     conn: Mutex<Option<Arc<Connection>>>,
     publisher: Mutex<Option<Channel>>,
+    /// The hub's metrics: its consumers count here (`himaya_bus_*`).
+    metrics: Arc<himaya_metrics::Metrics>,
 }
 
 impl Bus {
     /// Connects and declares the base topology; fails fast when the broker is unreachable.
+    /// Its consumers count in a registry of their own (see [`Bus::connect_with`]).
     pub async fn connect(url: impl Into<String>, topology: Topology) -> Result<Arc<Bus>, BusError> {
+        Bus::connect_with(url, topology, Arc::default()).await
+    }
+
+    /// [`Bus::connect`], its consumers counting in the hub's `metrics`.
+    pub async fn connect_with(
+        url: impl Into<String>,
+        topology: Topology,
+        metrics: Arc<himaya_metrics::Metrics>,
+    ) -> Result<Arc<Bus>, BusError> {
         let bus = Arc::new(Bus {
             url: url.into(),
             topology,
             conn: Mutex::new(None),
             publisher: Mutex::new(None),
+            metrics,
         });
         let ch = bus.channel().await?;
         bus.topology.declare_base(&ch).await?;
@@ -92,6 +105,62 @@ impl Bus {
 
     pub fn topology(&self) -> &Topology {
         &self.topology
+    }
+
+    /// The metrics this bus's consumers (and the relays publishing through it) count in.
+    pub fn metrics(&self) -> &Arc<himaya_metrics::Metrics> {
+        &self.metrics
+    }
+
+    /// Whether the broker can be reached now: the connection is up, or a new one could
+    /// be made (which the consumers and the relays then use) within `within`. For
+    /// readiness: lapin marks the connection closed as soon as the broker closes it.
+    pub async fn probe(&self, within: Duration) -> bool {
+        if let Some(c) = self.conn.lock().await.as_ref() {
+            if c.status().connected() {
+                return true;
+            }
+        }
+        match tokio::time::timeout(within, self.channel()).await {
+            Ok(Ok(ch)) => {
+                let _ = ch.close(200, "probed".into()).await;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Reads from the broker how many messages are ready on every queue consumed in this
+    /// process (a passive declare each, on one channel), into
+    /// `himaya_bus_queue_ready_messages`. False when the broker could not be asked.
+    pub async fn sample_queues(&self) -> bool {
+        let queues = self.metrics.bus.watched_queues();
+        if queues.is_empty() {
+            return true;
+        }
+        let Ok(mut ch) = self.channel().await else {
+            return false;
+        };
+        let mut all = true;
+        for q in queues {
+            let opts = lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            match ch.queue_declare(q.as_str().into(), opts, FieldTable::default()).await {
+                Ok(declared) => self.metrics.bus.set_ready_messages(&q, declared.message_count()),
+                Err(_) => {
+                    // A passive declare of a missing queue closes the channel.
+                    all = false;
+                    match self.channel().await {
+                        Ok(c) => ch = c,
+                        Err(_) => return false,
+                    }
+                }
+            }
+        }
+        let _ = ch.close(200, "sampled".into()).await;
+        all
     }
 
     /// Declares a consumer's quorum queue bound to `exchange` with `keys` (idempotent).

@@ -41,6 +41,9 @@ pub struct Context {
     /// component that calls the hub back (the web front, the agencies' webhooks) knows
     /// where, even on a port chosen by the system.
     pub grpc_addr: SocketAddr,
+    /// The hub's metrics (one registry per hub, served at `GET /metrics`): what the
+    /// component counts goes here. The bus's consumers and relays count in the same one.
+    pub metrics: Arc<himaya_metrics::Metrics>,
 }
 
 /// Why a component could not start (the composition root names the component).

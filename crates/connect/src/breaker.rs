@@ -106,6 +106,16 @@ impl Breaker {
         }
     }
 
+    /// For `himaya_agency_breaker_state`: 0 closed, 1 half-open (a trial call under
+    /// way), 2 open.
+    pub fn state_code(&self) -> i64 {
+        match *self.state.lock().unwrap_or_else(|p| p.into_inner()) {
+            State::Closed { .. } => 0,
+            State::Trial { .. } => 1,
+            State::Open { .. } => 2,
+        }
+    }
+
     pub fn is_open(&self) -> bool {
         !matches!(
             *self.state.lock().unwrap_or_else(|p| p.into_inner()),

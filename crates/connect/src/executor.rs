@@ -13,7 +13,7 @@ use himaya_settings::ConnectorSettings;
 use reqwest::StatusCode;
 
 use crate::breaker::{Breaker, Gate};
-use crate::metrics::{AgencyMetrics, Metrics};
+use himaya_metrics::{AgencyHandles, Metrics};
 
 /// Bodies larger than this are not read from an agency's answer.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -99,8 +99,22 @@ pub struct Executor {
     retry: ExponentialBuilder,
     breaker_failures: u32,
     breaker_cooldown: Duration,
-    breakers: Mutex<HashMap<String, Arc<Breaker>>>,
-    metrics: Metrics,
+    breakers: Mutex<HashMap<String, Arc<Agency>>>,
+    metrics: Arc<Metrics>,
+}
+
+/// What the executor keeps per agency: its circuit breaker and its metrics (resolved
+/// once: a call then costs atomic increments).
+struct Agency {
+    breaker: Breaker,
+    m: AgencyHandles,
+}
+
+impl Agency {
+    /// The breaker's state into `himaya_agency_breaker_state`.
+    fn show_breaker(&self) {
+        self.m.breaker.set(self.breaker.state_code());
+    }
 }
 
 /// Makes ring the process's rustls crypto provider, unless one is already set.
@@ -120,7 +134,8 @@ pub fn install_crypto_provider() {
 }
 
 impl Executor {
-    pub fn new(s: &ConnectorSettings) -> Result<Executor, reqwest::Error> {
+    /// An executor counting its calls in `metrics` (`himaya_agency_*`).
+    pub fn new(s: &ConnectorSettings, metrics: Arc<Metrics>) -> Result<Executor, reqwest::Error> {
         let timeout = Duration::from_millis(s.timeout_ms);
         install_crypto_provider();
         let client = reqwest::Client::builder()
@@ -139,32 +154,33 @@ impl Executor {
             breaker_failures: s.breaker_failures.max(1),
             breaker_cooldown: Duration::from_millis(s.breaker_cooldown_ms),
             breakers: Mutex::default(),
-            metrics: Metrics::default(),
+            metrics,
         })
     }
 
-    /// The counters of every agency called so far.
-    pub fn metrics(&self) -> &Metrics {
+    /// The metrics its calls count in.
+    pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
 
     /// How long until `agency`'s open circuit lets a trial call through (zero if closed).
     pub fn reopens_in(&self, agency: &str) -> Duration {
-        self.breaker(agency).reopens_in()
+        self.agency(agency).breaker.reopens_in()
     }
 
-    fn breaker(&self, agency: &str) -> Arc<Breaker> {
+    fn agency(&self, agency: &str) -> Arc<Agency> {
         let mut all = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
         all.entry(agency.to_owned())
             .or_insert_with(|| {
                 // A trial that never reports (its task dropped) expires after one call's
                 // worth of attempts, so the circuit cannot stay shut for good.
                 let trial = self.timeout.saturating_mul(self.attempts + 1);
-                Arc::new(Breaker::new(
-                    self.breaker_failures,
-                    self.breaker_cooldown,
-                    trial,
-                ))
+                let a = Agency {
+                    breaker: Breaker::new(self.breaker_failures, self.breaker_cooldown, trial),
+                    m: self.metrics.agencies.of(agency),
+                };
+                a.show_breaker();
+                Arc::new(a)
             })
             .clone()
     }
@@ -173,22 +189,24 @@ impl Executor {
     /// Logs the agency, the URL without its query, the status, the attempt and the
     /// latency, never a body.
     pub async fn call(&self, call: &Call<'_>) -> Result<Answered, TransientError> {
-        let breaker = self.breaker(call.agency_id);
-        let m = self.metrics.of(call.agency_id);
+        let agency = self.agency(call.agency_id);
         let mut tries = 0u32;
         let attempt = || {
             tries += 1;
             let n = tries;
-            let (breaker, m) = (&breaker, &m);
+            let agency = &agency;
+            let (breaker, m) = (&agency.breaker, &agency.m);
             async move {
-                let result = match breaker.gate() {
+                let gate = breaker.gate();
+                agency.show_breaker();
+                let result = match gate {
                     Gate::Closed => self.once(call, m).await,
                     Gate::Open => {
-                        m.count_breaker_refusal();
+                        m.breaker_refusals.inc();
                         Err(TransientError::CircuitOpen)
                     }
                 };
-                match result {
+                let result = match result {
                     Ok((outcome, latency, authorization)) => {
                         breaker.success();
                         Ok(Answered {
@@ -207,7 +225,9 @@ impl Executor {
                         }
                         Err(e)
                     }
-                }
+                };
+                agency.show_breaker();
+                result
             }
         };
         attempt
@@ -222,7 +242,7 @@ impl Executor {
     async fn once(
         &self,
         call: &Call<'_>,
-        m: &AgencyMetrics,
+        m: &AgencyHandles,
     ) -> Result<(Outcome, Duration, Option<himaya_settings::SecretString>), TransientError> {
         let started = Instant::now();
         let mut req = match call.method {
@@ -246,7 +266,8 @@ impl Executor {
                 } else {
                     TransientError::Unreachable
                 };
-                m.count_transient(latency);
+                m.transient.inc();
+                m.duration.observe(latency.as_secs_f64());
                 // reqwest's message can carry the URL's query; say only what kind of failure.
                 tracing::warn!(agency = call.agency_id, url = %masked(call.url), latency_ms = latency.as_millis() as u64, error = %err, "agency call failed");
                 return Err(err);
@@ -254,9 +275,10 @@ impl Executor {
         };
         let status = resp.status();
         tracing::info!(agency = call.agency_id, url = %masked(call.url), status = status.as_u16(), latency_ms = latency.as_millis() as u64, "agency answered");
+        m.duration.observe(latency.as_secs_f64());
         match classify(status) {
             Err(e) => {
-                m.count_transient(latency);
+                m.transient.inc();
                 Err(e)
             }
             Ok(kind) => {
@@ -268,14 +290,14 @@ impl Executor {
                 let answer = read_json(resp).await;
                 let outcome = match kind {
                     Kind::Delivered => {
-                        m.count_delivered(latency);
+                        m.delivered.inc();
                         Outcome::Delivered {
                             status: status.as_u16(),
                             answer,
                         }
                     }
                     Kind::Rejected => {
-                        m.count_rejected(latency);
+                        m.rejected.inc();
                         Outcome::Rejected {
                             status: status.as_u16(),
                             answer,
@@ -401,7 +423,7 @@ mod tests {
             }
         });
         let settings = one_call();
-        let ex = Executor::new(&settings).unwrap();
+        let ex = Executor::new(&settings, Arc::default()).unwrap();
         let url = format!("http://{addr}/referrals");
         let call = Call {
             agency_id: "a",
@@ -447,7 +469,7 @@ mod tests {
             }
         });
         let settings = one_call();
-        let ex = Executor::new(&settings).unwrap();
+        let ex = Executor::new(&settings, Arc::default()).unwrap();
         let url = format!("https://127.0.0.1:{port}/referrals");
         let call = Call {
             agency_id: "a",
@@ -484,7 +506,7 @@ mod tests {
             backoff_ms: 100,
             ..one_call()
         };
-        let ex = Executor::new(&settings).unwrap();
+        let ex = Executor::new(&settings, Arc::default()).unwrap();
         // The wait after the n-th call.
         let waits: Vec<Duration> = backon::BackoffBuilder::build(ex.retry).collect();
         assert_eq!(waits.len(), 40);

@@ -1,6 +1,7 @@
 //! What every agency connector shares (`connectors/<agency>/` holds only its mapping):
 //! - `executor`: the one outbound HTTP executor (timeouts, retry classification, backoff,
-//!   a circuit breaker per agency, masked logging, metrics);
+//!   a circuit breaker per agency, masked logging, the agencies' metrics in the hub's
+//!   registry);
 //! - `shared`: the view of a case as the consent layer redacted it for an agency;
 //! - `wire`: the trait a mapping implements;
 //! - `delivery`: the consumer of an agency's delivery queue, which records every answer.
@@ -11,7 +12,6 @@ pub mod delivery;
 pub mod envelope;
 pub mod executor;
 pub mod inbound;
-pub mod metrics;
 pub mod shared;
 pub mod standard;
 pub mod submission;
@@ -20,7 +20,6 @@ pub mod wire;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use himaya_bus::{Bus, Exchange};
 use himaya_settings::{Protocol, Settings};
@@ -88,19 +87,9 @@ pub async fn start(
         shutdown.clone(),
     )
     .await?;
-    let executor = Arc::new(Executor::new(&settings.connectors)?);
+    let executor = Arc::new(Executor::new(&settings.connectors, bus.metrics().clone())?);
     let mut tasks = vec![relay];
     let mut credentials = HashMap::new();
-    {
-        let executor = executor.clone();
-        let stop = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            executor
-                .metrics()
-                .log_every(Duration::from_secs(60), stop)
-                .await
-        }));
-    }
     for (id, agency) in &settings.agencies {
         let Some(endpoint) = &agency.endpoint else {
             continue;

@@ -11,6 +11,7 @@
 //! (loopback only) the header is trusted as sent.
 
 pub mod errors;
+pub mod red;
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -198,14 +199,19 @@ pub fn rule_for(path: &str) -> Option<Callers> {
 pub struct GatewayLayer {
     settings: Arc<Settings>,
     admission: Arc<Admission>,
+    metrics: Arc<himaya_metrics::Metrics>,
+    methods: Arc<red::Methods>,
 }
 
 impl GatewayLayer {
-    pub fn new(settings: Arc<Settings>) -> Self {
+    /// The door, counting every call in `metrics` (gRPC RED, intake refusals).
+    pub fn new(settings: Arc<Settings>, metrics: Arc<himaya_metrics::Metrics>) -> Self {
         let admission = Arc::new(Admission::new(&settings.limits));
         GatewayLayer {
             settings,
             admission,
+            metrics,
+            methods: Arc::new(red::Methods::new()),
         }
     }
 }
@@ -218,6 +224,8 @@ impl<S> tower_layer::Layer<S> for GatewayLayer {
             inner,
             settings: self.settings.clone(),
             admission: self.admission.clone(),
+            metrics: self.metrics.clone(),
+            methods: self.methods.clone(),
         }
     }
 }
@@ -228,6 +236,8 @@ pub struct Door<S> {
     inner: S,
     settings: Arc<Settings>,
     admission: Arc<Admission>,
+    metrics: Arc<himaya_metrics::Metrics>,
+    methods: Arc<red::Methods>,
 }
 
 /// How many intake calls the hub works on at once, in two lanes: routine referrals, and
@@ -334,8 +344,23 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let lang = lang_of(req.headers());
+        let call = red::Call::new(
+            self.metrics.clone(),
+            self.methods.of(req.uri().path()).clone(),
+        );
         let admitted =
             admit(&self.settings, &mut req).and_then(|()| self.admission.admit(req.uri().path()));
+        if let Err(refusal) = &admitted {
+            if req.uri().path().starts_with("/himaya.v1.Intake/") {
+                self.metrics
+                    .intake
+                    .refused(if refusal.code() == Code::ResourceExhausted {
+                        "overload"
+                    } else {
+                        "unauthorized"
+                    });
+            }
+        }
         match admitted {
             Ok(permit) => {
                 let max = self.settings.grpc.max_message_bytes;
@@ -358,12 +383,12 @@ where
                         }
                     };
                     drop(permit);
-                    answered
+                    answered.map(|r| call.answered(r))
                 }))
             }
             Err(refusal) => {
                 let refusal = localize(&refusal, lang).unwrap_or(refusal);
-                Either::Right(future::ready(Ok(refusal.into_http())))
+                Either::Right(future::ready(Ok(call.answered(refusal.into_http()))))
             }
         }
     }

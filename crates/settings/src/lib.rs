@@ -406,6 +406,51 @@ pub struct TelemetrySettings {
     pub format: LogFormat,
     /// `tracing` filter, e.g. `info,himaya=debug`.
     pub filter: String,
+    /// Where each process serves `GET /metrics` (Prometheus), `/livez` and `/readyz`:
+    /// plain HTTP, apart from the mutual-TLS gRPC port (port 0: any free port).
+    #[serde(default = "default_metrics_listen")]
+    pub metrics_listen: SocketAddr,
+    /// How often the gauges read from PostgreSQL (cases, deadlines, caseloads, the
+    /// disclosure log, outboxes) and the broker (queue depths) are sampled: never per
+    /// scrape.
+    #[serde(default = "default_sample_interval_ms")]
+    pub sample_interval_ms: u64,
+    /// The statement timeout of one sample's queries.
+    #[serde(default = "default_sample_timeout_ms")]
+    pub sample_timeout_ms: u64,
+    /// How often readiness checks that PostgreSQL and RabbitMQ answer.
+    #[serde(default = "default_probe_interval_ms")]
+    pub probe_interval_ms: u64,
+}
+
+fn default_metrics_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
+}
+
+fn default_sample_interval_ms() -> u64 {
+    15_000
+}
+
+fn default_sample_timeout_ms() -> u64 {
+    5_000
+}
+
+fn default_probe_interval_ms() -> u64 {
+    2_000
+}
+
+impl TelemetrySettings {
+    pub fn sample_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.sample_interval_ms.max(100))
+    }
+
+    pub fn sample_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.sample_timeout_ms.max(10))
+    }
+
+    pub fn probe_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.probe_interval_ms.max(50))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -249,13 +249,80 @@ pub async fn start_service(
     migrator.run(&pool).await?;
     // The relay's own connections, apart from the handlers' pool.
     let relay_pool = extra_pool(&settings.database, schema, settings.relay.connections)?;
-    let relay = tokio::spawn(run_relay(
-        relay_pool,
-        bus,
-        (&settings.relay).into(),
-        shutdown,
-    ));
+    let outbox = bus.metrics().outbox.of(schema);
+    let sampling = sample_outbox(
+        pool.clone(),
+        outbox,
+        settings.telemetry.sample_interval(),
+        settings.telemetry.sample_timeout(),
+        bus.metrics().clone(),
+        shutdown.clone(),
+    );
+    let relaying = run_relay(relay_pool, bus, (&settings.relay).into(), shutdown);
+    let relay = tokio::spawn(async move {
+        tokio::join!(relaying, sampling);
+    });
     Ok((pool, relay))
+}
+
+/// Samples the outbox of `pool`'s schema every `every` until `shutdown`: rows waiting and
+/// the age of the oldest (`himaya_outbox_waiting`, `himaya_outbox_oldest_age_seconds`),
+/// each sample one statement bounded by `timeout` (a slow database delays no one).
+pub async fn sample_outbox(
+    pool: PgPool,
+    outbox: himaya_metrics::OutboxHandles,
+    every: std::time::Duration,
+    timeout: std::time::Duration,
+    metrics: std::sync::Arc<himaya_metrics::Metrics>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let sample = async {
+            let mut tx = sample_transaction(&pool, timeout).await?;
+            let row = sqlx::query_as::<_, (i64, f64)>(
+                "SELECT count(*), COALESCE(extract(epoch FROM now() - min(created_at))::float8, 0)
+                   FROM outbox WHERE sent_at IS NULL",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            Ok::<_, StoreError>(row)
+        };
+        match tokio::time::timeout(timeout * 2, sample).await {
+            Ok(Ok((waiting, oldest))) => {
+                outbox.waiting.set(waiting);
+                outbox.oldest_age.set(oldest.max(0.0));
+            }
+            Ok(Err(e)) => {
+                metrics.lifecycle.sample_failed("outbox");
+                tracing::debug!(error = %e, "outbox not sampled");
+            }
+            Err(_) => metrics.lifecycle.sample_failed("outbox"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// A read-only transaction whose statements may take `timeout` at most
+/// (`statement_timeout`), for the periodic samples of the metrics: they never hold a
+/// connection or a lock for long. Rolled back when dropped.
+pub async fn sample_transaction(
+    pool: &PgPool,
+    timeout: std::time::Duration,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(&format!(
+        "SET LOCAL statement_timeout = {}",
+        timeout.as_millis().max(1)
+    ))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("SET TRANSACTION READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
 }
 
 /// A service's pool from settings: database created if missing, schema prepared.

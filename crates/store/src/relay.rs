@@ -109,6 +109,9 @@ pub async fn run_relay_with_stats(
     // The first prune at once: the planner has the outbox's statistics from the start.
     let mut pruned_at: Option<Instant> = None;
     let mut relay = Relay::new(cfg);
+    if let Ok(schema) = current_schema(&pool).await {
+        relay.observe(bus.metrics().outbox.of(&schema));
+    }
     while !shutdown.is_cancelled() {
         if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
             pruned_at = Some(Instant::now());
@@ -396,6 +399,8 @@ pub struct Relay {
     /// the pool costs a round trip (sqlx pings a connection as it takes it back).
     /// Dropped after a failed statement, so a broken one is replaced.
     conn: Option<PoolConnection<Postgres>>,
+    /// Its outbox's metrics (publish latency, confirms failed), once observed.
+    metrics: Option<himaya_metrics::OutboxHandles>,
 }
 
 impl Relay {
@@ -413,7 +418,13 @@ impl Relay {
             cfg,
             outcomes: Vec::new(),
             conn: None,
+            metrics: None,
         }
+    }
+
+    /// Records its batches' publish latency and unconfirmed rows in `metrics`.
+    pub fn observe(&mut self, metrics: himaya_metrics::OutboxHandles) {
+        self.metrics = Some(metrics);
     }
 
     /// Its name on the rows it leases.
@@ -447,11 +458,23 @@ impl Relay {
                 Err(e) => outcomes.push((id, Some(e.to_string()))),
             }
         }
+        let publishing = Instant::now();
         let published = if msgs.is_empty() {
             Ok(Ok(Vec::new()))
         } else {
             tokio::time::timeout(self.cfg.lease, bus.publish_batch(&msgs)).await
         };
+        if let Some(m) = &self.metrics {
+            if !msgs.is_empty() {
+                m.publish.observe(publishing.elapsed().as_secs_f64());
+            }
+            let unconfirmed = match &published {
+                Ok(Ok(results)) => results.iter().filter(|r| r.is_err()).count(),
+                Ok(Err(_)) => 0,
+                Err(_) => msgs.len(),
+            };
+            m.confirms_failed.inc_by(unconfirmed as u64);
+        }
         let results = match published {
             Ok(Ok(results)) => results,
             Ok(Err(e)) => {

@@ -53,6 +53,7 @@ pub fn start(
         pool,
         hub: Arc::new(hub),
     };
+    let metrics = executor.metrics().clone();
     let tasks = poll::start(&app, executor, &credentials, &shutdown);
     let Some(listen) = settings.connectors.webhook_listen else {
         return (tasks, None);
@@ -87,6 +88,7 @@ pub fn start(
         )
         // The body is read by `receive` itself, after the token is checked.
         .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(metrics, counted))
         .with_state(app);
     let server = HttpServer {
         name: "webhooks",
@@ -96,6 +98,25 @@ pub fn start(
         router,
     };
     (tasks, Some(server))
+}
+
+/// Counts every answer by the route's template (never the path as sent: no agency id
+/// outside the directory, no case id) and its status (`himaya_webhook_calls_total`).
+async fn counted(
+    State(metrics): State<Arc<himaya_metrics::Metrics>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(
+            || himaya_metrics::Word::new("unmatched"),
+            |p| himaya_metrics::Word::new(p.as_str()),
+        );
+    let answer = next.run(req).await;
+    metrics.webhooks.answered(&route, answer.status().as_u16());
+    answer
 }
 
 /// A refusal to an agency: an HTTP status and a message it can act on (never a value

@@ -36,6 +36,8 @@ pub struct AuditApi {
     settings: Arc<Settings>,
     pool: PgPool,
     progress: Mutex<Progress>,
+    /// Where a failed verification is counted (`himaya_audit_verification_failures_total`).
+    metrics: Arc<himaya_metrics::Metrics>,
 }
 
 /// Where the rolling verification stands (in this process).
@@ -49,10 +51,15 @@ struct Progress {
 }
 
 impl AuditApi {
-    pub fn new(settings: Arc<Settings>, pool: PgPool) -> AuditApi {
+    pub fn new(
+        settings: Arc<Settings>,
+        pool: PgPool,
+        metrics: Arc<himaya_metrics::Metrics>,
+    ) -> AuditApi {
         AuditApi {
             settings,
             pool,
+            metrics,
             progress: Mutex::new(Progress {
                 seq: 0,
                 hash: GENESIS.to_owned(),
@@ -155,6 +162,7 @@ impl AuditApi {
             (None, None) => pb::ChainState::InProgress,
         };
         if let Some(t) = &found {
+            self.metrics.audit.verification_failures.inc();
             tracing::error!(
                 seq = t.seq(),
                 problem = t.code(),

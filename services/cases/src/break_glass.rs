@@ -105,6 +105,7 @@ pub(crate) async fn open(
     .bind(now)
     .fetch_optional(&mut *tx)
     .await?;
+    let opened = open.is_none();
     let (id, expires_at) = match open {
         Some(o) => o,
         None => {
@@ -174,6 +175,9 @@ pub(crate) async fn open(
     )
     .await?;
     tx.commit().await?;
+    if opened {
+        state.metrics.consent.break_glass.inc();
+    }
     tracing::warn!(case_id = %case_id, agency = %agency_id, break_glass_id = %id, "break-glass access: queued for supervisor review");
     Ok(pb::SharedCase {
         case_id: case_id.to_string(),

@@ -43,7 +43,38 @@ impl IntakeApi {
         }
     }
 
+    /// [`IntakeApi::take`], counted: a new referral by its source kind and priority,
+    /// anything else as a refusal by reason (`himaya_intake_*`).
     async fn submit(
+        &self,
+        pool: &sqlx::PgPool,
+        meta: &MetadataMap,
+        v: Violations,
+        s: Submission,
+    ) -> Result<pb::SubmitReferralResponse, CasesError> {
+        let kind = s.source.kind.as_str();
+        let taken = self.take(pool, meta, v, s).await;
+        let intake = &self.0.metrics.intake;
+        match &taken {
+            Ok(r) if r.replayed => intake.refused("duplicate"),
+            Ok(r) => intake.accepted(
+                kind,
+                if r.priority == pb::Priority::Urgent as i32 {
+                    "urgent"
+                } else {
+                    "routine"
+                },
+            ),
+            Err(CasesError::Invalid(..)) => intake.refused("invalid"),
+            Err(CasesError::PermissionDenied(_) | CasesError::Unauthenticated(_)) => {
+                intake.refused("unauthorized")
+            }
+            Err(_) => intake.refused("unavailable"),
+        }
+        taken
+    }
+
+    async fn take(
         &self,
         pool: &sqlx::PgPool,
         meta: &MetadataMap,

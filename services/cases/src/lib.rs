@@ -69,6 +69,8 @@ pub(crate) struct State {
     /// Exports running at once in this process: each holds a connection and a core
     /// busy, so a burst of them must not starve intake and reads.
     pub exports: Arc<tokio::sync::Semaphore>,
+    /// The hub's metrics: intake, break-glass openings.
+    pub metrics: Arc<himaya_metrics::Metrics>,
 }
 
 /// Exports that may run at once per cases process.
@@ -122,6 +124,7 @@ impl Component for Cases {
             urgent_pool,
             settings: settings.clone(),
             exports: Arc::new(tokio::sync::Semaphore::new(MAX_EXPORTS)),
+            metrics: ctx.metrics.clone(),
         });
         let outcomes = ctx
             .subscribe_batches(

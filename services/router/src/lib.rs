@@ -71,6 +71,7 @@ impl Component for Routing {
         let router = Arc::new(Router {
             pool,
             settings: settings.clone(),
+            metrics: ctx.metrics.clone(),
         });
         let notices = ctx
             .subscribe(
@@ -104,6 +105,7 @@ impl Component for Routing {
 struct Router {
     pool: PgPool,
     settings: Arc<Settings>,
+    metrics: Arc<himaya_metrics::Metrics>,
 }
 
 impl Router {
@@ -137,7 +139,24 @@ impl Router {
         log_decisions(&mut tx, &plan.decisions).await?;
         himaya_store::outbox::enqueue_all(&mut tx, &plan.outbox).await?;
         tx.commit().await?;
+        self.count(&plan.decisions);
         Ok(())
+    }
+
+    /// Counts committed decisions by purpose, recipient agency type and decision
+    /// (`himaya_consent_decisions_total`): vocabulary words only.
+    fn count(&self, decisions: &[DisclosureRecorded]) {
+        for d in decisions {
+            let Some(agency) = self.settings.agencies.get(&d.recipient) else {
+                continue;
+            };
+            let purpose = Purpose::parse(&d.purpose).map_or("other", Purpose::as_str);
+            self.metrics.consent.decided(
+                purpose,
+                agency.agency_type.as_str(),
+                d.decision == "permit",
+            );
+        }
     }
 
     /// Decides where one referral goes and adds what that writes to `plan`: the

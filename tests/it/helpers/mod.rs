@@ -218,6 +218,11 @@ impl TestEnv {
         // ports would collide).
         settings.connectors.webhook_listen = Some("127.0.0.1:0".parse().unwrap());
         settings.web.listen = "127.0.0.1:0".parse().unwrap();
+        // And for the metrics port; readiness probed often enough for a test to see it
+        // change, the SQL gauges sampled each second.
+        settings.telemetry.metrics_listen = "127.0.0.1:0".parse().unwrap();
+        settings.telemetry.probe_interval_ms = 250;
+        settings.telemetry.sample_interval_ms = 1000;
         settings.audit.signing_key_file = std::env::temp_dir().join(format!("{db_name}.key"));
         if let Some(a) = settings.agencies.get_mut("health-cairo") {
             a.endpoint = health_endpoint.map(|addr| format!("http://{addr}/referrals"));
