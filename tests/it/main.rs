@@ -16,6 +16,7 @@ mod disclosure_log;
 mod exports_and_notices;
 mod identity;
 mod overload;
+mod prometheus;
 mod referral_flow;
 mod relay_lease;
 mod relay_pace;
