@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::http::StatusCode;
+use axum::Router;
 
 use crate::helpers::*;
 
@@ -76,7 +76,10 @@ impl Prometheus {
         let (reserved, port) = reserved_port();
         let child = Command::new(&binary)
             .arg(format!("--config.file={}", config_file.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--log.level=warn")
             .stdin(Stdio::null())
@@ -215,7 +218,10 @@ async fn prometheus_sees_a_referral_counted_and_the_agencys_breaker_open() {
     // breaker opens, as Prometheus sees it, and the breaker's alert is pending.
     down.send(()).unwrap();
     eventually(10, "the agency refusing connections", || async {
-        tokio::net::TcpStream::connect(agency).await.is_err().then_some(())
+        tokio::net::TcpStream::connect(agency)
+            .await
+            .is_err()
+            .then_some(())
     })
     .await;
     submit_school(&ch, "prom-2").await;
@@ -251,14 +257,8 @@ async fn prometheus_sees_a_referral_counted_and_the_agencys_breaker_open() {
     let http = http();
     let rules_url = format!("{}/api/v1/rules", prometheus.url);
     let rules = eventually(30, "every alert rule evaluated", || async {
-        let answer: serde_json::Value = http
-            .get(&rules_url)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let answer: serde_json::Value =
+            http.get(&rules_url).send().await.ok()?.json().await.ok()?;
         let rules: Vec<serde_json::Value> = answer["data"]["groups"]
             .as_array()?
             .iter()
@@ -278,5 +278,73 @@ async fn prometheus_sees_a_referral_counted_and_the_agencys_breaker_open() {
         "alerts.yml loaded: {} rules",
         rules.len()
     );
+
+    // Every series the hub exported carries only the labels the contract lists for its
+    // metric: the labels the dashboards and rules group and filter by.
+    let contract = contract();
+    let answer: serde_json::Value = http
+        .post(format!("{}/api/v1/series", prometheus.url))
+        .form(&[("match[]", r#"{__name__=~"himaya_.+"}"#)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let series: Vec<BTreeMap<String, String>> =
+        serde_json::from_value(answer["data"].clone()).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for s in &series {
+        let name = &s["__name__"];
+        let Some(allowed) = contract.get(name.as_str()) else {
+            continue;
+        };
+        seen.insert(name.clone());
+        for label in s.keys() {
+            assert!(
+                ["__name__", "job", "instance"].contains(&label.as_str())
+                    || allowed.contains(label),
+                "{name} has label {label}, which deploy/observability/metrics.md does not list"
+            );
+        }
+    }
+    println!(
+        "{} of the contract's series names exported, every label in the contract",
+        seen.len()
+    );
+    assert!(
+        seen.len() >= 20,
+        "only {} contract metrics exported: {seen:?}",
+        seen.len()
+    );
     hub.stop().await;
+}
+
+/// The contract's labels per series name (`deploy/observability/metrics.md`): a
+/// histogram's series are its `_bucket` (with `le`), `_sum` and `_count`.
+fn contract() -> BTreeMap<String, std::collections::BTreeSet<String>> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/observability/metrics.md");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut names = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with("himaya_")) {
+        let (head, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        let (name, labels) = head.split_once('{').unwrap_or((head, "}"));
+        let labels: std::collections::BTreeSet<String> = labels
+            .trim_end_matches('}')
+            .split(',')
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if rest.trim_start().starts_with("histogram") {
+            let mut bucket = labels.clone();
+            bucket.insert("le".to_owned());
+            names.insert(format!("{name}_bucket"), bucket);
+            names.insert(format!("{name}_sum"), labels.clone());
+            names.insert(format!("{name}_count"), labels);
+        } else {
+            names.insert(name.to_owned(), labels);
+        }
+    }
+    assert!(names.len() > 30, "{}: no contract read", path.display());
+    names
 }
