@@ -105,7 +105,11 @@ impl Hub {
             metrics: metrics.clone(),
             readiness: readiness.clone(),
         };
-        let metrics_listener = bind(settings.telemetry.metrics_listen, "telemetry.metrics_listen").await?;
+        let metrics_listener = bind(
+            settings.telemetry.metrics_listen,
+            "telemetry.metrics_listen",
+        )
+        .await?;
         let metrics_addr = metrics_listener.local_addr()?;
         let mut tasks = vec![tokio::spawn(listen::serve_http(
             observe::router(observed.clone()),

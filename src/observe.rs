@@ -46,7 +46,10 @@ async fn metrics(State(o): State<Observed>) -> impl IntoResponse {
 /// The process answers: it is alive, whatever PostgreSQL and RabbitMQ do (restarting it
 /// would not bring them back).
 async fn livez() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "ok\n")
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "ok\n",
+    )
 }
 
 /// 200 while ready; 503 naming what is down, in Arabic and English.
@@ -178,7 +181,11 @@ pub async fn sample(
         }
         if let Some(pool) = &pool {
             if what.cases {
-                let done = tokio::time::timeout(timeout * 2, lifecycle(pool, &settings, &metrics, timeout)).await;
+                let done = tokio::time::timeout(
+                    timeout * 2,
+                    lifecycle(pool, &settings, &metrics, timeout),
+                )
+                .await;
                 if !matches!(done, Ok(Ok(()))) {
                     metrics.lifecycle.sample_failed("cases");
                     if let Ok(Err(e)) = done {
@@ -225,12 +232,20 @@ async fn lifecycle(
     .fetch_all(&mut *tx)
     .await?;
     // Passed and not met: open past due (the engine fires them within its interval), or
-    // fired (escalated) while the case is still open.
+    // fired (escalated) on a case still open and not followed by a newer deadline of the
+    // same kind and reference (the thing done, or rescheduled); an escalated assignment
+    // ends with the assignment.
     let missed: Vec<(String, String, i64)> = sqlx::query_as(&format!(
         "SELECT d.kind, c.risk_level, count(*) FROM cases.deadlines d
            JOIN cases.cases c USING (case_id)
           WHERE c.status IN {OPEN}
-            AND ((d.state = 'open' AND d.due_at < now()) OR d.state = 'fired')
+            AND ((d.state = 'open' AND d.due_at < now())
+              OR (d.state = 'fired'
+                  AND NOT (d.kind = 'assignment' AND c.caseworker_id IS NOT NULL)
+                  AND NOT EXISTS (SELECT 1 FROM cases.deadlines n
+                                   WHERE n.case_id = d.case_id AND n.kind = d.kind
+                                     AND n.ref_id IS NOT DISTINCT FROM d.ref_id
+                                     AND n.id > d.id)))
           GROUP BY 1, 2"
     ))
     .fetch_all(&mut *tx)
@@ -257,14 +272,7 @@ async fn lifecycle(
     let status = |s: &str| word(himaya_record::CaseStatus::parse(s).map(|v| v.as_str()));
     let risk = |s: &str| word(himaya_record::RiskLevel::parse(s).map(|v| v.as_str()));
     let kind = |s: &str| word(himaya_record::lifecycle::DeadlineKind::parse(s).map(|v| v.as_str()));
-    let governorate = |s: &str| {
-        word(
-            settings
-                .gazetteer
-                .governorate(s)
-                .map(|g| g.code.as_str()),
-        )
-    };
+    let governorate = |s: &str| word(settings.gazetteer.governorate(s).map(|g| g.code.as_str()));
     l.cases_open.replace(sum(cases.iter().map(|(s, r, g, n)| {
         (
             CasesOpen {
@@ -275,17 +283,19 @@ async fn lifecycle(
             *n,
         )
     })));
-    l.deadlines_due
-        .replace(sum(due.iter().map(|(k, n)| (KindLabel { kind: kind(k) }, *n))));
-    l.deadlines_missed.replace(sum(missed.iter().map(|(k, r, n)| {
-        (
-            KindRisk {
-                kind: kind(k),
-                risk: risk(r),
-            },
-            *n,
-        )
-    })));
+    l.deadlines_due.replace(sum(due
+        .iter()
+        .map(|(k, n)| (KindLabel { kind: kind(k) }, *n))));
+    l.deadlines_missed
+        .replace(sum(missed.iter().map(|(k, r, n)| {
+            (
+                KindRisk {
+                    kind: kind(k),
+                    risk: risk(r),
+                },
+                *n,
+            )
+        })));
     l.caseworkers_over_cap.set(over);
     l.caseload_assigned.set(assigned);
     l.caseload_capacity.set(caseworkers.saturating_mul(max));

@@ -15,6 +15,7 @@ mod connectors;
 mod disclosure_log;
 mod exports_and_notices;
 mod identity;
+mod metrics;
 mod overload;
 mod prometheus;
 mod referral_flow;

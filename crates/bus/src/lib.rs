@@ -147,8 +147,14 @@ impl Bus {
                 passive: true,
                 ..Default::default()
             };
-            match ch.queue_declare(q.as_str().into(), opts, FieldTable::default()).await {
-                Ok(declared) => self.metrics.bus.set_ready_messages(&q, declared.message_count()),
+            match ch
+                .queue_declare(q.as_str().into(), opts, FieldTable::default())
+                .await
+            {
+                Ok(declared) => self
+                    .metrics
+                    .bus
+                    .set_ready_messages(&q, declared.message_count()),
                 Err(_) => {
                     // A passive declare of a missing queue closes the channel.
                     all = false;

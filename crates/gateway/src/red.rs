@@ -53,8 +53,7 @@ impl Methods {
         };
         // The contracts are compiled in: a decoding failure is a build fault, and only
         // leaves their methods counted as `unknown`.
-        if let Ok(set) = prost_types::FileDescriptorSet::decode(himaya_proto::FILE_DESCRIPTOR_SET)
-        {
+        if let Ok(set) = prost_types::FileDescriptorSet::decode(himaya_proto::FILE_DESCRIPTOR_SET) {
             for file in &set.file {
                 for service in &file.service {
                     let full = format!("{}.{}", file.package(), service.name());
@@ -158,8 +157,10 @@ impl Body for Watched {
             Poll::Ready(None) => Some(tonic::Code::Unknown as i32),
             Poll::Pending => None,
         };
-        if let (Some(code), Some(call)) = (code, this.call.take()) {
-            call.finish(code);
+        if let Some(code) = code {
+            if let Some(call) = this.call.take() {
+                call.finish(code);
+            }
         }
         polled
     }
@@ -195,7 +196,10 @@ mod tests {
             m.of("/grpc.health.v1.Health/Check").service.as_str(),
             "grpc.health.v1.Health"
         );
-        assert_eq!(m.of("/himaya.v1.Intake/Anything").method.as_str(), "unknown");
+        assert_eq!(
+            m.of("/himaya.v1.Intake/Anything").method.as_str(),
+            "unknown"
+        );
         assert!(m.known.len() > 40, "{} methods", m.known.len());
     }
 }

@@ -102,6 +102,7 @@ labels! {
     KindLabel { kind: Word }
     KindRisk { kind: Word, risk: Word }
     SampleLabel { sample: &'static str }
+    EscalatedLabels { kind: &'static str, risk: &'static str }
 }
 
 /// Every metric of one hub.
@@ -347,9 +348,15 @@ impl Metrics {
             deadlines_missed: Sampled::new(reg(
                 &mut r,
                 "himaya_deadlines_missed",
-                "Deadlines of open cases passed and not met (escalated or about to be), by kind and case risk; sampled",
+                "Deadlines of open cases passed and not met, by kind and case risk: open past due (about to be escalated) or escalated and not followed by a newer deadline of the same kind (met or rescheduled); sampled",
                 Family::default(),
             )),
+            escalated: reg(
+                &mut r,
+                "himaya_deadlines_escalated",
+                "Deadlines the deadline engine found passed and escalated to the supervisor, by kind and case risk (an alert on a missed high-risk deadline watches its increase)",
+                Family::default(),
+            ),
             caseworkers_over_cap: reg(
                 &mut r,
                 "himaya_caseworkers_over_cap",
@@ -711,6 +718,7 @@ pub struct Lifecycle {
     pub cases_open: Sampled<CasesOpen>,
     pub deadlines_due: Sampled<KindLabel>,
     pub deadlines_missed: Sampled<KindRisk>,
+    escalated: Family<EscalatedLabels, Counter>,
     pub caseworkers_over_cap: Gauge,
     pub caseload_assigned: Gauge,
     pub caseload_capacity: Gauge,
@@ -718,6 +726,13 @@ pub struct Lifecycle {
 }
 
 impl Lifecycle {
+    /// A deadline escalated (`kind`, `risk`: vocabulary words).
+    pub fn escalated(&self, kind: &'static str, risk: &'static str) {
+        self.escalated
+            .get_or_create(&EscalatedLabels { kind, risk })
+            .inc();
+    }
+
     /// A periodic sample (`sample`: cases, audit, outbox, queues) failed or timed out.
     pub fn sample_failed(&self, sample: &'static str) {
         self.samples_failed
@@ -745,15 +760,29 @@ mod tests {
         let a = m.agencies.of("health-cairo");
         a.delivered.inc();
         a.breaker.set(2);
-        let lane = m.bus.lane("router.referral-created", "urgent", "router.referral-created.urgent");
+        let lane = m.bus.lane(
+            "router.referral-created",
+            "urgent",
+            "router.referral-created.urgent",
+        );
         lane.consumed.inc();
         let text = m.encode();
-        assert!(text.contains("himaya_intake_referrals_total{source_kind=\"school\",priority=\"urgent\"} 1"), "{text}");
-        assert!(text.contains("himaya_agency_deliveries_total{agency=\"health-cairo\",outcome=\"delivered\"} 1"));
+        assert!(
+            text.contains(
+                "himaya_intake_referrals_total{source_kind=\"school\",priority=\"urgent\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "himaya_agency_deliveries_total{agency=\"health-cairo\",outcome=\"delivered\"} 1"
+        ));
         assert!(text.contains("himaya_agency_breaker_state{agency=\"health-cairo\"} 2"));
         assert!(text.contains("himaya_build_info{version="));
         assert!(text.ends_with("# EOF\n"));
-        assert_eq!(m.bus.watched_queues(), vec!["router.referral-created.urgent"]);
+        assert_eq!(
+            m.bus.watched_queues(),
+            vec!["router.referral-created.urgent"]
+        );
     }
 
     #[test]

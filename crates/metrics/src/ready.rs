@@ -81,7 +81,8 @@ impl Readiness {
 
     /// The components this process runs, each with whether it is ready.
     pub fn components(&self) -> Vec<(&'static str, bool)> {
-        let reachable = self.database.load(Ordering::Relaxed) && self.broker.load(Ordering::Relaxed);
+        let reachable =
+            self.database.load(Ordering::Relaxed) && self.broker.load(Ordering::Relaxed);
         self.components
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -96,13 +96,12 @@ impl Component for Audit {
             }
         });
         let max = settings.grpc.max_message_bytes;
-        let api =
-            himaya_proto::v1::audit_server::AuditServer::new(AuditApi::new(
-                settings,
-                api_pool,
-                ctx.metrics.clone(),
-            ))
-                .max_decoding_message_size(max);
+        let api = himaya_proto::v1::audit_server::AuditServer::new(AuditApi::new(
+            settings,
+            api_pool,
+            ctx.metrics.clone(),
+        ))
+        .max_decoding_message_size(max);
         Ok(Started::default()
             .grpc(api)
             .tasks([relay, appender, withdrawals, checkpointer]))

@@ -329,6 +329,6 @@ impl State {
             crate::read::decision_event(channel, case_id, agency_id, purpose, Err(reason));
         // A refusal of a person names them, as their reads do.
         event.person = acting.map(|a| a.person.clone());
-        crate::read::log_events(&self.pool, &[event]).await
+        crate::read::log_events(self, &[event]).await
     }
 }

@@ -59,7 +59,7 @@ pub(crate) async fn open(
         let mut event =
             crate::read::decision_event("break_glass", &case_id, caller, purpose, Err(reason));
         event.person = himaya_proto::status::person(meta);
-        crate::read::log_events(&state.pool, &[event]).await
+        crate::read::log_events(state, &[event]).await
     };
     // The agency type is checked before anything else of the request: a caller that may
     // never break the glass learns nothing about the case.

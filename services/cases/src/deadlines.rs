@@ -16,9 +16,14 @@ use crate::CasesError;
 /// Deadlines fired per transaction; a full batch means more may be waiting.
 const BATCH: usize = 100;
 
-pub async fn run(pool: PgPool, interval: Duration, shutdown: CancellationToken) {
+pub async fn run(
+    pool: PgPool,
+    interval: Duration,
+    metrics: std::sync::Arc<himaya_metrics::Metrics>,
+    shutdown: CancellationToken,
+) {
     while !shutdown.is_cancelled() {
-        match fire_due(&pool, BATCH as i64).await {
+        match fire_due(&pool, BATCH as i64, &metrics).await {
             Ok(BATCH) => continue,
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "deadline check failed; will retry"),
@@ -30,11 +35,16 @@ pub async fn run(pool: PgPool, interval: Duration, shutdown: CancellationToken) 
     }
 }
 
-/// Fires up to `batch` passed deadlines; returns how many.
-pub async fn fire_due(pool: &PgPool, batch: i64) -> Result<usize, CasesError> {
+/// Fires up to `batch` passed deadlines; returns how many. Each is counted once
+/// committed (`himaya_deadlines_escalated_total{kind,risk}`).
+pub async fn fire_due(
+    pool: &PgPool,
+    batch: i64,
+    metrics: &himaya_metrics::Metrics,
+) -> Result<usize, CasesError> {
     let mut tx = pool.begin().await?;
     let rows = sqlx::query_as::<_, DueDeadline>(
-        "SELECT d.id, d.case_id, d.kind, d.ref_id, d.due_at, s.supervisor_id
+        "SELECT d.id, d.case_id, d.kind, d.ref_id, d.due_at, s.supervisor_id, c.risk_level
            FROM deadlines d
            JOIN cases c ON c.case_id = d.case_id
            LEFT JOIN staff s ON s.agency_id = c.caseworker_agency AND s.staff_id = c.caseworker_id
@@ -47,6 +57,7 @@ pub async fn fire_due(pool: &PgPool, batch: i64) -> Result<usize, CasesError> {
     .fetch_all(&mut *tx)
     .await?;
     let fired = rows.len();
+    let mut escalated = Vec::with_capacity(fired);
     for DueDeadline {
         id,
         case_id,
@@ -54,8 +65,10 @@ pub async fn fire_due(pool: &PgPool, batch: i64) -> Result<usize, CasesError> {
         ref_id,
         due_at,
         supervisor_id,
+        risk_level,
     } in rows
     {
+        escalated.push((kind.clone(), risk_level));
         sqlx::query("UPDATE deadlines SET state = 'fired', closed_at = now() WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -89,6 +102,12 @@ pub async fn fire_due(pool: &PgPool, batch: i64) -> Result<usize, CasesError> {
         tracing::warn!(case_id = %case_id, kind = %kind, "deadline missed: escalated to the supervisor");
     }
     tx.commit().await?;
+    for (kind, risk) in escalated {
+        let kind =
+            himaya_record::lifecycle::DeadlineKind::parse(&kind).map_or("other", |k| k.as_str());
+        let risk = himaya_record::RiskLevel::parse(&risk).map_or("other", |r| r.as_str());
+        metrics.lifecycle.escalated(kind, risk);
+    }
     Ok(fired)
 }
 
@@ -101,4 +120,5 @@ struct DueDeadline {
     ref_id: Option<String>,
     due_at: DateTime<Utc>,
     supervisor_id: Option<String>,
+    risk_level: String,
 }

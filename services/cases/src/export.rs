@@ -108,7 +108,7 @@ pub(crate) async fn run(
                 answers.push(answer);
                 events.push(event);
             }
-            log_events(&state.pool, &events).await?;
+            log_events(&state, &events).await?;
             for answer in answers {
                 match answer {
                     Ok(shared) => {

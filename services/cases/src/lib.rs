@@ -156,7 +156,12 @@ impl Component for Cases {
         // Undelivered referrals go out again if their agency was connected since.
         let again = tokio::spawn(undelivered::reroute_all(pool.clone(), settings.clone()));
         let tidy = tokio::spawn(duplicates::keep_tidy(pool.clone(), shutdown.clone()));
-        let engine = tokio::spawn(deadlines::run(pool, interval, shutdown.clone()));
+        let engine = tokio::spawn(deadlines::run(
+            pool,
+            interval,
+            ctx.metrics.clone(),
+            shutdown.clone(),
+        ));
         let max = settings.grpc.max_message_bytes;
         Ok(Started::default()
             .grpc(

@@ -222,12 +222,13 @@ pub(crate) fn decision_event(
 }
 
 /// Enqueues disclosure-log entries in one transaction: committed before the data they
-/// record leaves the hub.
+/// record leaves the hub. Once committed, each permit or deny is counted
+/// (`himaya_consent_decisions_total`, by purpose and the recipient's agency type).
 pub(crate) async fn log_events(
-    pool: &sqlx::PgPool,
+    state: &State,
     events: &[DisclosureRecorded],
 ) -> Result<(), CasesError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = state.pool.begin().await?;
     for event in events {
         himaya_store::outbox::enqueue_event(
             &mut tx,
@@ -240,6 +241,23 @@ pub(crate) async fn log_events(
         .await?;
     }
     tx.commit().await?;
+    for e in events {
+        let Some(agency) = state.settings.agencies.get(&e.recipient) else {
+            continue;
+        };
+        let purpose = Purpose::parse(&e.purpose).map_or("other", Purpose::as_str);
+        match e.decision.as_str() {
+            "permit" => state
+                .metrics
+                .consent
+                .decided(purpose, agency.agency_type.as_str(), true),
+            "deny" => state
+                .metrics
+                .consent
+                .decided(purpose, agency.agency_type.as_str(), false),
+            _ => {}
+        }
+    }
     Ok(())
 }
 
@@ -266,7 +284,7 @@ pub(crate) async fn share(
     // Who read, when the web front proved them: the log names the person, not only
     // their agency.
     event.person = person;
-    log_events(&state.pool, &[event]).await?;
+    log_events(state, &[event]).await?;
     answer
 }
 
