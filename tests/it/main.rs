@@ -18,6 +18,7 @@ mod exports_and_notices;
 mod identity;
 mod metrics;
 mod overload;
+mod prometheus;
 mod referral_flow;
 mod relay_lease;
 mod relay_pace;
