@@ -642,6 +642,7 @@ async fn running_out_of_file_descriptors_does_not_stop_the_grpc_server() {
         .env("HIMAYA__GRPC__LISTEN", "127.0.0.1:0")
         .env("HIMAYA__CONNECTORS__WEBHOOK_LISTEN", "127.0.0.1:0")
         .env("HIMAYA__WEB__LISTEN", "127.0.0.1:0")
+        .env("HIMAYA__TELEMETRY__METRICS_LISTEN", "127.0.0.1:0")
         .env("HIMAYA__LIMITS__MAX_CONNECTIONS", "5000")
         .env("HIMAYA__TELEMETRY__FORMAT", "json")
         .env("HIMAYA__AUDIT__SIGNING_KEY_FILE", dir.join("audit.key"))

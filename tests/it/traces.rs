@@ -52,6 +52,8 @@ impl Himaya {
             .env("HIMAYA_CONFIG_DIR", dir)
             .env("HIMAYA_ENV", "traces-test")
             .env("HIMAYA__GRPC__LISTEN", format!("127.0.0.1:{grpc_port}"))
+            // Each process its own metrics port (the default is one fixed port).
+            .env("HIMAYA__TELEMETRY__METRICS_LISTEN", "127.0.0.1:0")
             .env_remove("RUST_LOG")
             .env_remove("HIMAYA_CONFIG")
             .stdin(Stdio::null())
