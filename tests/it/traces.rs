@@ -355,7 +355,20 @@ async fn one_referral_is_one_trace_across_the_components_and_the_agency() {
         |s| s.service == "himaya-cases" && s.kind == 5,
     )
     .await;
-    let spans = by_id(otlp.trace(SCHOOL_TRACE));
+    // Each process exports its spans in batches (every 2 s), a consumer's span when its
+    // whole batch is acknowledged: wait (bounded) until the tree is whole.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let spans = loop {
+        let spans = by_id(otlp.trace(SCHOOL_TRACE));
+        let whole = spans
+            .values()
+            .filter(|s| s.span_id != intake.span_id)
+            .all(|s| descends(&spans, s, &intake.span_id));
+        if whole || Instant::now() > deadline {
+            break spans;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     for s in spans.values().filter(|s| s.span_id != intake.span_id) {
         assert!(
             descends(&spans, s, &intake.span_id),
