@@ -870,6 +870,15 @@ async fn open_loop(load: &tokio::runtime::Handle, rate: f64, secs: u64, drain_se
     let (sink, addr, server) = load.spawn(Sink::start()).await.unwrap();
     let env = TestEnv::new(Some(addr)).await;
     let mut settings = env.settings.clone();
+    // Metrics sampled and readiness probed as deployed (the tests' settings ask far more
+    // often, to see changes quickly).
+    let deployed = himaya_settings::Settings::load(
+        &std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config"),
+        None,
+    )
+    .unwrap();
+    settings.telemetry.sample_interval_ms = deployed.telemetry.sample_interval_ms;
+    settings.telemetry.probe_interval_ms = deployed.telemetry.probe_interval_ms;
     let dir = std::env::temp_dir().join(format!("{}-bench-certs", env.db_name));
     let certs = (size("HIMAYA_BENCH_TLS", 1) != 0).then(|| secure(&mut settings, &dir));
     let hub = himaya::hub::Hub::start(settings, &himaya::hub::Component::ALL)
