@@ -95,6 +95,9 @@ impl Hub {
         listen::raise_open_files_limit();
         let settings = Arc::new(settings);
         let shutdown = CancellationToken::new();
+        // Should the start fail past here, what it started (the metrics port first of
+        // all) stops with it.
+        let stop_on_failure = shutdown.clone().drop_guard();
         let metrics = Arc::new(himaya_metrics::Metrics::new());
         let readiness = Arc::new(himaya_metrics::Readiness::new());
         for component in components {
@@ -240,6 +243,7 @@ impl Hub {
             shutdown.clone(),
         )));
         tracing::info!(%grpc_addr, %metrics_addr, components = ?components, mutual_tls = settings.grpc.tls.is_some(), "himaya is up");
+        stop_on_failure.disarm();
         Ok(Hub {
             grpc_addr,
             webhook_addr,

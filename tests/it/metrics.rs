@@ -172,7 +172,10 @@ async fn wait_for(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_referral_end_to_end_is_counted_without_personal_data_in_labels() {
     let (agency, addr) = FakeAgency::start(&[]).await;
-    let env = TestEnv::new(Some(addr)).await;
+    let mut env = TestEnv::new(Some(addr)).await;
+    // The high-risk case's assignment is due at once, so it is missed and escalated.
+    env.settings.lifecycle.deadlines.high.assign_within_secs = 1;
+    env.settings.lifecycle.deadline_check_interval_ms = 200;
     let hub = env.start().await;
     let ch = channel(&hub).await;
     let referral = IntakeClient::new(ch.clone())
@@ -188,6 +191,23 @@ async fn a_referral_end_to_end_is_counted_without_personal_data_in_labels() {
             .then_some(())
     })
     .await;
+    // The ministry registers the case: its assignment is due at once, and missed.
+    pb::case_work_client::CaseWorkClient::new(ch.clone())
+        .decide_acceptance(as_agency(
+            "mosa-cairo",
+            pb::DecideAcceptanceRequest {
+                case_id: referral.case_id.clone(),
+                expected_version: 1,
+                actor: "sw-lead".into(),
+                decision: pb::AcceptanceDecision::Register.into(),
+                vulnerability_criteria: vec!["exploitative_labour".into()],
+                reason: None,
+                referred_on_to: None,
+                target_groups: vec![],
+            },
+        ))
+        .await
+        .unwrap();
     // One refused call too: a referral without its body is invalid.
     let mut invalid = school_request("sub-metrics-invalid");
     invalid.referral = None;
@@ -217,7 +237,24 @@ async fn a_referral_end_to_end_is_counted_without_personal_data_in_labels() {
     .await;
     // The lifecycle gauges are sampled from PostgreSQL each second here: the open case
     // by its status, risk and governorate code (Cairo: 01).
-    let open = [("status", "referred"), ("governorate", "01")];
+    let open = [("status", "registered"), ("governorate", "01")];
+    let missed = [("kind", "assignment"), ("risk", "high")];
+    wait_for(
+        &hub,
+        "the missed assignment escalated",
+        "himaya_deadlines_escalated_total",
+        &missed,
+        1.0,
+    )
+    .await;
+    wait_for(
+        &hub,
+        "the missed assignment sampled",
+        "himaya_deadlines_missed",
+        &missed,
+        1.0,
+    )
+    .await;
     let samples = wait_for(
         &hub,
         "the open case sampled",

@@ -103,7 +103,10 @@ impl Readiness {
             .map(|(c, _)| *c)
             .collect();
         if !starting.is_empty() {
+            // PostgreSQL and RabbitMQ are asked once every component has started: until
+            // then only the start is said (a migration under way is no outage).
             out.push(Down::Starting(starting));
+            return out;
         }
         if !self.database.load(Ordering::Relaxed) {
             out.push(Down::Database);
@@ -169,6 +172,7 @@ mod tests {
         let r = Readiness::new();
         r.expect("cases");
         assert!(!r.is_ready());
+        assert_eq!(r.down(), vec![Down::Starting(vec!["cases"])]);
         r.started("cases");
         assert!(r.set_database(true));
         assert!(!r.set_database(true), "no change");
