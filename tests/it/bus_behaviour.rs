@@ -126,37 +126,7 @@ async fn the_hub_heals_after_the_broker_drops_its_connections() {
     .await;
 
     // Close every connection of this test's vhost, as a broker restart would.
-    let api = env_or("HIMAYA_TEST_RABBIT_API", "http://127.0.0.1:15672");
-    let http = http();
-    let names: Vec<String> = eventually(30, "the hub's connections listed", || async {
-        let list: serde_json::Value = http
-            .get(format!("{api}/api/vhosts/{}/connections", env.vhost))
-            .basic_auth("guest", Some("guest"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        let names: Vec<String> = list
-            .as_array()?
-            .iter()
-            .filter_map(|c| c["name"].as_str().map(str::to_owned))
-            .collect();
-        (!names.is_empty()).then_some(names)
-    })
-    .await;
-    for n in &names {
-        let url = reqwest::Url::parse(&format!("{api}/api/connections/"))
-            .unwrap()
-            .join(&urlencode(n))
-            .unwrap();
-        http.delete(url)
-            .basic_auth("guest", Some("guest"))
-            .send()
-            .await
-            .unwrap();
-    }
+    close_connections(&env.vhost).await;
 
     let r = intake
         .submit_school_referral(from_school(school_request("sub-after")))
@@ -172,17 +142,6 @@ async fn the_hub_heals_after_the_broker_drops_its_connections() {
     })
     .await;
     hub.stop().await;
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

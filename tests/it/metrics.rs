@@ -473,35 +473,7 @@ async fn readiness_drops_while_the_broker_is_gone_and_comes_back() {
         .await
         .unwrap();
     assert!(revoked.status().is_success(), "{}", revoked.status());
-    let names: Vec<String> = eventually(30, "the hub's connections listed", || async {
-        let list: serde_json::Value = http
-            .get(format!("{api}/api/vhosts/{}/connections", env.vhost))
-            .basic_auth("guest", Some("guest"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        let names: Vec<String> = list
-            .as_array()?
-            .iter()
-            .filter_map(|c| c["name"].as_str().map(str::to_owned))
-            .collect();
-        (!names.is_empty()).then_some(names)
-    })
-    .await;
-    for n in &names {
-        let url = reqwest::Url::parse(&format!("{api}/api/connections/"))
-            .unwrap()
-            .join(&urlencode(n))
-            .unwrap();
-        http.delete(url)
-            .basic_auth("guest", Some("guest"))
-            .send()
-            .await
-            .unwrap();
-    }
+    close_connections(&env.vhost).await;
     let (_, body) = eventually(30, "/readyz 503 naming the broker", || async {
         let (status, body) = readyz(&hub).await?;
         (status == 503).then_some((status, body))
@@ -553,17 +525,6 @@ async fn readiness_drops_while_the_broker_is_gone_and_comes_back() {
         Some(ServingStatus::Serving as i32)
     );
     hub.stop().await;
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[test]

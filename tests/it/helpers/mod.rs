@@ -613,3 +613,50 @@ pub async fn publish_all(bus: &himaya_bus::Bus, msgs: &[himaya_bus::Outgoing]) {
         }
     }
 }
+
+/// Closes every broker connection of `vhost` through the management API, as a broker
+/// restart would (waiting, bounded, until there is one to close).
+pub async fn close_connections(vhost: &str) {
+    let api = env_or("HIMAYA_TEST_RABBIT_API", "http://127.0.0.1:15672");
+    let http = http();
+    let names: Vec<String> = eventually(30, "the hub's connections listed", || async {
+        let list: serde_json::Value = http
+            .get(format!("{api}/api/vhosts/{vhost}/connections"))
+            .basic_auth("guest", Some("guest"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let names: Vec<String> = list
+            .as_array()?
+            .iter()
+            .filter_map(|c| c["name"].as_str().map(str::to_owned))
+            .collect();
+        (!names.is_empty()).then_some(names)
+    })
+    .await;
+    for n in &names {
+        let url = reqwest::Url::parse(&format!("{api}/api/connections/"))
+            .unwrap()
+            .join(&urlencode(n))
+            .unwrap();
+        http.delete(url)
+            .basic_auth("guest", Some("guest"))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
