@@ -73,7 +73,7 @@ pub fn init(t: &TelemetrySettings, service: &str) -> anyhow::Result<Telemetry> {
     };
     if provider.is_some() {
         tracing::info!(
-            endpoint = %t.traces.traces_url(),
+            endpoint = %without_credentials(&t.traces.traces_url()),
             service = %service_name(&t.traces, service),
             sample_ratio = t.traces.sample_ratio,
             "sending traces over OTLP/HTTP"
@@ -139,4 +139,33 @@ pub fn provider(t: &TraceSettings, service: &str) -> anyhow::Result<SdkTracerPro
                 .build(),
         )
         .build())
+}
+
+/// `url` as it may be logged: without a `user:password@` part, a query or a fragment
+/// (a collector's token may ride in either).
+fn without_credentials(url: &str) -> String {
+    let url = url.split(['?', '#']).next().unwrap_or_default();
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    format!("{scheme}://{host}{path}")
+}
+
+#[cfg(test)]
+mod credentials {
+    #[test]
+    fn a_logged_collector_address_carries_no_credentials() {
+        assert_eq!(
+            super::without_credentials("https://user:s3cret@otel.example:4318/v1/traces?token=x"),
+            "https://otel.example:4318/v1/traces"
+        );
+        assert_eq!(
+            super::without_credentials("http://127.0.0.1:4318/v1/traces"),
+            "http://127.0.0.1:4318/v1/traces"
+        );
+    }
 }

@@ -44,10 +44,10 @@ fn message(i: usize, d: &DeliveryRequested) -> Outgoing {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_burst_of_deliveries_reaches_the_agency_once_each_in_batches() {
-    const N: usize = 200;
-    let (agency, addr) = FakeAgency::start(&[]).await;
+/// An environment where only health-cairo is connected (at `addr`), and its queue,
+/// declared before its connector starts so that a burst waits on it and is taken in
+/// batches.
+async fn agency_queue(addr: std::net::SocketAddr) -> (TestEnv, std::sync::Arc<Bus>, String) {
     let mut env = TestEnv::new(None).await;
     for (id, a) in env.settings.agencies.iter_mut() {
         a.endpoint = None;
@@ -56,8 +56,6 @@ async fn a_burst_of_deliveries_reaches_the_agency_once_each_in_batches() {
             a.protocol = Protocol::FhirR4;
         }
     }
-    // The agency's queue, declared before its connector starts so that the burst waits
-    // on it and is taken in batches.
     let bus = Bus::connect(env.amqp_url(), Topology::new(""))
         .await
         .unwrap();
@@ -65,6 +63,14 @@ async fn a_burst_of_deliveries_reaches_the_agency_once_each_in_batches() {
     bus.declare_queue(&queue, Exchange::Delivery, &[AGENCY])
         .await
         .unwrap();
+    (env, bus, queue)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_deliveries_reaches_the_agency_once_each_in_batches() {
+    const N: usize = 200;
+    let (agency, addr) = FakeAgency::start(&[]).await;
+    let (env, bus, queue) = agency_queue(addr).await;
     let deliveries: Vec<_> = (0..N).map(delivery).collect();
     let mut msgs: Vec<_> = deliveries
         .iter()
@@ -163,6 +169,62 @@ async fn a_burst_of_deliveries_reaches_the_agency_once_each_in_batches() {
         "{transactions} transactions for {N} deliveries"
     );
     // Every message was acknowledged: none went back to the queue with the channel.
+    assert_eq!(left_on_queue(&bus, &queue).await, 0);
+    bus.close().await;
+}
+
+/// An agency failing part of a batch's calls (503, then answering again) fails the
+/// batch before anything is recorded; its deliveries are then made one by one, each
+/// recorded once as delivered, nothing parked and nothing left on the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_agency_fails_is_delivered_one_by_one_and_recorded_once() {
+    const N: usize = 40;
+    let (agency, addr) = FakeAgency::start(&[503; 12]).await;
+    let (mut env, bus, queue) = agency_queue(addr).await;
+    let c = &mut env.settings.connectors;
+    c.attempts = 2;
+    c.backoff_ms = 20;
+    c.breaker_failures = 1000;
+    let deliveries: Vec<_> = (0..N).map(delivery).collect();
+    let msgs: Vec<_> = deliveries
+        .iter()
+        .enumerate()
+        .map(|(i, d)| message(i, d))
+        .collect();
+    publish_all(&bus, &msgs).await;
+
+    let hub = Hub::start(env.settings.clone(), &[Component::Connectors])
+        .await
+        .unwrap();
+    let db = env.pool().await;
+    wait_count(
+        &db,
+        "SELECT count(*) FROM connectors.deliveries WHERE outcome = 'delivered'",
+        N as i64,
+        60,
+        "every delivery made once the agency answers",
+    )
+    .await;
+    hub.stop().await;
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM connectors.deliveries").await,
+        N as i64,
+        "each delivery recorded once"
+    );
+    let keys: BTreeSet<Option<String>> = agency
+        .requests()
+        .into_iter()
+        .map(|s| s.idempotency_key)
+        .collect();
+    assert_eq!(
+        keys.len(),
+        N,
+        "every delivery reached the agency under its own key"
+    );
+    assert!(
+        parked_reasons(&env.amqp_url(), 0).await.is_empty(),
+        "nothing parked"
+    );
     assert_eq!(left_on_queue(&bus, &queue).await, 0);
     bus.close().await;
 }

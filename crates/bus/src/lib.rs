@@ -115,19 +115,25 @@ impl Bus {
     /// Whether the broker can be reached now: the connection is up, or a new one could
     /// be made (which the consumers and the relays then use) within `within`. For
     /// readiness: lapin marks the connection closed as soon as the broker closes it.
+    /// The whole probe is bounded by `within`, the wait for the connection's lock too: a
+    /// reconnect stuck on a broker that drops packets holds that lock, and readiness
+    /// must then say "not ready", not wait behind it.
     pub async fn probe(&self, within: Duration) -> bool {
-        if let Some(c) = self.conn.lock().await.as_ref() {
-            if c.status().connected() {
-                return true;
+        let probe = async {
+            if let Some(c) = self.conn.lock().await.as_ref() {
+                if c.status().connected() {
+                    return true;
+                }
             }
-        }
-        match tokio::time::timeout(within, self.channel()).await {
-            Ok(Ok(ch)) => {
-                let _ = ch.close(200, "probed".into()).await;
-                true
+            match self.channel().await {
+                Ok(ch) => {
+                    let _ = ch.close(200, "probed".into()).await;
+                    true
+                }
+                Err(_) => false,
             }
-            _ => false,
-        }
+        };
+        tokio::time::timeout(within, probe).await.unwrap_or(false)
     }
 
     /// Reads from the broker how many messages are ready on every queue consumed in this

@@ -390,7 +390,12 @@ impl DeliveryConnector {
         };
         let body = match serde_json::to_vec(&out.body) {
             Ok(b) => b,
-            Err(e) => return Ok(Prepared::Unmakeable(e.to_string())),
+            // Its text could quote a value of the document: a fixed reason instead.
+            Err(_) => {
+                return Ok(Prepared::Unmakeable(
+                    "the agency's document could not be written as JSON".into(),
+                ))
+            }
         };
         Ok(Prepared::Send(Ready {
             url: self.url(&out.path),
@@ -400,14 +405,17 @@ impl DeliveryConnector {
         }))
     }
 
-    /// Sends one prepared delivery until the agency answers. Returns the answer and the
-    /// `traceparent` its recorded event carries on: the call's own span's when traces
-    /// are on, else the one that came with the message.
+    /// Sends one prepared delivery. `hold`: wait in place until the agency answers (see
+    /// [`Self::call_until_answered`]); without it, one call (with the executor's own
+    /// retries) and a retry error if the agency cannot answer. Returns the answer and
+    /// the `traceparent` its recorded event carries on: the call's own span's when
+    /// traces are on, else the one that came with the message.
     async fn send(
         &self,
         d: &DeliveryRequested,
         ready: &Ready,
         traceparent: Option<&str>,
+        hold: bool,
     ) -> Result<(Answered, Option<String>), HandleError> {
         // The call to the agency is a span of its own, a child of this delivery's message
         // (also when it came in a batch with others' traces), and its `traceparent` is
@@ -440,10 +448,18 @@ impl DeliveryConnector {
             content_type: ready.content_type,
             body: ready.body.clone(),
         };
-        let answered = self
-            .call_until_answered(&mut call, &d.referral_id)
-            .instrument(call_span.clone())
-            .await?;
+        let answered = if hold {
+            self.call_until_answered(&mut call, &d.referral_id)
+                .instrument(call_span.clone())
+                .await?
+        } else {
+            self.attempt(&mut call)
+                .instrument(call_span.clone())
+                .await
+                .map_err(|e| HandleError::Retry {
+                    reason: format!("{}: {e}", self.agency_id),
+                })?
+        };
         let (Outcome::Delivered { status, .. } | Outcome::Rejected { status, .. }) =
             &answered.outcome;
         call_span.record("http.response.status_code", i64::from(*status));
@@ -529,10 +545,14 @@ impl BatchHandler for DeliveryConnector {
                 }
             }
         }
+        // Only a delivery handled alone waits in place for an agency that cannot answer:
+        // a batch that meets one fails at once and is handled one by one, each delivery
+        // then waiting as before (and the whole within the broker's consumer timeout).
+        let hold = items.len() == 1;
         let sent = futures_util::future::join_all(
             ready
                 .iter()
-                .map(|(a, r)| self.send(&a.d, r, a.traceparent.as_deref())),
+                .map(|(a, r)| self.send(&a.d, r, a.traceparent.as_deref(), hold)),
         )
         .await;
         let mut made = Vec::with_capacity(sent.len());

@@ -86,11 +86,13 @@ impl Default for Methods {
     }
 }
 
-/// One call under way: counted once, when its status is known.
+/// One call under way: counted once, when its status is known, or as `Cancelled` when
+/// it is dropped before (the client went away, the connection closed).
 pub struct Call {
     metrics: Arc<Metrics>,
     method: GrpcMethod,
     started: Instant,
+    counted: bool,
 }
 
 impl Call {
@@ -99,18 +101,22 @@ impl Call {
             metrics,
             method,
             started: Instant::now(),
+            counted: false,
         }
     }
 
-    fn finish(self, code: i32) {
-        self.metrics
-            .grpc
-            .record(&self.method, code, self.started.elapsed());
+    fn finish(&mut self, code: i32) {
+        if !self.counted {
+            self.counted = true;
+            self.metrics
+                .grpc
+                .record(&self.method, code, self.started.elapsed());
+        }
     }
 
     /// Counts the call when `response` carries its status in the headers (a refusal,
     /// a trailers-only answer); otherwise once its body's trailers go out.
-    pub fn answered(self, response: Response<BoxBody>) -> Response<BoxBody> {
+    pub fn answered(mut self, response: Response<BoxBody>) -> Response<BoxBody> {
         match status_of(response.headers()) {
             Some(code) => {
                 self.finish(code);
@@ -158,7 +164,7 @@ impl Body for Watched {
             Poll::Pending => None,
         };
         if let Some(code) = code {
-            if let Some(call) = this.call.take() {
+            if let Some(mut call) = this.call.take() {
                 call.finish(code);
             }
         }
@@ -174,11 +180,9 @@ impl Body for Watched {
     }
 }
 
-impl Drop for Watched {
+impl Drop for Call {
     fn drop(&mut self) {
-        if let Some(call) = self.call.take() {
-            call.finish(tonic::Code::Cancelled as i32);
-        }
+        self.finish(tonic::Code::Cancelled as i32);
     }
 }
 

@@ -123,6 +123,9 @@ pub async fn run_relay_with_stats(
         }
         if checked_at.elapsed() >= ANALYZE_CHECK_EVERY {
             checked_at = Instant::now();
+            // Its connection from the pool, like the prune's (the relay may hold the
+            // only other one).
+            relay.put_back();
             analyze_grown(&pool).await;
         }
         stats.rounds.fetch_add(1, Ordering::Relaxed);
@@ -241,34 +244,44 @@ async fn vacuum_outbox(pool: &PgPool) {
 /// statistics change: a fresh hub read `cases.children` from end to end for each
 /// intake's key check, about once per referral, until its first analyze.
 pub async fn analyze_grown(pool: &PgPool) {
-    let grown: Vec<String> = match sqlx::query_scalar(
-        "SELECT quote_ident(relname) FROM pg_stat_user_tables
-          WHERE schemaname = current_schema()
-            AND n_mod_since_analyze > 50 + n_live_tup / 10",
-    )
-    .fetch_all(pool)
-    .await
-    {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::warn!(error = %e, "reading table statistics failed; trying again later");
-            return;
-        }
-    };
-    if grown.is_empty() {
-        return;
-    }
     let started = Instant::now();
-    // Names come quoted from the catalogue itself.
-    let statement = format!("ANALYZE (SKIP_LOCKED) {}", grown.join(", "));
-    match sqlx::raw_sql(&statement).execute(pool).await {
-        Ok(_) => tracing::debug!(
-            tables = grown.len(),
+    match analyze_grown_within(pool, ANALYZE_TIMEOUT).await {
+        Ok(0) => {}
+        Ok(tables) => tracing::debug!(
+            tables,
             took_ms = started.elapsed().as_millis() as u64,
             "grown tables analyzed"
         ),
         Err(e) => tracing::warn!(error = %e, "analyzing grown tables failed; trying again later"),
     }
+}
+
+/// The longest an analyze of the grown tables may take before it is given up (and
+/// tried again at the next check).
+const ANALYZE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One transaction under `timeout`: reads which tables grew, analyzes them; returns how
+/// many.
+async fn analyze_grown_within(pool: &PgPool, timeout: Duration) -> Result<usize, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT set_config('statement_timeout', $1, true)")
+        .bind(format!("{}ms", timeout.as_millis()))
+        .execute(&mut *tx)
+        .await?;
+    let grown: Vec<String> = sqlx::query_scalar(
+        "SELECT quote_ident(relname) FROM pg_stat_user_tables
+          WHERE schemaname = current_schema()
+            AND n_mod_since_analyze > 50 + n_live_tup / 10",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    if !grown.is_empty() {
+        // Names come quoted from the catalogue itself.
+        let statement = format!("ANALYZE (SKIP_LOCKED) {}", grown.join(", "));
+        sqlx::query(&statement).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(grown.len())
 }
 
 /// The waits after failed rounds in a row: 400 ms doubling up to the poll interval (at
