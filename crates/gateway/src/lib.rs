@@ -345,13 +345,11 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         // The call's span: the referral's trace starts (or continues) here.
-        let span = crate::trace::server_span(&req);
+        let rpc = self.methods.of(req.uri().path()).clone();
+        let span = crate::trace::server_span(&req, &rpc);
         let _in_span = span.enter();
         let lang = lang_of(req.headers());
-        let call = red::Call::new(
-            self.metrics.clone(),
-            self.methods.of(req.uri().path()).clone(),
-        );
+        let call = red::Call::new(self.metrics.clone(), rpc);
         let admitted =
             admit(&self.settings, &mut req).and_then(|()| self.admission.admit(req.uri().path()));
         if let Err(refusal) = &admitted {

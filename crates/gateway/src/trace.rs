@@ -3,22 +3,21 @@
 //! the RPC's names and its gRPC status, never the request's content (the handlers' own
 //! spans below it record the ids they made, e.g. the intake's `case_id`, `referral_id`).
 
+use himaya_metrics::GrpcMethod;
 use http::Request;
 use tracing::field::Empty;
 
-/// The span for the call `req`; disabled for health and reflection (no referral in them).
-pub(crate) fn server_span<B>(req: &Request<B>) -> tracing::Span {
-    let path = req.uri().path();
-    let Some(rpc) = path
-        .strip_prefix('/')
-        .filter(|p| p.starts_with("himaya.v1."))
-    else {
+/// The span for the call `req` to `rpc` (its names from the compiled contracts, so an
+/// invented path is named `unknown`, never after what the caller wrote); disabled for
+/// health and reflection (no referral in them).
+pub(crate) fn server_span<B>(req: &Request<B>, rpc: &GrpcMethod) -> tracing::Span {
+    if !req.uri().path().starts_with("/himaya.v1.") {
         return tracing::Span::none();
-    };
-    let (service, method) = rpc.split_once('/').unwrap_or((rpc, ""));
+    }
+    let (service, method) = (rpc.service.as_str(), rpc.method.as_str());
     let span = tracing::info_span!(
         "grpc",
-        otel.name = %rpc,
+        otel.name = %format_args!("{service}/{method}"),
         otel.kind = "server",
         rpc.system = "grpc",
         rpc.service = %service,

@@ -112,10 +112,17 @@ pub async fn run_relay_with_stats(
     let mut pruned_at: Option<Instant> = None;
     let mut checked_at = Instant::now();
     let mut relay = Relay::new(cfg);
-    if let Ok(schema) = current_schema(&pool).await {
-        relay.observe(bus.metrics().outbox.of(&schema));
-    }
+    let mut observed = false;
     while !shutdown.is_cancelled() {
+        // The outbox's metrics are named by its schema: asked again each round until
+        // PostgreSQL answers (it may be down when the relay starts).
+        if !observed {
+            relay.put_back();
+            if let Ok(schema) = current_schema(&pool).await {
+                relay.observe(bus.metrics().outbox.of(&schema));
+                observed = true;
+            }
+        }
         if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
             pruned_at = Some(Instant::now());
             relay.put_back();

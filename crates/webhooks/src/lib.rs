@@ -303,7 +303,7 @@ async fn receive(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
-    let span = webhook_span(route, &agency, &headers);
+    let span = webhook_span(route, named(&app, &agency), &headers);
     let outcome = handle(route, &app, &agency, &headers, body)
         .instrument(span.clone())
         .await;
@@ -322,6 +322,16 @@ async fn receive(
     );
     span.record("http.response.status_code", answer.status().as_u16());
     answer
+}
+
+/// The agency a webhook's path names, as a span may carry it: a configured agency's id,
+/// else `unknown` (the path is the caller's to write, before any token is checked).
+fn named<'a>(app: &App, agency: &'a str) -> &'a str {
+    if app.settings.agencies.contains_key(agency) {
+        agency
+    } else {
+        "unknown"
+    }
 }
 
 /// The span of an agency's call to a webhook: it continues the trace of the agency's
@@ -355,7 +365,7 @@ async fn receive_task(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
-    let span = webhook_span(Route::fhir_task(), &agency, &headers);
+    let span = webhook_span(Route::fhir_task(), named(&app, &agency), &headers);
     let outcome = handle(Route::fhir_task(), &app, &agency, &headers, body)
         .instrument(span.clone())
         .await;
