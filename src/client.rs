@@ -264,14 +264,30 @@ pub async fn show_case(
 
 pub async fn list_agencies(channel: Channel, agency: &str) -> anyhow::Result<Vec<pb::Agency>> {
     let mut client = pb::directory_client::DirectoryClient::new(channel);
-    Ok(client
-        .list_agencies(request(
-            pb::ListAgenciesRequest::default(),
-            Lang::En,
-            Some(agency),
-        )?)
-        .await
-        .map_err(|s| anyhow::anyhow!("{}", explain(&s, Lang::En)))?
-        .into_inner()
-        .agencies)
+    let mut all = Vec::new();
+    let mut after = String::new();
+    // Page by page (500 each), as far as a national directory goes.
+    for _ in 0..MAX_AGENCY_PAGES {
+        let page = client
+            .list_agencies(request(
+                pb::ListAgenciesRequest {
+                    after: after.clone(),
+                    ..Default::default()
+                },
+                Lang::En,
+                Some(agency),
+            )?)
+            .await
+            .map_err(|s| anyhow::anyhow!("{}", explain(&s, Lang::En)))?
+            .into_inner();
+        all.extend(page.agencies);
+        if page.next_after.is_empty() {
+            break;
+        }
+        after = page.next_after;
+    }
+    Ok(all)
 }
+
+/// The most pages of agencies the CLI reads (100,000 agencies).
+const MAX_AGENCY_PAGES: usize = 200;

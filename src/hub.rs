@@ -161,7 +161,16 @@ impl Hub {
             );
         let mut servers = Vec::new();
         let mut services: observe::Services = Vec::new();
+        // The agencies as the directory's table has them (the configuration's until the
+        // directory has created it), read again after each component starts: the
+        // directory seeds its table from the configuration when it starts.
+        let directory_pool = himaya_store::extra_pool(&settings.database, "directory", 1)
+            .context("the database URL (database.url)")?;
+        let mut follower = himaya_store::agencies::Follower::new(&settings);
         for component in components {
+            if let Err(e) = follower.refresh(&directory_pool, &settings).await {
+                tracing::warn!(error = %e, "the directory's agencies could not be read yet; the configuration's stand");
+            }
             let started = component.start(ctx.clone()).await.map_err(|e| {
                 anyhow::anyhow!(e).context(format!(
                     "starting the {} component ({})",
@@ -182,6 +191,16 @@ impl Hub {
             tasks.extend(t);
             servers.extend(s);
         }
+        if let Err(e) = follower.refresh(&directory_pool, &settings).await {
+            tracing::warn!(error = %e, "the directory's agencies could not be read yet; the configuration's stand");
+        }
+        tasks.push(tokio::spawn(himaya_store::agencies::follow(
+            directory_pool,
+            settings.clone(),
+            follower,
+            std::time::Duration::from_millis(settings.directory.follow_ms),
+            shutdown.clone(),
+        )));
         let router = server(&settings)
             .layer(himaya_gateway::GatewayLayer::new(
                 settings.clone(),

@@ -363,11 +363,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::DevCerts { out, days } => {
             let settings = settings(cli.config.as_ref())?;
-            let set = crate::dev_certs::generate(
-                &out,
-                settings.agencies.keys().map(String::as_str),
-                days,
-            )?;
+            let ids = settings.agencies.ids();
+            let set = crate::dev_certs::generate(&out, ids.iter().map(String::as_str), days)?;
             println!(
                 "development certificates in {} (CA: {}); not for production",
                 set.dir.display(),

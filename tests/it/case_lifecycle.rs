@@ -2162,7 +2162,7 @@ async fn a_referral_no_agency_can_take_is_told_escalated_and_sent_once_one_is_co
 
     // An agency for Alexandria is connected; at the next start it goes out, once, and
     // the case no longer shows it undelivered.
-    let mut alex = env.settings.agencies["health-cairo"].clone();
+    let mut alex = (*env.settings.agencies.get("health-cairo").unwrap()).clone();
     alex.governorates = vec!["الإسكندرية".into()];
     env.settings.agencies.insert("health-alex".into(), alex);
     let hub = env.start().await;
@@ -2388,7 +2388,7 @@ async fn staff_ids_are_each_agencys_own() {
     const GIZA: &str = "mosa-giza";
     let mut env = TestEnv::new(None).await;
     // A second directorate, of Giza only (mosa-cairo covers everywhere).
-    let mut giza = env.settings.agencies["mosa-cairo"].clone();
+    let mut giza = (*env.settings.agencies.get("mosa-cairo").unwrap()).clone();
     giza.governorates = vec!["الجيزة".into()];
     env.settings.agencies.insert(GIZA.into(), giza);
     env.settings.lifecycle.max_cases_per_caseworker = 1;

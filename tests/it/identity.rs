@@ -67,6 +67,7 @@ async fn secured() -> Secured {
                 login_password: None,
                 place_codes: Default::default(),
                 poll_interval_ms: None,
+                suspended: false,
             },
         );
     }
@@ -288,7 +289,7 @@ async fn every_rpc_refuses_the_agency_types_it_is_not_for() {
     let s = secured().await;
     // One agency of every type.
     let mut of_type: BTreeMap<&str, String> = BTreeMap::new();
-    for (id, a) in &s.env.settings.agencies {
+    for (id, a) in s.env.settings.agencies.snapshot().iter() {
         of_type.entry(a.agency_type.as_str()).or_insert(id.clone());
     }
     assert_eq!(of_type.len(), AgencyType::ALL.len(), "{of_type:?}");

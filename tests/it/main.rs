@@ -13,6 +13,7 @@ mod batched_routing;
 mod bus_behaviour;
 mod case_lifecycle;
 mod connectors;
+mod directory;
 mod disclosure_log;
 mod exports_and_notices;
 mod identity;

@@ -5,18 +5,21 @@
 
 pub use himaya_proto::status::CallerError;
 
+use std::sync::Arc;
+
 use himaya_proto::status::caller;
 use himaya_settings::{AgencySettings, Settings};
 use tonic::metadata::MetadataMap;
 
-/// The calling agency's id and settings.
-pub fn calling_agency<'a>(
-    settings: &'a Settings,
+/// The calling agency's id and settings, as the directory has them now. A suspended
+/// agency is refused like one the directory does not know.
+pub fn calling_agency(
+    settings: &Settings,
     meta: &MetadataMap,
-) -> Result<(String, &'a AgencySettings), CallerError> {
+) -> Result<(String, Arc<AgencySettings>), CallerError> {
     let id = caller(meta).ok_or(CallerError::Unidentified)?;
     match settings.agencies.get(&id) {
-        Some(a) => Ok((id, a)),
-        None => Err(CallerError::Unknown),
+        Some(a) if !a.suspended => Ok((id, a)),
+        _ => Err(CallerError::Unknown),
     }
 }

@@ -70,9 +70,12 @@ pub struct Running {
     pub tasks: Vec<JoinHandle<()>>,
 }
 
-/// Starts one delivery consumer per connected agency (one with an `endpoint`), each
-/// speaking the wire `wires` gives for its protocol, and the relay of recorded answers.
-/// Each agency has its own queue and consumer: a slow or dead agency delays only itself.
+/// Starts one delivery consumer per connected agency (one with an `endpoint`, not
+/// suspended), each speaking the wire `wires` gives for its protocol, and the relay of
+/// recorded answers. Each agency has its own queue and consumer: a slow or dead agency
+/// delays only itself. The consumers follow the directory while the hub runs: an agency
+/// added gets its consumer, one changed (endpoint, protocol, tokens) gets a new one, one
+/// suspended or removed loses it (what waits on its queue stays there).
 pub async fn start(
     settings: Arc<Settings>,
     bus: Arc<Bus>,
@@ -88,50 +91,156 @@ pub async fn start(
     )
     .await?;
     let executor = Arc::new(Executor::new(&settings.connectors, bus.metrics().clone())?);
-    let mut tasks = vec![relay];
-    let mut credentials = HashMap::new();
-    for (id, agency) in &settings.agencies {
-        let Some(endpoint) = &agency.endpoint else {
-            continue;
-        };
-        let wire = wires
-            .get(&agency.protocol)
-            .cloned()
-            .ok_or(ConnectError::NoWire {
-                agency: id.clone(),
-                protocol: agency.protocol.as_str(),
-            })?;
-        let queue = bus.topology().delivery_queue(id);
-        bus.declare_queue(&queue, Exchange::Delivery, &[id]).await?;
-        let handler = Arc::new(DeliveryConnector {
-            pool: pool.clone(),
-            executor: executor.clone(),
-            agency_id: id.clone(),
-            endpoint: endpoint.clone(),
-            wire,
-            protocol: agency.protocol,
-            credentials: credentials
-                .entry(id.clone())
-                .or_insert_with(|| Arc::new(Credentials::of(agency)))
-                .clone(),
-            place_codes: agency.place_codes.clone(),
-            shutdown: shutdown.clone(),
-        });
-        tracing::info!(agency = %id, protocol = agency.protocol.as_str(), "connector consuming");
-        // What waits on the agency's queue is sent side by side and recorded at once.
-        tasks.push(tokio::spawn(himaya_bus::consume_batches(
-            bus.clone(),
-            queue,
-            settings.bus.prefetch,
-            settings.bus.prefetch,
-            handler,
-            shutdown.clone(),
-        )));
-    }
+    let mut consumers = Consumers {
+        settings: settings.clone(),
+        bus,
+        pool: pool.clone(),
+        executor: executor.clone(),
+        wires: wires.clone(),
+        shutdown: shutdown.clone(),
+        running: HashMap::new(),
+    };
+    consumers.reconcile(&settings.agencies.snapshot()).await?;
+    let credentials = consumers
+        .running
+        .iter()
+        .map(|(id, c)| (id.clone(), c.credentials.clone()))
+        .collect();
+    let every = std::time::Duration::from_millis(settings.directory.follow_ms);
+    let following = tokio::spawn(consumers.follow(every));
     Ok(Running {
         pool,
         executor,
         credentials,
-        tasks,
+        tasks: vec![relay, following],
     })
+}
+
+/// One agency's running delivery consumer.
+struct Consumer {
+    /// The agency as it was when the consumer started (compared by pointer: the
+    /// directory's follower keeps an unchanged agency's `Arc`).
+    agency: Arc<himaya_settings::AgencySettings>,
+    credentials: Arc<Credentials>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// The delivery consumers, kept in step with the directory.
+struct Consumers {
+    settings: Arc<Settings>,
+    bus: Arc<Bus>,
+    pool: PgPool,
+    executor: Arc<Executor>,
+    wires: HashMap<Protocol, Arc<dyn Wire>>,
+    shutdown: CancellationToken,
+    running: HashMap<String, Consumer>,
+}
+
+impl Consumers {
+    /// Starts, restarts and stops consumers so that each agency of `agencies` that can
+    /// be delivered to has one, as it is now.
+    async fn reconcile(
+        &mut self,
+        agencies: &himaya_settings::AgencyMap,
+    ) -> Result<(), ConnectError> {
+        let wanted: HashMap<&String, &Arc<himaya_settings::AgencySettings>> = agencies
+            .iter()
+            .filter(|(_, a)| a.endpoint.is_some() && !a.suspended)
+            .collect();
+        let gone: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(id, c)| wanted.get(id).is_none_or(|a| !Arc::ptr_eq(a, &c.agency)))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            if let Some(c) = self.running.remove(&id) {
+                // It finishes the batch in hand; what waits stays on the agency's queue.
+                c.stop.cancel();
+                tracing::info!(agency = %id, "connector stopped (the directory changed the agency)");
+            }
+        }
+        for (id, agency) in wanted {
+            if self.running.contains_key(id) {
+                continue;
+            }
+            let Some(endpoint) = agency.endpoint.clone() else {
+                continue;
+            };
+            let wire = self
+                .wires
+                .get(&agency.protocol)
+                .cloned()
+                .ok_or(ConnectError::NoWire {
+                    agency: id.clone(),
+                    protocol: agency.protocol.as_str(),
+                })?;
+            let queue = self.bus.topology().delivery_queue(id);
+            self.bus
+                .declare_queue(&queue, Exchange::Delivery, &[id])
+                .await?;
+            let stop = self.shutdown.child_token();
+            let credentials = Arc::new(Credentials::of(agency));
+            let handler = Arc::new(DeliveryConnector {
+                pool: self.pool.clone(),
+                executor: self.executor.clone(),
+                agency_id: id.clone(),
+                endpoint,
+                wire,
+                protocol: agency.protocol,
+                credentials: credentials.clone(),
+                place_codes: agency.place_codes.clone(),
+                shutdown: stop.clone(),
+            });
+            tracing::info!(agency = %id, protocol = agency.protocol.as_str(), "connector consuming");
+            // What waits on the agency's queue is sent side by side and recorded at once.
+            let task = tokio::spawn(himaya_bus::consume_batches(
+                self.bus.clone(),
+                queue,
+                self.settings.bus.prefetch,
+                self.settings.bus.prefetch,
+                handler,
+                stop.clone(),
+            ));
+            self.running.insert(
+                id.clone(),
+                Consumer {
+                    agency: agency.clone(),
+                    credentials,
+                    stop,
+                    task,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Reconciles whenever the directory's set of agencies changed, until shutdown; then
+    /// waits for every consumer to finish its batch.
+    async fn follow(mut self, every: std::time::Duration) {
+        let mut seen = self.settings.agencies.snapshot();
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => break,
+                () = tokio::time::sleep(every) => {}
+            }
+            let now = self.settings.agencies.snapshot();
+            if Arc::ptr_eq(&now, &seen) {
+                continue;
+            }
+            match self.reconcile(&now).await {
+                Ok(()) => seen = now,
+                // Tried again at the next tick (the broker may be reconnecting); an agency
+                // speaking a protocol this build lacks is refused by the directory's API.
+                Err(e) => {
+                    tracing::warn!(error = %e, "connectors could not follow the directory; trying again")
+                }
+            }
+        }
+        for (_, c) in self.running.drain() {
+            c.stop.cancel();
+            let _ = c.task.await;
+        }
+    }
 }

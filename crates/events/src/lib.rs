@@ -157,6 +157,25 @@ pub struct ServiceReferralChanged {
     pub changed_by: String,
 }
 
+/// `directory.agency.changed`: one agency of the directory, its public entry whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgencyChanged {
+    pub message_id: String,
+    pub occurred_at: String,
+    pub agency_id: String,
+    pub agency_type: String,
+    pub name_ar: String,
+    pub name_en: String,
+    pub services: Vec<String>,
+    pub governorates: Vec<String>,
+    pub protocol: String,
+    pub connected: bool,
+    pub status: String,
+    pub version: i64,
+    pub updated_by: String,
+    pub reason: Option<String>,
+}
+
 /// `directory.service.changed`: one service-map entry, whole.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceMapChanged {
@@ -268,6 +287,11 @@ event!(
     "service_referral_changed.avsc"
 );
 event!(
+    AgencyChanged,
+    "himaya.v1.AgencyChanged",
+    "agency_changed.avsc"
+);
+event!(
     ServiceMapChanged,
     "himaya.v1.ServiceMapChanged",
     "service_map_changed.avsc"
@@ -299,6 +323,7 @@ pub mod keys {
     pub const SERVICE_REFERRAL_REQUESTED: &str = "service.referral.requested";
     pub const SERVICE_REFERRAL_CHANGED: &str = "service.referral.changed";
     pub const SERVICE_MAP_CHANGED: &str = "directory.service.changed";
+    pub const AGENCY_CHANGED: &str = "directory.agency.changed";
     pub const DISCLOSURE_RECORDED: &str = "audit.disclosure.recorded";
     pub const CONSENT_WITHDRAWN: &str = "consent.withdrawn";
     pub const WITHDRAWAL_NOTICE: &str = "consent.withdrawal.notice";
@@ -349,6 +374,7 @@ fn registry() -> Result<&'static HashMap<&'static str, Known>, CodecError> {
                 (DeadlineMissed::NAME, DeadlineMissed::SCHEMA),
                 (ServiceReferralChanged::NAME, ServiceReferralChanged::SCHEMA),
                 (ServiceMapChanged::NAME, ServiceMapChanged::SCHEMA),
+                (AgencyChanged::NAME, AgencyChanged::SCHEMA),
                 (DisclosureRecorded::NAME, DisclosureRecorded::SCHEMA),
                 (ConsentWithdrawn::NAME, ConsentWithdrawn::SCHEMA),
                 (WithdrawalNotice::NAME, WithdrawalNotice::SCHEMA),

@@ -10,12 +10,14 @@ use himaya_record::{AgencyType, ServiceType};
 use himaya_sharing::SharingPolicy;
 use serde::Deserialize;
 
+mod agencies;
 mod limits;
 pub mod retry;
 mod routing;
 mod standards;
 mod traces;
 mod web;
+pub use agencies::{Agencies, AgencyMap};
 pub use limits::ServerLimits;
 pub use routing::Obstacle;
 pub use standards::{
@@ -40,8 +42,12 @@ pub struct Settings {
     pub connectors: ConnectorSettings,
     pub telemetry: TelemetrySettings,
     pub lifecycle: LifecycleSettings,
-    /// Every agency connected to the hub, by directory id.
-    pub agencies: BTreeMap<String, AgencySettings>,
+    /// Every agency connected to the hub, by directory id: seeded from here, then
+    /// followed from the directory's table while the hub runs (see [`Agencies`]).
+    pub agencies: Agencies,
+    /// How every process follows the directory's agencies.
+    #[serde(default)]
+    pub directory: DirectorySettings,
     /// Which agency types may receive which data categories, for which purpose.
     #[serde(default)]
     pub sharing: SharingPolicy,
@@ -340,6 +346,21 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    pub const ALL: &'static [Protocol] = &[
+        Protocol::HimayaJson,
+        Protocol::FhirR4,
+        Protocol::PrimeroV2,
+        Protocol::JusticeMinimal,
+        Protocol::SpdciRegistry,
+        Protocol::School,
+        Protocol::EmergencyLine,
+    ];
+
+    /// The protocol a stored word names (the directory's table keeps [`Protocol::as_str`]).
+    pub fn parse(s: &str) -> Option<Protocol> {
+        Protocol::ALL.iter().copied().find(|p| p.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::HimayaJson => "himaya_json",
@@ -465,6 +486,21 @@ pub enum LogFormat {
     Json,
 }
 
+/// How every process follows the directory's table of agencies.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DirectorySettings {
+    /// How often each process looks for a change of the agencies (one indexed statement):
+    /// the most an added, changed or suspended agency waits to take effect everywhere.
+    pub follow_ms: u64,
+}
+
+impl Default for DirectorySettings {
+    fn default() -> DirectorySettings {
+        DirectorySettings { follow_ms: 1_000 }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgencySettings {
@@ -506,6 +542,11 @@ pub struct AgencySettings {
     /// whose Primero cannot push); none: it pushes to the webhook.
     #[serde(default)]
     pub poll_interval_ms: Option<u64>,
+    /// Cut off by an administrator (the directory's `SetAgencyStatus`): its calls and
+    /// webhook posts are refused as unauthenticated and the router sends it nothing new.
+    /// Never set in a configuration file (it seeds active agencies).
+    #[serde(default, skip_deserializing)]
+    pub suspended: bool,
 }
 
 impl AgencySettings {
@@ -522,6 +563,11 @@ impl AgencySettings {
             .iter()
             .find(|(_, c)| c.as_str() == code)
             .map_or(code, |(name, _)| name.as_str())
+    }
+
+    /// Whether it serves every governorate (`*`).
+    pub fn covers_everywhere(&self) -> bool {
+        self.governorates.iter().any(|g| g == "*")
     }
 
     pub fn covers(&self, governorate: &str) -> bool {
@@ -751,7 +797,7 @@ impl Settings {
                 "at least one agency must be configured",
             ));
         }
-        for (id, a) in &self.agencies {
+        for (id, a) in self.agencies.snapshot().iter() {
             let key = |f: &str| format!("agencies.{id}.{f}");
             // An agency id is a DNS label: its certificate names it `<id>.agency.himaya`.
             if id.is_empty()
@@ -857,6 +903,7 @@ mod tests {
         let s = Settings::load(&dir(), None).unwrap();
         assert!(s
             .agencies
+            .snapshot()
             .values()
             .any(|a| a.agency_type == AgencyType::Health));
         assert!(!format!("{s:?}").contains("guest:guest"));
@@ -955,7 +1002,11 @@ mod tests {
             a.place_codes.insert("الجيزة".into(), "EG01".into());
         });
         assert!(e.contains("place_codes") && e.contains("same code"), "{e}");
-        let mut cairo = base.agencies["mosa-cairo"].clone();
+        let mut cairo = base
+            .agencies
+            .get("mosa-cairo")
+            .map(|a| (*a).clone())
+            .unwrap();
         cairo.place_codes.insert("القاهرة".into(), "EG01".into());
         assert_eq!(cairo.place_code("القاهرة"), "EG01");
         assert_eq!(cairo.place_code("الجيزة"), "الجيزة");

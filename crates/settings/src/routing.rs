@@ -2,6 +2,8 @@
 //! every referral; the cases service asks the same question when a call is answered, so
 //! that whoever made the referral hears at once when it cannot be delivered, and why.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use himaya_record::{CaseRecord, Purpose};
 use himaya_sharing::{disclose, Decision, DenyReason, Recipient};
@@ -62,15 +64,21 @@ impl Obstacle {
 }
 
 impl Settings {
-    /// Agencies with an endpoint: the only ones a delivery can reach.
-    pub fn connected(&self) -> impl Iterator<Item = (&String, &AgencySettings)> {
-        self.agencies.iter().filter(|(_, a)| a.endpoint.is_some())
+    /// Agencies with an endpoint and not cut off: the only ones a delivery can reach.
+    pub fn connected(&self) -> Vec<(String, Arc<AgencySettings>)> {
+        self.agencies
+            .snapshot()
+            .iter()
+            .filter(|(_, a)| a.endpoint.is_some() && !a.suspended)
+            .map(|(id, a)| (id.clone(), a.clone()))
+            .collect()
     }
 
     /// The agencies that should receive a case referral: connected, offering a requested
     /// service, covering the child's governorate, and not the referrer itself.
-    pub fn recipients(&self, record: &CaseRecord) -> Vec<(&String, &AgencySettings)> {
+    pub fn recipients(&self, record: &CaseRecord) -> Vec<(String, Arc<AgencySettings>)> {
         self.connected()
+            .into_iter()
             .filter(|(id, a)| {
                 record.referral.source.agency_id.as_deref() != Some(id.as_str())
                     && a.covers(&record.child.governorate)
@@ -87,8 +95,9 @@ impl Settings {
     /// unassigned queue, escalations, exports), so the child is in someone's hands. A
     /// referral asking only for what no such ministry offers must reach a connected agency.
     pub fn owner_takes(&self, record: &CaseRecord) -> bool {
-        self.agencies.values().any(|a| {
-            a.agency_type == himaya_record::AgencyType::SocialAffairs
+        self.agencies.snapshot().values().any(|a| {
+            !a.suspended
+                && a.agency_type == himaya_record::AgencyType::SocialAffairs
                 && a.covers(&record.child.governorate)
                 && a.services
                     .iter()
@@ -105,9 +114,13 @@ impl Settings {
         to: Option<&str>,
         now: DateTime<Utc>,
     ) -> Option<Obstacle> {
-        let targets: Vec<(&String, &AgencySettings)> = match to {
+        let targets: Vec<(String, Arc<AgencySettings>)> = match to {
             None => self.recipients(record),
-            Some(id) => self.connected().filter(|(a, _)| a.as_str() == id).collect(),
+            Some(id) => self
+                .connected()
+                .into_iter()
+                .filter(|(a, _)| a.as_str() == id)
+                .collect(),
         };
         if targets.is_empty() {
             return match to {
@@ -118,7 +131,7 @@ impl Settings {
         let mut refused = None;
         for (id, a) in targets {
             let to = Recipient {
-                agency_id: id,
+                agency_id: &id,
                 agency_type: a.agency_type,
             };
             match disclose(

@@ -7,6 +7,7 @@
 //! how "exactly-once effect" follows from at-least-once delivery: a consumer claims the
 //! message id in the same transaction as its effect.
 
+pub mod agencies;
 pub mod inbox;
 pub mod outbox;
 pub mod relay;

@@ -576,12 +576,12 @@ async fn read_body(
 
 /// The agency named in the path, if the bearer token is its own and it speaks the
 /// route's standard. An unknown agency and a wrong token get the same answer.
-fn authenticate<'a>(
-    settings: &'a Settings,
+fn authenticate(
+    settings: &Settings,
     agency: &str,
     headers: &HeaderMap,
     route: Route,
-) -> Result<&'a AgencySettings, Refusal> {
+) -> Result<std::sync::Arc<AgencySettings>, Refusal> {
     let unauthenticated = || {
         Refusal::new(
             StatusCode::UNAUTHORIZED,
@@ -589,7 +589,12 @@ fn authenticate<'a>(
             msg!("webhook-unauthenticated"),
         )
     };
-    let a = settings.agencies.get(agency).ok_or_else(unauthenticated)?;
+    // A suspended agency is refused like an unknown one, from the directory's change on.
+    let a = settings
+        .agencies
+        .get(agency)
+        .filter(|a| !a.suspended)
+        .ok_or_else(unauthenticated)?;
     let expected = a.inbound_token.as_ref().ok_or_else(unauthenticated)?;
     let given = headers
         .get(axum::http::header::AUTHORIZATION)

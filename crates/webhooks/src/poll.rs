@@ -51,7 +51,7 @@ pub(super) fn start(
     let mut tasks = Vec::new();
     // This replica, as the holder of the leases it takes.
     let holder = format!("replica-{}", uuid::Uuid::new_v4().simple());
-    for (id, a) in &app.settings.agencies {
+    for (id, a) in app.settings.agencies.snapshot().iter() {
         let (Some(every), Some(_), himaya_settings::Protocol::PrimeroV2) =
             (a.poll_interval_ms, &a.endpoint, a.protocol)
         else {

@@ -79,7 +79,7 @@ impl AuditApi {
                 return Err(status(Code::PermissionDenied, &msg!("audit-auditors-only")));
             }
         }
-        Ok((id.clone(), national(agency)))
+        Ok((id.clone(), national(&agency)))
     }
 
     async fn list(

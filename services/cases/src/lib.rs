@@ -82,7 +82,7 @@ impl State {
     pub(crate) fn calling_agency(
         &self,
         meta: &tonic::metadata::MetadataMap,
-    ) -> Result<(String, &himaya_settings::AgencySettings), CasesError> {
+    ) -> Result<(String, std::sync::Arc<himaya_settings::AgencySettings>), CasesError> {
         himaya_component::calling_agency(&self.settings, meta).map_err(|e| match e {
             himaya_component::CallerError::Unidentified => CasesError::Unauthenticated(e.msg()),
             himaya_component::CallerError::Unknown => CasesError::PermissionDenied(e.msg()),

@@ -54,7 +54,7 @@ impl pb::cases_server::Cases for CasesApi {
                 himaya_proto::status::acting(&meta).as_ref(),
                 Some(&parties),
                 &agency_id,
-                agency,
+                &agency,
                 &case_id,
                 Need::Part,
                 "grpc_read",
@@ -78,7 +78,7 @@ impl pb::cases_server::Cases for CasesApi {
                 &self.0,
                 "grpc_read",
                 &agency_id,
-                agency,
+                &agency,
                 &record,
                 purpose,
                 delivered,
@@ -119,7 +119,7 @@ impl pb::cases_server::Cases for CasesApi {
         })?;
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let state = self.0.clone();
-        let agency = agency.clone();
+        let agency = (*agency).clone();
         tokio::spawn(async move {
             crate::export::run(state, agency, checked, tx).await;
             drop(permit);

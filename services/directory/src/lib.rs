@@ -1,5 +1,5 @@
-//! `himaya.v1.Directory`: the agencies connected to the hub (from configuration) and the
-//! service map (schema `directory`): each agency's concrete services, where they are
+//! `himaya.v1.Directory`: the agencies connected to the hub (data of this schema, seeded
+//! from configuration and changed by administrators: see [`agencies`]) and the service map (schema `directory`): each agency's concrete services, where they are
 //! offered, how many places are free and in which languages, kept current by the agency
 //! over the API. Every change is published whole as `directory.service.changed`, so other
 //! services (the cases service's referral proposals) keep a copy without reading here.
@@ -8,14 +8,16 @@
 // for clippy's size lint would only move the allocation.
 #![allow(clippy::result_large_err)]
 
+pub mod agencies;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use himaya_bus::Exchange;
 use himaya_component::{Component, Context, StartError, Started};
 use himaya_events::{keys, new_message_id, ServiceMapChanged};
+use himaya_proto::convert::service_from;
 use himaya_proto::convert::MappedServiceRow;
-use himaya_proto::convert::{service_from, service_to};
 use himaya_proto::status::{invalid_argument, lang, msg, status};
 use himaya_proto::v1 as pb;
 use himaya_record::validate::{check_text, within, within_max, MAX_LIST};
@@ -47,7 +49,7 @@ impl DirectoryApi {
         }
     }
 
-    fn agency(&self, meta: &MetadataMap) -> Result<(String, &AgencySettings), Status> {
+    fn agency(&self, meta: &MetadataMap) -> Result<(String, Arc<AgencySettings>), Status> {
         himaya_component::calling_agency(&self.settings, meta).map_err(|e| e.status())
     }
 
@@ -279,17 +281,6 @@ fn check(r: &pb::UpsertServiceRequest, agency: &AgencySettings) -> Violations {
     v
 }
 
-fn to_pb(id: &str, a: &AgencySettings) -> pb::Agency {
-    pb::Agency {
-        agency_id: id.to_owned(),
-        agency_type: a.agency_type.as_str().to_owned(),
-        name_ar: a.name_ar.clone(),
-        name_en: a.name_en.clone(),
-        services: a.services.iter().map(|s| service_to(*s).into()).collect(),
-        governorates: a.governorates.clone(),
-    }
-}
-
 #[tonic::async_trait]
 impl pb::directory_server::Directory for DirectoryApi {
     async fn list_agencies(
@@ -307,15 +298,28 @@ impl pb::directory_server::Directory for DirectoryApi {
         };
         let governorate = self.place(&r.governorate);
         let governorate = governorate.as_str();
-        let agencies = self
-            .settings
-            .agencies
+        // One page of the table (filtered here: a page may hold fewer than it could).
+        let mut rows = agencies::page(&self.pool, r.after.trim()).await?;
+        let more = rows.len() as i64 > agencies::MAX_LISTED;
+        rows.truncate(agencies::MAX_LISTED as usize);
+        let last = if more {
+            rows.last().map(|a| a.agency_id.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let agencies = rows
             .iter()
-            .filter(|(_, a)| service.is_none_or(|s| a.services.contains(&s)))
-            .filter(|(_, a)| governorate.is_empty() || a.covers(governorate))
-            .map(|(id, a)| to_pb(id, a))
+            .filter(|a| service.is_none_or(|s| a.services.iter().any(|x| x == s.as_str())))
+            .filter(|a| {
+                governorate.is_empty()
+                    || a.governorates.iter().any(|g| g == "*" || g == governorate)
+            })
+            .map(agencies::AgencyRow::to_pb)
             .collect();
-        Ok(Response::new(pb::ListAgenciesResponse { agencies }))
+        Ok(Response::new(pb::ListAgenciesResponse {
+            agencies,
+            next_after: last,
+        }))
     }
 
     async fn get_agency(
@@ -323,16 +327,34 @@ impl pb::directory_server::Directory for DirectoryApi {
         req: Request<pb::GetAgencyRequest>,
     ) -> Result<Response<pb::Agency>, Status> {
         let id = req.into_inner().agency_id;
-        self.settings
-            .agencies
-            .get(&id)
-            .map(|a| Response::new(to_pb(&id, a)))
-            .ok_or_else(|| {
-                status(
-                    Code::NotFound,
-                    &msg!("directory-agency-not-found", agency_id = id),
-                )
-            })
+        let found = agencies::load(&self.pool, id.trim(), false)
+            .await
+            .map_err(storage)?
+            .filter(|a| a.status != "removed");
+        found.map(|a| Response::new(a.to_pb())).ok_or_else(|| {
+            status(
+                Code::NotFound,
+                &msg!("directory-agency-not-found", agency_id = id),
+            )
+        })
+    }
+
+    async fn put_agency(
+        &self,
+        req: Request<pb::PutAgencyRequest>,
+    ) -> Result<Response<pb::Agency>, Status> {
+        let (meta, _, r) = req.into_parts();
+        let row = agencies::put(&self.pool, &self.settings, &meta, r).await?;
+        Ok(Response::new(row.to_pb()))
+    }
+
+    async fn set_agency_status(
+        &self,
+        req: Request<pb::SetAgencyStatusRequest>,
+    ) -> Result<Response<pb::Agency>, Status> {
+        let (meta, _, r) = req.into_parts();
+        let row = agencies::set_status(&self.pool, &self.settings, &meta, r).await?;
+        Ok(Response::new(row.to_pb()))
     }
 
     async fn upsert_service(
@@ -356,7 +378,7 @@ impl pb::directory_server::Directory for DirectoryApi {
             let old = self.owned(&id, &agency_id, r.expected_version).await?;
             (id, old.version + 1)
         };
-        let v = check(&r, agency);
+        let v = check(&r, &agency);
         if !v.is_empty() {
             return Err(invalid_argument(&v, lang(&meta)));
         }
@@ -479,6 +501,7 @@ impl Component for Directory {
             ctx.shutdown.clone(),
         )
         .await?;
+        agencies::seed(&pool, &ctx.settings).await?;
         let max = ctx.settings.grpc.max_message_bytes;
         let api = DirectoryApi {
             settings: ctx.settings,

@@ -85,6 +85,7 @@ impl Feedback {
             if agency.endpoint.is_none() {
                 continue;
             }
+            r.ensure_queues([agency_id.as_str()]).await?;
             let purpose = Purpose::ALL.iter().copied().find(|p| {
                 *p != Purpose::Statistics
                     && r.settings

@@ -64,11 +64,15 @@ impl Component for Routing {
         )
         .await?;
         let topo = bus.topology();
+        let mut declared = HashSet::new();
         for (id, _) in settings.connected() {
-            bus.declare_queue(&topo.delivery_queue(id), Exchange::Delivery, &[id])
+            bus.declare_queue(&topo.delivery_queue(&id), Exchange::Delivery, &[&id])
                 .await?;
+            declared.insert(id);
         }
         let router = Arc::new(Router {
+            bus: bus.clone(),
+            declared: tokio::sync::Mutex::new(declared),
             pool,
             settings: settings.clone(),
             metrics: ctx.metrics.clone(),
@@ -103,12 +107,37 @@ impl Component for Routing {
 }
 
 struct Router {
+    bus: Arc<himaya_bus::Bus>,
+    /// The agencies whose delivery queue this process has declared: an agency added to
+    /// the directory while the hub runs gets its queue before its first delivery is
+    /// committed, so the delivery waits there even before its connector consumes.
+    declared: tokio::sync::Mutex<HashSet<String>>,
     pool: PgPool,
     settings: Arc<Settings>,
     metrics: Arc<himaya_metrics::Metrics>,
 }
 
 impl Router {
+    /// Declares the delivery queues of `agencies` this process has not declared yet.
+    async fn ensure_queues<'a>(
+        &self,
+        agencies: impl IntoIterator<Item = &'a str> + Send,
+    ) -> Result<(), himaya_bus::BusError> {
+        let mut declared = self.declared.lock().await;
+        for id in agencies {
+            if declared.contains(id) {
+                continue;
+            }
+            let queue = self.bus.topology().delivery_queue(id);
+            self.bus
+                .declare_queue(&queue, Exchange::Delivery, &[id])
+                .await?;
+            tracing::info!(agency = %id, "delivery queue declared for an agency new to this router");
+            declared.insert(id.to_owned());
+        }
+        Ok(())
+    }
+
     /// Routes the referrals in the order given, in one transaction: all of them or, on
     /// an error, none. Each message id is routed once, whether it was routed before (a
     /// redelivery) or is given twice (the first counts). A handful of statements for the
@@ -145,6 +174,14 @@ impl Router {
             let traceparent = himaya_trace::onward(d.header("traceparent").map(str::to_owned));
             self.route(&mut plan, &d.event, traceparent.as_deref())?;
         }
+        let recipients: Vec<String> = plan
+            .outbox
+            .iter()
+            .filter(|m| m.exchange == Exchange::Delivery)
+            .map(|m| m.routing_key.clone())
+            .collect();
+        self.ensure_queues(recipients.iter().map(String::as_str))
+            .await?;
         log_decisions(&mut tx, &plan.decisions).await?;
         himaya_store::outbox::enqueue_all(&mut tx, &plan.outbox).await?;
         tx.commit().await?;
@@ -182,12 +219,13 @@ impl Router {
         let service = event.service_request.as_ref();
         // A case referral goes to every agency offering a requested service; a service
         // referral between agencies only to the agency it names.
-        let targets: Vec<(&String, &AgencySettings)> = match service {
+        let targets: Vec<(String, Arc<AgencySettings>)> = match service {
             None => self.settings.recipients(record),
             Some(s) => self
                 .settings
                 .connected()
-                .filter(|(id, _)| **id == s.agency_id)
+                .into_iter()
+                .filter(|(id, _)| *id == s.agency_id)
                 .collect(),
         };
         let referral_id = referral_id(event);
@@ -203,13 +241,13 @@ impl Router {
             }
             (false, _) => None,
         };
-        let mut reached = targets.iter().any(|(id, _)| sent.contains(*id));
-        for (agency_id, agency) in targets {
+        let mut reached = targets.iter().any(|(id, _)| sent.contains(id));
+        for (agency_id, agency) in &targets {
             if sent.contains(agency_id) {
                 continue;
             }
             let to = Recipient {
-                agency_id,
+                agency_id: agency_id.as_str(),
                 agency_type: agency.agency_type,
             };
             match disclose(
@@ -492,6 +530,9 @@ impl Notices {
             .agencies
             .get(&n.agency_id)
             .is_some_and(|a| a.endpoint.is_some());
+        if connected {
+            r.ensure_queues([n.agency_id.as_str()]).await?;
+        }
         if !connected {
             // Nothing to push to: the agency collects the notice with Cases.ListNotices
             // (the cases service keeps every notice for its addressee).

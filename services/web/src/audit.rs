@@ -298,14 +298,8 @@ fn decision(lang: Lang, code: &str) -> &str {
     }
 }
 
-fn agency_name<'a>(app: &'a App, lang: Lang, id: &'a str) -> &'a str {
-    match app.settings.agencies.get(id) {
-        Some(a) => match lang {
-            Lang::Arabic => &a.name_ar,
-            Lang::English => &a.name_en,
-        },
-        None => id,
-    }
+fn agency_name(app: &App, lang: Lang, id: &str) -> String {
+    crate::lifecycle::agency_name(&app.settings, id, lang)
 }
 
 /// The filter form (GET): case, receiving agency (any, with the whole log; else only
@@ -327,15 +321,19 @@ fn filters(
         }
     };
     let described = |input: &str| has(input).then(|| format!("{input}-error"));
-    let mut agencies: Vec<(&String, &str)> = app
+    let mut agencies: Vec<(String, String)> = app
         .settings
         .agencies
-        .keys()
+        .ids()
+        .into_iter()
         // Without the whole log, only one's own agency can be asked for.
         .filter(|id| whole || id.as_str() == own)
-        .map(|id| (id, agency_name(app, lang, id)))
+        .map(|id| {
+            let name = agency_name(app, lang, &id);
+            (id, name)
+        })
         .collect();
-    agencies.sort_by(|a, b| a.1.cmp(b.1));
+    agencies.sort_by(|a, b| a.1.cmp(&b.1));
     html! {
         h2 { (t("تصفية", "Filter")) }
         @if has("form") {

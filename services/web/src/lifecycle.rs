@@ -209,15 +209,15 @@ fn action_url(case_id: &str, what: Move) -> String {
 }
 
 /// An agency's name in `lang`, or its id when the directory does not know it.
-pub(crate) fn agency_name<'a>(settings: &'a Settings, id: &'a str, lang: Lang) -> &'a str {
+pub(crate) fn agency_name(settings: &Settings, id: &str, lang: Lang) -> String {
     settings
         .agencies
         .get(id)
         .map(|a| match lang {
-            Lang::Arabic => a.name_ar.as_str(),
-            Lang::English => a.name_en.as_str(),
+            Lang::Arabic => a.name_ar.clone(),
+            Lang::English => a.name_en.clone(),
         })
-        .unwrap_or(id)
+        .unwrap_or_else(|| id.to_owned())
 }
 
 fn closure_label(r: ClosureReason, lang: Lang) -> &'static str {
@@ -377,8 +377,8 @@ fn decide(
             label for="referred_on_to" { (t("الجهة المحال إليها (للإحالة إلى جهة أخرى)", "The agency it is referred on to (to refer on)")) }
             select #referred_on_to name="referred_on_to" aria-describedby=[f.described("referred_on_to")] {
                 option value="" { "—" }
-                @for id in settings.agencies.keys() {
-                    option value=(id) selected[f.get("referred_on_to", "") == id.as_str()] { (agency_name(settings, id, lang)) }
+                @for id in settings.agencies.ids() {
+                    option value=(id) selected[f.get("referred_on_to", "") == id.as_str()] { (agency_name(settings, &id, lang)) }
                 }
             }
             (f.error("referred_on_to"))
@@ -546,8 +546,8 @@ fn plan(
                             label for=(id) { (t("الجهة المسؤولة", "Responsible agency")) }
                             select id=(id) name=(id) aria-describedby=[f.described(&id)] {
                                 option value="" { "—" }
-                                @for aid in settings.agencies.keys() {
-                                    option value=(aid) selected[chosen == *aid] { (agency_name(settings, aid, lang)) }
+                                @for aid in settings.agencies.ids() {
+                                    option value=(aid) selected[chosen == aid.as_str()] { (agency_name(settings, &aid, lang)) }
                                 }
                             }
                             (f.error(&id))

@@ -215,6 +215,7 @@ impl TestEnv {
         settings.grpc.tls = None;
         settings.grpc.dev_identity = true;
         settings.relay.poll_interval_ms = 200;
+        settings.directory.follow_ms = 250;
         settings.connectors.timeout_ms = 2000;
         // Each test's own port for the webhooks and the web front (base.toml's fixed
         // ports would collide).
@@ -292,13 +293,18 @@ pub async fn channel(hub: &Hub) -> Channel {
         .unwrap()
 }
 
+/// The agency an administrator adds while the hub runs: its certificate is issued with
+/// the others by [`secure`], the directory knows it only once it is added.
+pub const NEW_AGENCY: &str = "clinic-new";
+
 /// Development certificates for every agency of `settings`, in `dir`, and the hub
 /// switched to mutual TLS with them. Two more, from the same authority, that it should
 /// never issue: `wildcard` (`*.agency.himaya`) and `twin` (two agencies' names).
 pub fn secure(settings: &mut Settings, dir: &std::path::Path) -> himaya::dev_certs::DevCerts {
+    let ids = settings.agencies.ids();
     let certs = himaya::dev_certs::generate_with(
         dir,
-        settings.agencies.keys().map(String::as_str),
+        ids.iter().map(String::as_str),
         1,
         &[
             ("wildcard", &["*.agency.himaya"]),
@@ -306,6 +312,8 @@ pub fn secure(settings: &mut Settings, dir: &std::path::Path) -> himaya::dev_cer
                 "twin",
                 &["health-cairo.agency.himaya", "mosa-cairo.agency.himaya"],
             ),
+            // An agency the directory gains while the hub runs (tests/it/directory.rs).
+            (NEW_AGENCY, &["clinic-new.agency.himaya"]),
         ],
     )
     .expect("development certificates");

@@ -344,7 +344,7 @@ fn hidden(html: &str, name: &str) -> String {
 async fn a_community_committee_member_refers_a_child_as_their_committee() {
     let mut env = TestEnv::new(None).await;
     // One of the seeds' community committees: an agency of its own, without a system.
-    let mut committee = env.settings.agencies["school-cairo-alnour"].clone();
+    let mut committee = (*env.settings.agencies.get("school-cairo-alnour").unwrap()).clone();
     committee.agency_type = himaya_record::AgencyType::Community;
     committee.services = vec![];
     env.settings

@@ -16,3 +16,4 @@ gateway-undecodable = the request is not a valid message of this call's type (pr
 gateway-too-large = the request is larger than the { $max } bytes one call may carry (grpc.max_message_bytes): shorten the long text fields or the lists
 gateway-busy = the hub is at its bound for this kind of call right now; send it again in { $retry_after_ms } ms with the same submission_id (nothing was stored)
 gateway-timeout = the call did not finish within { $timeout_ms } ms (limits.request_timeout_ms) and was abandoned; send it again with the same submission_id (a referral the hub already took is answered as it was, never taken twice)
+gateway-agency-suspended = the hub's administrators have suspended this agency's access: ask them to reactivate it

@@ -13,7 +13,7 @@ impl OversightApi {
         let (meta, _, r) = req.into_parts();
         let caller = self.0.owner(&meta)?;
         let (_, agency) = self.0.calling_agency(&meta)?;
-        let gov = indicator_area(agency, r.governorate.trim())?;
+        let gov = indicator_area(&agency, r.governorate.trim())?;
         let pool = &self.0.pool;
         let max = self.0.settings.lifecycle.max_cases_per_caseworker;
         let cases = crate::db::case_counts(pool, gov).await?;

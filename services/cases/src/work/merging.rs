@@ -78,7 +78,7 @@ impl DuplicatesApi {
             let Some((status, governorate)) = row else {
                 continue;
             };
-            if !crate::access::owns(agency, &governorate) {
+            if !crate::access::owns(&agency, &governorate) {
                 continue;
             }
             candidates.push(pb::DuplicateCandidate {

@@ -210,7 +210,7 @@ impl State {
                 self.require_case(
                     acting.as_ref(),
                     &id,
-                    agency,
+                    &agency,
                     &case_id,
                     Need::Owner,
                     "grpc_call",

@@ -22,7 +22,7 @@ impl pb::oversight_server::Oversight for OversightApi {
         let (meta, _, r) = req.into_parts();
         self.0.owner(&meta)?;
         let (_, reviewer) = self.0.calling_agency(&meta)?;
-        let accesses = crate::break_glass::list(&self.0, r.all, reviewer).await?;
+        let accesses = crate::break_glass::list(&self.0, r.all, &reviewer).await?;
         Ok(Response::new(pb::BreakGlassList { accesses }))
     }
 
@@ -40,7 +40,7 @@ impl pb::oversight_server::Oversight for OversightApi {
                 .allowed_on_case(
                     himaya_proto::status::acting(&meta).as_ref(),
                     &id,
-                    reviewer,
+                    &reviewer,
                     &case_id,
                     Need::Owner,
                     "grpc_call",

@@ -53,7 +53,7 @@ impl CaseWorkApi {
             .map(|a| a.person);
         let lang = himaya_proto::status::lang(&meta);
         let (_, agency) = self.0.calling_agency(&meta)?;
-        let (everywhere, governorates) = crate::access::area(agency);
+        let (everywhere, governorates) = crate::access::area(&agency);
         let since = if r.since.is_empty() {
             None
         } else {
@@ -102,7 +102,7 @@ impl CaseWorkApi {
         let (meta, _, r) = req.into_parts();
         let owner = self.0.owner(&meta)?;
         let (_, agency) = self.0.calling_agency(&meta)?;
-        let (everywhere, governorates) = crate::access::area(agency);
+        let (everywhere, governorates) = crate::access::area(&agency);
         let limit = match r.limit {
             0 => 50,
             n => i64::from(n.min(200)),

@@ -66,7 +66,7 @@ impl ServiceReferralsApi {
                     .require_case(
                         Some(a),
                         agency_id,
-                        agency,
+                        &agency,
                         &case_id,
                         Need::Owner,
                         "grpc_call",
@@ -396,7 +396,7 @@ impl ServiceReferralsApi {
                 .require_case(
                     himaya_proto::status::acting(meta).as_ref(),
                     &agency,
-                    a,
+                    &a,
                     case_id,
                     Need::Part,
                     "grpc_call",
