@@ -47,6 +47,9 @@ DELIVERY_QUEUES = ["deliver.health-cairo", "deliver.health-cairo.urgent", "deliv
 OTHER_QUEUES = ["router.case-updated", "router.withdrawal-notice", "cases.delivery-recorded",
                 "cases.service-map", "audit.disclosure-recorded", "himaya.parking",
                 "himaya.unrouted"]
+# The volume types the restricted Pod Security Standard allows.
+RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+                      "persistentVolumeClaim", "projected", "secret"}
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 PLACEHOLDER_DIGEST = "@sha256:" + "0" * 64
 
@@ -200,6 +203,8 @@ def check_pod(o, rep, production):
             rep.error(cw, "securityContext.capabilities.drop must contain ALL")
         if caps.get("add"):
             rep.error(cw, "no capability may be added")
+        if any(p.get("hostPort") for p in c.get("ports", [])):
+            rep.error(cw, "hostPort is not allowed")
         if is_hub(labels) and sc.get("readOnlyRootFilesystem") is not True:
             rep.error(cw, "securityContext.readOnlyRootFilesystem must be true")
         res = c.get("resources", {})
@@ -240,8 +245,10 @@ def check_pod(o, rep, production):
                                   "(use 0440)")
                 if m & 0o007:
                     rep.error(vw, f"mode {m:#o} lets other users read the Secret (use 0440)")
-        if "hostPath" in v:
-            rep.error(vw, "hostPath volumes are not allowed")
+        kinds = set(v) - {"name"}
+        if not kinds <= RESTRICTED_VOLUMES:
+            rep.error(vw, f"volume type {sorted(kinds - RESTRICTED_VOLUMES)} is not allowed by "
+                          "the restricted Pod Security Standard the namespace enforces")
 
 
 def check_image(image, where, rep, production):
