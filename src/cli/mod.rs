@@ -12,6 +12,7 @@ pub mod audit;
 pub mod casework;
 pub mod cash;
 pub mod consent;
+pub mod directory;
 pub mod notices;
 pub mod parked;
 pub mod person;
@@ -121,6 +122,12 @@ pub enum Command {
     Agencies {
         #[command(flatten)]
         who: crate::cli::casework::Who,
+    },
+    /// Administrators: add, change, suspend, reactivate or remove a directory's agency
+    /// while the hub runs (every replica follows within a second).
+    Agency {
+        #[command(subcommand)]
+        command: crate::cli::directory::AgencyCommand,
     },
     /// Development certificates for mutual TLS: a throw-away CA, the hub's certificate
     /// and one per agency in the directory. Never for production.
@@ -327,6 +334,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::cli::plan::run_service_referral(command).await
         }
         Command::Services { command } => crate::cli::services::run(command).await,
+        Command::Agency { command } => crate::cli::directory::run(command).await,
         Command::Consent { command } => crate::cli::consent::run(command).await,
         Command::Export(args) => crate::cli::notices::run_export(args).await,
         Command::Notices { command } => crate::cli::notices::run_notices(command).await,
@@ -354,9 +362,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agencies { who } => {
             let channel = client::connect(&who.client, &who.agency).await?;
             for a in client::list_agencies(channel, &who.agency).await? {
+                let suspended = a.status() == himaya_proto::v1::AgencyStatus::Suspended;
                 println!(
-                    "{:<24} {:<16} {} / {}",
-                    a.agency_id, a.agency_type, a.name_ar, a.name_en
+                    "{:<24} {:<16} v{:<3} {} / {}{}",
+                    a.agency_id,
+                    a.agency_type,
+                    a.version,
+                    a.name_ar,
+                    a.name_en,
+                    if suspended { "  [suspended]" } else { "" }
                 );
             }
             Ok(())

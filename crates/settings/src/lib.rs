@@ -652,6 +652,12 @@ impl Settings {
 
     /// Checks what serde cannot: names, URLs, limits.
     pub fn validate(&self) -> Result<(), SettingsError> {
+        if !(50..=60_000).contains(&self.directory.follow_ms) {
+            return Err(invalid(
+                "directory.follow_ms",
+                "must be between 50 and 60000 (milliseconds)",
+            ));
+        }
         if self.grpc.max_message_bytes < 1024 {
             return Err(invalid("grpc.max_message_bytes", "must be at least 1024"));
         }

@@ -21,8 +21,8 @@ use himaya_settings::{AgencyMap, AgencySettings, Protocol, SecretString, Setting
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-/// The one schema this module reads outside its own service.
-const TABLE: &str = "directory.agencies";
+/// The directory's published view of its agencies (migration `0002_agencies.sql`).
+const TABLE: &str = "directory.agencies_v1";
 /// The most a token file may hold.
 const MAX_TOKEN_FILE: u64 = 4096;
 

@@ -69,3 +69,12 @@ CREATE TRIGGER agencies_stamped BEFORE INSERT OR UPDATE ON agencies
     FOR EACH ROW EXECUTE FUNCTION agency_stamped();
 CREATE TRIGGER agencies_recorded AFTER INSERT OR UPDATE ON agencies
     FOR EACH ROW EXECUTE FUNCTION agency_recorded();
+
+-- The contract every process of the hub reads (himaya_store::agencies), as the cases
+-- service publishes `cases.open_children`: its columns change only with a new version of
+-- the view; the table under it stays the directory's to change.
+CREATE VIEW agencies_v1 AS
+    SELECT agency_id, agency_type, name_ar, name_en, services, governorates, endpoint,
+           protocol, inbound_token_ref, outbound_token_ref, login_user, login_password_ref,
+           place_codes, poll_interval_ms, status, seq
+      FROM agencies;

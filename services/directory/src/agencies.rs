@@ -37,7 +37,7 @@ pub const REASONS: &[&str] = &[
 ];
 
 /// One agency as stored.
-#[derive(sqlx::FromRow, Clone)]
+#[derive(sqlx::FromRow, Clone, PartialEq)]
 pub struct AgencyRow {
     pub agency_id: String,
     pub agency_type: String,
@@ -95,29 +95,15 @@ impl AgencyRow {
     /// Whether the configuration says the same as this row (what a restart must not
     /// write again).
     fn same_entry(&self, other: &AgencyRow) -> bool {
-        let who = |r: &AgencyRow| {
-            (
-                r.agency_type.clone(),
-                r.name_ar.clone(),
-                r.name_en.clone(),
-                r.services.clone(),
-                r.governorates.clone(),
-                r.status.clone(),
-            )
+        // The entry alone: not its version, nor who wrote it last and why.
+        let entry = |r: &AgencyRow| AgencyRow {
+            version: 0,
+            source: String::new(),
+            updated_by: String::new(),
+            reason: None,
+            ..r.clone()
         };
-        let how = |r: &AgencyRow| {
-            (
-                r.endpoint.clone(),
-                r.protocol.clone(),
-                r.inbound_token_ref.clone(),
-                r.outbound_token_ref.clone(),
-                r.login_user.clone(),
-                r.login_password_ref.clone(),
-                r.place_codes.0.clone(),
-                r.poll_interval_ms,
-            )
-        };
-        who(self) == who(other) && how(self) == how(other)
+        entry(self) == entry(other)
     }
 
     pub fn to_pb(&self) -> pb::Agency {

@@ -9,6 +9,5 @@ directory-service-removed = الخدمة { $service_id } محذوفة من ال�
 directory-not-administrator = لا يغيّر جهات الدليل إلا مشرفو المنصة (جهة شؤون اجتماعية تغطي كل المحافظات)
 directory-agency-exists = الجهة `{ $agency_id }` موجودة في الدليل بالإصدار { $current }: لتعديلها أرسل آخر إصدار رأيته في expected_version
 directory-agency-stale = الجهة `{ $agency_id }` في الإصدار { $current } وليس { $expected }: أعد تحميلها ثم حاول مجددًا
-directory-agency-changed = تغيّرت الجهة `{ $agency_id }` في الأثناء: أعد تحميلها ثم حاول مجددًا
 directory-agency-gone = حُذفت الجهة `{ $agency_id }` من الدليل: لإعادتها أضفها من جديد عبر PutAgency (expected_version { $current })
 directory-agency-self = لا يستطيع المشرف إيقاف جهته أو حذفها: يجب أن يفعل ذلك مشرف آخر

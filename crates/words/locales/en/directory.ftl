@@ -9,6 +9,5 @@ directory-service-removed = service { $service_id } is already off the map
 directory-not-administrator = only the hub's administrators (a social-affairs agency covering every governorate) may change the directory's agencies
 directory-agency-exists = agency `{ $agency_id }` is already in the directory at version { $current }: to change it, send the version you last saw as expected_version
 directory-agency-stale = agency `{ $agency_id }` is at version { $current }, not { $expected }: reload it and try again
-directory-agency-changed = agency `{ $agency_id }` changed meanwhile: reload it and try again
 directory-agency-gone = agency `{ $agency_id }` was removed from the directory: to bring it back, add it again with PutAgency (expected_version { $current })
 directory-agency-self = an administrator cannot suspend or remove its own agency: another administrator must
