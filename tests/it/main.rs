@@ -22,6 +22,7 @@ mod prometheus;
 mod referral_flow;
 mod relay_lease;
 mod relay_pace;
+mod retention;
 mod traces;
 mod web;
 mod webhooks;

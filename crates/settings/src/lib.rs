@@ -62,6 +62,46 @@ pub struct Settings {
     /// instance's lookups and custom fields).
     #[serde(default)]
     pub standards: StandardsSettings,
+    /// How long personal data of closed cases is kept (`[retention]`).
+    #[serde(default)]
+    pub retention: RetentionSettings,
+}
+
+/// Keeping only what must be kept: closed cases lose their personal data this long after
+/// their closure, keeping what statistics count (docs/decisions.md, "Retention").
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Years after its closure that a closed case is anonymised; 0 switches it off.
+    #[serde(default = "default_anonymise_after_years")]
+    pub anonymise_after_years: u32,
+    /// How often the cases service looks for closed cases past the period.
+    #[serde(default = "default_retention_check_interval_ms")]
+    pub check_interval_ms: u64,
+    /// Cases anonymised per transaction (1 to 1000): a full batch is followed by the
+    /// next at once, so a backlog is worked through without one long transaction.
+    #[serde(default = "default_retention_batch")]
+    pub batch: i64,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings {
+            anonymise_after_years: default_anonymise_after_years(),
+            check_interval_ms: default_retention_check_interval_ms(),
+            batch: default_retention_batch(),
+        }
+    }
+}
+
+fn default_anonymise_after_years() -> u32 {
+    10
+}
+fn default_retention_check_interval_ms() -> u64 {
+    3_600_000
+}
+fn default_retention_batch() -> i64 {
+    50
 }
 
 /// Emergency access without consent (break-glass).
@@ -657,6 +697,18 @@ impl Settings {
             return Err(invalid(
                 "relay.keep_sent_secs",
                 "relay.keep_sent_secs and relay.inbox_keep_hours must be greater than 0",
+            ));
+        }
+        if !(1..=1000).contains(&self.retention.batch) {
+            return Err(invalid("retention.batch", "must be from 1 to 1000"));
+        }
+        if self.retention.check_interval_ms == 0 {
+            return Err(invalid("retention.check_interval_ms", "must be at least 1"));
+        }
+        if self.retention.anonymise_after_years > 100 {
+            return Err(invalid(
+                "retention.anonymise_after_years",
+                "must be from 0 (off) to 100",
             ));
         }
         if self.relay.lease_secs == 0 {
