@@ -8,6 +8,7 @@
 
 mod helpers;
 
+mod backup;
 mod batched_delivery;
 mod batched_routing;
 mod bus_behaviour;
