@@ -307,7 +307,12 @@ async fn statistics(ch: &Channel) -> (pb::Statistics, pb::Indicators) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_case_past_its_period_is_anonymised_and_nothing_else_changes() {
-    let (agency, addr) = FakeAgency::start(&[]).await;
+    // The agency refuses the first referral in its own words, quoting the child.
+    let (agency, addr) = FakeAgency::scripted(vec![Step::Answer(
+        422,
+        serde_json::json!({"reason": format!("no file for {}", OLD.name)}),
+    )])
+    .await;
     let mut env = TestEnv::new(Some(addr)).await;
     env.settings.retention.anonymise_after_years = 5;
     env.settings.retention.check_interval_ms = 200;
@@ -325,6 +330,12 @@ async fn a_closed_case_past_its_period_is_anonymised_and_nothing_else_changes() 
             .into_inner()
             .case_id;
         ids.push(case);
+        // One at a time: the old case's delivery is the one refused.
+        let n = ids.len();
+        eventually(30, "the delivery", || async {
+            (agency.count() == n).then_some(())
+        })
+        .await;
     }
     let (old, recent, open) = (ids[0].clone(), ids[1].clone(), ids[2].clone());
     eventually(30, "three deliveries to health", || async {
@@ -389,6 +400,20 @@ async fn a_closed_case_past_its_period_is_anonymised_and_nothing_else_changes() 
             "the old case's {c} is stored before"
         );
     }
+    wait_count(
+        &db,
+        "SELECT count(*) FROM connectors.deliveries WHERE outcome = 'rejected'",
+        1,
+        30,
+        "the refusal recorded",
+    )
+    .await;
+    assert!(
+        occurrences(&db, OLD.name)
+            .await
+            .contains(&"connectors.deliveries.reason".to_owned()),
+        "the agency's words quote the child"
+    );
 
     // Its closure six years ago: past the five years configured.
     sqlx::query(
@@ -422,6 +447,15 @@ async fn a_closed_case_past_its_period_is_anonymised_and_nothing_else_changes() 
     // gone with their pruning (an hour after sending by default; years before any case
     // is anonymised), here at once.
     prune_all(&env).await;
+    // And the agencies' own words, emptied once past `retention.agency_words_keep_days`
+    // (30), here at once.
+    let connectors = himaya_store::connect(&env.db_url, "connectors", 2)
+        .await
+        .unwrap();
+    let emptied = himaya_connect::retention::forget_agency_words(&connectors, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(emptied, 1);
     for c in OLD.all() {
         let hits = occurrences(&db, c).await;
         assert!(hits.is_empty(), "{c} is left in {hits:?}");

@@ -12,6 +12,7 @@ pub mod delivery;
 pub mod envelope;
 pub mod executor;
 pub mod inbound;
+pub mod retention;
 pub mod shared;
 pub mod standard;
 pub mod submission;
@@ -88,7 +89,12 @@ pub async fn start(
     )
     .await?;
     let executor = Arc::new(Executor::new(&settings.connectors, bus.metrics().clone())?);
-    let mut tasks = vec![relay];
+    let words = tokio::spawn(retention::run(
+        pool.clone(),
+        settings.retention.agency_words_keep_days,
+        shutdown.clone(),
+    ));
+    let mut tasks = vec![relay, words];
     let mut credentials = HashMap::new();
     for (id, agency) in &settings.agencies {
         let Some(endpoint) = &agency.endpoint else {

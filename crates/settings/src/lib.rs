@@ -82,6 +82,11 @@ pub struct RetentionSettings {
     /// next at once, so a backlog is worked through without one long transaction.
     #[serde(default = "default_retention_batch")]
     pub batch: i64,
+    /// Days an agency's refusal is kept in its own words (`connectors.deliveries.reason`,
+    /// which may quote the child) for operators to take up with the agency; then it is
+    /// emptied, the refusal itself kept (1 to 3650).
+    #[serde(default = "default_agency_words_keep_days")]
+    pub agency_words_keep_days: u32,
 }
 
 impl Default for RetentionSettings {
@@ -90,6 +95,7 @@ impl Default for RetentionSettings {
             anonymise_after_years: default_anonymise_after_years(),
             check_interval_ms: default_retention_check_interval_ms(),
             batch: default_retention_batch(),
+            agency_words_keep_days: default_agency_words_keep_days(),
         }
     }
 }
@@ -102,6 +108,9 @@ fn default_retention_check_interval_ms() -> u64 {
 }
 fn default_retention_batch() -> i64 {
     50
+}
+fn default_agency_words_keep_days() -> u32 {
+    30
 }
 
 /// Emergency access without consent (break-glass).
@@ -704,6 +713,12 @@ impl Settings {
         }
         if self.retention.check_interval_ms == 0 {
             return Err(invalid("retention.check_interval_ms", "must be at least 1"));
+        }
+        if !(1..=3650).contains(&self.retention.agency_words_keep_days) {
+            return Err(invalid(
+                "retention.agency_words_keep_days",
+                "must be from 1 to 3650",
+            ));
         }
         if self.retention.anonymise_after_years > 100 {
             return Err(invalid(
