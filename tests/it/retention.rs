@@ -63,6 +63,21 @@ const OLD: Canary = Canary {
     reopen: "سبب-قنطرة-خاص",
 };
 
+/// The old case's child referred a second time, merged into it: anonymised with it.
+const TWIN: Canary = Canary {
+    name: "مرجانة قنطرة",
+    latin: "Marjana Qantara",
+    number: "29004044444444",
+    born: "2012-05-16",
+    address: "٨ حارة الكنارية",
+    carer: "زهرة قنطرة",
+    phone: "+20 111 000 4444",
+    note: "ملاحظة-مرجانة-سرية",
+    findings: "",
+    evaluation: "",
+    reopen: "",
+};
+
 /// Closed today: kept.
 const RECENT: Canary = Canary {
     name: "ياقوتة سنبلة",
@@ -126,12 +141,13 @@ fn owner<T>(msg: T) -> tonic::Request<T> {
 }
 
 /// Registered, assigned (sw-1, added earlier), reviewed, closed, reopened and closed
-/// again: every free-text field of the lifecycle holds the case's canary. Version 7.
-async fn work_to_closure(ch: &Channel, case: &str, c: &Canary) {
+/// again from version `v`: every free-text field of the lifecycle holds the case's
+/// canary. Version `v + 6`.
+async fn work_to_closure(ch: &Channel, case: &str, c: &Canary, v: i64) {
     let mut work = CaseWorkClient::new(ch.clone());
     work.decide_acceptance(owner(pb::DecideAcceptanceRequest {
         case_id: case.into(),
-        expected_version: 1,
+        expected_version: v,
         actor: "sw-lead".into(),
         decision: pb::AcceptanceDecision::Register.into(),
         vulnerability_criteria: vec!["exploitative_labour".into()],
@@ -143,7 +159,7 @@ async fn work_to_closure(ch: &Channel, case: &str, c: &Canary) {
     .unwrap();
     work.assign_case(owner(pb::AssignCaseRequest {
         case_id: case.into(),
-        expected_version: 2,
+        expected_version: v + 1,
         actor: "sup-1".into(),
         caseworker_id: "sw-1".into(),
     }))
@@ -151,7 +167,7 @@ async fn work_to_closure(ch: &Channel, case: &str, c: &Canary) {
     .unwrap();
     work.record_review(owner(pb::RecordReviewRequest {
         case_id: case.into(),
-        expected_version: 3,
+        expected_version: v + 2,
         actor: "sw-1".into(),
         kind: pb::ReviewKind::HomeVisit.into(),
         child_seen: true,
@@ -170,16 +186,16 @@ async fn work_to_closure(ch: &Channel, case: &str, c: &Canary) {
             recommendations: c.evaluation.into(),
         })
     };
-    work.close_case(close(4)).await.unwrap();
+    work.close_case(close(v + 3)).await.unwrap();
     work.reopen_case(owner(pb::ReopenCaseRequest {
         case_id: case.into(),
-        expected_version: 5,
+        expected_version: v + 4,
         actor: "sw-1".into(),
         reason: c.reopen.into(),
     }))
     .await
     .unwrap();
-    work.close_case(close(6)).await.unwrap();
+    work.close_case(close(v + 5)).await.unwrap();
 }
 
 /// Where `needle` occurs in the database: every column of every table of every schema
@@ -322,7 +338,12 @@ async fn a_closed_case_past_its_period_is_anonymised_and_nothing_else_changes() 
 
     let mut intake = IntakeClient::new(ch.clone());
     let mut ids = Vec::new();
-    for (c, s) in [(&OLD, "old"), (&RECENT, "recent"), (&OPEN, "open")] {
+    for (c, s) in [
+        (&OLD, "old"),
+        (&RECENT, "recent"),
+        (&OPEN, "open"),
+        (&TWIN, "twin"),
+    ] {
         let case = intake
             .submit_school_referral(from_school(referral(c, s)))
             .await
@@ -337,11 +358,23 @@ async fn a_closed_case_past_its_period_is_anonymised_and_nothing_else_changes() 
         })
         .await;
     }
-    let (old, recent, open) = (ids[0].clone(), ids[1].clone(), ids[2].clone());
-    eventually(30, "three deliveries to health", || async {
-        (agency.count() == 3).then_some(())
-    })
-    .await;
+    let (old, recent, open, twin) = (
+        ids[0].clone(),
+        ids[1].clone(),
+        ids[2].clone(),
+        ids[3].clone(),
+    );
+    // The twin is found to be the old case's child: merged into it (both at version 2).
+    pb::duplicates_client::DuplicatesClient::new(ch.clone())
+        .merge_cases(owner(pb::MergeCasesRequest {
+            keep_case_id: old.clone(),
+            keep_version: 1,
+            merge_case_id: twin.clone(),
+            merge_version: 1,
+            actor: "sw-lead".into(),
+        }))
+        .await
+        .unwrap();
     // Staff once (sup-1, sw-1), with the recent case; the old one the same way.
     register_and_assign(&ch, &recent, "exploitative_labour").await;
     let mut work = CaseWorkClient::new(ch.clone());
@@ -366,7 +399,7 @@ async fn a_closed_case_past_its_period_is_anonymised_and_nothing_else_changes() 
     }))
     .await
     .unwrap();
-    work_to_closure(&ch, &old, &OLD).await;
+    work_to_closure(&ch, &old, &OLD, 2).await;
     // Reads by the ministry: disclosure log entries about every case.
     let mut cases = CasesClient::new(ch.clone());
     for case in [&old, &recent, &open] {
@@ -378,8 +411,16 @@ async fn a_closed_case_past_its_period_is_anonymised_and_nothing_else_changes() 
             .await
             .unwrap();
     }
-    // Three deliveries and three reads, then a signed checkpoint kept outside the hub.
-    wait_count(&db, "SELECT count(*) FROM audit.log", 6, 30, "six entries").await;
+    // Four deliveries (one refused) and three reads, then a signed checkpoint kept
+    // outside the hub.
+    wait_count(
+        &db,
+        "SELECT count(*) FROM audit.log",
+        7,
+        30,
+        "seven entries",
+    )
+    .await;
     let audit = himaya_audit::connect(&env.settings).await.unwrap();
     let key = himaya_audit::signing_key(&env.settings.audit.signing_key_file).unwrap();
     himaya_audit::checkpoint(&audit, &key).await.unwrap();
@@ -388,13 +429,13 @@ async fn a_closed_case_past_its_period_is_anonymised_and_nothing_else_changes() 
 
     let before = statistics(&ch).await;
     let kept_before: Vec<(String, i64, serde_json::Value)> = sqlx::query_as(
-        "SELECT case_id, version, record FROM cases.cases WHERE case_id <> $1 ORDER BY case_id",
+        "SELECT case_id, version, record FROM cases.cases WHERE case_id <> ALL($1) ORDER BY case_id",
     )
-    .bind(&old)
+    .bind([&old, &twin])
     .fetch_all(&db)
     .await
     .unwrap();
-    for c in OLD.all() {
+    for c in OLD.all().into_iter().chain(TWIN.all().into_iter().take(8)) {
         assert!(
             !occurrences(&db, c).await.is_empty(),
             "the old case's {c} is stored before"
@@ -433,14 +474,17 @@ async fn a_closed_case_past_its_period_is_anonymised_and_nothing_else_changes() 
         "the old case anonymised by the periodic run",
     )
     .await;
+    let anonymised: Vec<String> = sqlx::query_scalar(
+        "SELECT case_id FROM cases.cases WHERE anonymised_at IS NOT NULL ORDER BY case_id",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    let mut expected = vec![old.clone(), twin.clone()];
+    expected.sort();
     assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM cases.cases WHERE anonymised_at IS NOT NULL"
-        )
-        .await,
-        1,
-        "only the old case"
+        anonymised, expected,
+        "the old case and its merged twin only"
     );
 
     // The outboxes' earlier events carried the record (the referral's, the delivery's):
@@ -456,16 +500,16 @@ async fn a_closed_case_past_its_period_is_anonymised_and_nothing_else_changes() 
         .await
         .unwrap();
     assert_eq!(emptied, 1);
-    for c in OLD.all() {
+    for c in OLD.all().into_iter().chain(TWIN.all().into_iter().take(8)) {
         let hits = occurrences(&db, c).await;
         assert!(hits.is_empty(), "{c} is left in {hits:?}");
     }
 
     // The others are untouched, their data where it was.
     let kept_after: Vec<(String, i64, serde_json::Value)> = sqlx::query_as(
-        "SELECT case_id, version, record FROM cases.cases WHERE case_id <> $1 ORDER BY case_id",
+        "SELECT case_id, version, record FROM cases.cases WHERE case_id <> ALL($1) ORDER BY case_id",
     )
-    .bind(&old)
+    .bind([&old, &twin])
     .fetch_all(&db)
     .await
     .unwrap();
@@ -515,7 +559,7 @@ async fn a_closed_case_past_its_period_is_anonymised_and_nothing_else_changes() 
     .unwrap();
     assert_eq!(
         (version, status.as_str(), risk.as_str()),
-        (8, "closed", "high")
+        (9, "closed", "high")
     );
     assert_eq!(record["child"]["governorate"], "القاهرة");
     assert_eq!(record["child"]["estimated_age_years"], 14);
@@ -530,7 +574,7 @@ async fn a_closed_case_past_its_period_is_anonymised_and_nothing_else_changes() 
     assert!(
         hub.metrics
             .encode()
-            .contains("himaya_cases_anonymised_total 1"),
+            .contains("himaya_cases_anonymised_total 2"),
         "counted in the metrics"
     );
 
@@ -538,7 +582,7 @@ async fn a_closed_case_past_its_period_is_anonymised_and_nothing_else_changes() 
     let e = work
         .reopen_case(owner(pb::ReopenCaseRequest {
             case_id: old.clone(),
-            expected_version: 8,
+            expected_version: 9,
             actor: "sw-1".into(),
             reason: "عودة".into(),
         }))

@@ -3,7 +3,8 @@
 //! older than `anonymise_after_years`, a batch at a time (`FOR UPDATE SKIP LOCKED`, so
 //! several processes share the work), and in one transaction per batch removes what
 //! identifies the child and the family from the record and from the rows around it,
-//! keeping what statistics count. Each case anonymised is a line of its history
+//! keeping what statistics count; a case merged into one anonymised follows it. Each
+//! case anonymised is a line of its history
 //! (`anonymised`, by `retention`), a new version announced as `case.updated`, and one
 //! more in `himaya_cases_anonymised_total`.
 //!
@@ -43,7 +44,7 @@ pub async fn run(
     while !shutdown.is_cancelled() {
         match anonymise_due(&pool, cfg.anonymise_after_years, cfg.batch, &metrics).await {
             // A full batch: more may be waiting.
-            Ok(n) if n as i64 == cfg.batch => continue,
+            Ok(n) if n as i64 >= cfg.batch => continue,
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "retention run failed; will retry"),
         }
@@ -76,13 +77,33 @@ pub async fn anonymise_due(
     .bind(batch)
     .fetch_all(&mut *tx)
     .await?;
-    if due.is_empty() {
+    let due_ids: Vec<String> = due.iter().map(|(id, _)| id.clone()).collect();
+    // A case merged into one anonymised (now or before) follows it: it is the same child,
+    // its record and history hold the same data.
+    let followers: Vec<(String, serde_json::Value)> = sqlx::query_as(
+        "SELECT case_id, record FROM cases
+          WHERE status = 'merged' AND anonymised_at IS NULL
+            AND (record->>'merged_into' = ANY($1)
+                 OR record->>'merged_into' IN (SELECT case_id FROM cases
+                                                WHERE anonymised_at IS NOT NULL))
+          LIMIT $2
+          FOR UPDATE SKIP LOCKED",
+    )
+    .bind(&due_ids)
+    .bind(batch)
+    .fetch_all(&mut *tx)
+    .await?;
+    if due.is_empty() && followers.is_empty() {
         tx.rollback().await?;
         return Ok(0);
     }
     let now = Utc::now();
-    let ids: Vec<String> = due.iter().map(|(id, _)| id.clone()).collect();
-    for (_, json) in due {
+    let ids: Vec<String> = due
+        .iter()
+        .chain(&followers)
+        .map(|(id, _)| id.clone())
+        .collect();
+    for (_, json) in due.into_iter().chain(followers) {
         let mut rec: CaseRecord =
             serde_json::from_value(json).map_err(|_| StoreError::Corrupt("cases.record"))?;
         himaya_record::retention::anonymise(&mut rec);
@@ -106,9 +127,10 @@ pub async fn anonymise_due(
           WHERE service_referral_id IN (SELECT service_referral_id FROM service_referrals
                                          WHERE case_id = ANY($1))",
         "UPDATE break_glass SET justification = '', review_notes = NULL WHERE case_id = ANY($1)",
-        // The one history line that quotes a person's words: a reopening's reason.
-        "UPDATE case_history SET change = 'reopened'
-          WHERE case_id = ANY($1) AND change LIKE 'reopened:%'",
+        // The one history line that quotes a person's words: a reopening's reason (also
+        // as folded into the case a merged one went into: `from merged … : reopened: …`).
+        "UPDATE case_history SET change = regexp_replace(change, 'reopened: .*$', 'reopened')
+          WHERE case_id = ANY($1) AND change LIKE '%reopened: %'",
     ];
     for sql in statements {
         sqlx::query(sql).bind(&ids).execute(&mut *tx).await?;
