@@ -984,6 +984,42 @@ mod tests {
     }
 
     #[test]
+    fn retention_has_sane_defaults_and_bounds_named_by_key() {
+        let base = Settings::load(&dir(), None).unwrap();
+        let r = base.retention;
+        assert_eq!(
+            (
+                r.anonymise_after_years,
+                r.check_interval_ms,
+                r.batch,
+                r.agency_words_keep_days
+            ),
+            (10, 3_600_000, 50, 30)
+        );
+        let refused = |f: &dyn Fn(&mut RetentionSettings), key: &str| {
+            let mut s = base.clone();
+            f(&mut s.retention);
+            let e = s.validate().unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        };
+        refused(&|r| r.batch = 0, "retention.batch");
+        refused(&|r| r.batch = 1001, "retention.batch");
+        refused(&|r| r.check_interval_ms = 0, "retention.check_interval_ms");
+        refused(
+            &|r| r.anonymise_after_years = 101,
+            "retention.anonymise_after_years",
+        );
+        refused(
+            &|r| r.agency_words_keep_days = 0,
+            "retention.agency_words_keep_days",
+        );
+        // 0 years: the policy is off, which is allowed.
+        let mut off = base.clone();
+        off.retention.anonymise_after_years = 0;
+        off.validate().unwrap();
+    }
+
+    #[test]
     fn a_login_is_whole_for_a_primero_and_alone_and_place_codes_read_back() {
         let base = Settings::load(&dir(), None).unwrap();
         let check = |f: &dyn Fn(&mut AgencySettings)| {
