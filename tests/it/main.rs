@@ -8,6 +8,7 @@
 
 mod helpers;
 
+mod backup;
 mod batched_delivery;
 mod batched_routing;
 mod bus_behaviour;
@@ -23,6 +24,7 @@ mod prometheus;
 mod referral_flow;
 mod relay_lease;
 mod relay_pace;
+mod retention;
 mod traces;
 mod web;
 mod webhooks;

@@ -12,6 +12,7 @@ pub mod delivery;
 pub mod envelope;
 pub mod executor;
 pub mod inbound;
+pub mod retention;
 pub mod shared;
 pub mod standard;
 pub mod submission;
@@ -108,11 +109,16 @@ pub async fn start(
         .collect();
     let every = std::time::Duration::from_millis(settings.directory.follow_ms);
     let following = tokio::spawn(consumers.follow(every));
+    let words = tokio::spawn(retention::run(
+        pool.clone(),
+        settings.retention.agency_words_keep_days,
+        shutdown.clone(),
+    ));
     Ok(Running {
         pool,
         executor,
         credentials,
-        tasks: vec![relay, following],
+        tasks: vec![relay, following, words],
     })
 }
 

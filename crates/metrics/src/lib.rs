@@ -357,6 +357,12 @@ impl Metrics {
                 "Deadlines the deadline engine found passed and escalated to the supervisor, by kind and case risk (an alert on a missed high-risk deadline watches its increase)",
                 Family::default(),
             ),
+            anonymised: reg(
+                &mut r,
+                "himaya_cases_anonymised",
+                "Closed cases anonymised by the retention policy (retention.anonymise_after_years): personal data removed, what statistics count kept",
+                Counter::default(),
+            ),
             caseworkers_over_cap: reg(
                 &mut r,
                 "himaya_caseworkers_over_cap",
@@ -719,6 +725,7 @@ pub struct Lifecycle {
     pub deadlines_due: Sampled<KindLabel>,
     pub deadlines_missed: Sampled<KindRisk>,
     escalated: Family<EscalatedLabels, Counter>,
+    anonymised: Counter,
     pub caseworkers_over_cap: Gauge,
     pub caseload_assigned: Gauge,
     pub caseload_capacity: Gauge,
@@ -731,6 +738,11 @@ impl Lifecycle {
         self.escalated
             .get_or_create(&EscalatedLabels { kind, risk })
             .inc();
+    }
+
+    /// `n` closed cases anonymised by the retention policy (committed).
+    pub fn anonymised(&self, n: u64) {
+        self.anonymised.inc_by(n);
     }
 
     /// A periodic sample (`sample`: cases, audit, outbox, queues) failed or timed out.

@@ -9,6 +9,7 @@ pub mod consent;
 pub mod gazetteer;
 pub mod lifecycle;
 pub mod matching;
+pub mod retention;
 pub mod service_referral;
 pub mod validate;
 

@@ -68,6 +68,55 @@ pub struct Settings {
     /// instance's lookups and custom fields).
     #[serde(default)]
     pub standards: StandardsSettings,
+    /// How long personal data of closed cases is kept (`[retention]`).
+    #[serde(default)]
+    pub retention: RetentionSettings,
+}
+
+/// Keeping only what must be kept: closed cases lose their personal data this long after
+/// their closure, keeping what statistics count (docs/decisions.md, "Retention").
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Years after its closure that a closed case is anonymised; 0 switches it off.
+    #[serde(default = "default_anonymise_after_years")]
+    pub anonymise_after_years: u32,
+    /// How often the cases service looks for closed cases past the period.
+    #[serde(default = "default_retention_check_interval_ms")]
+    pub check_interval_ms: u64,
+    /// Cases anonymised per transaction (1 to 1000): a full batch is followed by the
+    /// next at once, so a backlog is worked through without one long transaction.
+    #[serde(default = "default_retention_batch")]
+    pub batch: i64,
+    /// Days an agency's refusal is kept in its own words (`connectors.deliveries.reason`,
+    /// which may quote the child) for operators to take up with the agency; then it is
+    /// emptied, the refusal itself kept (1 to 3650).
+    #[serde(default = "default_agency_words_keep_days")]
+    pub agency_words_keep_days: u32,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings {
+            anonymise_after_years: default_anonymise_after_years(),
+            check_interval_ms: default_retention_check_interval_ms(),
+            batch: default_retention_batch(),
+            agency_words_keep_days: default_agency_words_keep_days(),
+        }
+    }
+}
+
+fn default_anonymise_after_years() -> u32 {
+    10
+}
+fn default_retention_check_interval_ms() -> u64 {
+    3_600_000
+}
+fn default_retention_batch() -> i64 {
+    50
+}
+fn default_agency_words_keep_days() -> u32 {
+    30
 }
 
 /// Emergency access without consent (break-glass).
@@ -711,6 +760,24 @@ impl Settings {
                 "relay.keep_sent_secs and relay.inbox_keep_hours must be greater than 0",
             ));
         }
+        if !(1..=1000).contains(&self.retention.batch) {
+            return Err(invalid("retention.batch", "must be from 1 to 1000"));
+        }
+        if self.retention.check_interval_ms == 0 {
+            return Err(invalid("retention.check_interval_ms", "must be at least 1"));
+        }
+        if !(1..=3650).contains(&self.retention.agency_words_keep_days) {
+            return Err(invalid(
+                "retention.agency_words_keep_days",
+                "must be from 1 to 3650",
+            ));
+        }
+        if self.retention.anonymise_after_years > 100 {
+            return Err(invalid(
+                "retention.anonymise_after_years",
+                "must be from 0 (off) to 100",
+            ));
+        }
         if self.relay.lease_secs == 0 {
             return Err(invalid("relay.lease_secs", "must be at least 1"));
         }
@@ -967,6 +1034,42 @@ mod tests {
         }
         s.lifecycle.turns_18_warning_days = 365;
         s.validate().unwrap();
+    }
+
+    #[test]
+    fn retention_has_sane_defaults_and_bounds_named_by_key() {
+        let base = Settings::load(&dir(), None).unwrap();
+        let r = base.retention;
+        assert_eq!(
+            (
+                r.anonymise_after_years,
+                r.check_interval_ms,
+                r.batch,
+                r.agency_words_keep_days
+            ),
+            (10, 3_600_000, 50, 30)
+        );
+        let refused = |f: &dyn Fn(&mut RetentionSettings), key: &str| {
+            let mut s = base.clone();
+            f(&mut s.retention);
+            let e = s.validate().unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        };
+        refused(&|r| r.batch = 0, "retention.batch");
+        refused(&|r| r.batch = 1001, "retention.batch");
+        refused(&|r| r.check_interval_ms = 0, "retention.check_interval_ms");
+        refused(
+            &|r| r.anonymise_after_years = 101,
+            "retention.anonymise_after_years",
+        );
+        refused(
+            &|r| r.agency_words_keep_days = 0,
+            "retention.agency_words_keep_days",
+        );
+        // 0 years: the policy is off, which is allowed.
+        let mut off = base.clone();
+        off.retention.anonymise_after_years = 0;
+        off.validate().unwrap();
     }
 
     #[test]

@@ -37,14 +37,21 @@ pub async fn load_locked(
     conn: &mut PgConnection,
     case_id: &CaseId,
 ) -> Result<CaseRecord, CasesError> {
-    let json: serde_json::Value =
-        sqlx::query_scalar("SELECT record FROM cases WHERE case_id = $1 FOR UPDATE")
-            .bind(case_id.to_string())
-            .fetch_optional(&mut *conn)
-            .await?
-            .ok_or_else(|| {
-                CasesError::NotFound(msg!("case-not-found", case_id = case_id.to_string()))
-            })?;
+    let (json, anonymised): (serde_json::Value, bool) = sqlx::query_as(
+        "SELECT record, anonymised_at IS NOT NULL FROM cases WHERE case_id = $1 FOR UPDATE",
+    )
+    .bind(case_id.to_string())
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| CasesError::NotFound(msg!("case-not-found", case_id = case_id.to_string())))?;
+    // What the retention policy left of a case is kept for statistics only: nothing
+    // about the child is left to work on, reopen or share.
+    if anonymised {
+        return Err(CasesError::Precondition(msg!(
+            "case-anonymised",
+            case_id = case_id.to_string()
+        )));
+    }
     serde_json::from_value(json).map_err(|_| StoreError::Corrupt("cases.record").into())
 }
 
@@ -62,7 +69,7 @@ pub async fn save(
     let json = serde_json::to_value(&*record).map_err(|_| StoreError::Corrupt("case record"))?;
     sqlx::query(
         "UPDATE cases SET version = $2, status = $3, risk_level = $4, record = $5, updated_at = $6,
-                caseworker_id = $7
+                caseworker_id = $7, closed_at = $8
           WHERE case_id = $1",
     )
     .bind(&case_id)
@@ -72,6 +79,7 @@ pub async fn save(
     .bind(&json)
     .bind(now)
     .bind(record.assignment.as_ref().map(|a| a.caseworker_id.as_str()))
+    .bind(record.closure.as_ref().map(|c| c.closed_at))
     .execute(&mut *conn)
     .await?;
     history(&mut *conn, &case_id, record.version, actor, change).await?;

@@ -255,7 +255,7 @@ pub async fn backfill(pool: &PgPool) -> Result<usize, CasesError> {
         let mut tx = pool.begin().await?;
         let rows: Vec<serde_json::Value> = sqlx::query_scalar(
             "SELECT c.record FROM cases c
-              WHERE c.status <> 'merged'
+              WHERE c.status <> 'merged' AND c.anonymised_at IS NULL
                 AND NOT EXISTS (SELECT 1 FROM children ch JOIN child_blocks b ON b.child_no = ch.child_no
                                  WHERE ch.case_id = c.case_id)
               LIMIT $1",

@@ -3,7 +3,7 @@
 //! see it), the case-owning ministry's `himaya.v1.CaseWork` (acceptance, caseloads,
 //! reviews, closure), `Staff`, `Consents`, `Duplicates` and `Oversight`, and
 //! `ServiceReferrals`; records what agencies answered to deliveries; runs the deadline
-//! engine.
+//! engine and the retention policy of closed cases.
 //!
 //! Intake lives here rather than in a service of its own: accepting a referral *is*
 //! writing the case row, and splitting them would need a second copy of the record or a
@@ -21,6 +21,7 @@ pub mod intake;
 mod notices;
 mod outcomes;
 pub mod read;
+pub mod retention;
 mod service_map;
 mod service_referrals;
 mod undelivered;
@@ -156,6 +157,12 @@ impl Component for Cases {
         // Undelivered referrals go out again if their agency was connected since.
         let again = tokio::spawn(undelivered::reroute_all(pool.clone(), settings.clone()));
         let tidy = tokio::spawn(duplicates::keep_tidy(pool.clone(), shutdown.clone()));
+        let retention = tokio::spawn(retention::run(
+            pool.clone(),
+            settings.retention,
+            ctx.metrics.clone(),
+            shutdown.clone(),
+        ));
         let engine = tokio::spawn(deadlines::run(
             pool,
             interval,
@@ -189,6 +196,8 @@ impl Component for Cases {
                 ServiceReferralsServer::new(ServiceReferralsApi(state))
                     .max_decoding_message_size(max),
             )
-            .tasks([relay, outcomes, map, notices, engine, again, tidy]))
+            .tasks([
+                relay, outcomes, map, notices, engine, again, tidy, retention,
+            ]))
     }
 }

@@ -286,8 +286,9 @@ async fn again(
 /// connected since), a bounded number of cases per start.
 pub(crate) async fn reroute_all(pool: PgPool, settings: std::sync::Arc<Settings>) {
     let cases: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(
-        "SELECT DISTINCT case_id FROM referral_deliveries
-          WHERE outcome = 'undelivered' AND coalesce(reason, '') <> 'parked' LIMIT 1000",
+        "SELECT DISTINCT d.case_id FROM referral_deliveries d JOIN cases c USING (case_id)
+          WHERE d.outcome = 'undelivered' AND coalesce(d.reason, '') <> 'parked'
+            AND c.anonymised_at IS NULL LIMIT 1000",
     )
     .fetch_all(&pool)
     .await;
@@ -321,11 +322,12 @@ async fn reroute_case(
     case_id: &str,
 ) -> Result<usize, CasesError> {
     let mut tx = pool.begin().await?;
-    let record: Option<serde_json::Value> =
-        sqlx::query_scalar("SELECT record FROM cases WHERE case_id = $1 FOR UPDATE")
-            .bind(case_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let record: Option<serde_json::Value> = sqlx::query_scalar(
+        "SELECT record FROM cases WHERE case_id = $1 AND anonymised_at IS NULL FOR UPDATE",
+    )
+    .bind(case_id)
+    .fetch_optional(&mut *tx)
+    .await?;
     let Some(record) = record else {
         return Ok(0);
     };

@@ -4,6 +4,7 @@
 
 ## الحالة والعمل عليها
 case-not-found = لا توجد حالة { $case_id }
+case-anonymised = أُزيلت البيانات الشخصية للحالة { $case_id } وفق سياسة الاحتفاظ (أُغلقت منذ أكثر من المدة المحددة في `retention.anonymise_after_years`)؛ فلا يمكن تعديلها أو إعادة فتحها، فافتح حالة جديدة بإحالة جديدة
 case-stale = الحالة { $case_id } في الإصدار { $current } وليس { $expected }: أعد تحميلها ثم حاول مجددًا
 case-id-invalid = case_id: ليس معرّف حالة صالحًا: المتوقع `case_` تليه 32 خانة ست عشرية بأحرف صغيرة
 case-not-in-area = الحالة { $case_id } ليست ضمن نطاق الجهة `{ $agency_id }`

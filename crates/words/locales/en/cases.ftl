@@ -4,6 +4,7 @@
 
 ## A case and its work
 case-not-found = no case { $case_id }
+case-anonymised = case { $case_id } was anonymised by the retention policy (closed longer ago than `retention.anonymise_after_years`): its personal data is gone, so it can no longer be changed or reopened; open a new case with a new referral
 case-stale = case { $case_id } is at version { $current }, not { $expected }: reload it and try again
 case-id-invalid = case_id: not a valid case id: expected `case_` followed by 32 lowercase hex digits
 case-not-in-area = case { $case_id } is not in the area of `{ $agency_id }`
