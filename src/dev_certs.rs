@@ -2,14 +2,16 @@
 //! server certificate and one client certificate per agency in the directory, each naming
 //! its agency as `<agency id>.agency.himaya`. For a laptop or a test only: production
 //! certificates come from the ministry's own authority, and the hub needs only its CA
-//! certificate, never an agency's private key.
+//! certificate, never an agency's private key. The development authority's key is written
+//! too (`ca.key`, mode 0600), so that a development hub can act as the issuing authority
+//! (`grpc.issuer`) and agencies can enrol.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use chrono::{Datelike, Duration, Utc};
-use himaya_settings::{agency_certificate_name, TlsSettings};
+use himaya_settings::{agency_certificate_name, IssuerSettings, TlsSettings};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,
@@ -36,6 +38,17 @@ impl DevCerts {
             self.dir.join(format!("{name}.pem")),
             self.dir.join(format!("{name}.key")),
         )
+    }
+
+    /// The hub's `grpc.issuer` settings for this set: its authority issues agencies'
+    /// certificates at enrolment.
+    pub fn issuer(&self) -> IssuerSettings {
+        IssuerSettings {
+            cert_file: self.ca(),
+            key_file: self.dir.join("ca.key"),
+            certificate_days: 90,
+            enrolment_hours: 72,
+        }
     }
 
     /// The hub's `grpc.tls` settings for this set.
@@ -86,6 +99,7 @@ pub fn generate_with<'a>(
     validity(&mut ca, days);
     let ca_cert = ca.self_signed(&ca_key).context("signing the CA")?;
     write(&set.ca(), &ca_cert.pem(), false)?;
+    write(&set.dir.join("ca.key"), &ca_key.serialize_pem(), true)?;
 
     let leaf = |names: Vec<String>, usage: ExtendedKeyUsagePurpose, file: &str| {
         let key = KeyPair::generate().context("generating a key")?;

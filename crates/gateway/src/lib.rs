@@ -162,6 +162,11 @@ pub const PERSON_RULES: &[(&str, &[&str])] = &[
     ),
     ("/himaya.v1.Directory/PutAgency", &["admin"]),
     ("/himaya.v1.Directory/SetAgencyStatus", &["admin"]),
+    ("/himaya.v1.Directory/CreateEnrolment", &["admin"]),
+    ("/himaya.v1.Directory/ListCertificates", &["admin"]),
+    ("/himaya.v1.Directory/RevokeCertificate", &["admin"]),
+    // Agencies' systems only.
+    ("/himaya.v1.Enrolment/*", &[]),
     ("/himaya.v1.Directory/UpsertService", &["admin"]),
     ("/himaya.v1.Directory/RemoveService", &["admin"]),
     ("/himaya.v1.Directory/*", ALL_ROLES),
@@ -429,6 +434,13 @@ fn admit<B>(settings: &Settings, req: &mut Request<B>) -> Result<(), Status> {
         req.headers_mut().remove(AGENCY_HEADER);
         return Ok(());
     }
+    if path == ENROL {
+        // The one-time code in the request names the agency (the handler checks it); no
+        // one's claim or person passes through.
+        forget_person(req.headers_mut());
+        req.headers_mut().remove(AGENCY_HEADER);
+        return Ok(());
+    }
     let claimed = req
         .headers()
         .get(AGENCY_HEADER)
@@ -467,10 +479,18 @@ fn admit<B>(settings: &Settings, req: &mut Request<B>) -> Result<(), Status> {
             from_web = true;
             id
         } else {
-            certified_agency(settings, leaf, claimed.as_deref()).map_err(|e| {
+            let id = certified_agency(settings, leaf, claimed.as_deref()).map_err(|e| {
                 tracing::warn!(rpc = %path, reason = e.id(), "call refused: the certificate proves no agency");
                 status(Code::Unauthenticated, &e)
-            })?
+            })?;
+            if settings.agencies.is_revoked(&fingerprint(leaf)) {
+                tracing::warn!(rpc = %path, agency = %id, "call refused: the certificate is revoked");
+                return Err(status(
+                    Code::Unauthenticated,
+                    &msg!("gateway-certificate-revoked"),
+                ));
+            }
+            id
         }
     } else {
         // Development identity (validated at start: loopback only).
@@ -571,6 +591,15 @@ fn forget_person(headers: &mut http::HeaderMap) {
 /// The one call the web front makes for no agency: the public page of the service map
 /// (docs/domain.md: service maps are shared with the community). It reads no case.
 const PUBLIC_SERVICE_MAP: &str = "/himaya.v1.Directory/FindServices";
+
+/// The one call made before an agency has a certificate: its enrolment.
+const ENROL: &str = "/himaya.v1.Enrolment/Enrol";
+
+/// A certificate's SHA-256 (of its DER): what the directory revokes.
+pub fn fingerprint(cert: &CertificateDer<'_>) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(cert.as_ref()).into()
+}
 
 /// Whether `leaf` is the web component's certificate.
 fn is_web_component(leaf: &CertificateDer<'_>) -> bool {

@@ -5,7 +5,7 @@
 //! a snapshot (an `Arc` of the map): a lookup is one read lock and a map lookup by id,
 //! never a scan, and a change never tears a reader's view.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use serde::Deserialize;
@@ -19,6 +19,8 @@ pub type AgencyMap = BTreeMap<String, Arc<AgencySettings>>;
 /// (two hubs built from one configuration in one process follow their own directories).
 pub struct Agencies {
     cell: RwLock<Arc<AgencyMap>>,
+    /// SHA-256 fingerprints of the revoked certificates that have not expired yet.
+    revoked: RwLock<Arc<HashSet<[u8; 32]>>>,
     /// What the configuration said, kept when the directory's set first replaces it:
     /// what the directory seeds its table from, and where `configuration` tokens are.
     configured: RwLock<Option<Arc<AgencyMap>>>,
@@ -28,7 +30,26 @@ impl Agencies {
     pub fn new(map: AgencyMap) -> Agencies {
         Agencies {
             cell: RwLock::new(Arc::new(map)),
+            revoked: RwLock::new(Arc::default()),
             configured: RwLock::new(None),
+        }
+    }
+
+    /// Whether the certificate with this fingerprint was revoked.
+    pub fn is_revoked(&self, fingerprint: &[u8; 32]) -> bool {
+        let set = match self.revoked.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        set.contains(fingerprint)
+    }
+
+    /// Replaces the revoked certificates (the directory's follower).
+    pub fn replace_revoked(&self, set: HashSet<[u8; 32]>) {
+        let set = Arc::new(set);
+        match self.revoked.write() {
+            Ok(mut g) => *g = set,
+            Err(poisoned) => *poisoned.into_inner() = set,
         }
     }
 
@@ -128,6 +149,11 @@ impl Clone for Agencies {
         if let Ok(mut kept) = copy.configured.write() {
             *kept = Some(self.configured());
         }
+        let revoked = match self.revoked.read() {
+            Ok(g) => (**g).clone(),
+            Err(poisoned) => (**poisoned.into_inner()).clone(),
+        };
+        copy.replace_revoked(revoked);
         copy
     }
 }

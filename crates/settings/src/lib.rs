@@ -158,6 +158,36 @@ pub struct GrpcSettings {
     /// Mutual TLS: every call presents an agency certificate issued by `client_ca_file`.
     #[serde(default)]
     pub tls: Option<TlsSettings>,
+    /// The hub's issuing authority: agencies enrol with a one-time code and a certificate
+    /// signing request, and renew with their current certificate (`himaya.v1.Enrolment`).
+    /// None: certificates are issued outside the hub.
+    #[serde(default)]
+    pub issuer: Option<IssuerSettings>,
+}
+
+/// The authority that signs agencies' certificates (its certificate must be one of
+/// `grpc.tls.client_ca_file`'s). Its key is provisioned like the audit signing key: a
+/// file readable by the directory's process only, never in the repository.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerSettings {
+    /// The authority's certificate (PEM).
+    pub cert_file: PathBuf,
+    /// The authority's private key (PEM).
+    pub key_file: PathBuf,
+    /// How long an issued certificate is valid (days).
+    #[serde(default = "default_certificate_days")]
+    pub certificate_days: u32,
+    /// How long a one-time enrolment code is valid (hours).
+    #[serde(default = "default_enrolment_hours")]
+    pub enrolment_hours: u32,
+}
+
+fn default_certificate_days() -> u32 {
+    90
+}
+fn default_enrolment_hours() -> u32 {
+    72
 }
 
 /// The hub's TLS identity and the authority that issues agencies' certificates. An
@@ -701,6 +731,26 @@ impl Settings {
 
     /// Checks what serde cannot: names, URLs, limits.
     pub fn validate(&self) -> Result<(), SettingsError> {
+        if let Some(i) = &self.grpc.issuer {
+            if !(1..=397).contains(&i.certificate_days) {
+                return Err(invalid(
+                    "grpc.issuer.certificate_days",
+                    "must be between 1 and 397 days (90 is usual)",
+                ));
+            }
+            if !(1..=720).contains(&i.enrolment_hours) {
+                return Err(invalid(
+                    "grpc.issuer.enrolment_hours",
+                    "must be between 1 and 720 hours",
+                ));
+            }
+            if self.grpc.tls.is_none() {
+                return Err(invalid(
+                    "grpc.issuer",
+                    "needs grpc.tls: the certificates it issues identify agencies over mutual TLS",
+                ));
+            }
+        }
         if !(50..=60_000).contains(&self.directory.follow_ms) {
             return Err(invalid(
                 "directory.follow_ms",

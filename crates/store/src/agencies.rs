@@ -23,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 /// The directory's published view of its agencies (migration `0002_agencies.sql`).
 const TABLE: &str = "directory.agencies_v1";
+/// And of the certificates it revoked that have not expired (`0003_certificates.sql`).
+const REVOKED: &str = "directory.revoked_certificates_v1";
 /// The most a token file may hold.
 const MAX_TOKEN_FILE: u64 = 4096;
 
@@ -49,6 +51,7 @@ struct Row {
 /// What a process knows of the table: the change it last read, each agency as built then.
 pub struct Follower {
     seen: i64,
+    seen_revoked: Option<i64>,
     built: HashMap<String, (i64, Arc<AgencySettings>)>,
     /// The configuration's agencies, for the tokens the table says to take from it.
     seed: Arc<AgencyMap>,
@@ -58,29 +61,53 @@ impl Follower {
     pub fn new(settings: &Settings) -> Follower {
         Follower {
             seen: 0,
+            seen_revoked: None,
             built: HashMap::new(),
             seed: settings.agencies.configured(),
         }
     }
 
-    /// Reads the table if it changed since the last call and replaces `settings`'
-    /// agencies with it. `Ok(false)`: nothing changed, or the table does not exist yet.
+    /// Reads the table (and the revoked certificates) if they changed since the last
+    /// call and replaces `settings`' agencies with them. `Ok(false)`: nothing changed, or
+    /// the directory has not created its table yet.
     pub async fn refresh(
         &mut self,
         pool: &PgPool,
         settings: &Settings,
     ) -> Result<bool, sqlx::Error> {
-        let newest: Option<i64> = match sqlx::query_scalar(&format!("SELECT max(seq) FROM {TABLE}"))
-            .fetch_one(pool)
-            .await
-        {
-            Ok(n) => n,
+        let newest = match newest_change(pool, TABLE).await {
+            Ok(n) => n.unwrap_or(0),
             Err(e) if not_there_yet(&e) => return Ok(false),
             Err(e) => return Err(e),
         };
-        let Some(newest) = newest.filter(|n| *n != self.seen) else {
-            return Ok(false);
+        let revoked = match newest_change(pool, REVOKED).await {
+            Ok(n) => Some(n.unwrap_or(0)),
+            // A directory not migrated that far yet revokes nothing.
+            Err(e) if not_there_yet(&e) => None,
+            Err(e) => return Err(e),
         };
+        let mut changed = false;
+        if revoked != self.seen_revoked {
+            let fingerprints: Vec<String> = match revoked {
+                Some(_) => {
+                    sqlx::query_scalar(&format!("SELECT fingerprint FROM {REVOKED}"))
+                        .fetch_all(pool)
+                        .await?
+                }
+                None => Vec::new(),
+            };
+            let set = fingerprints
+                .iter()
+                .filter_map(|f| hex_32(f))
+                .collect::<std::collections::HashSet<_>>();
+            tracing::info!(revoked = set.len(), "revoked certificates followed");
+            settings.agencies.replace_revoked(set);
+            self.seen_revoked = revoked;
+            changed = true;
+        }
+        if newest == 0 || newest == self.seen {
+            return Ok(changed);
+        }
         let rows: Vec<Row> = sqlx::query_as(&format!(
             "SELECT agency_id, agency_type, name_ar, name_en, services, governorates, endpoint,
                     protocol, inbound_token_ref, outbound_token_ref, login_user,
@@ -159,6 +186,20 @@ impl Follower {
             suspended: row.status == "suspended",
         })
     }
+}
+
+/// The highest change number of a directory view.
+async fn newest_change(pool: &PgPool, view: &str) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(&format!("SELECT max(seq) FROM {view}"))
+        .fetch_one(pool)
+        .await
+}
+
+/// A fingerprint as the directory writes it (64 hex digits).
+fn hex_32(text: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(text, &mut out).ok()?;
+    Some(out)
 }
 
 /// Where a token is: `configuration`, `env:NAME` or `file:/path`. A reference that

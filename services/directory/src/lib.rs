@@ -9,6 +9,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod agencies;
+pub mod certificates;
 
 use std::sync::Arc;
 
@@ -37,6 +38,8 @@ const MAX_FOUND: i64 = 50;
 pub struct DirectoryApi {
     settings: Arc<Settings>,
     pool: PgPool,
+    /// The issuing authority (`grpc.issuer`), when the hub issues agencies' certificates.
+    issuer: Option<Arc<certificates::Issuer>>,
 }
 
 impl DirectoryApi {
@@ -357,6 +360,37 @@ impl pb::directory_server::Directory for DirectoryApi {
         Ok(Response::new(row.to_pb()))
     }
 
+    async fn create_enrolment(
+        &self,
+        req: Request<pb::CreateEnrolmentRequest>,
+    ) -> Result<Response<pb::EnrolmentCode>, Status> {
+        let (meta, _, r) = req.into_parts();
+        let issuer = self.issuer.as_deref();
+        certificates::create_enrolment(&self.pool, &self.settings, issuer, &meta, r)
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_certificates(
+        &self,
+        req: Request<pb::ListCertificatesRequest>,
+    ) -> Result<Response<pb::ListCertificatesResponse>, Status> {
+        let (meta, _, r) = req.into_parts();
+        certificates::list(&self.pool, &self.settings, &meta, r)
+            .await
+            .map(Response::new)
+    }
+
+    async fn revoke_certificate(
+        &self,
+        req: Request<pb::RevokeCertificateRequest>,
+    ) -> Result<Response<pb::IssuedCertificate>, Status> {
+        let (meta, _, r) = req.into_parts();
+        certificates::revoke(&self.pool, &self.settings, &meta, r)
+            .await
+            .map(Response::new)
+    }
+
     async fn upsert_service(
         &self,
         req: Request<pb::UpsertServiceRequest>,
@@ -485,6 +519,38 @@ impl pb::directory_server::Directory for DirectoryApi {
     }
 }
 
+/// `himaya.v1.Enrolment`: agencies getting and renewing their certificates.
+pub struct EnrolmentApi {
+    settings: Arc<Settings>,
+    pool: PgPool,
+    issuer: Option<Arc<certificates::Issuer>>,
+}
+
+#[tonic::async_trait]
+impl pb::enrolment_server::Enrolment for EnrolmentApi {
+    async fn enrol(
+        &self,
+        req: Request<pb::EnrolRequest>,
+    ) -> Result<Response<pb::IssuedCertificate>, Status> {
+        let (meta, _, r) = req.into_parts();
+        let issuer = self.issuer.as_deref();
+        certificates::enrol(&self.pool, &self.settings, issuer, &meta, r)
+            .await
+            .map(Response::new)
+    }
+
+    async fn renew(
+        &self,
+        req: Request<pb::RenewRequest>,
+    ) -> Result<Response<pb::IssuedCertificate>, Status> {
+        let (meta, _, r) = req.into_parts();
+        let issuer = self.issuer.as_deref();
+        certificates::renew(&self.pool, &self.settings, issuer, &meta, r)
+            .await
+            .map(Response::new)
+    }
+}
+
 /// The directory as a component of the hub.
 pub struct Directory;
 
@@ -502,13 +568,24 @@ impl Component for Directory {
         )
         .await?;
         agencies::seed(&pool, &ctx.settings).await?;
+        let issuer = certificates::load(&ctx.settings)?.map(Arc::new);
         let max = ctx.settings.grpc.max_message_bytes;
+        let enrolment = EnrolmentApi {
+            settings: ctx.settings.clone(),
+            pool: pool.clone(),
+            issuer: issuer.clone(),
+        };
         let api = DirectoryApi {
             settings: ctx.settings,
             pool,
+            issuer,
         };
         Ok(Started::default()
             .grpc(pb::directory_server::DirectoryServer::new(api).max_decoding_message_size(max))
+            .grpc(
+                pb::enrolment_server::EnrolmentServer::new(enrolment)
+                    .max_decoding_message_size(max),
+            )
             .task(relay))
     }
 }

@@ -11,3 +11,6 @@ directory-agency-exists = الجهة `{ $agency_id }` موجودة في الدل
 directory-agency-stale = الجهة `{ $agency_id }` في الإصدار { $current } وليس { $expected }: أعد تحميلها ثم حاول مجددًا
 directory-agency-gone = حُذفت الجهة `{ $agency_id }` من الدليل: لإعادتها أضفها من جديد عبر PutAgency (expected_version { $current })
 directory-agency-self = لا يستطيع المشرف إيقاف جهته أو حذفها: يجب أن يفعل ذلك مشرف آخر
+enrolment-no-issuer = هذه المنصة لا تصدر الشهادات (grpc.issuer غير مضبوط): تحصل على شهادتك من مشغلي المنصة
+enrolment-code-refused = رمز التسجيل غير صالح لهذه الجهة: ربما كُتب خطأ أو استُخدم أو انتهت صلاحيته أو استُبدل برمز أحدث؛ اطلب رمزًا جديدًا من مشرفي المنصة
+certificate-not-found = لم تصدر المنصة شهادة بهذه البصمة (ListCertificates يعرض شهادات الجهة)

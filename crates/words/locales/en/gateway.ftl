@@ -17,3 +17,4 @@ gateway-too-large = the request is larger than the { $max } bytes one call may c
 gateway-busy = the hub is at its bound for this kind of call right now; send it again in { $retry_after_ms } ms with the same submission_id (nothing was stored)
 gateway-timeout = the call did not finish within { $timeout_ms } ms (limits.request_timeout_ms) and was abandoned; send it again with the same submission_id (a referral the hub already took is answered as it was, never taken twice)
 gateway-agency-suspended = the hub's administrators have suspended this agency's access: ask them to reactivate it
+gateway-certificate-revoked = this certificate was revoked by the hub's administrators: enrol again or use your renewed certificate
