@@ -14,7 +14,7 @@ pub mod relay;
 use std::str::FromStr;
 
 use himaya_settings::ExposeSecret;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
 pub use relay::run_relay;
@@ -41,6 +41,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("the database URL is not valid")]
     Url(#[source] sqlx::Error),
+    #[error("configuration key `{key}`: {problem}")]
+    Setting { key: &'static str, problem: String },
     #[error("`{0}` is not a valid schema or database name (a-z, 0-9, _)")]
     Name(String),
     #[error("a stored value is malformed: {0}")]
@@ -89,9 +91,99 @@ pub fn check_name(name: &str) -> Result<&str, StoreError> {
     }
 }
 
+/// How every connection of the hub reaches PostgreSQL: `database.url`, and with
+/// `database.ca_file` TLS with `sslmode=verify-full` (the server's certificate must chain
+/// to that authority or to one of the system's, and name the URL's host), presenting
+/// `database.client_cert_file` when set. Without `database.ca_file`, the URL's `sslmode`
+/// applies; a URL that names none stays in plain text as before (not libpq's `prefer`,
+/// which would encrypt without checking whom it talks to).
+pub fn connect_options(
+    db: &himaya_settings::DatabaseSettings,
+) -> Result<PgConnectOptions, StoreError> {
+    let mut opts = url_options(db.url.expose_secret())?;
+    if let Some(ca) = &db.ca_file {
+        readable(ca, "database.ca_file")?;
+        opts = opts.ssl_mode(PgSslMode::VerifyFull).ssl_root_cert(ca);
+    }
+    if let (Some(cert), Some(key)) = (&db.client_cert_file, &db.client_key_file) {
+        readable(cert, "database.client_cert_file")?;
+        readable(key, "database.client_key_file")?;
+        opts = opts.ssl_client_cert(cert).ssl_client_key(key);
+    }
+    Ok(opts)
+}
+
+/// A connection URL's options: its own `sslmode`, or plain text when it names none.
+fn url_options(url: &str) -> Result<PgConnectOptions, StoreError> {
+    let opts = PgConnectOptions::from_str(url).map_err(StoreError::Url)?;
+    Ok(if names_ssl_mode(url) {
+        opts
+    } else {
+        opts.ssl_mode(PgSslMode::Disable)
+    })
+}
+
+/// Whether a connection URL chooses its own `sslmode`.
+fn names_ssl_mode(url: &str) -> bool {
+    url.split_once('?').is_some_and(|(_, query)| {
+        query
+            .split('&')
+            .any(|kv| kv.starts_with("sslmode=") || kv.starts_with("ssl-mode="))
+    })
+}
+
+/// sqlx reads the certificate files at each connection: a missing one is named now.
+fn readable(path: &std::path::Path, key: &'static str) -> Result<(), StoreError> {
+    std::fs::File::open(path)
+        .map(drop)
+        .map_err(|e| StoreError::Setting {
+            key,
+            problem: format!("{} cannot be read: {e}", path.display()),
+        })
+}
+
+/// A connection error said so that the operator knows which setting to look at: a
+/// server certificate refused names `database.ca_file`, a server without TLS says so.
+pub fn explain(e: StoreError, db: &himaya_settings::DatabaseSettings) -> StoreError {
+    let StoreError::Database(inner) = &e else {
+        return e;
+    };
+    let refused = match inner {
+        sqlx::Error::Io(io) => io
+            .get_ref()
+            .and_then(|i| i.downcast_ref::<rustls::Error>())
+            .is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_))),
+        _ => false,
+    };
+    let problem = match (&db.ca_file, refused, inner) {
+        (Some(ca), true, _) => format!(
+            "the database server's certificate was refused: it must be issued by the authority \
+             in database.ca_file ({}) and name database.url's host ({inner})",
+            ca.display()
+        ),
+        (Some(_), false, sqlx::Error::Tls(t)) => format!(
+            "TLS with the database server failed: database.ca_file asks for \
+             sslmode=verify-full; is TLS on in its postgresql.conf? ({t})"
+        ),
+        (None, true, _) => format!(
+            "the database server's certificate was refused: database.url asks for a \
+             certificate check; set database.ca_file to the server's authority ({inner})"
+        ),
+        _ => return e,
+    };
+    StoreError::Setting {
+        key: "database.ca_file",
+        problem,
+    }
+}
+
 /// Creates the database named in `url` when it does not exist yet (first start).
 pub async fn ensure_database(url: &str) -> Result<(), StoreError> {
-    let opts = PgConnectOptions::from_str(url).map_err(StoreError::Url)?;
+    ensure_database_with(url_options(url)?).await
+}
+
+/// [`ensure_database`] with the connection's options (see [`connect_options`]).
+pub async fn ensure_database_with(opts: PgConnectOptions) -> Result<(), StoreError> {
     let name = opts.get_database().unwrap_or("postgres").to_owned();
     let mut admin = opts.clone().database("postgres").connect().await?;
     let exists: bool =
@@ -116,10 +208,17 @@ pub async fn ensure_database(url: &str) -> Result<(), StoreError> {
 /// A pool whose connections see only `schema` (its `search_path`), with the schema, the
 /// outbox and the inbox created if missing. The service then runs its own migrations.
 pub async fn connect(url: &str, schema: &str, max_connections: u32) -> Result<PgPool, StoreError> {
+    connect_with(url_options(url)?, schema, max_connections).await
+}
+
+/// [`connect`] with the connection's options (see [`connect_options`]).
+pub async fn connect_with(
+    opts: PgConnectOptions,
+    schema: &str,
+    max_connections: u32,
+) -> Result<PgPool, StoreError> {
     let schema = check_name(schema)?;
-    let opts = PgConnectOptions::from_str(url)
-        .map_err(StoreError::Url)?
-        .options([("search_path", schema)]);
+    let opts = opts.options([("search_path", schema)]);
     let mut conn = PgConnection::connect_with(&opts).await?;
     prepare_schema(&mut conn, schema).await?;
     conn.close().await?;
@@ -134,15 +233,15 @@ pub fn extra_pool(
     schema: &str,
     max_connections: u32,
 ) -> Result<PgPool, StoreError> {
-    pool_of(db.url.expose_secret(), schema, max_connections)
+    let schema = check_name(schema)?;
+    let opts = connect_options(db)?.options([("search_path", schema)]);
+    Ok(options(max_connections).connect_lazy_with(opts))
 }
 
 /// Another pool on a schema [`connect`] prepared, connecting as it needs.
 pub fn pool_of(url: &str, schema: &str, max_connections: u32) -> Result<PgPool, StoreError> {
     let schema = check_name(schema)?;
-    let opts = PgConnectOptions::from_str(url)
-        .map_err(StoreError::Url)?
-        .options([("search_path", schema)]);
+    let opts = url_options(url)?.options([("search_path", schema)]);
     Ok(options(max_connections).connect_lazy_with(opts))
 }
 
@@ -330,8 +429,12 @@ pub async fn connect_service(
     db: &himaya_settings::DatabaseSettings,
     schema: &str,
 ) -> Result<PgPool, StoreError> {
-    ensure_database(db.url.expose_secret()).await?;
-    connect(db.url.expose_secret(), schema, db.max_connections).await
+    let opts = connect_options(db)?;
+    let connected = async {
+        ensure_database_with(opts.clone()).await?;
+        connect_with(opts, schema, db.max_connections).await
+    };
+    connected.await.map_err(|e| explain(e, db))
 }
 
 impl From<&himaya_settings::RelaySettings> for relay::RelayConfig {
@@ -357,6 +460,40 @@ mod tests {
         for bad in ["", "Cases", "cases; DROP TABLE x", "a-b", &"x".repeat(64)] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_url_without_sslmode_stays_plain_and_a_ca_file_asks_verify_full() {
+        let mut db = himaya_settings::DatabaseSettings {
+            url: "postgres://hub:pw@db:5432/himaya".to_owned().into(),
+            max_connections: 2,
+            urgent_connections: 1,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+        };
+        assert!(matches!(
+            connect_options(&db).unwrap().get_ssl_mode(),
+            PgSslMode::Disable
+        ));
+        db.url = "postgres://hub:pw@db:5432/himaya?sslmode=require"
+            .to_owned()
+            .into();
+        assert!(matches!(
+            connect_options(&db).unwrap().get_ssl_mode(),
+            PgSslMode::Require
+        ));
+        db.ca_file = Some("/nonexistent/ca.pem".into());
+        let e = connect_options(&db).unwrap_err().to_string();
+        assert!(
+            e.contains("database.ca_file") && e.contains("/nonexistent/ca.pem"),
+            "{e}"
+        );
+        db.ca_file = Some(std::env::current_exe().unwrap());
+        assert!(matches!(
+            connect_options(&db).unwrap().get_ssl_mode(),
+            PgSslMode::VerifyFull
+        ));
     }
 
     #[test]
