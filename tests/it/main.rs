@@ -14,6 +14,7 @@ mod bus_behaviour;
 mod case_lifecycle;
 mod connectors;
 mod disclosure_log;
+mod encrypted_links;
 mod exports_and_notices;
 mod identity;
 mod metrics;

@@ -1,0 +1,186 @@
+//! The hub's links to the broker and the database, encrypted and checked: a school's
+//! referral crosses `amqps://` and PostgreSQL with `sslmode=verify-full`, against the
+//! local servers' TLS that `scripts/tls-servers` turns on with a test authority of its
+//! own (`$HIMAYA_TEST_TLS_DIR/ca.pem`). A server whose certificate another authority
+//! issued is refused, and so is a server that answers in plain text, each within the
+//! connect timeouts and with an error naming the setting to look at.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::helpers::*;
+use himaya::hub::{Component, Hub};
+use himaya_settings::{ExposeSecret, SecretString, Settings};
+
+/// Where `scripts/tls-servers` keeps the authority the local servers' certificate is from.
+fn authority() -> PathBuf {
+    let ca =
+        PathBuf::from(env_or("HIMAYA_TEST_TLS_DIR", "/var/lib/himaya-test-tls")).join("ca.pem");
+    assert!(
+        ca.exists(),
+        "{} is missing: run scripts/tls-servers (scripts/test does)",
+        ca.display()
+    );
+    ca
+}
+
+/// The local broker's TLS listener (`scripts/tls-servers`).
+fn amqps_base() -> String {
+    env_or("HIMAYA_TEST_AMQPS", "amqps://guest:guest@127.0.0.1:5671")
+}
+
+/// `env`'s settings switched to TLS on both links, trusting `bus_ca` and `db_ca`.
+fn encrypted(env: &TestEnv, bus_ca: PathBuf, db_ca: PathBuf) -> Settings {
+    let mut s = env.settings.clone();
+    s.bus.url = SecretString::from(format!("{}/{}", amqps_base(), env.vhost));
+    s.bus.ca_file = Some(bus_ca);
+    s.database.ca_file = Some(db_ca);
+    s.validate().expect("valid encrypted links");
+    s
+}
+
+/// An authority that never issued the local servers' certificate.
+fn another_authority(env: &TestEnv) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{}-other-ca", env.db_name));
+    himaya::dev_certs::generate(&dir, ["health-cairo"], 1)
+        .expect("another authority")
+        .ca()
+}
+
+/// The start's whole error chain, and how long it took to fail.
+async fn refused(settings: Settings) -> (String, Duration) {
+    let started = Instant::now();
+    let result = tokio::time::timeout(
+        himaya_bus::CONNECT_TIMEOUT + Duration::from_secs(20),
+        Hub::start(settings, &Component::ALL),
+    )
+    .await
+    .expect("the start ends (it does not hang on a refused link)");
+    match result {
+        Ok(_) => panic!("the hub started over a link it should have refused"),
+        Err(e) => {
+            let e = format!("{e:#}");
+            println!("refused in {:?}: {e}", started.elapsed());
+            (e, started.elapsed())
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_referral_crosses_amqps_and_verify_full() {
+    let (agency, addr) = FakeAgency::start(&[]).await;
+    let env = TestEnv::new(Some(addr)).await;
+    let ca = authority();
+    let hub = Hub::start(encrypted(&env, ca.clone(), ca), &Component::ALL)
+        .await
+        .expect("the hub starts over TLS to both servers");
+    let case = submit_school(&channel(&hub).await, "sub-encrypted").await;
+    assert!(case.starts_with("case_"));
+    eventually(30, "the delivery at the agency", || async {
+        (agency.count() >= 1).then_some(())
+    })
+    .await;
+
+    // Every connection the hub holds to its database is TLS...
+    let pool = env.pool().await;
+    let (encrypted, all): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE s.ssl), count(*)
+           FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+          WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(all > 0, "the hub holds connections to its database");
+    assert_eq!(
+        encrypted, all,
+        "every database connection of the hub is TLS"
+    );
+
+    // ...and so is every connection to its vhost.
+    let api = env_or("HIMAYA_TEST_RABBIT_API", "http://127.0.0.1:15672");
+    let connections: serde_json::Value =
+        eventually(30, "the hub's broker connections listed", || async {
+            let list: serde_json::Value = http()
+                .get(format!("{api}/api/vhosts/{}/connections", env.vhost))
+                .basic_auth("guest", Some("guest"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (!list.as_array()?.is_empty()).then_some(list)
+        })
+        .await;
+    for c in connections.as_array().unwrap() {
+        assert_eq!(c["ssl"], serde_json::Value::Bool(true), "{c}");
+        assert_eq!(c["port"], serde_json::json!(5671), "{c}");
+    }
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_certificate_from_another_authority_is_refused() {
+    let env = TestEnv::new(None).await;
+    let ours = authority();
+    let other = another_authority(&env);
+
+    // The broker's certificate against another authority: refused, naming bus.ca_file.
+    let (e, took) = refused(encrypted(&env, other.clone(), ours.clone())).await;
+    assert!(e.contains("bus.ca_file") && e.contains("refused"), "{e}");
+    assert!(
+        took < himaya_bus::CONNECT_TIMEOUT,
+        "refused at once, not timed out: {took:?}"
+    );
+
+    // The database's: refused, naming database.ca_file.
+    let (e, took) = refused(encrypted(&env, ours, other.clone())).await;
+    assert!(
+        e.contains("database.ca_file") && e.contains("refused"),
+        "{e}"
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(
+        !e.contains("guest:guest") && !e.contains("postgres:postgres"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(other.parent().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_text_is_refused_where_tls_is_asked() {
+    let env = TestEnv::new(None).await;
+    let ca = authority();
+
+    // amqps:// to the broker's plain AMQP port: the handshake fails, no fall back.
+    let mut s = encrypted(&env, ca.clone(), ca.clone());
+    let plain_port = s.bus.url.expose_secret().replace(":5671/", ":5672/");
+    s.bus.url = SecretString::from(plain_port);
+    let (e, took) = refused(s).await;
+    assert!(e.contains("TLS listener"), "{e}");
+    assert!(took < himaya_bus::CONNECT_TIMEOUT, "{took:?}");
+
+    // A database server that does not speak TLS (it answers `N` to the TLS request, as
+    // PostgreSQL with ssl = off does): refused, naming database.ca_file.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let plain_server = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut c, _)) = listener.accept().await {
+            let mut request = [0u8; 8];
+            if c.read_exact(&mut request).await.is_ok() {
+                let _ = c.write_all(b"N").await;
+            }
+        }
+    });
+    let mut s = encrypted(&env, ca.clone(), ca);
+    s.database.url = SecretString::from(format!(
+        "postgres://postgres:postgres@127.0.0.1:{port}/{}",
+        env.db_name
+    ));
+    let (e, took) = refused(s).await;
+    assert!(e.contains("database.ca_file") && e.contains("TLS"), "{e}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    plain_server.abort();
+}
