@@ -12,10 +12,14 @@ use crate::helpers::*;
 use himaya::hub::{Component, Hub};
 use himaya_settings::{ExposeSecret, SecretString, Settings};
 
-/// Where `scripts/tls-servers` keeps the authority the local servers' certificate is from.
+/// Where `scripts/tls-servers` keeps its authority and the client certificate it issued.
+fn tls_dir() -> PathBuf {
+    PathBuf::from(env_or("HIMAYA_TEST_TLS_DIR", "/var/lib/himaya-test-tls"))
+}
+
+/// The authority the local servers' certificate is from.
 fn authority() -> PathBuf {
-    let ca =
-        PathBuf::from(env_or("HIMAYA_TEST_TLS_DIR", "/var/lib/himaya-test-tls")).join("ca.pem");
+    let ca = tls_dir().join("ca.pem");
     assert!(
         ca.exists(),
         "{} is missing: run scripts/tls-servers (scripts/test does)",
@@ -37,6 +41,20 @@ fn encrypted(env: &TestEnv, bus_ca: PathBuf, db_ca: PathBuf) -> Settings {
     s.database.ca_file = Some(db_ca);
     s.validate().expect("valid encrypted links");
     s
+}
+
+/// The client certificate `scripts/tls-servers` issued (CN `himaya_tls_client`), the
+/// only way in for the PostgreSQL role of that name.
+fn client_pair() -> (PathBuf, PathBuf) {
+    (tls_dir().join("client.pem"), tls_dir().join("client.key"))
+}
+
+/// `env`'s database URL as the role that logs in by its certificate only.
+fn as_certificate_role(env: &TestEnv) -> SecretString {
+    SecretString::from(format!(
+        "postgres://himaya_tls_client@127.0.0.1:5432/{}",
+        env.db_name
+    ))
 }
 
 /// An authority that never issued the local servers' certificate.
@@ -71,20 +89,30 @@ async fn a_referral_crosses_amqps_and_verify_full() {
     let (agency, addr) = FakeAgency::start(&[]).await;
     let env = TestEnv::new(Some(addr)).await;
     let ca = authority();
-    let hub = Hub::start(encrypted(&env, ca.clone(), ca), &Component::ALL)
+    let mut settings = encrypted(&env, ca.clone(), ca);
+    // Both servers check a client certificate when one is presented: the hub's is.
+    let (cert, key) = client_pair();
+    settings.bus.client_cert_file = Some(cert.clone());
+    settings.bus.client_key_file = Some(key.clone());
+    settings.database.client_cert_file = Some(cert);
+    settings.database.client_key_file = Some(key);
+    settings.validate().unwrap();
+    let hub = Hub::start(settings, &Component::ALL)
         .await
         .expect("the hub starts over TLS to both servers");
-    let case = submit_school(&channel(&hub).await, "sub-encrypted").await;
+    let ch = channel(&hub).await;
+    let case = submit_school(&ch, "sub-encrypted").await;
     assert!(case.starts_with("case_"));
     eventually(30, "the delivery at the agency", || async {
         (agency.count() >= 1).then_some(())
     })
     .await;
 
-    // Every connection the hub holds to its database is TLS...
+    // Every connection the hub holds to its database is TLS with its certificate...
     let pool = env.pool().await;
-    let (encrypted, all): (i64, i64) = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE s.ssl), count(*)
+    let (encrypted, with_cert, all): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE s.ssl),
+                count(*) FILTER (WHERE s.client_dn = '/CN=himaya_tls_client'), count(*)
            FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
           WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()",
     )
@@ -96,6 +124,7 @@ async fn a_referral_crosses_amqps_and_verify_full() {
         encrypted, all,
         "every database connection of the hub is TLS"
     );
+    assert_eq!(with_cert, all, "and presents the hub's certificate");
 
     // ...and so is every connection to its vhost.
     let api = env_or("HIMAYA_TEST_RABBIT_API", "http://127.0.0.1:15672");
@@ -116,7 +145,18 @@ async fn a_referral_crosses_amqps_and_verify_full() {
     for c in connections.as_array().unwrap() {
         assert_eq!(c["ssl"], serde_json::Value::Bool(true), "{c}");
         assert_eq!(c["port"], serde_json::json!(5671), "{c}");
+        let subject = c["peer_cert_subject"].as_str().unwrap_or_default();
+        assert!(subject.contains("himaya_tls_client"), "{c}");
     }
+
+    // The broker drops every connection: the hub comes back over TLS, and the next
+    // referral arrives too.
+    close_connections(&env.vhost).await;
+    submit_school(&ch, "sub-encrypted-after-reconnect").await;
+    eventually(60, "the second delivery, after reconnecting", || async {
+        (agency.count() >= 2).then_some(())
+    })
+    .await;
     hub.stop().await;
 }
 
@@ -183,4 +223,45 @@ async fn plain_text_is_refused_where_tls_is_asked() {
     assert!(e.contains("database.ca_file") && e.contains("TLS"), "{e}");
     assert!(took < Duration::from_secs(10), "{took:?}");
     plain_server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_asks_for_the_hubs_certificate_gets_it() {
+    let env = TestEnv::new(None).await;
+    let ca = authority();
+    let (cert, key) = client_pair();
+
+    // The role logs in by its certificate only: without one, refused naming the setting.
+    let mut s = encrypted(&env, ca.clone(), ca.clone());
+    s.database.url = as_certificate_role(&env);
+    let (e, _) = refused(s.clone()).await;
+    assert!(e.contains("database.client_cert_file"), "{e}");
+
+    // In plain text (no database.ca_file), refused naming database.ca_file.
+    let mut plain = s.clone();
+    plain.database.ca_file = None;
+    let (e, _) = refused(plain).await;
+    assert!(
+        e.contains("database.ca_file") && e.contains("plain text"),
+        "{e}"
+    );
+
+    // With it, the hub starts and works on its database as that role.
+    s.database.client_cert_file = Some(cert);
+    s.database.client_key_file = Some(key);
+    let hub = Hub::start(s, &Component::ALL)
+        .await
+        .expect("the hub starts with its client certificate");
+    let case = submit_school(&channel(&hub).await, "sub-client-cert").await;
+    assert!(case.starts_with("case_"));
+    let pool = env.pool().await;
+    let users: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT usename::text FROM pg_stat_activity
+          WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(users, ["himaya_tls_client"]);
+    hub.stop().await;
 }

@@ -155,6 +155,31 @@ pub fn explain(e: StoreError, db: &himaya_settings::DatabaseSettings) -> StoreEr
             .is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_))),
         _ => false,
     };
+    // SQLSTATE 28000 (invalid authorization): pg_hba.conf's answer, worded by the server.
+    if let sqlx::Error::Database(d) = inner {
+        let said = d.message();
+        if d.code().as_deref() == Some("28000") {
+            if said.contains("client certificate") {
+                return StoreError::Setting {
+                    key: "database.client_cert_file",
+                    problem: format!(
+                        "the database server asks for the hub's certificate: set \
+                         database.client_cert_file and database.client_key_file to one its \
+                         authority issued, naming the URL's user ({said})"
+                    ),
+                };
+            }
+            if said.contains("no encryption") {
+                return StoreError::Setting {
+                    key: "database.ca_file",
+                    problem: format!(
+                        "the database server refuses plain text: set database.ca_file to the \
+                         authority of its certificate ({said})"
+                    ),
+                };
+            }
+        }
+    }
     let problem = match (&db.ca_file, refused, inner) {
         (Some(ca), true, _) => format!(
             "the database server's certificate was refused: it must be issued by the authority \
