@@ -175,7 +175,7 @@ async fn a_server_certificate_from_another_authority_is_refused() {
     );
 
     // The database's: refused, naming database.ca_file.
-    let (e, took) = refused(encrypted(&env, ours, other.clone())).await;
+    let (e, took) = refused(encrypted(&env, ours.clone(), other.clone())).await;
     assert!(
         e.contains("database.ca_file") && e.contains("refused"),
         "{e}"
@@ -185,6 +185,26 @@ async fn a_server_certificate_from_another_authority_is_refused() {
         !e.contains("guest:guest") && !e.contains("postgres:postgres"),
         "{e}"
     );
+
+    // The hub's own certificate from another authority: the broker refuses it (it
+    // checks a certificate presented to it), naming bus.client_cert_file.
+    let mut s = encrypted(&env, ours.clone(), ours);
+    let (cert, key) = himaya::dev_certs::DevCerts {
+        dir: other.parent().unwrap().to_owned(),
+    }
+    .pair("hub");
+    s.bus.client_cert_file = Some(cert);
+    s.bus.client_key_file = Some(key);
+    let (e, took) = refused(s.clone()).await;
+    assert!(e.contains("bus.client_cert_file"), "{e}");
+    assert!(took < himaya_bus::CONNECT_TIMEOUT, "{took:?}");
+
+    // And the database, which checks one too: naming database.client_cert_file.
+    s.database.client_cert_file = s.bus.client_cert_file.take();
+    s.database.client_key_file = s.bus.client_key_file.take();
+    let (e, took) = refused(s).await;
+    assert!(e.contains("database.client_cert_file"), "{e}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
     let _ = std::fs::remove_dir_all(other.parent().unwrap());
 }
 

@@ -223,7 +223,7 @@ impl Bus {
         let props = ConnectionProperties::default().with_connection_name("himaya".into());
         let conn = self.link.open(props).await.map_err(|e| match e.kind() {
             // The socket's own error (refused, timed out, TLS), said once.
-            lapin::ErrorKind::IOError(io) => BusError::Link(io.to_string()),
+            lapin::ErrorKind::IOError(io) => BusError::Link(self.link.describe(io)),
             _ => BusError::Connect(e),
         })?;
         let ch = conn.create_channel().await.map_err(BusError::Connect)?;

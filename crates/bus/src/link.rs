@@ -35,6 +35,8 @@ pub struct Link {
 #[derive(Clone)]
 struct Tls {
     connector: RustlsConnector,
+    /// Whether the hub presents a certificate of its own (`bus.client_cert_file`).
+    client: bool,
     /// `bus.ca_file`, when it is the only authority trusted.
     ca_file: Option<PathBuf>,
 }
@@ -92,6 +94,7 @@ impl Link {
                 tls: None,
             });
         }
+        let presents = client.is_some();
         let connector = match ca_file {
             Some(path) => {
                 let mut roots = rustls::RootCertStore::empty();
@@ -142,9 +145,27 @@ impl Link {
             url: url.to_owned(),
             tls: Some(Tls {
                 connector,
+                client: presents,
                 ca_file: ca_file.map(Path::to_path_buf),
             }),
         })
+    }
+
+    /// A connection that failed, in words: the socket's own error, with the setting to
+    /// look at when the broker refused the hub's certificate. Under TLS 1.3 the broker
+    /// says so only after the handshake, on the first read of the AMQP exchange.
+    pub(crate) fn describe(&self, e: &io::Error) -> String {
+        match &self.tls {
+            Some(tls) if client_refused(e) => tls.client_advice(e),
+            // The broker's alert can be lost when it closes the socket at once with our
+            // first AMQP bytes unread: the reset is all that arrives.
+            Some(tls) if tls.client && e.kind() == io::ErrorKind::ConnectionReset => format!(
+                "the broker closed the connection after the TLS handshake; if it checks \
+                 client certificates, bus.client_cert_file must be issued by an authority \
+                 it trusts (its ssl_options.cacertfile) and be valid now ({e})"
+            ),
+            _ => e.to_string(),
+        }
     }
 
     /// Whether the link is encrypted (`amqps://`).
@@ -199,6 +220,9 @@ impl Link {
 impl Tls {
     /// A failed handshake, said so that the operator knows which setting to look at.
     fn explain(&self, e: io::Error) -> io::Error {
+        if client_refused(&e) {
+            return io::Error::new(e.kind(), self.client_advice(&e));
+        }
         let refused = e
             .get_ref()
             .and_then(|inner| inner.downcast_ref::<rustls::Error>())
@@ -219,6 +243,45 @@ impl Tls {
         };
         io::Error::new(e.kind(), format!("{advice} ({e})"))
     }
+}
+
+impl Tls {
+    fn client_advice(&self, e: &io::Error) -> String {
+        if self.client {
+            format!(
+                "the broker refused the hub's certificate: bus.client_cert_file must be \
+                 issued by an authority the broker trusts (its ssl_options.cacertfile) and \
+                 be valid now ({e})"
+            )
+        } else {
+            format!(
+                "the broker asks for the hub's certificate: set bus.client_cert_file and \
+                 bus.client_key_file ({e})"
+            )
+        }
+    }
+}
+
+/// Whether the broker ended the handshake over the hub's own certificate (or its lack).
+fn client_refused(e: &io::Error) -> bool {
+    use rustls::AlertDescription as A;
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|r| {
+            matches!(
+                r,
+                rustls::Error::AlertReceived(
+                    A::BadCertificate
+                        | A::UnsupportedCertificate
+                        | A::CertificateRevoked
+                        | A::CertificateExpired
+                        | A::CertificateUnknown
+                        | A::UnknownCA
+                        | A::AccessDenied
+                        | A::CertificateRequired
+                )
+            )
+        })
 }
 
 fn setting(key: &'static str, problem: String) -> BusError {

@@ -148,13 +148,49 @@ pub fn explain(e: StoreError, db: &himaya_settings::DatabaseSettings) -> StoreEr
     let StoreError::Database(inner) = &e else {
         return e;
     };
-    let refused = match inner {
-        sqlx::Error::Io(io) => io
-            .get_ref()
-            .and_then(|i| i.downcast_ref::<rustls::Error>())
-            .is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_))),
-        _ => false,
+    let tls_error = match inner {
+        sqlx::Error::Io(io) => io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+        _ => None,
     };
+    let refused = matches!(tls_error, Some(rustls::Error::InvalidCertificate(_)));
+    // Under TLS 1.3 a server's alert over the hub's certificate comes after the
+    // handshake, and can be lost when it closes at once: the reset is all that arrives.
+    let reset =
+        matches!(inner, sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionReset);
+    if reset && db.ca_file.is_some() && db.client_cert_file.is_some() {
+        return StoreError::Setting {
+            key: "database.client_cert_file",
+            problem: format!(
+                "the database server closed the connection after the TLS handshake; if it \
+                 checks client certificates, database.client_cert_file must be issued by an \
+                 authority it trusts (its ssl_ca_file) and be valid now ({inner})"
+            ),
+        };
+    }
+    // The server ended the handshake over the hub's own certificate.
+    if let Some(rustls::Error::AlertReceived(alert)) = tls_error {
+        use rustls::AlertDescription as A;
+        if matches!(
+            alert,
+            A::BadCertificate
+                | A::UnsupportedCertificate
+                | A::CertificateRevoked
+                | A::CertificateExpired
+                | A::CertificateUnknown
+                | A::UnknownCA
+                | A::AccessDenied
+                | A::CertificateRequired
+        ) {
+            return StoreError::Setting {
+                key: "database.client_cert_file",
+                problem: format!(
+                    "the database server refused the hub's certificate: it must be issued \
+                     by an authority the server trusts (its ssl_ca_file) and be valid now \
+                     ({inner})"
+                ),
+            };
+        }
+    }
     // SQLSTATE 28000 (invalid authorization): pg_hba.conf's answer, worded by the server.
     if let sqlx::Error::Database(d) = inner {
         let said = d.message();
