@@ -285,3 +285,46 @@ async fn a_database_that_asks_for_the_hubs_certificate_gets_it() {
     assert_eq!(users, ["himaya_tls_client"]);
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_finishes_its_handshake_stops_the_start_within_the_bound() {
+    let env = TestEnv::new(None).await;
+    let ca = authority();
+    // A server that takes the connection and never answers (as behind a firewall that
+    // lets the SYN through, or a wedged server).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((c, _)) = listener.accept().await {
+            held.push(c);
+        }
+    });
+
+    // Both links at once: each start ends at its own bound.
+    let mut to_broker = encrypted(&env, ca.clone(), ca.clone());
+    to_broker.bus.url = SecretString::from(format!(
+        "amqps://guest:guest@127.0.0.1:{port}/{}",
+        env.vhost
+    ));
+    let mut to_database = encrypted(&env, ca.clone(), ca);
+    to_database.database.url = SecretString::from(format!(
+        "postgres://postgres:postgres@127.0.0.1:{port}/{}",
+        env.db_name
+    ));
+    let ((e, took), (db_e, db_took)) = tokio::join!(refused(to_broker), refused(to_database));
+    assert!(e.contains("within 10 s") && e.contains("bus.url"), "{e}");
+    assert!(
+        took < himaya_bus::CONNECT_TIMEOUT + Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert!(
+        db_e.contains("within 10 s") && db_e.contains("database.url"),
+        "{db_e}"
+    );
+    assert!(
+        db_took < himaya_store::CONNECT_TIMEOUT + Duration::from_secs(3),
+        "{db_took:?}"
+    );
+    silent.abort();
+}

@@ -15,7 +15,7 @@ use std::str::FromStr;
 
 use himaya_settings::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
-use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 
 pub use relay::run_relay;
 
@@ -43,6 +43,8 @@ pub enum StoreError {
     Url(#[source] sqlx::Error),
     #[error("configuration key `{key}`: {problem}")]
     Setting { key: &'static str, problem: String },
+    #[error("no connection to the database within {} s (TCP, TLS and its start-up); is database.url's host and port right?", CONNECT_TIMEOUT.as_secs())]
+    ConnectTimeout,
     #[error("`{0}` is not a valid schema or database name (a-z, 0-9, _)")]
     Name(String),
     #[error("a stored value is malformed: {0}")]
@@ -72,8 +74,22 @@ impl StoreError {
                     | sqlx::Error::WorkerCrashed
                     | sqlx::Error::Tls(_)
             ),
+            StoreError::ConnectTimeout => true,
             _ => false,
         }
+    }
+}
+
+/// The longest one connection may take to open (TCP, TLS, PostgreSQL's start-up), like
+/// the pools' `acquire_timeout`: a server that takes no packets or never finishes its
+/// handshake fails the start instead of hanging it.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One connection outside a pool, within [`CONNECT_TIMEOUT`].
+async fn connect_one(opts: &PgConnectOptions) -> Result<PgConnection, StoreError> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(opts)).await {
+        Ok(conn) => Ok(conn?),
+        Err(_) => Err(StoreError::ConnectTimeout),
     }
 }
 
@@ -246,7 +262,7 @@ pub async fn ensure_database(url: &str) -> Result<(), StoreError> {
 /// [`ensure_database`] with the connection's options (see [`connect_options`]).
 pub async fn ensure_database_with(opts: PgConnectOptions) -> Result<(), StoreError> {
     let name = opts.get_database().unwrap_or("postgres").to_owned();
-    let mut admin = opts.clone().database("postgres").connect().await?;
+    let mut admin = connect_one(&opts.clone().database("postgres")).await?;
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
             .bind(&name)
@@ -280,7 +296,7 @@ pub async fn connect_with(
 ) -> Result<PgPool, StoreError> {
     let schema = check_name(schema)?;
     let opts = opts.options([("search_path", schema)]);
-    let mut conn = PgConnection::connect_with(&opts).await?;
+    let mut conn = connect_one(&opts).await?;
     prepare_schema(&mut conn, schema).await?;
     conn.close().await?;
     let pool = options(max_connections).connect_with(opts).await?;
@@ -315,7 +331,7 @@ pub fn pool_of(url: &str, schema: &str, max_connections: u32) -> Result<PgPool, 
 fn options(max_connections: u32) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(std::time::Duration::from_secs(10))
+        .acquire_timeout(CONNECT_TIMEOUT)
         .test_before_acquire(false)
 }
 
