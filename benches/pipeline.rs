@@ -243,10 +243,11 @@ async fn raw_postgres(
     secs: u64,
     what: &'static str,
 ) -> Figures {
+    // The hub's own link to the database (TLS only if configured), not sqlx's default.
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(connections)
         .min_connections(connections)
-        .connect(&env.db_url)
+        .connect_with(himaya_store::connect_options(&env.settings.database).unwrap())
         .await
         .unwrap();
     sqlx::query(
@@ -895,7 +896,7 @@ async fn open_loop(load: &tokio::runtime::Handle, rate: f64, secs: u64, drain_se
     let hotline = connect(load, hub.grpc_addr, certs.clone(), HOTLINE, 1).await;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(2)
-        .connect(&env.db_url)
+        .connect_with(himaya_store::connect_options(&env.settings.database).unwrap())
         .await
         .unwrap();
     let schemas: Vec<String> = sqlx::query_scalar(

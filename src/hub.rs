@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use himaya_bus::{Bus, Topology};
 use himaya_component::{listen, Component as _, StartError, Started};
-use himaya_settings::{ExposeSecret, Settings};
+use himaya_settings::Settings;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
@@ -121,8 +121,8 @@ impl Hub {
             "metrics",
             shutdown.clone(),
         ))];
-        let bus = Bus::connect_with(
-            settings.bus.url.expose_secret(),
+        let bus = Bus::connect_link(
+            himaya_bus::Link::from_settings(&settings.bus)?,
             Topology::new(settings.bus.prefix.clone()),
             metrics.clone(),
         )

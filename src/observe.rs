@@ -16,7 +16,7 @@ use axum::routing::get;
 use axum::Router;
 use himaya_bus::Bus;
 use himaya_metrics::{CasesOpen, ComponentLabel, KindLabel, KindRisk, Metrics, Readiness, Word};
-use himaya_settings::{ExposeSecret, Settings};
+use himaya_settings::Settings;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -86,7 +86,7 @@ pub async fn probe(
 ) {
     let every = settings.telemetry.probe_interval();
     let within = every.max(Duration::from_secs(1));
-    let pool = himaya_store::pool_of(settings.database.url.expose_secret(), "public", 1).ok();
+    let pool = himaya_store::extra_pool(&settings.database, "public", 1).ok();
     let mut shown: HashMap<&'static str, bool> = HashMap::new();
     let mut first = true;
     loop {
@@ -165,7 +165,7 @@ pub async fn sample(
         .audit
         .checkpoint_interval
         .set(settings.audit.checkpoint_interval_secs as f64);
-    let pool = match himaya_store::pool_of(settings.database.url.expose_secret(), "public", 1) {
+    let pool = match himaya_store::extra_pool(&settings.database, "public", 1) {
         Ok(p) => Some(p),
         Err(e) => {
             tracing::warn!(error = %e, "the metrics sampler has no database pool");

@@ -9,7 +9,7 @@ use std::io::Write;
 use anyhow::Context;
 use clap::Subcommand;
 use himaya_bus::{Bus, Parked, Selection, Topology};
-use himaya_settings::{ExposeSecret, Settings};
+use himaya_settings::Settings;
 
 use crate::client::Lang;
 
@@ -78,9 +78,10 @@ pub async fn run(cmd: ParkedCommand, settings: Settings) -> anyhow::Result<()> {
         } => return inbound(&settings, agency, limit, lang).await,
         ParkedCommand::Bus(cmd) => cmd,
     };
-    let bus = Bus::connect(
-        settings.bus.url.expose_secret(),
+    let bus = Bus::connect_link(
+        himaya_bus::Link::from_settings(&settings.bus)?,
         Topology::new(settings.bus.prefix.clone()),
+        Default::default(),
     )
     .await
     .context("connecting to RabbitMQ (is it running? see `bus.url` in config/)")?;

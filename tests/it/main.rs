@@ -16,6 +16,7 @@ mod case_lifecycle;
 mod connectors;
 mod directory;
 mod disclosure_log;
+mod encrypted_links;
 mod exports_and_notices;
 mod identity;
 mod metrics;

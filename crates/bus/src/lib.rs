@@ -4,6 +4,7 @@
 //! connection is re-established with backoff.
 
 mod consume;
+mod link;
 mod parked;
 mod topology;
 
@@ -18,6 +19,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
 
 pub use consume::{consume, consume_batches, BatchHandler, HandleError, Handler, Incoming};
+pub use link::{Link, CONNECT_TIMEOUT};
 pub use parked::{Parked, Replayed, Selection};
 pub use topology::{lane_key, urgent_queue, Exchange, Topology, URGENT_PRIORITY};
 
@@ -25,6 +27,11 @@ pub use topology::{lane_key, urgent_queue, Exchange, Topology, URGENT_PRIORITY};
 pub enum BusError {
     #[error("cannot connect to the broker")]
     Connect(#[source] lapin::Error),
+    /// The broker could not be reached, or its TLS refused (said naming the setting).
+    #[error("cannot connect to the broker: {0}")]
+    Link(String),
+    #[error("configuration key `{key}`: {problem}")]
+    Setting { key: &'static str, problem: String },
     #[error("cannot declare the bus topology")]
     Declare(#[source] lapin::Error),
     #[error("publishing failed")]
@@ -69,7 +76,7 @@ pub struct Outgoing {
 /// A connection to the broker that heals itself: every operation asks for a channel and
 /// gets a fresh connection when the old one died.
 pub struct Bus {
-    url: String,
+    link: Link,
     topology: Topology,
     conn: Mutex<Option<Arc<Connection>>>,
     publisher: Mutex<Option<Channel>>,
@@ -80,6 +87,8 @@ pub struct Bus {
 impl Bus {
     /// Connects and declares the base topology; fails fast when the broker is unreachable.
     /// Its consumers count in a registry of their own (see [`Bus::connect_with`]).
+    /// An `amqps://` URL trusts the system's authorities; [`Bus::connect_link`] takes
+    /// the hub's settings (`bus.ca_file`, a client certificate).
     pub async fn connect(url: impl Into<String>, topology: Topology) -> Result<Arc<Bus>, BusError> {
         Bus::connect_with(url, topology, Arc::default()).await
     }
@@ -90,8 +99,18 @@ impl Bus {
         topology: Topology,
         metrics: Arc<himaya_metrics::Metrics>,
     ) -> Result<Arc<Bus>, BusError> {
+        Bus::connect_link(Link::url(url)?, topology, metrics).await
+    }
+
+    /// Connects over `link` (see [`Link::from_settings`]), its consumers counting in
+    /// `metrics`.
+    pub async fn connect_link(
+        link: Link,
+        topology: Topology,
+        metrics: Arc<himaya_metrics::Metrics>,
+    ) -> Result<Arc<Bus>, BusError> {
         let bus = Arc::new(Bus {
-            url: url.into(),
+            link,
             topology,
             conn: Mutex::new(None),
             publisher: Mutex::new(None),
@@ -202,9 +221,11 @@ impl Bus {
             }
         }
         let props = ConnectionProperties::default().with_connection_name("himaya".into());
-        let conn = Connection::connect(&self.url, props)
-            .await
-            .map_err(BusError::Connect)?;
+        let conn = self.link.open(props).await.map_err(|e| match e.kind() {
+            // The socket's own error (refused, timed out, TLS), said once.
+            lapin::ErrorKind::IOError(io) => BusError::Link(self.link.describe(io)),
+            _ => BusError::Connect(e),
+        })?;
         let ch = conn.create_channel().await.map_err(BusError::Connect)?;
         *guard = Some(Arc::new(conn));
         Ok(ch)

@@ -283,6 +283,18 @@ pub struct DatabaseSettings {
     /// `postgres://user@host:port/database`.
     pub url: SecretString,
     pub max_connections: u32,
+    /// The authority (PEM) that issued the database server's certificate. Set, every
+    /// connection is TLS with `sslmode=verify-full`: the certificate must chain to it and
+    /// name the URL's host, whatever `sslmode` the URL asks.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The hub's own certificate (PEM) for a server that asks for one (`clientcert` in
+    /// `pg_hba.conf`); with `client_key_file`.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of `client_cert_file`.
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
     /// Connections of the cases service kept for hotline escalations alone, apart from
     /// `max_connections`: a burst of routine referrals cannot make an urgent one wait for
     /// a connection.
@@ -297,8 +309,20 @@ fn default_urgent_connections() -> u32 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BusSettings {
-    /// `amqp://user:password@host:port/vhost`.
+    /// `amqp://user:password@host:port/vhost`; `amqps://` for TLS (port 5671).
     pub url: SecretString,
+    /// The authority (PEM) that issued the broker's certificate: an `amqps://` broker's
+    /// certificate must chain to it (and to nothing else) and name the URL's host.
+    /// Unset, `amqps://` trusts the system's authorities. Set, `url` must be `amqps://`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The hub's own certificate (PEM) for a broker that asks for one
+    /// (`ssl_options.fail_if_no_peer_cert`); with `client_key_file`.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of `client_cert_file`.
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
     /// Prefix of every exchange and queue name, so hubs can share a broker.
     pub prefix: String,
     /// Unacknowledged messages a consumer holds at once.
@@ -795,6 +819,7 @@ impl Settings {
                 ));
             }
         }
+        self.check_links()?;
         if self.bus.prefetch == 0 {
             return Err(invalid("bus.prefetch", "must be at least 1"));
         }
@@ -1001,6 +1026,40 @@ impl Settings {
                     ));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// The encrypted links' settings: a client certificate comes with its key, a CA file
+    /// on the bus asks for `amqps://` (plain AMQP would ignore it).
+    fn check_links(&self) -> Result<(), SettingsError> {
+        for (section, cert, key) in [
+            (
+                "database",
+                &self.database.client_cert_file,
+                &self.database.client_key_file,
+            ),
+            ("bus", &self.bus.client_cert_file, &self.bus.client_key_file),
+        ] {
+            if cert.is_some() != key.is_some() {
+                return Err(invalid(
+                    format!("{section}.client_cert_file"),
+                    format!("{section}.client_cert_file and {section}.client_key_file go together"),
+                ));
+            }
+        }
+        let amqps = self
+            .bus
+            .url
+            .expose_secret()
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("amqps://"));
+        if !amqps && (self.bus.ca_file.is_some() || self.bus.client_cert_file.is_some()) {
+            return Err(invalid(
+                "bus.url",
+                "must be an amqps:// URL when bus.ca_file or bus.client_cert_file is set \
+                 (the broker's TLS port, 5671 by default)",
+            ));
         }
         Ok(())
     }
@@ -1236,5 +1295,28 @@ mod tests {
         s.grpc.dev_identity = false;
         let e = s.validate().unwrap_err().to_string();
         assert!(e.contains("no agency could be identified"), "{e}");
+    }
+
+    #[test]
+    fn encrypted_links_are_whole() {
+        let base = Settings::load(&dir(), None).unwrap();
+        let mut s = base.clone();
+        s.bus.ca_file = Some("ca.pem".into());
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("`bus.url`") && e.contains("amqps://"), "{e}");
+        s.bus.url = SecretString::from("amqps://hub:pw@broker:5671/%2f");
+        s.validate().unwrap();
+        s.bus.client_cert_file = Some("hub.pem".into());
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("bus.client_cert_file"), "{e}");
+        s.bus.client_key_file = Some("hub.key".into());
+        s.validate().unwrap();
+        let mut s = base;
+        s.database.client_key_file = Some("hub.key".into());
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("database.client_cert_file"), "{e}");
+        s.database.client_cert_file = Some("hub.pem".into());
+        s.database.ca_file = Some("ca.pem".into());
+        s.validate().unwrap();
     }
 }

@@ -15,8 +15,8 @@ pub mod relay;
 use std::str::FromStr;
 
 use himaya_settings::ExposeSecret;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
+use sqlx::{Connection, PgConnection, PgPool};
 
 pub use relay::run_relay;
 
@@ -42,6 +42,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("the database URL is not valid")]
     Url(#[source] sqlx::Error),
+    #[error("configuration key `{key}`: {problem}")]
+    Setting { key: &'static str, problem: String },
+    #[error("no connection to the database within {} s (TCP, TLS and its start-up); is database.url's host and port right?", CONNECT_TIMEOUT.as_secs())]
+    ConnectTimeout,
     #[error("`{0}` is not a valid schema or database name (a-z, 0-9, _)")]
     Name(String),
     #[error("a stored value is malformed: {0}")]
@@ -71,8 +75,22 @@ impl StoreError {
                     | sqlx::Error::WorkerCrashed
                     | sqlx::Error::Tls(_)
             ),
+            StoreError::ConnectTimeout => true,
             _ => false,
         }
+    }
+}
+
+/// The longest one connection may take to open (TCP, TLS, PostgreSQL's start-up), like
+/// the pools' `acquire_timeout`: a server that takes no packets or never finishes its
+/// handshake fails the start instead of hanging it.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One connection outside a pool, within [`CONNECT_TIMEOUT`].
+async fn connect_one(opts: &PgConnectOptions) -> Result<PgConnection, StoreError> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(opts)).await {
+        Ok(conn) => Ok(conn?),
+        Err(_) => Err(StoreError::ConnectTimeout),
     }
 }
 
@@ -90,11 +108,162 @@ pub fn check_name(name: &str) -> Result<&str, StoreError> {
     }
 }
 
+/// How every connection of the hub reaches PostgreSQL: `database.url`, and with
+/// `database.ca_file` TLS with `sslmode=verify-full` (the server's certificate must chain
+/// to that authority or to one of the system's, and name the URL's host), presenting
+/// `database.client_cert_file` when set. Without `database.ca_file`, the URL's `sslmode`
+/// applies; a URL that names none stays in plain text as before (not libpq's `prefer`,
+/// which would encrypt without checking whom it talks to).
+pub fn connect_options(
+    db: &himaya_settings::DatabaseSettings,
+) -> Result<PgConnectOptions, StoreError> {
+    let mut opts = url_options(db.url.expose_secret())?;
+    if let Some(ca) = &db.ca_file {
+        readable(ca, "database.ca_file")?;
+        opts = opts.ssl_mode(PgSslMode::VerifyFull).ssl_root_cert(ca);
+    }
+    if let (Some(cert), Some(key)) = (&db.client_cert_file, &db.client_key_file) {
+        readable(cert, "database.client_cert_file")?;
+        readable(key, "database.client_key_file")?;
+        opts = opts.ssl_client_cert(cert).ssl_client_key(key);
+    }
+    Ok(opts)
+}
+
+/// A connection URL's options: its own `sslmode`, or plain text when it names none.
+fn url_options(url: &str) -> Result<PgConnectOptions, StoreError> {
+    let opts = PgConnectOptions::from_str(url).map_err(StoreError::Url)?;
+    Ok(if names_ssl_mode(url) {
+        opts
+    } else {
+        opts.ssl_mode(PgSslMode::Disable)
+    })
+}
+
+/// Whether a connection URL chooses its own `sslmode`.
+fn names_ssl_mode(url: &str) -> bool {
+    url.split_once('?').is_some_and(|(_, query)| {
+        query
+            .split('&')
+            .any(|kv| kv.starts_with("sslmode=") || kv.starts_with("ssl-mode="))
+    })
+}
+
+/// sqlx reads the certificate files at each connection: a missing one is named now.
+fn readable(path: &std::path::Path, key: &'static str) -> Result<(), StoreError> {
+    std::fs::File::open(path)
+        .map(drop)
+        .map_err(|e| StoreError::Setting {
+            key,
+            problem: format!("{} cannot be read: {e}", path.display()),
+        })
+}
+
+/// A connection error said so that the operator knows which setting to look at: a
+/// server certificate refused names `database.ca_file`, a server without TLS says so.
+pub fn explain(e: StoreError, db: &himaya_settings::DatabaseSettings) -> StoreError {
+    let StoreError::Database(inner) = &e else {
+        return e;
+    };
+    let tls_error = match inner {
+        sqlx::Error::Io(io) => io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    let refused = matches!(tls_error, Some(rustls::Error::InvalidCertificate(_)));
+    // Under TLS 1.3 a server's alert over the hub's certificate comes after the
+    // handshake, and can be lost when it closes at once: the reset is all that arrives.
+    let reset =
+        matches!(inner, sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionReset);
+    if reset && db.ca_file.is_some() && db.client_cert_file.is_some() {
+        return StoreError::Setting {
+            key: "database.client_cert_file",
+            problem: format!(
+                "the database server closed the connection after the TLS handshake; if it \
+                 checks client certificates, database.client_cert_file must be issued by an \
+                 authority it trusts (its ssl_ca_file) and be valid now ({inner})"
+            ),
+        };
+    }
+    // The server ended the handshake over the hub's own certificate.
+    if let Some(rustls::Error::AlertReceived(alert)) = tls_error {
+        use rustls::AlertDescription as A;
+        if matches!(
+            alert,
+            A::BadCertificate
+                | A::UnsupportedCertificate
+                | A::CertificateRevoked
+                | A::CertificateExpired
+                | A::CertificateUnknown
+                | A::UnknownCA
+                | A::AccessDenied
+                | A::CertificateRequired
+        ) {
+            return StoreError::Setting {
+                key: "database.client_cert_file",
+                problem: format!(
+                    "the database server refused the hub's certificate: it must be issued \
+                     by an authority the server trusts (its ssl_ca_file) and be valid now \
+                     ({inner})"
+                ),
+            };
+        }
+    }
+    // SQLSTATE 28000 (invalid authorization): pg_hba.conf's answer, worded by the server.
+    if let sqlx::Error::Database(d) = inner {
+        let said = d.message();
+        if d.code().as_deref() == Some("28000") {
+            if said.contains("client certificate") {
+                return StoreError::Setting {
+                    key: "database.client_cert_file",
+                    problem: format!(
+                        "the database server asks for the hub's certificate: set \
+                         database.client_cert_file and database.client_key_file to one its \
+                         authority issued, naming the URL's user ({said})"
+                    ),
+                };
+            }
+            if said.contains("no encryption") {
+                return StoreError::Setting {
+                    key: "database.ca_file",
+                    problem: format!(
+                        "the database server refuses plain text: set database.ca_file to the \
+                         authority of its certificate ({said})"
+                    ),
+                };
+            }
+        }
+    }
+    let problem = match (&db.ca_file, refused, inner) {
+        (Some(ca), true, _) => format!(
+            "the database server's certificate was refused: it must be issued by the authority \
+             in database.ca_file ({}) and name database.url's host ({inner})",
+            ca.display()
+        ),
+        (Some(_), false, sqlx::Error::Tls(t)) => format!(
+            "TLS with the database server failed: database.ca_file asks for \
+             sslmode=verify-full; is TLS on in its postgresql.conf? ({t})"
+        ),
+        (None, true, _) => format!(
+            "the database server's certificate was refused: database.url asks for a \
+             certificate check; set database.ca_file to the server's authority ({inner})"
+        ),
+        _ => return e,
+    };
+    StoreError::Setting {
+        key: "database.ca_file",
+        problem,
+    }
+}
+
 /// Creates the database named in `url` when it does not exist yet (first start).
 pub async fn ensure_database(url: &str) -> Result<(), StoreError> {
-    let opts = PgConnectOptions::from_str(url).map_err(StoreError::Url)?;
+    ensure_database_with(url_options(url)?).await
+}
+
+/// [`ensure_database`] with the connection's options (see [`connect_options`]).
+pub async fn ensure_database_with(opts: PgConnectOptions) -> Result<(), StoreError> {
     let name = opts.get_database().unwrap_or("postgres").to_owned();
-    let mut admin = opts.clone().database("postgres").connect().await?;
+    let mut admin = connect_one(&opts.clone().database("postgres")).await?;
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
             .bind(&name)
@@ -117,11 +286,18 @@ pub async fn ensure_database(url: &str) -> Result<(), StoreError> {
 /// A pool whose connections see only `schema` (its `search_path`), with the schema, the
 /// outbox and the inbox created if missing. The service then runs its own migrations.
 pub async fn connect(url: &str, schema: &str, max_connections: u32) -> Result<PgPool, StoreError> {
+    connect_with(url_options(url)?, schema, max_connections).await
+}
+
+/// [`connect`] with the connection's options (see [`connect_options`]).
+pub async fn connect_with(
+    opts: PgConnectOptions,
+    schema: &str,
+    max_connections: u32,
+) -> Result<PgPool, StoreError> {
     let schema = check_name(schema)?;
-    let opts = PgConnectOptions::from_str(url)
-        .map_err(StoreError::Url)?
-        .options([("search_path", schema)]);
-    let mut conn = PgConnection::connect_with(&opts).await?;
+    let opts = opts.options([("search_path", schema)]);
+    let mut conn = connect_one(&opts).await?;
     prepare_schema(&mut conn, schema).await?;
     conn.close().await?;
     let pool = options(max_connections).connect_with(opts).await?;
@@ -135,15 +311,15 @@ pub fn extra_pool(
     schema: &str,
     max_connections: u32,
 ) -> Result<PgPool, StoreError> {
-    pool_of(db.url.expose_secret(), schema, max_connections)
+    let schema = check_name(schema)?;
+    let opts = connect_options(db)?.options([("search_path", schema)]);
+    Ok(options(max_connections).connect_lazy_with(opts))
 }
 
 /// Another pool on a schema [`connect`] prepared, connecting as it needs.
 pub fn pool_of(url: &str, schema: &str, max_connections: u32) -> Result<PgPool, StoreError> {
     let schema = check_name(schema)?;
-    let opts = PgConnectOptions::from_str(url)
-        .map_err(StoreError::Url)?
-        .options([("search_path", schema)]);
+    let opts = url_options(url)?.options([("search_path", schema)]);
     Ok(options(max_connections).connect_lazy_with(opts))
 }
 
@@ -156,7 +332,7 @@ pub fn pool_of(url: &str, schema: &str, max_connections: u32) -> Result<PgPool, 
 fn options(max_connections: u32) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(std::time::Duration::from_secs(10))
+        .acquire_timeout(CONNECT_TIMEOUT)
         .test_before_acquire(false)
 }
 
@@ -331,8 +507,12 @@ pub async fn connect_service(
     db: &himaya_settings::DatabaseSettings,
     schema: &str,
 ) -> Result<PgPool, StoreError> {
-    ensure_database(db.url.expose_secret()).await?;
-    connect(db.url.expose_secret(), schema, db.max_connections).await
+    let opts = connect_options(db)?;
+    let connected = async {
+        ensure_database_with(opts.clone()).await?;
+        connect_with(opts, schema, db.max_connections).await
+    };
+    connected.await.map_err(|e| explain(e, db))
 }
 
 impl From<&himaya_settings::RelaySettings> for relay::RelayConfig {
@@ -358,6 +538,40 @@ mod tests {
         for bad in ["", "Cases", "cases; DROP TABLE x", "a-b", &"x".repeat(64)] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_url_without_sslmode_stays_plain_and_a_ca_file_asks_verify_full() {
+        let mut db = himaya_settings::DatabaseSettings {
+            url: "postgres://hub:pw@db:5432/himaya".to_owned().into(),
+            max_connections: 2,
+            urgent_connections: 1,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+        };
+        assert!(matches!(
+            connect_options(&db).unwrap().get_ssl_mode(),
+            PgSslMode::Disable
+        ));
+        db.url = "postgres://hub:pw@db:5432/himaya?sslmode=require"
+            .to_owned()
+            .into();
+        assert!(matches!(
+            connect_options(&db).unwrap().get_ssl_mode(),
+            PgSslMode::Require
+        ));
+        db.ca_file = Some("/nonexistent/ca.pem".into());
+        let e = connect_options(&db).unwrap_err().to_string();
+        assert!(
+            e.contains("database.ca_file") && e.contains("/nonexistent/ca.pem"),
+            "{e}"
+        );
+        db.ca_file = Some(std::env::current_exe().unwrap());
+        assert!(matches!(
+            connect_options(&db).unwrap().get_ssl_mode(),
+            PgSslMode::VerifyFull
+        ));
     }
 
     #[test]
