@@ -163,13 +163,19 @@ impl Hub {
         let mut services: observe::Services = Vec::new();
         // The agencies as the directory's table has them (the configuration's until the
         // directory has created it), read again after each component starts: the
-        // directory seeds its table from the configuration when it starts.
+        // directory seeds its table from the configuration when it starts. A process whose
+        // first component is the connectors starts their consumers from the configuration
+        // and follows the table a second later.
         let directory_pool = himaya_store::extra_pool(&settings.database, "directory", 1)
             .context("the database URL (database.url)")?;
         let mut follower = himaya_store::agencies::Follower::new(&settings);
-        for component in components {
-            if let Err(e) = follower.refresh(&directory_pool, &settings).await {
-                tracing::warn!(error = %e, "the directory's agencies could not be read yet; the configuration's stand");
+        for (n, component) in components.iter().enumerate() {
+            // From the second component on: the first proved PostgreSQL answers (a
+            // database that never does is the first component's error, within its bound).
+            if n > 0 {
+                if let Err(e) = follower.refresh(&directory_pool, &settings).await {
+                    tracing::warn!(error = %e, "the directory's agencies could not be read yet; the configuration's stand");
+                }
             }
             let started = component.start(ctx.clone()).await.map_err(|e| {
                 anyhow::anyhow!(e).context(format!(

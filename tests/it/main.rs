@@ -13,6 +13,7 @@ mod batched_delivery;
 mod batched_routing;
 mod bus_behaviour;
 mod case_lifecycle;
+mod certificates;
 mod connectors;
 mod directory;
 mod disclosure_log;

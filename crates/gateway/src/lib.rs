@@ -96,7 +96,23 @@ pub const RULES: &[(&str, Callers)] = &[
         "/himaya.v1.Directory/SetAgencyStatus",
         Only(&[SocialAffairs]),
     ),
+    // So are enrolment codes and certificates.
+    (
+        "/himaya.v1.Directory/CreateEnrolment",
+        Only(&[SocialAffairs]),
+    ),
+    (
+        "/himaya.v1.Directory/ListCertificates",
+        Only(&[SocialAffairs]),
+    ),
+    (
+        "/himaya.v1.Directory/RevokeCertificate",
+        Only(&[SocialAffairs]),
+    ),
     ("/himaya.v1.Directory/*", AnyAgency),
+    // Enrol is answered before any agency is proven (the one-time code names it; the
+    // door lets it through without a certificate); Renew with the current certificate.
+    ("/himaya.v1.Enrolment/*", AnyAgency),
     // The disclosure log: the handler applies the scope (a social-affairs agency covering
     // every governorate reads it whole, any other agency only the entries to itself).
     ("/himaya.v1.Audit/*", AnyAgency),

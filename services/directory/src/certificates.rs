@@ -299,7 +299,6 @@ async fn issue(
 /// `Enrolment.Enrol`: the code names the agency; no certificate is presented.
 pub async fn enrol(
     pool: &PgPool,
-    settings: &Settings,
     issuer: Option<&Issuer>,
     meta: &MetadataMap,
     r: pb::EnrolRequest,
@@ -322,8 +321,12 @@ pub async fn enrol(
     if !v.is_empty() {
         return Err(invalid_argument(&v, lang(meta)));
     }
-    // An agency suspended or removed meanwhile does not enrol.
-    let active = settings.agencies.get(id).is_some_and(|a| !a.suspended);
+    // An agency suspended or removed meanwhile does not enrol (read from the table this
+    // service writes, not from the followed copy, which may be a second behind).
+    let active = crate::agencies::load(pool, id, false)
+        .await
+        .map_err(storage)?
+        .is_some_and(|a| a.status == "active");
     if !active {
         tracing::warn!(
             code_len = r.code.len(),

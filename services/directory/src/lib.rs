@@ -534,7 +534,7 @@ impl pb::enrolment_server::Enrolment for EnrolmentApi {
     ) -> Result<Response<pb::IssuedCertificate>, Status> {
         let (meta, _, r) = req.into_parts();
         let issuer = self.issuer.as_deref();
-        certificates::enrol(&self.pool, &self.settings, issuer, &meta, r)
+        certificates::enrol(&self.pool, issuer, &meta, r)
             .await
             .map(Response::new)
     }
