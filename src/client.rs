@@ -59,6 +59,16 @@ impl Lang {
 /// mutual TLS with the agency's certificate from `--certs` (`ca.pem`, `<agency>.pem`,
 /// `<agency>.key`); the hub takes the caller's identity from that certificate.
 pub async fn connect(args: &crate::cli::ClientArgs, agency: &str) -> anyhow::Result<Channel> {
+    connect_as(args, agency, true).await
+}
+
+/// [`connect`]; over https without a client certificate when `identified` is false (an
+/// agency enrolling, which has none yet).
+pub async fn connect_as(
+    args: &crate::cli::ClientArgs,
+    agency: &str,
+    identified: bool,
+) -> anyhow::Result<Channel> {
     let server = &args.server;
     let mut endpoint = Channel::from_shared(server.clone())
         .context("the --server address is not a URL (e.g. http://127.0.0.1:50051)")?
@@ -75,12 +85,14 @@ pub async fn connect(args: &crate::cli::ClientArgs, agency: &str) -> anyhow::Res
                 )
             })
         };
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(read("ca.pem".into())?))
-            .identity(Identity::from_pem(
+        let mut tls =
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("ca.pem".into())?));
+        if identified {
+            tls = tls.identity(Identity::from_pem(
                 read(format!("{agency}.pem"))?,
                 read(format!("{agency}.key"))?,
             ));
+        }
         endpoint = endpoint
             .tls_config(tls)
             .context("the certificate files are not valid PEM")?;

@@ -98,8 +98,8 @@ pub fn generate_with<'a>(
     ];
     validity(&mut ca, days);
     let ca_cert = ca.self_signed(&ca_key).context("signing the CA")?;
-    write(&set.ca(), &ca_cert.pem(), false)?;
-    write(&set.dir.join("ca.key"), &ca_key.serialize_pem(), true)?;
+    write_file(&set.ca(), &ca_cert.pem(), false)?;
+    write_file(&set.dir.join("ca.key"), &ca_key.serialize_pem(), true)?;
 
     let leaf = |names: Vec<String>, usage: ExtendedKeyUsagePurpose, file: &str| {
         let key = KeyPair::generate().context("generating a key")?;
@@ -114,8 +114,8 @@ pub fn generate_with<'a>(
             .signed_by(&key, &ca_cert, &ca_key)
             .context("signing a certificate")?;
         let (c, k) = set.pair(file);
-        write(&c, &cert.pem(), false)?;
-        write(&k, &key.serialize_pem(), true)
+        write_file(&c, &cert.pem(), false)?;
+        write_file(&k, &key.serialize_pem(), true)
     };
     leaf(
         HUB_NAMES.iter().map(|n| (*n).to_owned()).collect(),
@@ -155,7 +155,8 @@ fn validity(p: &mut CertificateParams, days: i64) {
     p.not_after = at(now + Duration::days(days.max(1)));
 }
 
-fn write(path: &Path, text: &str, secret: bool) -> anyhow::Result<()> {
+/// Writes `text` to `path`; a secret (a key) is mode 0600 from its first byte.
+pub fn write_file(path: &Path, text: &str, secret: bool) -> anyhow::Result<()> {
     use std::io::Write;
     let mut options = fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

@@ -123,6 +123,22 @@ pub enum Command {
         #[command(flatten)]
         who: crate::cli::casework::Who,
     },
+    /// An agency's system gets its certificate from the hub's authority with the one-time
+    /// code an administrator gave it (over TLS, without a client certificate).
+    Enrol {
+        agency_id: String,
+        #[arg(long)]
+        code: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// An agency's system renews its certificate with its current one, before it expires.
+    Renew {
+        #[arg(long = "as")]
+        agency_id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Administrators: add, change, suspend, reactivate or remove a directory's agency
     /// while the hub runs (every replica follows within a second).
     Agency {
@@ -335,6 +351,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Services { command } => crate::cli::services::run(command).await,
         Command::Agency { command } => crate::cli::directory::run(command).await,
+        Command::Enrol {
+            agency_id,
+            code,
+            client,
+        } => crate::cli::directory::enrol(agency_id, Some(code), client).await,
+        Command::Renew { agency_id, client } => {
+            crate::cli::directory::enrol(agency_id, None, client).await
+        }
         Command::Consent { command } => crate::cli::consent::run(command).await,
         Command::Export(args) => crate::cli::notices::run_export(args).await,
         Command::Notices { command } => crate::cli::notices::run_notices(command).await,

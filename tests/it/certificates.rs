@@ -228,6 +228,45 @@ async fn an_agency_enrols_renews_and_a_revoked_certificate_is_refused() {
     calls(&with_second)
         .await
         .expect("the renewed certificate still calls");
+
+    // The same from the command line an agency's operator runs: `himaya enrol` makes the
+    // key, sends the request with a fresh code and keeps both files.
+    let code = directory(&admin)
+        .create_enrolment(pb::CreateEnrolmentRequest {
+            agency_id: NEW_AGENCY.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .code;
+    let cli = DevCerts {
+        dir: dir.join("cli"),
+    };
+    std::fs::create_dir_all(&cli.dir).unwrap();
+    std::fs::copy(certs.ca(), cli.ca()).unwrap();
+    let (server, certs_dir) = (
+        format!("https://127.0.0.1:{}", hub.grpc_addr.port()),
+        cli.dir.clone(),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_himaya"))
+            .args(["enrol", NEW_AGENCY, "--code", &code, "--server", &server])
+            .arg("--certs")
+            .arg(&certs_dir)
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let with_cli = channel(&cli, Some(NEW_AGENCY)).await;
+    calls(&with_cli)
+        .await
+        .expect("the certificate `himaya enrol` got calls");
     let _ = std::fs::remove_dir_all(&dir);
     hub.stop().await;
 }
