@@ -123,21 +123,9 @@ async fn caseworker_with_cases(
     let mut cases = Vec::new();
     for i in 0..CASES {
         let case = submit_school(ch, &format!("bench-{i}")).await;
-        work.decide_acceptance(as_agency(
-            MINISTRY,
-            pb::DecideAcceptanceRequest {
-                case_id: case.clone(),
-                expected_version: 1,
-                actor: "sw-lead".into(),
-                decision: pb::AcceptanceDecision::Register.into(),
-                vulnerability_criteria: vec!["exploitative_labour".into()],
-                reason: None,
-                referred_on_to: None,
-                target_groups: vec![],
-            },
-        ))
-        .await
-        .unwrap();
+        work.decide_acceptance(as_agency(MINISTRY, register(&case, 1)))
+            .await
+            .unwrap();
         work.assign_case(as_agency(
             MINISTRY,
             pb::AssignCaseRequest {

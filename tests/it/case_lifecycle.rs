@@ -2483,21 +2483,9 @@ async fn staff_ids_are_each_agencys_own() {
         .unwrap()
         .into_inner()
         .case_id;
-    giza.decide_acceptance(as_agency(
-        GIZA,
-        pb::DecideAcceptanceRequest {
-            case_id: giza_case.clone(),
-            expected_version: 1,
-            actor: "sw-lead".into(),
-            decision: pb::AcceptanceDecision::Register.into(),
-            vulnerability_criteria: vec!["exploitative_labour".into()],
-            reason: None,
-            referred_on_to: None,
-            target_groups: vec![],
-        },
-    ))
-    .await
-    .unwrap();
+    giza.decide_acceptance(as_agency(GIZA, register(&giza_case, 1)))
+        .await
+        .unwrap();
     // Giza cannot use Cairo's caseworker: the same answer as an unknown id.
     let theirs = giza
         .assign_case(giza_assign(&giza_case, "sw-2"))

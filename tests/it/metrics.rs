@@ -193,19 +193,7 @@ async fn a_referral_end_to_end_is_counted_without_personal_data_in_labels() {
     .await;
     // The ministry registers the case: its assignment is due at once, and missed.
     pb::case_work_client::CaseWorkClient::new(ch.clone())
-        .decide_acceptance(as_agency(
-            "mosa-cairo",
-            pb::DecideAcceptanceRequest {
-                case_id: referral.case_id.clone(),
-                expected_version: 1,
-                actor: "sw-lead".into(),
-                decision: pb::AcceptanceDecision::Register.into(),
-                vulnerability_criteria: vec!["exploitative_labour".into()],
-                reason: None,
-                referred_on_to: None,
-                target_groups: vec![],
-            },
-        ))
+        .decide_acceptance(as_agency("mosa-cairo", register(&referral.case_id, 1)))
         .await
         .unwrap();
     // One refused call too: a referral without its body is invalid.

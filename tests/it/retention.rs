@@ -145,18 +145,9 @@ fn owner<T>(msg: T) -> tonic::Request<T> {
 /// canary. Version `v + 6`.
 async fn work_to_closure(ch: &Channel, case: &str, c: &Canary, v: i64) {
     let mut work = CaseWorkClient::new(ch.clone());
-    work.decide_acceptance(owner(pb::DecideAcceptanceRequest {
-        case_id: case.into(),
-        expected_version: v,
-        actor: "sw-lead".into(),
-        decision: pb::AcceptanceDecision::Register.into(),
-        vulnerability_criteria: vec!["exploitative_labour".into()],
-        reason: None,
-        referred_on_to: None,
-        target_groups: vec![],
-    }))
-    .await
-    .unwrap();
+    work.decide_acceptance(owner(register(&case, v)))
+        .await
+        .unwrap();
     work.assign_case(owner(pb::AssignCaseRequest {
         case_id: case.into(),
         expected_version: v + 1,

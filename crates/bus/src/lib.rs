@@ -19,7 +19,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
 
 pub use consume::{consume, consume_batches, BatchHandler, HandleError, Handler, Incoming};
-pub use link::{Link, CONNECT_TIMEOUT};
+pub use link::{refuses_our_certificate, Link, CONNECT_TIMEOUT};
 pub use parked::{Parked, Replayed, Selection};
 pub use topology::{lane_key, urgent_queue, Exchange, Topology, URGENT_PRIORITY};
 

@@ -264,24 +264,29 @@ impl Tls {
 
 /// Whether the broker ended the handshake over the hub's own certificate (or its lack).
 fn client_refused(e: &io::Error) -> bool {
-    use rustls::AlertDescription as A;
     e.get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        .is_some_and(|r| {
-            matches!(
-                r,
-                rustls::Error::AlertReceived(
-                    A::BadCertificate
-                        | A::UnsupportedCertificate
-                        | A::CertificateRevoked
-                        | A::CertificateExpired
-                        | A::CertificateUnknown
-                        | A::UnknownCA
-                        | A::AccessDenied
-                        | A::CertificateRequired
-                )
-            )
-        })
+        .is_some_and(refuses_our_certificate)
+}
+
+/// Whether a server ended a TLS handshake over the client's certificate (or its lack):
+/// the alerts a server sends when it checks client certificates. The database's link
+/// (crates/store) reads its refusals the same way.
+pub fn refuses_our_certificate(e: &rustls::Error) -> bool {
+    use rustls::AlertDescription as A;
+    matches!(
+        e,
+        rustls::Error::AlertReceived(
+            A::BadCertificate
+                | A::UnsupportedCertificate
+                | A::CertificateRevoked
+                | A::CertificateExpired
+                | A::CertificateUnknown
+                | A::UnknownCA
+                | A::AccessDenied
+                | A::CertificateRequired
+        )
+    )
 }
 
 fn setting(key: &'static str, problem: String) -> BusError {

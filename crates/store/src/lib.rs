@@ -185,19 +185,8 @@ pub fn explain(e: StoreError, db: &himaya_settings::DatabaseSettings) -> StoreEr
         };
     }
     // The server ended the handshake over the hub's own certificate.
-    if let Some(rustls::Error::AlertReceived(alert)) = tls_error {
-        use rustls::AlertDescription as A;
-        if matches!(
-            alert,
-            A::BadCertificate
-                | A::UnsupportedCertificate
-                | A::CertificateRevoked
-                | A::CertificateExpired
-                | A::CertificateUnknown
-                | A::UnknownCA
-                | A::AccessDenied
-                | A::CertificateRequired
-        ) {
+    if let Some(refusal) = tls_error {
+        if himaya_bus::refuses_our_certificate(refusal) {
             return StoreError::Setting {
                 key: "database.client_cert_file",
                 problem: format!(

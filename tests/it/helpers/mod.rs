@@ -397,6 +397,21 @@ pub async fn submit_school(ch: &Channel, submission_id: &str) -> String {
         .case_id
 }
 
+/// The ministry's decision to register `case_id` (at `version`) as a child-labour case:
+/// the first step of case work most tests take.
+pub fn register(case_id: &str, version: i64) -> pb::DecideAcceptanceRequest {
+    pb::DecideAcceptanceRequest {
+        case_id: case_id.into(),
+        expected_version: version,
+        actor: "sw-lead".into(),
+        decision: pb::AcceptanceDecision::Register.into(),
+        vulnerability_criteria: vec!["exploitative_labour".into()],
+        reason: None,
+        referred_on_to: None,
+        target_groups: vec![],
+    }
+}
+
 /// A request made as the fixture's school (`school-cairo-alnour`), in development
 /// identity mode.
 pub fn from_school<T>(msg: T) -> tonic::Request<T> {

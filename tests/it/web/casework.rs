@@ -49,19 +49,7 @@ async fn staff_person(
 /// The ministry's own system registers `case` (at version 1).
 async fn register(ch: &Channel, case: &str) {
     CaseWorkClient::new(ch.clone())
-        .decide_acceptance(as_agency(
-            MINISTRY,
-            pb::DecideAcceptanceRequest {
-                case_id: case.into(),
-                expected_version: 1,
-                actor: "sw-lead".into(),
-                decision: pb::AcceptanceDecision::Register.into(),
-                vulnerability_criteria: vec!["exploitative_labour".into()],
-                reason: None,
-                referred_on_to: None,
-                target_groups: vec![],
-            },
-        ))
+        .decide_acceptance(as_agency(MINISTRY, crate::helpers::register(case, 1)))
         .await
         .unwrap();
 }
