@@ -216,8 +216,19 @@ impl Hub {
         let (limits, stop) = (&settings.limits, shutdown.clone());
         let served = match tls_acceptor(&settings)? {
             Some(tls) => {
+                let tls = Arc::new(std::sync::RwLock::new(tls));
+                tasks.push(tokio::spawn(reload_tls(
+                    settings.clone(),
+                    tls.clone(),
+                    shutdown.clone(),
+                )));
                 let handshake = move |c| {
-                    let tls = tls.clone();
+                    // The acceptor of the moment: a connection keeps the certificates it
+                    // was accepted with, the next one gets the files as they are now.
+                    let tls = match tls.read() {
+                        Ok(t) => t.clone(),
+                        Err(poisoned) => poisoned.into_inner().clone(),
+                    };
                     async move { tls.accept(c).await }
                 };
                 let incoming = listen::incoming(listener, limits, "grpc", handshake, stop.clone());
@@ -414,6 +425,61 @@ fn tls_acceptor(settings: &Settings) -> anyhow::Result<Option<tokio_rustls::TlsA
         .context("grpc.tls: the certificate does not match its key")?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+}
+
+/// How often the gRPC server looks whether its certificate, key or client authorities
+/// changed on disk.
+const TLS_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The size and modification time of the TLS files: what tells a change.
+fn tls_stamp(settings: &Settings) -> Vec<Option<(u64, std::time::SystemTime)>> {
+    let Some(tls) = &settings.grpc.tls else {
+        return Vec::new();
+    };
+    [&tls.cert_file, &tls.key_file, &tls.client_ca_file]
+        .iter()
+        .map(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .and_then(|m| Some((m.len(), m.modified().ok()?)))
+        })
+        .collect()
+}
+
+/// Reads `grpc.tls`' files again whenever they change, so that the hub's certificate is
+/// replaced, and an issuing authority added to or removed from `client_ca_file`, without
+/// a restart. Files caught half-written (a certificate without its new key) are tried
+/// again at the next look; until then the server goes on with what it had.
+async fn reload_tls(
+    settings: Arc<Settings>,
+    current: Arc<std::sync::RwLock<tokio_rustls::TlsAcceptor>>,
+    shutdown: CancellationToken,
+) {
+    let mut seen = tls_stamp(&settings);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(TLS_RELOAD_EVERY) => {}
+        }
+        let now = tls_stamp(&settings);
+        if now == seen {
+            continue;
+        }
+        match tls_acceptor(&settings) {
+            Ok(Some(tls)) => {
+                match current.write() {
+                    Ok(mut c) => *c = tls,
+                    Err(poisoned) => *poisoned.into_inner() = tls,
+                }
+                seen = now;
+                tracing::info!("grpc.tls: certificate and client authorities read again");
+            }
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "grpc.tls changed but cannot be used yet; the server goes on with the previous files");
+            }
+        }
+    }
 }
 
 async fn wait_for_signal() {

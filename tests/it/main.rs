@@ -27,6 +27,7 @@ mod referral_flow;
 mod relay_lease;
 mod relay_pace;
 mod retention;
+mod rotation;
 mod traces;
 mod web;
 mod webhooks;
