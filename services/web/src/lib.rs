@@ -8,6 +8,7 @@ mod actions;
 mod admin;
 mod audit;
 mod casework;
+mod directory;
 mod hotline;
 pub mod hub;
 mod lifecycle;
@@ -168,6 +169,15 @@ pub async fn router(
         .route(
             "/admin/people/{person_id}/{what}",
             post(admin::change_person),
+        )
+        .route("/admin/agencies", get(directory::agencies_page))
+        .route(
+            "/admin/agencies/{agency_id}/status",
+            post(directory::set_status),
+        )
+        .route(
+            "/admin/agencies/{agency_id}/enrolment",
+            post(directory::enrolment),
         )
         .route("/static/himaya.css", get(stylesheet))
         .route("/static/fonts/{name}", get(pages::font))
@@ -330,6 +340,7 @@ async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
                     }
                     @if s.person.has(Role::Admin) {
                         li { a href="/admin/people" { (t("حسابات جهتك", "Your agency's accounts")) } }
+                        li { a href="/admin/agencies" { (t("دليل الجهات", "The directory's agencies")) } }
                     }
                     @if operator {
                         li { a href="/hotline" { (t("تصعيد بلاغ", "Escalate a call")) } }

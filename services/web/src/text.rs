@@ -252,6 +252,11 @@ const LABELS: &[(&str, &str, &str)] = &[
     ("school", "المدارس", "Schools"),
     ("emergency_line", "خط النجدة", "The emergency line"),
     (
+        "community",
+        "لجان حماية الطفل المجتمعية",
+        "Community child-protection committees",
+    ),
+    (
         "cash_assistance",
         "برامج الدعم النقدي",
         "Cash-assistance programmes",

@@ -6,6 +6,7 @@
 
 mod admin;
 mod casework;
+mod directory;
 mod oidc;
 mod operator_audit;
 

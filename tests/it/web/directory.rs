@@ -1,0 +1,153 @@
+//! The directory's agencies in a real Chromium against the real hub: the national
+//! ministry's administrator suspends an agency (its calls are refused at once, across the
+//! hub), reactivates it, and asks for an enrolment code, which a hub without an issuing
+//! authority refuses in the person's language; the page passes axe.
+
+use super::*;
+use himaya_proto::v1 as pb;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_suspends_and_reactivates_an_agency_from_the_directory_page() {
+    let env = TestEnv::new(None).await;
+    let hub = env.start().await;
+    let pool = himaya_web::connect(&env.settings).await.unwrap();
+    let admin = people::add(
+        &pool,
+        "mosa-cairo",
+        "admin.directory",
+        ("منى سالم", None),
+        &[Role::Admin],
+        PASSWORD,
+    )
+    .await
+    .unwrap();
+    let secret = admin.totp_secret.expect("a second factor");
+    let base = format!("http://localhost:{}", hub.web_addr.unwrap().port());
+    let d = driver().await;
+    let c = browser(&d, "ar").await;
+    let code = people::current_code(&secret).unwrap();
+    sign_in_browser(&c, &base, "admin.directory", Some(&code)).await;
+    c.wait()
+        .for_element(Locator::LinkText("دليل الجهات"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let row = "//tr[td/bdi[text()='legal-aid-cairo']]";
+    c.wait().for_element(Locator::XPath(row)).await.unwrap();
+    assert_eq!(
+        serious_violations(&c).await,
+        Vec::<String>::new(),
+        "the directory page"
+    );
+    screenshot(&c, "directory-ar").await;
+
+    // The ministry's own row has no suspend button: an administrator cannot cut off
+    // its own agency.
+    assert!(c
+        .find(Locator::XPath(
+            "//tr[td/bdi[text()='mosa-cairo']]//form[contains(@action, '/status')]"
+        ))
+        .await
+        .is_err());
+
+    // Suspended, with a reason: the agency's next calls are refused across the hub.
+    let ch = channel(&hub).await;
+    let agency_calls = || {
+        let ch = ch.clone();
+        async move {
+            pb::directory_client::DirectoryClient::new(ch)
+                .get_agency(as_agency(
+                    "legal-aid-cairo",
+                    pb::GetAgencyRequest {
+                        agency_id: "mosa-cairo".into(),
+                    },
+                ))
+                .await
+        }
+    };
+    assert!(agency_calls().await.is_ok());
+    click(
+        &c,
+        Locator::XPath(&format!("{row}//option[@value='compromised_key']")),
+    )
+    .await;
+    click(
+        &c,
+        Locator::XPath(&format!(
+            "{row}//form[contains(@action, '/status')]//button"
+        )),
+    )
+    .await;
+    let state = c
+        .wait()
+        .for_element(Locator::XPath(&format!("{row}/td[5]/strong")))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(state, "موقوفة");
+    let e = eventually(10, "the suspended agency is refused", || async {
+        agency_calls().await.err()
+    })
+    .await;
+    assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+
+    // Reactivated from the same row.
+    click(
+        &c,
+        Locator::XPath(&format!(
+            "{row}//form[contains(@action, '/status')]//button"
+        )),
+    )
+    .await;
+    c.wait()
+        .for_element(Locator::XPath(&format!("{row}[td[4][text()='3']]")))
+        .await
+        .unwrap();
+    eventually(10, "the reactivated agency calls again", || async {
+        agency_calls().await.ok()
+    })
+    .await;
+
+    // This hub has no issuing authority: the code is refused, saying so in Arabic.
+    click(
+        &c,
+        Locator::XPath(&format!(
+            "{row}//form[contains(@action, '/enrolment')]//button"
+        )),
+    )
+    .await;
+    let said = c
+        .wait()
+        .for_element(Locator::Css("main"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        said.contains("grpc.issuer") && said.contains("الشهادات"),
+        "{said}"
+    );
+    let history: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT version, status, updated_by FROM directory.agency_changes
+          WHERE agency_id = 'legal-aid-cairo' ORDER BY version",
+    )
+    .fetch_all(&env.pool().await)
+    .await
+    .unwrap();
+    let by = format!("mosa-cairo/{}", admin.person.person_id);
+    assert_eq!(
+        history,
+        vec![
+            (1, "active".into(), "configuration".into()),
+            (2, "suspended".into(), by.clone()),
+            (3, "active".into(), by),
+        ]
+    );
+    c.close().await.unwrap();
+    hub.stop().await;
+}
