@@ -680,6 +680,17 @@ async fn a_primero_that_cannot_push_is_pulled_page_by_page() {
         a.poll_interval_ms = Some(100);
         a.outbound_token = Some(SecretString::from("primero-api-token"));
     }
+    // A second national administrator, to suspend the directorate below (an
+    // administrator cannot suspend its own agency).
+    let national = env.settings.agencies.get("mosa-cairo").map(|a| {
+        let mut n = (*a).clone();
+        n.endpoint = None;
+        n.poll_interval_ms = None;
+        n
+    });
+    if let Some(n) = national {
+        env.settings.agencies.insert("mosa-national".into(), n);
+    }
     let hub = env.start().await;
     let pool = env.pool().await;
     wait_count(
@@ -757,6 +768,38 @@ async fn a_primero_that_cannot_push_is_pulled_page_by_page() {
     .await;
     eventually(10, "a turn counted as pulled again", || async {
         (poll_turn(&pool, "mosa-cairo").await.1 == "pulled").then_some(())
+    })
+    .await;
+
+    // Suspended in the directory: its poller stops (nothing more is pulled from it) until
+    // it is reactivated, without a restart.
+    let ch = channel(&hub).await;
+    let directory = |status: pb::AgencyStatus, version: i64| {
+        let ch = ch.clone();
+        async move {
+            pb::directory_client::DirectoryClient::new(ch)
+                .set_agency_status(as_agency(
+                    "mosa-national",
+                    pb::SetAgencyStatusRequest {
+                        agency_id: "mosa-cairo".into(),
+                        expected_version: version,
+                        status: status.into(),
+                        reason: "agreement_suspended".into(),
+                    },
+                ))
+                .await
+                .expect("the directory takes the change")
+        }
+    };
+    directory(pb::AgencyStatus::Suspended, 1).await;
+    // The followers' second, and a pull that had begun.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let stopped = primero.count();
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    assert_eq!(primero.count(), stopped, "pulled from a suspended agency");
+    directory(pb::AgencyStatus::Active, 2).await;
+    eventually(10, "pulls resume once reactivated", || async {
+        (primero.count() > stopped).then_some(())
     })
     .await;
     hub.stop().await;

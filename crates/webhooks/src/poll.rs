@@ -41,45 +41,129 @@ const LEASE: Duration = Duration::from_secs(120);
 /// Each connected agency's credentials, shared with its delivery consumer.
 pub type CredentialsById = HashMap<String, Arc<Credentials>>;
 
-/// Starts one poller per Primero agency with a `poll_interval_ms` and an endpoint.
+/// Starts one poller per Primero agency with a `poll_interval_ms` and an endpoint, and
+/// keeps them in step with the directory: a poller stops when its agency is suspended,
+/// removed or changed (a changed one starts again as it is now), and starts for an
+/// agency that becomes pollable. Returns the one task that runs them all.
 pub(super) fn start(
     app: &App,
     executor: Arc<Executor>,
     credentials: &CredentialsById,
     shutdown: &CancellationToken,
 ) -> Vec<JoinHandle<()>> {
-    let mut tasks = Vec::new();
+    vec![tokio::spawn(follow(
+        app.clone(),
+        executor,
+        credentials.clone(),
+        shutdown.clone(),
+    ))]
+}
+
+/// One running poller: the agency as it was when it started, how to stop it.
+struct Poller {
+    agency: Arc<himaya_settings::AgencySettings>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+async fn follow(
+    app: App,
+    executor: Arc<Executor>,
+    credentials: CredentialsById,
+    shutdown: CancellationToken,
+) {
     // This replica, as the holder of the leases it takes.
     let holder = format!("replica-{}", uuid::Uuid::new_v4().simple());
-    for (id, a) in app.settings.agencies.snapshot().iter() {
-        let (Some(every), Some(_), himaya_settings::Protocol::PrimeroV2) =
-            (a.poll_interval_ms, &a.endpoint, a.protocol)
-        else {
-            continue;
-        };
-        let credentials = credentials
-            .get(id)
-            .cloned()
-            .unwrap_or_else(|| Arc::new(Credentials::of(a)));
-        let (app, executor, stop, id) =
-            (app.clone(), executor.clone(), shutdown.clone(), id.clone());
-        let holder = holder.clone();
-        tasks.push(tokio::spawn(async move {
-            tracing::info!(agency = %id, every_ms = every, "polling the agency's Primero for changed cases");
-            loop {
-                match pull_once(&app, &executor, &credentials, &id, &holder, &stop).await {
-                    Turn::Pulled(taken) if taken > 0 => tracing::info!(agency = %id, taken, "pulled changed cases"),
-                    Turn::Pulled(_) | Turn::LeaseHeldElsewhere => {}
-                    Turn::Failed(why) => tracing::warn!(agency = %id, why, "pull stopped; trying again next time"),
+    // The agencies the delivery consumers started with: their credentials are shared
+    // (one Primero login for both) while the agency is unchanged.
+    let initial = app.settings.agencies.snapshot();
+    let every = Duration::from_millis(app.settings.directory.follow_ms);
+    let mut running: HashMap<String, Poller> = HashMap::new();
+    let mut seen: Option<Arc<himaya_settings::AgencyMap>> = None;
+    loop {
+        let now = app.settings.agencies.snapshot();
+        if seen.as_ref().is_none_or(|s| !Arc::ptr_eq(s, &now)) {
+            running.retain(|id, p| {
+                let same = now.get(id).is_some_and(|a| Arc::ptr_eq(a, &p.agency));
+                if !same {
+                    p.stop.cancel();
+                    tracing::info!(agency = %id, "poller stopped (the directory changed the agency)");
                 }
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(every)) => {}
+                same
+            });
+            for (id, a) in now.iter() {
+                let (Some(every), Some(_), himaya_settings::Protocol::PrimeroV2, false) =
+                    (a.poll_interval_ms, &a.endpoint, a.protocol, a.suspended)
+                else {
+                    continue;
+                };
+                if running.contains_key(id) {
+                    continue;
                 }
+                let shared = initial.get(id).is_some_and(|first| Arc::ptr_eq(first, a));
+                let credentials = credentials
+                    .get(id)
+                    .filter(|_| shared)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Credentials::of(a)));
+                let stop = shutdown.child_token();
+                let task = tokio::spawn(poll(
+                    app.clone(),
+                    executor.clone(),
+                    credentials,
+                    id.clone(),
+                    holder.clone(),
+                    every,
+                    stop.clone(),
+                ));
+                running.insert(
+                    id.clone(),
+                    Poller {
+                        agency: a.clone(),
+                        stop,
+                        task,
+                    },
+                );
             }
-        }));
+            seen = Some(now);
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(every) => {}
+        }
     }
-    tasks
+    for (_, p) in running.drain() {
+        p.stop.cancel();
+        let _ = p.task.await;
+    }
+}
+
+/// One agency's poller: a pull every `every` milliseconds until `stop`.
+async fn poll(
+    app: App,
+    executor: Arc<Executor>,
+    credentials: Arc<Credentials>,
+    id: String,
+    holder: String,
+    every: u64,
+    stop: CancellationToken,
+) {
+    tracing::info!(agency = %id, every_ms = every, "polling the agency's Primero for changed cases");
+    loop {
+        match pull_once(&app, &executor, &credentials, &id, &holder, &stop).await {
+            Turn::Pulled(taken) if taken > 0 => {
+                tracing::info!(agency = %id, taken, "pulled changed cases")
+            }
+            Turn::Pulled(_) | Turn::LeaseHeldElsewhere => {}
+            Turn::Failed(why) => {
+                tracing::warn!(agency = %id, why, "pull stopped; trying again next time")
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(every)) => {}
+        }
+    }
 }
 
 /// How a poller's turn ended; `connectors.poll_turns.last_outcome` keeps its name.
