@@ -7,8 +7,11 @@ against the schemas kept in deploy/kubernetes/schemas/. Then the properties a sc
 cannot see: pods that can read their Secrets (the uid/fsGroup bug), hardening, images,
 disruption budgets, references between objects, the production topology (operators'
 clusters, autoscaling on the real queue names, network exposure, zone spread) and the
-configuration file each overlay mounts. Finally a self-test breaks copies of the rendered
-objects in known ways and fails if any break goes unnoticed.
+configuration file each overlay mounts; in production, that both links (RabbitMQ,
+PostgreSQL) are TLS: amqps:// and the servers' certificate names in the Secrets'
+template, each authority set in himaya.toml and mounted from the right Secret. Finally
+a self-test breaks copies of the rendered objects (and of the Secrets' template) in known
+ways and fails if any break goes unnoticed.
 """
 
 import argparse
@@ -38,7 +41,10 @@ WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "Cro
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
                   "PriorityClass", "StorageClass", "IngressClass"}
 # Secrets made by an operator, not by the person deploying.
-OPERATOR_SECRETS = {"himaya-rabbitmq-default-user", "himaya-db-app", "himaya-db-superuser"}
+# CloudNativePG's `<cluster>-ca` is the authority of its server certificate (ca.crt, and
+# its private key ca.key).
+OPERATOR_SECRETS = {"himaya-rabbitmq-default-user", "himaya-db-app", "himaya-db-superuser",
+                    "himaya-db-ca"}
 # The queue names the hub declares (crates/bus topology.rs with bus.prefix = "";
 # services/router: router.referral-created; crates/connect: deliver.<agency id>; every
 # consumer queue has an urgent lane `<queue>.urgent`).
@@ -447,7 +453,7 @@ def loopback(host):
         return False
 
 
-def check_config(by_kind, rep, repo, production):
+def check_config(by_kind, rep, repo, production, templates=()):
     cms = [c for n, c in by_kind.get("ConfigMap", {}).items() if n.startswith("himaya-config")]
     if len(cms) != 1 or "himaya.toml" not in cms[0].get("data", {}):
         rep.error("ConfigMap/himaya-config", "the overlay must make one, holding himaya.toml")
@@ -495,6 +501,10 @@ def check_config(by_kind, rep, repo, production):
         "audit.signing_key_file": cfg.get("audit", {}).get("signing_key_file"),
         "connectors.client_certs_dir": cfg.get("connectors", {}).get("client_certs_dir"),
     }
+    for key in ("bus", "database"):
+        for f in ("ca_file", "client_cert_file", "client_key_file"):
+            if cfg.get(key, {}).get(f):
+                files_needed[f"{key}.{f}"] = cfg[key][f]
     owner = {"audit.signing_key_file": "audit", "connectors.client_certs_dir": "connectors"}
     deps = by_kind.get("Deployment", {})
     for key, path in files_needed.items():
@@ -508,6 +518,157 @@ def check_config(by_kind, rep, repo, production):
                       for m in c.get("volumeMounts", [])]
             if not any(path == m or path.startswith(m.rstrip("/") + "/") for m in mounts):
                 rep.error(where, f"{key} = {path} is in no volume {comp}'s pod mounts")
+    if production:
+        check_links(by_kind, cfg, where, templates, rep)
+
+
+# ---- Encrypted links (production) ------------------------------------------------------------
+
+def mounted_secret_file(dep, path):
+    """(Secret, key) whose file a Deployment's container sees at `path`; None if the path
+    is under no mount or no Secret volume provides it."""
+    pod = dep["spec"]["template"]["spec"]
+    vols = {v["name"]: v for v in pod.get("volumes", [])}
+    for c in pod.get("containers", []):
+        for m in c.get("volumeMounts", []):
+            base = m["mountPath"].rstrip("/") + "/"
+            if not path.startswith(base) or m.get("subPath"):
+                continue
+            rel = path[len(base):]
+            v = vols.get(m["name"], {})
+            srcs = []
+            if "secret" in v:
+                srcs.append((v["secret"].get("secretName"), v["secret"].get("items")))
+            for src in v.get("projected", {}).get("sources", []):
+                if "secret" in src:
+                    srcs.append((src["secret"].get("name"), src["secret"].get("items")))
+            for name, items in srcs:
+                if items:
+                    for i in items:
+                        if i.get("path") == rel:
+                            return name, i.get("key")
+                elif "/" not in rel:
+                    return name, rel  # the whole Secret: one file per key
+    return None
+
+
+def ca_secret_names(rmq, pg):
+    """The Secrets holding the broker's and the database's authorities (key ca.crt)."""
+    bus = None
+    if rmq:
+        tls = rmq["spec"].get("tls", {})
+        bus = tls.get("caSecretName") or tls.get("secretName")
+    db = None
+    if pg:
+        db = (pg["spec"].get("certificates", {}).get("serverCASecret")
+              or f"{pg['metadata']['name']}-ca")
+    return bus, db
+
+
+def service_names(svc, alt=()):
+    """The names an operator's server certificate carries for a Service (CloudNativePG's
+    GetClusterAltDNSNames; the broker's certificate is documented to carry the same)."""
+    return {svc, f"{svc}.{NAMESPACE}", f"{svc}.{NAMESPACE}.svc",
+            f"{svc}.{NAMESPACE}.svc.cluster.local", *alt}
+
+
+def check_links(by_kind, cfg, where, templates, rep):
+    rmq = next(iter(by_kind.get("RabbitmqCluster", {}).values()), None)
+    pg = next(iter(by_kind.get("Cluster", {}).values()), None)
+    if rmq and not rmq["spec"].get("tls", {}).get("secretName"):
+        rep.error(name_of(rmq), "spec.tls.secretName must name the broker's TLS Secret: "
+                                "production's link to RabbitMQ is amqps://")
+    bus_ca, db_ca = ca_secret_names(rmq, pg)
+    deps = {n: d for n, d in by_kind.get("Deployment", {}).items() if n in COMPONENTS}
+    for key, secret in (("bus", bus_ca), ("database", db_ca)):
+        path = cfg.get(key, {}).get("ca_file")
+        if not path:
+            rep.error(where, f"{key}.ca_file must be set in production: the {key} link is "
+                             "TLS, checked against the server's authority (mounted from "
+                             f"{secret or 'its Secret'}, key ca.crt)")
+            continue
+        for comp, d in sorted(deps.items()):
+            got = mounted_secret_file(d, path)
+            if got is None:
+                continue  # check_config reports a path under no mount
+            if got != (secret, "ca.crt"):
+                rep.error(name_of(d), f"{key}.ca_file = {path} comes from Secret {got[0]} "
+                                      f"key {got[1]}, not the authority {secret} key ca.crt")
+    # The database authority's Secret holds its private key beside ca.crt.
+    if db_ca:
+        for d in deps.values():
+            for v in d["spec"]["template"]["spec"].get("volumes", []):
+                srcs = [v["secret"] | {"name": v["secret"].get("secretName")}] \
+                    if "secret" in v else []
+                srcs += [x["secret"] for x in v.get("projected", {}).get("sources", [])
+                         if "secret" in x]
+                for src in srcs:
+                    keys = [i.get("key") for i in src.get("items") or []]
+                    if src.get("name") == db_ca and (not keys or set(keys) - {"ca.crt"}):
+                        rep.error(f"{name_of(d)} volume {v['name']}",
+                                  f"mounts {db_ca} whole or beyond ca.crt: the authority's "
+                                  "private key ca.key would be in the pod (items: ca.crt only)")
+
+    # The Secrets' template: the URLs the hub is given.
+    sec = next((o for o in templates if o.get("kind") == "Secret"
+                and o["metadata"]["name"] == "himaya-secrets"), None)
+    if sec is None:
+        rep.error("secrets.example.yaml", "no himaya-secrets Secret (the hub's URLs)")
+        return
+    data = sec.get("stringData", {})
+    bus = urlparse(data.get("bus-url", ""))
+    rmq_names = service_names(rmq["metadata"]["name"]) if rmq else set()
+    if bus.scheme != "amqps":
+        rep.error("secrets.example.yaml himaya-secrets", "bus-url must be amqps:// (TLS, port "
+                  "5671): production's link to the broker is encrypted")
+    elif (bus.port or 5671) != 5671 or (rmq and bus.hostname not in rmq_names):
+        rep.error("secrets.example.yaml himaya-secrets", f"bus-url must name the broker's "
+                  f"Service on 5671 ({sorted(rmq_names)[-1] if rmq_names else '?'}:5671), "
+                  f"not {bus.hostname}:{bus.port}")
+    db_names = set()
+    if pg:
+        db_names = service_names(f"{pg['metadata']['name']}-rw",
+                                 pg["spec"].get("certificates", {}).get("serverAltDNSNames", []))
+    db_keys = [k for k in data if k.endswith("-database-url")]
+    if not db_keys:
+        rep.error("secrets.example.yaml himaya-secrets", "no <component>-database-url")
+    for k in db_keys:
+        u = urlparse(data[k])
+        modes = [v for q in u.query.split("&") if q.startswith("sslmode=")
+                 for v in [q.split("=", 1)[1]]]
+        if u.scheme not in ("postgres", "postgresql") or (pg and u.hostname not in db_names):
+            rep.error("secrets.example.yaml himaya-secrets",
+                      f"{k} must name the primary's Service by a name its server certificate "
+                      f"carries ({', '.join(sorted(db_names))}), not {u.hostname}")
+        if any(m != "verify-full" for m in modes):
+            rep.error("secrets.example.yaml himaya-secrets",
+                      f"{k}: sslmode={modes[0]} (database.ca_file makes it verify-full anyway: "
+                      "say so, or leave sslmode out)")
+
+    # No hub pod may reach the broker's plain AMQP port.
+    if rmq:
+        rmq_labels = {"app.kubernetes.io/name": rmq["metadata"]["name"]}
+        hub_labels = {"app.kubernetes.io/name": HUB}
+        tls_open = False
+        for p in by_kind.get("NetworkPolicy", {}).values():
+            sel = p["spec"].get("podSelector", {})
+            if sel and not selector_matches(sel, rmq_labels):
+                continue
+            for rule in p["spec"].get("ingress", []):
+                peers = rule.get("from") or [{}]
+                from_hub = any(not peer or peer.get("podSelector") == {}
+                               or selector_matches(peer.get("podSelector"), hub_labels)
+                               for peer in peers if "namespaceSelector" not in peer
+                               and "ipBlock" not in peer)
+                ports = {x.get("port") for x in rule.get("ports", [])} or {"any"}
+                if from_hub and ports & {5672, "amqp", "any"}:
+                    rep.error(name_of(p), "lets the hub's pods reach the broker's plain AMQP "
+                                          "port 5672: production's link is amqps (5671) only")
+                if from_hub and ports & {5671, "amqps", "any"}:
+                    tls_open = True
+        if not tls_open:
+            rep.error("NetworkPolicy", "no policy lets the hub's pods reach the broker's "
+                                       "amqps port 5671")
 
 
 # ---- Production topology ----------------------------------------------------------------------
@@ -644,7 +805,8 @@ def load(path):
         return [d for d in yaml.safe_load_all(f) if d]
 
 
-def check_overlay(objs, rep, repo, schema_dir, production, external_secrets, overlay):
+def check_overlay(objs, rep, repo, schema_dir, production, external_secrets, overlay,
+                  templates=()):
     for o in objs:
         validate_schema(o, rep, name_of(o), schema_dir)
     schema_errors = len(rep.errors)
@@ -653,7 +815,7 @@ def check_overlay(objs, rep, repo, schema_dir, production, external_secrets, ove
             if o["kind"] in WORKLOADS:
                 check_pod(o, rep, production)
         by_kind = check_references(objs, rep, external_secrets, overlay)
-        check_config(by_kind, rep, repo, production)
+        check_config(by_kind, rep, repo, production, templates)
         if production:
             check_production(by_kind, rep)
     except (KeyError, TypeError, AttributeError, IndexError, StopIteration) as e:
@@ -663,15 +825,27 @@ def check_overlay(objs, rep, repo, schema_dir, production, external_secrets, ove
         rep.error(overlay, f"further checks stopped at a malformed object ({type(e).__name__}: {e})")
 
 
-def breakages(objs):
-    """Copies of a production rendering, each broken in one way the check must catch."""
+def breakages(objs, templates):
+    """Copies of a production rendering and of the Secrets' template, each broken in one
+    way the check must catch: (label, objects, template, expected error)."""
     def dep(objs_, name):
         return next(o for o in objs_ if o["kind"] == "Deployment" and o["metadata"]["name"] == name)
 
     def case(label, fn, expect):
         c = copy.deepcopy(objs)
         fn(c)
-        return label, c, expect
+        return label, c, templates, expect
+
+    def template_case(label, fn, expect):
+        t = copy.deepcopy(templates)
+        fn(t)
+        return label, objs, t, expect
+
+    def config(c):
+        return next(o for o in c if o["kind"] == "ConfigMap")["data"]
+
+    def hub_secret(t):
+        return next(o for o in t if o["kind"] == "Secret" and o["metadata"]["name"] == "himaya-secrets")["stringData"]
 
     return [
         case("cases pod without fsGroup (the bug that stopped every pod)",
@@ -712,6 +886,17 @@ def breakages(objs):
                  {"himaya.toml": next(o for o in c if o["kind"] == "ConfigMap")["data"]["himaya.toml"].replace(
                      "https://referrals.health-cairo.example/referrals", "http://127.0.0.1:8088/referrals")}),
              'is a loopback address'),
+        template_case("the broker's URL in plain AMQP (amqp://, 5672)",
+                      lambda t: hub_secret(t).update({"bus-url": hub_secret(t)["bus-url"].replace(
+                          "amqps://", "amqp://").replace(":5671/", ":5672/")}),
+                      'bus-url must be amqps://'),
+        case("bus.ca_file dropped from the configuration",
+             lambda c: config(c).update({"himaya.toml": re.sub(
+                 r"(?m)^ca_file = \"/var/run/himaya-links/bus-ca.crt\"$", "", config(c)["himaya.toml"])}),
+             'bus.ca_file must be set in production'),
+        case("the database authority's Secret mounted whole (its ca.key in the pod)",
+             lambda c: dep(c, "router")["spec"]["template"]["spec"]["volumes"][-1]["projected"]["sources"][1]["secret"].pop("items"),
+             'the authority\'s private key ca.key'),
     ]
 
 
@@ -733,7 +918,8 @@ def main():
         objs = load(path)
         rep = Report()
         production = overlay == "production"
-        check_overlay(objs, rep, repo, schema_dir, production, external.get(overlay, set()), overlay)
+        check_overlay(objs, rep, repo, schema_dir, production, external.get(overlay, set()), overlay,
+                      examples)
         kinds = sorted({o["kind"] for o in objs})
         print(f"[k8s] {overlay}: {len(objs)} objects ({', '.join(kinds)})")
         for w in dict.fromkeys(w.split(": ", 1)[1] for w in rep.warnings):
@@ -767,12 +953,13 @@ def main():
     # Self-test: each known breakage must be reported.
     if prod_objs is not None and not failed:
         missed = []
-        for label, broken, expect in breakages(prod_objs):
+        for label, broken, broken_templates, expect in breakages(prod_objs, examples):
             rep = Report()
-            check_overlay(broken, rep, repo, schema_dir, True, external["production"], "production")
+            check_overlay(broken, rep, repo, schema_dir, True, external["production"], "production",
+                          broken_templates)
             if not any(expect in e for e in rep.errors):
                 missed.append(f"{label} (expected an error saying {expect!r})")
-        n = len(breakages(prod_objs))
+        n = len(breakages(prod_objs, examples))
         if missed:
             failed = True
             for m in missed:
