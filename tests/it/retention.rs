@@ -145,7 +145,7 @@ fn owner<T>(msg: T) -> tonic::Request<T> {
 /// canary. Version `v + 6`.
 async fn work_to_closure(ch: &Channel, case: &str, c: &Canary, v: i64) {
     let mut work = CaseWorkClient::new(ch.clone());
-    work.decide_acceptance(owner(register(&case, v)))
+    work.decide_acceptance(owner(register(case, v)))
         .await
         .unwrap();
     work.assign_case(owner(pb::AssignCaseRequest {
