@@ -170,7 +170,10 @@ pub async fn router(
             "/admin/people/{person_id}/{what}",
             post(admin::change_person),
         )
-        .route("/admin/agencies", get(directory::agencies_page))
+        .route(
+            "/admin/agencies",
+            get(directory::agencies_page).post(directory::add),
+        )
         .route(
             "/admin/agencies/{agency_id}/status",
             post(directory::set_status),

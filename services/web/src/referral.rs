@@ -14,6 +14,7 @@ use tonic_types::StatusExt;
 use crate::text::{label, pick};
 
 /// A submitted form: every value under its field name (checkboxes repeat their name).
+#[derive(Default)]
 pub struct Form(pub Vec<(String, String)>);
 
 impl Form {

@@ -132,6 +132,61 @@ async fn an_administrator_suspends_and_reactivates_an_agency_from_the_directory_
         said.contains("grpc.issuer") && said.contains("الشهادات"),
         "{said}"
     );
+    // A new agency from the page's form: the hub's field errors next to their fields, in
+    // Arabic, the value not repeated; then added.
+    c.goto(&format!("{base}/admin/agencies")).await.unwrap();
+    type_in(&c, Locator::Id("agency_id"), "Clinic_Web").await;
+    type_in(&c, Locator::Id("name_ar"), "عيادة الويب").await;
+    type_in(&c, Locator::Id("name_en"), "Web Clinic").await;
+    click(&c, Locator::Css("#agency_type option[value=health]")).await;
+    click(&c, Locator::Css("input[name=services][value=health]")).await;
+    click(
+        &c,
+        Locator::Css("form[action='/admin/agencies'] button[type=submit]"),
+    )
+    .await;
+    for field in ["agency_id", "governorates"] {
+        let said = c
+            .wait()
+            .for_element(Locator::Id(&format!("{field}-error")))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(!said.contains("Clinic_Web"), "{field}: {said}");
+        assert!(
+            said.chars()
+                .any(|ch| ('\u{0600}'..='\u{06FF}').contains(&ch)),
+            "{field} in Arabic: {said}"
+        );
+    }
+    assert_eq!(
+        serious_violations(&c).await,
+        Vec::<String>::new(),
+        "the form with its errors"
+    );
+    let id = c.find(Locator::Id("agency_id")).await.unwrap();
+    id.clear().await.unwrap();
+    type_in(&c, Locator::Id("agency_id"), "clinic-web").await;
+    click(
+        &c,
+        Locator::Css("input[name=governorates][value='القاهرة']"),
+    )
+    .await;
+    click(
+        &c,
+        Locator::Css("form[action='/admin/agencies'] button[type=submit]"),
+    )
+    .await;
+    c.wait()
+        .for_element(Locator::Css("section.created"))
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::XPath("//tr[td/bdi[text()='clinic-web']]"))
+        .await
+        .unwrap();
     let history: Vec<(i64, String, String)> = sqlx::query_as(
         "SELECT version, status, updated_by FROM directory.agency_changes
           WHERE agency_id = 'legal-aid-cairo' ORDER BY version",
