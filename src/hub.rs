@@ -121,8 +121,8 @@ impl Hub {
             "metrics",
             shutdown.clone(),
         ))];
-        let bus = Bus::connect_link(
-            himaya_bus::Link::from_settings(&settings.bus)?,
+        let bus = Bus::connect_links(
+            himaya_bus::Link::all_from_settings(&settings.bus)?,
             Topology::new(settings.bus.prefix.clone()),
             metrics.clone(),
         )

@@ -78,13 +78,13 @@ pub async fn run(cmd: ParkedCommand, settings: Settings) -> anyhow::Result<()> {
         } => return inbound(&settings, agency, limit, lang).await,
         ParkedCommand::Bus(cmd) => cmd,
     };
-    let bus = Bus::connect_link(
-        himaya_bus::Link::from_settings(&settings.bus)?,
+    let bus = Bus::connect_links(
+        himaya_bus::Link::all_from_settings(&settings.bus)?,
         Topology::new(settings.bus.prefix.clone()),
         Default::default(),
     )
     .await
-    .context("connecting to RabbitMQ (is it running? see `bus.url` in config/)")?;
+    .context("connecting to RabbitMQ (is it running? see `bus.url` and `bus.urls` in config/)")?;
     let result = bus_command(cmd, &bus, &mut std::io::stdout()).await;
     bus.close().await;
     result

@@ -708,3 +708,88 @@ async fn parked_messages_without_a_message_id_each_have_an_id_of_their_own() {
     );
     bus.close().await;
 }
+
+/// A broker "node" in front of the real broker: a TCP relay that can be killed, cutting
+/// every connection through it and refusing new ones, as a node killed with SIGKILL.
+struct Node {
+    addr: std::net::SocketAddr,
+    relays: tokio::task::JoinSet<()>,
+}
+
+impl Node {
+    async fn start(to: std::net::SocketAddr) -> Node {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut relays = tokio::task::JoinSet::new();
+        relays.spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                conns.spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+            }
+        });
+        Node { addr, relays }
+    }
+
+    /// Every connection cut, the port closed.
+    async fn kill(mut self) {
+        self.relays.shutdown().await;
+    }
+}
+
+/// `bus.urls`: the hub connects to the first node that answers, and when its node dies
+/// it carries on through the next without that node coming back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_moves_to_another_broker_node_when_its_node_dies() {
+    use himaya_settings::SecretString;
+    let (agency, addr) = FakeAgency::start(&[]).await;
+    let mut env = TestEnv::new(Some(addr)).await;
+    let amqp = env.amqp_url();
+    let broker: std::net::SocketAddr = {
+        let u = reqwest::Url::parse(&amqp).unwrap();
+        format!("{}:{}", u.host_str().unwrap(), u.port().unwrap_or(5672))
+            .parse()
+            .unwrap()
+    };
+    let node = Node::start(broker).await;
+    // No node listens here (bound, never listening: refused).
+    let (_dead, dead_port) = reserved_port();
+    let through = |port: u16| amqp.replacen(&format!(":{}", broker.port()), &format!(":{port}"), 1);
+    env.settings.bus.url = SecretString::from(through(dead_port));
+    env.settings.bus.urls = vec![
+        SecretString::from(through(node.addr.port())),
+        SecretString::from(amqp.clone()),
+    ];
+    let hub = env.start().await;
+    let mut intake = IntakeClient::new(channel(&hub).await);
+    intake
+        .submit_school_referral(from_school(school_request("sub-node-a")))
+        .await
+        .unwrap();
+    eventually(
+        30,
+        "a delivery through the first node that answers",
+        || async { (agency.count() == 1).then_some(()) },
+    )
+    .await;
+
+    node.kill().await;
+
+    let r = intake
+        .submit_school_referral(from_school(school_request("sub-node-b")))
+        .await
+        .unwrap()
+        .into_inner();
+    eventually(60, "a delivery through the next node", || async {
+        agency
+            .requests()
+            .iter()
+            .any(|s| s.body["referral_id"] == r.referral_id)
+            .then_some(())
+    })
+    .await;
+    hub.stop().await;
+}

@@ -74,9 +74,13 @@ pub struct Outgoing {
 }
 
 /// A connection to the broker that heals itself: every operation asks for a channel and
-/// gets a fresh connection when the old one died.
+/// gets a fresh connection when the old one died, from the next of the cluster's
+/// addresses on: a process whose node died goes on through another node.
 pub struct Bus {
-    link: Link,
+    /// Every node's link, tried in turn (never empty).
+    links: Vec<Link>,
+    /// Which of `links` the live connection (or the last one) was made through.
+    current: std::sync::atomic::AtomicUsize,
     topology: Topology,
     conn: Mutex<Option<Arc<Connection>>>,
     publisher: Mutex<Option<Channel>>,
@@ -109,8 +113,23 @@ impl Bus {
         topology: Topology,
         metrics: Arc<himaya_metrics::Metrics>,
     ) -> Result<Arc<Bus>, BusError> {
+        Bus::connect_links(vec![link], topology, metrics).await
+    }
+
+    /// [`Bus::connect_link`] to a cluster (see [`Link::all_from_settings`]): the first of
+    /// `links` that answers, and on each reconnect the next ones in turn, starting after
+    /// the node that was lost (an empty list cannot connect).
+    pub async fn connect_links(
+        links: Vec<Link>,
+        topology: Topology,
+        metrics: Arc<himaya_metrics::Metrics>,
+    ) -> Result<Arc<Bus>, BusError> {
+        if links.is_empty() {
+            return Err(BusError::Link("bus.url is empty".into()));
+        }
         let bus = Arc::new(Bus {
-            link,
+            links,
+            current: std::sync::atomic::AtomicUsize::new(0),
             topology,
             conn: Mutex::new(None),
             publisher: Mutex::new(None),
@@ -220,15 +239,50 @@ impl Bus {
                 }
             }
         }
-        let props = ConnectionProperties::default().with_connection_name("himaya".into());
-        let conn = self.link.open(props).await.map_err(|e| match e.kind() {
-            // The socket's own error (refused, timed out, TLS), said once.
-            lapin::ErrorKind::IOError(io) => BusError::Link(self.link.describe(io)),
-            _ => BusError::Connect(e),
-        })?;
-        let ch = conn.create_channel().await.map_err(BusError::Connect)?;
-        *guard = Some(Arc::new(conn));
-        Ok(ch)
+        // A connection that was lost starts the round at the next node: its own may be
+        // the one that died. The first connection starts at the first address.
+        use std::sync::atomic::Ordering;
+        let n = self.links.len();
+        let first = match guard.is_some() {
+            true => (self.current.load(Ordering::Relaxed) + 1) % n,
+            false => self.current.load(Ordering::Relaxed) % n,
+        };
+        let mut last = None;
+        for i in (0..n).map(|k| (first + k) % n) {
+            let link = &self.links[i];
+            let props = ConnectionProperties::default().with_connection_name("himaya".into());
+            let opened = match link.open(props).await {
+                Ok(conn) => match conn.create_channel().await {
+                    Ok(ch) => Ok((conn, ch)),
+                    Err(e) => Err(BusError::Connect(e)),
+                },
+                Err(e) => Err(match e.kind() {
+                    // The socket's own error (refused, timed out, TLS), said once.
+                    lapin::ErrorKind::IOError(io) => BusError::Link(link.describe(io)),
+                    _ => BusError::Connect(e),
+                }),
+            };
+            match opened {
+                Ok((conn, ch)) => {
+                    if n > 1 {
+                        tracing::info!(node = i, of = n, "connected to the broker");
+                    }
+                    self.current.store(i, Ordering::Relaxed);
+                    *guard = Some(Arc::new(conn));
+                    return Ok(ch);
+                }
+                Err(e) => {
+                    // The address is never logged: it may carry the password.
+                    if n > 1 {
+                        tracing::warn!(node = i, of = n, error = %e, "broker node unreachable; trying the next");
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        // Nothing answered: the next attempt goes on from the node after this round's first.
+        self.current.store(first, Ordering::Relaxed);
+        Err(last.unwrap_or_else(|| BusError::Link("bus.url is empty".into())))
     }
 
     async fn publisher(&self) -> Result<Channel, BusError> {

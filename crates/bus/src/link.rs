@@ -68,6 +68,25 @@ impl Link {
         )
     }
 
+    /// One link per address of the broker (`bus.url`, then `bus.urls`), each with the
+    /// TLS settings of [`Link::from_settings`].
+    pub fn all_from_settings(settings: &BusSettings) -> Result<Vec<Link>, BusError> {
+        settings
+            .addresses()
+            .iter()
+            .map(|url| {
+                let client = match (&settings.client_cert_file, &settings.client_key_file) {
+                    (Some(cert), Some(key)) => Some((
+                        read_certs(cert, "bus.client_cert_file")?,
+                        read_key(key, "bus.client_key_file")?,
+                    )),
+                    _ => None,
+                };
+                Link::build(url, settings.ca_file.as_deref(), client)
+            })
+            .collect()
+    }
+
     /// A link from a URL alone: `amqps://` trusts the system's authorities.
     pub fn url(url: impl Into<String>) -> Result<Link, BusError> {
         Link::build(&url.into(), None, None)

@@ -323,10 +323,51 @@ pub struct BusSettings {
     /// The private key (PEM) of `client_cert_file`.
     #[serde(default)]
     pub client_key_file: Option<PathBuf>,
+    /// The other nodes of the same RabbitMQ cluster, tried in turn after `url` whenever
+    /// a connection must be made (at start, and each time one is lost): a process whose
+    /// node dies carries on through another. A list in a file; in the environment
+    /// (`HIMAYA__BUS__URLS`) comma-separated (a comma inside a password: `%2C`).
+    #[serde(default, deserialize_with = "url_list")]
+    pub urls: Vec<SecretString>,
     /// Prefix of every exchange and queue name, so hubs can share a broker.
     pub prefix: String,
     /// Unacknowledged messages a consumer holds at once.
     pub prefetch: u16,
+}
+
+impl BusSettings {
+    /// Every address of the broker, `url` first, each once: the order a connection tries.
+    pub fn addresses(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::with_capacity(1 + self.urls.len());
+        for u in std::iter::once(&self.url).chain(&self.urls) {
+            let u = u.expose_secret().trim();
+            if !u.is_empty() && !out.iter().any(|seen| seen == u) {
+                out.push(u.to_owned());
+            }
+        }
+        out
+    }
+}
+
+/// A list of URLs from a TOML array, or from one string with commas (an environment
+/// variable holds no array).
+fn url_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SecretString>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        Many(Vec<String>),
+        One(String),
+    }
+    let all = match OneOrMany::deserialize(d)? {
+        OneOrMany::Many(v) => v,
+        OneOrMany::One(s) => s.split(',').map(str::to_owned).collect(),
+    };
+    Ok(all
+        .into_iter()
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty())
+        .map(SecretString::from)
+        .collect())
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -1089,6 +1130,48 @@ mod tests {
             .values()
             .any(|a| a.agency_type == AgencyType::Health));
         assert!(!format!("{s:?}").contains("guest:guest"));
+    }
+
+    /// The bus's addresses: `url` first, then `urls` from a TOML list or a comma-separated
+    /// string (how an environment variable gives it), each once.
+    #[test]
+    fn bus_urls_come_as_a_list_or_with_commas_and_follow_bus_url() {
+        let shipped = Settings::load(&dir(), None).unwrap();
+        assert_eq!(
+            shipped.bus.addresses(),
+            ["amqp://guest:guest@127.0.0.1:5672/%2f"]
+        );
+        let from = |v: config::Value| -> BusSettings {
+            config::Config::builder()
+                .set_override("url", "amqp://u:p@n1:5672/%2f")
+                .unwrap()
+                .set_override("prefix", "")
+                .unwrap()
+                .set_override("prefetch", 8)
+                .unwrap()
+                .set_override("urls", v)
+                .unwrap()
+                .build()
+                .unwrap()
+                .try_deserialize()
+                .unwrap()
+        };
+        let want = [
+            "amqp://u:p@n1:5672/%2f",
+            "amqp://u:p@n2:5672/%2f",
+            "amqp://u:p@n3:5672/%2f",
+        ];
+        // As HIMAYA__BUS__URLS gives it: one string, commas, spaces, the first repeated.
+        let env =
+            from(" amqp://u:p@n2:5672/%2f, amqp://u:p@n3:5672/%2f,amqp://u:p@n1:5672/%2f ,".into());
+        assert_eq!(env.addresses(), want);
+        let list = from(config::Value::from(vec![
+            "amqp://u:p@n2:5672/%2f",
+            "amqp://u:p@n3:5672/%2f",
+        ]));
+        assert_eq!(list.addresses(), want);
+        // Never printed: the URLs hold the broker's password.
+        assert!(!format!("{list:?}").contains("u:p@"));
     }
 
     #[test]
