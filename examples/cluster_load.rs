@@ -548,10 +548,7 @@ async fn main() -> std::process::ExitCode {
             );
         }
         // Consumers: the count just before, the lowest after, and when it was back.
-        let before = samples
-            .iter()
-            .rfind(|(t, _)| *t <= at)
-            .map(|(_, n)| *n);
+        let before = samples.iter().rfind(|(t, _)| *t <= at).map(|(_, n)| *n);
         if let Some(before) = before {
             let after: Vec<&(i64, i64)> = samples
                 .iter()
