@@ -129,6 +129,16 @@ impl Hub {
         .await
         .context("connecting to RabbitMQ (is it running? `scripts/setup` starts it)")?;
         readiness.set_broker(true);
+        // Declared before any component starts: the directory announces the agencies it
+        // seeds as it starts, and the announcements must have somewhere to wait.
+        let queue = bus.topology().queue(DIRECTORY_FOLLOWERS);
+        bus.declare_queue(
+            &queue,
+            himaya_bus::Exchange::Events,
+            &[himaya_events::keys::AGENCY_CHANGED],
+        )
+        .await
+        .context("declaring the directory followers' queue")?;
         // Bound first, so that every component knows where the hub serves gRPC.
         let listener = bind(settings.grpc.listen, "grpc.listen").await?;
         let grpc_addr = listener.local_addr()?;
@@ -200,11 +210,23 @@ impl Hub {
         if let Err(e) = follower.refresh(&directory_pool, &settings).await {
             tracing::warn!(error = %e, "the directory's agencies could not be read yet; the configuration's stand");
         }
+        // The directory announces every change of an agency; whichever process takes the
+        // announcement from the shared queue reads the directory at once (the others
+        // within `directory.follow_ms`), and nothing announced is left unrouted.
+        let nudged = Arc::new(tokio::sync::Notify::new());
+        tasks.push(tokio::spawn(himaya_bus::consume(
+            bus.clone(),
+            queue,
+            settings.bus.prefetch,
+            Arc::new(Nudge(nudged.clone())),
+            shutdown.clone(),
+        )));
         tasks.push(tokio::spawn(himaya_store::agencies::follow(
             directory_pool,
             settings.clone(),
             follower,
             std::time::Duration::from_millis(settings.directory.follow_ms),
+            nudged,
             shutdown.clone(),
         )));
         let router = server(&settings)
@@ -425,6 +447,20 @@ fn tls_acceptor(settings: &Settings) -> anyhow::Result<Option<tokio_rustls::TlsA
         .context("grpc.tls: the certificate does not match its key")?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+}
+
+/// The queue every process of the hub shares for `directory.agency.changed`.
+const DIRECTORY_FOLLOWERS: &str = "directory-followers";
+
+/// Takes an agency's change announcement: the process reads the directory now.
+struct Nudge(Arc<tokio::sync::Notify>);
+
+impl himaya_bus::Handler for Nudge {
+    async fn handle(&self, _msg: &himaya_bus::Incoming) -> Result<(), himaya_bus::HandleError> {
+        // Idempotent: a read of the directory, however many times it is asked for.
+        self.0.notify_one();
+        Ok(())
+    }
 }
 
 /// How often the gRPC server looks whether its certificate, key or client authorities

@@ -300,6 +300,28 @@ async fn an_agency_added_while_the_hub_runs_calls_and_receives_and_a_suspension_
         "every change published",
     )
     .await;
+    // Every announcement was taken by the hub's processes (which read the directory at
+    // once): nothing waits in the unrouted queue, which operators alert on.
+    let bus = himaya_bus::Bus::connect(
+        s.env.amqp_url(),
+        himaya_bus::Topology::new(s.env.settings.bus.prefix.clone()),
+    )
+    .await
+    .unwrap();
+    let ch = bus.channel().await.unwrap();
+    let unrouted = ch
+        .queue_declare(
+            bus.topology().unrouted_queue().as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(unrouted.message_count(), 0, "announcements left unrouted");
+    bus.close().await;
     // The table holds no token, only where the token is.
     let tokens: i64 = count(
         &pool,

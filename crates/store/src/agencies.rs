@@ -250,11 +250,13 @@ fn not_there_yet(e: &sqlx::Error) -> bool {
 
 /// Follows the table every `every` until `shutdown`; a failed read is logged (once per
 /// outage) and tried again at the next tick, the agencies standing as last read.
+/// `nudged` (the `directory.agency.changed` event reaching this process) reads at once.
 pub async fn follow(
     pool: PgPool,
     settings: Arc<Settings>,
     mut follower: Follower,
     every: Duration,
+    nudged: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) {
     let mut failing = false;
@@ -262,6 +264,7 @@ pub async fn follow(
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(every) => {}
+            () = nudged.notified() => {}
         }
         match follower.refresh(&pool, &settings).await {
             Ok(_) => failing = false,
