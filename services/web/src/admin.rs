@@ -19,7 +19,7 @@ use crate::people::{self, Role};
 use crate::referral::Form;
 use crate::session::{self, Session};
 use crate::text::{label, lang_of, pick};
-use crate::{csrf_refused, failed, html_page, hub, pages, signed_in, App, WebError};
+use crate::{failed, html_page, hub, pages, posted, signed_in, App, WebError};
 
 /// The most accounts one page lists.
 const MAX_LISTED: i64 = 500;
@@ -281,14 +281,10 @@ pub(crate) async fn add_person(
     body: Bytes,
 ) -> Response {
     let lang = lang_of(&headers);
-    let s = match signed_in(&app, &headers, &[Role::Admin]).await {
-        Ok(s) => s,
+    let (s, f) = match posted(&app, &headers, &body, &[Role::Admin]).await {
+        Ok(posted) => posted,
         Err(r) => return r,
     };
-    let f = Form::parse(&body);
-    if let Some(r) = csrf_refused(lang, &s, &f) {
-        return r;
-    }
     let allowed = agency_type(&app, &s).map(roles_for).unwrap_or_default();
     let (filled, roles, mut v) = check(&f, &allowed);
     // The supervisor must be a supervisor of this agency.
@@ -417,14 +413,10 @@ pub(crate) async fn change_person(
     body: Bytes,
 ) -> Response {
     let lang = lang_of(&headers);
-    let s = match signed_in(&app, &headers, &[Role::Admin]).await {
-        Ok(s) => s,
+    let (s, _) = match posted(&app, &headers, &body, &[Role::Admin]).await {
+        Ok(posted) => posted,
         Err(r) => return r,
     };
-    let f = Form::parse(&body);
-    if let Some(r) = csrf_refused(lang, &s, &f) {
-        return r;
-    }
     let sql = match what.as_str() {
         "disable" => "UPDATE persons SET disabled = true WHERE person_id = $1 AND agency_id = $2 AND person_id <> $3",
         "enable" => "UPDATE persons SET disabled = false WHERE person_id = $1 AND agency_id = $2 AND person_id <> $3",

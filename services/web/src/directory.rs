@@ -20,7 +20,7 @@ use crate::people::Role;
 use crate::referral::Form;
 use crate::session::Session;
 use crate::text::{lang_of, pick};
-use crate::{csrf_refused, failed, html_page, hub, hub_unavailable, pages, signed_in, App};
+use crate::{failed, html_page, hub, hub_unavailable, pages, posted, signed_in, App};
 
 /// The reasons an administrator chooses from (the directory's vocabulary).
 const REASONS: [(&str, &str, &str); 5] = [
@@ -225,14 +225,10 @@ fn add_form(app: &App, lang: Lang, s: &Session, f: &Form, errors: &[(String, Str
 /// Adds an agency through the hub's `Directory.PutAgency`, as the person.
 pub(crate) async fn add(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let lang = lang_of(&headers);
-    let s = match signed_in(&app, &headers, &[Role::Admin]).await {
-        Ok(s) => s,
+    let (s, f) = match posted(&app, &headers, &body, &[Role::Admin]).await {
+        Ok(posted) => posted,
         Err(r) => return r,
     };
-    let f = Form::parse(&body);
-    if let Some(r) = csrf_refused(lang, &s, &f) {
-        return r;
-    }
     let msg = pb::PutAgencyRequest {
         agency_id: f.get("agency_id").to_owned(),
         expected_version: 0,
@@ -339,14 +335,10 @@ pub(crate) async fn set_status(
     body: Bytes,
 ) -> Response {
     let lang = lang_of(&headers);
-    let s = match signed_in(&app, &headers, &[Role::Admin]).await {
-        Ok(s) => s,
+    let (s, f) = match posted(&app, &headers, &body, &[Role::Admin]).await {
+        Ok(posted) => posted,
         Err(r) => return r,
     };
-    let f = Form::parse(&body);
-    if let Some(r) = csrf_refused(lang, &s, &f) {
-        return r;
-    }
     let status = match f.get("status") {
         "active" => pb::AgencyStatus::Active,
         "suspended" => pb::AgencyStatus::Suspended,
@@ -382,14 +374,10 @@ pub(crate) async fn enrolment(
     body: Bytes,
 ) -> Response {
     let lang = lang_of(&headers);
-    let s = match signed_in(&app, &headers, &[Role::Admin]).await {
-        Ok(s) => s,
+    let (s, _) = match posted(&app, &headers, &body, &[Role::Admin]).await {
+        Ok(posted) => posted,
         Err(r) => return r,
     };
-    let f = Form::parse(&body);
-    if let Some(r) = csrf_refused(lang, &s, &f) {
-        return r;
-    }
     let msg = pb::CreateEnrolmentRequest { agency_id };
     let made = match hub::request(&s.person, lang, msg) {
         Ok(r) => {

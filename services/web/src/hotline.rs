@@ -20,7 +20,7 @@ use crate::people::Role;
 use crate::referral::Form;
 use crate::session::Session;
 use crate::text::{label, lang_of, pick, Local};
-use crate::{csrf_refused, failed, html_page, hub, pages, signed_in, App};
+use crate::{failed, html_page, hub, pages, posted, signed_in, App};
 
 const OPERATORS: &[Role] = &[Role::HotlineOperator];
 /// The most escalations the follow-ups page lists (the newest).
@@ -72,14 +72,10 @@ pub(crate) async fn break_glass(
     body: Bytes,
 ) -> Response {
     let lang = lang_of(&headers);
-    let s = match signed_in(&app, &headers, OPERATORS).await {
-        Ok(s) => s,
+    let (s, f) = match posted(&app, &headers, &body, OPERATORS).await {
+        Ok(posted) => posted,
         Err(r) => return r,
     };
-    let f = Form::parse(&body);
-    if let Some(r) = csrf_refused(lang, &s, &f) {
-        return r;
-    }
     // The hub checks every field (and logs an attempt without a reason as such): its
     // answer comes back next to the fields, in the page's language.
     let msg = pb::BreakGlassRequest {

@@ -284,6 +284,23 @@ pub(crate) async fn signed_in(
     Ok(s)
 }
 
+/// A form posted by a signed-in person holding one of `roles`, its CSRF token checked:
+/// the session and the form, or the answer to give instead.
+pub(crate) async fn posted(
+    app: &App,
+    headers: &HeaderMap,
+    body: &[u8],
+    roles: &[Role],
+) -> Result<(Session, Form), Response> {
+    let lang = lang_of(headers);
+    let s = signed_in(app, headers, roles).await?;
+    let f = Form::parse(body);
+    match csrf_refused(lang, &s, &f) {
+        Some(r) => Err(r),
+        None => Ok((s, f)),
+    }
+}
+
 /// A form's CSRF token must be the session's.
 pub(crate) fn csrf_refused(lang: Lang, s: &Session, f: &Form) -> Option<Response> {
     if session::csrf_ok(&s.csrf, f.get("csrf")) {

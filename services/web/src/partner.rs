@@ -13,9 +13,8 @@ use himaya_record::ServiceType;
 use maud::html;
 
 use crate::people::Role;
-use crate::referral::Form;
 use crate::text::{label, lang_of, pick, Local};
-use crate::{csrf_refused, failed, html_page, hub, pages, signed_in, App};
+use crate::{failed, html_page, hub, pages, posted, signed_in, App};
 
 /// The answers a receiving agency gives, in order.
 const ANSWERS: &[(&str, &str, &str)] = &[
@@ -94,14 +93,10 @@ pub(crate) async fn incoming(State(app): State<App>, headers: HeaderMap) -> Resp
 
 pub(crate) async fn answer(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let lang = lang_of(&headers);
-    let s = match signed_in(&app, &headers, &[Role::AgencyStaff]).await {
-        Ok(s) => s,
+    let (s, f) = match posted(&app, &headers, &body, &[Role::AgencyStaff]).await {
+        Ok(posted) => posted,
         Err(r) => return r,
     };
-    let f = Form::parse(&body);
-    if let Some(r) = csrf_refused(lang, &s, &f) {
-        return r;
-    }
     let msg = pb::UpdateServiceReferralRequest {
         service_referral_id: f.get("id").to_owned(),
         expected_version: f.get("version").parse().unwrap_or(0),

@@ -23,7 +23,7 @@ use crate::people::Role;
 use crate::referral::Form;
 use crate::session::Session;
 use crate::text::{label, lang_of, pick, Local};
-use crate::{csrf_refused, failed, html_page, hub, pages, signed_in, App};
+use crate::{failed, html_page, hub, pages, posted, signed_in, App};
 
 /// A review the hub refused: which access, what was sent, each problem by element id.
 struct Refused {
@@ -396,14 +396,10 @@ pub(crate) async fn review_break_glass(
     body: Bytes,
 ) -> Response {
     let lang = lang_of(&headers);
-    let s = match signed_in(&app, &headers, &[Role::Supervisor]).await {
-        Ok(s) => s,
+    let (s, f) = match posted(&app, &headers, &body, &[Role::Supervisor]).await {
+        Ok(posted) => posted,
         Err(r) => return r,
     };
-    let f = Form::parse(&body);
-    if let Some(r) = csrf_refused(lang, &s, &f) {
-        return r;
-    }
     let Some(id) = access_id(&id).map(str::to_owned) else {
         return html_page(
             StatusCode::NOT_FOUND,
