@@ -11,25 +11,8 @@ async fn an_administrator_makes_a_supervisor_and_a_caseworker_and_disables_an_ac
     // One caseworker per supervisor, so that the second is refused.
     env.settings.lifecycle.max_caseworkers_per_supervisor = 1;
     let hub = env.start().await;
+    let (_d, c, base, admin) = admin_signed_in(&env, &hub, "admin.cairo", "هدى كامل").await;
     let pool = himaya_web::connect(&env.settings).await.unwrap();
-    let admin = people::add(
-        &pool,
-        "mosa-cairo",
-        "admin.cairo",
-        ("هدى كامل", None),
-        &[Role::Admin],
-        PASSWORD,
-    )
-    .await
-    .unwrap();
-    let secret = admin
-        .totp_secret
-        .expect("administrators have a second factor");
-    let base = format!("http://localhost:{}", hub.web_addr.unwrap().port());
-    let d = driver().await;
-    let c = browser(&d, "ar").await;
-    let code = people::current_code(&secret).unwrap();
-    sign_in_browser(&c, &base, "admin.cairo", Some(&code)).await;
     c.wait()
         .for_element(Locator::LinkText("حسابات جهتك"))
         .await

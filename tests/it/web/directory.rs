@@ -10,23 +10,7 @@ use himaya_proto::v1 as pb;
 async fn an_administrator_suspends_and_reactivates_an_agency_from_the_directory_page() {
     let env = TestEnv::new(None).await;
     let hub = env.start().await;
-    let pool = himaya_web::connect(&env.settings).await.unwrap();
-    let admin = people::add(
-        &pool,
-        "mosa-cairo",
-        "admin.directory",
-        ("منى سالم", None),
-        &[Role::Admin],
-        PASSWORD,
-    )
-    .await
-    .unwrap();
-    let secret = admin.totp_secret.expect("a second factor");
-    let base = format!("http://localhost:{}", hub.web_addr.unwrap().port());
-    let d = driver().await;
-    let c = browser(&d, "ar").await;
-    let code = people::current_code(&secret).unwrap();
-    sign_in_browser(&c, &base, "admin.directory", Some(&code)).await;
+    let (_d, c, base, admin) = admin_signed_in(&env, &hub, "admin.directory", "منى سالم").await;
     c.wait()
         .for_element(Locator::LinkText("دليل الجهات"))
         .await

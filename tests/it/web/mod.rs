@@ -625,6 +625,38 @@ async fn type_in(c: &fantoccini::Client, at: Locator<'_>, text: &str) {
 
 /// Signs `c` in at `url` as `login` (with the second factor's `code` when the role needs
 /// one), by keyboard: Enter in the last field sends the form.
+/// An administrator of the case-owning ministry, made and signed in (with the second
+/// factor) in a real Chromium in Arabic: the driver (kept for the test's length), the
+/// browser, the web front's address and the account.
+async fn admin_signed_in(
+    env: &TestEnv,
+    hub: &himaya::hub::Hub,
+    login: &str,
+    name: &str,
+) -> (Driver, fantoccini::Client, String, people::Created) {
+    let pool = himaya_web::connect(&env.settings).await.unwrap();
+    let admin = people::add(
+        &pool,
+        "mosa-cairo",
+        login,
+        (name, None),
+        &[Role::Admin],
+        PASSWORD,
+    )
+    .await
+    .unwrap();
+    let secret = admin
+        .totp_secret
+        .clone()
+        .expect("administrators have a second factor");
+    let base = format!("http://localhost:{}", hub.web_addr.unwrap().port());
+    let d = driver().await;
+    let c = browser(&d, "ar").await;
+    let code = people::current_code(&secret).unwrap();
+    sign_in_browser(&c, &base, login, Some(&code)).await;
+    (d, c, base, admin)
+}
+
 async fn sign_in_browser(c: &fantoccini::Client, url: &str, login: &str, code: Option<&str>) {
     c.goto(url).await.unwrap();
     type_in(c, Locator::Id("login"), login).await;
