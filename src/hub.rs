@@ -135,7 +135,10 @@ impl Hub {
         bus.declare_queue(
             &queue,
             himaya_bus::Exchange::Events,
-            &[himaya_events::keys::AGENCY_CHANGED],
+            &[
+                himaya_events::keys::AGENCY_CHANGED,
+                himaya_events::keys::CERTIFICATE_REVOKED,
+            ],
         )
         .await
         .context("declaring the directory followers' queue")?;

@@ -176,6 +176,17 @@ pub struct AgencyChanged {
     pub reason: Option<String>,
 }
 
+/// `directory.certificate.revoked`: one certificate an administrator revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateRevoked {
+    pub message_id: String,
+    pub occurred_at: String,
+    pub agency_id: String,
+    pub fingerprint: String,
+    pub reason: String,
+    pub revoked_by: String,
+}
+
 /// `directory.service.changed`: one service-map entry, whole.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceMapChanged {
@@ -292,6 +303,11 @@ event!(
     "agency_changed.avsc"
 );
 event!(
+    CertificateRevoked,
+    "himaya.v1.CertificateRevoked",
+    "certificate_revoked.avsc"
+);
+event!(
     ServiceMapChanged,
     "himaya.v1.ServiceMapChanged",
     "service_map_changed.avsc"
@@ -324,6 +340,7 @@ pub mod keys {
     pub const SERVICE_REFERRAL_CHANGED: &str = "service.referral.changed";
     pub const SERVICE_MAP_CHANGED: &str = "directory.service.changed";
     pub const AGENCY_CHANGED: &str = "directory.agency.changed";
+    pub const CERTIFICATE_REVOKED: &str = "directory.certificate.revoked";
     pub const DISCLOSURE_RECORDED: &str = "audit.disclosure.recorded";
     pub const CONSENT_WITHDRAWN: &str = "consent.withdrawn";
     pub const WITHDRAWAL_NOTICE: &str = "consent.withdrawal.notice";
@@ -375,6 +392,7 @@ fn registry() -> Result<&'static HashMap<&'static str, Known>, CodecError> {
                 (ServiceReferralChanged::NAME, ServiceReferralChanged::SCHEMA),
                 (ServiceMapChanged::NAME, ServiceMapChanged::SCHEMA),
                 (AgencyChanged::NAME, AgencyChanged::SCHEMA),
+                (CertificateRevoked::NAME, CertificateRevoked::SCHEMA),
                 (DisclosureRecorded::NAME, DisclosureRecorded::SCHEMA),
                 (ConsentWithdrawn::NAME, ConsentWithdrawn::SCHEMA),
                 (WithdrawalNotice::NAME, WithdrawalNotice::SCHEMA),

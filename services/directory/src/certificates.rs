@@ -434,6 +434,7 @@ pub async fn revoke(
     if !v.is_empty() {
         return Err(invalid_argument(&v, lang(meta)));
     }
+    let mut tx = pool.begin().await.map_err(storage)?;
     let row: Option<Row> = sqlx::query_as(
         "UPDATE certificates
             SET revoked_at = coalesce(revoked_at, now()),
@@ -446,12 +447,36 @@ pub async fn revoke(
     .bind(&fingerprint)
     .bind(&by)
     .bind(reason)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await
     .map_err(storage)?;
     let Some(row) = row else {
         return Err(status(Code::NotFound, &msg!("certificate-not-found")));
     };
+    // Announced in the same transaction: every process takes it as a nudge to read the
+    // revocations at once (the others read them within directory.follow_ms anyway).
+    let event = himaya_events::CertificateRevoked {
+        message_id: himaya_events::new_message_id(),
+        occurred_at: Utc::now().to_rfc3339(),
+        agency_id: row.agency_id.clone(),
+        fingerprint: row.fingerprint.clone(),
+        reason: reason.to_owned(),
+        revoked_by: by.clone(),
+    };
+    himaya_store::outbox::enqueue_event(
+        &mut tx,
+        himaya_bus::Exchange::Events,
+        himaya_events::keys::CERTIFICATE_REVOKED,
+        &event,
+        1,
+        &row.agency_id,
+    )
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "certificate revocation outbox failed");
+        status(Code::Unavailable, &msg!("storage-unavailable"))
+    })?;
+    tx.commit().await.map_err(storage)?;
     tracing::info!(agency = %row.agency_id, fingerprint = %row.fingerprint, reason, by = %by, "certificate revoked");
     Ok(row.to_pb())
 }
