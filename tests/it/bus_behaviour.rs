@@ -81,11 +81,7 @@ async fn poison_is_parked_with_its_reason_and_duplicates_have_one_effect() {
 
     let sentinel_ref = sentinel.case.referral.referral_id.to_string();
     eventually(30, "the sentinel delivered", || async {
-        agency
-            .requests()
-            .iter()
-            .any(|s| s.body["referral_id"] == sentinel_ref)
-            .then_some(())
+        agency.received(&sentinel_ref).then_some(())
     })
     .await;
     let twice_ref = twice.case.referral.referral_id.to_string();
@@ -134,11 +130,7 @@ async fn the_hub_heals_after_the_broker_drops_its_connections() {
         .unwrap()
         .into_inner();
     eventually(60, "a delivery after the connections dropped", || async {
-        agency
-            .requests()
-            .iter()
-            .any(|s| s.body["referral_id"] == r.referral_id)
-            .then_some(())
+        agency.received(&r.referral_id).then_some(())
     })
     .await;
     hub.stop().await;
@@ -784,11 +776,7 @@ async fn the_hub_moves_to_another_broker_node_when_its_node_dies() {
         .unwrap()
         .into_inner();
     eventually(60, "a delivery through the next node", || async {
-        agency
-            .requests()
-            .iter()
-            .any(|s| s.body["referral_id"] == r.referral_id)
-            .then_some(())
+        agency.received(&r.referral_id).then_some(())
     })
     .await;
     hub.stop().await;

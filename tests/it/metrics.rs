@@ -184,11 +184,7 @@ async fn a_referral_end_to_end_is_counted_without_personal_data_in_labels() {
         .unwrap()
         .into_inner();
     eventually(30, "the referral delivered to health-cairo", || async {
-        agency
-            .requests()
-            .iter()
-            .any(|s| s.body["referral_id"] == referral.referral_id)
-            .then_some(())
+        agency.received(&referral.referral_id).then_some(())
     })
     .await;
     // The ministry registers the case: its assignment is due at once, and missed.

@@ -119,6 +119,15 @@ impl FakeAgency {
         self.seen.lock().unwrap().len()
     }
 
+    /// Whether a delivery of `referral_id` (the hub's envelope) has arrived.
+    pub fn received(&self, referral_id: &str) -> bool {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.body["referral_id"] == referral_id)
+    }
+
     pub fn requests(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
