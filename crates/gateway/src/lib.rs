@@ -499,7 +499,7 @@ fn admit<B>(settings: &Settings, req: &mut Request<B>) -> Result<(), Status> {
                 tracing::warn!(rpc = %path, reason = e.id(), "call refused: the certificate proves no agency");
                 status(Code::Unauthenticated, &e)
             })?;
-            if settings.agencies.is_revoked(&fingerprint(leaf)) {
+            if settings.agencies.is_revoked(|| fingerprint(leaf)) {
                 tracing::warn!(rpc = %path, agency = %id, "call refused: the certificate is revoked");
                 return Err(status(
                     Code::Unauthenticated,

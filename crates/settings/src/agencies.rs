@@ -35,13 +35,15 @@ impl Agencies {
         }
     }
 
-    /// Whether the certificate with this fingerprint was revoked.
-    pub fn is_revoked(&self, fingerprint: &[u8; 32]) -> bool {
+    /// Whether the certificate whose fingerprint `fingerprint` gives was revoked. The
+    /// fingerprint (a hash of the certificate) is computed only when some certificate is
+    /// revoked: most of the time none is, and a call pays nothing for the check.
+    pub fn is_revoked(&self, fingerprint: impl FnOnce() -> [u8; 32]) -> bool {
         let set = match self.revoked.read() {
             Ok(g) => g.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         };
-        set.contains(fingerprint)
+        !set.is_empty() && set.contains(&fingerprint())
     }
 
     /// Replaces the revoked certificates (the directory's follower).
