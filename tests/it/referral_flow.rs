@@ -546,3 +546,88 @@ async fn places_are_the_gazetteers_a_misspelling_is_folded_and_an_invented_place
     assert_eq!(count(&pool, "SELECT count(*) FROM cases.cases").await, 1);
     hub.stop().await;
 }
+
+/// Intake writes what arrives together in one transaction (a group commit): a burst of
+/// concurrent submissions, some sent twice at the same instant and some again after, is
+/// stored once per submission, each caller answered with its own case, the first
+/// sending of each as new and every other as replayed, and one event per case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_submissions_is_stored_once_each_and_answered_each_with_its_own_case() {
+    let env = TestEnv::new(None).await;
+    let hub = env.start().await;
+    let channel = channel(&hub).await;
+    // 80 submissions; the first 30 also sent a second time within the same burst.
+    let ids: Vec<String> = (0..80)
+        .map(|i| format!("sub-burst-{i}"))
+        .chain((0..30).map(|i| format!("sub-burst-{i}")))
+        .collect();
+    let sends = ids.iter().map(|id| {
+        let mut intake = IntakeClient::new(channel.clone());
+        let id = id.clone();
+        async move {
+            let r = intake
+                .submit_school_referral(from_school(school_request(&id)))
+                .await
+                .unwrap()
+                .into_inner();
+            (id, r)
+        }
+    });
+    let answers = futures_util::future::join_all(sends).await;
+    let mut by_id: std::collections::BTreeMap<String, Vec<pb::SubmitReferralResponse>> =
+        Default::default();
+    for (id, r) in answers {
+        by_id.entry(id).or_default().push(r);
+    }
+    assert_eq!(by_id.len(), 80);
+    let mut cases = std::collections::HashSet::new();
+    for (id, rs) in &by_id {
+        let new = rs.iter().filter(|r| !r.replayed).count();
+        assert_eq!(new, 1, "{id}: exactly one answer opened the case");
+        assert!(
+            rs.iter()
+                .all(|r| r.case_id == rs[0].case_id && r.referral_id == rs[0].referral_id),
+            "{id}: every answer names the same case"
+        );
+        assert!(
+            cases.insert(rs[0].case_id.clone()),
+            "{id}: a case of its own"
+        );
+    }
+    // Sent again after the burst: replayed, nothing written.
+    let mut intake = IntakeClient::new(channel.clone());
+    let again = intake
+        .submit_school_referral(from_school(school_request("sub-burst-7")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.replayed);
+    assert_eq!(again.case_id, by_id["sub-burst-7"][0].case_id);
+
+    let pool = env.pool().await;
+    for (sql, what) in [
+        ("SELECT count(*) FROM cases.cases", "cases"),
+        ("SELECT count(*) FROM cases.submissions", "submissions"),
+        ("SELECT count(*) FROM cases.case_history", "history entries"),
+        ("SELECT count(*) FROM cases.children", "children indexed"),
+        (
+            "SELECT count(DISTINCT child_no) FROM cases.child_blocks",
+            "children with name blocks",
+        ),
+        (
+            "SELECT count(*) FROM cases.outbox WHERE routing_key = 'referral.created'",
+            "referral.created events",
+        ),
+    ] {
+        assert_eq!(count(&pool, sql).await, 80, "{what}");
+    }
+    // Each event is its own case's: its correlation id is the case's referral.
+    let correlated = count(
+        &pool,
+        "SELECT count(DISTINCT s.case_id) FROM cases.outbox o JOIN cases.submissions s
+            ON s.referral_id = o.headers->>'x-correlation-id'
+         WHERE o.routing_key = 'referral.created'",
+    )
+    .await;
+    assert_eq!(correlated, 80, "one event per case, named by its referral");
+}

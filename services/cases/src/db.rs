@@ -1,7 +1,7 @@
 //! The cases service's queries. Every write that must be announced enqueues its event
 //! in the same transaction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use himaya_bus::{Exchange, Outgoing};
@@ -22,20 +22,75 @@ pub struct Submitted {
     pub replayed: bool,
 }
 
+/// A referral to store as a new case: the record, who submitted it under which
+/// submission id, and the trace its event continues.
+#[derive(Debug, Clone)]
+pub struct NewCase {
+    pub record: CaseRecord,
+    pub submitter: String,
+    pub submission_id: String,
+    pub traceparent: Option<String>,
+}
+
+impl NewCase {
+    /// The key that makes a submission idempotent.
+    fn key(&self) -> String {
+        format!("{}\u{1f}{}", self.submitter, self.submission_id)
+    }
+
+    /// Its `referral.created` event.
+    fn event(&self) -> Result<Outgoing, CasesError> {
+        let record = &self.record;
+        let event = ReferralCreated {
+            message_id: new_message_id(),
+            occurred_at: record.created_at.to_rfc3339(),
+            case: record.clone(),
+            service_request: None,
+        };
+        let mut headers = BTreeMap::new();
+        headers.insert(
+            "x-correlation-id".to_owned(),
+            record.referral.referral_id.to_string(),
+        );
+        if let Some(tp) = &self.traceparent {
+            headers.insert("traceparent".to_owned(), tp.clone());
+        }
+        Ok(Outgoing {
+            exchange: Exchange::Events,
+            routing_key: keys::REFERRAL_CREATED.into(),
+            payload: encode(&event)?,
+            message_id: event.message_id.clone(),
+            event_type: ReferralCreated::NAME.into(),
+            priority: record.referral.priority.amqp_priority(),
+            headers,
+        })
+    }
+
+    fn submitted(&self) -> Submitted {
+        Submitted {
+            case_id: self.record.case_id.to_string(),
+            referral_id: self.record.referral.referral_id.to_string(),
+            version: self.record.version,
+            priority: self.record.referral.priority.as_str().into(),
+            replayed: false,
+        }
+    }
+}
+
 /// Stores a new case, its history entry and its `referral.created` event atomically,
 /// unless this (submitter, submission id) was seen before: then the first answer is
-/// returned and nothing is written.
-pub async fn open_case(
-    pool: &PgPool,
-    record: &CaseRecord,
-    submitter: &str,
-    submission_id: &str,
-    traceparent: Option<String>,
-) -> Result<Submitted, CasesError> {
+/// returned and nothing is written. [`open_cases`] does the same for many at once.
+pub async fn open_case(pool: &PgPool, case: &NewCase) -> Result<Submitted, CasesError> {
+    let NewCase {
+        record,
+        submitter,
+        submission_id,
+        ..
+    } = case;
     let mut tx = pool.begin().await?;
     // Concurrent retries of one submission queue up here instead of racing.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-        .bind(format!("{submitter}\u{1f}{submission_id}"))
+        .bind(case.key())
         .execute(&mut *tx)
         .await?;
     if let Some(existing) = find_submission(&mut tx, submitter, submission_id).await? {
@@ -71,39 +126,150 @@ pub async fn open_case(
         &case_id,
         record.version,
         submitter,
-        &format!("opened by referral {referral_id}"),
+        &opened_by(&referral_id),
     )
     .await?;
     crate::duplicates::index_child(&mut tx, record).await?;
-    let event = ReferralCreated {
-        message_id: new_message_id(),
-        occurred_at: record.created_at.to_rfc3339(),
-        case: record.clone(),
-        service_request: None,
-    };
-    let mut headers = BTreeMap::new();
-    headers.insert("x-correlation-id".to_owned(), referral_id.clone());
-    if let Some(tp) = traceparent {
-        headers.insert("traceparent".to_owned(), tp);
-    }
-    let msg = Outgoing {
-        exchange: Exchange::Events,
-        routing_key: keys::REFERRAL_CREATED.into(),
-        payload: encode(&event)?,
-        message_id: event.message_id.clone(),
-        event_type: ReferralCreated::NAME.into(),
-        priority: record.referral.priority.amqp_priority(),
-        headers,
-    };
-    himaya_store::outbox::enqueue(&mut tx, &msg).await?;
+    himaya_store::outbox::enqueue(&mut tx, &case.event()?).await?;
     tx.commit().await?;
-    Ok(Submitted {
-        case_id,
-        referral_id,
-        version: record.version,
-        priority: record.referral.priority.as_str().into(),
-        replayed: false,
-    })
+    Ok(case.submitted())
+}
+
+fn opened_by(referral_id: &str) -> String {
+    format!("opened by referral {referral_id}")
+}
+
+/// [`open_case`] for a group, in one transaction: the same rows, written by one
+/// statement per table. A submission already stored, or sent twice within the group, is
+/// answered from its first case (`replayed`) and writes nothing. The answers are in the
+/// order of `cases`. A failure fails the whole group and writes nothing.
+pub async fn open_cases(pool: &PgPool, cases: &[NewCase]) -> Result<Vec<Submitted>, CasesError> {
+    if let [one] = cases {
+        return Ok(vec![open_case(pool, one).await?]);
+    }
+    let mut tx = pool.begin().await?;
+    // The same locks as one at a time, taken in one order, so that two groups (or a
+    // group and a single writer) never wait on each other in a circle.
+    let keys: Vec<String> = cases.iter().map(NewCase::key).collect();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(h)
+           FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest($1::text[]) AS k ORDER BY 1) AS s",
+    )
+    .bind(&keys)
+    .execute(&mut *tx)
+    .await?;
+    let submitters: Vec<&str> = cases.iter().map(|c| c.submitter.as_str()).collect();
+    let submission_ids: Vec<&str> = cases.iter().map(|c| c.submission_id.as_str()).collect();
+    let stored = sqlx::query_as::<_, (String, String, String, String, i64, String)>(
+        "SELECT s.submitter, s.submission_id, s.case_id, s.referral_id, c.version, c.priority
+           FROM unnest($1::text[], $2::text[]) AS k (submitter, submission_id)
+           JOIN submissions s USING (submitter, submission_id)
+           JOIN cases c USING (case_id)",
+    )
+    .bind(&submitters)
+    .bind(&submission_ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut answers: HashMap<String, Submitted> = stored
+        .into_iter()
+        .map(
+            |(submitter, submission_id, case_id, referral_id, version, priority)| {
+                let key = format!("{submitter}\u{1f}{submission_id}");
+                let s = Submitted {
+                    case_id,
+                    referral_id,
+                    version,
+                    priority,
+                    replayed: true,
+                };
+                (key, s)
+            },
+        )
+        .collect();
+    // What is new: the first sending of each key not stored yet.
+    let mut new = Vec::new();
+    let mut opened = vec![false; cases.len()];
+    for (i, (case, key)) in cases.iter().zip(&keys).enumerate() {
+        if !answers.contains_key(key) {
+            let later = Submitted {
+                replayed: true,
+                ..case.submitted()
+            };
+            answers.insert(key.clone(), later);
+            new.push(case);
+            opened[i] = true;
+        }
+    }
+    if !new.is_empty() {
+        insert_cases(&mut tx, &new).await?;
+        crate::duplicates::index_children(&mut tx, new.iter().map(|c| &c.record)).await?;
+        let events = new
+            .iter()
+            .map(|c| c.event())
+            .collect::<Result<Vec<_>, _>>()?;
+        himaya_store::outbox::enqueue_all(&mut tx, &events).await?;
+    }
+    tx.commit().await?;
+    keys.iter()
+        .zip(opened)
+        .map(|(key, opened)| {
+            let mut a = answers
+                .get(key)
+                .cloned()
+                .ok_or(StoreError::Corrupt("submissions"))?;
+            a.replayed = !opened;
+            Ok(a)
+        })
+        .collect()
+}
+
+/// The rows of new cases, their submissions and their first history entries: one
+/// statement (the foreign keys are checked at its end, when the cases are there).
+async fn insert_cases(conn: &mut PgConnection, new: &[&NewCase]) -> Result<(), CasesError> {
+    let records = || new.iter().map(|c| &c.record);
+    let case_ids: Vec<String> = records().map(|r| r.case_id.to_string()).collect();
+    let referral_ids: Vec<String> = records()
+        .map(|r| r.referral.referral_id.to_string())
+        .collect();
+    let json = records()
+        .map(serde_json::to_value)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| StoreError::Corrupt("case record"))?;
+    let changes: Vec<String> = referral_ids
+        .iter()
+        .map(|r| opened_by(r))
+        .collect::<Vec<_>>();
+    sqlx::query(
+        "WITH n AS (
+           SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+                                $7::jsonb[], $8::timestamptz[], $9::text[], $10::text[], $11::text[], $12::text[])
+             WITH ORDINALITY AS n (case_id, version, status, risk_level, priority, governorate,
+                                   record, created_at, submitter, submission_id, referral_id, change, i)),
+         c AS (
+           INSERT INTO cases (case_id, version, status, risk_level, priority, governorate, record, created_at, updated_at)
+           SELECT case_id, version, status, risk_level, priority, governorate, record, created_at, created_at
+             FROM n ORDER BY i),
+         s AS (
+           INSERT INTO submissions (submitter, submission_id, case_id, referral_id)
+           SELECT submitter, submission_id, case_id, referral_id FROM n ORDER BY i)
+         INSERT INTO case_history (case_id, version, actor, change)
+         SELECT case_id, version, submitter, change FROM n ORDER BY i",
+    )
+    .bind(&case_ids)
+    .bind(records().map(|r| r.version).collect::<Vec<_>>())
+    .bind(records().map(|r| r.status.as_str()).collect::<Vec<_>>())
+    .bind(records().map(|r| r.risk_level.as_str()).collect::<Vec<_>>())
+    .bind(records().map(|r| r.referral.priority.as_str()).collect::<Vec<_>>())
+    .bind(records().map(|r| r.child.governorate.as_str()).collect::<Vec<_>>())
+    .bind(&json)
+    .bind(records().map(|r| r.created_at).collect::<Vec<_>>())
+    .bind(new.iter().map(|c| c.submitter.as_str()).collect::<Vec<_>>())
+    .bind(new.iter().map(|c| c.submission_id.as_str()).collect::<Vec<_>>())
+    .bind(&referral_ids)
+    .bind(&changes)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 async fn find_submission(

@@ -57,6 +57,75 @@ pub async fn index_child(conn: &mut PgConnection, record: &CaseRecord) -> Result
     Ok(())
 }
 
+/// [`index_child`] for the children of new cases (none indexed yet), in one statement
+/// whatever their number. Plain inserts: no row can be there already, and an
+/// `ON CONFLICT` clause would cost a speculative insertion (two WAL records) per row.
+pub async fn index_children<'a>(
+    conn: &mut PgConnection,
+    records: impl Iterator<Item = &'a CaseRecord>,
+) -> Result<(), CasesError> {
+    let mut c = ChildColumns::default();
+    let (mut block_case, mut blocks, mut years, mut places) = (vec![], vec![], vec![], vec![]);
+    for record in records {
+        let key = MatchKey::of(&record.child, record.created_at.date_naive());
+        let case_id = record.case_id.to_string();
+        let (b, y) = block_rows(&key);
+        block_case.extend(std::iter::repeat_n(case_id.clone(), b.len()));
+        places.extend(std::iter::repeat_n(place_block(&key.governorate), b.len()));
+        blocks.extend(b);
+        years.extend(y);
+        c.case_id.push(case_id);
+        c.name.push(key.name);
+        c.latin.push(key.latin);
+        c.sex.push(key.sex.as_str());
+        c.year_min.push(key.birth_years.0);
+        c.year_max.push(key.birth_years.1);
+        c.born.push(key.date_of_birth);
+        c.governorate.push(key.governorate);
+        c.district.push(key.district);
+    }
+    sqlx::query(
+        "WITH c AS (
+           INSERT INTO children (case_id, name_norm, latin_skeleton, sex, birth_year_min, birth_year_max, date_of_birth, governorate_norm, district_norm)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[], $7::date[], $8::text[], $9::text[])
+           RETURNING case_id, child_no)
+         INSERT INTO child_blocks (block, birth_year, child_no, place)
+         SELECT k.block, k.birth_year, c.child_no, k.place
+           FROM unnest($10::text[], $11::int[], $12::smallint[], $13::int[]) AS k (case_id, block, birth_year, place)
+           JOIN c USING (case_id)",
+    )
+    .bind(&c.case_id)
+    .bind(&c.name)
+    .bind(&c.latin)
+    .bind(&c.sex)
+    .bind(&c.year_min)
+    .bind(&c.year_max)
+    .bind(&c.born)
+    .bind(&c.governorate)
+    .bind(&c.district)
+    .bind(&block_case)
+    .bind(&blocks)
+    .bind(&years)
+    .bind(&places)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The `children` rows of [`index_children`], a column each.
+#[derive(Default)]
+struct ChildColumns {
+    case_id: Vec<String>,
+    name: Vec<String>,
+    latin: Vec<Option<String>>,
+    sex: Vec<&'static str>,
+    year_min: Vec<i32>,
+    year_max: Vec<i32>,
+    born: Vec<Option<NaiveDate>>,
+    governorate: Vec<String>,
+    district: Vec<Option<String>>,
+}
+
 /// A child's block rows as (block, birth year) columns: each name block for each year of
 /// its birth-year range (a range longer than 19 years, which a valid record never has, is
 /// cut there). Public for bulk loads (the matching benchmark).

@@ -12,7 +12,8 @@ use himaya_record::{AgencyType, CaseRecord, Problem, ReferralSource, SourceKind,
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
-use crate::db::{open_case, Submitted};
+use crate::db::{NewCase, Submitted};
+use crate::opening::Opening;
 use crate::{CasesError, State};
 
 pub struct IntakeApi(pub(crate) Arc<State>);
@@ -47,13 +48,13 @@ impl IntakeApi {
     /// anything else as a refusal by reason (`himaya_intake_*`).
     async fn submit(
         &self,
-        pool: &sqlx::PgPool,
+        (opening, pool): (&Opening, &sqlx::PgPool),
         meta: &MetadataMap,
         v: Violations,
         s: Submission,
     ) -> Result<pb::SubmitReferralResponse, CasesError> {
         let kind = s.source.kind.as_str();
-        let taken = self.take(pool, meta, v, s).await;
+        let taken = self.take((opening, pool), meta, v, s).await;
         let intake = &self.0.metrics.intake;
         match &taken {
             Ok(r) if r.replayed => intake.refused("duplicate"),
@@ -76,7 +77,7 @@ impl IntakeApi {
 
     async fn take(
         &self,
-        pool: &sqlx::PgPool,
+        (opening, pool): (&Opening, &sqlx::PgPool),
         meta: &MetadataMap,
         mut v: Violations,
         s: Submission,
@@ -118,8 +119,14 @@ impl IntakeApi {
                 .and_then(|t| t.to_str().ok())
                 .map(str::to_owned),
         );
-        let out: Submitted =
-            open_case(pool, &record, &submitter, &s.submission_id, traceparent).await?;
+        let out: Submitted = opening
+            .open(NewCase {
+                record: record.clone(),
+                submitter: submitter.clone(),
+                submission_id: s.submission_id,
+                traceparent,
+            })
+            .await?;
         let span = tracing::Span::current();
         // This handler's span (`#[instrument]` above) names what the call made.
         span.record("case_id", tracing::field::display(&out.case_id));
@@ -191,7 +198,9 @@ impl pb::intake_server::Intake for IntakeApi {
             },
             body: r.referral,
         };
-        Ok(Response::new(self.submit(&self.0.pool, &meta, v, s).await?))
+        Ok(Response::new(
+            self.submit(self.0.routine(), &meta, v, s).await?,
+        ))
     }
 
     #[tracing::instrument(skip_all, fields(path = "hotline", case_id = tracing::field::Empty, referral_id = tracing::field::Empty))]
@@ -232,7 +241,7 @@ impl pb::intake_server::Intake for IntakeApi {
         };
         // Its own connections: routine intake cannot hold them all.
         Ok(Response::new(
-            self.submit(&self.0.urgent_pool, &meta, v, s).await?,
+            self.submit(self.0.urgent(), &meta, v, s).await?,
         ))
     }
 
@@ -277,6 +286,8 @@ impl pb::intake_server::Intake for IntakeApi {
             },
             body: r.referral,
         };
-        Ok(Response::new(self.submit(&self.0.pool, &meta, v, s).await?))
+        Ok(Response::new(
+            self.submit(self.0.routine(), &meta, v, s).await?,
+        ))
     }
 }

@@ -19,6 +19,7 @@ mod error;
 mod export;
 pub mod intake;
 mod notices;
+mod opening;
 mod outcomes;
 pub mod read;
 pub mod retention;
@@ -43,6 +44,8 @@ use himaya_proto::v1::staff_server::StaffServer;
 use himaya_settings::Settings;
 use sqlx::PgPool;
 
+use crate::opening::Opening;
+
 pub use error::CasesError;
 pub use intake::IntakeApi;
 pub use read::CasesApi;
@@ -66,6 +69,9 @@ pub(crate) struct State {
     pub pool: PgPool,
     /// Connections for hotline escalations alone (`database.urgent_connections`).
     pub urgent_pool: PgPool,
+    /// Intake's group writers, routine and urgent (each on its lane's connections).
+    pub opening: Opening,
+    pub urgent_opening: Opening,
     pub settings: Arc<Settings>,
     /// Exports running at once in this process: each holds a connection and a core
     /// busy, so a burst of them must not starve intake and reads.
@@ -78,6 +84,16 @@ pub(crate) struct State {
 pub const MAX_EXPORTS: usize = 4;
 
 impl State {
+    /// Routine intake's writers and connections.
+    pub(crate) fn routine(&self) -> (&Opening, &PgPool) {
+        (&self.opening, &self.pool)
+    }
+
+    /// Hotline escalations' writers and connections.
+    pub(crate) fn urgent(&self) -> (&Opening, &PgPool) {
+        (&self.urgent_opening, &self.urgent_pool)
+    }
+
     /// The agency making the call, which must be in the directory: unidentified calls are
     /// UNAUTHENTICATED, unknown agencies PERMISSION_DENIED.
     pub(crate) fn calling_agency(
@@ -120,9 +136,16 @@ impl Component for Cases {
             SCHEMA,
             settings.database.urgent_connections.max(1),
         )?;
+        // Two routine writers: one gathers the next group while the other commits.
+        let (opening, mut writers) = Opening::start(pool.clone(), 2, shutdown.clone());
+        let (urgent_opening, urgent_writers) =
+            Opening::start(urgent_pool.clone(), 1, shutdown.clone());
+        writers.extend(urgent_writers);
         let state = Arc::new(State {
             pool: pool.clone(),
             urgent_pool,
+            opening,
+            urgent_opening,
             settings: settings.clone(),
             exports: Arc::new(tokio::sync::Semaphore::new(MAX_EXPORTS)),
             metrics: ctx.metrics.clone(),
@@ -198,6 +221,7 @@ impl Component for Cases {
             )
             .tasks([
                 relay, outcomes, map, notices, engine, again, tidy, retention,
-            ]))
+            ])
+            .tasks(writers))
     }
 }

@@ -1,0 +1,118 @@
+//! Intake's writes, grouped: every referral accepted while the previous group was being
+//! written is stored in one transaction (a group commit), and each caller answered with
+//! its own case once that transaction commits.
+//!
+//! One referral alone is written as soon as it arrives: a writer never waits for a group
+//! to fill, it takes what is already waiting (up to [`GROUP`]). Under load the commit,
+//! its flush to disk and the round trips of a transaction are paid once per group
+//! instead of once per referral. A group that fails as a whole (a constraint, a lost
+//! connection) is written again one referral at a time, so each caller gets the answer
+//! its own referral deserves and no referral is held back by another's.
+//!
+//! Nothing is answered before its transaction commits, and a caller that went away
+//! meanwhile changes nothing: the case is stored, and the same submission sent again is
+//! answered from the stored one (`replayed`).
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::{open_case, open_cases, NewCase, Submitted};
+use crate::CasesError;
+
+/// Referrals written in one transaction, at most: the gateway lets 64 routine intake
+/// calls in at once, so a group is never cut while callers wait.
+pub const GROUP: usize = 64;
+
+/// One referral waiting for its group.
+struct Job {
+    case: NewCase,
+    reply: oneshot::Sender<Result<Submitted, CasesError>>,
+}
+
+/// The door to a lane's writers (routine or urgent, each with its own connections).
+#[derive(Clone)]
+pub(crate) struct Opening {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Opening {
+    /// `writers` tasks writing groups through `pool` until `shutdown`: while one commits,
+    /// the next group gathers and is written by another.
+    pub(crate) fn start(
+        pool: PgPool,
+        writers: usize,
+        shutdown: CancellationToken,
+    ) -> (Opening, Vec<JoinHandle<()>>) {
+        // Bounded: the gateway's admission already bounds what can wait here.
+        let (jobs, queue) = mpsc::channel(GROUP * writers.max(1) * 2);
+        let queue = Arc::new(Mutex::new(queue));
+        let tasks = (0..writers.max(1))
+            .map(|_| tokio::spawn(write(pool.clone(), queue.clone(), shutdown.clone())))
+            .collect();
+        (Opening { jobs }, tasks)
+    }
+
+    /// Stores `case` (or finds it stored, for a submission seen before) and answers once
+    /// its transaction has committed.
+    pub(crate) async fn open(&self, case: NewCase) -> Result<Submitted, CasesError> {
+        let (reply, answer) = oneshot::channel();
+        if self.jobs.send(Job { case, reply }).await.is_err() {
+            return Err(stopped());
+        }
+        answer.await.unwrap_or_else(|_| Err(stopped()))
+    }
+}
+
+/// The writers are gone (the service is stopping): the caller may send again.
+fn stopped() -> CasesError {
+    CasesError::Store(himaya_store::StoreError::Database(sqlx::Error::PoolClosed))
+}
+
+/// One writer: waits for a referral, takes whatever else already waits, writes them.
+async fn write(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Job>>>, shutdown: CancellationToken) {
+    loop {
+        let group = {
+            let mut queue = queue.lock().await;
+            let first = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                job = queue.recv() => match job {
+                    Some(job) => job,
+                    None => return,
+                },
+            };
+            let mut group = vec![first];
+            while group.len() < GROUP {
+                match queue.try_recv() {
+                    Ok(job) => group.push(job),
+                    Err(_) => break,
+                }
+            }
+            group
+        };
+        let (cases, replies): (Vec<NewCase>, Vec<_>) =
+            group.into_iter().map(|j| (j.case, j.reply)).unzip();
+        match open_cases(&pool, &cases).await {
+            Ok(answers) => {
+                for (reply, answer) in replies.into_iter().zip(answers) {
+                    // A caller that went away: its case is stored all the same.
+                    let _ = reply.send(Ok(answer));
+                }
+            }
+            Err(e) if cases.len() == 1 => {
+                if let Some(reply) = replies.into_iter().next() {
+                    let _ = reply.send(Err(e));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, referrals = cases.len(), "a group of referrals failed together; writing each alone");
+                for (case, reply) in cases.iter().zip(replies) {
+                    let _ = reply.send(open_case(&pool, case).await);
+                }
+            }
+        }
+    }
+}
