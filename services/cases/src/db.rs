@@ -80,7 +80,13 @@ impl NewCase {
 /// Stores a new case, its history entry and its `referral.created` event atomically,
 /// unless this (submitter, submission id) was seen before: then the first answer is
 /// returned and nothing is written. [`open_cases`] does the same for many at once.
-pub async fn open_case(pool: &PgPool, case: &NewCase) -> Result<Submitted, CasesError> {
+/// `wanted` is asked just before the commit: if its caller is gone, nothing is kept
+/// (`None`), as when a call that times out takes its transaction with it.
+pub async fn open_case(
+    pool: &PgPool,
+    case: &NewCase,
+    wanted: &(dyn Fn() -> bool + Sync),
+) -> Result<Option<Submitted>, CasesError> {
     let NewCase {
         record,
         submitter,
@@ -95,7 +101,7 @@ pub async fn open_case(pool: &PgPool, case: &NewCase) -> Result<Submitted, Cases
         .await?;
     if let Some(existing) = find_submission(&mut tx, submitter, submission_id).await? {
         tx.rollback().await?;
-        return Ok(existing);
+        return Ok(Some(existing));
     }
     let case_id = record.case_id.to_string();
     let referral_id = record.referral.referral_id.to_string();
@@ -131,8 +137,12 @@ pub async fn open_case(pool: &PgPool, case: &NewCase) -> Result<Submitted, Cases
     .await?;
     crate::duplicates::index_child(&mut tx, record).await?;
     himaya_store::outbox::enqueue(&mut tx, &case.event()?).await?;
+    if !wanted() {
+        tx.rollback().await?;
+        return Ok(None);
+    }
     tx.commit().await?;
-    Ok(case.submitted())
+    Ok(Some(case.submitted()))
 }
 
 fn opened_by(referral_id: &str) -> String {
@@ -142,15 +152,20 @@ fn opened_by(referral_id: &str) -> String {
 /// [`open_case`] for a group, in one transaction: the same rows, written by one
 /// statement per table. A submission already stored, or sent twice within the group, is
 /// answered from its first case (`replayed`) and writes nothing. The answers are in the
-/// order of `cases`. A failure fails the whole group and writes nothing.
-pub async fn open_cases(pool: &PgPool, cases: &[NewCase]) -> Result<Vec<Submitted>, CasesError> {
+/// order of `cases`. A failure fails the whole group and writes nothing; so does a
+/// `wanted` that says no before the commit (`None`: a caller is gone).
+pub async fn open_cases(
+    pool: &PgPool,
+    cases: &[&NewCase],
+    wanted: &(dyn Fn() -> bool + Sync),
+) -> Result<Option<Vec<Submitted>>, CasesError> {
     if let [one] = cases {
-        return Ok(vec![open_case(pool, one).await?]);
+        return Ok(open_case(pool, one, wanted).await?.map(|s| vec![s]));
     }
     let mut tx = pool.begin().await?;
     // The same locks as one at a time, taken in one order, so that two groups (or a
     // group and a single writer) never wait on each other in a circle.
-    let keys: Vec<String> = cases.iter().map(NewCase::key).collect();
+    let keys: Vec<String> = cases.iter().map(|c| c.key()).collect();
     sqlx::query(
         "SELECT pg_advisory_xact_lock(h)
            FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest($1::text[]) AS k ORDER BY 1) AS s",
@@ -196,7 +211,7 @@ pub async fn open_cases(pool: &PgPool, cases: &[NewCase]) -> Result<Vec<Submitte
                 ..case.submitted()
             };
             answers.insert(key.clone(), later);
-            new.push(case);
+            new.push(*case);
             opened[i] = true;
         }
     }
@@ -209,6 +224,10 @@ pub async fn open_cases(pool: &PgPool, cases: &[NewCase]) -> Result<Vec<Submitte
             .collect::<Result<Vec<_>, _>>()?;
         himaya_store::outbox::enqueue_all(&mut tx, &events).await?;
     }
+    if !wanted() {
+        tx.rollback().await?;
+        return Ok(None);
+    }
     tx.commit().await?;
     keys.iter()
         .zip(opened)
@@ -220,7 +239,8 @@ pub async fn open_cases(pool: &PgPool, cases: &[NewCase]) -> Result<Vec<Submitte
             a.replayed = !opened;
             Ok(a)
         })
-        .collect()
+        .collect::<Result<_, CasesError>>()
+        .map(Some)
 }
 
 /// The rows of new cases, their submissions and their first history entries: one

@@ -93,25 +93,52 @@ async fn write(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Job>>>, shutdown: C
             }
             group
         };
-        let (cases, replies): (Vec<NewCase>, Vec<_>) =
-            group.into_iter().map(|j| (j.case, j.reply)).unzip();
-        match open_cases(&pool, &cases).await {
-            Ok(answers) => {
-                for (reply, answer) in replies.into_iter().zip(answers) {
-                    // A caller that went away: its case is stored all the same.
-                    let _ = reply.send(Ok(answer));
+        write_group(&pool, group).await;
+    }
+}
+
+/// Writes a group and answers each of its callers. A caller gone before the commit (its
+/// deadline passed) takes the group's transaction back with it, as a lone call's would;
+/// the others are written again without it.
+async fn write_group(pool: &PgPool, mut group: Vec<Job>) {
+    loop {
+        group.retain(|j| !j.reply.is_closed());
+        if group.is_empty() {
+            return;
+        }
+        let cases: Vec<&NewCase> = group.iter().map(|j| &j.case).collect();
+        let wanted = || group.iter().all(|j| !j.reply.is_closed());
+        match open_cases(pool, &cases, &wanted).await {
+            Ok(None) => continue,
+            Ok(Some(answers)) => {
+                for (job, answer) in group.into_iter().zip(answers) {
+                    // Gone since the commit: its case is stored all the same.
+                    let _ = job.reply.send(Ok(answer));
                 }
+                return;
             }
-            Err(e) if cases.len() == 1 => {
-                if let Some(reply) = replies.into_iter().next() {
-                    let _ = reply.send(Err(e));
+            Err(e) if group.len() == 1 => {
+                if let Some(job) = group.pop() {
+                    let _ = job.reply.send(Err(e));
                 }
+                return;
             }
             Err(e) => {
-                tracing::warn!(error = %e, referrals = cases.len(), "a group of referrals failed together; writing each alone");
-                for (case, reply) in cases.iter().zip(replies) {
-                    let _ = reply.send(open_case(&pool, case).await);
+                tracing::warn!(error = %e, referrals = group.len(), "a group of referrals failed together; writing each alone");
+                for job in group {
+                    let wanted = || !job.reply.is_closed();
+                    match open_case(pool, &job.case, &wanted).await {
+                        Ok(Some(answer)) => {
+                            let _ = job.reply.send(Ok(answer));
+                        }
+                        // Its caller is gone: nothing kept, no one to answer.
+                        Ok(None) => {}
+                        Err(e) => {
+                            let _ = job.reply.send(Err(e));
+                        }
+                    }
                 }
+                return;
             }
         }
     }

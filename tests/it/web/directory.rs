@@ -104,18 +104,14 @@ async fn an_administrator_suspends_and_reactivates_an_agency_from_the_directory_
         )),
     )
     .await;
-    let said = c
-        .wait()
-        .for_element(Locator::Css("main"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        said.contains("grpc.issuer") && said.contains("الشهادات"),
-        "{said}"
-    );
+    // The answer page replaces the list: until it is there, `main` may be the list's,
+    // gone stale between finding it and reading it.
+    let said = eventually(10, "the refusal of the enrolment code", || async {
+        let text = c.find(Locator::Css("main")).await.ok()?.text().await.ok()?;
+        text.contains("grpc.issuer").then_some(text)
+    })
+    .await;
+    assert!(said.contains("الشهادات"), "{said}");
     // A new agency from the page's form: the hub's field errors next to their fields, in
     // Arabic, the value not repeated; then added.
     c.goto(&format!("{base}/admin/agencies")).await.unwrap();
