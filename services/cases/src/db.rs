@@ -79,89 +79,34 @@ impl NewCase {
 
 /// Stores a new case, its history entry and its `referral.created` event atomically,
 /// unless this (submitter, submission id) was seen before: then the first answer is
-/// returned and nothing is written. [`open_cases`] does the same for many at once.
-/// `wanted` is asked just before the commit: if its caller is gone, nothing is kept
-/// (`None`), as when a call that times out takes its transaction with it.
+/// returned and nothing is written. [`open_cases`] with a group of one.
 pub async fn open_case(
     pool: &PgPool,
     case: &NewCase,
     wanted: &(dyn Fn() -> bool + Sync),
 ) -> Result<Option<Submitted>, CasesError> {
-    let NewCase {
-        record,
-        submitter,
-        submission_id,
-        ..
-    } = case;
-    let mut tx = pool.begin().await?;
-    // Concurrent retries of one submission queue up here instead of racing.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-        .bind(case.key())
-        .execute(&mut *tx)
-        .await?;
-    if let Some(existing) = find_submission(&mut tx, submitter, submission_id).await? {
-        tx.rollback().await?;
-        return Ok(Some(existing));
-    }
-    let case_id = record.case_id.to_string();
-    let referral_id = record.referral.referral_id.to_string();
-    let json = serde_json::to_value(record).map_err(|_| StoreError::Corrupt("case record"))?;
-    sqlx::query(
-        "INSERT INTO cases (case_id, version, status, risk_level, priority, governorate, record, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
-    )
-    .bind(&case_id)
-    .bind(record.version)
-    .bind(record.status.as_str())
-    .bind(record.risk_level.as_str())
-    .bind(record.referral.priority.as_str())
-    .bind(&record.child.governorate)
-    .bind(&json)
-    .bind(record.created_at)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("INSERT INTO submissions (submitter, submission_id, case_id, referral_id) VALUES ($1, $2, $3, $4)")
-        .bind(submitter)
-        .bind(submission_id)
-        .bind(&case_id)
-        .bind(&referral_id)
-        .execute(&mut *tx)
-        .await?;
-    history(
-        &mut tx,
-        &case_id,
-        record.version,
-        submitter,
-        &opened_by(&referral_id),
-    )
-    .await?;
-    crate::duplicates::index_child(&mut tx, record).await?;
-    himaya_store::outbox::enqueue(&mut tx, &case.event()?).await?;
-    if !wanted() {
-        tx.rollback().await?;
-        return Ok(None);
-    }
-    tx.commit().await?;
-    Ok(Some(case.submitted()))
+    Ok(open_cases(pool, &[case], wanted)
+        .await?
+        .and_then(|mut answers| answers.pop()))
 }
 
 fn opened_by(referral_id: &str) -> String {
     format!("opened by referral {referral_id}")
 }
 
-/// [`open_case`] for a group, in one transaction: the same rows, written by one
-/// statement per table. A submission already stored, or sent twice within the group, is
-/// answered from its first case (`replayed`) and writes nothing. The answers are in the
-/// order of `cases`. A failure fails the whole group and writes nothing; so does a
-/// `wanted` that says no before the commit (`None`: a caller is gone).
+/// Stores new cases, their history entries and their `referral.created` events in one
+/// transaction of eight statements whatever their number (a group commit; see
+/// `opening.rs`). A submission already stored, or sent twice within the group, is
+/// answered from its first case (`replayed`) and writes nothing: concurrent sendings of
+/// one submission queue up on its advisory lock instead of racing. The answers are in
+/// the order of `cases`. A failure fails the whole group and writes nothing; so does a
+/// `wanted` that says no just before the commit (`None`: a caller is gone, and a call
+/// that times out takes its write with it).
 pub async fn open_cases(
     pool: &PgPool,
     cases: &[&NewCase],
     wanted: &(dyn Fn() -> bool + Sync),
 ) -> Result<Option<Vec<Submitted>>, CasesError> {
-    if let [one] = cases {
-        return Ok(open_case(pool, one, wanted).await?.map(|s| vec![s]));
-    }
     let mut tx = pool.begin().await?;
     // The same locks as one at a time, taken in one order, so that two groups (or a
     // group and a single writer) never wait on each other in a circle.
@@ -290,31 +235,6 @@ async fn insert_cases(conn: &mut PgConnection, new: &[&NewCase]) -> Result<(), C
     .execute(conn)
     .await?;
     Ok(())
-}
-
-async fn find_submission(
-    conn: &mut PgConnection,
-    submitter: &str,
-    submission_id: &str,
-) -> Result<Option<Submitted>, CasesError> {
-    let row = sqlx::query_as::<_, (String, String, i64, String)>(
-        "SELECT s.case_id, s.referral_id, c.version, c.priority
-           FROM submissions s JOIN cases c USING (case_id)
-          WHERE s.submitter = $1 AND s.submission_id = $2",
-    )
-    .bind(submitter)
-    .bind(submission_id)
-    .fetch_optional(conn)
-    .await?;
-    Ok(
-        row.map(|(case_id, referral_id, version, priority)| Submitted {
-            case_id,
-            referral_id,
-            version,
-            priority,
-            replayed: true,
-        }),
-    )
 }
 
 pub async fn history(
