@@ -651,6 +651,16 @@ struct Schedule {
     prefix: String,
 }
 
+/// A routine school referral: the fixture's, at medium risk (at high risk a referral is
+/// urgent, and the routine load would share the urgent lanes with the probe).
+fn routine_request(submission_id: &str) -> pb::SchoolReferralRequest {
+    let mut r = school_request(submission_id);
+    if let Some(details) = r.referral.as_mut() {
+        details.risk_level = pb::RiskLevel::Medium.into();
+    }
+    r
+}
+
 fn escalation(submission_id: &str) -> pb::HotlineEscalationRequest {
     pb::HotlineEscalationRequest {
         submission_id: submission_id.into(),
@@ -665,7 +675,7 @@ async fn send(kind: Kind, ch: Channel, submission_id: String) -> Result<String, 
     let mut client = IntakeClient::new(ch);
     let answer = match kind {
         Kind::Routine => {
-            let mut r = as_agency(SCHOOL, school_request(&submission_id));
+            let mut r = as_agency(SCHOOL, routine_request(&submission_id));
             r.set_timeout(REQUEST_TIMEOUT);
             client.submit_school_referral(r).await
         }
