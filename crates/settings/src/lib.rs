@@ -864,10 +864,10 @@ impl Settings {
         if self.bus.prefetch == 0 {
             return Err(invalid("bus.prefetch", "must be at least 1"));
         }
-        if self.relay.connections < 2 {
+        if self.relay.connections < 3 {
             return Err(invalid(
                 "relay.connections",
-                "must be at least 2 (one listens for notifications, one claims rows)",
+                "must be at least 3 (one listens for notifications, one claims rows, one prunes and vacuums the outbox)",
             ));
         }
         if self.relay.keep_sent_secs == 0 || self.relay.inbox_keep_hours == 0 {

@@ -108,9 +108,9 @@ pub async fn run_relay_with_stats(
 ) {
     let mut listener = listen(&pool).await;
     let mut outage = Outage::new(policy(cfg.poll_interval));
-    // The first prune at once: the planner has the outbox's statistics from the start.
-    let mut pruned_at: Option<Instant> = None;
-    let mut checked_at = Instant::now();
+    // Pruning, vacuuming and analyzing beside the rounds, never between two of them: a
+    // vacuum of a busy outbox takes up to a second, which every row behind it waited.
+    let upkeep = tokio::spawn(upkeep(pool.clone(), cfg, shutdown.clone()));
     let mut relay = Relay::new(cfg);
     let mut observed = false;
     while !shutdown.is_cancelled() {
@@ -122,18 +122,6 @@ pub async fn run_relay_with_stats(
                 relay.observe(bus.metrics().outbox.of(&schema));
                 observed = true;
             }
-        }
-        if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
-            pruned_at = Some(Instant::now());
-            relay.put_back();
-            prune(&pool, &cfg).await;
-        }
-        if checked_at.elapsed() >= ANALYZE_CHECK_EVERY {
-            checked_at = Instant::now();
-            // Its connection from the pool, like the prune's (the relay may hold the
-            // only other one).
-            relay.put_back();
-            analyze_grown(&pool).await;
         }
         stats.rounds.fetch_add(1, Ordering::Relaxed);
         let go_on = match relay.round(&pool, &bus).await {
@@ -169,6 +157,31 @@ pub async fn run_relay_with_stats(
     // The last full batch's outcomes, had shutdown come right after it.
     if let Err(e) = relay.record(&pool).await {
         tracing::warn!(error = %e, "outbox outcomes not recorded at shutdown; their leases will expire and the rows go out again");
+    }
+    // It stops at the same shutdown.
+    let _ = upkeep.await;
+}
+
+/// What autovacuum would do for a relay's schema, where it is off, on a connection of
+/// the relay's pool: the first prune at once (the planner has the outbox's statistics
+/// from the start), then every [`PRUNE_EVERY`]; grown tables analyzed every
+/// [`ANALYZE_CHECK_EVERY`]. Until `shutdown`.
+async fn upkeep(pool: PgPool, cfg: RelayConfig, shutdown: CancellationToken) {
+    let mut pruned_at: Option<Instant> = None;
+    let mut checked_at = Instant::now();
+    loop {
+        if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+            pruned_at = Some(Instant::now());
+            prune(&pool, &cfg).await;
+        }
+        if checked_at.elapsed() >= ANALYZE_CHECK_EVERY {
+            checked_at = Instant::now();
+            analyze_grown(&pool).await;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(ANALYZE_CHECK_EVERY) => {}
+        }
     }
 }
 
