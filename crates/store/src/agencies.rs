@@ -50,6 +50,10 @@ struct Row {
 
 /// What a process knows of the table: the change it last read, each agency as built then.
 pub struct Follower {
+    /// Whether the directory has created its view: asked (`to_regclass`) until it has,
+    /// since reading a view that is not there yet leaves an error in PostgreSQL's log at
+    /// every start of a process whose components start before the directory's.
+    there: bool,
     seen: i64,
     seen_revoked: Option<i64>,
     built: HashMap<String, (i64, Arc<AgencySettings>)>,
@@ -60,6 +64,7 @@ pub struct Follower {
 impl Follower {
     pub fn new(settings: &Settings) -> Follower {
         Follower {
+            there: false,
             seen: 0,
             seen_revoked: None,
             built: HashMap::new(),
@@ -75,6 +80,15 @@ impl Follower {
         pool: &PgPool,
         settings: &Settings,
     ) -> Result<bool, sqlx::Error> {
+        if !self.there {
+            self.there = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+                .bind(TABLE)
+                .fetch_one(pool)
+                .await?;
+            if !self.there {
+                return Ok(false);
+            }
+        }
         let newest = match newest_change(pool, TABLE).await {
             Ok(n) => n.unwrap_or(0),
             Err(e) if not_there_yet(&e) => return Ok(false),
