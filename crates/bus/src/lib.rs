@@ -23,6 +23,10 @@ pub use link::{refuses_our_certificate, Link, CONNECT_TIMEOUT};
 pub use parked::{Parked, Replayed, Selection};
 pub use topology::{lane_key, urgent_queue, Exchange, Topology, URGENT_PRIORITY};
 
+/// The longest a channel's opening (or the connection's closing) is awaited on a
+/// connection that says it is up: the broker answers in milliseconds.
+const CHANNEL_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
     #[error("cannot connect to the broker")]
@@ -233,9 +237,17 @@ impl Bus {
         let mut guard = self.conn.lock().await;
         if let Some(c) = guard.as_ref() {
             if c.status().connected() {
-                match c.create_channel().await {
-                    Ok(ch) => return Ok(ch),
-                    Err(e) => tracing::warn!(error = %e, "channel creation failed; reconnecting"),
+                // Bounded: a connection whose socket died without lapin noticing still
+                // says connected, and its channel would be awaited forever.
+                match tokio::time::timeout(CHANNEL_TIMEOUT, c.create_channel()).await {
+                    Ok(Ok(ch)) => return Ok(ch),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "channel creation failed; reconnecting")
+                    }
+                    Err(_) => tracing::warn!(
+                        timeout_s = CHANNEL_TIMEOUT.as_secs(),
+                        "channel creation unanswered; reconnecting"
+                    ),
                 }
             }
         }
@@ -359,7 +371,8 @@ impl Bus {
     /// Closes the connection (best effort) on shutdown.
     pub async fn close(&self) {
         if let Some(c) = self.conn.lock().await.take() {
-            let _ = c.close(200, "shutdown".into()).await;
+            // Bounded like a channel's opening: a dead connection never answers.
+            let _ = tokio::time::timeout(CHANNEL_TIMEOUT, c.close(200, "shutdown".into())).await;
         }
     }
 }
