@@ -35,7 +35,7 @@ pub struct NewCase {
 impl NewCase {
     /// The key that makes a submission idempotent.
     fn key(&self) -> String {
-        format!("{}\u{1f}{}", self.submitter, self.submission_id)
+        submission_key(&self.submitter, &self.submission_id)
     }
 
     /// Its `referral.created` event.
@@ -90,6 +90,11 @@ pub async fn open_case(
         .and_then(|mut answers| answers.pop()))
 }
 
+/// A submission's key: its submitter and its id, one lock and one answer each.
+fn submission_key(submitter: &str, submission_id: &str) -> String {
+    format!("{submitter}\u{1f}{submission_id}")
+}
+
 fn opened_by(referral_id: &str) -> String {
     format!("opened by referral {referral_id}")
 }
@@ -134,7 +139,7 @@ pub async fn open_cases(
         .into_iter()
         .map(
             |(submitter, submission_id, case_id, referral_id, version, priority)| {
-                let key = format!("{submitter}\u{1f}{submission_id}");
+                let key = submission_key(&submitter, &submission_id);
                 let s = Submitted {
                     case_id,
                     referral_id,
