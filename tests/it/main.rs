@@ -17,6 +17,7 @@ mod certificates;
 mod connectors;
 mod directory;
 mod disclosure_log;
+mod duplicate_search;
 mod encrypted_links;
 mod exports_and_notices;
 mod identity;

@@ -1,8 +1,8 @@
 //! Finding, linking and merging duplicate children. Each child falls in a few name
 //! blocks per birth year (`himaya_record::matching::name_blocks`, table `child_blocks`);
 //! a search reads the sought name's blocks over the birth-year window from one b-tree,
-//! keeps the 50 children sharing the most blocks and `himaya_record::matching::score`
-//! ranks those.
+//! keeps the 50 children sharing the most blocks (200 when none shares more than one) and
+//! `himaya_record::matching::score` ranks those.
 
 use chrono::NaiveDate;
 use himaya_record::matching::{name_blocks, place_block, score, MatchKey};
@@ -11,8 +11,15 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::CasesError;
 
-/// Candidates fetched from the blocks before scoring.
+/// Candidates fetched from the blocks before scoring, when some child shares two blocks
+/// or more with the sought name (every word but one alike, at least).
 const SHORTLIST: i64 = 50;
+
+/// Candidates scored when no child shares more than one block: a word mistyped in a
+/// three-word name leaves one block, which at a million children holds hundreds of
+/// children in the same place and years. 50 of them left out the sought child in 11 of
+/// 200 such searches (`cargo bench --bench matching`); 200 leave none out.
+const WIDE_SHORTLIST: i64 = 200;
 
 /// Years either side of a child's birth-year range still searched (two years apart
 /// still adds to a score).
@@ -156,27 +163,32 @@ pub async fn candidates(
     let (from, to) = key.birth_years;
     let rows = sqlx::query_as::<_, ChildRow>(
         "SELECT c.case_id, c.name_norm, c.latin_skeleton, c.sex, c.birth_year_min, c.birth_year_max, c.date_of_birth, c.governorate_norm, c.district_norm
-           FROM (SELECT b.child_no,
-                        -- One bit per block of the sought name (at most six): how many
-                        -- it shares, counted in a hash aggregate.
-                        bit_count(bit_or(1 << (array_position($1, b.block) - 1))::bit(32)) AS shared,
-                        bool_or(b.place = $4) AS here,
-                        min(abs(b.birth_year - $5)) AS gap
-                   FROM child_blocks b
-                  WHERE b.block = ANY($1) AND b.birth_year BETWEEN $2 AND $3
-                  GROUP BY b.child_no
-                  ORDER BY shared DESC, here DESC, gap
-                  LIMIT $6) best
+           FROM (SELECT child_no,
+                        row_number() OVER (ORDER BY shared DESC, here DESC, gap) AS rank,
+                        max(shared) OVER () AS best_shared
+                   FROM (SELECT b.child_no,
+                                -- One bit per block of the sought name (at most six): how many
+                                -- it shares, counted in a hash aggregate.
+                                bit_count(bit_or(1 << (array_position($1, b.block) - 1))::bit(32)) AS shared,
+                                bool_or(b.place = $4) AS here,
+                                min(abs(b.birth_year - $5)) AS gap
+                           FROM child_blocks b
+                          WHERE b.block = ANY($1) AND b.birth_year BETWEEN $2 AND $3
+                          GROUP BY b.child_no
+                          ORDER BY shared DESC, here DESC, gap
+                          LIMIT $6) wide) best
            JOIN children c ON c.child_no = best.child_no
-          WHERE $7::text IS NULL OR c.case_id <> $7",
+          WHERE (best.rank <= $8 OR best.best_shared < 2)
+            AND ($7::text IS NULL OR c.case_id <> $7)",
     )
     .bind(name_blocks(&key.name))
     .bind(from.saturating_sub(YEARS_AROUND))
     .bind(to.saturating_add(YEARS_AROUND))
     .bind(place_block(&key.governorate))
     .bind((from + to) / 2)
-    .bind(SHORTLIST)
+    .bind(WIDE_SHORTLIST)
     .bind(exclude)
+    .bind(SHORTLIST)
     .fetch_all(pool)
     .await?;
     let mut scored = Vec::with_capacity(rows.len());
