@@ -48,7 +48,11 @@
 //!   thread that decodes each export as a collector would; a "Trace cost" table compares
 //!   the two (default 0: no traces, as before). The exporter's own thread counts as the
 //!   hub's CPU, the receiver's as the load's. The rows without traces run with the trace
-//!   layer installed but gated off: each span asks the gate and is not made.
+//!   layer installed but gated off: each span asks the gate and is not made. The traced
+//!   run of each rate also prints where a referral's time goes: for escalations and
+//!   routine referrals apart, when each kind of span (the intake call, each consumer's
+//!   batch, routing, the agency call, the answer recorded) starts and ends after the
+//!   intake call started, p50 and p99.
 
 #[path = "../tests/it/helpers/mod.rs"]
 mod helpers;
@@ -1311,6 +1315,7 @@ fn main() {
         };
         let mut rows = Vec::new();
         let mut costs = Vec::new();
+        let mut hops = Vec::new();
         for rate in rates() {
             let row = open_loop(load.handle(), rate, secs, drain_secs).await;
             eprintln!(
@@ -1331,6 +1336,11 @@ fn main() {
                     traced.delivered_per_sec,
                     ms(percentile(&traced.delivery, 0.99))
                 );
+                let received = t.receiver.spans();
+                hops.push(where_time_goes(
+                    rate,
+                    &received[spans_before.min(received.len())..],
+                ));
                 costs.push(TraceCost::of(&row, &traced, spans));
                 rows.push(row);
                 rows.push(traced);
@@ -1351,6 +1361,9 @@ fn main() {
         print_open_loop(&rows, raw_publish, secs, drain_secs);
         if let Some(t) = traces {
             print_trace_cost(&costs, &t);
+            for h in &hops {
+                print!("{h}");
+            }
             let _ = t.provider.shutdown();
         }
     });
@@ -1483,4 +1496,79 @@ fn print_trace_cost(costs: &[TraceCost], t: &BenchTraces) {
             c.spans as f64 / c.delivered.max(1) as f64,
         );
     }
+}
+
+/// Where a referral's time goes, from its traced spans: for escalations and for routine
+/// referrals apart, each kind of span's start and end after the intake call's start
+/// (p50 / p99, ms), in the order they start. A span without the intake call in its trace
+/// (a batch's span made for another message) is left out.
+fn where_time_goes(rate: f64, spans: &[helpers::otlp::ReceivedSpan]) -> String {
+    use std::fmt::Write as _;
+    let mut traces: HashMap<&str, Vec<&helpers::otlp::ReceivedSpan>> = HashMap::new();
+    for s in spans {
+        traces.entry(s.trace_id.as_str()).or_default().push(s);
+    }
+    // (class, span name) -> (start offsets, end offsets), ms
+    let mut at: BTreeMap<(&str, &str), (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    for trace in traces.values() {
+        let Some(root) = trace
+            .iter()
+            .find(|s| s.kind == 2 && s.name.starts_with("himaya.v1.Intake/"))
+        else {
+            continue;
+        };
+        let class = if root.name.ends_with("EscalateHotlineCall") {
+            "urgent"
+        } else {
+            "routine"
+        };
+        for s in trace {
+            let since = |ns: u64| ns.saturating_sub(root.start_ns) as f64 / 1e6;
+            let e = at.entry((class, s.name.as_str())).or_default();
+            e.0.push(since(s.start_ns));
+            e.1.push(since(s.end_ns));
+        }
+    }
+    let p = |v: &mut Vec<f64>, q: f64| {
+        v.sort_by(f64::total_cmp);
+        v.get(((v.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nWhere the time goes at {rate}/s (traced run; ms after the intake call started)"
+    );
+    let _ = writeln!(
+        out,
+        "{:<8} {:<58} {:>7} {:>9} {:>9} {:>9} {:>9}",
+        "class", "span", "n", "start p50", "p99", "end p50", "p99"
+    );
+    let mut rows: Vec<(&str, &str, usize, [f64; 4])> = at
+        .into_iter()
+        .map(|((class, name), (mut a, mut b))| {
+            let n = a.len();
+            (
+                class,
+                name,
+                n,
+                [
+                    p(&mut a, 0.5),
+                    p(&mut a, 0.99),
+                    p(&mut b, 0.5),
+                    p(&mut b, 0.99),
+                ],
+            )
+        })
+        .collect();
+    rows.sort_by(|x, y| x.0.cmp(y.0).then(x.3[0].total_cmp(&y.3[0])));
+    for (class, name, n, f) in rows {
+        let _ = writeln!(
+            out,
+            "{class:<8} {name:<58} {n:>7} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            f[0], f[1], f[2], f[3]
+        );
+    }
+    out
 }

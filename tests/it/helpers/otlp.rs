@@ -36,6 +36,9 @@ pub struct ReceivedSpan {
     pub event_attributes: Vec<(String, String)>,
     /// The (trace id, span id) of its links.
     pub links: Vec<(String, String)>,
+    /// When it started and ended, nanoseconds since the Unix epoch.
+    pub start_ns: u64,
+    pub end_ns: u64,
 }
 
 #[derive(Clone, Default)]
@@ -128,6 +131,8 @@ async fn export(State(r): State<OtlpReceiver>, body: Bytes) -> impl IntoResponse
                         .iter()
                         .map(|l| (hexa(&l.trace_id), hexa(&l.span_id)))
                         .collect(),
+                    start_ns: s.start_time_unix_nano,
+                    end_ns: s.end_time_unix_nano,
                 });
             }
         }
