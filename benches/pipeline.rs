@@ -1498,18 +1498,21 @@ fn print_trace_cost(costs: &[TraceCost], t: &BenchTraces) {
     }
 }
 
+/// Starts and ends of one kind of span, ms after its trace's intake call started.
+type Offsets = (Vec<f64>, Vec<f64>);
+
 /// Where a referral's time goes, from its traced spans: for escalations and for routine
 /// referrals apart, each kind of span's start and end after the intake call's start
-/// (p50 / p99, ms), in the order they start. A span without the intake call in its trace
-/// (a batch's span made for another message) is left out.
+/// (p50 / p99, ms), in the order they start. A consumer's batch span is in the trace of
+/// the batch's first message only; a trace without an intake call is left out.
 fn where_time_goes(rate: f64, spans: &[helpers::otlp::ReceivedSpan]) -> String {
     use std::fmt::Write as _;
     let mut traces: HashMap<&str, Vec<&helpers::otlp::ReceivedSpan>> = HashMap::new();
     for s in spans {
         traces.entry(s.trace_id.as_str()).or_default().push(s);
     }
-    // (class, span name) -> (start offsets, end offsets), ms
-    let mut at: BTreeMap<(&str, &str), (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    // (class, span name) -> its start and end offsets, ms
+    let mut at: BTreeMap<(&str, &str), Offsets> = BTreeMap::new();
     for trace in traces.values() {
         let Some(root) = trace
             .iter()
