@@ -9,6 +9,7 @@
 mod helpers;
 
 mod backup;
+mod batched_answers;
 mod batched_delivery;
 mod batched_routing;
 mod bus_behaviour;

@@ -32,8 +32,12 @@ impl Outcomes {
         if events.len() > 1 {
             lock_cases(&mut tx, events).await?;
         }
-        for e in events {
-            self.record(&mut tx, e).await?;
+        if all_plain_deliveries(events) {
+            record_deliveries(&mut tx, events).await?;
+        } else {
+            for e in events {
+                self.record(&mut tx, e).await?;
+            }
         }
         tx.commit().await?;
         Ok(())
@@ -74,6 +78,20 @@ impl Outcomes {
             // A parked copy of a delivery that went through: the agency has it.
             return Ok(());
         }
+        // The case first: an answer for a case the hub does not hold is parked at once
+        // with that reason (written first, the delivery would break its foreign key, a
+        // storage error retried until the broker gives up on it).
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM cases WHERE case_id = $1")
+                .bind(&e.case_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(version) = version else {
+            return Err(CasesError::NotFound(msg!(
+                "case-not-found",
+                case_id = &e.case_id
+            )));
+        };
         // Stamped when this answer is recorded, not when its batch's transaction began.
         sqlx::query(
             "INSERT INTO referral_deliveries (referral_id, agency_id, case_id, outcome, http_status, agency_reference, reason, recorded_at)
@@ -92,26 +110,12 @@ impl Outcomes {
         .bind(&e.reason)
         .execute(&mut *tx)
         .await?;
-        let version: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM cases WHERE case_id = $1")
-                .bind(&e.case_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some(version) = version else {
-            return Err(CasesError::NotFound(msg!(
-                "case-not-found",
-                case_id = &e.case_id
-            )));
-        };
         history(
             &mut *tx,
             &e.case_id,
             version,
             &e.agency_id,
-            &match &e.reason {
-                Some(r) => format!("delivery of {}: {} ({r})", e.referral_id, e.outcome),
-                None => format!("delivery of {}: {}", e.referral_id, e.outcome),
-            },
+            &delivery_change(e),
         )
         .await?;
         if e.referral_id.starts_with(ServiceReferralId::PREFIX) {
@@ -120,6 +124,112 @@ impl Outcomes {
         crate::undelivered::after_answer(&mut *tx, &self.settings, e, before.as_deref()).await?;
         Ok(())
     }
+}
+
+/// What the case's history says of an answer.
+fn delivery_change(e: &DeliveryRecorded) -> String {
+    match &e.reason {
+        Some(r) => format!("delivery of {}: {} ({r})", e.referral_id, e.outcome),
+        None => format!("delivery of {}: {}", e.referral_id, e.outcome),
+    }
+}
+
+/// Whether every answer of a batch is a referral delivered to an agency (no withdrawal
+/// notice, feedback or service referral, a well-formed case id), each for a different
+/// referral and agency: the answers [`record_deliveries`] writes as a set. Anything else
+/// is recorded one answer at a time, in order, as [`Outcomes::record`] does.
+fn all_plain_deliveries(events: &[DeliveryRecorded]) -> bool {
+    let mut pairs = std::collections::HashSet::with_capacity(events.len());
+    events.iter().all(|e| {
+        e.outcome == "delivered"
+            && !e.referral_id.starts_with(NOTICE_PREFIX)
+            && !e.referral_id.starts_with(FEEDBACK_PREFIX)
+            && !e.referral_id.starts_with(ServiceReferralId::PREFIX)
+            && himaya_record::CaseId::parse(&e.case_id).is_ok()
+            && pairs.insert((e.referral_id.as_str(), e.agency_id.as_str()))
+    })
+}
+
+/// [`Outcomes::record`] for a batch of plain deliveries, in four statements whatever
+/// its size: the inbox claims, the case history entries (at each case's version; a case
+/// the hub does not hold fails the batch, as one answer's would, before anything
+/// breaks the deliveries' foreign key), the deliveries, and the "no agency" markers the
+/// deliveries make history. A delivered answer never looks
+/// at what was recorded before, so nothing is read first.
+async fn record_deliveries(
+    tx: &mut PgConnection,
+    events: &[DeliveryRecorded],
+) -> Result<(), CasesError> {
+    let ids: Vec<&str> = events.iter().map(|e| e.message_id.as_str()).collect();
+    let mut claimed = himaya_store::inbox::claim_all(&mut *tx, OUTCOMES_QUEUE, &ids).await?;
+    // The first of two copies in a batch counts; a message seen before, none.
+    let new: Vec<&DeliveryRecorded> = events
+        .iter()
+        .filter(|e| claimed.remove(&e.message_id))
+        .collect();
+    if new.is_empty() {
+        return Ok(());
+    }
+    let column =
+        |f: fn(&DeliveryRecorded) -> &str| -> Vec<&str> { new.iter().map(|e| f(e)).collect() };
+    let statuses: Vec<i32> = new.iter().map(|e| e.http_status).collect();
+    let references: Vec<Option<&str>> = new.iter().map(|e| e.agency_reference.as_deref()).collect();
+    let reasons: Vec<Option<&str>> = new.iter().map(|e| e.reason.as_deref()).collect();
+    let changes: Vec<String> = new.iter().map(|e| delivery_change(e)).collect();
+    let written = sqlx::query(
+        "INSERT INTO case_history (case_id, version, actor, change)
+         SELECT h.case_id, c.version, h.actor, h.change
+           FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS h (case_id, actor, change, i)
+           JOIN cases c ON c.case_id = h.case_id
+          ORDER BY h.i",
+    )
+    .bind(column(|e| e.case_id.as_str()))
+    .bind(column(|e| e.agency_id.as_str()))
+    .bind(&changes)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if written < new.len() as u64 {
+        let missing = sqlx::query_scalar::<_, String>(
+            "SELECT c FROM unnest($1::text[]) AS c WHERE NOT EXISTS (SELECT 1 FROM cases WHERE case_id = c) LIMIT 1",
+        )
+        .bind(column(|e| e.case_id.as_str()))
+        .fetch_optional(&mut *tx)
+        .await?
+        .unwrap_or_default();
+        return Err(CasesError::NotFound(msg!(
+            "case-not-found",
+            case_id = &missing
+        )));
+    }
+    sqlx::query(
+        "INSERT INTO referral_deliveries (referral_id, agency_id, case_id, outcome, http_status, agency_reference, reason, recorded_at)
+         SELECT d.referral_id, d.agency_id, d.case_id, d.outcome, d.http_status, d.agency_reference, d.reason, clock_timestamp()
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[])
+                AS d (referral_id, agency_id, case_id, outcome, http_status, agency_reference, reason)
+         ON CONFLICT (referral_id, agency_id) DO UPDATE
+           SET outcome = EXCLUDED.outcome, http_status = EXCLUDED.http_status,
+               agency_reference = EXCLUDED.agency_reference, reason = EXCLUDED.reason,
+               recorded_at = clock_timestamp()",
+    )
+    .bind(column(|e| e.referral_id.as_str()))
+    .bind(column(|e| e.agency_id.as_str()))
+    .bind(column(|e| e.case_id.as_str()))
+    .bind(column(|e| e.outcome.as_str()))
+    .bind(&statuses)
+    .bind(&references)
+    .bind(&reasons)
+    .execute(&mut *tx)
+    .await?;
+    // Delivered after all: a "no agency" marker of the referral is history now.
+    sqlx::query(
+        "DELETE FROM referral_deliveries
+          WHERE referral_id = ANY($1) AND agency_id = '' AND outcome = 'undelivered'",
+    )
+    .bind(column(|e| e.referral_id.as_str()))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// A service referral's delivery reached the agency's system (received) or was refused
