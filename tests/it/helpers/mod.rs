@@ -637,6 +637,16 @@ pub async fn left_on_queue(bus: &himaya_bus::Bus, queue: &str) -> u32 {
     q.message_count()
 }
 
+/// Asserts that the `n` rows `rows` selects (`FROM … WHERE …`) were written in fewer
+/// than `n / 2` transactions: rows written together share their `xmin`.
+pub async fn assert_batched(pool: &PgPool, rows: &str, n: usize, what: &str) {
+    let transactions = count(pool, &format!("SELECT count(DISTINCT xmin::text) {rows}")).await;
+    assert!(
+        transactions < n as i64 / 2,
+        "{transactions} transactions for {n} {what}"
+    );
+}
+
 /// Publishes `msgs` with confirms, 500 at a time.
 pub async fn publish_all(bus: &himaya_bus::Bus, msgs: &[himaya_bus::Outgoing]) {
     for chunk in msgs.chunks(500) {
