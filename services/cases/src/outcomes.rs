@@ -154,8 +154,8 @@ fn all_plain_deliveries(events: &[DeliveryRecorded]) -> bool {
 /// its size: the inbox claims, the case history entries (at each case's version; a case
 /// the hub does not hold fails the batch, as one answer's would, before anything
 /// breaks the deliveries' foreign key), the deliveries, and the "no agency" markers the
-/// deliveries make history. A delivered answer never looks
-/// at what was recorded before, so nothing is read first.
+/// deliveries make history. A delivered answer never looks at what was recorded before,
+/// so nothing is read first.
 async fn record_deliveries(
     tx: &mut PgConnection,
     events: &[DeliveryRecorded],
