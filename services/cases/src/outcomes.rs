@@ -92,24 +92,7 @@ impl Outcomes {
                 case_id = &e.case_id
             )));
         };
-        // Stamped when this answer is recorded, not when its batch's transaction began.
-        sqlx::query(
-            "INSERT INTO referral_deliveries (referral_id, agency_id, case_id, outcome, http_status, agency_reference, reason, recorded_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, clock_timestamp())
-             ON CONFLICT (referral_id, agency_id) DO UPDATE
-               SET outcome = EXCLUDED.outcome, http_status = EXCLUDED.http_status,
-                   agency_reference = EXCLUDED.agency_reference, reason = EXCLUDED.reason,
-                   recorded_at = clock_timestamp()",
-        )
-        .bind(&e.referral_id)
-        .bind(&e.agency_id)
-        .bind(&e.case_id)
-        .bind(&e.outcome)
-        .bind(e.http_status)
-        .bind(&e.agency_reference)
-        .bind(&e.reason)
-        .execute(&mut *tx)
-        .await?;
+        store_deliveries(&mut *tx, &[e]).await?;
         history(
             &mut *tx,
             &e.case_id,
@@ -172,9 +155,6 @@ async fn record_deliveries(
     }
     let column =
         |f: fn(&DeliveryRecorded) -> &str| -> Vec<&str> { new.iter().map(|e| f(e)).collect() };
-    let statuses: Vec<i32> = new.iter().map(|e| e.http_status).collect();
-    let references: Vec<Option<&str>> = new.iter().map(|e| e.agency_reference.as_deref()).collect();
-    let reasons: Vec<Option<&str>> = new.iter().map(|e| e.reason.as_deref()).collect();
     let changes: Vec<String> = new.iter().map(|e| delivery_change(e)).collect();
     let written = sqlx::query(
         "INSERT INTO case_history (case_id, version, actor, change)
@@ -202,6 +182,27 @@ async fn record_deliveries(
             case_id = &missing
         )));
     }
+    store_deliveries(&mut *tx, &new).await?;
+    let referrals: Vec<&str> = new.iter().map(|e| e.referral_id.as_str()).collect();
+    crate::undelivered::delivered_after_all(&mut *tx, &referrals).await?;
+    Ok(())
+}
+
+/// Stores what agencies answered, one row per referral and agency (a later answer
+/// replaces an earlier one), each stamped when it is recorded, not when its batch's
+/// transaction began. One statement; each referral and agency at most once in `answers`.
+async fn store_deliveries(
+    conn: &mut PgConnection,
+    answers: &[&DeliveryRecorded],
+) -> Result<(), CasesError> {
+    let column =
+        |f: fn(&DeliveryRecorded) -> &str| -> Vec<&str> { answers.iter().map(|e| f(e)).collect() };
+    let statuses: Vec<i32> = answers.iter().map(|e| e.http_status).collect();
+    let references: Vec<Option<&str>> = answers
+        .iter()
+        .map(|e| e.agency_reference.as_deref())
+        .collect();
+    let reasons: Vec<Option<&str>> = answers.iter().map(|e| e.reason.as_deref()).collect();
     sqlx::query(
         "INSERT INTO referral_deliveries (referral_id, agency_id, case_id, outcome, http_status, agency_reference, reason, recorded_at)
          SELECT d.referral_id, d.agency_id, d.case_id, d.outcome, d.http_status, d.agency_reference, d.reason, clock_timestamp()
@@ -219,15 +220,7 @@ async fn record_deliveries(
     .bind(&statuses)
     .bind(&references)
     .bind(&reasons)
-    .execute(&mut *tx)
-    .await?;
-    // Delivered after all: a "no agency" marker of the referral is history now.
-    sqlx::query(
-        "DELETE FROM referral_deliveries
-          WHERE referral_id = ANY($1) AND agency_id = '' AND outcome = 'undelivered'",
-    )
-    .bind(column(|e| e.referral_id.as_str()))
-    .execute(&mut *tx)
+    .execute(conn)
     .await?;
     Ok(())
 }

@@ -27,6 +27,21 @@ use sqlx::{PgConnection, PgPool};
 use crate::change::{close_deadline_for, open_deadline_for};
 use crate::CasesError;
 
+/// These referrals were delivered after all: their "no agency" markers are history now.
+pub(crate) async fn delivered_after_all(
+    conn: &mut PgConnection,
+    referrals: &[&str],
+) -> Result<(), CasesError> {
+    sqlx::query(
+        "DELETE FROM referral_deliveries
+          WHERE referral_id = ANY($1) AND agency_id = '' AND outcome = 'undelivered'",
+    )
+    .bind(referrals)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// After an answer for `e` was stored (`before`: the outcome stored until then).
 pub(crate) async fn after_answer(
     conn: &mut PgConnection,
@@ -43,14 +58,7 @@ pub(crate) async fn after_answer(
     let service_referral = e.referral_id.starts_with(ServiceReferralId::PREFIX);
     match e.outcome.as_str() {
         "delivered" => {
-            // Delivered after all: a "no agency" marker of the referral is history now.
-            sqlx::query(
-                "DELETE FROM referral_deliveries
-                  WHERE referral_id = $1 AND agency_id = '' AND outcome = 'undelivered'",
-            )
-            .bind(&e.referral_id)
-            .execute(&mut *conn)
-            .await?;
+            delivered_after_all(&mut *conn, &[e.referral_id.as_str()]).await?;
             if service_referral && before == Some("undelivered") {
                 reopen_answer_deadline(conn, settings, &case_id, &e.referral_id).await?;
             }
