@@ -287,3 +287,89 @@ async fn tables_that_grew_are_analyzed_and_the_others_left_alone() {
         "the grown table analyzed with its true size, the one of one row left alone"
     );
 }
+
+/// The urgent relay claims urgent rows only, by the claim's index (it never walks the
+/// routine backlog); the relay beside it takes the routine rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_urgent_relay_claims_urgent_rows_only() {
+    let (_env, pool, bus) = outbox_and_queue("urgent_only").await;
+    // 100 rows, every 50th urgent: two urgent among 98 routine.
+    let ids: Vec<String> = (0..100).map(|i| format!("msg_urgent_only_{i}")).collect();
+    enqueue_all(&pool, &ids).await;
+    let cfg = RelayConfig::new(Duration::from_secs(1), 10);
+    let mut urgent = Relay::urgent(cfg, "relay-u");
+    let round = urgent.round(&pool, &bus).await.unwrap();
+    assert_eq!(
+        round,
+        Round {
+            claimed: 2,
+            sent: 2
+        }
+    );
+    let sent: Vec<(String, i16)> = sqlx::query_as(
+        "SELECT message_id, priority FROM outbox WHERE sent_at IS NOT NULL ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let urgent_ids = vec![
+        (ids[49].clone(), i16::from(URGENT_PRIORITY)),
+        (ids[99].clone(), i16::from(URGENT_PRIORITY)),
+    ];
+    assert_eq!(sent, urgent_ids);
+    // Nothing urgent left: a round claims nothing, whatever waits behind.
+    assert_eq!(urgent.round(&pool, &bus).await.unwrap(), Round::default());
+    let mut relay = Relay::named(RelayConfig::new(Duration::from_secs(1), 200), "relay-r");
+    assert_eq!(relay.round(&pool, &bus).await.unwrap().sent, 98);
+    // Their connections back to the pool, which closes only once it has them all.
+    drop((urgent, relay));
+    bus.close().await;
+    pool.close().await;
+}
+
+/// An urgent row's notification wakes the urgent relay, which publishes it; a routine
+/// row's wakes the relay alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_urgent_row_wakes_the_urgent_relay_and_a_routine_row_does_not() {
+    let (_env, pool, bus) = outbox_and_queue("urgent_wake").await;
+    let stats = Arc::new(RelayStats::default());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    // A slow poll: rounds start on notifications.
+    let relay = tokio::spawn(run_relay_with_stats(
+        pool.clone(),
+        bus.clone(),
+        RelayConfig::new(Duration::from_secs(30), 100),
+        shutdown.clone(),
+        stats.clone(),
+    ));
+    eventually(30, "the relay's first round", || async {
+        (stats.rounds() >= 1).then_some(())
+    })
+    .await;
+    let sent = "SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL";
+    let mut conn = pool.acquire().await.unwrap();
+    himaya_store::outbox::enqueue(&mut conn, &row("msg_wake_routine", 0))
+        .await
+        .unwrap();
+    wait_count(&pool, sent, 1, 30, "the routine row relayed").await;
+    assert_eq!(
+        stats.urgent_rounds(),
+        0,
+        "a routine row woke the urgent relay"
+    );
+    himaya_store::outbox::enqueue(&mut conn, &row("msg_wake_urgent", URGENT_PRIORITY))
+        .await
+        .unwrap();
+    wait_count(&pool, sent, 2, 30, "the urgent row relayed").await;
+    eventually(30, "the urgent relay's round", || async {
+        (stats.urgent_rounds() >= 1).then_some(())
+    })
+    .await;
+    drop(conn);
+    shutdown.cancel();
+    relay.await.unwrap();
+    let copies = drain(&bus, "urgent_wake").await;
+    assert_eq!(copies.values().sum::<u32>(), 2, "each row once: {copies:?}");
+    bus.close().await;
+    pool.close().await;
+}

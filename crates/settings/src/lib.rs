@@ -399,7 +399,7 @@ pub struct RelaySettings {
 }
 
 fn default_relay_connections() -> u32 {
-    3
+    4
 }
 fn default_keep_sent_secs() -> u64 {
     3_600
@@ -864,10 +864,10 @@ impl Settings {
         if self.bus.prefetch == 0 {
             return Err(invalid("bus.prefetch", "must be at least 1"));
         }
-        if self.relay.connections < 3 {
+        if self.relay.connections < 4 {
             return Err(invalid(
                 "relay.connections",
-                "must be at least 3 (one listens for notifications, one claims rows, one prunes and vacuums the outbox)",
+                "must be at least 4 (one listens for notifications, one claims rows, one claims urgent rows, one prunes and vacuums the outbox)",
             ));
         }
         if self.relay.keep_sent_secs == 0 || self.relay.inbox_keep_hours == 0 {

@@ -2,10 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use himaya_bus::{Exchange, Outgoing};
+use himaya_bus::{Exchange, Outgoing, URGENT_PRIORITY};
 use himaya_events::{encode, Event};
 use sqlx::PgConnection;
 
+use crate::relay::URGENT_PAYLOAD;
 use crate::StoreError;
 
 /// Encodes `event` and adds it to the outbox, under `routing_key` on `exchange`, with
@@ -68,7 +69,7 @@ pub async fn enqueue_all(conn: &mut PgConnection, msgs: &[Outgoing]) -> Result<(
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::smallint[], $6::jsonb[], $7::bytea[])
                   WITH ORDINALITY AS m(message_id, exchange, routing_key, event_type, priority, headers, payload, i)
             ORDER BY m.i)
-         SELECT pg_notify('himaya_outbox_' || current_schema(), '')",
+         SELECT pg_notify('himaya_outbox_' || current_schema(), $8)",
     )
     .bind(column(|m| m.message_id.as_str()))
     .bind(column(|m| m.exchange.as_str()))
@@ -77,6 +78,7 @@ pub async fn enqueue_all(conn: &mut PgConnection, msgs: &[Outgoing]) -> Result<(
     .bind(&priorities)
     .bind(&headers)
     .bind(&payloads)
+    .bind(wake(msgs))
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -91,7 +93,7 @@ pub async fn enqueue(conn: &mut PgConnection, msg: &Outgoing) -> Result<(), Stor
         "WITH row AS (
            INSERT INTO outbox (message_id, exchange, routing_key, event_type, priority, headers, payload)
            VALUES ($1, $2, $3, $4, $5, $6, $7))
-         SELECT pg_notify('himaya_outbox_' || current_schema(), '')",
+         SELECT pg_notify('himaya_outbox_' || current_schema(), $8)",
     )
     .bind(&msg.message_id)
     .bind(msg.exchange.as_str())
@@ -100,7 +102,19 @@ pub async fn enqueue(conn: &mut PgConnection, msg: &Outgoing) -> Result<(), Stor
     .bind(i16::from(msg.priority))
     .bind(headers)
     .bind(&msg.payload)
+    .bind(wake(std::slice::from_ref(msg)))
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// The payload of the notification that wakes the relay: [`URGENT_PAYLOAD`] when a row is
+/// urgent (the urgent relay publishes it at once), empty otherwise. PostgreSQL sends one
+/// notification of each payload per transaction, however many writes asked for it.
+fn wake(msgs: &[Outgoing]) -> &'static str {
+    if msgs.iter().any(|m| m.priority >= URGENT_PRIORITY) {
+        URGENT_PAYLOAD
+    } else {
+        ""
+    }
 }

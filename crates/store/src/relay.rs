@@ -11,7 +11,10 @@
 //! (`relay.lease_secs`); another relay then publishes those rows again, and the
 //! consumers' inbox drops the duplicates. Urgent rows (hotline escalations, high risk)
 //! are claimed before routine ones, so a backlog of routine work never delays them
-//! here. Sent rows and old inbox ids are pruned as it goes, and the outbox vacuumed.
+//! here; and an urgent relay beside the relay publishes them as soon as they are
+//! written, without waiting for the round in flight (the broker's confirms of a routine
+//! batch) to end. Sent rows and old inbox ids are pruned as it goes, and the outbox
+//! vacuumed.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,10 +22,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use himaya_bus::{Bus, Exchange, Outgoing};
+use himaya_bus::{Bus, Exchange, Outgoing, URGENT_PRIORITY};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgListener;
 use sqlx::{PgPool, Postgres};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::{channel_of, current_schema, StoreError};
@@ -73,6 +77,7 @@ pub struct RelayStats {
     rounds: AtomicU64,
     failed_rounds: AtomicU64,
     notifications: AtomicU64,
+    urgent_rounds: AtomicU64,
 }
 
 impl RelayStats {
@@ -90,10 +95,16 @@ impl RelayStats {
     pub fn notifications(&self) -> u64 {
         self.notifications.load(Ordering::Relaxed)
     }
+
+    /// Rounds of the urgent relay (each woken by an urgent row's notification).
+    pub fn urgent_rounds(&self) -> u64 {
+        self.urgent_rounds.load(Ordering::Relaxed)
+    }
 }
 
 /// Runs until `shutdown`. Wakes on the schema's NOTIFY, or every `poll_interval`; after
-/// a failed round, only when its backoff is over.
+/// a failed round, only when its backoff is over. Beside it, an urgent relay publishes
+/// urgent rows as soon as their notification arrives (see [`urgent_relay`]).
 pub async fn run_relay(pool: PgPool, bus: Arc<Bus>, cfg: RelayConfig, shutdown: CancellationToken) {
     run_relay_with_stats(pool, bus, cfg, shutdown, Arc::default()).await
 }
@@ -106,12 +117,30 @@ pub async fn run_relay_with_stats(
     shutdown: CancellationToken,
     stats: Arc<RelayStats>,
 ) {
-    let mut listener = listen(&pool).await;
+    // Listening before the first round: a row written after it wakes a round.
+    let listener = listen(&pool).await;
+    let wakes = Arc::new(Wakes::default());
+    let listening = tokio::spawn(read_notifications(
+        pool.clone(),
+        listener,
+        wakes.clone(),
+        cfg.poll_interval,
+        stats.clone(),
+        shutdown.clone(),
+    ));
+    let mut relay = Relay::new(cfg);
+    let urgent = tokio::spawn(urgent_relay(
+        pool.clone(),
+        bus.clone(),
+        Relay::urgent(cfg, relay.id()),
+        wakes.clone(),
+        stats.clone(),
+        shutdown.clone(),
+    ));
     let mut outage = Outage::new(policy(cfg.poll_interval));
     // Pruning, vacuuming and analyzing beside the rounds, never between two of them: a
     // vacuum of a busy outbox takes up to a second, which every row behind it waited.
     let upkeep = tokio::spawn(upkeep(pool.clone(), cfg, shutdown.clone()));
-    let mut relay = Relay::new(cfg);
     let mut observed = false;
     while !shutdown.is_cancelled() {
         // The outbox's metrics are named by its schema: asked again each round until
@@ -133,12 +162,12 @@ pub async fn run_relay_with_stats(
             }
             Ok(_) => {
                 outage.recovered();
-                idle(&mut listener, cfg.poll_interval, &shutdown, &stats).await
+                idle(&wakes.any, cfg.poll_interval, &shutdown).await
             }
             Err(e) => {
                 stats.failed_rounds.fetch_add(1, Ordering::Relaxed);
                 let wait = outage.failed(&e);
-                match sit_out(&mut listener, wait, &shutdown, &stats).await {
+                match sit_out(&wakes.any, wait, &shutdown, &stats).await {
                     Some(seen) => {
                         outage.notifications += seen;
                         true
@@ -150,16 +179,108 @@ pub async fn run_relay_with_stats(
         if !go_on {
             break;
         }
-        if listener.is_none() {
-            listener = listen(&pool).await;
-        }
     }
     // The last full batch's outcomes, had shutdown come right after it.
     if let Err(e) = relay.record(&pool).await {
         tracing::warn!(error = %e, "outbox outcomes not recorded at shutdown; their leases will expire and the rows go out again");
     }
-    // It stops at the same shutdown.
-    let _ = upkeep.await;
+    // They stop at the same shutdown.
+    let _ = tokio::join!(upkeep, urgent, listening);
+}
+
+/// What the schema's notifications wake: every one the relay, an urgent one (payload
+/// [`URGENT_PAYLOAD`]) the urgent relay too. A wake-up that finds its relay busy is kept
+/// (one, however many came), so the relay's next wait ends at once.
+#[derive(Debug, Default)]
+struct Wakes {
+    any: Notify,
+    urgent: Notify,
+}
+
+/// The payload of the notification that an outbox write with an urgent row sends
+/// (see `outbox::enqueue_all`).
+pub const URGENT_PAYLOAD: &str = "urgent";
+
+/// Reads the schema's notifications as they come, whatever the relays are doing, and
+/// wakes them. A listener that breaks is renewed after `poll` (the relay polls
+/// meanwhile), and its renewal wakes the relay for what it may have missed.
+async fn read_notifications(
+    pool: PgPool,
+    mut listener: Option<PgListener>,
+    wakes: Arc<Wakes>,
+    poll: Duration,
+    stats: Arc<RelayStats>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let Some(l) = listener.as_mut() else {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(poll) => {}
+            }
+            listener = listen(&pool).await;
+            if listener.is_some() {
+                wakes.any.notify_one();
+            }
+            continue;
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            received = l.recv() => match received {
+                Ok(n) => {
+                    stats.notifications.fetch_add(1, Ordering::Relaxed);
+                    if n.payload() == URGENT_PAYLOAD {
+                        wakes.urgent.notify_one();
+                    }
+                    wakes.any.notify_one();
+                }
+                Err(_) => listener = None,
+            }
+        }
+    }
+}
+
+/// The urgent relay: woken by an urgent row's notification, it claims urgent rows only
+/// and publishes them at once, on a connection of its own, while the relay may be
+/// waiting for the broker's confirms of a routine batch. It never polls and never backs
+/// off: should it miss a notification or fail a round, the relay claims urgent rows
+/// first anyway, and handles the outage. Between wake-ups its connection goes back to
+/// the pool.
+async fn urgent_relay(
+    pool: PgPool,
+    bus: Arc<Bus>,
+    mut relay: Relay,
+    wakes: Arc<Wakes>,
+    stats: Arc<RelayStats>,
+    shutdown: CancellationToken,
+) {
+    let batch_size = relay.cfg.batch_size;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = wakes.urgent.notified() => {}
+        }
+        loop {
+            stats.urgent_rounds.fetch_add(1, Ordering::Relaxed);
+            match relay.round(&pool, &bus).await {
+                Ok(round) if round.claimed as i64 >= batch_size => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "urgent outbox round failed; the relay takes its rows");
+                    break;
+                }
+            }
+        }
+        // What a failed round left unrecorded (its rows' backoffs), before the
+        // connection goes back: the next wake-up may be hours away.
+        if let Err(e) = relay.record(&pool).await {
+            tracing::debug!(error = %e, "urgent outbox outcomes not recorded; their leases will expire and the rows go out again");
+        }
+        relay.put_back();
+    }
+    if let Err(e) = relay.record(&pool).await {
+        tracing::warn!(error = %e, "urgent outbox outcomes not recorded at shutdown; their leases will expire and the rows go out again");
+    }
 }
 
 /// What autovacuum would do for a relay's schema, where it is off, on a connection of
@@ -370,65 +491,34 @@ impl Outage {
     }
 }
 
-/// Waits for work while rounds succeed: a notification, or the poll interval. Every
-/// notification already received is taken with it, since one round serves them all.
-/// `false` on shutdown.
-async fn idle(
-    listener: &mut Option<PgListener>,
-    poll: Duration,
-    shutdown: &CancellationToken,
-    stats: &RelayStats,
-) -> bool {
+/// Waits for work while rounds succeed: a notification (every one received meanwhile
+/// comes with it, since one round serves them all), or the poll interval. `false` on
+/// shutdown.
+async fn idle(wake: &Notify, poll: Duration, shutdown: &CancellationToken) -> bool {
     tokio::select! {
-        _ = shutdown.cancelled() => return false,
-        _ = tokio::time::sleep(poll) => {}
-        woke = wait_notification(listener) => {
-            if !woke {
-                *listener = None;
-                return true;
-            }
-            stats.notifications.fetch_add(1, Ordering::Relaxed);
-        }
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(poll) => true,
+        _ = wake.notified() => true,
     }
-    let mut seen = 0;
-    while let Some(l) = listener.as_mut() {
-        // A zero timeout still polls once: a notification already on the socket is read.
-        match tokio::time::timeout(Duration::ZERO, l.recv()).await {
-            Ok(Ok(_)) => seen += 1,
-            Ok(Err(_)) => *listener = None,
-            Err(_) => break,
-        }
-    }
-    stats.notifications.fetch_add(seen, Ordering::Relaxed);
-    true
 }
 
 /// Waits out a backoff in full. A notification meanwhile only says there is work, which
 /// the round after the backoff takes anyway: it neither cuts the wait short nor queues
 /// a round of its own. The notifications seen, or `None` on shutdown.
 async fn sit_out(
-    listener: &mut Option<PgListener>,
+    wake: &Notify,
     wait: Duration,
     shutdown: &CancellationToken,
     stats: &RelayStats,
 ) -> Option<u64> {
-    let until = tokio::time::Instant::now() + wait;
-    let mut seen = 0;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return None,
-            _ = tokio::time::sleep_until(until) => return Some(seen),
-            woke = wait_notification(listener) => {
-                if woke {
-                    seen += 1;
-                    stats.notifications.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    // Broken: no more wake-ups; the listener is renewed after the wait.
-                    *listener = None;
-                }
-            }
-        }
+    let before = stats.notifications();
+    tokio::select! {
+        _ = shutdown.cancelled() => return None,
+        _ = tokio::time::sleep(wait) => {}
     }
+    // The wake-up kept meanwhile, taken: the round that follows serves it.
+    let _ = tokio::time::timeout(Duration::ZERO, wake.notified()).await;
+    Some(stats.notifications().saturating_sub(before))
 }
 
 async fn listen(pool: &PgPool) -> Option<PgListener> {
@@ -436,14 +526,6 @@ async fn listen(pool: &PgPool) -> Option<PgListener> {
     let mut l = PgListener::connect_with(pool).await.ok()?;
     l.listen(&channel_of(&schema)).await.ok()?;
     Some(l)
-}
-
-/// `true` on a notification, `false` when the listener broke (fall back to polling).
-async fn wait_notification(listener: &mut Option<PgListener>) -> bool {
-    match listener {
-        Some(l) => l.recv().await.is_ok(),
-        None => std::future::pending().await,
-    }
 }
 
 /// One round with a relay of its own: up to `batch` rows, claimed, published and
@@ -478,6 +560,8 @@ pub struct Relay {
     conn: Option<PoolConnection<Postgres>>,
     /// Its outbox's metrics (publish latency, confirms failed), once observed.
     metrics: Option<himaya_metrics::OutboxHandles>,
+    /// Claims urgent rows only (the urgent relay).
+    urgent_only: bool,
 }
 
 impl Relay {
@@ -496,6 +580,16 @@ impl Relay {
             outcomes: Vec::new(),
             conn: None,
             metrics: None,
+            urgent_only: false,
+        }
+    }
+
+    /// A relay that claims urgent rows only (priority [`URGENT_PRIORITY`] and above),
+    /// named `id`: beside a relay, the same name (they are one process's relay).
+    pub fn urgent(cfg: RelayConfig, id: impl Into<String>) -> Relay {
+        Relay {
+            urgent_only: true,
+            ..Relay::named(cfg, id)
         }
     }
 
@@ -623,6 +717,13 @@ impl Relay {
     ) -> Result<Vec<OutboxRow>, RelayError> {
         let (ids, errors): (Vec<i64>, Vec<Option<String>>) = self.outcomes.iter().cloned().unzip();
         let mut conn = self.take_connection(pool).await?;
+        // The urgent relay keeps to the index's urgent end: it never walks the routine
+        // backlog.
+        let lowest = if self.urgent_only {
+            i16::from(URGENT_PRIORITY)
+        } else {
+            0
+        };
         let rows = sqlx::query_as::<_, OutboxRow>(
             "WITH recorded AS (
                UPDATE outbox o
@@ -639,6 +740,7 @@ impl Relay {
              ), claimed AS (
                SELECT id FROM outbox
                 WHERE sent_at IS NULL AND next_attempt_at <= now()
+                  AND priority >= $6
                   AND (lease_until IS NULL OR lease_until < now())
                   AND id <> ALL($1)
                 ORDER BY priority DESC, id
@@ -657,6 +759,7 @@ impl Relay {
         .bind(&self.id)
         .bind(limit)
         .bind(self.cfg.lease.as_secs_f64())
+        .bind(lowest)
         .fetch_all(&mut *conn)
         .await
         .map_err(StoreError::from)?;
