@@ -556,6 +556,13 @@ async fn a_burst_of_submissions_is_stored_once_each_and_answered_each_with_its_o
     let env = TestEnv::new(None).await;
     let hub = env.start().await;
     let channel = channel(&hub).await;
+    // One call first, so the server's settings reach the client before the burst: until
+    // they do, an HTTP/2 client assumes no cap on concurrent streams, and the streams past
+    // the server's (`limits.max_concurrent_streams`, 64) are refused (REFUSED_STREAM).
+    tonic_health::pb::health_client::HealthClient::new(channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .unwrap();
     // 80 submissions; the first 30 also sent a second time within the same burst.
     let ids: Vec<String> = (0..80)
         .map(|i| format!("sub-burst-{i}"))
