@@ -357,6 +357,8 @@ pub async fn tls_channel(
     Channel::from_shared(format!("https://{addr}"))
         .unwrap()
         .tls_config(config)?
+        // A handshake the server never finishes fails the test instead of stalling it.
+        .connect_timeout(Duration::from_secs(10))
         .connect()
         .await
 }
