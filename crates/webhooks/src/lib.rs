@@ -531,9 +531,14 @@ fn reply_at(
     resp
 }
 
+/// Up to this much of a declared length over the limit is read and dropped before the
+/// 413: a client still sending it then hears the refusal, where closing at once would
+/// reset its connection mid-body and lose the answer. Beyond it the connection closes.
+const DRAIN_BYTES: u64 = 1 << 20;
+
 /// The body, at most `connectors.max_body_bytes` and within `limits.body_read_timeout_ms`:
-/// a declared length over the limit is refused before a byte of it is read (413), a body
-/// that stops coming is 408.
+/// a declared length over the limit is refused before any work (413; up to
+/// [`DRAIN_BYTES`] of it read and dropped first), a body that stops coming is 408.
 async fn read_body(
     settings: &Settings,
     headers: &HeaderMap,
@@ -551,7 +556,10 @@ async fn read_body(
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
+    if let Some(n) = declared.filter(|n| *n > max as u64) {
+        if n <= DRAIN_BYTES {
+            let _ = tokio::time::timeout(settings.limits.body_read_timeout(), drain(body)).await;
+        }
         return Err(too_large());
     }
     let read = axum::body::to_bytes(body, max);
@@ -572,6 +580,14 @@ async fn read_body(
             msg!("webhook-body-unreadable"),
         )),
     }
+}
+
+/// Reads `body` to its end (or its first error), keeping nothing.
+async fn drain(mut body: axum::body::Body) {
+    use axum::body::HttpBody as _;
+    while let Some(Ok(_)) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+    {}
 }
 
 /// The agency named in the path, if the bearer token is its own and it speaks the
