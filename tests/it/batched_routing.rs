@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use crate::helpers::*;
 use himaya::hub::{Component, Hub};
 use himaya_bus::{Bus, Exchange, Outgoing, Topology};
-use himaya_events::{encode, keys, Event, ReferralCreated};
+use himaya_events::{encode, keys, DisclosuresRecorded, Event, ReferralCreated};
 
 /// The `i`th referral of a burst: a case of its own, health-cairo's to receive.
 fn created(i: usize) -> ReferralCreated {
@@ -143,6 +143,32 @@ async fn a_burst_of_referrals_is_routed_in_batches_once_each_with_poison_parked_
     assert_eq!(traces, expected);
     // Many referrals per transaction (rows written together share their `xmin`).
     assert_batched(&db, "FROM router.disclosures", N, "referrals").await;
+    // A transaction's decisions go to the disclosure log in one message: every decision
+    // once, in far fewer messages than decisions.
+    let together: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT payload FROM router.outbox WHERE routing_key = $1 ORDER BY id")
+            .bind(keys::DISCLOSURES_RECORDED)
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert!(together.len() < N / 2, "{} messages", together.len());
+    let logged: Vec<String> = together
+        .iter()
+        .flat_map(|p| {
+            himaya_events::decode::<DisclosuresRecorded>(p)
+                .unwrap()
+                .disclosures
+        })
+        .map(|d| d.referral_id.unwrap())
+        .collect();
+    let routed: std::collections::BTreeSet<&String> = logged.iter().collect();
+    assert_eq!((logged.len(), routed.len()), (N, N));
+    let alone = count(
+        &db,
+        "SELECT count(*) FROM router.outbox WHERE routing_key = 'audit.disclosure.recorded'",
+    )
+    .await;
+    assert_eq!(alone, 0);
     // Every message was acknowledged: none went back to the queue with the channel.
     assert_eq!(left_on_queue(&bus, himaya_router::QUEUE).await, 0);
     bus.close().await;

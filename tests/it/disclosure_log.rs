@@ -539,11 +539,79 @@ async fn audit_queue(env: &TestEnv) -> std::sync::Arc<himaya_bus::Bus> {
     bus.declare_queue(
         himaya_audit::QUEUE,
         himaya_bus::Exchange::Events,
-        &[himaya_events::keys::DISCLOSURE_RECORDED],
+        &[
+            himaya_events::keys::DISCLOSURE_RECORDED,
+            himaya_events::keys::DISCLOSURES_RECORDED,
+        ],
     )
     .await
     .unwrap();
     bus
+}
+
+/// The router's message for the decisions of one routing transaction.
+fn recorded_together(
+    events: &[himaya_events::DisclosureRecorded],
+    id: &str,
+) -> himaya_bus::Outgoing {
+    let batch = himaya_events::DisclosuresRecorded {
+        message_id: id.into(),
+        occurred_at: "2026-11-22T10:00:00+00:00".into(),
+        disclosures: events.to_vec(),
+    };
+    himaya_bus::Outgoing {
+        exchange: himaya_bus::Exchange::Events,
+        routing_key: himaya_events::keys::DISCLOSURES_RECORDED.into(),
+        payload: himaya_events::encode(&batch).unwrap(),
+        message_id: batch.message_id.clone(),
+        event_type: <himaya_events::DisclosuresRecorded as himaya_events::Event>::NAME.into(),
+        priority: 0,
+        headers: Default::default(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_sent_together_are_appended_each_once_in_order() {
+    let env = TestEnv::new(None).await;
+    let bus = audit_queue(&env).await;
+    let events: Vec<_> = (0..150).map(disclosure).collect();
+    let mut second = events[100..].to_vec();
+    second.insert(0, events[99].clone());
+    let msgs = [
+        recorded_together(&events[..100], "msg_together_1"),
+        // One of them alone as well, the first message again (a redelivery), and a
+        // second message holding one decision of the first again.
+        recorded(&events[50]),
+        recorded_together(&events[..100], "msg_together_1"),
+        recorded_together(&second, "msg_together_2"),
+    ];
+    publish_all(&bus, &msgs).await;
+
+    let hub = Hub::start(env.settings.clone(), &[himaya::hub::Component::Audit])
+        .await
+        .unwrap();
+    let db = env.pool().await;
+    wait_count(
+        &db,
+        "SELECT count(*) FROM audit.log",
+        150,
+        60,
+        "the decisions in the log",
+    )
+    .await;
+    // Nothing more comes: the messages behind are all appended or dropped.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    hub.stop().await;
+    let ids: Vec<String> = sqlx::query_scalar("SELECT message_id FROM audit.log ORDER BY seq")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    let expected: Vec<String> = events.iter().map(|e| e.message_id.clone()).collect();
+    assert_eq!(ids, expected);
+    let audit = himaya_audit::connect(&env.settings).await.unwrap();
+    assert_eq!(himaya_audit::verify(&audit, &[]).await.unwrap(), 150);
+    assert_eq!(left_on_queue(&bus, himaya_audit::QUEUE).await, 0);
+    bus.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -229,6 +229,17 @@ pub struct DisclosureRecorded {
     pub person: Option<String>,
 }
 
+/// `audit.disclosures.recorded`: the disclosure decisions of one routing transaction in
+/// one message (one outbox row and one broker message for a whole batch, where one per
+/// decision cost about a quarter of a referral's rows and messages). Each decision keeps
+/// its own message id, which the log appends once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DisclosuresRecorded {
+    pub message_id: String,
+    pub occurred_at: String,
+    pub disclosures: Vec<DisclosureRecorded>,
+}
+
 /// `consent.withdrawn`: a consent or legal basis on a case was withdrawn.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsentWithdrawn {
@@ -318,6 +329,11 @@ event!(
     "disclosure_recorded.avsc"
 );
 event!(
+    DisclosuresRecorded,
+    "himaya.v1.DisclosuresRecorded",
+    "disclosures_recorded.avsc"
+);
+event!(
     ConsentWithdrawn,
     "himaya.v1.ConsentWithdrawn",
     "consent_withdrawn.avsc"
@@ -342,6 +358,7 @@ pub mod keys {
     pub const AGENCY_CHANGED: &str = "directory.agency.changed";
     pub const CERTIFICATE_REVOKED: &str = "directory.certificate.revoked";
     pub const DISCLOSURE_RECORDED: &str = "audit.disclosure.recorded";
+    pub const DISCLOSURES_RECORDED: &str = "audit.disclosures.recorded";
     pub const CONSENT_WITHDRAWN: &str = "consent.withdrawn";
     pub const WITHDRAWAL_NOTICE: &str = "consent.withdrawal.notice";
     pub const DELIVERY_RECORDED: &str = "referral.delivery.recorded";
@@ -361,7 +378,7 @@ struct Known {
     reader: GenericSingleObjectReader,
 }
 
-fn parse(name: &'static str, text: &'static str) -> Result<Known, CodecError> {
+fn parse(name: &'static str, text: &str) -> Result<Known, CodecError> {
     let schema = Schema::parse_str(text).map_err(|e| CodecError::Schema(name, e.to_string()))?;
     let fp = schema.fingerprint::<Rabin>().bytes;
     let mut fingerprint = [0u8; 8];
@@ -394,11 +411,12 @@ fn registry() -> Result<&'static HashMap<&'static str, Known>, CodecError> {
                 (AgencyChanged::NAME, AgencyChanged::SCHEMA),
                 (CertificateRevoked::NAME, CertificateRevoked::SCHEMA),
                 (DisclosureRecorded::NAME, DisclosureRecorded::SCHEMA),
+                (DisclosuresRecorded::NAME, DisclosuresRecorded::SCHEMA),
                 (ConsentWithdrawn::NAME, ConsentWithdrawn::SCHEMA),
                 (WithdrawalNotice::NAME, WithdrawalNotice::SCHEMA),
             ]
             .into_iter()
-            .map(|(n, s)| match parse(n, s) {
+            .map(|(n, s)| match parse(n, &inline_references(s)) {
                 Ok(k) => Ok((n, k)),
                 Err(e) => Err((n, e.to_string())),
             })
@@ -406,6 +424,21 @@ fn registry() -> Result<&'static HashMap<&'static str, Known>, CodecError> {
         })
         .as_ref()
         .map_err(|(n, e)| CodecError::Schema(n, e.clone()))
+}
+
+/// `text` with every reference to another event's record (its full name as a type, in
+/// quotes) replaced by that record's schema: a schema is parsed, fingerprinted and
+/// written whole, and each record is still defined in one file.
+fn inline_references(text: &'static str) -> std::borrow::Cow<'static, str> {
+    const RECORDS: [(&str, &str); 1] = [(DisclosureRecorded::NAME, DisclosureRecorded::SCHEMA)];
+    let mut text = std::borrow::Cow::Borrowed(text);
+    for (name, schema) in RECORDS {
+        let reference = format!("\"{name}\"");
+        if text.contains(&reference) {
+            text = std::borrow::Cow::Owned(text.replacen(&reference, schema, 1));
+        }
+    }
+    text
 }
 
 /// Checks every built-in schema parses; call at start-up to fail fast.
@@ -577,6 +610,28 @@ mod tests {
             decode::<DisclosureRecorded>(&encode(&d).unwrap()).unwrap(),
             d
         );
+        // Its batch: the items written with the single decision's schema.
+        let denied = DisclosureRecorded {
+            message_id: new_message_id(),
+            decision: "deny".into(),
+            reason: Some("no_consent".into()),
+            categories: Vec::new(),
+            basis: Vec::new(),
+            delivery_message_id: None,
+            ..d.clone()
+        };
+        let batch = DisclosuresRecorded {
+            message_id: new_message_id(),
+            occurred_at: "2026-11-22T09:30:00Z".into(),
+            disclosures: vec![d.clone(), denied],
+        };
+        let bytes = encode(&batch).unwrap();
+        assert_eq!(event_name(&bytes).unwrap(), DisclosuresRecorded::NAME);
+        assert_eq!(decode::<DisclosuresRecorded>(&bytes).unwrap(), batch);
+        assert!(matches!(
+            decode::<DisclosureRecorded>(&bytes),
+            Err(CodecError::WrongEvent { .. })
+        ));
         let n = WithdrawalNotice {
             message_id: new_message_id(),
             occurred_at: "2026-11-22T09:30:00Z".into(),

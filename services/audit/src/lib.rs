@@ -1,6 +1,7 @@
 //! The disclosure log (schema `audit`): every disclosure decision made anywhere in the hub
-//! (`audit.disclosure.recorded`, enqueued by the router and the cases service in the
-//! transaction of the decision) appended to one hash chain, with periodic ed25519-signed
+//! (`audit.disclosure.recorded` from the cases service, `audit.disclosures.recorded` for a
+//! routing transaction's decisions from the router, enqueued in the transaction of the
+//! decision) appended to one hash chain, with periodic ed25519-signed
 //! checkpoints. `himaya audit verify` checks the chain; exported checkpoints reveal a
 //! truncated tail too. `himaya.v1.Audit` (module [`api`]) reads it: the entries in the
 //! caller's scope, and the chain's verification, a bounded step per call.
@@ -16,11 +17,12 @@ use chain::{
     checkpoint_message, entry_hash, Checkpoint, Entry, EntryBody, Tamper, Verifier, GENESIS,
 };
 use ed25519_dalek::{Signer, SigningKey};
-use himaya_bus::{Exchange, Incoming};
-use himaya_component::{
-    BatchEventHandler, Component, Context, Decoding, Delivered, EventHandler, StartError, Started,
+use himaya_bus::{BatchHandler, Exchange, HandleError, Incoming};
+use himaya_component::{Component, Context, Decoding, EventHandler, StartError, Started};
+use himaya_events::{
+    decode, event_name, keys, ConsentWithdrawn, DisclosureRecorded, DisclosuresRecorded, Event,
+    WithdrawalNotice,
 };
-use himaya_events::{keys, ConsentWithdrawn, DisclosureRecorded, WithdrawalNotice};
 use himaya_settings::Settings;
 use sqlx::PgPool;
 
@@ -68,9 +70,9 @@ impl Component for Audit {
             .subscribe_batches(
                 QUEUE,
                 Exchange::Events,
-                &[keys::DISCLOSURE_RECORDED],
+                &[keys::DISCLOSURE_RECORDED, keys::DISCLOSURES_RECORDED],
                 BATCH,
-                Decoding(Appender { pool: pool.clone() }),
+                Appender { pool: pool.clone() },
             )
             .await?;
         let withdrawals = ctx
@@ -162,21 +164,36 @@ struct Appender {
     pool: PgPool,
 }
 
-/// Decisions appended in one transaction, at most. A batch is what is already waiting
-/// on the queue (never more is waited for), so under a light load each is one decision;
+/// Messages appended in one transaction, at most. A batch is what is already waiting on
+/// the queue (never more is waited for), so under a light load each is one message;
 /// under a heavy one the chain's lock is taken once per batch instead of once per
-/// decision.
-pub const BATCH: u16 = 256;
+/// decision. A message holds one decision (from the cases service) or a routing
+/// transaction's decisions (from the router, up to 256).
+pub const BATCH: u16 = 64;
 
-impl BatchEventHandler for Appender {
-    type Event = DisclosureRecorded;
-    type Error = AuditError;
-    async fn handle_batch(
-        &self,
-        events: Vec<Delivered<DisclosureRecorded>>,
-    ) -> Result<(), AuditError> {
-        let events: Vec<DisclosureRecorded> = events.into_iter().map(|d| d.event).collect();
-        append(&self.pool, &events).await.map(|_| ())
+/// The queue carries both messages of the log: one decision (`audit.disclosure.recorded`)
+/// or many (`audit.disclosures.recorded`). A message that is neither is parked alone.
+impl BatchHandler for Appender {
+    type Item = Vec<DisclosureRecorded>;
+
+    fn read(&self, msg: &Incoming) -> Result<Vec<DisclosureRecorded>, HandleError> {
+        let payload = msg.payload();
+        match event_name(payload).map_err(HandleError::park)? {
+            DisclosuresRecorded::NAME => decode::<DisclosuresRecorded>(payload)
+                .map(|batch| batch.disclosures)
+                .map_err(HandleError::park),
+            _ => decode::<DisclosureRecorded>(payload)
+                .map(|one| vec![one])
+                .map_err(HandleError::park),
+        }
+    }
+
+    async fn handle_batch(&self, items: Vec<Vec<DisclosureRecorded>>) -> Result<(), HandleError> {
+        let events: Vec<DisclosureRecorded> = items.into_iter().flatten().collect();
+        append(&self.pool, &events)
+            .await
+            .map(|_| ())
+            .map_err(HandleError::retry)
     }
 }
 

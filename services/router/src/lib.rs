@@ -12,8 +12,8 @@ use himaya_component::{
     BatchEventHandler, Component, Context, Decoding, Delivered, EventHandler, StartError, Started,
 };
 use himaya_events::{
-    encode, keys, new_message_id, DeliveryRecorded, DeliveryRequested, DisclosureRecorded, Event,
-    ReferralCreated, WithdrawalNotice,
+    encode, keys, new_message_id, DeliveryRecorded, DeliveryRequested, DisclosureRecorded,
+    DisclosuresRecorded, Event, ReferralCreated, WithdrawalNotice,
 };
 use himaya_record::{CaseRecord, Purpose};
 use himaya_settings::{AgencySettings, Obstacle, Settings};
@@ -174,6 +174,7 @@ impl Router {
             let traceparent = himaya_trace::onward(d.header("traceparent").map(str::to_owned));
             self.route(&mut plan, &d.event, traceparent.as_deref())?;
         }
+        plan.log_all()?;
         let recipients: Vec<String> = plan
             .outbox
             .iter()
@@ -295,7 +296,7 @@ impl Router {
                         delivery_message_id: Some(delivery.message_id.clone()),
                         ..decision(record, &referral_id, agency_id, purpose, None)
                     };
-                    plan.log(logged)?;
+                    plan.log(logged);
                     plan.sent
                         .entry(referral_id.clone())
                         .or_default()
@@ -311,7 +312,7 @@ impl Router {
                         purpose,
                         Some(reason.as_str()),
                     );
-                    plan.log(logged)?;
+                    plan.log(logged);
                     obstacle = Some((agency_id.as_str(), Obstacle::Refused(reason)));
                     tracing::info!(case_id = %record.case_id, agency = %agency_id, reason = reason.as_str(), "disclosure denied");
                 }
@@ -337,18 +338,34 @@ struct Plan {
     outbox: Vec<Outgoing>,
 }
 
+/// Decisions sent to the disclosure log in one message, at most (about 400 bytes each).
+const DISCLOSURES_PER_MESSAGE: usize = 256;
+
 impl Plan {
-    /// A decision for the router's table and, through the outbox in the same
-    /// transaction, for the hub's hash-chained disclosure log.
-    fn log(&mut self, e: DisclosureRecorded) -> Result<(), RouterError> {
-        self.outbox.push(himaya_store::outbox::event_message(
-            Exchange::Events,
-            keys::DISCLOSURE_RECORDED,
-            &e,
-            1,
-            &e.case_id,
-        )?);
+    /// A decision for the router's table and the hub's disclosure log.
+    fn log(&mut self, e: DisclosureRecorded) {
         self.decisions.push(e);
+    }
+
+    /// The batch's decisions for the hub's hash-chained disclosure log, through the
+    /// outbox in the same transaction: one message for up to
+    /// [`DISCLOSURES_PER_MESSAGE`] of them instead of one each (a quarter of a
+    /// referral's outbox rows and broker messages), each decision with its own id.
+    fn log_all(&mut self) -> Result<(), RouterError> {
+        for chunk in self.decisions.chunks(DISCLOSURES_PER_MESSAGE) {
+            let batch = DisclosuresRecorded {
+                message_id: new_message_id(),
+                occurred_at: Utc::now().to_rfc3339(),
+                disclosures: chunk.to_vec(),
+            };
+            self.outbox.push(himaya_store::outbox::event_message(
+                Exchange::Events,
+                keys::DISCLOSURES_RECORDED,
+                &batch,
+                1,
+                &batch.message_id,
+            )?);
+        }
         Ok(())
     }
 }
