@@ -30,6 +30,7 @@ mod relay_lease;
 mod relay_pace;
 mod retention;
 mod rotation;
+mod service_proposals;
 mod traces;
 mod web;
 mod webhooks;

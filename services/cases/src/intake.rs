@@ -48,13 +48,13 @@ impl IntakeApi {
     /// anything else as a refusal by reason (`himaya_intake_*`).
     async fn submit(
         &self,
-        (opening, pool): (&Opening, &sqlx::PgPool),
+        opening: &Opening,
         meta: &MetadataMap,
         v: Violations,
         s: Submission,
     ) -> Result<pb::SubmitReferralResponse, CasesError> {
         let kind = s.source.kind.as_str();
-        let taken = self.take((opening, pool), meta, v, s).await;
+        let taken = self.take(opening, meta, v, s).await;
         let intake = &self.0.metrics.intake;
         match &taken {
             Ok(r) if r.replayed => intake.refused("duplicate"),
@@ -77,7 +77,7 @@ impl IntakeApi {
 
     async fn take(
         &self,
-        (opening, pool): (&Opening, &sqlx::PgPool),
+        opening: &Opening,
         meta: &MetadataMap,
         mut v: Violations,
         s: Submission,
@@ -119,7 +119,7 @@ impl IntakeApi {
                 .and_then(|t| t.to_str().ok())
                 .map(str::to_owned),
         );
-        let out: Submitted = opening
+        let (out, proposed_services): (Submitted, _) = opening
             .open(NewCase {
                 record: record.clone(),
                 submitter: submitter.clone(),
@@ -139,13 +139,6 @@ impl IntakeApi {
             priority = %out.priority,
             "referral accepted"
         );
-        // A proposal only: a failure to read the map never fails the referral.
-        let proposed_services = crate::service_map::propose(pool, &record)
-            .await
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "no service proposals: the service map could not be read");
-                Vec::new()
-            });
         let priority = match out.priority.as_str() {
             "urgent" => pb::Priority::Urgent,
             _ => pb::Priority::Routine,

@@ -23,7 +23,7 @@ mod opening;
 mod outcomes;
 pub mod read;
 pub mod retention;
-mod service_map;
+pub mod service_map;
 mod service_referrals;
 mod undelivered;
 pub mod work;
@@ -67,9 +67,8 @@ pub struct Cases;
 
 pub(crate) struct State {
     pub pool: PgPool,
-    /// Connections for hotline escalations alone (`database.urgent_connections`).
-    pub urgent_pool: PgPool,
-    /// Intake's group writers, routine and urgent (each on its lane's connections).
+    /// Intake's group writers, routine and urgent (each on its lane's connections: the
+    /// urgent writer on `database.urgent_connections` alone).
     pub opening: Opening,
     pub urgent_opening: Opening,
     pub settings: Arc<Settings>,
@@ -85,13 +84,13 @@ pub const MAX_EXPORTS: usize = 4;
 
 impl State {
     /// Routine intake's writers and connections.
-    pub(crate) fn routine(&self) -> (&Opening, &PgPool) {
-        (&self.opening, &self.pool)
+    pub(crate) fn routine(&self) -> &Opening {
+        &self.opening
     }
 
     /// Hotline escalations' writers and connections.
-    pub(crate) fn urgent(&self) -> (&Opening, &PgPool) {
-        (&self.urgent_opening, &self.urgent_pool)
+    pub(crate) fn urgent(&self) -> &Opening {
+        &self.urgent_opening
     }
 
     /// The agency making the call, which must be in the directory: unidentified calls are
@@ -138,12 +137,10 @@ impl Component for Cases {
         )?;
         // Two routine writers: one gathers the next group while the other commits.
         let (opening, mut writers) = Opening::start(pool.clone(), 2, shutdown.clone());
-        let (urgent_opening, urgent_writers) =
-            Opening::start(urgent_pool.clone(), 1, shutdown.clone());
+        let (urgent_opening, urgent_writers) = Opening::start(urgent_pool, 1, shutdown.clone());
         writers.extend(urgent_writers);
         let state = Arc::new(State {
             pool: pool.clone(),
-            urgent_pool,
             opening,
             urgent_opening,
             settings: settings.clone(),

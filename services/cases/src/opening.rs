@@ -15,13 +15,19 @@
 
 use std::sync::Arc;
 
+use himaya_record::CaseRecord;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use himaya_proto::v1::MappedService;
+
 use crate::db::{open_case, open_cases, NewCase, Submitted};
 use crate::CasesError;
+
+/// A stored referral's answer: its case, and the services proposed for it.
+pub(crate) type Opened = (Submitted, Vec<MappedService>);
 
 /// Referrals written in one transaction, at most: the gateway lets 64 routine intake
 /// calls in at once, so a group is never cut while callers wait.
@@ -30,7 +36,7 @@ pub const GROUP: usize = 64;
 /// One referral waiting for its group.
 struct Job {
     case: NewCase,
-    reply: oneshot::Sender<Result<Submitted, CasesError>>,
+    reply: oneshot::Sender<Result<Opened, CasesError>>,
 }
 
 /// The door to a lane's writers (routine or urgent, each with its own connections).
@@ -57,8 +63,8 @@ impl Opening {
     }
 
     /// Stores `case` (or finds it stored, for a submission seen before) and answers once
-    /// its transaction has committed.
-    pub(crate) async fn open(&self, case: NewCase) -> Result<Submitted, CasesError> {
+    /// its transaction has committed, with the services the map proposes for it.
+    pub(crate) async fn open(&self, case: NewCase) -> Result<Opened, CasesError> {
         let (reply, answer) = oneshot::channel();
         if self.jobs.send(Job { case, reply }).await.is_err() {
             return Err(stopped());
@@ -111,9 +117,11 @@ async fn write_group(pool: &PgPool, mut group: Vec<Job>) {
         match open_cases(pool, &cases, &wanted).await {
             Ok(None) => continue,
             Ok(Some(answers)) => {
-                for (job, answer) in group.into_iter().zip(answers) {
+                let records: Vec<&CaseRecord> = group.iter().map(|j| &j.case.record).collect();
+                let proposed = proposals(pool, &records).await;
+                for ((job, answer), proposed) in group.into_iter().zip(answers).zip(proposed) {
                     // Gone since the commit: its case is stored all the same.
-                    let _ = job.reply.send(Ok(answer));
+                    let _ = job.reply.send(Ok((answer, proposed)));
                 }
                 return;
             }
@@ -129,7 +137,9 @@ async fn write_group(pool: &PgPool, mut group: Vec<Job>) {
                     let wanted = || !job.reply.is_closed();
                     match open_case(pool, &job.case, &wanted).await {
                         Ok(Some(answer)) => {
-                            let _ = job.reply.send(Ok(answer));
+                            let proposed = proposals(pool, &[&job.case.record]).await;
+                            let proposed = proposed.into_iter().next().unwrap_or_default();
+                            let _ = job.reply.send(Ok((answer, proposed)));
                         }
                         // Its caller is gone: nothing kept, no one to answer.
                         Ok(None) => {}
@@ -142,4 +152,15 @@ async fn write_group(pool: &PgPool, mut group: Vec<Job>) {
             }
         }
     }
+}
+
+/// The services proposed for each of `records`, read once the referrals are stored. A
+/// proposal only: a map that cannot be read leaves them without, and fails no referral.
+async fn proposals(pool: &PgPool, records: &[&CaseRecord]) -> Vec<Vec<MappedService>> {
+    crate::service_map::propose_all(pool, records)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, referrals = records.len(), "no service proposals: the service map could not be read");
+            vec![Vec::new(); records.len()]
+        })
 }

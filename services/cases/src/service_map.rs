@@ -69,38 +69,73 @@ impl Handler for ServiceMap {
     }
 }
 
-/// Matching services for a referral, best first.
-pub async fn propose(
+/// Matching services for each referral, best first, in one statement for them all (a
+/// group of referrals written together is proposed for together: one round trip per
+/// group instead of one per referral on intake's answer path).
+pub async fn propose_all(
     pool: &PgPool,
-    record: &CaseRecord,
-) -> Result<Vec<pb::MappedService>, CasesError> {
-    let types: Vec<&str> = record
-        .referral
-        .requested_services
-        .iter()
-        .map(|s| s.as_str())
-        .collect();
-    if types.is_empty() {
-        return Ok(Vec::new());
+    records: &[&CaseRecord],
+) -> Result<Vec<Vec<pb::MappedService>>, CasesError> {
+    let mut proposals: Vec<Vec<pb::MappedService>> = vec![Vec::new(); records.len()];
+    // Service types are vocabulary words (no commas): a list per referral, one text each.
+    let mut wanted = Vec::new();
+    let (mut types, mut places, mut districts) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, record) in (0i32..).zip(records) {
+        let requested = &record.referral.requested_services;
+        if requested.is_empty() {
+            continue;
+        }
+        wanted.push(i);
+        types.push(
+            requested
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        places.push(record.child.governorate.as_str());
+        districts.push(record.child.district.as_deref());
     }
-    let child = &record.child;
-    let rows = sqlx::query_as::<_, MappedServiceRow>(
-        "SELECT * FROM service_map
-          WHERE NOT removed AND accepting AND capacity > 0
-            AND service_type = ANY($1)
-            AND (governorate = $2 OR governorate = '*')
-          ORDER BY ($3::text IS NOT NULL AND $3 = ANY(districts)) DESC,
-                   (governorate = $2) DESC, capacity DESC, service_id
-          LIMIT $4",
+    if wanted.is_empty() {
+        return Ok(proposals);
+    }
+    let rows = sqlx::query_as::<_, Proposed>(
+        "SELECT k.i, m.*
+           FROM unnest($1::int[], $2::text[], $3::text[], $4::text[]) AS k (i, types, place, district)
+          CROSS JOIN LATERAL (
+                SELECT s.*, row_number() OVER (
+                         ORDER BY (k.district IS NOT NULL AND k.district = ANY(s.districts)) DESC,
+                                  (s.governorate = k.place) DESC, s.capacity DESC, s.service_id) AS rank
+                  FROM service_map s
+                 WHERE NOT s.removed AND s.accepting AND s.capacity > 0
+                   AND s.service_type = ANY(string_to_array(k.types, ','))
+                   AND (s.governorate = k.place OR s.governorate = '*')
+                 ORDER BY rank
+                 LIMIT $5) m
+          ORDER BY k.i, m.rank",
     )
+    .bind(&wanted)
     .bind(&types)
-    .bind(&child.governorate)
-    .bind(child.district.as_deref())
+    .bind(&places)
+    .bind(&districts)
     .bind(PROPOSALS)
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(MappedServiceRow::into_service)
-        .collect())
+    for row in rows {
+        if let Some(list) = usize::try_from(row.i)
+            .ok()
+            .and_then(|i| proposals.get_mut(i))
+        {
+            list.push(row.service.into_service());
+        }
+    }
+    Ok(proposals)
+}
+
+/// A proposed service and the referral (its place in the group) it is proposed for.
+#[derive(sqlx::FromRow)]
+struct Proposed {
+    i: i32,
+    #[sqlx(flatten)]
+    service: MappedServiceRow,
 }
