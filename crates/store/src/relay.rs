@@ -716,6 +716,10 @@ impl Relay {
         limit: i64,
     ) -> Result<Vec<OutboxRow>, RelayError> {
         let (ids, errors): (Vec<i64>, Vec<Option<String>>) = self.outcomes.iter().cloned().unzip();
+        // The outcomes are found by primary key, one look-up each: "not sent yet" is
+        // written so that it does not match the unsent rows' partial index, which the
+        // planner chose when its statistics saw few unsent rows, and which then walked
+        // the whole backlog (hundreds of rows under load) for every round.
         let mut conn = self.take_connection(pool).await?;
         // The urgent relay keeps to the index's urgent end: it never walks the routine
         // backlog.
@@ -735,7 +739,7 @@ impl Relay {
                       next_attempt_at = CASE WHEN r.error IS NULL THEN o.next_attempt_at
                         ELSE now() + make_interval(secs => LEAST(300, power(2, o.attempts))) END
                  FROM unnest($1::bigint[], $2::text[]) AS r(id, error)
-                WHERE o.id = r.id AND o.sent_at IS NULL
+                WHERE o.id = r.id AND coalesce(o.sent_at, '-infinity') = '-infinity'
                   AND (r.error IS NULL OR o.leased_by = $3)
              ), claimed AS (
                SELECT id FROM outbox
