@@ -66,8 +66,14 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// How often a relay prunes its schema's sent outbox rows and old inbox ids, and
 /// vacuums its outbox.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
-/// How often a relay looks for tables of its schema that grew enough to analyze.
-const ANALYZE_CHECK_EVERY: Duration = Duration::from_secs(10);
+/// How often a relay looks for tables of its schema that grew enough to analyze. A
+/// table grows from empty by thousands of rows in the first seconds under load, and
+/// every plan made meanwhile (cached for the connection's life) reads it end to end
+/// until its next analyze: checked every 10 s, a hub's first 10 s under load ran its
+/// relays' and consumers' look-ups as sequential scans. The check is one read of the
+/// statistics view; the thresholds, not the interval, say how often a table is
+/// analyzed.
+const ANALYZE_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// Rows deleted per statement, so no prune holds locks or writes WAL for long.
 const PRUNE_BATCH: i64 = 5_000;
 
