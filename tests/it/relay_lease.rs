@@ -286,6 +286,33 @@ async fn tables_that_grew_are_analyzed_and_the_others_left_alone() {
         vec![("grown".into(), Some(2000.0)), ("quiet".into(), None)],
         "the grown table analyzed with its true size, the one of one row left alone"
     );
+
+    // Both grow again at once: the small one is analyzed straight away (its plans are
+    // those of a near-empty table), the large one only 10 s after its last analyze.
+    sqlx::raw_sql(
+        "INSERT INTO grown SELECT generate_series(2001, 3000);
+         INSERT INTO quiet SELECT generate_series(2, 400);",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let changed = "SELECT count(*) FROM pg_stat_user_tables
+                    WHERE schemaname = 'analyze_t' AND n_mod_since_analyze > 300";
+    wait_count(&pool, changed, 2, 30, "the new changes counted").await;
+    himaya_store::relay::analyze_grown(&pool).await;
+    let sizes: Vec<(String, f32)> = sqlx::query_as(
+        "SELECT relname::text, reltuples FROM pg_class
+          WHERE relnamespace = 'analyze_t'::regnamespace AND relname IN ('grown', 'quiet')
+          ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        sizes,
+        vec![("grown".into(), 2000.0), ("quiet".into(), 400.0)],
+        "the small table analyzed at once, the large one left for now"
+    );
 }
 
 /// The urgent relay claims urgent rows only, by the claim's index (it never walks the
