@@ -549,6 +549,35 @@ async fn audit_queue(env: &TestEnv) -> std::sync::Arc<himaya_bus::Bus> {
     bus
 }
 
+/// The disclosure log started on what waits on its queue, once `n` entries are in it.
+async fn appended(env: &TestEnv, n: i64, what: &str) -> (Hub, PgPool) {
+    let hub = Hub::start(env.settings.clone(), &[himaya::hub::Component::Audit])
+        .await
+        .unwrap();
+    let db = env.pool().await;
+    wait_count(&db, "SELECT count(*) FROM audit.log", n, 60, what).await;
+    (hub, db)
+}
+
+/// The log holds exactly `events`, each once, in their order, and its chain verifies.
+async fn chained_in_order(
+    env: &TestEnv,
+    db: &PgPool,
+    events: &[himaya_events::DisclosureRecorded],
+) {
+    let ids: Vec<String> = sqlx::query_scalar("SELECT message_id FROM audit.log ORDER BY seq")
+        .fetch_all(db)
+        .await
+        .unwrap();
+    let expected: Vec<String> = events.iter().map(|e| e.message_id.clone()).collect();
+    assert_eq!(ids, expected);
+    let audit = himaya_audit::connect(&env.settings).await.unwrap();
+    assert_eq!(
+        himaya_audit::verify(&audit, &[]).await.unwrap(),
+        events.len() as i64
+    );
+}
+
 /// The router's message for the decisions of one routing transaction.
 fn recorded_together(
     events: &[himaya_events::DisclosureRecorded],
@@ -587,29 +616,11 @@ async fn decisions_sent_together_are_appended_each_once_in_order() {
     ];
     publish_all(&bus, &msgs).await;
 
-    let hub = Hub::start(env.settings.clone(), &[himaya::hub::Component::Audit])
-        .await
-        .unwrap();
-    let db = env.pool().await;
-    wait_count(
-        &db,
-        "SELECT count(*) FROM audit.log",
-        150,
-        60,
-        "the decisions in the log",
-    )
-    .await;
+    let (hub, db) = appended(&env, 150, "the decisions in the log").await;
     // Nothing more comes: the messages behind are all appended or dropped.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     hub.stop().await;
-    let ids: Vec<String> = sqlx::query_scalar("SELECT message_id FROM audit.log ORDER BY seq")
-        .fetch_all(&db)
-        .await
-        .unwrap();
-    let expected: Vec<String> = events.iter().map(|e| e.message_id.clone()).collect();
-    assert_eq!(ids, expected);
-    let audit = himaya_audit::connect(&env.settings).await.unwrap();
-    assert_eq!(himaya_audit::verify(&audit, &[]).await.unwrap(), 150);
+    chained_in_order(&env, &db, &events).await;
     assert_eq!(left_on_queue(&bus, himaya_audit::QUEUE).await, 0);
     bus.close().await;
 }
@@ -630,18 +641,7 @@ async fn a_burst_is_appended_in_batches_once_each_in_order_with_poison_parked_al
     msgs.insert(250, poison);
     publish_all(&bus, &msgs).await;
 
-    let hub = Hub::start(env.settings.clone(), &[himaya::hub::Component::Audit])
-        .await
-        .unwrap();
-    let db = env.pool().await;
-    wait_count(
-        &db,
-        "SELECT count(*) FROM audit.log",
-        500,
-        60,
-        "the burst in the log",
-    )
-    .await;
+    let (hub, db) = appended(&env, 500, "the burst in the log").await;
     let reasons = parked_reasons(&env.amqp_url(), 1).await;
     assert!(
         reasons
@@ -652,14 +652,7 @@ async fn a_burst_is_appended_in_batches_once_each_in_order_with_poison_parked_al
     hub.stop().await;
 
     // One routine lane, batches one after the other: the chain is the order of the queue.
-    let ids: Vec<String> = sqlx::query_scalar("SELECT message_id FROM audit.log ORDER BY seq")
-        .fetch_all(&db)
-        .await
-        .unwrap();
-    let expected: Vec<String> = events.iter().map(|e| e.message_id.clone()).collect();
-    assert_eq!(ids, expected);
-    let audit = himaya_audit::connect(&env.settings).await.unwrap();
-    assert_eq!(himaya_audit::verify(&audit, &[]).await.unwrap(), 500);
+    chained_in_order(&env, &db, &events).await;
     // What each entry says is what was recorded, lists in their order.
     let stored: Vec<EntryBody> = sqlx::query_as("SELECT * FROM audit.log ORDER BY seq")
         .fetch_all(&db)

@@ -26,13 +26,7 @@ fn child(name: &str) -> CaseRecord {
 #[tokio::test]
 async fn a_mistyped_word_still_finds_the_child_among_hundreds_sharing_the_other_two() {
     let env = TestEnv::new(None).await;
-    let pool = himaya_store::connect(&env.db_url, "cases", 2)
-        .await
-        .unwrap();
-    sqlx::migrate!("./services/cases/migrations")
-        .run(&pool)
-        .await
-        .unwrap();
+    let pool = env.cases_schema().await;
     // 150 children "مريم <father> النجار", same place and birth date as the one sought,
     // then the one sought, stored last.
     let mut cases: Vec<CaseRecord> = (0..150)

@@ -29,13 +29,7 @@ type Service = (
 #[tokio::test]
 async fn each_referral_of_a_group_gets_its_own_proposals_in_one_statement() {
     let env = TestEnv::new(None).await;
-    let pool = himaya_store::connect(&env.db_url, "cases", 2)
-        .await
-        .unwrap();
-    sqlx::migrate!("./services/cases/migrations")
-        .run(&pool)
-        .await
-        .unwrap();
+    let pool = env.cases_schema().await;
     let services: [Service; 12] = [
         ("svc_shubra", "health", "القاهرة", &["شبرا"], 2, true, false),
         ("svc_cairo_50", "health", "القاهرة", &[], 50, true, false),

@@ -253,6 +253,19 @@ impl TestEnv {
             .expect("hub starts")
     }
 
+    /// A pool on the cases service's schema, its migrations run, and no hub: for the
+    /// service's functions called directly.
+    pub async fn cases_schema(&self) -> PgPool {
+        let pool = himaya_store::connect(&self.db_url, "cases", 2)
+            .await
+            .unwrap();
+        sqlx::migrate!("./services/cases/migrations")
+            .run(&pool)
+            .await
+            .unwrap();
+        pool
+    }
+
     pub async fn pool(&self) -> PgPool {
         PgPool::connect(&self.db_url).await.unwrap()
     }
