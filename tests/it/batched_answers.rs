@@ -1,14 +1,16 @@
 //! The cases service records agencies' answers in batches: a burst of "delivered"
 //! answers is written as sets, a few transactions for many answers, each answer once
 //! (a copy in the same batch or a redelivery adds nothing), and an answer for a case the
-//! hub does not hold is parked alone without holding back the others.
+//! hub does not hold is parked alone without holding back the others: alone in its
+//! batch of messages, and alone out of a message of many answers (a connector's
+//! transaction's, `referral.deliveries.recorded`).
 
 use std::collections::BTreeMap;
 
 use crate::helpers::*;
 use himaya::hub::{Component, Hub};
 use himaya_bus::{Bus, Exchange, Outgoing, Topology};
-use himaya_events::{encode, keys, DeliveryRecorded, Event};
+use himaya_events::{encode, keys, new_message_id, DeliveriesRecorded, DeliveryRecorded, Event};
 use himaya_proto::v1::intake_client::IntakeClient;
 
 fn answer(i: usize, case_id: &str, referral_id: &str) -> DeliveryRecorded {
@@ -41,13 +43,15 @@ fn message(e: &DeliveryRecorded) -> Outgoing {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_answers_is_recorded_once_each_in_batches_and_an_unknown_case_parked_alone() {
     const N: usize = 60;
+    // Answered later, together in one message.
+    const LATER: usize = 3;
     let env = TestEnv::new(None).await;
     // The cases, made as a school makes them; the hub then stops, so the answers below
     // wait on the cases service's queue and are taken in batches when it starts again.
     let hub = env.start().await;
     let ch = channel(&hub).await;
     let mut cases = Vec::new();
-    for i in 0..N {
+    for i in 0..N + LATER {
         let r = IntakeClient::new(ch.clone())
             .submit_school_referral(from_school(school_request(&format!("sub-answers-{i}"))))
             .await
@@ -69,7 +73,7 @@ async fn a_burst_of_answers_is_recorded_once_each_in_batches_and_an_unknown_case
         .enumerate()
         .map(|(i, (c, r))| answer(i, c, r))
         .collect();
-    let mut msgs: Vec<Outgoing> = answers.iter().map(message).collect();
+    let mut msgs: Vec<Outgoing> = answers[..N].iter().map(message).collect();
     // A copy right behind its original, and one at the end.
     msgs.insert(4, message(&answers[3]));
     msgs.push(message(&answers[10]));
@@ -112,11 +116,93 @@ async fn a_burst_of_answers_is_recorded_once_each_in_batches_and_an_unknown_case
     )
     .await;
     let parked = parked_reasons(&env.amqp_url(), 1).await;
-    hub.stop().await;
     assert_eq!(
         parked.keys().collect::<Vec<_>>(),
         [&unknown.message_id],
         "only the unknown case's answer is parked"
+    );
+
+    // A connector's transaction's answers in one message: the new ones, one for a case
+    // the hub never held and a copy of one recorded before. The unknown one is parked
+    // alone, as a message of its own, and the others are recorded once each.
+    let unknown_too = answer(
+        N + LATER,
+        "case_0000000000000000000000000000beef",
+        "ref_unknown_2",
+    );
+    let together = DeliveriesRecorded {
+        message_id: new_message_id(),
+        occurred_at: "2026-12-03T10:00:00Z".into(),
+        answers: vec![
+            answers[N].clone(),
+            answers[N + 1].clone(),
+            unknown_too.clone(),
+            answers[0].clone(),
+            answers[N + 2].clone(),
+        ],
+    };
+    let mut headers = BTreeMap::new();
+    headers.insert(
+        "x-correlation-id".to_owned(),
+        answers[N].referral_id.clone(),
+    );
+    publish_all(
+        &bus,
+        &[Outgoing {
+            exchange: Exchange::Events,
+            routing_key: keys::DELIVERIES_RECORDED.into(),
+            payload: encode(&together).unwrap(),
+            message_id: together.message_id.clone(),
+            event_type: DeliveriesRecorded::NAME.into(),
+            priority: 0,
+            headers,
+        }],
+    )
+    .await;
+    wait_count(
+        &db,
+        "SELECT count(*) FROM cases.referral_deliveries WHERE agency_id = 'health-cairo' AND outcome = 'delivered'",
+        (N + LATER) as i64,
+        60,
+        "the message's answers recorded",
+    )
+    .await;
+    let parked = parked_reasons(&env.amqp_url(), 2).await;
+    hub.stop().await;
+    assert_eq!(
+        parked
+            .keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>(),
+        [unknown.message_id.clone(), unknown_too.message_id.clone()].into(),
+        "only the unknown cases' answers are parked, the second alone out of its message"
+    );
+    assert!(
+        parked[&unknown_too.message_id].contains("case"),
+        "the reason names what is missing: {}",
+        parked[&unknown_too.message_id]
+    );
+    let copy = bus
+        .parked(usize::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.message_id == unknown_too.message_id)
+        .unwrap();
+    assert_eq!(
+        copy.event_type,
+        DeliveryRecorded::NAME,
+        "parked as one answer"
+    );
+    assert_eq!(
+        copy.from_queue.as_deref(),
+        Some(himaya_cases::OUTCOMES_QUEUE),
+        "a replay goes back to the answers' queue"
+    );
+    assert_eq!(
+        copy.headers.get("x-correlation-id"),
+        Some(&answers[N].referral_id),
+        "with its message's headers"
     );
     // Each answer once in the case's history, with the agency's reference kept.
     assert_eq!(
@@ -125,7 +211,7 @@ async fn a_burst_of_answers_is_recorded_once_each_in_batches_and_an_unknown_case
             "SELECT count(*) FROM cases.case_history WHERE change LIKE 'delivery of %: delivered'"
         )
         .await,
-        N as i64
+        (N + LATER) as i64
     );
     assert_eq!(
         count(
@@ -133,7 +219,7 @@ async fn a_burst_of_answers_is_recorded_once_each_in_batches_and_an_unknown_case
             "SELECT count(DISTINCT case_id) FROM cases.case_history WHERE change LIKE 'delivery of %: delivered'"
         )
         .await,
-        N as i64,
+        (N + LATER) as i64,
         "one entry for each case"
     );
     assert_eq!(
@@ -142,7 +228,7 @@ async fn a_burst_of_answers_is_recorded_once_each_in_batches_and_an_unknown_case
             "SELECT count(*) FROM cases.referral_deliveries WHERE agency_reference LIKE 'HC-%' AND http_status = 201"
         )
         .await,
-        N as i64
+        (N + LATER) as i64
     );
     assert_eq!(
         left_on_queue(&bus, himaya_cases::OUTCOMES_QUEUE).await,

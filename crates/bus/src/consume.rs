@@ -530,8 +530,6 @@ async fn park(
     reason: &str,
     counts: &LaneHandles,
 ) -> Result<(), BusError> {
-    let mut headers = msg.string_headers();
-    crate::parked::parking_headers(&mut headers, queue, reason);
     let out = Outgoing {
         exchange: Exchange::Parking,
         routing_key: msg.routing_key().to_owned(),
@@ -545,9 +543,9 @@ async fn park(
             .map(|k| k.to_string())
             .unwrap_or_default(),
         priority: 0,
-        headers,
+        headers: msg.string_headers(),
     };
-    match bus.publish(&out).await {
+    match crate::parked::park_copy(bus, queue, out, reason).await {
         Ok(()) => {
             counts.parked.inc();
             tracing::error!(queue, message_id = %id, reason, "message parked; an operator must look at it");

@@ -20,7 +20,7 @@ use tokio::sync::Mutex;
 
 pub use consume::{consume, consume_batches, BatchHandler, HandleError, Handler, Incoming};
 pub use link::{refuses_our_certificate, Link, CONNECT_TIMEOUT};
-pub use parked::{Parked, Replayed, Selection};
+pub use parked::{park_copy, Parked, Replayed, Selection};
 pub use topology::{lane_key, urgent_queue, Exchange, Topology, URGENT_PRIORITY};
 
 /// The longest a channel's opening (or the connection's closing) is awaited on a

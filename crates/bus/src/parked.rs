@@ -251,6 +251,23 @@ impl Scan {
 }
 
 /// The parking headers a consumer adds to a message it parks.
+/// Parks `out`, taken from `queue`, for an operator with the reason: a copy published to
+/// the parking exchange, returned once the broker confirmed it. What a consumer parks is
+/// usually the message it was given (the consumer loop does that); this parks a part of
+/// one, e.g. one item of a batch message whose other items were handled. A replay sends
+/// it back to `queue`.
+pub async fn park_copy(
+    bus: &Bus,
+    queue: &str,
+    mut out: crate::Outgoing,
+    reason: &str,
+) -> Result<(), BusError> {
+    parking_headers(&mut out.headers, queue, reason);
+    out.exchange = crate::Exchange::Parking;
+    out.priority = 0;
+    bus.publish(&out).await
+}
+
 pub(crate) fn parking_headers(headers: &mut BTreeMap<String, String>, queue: &str, reason: &str) {
     headers.insert(REASON_HEADER.into(), reason.to_owned());
     headers.insert(FROM_HEADER.into(), queue.to_owned());

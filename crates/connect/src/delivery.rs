@@ -15,7 +15,8 @@ use std::time::Duration;
 use chrono::Utc;
 use himaya_bus::{BatchHandler, Exchange, HandleError, Handler, Incoming, Outgoing};
 use himaya_events::{
-    decode, encode, keys, new_message_id, DeliveryRecorded, DeliveryRequested, Event,
+    decode, encode, keys, new_message_id, DeliveriesRecorded, DeliveryRecorded, DeliveryRequested,
+    Event,
 };
 use sqlx::PgPool;
 use tracing::Instrument as _;
@@ -124,6 +125,8 @@ impl DeliveryConnector {
         let mut claimed = himaya_store::inbox::claim_all(&mut tx, &self.agency_id, &ids).await?;
         let mut rows = Rows::default();
         let mut events = Vec::with_capacity(claimed.len());
+        // The message's trace and correlation: its first answer's.
+        let mut first: Option<&Made<'_>> = None;
         for a in answers {
             // Each claimed id once, should the same delivery come twice.
             if !claimed.remove(&a.d.message_id) {
@@ -132,23 +135,10 @@ impl DeliveryConnector {
             let (label, status, reference, reason) = self.verdict(&a.answered, a.chosen);
             rows.push(a, label, status, &reference, reason);
             let reason = (label == "rejected").then(|| "rejected".to_owned());
-            let event = answer(a.d, label, i32::from(status), reference, reason);
-            let mut headers = BTreeMap::new();
-            headers.insert("x-correlation-id".to_owned(), a.d.referral_id.clone());
-            if let Some(tp) = &a.traceparent {
-                headers.insert("traceparent".to_owned(), tp.clone());
-            }
-            events.push(Outgoing {
-                exchange: Exchange::Events,
-                routing_key: keys::DELIVERY_RECORDED.into(),
-                payload: encode(&event)?,
-                message_id: event.message_id.clone(),
-                event_type: DeliveryRecorded::NAME.into(),
-                priority: 0,
-                headers,
-            });
+            events.push(answer(a.d, label, i32::from(status), reference, reason));
+            first.get_or_insert(a);
         }
-        if !events.is_empty() {
+        if let Some(first) = first {
             sqlx::query(
                 "INSERT INTO deliveries (message_id, agency_id, protocol, case_id, referral_id, idempotency_key, outcome, http_status, agency_reference, reason, attempts, latency_ms)
                  SELECT r.message_id, $1, $2, r.case_id, r.referral_id, r.idempotency_key, r.outcome, r.http_status, r.agency_reference, r.reason, r.attempts, r.latency_ms
@@ -169,7 +159,8 @@ impl DeliveryConnector {
             .bind(&rows.latency_ms)
             .execute(&mut *tx)
             .await?;
-            himaya_store::outbox::enqueue_all(&mut tx, &events).await?;
+            let message = answers_message(events, first)?;
+            himaya_store::outbox::enqueue_all(&mut tx, std::slice::from_ref(&message)).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -283,6 +274,51 @@ fn answer(
         agency_reference,
         reason,
     }
+}
+
+/// The outbox message of a transaction's answers: one answer alone as
+/// `referral.delivery.recorded`, several together as `referral.deliveries.recorded` (one
+/// outbox row and one broker message for the lot, each answer keeping its message id).
+/// It carries the first answer's trace and correlation id.
+fn answers_message(
+    mut events: Vec<DeliveryRecorded>,
+    first: &Made<'_>,
+) -> Result<Outgoing, ConnectError> {
+    let mut headers = BTreeMap::new();
+    headers.insert("x-correlation-id".to_owned(), first.d.referral_id.clone());
+    if let Some(tp) = &first.traceparent {
+        headers.insert("traceparent".to_owned(), tp.clone());
+    }
+    let (payload, message_id, routing_key, event_type) = if events.len() == 1 {
+        let one = events.remove(0);
+        (
+            encode(&one)?,
+            one.message_id,
+            keys::DELIVERY_RECORDED,
+            DeliveryRecorded::NAME,
+        )
+    } else {
+        let batch = DeliveriesRecorded {
+            message_id: new_message_id(),
+            occurred_at: Utc::now().to_rfc3339(),
+            answers: events,
+        };
+        (
+            encode(&batch)?,
+            batch.message_id,
+            keys::DELIVERIES_RECORDED,
+            DeliveriesRecorded::NAME,
+        )
+    };
+    Ok(Outgoing {
+        exchange: Exchange::Events,
+        routing_key: routing_key.into(),
+        payload,
+        message_id,
+        event_type: event_type.into(),
+        priority: 0,
+        headers,
+    })
 }
 
 /// A delivery as it came off the queue, with its trace context.

@@ -240,6 +240,18 @@ pub struct DisclosuresRecorded {
     pub disclosures: Vec<DisclosureRecorded>,
 }
 
+/// `referral.deliveries.recorded`: the answers a connector recorded in one transaction,
+/// in one message (one outbox row and one broker message for the batch, where one per
+/// answer was a third of a referral's messages). Each answer keeps its own message id,
+/// which the cases service records once; a connector that recorded one answer sends it
+/// alone, as [`DeliveryRecorded`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveriesRecorded {
+    pub message_id: String,
+    pub occurred_at: String,
+    pub answers: Vec<DeliveryRecorded>,
+}
+
 /// `consent.withdrawn`: a consent or legal basis on a case was withdrawn.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsentWithdrawn {
@@ -302,6 +314,11 @@ event!(
     "himaya.v1.DeliveryRecorded",
     "delivery_recorded.avsc"
 );
+event!(
+    DeliveriesRecorded,
+    "himaya.v1.DeliveriesRecorded",
+    "deliveries_recorded.avsc"
+);
 event!(CaseUpdated, "himaya.v1.CaseUpdated", "case_updated.avsc");
 event!(
     ServiceReferralChanged,
@@ -362,6 +379,7 @@ pub mod keys {
     pub const CONSENT_WITHDRAWN: &str = "consent.withdrawn";
     pub const WITHDRAWAL_NOTICE: &str = "consent.withdrawal.notice";
     pub const DELIVERY_RECORDED: &str = "referral.delivery.recorded";
+    pub const DELIVERIES_RECORDED: &str = "referral.deliveries.recorded";
     pub const CASE_UPDATED: &str = "case.updated";
     pub const DEADLINE_MISSED: &str = "case.deadline.missed";
 }
@@ -404,6 +422,7 @@ fn registry() -> Result<&'static HashMap<&'static str, Known>, CodecError> {
                 (ReferralCreated::NAME, ReferralCreated::SCHEMA),
                 (DeliveryRequested::NAME, DeliveryRequested::SCHEMA),
                 (DeliveryRecorded::NAME, DeliveryRecorded::SCHEMA),
+                (DeliveriesRecorded::NAME, DeliveriesRecorded::SCHEMA),
                 (CaseUpdated::NAME, CaseUpdated::SCHEMA),
                 (DeadlineMissed::NAME, DeadlineMissed::SCHEMA),
                 (ServiceReferralChanged::NAME, ServiceReferralChanged::SCHEMA),
@@ -430,7 +449,10 @@ fn registry() -> Result<&'static HashMap<&'static str, Known>, CodecError> {
 /// quotes) replaced by that record's schema: a schema is parsed, fingerprinted and
 /// written whole, and each record is still defined in one file.
 fn inline_references(text: &'static str) -> std::borrow::Cow<'static, str> {
-    const RECORDS: [(&str, &str); 1] = [(DisclosureRecorded::NAME, DisclosureRecorded::SCHEMA)];
+    const RECORDS: [(&str, &str); 2] = [
+        (DisclosureRecorded::NAME, DisclosureRecorded::SCHEMA),
+        (DeliveryRecorded::NAME, DeliveryRecorded::SCHEMA),
+    ];
     let mut text = std::borrow::Cow::Borrowed(text);
     for (name, schema) in RECORDS {
         let reference = format!("\"{name}\"");
@@ -632,6 +654,44 @@ mod tests {
             decode::<DisclosureRecorded>(&bytes),
             Err(CodecError::WrongEvent { .. })
         ));
+        // A connector's answers in one message: each written with the single answer's schema.
+        let answer = DeliveryRecorded {
+            message_id: new_message_id(),
+            occurred_at: "2026-11-22T09:30:00Z".into(),
+            agency_id: "health-cairo".into(),
+            case_id: "case_1".into(),
+            referral_id: "ref_1".into(),
+            delivery_message_id: "msg_1".into(),
+            outcome: "delivered".into(),
+            http_status: 201,
+            agency_reference: Some("HC-1".into()),
+            reason: None,
+        };
+        let refused = DeliveryRecorded {
+            message_id: new_message_id(),
+            referral_id: "ref_2".into(),
+            outcome: "rejected".into(),
+            http_status: 422,
+            agency_reference: None,
+            reason: Some("rejected".into()),
+            ..answer.clone()
+        };
+        let answers = DeliveriesRecorded {
+            message_id: new_message_id(),
+            occurred_at: "2026-11-22T09:30:00Z".into(),
+            answers: vec![answer.clone(), refused],
+        };
+        let bytes = encode(&answers).unwrap();
+        assert_eq!(event_name(&bytes).unwrap(), DeliveriesRecorded::NAME);
+        assert_eq!(decode::<DeliveriesRecorded>(&bytes).unwrap(), answers);
+        assert!(matches!(
+            decode::<DeliveryRecorded>(&bytes),
+            Err(CodecError::WrongEvent { .. })
+        ));
+        assert_eq!(
+            decode::<DeliveryRecorded>(&encode(&answer).unwrap()).unwrap(),
+            answer
+        );
         let n = WithdrawalNotice {
             message_id: new_message_id(),
             occurred_at: "2026-11-22T09:30:00Z".into(),

@@ -31,7 +31,7 @@ pub mod work;
 use std::sync::Arc;
 
 use himaya_bus::Exchange;
-use himaya_component::{Component, Context, Decoding, StartError, Started};
+use himaya_component::{Component, Context, StartError, Started};
 use himaya_events::keys;
 use himaya_proto::v1::case_work_server::CaseWorkServer;
 use himaya_proto::v1::cases_server::CasesServer;
@@ -151,9 +151,9 @@ impl Component for Cases {
             .subscribe_batches(
                 OUTCOMES_QUEUE,
                 Exchange::Events,
-                &[keys::DELIVERY_RECORDED],
+                &[keys::DELIVERY_RECORDED, keys::DELIVERIES_RECORDED],
                 outcomes::BATCH,
-                Decoding(outcomes::Outcomes::new(pool.clone(), settings.clone())),
+                outcomes::Outcomes::new(pool.clone(), settings.clone(), ctx.bus.clone()),
             )
             .await?;
         let map = ctx

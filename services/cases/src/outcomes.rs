@@ -1,7 +1,11 @@
 //! Records what agencies answered to deliveries (`referral.delivery.recorded`).
 
-use himaya_component::{BatchEventHandler, Delivered};
-use himaya_events::DeliveryRecorded;
+use std::collections::BTreeMap;
+
+use himaya_bus::{BatchHandler, Bus, Exchange, HandleError, Incoming, Outgoing};
+use himaya_events::{
+    decode, encode, event_name, keys, DeliveriesRecorded, DeliveryRecorded, Event,
+};
 use himaya_proto::status::msg;
 use himaya_record::service_referral::{Side, TaskState};
 use himaya_record::ServiceReferralId;
@@ -17,11 +21,17 @@ use crate::{CasesError, OUTCOMES_QUEUE};
 pub struct Outcomes {
     pool: PgPool,
     settings: Arc<Settings>,
+    /// Where an answer that can never be recorded is parked alone (see [`Outcomes::record_each`]).
+    bus: Arc<Bus>,
 }
 
 impl Outcomes {
-    pub fn new(pool: PgPool, settings: Arc<Settings>) -> Self {
-        Self { pool, settings }
+    pub fn new(pool: PgPool, settings: Arc<Settings>, bus: Arc<Bus>) -> Self {
+        Self {
+            pool,
+            settings,
+            bus,
+        }
     }
 
     /// Records the answers in the order given, in one transaction: all of them or, on an
@@ -270,9 +280,11 @@ pub const NOTICE_PREFIX: &str = "wdn_";
 /// Ids of feedback to referrers (set by the router).
 pub const FEEDBACK_PREFIX: &str = "fbk_";
 
-/// Answers recorded in one transaction, at most. A batch is what is already waiting on
-/// the queue (never more is waited for), so under a light load each is one answer.
-pub const BATCH: u16 = 256;
+/// Messages whose answers are recorded in one transaction, at most (a message holds one
+/// answer or a connector's transaction's, up to its prefetch). A batch is what is
+/// already waiting on the queue (never more is waited for), so under a light load each
+/// is one answer.
+pub const BATCH: u16 = 64;
 
 /// Takes, in one order for every batch, a lock per case the batch answers for, before
 /// any row is touched. Every row an answer locks (its delivery, its service referral,
@@ -297,20 +309,94 @@ async fn lock_cases(
     Ok(())
 }
 
-/// Agencies' answers, a batch of waiting ones per transaction. An answer for a case (or
-/// service referral) the hub does not hold fails its batch; the batch's answers are then
-/// recorded one per transaction, and that one alone is parked with the reason.
-impl BatchEventHandler for Outcomes {
-    type Event = DeliveryRecorded;
-    type Error = CasesError;
-    async fn handle_batch(
+/// One message's answers: one (`referral.delivery.recorded`) or a connector's
+/// transaction's (`referral.deliveries.recorded`), with the message's string headers
+/// (its trace and correlation id, carried by an answer parked alone).
+pub struct Answers {
+    answers: Vec<DeliveryRecorded>,
+    headers: BTreeMap<String, String>,
+}
+
+/// Agencies' answers, a batch of waiting messages per transaction. An answer for a case
+/// (or service referral) the hub does not hold fails its batch; the batch's messages are
+/// then recorded one per transaction, and the message that holds it is parked with the
+/// reason. A message of many answers is then recorded one answer per transaction, and
+/// that answer alone is parked (a copy of it, as if it had come alone), the others
+/// recorded.
+impl BatchHandler for Outcomes {
+    type Item = Answers;
+
+    fn read(&self, msg: &Incoming) -> Result<Answers, HandleError> {
+        let payload = msg.payload();
+        let answers = match event_name(payload).map_err(HandleError::park)? {
+            DeliveriesRecorded::NAME => decode::<DeliveriesRecorded>(payload).map(|b| b.answers),
+            _ => decode::<DeliveryRecorded>(payload).map(|one| vec![one]),
+        }
+        .map_err(HandleError::park)?;
+        Ok(Answers {
+            answers,
+            headers: msg.headers(),
+        })
+    }
+
+    async fn handle_batch(&self, items: Vec<Answers>) -> Result<(), HandleError> {
+        let alone = items.len() == 1;
+        let mut headers = BTreeMap::new();
+        let mut events = Vec::with_capacity(items.iter().map(|i| i.answers.len()).sum());
+        for item in items {
+            events.extend(item.answers);
+            headers = item.headers;
+        }
+        match self.record_all(&events).await {
+            Ok(()) => Ok(()),
+            Err(e) if permanent(&e) && alone && events.len() > 1 => {
+                self.record_each(&events, headers).await
+            }
+            Err(e) if permanent(&e) => Err(HandleError::park(e)),
+            Err(e) => Err(HandleError::retry(e)),
+        }
+    }
+}
+
+impl Outcomes {
+    /// The answers of one message, one transaction each; those that can never be
+    /// recorded are parked alone with their reason, once the others are recorded. An
+    /// error that may go away fails the message (redelivered, the answers recorded
+    /// already are passed over by the inbox).
+    async fn record_each(
         &self,
-        events: Vec<Delivered<DeliveryRecorded>>,
-    ) -> Result<(), CasesError> {
-        let events: Vec<DeliveryRecorded> = events.into_iter().map(|d| d.event).collect();
-        self.record_all(&events).await
+        events: &[DeliveryRecorded],
+        headers: BTreeMap<String, String>,
+    ) -> Result<(), HandleError> {
+        let mut refused = Vec::new();
+        for e in events {
+            match self.record_all(std::slice::from_ref(e)).await {
+                Ok(()) => {}
+                Err(why) if permanent(&why) => refused.push((e, why.to_string())),
+                Err(why) => return Err(HandleError::retry(why)),
+            }
+        }
+        for (e, why) in refused {
+            let out = Outgoing {
+                exchange: Exchange::Parking,
+                routing_key: keys::DELIVERY_RECORDED.into(),
+                payload: encode(e).map_err(HandleError::retry)?,
+                message_id: e.message_id.clone(),
+                event_type: DeliveryRecorded::NAME.into(),
+                priority: 0,
+                headers: headers.clone(),
+            };
+            himaya_bus::park_copy(&self.bus, OUTCOMES_QUEUE, out, &why)
+                .await
+                .map_err(HandleError::retry)?;
+            tracing::error!(queue = OUTCOMES_QUEUE, message_id = %e.message_id, reason = %why, "an answer of a message parked alone, the others recorded; an operator must look at it");
+        }
+        Ok(())
     }
-    fn permanent(e: &CasesError) -> bool {
-        matches!(e, CasesError::NotFound(_))
-    }
+}
+
+/// Whether `e` can never go away by trying again: the case or service referral an
+/// answer names is not held by the hub.
+fn permanent(e: &CasesError) -> bool {
+    matches!(e, CasesError::NotFound(_))
 }
