@@ -1,14 +1,15 @@
 //! The router takes the referrals waiting on its queue in batches, one transaction each:
 //! every referral is routed once (a redelivery within a batch or across batches too),
-//! each delivery keeps the trace of its own referral's message, and a message that is
-//! no referral is parked alone.
+//! each delivery keeps the trace of its own referral (an intake group's referrals come in
+//! one message, `referrals.created`, each with its trace), and a message that is no
+//! referral is parked alone.
 
 use std::collections::BTreeMap;
 
 use crate::helpers::*;
 use himaya::hub::{Component, Hub};
 use himaya_bus::{Bus, Exchange, Outgoing, Topology};
-use himaya_events::{encode, keys, DisclosuresRecorded, Event, ReferralCreated};
+use himaya_events::{encode, keys, DisclosuresRecorded, Event, ReferralCreated, ReferralsCreated};
 
 /// The `i`th referral of a burst: a case of its own, health-cairo's to receive.
 fn created(i: usize) -> ReferralCreated {
@@ -57,24 +58,71 @@ async fn router_queue(env: &TestEnv) -> std::sync::Arc<Bus> {
     bus.declare_queue(
         himaya_router::QUEUE,
         Exchange::Events,
-        &[keys::REFERRAL_CREATED, keys::SERVICE_REFERRAL_REQUESTED],
+        &[
+            keys::REFERRAL_CREATED,
+            keys::REFERRALS_CREATED,
+            keys::SERVICE_REFERRAL_REQUESTED,
+        ],
     )
     .await
     .unwrap();
     bus
 }
 
+/// An intake group's referrals in one message, each with its own trace (`i`: each
+/// referral's place in the burst).
+fn group(id: &str, members: &[(usize, &ReferralCreated)]) -> Outgoing {
+    let batch = ReferralsCreated {
+        message_id: id.into(),
+        occurred_at: "2026-12-03T10:00:00Z".into(),
+        referrals: members.iter().map(|(_, e)| (*e).clone()).collect(),
+        traceparents: members.iter().map(|(i, _)| Some(traceparent(*i))).collect(),
+    };
+    let mut headers = BTreeMap::new();
+    headers.insert("traceparent".to_owned(), traceparent(members[0].0));
+    Outgoing {
+        exchange: Exchange::Events,
+        routing_key: keys::REFERRALS_CREATED.into(),
+        payload: encode(&batch).unwrap(),
+        message_id: batch.message_id.clone(),
+        event_type: ReferralsCreated::NAME.into(),
+        priority: 0,
+        headers,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_referrals_is_routed_in_batches_once_each_with_poison_parked_alone() {
     const N: usize = 300;
+    // The last hundred in groups of twenty, as intake's group commits send them.
+    const ALONE: usize = 200;
     let env = connected_env().await;
     let bus = router_queue(&env).await;
     let events: Vec<_> = (0..N).map(created).collect();
-    let mut msgs: Vec<_> = events
+    let mut msgs: Vec<_> = events[..ALONE]
         .iter()
         .enumerate()
         .map(|(i, e)| message(i, e))
         .collect();
+    let members: Vec<(usize, &ReferralCreated)> = events.iter().enumerate().skip(ALONE).collect();
+    for (g, chunk) in members.chunks(20).enumerate() {
+        let mut chunk = chunk.to_vec();
+        if g == 0 {
+            // A referral routed before, again inside a group.
+            chunk.insert(3, (5, &events[5]));
+        }
+        msgs.push(group(&format!("msg_route_group_{g}"), &chunk));
+    }
+    // A group whose traces do not match its referrals.
+    let spare = created(N + 1);
+    let mut broken = group(
+        "msg_route_poison_group",
+        &[(N + 1, &spare), (N + 1, &spare)],
+    );
+    let mut malformed = himaya_events::decode::<ReferralsCreated>(&broken.payload).unwrap();
+    malformed.traceparents.pop();
+    broken.payload = encode(&malformed).unwrap();
+    msgs.insert(120, broken);
     // A redelivery right behind its original (the same batch), one long after it
     // (another batch), and a message that is no referral in the middle.
     msgs.insert(11, message(10, &events[10]));
@@ -97,13 +145,20 @@ async fn a_burst_of_referrals_is_routed_in_batches_once_each_with_poison_parked_
         "the burst routed",
     )
     .await;
-    let reasons = parked_reasons(&env.amqp_url(), 1).await;
+    let reasons = parked_reasons(&env.amqp_url(), 2).await;
     assert!(
         reasons
             .get("msg_route_poison")
             .is_some_and(|r| r.contains("single-object")),
         "{reasons:?}"
     );
+    assert!(
+        reasons
+            .get("msg_route_poison_group")
+            .is_some_and(|r| r.contains("traceparents")),
+        "{reasons:?}"
+    );
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
     hub.stop().await;
 
     // One decision per referral: the redeliveries routed nothing more.

@@ -621,20 +621,49 @@ async fn a_burst_of_submissions_is_stored_once_each_and_answered_each_with_its_o
             "SELECT count(DISTINCT child_no) FROM cases.child_blocks",
             "children with name blocks",
         ),
-        (
-            "SELECT count(*) FROM cases.outbox WHERE routing_key = 'referral.created'",
-            "referral.created events",
-        ),
     ] {
         assert_eq!(count(&pool, sql).await, 80, "{what}");
     }
-    // Each event is its own case's: its correlation id is the case's referral.
-    let correlated = count(
-        &pool,
-        "SELECT count(DISTINCT s.case_id) FROM cases.outbox o JOIN cases.submissions s
-            ON s.referral_id = o.headers->>'x-correlation-id'
-         WHERE o.routing_key = 'referral.created'",
+    // One event per case, alone (`referral.created`) or with its group's
+    // (`referrals.created`); a message is named by its (first) referral.
+    let rows: Vec<(String, Vec<u8>, String)> = sqlx::query_as(
+        "SELECT routing_key, payload, headers->>'x-correlation-id' FROM cases.outbox
+          WHERE routing_key IN ('referral.created', 'referrals.created')",
     )
-    .await;
-    assert_eq!(correlated, 80, "one event per case, named by its referral");
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let mut events = Vec::new();
+    for (key, payload, correlation) in rows {
+        let created = if key == "referrals.created" {
+            let group = himaya_events::decode::<himaya_events::ReferralsCreated>(&payload).unwrap();
+            assert_eq!(group.traceparents.len(), group.referrals.len());
+            group.referrals
+        } else {
+            vec![himaya_events::decode::<himaya_events::ReferralCreated>(&payload).unwrap()]
+        };
+        assert_eq!(
+            created[0].case.referral.referral_id.to_string(),
+            correlation
+        );
+        events.extend(created);
+    }
+    let stored: std::collections::HashSet<(String, String)> =
+        sqlx::query_as("SELECT case_id, referral_id FROM cases.submissions")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    let announced: std::collections::HashSet<(String, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.case.case_id.to_string(),
+                e.case.referral.referral_id.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(events.len(), 80, "one event per case");
+    assert_eq!(announced, stored, "each event its own case's");
 }

@@ -240,6 +240,18 @@ pub struct DisclosuresRecorded {
     pub disclosures: Vec<DisclosureRecorded>,
 }
 
+/// `referrals.created`: the referrals one intake transaction (a group commit) opened,
+/// in one message, each with the trace it continues (`traceparents`, in the same order;
+/// `None` where a referral has none). Each referral keeps its own message id, which the
+/// router routes once; a group of one is sent alone, as [`ReferralCreated`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReferralsCreated {
+    pub message_id: String,
+    pub occurred_at: String,
+    pub referrals: Vec<ReferralCreated>,
+    pub traceparents: Vec<Option<String>>,
+}
+
 /// `referral.deliveries.recorded`: the answers a connector recorded in one transaction,
 /// in one message (one outbox row and one broker message for the batch, where one per
 /// answer was a third of a referral's messages). Each answer keeps its own message id,
@@ -315,6 +327,11 @@ event!(
     "delivery_recorded.avsc"
 );
 event!(
+    ReferralsCreated,
+    "himaya.v1.ReferralsCreated",
+    "referrals_created.avsc"
+);
+event!(
     DeliveriesRecorded,
     "himaya.v1.DeliveriesRecorded",
     "deliveries_recorded.avsc"
@@ -369,6 +386,7 @@ event!(
 /// Routing keys on the events exchange.
 pub mod keys {
     pub const REFERRAL_CREATED: &str = "referral.created";
+    pub const REFERRALS_CREATED: &str = "referrals.created";
     pub const SERVICE_REFERRAL_REQUESTED: &str = "service.referral.requested";
     pub const SERVICE_REFERRAL_CHANGED: &str = "service.referral.changed";
     pub const SERVICE_MAP_CHANGED: &str = "directory.service.changed";
@@ -420,6 +438,7 @@ fn registry() -> Result<&'static HashMap<&'static str, Known>, CodecError> {
         .get_or_init(|| {
             [
                 (ReferralCreated::NAME, ReferralCreated::SCHEMA),
+                (ReferralsCreated::NAME, ReferralsCreated::SCHEMA),
                 (DeliveryRequested::NAME, DeliveryRequested::SCHEMA),
                 (DeliveryRecorded::NAME, DeliveryRecorded::SCHEMA),
                 (DeliveriesRecorded::NAME, DeliveriesRecorded::SCHEMA),
@@ -449,7 +468,8 @@ fn registry() -> Result<&'static HashMap<&'static str, Known>, CodecError> {
 /// quotes) replaced by that record's schema: a schema is parsed, fingerprinted and
 /// written whole, and each record is still defined in one file.
 fn inline_references(text: &'static str) -> std::borrow::Cow<'static, str> {
-    const RECORDS: [(&str, &str); 2] = [
+    const RECORDS: [(&str, &str); 3] = [
+        (ReferralCreated::NAME, ReferralCreated::SCHEMA),
         (DisclosureRecorded::NAME, DisclosureRecorded::SCHEMA),
         (DeliveryRecorded::NAME, DeliveryRecorded::SCHEMA),
     ];
@@ -559,6 +579,36 @@ mod tests {
     #[test]
     fn schemas_parse() {
         check_schemas().unwrap();
+    }
+
+    #[test]
+    fn an_intake_groups_referrals_round_trip_in_one_message() {
+        let first = created();
+        let second = ReferralCreated {
+            case: fixtures::closed_record(),
+            ..created()
+        };
+        let batch = ReferralsCreated {
+            message_id: new_message_id(),
+            occurred_at: "2026-11-22T09:30:00Z".into(),
+            referrals: vec![first.clone(), second],
+            traceparents: vec![
+                Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+                None,
+            ],
+        };
+        let bytes = encode(&batch).unwrap();
+        assert_eq!(event_name(&bytes).unwrap(), ReferralsCreated::NAME);
+        assert_eq!(decode::<ReferralsCreated>(&bytes).unwrap(), batch);
+        assert!(matches!(
+            decode::<ReferralCreated>(&bytes),
+            Err(CodecError::WrongEvent { .. })
+        ));
+        // One alone is still its own message.
+        assert_eq!(
+            decode::<ReferralCreated>(&encode(&first).unwrap()).unwrap(),
+            first
+        );
     }
 
     #[test]

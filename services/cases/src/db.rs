@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use himaya_bus::{Exchange, Outgoing};
-use himaya_events::{encode, keys, new_message_id, Event, ReferralCreated};
+use himaya_events::{encode, keys, new_message_id, Event, ReferralCreated, ReferralsCreated};
 use himaya_record::{CaseId, CaseRecord};
 use himaya_store::StoreError;
 use sqlx::{PgConnection, PgPool};
@@ -39,31 +39,27 @@ impl NewCase {
     }
 
     /// Its `referral.created` event.
-    fn event(&self) -> Result<Outgoing, CasesError> {
+    fn created(&self) -> ReferralCreated {
         let record = &self.record;
-        let event = ReferralCreated {
+        ReferralCreated {
             message_id: new_message_id(),
             occurred_at: record.created_at.to_rfc3339(),
             case: record.clone(),
             service_request: None,
-        };
+        }
+    }
+
+    /// The headers of the message that carries its event (first, when with others).
+    fn headers(&self) -> BTreeMap<String, String> {
         let mut headers = BTreeMap::new();
         headers.insert(
             "x-correlation-id".to_owned(),
-            record.referral.referral_id.to_string(),
+            self.record.referral.referral_id.to_string(),
         );
         if let Some(tp) = &self.traceparent {
             headers.insert("traceparent".to_owned(), tp.clone());
         }
-        Ok(Outgoing {
-            exchange: Exchange::Events,
-            routing_key: keys::REFERRAL_CREATED.into(),
-            payload: encode(&event)?,
-            message_id: event.message_id.clone(),
-            event_type: ReferralCreated::NAME.into(),
-            priority: record.referral.priority.amqp_priority(),
-            headers,
-        })
+        headers
     }
 
     fn submitted(&self) -> Submitted {
@@ -168,11 +164,7 @@ pub async fn open_cases(
     if !new.is_empty() {
         insert_cases(&mut tx, &new).await?;
         crate::duplicates::index_children(&mut tx, new.iter().map(|c| &c.record)).await?;
-        let events = new
-            .iter()
-            .map(|c| c.event())
-            .collect::<Result<Vec<_>, _>>()?;
-        himaya_store::outbox::enqueue_all(&mut tx, &events).await?;
+        himaya_store::outbox::enqueue_all(&mut tx, &referral_messages(&new)?).await?;
     }
     if !wanted() {
         tx.rollback().await?;
@@ -191,6 +183,56 @@ pub async fn open_cases(
         })
         .collect::<Result<_, CasesError>>()
         .map(Some)
+}
+
+/// The `referral.created` events of a group's new cases in as few messages as their
+/// lanes allow: a priority's referrals together in one `referrals.created` (one outbox
+/// row and one broker message for them, each referral with its own message id and
+/// trace), a referral alone in its own `referral.created` as before. Urgent first.
+fn referral_messages(new: &[&NewCase]) -> Result<Vec<Outgoing>, CasesError> {
+    let mut lanes: BTreeMap<u8, Vec<&NewCase>> = BTreeMap::new();
+    for c in new {
+        lanes
+            .entry(c.record.referral.priority.amqp_priority())
+            .or_default()
+            .push(c);
+    }
+    let mut msgs = Vec::with_capacity(lanes.len());
+    for (priority, cases) in lanes.into_iter().rev() {
+        let headers = cases[0].headers();
+        let (payload, message_id, routing_key, event_type) = if let [one] = cases[..] {
+            let event = one.created();
+            (
+                encode(&event)?,
+                event.message_id,
+                keys::REFERRAL_CREATED,
+                ReferralCreated::NAME,
+            )
+        } else {
+            let batch = ReferralsCreated {
+                message_id: new_message_id(),
+                occurred_at: Utc::now().to_rfc3339(),
+                traceparents: cases.iter().map(|c| c.traceparent.clone()).collect(),
+                referrals: cases.iter().map(|c| c.created()).collect(),
+            };
+            (
+                encode(&batch)?,
+                batch.message_id,
+                keys::REFERRALS_CREATED,
+                ReferralsCreated::NAME,
+            )
+        };
+        msgs.push(Outgoing {
+            exchange: Exchange::Events,
+            routing_key: routing_key.into(),
+            payload,
+            message_id,
+            event_type: event_type.into(),
+            priority,
+            headers,
+        });
+    }
+    Ok(msgs)
 }
 
 /// The rows of new cases, their submissions and their first history entries: one

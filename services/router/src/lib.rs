@@ -7,13 +7,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::Utc;
-use himaya_bus::{Exchange, Incoming, Outgoing};
+use himaya_bus::{BatchHandler, Exchange, HandleError, Incoming, Outgoing};
 use himaya_component::{
-    BatchEventHandler, Component, Context, Decoding, Delivered, EventHandler, StartError, Started,
+    Component, Context, Decoding, Delivered, EventHandler, StartError, Started,
 };
 use himaya_events::{
-    encode, keys, new_message_id, DeliveryRecorded, DeliveryRequested, DisclosureRecorded,
-    DisclosuresRecorded, Event, ReferralCreated, WithdrawalNotice,
+    decode, encode, event_name, keys, new_message_id, DeliveryRecorded, DeliveryRequested,
+    DisclosureRecorded, DisclosuresRecorded, Event, ReferralCreated, ReferralsCreated,
+    WithdrawalNotice,
 };
 use himaya_record::{CaseRecord, Purpose};
 use himaya_settings::{AgencySettings, Obstacle, Settings};
@@ -25,11 +26,12 @@ pub mod feedback;
 pub const SCHEMA: &str = "router";
 pub const QUEUE: &str = "router.referral-created";
 pub const NOTICE_QUEUE: &str = "router.withdrawal-notice";
-/// Referrals routed in one transaction, at most. A batch is what is already waiting on
-/// the queue (never more is waited for), so under a light load each is one referral;
-/// under a heavy one the commit (and its flush to disk) is paid once per batch instead
-/// of once per referral.
-pub const BATCH: u16 = 256;
+/// Messages whose referrals are routed in one transaction, at most (a message holds one
+/// referral or an intake group's, up to 64). A batch is what is already waiting on the
+/// queue (never more is waited for), so under a light load each is one referral; under
+/// a heavy one the commit (and its flush to disk) is paid once per batch instead of once
+/// per referral.
+pub const BATCH: u16 = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
@@ -97,9 +99,13 @@ impl Component for Routing {
             .subscribe_batches(
                 QUEUE,
                 Exchange::Events,
-                &[keys::REFERRAL_CREATED, keys::SERVICE_REFERRAL_REQUESTED],
+                &[
+                    keys::REFERRAL_CREATED,
+                    keys::REFERRALS_CREATED,
+                    keys::SERVICE_REFERRAL_REQUESTED,
+                ],
                 BATCH,
-                Decoding(Referrals(router)),
+                Referrals(router),
             )
             .await?;
         Ok(Started::default().tasks([relay, referrals, notices, feedback]))
@@ -605,21 +611,96 @@ impl EventHandler for Notices {
 }
 
 /// The consumer of referrals (agencies' and service referrals) to route, a batch of
-/// waiting ones per transaction. A referral that can never be routed (its record cannot
-/// be redacted or encoded) fails its batch; the batch's referrals are then routed one
-/// per transaction, and that one alone is parked.
+/// waiting messages per transaction. A message holds one referral (`referral.created`,
+/// `service.referral.requested`) or an intake group's (`referrals.created`, each with
+/// its own trace). A referral that can never be routed (its record cannot be redacted
+/// or encoded) fails its batch; the batch's messages are then routed one per
+/// transaction, and the message that holds it is parked; out of a message of many
+/// referrals, the others are routed one per transaction and that one alone is parked
+/// (a copy of it, as if it had come alone).
 struct Referrals(Arc<Router>);
 
-impl BatchEventHandler for Referrals {
-    type Event = ReferralCreated;
-    type Error = RouterError;
-    async fn handle_batch(
-        &self,
-        events: Vec<Delivered<ReferralCreated>>,
-    ) -> Result<(), RouterError> {
-        self.0.route_all(&events).await
+impl BatchHandler for Referrals {
+    type Item = Vec<Delivered<ReferralCreated>>;
+
+    fn read(&self, msg: &Incoming) -> Result<Self::Item, HandleError> {
+        let payload = msg.payload();
+        if event_name(payload).map_err(HandleError::park)? != ReferralsCreated::NAME {
+            let event = decode::<ReferralCreated>(payload).map_err(HandleError::park)?;
+            return Ok(vec![Delivered {
+                event,
+                headers: msg.headers(),
+            }]);
+        }
+        let batch = decode::<ReferralsCreated>(payload).map_err(HandleError::park)?;
+        if batch.traceparents.len() != batch.referrals.len() {
+            return Err(HandleError::park(format!(
+                "referrals.created: {} traceparents for {} referrals (one each expected)",
+                batch.traceparents.len(),
+                batch.referrals.len()
+            )));
+        }
+        Ok(batch
+            .referrals
+            .into_iter()
+            .zip(batch.traceparents)
+            .map(|(event, traceparent)| {
+                let mut headers = BTreeMap::new();
+                headers.insert("x-correlation-id".to_owned(), referral_id(&event));
+                if let Some(tp) = traceparent {
+                    headers.insert("traceparent".to_owned(), tp);
+                }
+                Delivered { event, headers }
+            })
+            .collect())
     }
-    fn permanent(e: &RouterError) -> bool {
-        matches!(e, RouterError::Codec(_) | RouterError::Redact(_))
+
+    async fn handle_batch(&self, items: Vec<Self::Item>) -> Result<(), HandleError> {
+        let alone = items.len() == 1;
+        let events: Vec<Delivered<ReferralCreated>> = items.into_iter().flatten().collect();
+        match self.0.route_all(&events).await {
+            Ok(()) => Ok(()),
+            Err(e) if unroutable(&e) && alone && events.len() > 1 => self.route_each(&events).await,
+            Err(e) if unroutable(&e) => Err(HandleError::park(e)),
+            Err(e) => Err(HandleError::retry(e)),
+        }
     }
+}
+
+impl Referrals {
+    /// The referrals of one message, one transaction each; those that can never be
+    /// routed are parked alone with their reason, once the others are routed. An error
+    /// that may go away fails the message (redelivered, the referrals routed already
+    /// are passed over by the inbox).
+    async fn route_each(&self, events: &[Delivered<ReferralCreated>]) -> Result<(), HandleError> {
+        let mut refused = Vec::new();
+        for d in events {
+            match self.0.route_all(std::slice::from_ref(d)).await {
+                Ok(()) => {}
+                Err(why) if unroutable(&why) => refused.push((d, why.to_string())),
+                Err(why) => return Err(HandleError::retry(why)),
+            }
+        }
+        for (d, why) in refused {
+            let out = Outgoing {
+                exchange: Exchange::Parking,
+                routing_key: keys::REFERRAL_CREATED.into(),
+                payload: encode(&d.event).map_err(HandleError::retry)?,
+                message_id: d.event.message_id.clone(),
+                event_type: ReferralCreated::NAME.into(),
+                priority: 0,
+                headers: d.headers.clone(),
+            };
+            himaya_bus::park_copy(&self.0.bus, QUEUE, out, &why)
+                .await
+                .map_err(HandleError::retry)?;
+            tracing::error!(queue = QUEUE, message_id = %d.event.message_id, reason = %why, "a referral of a message parked alone, the others routed; an operator must look at it");
+        }
+        Ok(())
+    }
+}
+
+/// Whether a referral can never be routed: its record cannot be redacted or encoded.
+fn unroutable(e: &RouterError) -> bool {
+    matches!(e, RouterError::Codec(_) | RouterError::Redact(_))
 }
