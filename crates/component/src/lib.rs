@@ -204,6 +204,41 @@ pub trait EventHandler: Send + Sync + 'static {
     }
 }
 
+/// Parks one item of a message of many (an event the consumer of `queue` can never
+/// handle, the message's other items handled) for an operator, alone: a message of its
+/// own under `routing_key`, with its own message id and the headers of the message that
+/// carried it, confirmed by the broker before this returns. A replay sends it back to
+/// `queue` as one event. Logged with the reason (ids and the reason only).
+pub async fn park_item<E: Event>(
+    bus: &Bus,
+    queue: &str,
+    routing_key: &str,
+    event: &E,
+    message_id: &str,
+    headers: BTreeMap<String, String>,
+    reason: &str,
+) -> Result<(), HandleError> {
+    let out = himaya_bus::Outgoing {
+        exchange: Exchange::Parking,
+        routing_key: routing_key.into(),
+        payload: himaya_events::encode(event).map_err(HandleError::retry)?,
+        message_id: message_id.into(),
+        event_type: E::NAME.into(),
+        priority: 0,
+        headers,
+    };
+    himaya_bus::park_copy(bus, queue, out, reason)
+        .await
+        .map_err(HandleError::retry)?;
+    tracing::error!(
+        queue,
+        message_id,
+        reason,
+        "an item of a message parked alone, the others handled; an operator must look at it"
+    );
+    Ok(())
+}
+
 /// The decode-then-handle adapter from an [`EventHandler`] to a bus [`Handler`], and
 /// from a [`BatchEventHandler`] to a bus [`BatchHandler`].
 pub struct Decoding<H>(pub H);

@@ -2,10 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use himaya_bus::{BatchHandler, Bus, Exchange, HandleError, Incoming, Outgoing};
-use himaya_events::{
-    decode, encode, event_name, keys, DeliveriesRecorded, DeliveryRecorded, Event,
-};
+use himaya_bus::{BatchHandler, Bus, HandleError, Incoming};
+use himaya_events::{decode, event_name, keys, DeliveriesRecorded, DeliveryRecorded, Event};
 use himaya_proto::status::msg;
 use himaya_record::service_referral::{Side, TaskState};
 use himaya_record::ServiceReferralId;
@@ -377,19 +375,16 @@ impl Outcomes {
             }
         }
         for (e, why) in refused {
-            let out = Outgoing {
-                exchange: Exchange::Parking,
-                routing_key: keys::DELIVERY_RECORDED.into(),
-                payload: encode(e).map_err(HandleError::retry)?,
-                message_id: e.message_id.clone(),
-                event_type: DeliveryRecorded::NAME.into(),
-                priority: 0,
-                headers: headers.clone(),
-            };
-            himaya_bus::park_copy(&self.bus, OUTCOMES_QUEUE, out, &why)
-                .await
-                .map_err(HandleError::retry)?;
-            tracing::error!(queue = OUTCOMES_QUEUE, message_id = %e.message_id, reason = %why, "an answer of a message parked alone, the others recorded; an operator must look at it");
+            himaya_component::park_item(
+                &self.bus,
+                OUTCOMES_QUEUE,
+                keys::DELIVERY_RECORDED,
+                e,
+                &e.message_id,
+                headers.clone(),
+                &why,
+            )
+            .await?;
         }
         Ok(())
     }

@@ -682,19 +682,16 @@ impl Referrals {
             }
         }
         for (d, why) in refused {
-            let out = Outgoing {
-                exchange: Exchange::Parking,
-                routing_key: keys::REFERRAL_CREATED.into(),
-                payload: encode(&d.event).map_err(HandleError::retry)?,
-                message_id: d.event.message_id.clone(),
-                event_type: ReferralCreated::NAME.into(),
-                priority: 0,
-                headers: d.headers.clone(),
-            };
-            himaya_bus::park_copy(&self.0.bus, QUEUE, out, &why)
-                .await
-                .map_err(HandleError::retry)?;
-            tracing::error!(queue = QUEUE, message_id = %d.event.message_id, reason = %why, "a referral of a message parked alone, the others routed; an operator must look at it");
+            himaya_component::park_item(
+                &self.0.bus,
+                QUEUE,
+                keys::REFERRAL_CREATED,
+                &d.event,
+                &d.event.message_id,
+                d.headers.clone(),
+                &why,
+            )
+            .await?;
         }
         Ok(())
     }
