@@ -372,6 +372,7 @@ mod tests {
             breaker_failures: 5,
             breaker_cooldown_ms: 1000,
             max_body_bytes: 1024,
+            batch: 64,
             webhook_listen: None,
             hub_url: None,
             client_certs_dir: Default::default(),

@@ -205,7 +205,7 @@ impl Consumers {
                 self.bus.clone(),
                 queue,
                 self.settings.bus.prefetch,
-                self.settings.bus.prefetch,
+                self.settings.connectors.batch,
                 handler,
                 stop.clone(),
             ));

@@ -434,6 +434,11 @@ pub struct ConnectorSettings {
     /// Largest request body an agency may post to the hub's webhooks.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Deliveries a connector takes from an agency's queue at once: sent to the agency
+    /// side by side (so also the most calls in flight to one agency) and their answers
+    /// recorded in one transaction. The broker sends up to twice this many ahead.
+    #[serde(default = "default_connector_batch")]
+    pub batch: u16,
     /// Where the agencies' webhooks listen (HTTP); none: no webhooks.
     #[serde(default)]
     pub webhook_listen: Option<std::net::SocketAddr>,
@@ -462,6 +467,9 @@ fn default_breaker_failures() -> u32 {
 }
 fn default_breaker_cooldown_ms() -> u64 {
     30_000
+}
+fn default_connector_batch() -> u16 {
+    64
 }
 fn default_max_body_bytes() -> usize {
     256 * 1024
@@ -863,6 +871,9 @@ impl Settings {
         self.check_links()?;
         if self.bus.prefetch == 0 {
             return Err(invalid("bus.prefetch", "must be at least 1"));
+        }
+        if !(1..=1000).contains(&self.connectors.batch) {
+            return Err(invalid("connectors.batch", "must be from 1 to 1000"));
         }
         if self.relay.connections < 4 {
             return Err(invalid(
