@@ -8,6 +8,7 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 use crate::helpers::*;
+use himaya::hub::{Component, Hub};
 
 /// Backends of this test's database waiting on a lock.
 async fn waiting_on_locks(pool: &sqlx::PgPool) -> i64 {
@@ -159,5 +160,126 @@ async fn a_call_past_the_request_timeout_is_ended_in_the_callers_language() {
         .expect("taken once the store is free");
     assert!(!again.into_inner().replayed);
     assert_eq!(count(&pool, "SELECT count(*) FROM cases.cases").await, 1);
+    hub.stop().await;
+}
+
+/// A school referral the hub routes routinely (medium risk).
+fn routine(submission_id: &str) -> pb::SchoolReferralRequest {
+    let mut r = school_request(submission_id);
+    if let Some(details) = r.referral.as_mut() {
+        details.risk_level = pb::RiskLevel::Medium.into();
+    }
+    r
+}
+
+/// While the hub's own queues behind intake hold `limits.backlog_max_messages` (here the
+/// router is not running, so referrals wait on its queue), routine referrals are refused
+/// at once with a retry hint and nothing of them stored; a hotline escalation and a
+/// high-risk referral still go through. Once the router has worked the backlog off,
+/// routine referrals are taken again, and every referral taken reaches the agency once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_behind_intake_refuses_routine_referrals_until_it_is_worked_off() {
+    let (agency, addr) = FakeAgency::start(&[]).await;
+    let mut env = TestEnv::new(Some(addr)).await;
+    env.settings.limits.backlog_max_messages = 4;
+    env.settings.limits.backlog_sample_ms = 50;
+    env.settings.limits.busy_retry_after_ms = 700;
+    // Every queue declared once, then the hub without its router.
+    env.start().await.stop().await;
+    let without_router: Vec<Component> = Component::ALL
+        .into_iter()
+        .filter(|c| *c != Component::Router)
+        .collect();
+    let hub = Hub::start(env.settings.clone(), &without_router)
+        .await
+        .unwrap();
+    let ch = channel(&hub).await;
+    let pool = env.pool().await;
+    let intake = || pb::intake_client::IntakeClient::new(ch.clone());
+
+    let mut taken = Vec::new();
+    let refused = loop {
+        let n = taken.len();
+        assert!(n < 100, "no refusal after {n} referrals");
+        let mut req = from_school(routine(&format!("sub-{n}")));
+        req.metadata_mut()
+            .insert("accept-language", "ar".parse().unwrap());
+        match intake().submit_school_referral(req).await {
+            Ok(r) => taken.push(r.into_inner().referral_id),
+            Err(refused) => break refused,
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    };
+    assert!(
+        taken.len() >= 4,
+        "refused only at the bound: {}",
+        taken.len()
+    );
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert_eq!(
+        refused.get_details_retry_info().and_then(|r| r.retry_delay),
+        Some(Duration::from_millis(700))
+    );
+    assert!(
+        refused.message().contains("submission_id")
+            && refused
+                .message()
+                .chars()
+                .any(|c| ('\u{0600}'..='\u{06FF}').contains(&c)),
+        "in Arabic, naming what to send again: {}",
+        refused.message()
+    );
+    let stored = count(&pool, "SELECT count(*) FROM cases.cases").await;
+    assert_eq!(
+        stored,
+        taken.len() as i64,
+        "nothing of the refused one stored"
+    );
+
+    // Urgent work passes: an escalation and a high-risk school referral.
+    let call = intake()
+        .escalate_hotline_call(as_agency("hotline-16000", escalation("call-b")))
+        .await
+        .expect("an escalation is taken while routine intake is refused")
+        .into_inner();
+    let high = intake()
+        .submit_school_referral(from_school(school_request("sub-high")))
+        .await
+        .expect("a high-risk referral is taken while routine intake is refused")
+        .into_inner();
+    assert_eq!(high.priority, pb::Priority::Urgent as i32);
+    let again = intake()
+        .submit_school_referral(from_school(routine("sub-refused")))
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::ResourceExhausted, "{again:?}");
+
+    // The router comes: the backlog is worked off and routine intake opens again.
+    let router = Hub::start(env.settings.clone(), &[Component::Router])
+        .await
+        .unwrap();
+    let late = eventually(60, "a routine referral taken again", || async {
+        intake()
+            .submit_school_referral(from_school(routine("sub-refused")))
+            .await
+            .ok()
+    })
+    .await
+    .into_inner();
+    assert!(!late.replayed);
+    taken.extend([call.referral_id, high.referral_id, late.referral_id]);
+    eventually(60, "every referral taken at the agency", || async {
+        taken.iter().all(|id| agency.received(id)).then_some(())
+    })
+    .await;
+    for id in &taken {
+        let n = agency
+            .requests()
+            .iter()
+            .filter(|s| s.body["referral_id"] == id.as_str())
+            .count();
+        assert_eq!(n, 1, "delivered once");
+    }
+    router.stop().await;
     hub.stop().await;
 }

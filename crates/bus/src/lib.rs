@@ -21,7 +21,7 @@ use tokio::sync::Mutex;
 pub use consume::{consume, consume_batches, BatchHandler, HandleError, Handler, Incoming};
 pub use link::{refuses_our_certificate, Link, CONNECT_TIMEOUT};
 pub use parked::{park_copy, Parked, Replayed, Selection};
-pub use topology::{lane_key, urgent_queue, Exchange, Topology, URGENT_PRIORITY};
+pub use topology::{lane_key, queues, urgent_queue, Exchange, Topology, URGENT_PRIORITY};
 
 /// The longest a channel's opening (or the connection's closing) is awaited on a
 /// connection that says it is up: the broker answers in milliseconds.
@@ -186,10 +186,23 @@ impl Bus {
         if queues.is_empty() {
             return true;
         }
-        let Ok(mut ch) = self.channel().await else {
+        let Some(ready) = self.ready_messages(&queues).await else {
             return false;
         };
-        let mut all = true;
+        for (q, n) in queues.iter().zip(&ready) {
+            if let Some(n) = n {
+                self.metrics.bus.set_ready_messages(q, *n);
+            }
+        }
+        ready.iter().all(Option::is_some)
+    }
+
+    /// How many messages are ready on each of `queues` (full names), by a passive
+    /// declare each on one channel; `None` for a queue that does not exist (yet). `None`
+    /// in all when the broker could not be asked.
+    pub async fn ready_messages(&self, queues: &[String]) -> Option<Vec<Option<u32>>> {
+        let mut ch = self.channel().await.ok()?;
+        let mut ready = Vec::with_capacity(queues.len());
         for q in queues {
             let opts = lapin::options::QueueDeclareOptions {
                 passive: true,
@@ -199,22 +212,16 @@ impl Bus {
                 .queue_declare(q.as_str().into(), opts, FieldTable::default())
                 .await
             {
-                Ok(declared) => self
-                    .metrics
-                    .bus
-                    .set_ready_messages(&q, declared.message_count()),
+                Ok(declared) => ready.push(Some(declared.message_count())),
                 Err(_) => {
                     // A passive declare of a missing queue closes the channel.
-                    all = false;
-                    match self.channel().await {
-                        Ok(c) => ch = c,
-                        Err(_) => return false,
-                    }
+                    ready.push(None);
+                    ch = self.channel().await.ok()?;
                 }
             }
         }
         let _ = ch.close(200, "sampled".into()).await;
-        all
+        Some(ready)
     }
 
     /// Declares a consumer's quorum queue bound to `exchange` with `keys` (idempotent).

@@ -27,6 +27,20 @@ pub fn lane_key(exchange: Exchange, key: &str, priority: u8) -> std::borrow::Cow
     }
 }
 
+/// The queues of the hub's own stages, named once (a deployment's `bus.prefix` goes in
+/// front, see [`Topology::queue`]).
+pub mod queues {
+    /// The router's: referrals to route, consent to decide, deliveries to redact.
+    pub const ROUTER_REFERRALS: &str = "router.referral-created";
+    /// The cases service's: the agencies' answers, recorded on the cases.
+    pub const CASES_ANSWERS: &str = "cases.delivery-recorded";
+    /// The disclosure log's: every disclosure, appended to the chain.
+    pub const AUDIT_DISCLOSURES: &str = "audit.disclosure-recorded";
+    /// What a referral passes through after intake, before and after its agency: the
+    /// backlog intake's admission watches (`limits.backlog_max_messages`).
+    pub const BEHIND_INTAKE: &[&str] = &[ROUTER_REFERRALS, CASES_ANSWERS, AUDIT_DISCLOSURES];
+}
+
 /// The urgent lane of a consumer's queue.
 pub fn urgent_queue(queue: &str) -> String {
     format!("{queue}.urgent")

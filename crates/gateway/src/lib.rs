@@ -275,6 +275,8 @@ pub struct Door<S> {
 /// hotline escalations, whose lane routine work cannot take. Past a lane's bound a call
 /// is refused at once (RESOURCE_EXHAUSTED with a retry hint), never queued: a queue in
 /// front of a saturated hub only makes every caller wait longer, the urgent ones too.
+/// (Intake itself refuses a routine referral the same way while the backlog behind it is
+/// over `limits.backlog_max_messages`: see the cases service's `backlog.rs`.)
 pub struct Admission {
     routine: Arc<tokio::sync::Semaphore>,
     urgent: Arc<tokio::sync::Semaphore>,
@@ -332,7 +334,7 @@ impl Admission {
                     *at = Some(std::time::Instant::now());
                     tracing::warn!(rpc = path, lane = ?lane, shed_so_far = shed, "intake call refused: the hub is at its bound (limits.intake_in_flight / urgent_in_flight)");
                 }
-                Err(busy(self.retry_after))
+                Err(himaya_proto::status::busy(self.retry_after))
             }
         }
     }
@@ -341,20 +343,6 @@ impl Admission {
     pub fn shed(&self) -> u64 {
         self.shed.load(std::sync::atomic::Ordering::Relaxed)
     }
-}
-
-/// RESOURCE_EXHAUSTED saying when to send again (`google.rpc.RetryInfo`).
-fn busy(retry_after: std::time::Duration) -> Status {
-    let mut details = tonic_types::ErrorDetails::new();
-    details.set_retry_info(Some(retry_after));
-    himaya_proto::status::status_with(
-        Code::ResourceExhausted,
-        &msg!(
-            "gateway-busy",
-            retry_after_ms = retry_after.as_millis() as u64
-        ),
-        details,
-    )
 }
 
 impl<S, B> tower_service::Service<Request<B>> for Door<S>

@@ -208,9 +208,16 @@ impl Metrics {
             refusals: reg(
                 &mut r,
                 "himaya_intake_refusals",
-                "Intake calls not taken, by reason: invalid (field violations), overload (past limits.intake_in_flight), unauthorized, duplicate (a resubmission answered as before), unavailable (storage)",
+                "Intake calls not taken, by reason: invalid (field violations), overload (past limits.intake_in_flight, or the backlog behind intake at limits.backlog_max_messages), unauthorized, duplicate (a resubmission answered as before), unavailable (storage)",
                 Family::default(),
             ),
+            backlog: reg(
+                &mut r,
+                "himaya_intake_backlog_messages",
+                "Messages ready on the hub's own queues behind intake (the routine lanes of the router's, the answers' and the disclosure log's queues), read by the cases service every limits.backlog_sample_ms; from limits.backlog_max_messages routine intake is refused until it is down to half",
+                Gauge::default(),
+            ),
+            backlogged: Default::default(),
         };
         let outbox = Outbox {
             waiting: reg(
@@ -498,6 +505,10 @@ pub fn grpc_code_name(code: i32) -> &'static str {
 pub struct Intake {
     referrals: Family<IntakeLabels, Counter>,
     refusals: Family<ReasonLabel, Counter>,
+    backlog: Gauge,
+    /// Routine intake is refused for the backlog behind it (set by the cases service's
+    /// watch, read by the gateway on every routine call).
+    backlogged: std::sync::atomic::AtomicBool,
 }
 
 impl Intake {
@@ -513,6 +524,20 @@ impl Intake {
     /// `reason`: invalid, overload, unauthorized, duplicate, unavailable.
     pub fn refused(&self, reason: &'static str) {
         self.refusals.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// The backlog behind intake as last read (messages), and whether routine intake is
+    /// to be refused for it.
+    pub fn set_backlog(&self, messages: u64, refusing: bool) {
+        self.backlog
+            .set(i64::try_from(messages).unwrap_or(i64::MAX));
+        self.backlogged
+            .store(refusing, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether routine intake is refused for the backlog behind it.
+    pub fn backlogged(&self) -> bool {
+        self.backlogged.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -40,6 +40,21 @@ pub fn status_with(code: Code, msg: &Msg, mut details: ErrorDetails) -> Status {
     Status::with_error_details(code, msg.render(Lang::English), details)
 }
 
+/// RESOURCE_EXHAUSTED: the hub is at its bound for this kind of call; saying when to
+/// send it again (`google.rpc.RetryInfo`). Nothing of the call was stored.
+pub fn busy(retry_after: std::time::Duration) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_retry_info(Some(retry_after));
+    status_with(
+        Code::ResourceExhausted,
+        &msg!(
+            "gateway-busy",
+            retry_after_ms = retry_after.as_millis() as u64
+        ),
+        details,
+    )
+}
+
 /// `case-not-found` as an `ErrorInfo` reason: `CASE_NOT_FOUND`.
 fn reason(id: &str) -> String {
     id.replace('-', "_").to_ascii_uppercase()

@@ -40,6 +40,16 @@ pub struct ServerLimits {
     pub urgent_in_flight: usize,
     /// The retry hint of a refused call (`google.rpc.RetryInfo`, `Retry-After`).
     pub busy_retry_after_ms: u64,
+    /// Messages waiting on the hub's own queues behind intake (the routine lanes of the
+    /// router's, the answers' and the disclosure log's queues) at which routine intake
+    /// is refused as if its lane were full, until they are down to half: work the hub
+    /// takes faster than it can pass on is refused at the door, not queued inside. An
+    /// agency's own queue never counts (what waits for an agency that is down or slow is
+    /// held for it, not a reason to refuse everyone else). Hotline escalations are never
+    /// refused for it.
+    pub backlog_max_messages: u64,
+    /// How often the cases service reads those queues' depth from the broker.
+    pub backlog_sample_ms: u64,
 }
 
 impl Default for ServerLimits {
@@ -56,6 +66,8 @@ impl Default for ServerLimits {
             intake_in_flight: 64,
             urgent_in_flight: 16,
             busy_retry_after_ms: 1_000,
+            backlog_max_messages: 256,
+            backlog_sample_ms: 250,
         }
     }
 }
@@ -82,6 +94,9 @@ impl ServerLimits {
     pub fn busy_retry_after(&self) -> Duration {
         Duration::from_millis(self.busy_retry_after_ms)
     }
+    pub fn backlog_sample(&self) -> Duration {
+        Duration::from_millis(self.backlog_sample_ms)
+    }
 
     pub(crate) fn validate(&self) -> Result<(), SettingsError> {
         let positive = [
@@ -102,6 +117,8 @@ impl ServerLimits {
             ("limits.intake_in_flight", self.intake_in_flight as u64),
             ("limits.urgent_in_flight", self.urgent_in_flight as u64),
             ("limits.busy_retry_after_ms", self.busy_retry_after_ms),
+            ("limits.backlog_max_messages", self.backlog_max_messages),
+            ("limits.backlog_sample_ms", self.backlog_sample_ms),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(invalid(*key, "must be greater than 0"));

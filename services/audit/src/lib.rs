@@ -29,7 +29,7 @@ use sqlx::PgPool;
 pub use api::AuditApi;
 
 pub const SCHEMA: &str = "audit";
-pub const QUEUE: &str = "audit.disclosure-recorded";
+pub const QUEUE: &str = himaya_bus::queues::AUDIT_DISCLOSURES;
 pub const WITHDRAWALS_QUEUE: &str = "audit.consent-withdrawn";
 /// Entries read per round trip while verifying.
 const PAGE: i64 = 5000;

@@ -30,6 +30,10 @@ pub enum CasesError {
         current: i64,
         expected: i64,
     },
+    /// Routine intake refused while the backlog behind it is over its bound (see
+    /// `backlog.rs`); the retry hint.
+    #[error("the backlog behind intake is at its bound")]
+    Busy(std::time::Duration),
     #[error("storage failed")]
     Store(#[from] himaya_store::StoreError),
     #[error("the bus failed")]
@@ -73,6 +77,7 @@ impl From<CasesError> for Status {
                 invalid_argument(&v, lang)
             }
             CasesError::NotFound(m) => status(Code::NotFound, &m),
+            CasesError::Busy(retry_after) => himaya_proto::status::busy(retry_after),
             CasesError::Unauthenticated(m) => status(Code::Unauthenticated, &m),
             CasesError::PermissionDenied(m) => {
                 // The message id only: its arguments are ids, but the id says why.

@@ -8,7 +8,9 @@ use himaya_proto::convert::{referral_details, source_from};
 use himaya_proto::status::msg;
 use himaya_proto::v1 as pb;
 use himaya_record::validate::{agency_source_allowed, validate_envelope};
-use himaya_record::{AgencyType, CaseRecord, Problem, ReferralSource, SourceKind, Violations};
+use himaya_record::{
+    AgencyType, CaseRecord, Priority, Problem, ReferralSource, SourceKind, Violations,
+};
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
@@ -67,6 +69,7 @@ impl IntakeApi {
                 },
             ),
             Err(CasesError::Invalid(..)) => intake.refused("invalid"),
+            Err(CasesError::Busy(_)) => intake.refused("overload"),
             Err(CasesError::PermissionDenied(_) | CasesError::Unauthenticated(_)) => {
                 intake.refused("unauthorized")
             }
@@ -112,6 +115,11 @@ impl IntakeApi {
             return Err(CasesError::Invalid(v, lang));
         }
         let record = CaseRecord::open(details, s.source, now);
+        // A routine referral waits for the backlog behind intake to go down (the caller
+        // sends it again); an urgent one passes every queue in its own lane.
+        if record.referral.priority != Priority::Urgent && self.0.metrics.intake.backlogged() {
+            return Err(CasesError::Busy(self.0.settings.limits.busy_retry_after()));
+        }
         // The event carries this call's span (the caller's trace continued by the
         // gateway), or, with traces off, the caller's `traceparent` as it came.
         let traceparent = himaya_trace::onward(

@@ -10,6 +10,7 @@
 //! cross-service read (see docs/decisions.md).
 
 mod access;
+mod backlog;
 mod break_glass;
 mod change;
 mod db;
@@ -56,7 +57,7 @@ pub use work::{
 /// The database schema this service owns.
 pub const SCHEMA: &str = "cases";
 /// The queue of agencies' answers.
-pub const OUTCOMES_QUEUE: &str = "cases.delivery-recorded";
+pub const OUTCOMES_QUEUE: &str = himaya_bus::queues::CASES_ANSWERS;
 /// The queue of withdrawal notices addressed to agencies (collected with ListNotices).
 pub const NOTICES_QUEUE: &str = "cases.withdrawal-notices";
 /// The queue of service-map changes (the copy referral proposals are made from).
@@ -189,6 +190,13 @@ impl Component for Cases {
             ctx.metrics.clone(),
             shutdown.clone(),
         ));
+        // Routine intake refused while the hub's own queues behind it are too deep.
+        let backlog = tokio::spawn(backlog::watch(
+            bus.clone(),
+            settings.limits.clone(),
+            ctx.metrics.clone(),
+            shutdown.clone(),
+        ));
         let max = settings.grpc.max_message_bytes;
         Ok(Started::default()
             .grpc(
@@ -217,7 +225,7 @@ impl Component for Cases {
                     .max_decoding_message_size(max),
             )
             .tasks([
-                relay, outcomes, map, notices, engine, again, tidy, retention,
+                relay, outcomes, map, notices, engine, again, tidy, retention, backlog,
             ])
             .tasks(writers))
     }

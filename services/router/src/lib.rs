@@ -24,7 +24,7 @@ use sqlx::{PgConnection, PgPool};
 pub mod feedback;
 
 pub const SCHEMA: &str = "router";
-pub const QUEUE: &str = "router.referral-created";
+pub const QUEUE: &str = himaya_bus::queues::ROUTER_REFERRALS;
 pub const NOTICE_QUEUE: &str = "router.withdrawal-notice";
 /// Messages whose referrals are routed in one transaction, at most (a message holds one
 /// referral or an intake group's, up to 64). A batch is what is already waiting on the
