@@ -30,6 +30,30 @@ fn escalation(call_ref: &str) -> pb::HotlineEscalationRequest {
     }
 }
 
+/// A refusal for overload: RESOURCE_EXHAUSTED with the retry hint, in Arabic, naming the
+/// wait and what to send again.
+fn assert_busy_in_arabic(refused: &tonic::Status, retry_after_ms: u64) {
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert_eq!(
+        refused.get_details_retry_info().and_then(|r| r.retry_delay),
+        Some(Duration::from_millis(retry_after_ms))
+    );
+    assert!(
+        refused.message().contains(&retry_after_ms.to_string())
+            && refused.message().contains("submission_id")
+            && refused
+                .message()
+                .chars()
+                .any(|c| ('\u{0600}'..='\u{06FF}').contains(&c)),
+        "in Arabic, naming the wait and what to send again: {}",
+        refused.message()
+    );
+    assert_eq!(
+        refused.get_details_error_info().map(|i| i.reason),
+        Some("GATEWAY_BUSY".to_owned())
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_its_bound_routine_intake_is_refused_with_a_retry_hint_while_an_escalation_goes_through(
 ) {
@@ -70,25 +94,7 @@ async fn past_its_bound_routine_intake_is_refused_with_a_retry_hint_while_an_esc
         started.elapsed() < Duration::from_secs(2),
         "refused at once, not queued"
     );
-    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
-    assert_eq!(
-        refused.get_details_retry_info().and_then(|r| r.retry_delay),
-        Some(Duration::from_millis(1_500))
-    );
-    assert!(refused.message().contains("1500"), "{}", refused.message());
-    assert!(
-        refused.message().contains("submission_id")
-            && refused
-                .message()
-                .chars()
-                .any(|c| ('\u{0600}'..='\u{06FF}').contains(&c)),
-        "in Arabic, naming what to send again: {}",
-        refused.message()
-    );
-    assert_eq!(
-        refused.get_details_error_info().map(|i| i.reason),
-        Some("GATEWAY_BUSY".to_owned())
-    );
+    assert_busy_in_arabic(&refused, 1_500);
 
     // A hotline escalation has its own lane and connections: admitted while routine
     // intake is full (it waits on the same lock, as the first one does).
@@ -215,20 +221,7 @@ async fn a_backlog_behind_intake_refuses_routine_referrals_until_it_is_worked_of
         "refused only at the bound: {}",
         taken.len()
     );
-    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
-    assert_eq!(
-        refused.get_details_retry_info().and_then(|r| r.retry_delay),
-        Some(Duration::from_millis(700))
-    );
-    assert!(
-        refused.message().contains("submission_id")
-            && refused
-                .message()
-                .chars()
-                .any(|c| ('\u{0600}'..='\u{06FF}').contains(&c)),
-        "in Arabic, naming what to send again: {}",
-        refused.message()
-    );
+    assert_busy_in_arabic(&refused, 700);
     let stored = count(&pool, "SELECT count(*) FROM cases.cases").await;
     assert_eq!(
         stored,

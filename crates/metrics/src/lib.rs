@@ -507,7 +507,7 @@ pub struct Intake {
     refusals: Family<ReasonLabel, Counter>,
     backlog: Gauge,
     /// Routine intake is refused for the backlog behind it (set by the cases service's
-    /// watch, read by the gateway on every routine call).
+    /// watch, read by intake on every routine referral).
     backlogged: std::sync::atomic::AtomicBool,
 }
 

@@ -45,8 +45,8 @@ pub struct ServerLimits {
     /// is refused as if its lane were full, until they are down to half: work the hub
     /// takes faster than it can pass on is refused at the door, not queued inside. An
     /// agency's own queue never counts (what waits for an agency that is down or slow is
-    /// held for it, not a reason to refuse everyone else). Hotline escalations are never
-    /// refused for it.
+    /// held for it, not a reason to refuse everyone else). Urgent referrals (hotline
+    /// escalations, high-risk referrals) are never refused for it.
     pub backlog_max_messages: u64,
     /// How often the cases service reads those queues' depth from the broker.
     pub backlog_sample_ms: u64,
