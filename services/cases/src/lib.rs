@@ -153,7 +153,7 @@ impl Component for Cases {
                 OUTCOMES_QUEUE,
                 Exchange::Events,
                 &[keys::DELIVERY_RECORDED, keys::DELIVERIES_RECORDED],
-                outcomes::BATCH,
+                outcomes::batch(settings),
                 outcomes::Outcomes::new(pool.clone(), settings.clone(), ctx.bus.clone()),
             )
             .await?;

@@ -278,11 +278,17 @@ pub const NOTICE_PREFIX: &str = "wdn_";
 /// Ids of feedback to referrers (set by the router).
 pub const FEEDBACK_PREFIX: &str = "fbk_";
 
-/// Messages whose answers are recorded in one transaction, at most (a message holds one
-/// answer or a connector's transaction's, up to its prefetch). A batch is what is
+/// Messages whose answers are recorded in one transaction, at most: a message holds one
+/// answer or a connector's batch of them (`connectors.batch`), so as many messages as
+/// keep a transaction within about [`MAX_ANSWERS`] answers, 1 to 64. A batch is what is
 /// already waiting on the queue (never more is waited for), so under a light load each
 /// is one answer.
-pub const BATCH: u16 = 64;
+pub fn batch(settings: &Settings) -> u16 {
+    (MAX_ANSWERS / settings.connectors.batch.max(1)).clamp(1, 64)
+}
+
+/// About the most answers one transaction records when a backlog is drained.
+pub const MAX_ANSWERS: u16 = 2_048;
 
 /// Takes, in one order for every batch, a lock per case the batch answers for, before
 /// any row is touched. Every row an answer locks (its delivery, its service referral,
