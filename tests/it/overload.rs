@@ -222,6 +222,27 @@ async fn a_backlog_behind_intake_refuses_routine_referrals_until_it_is_worked_of
         taken.len()
     );
     assert_busy_in_arabic(&refused, 700);
+    let metrics = http()
+        .get(format!("http://{}/metrics", hub.metrics_addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("himaya_intake_refusals_total{reason=\"backlog\"}")),
+        "counted as refused for the backlog"
+    );
+    assert!(
+        metrics.lines().any(|l| l
+            .strip_prefix("himaya_intake_backlog_messages ")
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .is_some_and(|n| n >= 4)),
+        "the backlog read"
+    );
     let stored = count(&pool, "SELECT count(*) FROM cases.cases").await;
     assert_eq!(
         stored,

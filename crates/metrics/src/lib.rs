@@ -208,7 +208,7 @@ impl Metrics {
             refusals: reg(
                 &mut r,
                 "himaya_intake_refusals",
-                "Intake calls not taken, by reason: invalid (field violations), overload (past limits.intake_in_flight, or the backlog behind intake at limits.backlog_max_messages), unauthorized, duplicate (a resubmission answered as before), unavailable (storage)",
+                "Intake calls not taken, by reason: invalid (field violations), overload (past limits.intake_in_flight), backlog (the hub's own queues behind intake at limits.backlog_max_messages), unauthorized, duplicate (a resubmission answered as before), unavailable (storage)",
                 Family::default(),
             ),
             backlog: reg(
@@ -521,7 +521,7 @@ impl Intake {
             .inc();
     }
 
-    /// `reason`: invalid, overload, unauthorized, duplicate, unavailable.
+    /// `reason`: invalid, overload, backlog, unauthorized, duplicate, unavailable.
     pub fn refused(&self, reason: &'static str) {
         self.refusals.get_or_create(&ReasonLabel { reason }).inc();
     }

@@ -69,7 +69,7 @@ impl IntakeApi {
                 },
             ),
             Err(CasesError::Invalid(..)) => intake.refused("invalid"),
-            Err(CasesError::Busy(_)) => intake.refused("overload"),
+            Err(CasesError::Busy(_)) => intake.refused("backlog"),
             Err(CasesError::PermissionDenied(_) | CasesError::Unauthenticated(_)) => {
                 intake.refused("unauthorized")
             }
