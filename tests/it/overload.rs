@@ -222,14 +222,7 @@ async fn a_backlog_behind_intake_refuses_routine_referrals_until_it_is_worked_of
         taken.len()
     );
     assert_busy_in_arabic(&refused, 700);
-    let metrics = http()
-        .get(format!("http://{}/metrics", hub.metrics_addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = text_of(&format!("http://{}/metrics", hub.metrics_addr)).await;
     assert!(
         metrics
             .lines()

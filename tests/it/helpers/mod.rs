@@ -35,6 +35,11 @@ pub fn http() -> reqwest::Client {
     http_builder().build().expect("an HTTP client")
 }
 
+/// The body of a GET of `url`, as text.
+pub async fn text_of(url: &str) -> String {
+    http().get(url).send().await.unwrap().text().await.unwrap()
+}
+
 pub fn env_or(key: &str, default: &str) -> String {
     std::env::var(key).unwrap_or_else(|_| default.to_owned())
 }
