@@ -15,8 +15,7 @@ use std::time::Duration;
 use chrono::Utc;
 use himaya_bus::{BatchHandler, Exchange, HandleError, Handler, Incoming, Outgoing};
 use himaya_events::{
-    decode, encode, keys, new_message_id, DeliveriesRecorded, DeliveryRecorded, DeliveryRequested,
-    Event,
+    decode, keys, new_message_id, DeliveriesRecorded, DeliveryRecorded, DeliveryRequested,
 };
 use sqlx::PgPool;
 use tracing::Instrument as _;
@@ -26,6 +25,7 @@ use crate::executor::{Answered, Call, Executor, Method, Outcome, TransientError}
 use crate::shared::SharedCase;
 use crate::wire::{DeliveryKind, Wire};
 use crate::ConnectError;
+use himaya_store::outbox::message_of;
 
 pub struct DeliveryConnector {
     pub pool: PgPool,
@@ -281,7 +281,7 @@ fn answer(
 /// outbox row and one broker message for the lot, each answer keeping its message id).
 /// It carries the first answer's trace and correlation id.
 fn answers_message(
-    mut events: Vec<DeliveryRecorded>,
+    events: Vec<DeliveryRecorded>,
     first: &Made<'_>,
 ) -> Result<Outgoing, ConnectError> {
     let mut headers = BTreeMap::new();
@@ -289,36 +289,29 @@ fn answers_message(
     if let Some(tp) = &first.traceparent {
         headers.insert("traceparent".to_owned(), tp.clone());
     }
-    let (payload, message_id, routing_key, event_type) = if events.len() == 1 {
-        let one = events.remove(0);
-        (
-            encode(&one)?,
-            one.message_id,
+    let msg = if events.len() == 1 {
+        message_of(
+            Exchange::Events,
             keys::DELIVERY_RECORDED,
-            DeliveryRecorded::NAME,
-        )
+            &events[0],
+            0,
+            headers,
+        )?
     } else {
         let batch = DeliveriesRecorded {
             message_id: new_message_id(),
             occurred_at: Utc::now().to_rfc3339(),
             answers: events,
         };
-        (
-            encode(&batch)?,
-            batch.message_id,
+        message_of(
+            Exchange::Events,
             keys::DELIVERIES_RECORDED,
-            DeliveriesRecorded::NAME,
-        )
+            &batch,
+            0,
+            headers,
+        )?
     };
-    Ok(Outgoing {
-        exchange: Exchange::Events,
-        routing_key: routing_key.into(),
-        payload,
-        message_id,
-        event_type: event_type.into(),
-        priority: 0,
-        headers,
-    })
+    Ok(msg)
 }
 
 /// A delivery as it came off the queue, with its trace context.

@@ -37,6 +37,18 @@ pub fn event_message<E: Event>(
     if let Some(tp) = himaya_trace::current() {
         headers.insert(himaya_trace::TRACEPARENT.to_owned(), tp);
     }
+    message_of(exchange, routing_key, event, priority, headers)
+}
+
+/// `event` encoded as a message under `routing_key` on `exchange`, with its own message
+/// id and these headers.
+pub fn message_of<E: Event>(
+    exchange: Exchange,
+    routing_key: &str,
+    event: &E,
+    priority: u8,
+    headers: BTreeMap<String, String>,
+) -> Result<Outgoing, StoreError> {
     Ok(Outgoing {
         exchange,
         routing_key: routing_key.to_owned(),

@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use himaya_bus::{Exchange, Outgoing};
-use himaya_events::{encode, keys, new_message_id, Event, ReferralCreated, ReferralsCreated};
+use himaya_events::{keys, new_message_id, ReferralCreated, ReferralsCreated};
 use himaya_record::{CaseId, CaseRecord};
+use himaya_store::outbox::message_of;
 use himaya_store::StoreError;
 use sqlx::{PgConnection, PgPool};
 
@@ -200,14 +201,14 @@ fn referral_messages(new: &[&NewCase]) -> Result<Vec<Outgoing>, CasesError> {
     let mut msgs = Vec::with_capacity(lanes.len());
     for (priority, cases) in lanes.into_iter().rev() {
         let headers = cases[0].headers();
-        let (payload, message_id, routing_key, event_type) = if let [one] = cases[..] {
-            let event = one.created();
-            (
-                encode(&event)?,
-                event.message_id,
+        let msg = if let [one] = cases[..] {
+            message_of(
+                Exchange::Events,
                 keys::REFERRAL_CREATED,
-                ReferralCreated::NAME,
-            )
+                &one.created(),
+                priority,
+                headers,
+            )?
         } else {
             let batch = ReferralsCreated {
                 message_id: new_message_id(),
@@ -215,22 +216,15 @@ fn referral_messages(new: &[&NewCase]) -> Result<Vec<Outgoing>, CasesError> {
                 traceparents: cases.iter().map(|c| c.traceparent.clone()).collect(),
                 referrals: cases.iter().map(|c| c.created()).collect(),
             };
-            (
-                encode(&batch)?,
-                batch.message_id,
+            message_of(
+                Exchange::Events,
                 keys::REFERRALS_CREATED,
-                ReferralsCreated::NAME,
-            )
+                &batch,
+                priority,
+                headers,
+            )?
         };
-        msgs.push(Outgoing {
-            exchange: Exchange::Events,
-            routing_key: routing_key.into(),
-            payload,
-            message_id,
-            event_type: event_type.into(),
-            priority,
-            headers,
-        });
+        msgs.push(msg);
     }
     Ok(msgs)
 }
