@@ -86,6 +86,8 @@ pub struct Hub {
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     bus: Arc<Bus>,
+    /// Where urgent work runs (`himaya_bus::urgent`); stopped last.
+    urgent: himaya_bus::urgent::UrgentRuntime,
 }
 
 impl Hub {
@@ -129,6 +131,15 @@ impl Hub {
         .await
         .context("connecting to RabbitMQ (is it running? `scripts/setup` starts it)")?;
         readiness.set_broker(true);
+        // Urgent work on threads and a broker connection of its own, set before any
+        // consumer or relay starts (they look for it as they start).
+        let urgent = himaya_bus::urgent::UrgentRuntime::start()
+            .context("starting the runtime for urgent work")?;
+        bus.set_urgent(
+            himaya_bus::urgent::Urgent::connect(&urgent, &bus)
+                .await
+                .context("connecting to RabbitMQ for urgent work")?,
+        );
         // Declared before any component starts: the directory announces the agencies it
         // seeds as it starts, and the announcements must have somewhere to wait.
         let queue = bus.topology().queue(DIRECTORY_FOLLOWERS);
@@ -315,6 +326,7 @@ impl Hub {
             shutdown,
             tasks,
             bus,
+            urgent,
         })
     }
 
@@ -335,6 +347,7 @@ impl Hub {
             tracing::warn!("some tasks did not stop within 10 s");
         }
         self.bus.close().await;
+        drop(self.urgent);
     }
 
     /// Runs until Ctrl-C or SIGTERM, then stops cleanly.

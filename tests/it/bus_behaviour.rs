@@ -243,6 +243,83 @@ async fn an_urgent_message_jumps_the_routine_backlog() {
     bus.close().await;
 }
 
+/// One worker, held by a routine message the way a CPU-bound routine backlog holds a
+/// runtime: the urgent message that arrives meanwhile is handled at once, on the
+/// urgent runtime, through the urgent connection (`himaya_bus::urgent`). The test's own
+/// waits are the thread's, not the runtime's: its one worker is held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn an_urgent_message_is_handled_while_routine_work_holds_every_worker() {
+    let env = TestEnv::new(None).await;
+    let bus = Bus::connect(env.amqp_url(), Topology::new(""))
+        .await
+        .unwrap();
+    let rt = himaya_bus::urgent::UrgentRuntime::start().unwrap();
+    bus.set_urgent(himaya_bus::urgent::Urgent::connect(&rt, &bus).await.unwrap());
+    bus.declare_queue("held", Exchange::Events, &["held.test"])
+        .await
+        .unwrap();
+    bus.publish(&raw("held.test", vec![0], "msg_holding"))
+        .await
+        .unwrap();
+    let holder = std::sync::Arc::new(Holder::default());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let consumer = tokio::spawn(himaya_bus::consume(
+        bus.clone(),
+        "held".into(),
+        4,
+        holder.clone(),
+        shutdown.clone(),
+    ));
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !done() {
+            assert!(std::time::Instant::now() < until, "{what} within 20 s");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    };
+    wait_for("the routine message holding the worker", &|| {
+        holder.started.load(std::sync::atomic::Ordering::SeqCst)
+    });
+    let mut urgent = raw("held.test", vec![0], "msg_urgent");
+    urgent.priority = himaya_bus::URGENT_PRIORITY;
+    let place = bus.urgent().unwrap().clone();
+    let publisher = place.bus().clone();
+    place.spawn(async move { publisher.publish(&urgent).await.unwrap() });
+    wait_for("the urgent message handled", &|| {
+        holder.urgent.lock().unwrap().is_some()
+    });
+    let (on_urgent_runtime, routine_done) = holder.urgent.lock().unwrap().unwrap();
+    assert!(on_urgent_runtime, "handled on the urgent runtime");
+    assert!(!routine_done, "handled while the routine message held the worker");
+    shutdown.cancel();
+    consumer.await.unwrap();
+    bus.close().await;
+}
+
+/// Holds its thread for the routine message; notes where, and when, the urgent one
+/// was handled.
+#[derive(Default)]
+struct Holder {
+    started: std::sync::atomic::AtomicBool,
+    done: std::sync::atomic::AtomicBool,
+    urgent: std::sync::Mutex<Option<(bool, bool)>>,
+}
+
+impl himaya_bus::Handler for Holder {
+    async fn handle(&self, msg: &himaya_bus::Incoming) -> Result<(), himaya_bus::HandleError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if msg.message_id() == Some("msg_holding") {
+            self.started.store(true, SeqCst);
+            std::thread::sleep(std::time::Duration::from_secs(5));
+            self.done.store(true, SeqCst);
+        } else {
+            *self.urgent.lock().unwrap() =
+                Some((himaya_bus::urgent::is_current(), self.done.load(SeqCst)));
+        }
+        Ok(())
+    }
+}
+
 /// Parks every message until its cause is "fixed", then records what it handles.
 struct Fixable {
     fixed: std::sync::atomic::AtomicBool,

@@ -170,14 +170,24 @@ pub async fn consume<H: Handler>(
     handler: Arc<H>,
     shutdown: CancellationToken,
 ) {
+    let urgent = crate::urgent_queue(&queue);
+    let (u, r) = counters(&bus, &queue, &urgent);
+    let urgent_lane = {
+        let (handler, shutdown) = (handler.clone(), shutdown.clone());
+        move |bus: Arc<Bus>| async move {
+            let each = Each {
+                handler: &*handler,
+                prefetch,
+            };
+            lane(&bus, urgent, &each, &shutdown, u).await
+        }
+    };
     let each = Each {
         handler: &*handler,
         prefetch,
     };
-    let urgent = crate::urgent_queue(&queue);
-    let (u, r) = counters(&bus, &queue, &urgent);
     tokio::join!(
-        lane(&bus, urgent, &each, &shutdown, u),
+        on_urgent(&bus, urgent_lane),
         lane(&bus, queue, &each, &shutdown, r),
     );
 }
@@ -201,17 +211,41 @@ pub async fn consume_batches<H: BatchHandler>(
     handler: Arc<H>,
     shutdown: CancellationToken,
 ) {
-    let batches = Batches {
+    let batches = move |handler| Batches {
         handler: Singly(handler),
         prefetch,
         max: max_batch.max(1),
     };
     let urgent = crate::urgent_queue(&queue);
     let (u, r) = counters(&bus, &queue, &urgent);
+    let urgent_lane = {
+        let (handler, shutdown) = (handler.clone(), shutdown.clone());
+        move |bus: Arc<Bus>| async move { lane(&bus, urgent, &batches(handler), &shutdown, u).await }
+    };
+    let routine = batches(handler);
     tokio::join!(
-        lane(&bus, urgent, &batches, &shutdown, u),
-        lane(&bus, queue, &batches, &shutdown, r),
+        on_urgent(&bus, urgent_lane),
+        lane(&bus, queue, &routine, &shutdown, r),
     );
+}
+
+/// Runs an urgent lane where `bus`'s urgent work runs, on its connection (see
+/// [`crate::urgent`]); beside the routine lane where there is no such place.
+async fn on_urgent<F, Fut>(bus: &Arc<Bus>, lane: F)
+where
+    F: FnOnce(Arc<Bus>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    match bus.urgent() {
+        Some(u) => {
+            if let Err(e) = u.spawn(lane(u.bus().clone())).await {
+                if e.is_panic() {
+                    tracing::error!("an urgent lane's consumer panicked");
+                }
+            }
+        }
+        None => lane(bus.clone()).await,
+    }
 }
 
 /// The counters of `queue`'s two lanes (urgent, routine), resolved once: a message

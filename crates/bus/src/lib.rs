@@ -7,6 +7,7 @@ mod consume;
 mod link;
 mod parked;
 mod topology;
+pub mod urgent;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -90,6 +91,9 @@ pub struct Bus {
     publisher: Mutex<Option<Channel>>,
     /// The hub's metrics: its consumers count here (`himaya_bus_*`).
     metrics: Arc<himaya_metrics::Metrics>,
+    /// Where urgent work runs, once the process has set it (see [`urgent`]); until then
+    /// it runs beside routine work.
+    urgent: std::sync::OnceLock<urgent::Urgent>,
 }
 
 impl Bus {
@@ -138,6 +142,7 @@ impl Bus {
             conn: Mutex::new(None),
             publisher: Mutex::new(None),
             metrics,
+            urgent: std::sync::OnceLock::new(),
         });
         let ch = bus.channel().await?;
         bus.topology.declare_base(&ch).await?;
@@ -147,6 +152,34 @@ impl Bus {
 
     pub fn topology(&self) -> &Topology {
         &self.topology
+    }
+
+    /// Another connection to the same nodes, with the same topology and metrics, not
+    /// yet connected: it connects on its first use, driven by the runtime it is used on.
+    fn twin(&self) -> Bus {
+        Bus {
+            links: self.links.clone(),
+            current: std::sync::atomic::AtomicUsize::new(
+                self.current.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            topology: self.topology.clone(),
+            conn: Mutex::new(None),
+            publisher: Mutex::new(None),
+            metrics: self.metrics.clone(),
+            urgent: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Runs this bus's urgent work (its consumers' urgent lanes, the relays' urgent
+    /// rounds, whoever asks [`Bus::urgent`]) on `urgent`. Set once, before the consumers
+    /// start; a second call changes nothing.
+    pub fn set_urgent(&self, urgent: urgent::Urgent) {
+        let _ = self.urgent.set(urgent);
+    }
+
+    /// Where urgent work runs, if the process has a runtime for it.
+    pub fn urgent(&self) -> Option<&urgent::Urgent> {
+        self.urgent.get()
     }
 
     /// The metrics this bus's consumers (and the relays publishing through it) count in.
@@ -375,8 +408,16 @@ impl Bus {
         Ok(out)
     }
 
-    /// Closes the connection (best effort) on shutdown.
+    /// Closes the connection, and the urgent one if there is one (best effort), on
+    /// shutdown.
     pub async fn close(&self) {
+        if let Some(u) = self.urgent.get() {
+            u.bus().close_own().await;
+        }
+        self.close_own().await;
+    }
+
+    async fn close_own(&self) {
         if let Some(c) = self.conn.lock().await.take() {
             // Bounded like a channel's opening: a dead connection never answers.
             let _ = tokio::time::timeout(CHANNEL_TIMEOUT, c.close(200, "shutdown".into())).await;

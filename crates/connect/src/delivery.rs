@@ -28,7 +28,8 @@ use crate::ConnectError;
 use himaya_store::outbox::message_of;
 
 pub struct DeliveryConnector {
-    pub pool: PgPool,
+    /// The urgent lane's connections on the urgent runtime (see `himaya_bus::urgent`).
+    pub pools: himaya_store::Lanes,
     pub executor: Arc<Executor>,
     pub agency_id: String,
     /// The agency's base URL (or full URL for the hub's own envelope).
@@ -50,11 +51,15 @@ const MIN_PAUSE: Duration = Duration::from_millis(200);
 const MAX_PAUSE: Duration = Duration::from_secs(60);
 
 impl DeliveryConnector {
+    fn pool(&self) -> &PgPool {
+        self.pools.current()
+    }
+
     async fn already_recorded(&self, message_id: &str) -> Result<bool, ConnectError> {
         let found: Option<i32> =
             sqlx::query_scalar("SELECT 1 FROM deliveries WHERE message_id = $1")
                 .bind(message_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.pool())
                 .await?;
         Ok(found.is_some())
     }
@@ -75,7 +80,7 @@ impl DeliveryConnector {
         )
         .bind(&self.agency_id)
         .bind(case_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await?)
     }
 
@@ -120,7 +125,7 @@ impl DeliveryConnector {
     /// claim, one insert and one outbox statement for the lot. An answer whose delivery
     /// was recorded before (a redelivery) adds nothing.
     async fn record_all(&self, answers: &[Made<'_>]) -> Result<(), ConnectError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool().begin().await?;
         let ids: Vec<&str> = answers.iter().map(|a| a.d.message_id.as_str()).collect();
         let mut claimed = himaya_store::inbox::claim_all(&mut tx, &self.agency_id, &ids).await?;
         let mut rows = Rows::default();
@@ -176,7 +181,7 @@ impl DeliveryConnector {
         why: impl std::fmt::Display,
     ) -> Result<(), HandleError> {
         let event = answer(d, "undelivered", 0, None, Some("parked".into()));
-        let mut tx = self.pool.begin().await.map_err(HandleError::retry)?;
+        let mut tx = self.pool().begin().await.map_err(HandleError::retry)?;
         himaya_store::outbox::enqueue_event(
             &mut tx,
             Exchange::Events,
@@ -505,7 +510,7 @@ impl DeliveryConnector {
         let found: Vec<String> =
             sqlx::query_scalar("SELECT message_id FROM deliveries WHERE message_id = ANY($1)")
                 .bind(ids)
-                .fetch_all(&self.pool)
+                .fetch_all(self.pool())
                 .await?;
         Ok(found.into_iter().collect())
     }

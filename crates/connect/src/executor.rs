@@ -93,6 +93,10 @@ pub struct Answered {
 
 pub struct Executor {
     client: reqwest::Client,
+    /// The client of calls made on the urgent runtime (`himaya_bus::urgent`): a
+    /// connection is driven by the runtime it was opened on, so urgent calls keep
+    /// connections of their own, which never wait behind routine work.
+    urgent_client: reqwest::Client,
     timeout: Duration,
     attempts: u32,
     /// The waits between a delivery's calls (`ConnectorSettings::retry`).
@@ -138,16 +142,19 @@ impl Executor {
     pub fn new(s: &ConnectorSettings, metrics: Arc<Metrics>) -> Result<Executor, reqwest::Error> {
         let timeout = Duration::from_millis(s.timeout_ms);
         install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .user_agent(concat!("himaya/", env!("CARGO_PKG_VERSION")))
-            // Never follow a redirect: a 307 would re-send a child's data to whatever host
-            // it names, and a 302 would turn the delivery into a GET answered 200.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        let client = || {
+            reqwest::Client::builder()
+                .timeout(timeout)
+                .connect_timeout(timeout.min(Duration::from_secs(5)))
+                .user_agent(concat!("himaya/", env!("CARGO_PKG_VERSION")))
+                // Never follow a redirect: a 307 would re-send a child's data to whatever
+                // host it names, and a 302 would turn the delivery into a GET answered 200.
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+        };
         Ok(Executor {
-            client,
+            client: client()?,
+            urgent_client: client()?,
             timeout,
             attempts: s.attempts.max(1),
             retry: s.retry(),
@@ -245,13 +252,16 @@ impl Executor {
         m: &AgencyHandles,
     ) -> Result<(Outcome, Duration, Option<himaya_settings::SecretString>), TransientError> {
         let started = Instant::now();
+        let client = match himaya_bus::urgent::is_current() {
+            true => &self.urgent_client,
+            false => &self.client,
+        };
         let mut req = match call.method {
-            Method::Post => self
-                .client
+            Method::Post => client
                 .post(call.url)
                 .header(reqwest::header::CONTENT_TYPE, call.content_type)
                 .body(call.body.clone()),
-            Method::Get => self.client.get(call.url),
+            Method::Get => client.get(call.url),
         };
         for (name, value) in &call.headers {
             req = req.header(*name, value.as_str());

@@ -93,9 +93,9 @@ pub async fn start(
     .await?;
     let executor = Arc::new(Executor::new(&settings.connectors, bus.metrics().clone())?);
     let mut consumers = Consumers {
+        pools: himaya_store::Lanes::of(pool.clone(), &settings.database, SCHEMA)?,
         settings: settings.clone(),
         bus,
-        pool: pool.clone(),
         executor: executor.clone(),
         wires: wires.clone(),
         shutdown: shutdown.clone(),
@@ -136,7 +136,7 @@ struct Consumer {
 struct Consumers {
     settings: Arc<Settings>,
     bus: Arc<Bus>,
-    pool: PgPool,
+    pools: himaya_store::Lanes,
     executor: Arc<Executor>,
     wires: HashMap<Protocol, Arc<dyn Wire>>,
     shutdown: CancellationToken,
@@ -189,7 +189,7 @@ impl Consumers {
             let stop = self.shutdown.child_token();
             let credentials = Arc::new(Credentials::of(agency));
             let handler = Arc::new(DeliveryConnector {
-                pool: self.pool.clone(),
+                pools: self.pools.clone(),
                 executor: self.executor.clone(),
                 agency_id: id.clone(),
                 endpoint,

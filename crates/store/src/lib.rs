@@ -305,6 +305,36 @@ pub fn extra_pool(
     Ok(options(max_connections).connect_lazy_with(opts))
 }
 
+/// A service's pools for its two lanes: urgent work on the urgent runtime (see
+/// `himaya_bus::urgent`) takes connections of its own, opened there, so that it never
+/// waits for one behind a routine burst, nor for a routine runtime to read its socket.
+#[derive(Clone)]
+pub struct Lanes {
+    pub routine: PgPool,
+    pub urgent: PgPool,
+}
+
+impl Lanes {
+    /// `routine`, and `database.urgent_connections` (at least one) of the same schema
+    /// for urgent work, connecting as it needs.
+    pub fn of(
+        routine: PgPool,
+        db: &himaya_settings::DatabaseSettings,
+        schema: &str,
+    ) -> Result<Lanes, StoreError> {
+        let urgent = extra_pool(db, schema, db.urgent_connections.max(1))?;
+        Ok(Lanes { routine, urgent })
+    }
+
+    /// The urgent pool on the urgent runtime, the routine one elsewhere.
+    pub fn current(&self) -> &PgPool {
+        match himaya_bus::urgent::is_current() {
+            true => &self.urgent,
+            false => &self.routine,
+        }
+    }
+}
+
 /// Another pool on a schema [`connect`] prepared, connecting as it needs.
 pub fn pool_of(url: &str, schema: &str, max_connections: u32) -> Result<PgPool, StoreError> {
     let schema = check_name(schema)?;

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use himaya_bus::{Bus, Exchange, Outgoing, URGENT_PRIORITY};
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -128,26 +128,58 @@ pub async fn run_relay_with_stats(
     shutdown: CancellationToken,
     stats: Arc<RelayStats>,
 ) {
+    // Where the bus runs urgent work, the notifications are read and the urgent rows
+    // published there, on a connection of their own and the bus's urgent one (see
+    // `himaya_bus::urgent`): an urgent row's notification then never waits behind the
+    // routine work of this process.
+    let urgent_place = bus.urgent().cloned();
+    let (urgent_pool, urgent_bus) = match &urgent_place {
+        // Two connections: the listener's, and the urgent relay's.
+        Some(u) => (
+            PgPoolOptions::new()
+                .max_connections(2)
+                .acquire_timeout(crate::CONNECT_TIMEOUT)
+                .test_before_acquire(false)
+                .connect_lazy_with((*pool.connect_options()).clone()),
+            u.bus().clone(),
+        ),
+        None => (pool.clone(), bus.clone()),
+    };
     // Listening before the first round: a row written after it wakes a round.
-    let listener = listen(&pool).await;
+    let listener = match &urgent_place {
+        Some(u) => {
+            let pool = urgent_pool.clone();
+            u.spawn(async move { listen(&pool).await })
+                .await
+                .ok()
+                .flatten()
+        }
+        None => listen(&pool).await,
+    };
     let wakes = Arc::new(Wakes::default());
-    let listening = tokio::spawn(read_notifications(
-        pool.clone(),
-        listener,
-        wakes.clone(),
-        cfg.poll_interval,
-        stats.clone(),
-        shutdown.clone(),
-    ));
+    let listening = spawn_at(
+        urgent_place.as_ref(),
+        read_notifications(
+            urgent_pool.clone(),
+            listener,
+            wakes.clone(),
+            cfg.poll_interval,
+            stats.clone(),
+            shutdown.clone(),
+        ),
+    );
     let mut relay = Relay::new(cfg);
-    let urgent = tokio::spawn(urgent_relay(
-        pool.clone(),
-        bus.clone(),
-        Relay::urgent(cfg, relay.id()),
-        wakes.clone(),
-        stats.clone(),
-        shutdown.clone(),
-    ));
+    let urgent = spawn_at(
+        urgent_place.as_ref(),
+        urgent_relay(
+            urgent_pool,
+            urgent_bus,
+            Relay::urgent(cfg, relay.id()),
+            wakes.clone(),
+            stats.clone(),
+            shutdown.clone(),
+        ),
+    );
     let mut outage = Outage::new(policy(cfg.poll_interval));
     // Pruning, vacuuming and analyzing beside the rounds, never between two of them: a
     // vacuum of a busy outbox takes up to a second, which every row behind it waited.
@@ -197,6 +229,17 @@ pub async fn run_relay_with_stats(
     }
     // They stop at the same shutdown.
     let _ = tokio::join!(upkeep, urgent, listening);
+}
+
+/// Runs `f` on the urgent runtime if there is one, else beside the caller.
+fn spawn_at<F>(urgent: Option<&himaya_bus::urgent::Urgent>, f: F) -> tokio::task::JoinHandle<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    match urgent {
+        Some(u) => u.spawn(f),
+        None => tokio::spawn(f),
+    }
 }
 
 /// What the schema's notifications wake: every one the relay, an urgent one (payload

@@ -137,8 +137,13 @@ impl Component for Cases {
             settings.database.urgent_connections.max(1),
         )?;
         // Two routine writers: one gathers the next group while the other commits.
-        let (opening, mut writers) = Opening::start(pool.clone(), 2, shutdown.clone());
-        let (urgent_opening, urgent_writers) = Opening::start(urgent_pool, 1, shutdown.clone());
+        let (opening, mut writers) = Opening::start(pool.clone(), 2, shutdown.clone(), None);
+        let (urgent_opening, urgent_writers) = Opening::start(
+            urgent_pool,
+            1,
+            shutdown.clone(),
+            bus.urgent().map(|u| u.handle()),
+        );
         writers.extend(urgent_writers);
         let state = Arc::new(State {
             pool: pool.clone(),

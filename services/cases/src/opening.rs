@@ -48,16 +48,26 @@ pub(crate) struct Opening {
 impl Opening {
     /// `writers` tasks writing groups through `pool` until `shutdown`: while one commits,
     /// the next group gathers and is written by another.
+    /// The writers run on `runtime` (the urgent one, for the urgent lane: see
+    /// `himaya_bus::urgent`), or beside the caller; their pool's connections are opened,
+    /// and so driven, there.
     pub(crate) fn start(
         pool: PgPool,
         writers: usize,
         shutdown: CancellationToken,
+        runtime: Option<&tokio::runtime::Handle>,
     ) -> (Opening, Vec<JoinHandle<()>>) {
         // Bounded: the gateway's admission already bounds what can wait here.
         let (jobs, queue) = mpsc::channel(GROUP * writers.max(1) * 2);
         let queue = Arc::new(Mutex::new(queue));
         let tasks = (0..writers.max(1))
-            .map(|_| tokio::spawn(write(pool.clone(), queue.clone(), shutdown.clone())))
+            .map(|_| {
+                let writer = write(pool.clone(), queue.clone(), shutdown.clone());
+                match runtime {
+                    Some(rt) => rt.spawn(writer),
+                    None => tokio::spawn(writer),
+                }
+            })
             .collect();
         (Opening { jobs }, tasks)
     }

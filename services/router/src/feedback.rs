@@ -56,7 +56,7 @@ pub(crate) struct Feedback(pub(crate) Arc<Router>);
 impl Feedback {
     async fn feed_back(&self, e: &CaseUpdated) -> Result<(), RouterError> {
         let r = &self.0;
-        let mut tx = r.pool.begin().await?;
+        let mut tx = r.pool().begin().await?;
         if !himaya_store::inbox::claim(&mut tx, QUEUE, &e.message_id).await? {
             tx.rollback().await?;
             return Ok(());

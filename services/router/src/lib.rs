@@ -75,7 +75,7 @@ impl Component for Routing {
         let router = Arc::new(Router {
             bus: bus.clone(),
             declared: tokio::sync::Mutex::new(declared),
-            pool,
+            pools: himaya_store::Lanes::of(pool, &settings.database, SCHEMA)?,
             settings: settings.clone(),
             metrics: ctx.metrics.clone(),
         });
@@ -118,12 +118,17 @@ struct Router {
     /// the directory while the hub runs gets its queue before its first delivery is
     /// committed, so the delivery waits there even before its connector consumes.
     declared: tokio::sync::Mutex<HashSet<String>>,
-    pool: PgPool,
+    pools: himaya_store::Lanes,
     settings: Arc<Settings>,
     metrics: Arc<himaya_metrics::Metrics>,
 }
 
 impl Router {
+    /// The urgent lane's pool on the urgent runtime, the routine one elsewhere.
+    fn pool(&self) -> &PgPool {
+        self.pools.current()
+    }
+
     /// Declares the delivery queues of `agencies` this process has not declared yet.
     async fn ensure_queues<'a>(
         &self,
@@ -150,7 +155,7 @@ impl Router {
     /// whole batch: the inbox claims, the agencies each referral already reached, then
     /// the decisions and the outbox rows, each in one insert.
     async fn route_all(&self, events: &[Delivered<ReferralCreated>]) -> Result<(), RouterError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool().begin().await?;
         let ids: Vec<&str> = events.iter().map(|d| d.event.message_id.as_str()).collect();
         let mut claimed = himaya_store::inbox::claim_all(&mut tx, QUEUE, &ids).await?;
         let fresh: Vec<&Delivered<ReferralCreated>> = events
@@ -543,7 +548,7 @@ struct Notices(Arc<Router>);
 impl Notices {
     async fn deliver(&self, n: &WithdrawalNotice) -> Result<(), RouterError> {
         let r = &self.0;
-        let mut tx = r.pool.begin().await?;
+        let mut tx = r.pool().begin().await?;
         if !himaya_store::inbox::claim(&mut tx, NOTICE_QUEUE, &n.message_id).await? {
             tx.rollback().await?;
             return Ok(());
