@@ -295,9 +295,10 @@ pub struct DatabaseSettings {
     /// The private key (PEM) of `client_cert_file`.
     #[serde(default)]
     pub client_key_file: Option<PathBuf>,
-    /// Connections of the cases service kept for hotline escalations alone, apart from
-    /// `max_connections`: a burst of routine referrals cannot make an urgent one wait for
-    /// a connection.
+    /// Connections kept for urgent work alone, apart from `max_connections`, in the
+    /// cases service (the urgent intake writer), the router and the connectors (their
+    /// urgent lanes): a burst of routine referrals cannot make an urgent one wait for a
+    /// connection. Opened as needed, on the urgent runtime (`himaya_bus::urgent`).
     #[serde(default = "default_urgent_connections")]
     pub urgent_connections: u32,
 }
