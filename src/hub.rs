@@ -268,7 +268,19 @@ impl Hub {
                     async move { tls.accept(c).await }
                 };
                 let incoming = listen::incoming(listener, limits, "grpc", handshake, stop.clone());
-                tokio::spawn(serve_grpc(router, incoming, stop))
+                match bus.urgent() {
+                    Some(u) => {
+                        let (incoming, urgent_callers) =
+                            by_caller(incoming, settings.clone(), u.handle().clone());
+                        tasks.push(u.spawn(serve_grpc(
+                            router.clone(),
+                            urgent_callers,
+                            stop.clone(),
+                        )));
+                        tokio::spawn(serve_grpc(router, incoming, stop))
+                    }
+                    None => tokio::spawn(serve_grpc(router, incoming, stop)),
+                }
             }
             None => {
                 let incoming =
@@ -416,6 +428,61 @@ where
     {
         tracing::error!(error = %e, "gRPC server stopped");
     }
+}
+
+/// A mutual TLS connection to the gRPC server.
+type TlsConnection = tokio_rustls::server::TlsStream<listen::Guarded<tokio::net::TcpStream>>;
+
+/// The emergency line's connections (told by the certificate they presented) apart:
+/// moved to the urgent runtime `urgent` (`himaya_bus::urgent`) and served there, where
+/// a hotline call never waits behind the routine calls queued on the other one. Every
+/// other connection, and one that cannot be moved or taken at once, stays in
+/// `incoming`.
+fn by_caller<S>(
+    incoming: S,
+    settings: Arc<Settings>,
+    urgent: tokio::runtime::Handle,
+) -> (
+    impl futures_util::Stream<Item = std::io::Result<TlsConnection>>,
+    impl futures_util::Stream<Item = std::io::Result<TlsConnection>>,
+)
+where
+    S: futures_util::Stream<Item = std::io::Result<TlsConnection>>,
+{
+    use futures_util::StreamExt;
+    let (to_urgent, mut urgent_rx) = tokio::sync::mpsc::channel(64);
+    let routine = incoming.filter_map(move |c| {
+        let out = match c {
+            Ok(mut io) if from_emergency_line(&settings, &io) => {
+                match io.get_mut().0.move_to(&urgent) {
+                    Ok(()) => match to_urgent.try_send(Ok(io)) {
+                        Ok(()) => None,
+                        Err(e) => Some(e.into_inner()),
+                    },
+                    Err(e) => {
+                        tracing::warn!(error = %e, "an emergency line's connection could not be moved to the urgent threads; served with the others");
+                        Some(Ok(io))
+                    }
+                }
+            }
+            other => Some(other),
+        };
+        std::future::ready(out)
+    });
+    let urgent = futures_util::stream::poll_fn(move |cx| urgent_rx.poll_recv(cx));
+    (routine, urgent)
+}
+
+/// Whether the connection's certificate proves an emergency-line agency. The gateway
+/// still checks every call on it (revocation, the agency's rules).
+fn from_emergency_line<T>(settings: &Settings, io: &tokio_rustls::server::TlsStream<T>) -> bool {
+    let Some(leaf) = io.get_ref().1.peer_certificates().and_then(|c| c.first()) else {
+        return false;
+    };
+    himaya_gateway::certified_agency(settings, leaf, None)
+        .ok()
+        .and_then(|id| settings.agencies.get(&id))
+        .is_some_and(|a| a.agency_type == himaya_record::AgencyType::EmergencyLine)
 }
 
 /// Mutual TLS when `grpc.tls` is set: a client presenting no certificate still reaches

@@ -254,7 +254,11 @@ async fn an_urgent_message_is_handled_while_routine_work_holds_every_worker() {
         .await
         .unwrap();
     let rt = himaya_bus::urgent::UrgentRuntime::start().unwrap();
-    bus.set_urgent(himaya_bus::urgent::Urgent::connect(&rt, &bus).await.unwrap());
+    bus.set_urgent(
+        himaya_bus::urgent::Urgent::connect(&rt, &bus)
+            .await
+            .unwrap(),
+    );
     bus.declare_queue("held", Exchange::Events, &["held.test"])
         .await
         .unwrap();
@@ -290,7 +294,10 @@ async fn an_urgent_message_is_handled_while_routine_work_holds_every_worker() {
     });
     let (on_urgent_runtime, routine_done) = holder.urgent.lock().unwrap().unwrap();
     assert!(on_urgent_runtime, "handled on the urgent runtime");
-    assert!(!routine_done, "handled while the routine message held the worker");
+    assert!(
+        !routine_done,
+        "handled while the routine message held the worker"
+    );
     shutdown.cancel();
     consumer.await.unwrap();
     bus.close().await;

@@ -290,3 +290,89 @@ async fn a_backlog_behind_intake_refuses_routine_referrals_until_it_is_worked_of
     router.stop().await;
     hub.stop().await;
 }
+
+/// The emergency line's connection is served on the urgent threads, and everything an
+/// escalation passes through after it runs there too: with the routine runtime's one
+/// worker held (as a saturated runtime holds it), an escalation over mutual TLS is
+/// answered and reaches the agency meanwhile. The agency and the hotline's client run
+/// on a runtime of their own, and the test's waits are its thread's, not the held
+/// runtime's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn an_escalation_is_answered_and_delivered_while_routine_work_holds_every_worker() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    use std::sync::Arc;
+    let side = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (agency, addr) = side.spawn(FakeAgency::start(&[])).await.unwrap();
+    let mut env = TestEnv::new(Some(addr)).await;
+    let dir = std::env::temp_dir().join(format!("{}-certs", env.db_name));
+    let certs = secure(&mut env.settings, &dir);
+    let hub = env.start().await;
+    let (grpc, certs2) = (hub.grpc_addr, certs.clone());
+    let ch = side
+        .spawn(async move {
+            tls_channel(grpc, &certs2, &certs2, Some("hotline-16000"))
+                .await
+                .unwrap()
+        })
+        .await
+        .unwrap();
+    let escalate = |call_ref: &'static str| {
+        let ch = ch.clone();
+        let (done, answer) = std::sync::mpsc::channel();
+        side.spawn(async move {
+            let answered = pb::intake_client::IntakeClient::new(ch)
+                .escalate_hotline_call(escalation(call_ref))
+                .await;
+            let _ = done.send(answered.map(|r| r.into_inner().referral_id));
+        });
+        answer
+    };
+    // Pools opened and statements prepared, the connection handed to the urgent threads.
+    let warm = escalate("call-warm")
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap()
+        .unwrap();
+    eventually(30, "the first escalation delivered", || async {
+        agency.received(&warm).then_some(())
+    })
+    .await;
+
+    let (started, released) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let holding = tokio::spawn({
+        let (started, released) = (started.clone(), released.clone());
+        async move {
+            started.store(true, SeqCst);
+            std::thread::sleep(Duration::from_secs(8));
+            released.store(true, SeqCst);
+        }
+    });
+    while !started.load(SeqCst) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let referral = escalate("call-held")
+        .recv_timeout(Duration::from_secs(6))
+        .expect("answered while the routine worker is held")
+        .expect("accepted");
+    let until = std::time::Instant::now() + Duration::from_secs(6);
+    while !agency.received(&referral) {
+        assert!(
+            std::time::Instant::now() < until,
+            "delivered while the routine worker is held"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        !released.load(SeqCst),
+        "all of it while the worker was held"
+    );
+    holding.await.unwrap();
+    hub.stop().await;
+    side.shutdown_background();
+}

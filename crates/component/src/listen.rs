@@ -62,6 +62,23 @@ impl<T> Guarded<T> {
     }
 }
 
+impl Guarded<TcpStream> {
+    /// Moves the connection to the runtime `to`: a socket is driven by the runtime it
+    /// was registered with, which must not be a busy one for a connection served on
+    /// another (the urgent one: `himaya_bus::urgent`). The socket is duplicated and the
+    /// copy registered with `to`, then the original closed; what the kernel holds for it
+    /// stays. Its idle deadline is set again on `to`'s timer.
+    pub fn move_to(&mut self, to: &tokio::runtime::Handle) -> io::Result<()> {
+        use std::os::fd::AsFd;
+        let copy = std::net::TcpStream::from(self.io.as_fd().try_clone_to_owned()?);
+        copy.set_nonblocking(true)?;
+        let _on = to.enter();
+        self.io = TcpStream::from_std(copy)?;
+        self.deadline = Box::pin(tokio::time::sleep(self.idle));
+        Ok(())
+    }
+}
+
 impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
     fn poll_read(
         self: Pin<&mut Self>,
