@@ -15,8 +15,13 @@
 //! unsent row (bounded); accepted but never delivered is lost, delivered twice is a
 //! duplicate. RESOURCE_EXHAUSTED and UNAVAILABLE answers are counted as shed, not lost.
 //!
-//! CPU per referral: utime+stime of this process (the hub runs in it; the load generator
-//! and the simulated agency run on threads named `bench-load`, counted apart) and of every
+//! The routine load generator, the hotline probe and the simulated agency each run on a
+//! thread of their own (since 2026-12-03, afternoon; before, one thread ran all three and
+//! an escalation could wait there behind routine sends), as the systems they stand for
+//! are apart from the hub.
+//!
+//! CPU per referral: utime+stime of this process (the hub runs in it; the load generator,
+//! the probe and the simulated agency run on threads named `bench-load`, counted apart) and of every
 //! `postgres` and `beam.smp` process, from /proc, before and after each rate (send window
 //! and drain), divided by the referrals delivered. The machine is shared: "pg all" and
 //! "broker" count everything those servers did meanwhile; "pg own" only the backends
@@ -881,8 +886,38 @@ async fn connect(
     out
 }
 
-async fn open_loop(load: &tokio::runtime::Handle, rate: f64, secs: u64, drain_secs: u64) -> Row {
-    let (sink, addr, server) = load.spawn(Sink::start()).await.unwrap();
+/// The benchmark's own threads, apart from the hub's: the routine load generator, the
+/// hotline probe and the simulated agency each on a thread of its own (as they are
+/// systems of their own), so that an escalation is neither sent nor received late for
+/// waiting behind the routine load's sends on the benchmark's side.
+struct Sides {
+    load: tokio::runtime::Runtime,
+    probe: tokio::runtime::Runtime,
+    agency: tokio::runtime::Runtime,
+}
+
+impl Sides {
+    fn new() -> Sides {
+        // One name for all three: their CPU is counted together, as the load's.
+        let one = || {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name(LOAD_THREAD)
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        Sides {
+            load: one(),
+            probe: one(),
+            agency: one(),
+        }
+    }
+}
+
+async fn open_loop(sides: &Sides, rate: f64, secs: u64, drain_secs: u64) -> Row {
+    let (load, probe) = (sides.load.handle(), sides.probe.handle());
+    let (sink, addr, server) = sides.agency.spawn(Sink::start()).await.unwrap();
     let env = TestEnv::new(Some(addr)).await;
     let mut settings = env.settings.clone();
     // Metrics sampled and readiness probed as deployed (the tests' settings ask far more
@@ -907,7 +942,7 @@ async fn open_loop(load: &tokio::runtime::Handle, rate: f64, secs: u64, drain_se
         size("HIMAYA_BENCH_CONNECTIONS", 8).max(1),
     )
     .await;
-    let hotline = connect(load, hub.grpc_addr, certs.clone(), HOTLINE, 1).await;
+    let hotline = connect(probe, hub.grpc_addr, certs.clone(), HOTLINE, 1).await;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(2)
         .connect_with(himaya_store::connect_options(&env.settings.database).unwrap())
@@ -936,12 +971,12 @@ async fn open_loop(load: &tokio::runtime::Handle, rate: f64, secs: u64, drain_se
         } else {
             Kind::Routine
         };
-        let ch = if kind == Kind::Urgent {
-            &hotline[0]
+        let (side, ch) = if kind == Kind::Urgent {
+            (probe, &hotline[0])
         } else {
-            &routine[0]
+            (load, &routine[0])
         };
-        let id = load
+        let id = side
             .spawn(send(kind, ch.clone(), format!("warm-{i}")))
             .await
             .unwrap()
@@ -974,7 +1009,7 @@ async fn open_loop(load: &tokio::runtime::Handle, rate: f64, secs: u64, drain_se
         until,
         bound.clone(),
     ));
-    let urgent_run = load.spawn(run_schedule(
+    let urgent_run = probe.spawn(run_schedule(
         Schedule {
             kind: Kind::Urgent,
             rate: 1.0 / PROBE_EVERY.as_secs_f64(),
@@ -1251,19 +1286,16 @@ fn print_figures(title: &str, figures: &[Figures]) {
 }
 
 fn main() {
-    // The hub runs on this runtime (two workers on two cores, as `himaya` runs it); the
-    // load generator and the simulated agency on one thread of their own, so that their
-    // timers fire while the hub is saturated and their CPU can be told apart.
+    // The hub runs on this runtime (two workers on two cores, as `himaya` runs it; its
+    // urgent work on a thread of its own); the load generator, the hotline probe and
+    // the simulated agency on threads of their own (`Sides`), so that their timers fire
+    // while the hub is saturated and their CPU can be told apart.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    let load = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name(LOAD_THREAD)
-        .enable_all()
-        .build()
-        .unwrap();
+    let sides = Sides::new();
+    let load = &sides.load;
     let secs = size("HIMAYA_BENCH_SECS", 20) as u64;
     let drain_secs = size("HIMAYA_BENCH_DRAIN_SECS", 60) as u64;
     rt.block_on(async {
@@ -1317,7 +1349,7 @@ fn main() {
         let mut costs = Vec::new();
         let mut hops = Vec::new();
         for rate in rates() {
-            let row = open_loop(load.handle(), rate, secs, drain_secs).await;
+            let row = open_loop(&sides, rate, secs, drain_secs).await;
             eprintln!(
                 "{rate}/s: {:.1} delivered/s, delivery p99 {} ms",
                 row.delivered_per_sec,
@@ -1326,7 +1358,7 @@ fn main() {
             if let Some(t) = &traces {
                 let spans_before = t.receiver.count();
                 t.gate.store(true, std::sync::atomic::Ordering::Relaxed);
-                let traced = open_loop(load.handle(), rate, secs, drain_secs).await;
+                let traced = open_loop(&sides, rate, secs, drain_secs).await;
                 t.gate.store(false, std::sync::atomic::Ordering::Relaxed);
                 // What the batch still holds reaches the receiver before it is counted.
                 let _ = t.provider.force_flush();
