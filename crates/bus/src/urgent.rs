@@ -70,6 +70,18 @@ impl Drop for UrgentRuntime {
     }
 }
 
+/// Runs `f` on the urgent runtime of `place` if there is one, else beside the caller.
+pub fn spawn<F>(place: Option<&Urgent>, f: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match place {
+        Some(u) => u.spawn(f),
+        None => tokio::spawn(f),
+    }
+}
+
 /// Where a bus's urgent work runs: the urgent runtime, and the broker connection opened
 /// from it (see [`Bus::set_urgent`]).
 #[derive(Clone)]

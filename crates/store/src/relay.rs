@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use himaya_bus::{Bus, Exchange, Outgoing, URGENT_PRIORITY};
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::postgres::PgListener;
 use sqlx::{PgPool, Postgres};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -136,11 +136,7 @@ pub async fn run_relay_with_stats(
     let (urgent_pool, urgent_bus) = match &urgent_place {
         // Two connections: the listener's, and the urgent relay's.
         Some(u) => (
-            PgPoolOptions::new()
-                .max_connections(2)
-                .acquire_timeout(crate::CONNECT_TIMEOUT)
-                .test_before_acquire(false)
-                .connect_lazy_with((*pool.connect_options()).clone()),
+            crate::options(2).connect_lazy_with((*pool.connect_options()).clone()),
             u.bus().clone(),
         ),
         None => (pool.clone(), bus.clone()),
@@ -157,7 +153,7 @@ pub async fn run_relay_with_stats(
         None => listen(&pool).await,
     };
     let wakes = Arc::new(Wakes::default());
-    let listening = spawn_at(
+    let listening = himaya_bus::urgent::spawn(
         urgent_place.as_ref(),
         read_notifications(
             urgent_pool.clone(),
@@ -169,7 +165,7 @@ pub async fn run_relay_with_stats(
         ),
     );
     let mut relay = Relay::new(cfg);
-    let urgent = spawn_at(
+    let urgent = himaya_bus::urgent::spawn(
         urgent_place.as_ref(),
         urgent_relay(
             urgent_pool,
@@ -229,17 +225,6 @@ pub async fn run_relay_with_stats(
     }
     // They stop at the same shutdown.
     let _ = tokio::join!(upkeep, urgent, listening);
-}
-
-/// Runs `f` on the urgent runtime if there is one, else beside the caller.
-fn spawn_at<F>(urgent: Option<&himaya_bus::urgent::Urgent>, f: F) -> tokio::task::JoinHandle<()>
-where
-    F: std::future::Future<Output = ()> + Send + 'static,
-{
-    match urgent {
-        Some(u) => u.spawn(f),
-        None => tokio::spawn(f),
-    }
 }
 
 /// What the schema's notifications wake: every one the relay, an urgent one (payload

@@ -138,12 +138,8 @@ impl Component for Cases {
         )?;
         // Two routine writers: one gathers the next group while the other commits.
         let (opening, mut writers) = Opening::start(pool.clone(), 2, shutdown.clone(), None);
-        let (urgent_opening, urgent_writers) = Opening::start(
-            urgent_pool,
-            1,
-            shutdown.clone(),
-            bus.urgent().map(|u| u.handle()),
-        );
+        let (urgent_opening, urgent_writers) =
+            Opening::start(urgent_pool, 1, shutdown.clone(), bus.urgent());
         writers.extend(urgent_writers);
         let state = Arc::new(State {
             pool: pool.clone(),

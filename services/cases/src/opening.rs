@@ -48,25 +48,24 @@ pub(crate) struct Opening {
 impl Opening {
     /// `writers` tasks writing groups through `pool` until `shutdown`: while one commits,
     /// the next group gathers and is written by another.
-    /// The writers run on `runtime` (the urgent one, for the urgent lane: see
+    /// The writers run on the urgent runtime of `urgent` (for the urgent lane: see
     /// `himaya_bus::urgent`), or beside the caller; their pool's connections are opened,
     /// and so driven, there.
     pub(crate) fn start(
         pool: PgPool,
         writers: usize,
         shutdown: CancellationToken,
-        runtime: Option<&tokio::runtime::Handle>,
+        urgent: Option<&himaya_bus::urgent::Urgent>,
     ) -> (Opening, Vec<JoinHandle<()>>) {
         // Bounded: the gateway's admission already bounds what can wait here.
         let (jobs, queue) = mpsc::channel(GROUP * writers.max(1) * 2);
         let queue = Arc::new(Mutex::new(queue));
         let tasks = (0..writers.max(1))
             .map(|_| {
-                let writer = write(pool.clone(), queue.clone(), shutdown.clone());
-                match runtime {
-                    Some(rt) => rt.spawn(writer),
-                    None => tokio::spawn(writer),
-                }
+                himaya_bus::urgent::spawn(
+                    urgent,
+                    write(pool.clone(), queue.clone(), shutdown.clone()),
+                )
             })
             .collect();
         (Opening { jobs }, tasks)
