@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::*;
 use himaya_bus::{Bus, Exchange, Outgoing, Topology, URGENT_PRIORITY};
+use himaya_store::handover::{Handed, Handover};
 use himaya_store::relay::{run_relay_with_stats, Relay, RelayConfig, RelayStats, Round};
 use lapin::options::{BasicGetOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
@@ -396,6 +397,165 @@ async fn an_urgent_row_wakes_the_urgent_relay_and_a_routine_row_does_not() {
     shutdown.cancel();
     relay.await.unwrap();
     let copies = drain(&bus, "urgent_wake").await;
+    assert_eq!(copies.values().sum::<u32>(), 2, "each row once: {copies:?}");
+    bus.close().await;
+    pool.close().await;
+}
+
+/// A relay running beside a writer: rounds start on notifications (a slow poll), or on
+/// ended leases within a second (`poll`).
+fn relay_beside(
+    pool: &sqlx::PgPool,
+    bus: &Arc<Bus>,
+    poll: Duration,
+) -> (
+    Arc<RelayStats>,
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    let stats = Arc::new(RelayStats::default());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let relay = tokio::spawn(run_relay_with_stats(
+        pool.clone(),
+        bus.clone(),
+        RelayConfig::new(poll, 100),
+        shutdown.clone(),
+        stats.clone(),
+    ));
+    (stats, shutdown, relay)
+}
+
+/// One transaction through `handover`: a routine row and an urgent one; the urgent
+/// one held for the writer.
+async fn write_handed(pool: &sqlx::PgPool, handover: &Handover, tag: &str) -> Handed {
+    let mut tx = pool.begin().await.unwrap();
+    let handed = handover
+        .enqueue_all(
+            &mut tx,
+            &[
+                row(&format!("msg_{tag}_routine"), 0),
+                row(&format!("msg_{tag}_urgent"), URGENT_PRIORITY),
+            ],
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    handed
+}
+
+/// A writer's urgent rows are held for it: no relay takes them, and the urgent relay
+/// is not even woken; the writer publishes them once it has committed, and each row
+/// goes out once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn urgent_rows_held_for_their_writer_go_out_from_it_once() {
+    let (_env, pool, bus) = outbox_and_queue("handed").await;
+    let (stats, shutdown, relay) = relay_beside(&pool, &bus, Duration::from_secs(30));
+    eventually(30, "the relay's first round", || async {
+        (stats.rounds() >= 1).then_some(())
+    })
+    .await;
+    let handover = Handover::new(bus.clone());
+    let handed = write_handed(&pool, &handover, "handed").await;
+    assert!(!handed.is_empty());
+    let sent = "SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL";
+    // The routine row woke the relay, which sent it and left the urgent one alone.
+    wait_count(&pool, sent, 1, 30, "the routine row relayed").await;
+    let held = "SELECT count(*) FROM outbox
+                 WHERE sent_at IS NULL AND priority > 0 AND leased_by LIKE 'writer-%'
+                   AND lease_until > now()";
+    assert_eq!(count(&pool, held).await, 1, "the urgent row is not held");
+    assert_eq!(stats.urgent_rounds(), 0, "a held row woke the urgent relay");
+    handover.publish(&pool, handed).await;
+    assert_eq!(count(&pool, sent).await, 2, "published and not marked sent");
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM outbox WHERE lease_until IS NOT NULL").await,
+        0
+    );
+    shutdown.cancel();
+    relay.await.unwrap();
+    assert_eq!(stats.urgent_rounds(), 0);
+    let copies = drain(&bus, "handed").await;
+    let want: BTreeMap<String, u32> = ["msg_handed_routine", "msg_handed_urgent"]
+        .into_iter()
+        .map(|id| (id.to_owned(), 1))
+        .collect();
+    assert_eq!(copies, want);
+    bus.close().await;
+    pool.close().await;
+}
+
+/// What a writer cannot publish goes to the relays at once: the broker refuses it (the
+/// writer's exchange is gone), the writer gives its lease back and wakes the
+/// urgent relay, which sends it well before the lease would have ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn urgent_rows_their_writer_could_not_publish_go_out_through_the_urgent_relay() {
+    let (env, pool, bus) = outbox_and_queue("handed_back").await;
+    let (stats, shutdown, relay) = relay_beside(&pool, &bus, Duration::from_secs(30));
+    eventually(30, "the relay's first round", || async {
+        (stats.rounds() >= 1).then_some(())
+    })
+    .await;
+    // Another topology, whose exchange the writer publishes to is gone: the broker
+    // closes the channel of such a publish.
+    let nowhere = Bus::connect(env.amqp_url(), Topology::new("nowhere."))
+        .await
+        .unwrap();
+    let ch = nowhere.channel().await.unwrap();
+    ch.exchange_delete(
+        nowhere.topology().exchange(Exchange::Events).as_str().into(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let _ = ch.close(200, "deleted".into()).await;
+    let handover = Handover::new(nowhere.clone());
+    let started = Instant::now();
+    let handed = write_handed(&pool, &handover, "handed_back").await;
+    handover.publish(&pool, handed).await;
+    let sent = "SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL";
+    wait_count(&pool, sent, 2, 30, "both rows relayed").await;
+    assert!(
+        started.elapsed() < himaya_store::handover::LEASE,
+        "the urgent row waited for its lease to end ({:?})",
+        started.elapsed()
+    );
+    assert!(stats.urgent_rounds() >= 1, "the urgent relay was not woken");
+    let failed: (i32, Option<String>) = sqlx::query_as(
+        "SELECT attempts, leased_by FROM outbox WHERE message_id = 'msg_handed_back_urgent'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(failed.0, 0, "a writer's failure is not a relay's attempt");
+    shutdown.cancel();
+    relay.await.unwrap();
+    let copies = drain(&bus, "handed_back").await;
+    assert_eq!(copies.values().sum::<u32>(), 2, "each row once: {copies:?}");
+    nowhere.close().await;
+    bus.close().await;
+    pool.close().await;
+}
+
+/// A writer that dies between its commit and its publish: its urgent row waits for the
+/// lease to end, then a relay sends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn urgent_rows_of_a_writer_that_died_go_out_once_their_lease_ends() {
+    let (_env, pool, bus) = outbox_and_queue("handed_dead").await;
+    let (_stats, shutdown, relay) = relay_beside(&pool, &bus, Duration::from_secs(1));
+    let handover = Handover::new(bus.clone());
+    let written = Instant::now();
+    let handed = write_handed(&pool, &handover, "handed_dead").await;
+    drop((handover, handed));
+    let sent = "SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL";
+    wait_count(&pool, sent, 1, 30, "the routine row relayed").await;
+    wait_count(&pool, sent, 2, 30, "the urgent row relayed").await;
+    assert!(
+        written.elapsed() >= himaya_store::handover::LEASE,
+        "sent before the writer's lease ended"
+    );
+    shutdown.cancel();
+    relay.await.unwrap();
+    let copies = drain(&bus, "handed_dead").await;
     assert_eq!(copies.values().sum::<u32>(), 2, "each row once: {copies:?}");
     bus.close().await;
     pool.close().await;

@@ -8,6 +8,7 @@
 //! message id in the same transaction as its effect.
 
 pub mod agencies;
+pub mod handover;
 pub mod inbox;
 pub mod outbox;
 pub mod relay;

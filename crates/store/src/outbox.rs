@@ -63,8 +63,19 @@ pub fn message_of<E: Event>(
 /// Adds `msgs` to the outbox of the connection's schema in one statement, in their
 /// order (the relay sends them in it), and wakes the relay at commit.
 pub async fn enqueue_all(conn: &mut PgConnection, msgs: &[Outgoing]) -> Result<(), StoreError> {
+    insert_all(conn, msgs, None).await.map(|_| ())
+}
+
+/// [`enqueue_all`], but the urgent rows leased by `held` (a holder's name, and how long)
+/// from the start: no relay takes them before that lease ends, and the relay is woken
+/// only for the others. The urgent rows' ids, in `msgs`' order.
+pub(crate) async fn insert_all(
+    conn: &mut PgConnection,
+    msgs: &[Outgoing],
+    held: Option<(&str, std::time::Duration)>,
+) -> Result<Vec<(i64, String)>, StoreError> {
     if msgs.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let headers = msgs
         .iter()
@@ -74,14 +85,28 @@ pub async fn enqueue_all(conn: &mut PgConnection, msgs: &[Outgoing]) -> Result<(
     let column = |f: fn(&Outgoing) -> &str| -> Vec<&str> { msgs.iter().map(f).collect() };
     let priorities: Vec<i16> = msgs.iter().map(|m| i16::from(m.priority)).collect();
     let payloads: Vec<&[u8]> = msgs.iter().map(|m| m.payload.as_slice()).collect();
-    sqlx::query(
+    // The rows a relay must be woken for: all of them, or the routine ones when the
+    // urgent are held.
+    let unheld: Vec<&Outgoing> = msgs
+        .iter()
+        .filter(|m| held.is_none() || m.priority < URGENT_PRIORITY)
+        .collect();
+    let rows = sqlx::query_as::<_, (Option<i64>, Option<String>)>(
         "WITH rows AS (
-           INSERT INTO outbox (message_id, exchange, routing_key, event_type, priority, headers, payload)
-           SELECT m.message_id, m.exchange, m.routing_key, m.event_type, m.priority, m.headers, m.payload
+           INSERT INTO outbox (message_id, exchange, routing_key, event_type, priority, headers, payload,
+                               lease_until, leased_by)
+           SELECT m.message_id, m.exchange, m.routing_key, m.event_type, m.priority, m.headers, m.payload,
+                  CASE WHEN m.priority >= $10 AND $9::text IS NOT NULL
+                       THEN now() + make_interval(secs => $11) END,
+                  CASE WHEN m.priority >= $10 THEN $9::text END
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::smallint[], $6::jsonb[], $7::bytea[])
                   WITH ORDINALITY AS m(message_id, exchange, routing_key, event_type, priority, headers, payload, i)
-            ORDER BY m.i)
-         SELECT pg_notify('himaya_outbox_' || current_schema(), $8)",
+            ORDER BY m.i
+           RETURNING id, message_id, leased_by)
+         SELECT id, message_id FROM rows WHERE leased_by IS NOT NULL
+         UNION ALL
+         SELECT NULL, NULL FROM (SELECT pg_notify('himaya_outbox_' || current_schema(), $8)) AS woken
+          WHERE $12",
     )
     .bind(column(|m| m.message_id.as_str()))
     .bind(column(|m| m.exchange.as_str()))
@@ -90,10 +115,21 @@ pub async fn enqueue_all(conn: &mut PgConnection, msgs: &[Outgoing]) -> Result<(
     .bind(&priorities)
     .bind(&headers)
     .bind(&payloads)
-    .bind(wake(msgs))
-    .execute(&mut *conn)
+    .bind(wake(unheld.iter().copied()))
+    .bind(held.map(|(holder, _)| holder))
+    .bind(i16::from(URGENT_PRIORITY))
+    .bind(held.map_or(0.0, |(_, lease)| lease.as_secs_f64()))
+    .bind(!unheld.is_empty())
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(())
+    let held: std::collections::HashMap<String, i64> = rows
+        .into_iter()
+        .filter_map(|(id, message_id)| Some((message_id?, id?)))
+        .collect();
+    Ok(msgs
+        .iter()
+        .filter_map(|m| Some((*held.get(&m.message_id)?, m.message_id.clone())))
+        .collect())
 }
 
 /// Adds `msg` to the outbox of the connection's schema and wakes the relay at commit.
@@ -114,7 +150,7 @@ pub async fn enqueue(conn: &mut PgConnection, msg: &Outgoing) -> Result<(), Stor
     .bind(i16::from(msg.priority))
     .bind(headers)
     .bind(&msg.payload)
-    .bind(wake(std::slice::from_ref(msg)))
+    .bind(wake(std::iter::once(msg)))
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -123,8 +159,8 @@ pub async fn enqueue(conn: &mut PgConnection, msg: &Outgoing) -> Result<(), Stor
 /// The payload of the notification that wakes the relay: [`URGENT_PAYLOAD`] when a row is
 /// urgent (the urgent relay publishes it at once), empty otherwise. PostgreSQL sends one
 /// notification of each payload per transaction, however many writes asked for it.
-fn wake(msgs: &[Outgoing]) -> &'static str {
-    if msgs.iter().any(|m| m.priority >= URGENT_PRIORITY) {
+fn wake<'a>(mut msgs: impl Iterator<Item = &'a Outgoing>) -> &'static str {
+    if msgs.any(|m| m.priority >= URGENT_PRIORITY) {
         URGENT_PAYLOAD
     } else {
         ""

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use himaya_bus::{Exchange, Outgoing};
 use himaya_events::{keys, new_message_id, ReferralCreated, ReferralsCreated};
 use himaya_record::{CaseId, CaseRecord};
+use himaya_store::handover::{Handed, Handover};
 use himaya_store::outbox::message_of;
 use himaya_store::StoreError;
 use sqlx::{PgConnection, PgPool};
@@ -81,10 +82,11 @@ pub async fn open_case(
     pool: &PgPool,
     case: &NewCase,
     wanted: &(dyn Fn() -> bool + Sync),
-) -> Result<Option<Submitted>, CasesError> {
-    Ok(open_cases(pool, &[case], wanted)
+    handover: Option<&Handover>,
+) -> Result<Option<(Submitted, Handed)>, CasesError> {
+    Ok(open_cases(pool, &[case], wanted, handover)
         .await?
-        .and_then(|mut answers| answers.pop()))
+        .and_then(|(mut answers, handed)| Some((answers.pop()?, handed))))
 }
 
 /// A submission's key: its submitter and its id, one lock and one answer each.
@@ -103,12 +105,14 @@ fn opened_by(referral_id: &str) -> String {
 /// one submission queue up on its advisory lock instead of racing. The answers are in
 /// the order of `cases`. A failure fails the whole group and writes nothing; so does a
 /// `wanted` that says no just before the commit (`None`: a caller is gone, and a call
-/// that times out takes its write with it).
+/// that times out takes its write with it). With a `handover`, the urgent events are
+/// the writer's to publish once this returns (`Handed`; see `himaya_store::handover`).
 pub async fn open_cases(
     pool: &PgPool,
     cases: &[&NewCase],
     wanted: &(dyn Fn() -> bool + Sync),
-) -> Result<Option<Vec<Submitted>>, CasesError> {
+    handover: Option<&Handover>,
+) -> Result<Option<(Vec<Submitted>, Handed)>, CasesError> {
     let mut tx = pool.begin().await?;
     // The same locks as one at a time, taken in one order, so that two groups (or a
     // group and a single writer) never wait on each other in a circle.
@@ -162,10 +166,15 @@ pub async fn open_cases(
             opened[i] = true;
         }
     }
+    let mut handed = Handed::default();
     if !new.is_empty() {
         insert_cases(&mut tx, &new).await?;
         crate::duplicates::index_children(&mut tx, new.iter().map(|c| &c.record)).await?;
-        himaya_store::outbox::enqueue_all(&mut tx, &referral_messages(&new)?).await?;
+        let msgs = referral_messages(&new)?;
+        match handover {
+            Some(h) => handed = h.enqueue_all(&mut tx, &msgs).await?,
+            None => himaya_store::outbox::enqueue_all(&mut tx, &msgs).await?,
+        }
     }
     if !wanted() {
         tx.rollback().await?;
@@ -183,7 +192,7 @@ pub async fn open_cases(
             Ok(a)
         })
         .collect::<Result<_, CasesError>>()
-        .map(Some)
+        .map(|answers| Some((answers, handed)))
 }
 
 /// The `referral.created` events of a group's new cases in as few messages as their

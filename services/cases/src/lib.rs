@@ -131,15 +131,18 @@ impl Component for Cases {
         if indexed > 0 {
             tracing::info!(cases = indexed, "children index backfilled");
         }
-        let urgent_pool = himaya_store::extra_pool(
-            &settings.database,
-            SCHEMA,
-            settings.database.urgent_connections.max(1),
-        )?;
+        let lanes = himaya_store::Lanes::of(pool.clone(), &settings.database, SCHEMA)?;
         // Two routine writers: one gathers the next group while the other commits.
-        let (opening, mut writers) = Opening::start(pool.clone(), 2, shutdown.clone(), None);
-        let (urgent_opening, urgent_writers) =
-            Opening::start(urgent_pool, 1, shutdown.clone(), bus.urgent());
+        let (opening, mut writers) =
+            Opening::start(lanes.routine, 2, shutdown.clone(), None, None);
+        // The urgent writer publishes its escalations' events itself.
+        let (urgent_opening, urgent_writers) = Opening::start(
+            lanes.urgent,
+            1,
+            shutdown.clone(),
+            bus.urgent(),
+            Some(himaya_store::handover::Handover::new(bus.clone())),
+        );
         writers.extend(urgent_writers);
         let state = Arc::new(State {
             pool: pool.clone(),

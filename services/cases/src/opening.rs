@@ -23,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 use himaya_proto::v1::MappedService;
 
+use himaya_store::handover::{Handed, Handover};
+
 use crate::db::{open_case, open_cases, NewCase, Submitted};
 use crate::CasesError;
 
@@ -50,12 +52,15 @@ impl Opening {
     /// the next group gathers and is written by another.
     /// The writers run on the urgent runtime of `urgent` (for the urgent lane: see
     /// `himaya_bus::urgent`), or beside the caller; their pool's connections are opened,
-    /// and so driven, there.
+    /// and so driven, there. With a `handover`, the writers publish their urgent events
+    /// themselves as soon as each group has committed and its callers are answered
+    /// (`himaya_store::handover`), instead of leaving them to the relay.
     pub(crate) fn start(
         pool: PgPool,
         writers: usize,
         shutdown: CancellationToken,
         urgent: Option<&himaya_bus::urgent::Urgent>,
+        handover: Option<Handover>,
     ) -> (Opening, Vec<JoinHandle<()>>) {
         // Bounded: the gateway's admission already bounds what can wait here.
         let (jobs, queue) = mpsc::channel(GROUP * writers.max(1) * 2);
@@ -64,7 +69,12 @@ impl Opening {
             .map(|_| {
                 himaya_bus::urgent::spawn(
                     urgent,
-                    write(pool.clone(), queue.clone(), shutdown.clone()),
+                    write(
+                        pool.clone(),
+                        queue.clone(),
+                        handover.clone(),
+                        shutdown.clone(),
+                    ),
                 )
             })
             .collect();
@@ -88,7 +98,12 @@ fn stopped() -> CasesError {
 }
 
 /// One writer: waits for a referral, takes whatever else already waits, writes them.
-async fn write(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Job>>>, shutdown: CancellationToken) {
+async fn write(
+    pool: PgPool,
+    queue: Arc<Mutex<mpsc::Receiver<Job>>>,
+    handover: Option<Handover>,
+    shutdown: CancellationToken,
+) {
     loop {
         let group = {
             let mut queue = queue.lock().await;
@@ -108,14 +123,14 @@ async fn write(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Job>>>, shutdown: C
             }
             group
         };
-        write_group(&pool, group).await;
+        write_group(&pool, group, handover.as_ref()).await;
     }
 }
 
 /// Writes a group and answers each of its callers. A caller gone before the commit (its
 /// deadline passed) takes the group's transaction back with it, as a lone call's would;
-/// the others are written again without it.
-async fn write_group(pool: &PgPool, mut group: Vec<Job>) {
+/// the others are written again without it. Then publishes what the `handover` holds.
+async fn write_group(pool: &PgPool, mut group: Vec<Job>, handover: Option<&Handover>) {
     loop {
         group.retain(|j| !j.reply.is_closed());
         if group.is_empty() {
@@ -123,15 +138,22 @@ async fn write_group(pool: &PgPool, mut group: Vec<Job>) {
         }
         let cases: Vec<&NewCase> = group.iter().map(|j| &j.case).collect();
         let wanted = || group.iter().all(|j| !j.reply.is_closed());
-        match open_cases(pool, &cases, &wanted).await {
+        match open_cases(pool, &cases, &wanted, handover).await {
             Ok(None) => continue,
-            Ok(Some(answers)) => {
-                let records: Vec<&CaseRecord> = group.iter().map(|j| &j.case.record).collect();
-                let proposed = proposals(pool, &records).await;
-                for ((job, answer), proposed) in group.into_iter().zip(answers).zip(proposed) {
-                    // Gone since the commit: its case is stored all the same.
-                    let _ = job.reply.send(Ok((answer, proposed)));
-                }
+            Ok(Some((answers, handed))) => {
+                // The events go out while the proposals are read: neither waits for
+                // the other.
+                let answering = async {
+                    let records: Vec<&CaseRecord> =
+                        group.iter().map(|j| &j.case.record).collect();
+                    let proposed = proposals(pool, &records).await;
+                    for ((job, answer), proposed) in group.into_iter().zip(answers).zip(proposed)
+                    {
+                        // Gone since the commit: its case is stored all the same.
+                        let _ = job.reply.send(Ok((answer, proposed)));
+                    }
+                };
+                tokio::join!(answering, publish(handover, pool, handed));
                 return;
             }
             Err(e) if group.len() == 1 => {
@@ -144,11 +166,14 @@ async fn write_group(pool: &PgPool, mut group: Vec<Job>) {
                 tracing::warn!(error = %e, referrals = group.len(), "a group of referrals failed together; writing each alone");
                 for job in group {
                     let wanted = || !job.reply.is_closed();
-                    match open_case(pool, &job.case, &wanted).await {
-                        Ok(Some(answer)) => {
-                            let proposed = proposals(pool, &[&job.case.record]).await;
-                            let proposed = proposed.into_iter().next().unwrap_or_default();
-                            let _ = job.reply.send(Ok((answer, proposed)));
+                    match open_case(pool, &job.case, &wanted, handover).await {
+                        Ok(Some((answer, handed))) => {
+                            let answering = async {
+                                let proposed = proposals(pool, &[&job.case.record]).await;
+                                let proposed = proposed.into_iter().next().unwrap_or_default();
+                                let _ = job.reply.send(Ok((answer, proposed)));
+                            };
+                            tokio::join!(answering, publish(handover, pool, handed));
                         }
                         // Its caller is gone: nothing kept, no one to answer.
                         Ok(None) => {}
@@ -160,6 +185,13 @@ async fn write_group(pool: &PgPool, mut group: Vec<Job>) {
                 return;
             }
         }
+    }
+}
+
+/// Publishes what a committed group's writer holds (nothing without a handover).
+async fn publish(handover: Option<&Handover>, pool: &PgPool, handed: Handed) {
+    if let Some(h) = handover {
+        h.publish(pool, handed).await;
     }
 }
 

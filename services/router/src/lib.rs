@@ -74,6 +74,7 @@ impl Component for Routing {
         }
         let router = Arc::new(Router {
             bus: bus.clone(),
+            handover: himaya_store::handover::Handover::new(bus.clone()),
             declared: tokio::sync::Mutex::new(declared),
             pools: himaya_store::Lanes::of(pool, &settings.database, SCHEMA)?,
             settings: settings.clone(),
@@ -119,6 +120,9 @@ struct Router {
     /// committed, so the delivery waits there even before its connector consumes.
     declared: tokio::sync::Mutex<HashSet<String>>,
     pools: himaya_store::Lanes,
+    /// Urgent deliveries are published by the transaction that routed them, as soon as
+    /// it commits (`himaya_store::handover`), not by the relay.
+    handover: himaya_store::handover::Handover,
     settings: Arc<Settings>,
     metrics: Arc<himaya_metrics::Metrics>,
 }
@@ -195,9 +199,10 @@ impl Router {
         self.ensure_queues(recipients.iter().map(String::as_str))
             .await?;
         log_decisions(&mut tx, &plan.decisions).await?;
-        himaya_store::outbox::enqueue_all(&mut tx, &plan.outbox).await?;
+        let handed = self.handover.enqueue_all(&mut tx, &plan.outbox).await?;
         tx.commit().await?;
         self.count(&plan.decisions);
+        self.handover.publish(self.pool(), handed).await;
         Ok(())
     }
 
