@@ -454,7 +454,7 @@ async fn urgent_rows_held_for_their_writer_go_out_from_it_once() {
         (stats.rounds() >= 1).then_some(())
     })
     .await;
-    let handover = Handover::new(bus.clone());
+    let handover = Handover::new(bus.clone(), "lease_t");
     let handed = write_handed(&pool, &handover, "handed").await;
     assert!(!handed.is_empty());
     let sent = "SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL";
@@ -468,7 +468,11 @@ async fn urgent_rows_held_for_their_writer_go_out_from_it_once() {
     handover.publish(&pool, handed).await;
     assert_eq!(count(&pool, sent).await, 2, "published and not marked sent");
     assert_eq!(
-        count(&pool, "SELECT count(*) FROM outbox WHERE lease_until IS NOT NULL").await,
+        count(
+            &pool,
+            "SELECT count(*) FROM outbox WHERE lease_until IS NOT NULL"
+        )
+        .await,
         0
     );
     shutdown.cancel();
@@ -502,13 +506,17 @@ async fn urgent_rows_their_writer_could_not_publish_go_out_through_the_urgent_re
         .unwrap();
     let ch = nowhere.channel().await.unwrap();
     ch.exchange_delete(
-        nowhere.topology().exchange(Exchange::Events).as_str().into(),
+        nowhere
+            .topology()
+            .exchange(Exchange::Events)
+            .as_str()
+            .into(),
         Default::default(),
     )
     .await
     .unwrap();
     let _ = ch.close(200, "deleted".into()).await;
-    let handover = Handover::new(nowhere.clone());
+    let handover = Handover::new(nowhere.clone(), "lease_t");
     let started = Instant::now();
     let handed = write_handed(&pool, &handover, "handed_back").await;
     handover.publish(&pool, handed).await;
@@ -542,7 +550,7 @@ async fn urgent_rows_their_writer_could_not_publish_go_out_through_the_urgent_re
 async fn urgent_rows_of_a_writer_that_died_go_out_once_their_lease_ends() {
     let (_env, pool, bus) = outbox_and_queue("handed_dead").await;
     let (_stats, shutdown, relay) = relay_beside(&pool, &bus, Duration::from_secs(1));
-    let handover = Handover::new(bus.clone());
+    let handover = Handover::new(bus.clone(), "lease_t");
     let written = Instant::now();
     let handed = write_handed(&pool, &handover, "handed_dead").await;
     drop((handover, handed));

@@ -235,7 +235,7 @@ impl Metrics {
             publish: reg(
                 &mut r,
                 "himaya_outbox_publish_duration_seconds",
-                "Time to publish a relay's batch and receive every broker confirm, by outbox",
+                "Time to publish a relay's batch (or a writer's own urgent rows) and receive every broker confirm, by outbox",
                 histograms(),
             ),
             confirms_failed: reg(

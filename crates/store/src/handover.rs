@@ -36,6 +36,9 @@ pub const LEASE: Duration = Duration::from_secs(5);
 pub struct Handover {
     holder: String,
     bus: Arc<Bus>,
+    /// Its outbox's metrics, where the relay counts too: a writer's publishes are
+    /// that outbox's publishes.
+    metrics: himaya_metrics::OutboxHandles,
 }
 
 /// The urgent rows of one transaction, held for their writer to publish once it has
@@ -56,11 +59,13 @@ impl Handed {
 
 impl Handover {
     /// Publishes through `bus`; on the urgent runtime, through its urgent connection
-    /// (see `himaya_bus::urgent`).
-    pub fn new(bus: Arc<Bus>) -> Handover {
+    /// (see `himaya_bus::urgent`). Writes to the outbox of `schema`, and counts its
+    /// publishes in that outbox's metrics.
+    pub fn new(bus: Arc<Bus>, schema: &str) -> Handover {
         let random = uuid::Uuid::new_v4().simple().to_string();
         Handover {
             holder: format!("writer-{}-{}", std::process::id(), &random[..12]),
+            metrics: bus.metrics().outbox.of(schema),
             bus,
         }
     }
@@ -97,7 +102,11 @@ impl Handover {
             (true, Some(u)) => u.bus(),
             _ => &self.bus,
         };
+        let publishing = std::time::Instant::now();
         let published = tokio::time::timeout(LEASE, bus.publish_batch(&handed.msgs)).await;
+        self.metrics
+            .publish
+            .observe(publishing.elapsed().as_secs_f64());
         let mut sent = Vec::with_capacity(handed.ids.len());
         let mut freed = Vec::new();
         match published {
@@ -119,10 +128,15 @@ impl Handover {
             // Perhaps published, perhaps not: sent again by a relay, the inbox drops
             // what was a duplicate.
             Err(_) => {
-                tracing::warn!(rows = handed.ids.len(), secs = LEASE.as_secs(), "urgent outbox rows not confirmed in time; the relay sends them");
+                tracing::warn!(
+                    rows = handed.ids.len(),
+                    secs = LEASE.as_secs(),
+                    "urgent outbox rows not confirmed in time; the relay sends them"
+                );
                 freed = handed.ids;
             }
         }
+        self.metrics.confirms_failed.inc_by(freed.len() as u64);
         // Confirmed rows are sent whoever holds them now; only this writer's own leases
         // are given back.
         let recorded = sqlx::query(

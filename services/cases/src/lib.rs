@@ -133,15 +133,14 @@ impl Component for Cases {
         }
         let lanes = himaya_store::Lanes::of(pool.clone(), &settings.database, SCHEMA)?;
         // Two routine writers: one gathers the next group while the other commits.
-        let (opening, mut writers) =
-            Opening::start(lanes.routine, 2, shutdown.clone(), None, None);
+        let (opening, mut writers) = Opening::start(lanes.routine, 2, shutdown.clone(), None, None);
         // The urgent writer publishes its escalations' events itself.
         let (urgent_opening, urgent_writers) = Opening::start(
             lanes.urgent,
             1,
             shutdown.clone(),
             bus.urgent(),
-            Some(himaya_store::handover::Handover::new(bus.clone())),
+            Some(himaya_store::handover::Handover::new(bus.clone(), SCHEMA)),
         );
         writers.extend(urgent_writers);
         let state = Arc::new(State {

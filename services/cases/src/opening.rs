@@ -144,11 +144,9 @@ async fn write_group(pool: &PgPool, mut group: Vec<Job>, handover: Option<&Hando
                 // The events go out while the proposals are read: neither waits for
                 // the other.
                 let answering = async {
-                    let records: Vec<&CaseRecord> =
-                        group.iter().map(|j| &j.case.record).collect();
+                    let records: Vec<&CaseRecord> = group.iter().map(|j| &j.case.record).collect();
                     let proposed = proposals(pool, &records).await;
-                    for ((job, answer), proposed) in group.into_iter().zip(answers).zip(proposed)
-                    {
+                    for ((job, answer), proposed) in group.into_iter().zip(answers).zip(proposed) {
                         // Gone since the commit: its case is stored all the same.
                         let _ = job.reply.send(Ok((answer, proposed)));
                     }

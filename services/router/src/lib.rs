@@ -74,7 +74,7 @@ impl Component for Routing {
         }
         let router = Arc::new(Router {
             bus: bus.clone(),
-            handover: himaya_store::handover::Handover::new(bus.clone()),
+            handover: himaya_store::handover::Handover::new(bus.clone(), SCHEMA),
             declared: tokio::sync::Mutex::new(declared),
             pools: himaya_store::Lanes::of(pool, &settings.database, SCHEMA)?,
             settings: settings.clone(),
