@@ -373,6 +373,21 @@ async fn an_escalation_is_answered_and_delivered_while_routine_work_holds_every_
         "all of it while the worker was held"
     );
     holding.await.unwrap();
+    // Both hops' urgent rows went out from the writers that committed them (intake's
+    // urgent writer, the router), not through a relay: `himaya_store::handover`.
+    let db = env.pool().await;
+    for outbox in ["cases.outbox", "router.outbox"] {
+        let rows = format!(
+            "SELECT count(*) FROM {outbox}
+              WHERE priority >= {} AND sent_at IS NOT NULL AND leased_by LIKE 'writer-%'",
+            himaya_bus::URGENT_PRIORITY
+        );
+        assert!(
+            count(&db, &rows).await >= 2,
+            "{outbox}: the escalations' rows were not published by their writer"
+        );
+    }
+    db.close().await;
     hub.stop().await;
     side.shutdown_background();
 }

@@ -3,7 +3,8 @@
 //!
 //! The outbox is how "the row and its event are committed together": a service writes its
 //! rows and [`outbox::enqueue`]s the event in one transaction; the relay publishes with
-//! publisher confirms and marks the row sent only after the broker's ack. The inbox is
+//! publisher confirms and marks the row sent only after the broker's ack (or, for
+//! urgent rows, the writer itself as soon as it has committed: [`handover`]). The inbox is
 //! how "exactly-once effect" follows from at-least-once delivery: a consumer claims the
 //! message id in the same transaction as its effect.
 
