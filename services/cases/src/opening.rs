@@ -53,7 +53,7 @@ impl Opening {
     /// The writers run on the urgent runtime of `urgent` (for the urgent lane: see
     /// `himaya_bus::urgent`), or beside the caller; their pool's connections are opened,
     /// and so driven, there. With a `handover`, the writers publish their urgent events
-    /// themselves as soon as each group has committed and its callers are answered
+    /// themselves as soon as each group has committed, while its callers are answered
     /// (`himaya_store::handover`), instead of leaving them to the relay.
     pub(crate) fn start(
         pool: PgPool,

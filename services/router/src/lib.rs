@@ -157,7 +157,8 @@ impl Router {
     /// an error, none. Each message id is routed once, whether it was routed before (a
     /// redelivery) or is given twice (the first counts). A handful of statements for the
     /// whole batch: the inbox claims, the agencies each referral already reached, then
-    /// the decisions and the outbox rows, each in one insert.
+    /// the decisions and the outbox rows, each in one insert. Once it has committed, the
+    /// urgent deliveries are published from here (`himaya_store::handover`).
     async fn route_all(&self, events: &[Delivered<ReferralCreated>]) -> Result<(), RouterError> {
         let mut tx = self.pool().begin().await?;
         let ids: Vec<&str> = events.iter().map(|d| d.event.message_id.as_str()).collect();
