@@ -23,7 +23,7 @@ use std::time::Duration;
 use himaya_bus::{Bus, Outgoing};
 use sqlx::{PgConnection, PgPool};
 
-use crate::relay::URGENT_PAYLOAD;
+use crate::relay::{publish_rows, Published, URGENT_PAYLOAD};
 use crate::StoreError;
 
 /// How long a writer holds the urgent rows it wrote: the longest it waits for their
@@ -102,15 +102,10 @@ impl Handover {
             (true, Some(u)) => u.bus(),
             _ => &self.bus,
         };
-        let publishing = std::time::Instant::now();
-        let published = tokio::time::timeout(LEASE, bus.publish_batch(&handed.msgs)).await;
-        self.metrics
-            .publish
-            .observe(publishing.elapsed().as_secs_f64());
         let mut sent = Vec::with_capacity(handed.ids.len());
         let mut freed = Vec::new();
-        match published {
-            Ok(Ok(results)) => {
+        match publish_rows(bus, &handed.msgs, LEASE, Some(&self.metrics)).await {
+            Published::Answered(results) => {
                 for (id, result) in handed.ids.iter().zip(results) {
                     match result {
                         Ok(()) => sent.push(*id),
@@ -121,13 +116,13 @@ impl Handover {
                     }
                 }
             }
-            Ok(Err(e)) => {
+            Published::Unreachable(e) => {
                 tracing::warn!(error = %e, rows = handed.ids.len(), "urgent outbox rows not published; the relay sends them");
                 freed = handed.ids;
             }
             // Perhaps published, perhaps not: sent again by a relay, the inbox drops
             // what was a duplicate.
-            Err(_) => {
+            Published::Unanswered => {
                 tracing::warn!(
                     rows = handed.ids.len(),
                     secs = LEASE.as_secs(),
@@ -136,7 +131,6 @@ impl Handover {
                 freed = handed.ids;
             }
         }
-        self.metrics.confirms_failed.inc_by(freed.len() as u64);
         // Confirmed rows are sent whoever holds them now; only this writer's own leases
         // are given back.
         let recorded = sqlx::query(

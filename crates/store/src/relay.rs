@@ -582,6 +582,46 @@ pub async fn relay_once(pool: &PgPool, bus: &Bus, batch: i64) -> Result<usize, R
     Ok(round.sent)
 }
 
+/// What publishing outbox rows together came to.
+pub(crate) enum Published {
+    /// The broker's answer for each row, in their order.
+    Answered(Vec<Result<(), himaya_bus::BusError>>),
+    /// The broker could not be reached: nothing went out.
+    Unreachable(himaya_bus::BusError),
+    /// No answer for them all in the time given: perhaps published, perhaps not.
+    Unanswered,
+}
+
+/// Publishes outbox rows and waits for every confirm, `within` at most; counts the
+/// publish's time and the rows the broker did not confirm in their outbox's `metrics`.
+/// What the relay's rounds and the writers' handovers (`crate::handover`) both do.
+pub(crate) async fn publish_rows(
+    bus: &Bus,
+    msgs: &[Outgoing],
+    within: Duration,
+    metrics: Option<&himaya_metrics::OutboxHandles>,
+) -> Published {
+    if msgs.is_empty() {
+        return Published::Answered(Vec::new());
+    }
+    let publishing = Instant::now();
+    let published = match tokio::time::timeout(within, bus.publish_batch(msgs)).await {
+        Ok(Ok(results)) => Published::Answered(results),
+        Ok(Err(e)) => Published::Unreachable(e),
+        Err(_) => Published::Unanswered,
+    };
+    if let Some(m) = metrics {
+        m.publish.observe(publishing.elapsed().as_secs_f64());
+        let unconfirmed = match &published {
+            Published::Answered(results) => results.iter().filter(|r| r.is_err()).count(),
+            Published::Unreachable(_) => 0,
+            Published::Unanswered => msgs.len(),
+        };
+        m.confirms_failed.inc_by(unconfirmed as u64);
+    }
+    published
+}
+
 /// What one [`Relay::round`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Round {
@@ -674,26 +714,10 @@ impl Relay {
                 Err(e) => outcomes.push((id, Some(e.to_string()))),
             }
         }
-        let publishing = Instant::now();
-        let published = if msgs.is_empty() {
-            Ok(Ok(Vec::new()))
-        } else {
-            tokio::time::timeout(self.cfg.lease, bus.publish_batch(&msgs)).await
-        };
-        if let Some(m) = &self.metrics {
-            if !msgs.is_empty() {
-                m.publish.observe(publishing.elapsed().as_secs_f64());
-            }
-            let unconfirmed = match &published {
-                Ok(Ok(results)) => results.iter().filter(|r| r.is_err()).count(),
-                Ok(Err(_)) => 0,
-                Err(_) => msgs.len(),
-            };
-            m.confirms_failed.inc_by(unconfirmed as u64);
-        }
+        let published = publish_rows(bus, &msgs, self.cfg.lease, self.metrics.as_ref()).await;
         let results = match published {
-            Ok(Ok(results)) => results,
-            Ok(Err(e)) => {
+            Published::Answered(results) => results,
+            Published::Unreachable(e) => {
                 // Nothing went out: the rows are free again at once, for the next round
                 // (the malformed ones wait for it to record their backoff).
                 self.outcomes = outcomes;
@@ -702,7 +726,7 @@ impl Relay {
             }
             // Perhaps published, perhaps not: the leases expire when this gives up, and
             // the rows go out again (the inbox drops what was a duplicate).
-            Err(_) => {
+            Published::Unanswered => {
                 self.outcomes = outcomes;
                 return Err(RelayError::Unconfirmed(self.cfg.lease));
             }
