@@ -79,16 +79,8 @@ impl Handover {
         msgs: &[Outgoing],
     ) -> Result<Handed, StoreError> {
         let held = crate::outbox::insert_all(conn, msgs, Some((&self.holder, LEASE))).await?;
-        let mut handed = Handed::default();
-        let mut msgs = msgs.iter();
-        for (id, message_id) in held {
-            // `held` is in `msgs`' order.
-            if let Some(m) = msgs.by_ref().find(|m| m.message_id == message_id) {
-                handed.ids.push(id);
-                handed.msgs.push(m.clone());
-            }
-        }
-        Ok(handed)
+        let (ids, msgs) = held.into_iter().map(|(id, m)| (id, m.clone())).unzip();
+        Ok(Handed { ids, msgs })
     }
 
     /// Publishes rows this writer committed and waits for their confirms, then marks

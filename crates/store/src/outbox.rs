@@ -68,12 +68,12 @@ pub async fn enqueue_all(conn: &mut PgConnection, msgs: &[Outgoing]) -> Result<(
 
 /// [`enqueue_all`], but the urgent rows leased by `held` (a holder's name, and how long)
 /// from the start: no relay takes them before that lease ends, and the relay is woken
-/// only for the others. The urgent rows' ids, in `msgs`' order.
-pub(crate) async fn insert_all(
+/// only for the others. The held rows' ids with their messages, in `msgs`' order.
+pub(crate) async fn insert_all<'a>(
     conn: &mut PgConnection,
-    msgs: &[Outgoing],
+    msgs: &'a [Outgoing],
     held: Option<(&str, std::time::Duration)>,
-) -> Result<Vec<(i64, String)>, StoreError> {
+) -> Result<Vec<(i64, &'a Outgoing)>, StoreError> {
     if msgs.is_empty() {
         return Ok(Vec::new());
     }
@@ -128,7 +128,7 @@ pub(crate) async fn insert_all(
         .collect();
     Ok(msgs
         .iter()
-        .filter_map(|m| Some((*held.get(&m.message_id)?, m.message_id.clone())))
+        .filter_map(|m| Some((*held.get(&m.message_id)?, m)))
         .collect())
 }
 
