@@ -816,21 +816,12 @@ impl Node {
     }
 }
 
-/// `bus.urls`: the hub connects to the first node that answers, and when its node dies
-/// it carries on through the next without that node coming back.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_hub_moves_to_another_broker_node_when_its_node_dies() {
+/// A hub whose `bus.urls` are a node that is down, then `node` (in front of the real
+/// broker), then the real broker; `bus.url` says the node that is down.
+async fn hub_behind(node: &Node, env: &mut TestEnv) -> himaya::hub::Hub {
     use himaya_settings::SecretString;
-    let (agency, addr) = FakeAgency::start(&[]).await;
-    let mut env = TestEnv::new(Some(addr)).await;
     let amqp = env.amqp_url();
-    let broker: std::net::SocketAddr = {
-        let u = reqwest::Url::parse(&amqp).unwrap();
-        format!("{}:{}", u.host_str().unwrap(), u.port().unwrap_or(5672))
-            .parse()
-            .unwrap()
-    };
-    let node = Node::start(broker).await;
+    let broker = broker_addr(&amqp);
     // No node listens here (bound, never listening: refused).
     let (_dead, dead_port) = reserved_port();
     let through = |port: u16| amqp.replacen(&format!(":{}", broker.port()), &format!(":{port}"), 1);
@@ -839,7 +830,24 @@ async fn the_hub_moves_to_another_broker_node_when_its_node_dies() {
         SecretString::from(through(node.addr.port())),
         SecretString::from(amqp.clone()),
     ];
-    let hub = env.start().await;
+    env.start().await
+}
+
+fn broker_addr(amqp: &str) -> std::net::SocketAddr {
+    let u = reqwest::Url::parse(amqp).unwrap();
+    format!("{}:{}", u.host_str().unwrap(), u.port().unwrap_or(5672))
+        .parse()
+        .unwrap()
+}
+
+/// `bus.urls`: the hub connects to the first node that answers, and when its node dies
+/// it carries on through the next without that node coming back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_moves_to_another_broker_node_when_its_node_dies() {
+    let (agency, addr) = FakeAgency::start(&[]).await;
+    let mut env = TestEnv::new(Some(addr)).await;
+    let node = Node::start(broker_addr(&env.amqp_url())).await;
+    let hub = hub_behind(&node, &mut env).await;
     let mut intake = IntakeClient::new(channel(&hub).await);
     intake
         .submit_school_referral(from_school(school_request("sub-node-a")))
@@ -863,5 +871,63 @@ async fn the_hub_moves_to_another_broker_node_when_its_node_dies() {
         agency.received(&r.referral_id).then_some(())
     })
     .await;
+    hub.stop().await;
+}
+
+/// A delivery the connector holds when its broker node dies (the agency still
+/// answering) cannot be acknowledged on the dead connection: the connector's consumer
+/// comes back on the next node, the broker gives the delivery again (the connector's
+/// inbox knows it; any call made again carries the same idempotency key), its answer is
+/// recorded once, and what comes after is delivered too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_in_hand_when_its_node_dies_is_made_again_through_the_next() {
+    let (agency, addr) = FakeAgency::scripted(vec![Step::Slow(1_500, 201)]).await;
+    let mut env = TestEnv::new(Some(addr)).await;
+    let node = Node::start(broker_addr(&env.amqp_url())).await;
+    let hub = hub_behind(&node, &mut env).await;
+    let mut intake = IntakeClient::new(channel(&hub).await);
+    let first = intake
+        .submit_school_referral(from_school(school_request("sub-held-a")))
+        .await
+        .unwrap()
+        .into_inner();
+    // The agency has the request and answers in 1.5 s: the node dies meanwhile.
+    eventually(30, "the first delivery at the agency", || async {
+        (agency.count() == 1).then_some(())
+    })
+    .await;
+    node.kill().await;
+
+    let second = intake
+        .submit_school_referral(from_school(school_request("sub-held-b")))
+        .await
+        .unwrap()
+        .into_inner();
+    eventually(60, "both deliveries through the next node", || async {
+        agency.received(&second.referral_id).then_some(())
+    })
+    .await;
+    let pool = env.pool().await;
+    wait_count(
+        &pool,
+        &format!(
+            "SELECT count(*) FROM cases.referral_deliveries WHERE referral_id = '{}' AND outcome = 'delivered'",
+            first.referral_id
+        ),
+        1,
+        60,
+        "the first referral's answer recorded once",
+    )
+    .await;
+    let keys: Vec<_> = agency
+        .requests()
+        .into_iter()
+        .filter(|s| s.body["referral_id"] == first.referral_id)
+        .map(|s| s.idempotency_key)
+        .collect();
+    // Made again or not (the connector may have recorded it before the node died), the
+    // agency sees one key for it.
+    assert!(keys[0].is_some(), "{keys:?}");
+    assert!(keys.windows(2).all(|w| w[0] == w[1]), "{keys:?}");
     hub.stop().await;
 }

@@ -314,17 +314,21 @@ async fn consume_once<D: Drain>(
     counts: &LaneHandles,
 ) -> Result<(), BusError> {
     let ch = bus.channel().await?;
-    ch.basic_qos(how.qos(), BasicQosOptions::default())
-        .await
-        .map_err(BusError::Consume)?;
-    let consumer = ch
-        .basic_consume(
+    // Bounded like the channel's opening: a connection dying meanwhile may leave them
+    // unanswered.
+    let subscribing = async {
+        ch.basic_qos(how.qos(), BasicQosOptions::default()).await?;
+        ch.basic_consume(
             queue.into(),
             "".into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )
         .await
+    };
+    let consumer = tokio::time::timeout(crate::CHANNEL_TIMEOUT, subscribing)
+        .await
+        .map_err(|_| BusError::Unconfirmed(crate::CHANNEL_TIMEOUT.as_millis() as u64))?
         .map_err(BusError::Consume)?;
     *attempt = 0;
     how.drain(bus, queue, &ch, consumer, shutdown, counts).await
@@ -471,7 +475,7 @@ impl<H: BatchHandler> Batches<H> {
                 // The batch is every unacknowledged delivery up to its last: the earlier
                 // ones of the channel were settled before it began.
                 let opts = BasicAckOptions { multiple: true };
-                let acked = crate::settled(last.delivery.ack(opts).await);
+                let acked = crate::settle(last.delivery.ack(opts)).await;
                 if acked.is_ok() {
                     counts.acked.inc_by(size as u64);
                 }
@@ -535,7 +539,7 @@ async fn process<H: Handler>(
     match outcome {
         Ok(()) => {
             let handled = started.elapsed();
-            let acked = crate::settled(msg.delivery.ack(BasicAckOptions::default()).await);
+            let acked = crate::settle(msg.delivery.ack(BasicAckOptions::default())).await;
             if acked.is_ok() {
                 counts.acked.inc();
             }
@@ -550,7 +554,7 @@ async fn process<H: Handler>(
                 requeue: true,
                 ..Default::default()
             };
-            crate::settled(msg.delivery.nack(opts).await)
+            crate::settle(msg.delivery.nack(opts)).await
         }
     }
 }
@@ -583,7 +587,7 @@ async fn park(
         Ok(()) => {
             counts.parked.inc();
             tracing::error!(queue, message_id = %id, reason, "message parked; an operator must look at it");
-            crate::settled(msg.delivery.ack(BasicAckOptions::default()).await)
+            crate::settle(msg.delivery.ack(BasicAckOptions::default())).await
         }
         Err(e) => {
             tracing::warn!(queue, message_id = %id, error = %e, "parking failed; requeued");
@@ -591,7 +595,7 @@ async fn park(
                 requeue: true,
                 ..Default::default()
             };
-            crate::settled(msg.delivery.nack(opts).await)
+            crate::settle(msg.delivery.nack(opts)).await
         }
     }
 }

@@ -28,6 +28,13 @@ pub use topology::{lane_key, queues, urgent_queue, Exchange, Topology, URGENT_PR
 /// connection that says it is up: the broker answers in milliseconds.
 const CHANNEL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long an ack, nack or reject may take to be handed to the broker (lapin answers once
+/// it is written to the socket: a healthy connection takes microseconds).
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a lone publish ([`Bus::publish`]: parking, the tools) waits for its confirm.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
     #[error("cannot connect to the broker")]
@@ -49,16 +56,27 @@ pub enum BusError {
     Consume(#[source] lapin::Error),
     #[error("the channel closed before the acknowledgement reached the broker; the message will be delivered again")]
     NotAcknowledged,
+    #[error("the acknowledgement was not sent within {0} s; the channel is dropped and the message will be delivered again")]
+    Unsettled(u64),
+    /// No answer from the broker within the time given (ms): what was sent may or may
+    /// not have arrived.
+    #[error("the broker did not confirm within {0} ms")]
+    Unconfirmed(u64),
 }
 
 /// An ack, nack or reject that lapin could not send (its channel closed or the delivery
 /// was already settled) is an error: the broker still holds the message and will deliver
-/// it again, which the idempotent handlers absorb.
-pub(crate) fn settled(r: lapin::Result<bool>) -> Result<(), BusError> {
-    match r {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(BusError::NotAcknowledged),
-        Err(e) => Err(BusError::Consume(e)),
+/// it again, which the idempotent handlers absorb. Bounded by [`SETTLE_TIMEOUT`]: a
+/// settlement sent just as the connection died can be left unanswered by lapin, and a
+/// consumer waiting on it would never notice that its channel is gone.
+pub(crate) async fn settle(
+    settling: impl std::future::Future<Output = lapin::Result<bool>>,
+) -> Result<(), BusError> {
+    match tokio::time::timeout(SETTLE_TIMEOUT, settling).await {
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => Err(BusError::NotAcknowledged),
+        Ok(Err(e)) => Err(BusError::Consume(e)),
+        Err(_) => Err(BusError::Unsettled(SETTLE_TIMEOUT.as_secs())),
     }
 }
 
@@ -345,19 +363,45 @@ impl Bus {
             }
         }
         let ch = self.channel().await?;
-        ch.confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(BusError::Publish)?;
+        // Bounded like the channel's opening, with the publisher's lock held.
+        match tokio::time::timeout(
+            CHANNEL_TIMEOUT,
+            ch.confirm_select(ConfirmSelectOptions::default()),
+        )
+        .await
+        {
+            Ok(selected) => selected.map_err(BusError::Publish)?,
+            Err(_) => return Err(BusError::Unconfirmed(CHANNEL_TIMEOUT.as_millis() as u64)),
+        }
         *guard = Some(ch.clone());
         Ok(ch)
     }
 
-    /// Publishes and waits for the broker's confirm.
+    /// Publishes and waits for the broker's confirm, [`CONFIRM_TIMEOUT`] at most.
     pub async fn publish(&self, msg: &Outgoing) -> Result<(), BusError> {
-        self.publish_batch(std::slice::from_ref(msg))
+        self.publish_within(std::slice::from_ref(msg), CONFIRM_TIMEOUT)
             .await?
             .pop()
             .unwrap_or(Ok(()))
+    }
+
+    /// [`Bus::publish_batch`], waiting `within` at most for the confirms. Past it the
+    /// answer is [`BusError::Unconfirmed`] (each message perhaps published, perhaps
+    /// not) and the next publish starts on a fresh channel: a channel whose connection
+    /// died while lapin still called it open would leave every later publish as
+    /// unanswered.
+    pub async fn publish_within(
+        &self,
+        msgs: &[Outgoing],
+        within: Duration,
+    ) -> Result<Vec<Result<(), BusError>>, BusError> {
+        match tokio::time::timeout(within, self.publish_batch(msgs)).await {
+            Ok(published) => published,
+            Err(_) => {
+                *self.publisher.lock().await = None;
+                Err(BusError::Unconfirmed(within.as_millis() as u64))
+            }
+        }
     }
 
     /// Publishes every message, then waits for all the confirms: one round trip of

@@ -241,7 +241,7 @@ impl Scan {
 
     /// Removes the taken message from the parking queue.
     async fn take(&self, msg: &BasicGetMessage) -> Result<(), BusError> {
-        crate::settled(msg.delivery.ack(BasicAckOptions::default()).await)
+        crate::settle(msg.delivery.ack(BasicAckOptions::default())).await
     }
 
     async fn close(self) {
@@ -406,11 +406,14 @@ async fn publish_copy(
         mandatory: true,
         ..Default::default()
     };
-    let confirm = ch
-        .basic_publish("".into(), queue.into(), opts, &msg.delivery.data, props)
+    let publishing = async {
+        ch.basic_publish("".into(), queue.into(), opts, &msg.delivery.data, props)
+            .await?
+            .await
+    };
+    let confirm = tokio::time::timeout(crate::CONFIRM_TIMEOUT, publishing)
         .await
-        .map_err(BusError::Publish)?
-        .await
+        .map_err(|_| BusError::Unconfirmed(crate::CONFIRM_TIMEOUT.as_millis() as u64))?
         .map_err(BusError::Publish)?;
     match confirm {
         Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),

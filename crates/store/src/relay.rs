@@ -605,10 +605,10 @@ pub(crate) async fn publish_rows(
         return Published::Answered(Vec::new());
     }
     let publishing = Instant::now();
-    let published = match tokio::time::timeout(within, bus.publish_batch(msgs)).await {
-        Ok(Ok(results)) => Published::Answered(results),
-        Ok(Err(e)) => Published::Unreachable(e),
-        Err(_) => Published::Unanswered,
+    let published = match bus.publish_within(msgs, within).await {
+        Ok(results) => Published::Answered(results),
+        Err(himaya_bus::BusError::Unconfirmed(_)) => Published::Unanswered,
+        Err(e) => Published::Unreachable(e),
     };
     if let Some(m) = metrics {
         m.publish.observe(publishing.elapsed().as_secs_f64());
