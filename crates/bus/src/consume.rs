@@ -326,10 +326,10 @@ async fn consume_once<D: Drain>(
         )
         .await
     };
-    let consumer = tokio::time::timeout(crate::CHANNEL_TIMEOUT, subscribing)
-        .await
-        .map_err(|_| BusError::Unconfirmed(crate::CHANNEL_TIMEOUT.as_millis() as u64))?
-        .map_err(BusError::Consume)?;
+    let consumer = crate::bounded(crate::CHANNEL_TIMEOUT, async {
+        subscribing.await.map_err(BusError::Consume)
+    })
+    .await?;
     *attempt = 0;
     how.drain(bus, queue, &ch, consumer, shutdown, counts).await
 }

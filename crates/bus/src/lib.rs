@@ -80,6 +80,17 @@ pub(crate) async fn settle(
     }
 }
 
+/// `call` awaited `limit` at most: past it, [`BusError::Unconfirmed`] (the broker's
+/// answer may still come, on a channel no one reads any more).
+pub(crate) async fn bounded<T>(
+    limit: Duration,
+    call: impl std::future::Future<Output = Result<T, BusError>>,
+) -> Result<T, BusError> {
+    tokio::time::timeout(limit, call)
+        .await
+        .unwrap_or(Err(BusError::Unconfirmed(limit.as_millis() as u64)))
+}
+
 /// One message to publish.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
@@ -364,15 +375,12 @@ impl Bus {
         }
         let ch = self.channel().await?;
         // Bounded like the channel's opening, with the publisher's lock held.
-        match tokio::time::timeout(
-            CHANNEL_TIMEOUT,
-            ch.confirm_select(ConfirmSelectOptions::default()),
-        )
-        .await
-        {
-            Ok(selected) => selected.map_err(BusError::Publish)?,
-            Err(_) => return Err(BusError::Unconfirmed(CHANNEL_TIMEOUT.as_millis() as u64)),
-        }
+        bounded(CHANNEL_TIMEOUT, async {
+            ch.confirm_select(ConfirmSelectOptions::default())
+                .await
+                .map_err(BusError::Publish)
+        })
+        .await?;
         *guard = Some(ch.clone());
         Ok(ch)
     }
@@ -395,13 +403,11 @@ impl Bus {
         msgs: &[Outgoing],
         within: Duration,
     ) -> Result<Vec<Result<(), BusError>>, BusError> {
-        match tokio::time::timeout(within, self.publish_batch(msgs)).await {
-            Ok(published) => published,
-            Err(_) => {
-                *self.publisher.lock().await = None;
-                Err(BusError::Unconfirmed(within.as_millis() as u64))
-            }
+        let published = bounded(within, self.publish_batch(msgs)).await;
+        if let Err(BusError::Unconfirmed(_)) = published {
+            *self.publisher.lock().await = None;
         }
+        published
     }
 
     /// Publishes every message, then waits for all the confirms: one round trip of

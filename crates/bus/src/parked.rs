@@ -411,10 +411,10 @@ async fn publish_copy(
             .await?
             .await
     };
-    let confirm = tokio::time::timeout(crate::CONFIRM_TIMEOUT, publishing)
-        .await
-        .map_err(|_| BusError::Unconfirmed(crate::CONFIRM_TIMEOUT.as_millis() as u64))?
-        .map_err(BusError::Publish)?;
+    let confirm = crate::bounded(crate::CONFIRM_TIMEOUT, async {
+        publishing.await.map_err(BusError::Publish)
+    })
+    .await?;
     match confirm {
         Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
         Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_)) => {

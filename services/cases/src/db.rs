@@ -117,7 +117,7 @@ pub async fn open_cases(
     let keys: Vec<String> = cases.iter().map(|c| c.key()).collect();
     let distinct = keys.iter().collect::<std::collections::HashSet<_>>().len() == keys.len();
     if distinct {
-        match open_new_cases(pool, cases, wanted, handover).await {
+        match open_new_cases(pool, cases, &keys, wanted, handover).await {
             Err(CasesError::Store(StoreError::Database(e))) if stored_before(&e) => {}
             written => return written,
         }
@@ -140,13 +140,15 @@ fn stored_before(e: &sqlx::Error) -> bool {
 async fn open_new_cases(
     pool: &PgPool,
     cases: &[&NewCase],
+    keys: &[String],
     wanted: &(dyn Fn() -> bool + Sync),
     handover: Option<&Handover>,
 ) -> Result<Option<(Vec<Submitted>, Handed)>, CasesError> {
     // Inserted in the order of their keys, as the careful way takes its locks: two
     // groups sharing submissions wait on each other's keys in one order, never in a circle.
-    let mut ordered = cases.to_vec();
-    ordered.sort_by_cached_key(|c| c.key());
+    let mut by_key: Vec<(&String, &NewCase)> = keys.iter().zip(cases.iter().copied()).collect();
+    by_key.sort_by_key(|(key, _)| *key);
+    let ordered: Vec<&NewCase> = by_key.into_iter().map(|(_, case)| case).collect();
     let mut tx = pool.begin().await?;
     insert_cases(&mut tx, &ordered).await?;
     crate::duplicates::index_children(&mut tx, cases.iter().map(|c| &c.record)).await?;
