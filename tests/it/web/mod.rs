@@ -575,7 +575,11 @@ async fn an_operator_escalates_a_call_from_the_keyboard_and_the_screens_pass_axe
     c.goto(&format!("{base}/lang/en")).await.unwrap();
     c.goto(&format!("{base}/hotline")).await.unwrap();
     click(&c, Locator::Css("form[action='/hotline'] button")).await;
-    c.wait().for_element(Locator::Id("call_ref")).await.unwrap();
+    // The empty form is there before the answer too: wait for the answer's errors.
+    c.wait()
+        .for_element(Locator::Id("call_ref-error"))
+        .await
+        .unwrap();
     assert_eq!(
         serious_violations(&c).await,
         Vec::<String>::new(),

@@ -216,6 +216,12 @@ async fn an_operator_breaks_the_glass_on_a_call_and_an_auditor_sees_it_in_the_lo
     type_in(&c, Locator::Id("case_id"), &case).await;
     click(&c, Locator::Css("#kind option[value=break_glass]")).await;
     click(&c, Locator::Css("form.filters button")).await;
+    // The unfiltered page has rows too: wait for the page the filter answered, which
+    // marks the kind chosen (the attribute, not the option the click selected).
+    c.wait()
+        .for_element(Locator::Css("#kind option[value=break_glass][selected]"))
+        .await
+        .unwrap();
     c.wait()
         .for_element(Locator::Css("main table tbody tr"))
         .await
