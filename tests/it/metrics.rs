@@ -508,6 +508,16 @@ async fn readiness_drops_while_the_broker_is_gone_and_comes_back() {
         grpc_health(&ch, "").await,
         Some(ServingStatus::Serving as i32)
     );
+    // Each lane lost its channel once, however many times it tried to come back.
+    let samples = scrape(&hub).await.unwrap();
+    for lane in ["routine", "urgent"] {
+        let routed = [("queue", "router.referral-created"), ("lane", lane)];
+        assert_eq!(
+            value(&samples, "himaya_bus_consumer_restarts_total", &routed),
+            Some(1.0),
+            "{lane}"
+        );
+    }
     hub.stop().await;
 }
 

@@ -290,6 +290,8 @@ async fn lane<D: Drain>(
             Ok(()) => break,
             Err(e) => {
                 if attempt == 0 {
+                    // Once per loss (the retries that follow it are not counted).
+                    counts.restarted.inc();
                     waits = reconnect_backoff().build();
                 }
                 let wait = waits.next().unwrap_or(std::time::Duration::from_secs(10));

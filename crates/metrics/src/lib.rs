@@ -270,6 +270,12 @@ impl Metrics {
                 "Messages parked for an operator (himaya parked list), by queue and lane",
                 Family::default(),
             ),
+            restarted: reg(
+                &mut r,
+                "himaya_bus_consumer_restarts",
+                "A lane's consumer lost its channel (the broker or its connection gone, an acknowledgement left unanswered) and subscribed again; what it held is delivered again. By queue and lane",
+                Family::default(),
+            ),
             ready: reg(
                 &mut r,
                 "himaya_bus_queue_ready_messages",
@@ -578,6 +584,7 @@ pub struct BusMetrics {
     acked: Family<LaneLabels, Counter>,
     retried: Family<LaneLabels, Counter>,
     parked: Family<LaneLabels, Counter>,
+    restarted: Family<LaneLabels, Counter>,
     ready: Family<QueueLabel, Gauge>,
     /// Every queue consumed here, whose depth the sampler reads from the broker.
     queues: Mutex<BTreeSet<String>>,
@@ -590,6 +597,7 @@ pub struct LaneHandles {
     pub acked: Counter,
     pub retried: Counter,
     pub parked: Counter,
+    pub restarted: Counter,
 }
 
 impl BusMetrics {
@@ -609,6 +617,7 @@ impl BusMetrics {
             acked: self.acked.get_or_create_owned(&l),
             retried: self.retried.get_or_create_owned(&l),
             parked: self.parked.get_or_create_owned(&l),
+            restarted: self.restarted.get_or_create_owned(&l),
         }
     }
 
