@@ -23,6 +23,7 @@ use std::time::Duration;
 use himaya_bus::{Bus, Outgoing};
 use sqlx::{PgConnection, PgPool};
 
+use crate::outbox::Rows;
 use crate::relay::{publish_rows, Published, URGENT_PAYLOAD};
 use crate::StoreError;
 
@@ -51,6 +52,12 @@ pub struct Handed {
 }
 
 impl Handed {
+    /// The rows a statement held for its writer, with their messages.
+    pub fn of(held: Vec<(i64, &Outgoing)>) -> Handed {
+        let (ids, msgs) = held.into_iter().map(|(id, m)| (id, m.clone())).unzip();
+        Handed { ids, msgs }
+    }
+
     /// Whether it holds no row.
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
@@ -79,8 +86,14 @@ impl Handover {
         msgs: &[Outgoing],
     ) -> Result<Handed, StoreError> {
         let held = crate::outbox::insert_all(conn, msgs, Some((&self.holder, LEASE))).await?;
-        let (ids, msgs) = held.into_iter().map(|(id, m)| (id, m.clone())).unzip();
-        Ok(Handed { ids, msgs })
+        Ok(Handed::of(held))
+    }
+
+    /// The outbox rows of `msgs` with the urgent ones held for this writer, for a
+    /// statement of the caller's that writes more (see [`crate::outbox::Rows`]); what
+    /// the rows' [`Rows::held`] says of the statement's answer goes to [`Handed::of`].
+    pub fn rows<'a>(&'a self, msgs: &'a [Outgoing]) -> Result<Rows<'a>, StoreError> {
+        Rows::new(msgs, Some((&self.holder, LEASE)))
     }
 
     /// Publishes rows this writer committed and waits for their confirms, then marks

@@ -2,16 +2,18 @@
 //! in the same transaction.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use himaya_bus::{Exchange, Outgoing};
 use himaya_events::{keys, new_message_id, ReferralCreated, ReferralsCreated};
 use himaya_record::{CaseId, CaseRecord};
 use himaya_store::handover::{Handed, Handover};
-use himaya_store::outbox::message_of;
+use himaya_store::outbox::{message_of, Returned, Rows};
 use himaya_store::StoreError;
 use sqlx::{PgConnection, PgPool};
 
+use crate::duplicates::ChildRows;
 use crate::CasesError;
 
 /// The answer to a submission (first time or replayed).
@@ -99,8 +101,9 @@ fn opened_by(referral_id: &str) -> String {
 }
 
 /// Stores new cases, their history entries and their `referral.created` events in one
-/// transaction whatever their number (a group commit; see `opening.rs`), of two
-/// statements fewer when none of them was seen before, as almost always. A
+/// transaction whatever their number (a group commit; see `opening.rs`): begin, one
+/// statement that writes everything ([`write_new`]), commit, when none of them was seen
+/// before, as almost always; two statements more to look first otherwise. A
 /// submission already stored, or sent twice within the group, is answered from its first
 /// case (`replayed`) and writes nothing: concurrent sendings of one submission wait on
 /// its key, then queue up on its advisory lock instead of racing. The answers are in
@@ -150,16 +153,7 @@ async fn open_new_cases(
     by_key.sort_by_key(|(key, _)| *key);
     let ordered: Vec<&NewCase> = by_key.into_iter().map(|(_, case)| case).collect();
     let mut tx = pool.begin().await?;
-    insert_cases(&mut tx, &ordered).await?;
-    crate::duplicates::index_children(&mut tx, cases.iter().map(|c| &c.record)).await?;
-    let msgs = referral_messages(cases)?;
-    let handed = match handover {
-        Some(h) => h.enqueue_all(&mut tx, &msgs).await?,
-        None => {
-            himaya_store::outbox::enqueue_all(&mut tx, &msgs).await?;
-            Handed::default()
-        }
-    };
+    let handed = write_new(&mut tx, &ordered, handover).await?;
     if !wanted() {
         tx.rollback().await?;
         return Ok(None);
@@ -232,13 +226,7 @@ async fn open_cases_checked(
     }
     let mut handed = Handed::default();
     if !new.is_empty() {
-        insert_cases(&mut tx, &new).await?;
-        crate::duplicates::index_children(&mut tx, new.iter().map(|c| &c.record)).await?;
-        let msgs = referral_messages(&new)?;
-        match handover {
-            Some(h) => handed = h.enqueue_all(&mut tx, &msgs).await?,
-            None => himaya_store::outbox::enqueue_all(&mut tx, &msgs).await?,
-        }
+        handed = write_new(&mut tx, &new, handover).await?;
     }
     if !wanted() {
         tx.rollback().await?;
@@ -302,9 +290,20 @@ fn referral_messages(new: &[&NewCase]) -> Result<Vec<Outgoing>, CasesError> {
     Ok(msgs)
 }
 
-/// The rows of new cases, their submissions and their first history entries: one
-/// statement (the foreign keys are checked at its end, when the cases are there).
-async fn insert_cases(conn: &mut PgConnection, new: &[&NewCase]) -> Result<(), CasesError> {
+/// Writes new cases (in `new`'s order), their submissions, first history entries and
+/// children's index rows, and their `referral.created` events to the outbox, in one
+/// statement: one round trip, whatever their number (the foreign keys are checked at
+/// its end, when the cases are there). With a `handover`, the urgent events are held
+/// for the writer (see `himaya_store::handover`).
+async fn write_new(
+    conn: &mut PgConnection,
+    new: &[&NewCase],
+    handover: Option<&Handover>,
+) -> Result<Handed, CasesError> {
+    static STATEMENT: LazyLock<String> = LazyLock::new(|| {
+        let before = format!("{},\n         {}", case_ctes(), ChildRows::ctes(13));
+        Rows::statement(&before, 26)
+    });
     let records = || new.iter().map(|c| &c.record);
     let case_ids: Vec<String> = records().map(|r| r.case_id.to_string()).collect();
     let referral_ids: Vec<String> = records()
@@ -314,41 +313,64 @@ async fn insert_cases(conn: &mut PgConnection, new: &[&NewCase]) -> Result<(), C
         .map(serde_json::to_value)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| StoreError::Corrupt("case record"))?;
-    let changes: Vec<String> = referral_ids
-        .iter()
-        .map(|r| opened_by(r))
-        .collect::<Vec<_>>();
-    sqlx::query(
-        "WITH n AS (
+    let changes: Vec<String> = referral_ids.iter().map(|r| opened_by(r)).collect();
+    let children = ChildRows::of(records());
+    let msgs = referral_messages(new)?;
+    let outbox = match handover {
+        Some(h) => h.rows(&msgs)?,
+        None => Rows::new(&msgs, None)?,
+    };
+    let q = sqlx::query_as(&STATEMENT)
+        .bind(&case_ids)
+        .bind(records().map(|r| r.version).collect::<Vec<_>>())
+        .bind(records().map(|r| r.status.as_str()).collect::<Vec<_>>())
+        .bind(records().map(|r| r.risk_level.as_str()).collect::<Vec<_>>())
+        .bind(
+            records()
+                .map(|r| r.referral.priority.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            records()
+                .map(|r| r.child.governorate.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(&json)
+        .bind(records().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(new.iter().map(|c| c.submitter.as_str()).collect::<Vec<_>>())
+        .bind(
+            new.iter()
+                .map(|c| c.submission_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(&referral_ids)
+        .bind(&changes);
+    let returned: Returned = outbox.bind(children.bind(q)).fetch_all(conn).await?;
+    let held = outbox.held(returned);
+    Ok(match handover {
+        Some(_) => Handed::of(held),
+        None => Handed::default(),
+    })
+}
+
+/// The common table expressions writing new cases, their submissions and their first
+/// history entries; 12 parameters from `$1`.
+fn case_ctes() -> &'static str {
+    "new_cases AS (
            SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
                                 $7::jsonb[], $8::timestamptz[], $9::text[], $10::text[], $11::text[], $12::text[])
              WITH ORDINALITY AS n (case_id, version, status, risk_level, priority, governorate,
                                    record, created_at, submitter, submission_id, referral_id, change, i)),
-         c AS (
+         case_rows AS (
            INSERT INTO cases (case_id, version, status, risk_level, priority, governorate, record, created_at, updated_at)
            SELECT case_id, version, status, risk_level, priority, governorate, record, created_at, created_at
-             FROM n ORDER BY i),
-         s AS (
+             FROM new_cases ORDER BY i),
+         submission_rows AS (
            INSERT INTO submissions (submitter, submission_id, case_id, referral_id)
-           SELECT submitter, submission_id, case_id, referral_id FROM n ORDER BY i)
-         INSERT INTO case_history (case_id, version, actor, change)
-         SELECT case_id, version, submitter, change FROM n ORDER BY i",
-    )
-    .bind(&case_ids)
-    .bind(records().map(|r| r.version).collect::<Vec<_>>())
-    .bind(records().map(|r| r.status.as_str()).collect::<Vec<_>>())
-    .bind(records().map(|r| r.risk_level.as_str()).collect::<Vec<_>>())
-    .bind(records().map(|r| r.referral.priority.as_str()).collect::<Vec<_>>())
-    .bind(records().map(|r| r.child.governorate.as_str()).collect::<Vec<_>>())
-    .bind(&json)
-    .bind(records().map(|r| r.created_at).collect::<Vec<_>>())
-    .bind(new.iter().map(|c| c.submitter.as_str()).collect::<Vec<_>>())
-    .bind(new.iter().map(|c| c.submission_id.as_str()).collect::<Vec<_>>())
-    .bind(&referral_ids)
-    .bind(&changes)
-    .execute(conn)
-    .await?;
-    Ok(())
+           SELECT submitter, submission_id, case_id, referral_id FROM new_cases ORDER BY i),
+         history_rows AS (
+           INSERT INTO case_history (case_id, version, actor, change)
+           SELECT case_id, version, submitter, change FROM new_cases ORDER BY i)"
 }
 
 pub async fn history(

@@ -4,10 +4,14 @@
 //! keeps the 50 children sharing the most blocks (200 when none shares more than one) and
 //! `himaya_record::matching::score` ranks those.
 
+use std::sync::LazyLock;
+
 use chrono::NaiveDate;
 use himaya_record::matching::{name_blocks, place_block, score, MatchKey};
 use himaya_record::{CaseId, CaseRecord, Sex};
-use sqlx::{PgConnection, PgPool};
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryAs;
+use sqlx::{PgConnection, PgPool, Postgres};
 
 use crate::CasesError;
 
@@ -71,52 +75,95 @@ pub async fn index_children<'a>(
     conn: &mut PgConnection,
     records: impl Iterator<Item = &'a CaseRecord>,
 ) -> Result<(), CasesError> {
-    let mut c = ChildColumns::default();
-    let (mut block_case, mut blocks, mut years, mut places) = (vec![], vec![], vec![], vec![]);
-    for record in records {
-        let key = MatchKey::of(&record.child, record.created_at.date_naive());
-        let case_id = record.case_id.to_string();
-        let (b, y) = block_rows(&key);
-        block_case.extend(std::iter::repeat_n(case_id.clone(), b.len()));
-        places.extend(std::iter::repeat_n(place_block(&key.governorate), b.len()));
-        blocks.extend(b);
-        years.extend(y);
-        c.case_id.push(case_id);
-        c.name.push(key.name);
-        c.latin.push(key.latin);
-        c.sex.push(key.sex.as_str());
-        c.year_min.push(key.birth_years.0);
-        c.year_max.push(key.birth_years.1);
-        c.born.push(key.date_of_birth);
-        c.governorate.push(key.governorate);
-        c.district.push(key.district);
-    }
-    sqlx::query(
-        "WITH c AS (
-           INSERT INTO children (case_id, name_norm, latin_skeleton, sex, birth_year_min, birth_year_max, date_of_birth, governorate_norm, district_norm)
-           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[], $7::date[], $8::text[], $9::text[])
-           RETURNING case_id, child_no)
-         INSERT INTO child_blocks (block, birth_year, child_no, place)
-         SELECT k.block, k.birth_year, c.child_no, k.place
-           FROM unnest($10::text[], $11::int[], $12::smallint[], $13::int[]) AS k (case_id, block, birth_year, place)
-           JOIN c USING (case_id)",
-    )
-    .bind(&c.case_id)
-    .bind(&c.name)
-    .bind(&c.latin)
-    .bind(&c.sex)
-    .bind(&c.year_min)
-    .bind(&c.year_max)
-    .bind(&c.born)
-    .bind(&c.governorate)
-    .bind(&c.district)
-    .bind(&block_case)
-    .bind(&blocks)
-    .bind(&years)
-    .bind(&places)
-    .execute(conn)
-    .await?;
+    static ALONE: LazyLock<String> =
+        LazyLock::new(|| format!("WITH {} SELECT 1 WHERE false", ChildRows::ctes(1)));
+    let rows = ChildRows::of(records);
+    rows.bind(sqlx::query_as::<_, (i32,)>(&ALONE))
+        .fetch_all(conn)
+        .await?;
     Ok(())
+}
+
+/// The index rows of new children ([`index_children`]'s), as common table expressions
+/// of a statement that writes more: the cases' own, in the same round trip.
+pub struct ChildRows {
+    c: ChildColumns,
+    block_case: Vec<String>,
+    blocks: Vec<i32>,
+    years: Vec<i16>,
+    places: Vec<i32>,
+}
+
+impl ChildRows {
+    /// The rows of the children of `records`' cases, none indexed yet.
+    pub fn of<'a>(records: impl Iterator<Item = &'a CaseRecord>) -> ChildRows {
+        let mut c = ChildColumns::default();
+        let (mut block_case, mut blocks, mut years, mut places) = (vec![], vec![], vec![], vec![]);
+        for record in records {
+            let key = MatchKey::of(&record.child, record.created_at.date_naive());
+            let case_id = record.case_id.to_string();
+            let (b, y) = block_rows(&key);
+            block_case.extend(std::iter::repeat_n(case_id.clone(), b.len()));
+            places.extend(std::iter::repeat_n(place_block(&key.governorate), b.len()));
+            blocks.extend(b);
+            years.extend(y);
+            c.case_id.push(case_id);
+            c.name.push(key.name);
+            c.latin.push(key.latin);
+            c.sex.push(key.sex.as_str());
+            c.year_min.push(key.birth_years.0);
+            c.year_max.push(key.birth_years.1);
+            c.born.push(key.date_of_birth);
+            c.governorate.push(key.governorate);
+            c.district.push(key.district);
+        }
+        ChildRows {
+            c,
+            block_case,
+            blocks,
+            years,
+            places,
+        }
+    }
+
+    /// `child_rows` and `child_block_rows`, comma separated, their parameters numbered
+    /// from `$first` (13 of them, bound by [`ChildRows::bind`]).
+    pub fn ctes(first: usize) -> String {
+        let p: Vec<String> = (0..13).map(|i| format!("${}", first + i)).collect();
+        format!(
+            "child_rows AS (
+           INSERT INTO children (case_id, name_norm, latin_skeleton, sex, birth_year_min, birth_year_max, date_of_birth, governorate_norm, district_norm)
+           SELECT * FROM unnest({}::text[], {}::text[], {}::text[], {}::text[], {}::int[], {}::int[], {}::date[], {}::text[], {}::text[])
+           RETURNING case_id, child_no),
+         child_block_rows AS (
+           INSERT INTO child_blocks (block, birth_year, child_no, place)
+           SELECT k.block, k.birth_year, c.child_no, k.place
+             FROM unnest({}::text[], {}::int[], {}::smallint[], {}::int[]) AS k (case_id, block, birth_year, place)
+             JOIN child_rows c USING (case_id))",
+            p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12]
+        )
+    }
+
+    /// Binds the rows' 13 parameters to `q`, after whatever it has bound already.
+    pub fn bind<'q, O>(
+        &'q self,
+        q: QueryAs<'q, Postgres, O, PgArguments>,
+    ) -> QueryAs<'q, Postgres, O, PgArguments> {
+        let c = &self.c;
+        q.bind(&c.case_id)
+            .bind(&c.name)
+            .bind(&c.latin)
+            .bind(&c.sex)
+            .bind(&c.year_min)
+            .bind(&c.year_max)
+            .bind(&c.born)
+            .bind(&c.governorate)
+            .bind(&c.district)
+            .bind(&self.block_case)
+            .bind(&self.blocks)
+            .bind(&self.years)
+            .bind(&self.places)
+    }
 }
 
 /// The `children` rows of [`index_children`], a column each.
