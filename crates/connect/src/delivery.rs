@@ -9,7 +9,7 @@
 //! exactly once: the inbox claim and the record commit together.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -25,7 +25,7 @@ use crate::executor::{Answered, Call, Executor, Method, Outcome, TransientError}
 use crate::shared::SharedCase;
 use crate::wire::{DeliveryKind, Wire};
 use crate::ConnectError;
-use himaya_store::outbox::message_of;
+use himaya_store::outbox::{self, message_of};
 
 pub struct DeliveryConnector {
     /// The urgent lane's connections on the urgent runtime (see `himaya_bus::urgent`).
@@ -122,7 +122,7 @@ impl DeliveryConnector {
     }
 
     /// Stores the agencies' answers and their events in one transaction: one inbox
-    /// claim, one insert and one outbox statement for the lot. An answer whose delivery
+    /// claim, then one statement for the rows and their message, for the lot. An answer whose delivery
     /// was recorded before (a redelivery) adds nothing.
     async fn record_all(&self, answers: &[Made<'_>]) -> Result<(), ConnectError> {
         let mut tx = self.pool().begin().await?;
@@ -144,28 +144,33 @@ impl DeliveryConnector {
             first.get_or_insert(a);
         }
         if let Some(first) = first {
-            sqlx::query(
-                "INSERT INTO deliveries (message_id, agency_id, protocol, case_id, referral_id, idempotency_key, outcome, http_status, agency_reference, reason, attempts, latency_ms)
-                 SELECT r.message_id, $1, $2, r.case_id, r.referral_id, r.idempotency_key, r.outcome, r.http_status, r.agency_reference, r.reason, r.attempts, r.latency_ms
-                   FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[], $9::text[], $10::text[], $11::int[], $12::int[])
-                        AS r(message_id, case_id, referral_id, idempotency_key, outcome, http_status, agency_reference, reason, attempts, latency_ms)",
-            )
-            .bind(&self.agency_id)
-            .bind(self.protocol.as_str())
-            .bind(&rows.message_id)
-            .bind(&rows.case_id)
-            .bind(&rows.referral_id)
-            .bind(&rows.idempotency_key)
-            .bind(&rows.outcome)
-            .bind(&rows.http_status)
-            .bind(&rows.agency_reference)
-            .bind(&rows.reason)
-            .bind(&rows.attempts)
-            .bind(&rows.latency_ms)
-            .execute(&mut *tx)
-            .await?;
-            let message = answers_message(events, first)?;
-            himaya_store::outbox::enqueue_all(&mut tx, std::slice::from_ref(&message)).await?;
+            // The rows and their message in one statement.
+            static STATEMENT: LazyLock<String> = LazyLock::new(|| {
+                outbox::Rows::statement(
+                    "delivery_rows AS (
+                   INSERT INTO deliveries (message_id, agency_id, protocol, case_id, referral_id, idempotency_key, outcome, http_status, agency_reference, reason, attempts, latency_ms)
+                   SELECT r.message_id, $1, $2, r.case_id, r.referral_id, r.idempotency_key, r.outcome, r.http_status, r.agency_reference, r.reason, r.attempts, r.latency_ms
+                     FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[], $9::text[], $10::text[], $11::int[], $12::int[])
+                          AS r(message_id, case_id, referral_id, idempotency_key, outcome, http_status, agency_reference, reason, attempts, latency_ms))",
+                    13,
+                )
+            });
+            let message = [answers_message(events, first)?];
+            let sent = outbox::Rows::new(&message, None)?;
+            let q = sqlx::query_as(&STATEMENT)
+                .bind(&self.agency_id)
+                .bind(self.protocol.as_str())
+                .bind(&rows.message_id)
+                .bind(&rows.case_id)
+                .bind(&rows.referral_id)
+                .bind(&rows.idempotency_key)
+                .bind(&rows.outcome)
+                .bind(&rows.http_status)
+                .bind(&rows.agency_reference)
+                .bind(&rows.reason)
+                .bind(&rows.attempts)
+                .bind(&rows.latency_ms);
+            let _: outbox::Returned = sent.bind(q).fetch_all(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

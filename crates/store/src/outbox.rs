@@ -91,8 +91,8 @@ pub(crate) async fn insert_all<'a>(
 
 /// Outbox rows as the end of a larger statement: a writer that has other rows to insert
 /// in the same transaction adds them in the same round trip, as common table
-/// expressions before these (see [`Rows::statement`]). Rows of no message are not
-/// allowed: an insert of nothing would still wake the relay.
+/// expressions before these (see [`Rows::statement`]). Rows of no message insert
+/// nothing and wake no relay.
 pub struct Rows<'a> {
     msgs: &'a [Outgoing],
     held: Option<(&'a str, std::time::Duration)>,

@@ -4,7 +4,7 @@
 //! delivery exchange, so no data reaches an agency's queue without a decision.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use chrono::Utc;
 use himaya_bus::{BatchHandler, Exchange, HandleError, Incoming, Outgoing};
@@ -19,6 +19,8 @@ use himaya_events::{
 use himaya_record::{CaseRecord, Purpose};
 use himaya_settings::{AgencySettings, Obstacle, Settings};
 use himaya_sharing::{disclose, Decision, Recipient};
+use himaya_store::handover::{Handed, Handover};
+use himaya_store::outbox::{Returned, Rows};
 use sqlx::{PgConnection, PgPool};
 
 pub mod feedback;
@@ -199,8 +201,7 @@ impl Router {
             .collect();
         self.ensure_queues(recipients.iter().map(String::as_str))
             .await?;
-        log_decisions(&mut tx, &plan.decisions).await?;
-        let handed = self.handover.enqueue_all(&mut tx, &plan.outbox).await?;
+        let handed = write_plan(&mut tx, &self.handover, &plan).await?;
         tx.commit().await?;
         self.count(&plan.decisions);
         self.handover.publish(self.pool(), handed).await;
@@ -509,16 +510,27 @@ async fn log_decision(conn: &mut PgConnection, e: &DisclosureRecorded) -> Result
     Ok(())
 }
 
-/// Records the decisions in the router's table, in one insert (their events for the
-/// disclosure log are in the outbox rows of the same transaction).
-async fn log_decisions(
+/// The decisions of a batch for the router's table, and its outbox rows, in one
+/// statement (the urgent rows held for this router's [`Handover`]).
+async fn write_plan(
     conn: &mut PgConnection,
-    decisions: &[DisclosureRecorded],
-) -> Result<(), RouterError> {
-    if decisions.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<serde_json::Value> = decisions
+    handover: &Handover,
+    plan: &Plan,
+) -> Result<Handed, RouterError> {
+    static STATEMENT: LazyLock<String> = LazyLock::new(|| {
+        Rows::statement(
+            "disclosure_rows AS (
+           INSERT INTO disclosures (case_id, referral_id, agency_id, purpose, decision, reason, categories, message_id)
+           SELECT r->>'case_id', r->>'referral_id', r->>'agency_id', r->>'purpose', r->>'decision', r->>'reason',
+                  ARRAY(SELECT c FROM jsonb_array_elements_text(r->'categories') WITH ORDINALITY AS cs(c, n) ORDER BY n),
+                  r->>'message_id'
+             FROM jsonb_array_elements($1) WITH ORDINALITY AS rows(r, i)
+            ORDER BY i)",
+            2,
+        )
+    });
+    let rows: Vec<serde_json::Value> = plan
+        .decisions
         .iter()
         .map(|e| {
             serde_json::json!({
@@ -533,18 +545,10 @@ async fn log_decisions(
             })
         })
         .collect();
-    sqlx::query(
-        "INSERT INTO disclosures (case_id, referral_id, agency_id, purpose, decision, reason, categories, message_id)
-         SELECT r->>'case_id', r->>'referral_id', r->>'agency_id', r->>'purpose', r->>'decision', r->>'reason',
-                ARRAY(SELECT c FROM jsonb_array_elements_text(r->'categories') WITH ORDINALITY AS cs(c, n) ORDER BY n),
-                r->>'message_id'
-           FROM jsonb_array_elements($1) WITH ORDINALITY AS rows(r, i)
-          ORDER BY i",
-    )
-    .bind(serde_json::Value::Array(rows))
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+    let outbox = handover.rows(&plan.outbox)?;
+    let q = sqlx::query_as(&STATEMENT).bind(serde_json::Value::Array(rows));
+    let returned: Returned = outbox.bind(q).fetch_all(&mut *conn).await?;
+    Ok(Handed::of(outbox.held(returned)))
 }
 
 /// Withdrawal notices (from the disclosure log) to the agencies' delivery queues: no
