@@ -517,6 +517,10 @@ async fn write_plan(
     handover: &Handover,
     plan: &Plan,
 ) -> Result<Handed, RouterError> {
+    // A batch of redeliveries only: nothing to write.
+    if plan.decisions.is_empty() && plan.outbox.is_empty() {
+        return Ok(Handed::default());
+    }
     static STATEMENT: LazyLock<String> = LazyLock::new(|| {
         Rows::statement(
             "disclosure_rows AS (
