@@ -77,16 +77,15 @@ impl Handover {
         }
     }
 
-    /// [`crate::outbox::enqueue_all`] with the urgent rows held for this writer: publish
-    /// them with [`Handover::publish`] once the transaction has committed (should it
-    /// roll back, there is nothing to publish).
+    /// Adds `msgs` to the outbox in one statement, in their order, with the urgent rows
+    /// held for this writer: publish them with [`Handover::publish`] once the
+    /// transaction has committed (should it roll back, there is nothing to publish).
     pub async fn enqueue_all(
         &self,
         conn: &mut PgConnection,
         msgs: &[Outgoing],
     ) -> Result<Handed, StoreError> {
-        let held = crate::outbox::insert_all(conn, msgs, Some((&self.holder, LEASE))).await?;
-        Ok(Handed::of(held))
+        Ok(Handed::of(self.rows(msgs)?.insert(conn).await?))
     }
 
     /// The outbox rows of `msgs` with the urgent ones held for this writer, for a

@@ -63,32 +63,6 @@ pub fn message_of<E: Event>(
     })
 }
 
-/// Adds `msgs` to the outbox of the connection's schema in one statement, in their
-/// order (the relay sends them in it), and wakes the relay at commit.
-pub async fn enqueue_all(conn: &mut PgConnection, msgs: &[Outgoing]) -> Result<(), StoreError> {
-    insert_all(conn, msgs, None).await.map(|_| ())
-}
-
-/// [`enqueue_all`], but the urgent rows leased by `held` (a holder's name, and how long)
-/// from the start: no relay takes them before that lease ends, and the relay is woken
-/// only for the others. The held rows' ids with their messages, in `msgs`' order.
-pub(crate) async fn insert_all<'a>(
-    conn: &mut PgConnection,
-    msgs: &'a [Outgoing],
-    held: Option<(&'a str, std::time::Duration)>,
-) -> Result<Vec<(i64, &'a Outgoing)>, StoreError> {
-    if msgs.is_empty() {
-        return Ok(Vec::new());
-    }
-    static ALONE: LazyLock<String> = LazyLock::new(|| Rows::statement("", 1));
-    let rows = Rows::new(msgs, held)?;
-    let returned = rows
-        .bind(sqlx::query_as(&ALONE))
-        .fetch_all(&mut *conn)
-        .await?;
-    Ok(rows.held(returned))
-}
-
 /// Outbox rows as the end of a larger statement: a writer that has other rows to insert
 /// in the same transaction adds them in the same round trip, as common table
 /// expressions before these (see [`Rows::statement`]). Rows of no message insert
@@ -192,6 +166,20 @@ impl<'a> Rows<'a> {
             .bind(i16::from(URGENT_PRIORITY))
             .bind(held.map_or(0.0, |(_, lease)| lease.as_secs_f64()))
             .bind(!unheld.is_empty())
+    }
+
+    /// Inserts the rows alone, in one statement: the held rows' ids with their
+    /// messages, in the messages' order.
+    pub async fn insert(
+        &self,
+        conn: &mut PgConnection,
+    ) -> Result<Vec<(i64, &'a Outgoing)>, StoreError> {
+        if self.msgs.is_empty() {
+            return Ok(Vec::new());
+        }
+        static ALONE: LazyLock<String> = LazyLock::new(|| Rows::statement("", 1));
+        let returned = self.bind(sqlx::query_as(&ALONE)).fetch_all(conn).await?;
+        Ok(self.held(returned))
     }
 
     /// The held rows' ids with their messages, in the messages' order, from what the

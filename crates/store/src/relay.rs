@@ -237,7 +237,7 @@ struct Wakes {
 }
 
 /// The payload of the notification that an outbox write with an urgent row sends
-/// (see `outbox::enqueue_all`).
+/// (see `outbox::Rows`).
 pub const URGENT_PAYLOAD: &str = "urgent";
 
 /// Reads the schema's notifications as they come, whatever the relays are doing, and
