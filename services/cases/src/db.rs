@@ -301,8 +301,9 @@ async fn write_new(
     handover: Option<&Handover>,
 ) -> Result<Handed, CasesError> {
     static STATEMENT: LazyLock<String> = LazyLock::new(|| {
-        let before = format!("{},\n         {}", case_ctes(), ChildRows::ctes(13));
-        Rows::statement(&before, 26)
+        let children = 1 + CASE_PARAMS;
+        let before = format!("{},\n         {}", case_ctes(), ChildRows::ctes(children));
+        Rows::statement(&before, children + ChildRows::PARAMS)
     });
     let records = || new.iter().map(|c| &c.record);
     let case_ids: Vec<String> = records().map(|r| r.case_id.to_string()).collect();
@@ -346,15 +347,15 @@ async fn write_new(
         .bind(&referral_ids)
         .bind(&changes);
     let returned: Returned = outbox.bind(children.bind(q)).fetch_all(conn).await?;
-    let held = outbox.held(returned);
-    Ok(match handover {
-        Some(_) => Handed::of(held),
-        None => Handed::default(),
-    })
+    // Without a handover no row is held, and nothing is handed.
+    Ok(Handed::of(outbox.held(returned)))
 }
 
+/// The parameters of [`case_ctes`].
+const CASE_PARAMS: usize = 12;
+
 /// The common table expressions writing new cases, their submissions and their first
-/// history entries; 12 parameters from `$1`.
+/// history entries; [`CASE_PARAMS`] parameters from `$1`.
 fn case_ctes() -> &'static str {
     "new_cases AS (
            SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],

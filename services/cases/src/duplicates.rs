@@ -95,6 +95,9 @@ pub struct ChildRows {
 }
 
 impl ChildRows {
+    /// The parameters of [`ChildRows::ctes`].
+    pub const PARAMS: usize = 13;
+
     /// The rows of the children of `records`' cases, none indexed yet.
     pub fn of<'a>(records: impl Iterator<Item = &'a CaseRecord>) -> ChildRows {
         let mut c = ChildColumns::default();
@@ -127,9 +130,11 @@ impl ChildRows {
     }
 
     /// `child_rows` and `child_block_rows`, comma separated, their parameters numbered
-    /// from `$first` (13 of them, bound by [`ChildRows::bind`]).
+    /// from `$first` ([`ChildRows::PARAMS`] of them, bound by [`ChildRows::bind`]).
     pub fn ctes(first: usize) -> String {
-        let p: Vec<String> = (0..13).map(|i| format!("${}", first + i)).collect();
+        let p: Vec<String> = (0..Self::PARAMS)
+            .map(|i| format!("${}", first + i))
+            .collect();
         format!(
             "child_rows AS (
            INSERT INTO children (case_id, name_norm, latin_skeleton, sex, birth_year_min, birth_year_max, date_of_birth, governorate_norm, district_norm)
