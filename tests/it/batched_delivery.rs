@@ -3,7 +3,8 @@
 //! delivery reaches the agency once (a redelivery within the batch or after it adds
 //! nothing), each answer is recorded once and sent on with the batch's other answers in
 //! one message, which carries the trace of its first, and a delivery that cannot be made
-//! is parked alone, its case told, without holding back the others.
+//! is parked alone, its case told, without holding back the others. The same holds for
+//! the deliveries one routing transaction sent the agency in one message.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,7 +12,8 @@ use crate::helpers::*;
 use himaya::hub::{Component, Hub};
 use himaya_bus::{Bus, Exchange, Outgoing, Topology};
 use himaya_events::{
-    decode, encode, DeliveriesRecorded, DeliveryRecorded, DeliveryRequested, Event,
+    decode, encode, DeliveriesRecorded, DeliveriesRequested, DeliveryRecorded, DeliveryRequested,
+    Event,
 };
 use himaya_settings::Protocol;
 
@@ -243,6 +245,120 @@ async fn a_batch_the_agency_fails_is_delivered_one_by_one_and_recorded_once() {
         parked_reasons(&env.amqp_url(), 0).await.is_empty(),
         "nothing parked"
     );
+    assert_eq!(left_on_queue(&bus, &queue).await, 0);
+    bus.close().await;
+}
+
+/// The deliveries of `members` (each with its place in the burst, for its trace) in one
+/// message, as the router sends a routing transaction's deliveries for one agency.
+fn bundle(id: &str, members: &[(usize, &DeliveryRequested)]) -> Outgoing {
+    let batch = DeliveriesRequested {
+        message_id: id.into(),
+        occurred_at: "2026-12-04T03:00:00Z".into(),
+        deliveries: members.iter().map(|(_, d)| (*d).clone()).collect(),
+        traceparents: members.iter().map(|(i, _)| Some(traceparent(*i))).collect(),
+    };
+    let mut headers = BTreeMap::new();
+    headers.insert("traceparent".to_owned(), traceparent(members[0].0));
+    Outgoing {
+        exchange: Exchange::Delivery,
+        routing_key: AGENCY.into(),
+        payload: encode(&batch).unwrap(),
+        message_id: batch.message_id.clone(),
+        event_type: DeliveriesRequested::NAME.into(),
+        priority: 0,
+        headers,
+    }
+}
+
+/// An agency's deliveries in messages of many, as the router sends them under load: each
+/// reaches the agency once with its own key and trace (a message sent twice adds
+/// nothing), one that cannot be made is parked alone as a delivery of its own (its case
+/// told, the others of its message delivered), and an agency failing the first calls
+/// (503) only delays the deliveries, which then wait for it in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_sent_together_reach_the_agency_once_each_and_a_bad_one_is_parked_alone() {
+    const N: usize = 60;
+    let (agency, addr) = FakeAgency::start(&[503; 6]).await;
+    let (mut env, bus, queue) = agency_queue(addr).await;
+    let c = &mut env.settings.connectors;
+    c.attempts = 2;
+    c.backoff_ms = 20;
+    c.breaker_failures = 1000;
+    let deliveries: Vec<_> = (0..N).map(delivery).collect();
+    let mut broken = delivery(N);
+    broken.document_json = "{\"child\": {\"sex\": \"قنطرة\"".into();
+    let mut members: Vec<(usize, &DeliveryRequested)> = deliveries.iter().enumerate().collect();
+    members.insert(25, (N, &broken));
+    let mut msgs: Vec<Outgoing> = members
+        .chunks(10)
+        .enumerate()
+        .map(|(g, chunk)| bundle(&format!("msg_bundle_{g}"), chunk))
+        .collect();
+    // A message sent again (a redelivery), and one delivery also alone.
+    msgs.push(msgs[1].clone());
+    msgs.push(message(3, &deliveries[3]));
+    publish_all(&bus, &msgs).await;
+
+    let hub = Hub::start(env.settings.clone(), &[Component::Connectors])
+        .await
+        .unwrap();
+    let db = env.pool().await;
+    wait_count(
+        &db,
+        "SELECT count(*) FROM connectors.deliveries WHERE outcome = 'delivered'",
+        N as i64,
+        60,
+        "every delivery made",
+    )
+    .await;
+    let reasons = parked_reasons(&env.amqp_url(), 1).await;
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    let why = &reasons[&broken.message_id];
+    assert!(why.contains("not a case the connector can read"), "{why}");
+    assert!(!why.contains("قنطرة"), "a value in a park reason");
+    wait_count(
+        &db,
+        &format!(
+            "SELECT count(*) FROM connectors.outbox WHERE routing_key = 'referral.delivery.recorded' AND headers->>'x-correlation-id' = '{}'",
+            broken.referral_id
+        ),
+        1,
+        30,
+        "the parked delivery's answer",
+    )
+    .await;
+    hub.stop().await;
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM connectors.deliveries").await,
+        N as i64,
+        "each delivery recorded once"
+    );
+    // Each delivery reached the agency under its own key and trace, once answered (the
+    // calls the agency failed were repeated under the same key).
+    let seen: BTreeSet<(Option<String>, Option<String>)> = agency
+        .requests()
+        .into_iter()
+        .map(|s| (s.idempotency_key, s.traceparent))
+        .collect();
+    let expected: BTreeSet<_> = (0..N)
+        .map(|i| {
+            (
+                Some(deliveries[i].idempotency_key.clone()),
+                Some(traceparent(i)),
+            )
+        })
+        .collect();
+    assert_eq!(seen, expected);
+    // The parked copy is the one delivery, as if it had come alone: a replay sends it
+    // back to the agency's queue as a delivery of its own.
+    let bus_parked = bus.parked(usize::MAX).await.unwrap();
+    let copy = bus_parked
+        .iter()
+        .find(|p| p.message_id == broken.message_id)
+        .expect("the parked copy");
+    assert_eq!(copy.from_queue.as_deref(), Some(queue.as_str()));
+    assert_eq!(copy.event_type, DeliveryRequested::NAME);
     assert_eq!(left_on_queue(&bus, &queue).await, 0);
     bus.close().await;
 }

@@ -1,15 +1,19 @@
 //! The router takes the referrals waiting on its queue in batches, one transaction each:
 //! every referral is routed once (a redelivery within a batch or across batches too),
 //! each delivery keeps the trace of its own referral (an intake group's referrals come in
-//! one message, `referrals.created`, each with its trace), and a message that is no
-//! referral is parked alone.
+//! one message, `referrals.created`, each with its trace; a transaction's deliveries for
+//! an agency go in one message, `DeliveriesRequested`, each with its trace), and a
+//! message that is no referral is parked alone.
 
 use std::collections::BTreeMap;
 
 use crate::helpers::*;
 use himaya::hub::{Component, Hub};
 use himaya_bus::{Bus, Exchange, Outgoing, Topology};
-use himaya_events::{encode, keys, DisclosuresRecorded, Event, ReferralCreated, ReferralsCreated};
+use himaya_events::{
+    encode, keys, DeliveriesRequested, DeliveryRequested, DisclosuresRecorded, Event,
+    ReferralCreated, ReferralsCreated,
+};
 
 /// The `i`th referral of a burst: a case of its own, health-cairo's to receive.
 fn created(i: usize) -> ReferralCreated {
@@ -175,16 +179,43 @@ async fn a_burst_of_referrals_is_routed_in_batches_once_each_with_poison_parked_
         .collect();
     expected.sort();
     assert_eq!(decided, expected);
-    // Each delivery carries the trace of its own referral's message.
-    let traces: BTreeMap<String, Option<String>> = sqlx::query_as(
-        "SELECT headers->>'x-correlation-id', headers->>'traceparent' FROM router.outbox
+    // Each delivery carries the trace of its own referral's message, also where a
+    // transaction's deliveries for the agency went in one message (fewer messages than
+    // deliveries), and each delivery is queued once.
+    let rows: Vec<(String, Vec<u8>, Option<String>)> = sqlx::query_as(
+        "SELECT event_type, payload, headers->>'traceparent' FROM router.outbox
           WHERE exchange = 'delivery'",
     )
     .fetch_all(&db)
     .await
-    .unwrap()
-    .into_iter()
-    .collect();
+    .unwrap();
+    let mut traces: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut queued = std::collections::BTreeSet::new();
+    for (event_type, payload, trace) in &rows {
+        let deliveries = if event_type == DeliveriesRequested::NAME {
+            let b = himaya_events::decode::<DeliveriesRequested>(payload).unwrap();
+            assert_eq!(
+                trace, &b.traceparents[0],
+                "a message carries its first's trace"
+            );
+            b.deliveries.into_iter().zip(b.traceparents).collect()
+        } else {
+            let d = himaya_events::decode::<DeliveryRequested>(payload).unwrap();
+            vec![(d, trace.clone())]
+        };
+        for (d, trace) in deliveries {
+            assert!(
+                queued.insert((d.referral_id.clone(), d.agency_id)),
+                "a delivery queued twice"
+            );
+            traces.insert(d.referral_id, trace);
+        }
+    }
+    assert!(
+        rows.len() < N / 2,
+        "{} delivery messages for {N}",
+        rows.len()
+    );
     let expected: BTreeMap<String, Option<String>> = events
         .iter()
         .enumerate()

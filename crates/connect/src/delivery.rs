@@ -10,12 +10,13 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, LazyLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use himaya_bus::{BatchHandler, Exchange, HandleError, Handler, Incoming, Outgoing};
+use himaya_bus::{BatchHandler, Bus, Exchange, HandleError, Handler, Incoming, Outgoing};
 use himaya_events::{
-    decode, keys, new_message_id, DeliveriesRecorded, DeliveryRecorded, DeliveryRequested,
+    decode, event_name, keys, new_message_id, DeliveriesRecorded, DeliveriesRequested,
+    DeliveryRecorded, DeliveryRequested, Event as _,
 };
 use sqlx::PgPool;
 use tracing::Instrument as _;
@@ -43,6 +44,14 @@ pub struct DeliveryConnector {
     pub place_codes: std::collections::BTreeMap<String, String>,
     /// Ends a delivery's wait for its agency at shutdown (the message returns to the queue).
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Where a delivery of a message of many is parked alone, and the queue it came from.
+    pub bus: Arc<Bus>,
+    pub queue: String,
+    /// Deliveries sent at once and recorded per transaction (`connectors.batch`).
+    pub batch: usize,
+    /// The calls to the agency in flight at once, at most `batch` whatever the path
+    /// (a batch, or a message's deliveries one by one).
+    pub calls: Arc<tokio::sync::Semaphore>,
 }
 
 /// How long one delivery waits in place for its agency before it returns to the queue.
@@ -185,6 +194,12 @@ impl DeliveryConnector {
         d: &DeliveryRequested,
         why: impl std::fmt::Display,
     ) -> Result<(), HandleError> {
+        self.told_undelivered(d).await?;
+        Err(HandleError::park(why))
+    }
+
+    /// Tells the case of `d` it is `undelivered` (reason `parked`), before `d` is parked.
+    async fn told_undelivered(&self, d: &DeliveryRequested) -> Result<(), HandleError> {
         let event = answer(d, "undelivered", 0, None, Some("parked".into()));
         let mut tx = self.pool().begin().await.map_err(HandleError::retry)?;
         himaya_store::outbox::enqueue_event(
@@ -197,21 +212,21 @@ impl DeliveryConnector {
         )
         .await
         .map_err(HandleError::retry)?;
-        tx.commit().await.map_err(HandleError::retry)?;
-        Err(HandleError::park(why))
+        tx.commit().await.map_err(HandleError::retry)
     }
 
     /// Calls the agency until it answers (delivered or refused). While it cannot answer
     /// (down, timing out, its circuit open) the delivery waits here, holding its place,
     /// instead of going back to the queue: each return to the queue counts towards the
-    /// queue's delivery limit, after which a message is parked. After `MAX_HOLD` (below
-    /// RabbitMQ's 30-minute consumer timeout) it does go back, and at shutdown at once.
+    /// queue's delivery limit, after which a message is parked. Past `until` (at most
+    /// `MAX_HOLD` after its message was taken, below RabbitMQ's 30-minute consumer
+    /// timeout) it does go back, and at shutdown at once.
     async fn call_until_answered(
         &self,
         call: &mut Call<'_>,
         referral_id: &str,
+        until: Instant,
     ) -> Result<Answered, HandleError> {
-        let started = std::time::Instant::now();
         loop {
             let e = match self.attempt(call).await {
                 Ok(a) => return Ok(a),
@@ -220,7 +235,7 @@ impl DeliveryConnector {
             let retry = || HandleError::Retry {
                 reason: format!("{}: {e}", self.agency_id),
             };
-            if started.elapsed() >= MAX_HOLD {
+            if Instant::now() >= until {
                 return Err(retry());
             }
             let pause = self
@@ -246,7 +261,11 @@ impl DeliveryConnector {
         {
             call.headers.push(("Authorization", a));
         }
-        let answered = self.executor.call(call).await;
+        let answered = {
+            // Never closed: a permit always comes.
+            let _permit = self.calls.acquire().await.ok();
+            self.executor.call(call).await
+        };
         if answered.as_ref().err() == Some(&TransientError::Unauthorized) {
             self.credentials
                 .rejected(call.header("Authorization"))
@@ -324,8 +343,16 @@ fn answers_message(
     Ok(msg)
 }
 
-/// A delivery as it came off the queue, with its trace context.
+/// A message as it came off the queue: its deliveries (one, or those one routing
+/// transaction queued for this agency), each with its trace context, and the message's
+/// string headers (a delivery parked alone carries them).
 pub struct Arrived {
+    deliveries: Vec<One>,
+    headers: BTreeMap<String, String>,
+}
+
+/// One delivery, with the trace it continues.
+struct One {
     d: DeliveryRequested,
     traceparent: Option<String>,
 }
@@ -444,9 +471,9 @@ impl DeliveryConnector {
         }))
     }
 
-    /// Sends one prepared delivery. `hold`: wait in place until the agency answers (see
-    /// [`Self::call_until_answered`]); without it, one call (with the executor's own
-    /// retries) and a retry error if the agency cannot answer. Returns the answer and
+    /// Sends one prepared delivery. `hold`: wait in place until the agency answers, until
+    /// the instant given (see [`Self::call_until_answered`]); without it, one call (with
+    /// the executor's own retries) and a retry error if the agency cannot answer. Returns the answer and
     /// the `traceparent` its recorded event carries on: the call's own span's when
     /// traces are on, else the one that came with the message.
     async fn send(
@@ -454,7 +481,7 @@ impl DeliveryConnector {
         d: &DeliveryRequested,
         ready: &Ready,
         traceparent: Option<&str>,
-        hold: bool,
+        hold: Option<Instant>,
     ) -> Result<(Answered, Option<String>), HandleError> {
         // The call to the agency is a span of its own, a child of this delivery's message
         // (also when it came in a batch with others' traces), and its `traceparent` is
@@ -487,8 +514,8 @@ impl DeliveryConnector {
             content_type: ready.content_type,
             body: ready.body.clone(),
         };
-        let answered = if hold {
-            self.call_until_answered(&mut call, &d.referral_id)
+        let answered = if let Some(until) = hold {
+            self.call_until_answered(&mut call, &d.referral_id, until)
                 .instrument(call_span.clone())
                 .await?
         } else {
@@ -528,31 +555,75 @@ impl Handler for DeliveryConnector {
     }
 }
 
-/// Deliveries are taken as they wait on the agency's queue (up to the prefetch): mapped
-/// one by one, sent to the agency side by side, and their answers recorded in one
-/// transaction. A batch with a delivery that cannot be made, or whose agency does not
-/// answer in time, fails as a whole before anything is recorded, and its deliveries are
-/// then handled one at a time (the agency drops a repeated call by its
-/// `Idempotency-Key`).
+/// Deliveries are taken as they wait on the agency's queue (up to `connectors.batch`
+/// messages, each of one delivery or of many): mapped one by one, sent to the agency side
+/// by side, and their answers recorded `connectors.batch` at a time, one transaction
+/// each. A batch with a delivery that cannot be made, or whose agency does not answer in
+/// time, fails before anything more is recorded, and its messages are then handled one
+/// at a time; a message of many deliveries then handles each of its deliveries on its own
+/// (the agency drops a repeated call by its `Idempotency-Key`, and what was recorded is
+/// passed over).
 impl BatchHandler for DeliveryConnector {
     type Item = Arrived;
 
     fn read(&self, msg: &Incoming) -> Result<Arrived, HandleError> {
-        let d = decode::<DeliveryRequested>(msg.payload()).map_err(HandleError::park)?;
-        if d.agency_id != self.agency_id {
+        let payload = msg.payload();
+        let deliveries = match event_name(payload).map_err(HandleError::park)? {
+            DeliveriesRequested::NAME => {
+                let b = decode::<DeliveriesRequested>(payload).map_err(HandleError::park)?;
+                if b.traceparents.len() != b.deliveries.len() || b.deliveries.is_empty() {
+                    return Err(HandleError::park(
+                        "a message of deliveries whose traces do not match its deliveries",
+                    ));
+                }
+                b.deliveries
+                    .into_iter()
+                    .zip(b.traceparents)
+                    .map(|(d, traceparent)| One { d, traceparent })
+                    .collect()
+            }
+            _ => vec![One {
+                d: decode::<DeliveryRequested>(payload).map_err(HandleError::park)?,
+                traceparent: msg.header("traceparent"),
+            }],
+        };
+        if let Some(o) = deliveries.iter().find(|o| o.d.agency_id != self.agency_id) {
             return Err(HandleError::park(format!(
                 "delivery for `{}` arrived on the queue of `{}`",
-                d.agency_id, self.agency_id
+                o.d.agency_id, self.agency_id
             )));
         }
         Ok(Arrived {
-            d,
-            traceparent: msg.header("traceparent"),
+            deliveries,
+            headers: msg.headers(),
         })
     }
 
     async fn handle_batch(&self, items: Vec<Arrived>) -> Result<(), HandleError> {
-        let ids: Vec<&str> = items.iter().map(|a| a.d.message_id.as_str()).collect();
+        let alone = items.len() == 1;
+        let mut headers = BTreeMap::new();
+        let mut all = Vec::with_capacity(items.iter().map(|i| i.deliveries.len()).sum());
+        for item in items {
+            all.extend(item.deliveries);
+            headers = item.headers;
+        }
+        match self.send_all(&all).await {
+            Err(HandleError::Retry { reason } | HandleError::Park { reason })
+                if alone && all.len() > 1 =>
+            {
+                tracing::warn!(agency = %self.agency_id, deliveries = all.len(), reason = %reason, "a message of deliveries failed together; handling each on its own");
+                self.one_by_one(&all, headers).await
+            }
+            done => done,
+        }
+    }
+}
+
+impl DeliveryConnector {
+    /// The deliveries of `all` not recorded before (a redelivery, or one given twice
+    /// counts once), in order.
+    async fn not_recorded<'a>(&self, all: &'a [One]) -> Result<Vec<&'a One>, HandleError> {
+        let ids: Vec<&str> = all.iter().map(|a| a.d.message_id.as_str()).collect();
         let recorded = if ids.len() == 1 {
             match self.already_recorded(ids[0]).await {
                 Ok(true) => ids.iter().map(|id| (*id).to_owned()).collect(),
@@ -564,19 +635,55 @@ impl BatchHandler for DeliveryConnector {
                 .await
                 .map_err(HandleError::retry)?
         };
-        let mut ready = Vec::with_capacity(items.len());
         // A redelivery in the same batch as its original is sent once.
-        let mut taken = HashSet::with_capacity(items.len());
-        for a in items.iter().filter(|a| {
-            !recorded.contains(&a.d.message_id) && taken.insert(a.d.message_id.as_str())
-        }) {
+        let mut taken = HashSet::with_capacity(all.len());
+        Ok(all
+            .iter()
+            .filter(|a| {
+                !recorded.contains(&a.d.message_id) && taken.insert(a.d.message_id.as_str())
+            })
+            .collect())
+    }
+
+    /// Sends `ready` side by side (the calls in flight bounded by `calls`) and records
+    /// their answers, `batch` at a time, one transaction each.
+    async fn send_and_record(
+        &self,
+        ready: &[(&One, Ready)],
+        hold: Option<Instant>,
+    ) -> Result<(), HandleError> {
+        for chunk in ready.chunks(self.batch.max(1)) {
+            let sent = futures_util::future::join_all(
+                chunk
+                    .iter()
+                    .map(|(a, r)| self.send(&a.d, r, a.traceparent.as_deref(), hold)),
+            )
+            .await;
+            let mut made = Vec::with_capacity(sent.len());
+            for ((a, r), sent) in chunk.iter().zip(sent) {
+                let (answered, traceparent) = sent?;
+                made.push(Made {
+                    d: &a.d,
+                    answered,
+                    chosen: r.reference.as_deref(),
+                    traceparent,
+                });
+            }
+            self.record_all(&made).await.map_err(HandleError::retry)?;
+        }
+        Ok(())
+    }
+
+    /// The batch's way: every delivery mapped first (one that cannot be made fails the
+    /// batch, unless it is alone: then it is parked and its case told), then sent and
+    /// recorded. Only a delivery alone waits in place for an agency that cannot answer:
+    /// a batch that meets one fails at once and is handled again message by message.
+    async fn send_all(&self, all: &[One]) -> Result<(), HandleError> {
+        let mut ready = Vec::with_capacity(all.len());
+        for a in self.not_recorded(all).await? {
             match self.prepare(&a.d).await? {
                 Prepared::Send(r) => ready.push((a, r)),
-                // Alone, it is parked and its case told; in a batch, the batch is handled
-                // again one by one so that only this one is parked.
-                Prepared::Unmakeable(why) if items.len() == 1 => {
-                    return self.parked(&a.d, why).await
-                }
+                Prepared::Unmakeable(why) if all.len() == 1 => return self.parked(&a.d, why).await,
                 Prepared::Unmakeable(_) => {
                     return Err(HandleError::retry(
                         "a delivery of the batch cannot be made; handled one by one",
@@ -584,26 +691,50 @@ impl BatchHandler for DeliveryConnector {
                 }
             }
         }
-        // Only a delivery handled alone waits in place for an agency that cannot answer:
-        // a batch that meets one fails at once and is handled one by one, each delivery
-        // then waiting as before (and the whole within the broker's consumer timeout).
-        let hold = items.len() == 1;
-        let sent = futures_util::future::join_all(
-            ready
-                .iter()
-                .map(|(a, r)| self.send(&a.d, r, a.traceparent.as_deref(), hold)),
-        )
-        .await;
-        let mut made = Vec::with_capacity(sent.len());
-        for ((a, r), sent) in ready.iter().zip(sent) {
-            let (answered, traceparent) = sent?;
-            made.push(Made {
-                d: &a.d,
-                answered,
-                chosen: r.reference.as_deref(),
-                traceparent,
-            });
+        let hold = (all.len() == 1).then(|| Instant::now() + MAX_HOLD);
+        self.send_and_record(&ready, hold).await
+    }
+
+    /// One message of many deliveries whose batch failed, each delivery on its own: one
+    /// that cannot be made is parked alone (a copy of it, as if it had come alone, which
+    /// a replay sends back to this queue) and its case told `undelivered`; the others are
+    /// sent, each waiting in place for an agency that cannot answer (all of them within
+    /// one `MAX_HOLD`), and recorded. An error that may go away fails the message: it is
+    /// redelivered, and what was recorded is passed over.
+    async fn one_by_one(
+        &self,
+        all: &[One],
+        headers: BTreeMap<String, String>,
+    ) -> Result<(), HandleError> {
+        let until = Instant::now() + MAX_HOLD;
+        let mut ready = Vec::with_capacity(all.len());
+        let mut unmakeable = Vec::new();
+        for a in self.not_recorded(all).await? {
+            match self.prepare(&a.d).await? {
+                Prepared::Send(r) => ready.push((a, r)),
+                Prepared::Unmakeable(why) => unmakeable.push((a, why)),
+            }
         }
-        self.record_all(&made).await.map_err(HandleError::retry)
+        self.send_and_record(&ready, Some(until)).await?;
+        for (a, why) in unmakeable {
+            self.told_undelivered(&a.d).await?;
+            let mut headers = headers.clone();
+            headers.insert("x-correlation-id".to_owned(), a.d.referral_id.clone());
+            match &a.traceparent {
+                Some(tp) => headers.insert("traceparent".to_owned(), tp.clone()),
+                None => headers.remove("traceparent"),
+            };
+            himaya_component::park_item(
+                &self.bus,
+                &self.queue,
+                &self.agency_id,
+                &a.d,
+                &a.d.message_id,
+                headers,
+                &why,
+            )
+            .await?;
+        }
+        Ok(())
     }
 }

@@ -198,6 +198,12 @@ impl Consumers {
                 credentials: credentials.clone(),
                 place_codes: agency.place_codes.clone(),
                 shutdown: stop.clone(),
+                bus: self.bus.clone(),
+                queue: queue.clone(),
+                batch: usize::from(self.settings.connectors.batch),
+                calls: Arc::new(tokio::sync::Semaphore::new(usize::from(
+                    self.settings.connectors.batch.max(1),
+                ))),
             });
             tracing::info!(agency = %id, protocol = agency.protocol.as_str(), "connector consuming");
             // What waits on the agency's queue is sent side by side and recorded at once.

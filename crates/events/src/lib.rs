@@ -264,6 +264,20 @@ pub struct DeliveriesRecorded {
     pub answers: Vec<DeliveryRecorded>,
 }
 
+/// The deliveries one routing transaction queued for one agency at one priority, in one
+/// message on the delivery exchange (one outbox row and one broker message where one per
+/// delivery was most of a referral's messages), each with the trace it continues
+/// (`traceparents`, in the same order). Each delivery keeps its own message id, which the
+/// agency's connector sends and records once; a delivery alone is sent as
+/// [`DeliveryRequested`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveriesRequested {
+    pub message_id: String,
+    pub occurred_at: String,
+    pub deliveries: Vec<DeliveryRequested>,
+    pub traceparents: Vec<Option<String>>,
+}
+
 /// `consent.withdrawn`: a consent or legal basis on a case was withdrawn.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsentWithdrawn {
@@ -335,6 +349,11 @@ event!(
     DeliveriesRecorded,
     "himaya.v1.DeliveriesRecorded",
     "deliveries_recorded.avsc"
+);
+event!(
+    DeliveriesRequested,
+    "himaya.v1.DeliveriesRequested",
+    "deliveries_requested.avsc"
 );
 event!(CaseUpdated, "himaya.v1.CaseUpdated", "case_updated.avsc");
 event!(
@@ -441,6 +460,7 @@ fn registry() -> Result<&'static HashMap<&'static str, Known>, CodecError> {
                 (ReferralsCreated::NAME, ReferralsCreated::SCHEMA),
                 (DeliveryRequested::NAME, DeliveryRequested::SCHEMA),
                 (DeliveryRecorded::NAME, DeliveryRecorded::SCHEMA),
+                (DeliveriesRequested::NAME, DeliveriesRequested::SCHEMA),
                 (DeliveriesRecorded::NAME, DeliveriesRecorded::SCHEMA),
                 (CaseUpdated::NAME, CaseUpdated::SCHEMA),
                 (DeadlineMissed::NAME, DeadlineMissed::SCHEMA),
@@ -468,8 +488,9 @@ fn registry() -> Result<&'static HashMap<&'static str, Known>, CodecError> {
 /// quotes) replaced by that record's schema: a schema is parsed, fingerprinted and
 /// written whole, and each record is still defined in one file.
 fn inline_references(text: &'static str) -> std::borrow::Cow<'static, str> {
-    const RECORDS: [(&str, &str); 3] = [
+    const RECORDS: [(&str, &str); 4] = [
         (ReferralCreated::NAME, ReferralCreated::SCHEMA),
+        (DeliveryRequested::NAME, DeliveryRequested::SCHEMA),
         (DisclosureRecorded::NAME, DisclosureRecorded::SCHEMA),
         (DeliveryRecorded::NAME, DeliveryRecorded::SCHEMA),
     ];
@@ -864,6 +885,24 @@ mod tests {
             decode::<DeliveryRequested>(&encode(&d).unwrap()).unwrap(),
             d
         );
+        // An agency's deliveries of one routing transaction, in one message.
+        let together = DeliveriesRequested {
+            message_id: new_message_id(),
+            occurred_at: "2026-11-22T09:30:00Z".into(),
+            deliveries: vec![
+                d.clone(),
+                DeliveryRequested {
+                    message_id: new_message_id(),
+                    medical_coverage: Some(MedicalCoverage::Full),
+                    ..d
+                },
+            ],
+            traceparents: vec![
+                None,
+                Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+            ],
+        };
+        batch_reads_back_as_itself_only::<_, DeliveryRequested>(&together);
     }
 
     #[test]

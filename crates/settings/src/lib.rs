@@ -435,9 +435,11 @@ pub struct ConnectorSettings {
     /// Largest request body an agency may post to the hub's webhooks.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
-    /// Deliveries a connector takes from an agency's queue at once: sent to the agency
-    /// side by side (so also the most calls in flight to one agency) and their answers
-    /// recorded in one transaction. The broker sends up to twice this many ahead.
+    /// Deliveries a connector sends to the agency side by side (so also the most calls in
+    /// flight to one agency, whatever the path) and whose answers it records in one
+    /// transaction. It takes up to this many messages from the agency's queue at once (a
+    /// message holds one delivery, or up to 32 one routing transaction sent the agency);
+    /// the broker sends up to twice this many messages ahead.
     #[serde(default = "default_connector_batch")]
     pub batch: u16,
     /// Where the agencies' webhooks listen (HTTP); none: no webhooks.

@@ -12,9 +12,9 @@ use himaya_component::{
     Component, Context, Decoding, Delivered, EventHandler, StartError, Started,
 };
 use himaya_events::{
-    decode, encode, event_name, keys, new_message_id, DeliveryRecorded, DeliveryRequested,
-    DisclosureRecorded, DisclosuresRecorded, Event, ReferralCreated, ReferralsCreated,
-    WithdrawalNotice,
+    decode, encode, event_name, keys, new_message_id, DeliveriesRequested, DeliveryRecorded,
+    DeliveryRequested, DisclosureRecorded, DisclosuresRecorded, Event, ReferralCreated,
+    ReferralsCreated, WithdrawalNotice,
 };
 use himaya_record::{CaseRecord, Purpose};
 use himaya_settings::{AgencySettings, Obstacle, Settings};
@@ -192,6 +192,7 @@ impl Router {
             let traceparent = himaya_trace::onward(d.header("traceparent").map(str::to_owned));
             self.route(&mut plan, &d.event, traceparent.as_deref())?;
         }
+        plan.bundle()?;
         plan.log_all()?;
         let recipients: Vec<String> = plan
             .outbox
@@ -293,21 +294,6 @@ impl Router {
                         kind: "referral".into(),
                         medical_coverage: service.and_then(|s| s.medical_coverage),
                     };
-                    let mut headers = BTreeMap::new();
-                    headers.insert("x-correlation-id".to_owned(), delivery.referral_id.clone());
-                    if let Some(tp) = traceparent {
-                        headers.insert("traceparent".to_owned(), tp.to_owned());
-                    }
-                    let msg = Outgoing {
-                        exchange: Exchange::Delivery,
-                        routing_key: agency_id.clone(),
-                        payload: encode(&delivery)?,
-                        message_id: delivery.message_id.clone(),
-                        event_type: DeliveryRequested::NAME.into(),
-                        priority: record.referral.priority.amqp_priority(),
-                        headers,
-                    };
-                    plan.outbox.push(msg);
                     let logged = DisclosureRecorded {
                         categories: delivery.categories.clone(),
                         basis: d.basis.clone(),
@@ -321,6 +307,11 @@ impl Router {
                         .insert(agency_id.clone());
                     reached = true;
                     tracing::info!(case_id = %record.case_id, agency = %agency_id, categories = delivery.categories.len(), "delivery queued");
+                    plan.deliveries.push(Queued {
+                        delivery,
+                        traceparent: traceparent.map(str::to_owned),
+                        priority: record.referral.priority.amqp_priority(),
+                    });
                 }
                 Decision::Deny { reason } => {
                     let logged = decision(
@@ -353,13 +344,92 @@ impl Router {
 struct Plan {
     sent: HashMap<String, HashSet<String>>,
     decisions: Vec<DisclosureRecorded>,
+    /// The deliveries decided, in order, put into messages by [`Plan::bundle`].
+    deliveries: Vec<Queued>,
     outbox: Vec<Outgoing>,
 }
+
+/// A delivery decided, with the trace it continues and its priority on the bus.
+struct Queued {
+    delivery: DeliveryRequested,
+    traceparent: Option<String>,
+    priority: u8,
+}
+
+/// Deliveries to one agency at one priority sent in one message, at most: a connector
+/// takes `connectors.batch` messages at once and calls its agency for that many
+/// deliveries at a time, so a message is a small part of its batch.
+const DELIVERIES_PER_MESSAGE: usize = 32;
 
 /// Decisions sent to the disclosure log in one message, at most (about 400 bytes each).
 const DISCLOSURES_PER_MESSAGE: usize = 256;
 
 impl Plan {
+    /// The batch's deliveries as outbox messages: those for the same agency at the same
+    /// priority together, up to [`DELIVERIES_PER_MESSAGE`] a message, in the order
+    /// decided; a delivery alone as `DeliveryRequested`, several as
+    /// `DeliveriesRequested`, each keeping its message id and trace. Under load a
+    /// routing transaction holds many referrals for each agency, and one broker message
+    /// and outbox row then carry many of them instead of one each.
+    fn bundle(&mut self) -> Result<(), RouterError> {
+        let mut groups: Vec<((String, u8), Vec<Queued>)> = Vec::new();
+        for q in self.deliveries.drain(..) {
+            let key = (q.delivery.agency_id.clone(), q.priority);
+            match groups
+                .iter_mut()
+                .find(|(k, g)| *k == key && g.len() < DELIVERIES_PER_MESSAGE)
+            {
+                Some((_, g)) => g.push(q),
+                None => groups.push((key, vec![q])),
+            }
+        }
+        for ((agency_id, priority), mut group) in groups {
+            let first = &group[0];
+            let mut headers = BTreeMap::new();
+            headers.insert(
+                "x-correlation-id".to_owned(),
+                first.delivery.referral_id.clone(),
+            );
+            if let Some(tp) = &first.traceparent {
+                headers.insert("traceparent".to_owned(), tp.clone());
+            }
+            let msg = if group.len() == 1 {
+                let Some(q) = group.pop() else { continue };
+                Outgoing {
+                    exchange: Exchange::Delivery,
+                    routing_key: agency_id,
+                    payload: encode(&q.delivery)?,
+                    message_id: q.delivery.message_id,
+                    event_type: DeliveryRequested::NAME.into(),
+                    priority,
+                    headers,
+                }
+            } else {
+                let (deliveries, traceparents) = group
+                    .into_iter()
+                    .map(|q| (q.delivery, q.traceparent))
+                    .unzip();
+                let batch = DeliveriesRequested {
+                    message_id: new_message_id(),
+                    occurred_at: Utc::now().to_rfc3339(),
+                    deliveries,
+                    traceparents,
+                };
+                Outgoing {
+                    exchange: Exchange::Delivery,
+                    routing_key: agency_id,
+                    payload: encode(&batch)?,
+                    message_id: batch.message_id,
+                    event_type: DeliveriesRequested::NAME.into(),
+                    priority,
+                    headers,
+                }
+            };
+            self.outbox.push(msg);
+        }
+        Ok(())
+    }
+
     /// A decision for the router's table and the hub's disclosure log.
     fn log(&mut self, e: DisclosureRecorded) {
         self.decisions.push(e);
