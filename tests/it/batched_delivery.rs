@@ -285,10 +285,17 @@ async fn deliveries_sent_together_reach_the_agency_once_each_and_a_bad_one_is_pa
     c.attempts = 2;
     c.backoff_ms = 20;
     c.breaker_failures = 1000;
-    let deliveries: Vec<_> = (0..N).map(delivery).collect();
+    let mut deliveries: Vec<_> = (0..N).map(delivery).collect();
+    for d in &mut deliveries[N - 2..] {
+        d.priority = "urgent".into();
+    }
     let mut broken = delivery(N);
     broken.document_json = "{\"child\": {\"sex\": \"قنطرة\"".into();
-    let mut members: Vec<(usize, &DeliveryRequested)> = deliveries.iter().enumerate().collect();
+    let mut broken_urgent = delivery(N + 1);
+    broken_urgent.document_json = broken.document_json.clone();
+    broken_urgent.priority = "urgent".into();
+    let mut members: Vec<(usize, &DeliveryRequested)> =
+        deliveries[..N - 2].iter().enumerate().collect();
     members.insert(25, (N, &broken));
     let mut msgs: Vec<Outgoing> = members
         .chunks(10)
@@ -298,6 +305,17 @@ async fn deliveries_sent_together_reach_the_agency_once_each_and_a_bad_one_is_pa
     // A message sent again (a redelivery), and one delivery also alone.
     msgs.push(msgs[1].clone());
     msgs.push(message(3, &deliveries[3]));
+    // Urgent deliveries together on the urgent lane, one of them broken too.
+    let mut urgent = bundle(
+        "msg_bundle_urgent",
+        &[
+            (N - 2, &deliveries[N - 2]),
+            (N + 1, &broken_urgent),
+            (N - 1, &deliveries[N - 1]),
+        ],
+    );
+    urgent.priority = himaya_bus::URGENT_PRIORITY;
+    msgs.push(urgent);
     publish_all(&bus, &msgs).await;
 
     let hub = Hub::start(env.settings.clone(), &[Component::Connectors])
@@ -312,11 +330,13 @@ async fn deliveries_sent_together_reach_the_agency_once_each_and_a_bad_one_is_pa
         "every delivery made",
     )
     .await;
-    let reasons = parked_reasons(&env.amqp_url(), 1).await;
-    assert_eq!(reasons.len(), 1, "{reasons:?}");
-    let why = &reasons[&broken.message_id];
-    assert!(why.contains("not a case the connector can read"), "{why}");
-    assert!(!why.contains("قنطرة"), "a value in a park reason");
+    let reasons = parked_reasons(&env.amqp_url(), 2).await;
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    for d in [&broken, &broken_urgent] {
+        let why = &reasons[&d.message_id];
+        assert!(why.contains("not a case the connector can read"), "{why}");
+        assert!(!why.contains("قنطرة"), "a value in a park reason");
+    }
     wait_count(
         &db,
         &format!(
@@ -350,15 +370,19 @@ async fn deliveries_sent_together_reach_the_agency_once_each_and_a_bad_one_is_pa
         })
         .collect();
     assert_eq!(seen, expected);
-    // The parked copy is the one delivery, as if it had come alone: a replay sends it
-    // back to the agency's queue as a delivery of its own.
+    // A parked copy is the one delivery, as if it had come alone: a replay sends it back
+    // to the lane it came from as a delivery of its own.
     let bus_parked = bus.parked(usize::MAX).await.unwrap();
-    let copy = bus_parked
-        .iter()
-        .find(|p| p.message_id == broken.message_id)
-        .expect("the parked copy");
-    assert_eq!(copy.from_queue.as_deref(), Some(queue.as_str()));
-    assert_eq!(copy.event_type, DeliveryRequested::NAME);
+    let urgent_queue = himaya_bus::urgent_queue(&queue);
+    for (d, from) in [(&broken, &queue), (&broken_urgent, &urgent_queue)] {
+        let copy = bus_parked
+            .iter()
+            .find(|p| p.message_id == d.message_id)
+            .expect("the parked copy");
+        assert_eq!(copy.from_queue.as_deref(), Some(from.as_str()));
+        assert_eq!(copy.event_type, DeliveryRequested::NAME);
+    }
     assert_eq!(left_on_queue(&bus, &queue).await, 0);
+    assert_eq!(left_on_queue(&bus, &urgent_queue).await, 0);
     bus.close().await;
 }

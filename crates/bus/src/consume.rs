@@ -141,8 +141,10 @@ pub trait BatchHandler: Send + Sync + 'static {
     fn read(&self, msg: &Incoming) -> Result<Self::Item, HandleError>;
 
     /// Processes the items in the order they were delivered and commits all their
-    /// effects at once (one transaction) before returning `Ok`. On an error nothing of
-    /// the batch may be committed: its messages are then handled one by one.
+    /// effects (in one transaction, or in several) before returning `Ok`. On an error
+    /// its messages are then handled one by one, so whatever of the batch was committed
+    /// before the error must be passed over then (its inbox entries; the connectors also
+    /// look their recorded deliveries up).
     fn handle_batch(
         &self,
         items: Vec<Self::Item>,

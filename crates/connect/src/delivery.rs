@@ -50,8 +50,10 @@ pub struct DeliveryConnector {
     /// Deliveries sent at once and recorded per transaction (`connectors.batch`).
     pub batch: usize,
     /// The calls to the agency in flight at once, at most `batch` whatever the path
-    /// (a batch, or a message's deliveries one by one).
+    /// (a batch, or a message's deliveries one by one): routine deliveries' here...
     pub calls: Arc<tokio::sync::Semaphore>,
+    /// ...and the urgent lane's apart, so an escalation never waits behind them.
+    pub urgent_calls: Arc<tokio::sync::Semaphore>,
 }
 
 /// How long one delivery waits in place for its agency before it returns to the queue.
@@ -198,10 +200,20 @@ impl DeliveryConnector {
         Err(HandleError::park(why))
     }
 
-    /// Tells the case of `d` it is `undelivered` (reason `parked`), before `d` is parked.
+    /// Tells the case of `d` it is `undelivered` (reason `parked`), before `d` is parked:
+    /// once, should the message that holds it be handled again (its inbox entry under
+    /// `<agency>:undelivered`, apart from the deliveries' own, so that a replay that goes
+    /// through is still recorded).
     async fn told_undelivered(&self, d: &DeliveryRequested) -> Result<(), HandleError> {
         let event = answer(d, "undelivered", 0, None, Some("parked".into()));
         let mut tx = self.pool().begin().await.map_err(HandleError::retry)?;
+        let told = format!("{}:undelivered", self.agency_id);
+        let first = himaya_store::inbox::claim_all(&mut tx, &told, &[d.message_id.as_str()])
+            .await
+            .map_err(HandleError::retry)?;
+        if first.is_empty() {
+            return Ok(());
+        }
         himaya_store::outbox::enqueue_event(
             &mut tx,
             Exchange::Events,
@@ -226,9 +238,10 @@ impl DeliveryConnector {
         call: &mut Call<'_>,
         referral_id: &str,
         until: Instant,
+        urgent: bool,
     ) -> Result<Answered, HandleError> {
         loop {
-            let e = match self.attempt(call).await {
+            let e = match self.attempt(call, urgent).await {
                 Ok(a) => return Ok(a),
                 Err(e) => e,
             };
@@ -252,7 +265,7 @@ impl DeliveryConnector {
 
     /// One executor call with the current credentials; a 401 makes the next one log in
     /// again.
-    async fn attempt(&self, call: &mut Call<'_>) -> Result<Answered, TransientError> {
+    async fn attempt(&self, call: &mut Call<'_>, urgent: bool) -> Result<Answered, TransientError> {
         call.headers.retain(|(name, _)| *name != "Authorization");
         if let Some(a) = self
             .credentials
@@ -263,7 +276,12 @@ impl DeliveryConnector {
         }
         let answered = {
             // Never closed: a permit always comes.
-            let _permit = self.calls.acquire().await.ok();
+            let lane = if urgent {
+                &self.urgent_calls
+            } else {
+                &self.calls
+            };
+            let _permit = lane.acquire().await.ok();
             self.executor.call(call).await
         };
         if answered.as_ref().err() == Some(&TransientError::Unauthorized) {
@@ -344,17 +362,21 @@ fn answers_message(
 }
 
 /// A message as it came off the queue: its deliveries (one, or those one routing
-/// transaction queued for this agency), each with its trace context, and the message's
-/// string headers (a delivery parked alone carries them).
+/// transaction queued for this agency), each with its trace context, and where a
+/// delivery of it parked alone goes back to: the message's lane (queue and routing key)
+/// and string headers.
 pub struct Arrived {
     deliveries: Vec<One>,
     headers: BTreeMap<String, String>,
+    queue: String,
+    routing_key: String,
 }
 
-/// One delivery, with the trace it continues.
+/// One delivery, with the trace it continues and its lane.
 struct One {
     d: DeliveryRequested,
     traceparent: Option<String>,
+    urgent: bool,
 }
 
 /// A delivery ready to be sent: the agency's document and where it goes.
@@ -478,11 +500,11 @@ impl DeliveryConnector {
     /// traces are on, else the one that came with the message.
     async fn send(
         &self,
-        d: &DeliveryRequested,
+        a: &One,
         ready: &Ready,
-        traceparent: Option<&str>,
         hold: Option<Instant>,
     ) -> Result<(Answered, Option<String>), HandleError> {
+        let (d, traceparent) = (&a.d, a.traceparent.as_deref());
         // The call to the agency is a span of its own, a child of this delivery's message
         // (also when it came in a batch with others' traces), and its `traceparent` is
         // what the agency receives; with traces off, the message's is passed on.
@@ -515,11 +537,11 @@ impl DeliveryConnector {
             body: ready.body.clone(),
         };
         let answered = if let Some(until) = hold {
-            self.call_until_answered(&mut call, &d.referral_id, until)
+            self.call_until_answered(&mut call, &d.referral_id, until, a.urgent)
                 .instrument(call_span.clone())
                 .await?
         } else {
-            self.attempt(&mut call)
+            self.attempt(&mut call, a.urgent)
                 .instrument(call_span.clone())
                 .await
                 .map_err(|e| HandleError::Retry {
@@ -568,6 +590,7 @@ impl BatchHandler for DeliveryConnector {
 
     fn read(&self, msg: &Incoming) -> Result<Arrived, HandleError> {
         let payload = msg.payload();
+        let urgent = msg.routing_key().starts_with("urgent.");
         let deliveries = match event_name(payload).map_err(HandleError::park)? {
             DeliveriesRequested::NAME => {
                 let b = decode::<DeliveriesRequested>(payload).map_err(HandleError::park)?;
@@ -579,12 +602,17 @@ impl BatchHandler for DeliveryConnector {
                 b.deliveries
                     .into_iter()
                     .zip(b.traceparents)
-                    .map(|(d, traceparent)| One { d, traceparent })
+                    .map(|(d, traceparent)| One {
+                        d,
+                        traceparent,
+                        urgent,
+                    })
                     .collect()
             }
             _ => vec![One {
                 d: decode::<DeliveryRequested>(payload).map_err(HandleError::park)?,
                 traceparent: msg.header("traceparent"),
+                urgent,
             }],
         };
         if let Some(o) = deliveries.iter().find(|o| o.d.agency_id != self.agency_id) {
@@ -596,28 +624,40 @@ impl BatchHandler for DeliveryConnector {
         Ok(Arrived {
             deliveries,
             headers: msg.headers(),
+            queue: if urgent {
+                himaya_bus::urgent_queue(&self.queue)
+            } else {
+                self.queue.clone()
+            },
+            routing_key: msg.routing_key().to_owned(),
         })
     }
 
-    async fn handle_batch(&self, items: Vec<Arrived>) -> Result<(), HandleError> {
-        let alone = items.len() == 1;
-        let mut headers = BTreeMap::new();
-        let mut all = Vec::with_capacity(items.iter().map(|i| i.deliveries.len()).sum());
-        for item in items {
-            all.extend(item.deliveries);
-            headers = item.headers;
-        }
-        match self.send_all(&all).await {
-            Err(HandleError::Retry { reason } | HandleError::Park { reason })
-                if alone && all.len() > 1 =>
+    async fn handle_batch(&self, mut items: Vec<Arrived>) -> Result<(), HandleError> {
+        let alone = match items.as_mut_slice() {
+            [one] => Some((
+                std::mem::take(&mut one.headers),
+                std::mem::take(&mut one.queue),
+                std::mem::take(&mut one.routing_key),
+            )),
+            _ => None,
+        };
+        let all: Vec<One> = items.into_iter().flat_map(|i| i.deliveries).collect();
+        match (self.send_all(&all).await, alone) {
+            (Err(HandleError::Retry { reason } | HandleError::Park { reason }), Some(lane))
+                if all.len() > 1 =>
             {
                 tracing::warn!(agency = %self.agency_id, deliveries = all.len(), reason = %reason, "a message of deliveries failed together; handling each on its own");
-                self.one_by_one(&all, headers).await
+                self.one_by_one(&all, lane).await
             }
-            done => done,
+            (done, _) => done,
         }
     }
 }
+
+/// Where a message's delivery parked alone goes: the message's headers, the queue it
+/// came from (its lane) and its routing key.
+type Lane = (BTreeMap<String, String>, String, String);
 
 impl DeliveryConnector {
     /// The deliveries of `all` not recorded before (a redelivery, or one given twice
@@ -645,95 +685,103 @@ impl DeliveryConnector {
             .collect())
     }
 
-    /// Sends `ready` side by side (the calls in flight bounded by `calls`) and records
-    /// their answers, `batch` at a time, one transaction each.
+    /// Sends `ready` side by side (the calls in flight bounded by the lane's permits) and
+    /// records the answers that came in one transaction, also when another call failed;
+    /// then the first failure, if any.
     async fn send_and_record(
         &self,
         ready: &[(&One, Ready)],
         hold: Option<Instant>,
     ) -> Result<(), HandleError> {
-        for chunk in ready.chunks(self.batch.max(1)) {
-            let sent = futures_util::future::join_all(
-                chunk
-                    .iter()
-                    .map(|(a, r)| self.send(&a.d, r, a.traceparent.as_deref(), hold)),
-            )
-            .await;
-            let mut made = Vec::with_capacity(sent.len());
-            for ((a, r), sent) in chunk.iter().zip(sent) {
-                let (answered, traceparent) = sent?;
-                made.push(Made {
+        let sent =
+            futures_util::future::join_all(ready.iter().map(|(a, r)| self.send(a, r, hold))).await;
+        let mut made = Vec::with_capacity(sent.len());
+        let mut failed = None;
+        for ((a, r), sent) in ready.iter().zip(sent) {
+            match sent {
+                Ok((answered, traceparent)) => made.push(Made {
                     d: &a.d,
                     answered,
                     chosen: r.reference.as_deref(),
                     traceparent,
-                });
+                }),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
             }
+        }
+        if !made.is_empty() {
             self.record_all(&made).await.map_err(HandleError::retry)?;
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// The batch's way, `batch` deliveries at a time: mapped (one that cannot be made
+    /// fails the batch, unless it is alone: then it is parked and its case told), sent
+    /// and recorded. Only a delivery alone waits in place for an agency that cannot
+    /// answer: a batch that meets one fails at once and is handled again message by
+    /// message (what it recorded is passed over then).
+    async fn send_all(&self, all: &[One]) -> Result<(), HandleError> {
+        let hold = (all.len() == 1).then(|| Instant::now() + MAX_HOLD);
+        for chunk in self.not_recorded(all).await?.chunks(self.batch.max(1)) {
+            let mut ready = Vec::with_capacity(chunk.len());
+            for a in chunk {
+                match self.prepare(&a.d).await? {
+                    Prepared::Send(r) => ready.push((*a, r)),
+                    Prepared::Unmakeable(why) if all.len() == 1 => {
+                        return self.parked(&a.d, why).await
+                    }
+                    Prepared::Unmakeable(_) => {
+                        return Err(HandleError::retry(
+                            "a delivery of the batch cannot be made; handled one by one",
+                        ))
+                    }
+                }
+            }
+            self.send_and_record(&ready, hold).await?;
         }
         Ok(())
     }
 
-    /// The batch's way: every delivery mapped first (one that cannot be made fails the
-    /// batch, unless it is alone: then it is parked and its case told), then sent and
-    /// recorded. Only a delivery alone waits in place for an agency that cannot answer:
-    /// a batch that meets one fails at once and is handled again message by message.
-    async fn send_all(&self, all: &[One]) -> Result<(), HandleError> {
-        let mut ready = Vec::with_capacity(all.len());
-        for a in self.not_recorded(all).await? {
-            match self.prepare(&a.d).await? {
-                Prepared::Send(r) => ready.push((a, r)),
-                Prepared::Unmakeable(why) if all.len() == 1 => return self.parked(&a.d, why).await,
-                Prepared::Unmakeable(_) => {
-                    return Err(HandleError::retry(
-                        "a delivery of the batch cannot be made; handled one by one",
-                    ))
+    /// One message of many deliveries whose batch failed, each delivery on its own,
+    /// `batch` at a time: one that cannot be made has its case told `undelivered` and is
+    /// parked alone (a copy of it, as if it had come alone, which a replay sends back to
+    /// the lane it came from); the others are sent, each waiting in place for an agency
+    /// that cannot answer (this pass's waits ending together, `MAX_HOLD` after it
+    /// began), and recorded. An error that may go away fails the message: it is
+    /// redelivered, and what was recorded (or told) is passed over.
+    async fn one_by_one(&self, all: &[One], lane: Lane) -> Result<(), HandleError> {
+        let (headers, queue, routing_key) = lane;
+        let until = Instant::now() + MAX_HOLD;
+        for chunk in self.not_recorded(all).await?.chunks(self.batch.max(1)) {
+            let mut ready = Vec::with_capacity(chunk.len());
+            let mut unmakeable = Vec::new();
+            for a in chunk {
+                match self.prepare(&a.d).await? {
+                    Prepared::Send(r) => ready.push((*a, r)),
+                    Prepared::Unmakeable(why) => unmakeable.push((*a, why)),
                 }
             }
-        }
-        let hold = (all.len() == 1).then(|| Instant::now() + MAX_HOLD);
-        self.send_and_record(&ready, hold).await
-    }
-
-    /// One message of many deliveries whose batch failed, each delivery on its own: one
-    /// that cannot be made is parked alone (a copy of it, as if it had come alone, which
-    /// a replay sends back to this queue) and its case told `undelivered`; the others are
-    /// sent, each waiting in place for an agency that cannot answer (all of them within
-    /// one `MAX_HOLD`), and recorded. An error that may go away fails the message: it is
-    /// redelivered, and what was recorded is passed over.
-    async fn one_by_one(
-        &self,
-        all: &[One],
-        headers: BTreeMap<String, String>,
-    ) -> Result<(), HandleError> {
-        let until = Instant::now() + MAX_HOLD;
-        let mut ready = Vec::with_capacity(all.len());
-        let mut unmakeable = Vec::new();
-        for a in self.not_recorded(all).await? {
-            match self.prepare(&a.d).await? {
-                Prepared::Send(r) => ready.push((a, r)),
-                Prepared::Unmakeable(why) => unmakeable.push((a, why)),
+            self.send_and_record(&ready, Some(until)).await?;
+            for (a, why) in unmakeable {
+                self.told_undelivered(&a.d).await?;
+                let mut headers = headers.clone();
+                headers.insert("x-correlation-id".to_owned(), a.d.referral_id.clone());
+                match &a.traceparent {
+                    Some(tp) => headers.insert("traceparent".to_owned(), tp.clone()),
+                    None => headers.remove("traceparent"),
+                };
+                himaya_component::park_item(
+                    &self.bus,
+                    &queue,
+                    &routing_key,
+                    &a.d,
+                    &a.d.message_id,
+                    headers,
+                    &why,
+                )
+                .await?;
             }
-        }
-        self.send_and_record(&ready, Some(until)).await?;
-        for (a, why) in unmakeable {
-            self.told_undelivered(&a.d).await?;
-            let mut headers = headers.clone();
-            headers.insert("x-correlation-id".to_owned(), a.d.referral_id.clone());
-            match &a.traceparent {
-                Some(tp) => headers.insert("traceparent".to_owned(), tp.clone()),
-                None => headers.remove("traceparent"),
-            };
-            himaya_component::park_item(
-                &self.bus,
-                &self.queue,
-                &self.agency_id,
-                &a.d,
-                &a.d.message_id,
-                headers,
-                &why,
-            )
-            .await?;
         }
         Ok(())
     }

@@ -204,6 +204,9 @@ impl Consumers {
                 calls: Arc::new(tokio::sync::Semaphore::new(usize::from(
                     self.settings.connectors.batch.max(1),
                 ))),
+                urgent_calls: Arc::new(tokio::sync::Semaphore::new(usize::from(
+                    self.settings.connectors.batch.max(1),
+                ))),
             });
             tracing::info!(agency = %id, protocol = agency.protocol.as_str(), "connector consuming");
             // What waits on the agency's queue is sent side by side and recorded at once.
