@@ -71,6 +71,70 @@ async fn agency_queue(addr: std::net::SocketAddr) -> (TestEnv, std::sync::Arc<Bu
     (env, bus, queue)
 }
 
+/// [`agency_queue`] for an agency that fails calls: each tried twice, 20 ms apart, and
+/// its circuit never opened, so its deliveries wait for it in place.
+async fn failing_agency_queue(
+    addr: std::net::SocketAddr,
+) -> (TestEnv, std::sync::Arc<Bus>, String) {
+    let (mut env, bus, queue) = agency_queue(addr).await;
+    let c = &mut env.settings.connectors;
+    c.attempts = 2;
+    c.backoff_ms = 20;
+    c.breaker_failures = 1000;
+    (env, bus, queue)
+}
+
+/// What the agency should see of `deliveries`: each one's key, with its trace.
+fn keys_and_traces(deliveries: &[DeliveryRequested]) -> BTreeSet<(Option<String>, Option<String>)> {
+    deliveries
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (Some(d.idempotency_key.clone()), Some(traceparent(i))))
+        .collect()
+}
+
+/// A delivery no connector can make: its document unreadable (and holding a value no
+/// park reason may quote).
+fn unreadable(i: usize) -> DeliveryRequested {
+    let mut d = delivery(i);
+    d.document_json = "{\"child\": {\"sex\": \"قنطرة\"".into();
+    d
+}
+
+/// Publishes `msgs` on the agency's queue, starts the connectors, and waits until `sql`
+/// counts `n` (`what` names it if it never does).
+async fn deliver(
+    env: &TestEnv,
+    bus: &Bus,
+    msgs: &[Outgoing],
+    sql: &str,
+    n: usize,
+    what: &str,
+) -> (Hub, sqlx::PgPool) {
+    publish_all(bus, msgs).await;
+    let hub = Hub::start(env.settings.clone(), &[Component::Connectors])
+        .await
+        .unwrap();
+    let db = env.pool().await;
+    wait_count(&db, sql, n as i64, 60, what).await;
+    (hub, db)
+}
+
+/// Waits until the case of `d`, parked, is told: its answer says undelivered.
+async fn case_told_parked(db: &sqlx::PgPool, d: &DeliveryRequested) {
+    wait_count(
+        db,
+        &format!(
+            "SELECT count(*) FROM connectors.outbox WHERE routing_key = 'referral.delivery.recorded' AND headers->>'x-correlation-id' = '{}'",
+            d.referral_id
+        ),
+        1,
+        30,
+        "the parked delivery's answer",
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_deliveries_reaches_the_agency_once_each_in_batches() {
     const N: usize = 200;
@@ -86,20 +150,14 @@ async fn a_burst_of_deliveries_reaches_the_agency_once_each_in_batches() {
     // the middle a delivery no connector can make (its document unreadable).
     msgs.insert(8, message(7, &deliveries[7]));
     msgs.push(message(2, &deliveries[2]));
-    let mut broken = delivery(N);
-    broken.document_json = "{\"child\": {\"sex\": \"قنطرة\"".into();
+    let broken = unreadable(N);
     msgs.insert(100, message(N, &broken));
-    publish_all(&bus, &msgs).await;
-
-    let hub = Hub::start(env.settings.clone(), &[Component::Connectors])
-        .await
-        .unwrap();
-    let db = env.pool().await;
-    wait_count(
-        &db,
+    let (hub, db) = deliver(
+        &env,
+        &bus,
+        &msgs,
         "SELECT count(*) FROM connectors.deliveries",
-        N as i64,
-        60,
+        N,
         "the burst delivered",
     )
     .await;
@@ -111,17 +169,7 @@ async fn a_burst_of_deliveries_reaches_the_agency_once_each_in_batches() {
     );
     assert!(!broken_reason.contains("قنطرة"), "a value in a park reason");
     // The broken delivery's case is told: its answer says undelivered, parked.
-    wait_count(
-        &db,
-        &format!(
-            "SELECT count(*) FROM connectors.outbox WHERE routing_key = 'referral.delivery.recorded' AND headers->>'x-correlation-id' = '{}'",
-            broken.referral_id
-        ),
-        1,
-        30,
-        "the parked delivery's answer",
-    )
-    .await;
+    case_told_parked(&db, &broken).await;
     hub.stop().await;
 
     // Each delivery reached the agency once, under its own key and trace.
@@ -136,15 +184,7 @@ async fn a_burst_of_deliveries_reaches_the_agency_once_each_in_batches() {
         "one call per delivery, none for a redelivery"
     );
     let seen: BTreeSet<_> = seen.into_iter().collect();
-    let expected: BTreeSet<_> = (0..N)
-        .map(|i| {
-            (
-                Some(deliveries[i].idempotency_key.clone()),
-                Some(traceparent(i)),
-            )
-        })
-        .collect();
-    assert_eq!(seen, expected);
+    assert_eq!(seen, keys_and_traces(&deliveries));
     // One answer per delivery, recorded as delivered; a transaction's answers in one
     // message (fewer messages than answers), each message with its first answer's trace.
     let rows: Vec<(String, Vec<u8>, Option<String>)> = sqlx::query_as(
@@ -200,28 +240,19 @@ async fn a_burst_of_deliveries_reaches_the_agency_once_each_in_batches() {
 async fn a_batch_the_agency_fails_is_delivered_one_by_one_and_recorded_once() {
     const N: usize = 40;
     let (agency, addr) = FakeAgency::start(&[503; 12]).await;
-    let (mut env, bus, queue) = agency_queue(addr).await;
-    let c = &mut env.settings.connectors;
-    c.attempts = 2;
-    c.backoff_ms = 20;
-    c.breaker_failures = 1000;
+    let (env, bus, queue) = failing_agency_queue(addr).await;
     let deliveries: Vec<_> = (0..N).map(delivery).collect();
     let msgs: Vec<_> = deliveries
         .iter()
         .enumerate()
         .map(|(i, d)| message(i, d))
         .collect();
-    publish_all(&bus, &msgs).await;
-
-    let hub = Hub::start(env.settings.clone(), &[Component::Connectors])
-        .await
-        .unwrap();
-    let db = env.pool().await;
-    wait_count(
-        &db,
+    let (hub, db) = deliver(
+        &env,
+        &bus,
+        &msgs,
         "SELECT count(*) FROM connectors.deliveries WHERE outcome = 'delivered'",
-        N as i64,
-        60,
+        N,
         "every delivery made once the agency answers",
     )
     .await;
@@ -280,19 +311,13 @@ fn bundle(id: &str, members: &[(usize, &DeliveryRequested)]) -> Outgoing {
 async fn deliveries_sent_together_reach_the_agency_once_each_and_a_bad_one_is_parked_alone() {
     const N: usize = 60;
     let (agency, addr) = FakeAgency::start(&[503; 6]).await;
-    let (mut env, bus, queue) = agency_queue(addr).await;
-    let c = &mut env.settings.connectors;
-    c.attempts = 2;
-    c.backoff_ms = 20;
-    c.breaker_failures = 1000;
+    let (env, bus, queue) = failing_agency_queue(addr).await;
     let mut deliveries: Vec<_> = (0..N).map(delivery).collect();
     for d in &mut deliveries[N - 2..] {
         d.priority = "urgent".into();
     }
-    let mut broken = delivery(N);
-    broken.document_json = "{\"child\": {\"sex\": \"قنطرة\"".into();
-    let mut broken_urgent = delivery(N + 1);
-    broken_urgent.document_json = broken.document_json.clone();
+    let broken = unreadable(N);
+    let mut broken_urgent = unreadable(N + 1);
     broken_urgent.priority = "urgent".into();
     let mut members: Vec<(usize, &DeliveryRequested)> =
         deliveries[..N - 2].iter().enumerate().collect();
@@ -316,17 +341,12 @@ async fn deliveries_sent_together_reach_the_agency_once_each_and_a_bad_one_is_pa
     );
     urgent.priority = himaya_bus::URGENT_PRIORITY;
     msgs.push(urgent);
-    publish_all(&bus, &msgs).await;
-
-    let hub = Hub::start(env.settings.clone(), &[Component::Connectors])
-        .await
-        .unwrap();
-    let db = env.pool().await;
-    wait_count(
-        &db,
+    let (hub, db) = deliver(
+        &env,
+        &bus,
+        &msgs,
         "SELECT count(*) FROM connectors.deliveries WHERE outcome = 'delivered'",
-        N as i64,
-        60,
+        N,
         "every delivery made",
     )
     .await;
@@ -337,17 +357,8 @@ async fn deliveries_sent_together_reach_the_agency_once_each_and_a_bad_one_is_pa
         assert!(why.contains("not a case the connector can read"), "{why}");
         assert!(!why.contains("قنطرة"), "a value in a park reason");
     }
-    wait_count(
-        &db,
-        &format!(
-            "SELECT count(*) FROM connectors.outbox WHERE routing_key = 'referral.delivery.recorded' AND headers->>'x-correlation-id' = '{}'",
-            broken.referral_id
-        ),
-        1,
-        30,
-        "the parked delivery's answer",
-    )
-    .await;
+    case_told_parked(&db, &broken).await;
+    case_told_parked(&db, &broken_urgent).await;
     hub.stop().await;
     assert_eq!(
         count(&db, "SELECT count(*) FROM connectors.deliveries").await,
@@ -361,15 +372,7 @@ async fn deliveries_sent_together_reach_the_agency_once_each_and_a_bad_one_is_pa
         .into_iter()
         .map(|s| (s.idempotency_key, s.traceparent))
         .collect();
-    let expected: BTreeSet<_> = (0..N)
-        .map(|i| {
-            (
-                Some(deliveries[i].idempotency_key.clone()),
-                Some(traceparent(i)),
-            )
-        })
-        .collect();
-    assert_eq!(seen, expected);
+    assert_eq!(seen, keys_and_traces(&deliveries));
     // A parked copy is the one delivery, as if it had come alone: a replay sends it back
     // to the lane it came from as a delivery of its own.
     let bus_parked = bus.parked(usize::MAX).await.unwrap();
