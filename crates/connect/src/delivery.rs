@@ -362,14 +362,11 @@ fn answers_message(
 }
 
 /// A message as it came off the queue: its deliveries (one, or those one routing
-/// transaction queued for this agency), each with its trace context, and where a
-/// delivery of it parked alone goes back to: the message's lane (queue and routing key)
-/// and string headers.
+/// transaction queued for this agency), each with its trace context and lane, and the
+/// message's string headers (a delivery of it parked alone carries them).
 pub struct Arrived {
     deliveries: Vec<One>,
     headers: BTreeMap<String, String>,
-    queue: String,
-    routing_key: String,
 }
 
 /// One delivery, with the trace it continues and its lane.
@@ -624,40 +621,26 @@ impl BatchHandler for DeliveryConnector {
         Ok(Arrived {
             deliveries,
             headers: msg.headers(),
-            queue: if urgent {
-                himaya_bus::urgent_queue(&self.queue)
-            } else {
-                self.queue.clone()
-            },
-            routing_key: msg.routing_key().to_owned(),
         })
     }
 
     async fn handle_batch(&self, mut items: Vec<Arrived>) -> Result<(), HandleError> {
         let alone = match items.as_mut_slice() {
-            [one] => Some((
-                std::mem::take(&mut one.headers),
-                std::mem::take(&mut one.queue),
-                std::mem::take(&mut one.routing_key),
-            )),
+            [one] => Some(std::mem::take(&mut one.headers)),
             _ => None,
         };
         let all: Vec<One> = items.into_iter().flat_map(|i| i.deliveries).collect();
         match (self.send_all(&all).await, alone) {
-            (Err(HandleError::Retry { reason } | HandleError::Park { reason }), Some(lane))
+            (Err(HandleError::Retry { reason } | HandleError::Park { reason }), Some(headers))
                 if all.len() > 1 =>
             {
                 tracing::warn!(agency = %self.agency_id, deliveries = all.len(), reason = %reason, "a message of deliveries failed together; handling each on its own");
-                self.one_by_one(&all, lane).await
+                self.one_by_one(&all, headers).await
             }
             (done, _) => done,
         }
     }
 }
-
-/// Where a message's delivery parked alone goes: the message's headers, the queue it
-/// came from (its lane) and its routing key.
-type Lane = (BTreeMap<String, String>, String, String);
 
 impl DeliveryConnector {
     /// The deliveries of `all` not recorded before (a redelivery, or one given twice
@@ -750,8 +733,11 @@ impl DeliveryConnector {
     /// that cannot answer (this pass's waits ending together, `MAX_HOLD` after it
     /// began), and recorded. An error that may go away fails the message: it is
     /// redelivered, and what was recorded (or told) is passed over.
-    async fn one_by_one(&self, all: &[One], lane: Lane) -> Result<(), HandleError> {
-        let (headers, queue, routing_key) = lane;
+    async fn one_by_one(
+        &self,
+        all: &[One],
+        headers: BTreeMap<String, String>,
+    ) -> Result<(), HandleError> {
         let until = Instant::now() + MAX_HOLD;
         for chunk in self.not_recorded(all).await?.chunks(self.batch.max(1)) {
             let mut ready = Vec::with_capacity(chunk.len());
@@ -770,6 +756,17 @@ impl DeliveryConnector {
                 match &a.traceparent {
                     Some(tp) => headers.insert("traceparent".to_owned(), tp.clone()),
                     None => headers.remove("traceparent"),
+                };
+                // Its lane's queue and routing key, as the message's own parking would.
+                let (queue, routing_key) = if a.urgent {
+                    let key = himaya_bus::lane_key(
+                        Exchange::Delivery,
+                        &self.agency_id,
+                        himaya_bus::URGENT_PRIORITY,
+                    );
+                    (himaya_bus::urgent_queue(&self.queue), key.into_owned())
+                } else {
+                    (self.queue.clone(), self.agency_id.clone())
                 };
                 himaya_component::park_item(
                     &self.bus,
