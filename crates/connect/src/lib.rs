@@ -188,6 +188,9 @@ impl Consumers {
                 .await?;
             let stop = self.shutdown.child_token();
             let credentials = Arc::new(Credentials::of(agency));
+            // Each lane's calls in flight to the agency, at most a batch's.
+            let batch = usize::from(self.settings.connectors.batch.max(1));
+            let permits = || Arc::new(tokio::sync::Semaphore::new(batch));
             let handler = Arc::new(DeliveryConnector {
                 pools: self.pools.clone(),
                 executor: self.executor.clone(),
@@ -200,13 +203,9 @@ impl Consumers {
                 shutdown: stop.clone(),
                 bus: self.bus.clone(),
                 queue: queue.clone(),
-                batch: usize::from(self.settings.connectors.batch),
-                calls: Arc::new(tokio::sync::Semaphore::new(usize::from(
-                    self.settings.connectors.batch.max(1),
-                ))),
-                urgent_calls: Arc::new(tokio::sync::Semaphore::new(usize::from(
-                    self.settings.connectors.batch.max(1),
-                ))),
+                batch,
+                calls: permits(),
+                urgent_calls: permits(),
             });
             tracing::info!(agency = %id, protocol = agency.protocol.as_str(), "connector consuming");
             // What waits on the agency's queue is sent side by side and recorded at once.

@@ -12,7 +12,7 @@ use himaya_component::{
     Component, Context, Decoding, Delivered, EventHandler, StartError, Started,
 };
 use himaya_events::{
-    decode, encode, event_name, keys, new_message_id, DeliveriesRequested, DeliveryRecorded,
+    decode, event_name, keys, new_message_id, DeliveriesRequested, DeliveryRecorded,
     DeliveryRequested, DisclosureRecorded, DisclosuresRecorded, Event, ReferralCreated,
     ReferralsCreated, WithdrawalNotice,
 };
@@ -20,7 +20,7 @@ use himaya_record::{CaseRecord, Purpose};
 use himaya_settings::{AgencySettings, Obstacle, Settings};
 use himaya_sharing::{disclose, Decision, Recipient};
 use himaya_store::handover::{Handed, Handover};
-use himaya_store::outbox::{Returned, Rows};
+use himaya_store::outbox::{message_of, Returned, Rows};
 use sqlx::{PgConnection, PgPool};
 
 pub mod feedback;
@@ -395,15 +395,13 @@ impl Plan {
             }
             let msg = if group.len() == 1 {
                 let Some(q) = group.pop() else { continue };
-                Outgoing {
-                    exchange: Exchange::Delivery,
-                    routing_key: agency_id,
-                    payload: encode(&q.delivery)?,
-                    message_id: q.delivery.message_id,
-                    event_type: DeliveryRequested::NAME.into(),
+                message_of(
+                    Exchange::Delivery,
+                    &agency_id,
+                    &q.delivery,
                     priority,
                     headers,
-                }
+                )?
             } else {
                 let (deliveries, traceparents) = group
                     .into_iter()
@@ -415,15 +413,7 @@ impl Plan {
                     deliveries,
                     traceparents,
                 };
-                Outgoing {
-                    exchange: Exchange::Delivery,
-                    routing_key: agency_id,
-                    payload: encode(&batch)?,
-                    message_id: batch.message_id,
-                    event_type: DeliveriesRequested::NAME.into(),
-                    priority,
-                    headers,
-                }
+                message_of(Exchange::Delivery, &agency_id, &batch, priority, headers)?
             };
             self.outbox.push(msg);
         }
