@@ -243,6 +243,107 @@ async fn an_urgent_message_jumps_the_routine_backlog() {
     bus.close().await;
 }
 
+/// What each pass over a message saw: its id, when it may have arrived
+/// (`Incoming::since`), and when the pass's batch began. Each batch takes its time, as a
+/// connector waiting for its agency does; `msg_retry` fails every pass.
+struct Passes {
+    seen: std::sync::Mutex<Vec<(String, std::time::Instant, std::time::Instant)>>,
+}
+
+impl himaya_bus::BatchHandler for Passes {
+    type Item = (String, std::time::Instant);
+
+    fn read(&self, msg: &himaya_bus::Incoming) -> Result<Self::Item, himaya_bus::HandleError> {
+        Ok((msg.message_id().unwrap_or("-").to_owned(), msg.since()))
+    }
+
+    async fn handle_batch(&self, items: Vec<Self::Item>) -> Result<(), himaya_bus::HandleError> {
+        let began = std::time::Instant::now();
+        self.seen
+            .lock()
+            .unwrap()
+            .extend(items.iter().map(|(id, since)| (id.clone(), *since, began)));
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        if items.iter().any(|(id, _)| id == "msg_retry") {
+            return Err(himaya_bus::HandleError::Retry {
+                reason: "fails every pass".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A connector holds a delivery while its agency cannot answer, and the broker closes a
+/// channel whose message is unacknowledged past its consumer timeout (30 minutes). The
+/// hold is counted from when the message may have arrived, not from the pass that holds
+/// it: a message that waited in the channel while the batch before it was handled
+/// arrived before that batch began, and every pass over one delivery (the batch, then
+/// the message alone with its in-process retries) sees the same instant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_counts_its_hold_from_when_it_arrived_not_from_each_pass() {
+    let env = TestEnv::new(None).await;
+    let bus = Bus::connect(env.amqp_url(), Topology::new(""))
+        .await
+        .unwrap();
+    bus.declare_queue("held", Exchange::Events, &["held.test"])
+        .await
+        .unwrap();
+    let passes = std::sync::Arc::new(Passes {
+        seen: std::sync::Mutex::new(Vec::new()),
+    });
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    // Batches of two, four in the channel at once: the last two wait there while the
+    // first two are handled.
+    let consumer = tokio::spawn(himaya_bus::consume_batches(
+        bus.clone(),
+        "held".into(),
+        2,
+        2,
+        passes.clone(),
+        shutdown.clone(),
+    ));
+    let ids = ["msg_0", "msg_1", "msg_2", "msg_retry"];
+    let out: Vec<Outgoing> = ids.iter().map(|id| raw("held.test", vec![0], id)).collect();
+    for r in bus.publish_batch(&out).await.unwrap() {
+        r.unwrap();
+    }
+    // The batch, the message alone, its three in-process retries.
+    let retried = eventually(30, "msg_retry's five passes", || {
+        let passes = passes.clone();
+        async move {
+            let seen = passes.seen.lock().unwrap();
+            let of: Vec<_> = seen
+                .iter()
+                .filter(|p| p.0 == "msg_retry")
+                .cloned()
+                .collect();
+            (of.len() >= 5).then_some(of)
+        }
+    })
+    .await;
+    shutdown.cancel();
+    consumer.await.unwrap();
+    bus.close().await;
+    let seen = passes.seen.lock().unwrap().clone();
+    let first_began = seen[0].2;
+    for id in ["msg_2", "msg_retry"] {
+        let (_, since, began) = seen.iter().find(|p| p.0 == id).unwrap();
+        assert!(
+            *began >= first_began + std::time::Duration::from_millis(250),
+            "{id} waited in the channel behind the first batch"
+        );
+        assert!(
+            *since <= first_began,
+            "{id} arrived before the first batch began; its hold counts from {:?} later",
+            since.duration_since(first_began)
+        );
+    }
+    assert!(
+        retried[..5].iter().all(|p| p.1 == retried[0].1),
+        "every pass over one delivery counts from the same instant"
+    );
+}
+
 /// One worker, held by a routine message the way a CPU-bound routine backlog holds a
 /// runtime: the urgent message that arrives meanwhile is handled at once, on the
 /// urgent runtime, through the urgent connection (`himaya_bus::urgent`). The test's own

@@ -510,6 +510,40 @@ async fn a_slow_agency_delays_only_itself() {
     hub.stop().await;
 }
 
+/// An agency that does not answer does not hold up the hub's stop: a delivery waiting
+/// for it gives its message back at once (the call in flight included), and no retry is
+/// made while stopping. The referral is delivered once the hub is back and the agency
+/// answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_stops_at_once_while_a_delivery_waits_for_its_agency() {
+    let (slow, slow_addr) = FakeAgency::scripted(vec![Step::Slow(2_000, 201); 50]).await;
+    let mut env = TestEnv::new(None).await;
+    env_for(&fhir(), slow_addr, &mut env);
+    let hub = env.start().await;
+    let pool = env.pool().await;
+    let ch = channel(&hub).await;
+    let r = refer(&ch, "waiting", ServiceType::Health).await;
+    // Called more than once: the delivery waits in place for its agency.
+    eventually(30, "the delivery waiting for its agency", || async {
+        (slow.count() >= 3).then_some(())
+    })
+    .await;
+    let started = Instant::now();
+    hub.stop().await;
+    let took = started.elapsed();
+    println!("stopped in {took:?} while a delivery waited for its agency");
+    assert!(
+        took < Duration::from_secs(2),
+        "the hub took {took:?} to stop"
+    );
+    let (fast, fast_addr) = FakeAgency::start(&[]).await;
+    env_for(&fhir(), fast_addr, &mut env);
+    let hub = env.start().await;
+    wait_recorded(&pool, &r).await;
+    assert_eq!(fast.count(), 1);
+    hub.stop().await;
+}
+
 /// Referrals for enrolment leave as an Avro file, through the same exit: the programme
 /// gets the cases it has a part in, as the consent layer discloses them to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

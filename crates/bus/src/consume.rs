@@ -41,9 +41,19 @@ fn local_retries() -> himaya_settings::retry::ExponentialBuilder {
 /// A received message.
 pub struct Incoming {
     delivery: Delivery,
+    since: std::time::Instant,
 }
 
 impl Incoming {
+    /// The earliest the broker may have sent this message to the consumer: the broker's
+    /// consumer timeout (30 minutes by default) runs from then, so a handler that holds a
+    /// message (waiting for an agency) bounds the hold from here, not from the call it is
+    /// in. Several calls for the same message (its in-process retries, a batch handled
+    /// again message by message) see the same instant.
+    pub fn since(&self) -> std::time::Instant {
+        self.since
+    }
+
     pub fn payload(&self) -> &[u8] {
         &self.delivery.data
     }
@@ -383,7 +393,9 @@ impl<H: Handler> Drain for Each<'_, H> {
                     Some(Err(e)) => return Err(BusError::Consume(e)),
                     Some(Ok(delivery)) => {
                         counts.consumed.inc();
-                        inflight.push(process(bus, queue, self.handler, Incoming { delivery }, counts))
+                        // Taken as it arrives: no more than `limit` are unacknowledged.
+                        let since = std::time::Instant::now();
+                        inflight.push(process(bus, queue, self.handler, Incoming { delivery, since }, shutdown, counts))
                     }
                 },
             }
@@ -414,6 +426,10 @@ impl<H: BatchHandler> Drain for Batches<H> {
     ) -> Result<(), BusError> {
         // Waits for the first delivery, then takes every one already here, up to `max`.
         let mut ready = consumer.ready_chunks(usize::from(self.max));
+        // Nothing waiting in the channel was sent before this (see `Incoming::since`):
+        // the consume began here, and a batch taken short of `max` took everything that
+        // had arrived, so whatever is taken later arrived after it.
+        let mut floor = std::time::Instant::now();
         loop {
             let chunk = tokio::select! {
                 _ = shutdown.cancelled() => {
@@ -429,7 +445,12 @@ impl<H: BatchHandler> Drain for Batches<H> {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(BusError::Consume)?;
             counts.consumed.inc_by(deliveries.len() as u64);
-            self.batch(bus, queue, deliveries, counts).await?;
+            let since = floor;
+            if deliveries.len() < usize::from(self.max) {
+                floor = std::time::Instant::now();
+            }
+            self.batch(bus, queue, deliveries, since, shutdown, counts)
+                .await?;
         }
     }
 }
@@ -441,13 +462,15 @@ impl<H: BatchHandler> Batches<H> {
         bus: &Bus,
         queue: &str,
         deliveries: Vec<Delivery>,
+        since: std::time::Instant,
+        shutdown: &CancellationToken,
         counts: &LaneHandles,
     ) -> Result<(), BusError> {
         let started = std::time::Instant::now();
         let mut items = Vec::with_capacity(deliveries.len());
         let mut msgs = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
-            let msg = Incoming { delivery };
+            let msg = Incoming { delivery, since };
             match self.handler.0.read(&msg) {
                 Ok(item) => {
                     items.push(item);
@@ -455,7 +478,7 @@ impl<H: BatchHandler> Batches<H> {
                 }
                 // Settled (parked, or requeued) before the batch's ack, which covers
                 // every earlier delivery of the channel still unacknowledged.
-                Err(_) => process(bus, queue, &self.handler, msg, counts).await?,
+                Err(_) => process(bus, queue, &self.handler, msg, shutdown, counts).await?,
             }
         }
         let Some(last) = msgs.last() else {
@@ -496,7 +519,7 @@ impl<H: BatchHandler> Batches<H> {
                 tracing::warn!(queue, size, reason = %reason, "batch failed; handling its messages one by one");
                 let limit = usize::from(self.prefetch.max(1));
                 futures_util::stream::iter(msgs)
-                    .map(|msg| process(bus, queue, &self.handler, msg, counts))
+                    .map(|msg| process(bus, queue, &self.handler, msg, shutdown, counts))
                     .buffer_unordered(limit)
                     .try_collect()
                     .await
@@ -510,6 +533,7 @@ async fn process<H: Handler>(
     queue: &str,
     handler: &H,
     msg: Incoming,
+    shutdown: &CancellationToken,
     counts: &LaneHandles,
 ) -> Result<(), BusError> {
     let id = msg.message_id().unwrap_or("-").to_owned();
@@ -531,7 +555,8 @@ async fn process<H: Handler>(
     let outcome = handle
         .retry(local_retries())
         .sleep(tokio::time::sleep)
-        .when(|e| matches!(e, HandleError::Retry { .. }))
+        // Stopping: what still fails goes back to its queue now, not after the retries.
+        .when(|e| matches!(e, HandleError::Retry { .. }) && !shutdown.is_cancelled())
         .notify(|e, wait| {
             if let HandleError::Retry { reason } = e {
                 counts.retried.inc();

@@ -56,7 +56,11 @@ pub struct DeliveryConnector {
     pub urgent_calls: Arc<tokio::sync::Semaphore>,
 }
 
-/// How long one delivery waits in place for its agency before it returns to the queue.
+/// How long one delivery waits in place for its agency before it returns to the queue,
+/// counted from when the broker may have sent its message (`Incoming::since`): every
+/// pass over the message (a batch, the in-process retries, its deliveries one by one)
+/// ends its waits by then, so the message is settled within the broker's 30-minute
+/// consumer timeout (after the hold, each pass makes one call and gives up).
 const MAX_HOLD: Duration = Duration::from_secs(20 * 60);
 const MIN_PAUSE: Duration = Duration::from_millis(200);
 const MAX_PAUSE: Duration = Duration::from_secs(60);
@@ -231,7 +235,7 @@ impl DeliveryConnector {
     /// (down, timing out, its circuit open) the delivery waits here, holding its place,
     /// instead of going back to the queue: each return to the queue counts towards the
     /// queue's delivery limit, after which a message is parked. Past `until` (at most
-    /// `MAX_HOLD` after its message was taken, below RabbitMQ's 30-minute consumer
+    /// `MAX_HOLD` after its message may have arrived, below RabbitMQ's 30-minute consumer
     /// timeout) it does go back, and at shutdown at once.
     async fn call_until_answered(
         &self,
@@ -240,11 +244,26 @@ impl DeliveryConnector {
         until: Instant,
         urgent: bool,
     ) -> Result<Answered, HandleError> {
+        // Once the agency has failed this delivery, stopping ends the wait at once, a
+        // call in flight included: the message goes back to its queue, and the agency
+        // drops a repeated call by its `Idempotency-Key`. A first call is let finish.
+        let mut waiting = false;
         loop {
-            let e = match self.attempt(call, urgent).await {
+            let attempt = self.attempt(call, urgent);
+            let answered = if waiting {
+                tokio::select! {
+                    biased;
+                    _ = self.shutdown.cancelled() => return Err(self.stopping()),
+                    answered = attempt => answered,
+                }
+            } else {
+                attempt.await
+            };
+            let e = match answered {
                 Ok(a) => return Ok(a),
                 Err(e) => e,
             };
+            waiting = true;
             let retry = || HandleError::Retry {
                 reason: format!("{}: {e}", self.agency_id),
             };
@@ -260,6 +279,14 @@ impl DeliveryConnector {
                 _ = self.shutdown.cancelled() => return Err(retry()),
                 _ = tokio::time::sleep(pause) => {}
             }
+        }
+    }
+
+    /// What a delivery not made because the hub is stopping fails with: its message goes
+    /// back to the queue.
+    fn stopping(&self) -> HandleError {
+        HandleError::Retry {
+            reason: format!("{}: the hub is stopping", self.agency_id),
         }
     }
 
@@ -367,6 +394,8 @@ fn answers_message(
 pub struct Arrived {
     deliveries: Vec<One>,
     headers: BTreeMap<String, String>,
+    /// See `Incoming::since`.
+    since: Instant,
 }
 
 /// One delivery, with the trace it continues and its lane.
@@ -501,6 +530,11 @@ impl DeliveryConnector {
         ready: &Ready,
         hold: Option<Instant>,
     ) -> Result<(Answered, Option<String>), HandleError> {
+        // A pass begun while stopping (a retry, a batch handled again one by one) makes
+        // no call: its message goes back to the queue.
+        if self.shutdown.is_cancelled() {
+            return Err(self.stopping());
+        }
         let (d, traceparent) = (&a.d, a.traceparent.as_deref());
         // The call to the agency is a span of its own, a child of this delivery's message
         // (also when it came in a batch with others' traces), and its `traceparent` is
@@ -621,6 +655,7 @@ impl BatchHandler for DeliveryConnector {
         Ok(Arrived {
             deliveries,
             headers: msg.headers(),
+            since: msg.since(),
         })
     }
 
@@ -629,13 +664,20 @@ impl BatchHandler for DeliveryConnector {
             [one] => Some(std::mem::take(&mut one.headers)),
             _ => None,
         };
+        // The waits end `MAX_HOLD` after the earliest of the messages may have come.
+        let until = items
+            .iter()
+            .map(|i| i.since)
+            .min()
+            .unwrap_or_else(Instant::now)
+            + MAX_HOLD;
         let all: Vec<One> = items.into_iter().flat_map(|i| i.deliveries).collect();
-        match (self.send_all(&all).await, alone) {
+        match (self.send_all(&all, until).await, alone) {
             (Err(HandleError::Retry { reason } | HandleError::Park { reason }), Some(headers))
                 if all.len() > 1 =>
             {
                 tracing::warn!(agency = %self.agency_id, deliveries = all.len(), reason = %reason, "a message of deliveries failed together; handling each on its own");
-                self.one_by_one(&all, headers).await
+                self.one_by_one(&all, headers, until).await
             }
             (done, _) => done,
         }
@@ -702,10 +744,10 @@ impl DeliveryConnector {
     /// The batch's way, `batch` deliveries at a time: mapped (one that cannot be made
     /// fails the batch, unless it is alone: then it is parked and its case told), sent
     /// and recorded. Only a delivery alone waits in place for an agency that cannot
-    /// answer: a batch that meets one fails at once and is handled again message by
-    /// message (what it recorded is passed over then).
-    async fn send_all(&self, all: &[One]) -> Result<(), HandleError> {
-        let hold = (all.len() == 1).then(|| Instant::now() + MAX_HOLD);
+    /// answer (until `until`): a batch that meets one fails at once and is handled again
+    /// message by message (what it recorded is passed over then).
+    async fn send_all(&self, all: &[One], until: Instant) -> Result<(), HandleError> {
+        let hold = (all.len() == 1).then_some(until);
         for chunk in self.not_recorded(all).await?.chunks(self.batch.max(1)) {
             let mut ready = Vec::with_capacity(chunk.len());
             for a in chunk {
@@ -730,15 +772,15 @@ impl DeliveryConnector {
     /// `batch` at a time: one that cannot be made has its case told `undelivered` and is
     /// parked alone (a copy of it, as if it had come alone, which a replay sends back to
     /// the lane it came from); the others are sent, each waiting in place for an agency
-    /// that cannot answer (this pass's waits ending together, `MAX_HOLD` after it
-    /// began), and recorded. An error that may go away fails the message: it is
-    /// redelivered, and what was recorded (or told) is passed over.
+    /// that cannot answer (the waits ending together, at `until`), and recorded. An
+    /// error that may go away fails the message: it is redelivered, and what was
+    /// recorded (or told) is passed over.
     async fn one_by_one(
         &self,
         all: &[One],
         headers: BTreeMap<String, String>,
+        until: Instant,
     ) -> Result<(), HandleError> {
-        let until = Instant::now() + MAX_HOLD;
         for chunk in self.not_recorded(all).await?.chunks(self.batch.max(1)) {
             let mut ready = Vec::with_capacity(chunk.len());
             let mut unmakeable = Vec::new();
