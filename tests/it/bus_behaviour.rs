@@ -273,14 +273,16 @@ impl himaya_bus::BatchHandler for Passes {
     }
 }
 
-/// A connector holds a delivery while its agency cannot answer, and the broker closes a
-/// channel whose message is unacknowledged past its consumer timeout (30 minutes). The
-/// hold is counted from when the message may have arrived, not from the pass that holds
-/// it: a message that waited in the channel while the batch before it was handled
-/// arrived before that batch began, and every pass over one delivery (the batch, then
-/// the message alone with its in-process retries) sees the same instant.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_counts_its_hold_from_when_it_arrived_not_from_each_pass() {
+/// `ids` published to a queue of their own, then consumed in batches of two (four in
+/// the channel at once: the broker's window is two batches) by a [`Passes`]; returns
+/// what each pass saw once `done` says so (bounded), with the consumer stopped.
+async fn passes_over<F>(
+    ids: &[&str],
+    done: F,
+) -> Vec<(String, std::time::Instant, std::time::Instant)>
+where
+    F: Fn(&[(String, std::time::Instant, std::time::Instant)]) -> bool,
+{
     let env = TestEnv::new(None).await;
     let bus = Bus::connect(env.amqp_url(), Topology::new(""))
         .await
@@ -288,12 +290,15 @@ async fn a_message_counts_its_hold_from_when_it_arrived_not_from_each_pass() {
     bus.declare_queue("held", Exchange::Events, &["held.test"])
         .await
         .unwrap();
+    // All waiting before the consume begins: the broker sends the first four at once.
+    let out: Vec<Outgoing> = ids.iter().map(|id| raw("held.test", vec![0], id)).collect();
+    for r in bus.publish_batch(&out).await.unwrap() {
+        r.unwrap();
+    }
     let passes = std::sync::Arc::new(Passes {
         seen: std::sync::Mutex::new(Vec::new()),
     });
     let shutdown = tokio_util::sync::CancellationToken::new();
-    // Batches of two, four in the channel at once: the last two wait there while the
-    // first two are handled.
     let consumer = tokio::spawn(himaya_bus::consume_batches(
         bus.clone(),
         "held".into(),
@@ -302,29 +307,32 @@ async fn a_message_counts_its_hold_from_when_it_arrived_not_from_each_pass() {
         passes.clone(),
         shutdown.clone(),
     ));
-    let ids = ["msg_0", "msg_1", "msg_2", "msg_retry"];
-    let out: Vec<Outgoing> = ids.iter().map(|id| raw("held.test", vec![0], id)).collect();
-    for r in bus.publish_batch(&out).await.unwrap() {
-        r.unwrap();
-    }
-    // The batch, the message alone, its three in-process retries.
-    let retried = eventually(30, "msg_retry's five passes", || {
+    eventually(30, "the passes over the messages", || {
         let passes = passes.clone();
-        async move {
-            let seen = passes.seen.lock().unwrap();
-            let of: Vec<_> = seen
-                .iter()
-                .filter(|p| p.0 == "msg_retry")
-                .cloned()
-                .collect();
-            (of.len() >= 5).then_some(of)
-        }
+        let done = &done;
+        async move { done(&passes.seen.lock().unwrap()).then_some(()) }
     })
     .await;
     shutdown.cancel();
     consumer.await.unwrap();
     bus.close().await;
     let seen = passes.seen.lock().unwrap().clone();
+    seen
+}
+
+/// A connector holds a delivery while its agency cannot answer, and the broker closes a
+/// channel whose message is unacknowledged past its consumer timeout (30 minutes). The
+/// hold is counted from when the message may have arrived, not from the pass that holds
+/// it: a message that waited in the channel while the batch before it was handled
+/// arrived before that batch began, and every pass over one delivery (the batch, then
+/// the message alone with its in-process retries) sees the same instant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_counts_its_hold_from_when_it_arrived_not_from_each_pass() {
+    // The batch, the message alone, its three in-process retries.
+    let seen = passes_over(&["msg_0", "msg_1", "msg_2", "msg_retry"], |seen| {
+        seen.iter().filter(|p| p.0 == "msg_retry").count() >= 5
+    })
+    .await;
     let first_began = seen[0].2;
     for id in ["msg_2", "msg_retry"] {
         let (_, since, began) = seen.iter().find(|p| p.0 == id).unwrap();
@@ -338,9 +346,35 @@ async fn a_message_counts_its_hold_from_when_it_arrived_not_from_each_pass() {
             since.duration_since(first_began)
         );
     }
+    let retried: Vec<_> = seen.iter().filter(|p| p.0 == "msg_retry").collect();
     assert!(
         retried[..5].iter().all(|p| p.1 == retried[0].1),
         "every pass over one delivery counts from the same instant"
+    );
+}
+
+/// Under a backlog every batch is full, and the instant a message may have arrived
+/// still follows the batches: the broker sends no more than two batches
+/// unacknowledged, so a message taken two batches after another was sent after that
+/// one was taken. Were it kept from the consume's start, a backlog would find its hold
+/// already over, each message would go round the queue in seconds, and the queue's
+/// delivery limit would park it within minutes of an agency's outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_backlog_the_instant_a_message_came_follows_the_batches() {
+    let ids: Vec<String> = (0..10).map(|i| format!("msg_{i}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let seen = passes_over(&ids, |seen| seen.len() >= 10).await;
+    let first_began = seen[0].2;
+    let (id, since, began) = seen.last().unwrap();
+    assert!(
+        *since >= first_began + std::time::Duration::from_millis(250),
+        "{id}, taken {:?} after the first batch, counts from before it",
+        began.duration_since(first_began)
+    );
+    // Still a lower bound: from at least one batch before its own.
+    assert!(
+        *since + std::time::Duration::from_millis(250) <= *began,
+        "{id} counts from no earlier than its own batch"
     );
 }
 

@@ -45,11 +45,12 @@ pub struct Incoming {
 }
 
 impl Incoming {
-    /// The earliest the broker may have sent this message to the consumer: the broker's
-    /// consumer timeout (30 minutes by default) runs from then, so a handler that holds a
-    /// message (waiting for an agency) bounds the hold from here, not from the call it is
-    /// in. Several calls for the same message (its in-process retries, a batch handled
-    /// again message by message) see the same instant.
+    /// The earliest the broker may have sent this message to the consumer (to within
+    /// the milliseconds a message is in transit): the broker's consumer timeout (30
+    /// minutes by default) runs from then, so a handler that holds a message (waiting
+    /// for an agency) bounds the hold from here, not from the call it is in. Several
+    /// calls for the same message (its in-process retries, a batch handled again
+    /// message by message) see the same instant.
     pub fn since(&self) -> std::time::Instant {
         self.since
     }
@@ -426,10 +427,14 @@ impl<H: BatchHandler> Drain for Batches<H> {
     ) -> Result<(), BusError> {
         // Waits for the first delivery, then takes every one already here, up to `max`.
         let mut ready = consumer.ready_chunks(usize::from(self.max));
-        // Nothing waiting in the channel was sent before this (see `Incoming::since`):
-        // the consume began here, and a batch taken short of `max` took everything that
-        // had arrived, so whatever is taken later arrived after it.
+        // When the messages of the next batch were sent, at the earliest (see
+        // `Incoming::since`): not before the consume began, nor before the last batch
+        // taken short of `max` (it took everything that had arrived), nor before the
+        // batch before the last was taken: the broker sends no more than `qos` (two
+        // batches) unacknowledged and batches are handled one at a time, so whatever had
+        // been sent when a batch was taken is in it or in the one after.
         let mut floor = std::time::Instant::now();
+        let mut taken: [Option<std::time::Instant>; 2] = [None, None];
         loop {
             let chunk = tokio::select! {
                 _ = shutdown.cancelled() => {
@@ -445,9 +450,11 @@ impl<H: BatchHandler> Drain for Batches<H> {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(BusError::Consume)?;
             counts.consumed.inc_by(deliveries.len() as u64);
-            let since = floor;
+            let now = std::time::Instant::now();
+            let since = taken[0].map_or(floor, |t| t.max(floor));
+            taken = [taken[1], Some(now)];
             if deliveries.len() < usize::from(self.max) {
-                floor = std::time::Instant::now();
+                floor = now;
             }
             self.batch(bus, queue, deliveries, since, shutdown, counts)
                 .await?;

@@ -60,7 +60,7 @@ pub struct DeliveryConnector {
 /// counted from when the broker may have sent its message (`Incoming::since`): every
 /// pass over the message (a batch, the in-process retries, its deliveries one by one)
 /// ends its waits by then, so the message is settled within the broker's 30-minute
-/// consumer timeout (after the hold, each pass makes one call and gives up).
+/// consumer timeout (after the hold, a pass makes no call: the message goes back).
 const MAX_HOLD: Duration = Duration::from_secs(20 * 60);
 const MIN_PAUSE: Duration = Duration::from_millis(200);
 const MAX_PAUSE: Duration = Duration::from_secs(60);
@@ -249,7 +249,7 @@ impl DeliveryConnector {
         // drops a repeated call by its `Idempotency-Key`. A first call is let finish.
         let mut waiting = false;
         loop {
-            let attempt = self.attempt(call, urgent);
+            let attempt = self.attempt(call, urgent, until);
             let answered = if waiting {
                 tokio::select! {
                     biased;
@@ -292,7 +292,12 @@ impl DeliveryConnector {
 
     /// One executor call with the current credentials; a 401 makes the next one log in
     /// again.
-    async fn attempt(&self, call: &mut Call<'_>, urgent: bool) -> Result<Answered, TransientError> {
+    async fn attempt(
+        &self,
+        call: &mut Call<'_>,
+        urgent: bool,
+        until: Instant,
+    ) -> Result<Answered, TransientError> {
         call.headers.retain(|(name, _)| *name != "Authorization");
         if let Some(a) = self
             .credentials
@@ -302,13 +307,16 @@ impl DeliveryConnector {
             call.headers.push(("Authorization", a));
         }
         let answered = {
-            // Never closed: a permit always comes.
             let lane = if urgent {
                 &self.urgent_calls
             } else {
                 &self.calls
             };
-            let _permit = lane.acquire().await.ok();
+            // Never closed, so a permit comes; but not after the delivery's wait is over
+            // (its agency is too slow for the calls waiting on it): then it goes back.
+            let Ok(_permit) = tokio::time::timeout_at(until.into(), lane.acquire()).await else {
+                return Err(TransientError::Timeout);
+            };
             self.executor.call(call).await
         };
         if answered.as_ref().err() == Some(&TransientError::Unauthorized) {
@@ -520,20 +528,28 @@ impl DeliveryConnector {
     }
 
     /// Sends one prepared delivery. `hold`: wait in place until the agency answers, until
-    /// the instant given (see [`Self::call_until_answered`]); without it, one call (with
-    /// the executor's own retries) and a retry error if the agency cannot answer. Returns the answer and
+    /// `until` (see [`Self::call_until_answered`]); without it, one call (with the
+    /// executor's own retries) and a retry error if the agency cannot answer. Past
+    /// `until` no call is begun (the message goes back to its queue). Returns the answer and
     /// the `traceparent` its recorded event carries on: the call's own span's when
     /// traces are on, else the one that came with the message.
     async fn send(
         &self,
         a: &One,
         ready: &Ready,
-        hold: Option<Instant>,
+        until: Instant,
+        hold: bool,
     ) -> Result<(Answered, Option<String>), HandleError> {
-        // A pass begun while stopping (a retry, a batch handled again one by one) makes
-        // no call: its message goes back to the queue.
+        // A pass begun while stopping (a retry, a batch handled again one by one), or
+        // after its message's wait is over, makes no call: its message goes back to the
+        // queue, settled well within the broker's consumer timeout.
         if self.shutdown.is_cancelled() {
             return Err(self.stopping());
+        }
+        if Instant::now() >= until {
+            return Err(HandleError::Retry {
+                reason: format!("{}: the delivery waited its longest", self.agency_id),
+            });
         }
         let (d, traceparent) = (&a.d, a.traceparent.as_deref());
         // The call to the agency is a span of its own, a child of this delivery's message
@@ -567,12 +583,12 @@ impl DeliveryConnector {
             content_type: ready.content_type,
             body: ready.body.clone(),
         };
-        let answered = if let Some(until) = hold {
+        let answered = if hold {
             self.call_until_answered(&mut call, &d.referral_id, until, a.urgent)
                 .instrument(call_span.clone())
                 .await?
         } else {
-            self.attempt(&mut call, a.urgent)
+            self.attempt(&mut call, a.urgent, until)
                 .instrument(call_span.clone())
                 .await
                 .map_err(|e| HandleError::Retry {
@@ -716,10 +732,12 @@ impl DeliveryConnector {
     async fn send_and_record(
         &self,
         ready: &[(&One, Ready)],
-        hold: Option<Instant>,
+        until: Instant,
+        hold: bool,
     ) -> Result<(), HandleError> {
         let sent =
-            futures_util::future::join_all(ready.iter().map(|(a, r)| self.send(a, r, hold))).await;
+            futures_util::future::join_all(ready.iter().map(|(a, r)| self.send(a, r, until, hold)))
+                .await;
         let mut made = Vec::with_capacity(sent.len());
         let mut failed = None;
         for ((a, r), sent) in ready.iter().zip(sent) {
@@ -747,7 +765,7 @@ impl DeliveryConnector {
     /// answer (until `until`): a batch that meets one fails at once and is handled again
     /// message by message (what it recorded is passed over then).
     async fn send_all(&self, all: &[One], until: Instant) -> Result<(), HandleError> {
-        let hold = (all.len() == 1).then_some(until);
+        let hold = all.len() == 1;
         for chunk in self.not_recorded(all).await?.chunks(self.batch.max(1)) {
             let mut ready = Vec::with_capacity(chunk.len());
             for a in chunk {
@@ -763,7 +781,7 @@ impl DeliveryConnector {
                     }
                 }
             }
-            self.send_and_record(&ready, hold).await?;
+            self.send_and_record(&ready, until, hold).await?;
         }
         Ok(())
     }
@@ -790,7 +808,7 @@ impl DeliveryConnector {
                     Prepared::Unmakeable(why) => unmakeable.push((*a, why)),
                 }
             }
-            self.send_and_record(&ready, Some(until)).await?;
+            self.send_and_record(&ready, until, true).await?;
             for (a, why) in unmakeable {
                 self.told_undelivered(&a.d).await?;
                 let mut headers = headers.clone();
