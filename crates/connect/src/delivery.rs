@@ -270,10 +270,12 @@ impl DeliveryConnector {
             if Instant::now() >= until {
                 return Err(retry());
             }
+            // Not past `until`: the next call, if any, is begun before it.
             let pause = self
                 .executor
                 .reopens_in(&self.agency_id)
-                .clamp(MIN_PAUSE, MAX_PAUSE);
+                .clamp(MIN_PAUSE, MAX_PAUSE)
+                .min(until.saturating_duration_since(Instant::now()));
             tracing::warn!(agency = %self.agency_id, referral_id, error = %e, pause_ms = pause.as_millis() as u64, "the agency cannot answer; the delivery waits for it");
             tokio::select! {
                 _ = self.shutdown.cancelled() => return Err(retry()),
@@ -312,10 +314,19 @@ impl DeliveryConnector {
             } else {
                 &self.calls
             };
-            // Never closed, so a permit comes; but not after the delivery's wait is over
-            // (its agency is too slow for the calls waiting on it): then it goes back.
-            let Ok(_permit) = tokio::time::timeout_at(until.into(), lane.acquire()).await else {
-                return Err(TransientError::Timeout);
+            // Never closed, so a permit comes; but not once the delivery's wait is over
+            // (its agency is too slow for the calls waiting on it) nor while the hub
+            // stops: then it goes back to the queue without a call.
+            if Instant::now() >= until {
+                return Err(TransientError::NotCalled);
+            }
+            let _permit = tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => return Err(TransientError::NotCalled),
+                permit = tokio::time::timeout_at(until.into(), lane.acquire()) => match permit {
+                    Ok(p) => p,
+                    Err(_) => return Err(TransientError::NotCalled),
+                },
             };
             self.executor.call(call).await
         };

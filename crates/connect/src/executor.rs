@@ -50,6 +50,10 @@ pub enum TransientError {
     /// that work.
     #[error("the agency did not accept the hub's credentials (HTTP 401)")]
     Unauthorized,
+    /// Not the agency's doing: every call to it was in use until the delivery's wait
+    /// ended or the hub began to stop, so this delivery made none.
+    #[error("no call was made: the agency's calls were all in use until the delivery's wait ended, or the hub is stopping")]
+    NotCalled,
 }
 
 /// One call to an agency.
