@@ -293,13 +293,18 @@ impl DeliveryConnector {
     }
 
     /// One executor call with the current credentials; a 401 makes the next one log in
-    /// again.
+    /// again. None is begun while the hub stops (a retry, a batch handled again one by
+    /// one) or once the delivery's wait is over (`until`): its message goes back to the
+    /// queue, settled well within the broker's consumer timeout.
     async fn attempt(
         &self,
         call: &mut Call<'_>,
         urgent: bool,
         until: Instant,
     ) -> Result<Answered, TransientError> {
+        if self.shutdown.is_cancelled() || Instant::now() >= until {
+            return Err(TransientError::NotCalled);
+        }
         call.headers.retain(|(name, _)| *name != "Authorization");
         if let Some(a) = self
             .credentials
@@ -317,9 +322,6 @@ impl DeliveryConnector {
             // Never closed, so a permit comes; but not once the delivery's wait is over
             // (its agency is too slow for the calls waiting on it) nor while the hub
             // stops: then it goes back to the queue without a call.
-            if Instant::now() >= until {
-                return Err(TransientError::NotCalled);
-            }
             let _permit = tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => return Err(TransientError::NotCalled),
@@ -551,17 +553,6 @@ impl DeliveryConnector {
         until: Instant,
         hold: bool,
     ) -> Result<(Answered, Option<String>), HandleError> {
-        // A pass begun while stopping (a retry, a batch handled again one by one), or
-        // after its message's wait is over, makes no call: its message goes back to the
-        // queue, settled well within the broker's consumer timeout.
-        if self.shutdown.is_cancelled() {
-            return Err(self.stopping());
-        }
-        if Instant::now() >= until {
-            return Err(HandleError::Retry {
-                reason: format!("{}: the delivery waited its longest", self.agency_id),
-            });
-        }
         let (d, traceparent) = (&a.d, a.traceparent.as_deref());
         // The call to the agency is a span of its own, a child of this delivery's message
         // (also when it came in a batch with others' traces), and its `traceparent` is
