@@ -314,6 +314,26 @@ async fn tables_that_grew_are_analyzed_and_the_others_left_alone() {
         vec![("grown".into(), 2000.0), ("quiet".into(), 400.0)],
         "the small table analyzed at once, the large one left for now"
     );
+
+    // The large one more than doubles since its last analyze (2,000 rows then, 5,000
+    // now): its plans are those of a table less than half its size, so it is analyzed
+    // at once, without waiting out the 10 s.
+    sqlx::raw_sql("INSERT INTO grown SELECT generate_series(3001, 5000)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let changed = "SELECT count(*) FROM pg_stat_user_tables
+                    WHERE schemaname = 'analyze_t' AND relname = 'grown' AND n_live_tup >= 5000";
+    wait_count(&pool, changed, 1, 30, "the doubling counted").await;
+    himaya_store::relay::analyze_grown(&pool).await;
+    let grown: f32 = sqlx::query_scalar(
+        "SELECT reltuples FROM pg_class
+          WHERE relnamespace = 'analyze_t'::regnamespace AND relname = 'grown'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(grown, 5000.0, "the table that doubled analyzed at once");
 }
 
 /// The urgent relay claims urgent rows only, by the claim's index (it never walks the

@@ -74,9 +74,13 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// statistics view.
 const ANALYZE_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// A table this small is analyzed as soon as it grew by a tenth (its plans are the ones
-/// made on an empty table, and it is cheap to analyze); a larger one at most every
-/// [`ANALYZE_SETTLED_EVERY`] (checked every second, growing tables were analyzed every
-/// second or two: 8 % more PostgreSQL CPU per referral at 750/s).
+/// made on an empty table, and it is cheap to analyze), and so is one that has more than
+/// doubled since its last analyze (its plans were made for a table less than half its
+/// size: the router's look-up of a referral's earlier deliveries read the whole table
+/// for the first 10 s of a run at 1,000/s, a seq scan planned at a few hundred rows and
+/// run at ten thousand; doubling costs a growing table a few analyzes in its life); any
+/// other at most every [`ANALYZE_SETTLED_EVERY`] (checked every second, growing tables
+/// were analyzed every second or two: 8 % more PostgreSQL CPU per referral at 750/s).
 const ANALYZE_SMALL_ROWS: i64 = 1_000;
 const ANALYZE_SETTLED_EVERY: Duration = Duration::from_secs(10);
 /// Rows deleted per statement, so no prune holds locks or writes WAL for long.
@@ -450,11 +454,12 @@ async fn analyze_grown_within(pool: &PgPool, timeout: Duration) -> Result<usize,
         .execute(&mut *tx)
         .await?;
     let grown: Vec<String> = sqlx::query_scalar(
-        "SELECT quote_ident(relname) FROM pg_stat_user_tables
-          WHERE schemaname = current_schema()
-            AND n_mod_since_analyze > 50 + n_live_tup / 10
-            AND (n_live_tup < $1
-                 OR coalesce(greatest(last_analyze, last_autoanalyze), '-infinity')
+        "SELECT quote_ident(s.relname) FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+          WHERE s.schemaname = current_schema()
+            AND s.n_mod_since_analyze > 50 + s.n_live_tup / 10
+            AND (s.n_live_tup < $1
+                 OR c.reltuples < s.n_live_tup / 2
+                 OR coalesce(greatest(s.last_analyze, s.last_autoanalyze), '-infinity')
                     < now() - make_interval(secs => $2))",
     )
     .bind(ANALYZE_SMALL_ROWS)
