@@ -410,6 +410,13 @@ async fn prepare_schema(conn: &mut PgConnection, schema: &str) -> Result<(), Sto
                END IF;
              END $$"
         ),
+        // A payload of many items (a group's referrals, an agency's deliveries) is
+        // several kilobytes and compressed as it is stored. PostgreSQL's own method
+        // (pglz) was 6 % of its CPU at 1,000 referrals/s; lz4 does the same work in a
+        // fraction of it, for a somewhat larger payload. Where the server was built
+        // without lz4 the column keeps its method. Set once (ALTER TABLE locks out
+        // readers); rows written before keep theirs.
+        lz4_column(schema, "outbox", "payload"),
         // The claim's order is the index below. This one, of an older claim's order, led
         // the planner (without statistics) to sort the whole backlog for every claim.
         format!("DROP INDEX IF EXISTS {schema}.outbox_unsent"),
@@ -433,6 +440,22 @@ async fn prepare_schema(conn: &mut PgConnection, schema: &str) -> Result<(), Sto
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// The statement that has `schema.table`'s `column` compressed with lz4 from now on, if
+/// it is not already and the server has lz4 (built without it, the server refuses with
+/// `feature_not_supported` and the column keeps its method).
+fn lz4_column(schema: &str, table: &str, column: &str) -> String {
+    format!(
+        "DO $$ BEGIN
+           IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                           WHERE attrelid = '{schema}.{table}'::regclass
+                             AND attname = '{column}' AND attcompression = 'l') THEN
+             ALTER TABLE {schema}.{table} ALTER COLUMN {column} SET COMPRESSION lz4;
+           END IF;
+         EXCEPTION WHEN feature_not_supported THEN NULL;
+         END $$"
+    )
 }
 
 /// The notification channel that wakes a schema's relay.
