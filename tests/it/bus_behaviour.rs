@@ -263,6 +263,9 @@ impl himaya_bus::BatchHandler for Passes {
             .lock()
             .unwrap()
             .extend(items.iter().map(|(id, since)| (id.clone(), *since, began)));
+        if items.iter().any(|(id, _)| id == "msg_requeue") {
+            return Err(himaya_bus::HandleError::requeue("its wait is over"));
+        }
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         if items.iter().any(|(id, _)| id == "msg_retry") {
             return Err(himaya_bus::HandleError::Retry {
@@ -318,6 +321,25 @@ where
     bus.close().await;
     let seen = passes.seen.lock().unwrap().clone();
     seen
+}
+
+/// A handler that says a message goes back to its queue now (a delivery whose wait for
+/// its agency is over: no call would be begun) has it given back without the three
+/// in-process retries (200, 400 and 800 ms apart) a retryable failure gets: each
+/// delivery of it is passed over twice (its batch, then alone), and it comes round at
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_given_back_goes_back_without_the_retries() {
+    let seen = passes_over(&["msg_requeue"], |seen| seen.len() >= 8).await;
+    let took = seen[7].2.duration_since(seen[0].2);
+    eprintln!("eight passes in {took:?}");
+    // With the retries, eight passes take at least 0.8 s: the first delivery's three
+    // waits (at least 100, 200 and 400 ms: each is at least half its step) and the
+    // second's first.
+    assert!(
+        took < std::time::Duration::from_millis(600),
+        "eight passes took {took:?}: the message waited in process"
+    );
 }
 
 /// A connector holds a delivery while its agency cannot answer, and the broker closes a

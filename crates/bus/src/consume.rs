@@ -118,6 +118,9 @@ pub enum HandleError {
     Retry { reason: String },
     /// The message can never be processed (undecodable, invalid): park it.
     Park { reason: String },
+    /// Back to the queue now, without the in-process retries: trying again at once
+    /// cannot help (a delivery whose wait for its agency is over, the hub stopping).
+    Requeue { reason: String },
 }
 
 impl HandleError {
@@ -132,6 +135,13 @@ impl HandleError {
     /// A failure that may pass; the reason as `e` displays.
     pub fn retry(e: impl std::fmt::Display) -> HandleError {
         HandleError::Retry {
+            reason: e.to_string(),
+        }
+    }
+
+    /// A message to give back to its queue at once; the reason as `e` displays.
+    pub fn requeue(e: impl std::fmt::Display) -> HandleError {
+        HandleError::Requeue {
             reason: e.to_string(),
         }
     }
@@ -522,7 +532,11 @@ impl<H: BatchHandler> Batches<H> {
                 );
                 acked
             }
-            Err(HandleError::Retry { reason } | HandleError::Park { reason }) => {
+            Err(
+                HandleError::Retry { reason }
+                | HandleError::Park { reason }
+                | HandleError::Requeue { reason },
+            ) => {
                 tracing::warn!(queue, size, reason = %reason, "batch failed; handling its messages one by one");
                 let limit = usize::from(self.prefetch.max(1));
                 futures_util::stream::iter(msgs)
@@ -586,13 +600,23 @@ async fn process<H: Handler>(
         Err(HandleError::Retry { reason }) => {
             counts.retried.inc();
             tracing::warn!(queue, message_id = %id, reason = %reason, "still failing; requeued");
-            let opts = BasicNackOptions {
-                requeue: true,
-                ..Default::default()
-            };
-            crate::settle(msg.delivery.nack(opts)).await
+            requeue(msg).await
+        }
+        Err(HandleError::Requeue { reason }) => {
+            counts.retried.inc();
+            tracing::info!(queue, message_id = %id, reason = %reason, "given back to its queue");
+            requeue(msg).await
         }
     }
+}
+
+/// Gives `msg` back to its queue (a delivery counted towards the queue's limit).
+async fn requeue(msg: Incoming) -> Result<(), BusError> {
+    let opts = BasicNackOptions {
+        requeue: true,
+        ..Default::default()
+    };
+    crate::settle(msg.delivery.nack(opts)).await
 }
 
 /// Copies the message to parking with the reason, and acks it only once parking confirmed.

@@ -270,7 +270,9 @@ impl DeliveryConnector {
                 Err(e) => e,
             };
             waiting = true;
-            let retry = || HandleError::Retry {
+            // The wait is over, or the hub stops: back to the queue at once, since
+            // no call would be begun in the consumer's retries either.
+            let retry = || HandleError::Requeue {
                 reason: format!("{}: {e}", self.agency_id),
             };
             if Instant::now() >= until {
@@ -293,7 +295,7 @@ impl DeliveryConnector {
     /// What a delivery not made because the hub is stopping fails with: its message goes
     /// back to the queue.
     fn stopping(&self) -> HandleError {
-        HandleError::Retry {
+        HandleError::Requeue {
             reason: format!("{}: the hub is stopping", self.agency_id),
         }
     }
@@ -697,9 +699,14 @@ impl BatchHandler for DeliveryConnector {
             + MAX_HOLD;
         let all: Vec<One> = items.into_iter().flat_map(|i| i.deliveries).collect();
         match (self.send_all(&all, until).await, alone) {
-            (Err(HandleError::Retry { reason } | HandleError::Park { reason }), Some(headers))
-                if all.len() > 1 =>
-            {
+            (
+                Err(
+                    HandleError::Retry { reason }
+                    | HandleError::Park { reason }
+                    | HandleError::Requeue { reason },
+                ),
+                Some(headers),
+            ) if all.len() > 1 => {
                 tracing::warn!(agency = %self.agency_id, deliveries = all.len(), reason = %reason, "a message of deliveries failed together; handling each on its own");
                 self.one_by_one(&all, headers, until).await
             }
