@@ -280,6 +280,93 @@ async fn a_batch_the_agency_fails_is_delivered_one_by_one_and_recorded_once() {
     bus.close().await;
 }
 
+/// The connector's inbox is its deliveries' table: a delivery recorded elsewhere while
+/// its call was in flight here (the same message handled by another consumer after a
+/// lost channel) is passed over when the batch's answers are recorded, and only the
+/// deliveries recorded here are told; the batch goes through, nothing is called again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_recorded_elsewhere_meanwhile_is_told_once_and_its_batch_recorded() {
+    let (agency, addr) =
+        FakeAgency::scripted(vec![Step::Slow(1_500, 201), Step::Slow(1_500, 201)]).await;
+    let (env, bus, queue) = agency_queue(addr).await;
+    let deliveries: Vec<_> = (0..2).map(delivery).collect();
+    let msgs: Vec<_> = deliveries
+        .iter()
+        .enumerate()
+        .map(|(i, d)| message(i, d))
+        .collect();
+    publish_all(&bus, &msgs).await;
+    let hub = Hub::start(env.settings.clone(), &[Component::Connectors])
+        .await
+        .unwrap();
+    let db = env.pool().await;
+    eventually(30, "both calls made", || async {
+        (agency.requests().len() == 2).then_some(())
+    })
+    .await;
+    // While the calls are in flight, the first delivery is recorded by someone else.
+    sqlx::query(
+        "INSERT INTO connectors.deliveries (message_id, agency_id, protocol, case_id, referral_id, idempotency_key, outcome, http_status, attempts, latency_ms)
+         VALUES ($1, $2, 'elsewhere', $3, $4, $5, 'delivered', 201, 1, 1)",
+    )
+    .bind(&deliveries[0].message_id)
+    .bind(AGENCY)
+    .bind(&deliveries[0].case_id)
+    .bind(&deliveries[0].referral_id)
+    .bind(&deliveries[0].idempotency_key)
+    .execute(&db)
+    .await
+    .unwrap();
+    wait_count(
+        &db,
+        "SELECT count(*) FROM connectors.deliveries",
+        2,
+        30,
+        "the second delivery recorded",
+    )
+    .await;
+    assert_eq!(
+        left_on_queue(&bus, &queue).await,
+        0,
+        "the batch acknowledged"
+    );
+    hub.stop().await;
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM connectors.deliveries WHERE protocol = 'elsewhere'"
+        )
+        .await,
+        1,
+        "the row recorded elsewhere kept"
+    );
+    let rows: Vec<(String, Vec<u8>)> =
+        sqlx::query_as("SELECT event_type, payload FROM connectors.outbox")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    let mut told = Vec::new();
+    for (event_type, payload) in &rows {
+        if event_type == DeliveriesRecorded::NAME {
+            told.extend(decode::<DeliveriesRecorded>(payload).unwrap().answers);
+        } else {
+            told.push(decode::<DeliveryRecorded>(payload).unwrap());
+        }
+    }
+    let told: Vec<&str> = told.iter().map(|a| a.referral_id.as_str()).collect();
+    assert_eq!(
+        told,
+        vec![deliveries[1].referral_id.as_str()],
+        "only the delivery recorded here told"
+    );
+    assert_eq!(agency.requests().len(), 2, "nothing called again");
+    assert!(
+        parked_reasons(&env.amqp_url(), 0).await.is_empty(),
+        "nothing parked"
+    );
+    bus.close().await;
+}
+
 /// The deliveries of `members` (each with its place in the burst, for its trace) in one
 /// message, as the router sends a routing transaction's deliveries for one agency.
 fn bundle(id: &str, members: &[(usize, &DeliveryRequested)]) -> Outgoing {

@@ -6,10 +6,11 @@
 //! Exactly-once toward the agency is not possible over HTTP; what we give instead is a
 //! stable `Idempotency-Key` (`<referral id>:<agency id>`) on every attempt, so the agency
 //! can drop the duplicate a crash-and-redeliver would cause. The effect inside the hub is
-//! exactly once: the inbox claim and the record commit together.
+//! exactly once: a delivery's row (its message id the primary key) and its answer's
+//! event commit together.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -136,24 +137,21 @@ impl DeliveryConnector {
         }
     }
 
-    /// Stores the agencies' answers and their events in one statement: the rows and
-    /// their message, for the lot. The deliveries' own table is this consumer's inbox: a
+    /// Stores the agencies' answers and their events in one transaction: the rows, then
+    /// the answers' message. The deliveries' own table is this consumer's inbox: a
     /// delivery's message id is its primary key, so a delivery is recorded, and its
     /// answer told, at most once. A redelivery is passed over before its call
-    /// (`not_recorded`); a copy handled at the same time by another consumer (after a
-    /// lost channel) fails this statement on that key, as a second inbox claim would
-    /// have waited and found it taken, and its batch is handled again, passing over
-    /// what the other recorded. (An inbox row per delivery beside it was one more row
-    /// and statement per referral, and a week of ids to prune.)
-    ///
-    /// One statement is atomic on its own: it is sent without `BEGIN` and `COMMIT`, one
-    /// round trip for the batch instead of four.
+    /// (`not_recorded`); a copy recorded meanwhile elsewhere (the same message handled
+    /// by another consumer after a lost channel) is passed over by the insert, which
+    /// waits for the other's commit and skips its rows, and only the deliveries
+    /// recorded here are told. The rows go in in message id order, so two transactions
+    /// recording some of the same deliveries wait for each other instead of
+    /// deadlocking. (An inbox row per delivery beside it said the same again: a row
+    /// per referral written, and kept a week.)
     async fn record_all(&self, answers: &[Made<'_>]) -> Result<(), ConnectError> {
         let mut taken = HashSet::with_capacity(answers.len());
         let mut rows = Rows::default();
-        let mut events = Vec::with_capacity(answers.len());
-        // The message's trace and correlation: its first answer's.
-        let mut first: Option<&Made<'_>> = None;
+        let mut told = Vec::with_capacity(answers.len());
         for a in answers {
             // Each delivery once, should the same one come twice.
             if !taken.insert(a.d.message_id.as_str()) {
@@ -162,38 +160,51 @@ impl DeliveryConnector {
             let (label, status, reference, reason) = self.verdict(&a.answered, a.chosen);
             rows.push(a, label, status, &reference, reason);
             let reason = (label == "rejected").then(|| "rejected".to_owned());
-            events.push(answer(a.d, label, i32::from(status), reference, reason));
-            first.get_or_insert(a);
+            told.push((a, answer(a.d, label, i32::from(status), reference, reason)));
+        }
+        if told.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool().begin().await?;
+        let recorded: HashSet<String> = sqlx::query_scalar(
+            "INSERT INTO deliveries (message_id, agency_id, protocol, case_id, referral_id, idempotency_key, outcome, http_status, agency_reference, reason, attempts, latency_ms)
+             SELECT r.message_id, $1, $2, r.case_id, r.referral_id, r.idempotency_key, r.outcome, r.http_status, r.agency_reference, r.reason, r.attempts, r.latency_ms
+               FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[], $9::text[], $10::text[], $11::int[], $12::int[])
+                    AS r(message_id, case_id, referral_id, idempotency_key, outcome, http_status, agency_reference, reason, attempts, latency_ms)
+              ORDER BY r.message_id
+             ON CONFLICT (message_id) DO NOTHING
+             RETURNING message_id",
+        )
+        .bind(&self.agency_id)
+        .bind(self.protocol.as_str())
+        .bind(&rows.message_id)
+        .bind(&rows.case_id)
+        .bind(&rows.referral_id)
+        .bind(&rows.idempotency_key)
+        .bind(&rows.outcome)
+        .bind(&rows.http_status)
+        .bind(&rows.agency_reference)
+        .bind(&rows.reason)
+        .bind(&rows.attempts)
+        .bind(&rows.latency_ms)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        // The message's trace and correlation: its first answer's.
+        let mut first: Option<&Made<'_>> = None;
+        let mut events = Vec::with_capacity(recorded.len());
+        for (a, event) in told {
+            if recorded.contains(&a.d.message_id) {
+                first.get_or_insert(a);
+                events.push(event);
+            }
         }
         if let Some(first) = first {
-            // The rows and their message in one statement.
-            static STATEMENT: LazyLock<String> = LazyLock::new(|| {
-                outbox::Rows::statement(
-                    "delivery_rows AS (
-                   INSERT INTO deliveries (message_id, agency_id, protocol, case_id, referral_id, idempotency_key, outcome, http_status, agency_reference, reason, attempts, latency_ms)
-                   SELECT r.message_id, $1, $2, r.case_id, r.referral_id, r.idempotency_key, r.outcome, r.http_status, r.agency_reference, r.reason, r.attempts, r.latency_ms
-                     FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[], $9::text[], $10::text[], $11::int[], $12::int[])
-                          AS r(message_id, case_id, referral_id, idempotency_key, outcome, http_status, agency_reference, reason, attempts, latency_ms))",
-                    13,
-                )
-            });
             let message = [answers_message(events, first)?];
-            let sent = outbox::Rows::new(&message, None)?;
-            let q = sqlx::query_as(&STATEMENT)
-                .bind(&self.agency_id)
-                .bind(self.protocol.as_str())
-                .bind(&rows.message_id)
-                .bind(&rows.case_id)
-                .bind(&rows.referral_id)
-                .bind(&rows.idempotency_key)
-                .bind(&rows.outcome)
-                .bind(&rows.http_status)
-                .bind(&rows.agency_reference)
-                .bind(&rows.reason)
-                .bind(&rows.attempts)
-                .bind(&rows.latency_ms);
-            let _: outbox::Returned = sent.bind(q).fetch_all(self.pool()).await?;
+            outbox::Rows::new(&message, None)?.insert(&mut tx).await?;
         }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -443,17 +443,21 @@ async fn prepare_schema(conn: &mut PgConnection, schema: &str) -> Result<(), Sto
 }
 
 /// The statement that has `schema.table`'s `column` compressed with lz4 from now on, if
-/// it is not already and the server has lz4 (built without it, the server refuses with
-/// `feature_not_supported` and the column keeps its method).
+/// it is not already and the server has lz4. Whether it has is asked first, of a
+/// setting that accepts `lz4` only then (`default_toast_compression`, for the rest of
+/// this transaction alone): the `ALTER TABLE` locks the table before it looks at the
+/// method, so a server without lz4 would otherwise have every start lock the outbox
+/// for nothing.
 fn lz4_column(schema: &str, table: &str, column: &str) -> String {
     format!(
         "DO $$ BEGIN
+           PERFORM set_config('default_toast_compression', 'lz4', true);
            IF NOT EXISTS (SELECT 1 FROM pg_attribute
                            WHERE attrelid = '{schema}.{table}'::regclass
                              AND attname = '{column}' AND attcompression = 'l') THEN
              ALTER TABLE {schema}.{table} ALTER COLUMN {column} SET COMPRESSION lz4;
            END IF;
-         EXCEPTION WHEN feature_not_supported THEN NULL;
+         EXCEPTION WHEN invalid_parameter_value OR feature_not_supported THEN NULL;
          END $$"
     )
 }
