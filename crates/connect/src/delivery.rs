@@ -283,11 +283,11 @@ impl DeliveryConnector {
             waiting = true;
             // The wait is over, or the hub stops: back to the queue at once, since
             // no call would be begun in the consumer's retries either.
-            let retry = || HandleError::Requeue {
+            let give_back = || HandleError::Requeue {
                 reason: format!("{}: {e}", self.agency_id),
             };
             if Instant::now() >= until {
-                return Err(retry());
+                return Err(give_back());
             }
             // Not past `until`: the next call, if any, is begun before it.
             let pause = self
@@ -297,7 +297,7 @@ impl DeliveryConnector {
                 .min(until.saturating_duration_since(Instant::now()));
             tracing::warn!(agency = %self.agency_id, referral_id, error = %e, pause_ms = pause.as_millis() as u64, "the agency cannot answer; the delivery waits for it");
             tokio::select! {
-                _ = self.shutdown.cancelled() => return Err(retry()),
+                _ = self.shutdown.cancelled() => return Err(give_back()),
                 _ = tokio::time::sleep(pause) => {}
             }
         }
