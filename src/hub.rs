@@ -140,6 +140,8 @@ impl Hub {
                 .await
                 .context("connecting to RabbitMQ for urgent work")?,
         );
+        // Routine background transactions take turns, so intake's find a core.
+        bus.set_background(settings.database.background_transactions);
         // Declared before any component starts: the directory announces the agencies it
         // seeds as it starts, and the announcements must have somewhere to wait.
         let queue = bus.topology().queue(DIRECTORY_FOLLOWERS);

@@ -1088,3 +1088,99 @@ async fn a_delivery_in_hand_when_its_node_dies_is_made_again_through_the_next() 
     assert!(keys.windows(2).all(|w| w[0] == w[1]), "{keys:?}");
     hub.stop().await;
 }
+
+/// Records when each of its batches was handled (each takes 150 ms).
+struct Turns {
+    spans: std::sync::Mutex<Vec<(std::time::Instant, std::time::Instant)>>,
+}
+
+impl himaya_bus::BatchHandler for Turns {
+    type Item = ();
+
+    fn read(&self, _msg: &himaya_bus::Incoming) -> Result<(), himaya_bus::HandleError> {
+        Ok(())
+    }
+
+    async fn handle_batch(&self, _items: Vec<()>) -> Result<(), himaya_bus::HandleError> {
+        let began = std::time::Instant::now();
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        self.spans
+            .lock()
+            .unwrap()
+            .push((began, std::time::Instant::now()));
+        Ok(())
+    }
+}
+
+/// Two consumers of three messages each, one message a batch, on a bus allowing
+/// `turns` background transactions at once (0: no bound): when each batch ran.
+async fn two_consumers_with_turns(turns: u32) -> Vec<(std::time::Instant, std::time::Instant)> {
+    let env = TestEnv::new(None).await;
+    let bus = Bus::connect(env.amqp_url(), Topology::new(""))
+        .await
+        .unwrap();
+    bus.set_background(turns);
+    let turns = std::sync::Arc::new(Turns {
+        spans: std::sync::Mutex::new(Vec::new()),
+    });
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut consumers = Vec::new();
+    for q in ["turn_a", "turn_b"] {
+        let key = format!("{q}.test");
+        bus.declare_queue(q, Exchange::Events, &[key.as_str()])
+            .await
+            .unwrap();
+        let out: Vec<Outgoing> = (0..3)
+            .map(|i| raw(&key, vec![0], &format!("{q}_{i}")))
+            .collect();
+        for r in bus.publish_batch(&out).await.unwrap() {
+            r.unwrap();
+        }
+        consumers.push(tokio::spawn(himaya_bus::consume_batches(
+            bus.clone(),
+            q.into(),
+            1,
+            1,
+            turns.clone(),
+            shutdown.clone(),
+        )));
+    }
+    eventually(30, "six batches handled", || {
+        let turns = turns.clone();
+        async move { (turns.spans.lock().unwrap().len() >= 6).then_some(()) }
+    })
+    .await;
+    shutdown.cancel();
+    for c in consumers {
+        c.await.unwrap();
+    }
+    bus.close().await;
+    let spans = turns.spans.lock().unwrap().clone();
+    spans
+}
+
+/// How many pairs of `spans` overlap in time.
+fn overlapping(spans: &[(std::time::Instant, std::time::Instant)]) -> usize {
+    let mut n = 0;
+    for (i, a) in spans.iter().enumerate() {
+        for b in &spans[i + 1..] {
+            if a.0 < b.1 && b.0 < a.1 {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// `database.background_transactions`: with one turn, two consumers' routine batches
+/// run one after the other; without a bound, side by side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routine_batches_take_background_turns() {
+    let one = two_consumers_with_turns(1).await;
+    assert_eq!(overlapping(&one), 0, "one turn: no two batches at once");
+    let unbounded = two_consumers_with_turns(0).await;
+    assert!(
+        overlapping(&unbounded) > 0,
+        "without a bound the two consumers ran one after the other: the test shows nothing"
+    );
+}

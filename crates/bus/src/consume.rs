@@ -170,6 +170,14 @@ pub trait BatchHandler: Send + Sync + 'static {
         &self,
         items: Vec<Self::Item>,
     ) -> impl Future<Output = Result<(), HandleError>> + Send;
+
+    /// Whether a routine batch waits for a background turn (see
+    /// [`crate::Bus::set_background`]) and holds it while handled. A handler whose
+    /// batch waits on something else than its database (the connectors' calls to an
+    /// agency) says no and takes its turn around its transaction alone.
+    fn takes_turns(&self) -> bool {
+        true
+    }
 }
 
 /// A batch handler taking one message at a time: how the messages of a failed batch,
@@ -234,18 +242,21 @@ pub async fn consume_batches<H: BatchHandler>(
     handler: Arc<H>,
     shutdown: CancellationToken,
 ) {
-    let batches = move |handler| Batches {
+    let batches = move |handler, routine| Batches {
         handler: Singly(handler),
         prefetch,
         max: max_batch.max(1),
+        routine,
     };
     let urgent = crate::urgent_queue(&queue);
     let (u, r) = counters(&bus, &queue, &urgent);
     let urgent_lane = {
         let (handler, shutdown) = (handler.clone(), shutdown.clone());
-        move |bus: Arc<Bus>| async move { lane(&bus, urgent, &batches(handler), &shutdown, u).await }
+        move |bus: Arc<Bus>| async move {
+            lane(&bus, urgent, &batches(handler, false), &shutdown, u).await
+        }
     };
-    let routine = batches(handler);
+    let routine = batches(handler, true);
     tokio::join!(
         on_urgent(&bus, urgent_lane),
         lane(&bus, queue, &routine, &shutdown, r),
@@ -419,6 +430,8 @@ struct Batches<H> {
     handler: Singly<H>,
     prefetch: u16,
     max: u16,
+    /// The routine lane (its batches take background turns), not the urgent one.
+    routine: bool,
 }
 
 impl<H: BatchHandler> Drain for Batches<H> {
@@ -504,6 +517,14 @@ impl<H: BatchHandler> Batches<H> {
         let size = msgs.len();
         let traced =
             himaya_trace::batch_consumer(queue, size, msgs.iter().map(|m| m.traceparent()));
+        // A routine batch waits for its turn (the urgent lane never does): what runs in
+        // the background takes turns, so intake's statements find a core.
+        let turn = match bus.background() {
+            Some(turns) if self.routine && self.handler.0.takes_turns() => {
+                turns.acquire_owned().await.ok()
+            }
+            _ => None,
+        };
         let outcome = AssertUnwindSafe(self.handler.0.handle_batch(items))
             .catch_unwind()
             .instrument(traced)
@@ -513,6 +534,7 @@ impl<H: BatchHandler> Batches<H> {
                     reason: "the handler panicked".into(),
                 })
             });
+        drop(turn);
         match outcome {
             Ok(()) => {
                 let handled = started.elapsed();

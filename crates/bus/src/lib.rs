@@ -123,6 +123,9 @@ pub struct Bus {
     /// Where urgent work runs, once the process has set it (see [`urgent`]); until then
     /// it runs beside routine work.
     urgent: std::sync::OnceLock<urgent::Urgent>,
+    /// Turns for routine background transactions, once the process has set how many
+    /// (see [`Bus::set_background`]); until then, none are waited for.
+    background: std::sync::OnceLock<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Bus {
@@ -172,6 +175,7 @@ impl Bus {
             publisher: Mutex::new(None),
             metrics,
             urgent: std::sync::OnceLock::new(),
+            background: std::sync::OnceLock::new(),
         });
         let ch = bus.channel().await?;
         bus.topology.declare_base(&ch).await?;
@@ -196,6 +200,7 @@ impl Bus {
             publisher: Mutex::new(None),
             metrics: self.metrics.clone(),
             urgent: std::sync::OnceLock::new(),
+            background: std::sync::OnceLock::new(),
         }
     }
 
@@ -209,6 +214,24 @@ impl Bus {
     /// Where urgent work runs, if the process has a runtime for it.
     pub fn urgent(&self) -> Option<&urgent::Urgent> {
         self.urgent.get()
+    }
+
+    /// Lets at most `turns` routine background transactions of this process run at
+    /// once (`database.background_transactions`; 0: no bound). Set once, before the
+    /// consumers and relays start; a second call changes nothing.
+    pub fn set_background(&self, turns: u32) {
+        if turns > 0 {
+            let turns = usize::try_from(turns).unwrap_or(usize::MAX);
+            let _ = self
+                .background
+                .set(Arc::new(tokio::sync::Semaphore::new(turns)));
+        }
+    }
+
+    /// The turns of [`Bus::set_background`], if set: each routine background
+    /// transaction holds one while it runs (taken in the order asked).
+    pub fn background(&self) -> Option<Arc<tokio::sync::Semaphore>> {
+        self.background.get().cloned()
     }
 
     /// The metrics this bus's consumers (and the relays publishing through it) count in.

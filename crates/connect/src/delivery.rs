@@ -165,6 +165,12 @@ impl DeliveryConnector {
         if told.is_empty() {
             return Ok(());
         }
+        // A routine batch's record takes a background turn (its calls did not: an
+        // agency that answers slowly holds no one else's work up).
+        let _turn = match self.bus.background() {
+            Some(turns) if !himaya_bus::urgent::is_current() => turns.acquire_owned().await.ok(),
+            _ => None,
+        };
         let mut tx = self.pool().begin().await?;
         let recorded: HashSet<String> = sqlx::query_scalar(
             "INSERT INTO deliveries (message_id, agency_id, protocol, case_id, referral_id, idempotency_key, outcome, http_status, agency_reference, reason, attempts, latency_ms)
@@ -655,6 +661,11 @@ impl Handler for DeliveryConnector {
 /// passed over).
 impl BatchHandler for DeliveryConnector {
     type Item = Arrived;
+
+    /// Its batches wait on an agency's answers: only their record takes a turn.
+    fn takes_turns(&self) -> bool {
+        false
+    }
 
     fn read(&self, msg: &Incoming) -> Result<Arrived, HandleError> {
         let payload = msg.payload();

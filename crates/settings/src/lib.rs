@@ -301,9 +301,22 @@ pub struct DatabaseSettings {
     /// connection. Opened as needed, on the urgent runtime (`himaya_bus::urgent`).
     #[serde(default = "default_urgent_connections")]
     pub urgent_connections: u32,
+    /// At most this many of the process's routine background transactions run at once:
+    /// the consumers' batches (router, answers, disclosure log, the connectors' records
+    /// of their calls, not the calls) and the relays' claims. Intake and the urgent
+    /// lanes never wait for one. On a machine whose cores the pipeline keeps full, a
+    /// routine referral's statements otherwise queue for a core behind every
+    /// background backend; with two, intake's p99 at 1,000 referrals/s fell by about a
+    /// third (`docs/decisions.md`, "Background work takes turns"). 0: no bound.
+    #[serde(default = "default_background_transactions")]
+    pub background_transactions: u32,
 }
 
 fn default_urgent_connections() -> u32 {
+    2
+}
+
+fn default_background_transactions() -> u32 {
     2
 }
 

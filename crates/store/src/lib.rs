@@ -612,6 +612,7 @@ mod tests {
             url: "postgres://hub:pw@db:5432/himaya".to_owned().into(),
             max_connections: 2,
             urgent_connections: 1,
+            background_transactions: 2,
             ca_file: None,
             client_cert_file: None,
             client_key_file: None,

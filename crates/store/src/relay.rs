@@ -169,6 +169,7 @@ pub async fn run_relay_with_stats(
         ),
     );
     let mut relay = Relay::new(cfg);
+    relay.take_turns(bus.background());
     let urgent = himaya_bus::urgent::spawn(
         urgent_place.as_ref(),
         urgent_relay(
@@ -652,6 +653,8 @@ pub struct Relay {
     metrics: Option<himaya_metrics::OutboxHandles>,
     /// Claims urgent rows only (the urgent relay).
     urgent_only: bool,
+    /// Background turns its routine statements take (see `Bus::set_background`).
+    turns: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Relay {
@@ -671,6 +674,7 @@ impl Relay {
             conn: None,
             metrics: None,
             urgent_only: false,
+            turns: None,
         }
     }
 
@@ -686,6 +690,12 @@ impl Relay {
     /// Records its batches' publish latency and unconfirmed rows in `metrics`.
     pub fn observe(&mut self, metrics: himaya_metrics::OutboxHandles) {
         self.metrics = Some(metrics);
+    }
+
+    /// Takes one of `turns` for each of its statements, unless it is the urgent relay:
+    /// the process's routine background transactions run a few at a time.
+    pub fn take_turns(&mut self, turns: Option<Arc<tokio::sync::Semaphore>>) {
+        self.turns = turns.filter(|_| !self.urgent_only);
     }
 
     /// Its name on the rows it leases.
@@ -794,6 +804,10 @@ impl Relay {
         // written so that it does not match the unsent rows' partial index, which the
         // planner chose when its statistics saw few unsent rows, and which then walked
         // the whole backlog (hundreds of rows under load) for every round.
+        let _turn = match &self.turns {
+            Some(turns) => turns.clone().acquire_owned().await.ok(),
+            None => None,
+        };
         let mut conn = self.take_connection(pool).await?;
         // The urgent relay keeps to the index's urgent end: it never walks the routine
         // backlog.
