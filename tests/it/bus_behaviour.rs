@@ -1124,7 +1124,7 @@ async fn two_consumers_with_turns(turns: u32) -> Vec<(std::time::Instant, std::t
         spans: std::sync::Mutex::new(Vec::new()),
     });
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let mut consumers = Vec::new();
+    // Both queues full before either consumer starts, so that they start together.
     for q in ["turn_a", "turn_b"] {
         let key = format!("{q}.test");
         bus.declare_queue(q, Exchange::Events, &[key.as_str()])
@@ -1136,6 +1136,9 @@ async fn two_consumers_with_turns(turns: u32) -> Vec<(std::time::Instant, std::t
         for r in bus.publish_batch(&out).await.unwrap() {
             r.unwrap();
         }
+    }
+    let mut consumers = Vec::new();
+    for q in ["turn_a", "turn_b"] {
         consumers.push(tokio::spawn(himaya_bus::consume_batches(
             bus.clone(),
             q.into(),

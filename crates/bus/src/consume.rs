@@ -519,11 +519,9 @@ impl<H: BatchHandler> Batches<H> {
             himaya_trace::batch_consumer(queue, size, msgs.iter().map(|m| m.traceparent()));
         // A routine batch waits for its turn (the urgent lane never does): what runs in
         // the background takes turns, so intake's statements find a core.
-        let turn = match bus.background() {
-            Some(turns) if self.routine && self.handler.0.takes_turns() => {
-                turns.acquire_owned().await.ok()
-            }
-            _ => None,
+        let turn = match self.routine && self.handler.0.takes_turns() {
+            true => bus.background_turn().await,
+            false => None,
         };
         let outcome = AssertUnwindSafe(self.handler.0.handle_batch(items))
             .catch_unwind()

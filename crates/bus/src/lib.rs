@@ -128,6 +128,23 @@ pub struct Bus {
     background: std::sync::OnceLock<Arc<tokio::sync::Semaphore>>,
 }
 
+/// The longest a routine background transaction waits for its turn before it runs
+/// without one: the turns order the work, they must not stop it. A turn held by a
+/// transaction stuck on a lock (an operator's `LOCK TABLE`, a migration) would
+/// otherwise hold every other stage of the process back for as long.
+pub const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Waits for one of `turns`, at most [`TURN_WAIT`]; `None` when the wait is over (the
+/// transaction runs all the same) or the turns are closed.
+pub async fn take_turn(
+    turns: &Arc<tokio::sync::Semaphore>,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    match tokio::time::timeout(TURN_WAIT, turns.clone().acquire_owned()).await {
+        Ok(Ok(turn)) => Some(turn),
+        _ => None,
+    }
+}
+
 impl Bus {
     /// Connects and declares the base topology; fails fast when the broker is unreachable.
     /// Its consumers count in a registry of their own (see [`Bus::connect_with`]).
@@ -229,9 +246,18 @@ impl Bus {
     }
 
     /// The turns of [`Bus::set_background`], if set: each routine background
-    /// transaction holds one while it runs (taken in the order asked).
+    /// transaction holds one while it runs (taken in the order asked; see
+    /// [`take_turn`]).
     pub fn background(&self) -> Option<Arc<tokio::sync::Semaphore>> {
         self.background.get().cloned()
+    }
+
+    /// A background turn of this bus ([`take_turn`]), or none if no bound is set.
+    pub async fn background_turn(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        match self.background.get() {
+            Some(turns) => take_turn(turns).await,
+            None => None,
+        }
     }
 
     /// The metrics this bus's consumers (and the relays publishing through it) count in.

@@ -167,9 +167,9 @@ impl DeliveryConnector {
         }
         // A routine batch's record takes a background turn (its calls did not: an
         // agency that answers slowly holds no one else's work up).
-        let _turn = match self.bus.background() {
-            Some(turns) if !himaya_bus::urgent::is_current() => turns.acquire_owned().await.ok(),
-            _ => None,
+        let _turn = match himaya_bus::urgent::is_current() {
+            false => self.bus.background_turn().await,
+            true => None,
         };
         let mut tx = self.pool().begin().await?;
         let recorded: HashSet<String> = sqlx::query_scalar(

@@ -692,8 +692,8 @@ impl Relay {
         self.metrics = Some(metrics);
     }
 
-    /// Takes one of `turns` for each of its statements, unless it is the urgent relay:
-    /// the process's routine background transactions run a few at a time.
+    /// Takes one of `turns` for each claim (and record) of its rows, unless it is the
+    /// urgent relay: the process's routine background transactions run a few at a time.
     pub fn take_turns(&mut self, turns: Option<Arc<tokio::sync::Semaphore>>) {
         self.turns = turns.filter(|_| !self.urgent_only);
     }
@@ -805,7 +805,7 @@ impl Relay {
         // planner chose when its statistics saw few unsent rows, and which then walked
         // the whole backlog (hundreds of rows under load) for every round.
         let _turn = match &self.turns {
-            Some(turns) => turns.clone().acquire_owned().await.ok(),
+            Some(turns) => himaya_bus::take_turn(turns).await,
             None => None,
         };
         let mut conn = self.take_connection(pool).await?;
