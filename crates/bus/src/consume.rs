@@ -174,7 +174,8 @@ pub trait BatchHandler: Send + Sync + 'static {
     /// Whether a routine batch waits for a background turn (see
     /// [`crate::Bus::set_background`]) and holds it while handled. A handler whose
     /// batch waits on something else than its database (the connectors' calls to an
-    /// agency) says no and takes its turn around its transaction alone.
+    /// agency) says no, and may take a turn around its transaction alone
+    /// ([`crate::Bus::background_turn`]).
     fn takes_turns(&self) -> bool {
         true
     }

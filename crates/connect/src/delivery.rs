@@ -165,12 +165,11 @@ impl DeliveryConnector {
         if told.is_empty() {
             return Ok(());
         }
-        // A routine batch's record takes a background turn (its calls did not: an
-        // agency that answers slowly holds no one else's work up).
-        let _turn = match himaya_bus::urgent::is_current() {
-            false => self.bus.background_turn().await,
-            true => None,
-        };
+        // No background turn for the record (nor for the calls): the deliveries are the
+        // stage the hub's ceiling is set by, and what they fall behind by waits on the
+        // agency's queue, which the backlog watch does not count; waiting here behind
+        // the router's and the answers' turns let intake take what the hub could not
+        // deliver (`docs/decisions.md`, "At the ceiling the deliveries waited for turns").
         let mut tx = self.pool().begin().await?;
         let recorded: HashSet<String> = sqlx::query_scalar(
             "INSERT INTO deliveries (message_id, agency_id, protocol, case_id, referral_id, idempotency_key, outcome, http_status, agency_reference, reason, attempts, latency_ms)
@@ -662,7 +661,7 @@ impl Handler for DeliveryConnector {
 impl BatchHandler for DeliveryConnector {
     type Item = Arrived;
 
-    /// Its batches wait on an agency's answers: only their record takes a turn.
+    /// Its batches wait on an agency's answers, and its record takes no turn either.
     fn takes_turns(&self) -> bool {
         false
     }
