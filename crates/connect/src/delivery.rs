@@ -168,8 +168,8 @@ impl DeliveryConnector {
         // No background turn for the record (nor for the calls): the deliveries are the
         // stage the hub's ceiling is set by, and what they fall behind by waits on the
         // agency's queue, which the backlog watch does not count; waiting here behind
-        // the router's and the answers' turns let intake take what the hub could not
-        // deliver (`docs/decisions.md`, "At the ceiling the deliveries waited for turns").
+        // the other stages' turns let intake take what the hub could not deliver
+        // (`docs/decisions.md`, "At the ceiling the deliveries waited for turns").
         let mut tx = self.pool().begin().await?;
         let recorded: HashSet<String> = sqlx::query_scalar(
             "INSERT INTO deliveries (message_id, agency_id, protocol, case_id, referral_id, idempotency_key, outcome, http_status, agency_reference, reason, attempts, latency_ms)

@@ -305,11 +305,11 @@ pub struct DatabaseSettings {
     /// the consumers' batches (router, answers, disclosure log) and the relays' claims.
     /// Intake, the connectors (their calls and their records: the stage that sets the
     /// hub's ceiling) and the urgent lanes never wait for one, and no transaction waits
-    /// more than a second for one (`himaya_bus::TURN_WAIT`). On a machine whose cores the pipeline keeps full, a
-    /// routine referral's statements otherwise queue for a core behind every
-    /// background backend; with two, in an experimental build, intake's p99 at 1,000
-    /// referrals/s fell by about a third (`docs/decisions.md`, "Background work takes
-    /// turns"). 0: no bound.
+    /// more than a second for one (`himaya_bus::TURN_WAIT`). On a machine whose cores
+    /// the pipeline keeps full, a routine referral's statements otherwise queue for a
+    /// core behind every background backend; with two, in an experimental build,
+    /// intake's p99 at 1,000 referrals/s fell by about a third (`docs/decisions.md`,
+    /// "Background work takes turns"). 0: no bound.
     #[serde(default = "default_background_transactions")]
     pub background_transactions: u32,
 }
