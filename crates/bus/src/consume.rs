@@ -179,6 +179,13 @@ pub trait BatchHandler: Send + Sync + 'static {
     fn takes_turns(&self) -> bool {
         true
     }
+
+    /// Which kind of stage its batches are when they take a turn: on a referral's way
+    /// to its agency (the default), or recording what has already happened, which
+    /// gives way to those on the way (see [`crate::Turns`]).
+    fn stage(&self) -> crate::Stage {
+        crate::Stage::OnTheWay
+    }
 }
 
 /// A batch handler taking one message at a time: how the messages of a failed batch,
@@ -521,7 +528,7 @@ impl<H: BatchHandler> Batches<H> {
         // A routine batch waits for its turn (the urgent lane never does): what runs in
         // the background takes turns, so intake's statements find a core.
         let turn = match self.routine && self.handler.0.takes_turns() {
-            true => bus.background_turn().await,
+            true => bus.background_turn(self.handler.0.stage()).await,
             false => None,
         };
         let outcome = AssertUnwindSafe(self.handler.0.handle_batch(items))

@@ -7,6 +7,7 @@ mod consume;
 mod link;
 mod parked;
 mod topology;
+mod turns;
 pub mod urgent;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ pub use consume::{consume, consume_batches, BatchHandler, HandleError, Handler, 
 pub use link::{refuses_our_certificate, Link, CONNECT_TIMEOUT};
 pub use parked::{park_copy, Parked, Replayed, Selection};
 pub use topology::{lane_key, queues, urgent_queue, Exchange, Topology, URGENT_PRIORITY};
+pub use turns::{Stage, Turn, Turns, TURN_WAIT};
 
 /// The longest a channel's opening (or the connection's closing) is awaited on a
 /// connection that says it is up: the broker answers in milliseconds.
@@ -125,24 +127,7 @@ pub struct Bus {
     urgent: std::sync::OnceLock<urgent::Urgent>,
     /// Turns for routine background transactions, once the process has set how many
     /// (see [`Bus::set_background`]); until then, none are waited for.
-    background: std::sync::OnceLock<Arc<tokio::sync::Semaphore>>,
-}
-
-/// The longest a routine background transaction waits for its turn before it runs
-/// without one: the turns order the work, they must not stop it. A turn held by a
-/// transaction stuck on a lock (an operator's `LOCK TABLE`, a migration) would
-/// otherwise hold every other stage of the process back for as long.
-pub const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Waits for one of `turns`, at most [`TURN_WAIT`]; `None` when the wait is over (the
-/// transaction runs all the same) or the turns are closed.
-pub async fn take_turn(
-    turns: &Arc<tokio::sync::Semaphore>,
-) -> Option<tokio::sync::OwnedSemaphorePermit> {
-    match tokio::time::timeout(TURN_WAIT, turns.clone().acquire_owned()).await {
-        Ok(Ok(turn)) => Some(turn),
-        _ => None,
-    }
+    background: std::sync::OnceLock<Arc<Turns>>,
 }
 
 impl Bus {
@@ -239,23 +224,21 @@ impl Bus {
     pub fn set_background(&self, turns: u32) {
         if turns > 0 {
             let turns = usize::try_from(turns).unwrap_or(usize::MAX);
-            let _ = self
-                .background
-                .set(Arc::new(tokio::sync::Semaphore::new(turns)));
+            let _ = self.background.set(Arc::new(Turns::new(turns)));
         }
     }
 
     /// The turns of [`Bus::set_background`], if set: each routine background
-    /// transaction holds one while it runs (taken in the order asked; see
-    /// [`take_turn`]).
-    pub fn background(&self) -> Option<Arc<tokio::sync::Semaphore>> {
+    /// transaction holds one while it runs (see [`Turns::take`]).
+    pub fn background(&self) -> Option<Arc<Turns>> {
         self.background.get().cloned()
     }
 
-    /// A background turn of this bus ([`take_turn`]), or none if no bound is set.
-    pub async fn background_turn(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    /// A background turn of this bus for `stage` ([`Turns::take`]), or none if no
+    /// bound is set.
+    pub async fn background_turn(&self, stage: Stage) -> Option<Turn> {
         match self.background.get() {
-            Some(turns) => take_turn(turns).await,
+            Some(turns) => turns.take(stage).await,
             None => None,
         }
     }

@@ -305,11 +305,12 @@ pub struct DatabaseSettings {
     /// the consumers' batches (router, answers, disclosure log) and the relays' claims.
     /// Intake, the connectors (their calls and their records: the stage that sets the
     /// hub's ceiling) and the urgent lanes never wait for one, and no transaction waits
-    /// more than a second for one (`himaya_bus::TURN_WAIT`). On a machine whose cores
-    /// the pipeline keeps full, a routine referral's statements otherwise queue for a
-    /// core behind every background backend; with two, in an experimental build,
-    /// intake's p99 at 1,000 referrals/s fell by about a third (`docs/decisions.md`,
-    /// "Background work takes turns"). 0: no bound.
+    /// more than a second for one (`himaya_bus::TURN_WAIT`). The stages that record
+    /// what has already happened (the answers, the disclosure log) take a turn only when
+    /// no stage on a referral's way to its agency waits for one (`himaya_bus::Turns`).
+    /// On a machine whose cores the pipeline keeps full, a routine referral's statements
+    /// otherwise queue for a core behind every background backend (`docs/decisions.md`,
+    /// "Background work takes turns" and "The records give way"). 0: no bound.
     #[serde(default = "default_background_transactions")]
     pub background_transactions: u32,
 }
@@ -319,7 +320,7 @@ fn default_urgent_connections() -> u32 {
 }
 
 fn default_background_transactions() -> u32 {
-    2
+    1
 }
 
 #[derive(Debug, Clone, Deserialize)]

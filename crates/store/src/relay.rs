@@ -654,7 +654,7 @@ pub struct Relay {
     /// Claims urgent rows only (the urgent relay).
     urgent_only: bool,
     /// Background turns its routine statements take (see `Bus::set_background`).
-    turns: Option<Arc<tokio::sync::Semaphore>>,
+    turns: Option<Arc<himaya_bus::Turns>>,
 }
 
 impl Relay {
@@ -694,7 +694,7 @@ impl Relay {
 
     /// Takes one of `turns` for each claim (and record) of its rows, unless it is the
     /// urgent relay: the process's routine background transactions run a few at a time.
-    pub fn take_turns(&mut self, turns: Option<Arc<tokio::sync::Semaphore>>) {
+    pub fn take_turns(&mut self, turns: Option<Arc<himaya_bus::Turns>>) {
         self.turns = turns.filter(|_| !self.urgent_only);
     }
 
@@ -805,7 +805,7 @@ impl Relay {
         // planner chose when its statistics saw few unsent rows, and which then walked
         // the whole backlog (hundreds of rows under load) for every round.
         let _turn = match &self.turns {
-            Some(turns) => himaya_bus::take_turn(turns).await,
+            Some(turns) => turns.take(himaya_bus::Stage::OnTheWay).await,
             None => None,
         };
         let mut conn = self.take_connection(pool).await?;

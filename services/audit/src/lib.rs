@@ -176,6 +176,12 @@ pub const BATCH: u16 = 64;
 impl BatchHandler for Appender {
     type Item = Vec<DisclosureRecorded>;
 
+    /// A disclosure is logged after it was decided: the log gives way to the stages on
+    /// a referral's way to its agency.
+    fn stage(&self) -> himaya_bus::Stage {
+        himaya_bus::Stage::Record
+    }
+
     fn read(&self, msg: &Incoming) -> Result<Vec<DisclosureRecorded>, HandleError> {
         let payload = msg.payload();
         match event_name(payload).map_err(HandleError::park)? {

@@ -330,6 +330,12 @@ pub struct Answers {
 impl BatchHandler for Outcomes {
     type Item = Answers;
 
+    /// An answer is recorded after its referral reached the agency: it gives way to the
+    /// stages on a referral's way there.
+    fn stage(&self) -> himaya_bus::Stage {
+        himaya_bus::Stage::Record
+    }
+
     fn read(&self, msg: &Incoming) -> Result<Answers, HandleError> {
         let payload = msg.payload();
         let answers = match event_name(payload).map_err(HandleError::park)? {
