@@ -13,7 +13,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Mutex, Notify, OwnedSemaphorePermit, Semaphore};
 
 /// The longest a routine background transaction waits for its turn before it runs
 /// without one: the turns order the work, they must not stop it. A turn held by a
@@ -39,6 +39,8 @@ pub struct Turns {
     /// Held by the one recording stage that may wait in the turns' queue at a time, so
     /// that a stage on the way waits behind at most one of them.
     recorder: Mutex<()>,
+    /// Told whenever a stage on the way stops waiting.
+    done: Notify,
 }
 
 /// A turn, given back when dropped.
@@ -54,6 +56,7 @@ impl Turns {
             turns: Arc::new(Semaphore::new(n.max(1))),
             waiting: AtomicUsize::new(0),
             recorder: Mutex::new(()),
+            done: Notify::new(),
         }
     }
 
@@ -68,31 +71,41 @@ impl Turns {
     async fn wait(&self, stage: Stage) -> Option<Turn> {
         if stage == Stage::OnTheWay {
             self.waiting.fetch_add(1, Ordering::AcqRel);
-            // Counted down however the wait ends (a timeout drops this future).
-            let _counted = Waiting(&self.waiting);
+            // Counted down however the wait ends (a timeout drops this future), and the
+            // recorder waiting for it told.
+            let _counted = Waiting(self);
             let turn = self.turns.clone().acquire_owned().await.ok()?;
             return Some(Turn { _turn: turn });
         }
         let _only_one = self.recorder.lock().await;
         loop {
+            // First until no stage on the way waits: it is counted down when its task
+            // next runs, which may be after its turn was handed to it.
+            loop {
+                let done = self.done.notified();
+                if self.waiting.load(Ordering::Acquire) == 0 {
+                    break;
+                }
+                done.await;
+            }
             let turn = self.turns.clone().acquire_owned().await.ok()?;
             if self.waiting.load(Ordering::Acquire) == 0 {
                 return Some(Turn { _turn: turn });
             }
-            // A stage on the way waits behind this one in the queue: the turn goes to
-            // it, and this stage asks again behind it.
+            // A stage on the way came while this one waited, and waits behind it: the
+            // turn goes to it, and this stage asks again once it has it.
             drop(turn);
-            tokio::task::yield_now().await;
         }
     }
 }
 
-/// Counts a stage on the way down when its wait ends.
-struct Waiting<'a>(&'a AtomicUsize);
+/// Counts a stage on the way down when its wait ends, and tells the recorder.
+struct Waiting<'a>(&'a Turns);
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+        self.0.done.notify_waiters();
     }
 }
 
@@ -135,5 +148,22 @@ mod tests {
             *order.lock().unwrap(),
             vec![("on the way", true), ("record", true)]
         );
+    }
+
+    /// A stage on the way whose wait ended without a turn (it waited a second) is no
+    /// longer counted: a recording stage then gets the turn at once.
+    #[tokio::test]
+    async fn a_wait_given_up_is_not_counted() {
+        let turns = Turns::new(1);
+        let held = turns.take(Stage::OnTheWay).await;
+        assert!(held.is_some());
+        assert!(
+            turns.take(Stage::OnTheWay).await.is_none(),
+            "it waited a second"
+        );
+        drop(held);
+        let started = std::time::Instant::now();
+        assert!(turns.take(Stage::Record).await.is_some());
+        assert!(started.elapsed() < Duration::from_millis(500));
     }
 }

@@ -291,10 +291,20 @@ pub trait BatchEventHandler: Send + Sync + 'static {
     fn permanent(_error: &Self::Error) -> bool {
         false
     }
+
+    /// Which kind of stage its batches are when they take a background turn (see
+    /// [`BatchHandler::stage`]): on a referral's way to its agency by default.
+    fn stage(&self) -> himaya_bus::Stage {
+        himaya_bus::Stage::OnTheWay
+    }
 }
 
 impl<H: BatchEventHandler> BatchHandler for Decoding<H> {
     type Item = Delivered<H::Event>;
+
+    fn stage(&self) -> himaya_bus::Stage {
+        self.0.stage()
+    }
 
     fn read(&self, msg: &Incoming) -> Result<Delivered<H::Event>, HandleError> {
         let event = decode::<H::Event>(msg.payload()).map_err(HandleError::park)?;
