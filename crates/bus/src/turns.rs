@@ -2,8 +2,10 @@
 //!
 //! A few at a time run, so that the statements of intake and of the urgent lanes find a
 //! core. Two kinds of work take them: the stages on a referral's way to its agency (the
-//! relays' claims, the router's batches) and the stages that record what has already
-//! happened (the agencies' answers on the cases, the disclosure log). A recording stage
+//! claims of the cases service's, the router's and the directory's relays, the router's
+//! batches) and the stages that record what has already happened (the agencies' answers
+//! on the cases, the disclosure log, and the relays of the connectors' answers and of
+//! the log's routine rows). A recording stage
 //! takes a turn only when no stage on the way is waiting for one: its batch then grows
 //! and costs less per message, while what an agency waits for goes first. Nothing is
 //! starved for long: a wait ends after [`TURN_WAIT`] and the transaction runs without a

@@ -88,6 +88,7 @@ pub async fn start(
         SCHEMA,
         &sqlx::migrate!("./migrations"),
         bus.clone(),
+        himaya_bus::Stage::Record,
         shutdown.clone(),
     )
     .await?;

@@ -480,12 +480,14 @@ pub async fn current_schema(pool: &PgPool) -> Result<String, StoreError> {
 }
 
 /// What every service does first: its pool (database created if missing, schema
-/// prepared), its migrations, and its outbox relay running until `shutdown`.
+/// prepared), its migrations, and its outbox relay running until `shutdown`, whose
+/// claims take background turns as `stage` (see [`relay::RelayConfig::stage`]).
 pub async fn start_service(
     settings: &himaya_settings::Settings,
     schema: &str,
     migrator: &sqlx::migrate::Migrator,
     bus: std::sync::Arc<himaya_bus::Bus>,
+    stage: himaya_bus::Stage,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<(PgPool, tokio::task::JoinHandle<()>), StoreError> {
     let pool = connect_service(&settings.database, schema).await?;
@@ -501,7 +503,11 @@ pub async fn start_service(
         bus.metrics().clone(),
         shutdown.clone(),
     );
-    let relaying = run_relay(relay_pool, bus, (&settings.relay).into(), shutdown);
+    let cfg = relay::RelayConfig {
+        stage,
+        ..(&settings.relay).into()
+    };
+    let relaying = run_relay(relay_pool, bus, cfg, shutdown);
     let relay = tokio::spawn(async move {
         tokio::join!(relaying, sampling);
     });
@@ -589,6 +595,7 @@ impl From<&himaya_settings::RelaySettings> for relay::RelayConfig {
             keep_sent: std::time::Duration::from_secs(s.keep_sent_secs),
             inbox_keep: std::time::Duration::from_secs(s.inbox_keep_hours * 3_600),
             lease: std::time::Duration::from_secs(s.lease_secs),
+            stage: himaya_bus::Stage::OnTheWay,
         }
     }
 }

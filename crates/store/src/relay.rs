@@ -43,6 +43,11 @@ pub struct RelayConfig {
     /// How long a claimed row stays the relay's own: longer than a batch's publish and
     /// confirms take. A publish still unconfirmed after it is given up.
     pub lease: Duration,
+    /// The kind of stage its claims are when they take a background turn: on a
+    /// referral's way to its agency (the cases service's and the router's outboxes, and
+    /// by default), or recording what has already happened (the connectors' answers,
+    /// the disclosure log's), which gives way (see `himaya_bus::Turns`).
+    pub stage: himaya_bus::Stage,
 }
 
 impl RelayConfig {
@@ -55,6 +60,7 @@ impl RelayConfig {
             keep_sent: Duration::from_secs(3_600),
             inbox_keep: Duration::from_secs(168 * 3_600),
             lease: DEFAULT_LEASE,
+            stage: himaya_bus::Stage::OnTheWay,
         }
     }
 }
@@ -805,7 +811,7 @@ impl Relay {
         // planner chose when its statistics saw few unsent rows, and which then walked
         // the whole backlog (hundreds of rows under load) for every round.
         let _turn = match &self.turns {
-            Some(turns) => turns.take(himaya_bus::Stage::OnTheWay).await,
+            Some(turns) => turns.take(self.cfg.stage).await,
             None => None,
         };
         let mut conn = self.take_connection(pool).await?;

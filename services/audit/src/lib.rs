@@ -63,6 +63,7 @@ impl Component for Audit {
             SCHEMA,
             &sqlx::migrate!("./migrations"),
             ctx.bus.clone(),
+            himaya_bus::Stage::Record,
             ctx.shutdown.clone(),
         )
         .await?;

@@ -124,6 +124,7 @@ impl Component for Cases {
             SCHEMA,
             &sqlx::migrate!("./migrations"),
             bus.clone(),
+            himaya_bus::Stage::OnTheWay,
             shutdown.clone(),
         )
         .await?;

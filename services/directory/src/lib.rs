@@ -564,6 +564,7 @@ impl Component for Directory {
             SCHEMA,
             &sqlx::migrate!("./migrations"),
             ctx.bus.clone(),
+            himaya_bus::Stage::OnTheWay,
             ctx.shutdown.clone(),
         )
         .await?;

@@ -64,6 +64,7 @@ impl Component for Routing {
             SCHEMA,
             &sqlx::migrate!("./migrations"),
             bus.clone(),
+            himaya_bus::Stage::OnTheWay,
             ctx.shutdown.clone(),
         )
         .await?;
