@@ -456,6 +456,40 @@ async fn deliveries_sent_together_reach_the_agency_once_each_and_a_bad_one_is_pa
     case_told_parked(&db, &broken).await;
     case_told_parked(&db, &broken_urgent).await;
     hub.stop().await;
+    // Each answer goes back on its delivery's lane: an urgent delivery's (delivered, or
+    // parked and told) on the urgent lane, where a refusal's escalation never waits
+    // behind the routine answers; a routine one's on the routine lane.
+    let lanes: Vec<(String, i16)> = sqlx::query_as(
+        "SELECT coalesce(headers->>'x-correlation-id', ''), priority FROM connectors.outbox
+          WHERE routing_key IN ('referral.delivery.recorded', 'referral.deliveries.recorded')",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    let urgent_referrals: BTreeSet<&str> = [&deliveries[N - 2], &deliveries[N - 1], &broken_urgent]
+        .iter()
+        .map(|d| d.referral_id.as_str())
+        .collect();
+    let on_urgent: BTreeSet<&str> = lanes
+        .iter()
+        .filter(|(_, p)| *p >= i16::from(himaya_bus::URGENT_PRIORITY))
+        .map(|(r, _)| r.as_str())
+        .collect();
+    assert!(
+        on_urgent.contains(broken_urgent.referral_id.as_str()),
+        "the urgent parked delivery's notice on the urgent lane: {lanes:?}"
+    );
+    assert!(
+        on_urgent.len() >= 2,
+        "the urgent deliveries' answers on the urgent lane too: {lanes:?}"
+    );
+    for (referral, priority) in &lanes {
+        assert_eq!(
+            urgent_referrals.contains(referral.as_str()),
+            *priority >= i16::from(himaya_bus::URGENT_PRIORITY),
+            "{referral}: answered on the wrong lane ({priority})"
+        );
+    }
     assert_eq!(
         count(&db, "SELECT count(*) FROM connectors.deliveries").await,
         N as i64,

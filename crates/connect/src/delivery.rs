@@ -206,7 +206,13 @@ impl DeliveryConnector {
             }
         }
         if let Some(first) = first {
-            let message = [answers_message(events, first)?];
+            // An urgent delivery's answer (a refusal raises the supervisor's escalation)
+            // takes the answers' urgent lane and the urgent relay: a message holds the
+            // answers of one lane's batch.
+            let urgent = answers
+                .iter()
+                .any(|a| a.urgent && recorded.contains(&a.d.message_id));
+            let message = [answers_message(events, first, lane_priority(urgent))?];
             outbox::Rows::new(&message, None)?.insert(&mut tx).await?;
         }
         tx.commit().await?;
@@ -220,17 +226,22 @@ impl DeliveryConnector {
     async fn parked(
         &self,
         d: &DeliveryRequested,
+        urgent: bool,
         why: impl std::fmt::Display,
     ) -> Result<(), HandleError> {
-        self.told_undelivered(d).await?;
+        self.told_undelivered(d, urgent).await?;
         Err(HandleError::park(why))
     }
 
     /// Tells the case of `d` it is `undelivered` (reason `parked`), before `d` is parked:
     /// once, should the message that holds it be handled again (its inbox entry under
     /// `<agency>:undelivered`, apart from the deliveries' own, so that a replay that goes
-    /// through is still recorded).
-    async fn told_undelivered(&self, d: &DeliveryRequested) -> Result<(), HandleError> {
+    /// through is still recorded). An urgent delivery's notice takes the urgent lane.
+    async fn told_undelivered(
+        &self,
+        d: &DeliveryRequested,
+        urgent: bool,
+    ) -> Result<(), HandleError> {
         let event = answer(d, "undelivered", 0, None, Some("parked".into()));
         let mut tx = self.pool().begin().await.map_err(HandleError::retry)?;
         let told = format!("{}:undelivered", self.agency_id);
@@ -245,7 +256,7 @@ impl DeliveryConnector {
             Exchange::Events,
             keys::DELIVERY_RECORDED,
             &event,
-            0,
+            lane_priority(urgent),
             &d.referral_id,
         )
         .await
@@ -395,6 +406,15 @@ fn answer(
     }
 }
 
+/// The priority of an answer's message: its delivery's lane.
+fn lane_priority(urgent: bool) -> u8 {
+    if urgent {
+        himaya_bus::URGENT_PRIORITY
+    } else {
+        0
+    }
+}
+
 /// The outbox message of a transaction's answers: one answer alone as
 /// `referral.delivery.recorded`, several together as `referral.deliveries.recorded` (one
 /// outbox row and one broker message for the lot, each answer keeping its message id).
@@ -402,6 +422,7 @@ fn answer(
 fn answers_message(
     events: Vec<DeliveryRecorded>,
     first: &Made<'_>,
+    priority: u8,
 ) -> Result<Outgoing, ConnectError> {
     let mut headers = BTreeMap::new();
     headers.insert("x-correlation-id".to_owned(), first.d.referral_id.clone());
@@ -413,7 +434,7 @@ fn answers_message(
             Exchange::Events,
             keys::DELIVERY_RECORDED,
             &events[0],
-            0,
+            priority,
             headers,
         )?
     } else {
@@ -426,7 +447,7 @@ fn answers_message(
             Exchange::Events,
             keys::DELIVERIES_RECORDED,
             &batch,
-            0,
+            priority,
             headers,
         )?
     };
@@ -468,6 +489,8 @@ enum Prepared {
 /// A delivery made, with the agency's answer.
 struct Made<'a> {
     d: &'a DeliveryRequested,
+    /// Came on the urgent lane: its answer goes back on the urgent lane too.
+    urgent: bool,
     answered: Answered,
     chosen: Option<&'a str>,
     /// What the recorded answer's event carries on (see [`DeliveryConnector::send`]).
@@ -780,6 +803,7 @@ impl DeliveryConnector {
             match sent {
                 Ok((answered, traceparent)) => made.push(Made {
                     d: &a.d,
+                    urgent: a.urgent,
                     answered,
                     chosen: r.reference.as_deref(),
                     traceparent,
@@ -808,7 +832,7 @@ impl DeliveryConnector {
                 match self.prepare(&a.d).await? {
                     Prepared::Send(r) => ready.push((*a, r)),
                     Prepared::Unmakeable(why) if all.len() == 1 => {
-                        return self.parked(&a.d, why).await
+                        return self.parked(&a.d, a.urgent, why).await
                     }
                     Prepared::Unmakeable(_) => {
                         return Err(HandleError::retry(
@@ -846,7 +870,7 @@ impl DeliveryConnector {
             }
             self.send_and_record(&ready, until, true).await?;
             for (a, why) in unmakeable {
-                self.told_undelivered(&a.d).await?;
+                self.told_undelivered(&a.d, a.urgent).await?;
                 let mut headers = headers.clone();
                 headers.insert("x-correlation-id".to_owned(), a.d.referral_id.clone());
                 match &a.traceparent {
