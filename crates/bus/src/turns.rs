@@ -2,15 +2,17 @@
 //!
 //! A few at a time run, so that the statements of intake and of the urgent lanes find a
 //! core. Two kinds of work take them: the stages on a referral's way to its agency (the
-//! claims of the cases service's, the router's and the directory's relays, the router's
-//! batches) and the stages that record what has already happened (the agencies' answers
-//! on the cases, the disclosure log, and the relays of the connectors' answers and of
-//! the log's routine rows). A recording stage
-//! takes a turn only when no stage on the way is waiting for one: its batch then grows
-//! and costs less per message, while what an agency waits for goes first. Nothing is
-//! starved for long: a wait ends after [`TURN_WAIT`] and the transaction runs without a
-//! turn, and the queues of the recording stages are counted by the backlog watch, which
-//! refuses routine intake when they fall behind.
+//! claims of the cases service's, the router's, the directory's and the disclosure
+//! log's relays, the router's batches) and the stages that record what has already
+//! happened (the agencies' routine answers on the cases, the disclosure log, and the
+//! connectors' relay of those answers). A recording stage takes a turn only when no
+//! stage on the way is waiting for one: its batch then grows and costs less per message,
+//! while what an agency waits for goes first. Nothing is starved for long: a wait ends
+//! after [`TURN_WAIT`] and the transaction runs without a turn; the recording consumers'
+//! queues are counted by the backlog watch, which refuses routine intake when they fall
+//! behind, and the connectors' outbox shows in `himaya_outbox_oldest_age_seconds`.
+//! Urgent answers (an urgent referral refused or parked) never wait: they take the
+//! urgent relay and lane, which take no turns.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -306,9 +306,9 @@ pub struct DatabaseSettings {
     /// Intake, the connectors (their calls and their records: the stage that sets the
     /// hub's ceiling) and the urgent lanes never wait for one, and no transaction waits
     /// more than a second for one (`himaya_bus::TURN_WAIT`). The stages that record
-    /// what has already happened (the answers, the disclosure log, the relays of the
-    /// connectors' and the log's outboxes) take a turn only when no stage on a
-    /// referral's way to its agency waits for one (`himaya_bus::Turns`).
+    /// what has already happened (the routine answers, the disclosure log, the
+    /// connectors' relay of the answers) take a turn only when no stage on a referral's
+    /// way to its agency waits for one (`himaya_bus::Turns`).
     /// On a machine whose cores the pipeline keeps full, a routine referral's statements
     /// otherwise queue for a core behind every background backend (`docs/decisions.md`,
     /// "Background work takes turns" and "The records give way"). 0: no bound.

@@ -63,7 +63,7 @@ impl Component for Audit {
             SCHEMA,
             &sqlx::migrate!("./migrations"),
             ctx.bus.clone(),
-            himaya_bus::Stage::Record,
+            himaya_bus::Stage::OnTheWay,
             ctx.shutdown.clone(),
         )
         .await?;
