@@ -127,23 +127,9 @@ mod tests {
         let held = turns.take(Stage::OnTheWay).await;
         assert!(held.is_some());
         let order = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let record = tokio::spawn({
-            let (turns, order) = (turns.clone(), order.clone());
-            async move {
-                let turn = turns.take(Stage::Record).await;
-                order.lock().unwrap().push(("record", turn.is_some()));
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        });
+        let record = asks(&turns, &order, Stage::Record, "record");
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let on_the_way = tokio::spawn({
-            let (turns, order) = (turns.clone(), order.clone());
-            async move {
-                let turn = turns.take(Stage::OnTheWay).await;
-                order.lock().unwrap().push(("on the way", turn.is_some()));
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        });
+        let on_the_way = asks(&turns, &order, Stage::OnTheWay, "on the way");
         tokio::time::sleep(Duration::from_millis(20)).await;
         drop(held);
         on_the_way.await.unwrap();
@@ -152,6 +138,24 @@ mod tests {
             *order.lock().unwrap(),
             vec![("on the way", true), ("record", true)]
         );
+    }
+
+    type Order = Arc<std::sync::Mutex<Vec<(&'static str, bool)>>>;
+
+    /// A task asking for a turn as `stage`, noting `label` in `order` when it has one
+    /// (or has waited in vain), and holding it 10 ms.
+    fn asks(
+        turns: &Arc<Turns>,
+        order: &Order,
+        stage: Stage,
+        label: &'static str,
+    ) -> tokio::task::JoinHandle<()> {
+        let (turns, order) = (turns.clone(), order.clone());
+        tokio::spawn(async move {
+            let turn = turns.take(stage).await;
+            order.lock().unwrap().push((label, turn.is_some()));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        })
     }
 
     /// A stage on the way whose wait ended without a turn (it waited a second) is no
