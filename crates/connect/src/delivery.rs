@@ -406,13 +406,15 @@ fn answer(
     }
 }
 
-/// The priority of an answer's message: its delivery's lane.
+/// The priority of an answer's message: its delivery's lane, as the record's priority
+/// puts a referral on the bus.
 fn lane_priority(urgent: bool) -> u8 {
-    if urgent {
-        himaya_bus::URGENT_PRIORITY
+    let priority = if urgent {
+        himaya_record::Priority::Urgent
     } else {
-        0
-    }
+        himaya_record::Priority::Routine
+    };
+    priority.amqp_priority()
 }
 
 /// The outbox message of a transaction's answers: one answer alone as
