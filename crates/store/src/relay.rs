@@ -44,9 +44,9 @@ pub struct RelayConfig {
     /// confirms take. A publish still unconfirmed after it is given up.
     pub lease: Duration,
     /// The kind of stage its claims are when they take a background turn: on a
-    /// referral's way to its agency (the cases service's and the router's outboxes, and
-    /// by default), or recording what has already happened (the connectors' answers,
-    /// the disclosure log's), which gives way (see `himaya_bus::Turns`).
+    /// referral's way to its agency (by default, and every service's outbox but the
+    /// connectors'), or recording what has already happened (the connectors' answers),
+    /// which gives way (see `himaya_bus::Turns`).
     pub stage: himaya_bus::Stage,
 }
 
