@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use himaya_record::{CaseRecord, Purpose};
-use himaya_sharing::{disclose, Decision, DenyReason, Recipient};
+use himaya_sharing::{decide, DenyReason, Recipient};
 
 use crate::{AgencySettings, Settings};
 
@@ -134,7 +134,8 @@ impl Settings {
                 agency_id: &id,
                 agency_type: a.agency_type,
             };
-            match disclose(
+            // The decision alone: whether it may go, not what would go.
+            match decide(
                 &self.sharing,
                 &self.consent,
                 record,
@@ -142,8 +143,8 @@ impl Settings {
                 Purpose::ServiceProvision,
                 now,
             ) {
-                Ok(Decision::Permit(_)) | Err(_) => return None,
-                Ok(Decision::Deny { reason }) => refused = Some(Obstacle::Refused(reason)),
+                Ok(_) => return None,
+                Err(reason) => refused = Some(Obstacle::Refused(reason)),
             }
         }
         refused

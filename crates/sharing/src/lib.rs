@@ -141,32 +141,50 @@ pub fn disclose(
     purpose: Purpose,
     now: DateTime<Utc>,
 ) -> Result<Decision, RedactError> {
-    let deny = |reason| Ok(Decision::Deny { reason });
+    let allowed = match decide(policy, rules, record, to, purpose, now) {
+        Ok(allowed) => allowed,
+        Err(reason) => return Ok(Decision::Deny { reason }),
+    };
+    let mut d = redact(record, &allowed)?;
+    d.basis = basis(record, to.agency_id, to.agency_type, purpose, &allowed, now);
+    Ok(Decision::Permit(d))
+}
+
+/// The decision of [`disclose`] without the document: the categories this recipient
+/// would receive, or why it would receive nothing. For a caller that only needs to know
+/// whether a referral can reach an agency (intake's warning); it copies nothing of the
+/// case, so nothing of it can leave this way.
+pub fn decide(
+    policy: &SharingPolicy,
+    rules: &ConsentRules,
+    record: &CaseRecord,
+    to: Recipient<'_>,
+    purpose: Purpose,
+    now: DateTime<Utc>,
+) -> Result<BTreeSet<DataCategory>, DenyReason> {
     if purpose == Purpose::Statistics {
-        return deny(DenyReason::StatisticsAreAggregates);
+        return Err(DenyReason::StatisticsAreAggregates);
     }
     let by_policy = policy.allowed(to.agency_type, purpose);
     if by_policy.iter().all(|c| *c == DataCategory::Reference) {
-        return deny(DenyReason::NoPolicyRule);
+        return Err(DenyReason::NoPolicyRule);
     }
     let by_consent = match consented(record, to.agency_id, to.agency_type, purpose, rules, now) {
         Ok(c) => c,
-        Err(ConsentGap::NoConsent) => return deny(DenyReason::NoConsent),
-        Err(ConsentGap::NoAssent) => return deny(DenyReason::NoAssent),
+        Err(ConsentGap::NoConsent) => return Err(DenyReason::NoConsent),
+        Err(ConsentGap::NoAssent) => return Err(DenyReason::NoAssent),
     };
     let mut allowed: BTreeSet<DataCategory> =
         by_policy.intersection(&by_consent).copied().collect();
     if allowed.iter().all(|c| *c == DataCategory::Reference) {
-        return deny(DenyReason::NothingInCommon);
+        return Err(DenyReason::NothingInCommon);
     }
     // References are what lets a recipient act on what it may see: with any consented
     // category, the policy's references come too.
     if by_policy.contains(&DataCategory::Reference) {
         allowed.insert(DataCategory::Reference);
     }
-    let mut d = redact(record, &allowed)?;
-    d.basis = basis(record, to.agency_id, to.agency_type, purpose, &allowed, now);
-    Ok(Decision::Permit(d))
+    Ok(allowed)
 }
 
 /// The basis recorded for a case-owning ministry's read under its legal mandate.
@@ -202,7 +220,7 @@ pub fn redact(
     record: &CaseRecord,
     allowed: &BTreeSet<DataCategory>,
 ) -> Result<Disclosure, RedactError> {
-    let full = serde_json::to_value(record).map_err(RedactError)?;
+    let mut document = serde_json::to_value(record).map_err(RedactError)?;
     let mut categories = BTreeSet::new();
     let mut keep = |path: &str| match category_of(path) {
         Some(c) if allowed.contains(&c) => {
@@ -211,7 +229,9 @@ pub fn redact(
         }
         _ => false,
     };
-    let document = prune(full, "", &mut keep).unwrap_or(Value::Object(Map::new()));
+    if !prune(&mut document, &mut String::with_capacity(64), &mut keep) {
+        document = Value::Object(Map::new());
+    }
     Ok(Disclosure {
         document,
         categories,
@@ -219,34 +239,34 @@ pub fn redact(
     })
 }
 
-/// Walks a JSON value, keeping leaves whose path `keep` accepts. Nulls, and objects or
-/// arrays left empty, are dropped so that absence is the only trace of a redaction.
-fn prune(value: Value, path: &str, keep: &mut impl FnMut(&str) -> bool) -> Option<Value> {
+/// Walks a JSON value in place, keeping leaves whose path `keep` accepts; `path` is the
+/// value's own (a buffer each level extends and gives back, so a walk allocates nothing
+/// per field). Nulls, and objects or arrays left empty, are dropped so that absence is
+/// the only trace of a redaction. False when nothing of `value` is left.
+fn prune(value: &mut Value, path: &mut String, keep: &mut impl FnMut(&str) -> bool) -> bool {
     match value {
-        Value::Null => None,
+        Value::Null => false,
         Value::Object(map) => {
-            let kept: Map<String, Value> = map
-                .into_iter()
-                .filter_map(|(k, v)| {
-                    let child = if path.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{path}.{k}")
-                    };
-                    prune(v, &child, keep).map(|v| (k, v))
-                })
-                .collect();
-            (!kept.is_empty()).then_some(Value::Object(kept))
+            map.retain(|k, v| {
+                let len = path.len();
+                if len > 0 {
+                    path.push('.');
+                }
+                path.push_str(k);
+                let kept = prune(v, path, keep);
+                path.truncate(len);
+                kept
+            });
+            !map.is_empty()
         }
         Value::Array(items) => {
-            let child = format!("{path}[]");
-            let kept: Vec<Value> = items
-                .into_iter()
-                .filter_map(|v| prune(v, &child, keep))
-                .collect();
-            (!kept.is_empty()).then_some(Value::Array(kept))
+            let len = path.len();
+            path.push_str("[]");
+            items.retain_mut(|v| prune(v, path, keep));
+            path.truncate(len);
+            !items.is_empty()
         }
-        leaf => keep(path).then_some(leaf),
+        _ => keep(path),
     }
 }
 
@@ -694,9 +714,27 @@ mod tests {
                     })
                     .collect();
                 let recipient = to(recipient_type);
-                let Decision::Permit(d) =
-                    disclose(&policy, &RULES, &record, recipient, purpose, now).unwrap()
-                else {
+                let decision = disclose(&policy, &RULES, &record, recipient, purpose, now).unwrap();
+                // The decision alone (intake's warning) says what disclosing would.
+                match (
+                    &decision,
+                    crate::decide(&policy, &RULES, &record, recipient, purpose, now),
+                ) {
+                    (Decision::Permit(d), Ok(allowed)) => {
+                        prop_assert!(
+                            d.categories.is_subset(&allowed),
+                            "decide allows less than disclose sent"
+                        )
+                    }
+                    (Decision::Deny { reason }, Err(r)) => prop_assert_eq!(*reason, r),
+                    (d, r) => prop_assert!(
+                        false,
+                        "disclose permits: {}, decide permits: {}",
+                        matches!(d, Decision::Permit(_)),
+                        r.is_ok()
+                    ),
+                }
+                let Decision::Permit(d) = decision else {
                     return Ok(());
                 };
                 permits.set(permits.get() + 1);

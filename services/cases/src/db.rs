@@ -11,6 +11,7 @@ use himaya_record::{CaseId, CaseRecord};
 use himaya_store::handover::{Handed, Handover};
 use himaya_store::outbox::{message_of, Returned, Rows};
 use himaya_store::StoreError;
+use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 
 use crate::duplicates::ChildRows;
@@ -310,10 +311,8 @@ async fn write_new(
     let referral_ids: Vec<String> = records()
         .map(|r| r.referral.referral_id.to_string())
         .collect();
-    let json = records()
-        .map(serde_json::to_value)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| StoreError::Corrupt("case record"))?;
+    // Each record serialized straight into the statement's buffer (no `Value` between).
+    let json: Vec<Json<&CaseRecord>> = records().map(Json).collect();
     let changes: Vec<String> = referral_ids.iter().map(|r| opened_by(r)).collect();
     let children = ChildRows::of(records());
     let msgs = referral_messages(new)?;
