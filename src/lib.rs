@@ -1,6 +1,12 @@
 //! Himaya in one process or one component at a time: [`hub::Hub`] starts any set of
 //! components against real PostgreSQL and RabbitMQ; [`cli`] is the command line.
 
+/// Every process of this package allocates through mimalloc: glibc's malloc and free were
+/// a quarter of the hub's CPU at its ceiling (`docs/decisions.md`, "What the hub's own CPU
+/// went on"). Declared in the library so the benchmarks and tests measure what ships.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod cli;
 pub mod client;
 pub mod connectors;
