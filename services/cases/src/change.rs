@@ -9,6 +9,7 @@ use himaya_proto::status::msg;
 use himaya_record::lifecycle::DeadlineKind;
 use himaya_record::{CaseId, CaseRecord};
 use himaya_store::StoreError;
+use sqlx::types::Json;
 use sqlx::PgConnection;
 
 use crate::db::history;
@@ -66,7 +67,6 @@ pub async fn save(
     record.version += 1;
     record.updated_at = now;
     let case_id = record.case_id.to_string();
-    let json = serde_json::to_value(&*record).map_err(|_| StoreError::Corrupt("case record"))?;
     sqlx::query(
         "UPDATE cases SET version = $2, status = $3, risk_level = $4, record = $5, updated_at = $6,
                 caseworker_id = $7, closed_at = $8
@@ -76,7 +76,7 @@ pub async fn save(
     .bind(record.version)
     .bind(record.status.as_str())
     .bind(record.risk_level.as_str())
-    .bind(&json)
+    .bind(Json(&*record))
     .bind(now)
     .bind(record.assignment.as_ref().map(|a| a.caseworker_id.as_str()))
     .bind(record.closure.as_ref().map(|c| c.closed_at))
