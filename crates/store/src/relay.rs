@@ -305,10 +305,19 @@ async fn urgent_relay(
     shutdown: CancellationToken,
 ) {
     let batch_size = relay.cfg.batch_size;
+    let mut observed = false;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = wakes.urgent.notified() => {}
+        }
+        // Its batches count in the outbox's metrics as the relay's do, named by the
+        // schema once PostgreSQL answers.
+        if !observed {
+            if let Ok(schema) = current_schema(&pool).await {
+                relay.observe(bus.metrics().outbox.of(&schema));
+                observed = true;
+            }
         }
         loop {
             stats.urgent_rounds.fetch_add(1, Ordering::Relaxed);
