@@ -113,8 +113,9 @@ async fn export(
     let mut writer = apache_avro::Writer::with_codec(
         &schema,
         std::io::BufWriter::new(file),
-        apache_avro::Codec::Deflate,
-    );
+        apache_avro::Codec::Deflate(apache_avro::DeflateSettings::default()),
+    )
+    .context("starting the Avro file")?;
     let now = chrono::Utc::now().to_rfc3339();
     let (mut written, mut last) = (0u64, None);
     let mut line = ProgressLine::new();
@@ -123,7 +124,9 @@ async fn export(
             .with_context(|| format!("case {} as disclosed", shared.case_id))?;
         let record = enrolment::record(&schema, &shared.case_id, &case, &now)
             .context("the enrolment schema makes no record")?;
-        writer.append(record).context("writing the Avro file")?;
+        writer
+            .append_value(record)
+            .context("writing the Avro file")?;
         written += 1;
         last = Some(shared.case_id);
         if written % 1000 == 0 {

@@ -62,7 +62,7 @@ fn largest_block() -> Result<Vec<u8>> {
         rows.extend_from_slice(&one);
         n += 1;
     }
-    apache_avro::Codec::Deflate.compress(&mut rows)?;
+    apache_avro::Codec::Deflate(apache_avro::DeflateSettings::default()).compress(&mut rows)?;
     let mut file = crafted::header(&crafted::schema(None), "deflate");
     crafted::block(&mut file, n, &rows);
     Ok(file)

@@ -315,9 +315,10 @@ mod tests {
             .schema(&schema)
             .writer(Vec::new())
             .block_size(64)
-            .build();
+            .build()
+            .unwrap();
         for i in 0..1000i64 {
-            w.append(Value::Long(i)).unwrap();
+            w.append_value(Value::Long(i)).unwrap();
         }
         let bytes = w.into_inner().unwrap();
         let len = bytes.len() as u64;

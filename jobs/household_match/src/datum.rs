@@ -1,5 +1,6 @@
 //! Walks a block's rows against the file's writer schema, without decoding them, before
-//! apache-avro decodes them. apache-avro 0.17 trusts declared counts: it reserves room for
+//! apache-avro decodes them. apache-avro (0.17 when this was written; 0.22 checks a count
+//! only against its process-wide allocation limit) trusts declared counts: it reserves room for
 //! an array's declared items at once (56 bytes each, however few bytes they take in the
 //! file: a null takes none) and recurses once per nesting level. The walk adds up an upper
 //! estimate of what decoding each row allocates, refusing a row past
@@ -7,7 +8,9 @@
 //! lies within the block: once a block passes, decoding it follows the same path over
 //! the same bytes, so apache-avro's allocations stay within the estimate.
 
-use apache_avro::schema::{Name, NamesRef, Namespace, ResolvedSchema, Schema};
+use apache_avro::schema::{
+    InnerDecimalSchema, Name, NamesRef, NamespaceRef, ResolvedSchema, Schema, UuidSchema,
+};
 
 use super::container::Stop;
 use super::limits::{Refusal, MAX_BLOCK_DECODED_BYTES, MAX_ROW_DECODED_BYTES, MAX_ROW_DEPTH};
@@ -43,7 +46,8 @@ pub(crate) fn check_rows(
     for i in 1..=rows {
         walk.budget = MAX_ROW_DECODED_BYTES;
         let row = rows_before + i;
-        walk.value(schema, &None, 1).map_err(|fault| match fault {
+        let left = walk.input.len();
+        walk.value(schema, None, 1).map_err(|fault| match fault {
             Fault::Corrupt => Stop::Corrupt,
             Fault::Size => Stop::Refused(Refusal::RowSize {
                 block,
@@ -56,6 +60,11 @@ pub(crate) fn check_rows(
                 max: MAX_ROW_DEPTH,
             }),
         })?;
+        // A row of no bytes (a schema of nulls): an empty block could declare millions.
+        // apache-avro 0.17 refused such a row; 0.22 decodes it, so it is refused here.
+        if walk.input.len() == left {
+            return Err(Stop::Corrupt);
+        }
         block_budget = block_budget
             .checked_sub(MAX_ROW_DECODED_BYTES - walk.budget)
             .ok_or(Stop::Refused(Refusal::BlockDecoded {
@@ -83,7 +92,7 @@ struct Walk<'b, 'n, 's> {
 
 impl Walk<'_, '_, '_> {
     /// As apache-avro's `decode_internal`, arm for arm, reading instead of building.
-    fn value(&mut self, schema: &Schema, ns: &Namespace, depth: u32) -> Result<(), Fault> {
+    fn value(&mut self, schema: &Schema, ns: NamespaceRef, depth: u32) -> Result<(), Fault> {
         if depth > MAX_ROW_DEPTH {
             return Err(Fault::Depth);
         }
@@ -108,16 +117,23 @@ impl Walk<'_, '_, '_> {
             }
             Schema::Float => self.take(4)?,
             Schema::Double => self.take(8)?,
-            Schema::Duration => self.take(12)?,
-            Schema::Bytes | Schema::String | Schema::BigDecimal => self.text(1)?,
-            // Decoded through a second copy of its bytes.
-            Schema::Uuid => self.text(2)?,
-            Schema::Fixed(f) => {
-                let size = f.size as u64;
-                self.take(size)?;
-                self.spend(size)?;
-            }
-            Schema::Decimal(d) => self.value(&d.inner, ns, depth + 1)?,
+            Schema::Duration(_) => self.take(12)?,
+            Schema::Bytes
+            | Schema::String
+            | Schema::BigDecimal
+            | Schema::Uuid(UuidSchema::Bytes) => self.text(1)?,
+            // Decoded as text, then parsed.
+            Schema::Uuid(UuidSchema::String) => self.text(2)?,
+            Schema::Fixed(f) | Schema::Uuid(UuidSchema::Fixed(f)) => self.fixed(f.size)?,
+            // The bytes, then a big integer made of them (a negative one through a
+            // second copy).
+            Schema::Decimal(d) => match &d.inner {
+                InnerDecimalSchema::Bytes => self.text(3)?,
+                InnerDecimalSchema::Fixed(f) => {
+                    self.fixed(f.size)?;
+                    self.spend(2 * f.size as u64)?;
+                }
+            },
             Schema::Enum(e) => {
                 let symbol = self.index(&e.symbols)?;
                 // The symbol is cloned into the value.
@@ -132,7 +148,7 @@ impl Walk<'_, '_, '_> {
                 for field in &r.fields {
                     // The field's name is cloned into every decoded record.
                     self.spend(FIELD + field.name.len() as u64)?;
-                    self.value(&field.schema, &name.namespace, depth + 1)?;
+                    self.value(&field.schema, name.namespace(), depth + 1)?;
                 }
             }
             Schema::Array(a) => self.items(VALUE, |w| w.value(&a.items, ns, depth + 1))?,
@@ -146,10 +162,10 @@ impl Walk<'_, '_, '_> {
         Ok(())
     }
 
-    fn named(&mut self, name: &Name, ns: &Namespace, depth: u32) -> Result<(), Fault> {
+    fn named(&mut self, name: &Name, ns: NamespaceRef, depth: u32) -> Result<(), Fault> {
         let name = name.fully_qualified_name(ns);
-        let schema = *self.names.get(&name).ok_or(Fault::Corrupt)?;
-        self.value(schema, &name.namespace, depth + 1)
+        let schema = *self.names.get(name.as_ref()).ok_or(Fault::Corrupt)?;
+        self.value(schema, name.namespace(), depth + 1)
     }
 
     /// An array's or a map's blocks of items. apache-avro reserves a block's declared items
@@ -175,6 +191,13 @@ impl Walk<'_, '_, '_> {
                 each(self)?;
             }
         }
+    }
+
+    /// A fixed-size value: its bytes, copied once when decoded.
+    fn fixed(&mut self, size: usize) -> Result<(), Fault> {
+        let size = size as u64;
+        self.take(size)?;
+        self.spend(size)
     }
 
     /// Bytes or text: a length, then that many bytes, copied `copies` times when decoded.
@@ -224,7 +247,9 @@ mod tests {
     use std::collections::HashMap;
 
     use apache_avro::types::Value;
-    use apache_avro::{Codec, Days, Decimal, Duration, Millis, Months, Uuid, Writer};
+    use apache_avro::{
+        Codec, Days, Decimal, DeflateSettings, Duration, Millis, Months, Uuid, Writer,
+    };
 
     use super::*;
     use crate::tests::Scratch;
@@ -300,7 +325,13 @@ mod tests {
         let schema = Schema::parse_str(SCHEMA).unwrap();
         let mut body = Vec::new();
         for i in 0..20 {
-            body.extend(apache_avro::to_avro_datum(&schema, row(i)).unwrap());
+            body.extend(
+                apache_avro::writer::datum::GenericDatumWriter::builder(&schema)
+                    .build()
+                    .unwrap()
+                    .write_value_to_vec(row(i))
+                    .unwrap(),
+            );
         }
         check_rows(&schema, &body, 20, 1, 0).unwrap();
         // One byte short, or a row more than the block holds: corrupt, not refused.
@@ -324,11 +355,12 @@ mod tests {
         let mut w = Writer::builder()
             .schema(&schema)
             .writer(out)
-            .codec(Codec::Deflate)
+            .codec(Codec::Deflate(DeflateSettings::default()))
             .block_size(1024)
-            .build();
+            .build()
+            .unwrap();
         for i in 0..500 {
-            w.append(row(i)).unwrap();
+            w.append_value(row(i)).unwrap();
         }
         w.flush().unwrap();
         let index = MatchIndex::build([], chrono::Utc::now().date_naive());

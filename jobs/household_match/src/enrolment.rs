@@ -88,8 +88,8 @@ mod tests {
         // As the cash programme's rule discloses it: identity, location, economic.
         let doc = r#"{"case_id":"case_1","child":{"name":{"as_given":"مريم","transliteration":"Mariam"},"sex":"female","date_of_birth":"2015-03-14","identity_documents":[{"kind":"national_id","number":"31503140101234"}],"governorate":"القاهرة"},"household":{"size":6,"cash_transfer_beneficiary":false}}"#;
         let case = SharedCase::parse(doc).unwrap();
-        let mut w = Writer::new(&schema, Vec::new());
-        w.append(record(&schema, "case_1", &case, "2026-11-24T08:00:00Z").unwrap())
+        let mut w = Writer::new(&schema, Vec::new()).unwrap();
+        w.append_value(record(&schema, "case_1", &case, "2026-11-24T08:00:00Z").unwrap())
             .unwrap();
         let bytes = w.into_inner().unwrap();
         let rows: Vec<_> = Reader::new(&bytes[..])

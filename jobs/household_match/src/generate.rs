@@ -7,7 +7,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use apache_avro::types::Value;
-use apache_avro::{Codec, Writer};
+use apache_avro::{Codec, DeflateSettings, Writer};
 use chrono::{Datelike, NaiveDate};
 use himaya_record::Sex;
 use rand::rngs::StdRng;
@@ -62,10 +62,12 @@ pub fn generate(
     let mut writer = Writer::builder()
         .schema(schema()?)
         .writer(BufWriter::with_capacity(1 << 17, file))
-        .codec(Codec::Deflate)
+        .codec(Codec::Deflate(DeflateSettings::default()))
         .block_size(64 * 1024)
         .marker(rng.gen())
-        .build();
+        .build()
+        // The header not written: say so as an encoding failure before the first row.
+        .map_err(|_| BulkError::Encode { row: 0 })?;
     let today = chrono::Utc::now().date_naive();
     let (mut row, mut household, mut next_plant) = (0u64, 0u64, planted.iter().peekable());
     while row < rows {
@@ -90,7 +92,7 @@ pub fn generate(
             };
             // The library's error would quote the row; say only where.
             writer
-                .append(value)
+                .append_value(value)
                 .map_err(|_| BulkError::Encode { row })?;
         }
     }

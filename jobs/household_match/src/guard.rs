@@ -1,7 +1,8 @@
 //! What apache-avro's `Reader` is given instead of the file: the same rows, re-framed one
-//! checked block at a time. apache-avro 0.17 believes every length a file declares
-//! (header entries, block bytes, inflated bytes, array items) and allocates it at once,
-//! aborting the process when it cannot. Here the file's header is read within the limits
+//! checked block at a time. apache-avro 0.17 believed every length a file declares
+//! (header entries, block bytes, inflated bytes, array items) and allocated it at once,
+//! aborting the process when it could not; 0.22 holds each to its process-wide
+//! allocation limit, but still allocates up to it on a file's word. Here the file's header is read within the limits
 //! and replaced by one of our own (its schema, no codec, no other metadata); each block is
 //! read within the limits, inflated here with a cap, and its rows walked against the
 //! schema (`datum.rs`) before it is handed on. apache-avro then decodes only blocks whose
@@ -45,7 +46,8 @@ pub(crate) struct Guarded {
 enum Body {
     None,
     Stored,
-    Inflated,
+    /// Inflated into `inflated`, this many bytes of it.
+    Inflated(usize),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +115,7 @@ impl Guarded {
             Part::Body => match self.body {
                 Body::None => &[],
                 Body::Stored => &self.stored,
-                Body::Inflated => &self.inflated,
+                Body::Inflated(n) => &self.inflated[..n],
             },
             Part::Marker => &self.header.marker,
         };
@@ -138,13 +140,10 @@ impl Guarded {
         }
         self.body = match self.header.codec {
             Codec::Null => Body::Stored,
-            Codec::Deflate => {
-                inflate(&self.stored, &mut self.inflated, block)?;
-                Body::Inflated
-            }
+            Codec::Deflate => Body::Inflated(inflate(&self.stored, &mut self.inflated, block)?),
         };
         let body = match self.body {
-            Body::Inflated => &self.inflated,
+            Body::Inflated(n) => &self.inflated[..n],
             _ => &self.stored,
         };
         check_rows(&self.header.schema, body, frame.rows, block, self.rows)?;
@@ -158,25 +157,30 @@ impl Guarded {
     }
 }
 
-/// Inflates a deflate block into `out`, refusing it past [`MAX_BLOCK_BYTES`]: reading stops
-/// one byte beyond, so neither the output nor the decoder (a 64 KiB window) grows further.
-fn inflate(stored: &[u8], out: &mut Vec<u8>, block: u64) -> Result<(), Stop> {
-    let cap = MAX_BLOCK_BYTES + 1;
-    out.clear();
-    // Once, kept for the next blocks: reading to the cap never reallocates (pages are
-    // only resident once written).
-    out.reserve_exact(cap as usize);
-    libflate::deflate::Decoder::new(stored)
-        .take(cap)
-        .read_to_end(out)
-        .map_err(|_| Stop::Corrupt)?;
-    if out.len() as u64 > MAX_BLOCK_BYTES {
-        return Err(Stop::Refused(Refusal::Inflated {
-            block,
-            max: MAX_BLOCK_BYTES,
-        }));
+/// Inflates a deflate block into `out`, refusing it past [`MAX_BLOCK_BYTES`]: `out` is a
+/// buffer of a fixed size that the inflater never grows. It starts at 64 KiB (a block as
+/// writers cut them) and is doubled, the block inflated again, only as far as a block
+/// needs, up to the limit; it is kept at that size for the next blocks. How many bytes
+/// the block inflated to.
+fn inflate(stored: &[u8], out: &mut Vec<u8>, block: u64) -> Result<usize, Stop> {
+    use miniz_oxide::inflate::{decompress_slice_iter_to_slice, TINFLStatus};
+    const FIRST: usize = 64 * 1024;
+    let max = MAX_BLOCK_BYTES as usize;
+    let mut size = out.len().clamp(FIRST.min(max), max);
+    loop {
+        out.resize(size, 0);
+        match decompress_slice_iter_to_slice(out, std::iter::once(stored), false, false) {
+            Ok(n) => return Ok(n),
+            Err(TINFLStatus::HasMoreOutput) if size < max => size = (size * 2).min(max),
+            Err(TINFLStatus::HasMoreOutput) => {
+                return Err(Stop::Refused(Refusal::Inflated {
+                    block,
+                    max: MAX_BLOCK_BYTES,
+                }))
+            }
+            Err(_) => return Err(Stop::Corrupt),
+        }
     }
-    Ok(())
 }
 
 impl Read for Guarded {

@@ -50,7 +50,7 @@ pub const AVRO_MAX_ALLOCATION_BYTES: usize = MAX_BLOCK_BYTES as usize;
 /// limit in force: a larger one means something in this process decoded Avro first (the
 /// import's own checks still bound its memory).
 pub fn limit_avro_allocations() -> usize {
-    let in_force = apache_avro::max_allocation_bytes(AVRO_MAX_ALLOCATION_BYTES);
+    let in_force = apache_avro::util::max_allocation_bytes(AVRO_MAX_ALLOCATION_BYTES);
     if in_force > AVRO_MAX_ALLOCATION_BYTES {
         tracing::warn!(
             in_force,

@@ -170,7 +170,7 @@ fn loose_file(path: &Path) {
             {"name":"extra","type":"string"}]}"#,
     )
     .unwrap();
-    let mut w = Writer::new(&schema, fs::File::create(path).unwrap());
+    let mut w = Writer::new(&schema, fs::File::create(path).unwrap()).unwrap();
     for row in 1..=10u64 {
         let u = |i, v| Value::Union(i, Box::new(v));
         let s = |t: &str| Value::String(t.to_owned());
@@ -197,7 +197,7 @@ fn loose_file(path: &Path) {
             ("extra", s("ignored")),
         ];
         let rec = Value::Record(fields.into_iter().map(|(k, v)| (k.into(), v)).collect());
-        w.append(rec).unwrap();
+        w.append_value(rec).unwrap();
     }
     w.flush().unwrap();
 }

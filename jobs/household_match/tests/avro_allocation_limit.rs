@@ -19,7 +19,7 @@ fn an_import_sets_apache_avros_allocation_limit() {
     assert_eq!(r.unwrap().rows, 50);
     // A later call changes nothing and says what is in force.
     assert_eq!(
-        apache_avro::max_allocation_bytes(usize::MAX),
+        apache_avro::util::max_allocation_bytes(usize::MAX),
         AVRO_MAX_ALLOCATION_BYTES
     );
     assert_eq!(AVRO_MAX_ALLOCATION_BYTES, 4 << 20);
