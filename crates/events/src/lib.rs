@@ -468,11 +468,20 @@ fn parse(name: &'static str, text: &str) -> Result<Known, CodecError> {
     })
 }
 
+/// The most one allocation may take while an event is decoded (a string's, a list's
+/// declared length). apache-avro allocates what a message declares before reading it, up
+/// to a process-wide limit of 512 MiB by default; no event of ours holds anything near
+/// 16 MiB (a group of referrals is a few hundred KiB). Set when the events are first
+/// used, unless something in the process set a limit before (the household import sets a
+/// smaller one in its own process).
+pub const MAX_ALLOCATION_BYTES: usize = 16 * 1024 * 1024;
+
 fn registry() -> Result<&'static HashMap<&'static str, Known>, CodecError> {
     type Loaded = Result<HashMap<&'static str, Known>, (&'static str, String)>;
     static REGISTRY: OnceLock<Loaded> = OnceLock::new();
     REGISTRY
         .get_or_init(|| {
+            apache_avro::util::max_allocation_bytes(MAX_ALLOCATION_BYTES);
             [
                 (ReferralCreated::NAME, ReferralCreated::SCHEMA),
                 (ReferralsCreated::NAME, ReferralsCreated::SCHEMA),
@@ -864,12 +873,22 @@ mod tests {
             decode::<DeliveryRequested>(&bytes),
             Err(CodecError::WrongEvent { .. })
         ));
-        let mut long = bytes;
+        let mut long = bytes.clone();
         long.push(0);
         assert!(matches!(
             decode::<ReferralCreated>(&long),
             Err(CodecError::TrailingBytes { extra: 1, .. })
         ));
+        // The first field, the message id, declaring a gigabyte: refused before anything
+        // that size is allocated.
+        let mut huge = bytes[..HEADER_LEN].to_vec();
+        huge.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x08]); // zig-zag 2^30
+        huge.extend_from_slice(b"msg_");
+        assert!(matches!(
+            decode::<ReferralCreated>(&huge),
+            Err(CodecError::Body { .. })
+        ));
+        assert!(apache_avro::util::max_allocation_bytes(usize::MAX) <= MAX_ALLOCATION_BYTES);
     }
 
     #[test]
