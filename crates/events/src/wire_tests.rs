@@ -89,7 +89,7 @@ fn delivery() -> DeliveryRequested {
     }
 }
 
-fn answer() -> DeliveryRecorded {
+pub(crate) fn answer() -> DeliveryRecorded {
     DeliveryRecorded {
         message_id: "msg_answer".into(),
         occurred_at: AT.into(),
@@ -104,7 +104,7 @@ fn answer() -> DeliveryRecorded {
     }
 }
 
-fn disclosure() -> DisclosureRecorded {
+pub(crate) fn disclosure() -> DisclosureRecorded {
     DisclosureRecorded {
         message_id: "msg_disclosure".into(),
         occurred_at: AT.into(),
