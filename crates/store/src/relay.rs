@@ -197,10 +197,7 @@ pub async fn run_relay_with_stats(
         // PostgreSQL answers (it may be down when the relay starts).
         if !observed {
             relay.put_back();
-            if let Ok(schema) = current_schema(&pool).await {
-                relay.observe(bus.metrics().outbox.of(&schema));
-                observed = true;
-            }
+            observed = observe_outbox(&mut relay, &pool, &bus).await;
         }
         stats.rounds.fetch_add(1, Ordering::Relaxed);
         let go_on = match relay.round(&pool, &bus).await {
@@ -311,13 +308,9 @@ async fn urgent_relay(
             _ = shutdown.cancelled() => break,
             _ = wakes.urgent.notified() => {}
         }
-        // Its batches count in the outbox's metrics as the relay's do, named by the
-        // schema once PostgreSQL answers.
+        // Its batches count in the outbox's metrics as the relay's do.
         if !observed {
-            if let Ok(schema) = current_schema(&pool).await {
-                relay.observe(bus.metrics().outbox.of(&schema));
-                observed = true;
-            }
+            observed = observe_outbox(&mut relay, &pool, &bus).await;
         }
         loop {
             stats.urgent_rounds.fetch_add(1, Ordering::Relaxed);
@@ -585,6 +578,18 @@ async fn sit_out(
     // The wake-up kept meanwhile, taken: the round that follows serves it.
     let _ = tokio::time::timeout(Duration::ZERO, wake.notified()).await;
     Some(stats.notifications().saturating_sub(before))
+}
+
+/// Has `relay` record its batches in its outbox's metrics, which are named by the
+/// schema: whether PostgreSQL answered with it (asked again later if not).
+async fn observe_outbox(relay: &mut Relay, pool: &PgPool, bus: &Bus) -> bool {
+    match current_schema(pool).await {
+        Ok(schema) => {
+            relay.observe(bus.metrics().outbox.of(&schema));
+            true
+        }
+        Err(_) => false,
+    }
 }
 
 async fn listen(pool: &PgPool) -> Option<PgListener> {
